@@ -1,0 +1,67 @@
+/**
+ * What makes a btree *type*: the layout and ordering of its records and keys.
+ * The generic engine (btree.ts) knows nothing else about a record; each
+ * structure (rmap, free space by block, free space by size, inodes, block
+ * maps) is one small table of these operations.
+ *
+ * Where the blocks live -- which target, how a pointer becomes a block
+ * number, how blocks are allocated and freed, where the root is kept -- is
+ * the *storage* (BtreeStorage), because the same type lives on two targets:
+ * the rmap btree on the device, and the repair's copy of it in an xfile.
+ */
+import type { BufCache } from '../io/buf-cache';
+
+export interface BtreeOps {
+  /** For messages and logs: "rmap", "bnobt", ... */
+  readonly name: string;
+  /** Block magic number (ASCII, big-endian u32). */
+  readonly magic: number;
+  readonly recSize: number;
+  readonly keySize: number;
+  /**
+   * Caps on records per block, for tests that want deep trees from few
+   * records. Production types leave these unset: the block size decides.
+   */
+  readonly maxLeafRecs?: number;
+  readonly maxNodeRecs?: number;
+  /** Writes the key of the record at rec[recOff] into key[keyOff]. */
+  keyFromRec(rec: Buffer, recOff: number, key: Buffer, keyOff: number): void;
+  /** <0, 0, >0 as key a sorts before, with, after key b. */
+  compareKeys(a: Buffer, aOff: number, b: Buffer, bOff: number): number;
+  /** compareKeys(keyFromRec(rec), key), without materialising the record's key. */
+  compareRecToKey(rec: Buffer, recOff: number, key: Buffer, keyOff: number): number;
+  /** A record-level sanity check for the verifier: a message, or null when fine. */
+  checkRecord?(rec: Buffer, recOff: number): string | null;
+  /** One record as text, for verifier messages and `db`. */
+  formatRecord?(rec: Buffer, recOff: number): string;
+}
+
+export interface BtreeRootInfo {
+  /** Pointer to the root block. */
+  ptr: number;
+  /** Levels in the tree: 1 when the root is a leaf. */
+  height: number;
+}
+
+/**
+ * Where one btree's blocks live. Pointers stored in blocks are storage-relative
+ * (AG block numbers on the device, page numbers in an xfile); `bnoOf` turns one
+ * into a block number of the cache's target.
+ */
+export interface BtreeStorage {
+  readonly cache: BufCache;
+  /** Filesystem (or xfile) UUID stamped into every block header. */
+  readonly uuid: Buffer;
+  /** Owner stamped into every block header (AG number, inode number, 0 for an xfile). */
+  readonly owner: number;
+  bnoOf(ptr: number): number;
+  isValidPtr(ptr: number): boolean;
+  /** A free block, preferably near `hint`; throws RmapfsError ENOSPC when there is none. */
+  allocBlock(hint: number): number;
+  freeBlock(ptr: number): void;
+  getRoot(): BtreeRootInfo;
+  setRoot(root: BtreeRootInfo): void;
+}
+
+/** The null pointer (no sibling, no block). */
+export const NULL_PTR = 0xffffffff;

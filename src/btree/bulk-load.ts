@@ -1,0 +1,165 @@
+/**
+ * The bulk loader: builds a btree bottom-up from a sorted stream of records
+ * into blocks reserved beforehand, the way online repair builds a new btree.
+ *
+ * 1. `computeBulkLoadGeometry(tree, n, fill)` says exactly how many blocks a
+ *    tree of n records takes at that fill factor, level by level, so a repair
+ *    can reserve them all before it writes anything.
+ * 2. `bulkLoad(tree, geometry, source, takeBlock)` fills leaves left to right
+ *    with records from the source, and each level's blocks as the level
+ *    below starts new blocks -- one pass, one block per level in hand. It
+ *    returns the new root without installing it: committing it is the
+ *    caller's (atomic) step.
+ *
+ * Records are spread evenly: every block of a level holds within one record
+ * of the others, so no block falls under minrecs.
+ */
+import createDebug from 'debug';
+import { RmapfsError } from '../errors';
+import type { Buf } from '../io/buf-cache';
+import type { Btree } from './btree';
+import type { BtreeRootInfo } from './btree-ops';
+import { NULL_PTR } from './btree-ops';
+import { MAX_BTREE_HEIGHT, OFF_LEFTSIB, OFF_NUMRECS, OFF_RIGHTSIB } from './btree-block';
+
+const log = createDebug('rmapfs:bulkload');
+
+export interface BulkLoadLevel {
+  /** Entries at this level (records at level 0, child pointers above). */
+  entries: number;
+  blocks: number;
+  /** Every block holds `perBlock` entries, the first `extra` blocks one more. */
+  perBlock: number;
+  extra: number;
+}
+
+export interface BulkLoadGeometry {
+  records: number;
+  fill: number;
+  /** Index 0 is the leaf level. */
+  levels: BulkLoadLevel[];
+  height: number;
+  totalBlocks: number;
+}
+
+/** Where the loader takes its records from, one at a time, in key order. */
+export interface RecordSource {
+  /** Writes the next record at dst[dstOff] (recSize bytes). Called exactly `records` times. */
+  next(dst: Buffer, dstOff: number): void;
+}
+
+/**
+ * Shape of a tree of `records` records with blocks filled to `fill` (0 < fill <= 1)
+ * of their capacity (never below minrecs, never above maxrecs).
+ */
+export function computeBulkLoadGeometry(tree: Btree, records: number, fill = 1): BulkLoadGeometry {
+  if (!(fill > 0 && fill <= 1)) throw new RmapfsError('EINVAL', `bulk load fill factor ${fill} is not in (0, 1]`);
+  if (!Number.isInteger(records) || records < 0) throw new RmapfsError('EINVAL', `bad record count ${records}`);
+  const { geo } = tree;
+  const levels: BulkLoadLevel[] = [];
+  let entries = records;
+  for (let level = 0; ; level++) {
+    const max = geo.maxRecs(level);
+    const desired = Math.max(geo.minRecs(level), Math.min(max, Math.floor(max * fill)));
+    let blocks = Math.max(1, Math.floor(entries / desired));
+    while (Math.ceil(entries / blocks) > max) blocks++;
+    levels.push({ entries, blocks, perBlock: Math.floor(entries / blocks), extra: entries % blocks });
+    if (blocks === 1) break;
+    if (level + 1 >= MAX_BTREE_HEIGHT) throw new RmapfsError('EFBIG', `${tree.ops.name}: too many records to bulk load`);
+    entries = blocks;
+  }
+  const totalBlocks = levels.reduce((sum, l) => sum + l.blocks, 0);
+  return { records, fill, levels, height: levels.length, totalBlocks };
+}
+
+interface LevelBuilder {
+  /** Blocks started so far at this level. */
+  started: number;
+  ptr: number;
+  buf: Buf | null;
+  /** Entries the current block still takes. */
+  room: number;
+  /** Pointer reserved for the next block (so the current one can name its right sibling). */
+  nextPtr: number;
+}
+
+/**
+ * Loads `geometry.records` records from `source` into fresh blocks taken one
+ * by one from `takeBlock` (exactly `geometry.totalBlocks` of them). Returns the
+ * new root; the caller installs it (storage.setRoot) when it commits.
+ */
+export function bulkLoad(tree: Btree, geometry: BulkLoadGeometry, source: RecordSource,
+  takeBlock: () => number): BtreeRootInfo {
+  const { ops, geo, cache } = tree;
+  let taken = 0;
+  const take = (): number => {
+    if (++taken > geometry.totalBlocks) {
+      throw new RmapfsError('EFSCORRUPTED', `${ops.name}: bulk load needed more than the ${geometry.totalBlocks} blocks reserved`);
+    }
+    return takeBlock();
+  };
+  const builders: LevelBuilder[] = geometry.levels.map(() => ({
+    started: 0, ptr: NULL_PTR, buf: null, room: 0, nextPtr: NULL_PTR,
+  }));
+  const keyScratch = geometry.levels.map(() => Buffer.alloc(ops.keySize));
+
+  const finishBlock = (b: LevelBuilder): void => {
+    if (b.buf !== null) cache.markDirty(b.buf);
+  };
+
+  /** Starts the next block of a level; returns its buffer. */
+  const startBlock = (level: number): Buf => {
+    const b = builders[level]!;
+    const shape = geometry.levels[level]!;
+    finishBlock(b);
+    const prevPtr = b.ptr;
+    b.ptr = b.started === 0 ? take() : b.nextPtr;
+    b.nextPtr = b.started + 1 < shape.blocks ? take() : NULL_PTR;
+    const buf = tree.formatBlock(b.ptr, level);
+    buf.data.writeUInt32BE(prevPtr, OFF_LEFTSIB);
+    buf.data.writeUInt32BE(b.nextPtr, OFF_RIGHTSIB);
+    b.room = shape.perBlock + (b.started < shape.extra ? 1 : 0);
+    b.started++;
+    b.buf = buf;
+    return buf;
+  };
+
+  /** Adds one child pointer (with its low key) to a node level. */
+  const addPointer = (level: number, key: Buffer, ptr: number): void => {
+    const b = builders[level]!;
+    if (b.room === 0) startBlock(level);
+    const buf = b.buf!;
+    const d = buf.data;
+    const n = d.readUInt16BE(OFF_NUMRECS);
+    if (n === 0 && level + 1 < geometry.height) addPointer(level + 1, key, b.ptr);
+    key.copy(d, geo.keyOffset(n), 0, ops.keySize);
+    d.writeUInt32BE(ptr, geo.ptrOffset(n));
+    d.writeUInt16BE(n + 1, OFF_NUMRECS);
+    b.room--;
+  };
+
+  const leaf = builders[0]!;
+  const leafKey = keyScratch[0]!;
+  if (geometry.records === 0) startBlock(0);
+  for (let i = 0; i < geometry.records; i++) {
+    if (leaf.room === 0) startBlock(0);
+    const d = leaf.buf!.data;
+    const n = d.readUInt16BE(OFF_NUMRECS);
+    const off = geo.recOffset(n);
+    source.next(d, off);
+    if (i > 0 && ops.compareRecToKey(d, off, leafKey, 0) <= 0) {
+      throw new RmapfsError('EINVAL', `${ops.name}: bulk load records are not in strictly increasing key order (record ${i})`);
+    }
+    ops.keyFromRec(d, off, leafKey, 0);
+    if (n === 0 && geometry.height > 1) addPointer(1, leafKey, leaf.ptr);
+    d.writeUInt16BE(n + 1, OFF_NUMRECS);
+    leaf.room--;
+  }
+  for (const b of builders) finishBlock(b);
+  if (taken !== geometry.totalBlocks || builders.some((b, l) => b.started !== geometry.levels[l]!.blocks)) {
+    throw new RmapfsError('EINVAL', `${ops.name}: bulk load used ${taken} of ${geometry.totalBlocks} blocks: the source gave the wrong number of records`);
+  }
+  const root = builders[geometry.height - 1]!.ptr;
+  log('%s: loaded %d records into %d blocks, height %d', ops.name, geometry.records, taken, geometry.height);
+  return { ptr: root, height: geometry.height };
+}

@@ -1,0 +1,153 @@
+/**
+ * The structural verifier: walks a whole btree and reports every way it
+ * breaks the rules, one problem per line, instead of stopping at the first.
+ * Scrub and check build on it; tests run it after every batch of changes.
+ *
+ * It proves: every block passes its read verifier (magic, own block number,
+ * UUID, owner, crc32c on the device); each sits at the level its parent
+ * implies, so all leaves are equally deep; counts are within minrecs/maxrecs
+ * (the root is exempt from the minimum); keys increase strictly within and
+ * across blocks; each node key equals the lowest key of its child; the
+ * sibling pointers of every level form one chain in key order; no block is
+ * reachable twice; every record passes the type's own record check.
+ */
+import { RmapfsError } from '../errors';
+import type { Btree } from './btree';
+import { NULL_PTR } from './btree-ops';
+import { OFF_LEFTSIB, OFF_LEVEL, OFF_NUMRECS, OFF_RIGHTSIB } from './btree-block';
+
+export interface BtreeProblem {
+  /** Level of the block the problem is in (-1 for the tree as a whole). */
+  level: number;
+  /** Block number on the target (-1 when there is none). */
+  bno: number;
+  message: string;
+}
+
+export interface BtreeVerifyResult {
+  ok: boolean;
+  problems: BtreeProblem[];
+  height: number;
+  records: number;
+  blocks: number;
+  blocksPerLevel: number[];
+}
+
+export interface BtreeVerifyOptions {
+  /** Stop collecting after this many problems (default 100). */
+  maxProblems?: number;
+}
+
+export function verifyBtree(tree: Btree, options: BtreeVerifyOptions = {}): BtreeVerifyResult {
+  const { ops, geo, storage, cache } = tree;
+  const maxProblems = options.maxProblems ?? 100;
+  const problems: BtreeProblem[] = [];
+  const { ptr: rootPtr, height } = storage.getRoot();
+  const result: BtreeVerifyResult = {
+    ok: false, problems, height, records: 0, blocks: 0, blocksPerLevel: new Array<number>(Math.max(height, 0)).fill(0),
+  };
+  const report = (level: number, bno: number, message: string): void => {
+    if (problems.length < maxProblems) {
+      problems.push({ level, bno, message: bno >= 0 ? `${ops.name} btree block ${bno}: ${message}` : `${ops.name} btree: ${message}` });
+    }
+  };
+  if (height < 1 || height > 32) {
+    report(-1, -1, `height ${height} is impossible`);
+    return result;
+  }
+
+  const visited = new Set<number>();
+  /** Per level: the previous block's pointer and right sibling, for the chain check. */
+  const prevPtr = new Array<number>(height).fill(NULL_PTR);
+  const prevRight = new Array<number>(height).fill(NULL_PTR);
+  /** Per level: the last key seen, for the cross-block order check. */
+  const lastKey = Array.from({ length: height }, () => Buffer.alloc(ops.keySize));
+  const haveLastKey = new Array<boolean>(height).fill(false);
+  const key = Buffer.alloc(ops.keySize);
+
+  const visit = (ptr: number, level: number, parentKey: Buffer | null, parentBno: number): void => {
+    if (problems.length >= maxProblems) return;
+    if (!storage.isValidPtr(ptr)) {
+      report(level + 1, parentBno, `pointer ${ptr} to a level ${level} block is out of range`);
+      return;
+    }
+    const bno = storage.bnoOf(ptr);
+    if (visited.has(bno)) {
+      report(level, bno, 'reachable twice (a pointer loop or a shared block)');
+      return;
+    }
+    visited.add(bno);
+    let b: Buffer;
+    try {
+      b = cache.read(bno, tree.bufOps).data;
+    } catch (e) {
+      if (!(e instanceof RmapfsError)) throw e;
+      report(level, bno, e.message.replace(/^.*?block \d+: /, ''));
+      return;
+    }
+    const got = b.readUInt16BE(OFF_LEVEL);
+    if (got !== level) {
+      report(level, bno, `level ${got}, expected ${level}`);
+      return;
+    }
+    result.blocks++;
+    result.blocksPerLevel[level]!++;
+    const n = b.readUInt16BE(OFF_NUMRECS);
+    const isRoot = level === height - 1;
+    const min = isRoot ? (level > 0 ? 2 : 0) : geo.minRecs(level);
+    if (n < min || n > geo.maxRecs(level)) {
+      report(level, bno, `${n} entries, want ${min}..${geo.maxRecs(level)}`);
+      if (n === 0 || n > geo.maxRecs(level)) return;
+    }
+
+    // Sibling chain at this level.
+    const left = b.readUInt32BE(OFF_LEFTSIB);
+    const right = b.readUInt32BE(OFF_RIGHTSIB);
+    if (left !== prevPtr[level]) report(level, bno, `left sibling ${fmtPtr(left)}, expected ${fmtPtr(prevPtr[level]!)}`);
+    if (prevPtr[level] !== NULL_PTR && prevRight[level] !== ptr) {
+      report(level, bno, `previous block's right sibling is ${fmtPtr(prevRight[level]!)}, not this block (${ptr})`);
+    }
+    prevPtr[level] = ptr;
+    prevRight[level] = right;
+
+    // Key order, and the parent's key for this block.
+    for (let i = 0; i < n; i++) {
+      if (level === 0) ops.keyFromRec(b, geo.recOffset(i), key, 0);
+      else b.copy(key, 0, geo.keyOffset(i), geo.keyOffset(i) + ops.keySize);
+      if (i === 0 && parentKey !== null && ops.compareKeys(key, 0, parentKey, 0) !== 0) {
+        report(level, bno, 'lowest key differs from the key its parent holds for it');
+      }
+      if (haveLastKey[level] && ops.compareKeys(lastKey[level]!, 0, key, 0) >= 0) {
+        report(level, bno, `key of entry ${i} is not above the key before it`);
+      }
+      key.copy(lastKey[level]!);
+      haveLastKey[level] = true;
+      if (level === 0) {
+        result.records++;
+        const bad = ops.checkRecord?.(b, geo.recOffset(i));
+        if (bad !== undefined && bad !== null) report(level, bno, `record ${i}: ${bad}`);
+      }
+    }
+    if (level === 0) return;
+    // Copy what the children need before visiting them (the cache may drop b).
+    const childKeys = Buffer.from(b.subarray(geo.keyOffset(0), geo.keyOffset(n)));
+    const childPtrs: number[] = [];
+    for (let i = 0; i < n; i++) childPtrs.push(b.readUInt32BE(geo.ptrOffset(i)));
+    for (let i = 0; i < n; i++) {
+      visit(childPtrs[i]!, level - 1, childKeys.subarray(i * ops.keySize, (i + 1) * ops.keySize), bno);
+    }
+  };
+
+  visit(rootPtr, height - 1, null, -1);
+  for (let level = 0; level < height; level++) {
+    if (prevRight[level] !== NULL_PTR && problems.length === 0) {
+      report(level, storage.bnoOf(prevPtr[level]!), `last block at level ${level} has right sibling ${prevRight[level]}`);
+    }
+  }
+  result.ok = problems.length === 0;
+  return result;
+}
+
+function fmtPtr(ptr: number): string {
+  return ptr === NULL_PTR ? 'null' : String(ptr);
+}

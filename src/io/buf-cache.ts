@@ -1,0 +1,247 @@
+/**
+ * The buffer cache: whole blocks of one target held in memory, looked up by
+ * block number.
+ *
+ * - `read` loads a block on a miss and runs the caller's verifier (magic,
+ *   own block number, crc32c ...) before anyone sees it; `get` hands out a
+ *   zeroed block for one that is about to be written from scratch.
+ * - Memory is bounded: past `maxBlocks`, the least recently used clean blocks
+ *   are dropped. Dirty blocks stay until written back -- unless the target
+ *   allows write-back on eviction (an xfile does; the data device does not,
+ *   because there the journal decides when metadata may reach the disk).
+ * - Protocol for writers: modify the block, then `markDirty` it. A buffer that
+ *   was evicted while a caller still held it is re-adopted by `markDirty`, so
+ *   a write can never be lost to eviction.
+ */
+import createDebug from 'debug';
+import { RmapfsError } from '../errors';
+import type { BufTarget } from './buf-target';
+
+const log = createDebug('rmapfs:bufcache');
+
+/** What to do with a block's bytes on their way in from, and out to, the target. */
+export interface BufOps {
+  readonly name: string;
+  /** Throws an RmapfsError (EFSCORRUPTED / EFSBADCRC) when the block read is not valid. */
+  verifyRead(buf: Buf): void;
+  /** Last touches before the block goes out (e.g. compute its crc32c). */
+  prepareWrite(buf: Buf): void;
+}
+
+export class Buf {
+  dirty = false;
+  /** Whether the cache's index holds this object (false once evicted or invalidated). */
+  cached = true;
+  /** LRU links (most recent at the head). */
+  prev: Buf | null = null;
+  next: Buf | null = null;
+
+  constructor(readonly bno: number, readonly data: Buffer, public ops: BufOps | null) {}
+}
+
+export interface BufCacheOptions {
+  /** Upper bound on cached blocks (clean ones are evicted past it). */
+  maxBlocks?: number;
+  /** Write dirty blocks back when evicting them (only for targets with no ordering rules). */
+  writeBackOnEvict?: boolean;
+}
+
+export interface BufCacheStats {
+  hits: number;
+  misses: number;
+  blocksRead: number;
+  blocksWritten: number;
+  evictions: number;
+  cachedBlocks: number;
+  dirtyBlocks: number;
+  cachedBytes: number;
+}
+
+/** Fewest blocks a cache may hold: one btree operation touches a few per level. */
+export const MIN_CACHE_BLOCKS = 64;
+
+export class BufCache {
+  readonly target: BufTarget;
+  readonly blockSize: number;
+  readonly maxBlocks: number;
+  readonly writeBackOnEvict: boolean;
+  private readonly index = new Map<number, Buf>();
+  private head: Buf | null = null;
+  private tail: Buf | null = null;
+  private dirtyCount = 0;
+  private readonly counters = { hits: 0, misses: 0, blocksRead: 0, blocksWritten: 0, evictions: 0 };
+
+  constructor(target: BufTarget, options: BufCacheOptions = {}) {
+    this.target = target;
+    this.blockSize = target.blockSize;
+    this.maxBlocks = Math.max(MIN_CACHE_BLOCKS, options.maxBlocks ?? 8192);
+    this.writeBackOnEvict = options.writeBackOnEvict ?? false;
+  }
+
+  /** The block, read from the target (and verified) if it is not cached. */
+  read(bno: number, ops: BufOps | null): Buf {
+    let buf = this.index.get(bno);
+    if (buf !== undefined) {
+      this.counters.hits++;
+      this.touch(buf);
+      if (ops !== null && buf.ops !== ops) {
+        // First read with a verifier of a block that was cached without one.
+        ops.verifyRead(buf);
+        buf.ops = ops;
+      }
+      return buf;
+    }
+    this.counters.misses++;
+    const data = Buffer.allocUnsafeSlow(this.blockSize);
+    this.target.readBlocks(bno, 1, data, 0);
+    this.counters.blocksRead++;
+    buf = new Buf(bno, data, ops);
+    if (ops !== null) ops.verifyRead(buf); // throws before a bad block enters the cache
+    this.insert(buf);
+    return buf;
+  }
+
+  /** A zeroed buffer for a block about to be written whole (no read). */
+  get(bno: number, ops: BufOps | null): Buf {
+    let buf = this.index.get(bno);
+    if (buf !== undefined) {
+      this.counters.hits++;
+      this.touch(buf);
+      buf.data.fill(0);
+      buf.ops = ops;
+      return buf;
+    }
+    buf = new Buf(bno, Buffer.alloc(this.blockSize), ops);
+    this.insert(buf);
+    return buf;
+  }
+
+  /** The cached buffer for bno, or undefined; never reads. */
+  peek(bno: number): Buf | undefined {
+    return this.index.get(bno);
+  }
+
+  markDirty(buf: Buf): void {
+    if (!buf.cached) this.readopt(buf);
+    if (!buf.dirty) {
+      buf.dirty = true;
+      this.dirtyCount++;
+    }
+  }
+
+  /** Writes one dirty buffer to the target. */
+  writeBack(buf: Buf): void {
+    if (!buf.dirty) return;
+    if (buf.ops !== null) buf.ops.prepareWrite(buf);
+    this.target.writeBlocks(buf.bno, 1, buf.data, 0);
+    this.counters.blocksWritten++;
+    buf.dirty = false;
+    if (buf.cached) this.dirtyCount--;
+  }
+
+  /** Writes every dirty block back in block order, then flushes the target. */
+  flush(): void {
+    if (this.dirtyCount > 0) {
+      const dirty: Buf[] = [];
+      for (const buf of this.index.values()) if (buf.dirty) dirty.push(buf);
+      dirty.sort((a, b) => a.bno - b.bno);
+      for (const buf of dirty) this.writeBack(buf);
+    }
+    this.target.flush();
+  }
+
+  /** Forgets a block (freed, or to be re-read): dirty contents are discarded. */
+  invalidate(bno: number): void {
+    const buf = this.index.get(bno);
+    if (buf === undefined) return;
+    if (buf.dirty) {
+      buf.dirty = false;
+      this.dirtyCount--;
+    }
+    this.remove(buf);
+  }
+
+  /** Drops every block, dirty ones included (the target's contents are being thrown away). */
+  discardAll(): void {
+    for (const buf of [...this.index.values()]) this.remove(buf);
+  }
+
+  /** Drops every clean block (dirty ones stay). */
+  purgeClean(): void {
+    for (const buf of [...this.index.values()]) if (!buf.dirty) this.remove(buf);
+  }
+
+  stats(): BufCacheStats {
+    return {
+      ...this.counters,
+      cachedBlocks: this.index.size,
+      dirtyBlocks: this.dirtyCount,
+      cachedBytes: this.index.size * this.blockSize,
+    };
+  }
+
+  private insert(buf: Buf): void {
+    this.index.set(buf.bno, buf);
+    buf.cached = true;
+    this.linkHead(buf);
+    if (this.index.size > this.maxBlocks) this.evict();
+  }
+
+  private readopt(buf: Buf): void {
+    const other = this.index.get(buf.bno);
+    if (other !== undefined) {
+      // Two live copies of one block: a caller kept a buffer across too many others.
+      throw new RmapfsError('EIO', `${this.target.name}: block ${buf.bno} was modified through a stale buffer`);
+    }
+    this.insert(buf);
+    if (buf.dirty) this.dirtyCount++;
+  }
+
+  private evict(): void {
+    let buf = this.tail;
+    while (buf !== null && this.index.size > this.maxBlocks) {
+      const prev = buf.prev;
+      if (buf.dirty && this.writeBackOnEvict) this.writeBack(buf);
+      if (!buf.dirty) {
+        this.remove(buf);
+        this.counters.evictions++;
+      }
+      buf = prev;
+    }
+    if (this.index.size > this.maxBlocks * 2 && this.dirtyCount > this.maxBlocks) {
+      log('%s: %d dirty blocks exceed the cache bound of %d', this.target.name, this.dirtyCount, this.maxBlocks);
+    }
+  }
+
+  private remove(buf: Buf): void {
+    this.index.delete(buf.bno);
+    buf.cached = false;
+    if (buf.dirty) {
+      buf.dirty = false;
+      this.dirtyCount--;
+    }
+    this.unlink(buf);
+  }
+
+  private touch(buf: Buf): void {
+    if (this.head === buf) return;
+    this.unlink(buf);
+    this.linkHead(buf);
+  }
+
+  private linkHead(buf: Buf): void {
+    buf.prev = null;
+    buf.next = this.head;
+    if (this.head !== null) this.head.prev = buf;
+    this.head = buf;
+    if (this.tail === null) this.tail = buf;
+  }
+
+  private unlink(buf: Buf): void {
+    if (buf.prev !== null) buf.prev.next = buf.next;
+    else if (this.head === buf) this.head = buf.next;
+    if (buf.next !== null) buf.next.prev = buf.prev;
+    else if (this.tail === buf) this.tail = buf.prev;
+    buf.prev = buf.next = null;
+  }
+}
