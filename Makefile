@@ -1,0 +1,63 @@
+# rmapfs -- build, test and benchmark.
+#
+#   make setup   everything a fresh machine needs (as root): Debian packages,
+#                npm packages, the addon, the TypeScript, `rmapfs` on the PATH
+#   make         build the addon and the TypeScript
+#   make test    every test (tap suite)
+#   make bench   every benchmark; make bench-NAME runs bench/NAME alone
+
+SHELL := /bin/bash
+NPX := npx --no-install
+DEB_PACKAGES := build-essential python3 libfuse2 fuse
+PREFIX ?= /usr/local
+BENCHES := $(notdir $(wildcard bench/*))
+TS_SOURCES := $(shell find src test bench -name '*.ts' 2>/dev/null)
+ADDON := build/Release/rmapfs_native.node
+
+.PHONY: all setup deps install build addon test test-unit bench clean distclean $(addprefix bench-,$(BENCHES))
+
+all: build
+
+setup: deps node_modules build install
+	@echo
+	@echo "rmapfs is built and on the PATH: try 'rmapfs --help'."
+
+# Debian packages: the C++ toolchain for the addon, libfuse 2 for the FUSE daemon.
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+node_modules: package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund
+	@touch node_modules
+
+build: $(ADDON) dist/.stamp
+
+addon: $(ADDON)
+
+$(ADDON): node_modules binding.gyp $(wildcard native/*.cc native/*.h)
+	$(NPX) node-gyp rebuild --loglevel=warn
+
+dist/.stamp: node_modules tsconfig.json $(TS_SOURCES)
+	$(NPX) tsc -p .
+	@touch $@
+
+install: build
+	ln -sf $(CURDIR)/bin/rmapfs $(PREFIX)/bin/rmapfs
+
+test: build
+	test/run
+
+bench: $(addprefix bench-,$(BENCHES))
+
+$(addprefix bench-,$(BENCHES)): bench-%: build
+	node --expose-gc dist/bench/$*/main.js $(BENCH_ARGS)
+
+clean:
+	rm -rf dist build
+
+distclean: clean
+	rm -rf node_modules
