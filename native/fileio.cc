@@ -1,0 +1,137 @@
+// Positioned I/O and the other per-fd calls: pread, pwrite, ftruncate,
+// punchHole, fdatasync, close; plus alignedBuffer for O_DIRECT.
+#include <fcntl.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+#include "addon.h"
+#include "errors.h"
+
+namespace rmapfs {
+
+namespace {
+
+// Common argument handling for pread/pwrite:
+// (fd, buf, bufOffset, length, position).
+struct IoArgs {
+  int fd;
+  uint8_t* data;
+  size_t length;
+  uint64_t position;
+};
+
+IoArgs ParseIoArgs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  IoArgs a;
+  a.fd = ArgFd(info, 0, "fd");
+  BufferArg buf = ArgBuffer(info, 1, "buf");
+  uint64_t offset = ArgUint(info, 2, "bufOffset");
+  uint64_t length = ArgUint(info, 3, "length");
+  a.position = ArgUint(info, 4, "position");
+  CheckRange(env, buf.length, offset, length);
+  a.data = buf.data + offset;
+  a.length = static_cast<size_t>(length);
+  return a;
+}
+
+}  // namespace
+
+Napi::Value Pread(const Napi::CallbackInfo& info) {
+  IoArgs a = ParseIoArgs(info);
+  size_t done = 0;
+  while (done < a.length) {
+    ssize_t n = ::pread(a.fd, a.data + done, a.length - done,
+                        static_cast<off_t>(a.position + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ThrowErrno(info.Env(), errno, "pread");
+    }
+    if (n == 0) break;  // end of file
+    done += static_cast<size_t>(n);
+  }
+  return Napi::Number::New(info.Env(), static_cast<double>(done));
+}
+
+Napi::Value Pwrite(const Napi::CallbackInfo& info) {
+  IoArgs a = ParseIoArgs(info);
+  size_t done = 0;
+  while (done < a.length) {
+    ssize_t n = ::pwrite(a.fd, a.data + done, a.length - done,
+                         static_cast<off_t>(a.position + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ThrowErrno(info.Env(), errno, "pwrite");
+    }
+    if (n == 0) ThrowErrno(info.Env(), EIO, "pwrite");  // no progress: give up
+    done += static_cast<size_t>(n);
+  }
+  return Napi::Number::New(info.Env(), static_cast<double>(done));
+}
+
+Napi::Value Ftruncate(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0, "fd");
+  uint64_t size = ArgUint(info, 1, "size");
+  while (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    if (errno != EINTR) ThrowErrno(info.Env(), errno, "ftruncate");
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value PunchHole(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0, "fd");
+  uint64_t offset = ArgUint(info, 1, "offset");
+  uint64_t length = ArgUint(info, 2, "length");
+  while (::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                     static_cast<off_t>(offset), static_cast<off_t>(length)) != 0) {
+    if (errno != EINTR) ThrowErrno(info.Env(), errno, "fallocate");
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value Fdatasync(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0, "fd");
+  while (::fdatasync(fd) != 0) {
+    if (errno != EINTR) ThrowErrno(info.Env(), errno, "fdatasync");
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value Close(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0, "fd");
+  // On Linux the descriptor is released even when close() reports EINTR, so
+  // retrying could close someone else's fd; EINTR counts as success.
+  if (::close(fd) != 0 && errno != EINTR) ThrowErrno(info.Env(), errno, "close");
+  return info.Env().Undefined();
+}
+
+Napi::Value AlignedBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  // Cap at 2^32 - 1 (Node's buffer.constants.MAX_LENGTH on 64-bit, Node 20).
+  uint64_t size = ArgUint(info, 0, "size", std::numeric_limits<uint32_t>::max());
+  uint64_t alignment = ArgUint(info, 1, "alignment", uint64_t{1} << 30);
+  if (alignment < sizeof(void*) || (alignment & (alignment - 1)) != 0) {
+    ThrowRangeError(env, "The \"alignment\" argument must be a power of two >= " +
+                             std::to_string(sizeof(void*)));
+  }
+  void* mem = nullptr;
+  // posix_memalign(0) may hand back NULL; always ask for at least one byte.
+  int err = ::posix_memalign(&mem, static_cast<size_t>(alignment),
+                             size == 0 ? 1 : static_cast<size_t>(size));
+  if (err != 0) ThrowErrno(env, err, "posix_memalign");
+  std::memset(mem, 0, size == 0 ? 1 : static_cast<size_t>(size));
+  try {
+    return Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t*>(mem),
+                                      static_cast<size_t>(size),
+                                      [](Napi::Env, uint8_t* data) { std::free(data); });
+  } catch (...) {
+    std::free(mem);
+    throw;
+  }
+}
+
+}  // namespace rmapfs
