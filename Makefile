@@ -42,6 +42,7 @@ $(ADDON): node_modules binding.gyp $(wildcard native/*.cc native/*.h)
 	$(NPX) node-gyp rebuild --loglevel=warn
 
 dist/.stamp: node_modules tsconfig.json $(TS_SOURCES)
+	rm -rf dist
 	$(NPX) tsc -p .
 	@touch $@
 

@@ -1,17 +1,17 @@
 /**
- * 100,000+ random operations per btree type per target, checked against a
- * sorted reference model, with the structural verifier after every batch.
+ * The randomized model test of one btree type on both targets: 100,000
+ * operations each, checked against a sorted reference model, with the
+ * structural verifier after every batch. One test file per type runs it.
  */
 import t from 'tap';
-import { encodeRmap } from '../../src/rmap/rmap-btree';
-import { rmapBtreeOps } from '../../src/rmap/rmap-btree';
+import { encodeRmap, rmapBtreeOps } from '../../src/rmap/rmap-btree';
 import type { BtreeOps } from '../../src/btree/btree-ops';
-import { Rng, testSeed } from '../lib/rng';
-import { runRandomOps } from '../lib/random-ops';
-import type { RecordGen } from '../lib/random-ops';
-import { tinyBtreeOps } from '../lib/tiny-btree';
-import { deviceTree, memTree } from '../lib/trees';
-import type { TreeFixture } from '../lib/trees';
+import { Rng, testSeed } from './rng';
+import { runRandomOps } from './random-ops';
+import type { RecordGen } from './random-ops';
+import { tinyBtreeOps } from './tiny-btree';
+import { deviceTree, memTree } from './trees';
+import type { TreeFixture } from './trees';
 
 const rmapGen: RecordGen = {
   random(rng) {
@@ -46,19 +46,19 @@ const tinyGen: RecordGen = {
   },
 };
 
-interface Case {
+export interface Case {
   ops: BtreeOps;
   gen: RecordGen;
   targetSize: number;
   minHeight: number;
 }
 
-const cases: Case[] = [
-  { ops: rmapBtreeOps, gen: rmapGen, targetSize: 25000, minHeight: 3 },
-  { ops: tinyBtreeOps, gen: tinyGen, targetSize: 3000, minHeight: 5 },
-];
+export const cases: Record<string, Case> = {
+  rmap: { ops: rmapBtreeOps, gen: rmapGen, targetSize: 25000, minHeight: 3 },
+  tiny: { ops: tinyBtreeOps, gen: tinyGen, targetSize: 3000, minHeight: 5 },
+};
 
-for (const c of cases) {
+export function runCase(c: Case): void {
   for (const target of ['xfile', 'device'] as const) {
     t.test(`${c.ops.name} btree on ${target}: 100,000 random operations`, (t) => {
       // A small cache on the device forces evictions, write-backs and crc-checked re-reads.
