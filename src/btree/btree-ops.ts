@@ -56,6 +56,8 @@ export interface BtreeStorage {
   readonly owner: number;
   bnoOf(ptr: number): number;
   isValidPtr(ptr: number): boolean;
+  /** How many blocks the storage can hold now: bounds walks of a possibly looping corrupt tree. */
+  blockLimit(): number;
   /** A free block, preferably near `hint`; throws RmapfsError ENOSPC when there is none. */
   allocBlock(hint: number): number;
   freeBlock(ptr: number): void;

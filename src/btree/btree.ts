@@ -138,13 +138,13 @@ export class Btree {
 
   /**
    * Visits every block, level by level from the root, left to right along the
-   * sibling pointers. Bounded by the target's size, so a sibling loop in a
+   * sibling pointers. Bounded by the storage's size, so a sibling loop in a
    * corrupt tree ends in an error rather than forever.
    */
   visitBlocks(visit: (ptr: number, level: number, block: Buffer) => void): void {
     const { ptr: rootPtr, height } = this.storage.getRoot();
     let leftmost = rootPtr;
-    let budget = Math.max(this.cache.target.blockCount, 1) + 1;
+    let budget = this.storage.blockLimit() + 1;
     for (let level = height - 1; level >= 0; level--) {
       let ptr = leftmost;
       const first = this.readBlock(ptr, level).data;

@@ -98,6 +98,10 @@ class XfileBtreeStorage implements BtreeStorage {
     return ptr > 0 && ptr < this.nextPage;
   }
 
+  blockLimit(): number {
+    return this.nextPage;
+  }
+
   allocBlock(): number {
     let ptr = this.freeHead;
     if (ptr !== NULL_PTR) {

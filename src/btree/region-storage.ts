@@ -33,6 +33,10 @@ export class RegionBtreeStorage implements BtreeStorage {
     return ptr >= 1 && ptr <= this.count;
   }
 
+  blockLimit(): number {
+    return this.count;
+  }
+
   allocBlock(): number {
     for (let i = this.searchFrom; i < this.count; i++) {
       if (this.used[i] === 0) {

@@ -1,0 +1,71 @@
+/** The in-memory btree's page allocator and header, seen from the xfile itself. */
+import t from 'tap';
+import { MemBtree } from '../../src/btree/mem-btree';
+import { verifyBtree } from '../../src/btree/verify';
+import { encodeRmap, rmapBtreeOps } from '../../src/rmap/rmap-btree';
+
+function fill(mem: MemBtree, n: number, salt: number): void {
+  const rec = Buffer.alloc(24);
+  for (let i = 0; i < n; i++) {
+    encodeRmap({ startblock: (Math.imul(i, 2654435761) >>> 0) ^ salt, blockcount: 1, owner: 99, offset: i, flags: 0 }, rec, 0);
+    mem.tree.insert(rec);
+  }
+}
+
+t.test('freed pages are reused before the xfile grows', (t) => {
+  const mem = new MemBtree(rmapBtreeOps, { cacheBlocks: 64 });
+  t.teardown(() => mem.close());
+  fill(mem, 20000, 0);
+  const pages = mem.pagesInUse();
+  mem.cache.flush();
+  const highWater = mem.xfile.size;
+  t.ok(pages > 100, `${pages} pages in use for 20,000 records`);
+
+  // Delete everything: the pages go to the free list, the tree shrinks to one leaf.
+  const all: Buffer[] = [];
+  mem.tree.forEach((b, off) => { all.push(Buffer.from(b.subarray(off, off + 24))); });
+  const key = Buffer.alloc(20);
+  for (const rec of all) {
+    rmapBtreeOps.keyFromRec(rec, 0, key, 0);
+    if (!mem.tree.delete(key)) t.fail('a record vanished');
+  }
+  t.equal(mem.pagesInUse(), 1, 'one page (the empty root leaf) in use after deleting all');
+
+  // The same number of records again (other keys) must fit in the pages freed.
+  fill(mem, 20000, 0x5555);
+  mem.cache.flush();
+  t.ok(mem.xfile.size <= highWater, `xfile did not grow past its high-water mark (${mem.xfile.size} <= ${highWater})`);
+  t.ok(verifyBtree(mem.tree).ok, 'the tree built from reused pages verifies');
+  t.end();
+});
+
+t.test('page 0 holds the root and height', (t) => {
+  const mem = new MemBtree(rmapBtreeOps);
+  t.teardown(() => mem.close());
+  fill(mem, 50000, 7);
+  mem.cache.flush();
+  const page0 = Buffer.alloc(4096);
+  mem.xfile.read(0, page0, 0, 4096);
+  t.equal(page0.toString('latin1', 0, 4), 'XFBH', 'header magic');
+  const root = mem.tree.storage.getRoot();
+  t.equal(page0.readUInt32BE(4), root.ptr, 'root pointer');
+  t.equal(page0.readUInt32BE(8), root.height, 'height');
+  t.equal(root.height, 3, '50,000 rmap records make a 3-level tree');
+  const rootPage = Buffer.alloc(4096);
+  mem.xfile.read(root.ptr * 4096, rootPage, 0, 4096);
+  t.equal(rootPage.toString('latin1', 0, 4), 'RMB3', 'the root page is an rmap btree block');
+  t.equal(rootPage.readUInt16BE(4), 2, 'at level 2');
+  t.end();
+});
+
+t.test('two in-memory btrees do not share anything', (t) => {
+  const a = new MemBtree(rmapBtreeOps);
+  const b = new MemBtree(rmapBtreeOps);
+  t.teardown(() => { a.close(); b.close(); });
+  fill(a, 3000, 1);
+  fill(b, 5000, 2);
+  t.equal(a.tree.count(), 3000);
+  t.equal(b.tree.count(), 5000);
+  t.not(a.tree.storage.uuid.toString('hex'), b.tree.storage.uuid.toString('hex'), 'each xfile has its own UUID');
+  t.end();
+});
