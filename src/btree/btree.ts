@@ -384,20 +384,7 @@ export class Btree {
       const rb = rbuf.data;
       const rn = rb.readUInt16BE(OFF_NUMRECS);
       if (n + rn <= max) {
-        // Merge the right sibling into this block and drop it from the parent.
-        this.copyEntries(rb, 0, b, n, rn, level);
-        b.writeUInt16BE(n + rn, OFF_NUMRECS);
-        const farRight = rb.readUInt32BE(OFF_RIGHTSIB);
-        b.writeUInt32BE(farRight, OFF_RIGHTSIB);
-        if (farRight !== NULL_PTR) {
-          const fb = this.readBlock(farRight, level);
-          fb.data.writeUInt32BE(ptrHere, OFF_LEFTSIB);
-          this.cache.markDirty(fb);
-        }
-        this.cache.markDirty(buf);
-        this.freeBlock(rptr);
-        cur.idx[level + 1] = pidx + 1;
-        this.deleteAt(cur, level + 1);
+        this.mergeIntoLeft(cur, level, buf, ptrHere, rbuf, rptr, pidx + 1);
       } else {
         // Borrow the right sibling's first entry.
         this.copyEntries(rb, 0, b, n, 1, level);
@@ -417,19 +404,7 @@ export class Btree {
       const lb = lbuf.data;
       const ln = lb.readUInt16BE(OFF_NUMRECS);
       if (ln + n <= max) {
-        // Merge this block into its left sibling and drop it from the parent.
-        this.copyEntries(b, 0, lb, ln, n, level);
-        lb.writeUInt16BE(ln + n, OFF_NUMRECS);
-        const farRight = b.readUInt32BE(OFF_RIGHTSIB);
-        lb.writeUInt32BE(farRight, OFF_RIGHTSIB);
-        if (farRight !== NULL_PTR) {
-          const fb = this.readBlock(farRight, level);
-          fb.data.writeUInt32BE(lptr, OFF_LEFTSIB);
-          this.cache.markDirty(fb);
-        }
-        this.cache.markDirty(lbuf);
-        this.freeBlock(ptrHere);
-        this.deleteAt(cur, level + 1);
+        this.mergeIntoLeft(cur, level, lbuf, lptr, buf, ptrHere, pidx);
       } else {
         // Borrow the left sibling's last entry.
         const size = geo.entrySize(level);
@@ -444,6 +419,32 @@ export class Btree {
         this.updateKeys(cur, level);
       }
     }
+  }
+
+  /**
+   * Appends the right block's entries to the left block (they fit), unlinks
+   * and frees the right block, and deletes its entry (index rightIdx) from
+   * the parent -- which may rebalance the level above in turn.
+   */
+  private mergeIntoLeft(cur: BtreeCursor, level: number, left: Buf, leftPtr: number, right: Buf, rightPtr: number,
+    rightIdx: number): void {
+    const lb = left.data;
+    const rb = right.data;
+    const ln = lb.readUInt16BE(OFF_NUMRECS);
+    const rn = rb.readUInt16BE(OFF_NUMRECS);
+    this.copyEntries(rb, 0, lb, ln, rn, level);
+    lb.writeUInt16BE(ln + rn, OFF_NUMRECS);
+    const farRight = rb.readUInt32BE(OFF_RIGHTSIB);
+    lb.writeUInt32BE(farRight, OFF_RIGHTSIB);
+    this.cache.markDirty(left);
+    if (farRight !== NULL_PTR) {
+      const fb = this.readBlock(farRight, level);
+      fb.data.writeUInt32BE(leftPtr, OFF_LEFTSIB);
+      this.cache.markDirty(fb);
+    }
+    this.freeBlock(rightPtr);
+    cur.idx[level + 1] = rightIdx;
+    this.deleteAt(cur, level + 1);
   }
 }
 

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { randomBytes } from 'crypto';
 import { native } from '../../src/native';
+import { caught } from '../lib/caught';
 
 /** Bit-at-a-time reference, independent of both addon implementations. */
 function crc32cRef(buf: Uint8Array, seed = 0): number {
@@ -12,14 +13,6 @@ function crc32cRef(buf: Uint8Array, seed = 0): number {
   return ~crc >>> 0;
 }
 
-function caught(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (e) {
-    return e;
-  }
-  return undefined;
-}
 
 const vectors: Array<[string, Buffer, number]> = [
   ['"123456789"', Buffer.from('123456789', 'ascii'), 0xe3069283],

@@ -5,17 +5,10 @@ import * as path from 'path';
 import { execFileSync } from 'child_process';
 import { randomBytes } from 'crypto';
 import { native, isNativeError, NativeError } from '../../src/native';
+import { caught } from '../lib/caught';
 
 const MiB = 1024 * 1024;
 
-function caught(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (e) {
-    return e;
-  }
-  return undefined;
-}
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rmapfs-device-'));
 t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));

@@ -3,17 +3,10 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { native, isNativeError, NativeError } from '../../src/native';
+import { caught } from '../lib/caught';
 
 const PAGE = 4096;
 
-function caught(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (e) {
-    return e;
-  }
-  return undefined;
-}
 
 function page(fill: number): Buffer {
   const b = Buffer.alloc(PAGE);
