@@ -12,6 +12,15 @@
  * - Protocol for writers: modify the block, then `markDirty` it. A buffer that
  *   was evicted while a caller still held it is re-adopted by `markDirty`, so
  *   a write can never be lost to eviction.
+ * - Transactions: between `beginTx` and `commitTx`, the first access to each
+ *   block keeps a copy of it as it was (its pre-image). `abortTx` puts every
+ *   block back -- an operation that fails halfway (ENOSPC, corruption found,
+ *   a bug) leaves no half-done change behind. Blocks touched by the open
+ *   transaction are never evicted.
+ * - Logging: with `trackLogging`, every block dirtied since the last
+ *   `takeUnlogged` is remembered; the journal takes them at a log force, and
+ *   a block whose current contents are not yet in the log may not be written
+ *   in place (write-ahead logging).
  */
 import createDebug from 'debug';
 import { RmapfsError } from '../errors';
@@ -44,6 +53,16 @@ export interface BufCacheOptions {
   maxBlocks?: number;
   /** Write dirty blocks back when evicting them (only for targets with no ordering rules). */
   writeBackOnEvict?: boolean;
+  /** Remember blocks dirtied since the last log force, and refuse to write those in place. */
+  trackLogging?: boolean;
+}
+
+/** A block as it was before the open transaction first touched it. */
+interface PreImage {
+  /** null when the block was not cached at all (a new block: aborting forgets it). */
+  data: Buffer | null;
+  dirty: boolean;
+  unlogged: boolean;
 }
 
 export interface BufCacheStats {
@@ -69,6 +88,11 @@ export class BufCache {
   private head: Buf | null = null;
   private tail: Buf | null = null;
   private dirtyCount = 0;
+  readonly trackLogging: boolean;
+  private readonly unlogged = new Set<Buf>();
+  /** The open transaction's pre-images, or null outside a transaction. */
+  private tx: Map<Buf, PreImage> | null = null;
+  private readonly spareImages: Buffer[] = [];
   private readonly counters = { hits: 0, misses: 0, blocksRead: 0, blocksWritten: 0, evictions: 0 };
 
   constructor(target: BufTarget, options: BufCacheOptions = {}) {
@@ -76,7 +100,84 @@ export class BufCache {
     this.blockSize = target.blockSize;
     this.maxBlocks = Math.max(MIN_CACHE_BLOCKS, options.maxBlocks ?? 8192);
     this.writeBackOnEvict = options.writeBackOnEvict ?? false;
+    this.trackLogging = options.trackLogging ?? false;
   }
+
+  // ---- transactions --------------------------------------------------------
+
+  get inTx(): boolean {
+    return this.tx !== null;
+  }
+
+  beginTx(): void {
+    if (this.tx !== null) throw new RmapfsError('EINVAL', `${this.target.name}: a transaction is already open`);
+    this.tx = new Map();
+  }
+
+  /** Keeps the changes; the pre-images are dropped. Returns the blocks the transaction touched. */
+  commitTx(): number {
+    const tx = this.requireTx();
+    for (const pre of tx.values()) if (pre.data !== null) this.spareImages.push(pre.data);
+    this.tx = null;
+    return tx.size;
+  }
+
+  /** Puts every block the transaction touched back as it was. */
+  abortTx(): void {
+    const tx = this.requireTx();
+    this.tx = null;
+    for (const [buf, pre] of tx) {
+      if (pre.data === null) {
+        // The block was not cached before: forget whatever the transaction made of it.
+        if (buf.cached && this.index.get(buf.bno) === buf) this.remove(buf);
+        this.unlogged.delete(buf);
+        continue;
+      }
+      pre.data.copy(buf.data);
+      this.spareImages.push(pre.data);
+      if (!buf.cached) this.insert(buf);
+      if (buf.dirty !== pre.dirty) {
+        buf.dirty = pre.dirty;
+        this.dirtyCount += pre.dirty ? 1 : -1;
+      }
+      if (pre.unlogged) this.unlogged.add(buf);
+      else this.unlogged.delete(buf);
+    }
+    log('%s: transaction aborted, %d blocks restored', this.target.name, tx.size);
+  }
+
+  private requireTx(): Map<Buf, PreImage> {
+    if (this.tx === null) throw new RmapfsError('EINVAL', `${this.target.name}: no transaction is open`);
+    return this.tx;
+  }
+
+  /** First touch of a block in the open transaction: keep its pre-image. */
+  private remember(buf: Buf, existed: boolean): void {
+    const tx = this.tx!;
+    if (tx.has(buf)) return;
+    let data: Buffer | null = null;
+    if (existed) {
+      data = this.spareImages.pop() ?? Buffer.allocUnsafeSlow(this.blockSize);
+      buf.data.copy(data);
+    }
+    tx.set(buf, { data, dirty: buf.dirty, unlogged: this.unlogged.has(buf) });
+  }
+
+  // ---- logging -------------------------------------------------------------
+
+  /** The blocks dirtied since the last call, in block order; they count as logged from now on. */
+  takeUnlogged(): Buf[] {
+    const out = [...this.unlogged].filter((b) => b.dirty && b.cached);
+    this.unlogged.clear();
+    out.sort((a, b) => a.bno - b.bno);
+    return out;
+  }
+
+  get unloggedCount(): number {
+    return this.unlogged.size;
+  }
+
+  // ---- blocks --------------------------------------------------------------
 
   /** The block, read from the target (and verified) if it is not cached. */
   read(bno: number, ops: BufOps | null): Buf {
@@ -89,6 +190,7 @@ export class BufCache {
         ops.verifyRead(buf);
         buf.ops = ops;
       }
+      if (this.tx !== null) this.remember(buf, true);
       return buf;
     }
     this.counters.misses++;
@@ -98,6 +200,7 @@ export class BufCache {
     buf = new Buf(bno, data, ops);
     if (ops !== null) ops.verifyRead(buf); // throws before a bad block enters the cache
     this.insert(buf);
+    if (this.tx !== null) this.remember(buf, true);
     return buf;
   }
 
@@ -107,12 +210,14 @@ export class BufCache {
     if (buf !== undefined) {
       this.counters.hits++;
       this.touch(buf);
+      if (this.tx !== null) this.remember(buf, true);
       buf.data.fill(0);
       buf.ops = ops;
       return buf;
     }
     buf = new Buf(bno, Buffer.alloc(this.blockSize), ops);
     this.insert(buf);
+    if (this.tx !== null) this.remember(buf, false);
     return buf;
   }
 
@@ -123,15 +228,24 @@ export class BufCache {
 
   markDirty(buf: Buf): void {
     if (!buf.cached) this.readopt(buf);
+    if (this.tx !== null && !this.tx.has(buf)) {
+      // Dirtied without a read or get in this transaction (a buffer kept from before):
+      // too late for a faithful pre-image, so refuse rather than risk a bad rollback.
+      throw new RmapfsError('EIO', `${this.target.name}: block ${buf.bno} changed outside its transaction`);
+    }
     if (!buf.dirty) {
       buf.dirty = true;
       this.dirtyCount++;
     }
+    if (this.trackLogging) this.unlogged.add(buf);
   }
 
   /** Writes one dirty buffer to the target. */
   writeBack(buf: Buf): void {
     if (!buf.dirty) return;
+    if (this.trackLogging && this.unlogged.has(buf)) {
+      throw new RmapfsError('EIO', `${this.target.name}: block ${buf.bno} would reach the disk before the log`);
+    }
     if (buf.ops !== null) buf.ops.prepareWrite(buf);
     this.target.writeBlocks(buf.bno, 1, buf.data, 0);
     this.counters.blocksWritten++;
@@ -154,16 +268,15 @@ export class BufCache {
   invalidate(bno: number): void {
     const buf = this.index.get(bno);
     if (buf === undefined) return;
-    if (buf.dirty) {
-      buf.dirty = false;
-      this.dirtyCount--;
-    }
+    if (this.tx !== null) this.remember(buf, true);
+    this.unlogged.delete(buf);
     this.remove(buf);
   }
 
   /** Drops every block, dirty ones included (the target's contents are being thrown away). */
   discardAll(): void {
     for (const buf of [...this.index.values()]) this.remove(buf);
+    this.unlogged.clear();
   }
 
   /** Drops every clean block (dirty ones stay). */
@@ -201,6 +314,10 @@ export class BufCache {
     let buf = this.tail;
     while (buf !== null && this.index.size > this.maxBlocks) {
       const prev = buf.prev;
+      if (this.tx !== null && this.tx.has(buf)) {
+        buf = prev;
+        continue;
+      }
       if (buf.dirty && this.writeBackOnEvict) this.writeBack(buf);
       if (!buf.dirty) {
         this.remove(buf);
