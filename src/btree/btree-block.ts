@@ -17,48 +17,23 @@
  *    64      leaf:  numrecs records of recSize bytes
  *            node:  maxrecs keys of keySize bytes, then maxrecs u32 pointers
  */
-import { native } from '../native';
 import { RmapfsError } from '../errors';
 import type { Buf, BufOps } from '../io/buf-cache';
 import type { BtreeOps } from './btree-ops';
+import {
+  OFF_BLKNO, OFF_CRC, OFF_LSN, OFF_MAGIC, OFF_OWNER, OFF_UUID, blockCrc, magicOf, magicText, metaBufOps, readU64,
+  stampMetaHeader, writeU64,
+} from '../io/meta-header';
 
 export const BTREE_HDR_SIZE = 64;
-export const OFF_MAGIC = 0;
 export const OFF_LEVEL = 4;
 export const OFF_NUMRECS = 6;
 export const OFF_LEFTSIB = 8;
 export const OFF_RIGHTSIB = 12;
-export const OFF_BLKNO = 16;
-export const OFF_LSN = 24;
-export const OFF_UUID = 32;
-export const OFF_OWNER = 48;
-export const OFF_CRC = 56;
+export { OFF_MAGIC, OFF_BLKNO, OFF_LSN, OFF_UUID, OFF_OWNER, OFF_CRC, readU64, writeU64, magicOf, magicText, blockCrc };
 export const PTR_SIZE = 4;
 /** No btree is taller than this (a 2-entry-per-node tree of 2^32 records). */
 export const MAX_BTREE_HEIGHT = 32;
-
-const TWO32 = 0x100000000;
-
-export function readU64(b: Buffer, off: number): number {
-  return b.readUInt32BE(off) * TWO32 + b.readUInt32BE(off + 4);
-}
-
-export function writeU64(b: Buffer, off: number, v: number): void {
-  b.writeUInt32BE(Math.floor(v / TWO32) >>> 0, off);
-  b.writeUInt32BE(v >>> 0, off + 4);
-}
-
-/** Four ASCII characters as a big-endian magic number. */
-export function magicOf(text: string): number {
-  if (text.length !== 4) throw new Error(`magic must be 4 characters: ${text}`);
-  return Buffer.from(text, 'latin1').readUInt32BE(0);
-}
-
-export function magicText(magic: number): string {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(magic >>> 0, 0);
-  return /^[\x20-\x7e]{4}$/.test(b.toString('latin1')) ? b.toString('latin1') : `0x${(magic >>> 0).toString(16)}`;
-}
 
 /** Records/keys per block for one btree type in blocks of blockSize bytes. */
 export class BtreeGeometry {
@@ -139,23 +114,11 @@ export function readHeader(b: Buffer): BlockHeader {
 
 /** Fills in a fresh block's header (the rest of the buffer must be zero). */
 export function initHeader(b: Buffer, magic: number, level: number, blkno: number, uuid: Buffer, owner: number): void {
-  b.writeUInt32BE(magic >>> 0, OFF_MAGIC);
+  stampMetaHeader(b, magic, blkno, uuid, owner);
   b.writeUInt16BE(level, OFF_LEVEL);
   b.writeUInt16BE(0, OFF_NUMRECS);
   b.writeUInt32BE(0xffffffff, OFF_LEFTSIB);
   b.writeUInt32BE(0xffffffff, OFF_RIGHTSIB);
-  writeU64(b, OFF_BLKNO, blkno);
-  uuid.copy(b, OFF_UUID, 0, 16);
-  writeU64(b, OFF_OWNER, owner);
-}
-
-/** crc32c of a block with its crc field counted as zero. */
-export function blockCrc(b: Buffer, crcOffset: number): number {
-  const saved = b.readUInt32BE(crcOffset);
-  b.writeUInt32BE(0, crcOffset);
-  const crc = native.crc32c(b, 0, b.length, 0);
-  b.writeUInt32BE(saved, crcOffset);
-  return crc;
 }
 
 /**
@@ -165,34 +128,16 @@ export function blockCrc(b: Buffer, crcOffset: number): number {
  */
 export function btreeBufOps(ops: BtreeOps, geo: BtreeGeometry, uuid: Buffer, owner: number,
   checksummed: boolean): BufOps {
-  const where = (buf: Buf): string => `${ops.name} btree block ${buf.bno}`;
-  return {
-    name: ops.name,
-    verifyRead(buf: Buf): void {
-      const b = buf.data;
-      if (checksummed && blockCrc(b, OFF_CRC) !== b.readUInt32BE(OFF_CRC)) {
-        throw new RmapfsError('EFSBADCRC', `${where(buf)}: bad crc32c`);
-      }
-      const magic = b.readUInt32BE(OFF_MAGIC);
-      if (magic !== ops.magic) {
-        throw new RmapfsError('EFSCORRUPTED', `${where(buf)}: bad magic ${magicText(magic)} (want ${magicText(ops.magic)})`);
-      }
-      const blkno = readU64(b, OFF_BLKNO);
-      if (blkno !== buf.bno) throw new RmapfsError('EFSCORRUPTED', `${where(buf)}: claims to be block ${blkno}`);
-      if (!b.subarray(OFF_UUID, OFF_UUID + 16).equals(uuid)) {
-        throw new RmapfsError('EFSCORRUPTED', `${where(buf)}: belongs to another filesystem (uuid mismatch)`);
-      }
-      const blockOwner = readU64(b, OFF_OWNER);
-      if (blockOwner !== owner) throw new RmapfsError('EFSCORRUPTED', `${where(buf)}: owner ${blockOwner}, want ${owner}`);
-      const level = b.readUInt16BE(OFF_LEVEL);
-      if (level >= MAX_BTREE_HEIGHT) throw new RmapfsError('EFSCORRUPTED', `${where(buf)}: level ${level} is too high`);
-      const numrecs = b.readUInt16BE(OFF_NUMRECS);
-      if (numrecs > geo.maxRecs(level)) {
-        throw new RmapfsError('EFSCORRUPTED', `${where(buf)}: ${numrecs} records, at most ${geo.maxRecs(level)} fit`);
-      }
-    },
-    prepareWrite(buf: Buf): void {
-      if (checksummed) buf.data.writeUInt32BE(blockCrc(buf.data, OFF_CRC), OFF_CRC);
-    },
-  };
+  return metaBufOps({ what: `${ops.name} btree`, magic: ops.magic, uuid, owner, checksummed }, (buf: Buf) => {
+    const b = buf.data;
+    const level = b.readUInt16BE(OFF_LEVEL);
+    if (level >= MAX_BTREE_HEIGHT) {
+      throw new RmapfsError('EFSCORRUPTED', `${ops.name} btree block ${buf.bno}: level ${level} is too high`);
+    }
+    const numrecs = b.readUInt16BE(OFF_NUMRECS);
+    if (numrecs > geo.maxRecs(level)) {
+      throw new RmapfsError('EFSCORRUPTED',
+        `${ops.name} btree block ${buf.bno}: ${numrecs} records, at most ${geo.maxRecs(level)} fit`);
+    }
+  });
 }
