@@ -63,6 +63,8 @@ export interface BtreeStorage {
   freeBlock(ptr: number): void;
   getRoot(): BtreeRootInfo;
   setRoot(root: BtreeRootInfo): void;
+  /** Told of every record inserted (+1) or deleted (-1), for storages that keep a count. */
+  adjustRecords?(delta: number): void;
 }
 
 /** The null pointer (no sibling, no block). */

@@ -79,6 +79,7 @@ export class Btree {
     }
     this.insertAt(cur, 0, rec, recOff, NULL_PTR);
     cur.invalidate();
+    this.storage.adjustRecords?.(1);
   }
 
   /** Deletes the record with this key; false when there is none. */
@@ -671,6 +672,7 @@ export class BtreeCursor {
     this.checkValid();
     this.tree.deleteAt(this, 0);
     this.valid = false;
+    this.tree.storage.adjustRecords?.(-1);
   }
 
   /** Inserts a record at its place in the tree (looks it up itself); the cursor is then invalid. */

@@ -1,0 +1,123 @@
+/**
+ * Reverse-mapping operations on an rmap btree (on disk or in memory): map an
+ * extent to its owner, unmap part of it. Records never overlap (rmapfs has no
+ * shared blocks), so records are ordered by startblock alone, and a new
+ * mapping merges with a neighbour that continues it (same owner and flags,
+ * adjacent blocks, and -- for file data -- adjacent file offsets).
+ */
+import { RmapfsError, corruption } from '../errors';
+import type { Btree } from '../btree/btree';
+import { isInodeOwner, ownerName } from '../format/owners';
+import type { RmapRecord } from './rmap-btree';
+import { RMAP_KEY_SIZE, RMAP_REC_SIZE, RMAP_UNWRITTEN, decodeRmap, encodeRmap, encodeRmapKey } from './rmap-btree';
+
+/** Whether b continues a (b starts where a ends, same owner/flags, offsets line up). */
+export function rmapContinues(a: RmapRecord, b: RmapRecord): boolean {
+  if (a.startblock + a.blockcount !== b.startblock || a.owner !== b.owner || a.flags !== b.flags) return false;
+  return !isInodeOwner(a.owner) || a.offset + a.blockcount === b.offset;
+}
+
+export function formatRmap(r: RmapRecord): string {
+  return `[${r.startblock}+${r.blockcount}] ${ownerName(r.owner)}${isInodeOwner(r.owner) ? ` offset ${r.offset}` : ''}`
+    + `${r.flags & RMAP_UNWRITTEN ? ' unwritten' : ''}`;
+}
+
+const scratchKey = Buffer.alloc(RMAP_KEY_SIZE);
+const scratchRec = Buffer.alloc(RMAP_REC_SIZE);
+
+/** Positions the cursor on the last record starting at or before `agbno`; false when none. */
+function lookupAtOrBefore(tree: Btree, agbno: number, cur = tree.cursor()): ReturnType<Btree['cursor']> | null {
+  // Highest possible key with this startblock: every owner/offset sorts below it.
+  scratchKey.fill(0xff);
+  scratchKey.writeUInt32BE(agbno >>> 0, 0);
+  return cur.lookup(scratchKey, 0, 'le') ? cur : null;
+}
+
+/** The record covering agbno, or null. */
+export function rmapFind(tree: Btree, agbno: number): RmapRecord | null {
+  const cur = lookupAtOrBefore(tree, agbno);
+  if (cur === null) return null;
+  const r = decodeRmap(cur.record(), 0);
+  return agbno < r.startblock + r.blockcount ? r : null;
+}
+
+/** Records an extent as owned; it must not overlap any mapped extent. */
+export function rmapMap(tree: Btree, rec: RmapRecord, where: string): void {
+  if (rec.blockcount <= 0) throw new RmapfsError('EINVAL', `${where}: mapping ${formatRmap(rec)} of no blocks`);
+  const end = rec.startblock + rec.blockcount;
+  let left: RmapRecord | null = null;
+  let right: RmapRecord | null = null;
+  const cur = tree.cursor();
+  if (lookupAtOrBefore(tree, rec.startblock, cur) !== null) {
+    left = decodeRmap(cur.record(), 0);
+    if (left.startblock + left.blockcount > rec.startblock) {
+      throw corruption(`${where}: mapping ${formatRmap(rec)} overlaps ${formatRmap(left)}`);
+    }
+    if (cur.increment()) right = decodeRmap(cur.record(), 0);
+  } else if (cur.first()) {
+    right = decodeRmap(cur.record(), 0);
+  }
+  if (right !== null && right.startblock < end) {
+    throw corruption(`${where}: mapping ${formatRmap(rec)} overlaps ${formatRmap(right)}`);
+  }
+  const joinLeft = left !== null && rmapContinues(left, rec);
+  const joinRight = right !== null && rmapContinues(rec, right);
+  if (joinLeft && joinRight) {
+    deleteRecord(tree, right!);
+    updateRecord(tree, left!, { ...left!, blockcount: left!.blockcount + rec.blockcount + right!.blockcount });
+  } else if (joinLeft) {
+    updateRecord(tree, left!, { ...left!, blockcount: left!.blockcount + rec.blockcount });
+  } else if (joinRight) {
+    updateRecord(tree, right!, { ...rec, blockcount: rec.blockcount + right!.blockcount });
+  } else {
+    encodeRmap(rec, scratchRec, 0);
+    tree.insert(scratchRec);
+  }
+}
+
+/**
+ * Removes the mapping of [startblock, startblock+blockcount) by `owner`; the
+ * whole range must be mapped by one record of that owner (at that offset).
+ */
+export function rmapUnmap(tree: Btree, rec: RmapRecord, where: string): void {
+  const found = rmapFind(tree, rec.startblock);
+  const end = rec.startblock + rec.blockcount;
+  if (found === null || found.startblock + found.blockcount < end || found.owner !== rec.owner
+    || (isInodeOwner(rec.owner) && found.offset + (rec.startblock - found.startblock) !== rec.offset)) {
+    throw corruption(`${where}: unmapping ${formatRmap(rec)}, but the rmap has ${found === null ? 'nothing there' : formatRmap(found)}`);
+  }
+  const fEnd = found.startblock + found.blockcount;
+  const headLen = rec.startblock - found.startblock;
+  const tailLen = fEnd - end;
+  if (headLen === 0 && tailLen === 0) {
+    deleteRecord(tree, found);
+  } else if (headLen === 0) {
+    updateRecord(tree, found, {
+      ...found, startblock: end, blockcount: tailLen,
+      offset: isInodeOwner(found.owner) ? found.offset + rec.blockcount : found.offset,
+    });
+  } else {
+    updateRecord(tree, found, { ...found, blockcount: headLen });
+    if (tailLen > 0) {
+      encodeRmap({
+        ...found, startblock: end, blockcount: tailLen,
+        offset: isInodeOwner(found.owner) ? found.offset + (end - found.startblock) : found.offset,
+      }, scratchRec, 0);
+      tree.insert(scratchRec);
+    }
+  }
+}
+
+/** Changes a record in place (its key may move between its neighbours). */
+function updateRecord(tree: Btree, old: RmapRecord, next: RmapRecord): void {
+  const cur = tree.cursor();
+  encodeRmapKey(old.startblock, old.owner, old.offset, old.flags, scratchKey);
+  if (!cur.lookup(scratchKey, 0, 'eq')) throw corruption(`rmap: record ${formatRmap(old)} vanished`);
+  encodeRmap(next, scratchRec, 0);
+  cur.update(scratchRec);
+}
+
+function deleteRecord(tree: Btree, old: RmapRecord): void {
+  encodeRmapKey(old.startblock, old.owner, old.offset, old.flags, scratchKey);
+  if (!tree.delete(scratchKey)) throw corruption(`rmap: record ${formatRmap(old)} vanished`);
+}

@@ -1,0 +1,103 @@
+/**
+ * rmapMap / rmapUnmap against a block-by-block model: after every step the
+ * tree must describe exactly the model's owners, with neighbours that
+ * continue each other merged into one record.
+ */
+import t from 'tap';
+import { MemBtree } from '../../src/btree/mem-btree';
+import { verifyBtree } from '../../src/btree/verify';
+import { OWN_AG, OWN_INODES } from '../../src/format/owners';
+import { decodeRmap, rmapBtreeOps } from '../../src/rmap/rmap-btree';
+import type { RmapRecord } from '../../src/rmap/rmap-btree';
+import { rmapFind, rmapMap, rmapUnmap } from '../../src/rmap/rmap';
+import { Rng, testSeed } from '../lib/rng';
+
+const BLOCKS = 4000;
+
+/** Owner and file offset of each block (owner 0 = free). */
+interface Model { owner: Int32Array; offset: Int32Array }
+
+function expected(m: Model): RmapRecord[] {
+  const out: RmapRecord[] = [];
+  for (let b = 0; b < BLOCKS; b++) {
+    const owner = m.owner[b]!;
+    if (owner === 0) continue;
+    const last = out[out.length - 1];
+    const isFile = owner >= 16;
+    if (last !== undefined && last.owner === owner && last.startblock + last.blockcount === b
+      && (!isFile || last.offset + last.blockcount === m.offset[b])) {
+      last.blockcount++;
+    } else {
+      out.push({ startblock: b, blockcount: 1, owner, offset: isFile ? m.offset[b]! : 0, flags: 0 });
+    }
+  }
+  return out;
+}
+
+t.test('random map/unmap agree with a block model, records merged', (t) => {
+  const mem = new MemBtree(rmapBtreeOps);
+  t.teardown(() => mem.close());
+  const rng = new Rng(testSeed(77));
+  const m: Model = { owner: new Int32Array(BLOCKS), offset: new Int32Array(BLOCKS) };
+  let maps = 0;
+  let unmaps = 0;
+  let bad = 0;
+  for (let step = 0; step < 6000 && bad === 0; step++) {
+    const start = rng.int(BLOCKS - 40);
+    const len = 1 + rng.int(32);
+    const free = m.owner.subarray(start, start + len).every((o) => o === 0);
+    if (free && rng.next() < 0.6) {
+      const pick = rng.int(4);
+      const owner = pick === 0 ? OWN_AG : pick === 1 ? OWN_INODES : 100 + rng.int(3);
+      // File data usually continues the owner's previous extent, so merges happen.
+      const offset = owner >= 16 ? (rng.next() < 0.5 && start > 0 && m.owner[start - 1] === owner ? m.offset[start - 1]! + 1 : rng.int(1000)) : 0;
+      rmapMap(mem.tree, { startblock: start, blockcount: len, owner, offset, flags: 0 }, 'test');
+      for (let i = 0; i < len; i++) {
+        m.owner[start + i] = owner;
+        m.offset[start + i] = offset + i;
+      }
+      maps++;
+    } else {
+      // Unmap a piece of whatever record covers `start`.
+      const rec = rmapFind(mem.tree, start);
+      const owner = m.owner[start]!;
+      if ((rec === null) !== (owner === 0)) bad++;
+      if (rec === null) continue;
+      let n = 0;
+      while (n < len && start + n < rec.startblock + rec.blockcount) n++;
+      rmapUnmap(mem.tree, { startblock: start, blockcount: n, owner, offset: owner >= 16 ? m.offset[start]! : 0, flags: 0 }, 'test');
+      for (let i = 0; i < n; i++) m.owner[start + i] = 0;
+      unmaps++;
+    }
+    if (step % 500 === 499 || step === 5999) {
+      const got: RmapRecord[] = [];
+      mem.tree.forEach((b, off) => { got.push(decodeRmap(b, off)); });
+      const want = expected(m);
+      if (JSON.stringify(got) !== JSON.stringify(want)) {
+        bad++;
+        t.fail(`step ${step}: ${got.length} records, model ${want.length}`);
+      }
+      if (!verifyBtree(mem.tree).ok) bad++;
+    }
+  }
+  t.equal(bad, 0, `${maps} maps and ${unmaps} unmaps agree with the model`);
+  t.end();
+});
+
+t.test('overlaps and mismatched unmaps are corruption, not silent damage', (t) => {
+  const mem = new MemBtree(rmapBtreeOps);
+  t.teardown(() => mem.close());
+  rmapMap(mem.tree, { startblock: 100, blockcount: 10, owner: 500, offset: 0, flags: 0 }, 'test');
+  t.throws(() => rmapMap(mem.tree, { startblock: 105, blockcount: 10, owner: 501, offset: 0, flags: 0 }, 'test'),
+    { code: 'EFSCORRUPTED' }, 'overlapping the right end');
+  t.throws(() => rmapMap(mem.tree, { startblock: 95, blockcount: 6, owner: 501, offset: 0, flags: 0 }, 'test'),
+    { code: 'EFSCORRUPTED' }, 'overlapping the left end');
+  t.throws(() => rmapUnmap(mem.tree, { startblock: 100, blockcount: 5, owner: 501, offset: 0, flags: 0 }, 'test'),
+    { code: 'EFSCORRUPTED' }, 'unmapping with the wrong owner');
+  t.throws(() => rmapUnmap(mem.tree, { startblock: 108, blockcount: 5, owner: 500, offset: 8, flags: 0 }, 'test'),
+    { code: 'EFSCORRUPTED' }, 'unmapping past the end of the record');
+  t.throws(() => rmapUnmap(mem.tree, { startblock: 102, blockcount: 2, owner: 500, offset: 7, flags: 0 }, 'test'),
+    { code: 'EFSCORRUPTED' }, 'unmapping at the wrong file offset');
+  t.equal(mem.tree.count(), 1, 'nothing changed');
+  t.end();
+});
