@@ -297,7 +297,8 @@ export class BufCache {
     this.index.set(buf.bno, buf);
     buf.cached = true;
     this.linkHead(buf);
-    if (this.index.size > this.maxBlocks) this.evict();
+    // Never the block being inserted: its caller is about to use (and maybe dirty) it.
+    if (this.index.size > this.maxBlocks) this.evict(buf);
   }
 
   private readopt(buf: Buf): void {
@@ -310,11 +311,11 @@ export class BufCache {
     if (buf.dirty) this.dirtyCount++;
   }
 
-  private evict(): void {
+  private evict(keep: Buf): void {
     let buf = this.tail;
     while (buf !== null && this.index.size > this.maxBlocks) {
       const prev = buf.prev;
-      if (this.tx !== null && this.tx.has(buf)) {
+      if (buf === keep || (this.tx !== null && this.tx.has(buf))) {
         buf = prev;
         continue;
       }

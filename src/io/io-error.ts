@@ -9,7 +9,7 @@ import { RmapfsError } from '../errors';
 export function wrapIoError(e: unknown, what: string): RmapfsError {
   if (e instanceof RmapfsError) return e;
   if (isNativeError(e)) {
-    const where = e.path !== undefined ? ` (${e.path})` : '';
+    const where = e.path !== undefined && !what.includes(e.path) ? ` (${e.path})` : '';
     return new RmapfsError(e.code, `${what}${where}: ${describeErrno(e.code)}`, { path: e.path, cause: e });
   }
   return new RmapfsError('EIO', `${what}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });

@@ -74,14 +74,23 @@ export class Xfile {
 
   truncate(size: number): void {
     this.checkOpen();
-    native.ftruncate(this.fd, size);
+    try {
+      native.ftruncate(this.fd, size);
+    } catch (e) {
+      throw wrapIoError(e, `xfile ${this.name}: truncate to ${size}`);
+    }
     this.sizeBytes = size;
   }
 
   /** Gives the pages of [pos, pos+length) back to the system; they read as zeroes. */
   discard(pos: number, length: number): void {
     this.checkOpen();
-    native.punchHole(this.fd, pos, length);
+    if (length === 0) return;
+    try {
+      native.punchHole(this.fd, pos, length);
+    } catch (e) {
+      throw wrapIoError(e, `xfile ${this.name}: discard ${length} bytes at ${pos}`);
+    }
   }
 
   /** Bytes of memory (or tmpfile storage) the xfile actually holds. */

@@ -13,7 +13,7 @@ import { RMAP_KEY_SIZE, RMAP_REC_SIZE, RMAP_UNWRITTEN, decodeRmap, encodeRmap, e
 
 /** Whether b continues a (b starts where a ends, same owner/flags, offsets line up). */
 export function rmapContinues(a: RmapRecord, b: RmapRecord): boolean {
-  if (a.startblock + a.blockcount !== b.startblock || a.owner !== b.owner || a.flags !== b.flags) return false;
+  if (a.startblock + a.blockcount !== b.startblock || a.owner !== b.owner || (a.flags >>> 0) !== (b.flags >>> 0)) return false;
   return !isInodeOwner(a.owner) || a.offset + a.blockcount === b.offset;
 }
 
