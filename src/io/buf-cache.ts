@@ -186,8 +186,9 @@ export class BufCache {
       this.counters.hits++;
       this.touch(buf);
       if (ops !== null && buf.ops !== ops) {
-        // First read with a verifier of a block that was cached without one.
-        ops.verifyRead(buf);
+        // First read with these ops of a block cached with others (or none). A dirty
+        // block's crc is only made on its way out, so only a clean one can be checked.
+        if (!buf.dirty) ops.verifyRead(buf);
         buf.ops = ops;
       }
       if (this.tx !== null) this.remember(buf, true);

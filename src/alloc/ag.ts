@@ -1,0 +1,424 @@
+/**
+ * One allocation group: its header, its four btrees (free space by block and
+ * by size, rmap, inodes), its free list (AGFL), and the free-space
+ * primitives the allocator builds on. Everything an AG knows lives in its
+ * blocks (read through the cache on every use), so a transaction abort puts
+ * all of it back.
+ */
+import createDebug from 'debug';
+import { RmapfsError, corruption } from '../errors';
+import type { Buf, BufCache, BufOps } from '../io/buf-cache';
+import { Btree } from '../btree/btree';
+import type { BtreeOps, BtreeRootInfo, BtreeStorage } from '../btree/btree-ops';
+import {
+  AGFL_SIZE, AGH_AGBNO, OFF_AGFL, OFF_AGFL_COUNT, OFF_FREE_BLOCKS, OFF_FREE_EXTENTS, OFF_FREE_INODES,
+  OFF_INODE_COUNT, OFF_LONGEST, SLOT_BLOCKS, SLOT_HEIGHT, SLOT_RECORDS, SLOT_ROOT, agHeaderBufOps, slotOffset,
+} from '../format/ag-header';
+import type { AgBtreeName } from '../format/ag-header';
+import type { Geometry } from '../format/geometry';
+import { OWN_AG } from '../format/owners';
+import { rmapBtreeOps } from '../rmap/rmap-btree';
+import { rmapMap, rmapUnmap } from '../rmap/rmap';
+import { inoBtreeOps } from '../inode/inode-btree';
+import { bnoBtreeOps, bnoKey, cntBtreeOps, cntKey, decodeFreeExtent, encodeFreeExtent } from './alloc-btree';
+import type { FreeExtent } from './alloc-btree';
+
+const log = createDebug('rmapfs:alloc');
+
+/** How the inode btree gets and gives back its blocks (through the allocator, with rmap updates). */
+export interface InobtBlockSource {
+  allocInobtBlock(ag: AllocGroup, hint: number): number;
+  freeInobtBlock(ag: AllocGroup, agbno: number): void;
+}
+
+/** A btree of this AG: root and counts in the AG header, blocks AG-relative. */
+class AgBtreeStorage implements BtreeStorage {
+  readonly cache: BufCache;
+  readonly uuid: Buffer;
+  readonly owner: number;
+  private readonly slot: number;
+
+  constructor(private readonly ag: AllocGroup, tree: AgBtreeName,
+    private readonly alloc: (hint: number) => number, private readonly free: (agbno: number) => void) {
+    this.cache = ag.cache;
+    this.uuid = ag.geo.uuid;
+    this.owner = ag.agno;
+    this.slot = slotOffset(tree);
+  }
+
+  bnoOf(ptr: number): number {
+    return this.ag.start + ptr;
+  }
+
+  isValidPtr(ptr: number): boolean {
+    return ptr >= 2 && ptr < this.ag.length;
+  }
+
+  blockLimit(): number {
+    return this.ag.length;
+  }
+
+  allocBlock(hint: number): number {
+    const agbno = this.alloc(hint);
+    this.bump(SLOT_BLOCKS, 1);
+    return agbno;
+  }
+
+  freeBlock(ptr: number): void {
+    this.free(ptr);
+    this.bump(SLOT_BLOCKS, -1);
+  }
+
+  getRoot(): BtreeRootInfo {
+    const h = this.ag.header().data;
+    return { ptr: h.readUInt32BE(this.slot + SLOT_ROOT), height: h.readUInt32BE(this.slot + SLOT_HEIGHT) };
+  }
+
+  setRoot(root: BtreeRootInfo): void {
+    const hdr = this.ag.header();
+    hdr.data.writeUInt32BE(root.ptr, this.slot + SLOT_ROOT);
+    hdr.data.writeUInt32BE(root.height, this.slot + SLOT_HEIGHT);
+    this.cache.markDirty(hdr);
+  }
+
+  adjustRecords(delta: number): void {
+    this.bump(SLOT_RECORDS, delta);
+  }
+
+  private bump(field: number, delta: number): void {
+    const hdr = this.ag.header();
+    const at = this.slot + field;
+    hdr.data.writeUInt32BE(hdr.data.readUInt32BE(at) + delta, at);
+    this.cache.markDirty(hdr);
+  }
+}
+
+export interface FreeSearch {
+  minLen: number;
+  maxLen: number;
+  /** AG block to allocate at or near; null for best fit anywhere. */
+  goal: number | null;
+  /** Only at goal exactly. */
+  exact?: boolean;
+  /** Start must be a multiple of this (inode chunks). */
+  align?: number;
+}
+
+export class AllocGroup {
+  readonly agno: number;
+  readonly start: number;
+  readonly length: number;
+  readonly bno: Btree;
+  readonly cnt: Btree;
+  readonly rmap: Btree;
+  readonly ino: Btree;
+  /** Extents freed since the last log force: not reusable until their freeing is on disk. */
+  private busy: FreeExtent[] = [];
+  private readonly hdrOps: BufOps;
+  private readonly key = Buffer.alloc(8);
+  private readonly rec = Buffer.alloc(8);
+
+  constructor(readonly cache: BufCache, readonly geo: Geometry, agno: number, inobtBlocks: InobtBlockSource) {
+    this.agno = agno;
+    this.start = geo.agStart(agno);
+    this.length = geo.agLength(agno);
+    this.hdrOps = agHeaderBufOps(geo.uuid, agno, this.length);
+    const fromFreelist = (): number => this.agflPop();
+    const toFreelist = (agbno: number): void => this.agflPush(agbno);
+    const make = (ops: BtreeOps, name: AgBtreeName, alloc: (h: number) => number, free: (b: number) => void): Btree =>
+      new Btree(ops, new AgBtreeStorage(this, name, alloc, free));
+    this.bno = make(bnoBtreeOps, 'bno', fromFreelist, toFreelist);
+    this.cnt = make(cntBtreeOps, 'cnt', fromFreelist, toFreelist);
+    this.rmap = make(rmapBtreeOps, 'rmap', fromFreelist, toFreelist);
+    this.ino = make(inoBtreeOps, 'ino', (hint) => inobtBlocks.allocInobtBlock(this, hint),
+      (agbno) => inobtBlocks.freeInobtBlock(this, agbno));
+  }
+
+  header(): Buf {
+    return this.cache.read(this.start + AGH_AGBNO, this.hdrOps);
+  }
+
+  private headerU32(off: number): number {
+    return this.header().data.readUInt32BE(off);
+  }
+
+  private addHeaderU32(off: number, delta: number): void {
+    const hdr = this.header();
+    hdr.data.writeUInt32BE(hdr.data.readUInt32BE(off) + delta, off);
+    this.cache.markDirty(hdr);
+  }
+
+  get freeBlocks(): number {
+    return this.headerU32(OFF_FREE_BLOCKS);
+  }
+
+  get longestFree(): number {
+    return this.headerU32(OFF_LONGEST);
+  }
+
+  get inodeCount(): number {
+    return this.headerU32(OFF_INODE_COUNT);
+  }
+
+  get freeInodes(): number {
+    return this.headerU32(OFF_FREE_INODES);
+  }
+
+  adjustInodeCounts(count: number, free: number): void {
+    this.addHeaderU32(OFF_INODE_COUNT, count);
+    this.addHeaderU32(OFF_FREE_INODES, free);
+  }
+
+  // ---- the AG free list ----------------------------------------------------
+
+  get agflCount(): number {
+    return this.headerU32(OFF_AGFL_COUNT);
+  }
+
+  agflBlocks(): number[] {
+    const h = this.header().data;
+    const n = h.readUInt32BE(OFF_AGFL_COUNT);
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) out.push(h.readUInt32BE(OFF_AGFL + 4 * i));
+    return out;
+  }
+
+  private agflPop(): number {
+    const hdr = this.header();
+    const n = hdr.data.readUInt32BE(OFF_AGFL_COUNT);
+    if (n === 0) throw new RmapfsError('ENOSPC', `AG ${this.agno}: the free list ran dry`);
+    const agbno = hdr.data.readUInt32BE(OFF_AGFL + 4 * (n - 1));
+    hdr.data.writeUInt32BE(0, OFF_AGFL + 4 * (n - 1));
+    hdr.data.writeUInt32BE(n - 1, OFF_AGFL_COUNT);
+    this.cache.markDirty(hdr);
+    return agbno;
+  }
+
+  private agflPush(agbno: number): void {
+    const hdr = this.header();
+    const n = hdr.data.readUInt32BE(OFF_AGFL_COUNT);
+    if (n >= AGFL_SIZE) throw corruption(`AG ${this.agno}: the free list overflowed`);
+    hdr.data.writeUInt32BE(agbno, OFF_AGFL + 4 * n);
+    hdr.data.writeUInt32BE(n + 1, OFF_AGFL_COUNT);
+    this.cache.markDirty(hdr);
+  }
+
+  /** Blocks the free list must hold before an operation: enough for full-height splits of all three trees, twice. */
+  freelistNeed(): number {
+    return 2 * (this.bno.height + this.cnt.height + this.rmap.height) + 6;
+  }
+
+  /**
+   * Fills the free list up to freelistNeed() (taking space, owned by "ag" in
+   * the rmap) or trims it back; run at the start of every allocation or free.
+   */
+  fixFreelist(): void {
+    const need = this.freelistNeed();
+    let guard = 0;
+    while (this.agflCount < need) {
+      if (++guard > 64) throw corruption(`AG ${this.agno}: the free list will not fill`);
+      const want = Math.min(need - this.agflCount + 4, AGFL_SIZE - this.agflCount);
+      const found = this.findFree({ minLen: 1, maxLen: want, goal: 0 });
+      if (found === null) {
+        if (this.agflCount > 0) return; // low, but the operation may still fit: ENOSPC comes from where it must
+        throw new RmapfsError('ENOSPC', `AG ${this.agno} has no space left for its own metadata`);
+      }
+      this.takeFree(found.startblock, found.blockcount);
+      rmapMap(this.rmap, { startblock: found.startblock, blockcount: found.blockcount, owner: OWN_AG, offset: 0, flags: 0 },
+        `AG ${this.agno} rmap`);
+      for (let i = 0; i < found.blockcount && this.agflCount < AGFL_SIZE; i++) this.agflPush(found.startblock + i);
+    }
+    while (this.agflCount > need + 16) {
+      const agbno = this.agflPop();
+      rmapUnmap(this.rmap, { startblock: agbno, blockcount: 1, owner: OWN_AG, offset: 0, flags: 0 }, `AG ${this.agno} rmap`);
+      this.giveFree(agbno, 1);
+    }
+  }
+
+  // ---- free space ------------------------------------------------------------
+
+  clearBusy(): void {
+    this.busy = [];
+  }
+
+  markBusy(startblock: number, blockcount: number): void {
+    this.busy.push({ startblock, blockcount });
+  }
+
+  get busyCount(): number {
+    return this.busy.length;
+  }
+
+  /**
+   * The part of free extent [s, s+len) usable for a request: outside busy
+   * extents, aligned, at least minLen long (the first such piece), or null.
+   */
+  private usablePiece(s: number, len: number, minLen: number, maxLen: number, align: number): FreeExtent | null {
+    const end = s + len;
+    let at = s;
+    while (at < end) {
+      if (align > 1) at = Math.ceil(at / align) * align;
+      let pieceEnd = Math.min(end, at + maxLen);
+      for (const b of this.busy) {
+        const bEnd = b.startblock + b.blockcount;
+        if (b.startblock < pieceEnd && bEnd > at) {
+          if (b.startblock <= at) {
+            at = bEnd;
+            pieceEnd = -1;
+            break;
+          }
+          pieceEnd = b.startblock;
+        }
+      }
+      if (pieceEnd < 0) continue;
+      if (pieceEnd - at >= minLen) return { startblock: at, blockcount: pieceEnd - at };
+      if (pieceEnd >= end) return null;
+      at = pieceEnd;
+    }
+    return null;
+  }
+
+  /**
+   * Finds free space for a request: exactly at the goal, near it (the free
+   * extent holding it, else the closest ones on either side), or best fit by
+   * size. Returns the chosen piece; nothing is changed.
+   */
+  findFree(req: FreeSearch): FreeExtent | null {
+    const align = req.align ?? 1;
+    const minLen = Math.max(1, req.minLen);
+    const maxLen = Math.max(minLen, req.maxLen);
+    if (req.goal !== null) {
+      const cur = this.bno.cursor();
+      if (cur.lookup(bnoKey(req.goal, this.key), 0, 'le')) {
+        const e = decodeFreeExtent(cur.record(), 0);
+        if (e.startblock + e.blockcount > req.goal) {
+          const piece = this.usablePiece(req.goal, e.startblock + e.blockcount - req.goal, req.exact ? minLen : minLen, maxLen, align);
+          if (piece !== null && (!req.exact || piece.startblock === req.goal)) return piece;
+        }
+      }
+      if (req.exact) return null;
+      // Near: the closest usable extents after and before the goal (a bounded look either way).
+      let best: FreeExtent | null = null;
+      let bestDist = Infinity;
+      const right = this.bno.cursor();
+      let ok = right.lookup(bnoKey(req.goal, this.key), 0, 'ge');
+      for (let i = 0; ok && i < 32; i++, ok = right.increment()) {
+        const e = decodeFreeExtent(right.record(), 0);
+        if (e.startblock - req.goal > bestDist) break;
+        const p = this.usablePiece(e.startblock, e.blockcount, minLen, maxLen, align);
+        if (p !== null) {
+          best = p;
+          bestDist = p.startblock - req.goal;
+          break;
+        }
+      }
+      const left = this.bno.cursor();
+      ok = left.lookup(bnoKey(req.goal, this.key), 0, 'le');
+      for (let i = 0; ok && i < 32; i++, ok = left.decrement()) {
+        const e = decodeFreeExtent(left.record(), 0);
+        if (req.goal - (e.startblock + e.blockcount) > bestDist) break;
+        if (e.blockcount < minLen) continue;
+        // Take the end of a free extent left of the goal, nearest to it.
+        const start = Math.max(e.startblock, e.startblock + e.blockcount - maxLen);
+        const p = this.usablePiece(start, e.startblock + e.blockcount - start, minLen, maxLen, align);
+        if (p !== null && req.goal - p.startblock < bestDist) {
+          best = p;
+          bestDist = req.goal - p.startblock;
+          break;
+        }
+      }
+      if (best !== null) return best;
+    }
+    // Best fit by size: the smallest extent that holds maxLen, else the largest that holds minLen.
+    const cur = this.cnt.cursor();
+    let ok = cur.lookup(cntKey(maxLen, 0, this.key), 0, 'ge');
+    for (let i = 0; ok && i < 64; i++, ok = cur.increment()) {
+      const e = decodeFreeExtent(cur.record(), 0);
+      const p = this.usablePiece(e.startblock, e.blockcount, minLen, maxLen, align);
+      if (p !== null) return p;
+    }
+    ok = cur.last();
+    for (let i = 0; ok && i < 256; i++, ok = cur.decrement()) {
+      const e = decodeFreeExtent(cur.record(), 0);
+      if (e.blockcount < minLen) break;
+      const p = this.usablePiece(e.startblock, e.blockcount, minLen, maxLen, align);
+      if (p !== null) return p;
+    }
+    return null;
+  }
+
+  /** Removes [agbno, agbno+len) from free space; it must lie inside one free extent. */
+  takeFree(agbno: number, len: number): void {
+    const cur = this.bno.cursor();
+    if (!cur.lookup(bnoKey(agbno, this.key), 0, 'le')) {
+      throw corruption(`AG ${this.agno}: allocating ${agbno}+${len}, which is not free`);
+    }
+    const e = decodeFreeExtent(cur.record(), 0);
+    const eEnd = e.startblock + e.blockcount;
+    if (agbno + len > eEnd) throw corruption(`AG ${this.agno}: allocating ${agbno}+${len}, but free space there is only ${e.startblock}+${e.blockcount}`);
+    this.deleteFree(e);
+    if (agbno > e.startblock) this.insertFree(e.startblock, agbno - e.startblock);
+    if (agbno + len < eEnd) this.insertFree(agbno + len, eEnd - (agbno + len));
+    this.addHeaderU32(OFF_FREE_BLOCKS, -len);
+    this.updateLongest();
+    log('AG %d: took %d+%d', this.agno, agbno, len);
+  }
+
+  /** Returns [agbno, agbno+len) to free space, merging with free neighbours; overlap is corruption. */
+  giveFree(agbno: number, len: number): void {
+    if (agbno < 2 || agbno + len > this.length) throw corruption(`AG ${this.agno}: freeing ${agbno}+${len}, outside the AG`);
+    let start = agbno;
+    let count = len;
+    const cur = this.bno.cursor();
+    if (cur.lookup(bnoKey(agbno, this.key), 0, 'le')) {
+      const left = decodeFreeExtent(cur.record(), 0);
+      if (left.startblock + left.blockcount > agbno) {
+        throw corruption(`AG ${this.agno}: freeing ${agbno}+${len}, which overlaps free extent ${left.startblock}+${left.blockcount}`);
+      }
+      if (left.startblock + left.blockcount === agbno) {
+        this.deleteFree(left);
+        start = left.startblock;
+        count += left.blockcount;
+      }
+    }
+    if (cur.lookup(bnoKey(agbno, this.key), 0, 'ge')) {
+      const right = decodeFreeExtent(cur.record(), 0);
+      if (right.startblock < agbno + len) {
+        throw corruption(`AG ${this.agno}: freeing ${agbno}+${len}, which overlaps free extent ${right.startblock}+${right.blockcount}`);
+      }
+      if (right.startblock === agbno + len) {
+        this.deleteFree(right);
+        count += right.blockcount;
+      }
+    }
+    this.insertFree(start, count);
+    this.addHeaderU32(OFF_FREE_BLOCKS, len);
+    this.updateLongest();
+    log('AG %d: gave back %d+%d', this.agno, agbno, len);
+  }
+
+  private insertFree(startblock: number, blockcount: number): void {
+    encodeFreeExtent(startblock, blockcount, this.rec);
+    this.bno.insert(this.rec);
+    this.cnt.insert(this.rec);
+    this.addHeaderU32(OFF_FREE_EXTENTS, 1);
+  }
+
+  private deleteFree(e: FreeExtent): void {
+    if (!this.bno.delete(bnoKey(e.startblock, this.key))) throw corruption(`AG ${this.agno}: free extent ${e.startblock} missing from the bnobt`);
+    if (!this.cnt.delete(cntKey(e.blockcount, e.startblock, this.key))) {
+      throw corruption(`AG ${this.agno}: free extent ${e.startblock}+${e.blockcount} missing from the cntbt`);
+    }
+    this.addHeaderU32(OFF_FREE_EXTENTS, -1);
+  }
+
+  private updateLongest(): void {
+    const cur = this.cnt.cursor();
+    const longest = cur.last() ? cur.record().readUInt32BE(4) : 0;
+    const hdr = this.header();
+    if (hdr.data.readUInt32BE(OFF_LONGEST) !== longest) {
+      hdr.data.writeUInt32BE(longest, OFF_LONGEST);
+      this.cache.markDirty(hdr);
+    }
+  }
+}

@@ -1,0 +1,193 @@
+/**
+ * The extent allocator. Every allocation and free changes the free-space
+ * btrees and the rmap together, in the caller's transaction, and then tells
+ * the registered rmap hooks -- the seam online repair uses to keep its
+ * in-memory rmap current while foreground operations go on.
+ *
+ * Hooks hear of a change only once its transaction commits (the transaction
+ * runner calls `deliverRmapUpdates`); an aborted transaction's changes are
+ * dropped unheard. A hook that throws is unregistered and its error kept for
+ * its owner: a repair may fail, the user's operation never does.
+ */
+import createDebug from 'debug';
+import { RmapfsError } from '../errors';
+import type { BufCache } from '../io/buf-cache';
+import type { Geometry } from '../format/geometry';
+import { OWN_INOBT } from '../format/owners';
+import { rmapMap, rmapUnmap } from '../rmap/rmap';
+import { AllocGroup } from './ag';
+import type { InobtBlockSource } from './ag';
+
+const log = createDebug('rmapfs:alloc');
+
+export interface RmapUpdate {
+  op: 'map' | 'unmap';
+  agno: number;
+  startblock: number;
+  blockcount: number;
+  owner: number;
+  offset: number;
+  flags: number;
+}
+
+export type RmapHook = (update: RmapUpdate) => void;
+
+export interface AllocRequest {
+  owner: number;
+  /** File offset (blocks) of the first block, for file data. */
+  offset?: number;
+  flags?: number;
+  minLen: number;
+  maxLen: number;
+  /** Filesystem block to allocate at or near (e.g. right after the file's last extent). */
+  goal?: number | null;
+  /** Only this AG. */
+  agno?: number;
+  /** Only at the goal itself. */
+  exact?: boolean;
+  /** The start must be a multiple of this (AG-relative). */
+  align?: number;
+}
+
+export interface AllocatedExtent {
+  fsbno: number;
+  agno: number;
+  agbno: number;
+  len: number;
+}
+
+export class Allocator implements InobtBlockSource {
+  readonly ags: AllocGroup[] = [];
+  private readonly hooks = new Set<RmapHook>();
+  private pending: RmapUpdate[] = [];
+  /** Errors thrown by hooks, by hook, until their owner collects them. */
+  readonly hookErrors = new Map<RmapHook, unknown>();
+  /** Next AG to try first for allocations without a goal (spreads new files). */
+  private rotor = 0;
+
+  constructor(readonly cache: BufCache, readonly geo: Geometry) {
+    for (let agno = 0; agno < geo.agCount; agno++) this.ags.push(new AllocGroup(cache, geo, agno, this));
+  }
+
+  ag(agno: number): AllocGroup {
+    const ag = this.ags[agno];
+    if (ag === undefined) throw new RmapfsError('EFSCORRUPTED', `AG ${agno} does not exist`);
+    return ag;
+  }
+
+  // ---- hooks ---------------------------------------------------------------
+
+  addRmapHook(hook: RmapHook): void {
+    this.hooks.add(hook);
+  }
+
+  removeRmapHook(hook: RmapHook): void {
+    this.hooks.delete(hook);
+  }
+
+  /** The transaction committed: tell the hooks what it changed, in order. */
+  deliverRmapUpdates(): void {
+    const updates = this.pending;
+    this.pending = [];
+    if (this.hooks.size === 0) return;
+    for (const u of updates) {
+      for (const hook of this.hooks) {
+        try {
+          hook(u);
+        } catch (e) {
+          this.hooks.delete(hook);
+          this.hookErrors.set(hook, e);
+          log('rmap hook failed and was removed: %s', e instanceof Error ? e.message : String(e));
+        }
+      }
+    }
+  }
+
+  /** The transaction aborted: its changes never happened. */
+  dropRmapUpdates(): void {
+    this.pending = [];
+  }
+
+  private note(u: RmapUpdate): void {
+    if (this.hooks.size > 0) this.pending.push(u);
+  }
+
+  // ---- allocation ------------------------------------------------------------
+
+  /** Allocates one extent of minLen..maxLen blocks for an owner; ENOSPC when no AG has one. */
+  alloc(req: AllocRequest): AllocatedExtent {
+    if (!(req.minLen >= 1 && req.maxLen >= req.minLen)) {
+      throw new RmapfsError('EINVAL', `allocation of ${req.minLen}..${req.maxLen} blocks`);
+    }
+    const goal = req.goal ?? null;
+    const first = req.agno ?? (goal !== null ? this.geo.agnoOf(goal) : this.rotor);
+    const order = req.agno !== undefined ? [req.agno] : this.ags.map((_, i) => (first + i) % this.ags.length);
+    for (const agno of order) {
+      const ag = this.ag(agno);
+      // Cheap early out: the header knows the longest free extent.
+      if (ag.longestFree < req.minLen) continue;
+      ag.fixFreelist();
+      const agGoal = goal !== null && agno === this.geo.agnoOf(goal) ? this.geo.agbnoOf(goal) : null;
+      if (req.exact && agGoal === null) continue;
+      const found = ag.findFree({
+        minLen: req.minLen, maxLen: req.maxLen, goal: agGoal, exact: req.exact, align: req.align,
+      });
+      if (found === null) continue;
+      this.claim(ag, found.startblock, found.blockcount, req.owner, req.offset ?? 0, req.flags ?? 0);
+      if (goal === null && req.agno === undefined) this.rotor = (agno + 1) % this.ags.length;
+      return { fsbno: this.geo.fsbno(agno, found.startblock), agno, agbno: found.startblock, len: found.blockcount };
+    }
+    throw new RmapfsError('ENOSPC', `no free extent of ${req.minLen} block${req.minLen === 1 ? '' : 's'}${this.busyCount() > 0 ? ' (some space is waiting for a log force)' : ''}`);
+  }
+
+  /** Frees an extent an owner held (it must be mapped to that owner at that offset). */
+  free(fsbno: number, len: number, owner: number, offset = 0, flags = 0): void {
+    const agno = this.geo.agnoOf(fsbno);
+    const agbno = this.geo.agbnoOf(fsbno);
+    const ag = this.ag(agno);
+    if (agbno + len > ag.length) throw new RmapfsError('EFSCORRUPTED', `freeing ${fsbno}+${len}, which crosses the end of AG ${agno}`);
+    ag.fixFreelist();
+    this.release(ag, agbno, len, owner, offset, flags);
+  }
+
+  /** Blocks free in all AGs (the free lists count as used: they belong to the AG's metadata). */
+  freeBlocks(): number {
+    return this.ags.reduce((sum, ag) => sum + ag.freeBlocks, 0);
+  }
+
+  /** Freed extents waiting for a log force before they may be reused. */
+  busyCount(): number {
+    return this.ags.reduce((sum, ag) => sum + ag.busyCount, 0);
+  }
+
+  /** The log is forced: every freed extent is now safely free. */
+  clearBusy(): void {
+    for (const ag of this.ags) ag.clearBusy();
+  }
+
+  private claim(ag: AllocGroup, agbno: number, len: number, owner: number, offset: number, flags: number): void {
+    ag.takeFree(agbno, len);
+    rmapMap(ag.rmap, { startblock: agbno, blockcount: len, owner, offset, flags }, `AG ${ag.agno} rmap`);
+    this.note({ op: 'map', agno: ag.agno, startblock: agbno, blockcount: len, owner, offset, flags });
+  }
+
+  private release(ag: AllocGroup, agbno: number, len: number, owner: number, offset: number, flags: number): void {
+    rmapUnmap(ag.rmap, { startblock: agbno, blockcount: len, owner, offset, flags }, `AG ${ag.agno} rmap`);
+    ag.giveFree(agbno, len);
+    ag.markBusy(agbno, len);
+    this.note({ op: 'unmap', agno: ag.agno, startblock: agbno, blockcount: len, owner, offset, flags });
+  }
+
+  // ---- inode btree blocks (called from inside inobt splits and merges) ------
+
+  allocInobtBlock(ag: AllocGroup, hint: number): number {
+    const found = ag.findFree({ minLen: 1, maxLen: 1, goal: hint });
+    if (found === null) throw new RmapfsError('ENOSPC', `AG ${ag.agno}: no block for the inode btree`);
+    this.claim(ag, found.startblock, 1, OWN_INOBT, 0, 0);
+    return found.startblock;
+  }
+
+  freeInobtBlock(ag: AllocGroup, agbno: number): void {
+    this.release(ag, agbno, 1, OWN_INOBT, 0, 0);
+  }
+}

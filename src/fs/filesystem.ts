@@ -1,0 +1,246 @@
+/**
+ * An open rmapfs: the device, its buffer cache, the journal, the AGs and
+ * their allocator -- and the transaction discipline that ties them together.
+ *
+ * - `run(fn)` is one transaction: fn changes cached metadata blocks; if it
+ *   throws, every block is put back as it was (nothing half-done survives);
+ *   if it returns, its changes join the running log epoch and the rmap hooks
+ *   hear of them.
+ * - A log force (fsync, the commit interval, a filling log, unmount) writes
+ *   the images of every block changed since the last force as one journal
+ *   transaction: operations are atomic, and group-committed. File data is
+ *   written in place and synced before the force that makes metadata point
+ *   at it (ordered mode).
+ * - A checkpoint writes logged blocks in place and moves the log tail.
+ * - Mount replays the journal, so a crash loses at most the operations since
+ *   the last force, never consistency.
+ */
+import createDebug from 'debug';
+import { RmapfsError } from '../errors';
+import { BufCache } from '../io/buf-cache';
+import { Device } from '../io/device';
+import { RecoveringTarget } from './recovering-target';
+import { OFF_LSN, writeU64 } from '../io/meta-header';
+import { Allocator } from '../alloc/alloc';
+import { Geometry } from '../format/geometry';
+import {
+  BLOCK_SIZE, STATE_CLEAN, STATE_DIRTY, decodeSuperblock, superblockBufOps, superblockMagicOk, superblockUuid,
+} from '../format/superblock';
+import type { Superblock } from '../format/superblock';
+import { SUPERBLOCK_FIELDS } from '../format/superblock';
+import { findField, writeField } from '../format/fields';
+import { Journal } from '../log/journal';
+import type { BufOps } from '../io/buf-cache';
+
+const log = createDebug('rmapfs:fs');
+
+export interface OpenOptions {
+  readOnly?: boolean;
+  /** Blocks of metadata the cache may hold (default 65536 = 256 MiB). */
+  cacheBlocks?: number;
+  /** Skip journal replay (db and check of a dirty log read the disk as it is). */
+  noReplay?: boolean;
+}
+
+export interface ReplayInfo {
+  transactions: number;
+  blocks: number;
+}
+
+export class Filesystem {
+  readonly path: string;
+  readonly device: Device;
+  readonly target: RecoveringTarget;
+  readonly cache: BufCache;
+  readonly geo: Geometry;
+  readonly journal: Journal;
+  readonly alloc: Allocator;
+  readonly readOnly: boolean;
+  readonly replayed: ReplayInfo;
+  private readonly sbOps: BufOps;
+  private dataDirty = false;
+  /**
+   * Most blocks one force may log: a quarter of what the log can hold, so a
+   * force always fits once a checkpoint has made room for one.
+   */
+  private readonly maxTxImages: number;
+  private closed = false;
+
+  private constructor(path: string, device: Device, options: OpenOptions) {
+    this.path = path;
+    this.device = device;
+    this.readOnly = options.readOnly ?? false;
+    this.target = new RecoveringTarget(device);
+    const head = Buffer.alloc(BLOCK_SIZE);
+    device.read(0, head, 0, BLOCK_SIZE);
+    if (!superblockMagicOk(head)) throw new RmapfsError('EINVAL', `${path} is not an rmapfs filesystem (no superblock)`);
+    const uuid = superblockUuid(head);
+    this.sbOps = superblockBufOps(uuid);
+    this.cache = new BufCache(this.target, { maxBlocks: options.cacheBlocks ?? 65536, trackLogging: true });
+    const sb = decodeSuperblock(this.cache.read(0, this.sbOps).data);
+    if (sb.totalBlocks * BLOCK_SIZE > device.size) {
+      throw new RmapfsError('EFSCORRUPTED', `${path} is ${device.size} bytes, but its superblock says ${sb.totalBlocks} blocks`);
+    }
+    this.geo = new Geometry({ uuid, totalBlocks: sb.totalBlocks, agBlocks: sb.agBlocks, agCount: sb.agCount,
+      logStart: sb.logStart, logBlocks: sb.logBlocks });
+    this.journal = Journal.open(this.target, sb.logStart, sb.logBlocks, uuid);
+    this.replayed = { transactions: 0, blocks: 0 };
+    if (options.noReplay !== true) {
+      // Recovery writes the logged images in place -- or, read-only, lays them over the device.
+      const r = this.journal.replay((bno, image) => {
+        if (this.readOnly) this.target.overlay(bno, image);
+        else this.target.writeBlocks(bno, 1, image, 0);
+      });
+      this.replayed = { transactions: r.transactions, blocks: r.blocks };
+      if (r.transactions > 0) {
+        if (!this.readOnly) {
+          this.device.sync();
+          this.journal.advanceTail(this.journal.headLsn);
+        }
+        this.cache.discardAll();
+        log('%s: replayed %d transactions (%d blocks)', path, r.transactions, r.blocks);
+      }
+    }
+    this.maxTxImages = Math.max(16, Math.floor(this.journal.maxImages() / 4));
+    this.alloc = new Allocator(this.cache, this.geo);
+  }
+
+  static open(path: string, options: OpenOptions = {}): Filesystem {
+    const device = new Device(path, { readOnly: options.readOnly });
+    try {
+      const fs = new Filesystem(path, device, options);
+      if (!fs.readOnly) fs.setState(STATE_DIRTY, true);
+      return fs;
+    } catch (e) {
+      device.close();
+      throw e;
+    }
+  }
+
+  superblock(): Superblock {
+    return decodeSuperblock(this.cache.read(0, this.sbOps).data);
+  }
+
+  get uuid(): Buffer {
+    return this.geo.uuid;
+  }
+
+  /** Sets one superblock field (in a transaction of its own). */
+  setSuperblockField(name: string, value: number | string): void {
+    this.run(() => {
+      const buf = this.cache.read(0, this.sbOps);
+      writeField(buf.data, 0, findField(SUPERBLOCK_FIELDS, name, 'the superblock'), value);
+      this.cache.markDirty(buf);
+    });
+  }
+
+  private setState(state: number, countMount: boolean): void {
+    this.run(() => {
+      const buf = this.cache.read(0, this.sbOps);
+      const b = buf.data;
+      writeField(b, 0, findField(SUPERBLOCK_FIELDS, 'state', 'sb'), state);
+      writeField(b, 0, findField(SUPERBLOCK_FIELDS, 'writtenSec', 'sb'), Math.floor(Date.now() / 1000));
+      if (countMount) {
+        const mc = findField(SUPERBLOCK_FIELDS, 'mountCount', 'sb');
+        writeField(b, 0, mc, (b.readUInt32BE(mc.offset) + 1) >>> 0);
+      }
+      this.cache.markDirty(buf);
+    });
+    this.forceLog();
+  }
+
+  // ---- transactions ------------------------------------------------------------
+
+  /** Runs fn as one transaction: all of its metadata changes, or none. */
+  run<T>(fn: () => T): T {
+    this.checkWritable();
+    if (this.cache.inTx) return fn(); // nested: part of the caller's transaction
+    this.cache.beginTx();
+    let result: T;
+    try {
+      result = fn();
+      if (this.cache.unloggedCount > this.maxTxImages) {
+        throw new RmapfsError('EFBIG', `an operation changing ${this.cache.unloggedCount} metadata blocks does not fit in the log`);
+      }
+    } catch (e) {
+      this.cache.abortTx();
+      this.alloc.dropRmapUpdates();
+      throw e;
+    }
+    this.cache.commitTx();
+    this.alloc.deliverRmapUpdates();
+    // Keep every force within one journal transaction.
+    if (this.cache.unloggedCount > this.maxTxImages / 2) this.forceLog();
+    return result;
+  }
+
+  /** File data was written in place: the next force must sync it before logging metadata that points to it. */
+  noteDataWritten(): void {
+    this.dataDirty = true;
+  }
+
+  /**
+   * Writes every metadata change since the last force to the journal as one
+   * transaction (after syncing file data), making them durable.
+   */
+  forceLog(): void {
+    if (this.cache.unloggedCount === 0) {
+      if (this.dataDirty) this.syncData();
+      return;
+    }
+    this.checkWritable();
+    if (this.dataDirty) this.syncData();
+    const blocks = this.cache.takeUnlogged();
+    const lsn = this.journal.headLsn + 1;
+    for (const buf of blocks) {
+      writeU64(buf.data, OFF_LSN, lsn);
+      if (buf.ops !== null) buf.ops.prepareWrite(buf);
+    }
+    this.journal.commit(blocks.map((b) => ({ bno: b.bno, data: b.data })));
+    this.alloc.clearBusy();
+    log('log force: %d blocks at lsn %d', blocks.length, lsn);
+    // Room for the largest next force, always: else write everything in place now.
+    if (this.journal.freeBlocks() < this.journal.blocksNeeded(this.maxTxImages)) this.checkpoint();
+  }
+
+  /**
+   * Forces the log, writes every logged block in place, syncs, and moves the
+   * log tail up to the head: the journal is then empty.
+   */
+  checkpoint(): void {
+    this.forceLog();
+    this.cache.flush();
+    this.journal.advanceTail(this.journal.headLsn);
+    log('checkpoint at lsn %d', this.journal.headLsn);
+  }
+
+  private syncData(): void {
+    this.device.sync();
+    this.dataDirty = false;
+  }
+
+  /** Checkpoints, marks the filesystem clean and closes the device. */
+  close(): void {
+    if (this.closed) return;
+    if (!this.readOnly) {
+      this.setState(STATE_CLEAN, false);
+      this.checkpoint();
+    }
+    this.device.close();
+    this.closed = true;
+    log('%s: closed', this.path);
+  }
+
+  /** Closes without writing anything more: what a crash would leave (tests). */
+  abandon(): void {
+    if (this.closed) return;
+    this.device.close();
+    this.closed = true;
+  }
+
+  private checkWritable(): void {
+    if (this.closed) throw new RmapfsError('EIO', `${this.path} is closed`);
+    if (this.readOnly) throw new RmapfsError('EROFS', `${this.path} is open read-only`);
+  }
+}
+

@@ -1,0 +1,197 @@
+/**
+ * Checks of one AG's own metadata: the header, the structure of its four
+ * btrees, the free-space btrees against each other and the header's
+ * figures, and the coverage invariant -- every block of the AG is either
+ * free in the free-space btrees or covered by exactly one rmap record, and
+ * every piece of AG metadata is mapped to its proper owner.
+ */
+import { RmapfsError } from '../errors';
+import type { AllocGroup } from '../alloc/ag';
+import type { Btree } from '../btree/btree';
+import { verifyBtree } from '../btree/verify';
+import { decodeFreeExtent } from '../alloc/alloc-btree';
+import { AG_BTREES, SLOT_BLOCKS, SLOT_RECORDS, slotOffset } from '../format/ag-header';
+import type { AgBtreeName } from '../format/ag-header';
+import { isInodeOwner, OWN_AG, OWN_FS, OWN_INOBT, OWN_INODES, OWN_LOG, ownerName } from '../format/owners';
+import { decodeRmap } from '../rmap/rmap-btree';
+import type { RmapRecord } from '../rmap/rmap-btree';
+import { decodeInobt, INODES_PER_CHUNK } from '../inode/inode-btree';
+import { CHUNK_BLOCKS, INODES_PER_BLOCK } from '../format/geometry';
+import type { Geometry } from '../format/geometry';
+import type { ProblemList } from './common';
+
+const TREE_STRUCTURE: Record<AgBtreeName, string> = { bno: 'bnobt', cnt: 'cntbt', rmap: 'rmap', ino: 'inobt' };
+
+export interface AgScrubResult {
+  /** Whether the btrees could be walked at all (a tree that cannot be read is not cross-referenced). */
+  treesReadable: boolean;
+  rmapRecords: number;
+  freeExtents: number;
+}
+
+function treeOf(ag: AllocGroup, name: AgBtreeName): Btree {
+  return name === 'bno' ? ag.bno : name === 'cnt' ? ag.cnt : name === 'rmap' ? ag.rmap : ag.ino;
+}
+
+/** An extent with an owner, for the metadata ownership cross-check. */
+interface OwnedExtent {
+  start: number;
+  len: number;
+  owner: number;
+}
+
+export function scrubAg(ag: AllocGroup, geo: Geometry, problems: ProblemList): AgScrubResult {
+  const result: AgScrubResult = { treesReadable: true, rmapRecords: 0, freeExtents: 0 };
+  const agno = ag.agno;
+  let header: Buffer;
+  try {
+    header = ag.header().data;
+  } catch (e) {
+    problems.add('AG header', agno, ag.start + 1, e instanceof RmapfsError ? e.message : String(e));
+    result.treesReadable = false;
+    return result;
+  }
+
+  // 1. Each btree's structure, and the counts the header keeps for it.
+  for (const name of AG_BTREES) {
+    const tree = treeOf(ag, name);
+    let v;
+    try {
+      v = verifyBtree(tree);
+    } catch (e) {
+      problems.add(TREE_STRUCTURE[name], agno, -1, e instanceof Error ? e.message : String(e));
+      result.treesReadable = false;
+      continue;
+    }
+    for (const p of v.problems) problems.add(TREE_STRUCTURE[name], agno, p.bno, p.message);
+    if (!v.ok) {
+      result.treesReadable = false;
+      continue;
+    }
+    const blocks = header.readUInt32BE(slotOffset(name) + SLOT_BLOCKS);
+    const records = header.readUInt32BE(slotOffset(name) + SLOT_RECORDS);
+    if (blocks !== v.blocks) problems.add('AG header', agno, ag.start + 1, `${name} btree has ${v.blocks} blocks, header says ${blocks}`);
+    if (records !== v.records) problems.add('AG header', agno, ag.start + 1, `${name} btree has ${v.records} records, header says ${records}`);
+  }
+  if (!result.treesReadable) return result;
+
+  // 2. Free space: bnobt and cntbt hold the same extents; header figures match.
+  const free: { start: number; len: number }[] = [];
+  let freeBlocks = 0;
+  let longest = 0;
+  ag.bno.forEach((b, off) => {
+    const e = decodeFreeExtent(b, off);
+    free.push({ start: e.startblock, len: e.blockcount });
+    freeBlocks += e.blockcount;
+    longest = Math.max(longest, e.blockcount);
+  });
+  result.freeExtents = free.length;
+  const byCount = new Set<string>();
+  ag.cnt.forEach((b, off) => { const e = decodeFreeExtent(b, off); byCount.add(`${e.startblock}+${e.blockcount}`); });
+  for (const e of free) {
+    if (!byCount.delete(`${e.start}+${e.len}`)) problems.add('cntbt', agno, -1, `free extent ${e.start}+${e.len} is in the bnobt but not the cntbt`);
+  }
+  for (const e of byCount) problems.add('bnobt', agno, -1, `free extent ${e} is in the cntbt but not the bnobt`);
+  for (let i = 1; i < free.length; i++) {
+    if (free[i - 1]!.start + free[i - 1]!.len === free[i]!.start) {
+      problems.add('bnobt', agno, -1, `free extents ${free[i - 1]!.start}+${free[i - 1]!.len} and ${free[i]!.start}+${free[i]!.len} touch but were not merged`);
+    }
+  }
+  if (ag.freeBlocks !== freeBlocks) problems.add('AG header', agno, ag.start + 1, `free blocks ${ag.freeBlocks}, the bnobt holds ${freeBlocks}`);
+  if (ag.longestFree !== longest) problems.add('AG header', agno, ag.start + 1, `longest free extent ${ag.longestFree}, the cntbt's is ${longest}`);
+
+  // 3. What the AG's own metadata says it owns.
+  const expected: OwnedExtent[] = [{ start: 0, len: 2, owner: OWN_FS }];
+  if (agno === 0) expected.push({ start: geo.logStart, len: geo.logBlocks, owner: OWN_LOG });
+  for (const name of ['bno', 'cnt', 'rmap'] as const) {
+    treeOf(ag, name).visitBlocks((ptr) => { expected.push({ start: ptr, len: 1, owner: OWN_AG }); });
+  }
+  ag.ino.visitBlocks((ptr) => { expected.push({ start: ptr, len: 1, owner: OWN_INOBT }); });
+  const agfl = ag.agflBlocks();
+  if (new Set(agfl).size !== agfl.length) problems.add('AG header', agno, ag.start + 1, 'a block is on the free list twice');
+  for (const b of agfl) expected.push({ start: b, len: 1, owner: OWN_AG });
+  ag.ino.forEach((b, off) => {
+    const r = decodeInobt(b, off);
+    const chunkBno = r.startino / INODES_PER_BLOCK;
+    if (r.startino % INODES_PER_CHUNK !== 0 || chunkBno + CHUNK_BLOCKS > ag.length) {
+      problems.add('inobt', agno, -1, `chunk at inode ${r.startino} is misplaced`);
+      return;
+    }
+    expected.push({ start: chunkBno, len: CHUNK_BLOCKS, owner: OWN_INODES });
+  });
+  expected.sort((a, b) => a.start - b.start);
+
+  // 4. Walk rmap and free space together, block order: each block exactly once.
+  const rmaps: RmapRecord[] = [];
+  ag.rmap.forEach((b, off) => { rmaps.push(decodeRmap(b, off)); });
+  result.rmapRecords = rmaps.length;
+  checkCoverage(ag, rmaps, free, problems);
+
+  // 5. Every metadata extent is mapped to its owner, and every special-owner record is metadata we know.
+  checkMetadataOwners(ag, rmaps, expected, problems);
+  return result;
+}
+
+function checkCoverage(ag: AllocGroup, rmaps: RmapRecord[], free: { start: number; len: number }[], problems: ProblemList): void {
+  const agno = ag.agno;
+  let i = 0;
+  let j = 0;
+  let at = 0;
+  let reported = 0;
+  const report = (msg: string, agbno: number): void => {
+    if (reported++ < 50) problems.add('coverage', agno, ag.start + agbno, msg);
+  };
+  while (i < rmaps.length || j < free.length) {
+    const r = rmaps[i];
+    const f = free[j];
+    const rStart = r !== undefined ? r.startblock : Infinity;
+    const fStart = f !== undefined ? f.start : Infinity;
+    const next = Math.min(rStart, fStart);
+    if (next > at) report(`blocks ${at}..${next - 1} are neither free nor in the rmap`, at);
+    if (next < at) {
+      report(rStart === next
+        ? `rmap record ${r!.startblock}+${r!.blockcount} (${ownerName(r!.owner)}) overlaps space already accounted for`
+        : `free extent ${f!.start}+${f!.len} overlaps space already accounted for`, next);
+    }
+    if (rStart <= fStart) {
+      at = Math.max(at, rStart + r!.blockcount);
+      i++;
+    } else {
+      at = Math.max(at, fStart + f!.len);
+      j++;
+    }
+  }
+  if (at < ag.length) report(`blocks ${at}..${ag.length - 1} are neither free nor in the rmap`, at);
+  if (at > ag.length) report(`space is accounted for past the end of the AG (${at} > ${ag.length})`, ag.length - 1);
+}
+
+function checkMetadataOwners(ag: AllocGroup, rmaps: RmapRecord[], expected: OwnedExtent[], problems: ProblemList): void {
+  const agno = ag.agno;
+  // Expand both sides into per-owner block ranges and compare them merged.
+  const merge = (list: OwnedExtent[]): OwnedExtent[] => {
+    const out: OwnedExtent[] = [];
+    for (const e of list) {
+      const last = out[out.length - 1];
+      if (last !== undefined && last.owner === e.owner && last.start + last.len === e.start) last.len += e.len;
+      else out.push({ ...e });
+    }
+    return out;
+  };
+  const want = merge(expected);
+  const have = merge(rmaps.filter((r) => !isInodeOwner(r.owner))
+    .map((r) => ({ start: r.startblock, len: r.blockcount, owner: r.owner })));
+  const key = (e: OwnedExtent): string => `${e.start}+${e.len}:${e.owner}`;
+  const haveSet = new Set(have.map(key));
+  const wantSet = new Set(want.map(key));
+  let n = 0;
+  for (const e of want) {
+    if (!haveSet.has(key(e)) && n++ < 50) {
+      problems.add('rmap', agno, ag.start + e.start, `${ownerName(e.owner)} metadata at ${e.start}+${e.len} is not mapped to it`);
+    }
+  }
+  for (const e of have) {
+    if (!wantSet.has(key(e)) && n++ < 50) {
+      problems.add('rmap', agno, ag.start + e.start, `rmap says ${ownerName(e.owner)} owns ${e.start}+${e.len}, which is not such metadata`);
+    }
+  }
+}
