@@ -5,23 +5,36 @@
  */
 import createDebug from 'debug';
 import { RmapfsError } from '../errors';
+import { CliError } from './args';
+import type { Command, CommandIo } from './args';
+import { mkfsCommand } from './mkfs';
+import { checkCommand } from './check';
+import { infoCommand } from './info';
+import { dbCommand } from './db';
+
+export type { CommandIo } from './args';
 
 const log = createDebug('rmapfs:cli');
 
 const VERSION = '0.1.0';
 
-const USAGE = `usage: rmapfs <command> [options]
+/** The subcommands, in the order `rmapfs help` lists them. */
+const COMMANDS: readonly Command[] = [mkfsCommand, checkCommand, infoCommand, dbCommand];
+
+function usage(): string {
+  const rows: [string, string][] = [
+    ...COMMANDS.map((c): [string, string] => [c.name, c.summary]),
+    ['help [COMMAND]', 'this text, or a command\'s'],
+    ['version', 'the version of rmapfs and of its parts'],
+  ];
+  const width = Math.max(...rows.map(([n]) => n.length)) + 2;
+  return `usage: rmapfs <command> [options]
 
 commands:
-  help                 this text
-  version              the version of rmapfs and of its parts
+${rows.map(([n, s]) => `  ${n.padEnd(width)} ${s}`).join('\n')}
 
-rmapfs is being built layer by layer; mkfs, mount, check, scrub and repair
-arrive with the filesystem core and the FUSE daemon.`;
-
-export interface CommandIo {
-  out: (line: string) => void;
-  err: (line: string) => void;
+'rmapfs COMMAND --help' describes a command. mount, scrub and repair arrive
+with the FUSE daemon and online repair.`;
 }
 
 const stdio: CommandIo = {
@@ -43,21 +56,33 @@ export async function run(argv: string[], io: CommandIo = stdio): Promise<number
       case undefined:
       case 'help':
       case '--help':
-      case '-h':
-        io.out(USAGE);
+      case '-h': {
+        const topic = command === 'help' ? rest[0] : undefined;
+        if (topic !== undefined) {
+          const c = COMMANDS.find((x) => x.name === topic);
+          if (c === undefined) throw new RmapfsError('EINVAL', `no such command '${topic}' (see 'rmapfs help')`);
+          io.out(c.usage);
+          return 0;
+        }
+        io.out(usage());
         return command === undefined ? 2 : 0;
+      }
       case 'version':
       case '--version':
       case '-V':
         if (rest.length > 0) throw new RmapfsError('EINVAL', `version takes no arguments`);
         return await version(io);
-      default:
-        throw new RmapfsError('EINVAL', `unknown command '${command}' (see 'rmapfs help')`);
+      default: {
+        const c = COMMANDS.find((x) => x.name === command);
+        if (c === undefined) throw new RmapfsError('EINVAL', `unknown command '${command}' (see 'rmapfs help')`);
+        return await c.run(rest, io);
+      }
     }
   } catch (e) {
     if (e instanceof RmapfsError) {
       io.err(e.toLine());
       log('%O', e);
+      if (e instanceof CliError) return e.status;
       return e.code === 'EINVAL' ? 2 : 1;
     }
     io.err(`rmapfs: internal error: ${e instanceof Error ? e.message : String(e)}`);

@@ -20,7 +20,6 @@ import { RmapfsError } from '../errors';
 import { BufCache } from '../io/buf-cache';
 import { Device } from '../io/device';
 import { RecoveringTarget } from './recovering-target';
-import { OFF_LSN, writeU64 } from '../io/meta-header';
 import { Allocator } from '../alloc/alloc';
 import { Geometry } from '../format/geometry';
 import {
@@ -193,8 +192,9 @@ export class Filesystem {
     const blocks = this.cache.takeUnlogged();
     const lsn = this.journal.headLsn + 1;
     for (const buf of blocks) {
-      writeU64(buf.data, OFF_LSN, lsn);
-      if (buf.ops !== null) buf.ops.prepareWrite(buf);
+      if (buf.ops === null) continue;
+      buf.ops.stampLsn?.(buf, lsn);
+      buf.ops.prepareWrite(buf);
     }
     this.journal.commit(blocks.map((b) => ({ bno: b.bno, data: b.data })));
     this.alloc.clearBusy();

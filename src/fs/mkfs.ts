@@ -28,6 +28,8 @@ import type { Superblock } from '../format/superblock';
 import { formatUuid } from '../format/fields';
 import { rmapMap } from '../rmap/rmap';
 import { Journal } from '../log/journal';
+import { Filesystem } from './filesystem';
+import { Rmapfs } from './rmapfs';
 
 const log = createDebug('rmapfs:mkfs');
 
@@ -102,6 +104,14 @@ export function mkfs(path: string, options: MkfsOptions = {}): MkfsResult {
     cache.flush();
     Journal.format(target, geo.logStart, geo.logBlocks, geo.uuid);
     device.sync();
+    device.close();
+    // The root directory is made through the filesystem itself, as any directory is.
+    const fsys = Filesystem.open(path);
+    try {
+      sb.rootIno = Rmapfs.makeRoot(fsys);
+    } finally {
+      fsys.close();
+    }
     log('made %s: %d blocks in %d AGs of %d, log %d blocks', path, geo.totalBlocks, geo.agCount, geo.agBlocks, geo.logBlocks);
     return { geometry: geo, superblock: sb };
   } finally {

@@ -35,6 +35,8 @@ export interface BufOps {
   verifyRead(buf: Buf): void;
   /** Last touches before the block goes out (e.g. compute its crc32c). */
   prepareWrite(buf: Buf): void;
+  /** Records the log sequence number of the change being logged (wherever this block type keeps it). */
+  stampLsn?(buf: Buf, lsn: number): void;
 }
 
 export class Buf {

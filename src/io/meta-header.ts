@@ -107,5 +107,8 @@ export function metaBufOps(want: MetaExpectation, verifyBody?: (buf: Buf) => voi
     prepareWrite(buf: Buf): void {
       if (want.checksummed) buf.data.writeUInt32BE(blockCrc(buf.data), OFF_CRC);
     },
+    stampLsn(buf: Buf, lsn: number): void {
+      writeU64(buf.data, OFF_LSN, lsn);
+    },
   };
 }

@@ -13,13 +13,16 @@ import { scratchImage, scrubAll } from '../lib/fs';
 
 interface Held { fsbno: number; len: number; owner: number; offset: number }
 
-/** Inode-owned extents according to the rmap, as sorted strings. */
+/** Owners made up for these tests: far above any real inode number of a small filesystem. */
+const BASE = 2 ** 40;
+
+/** Test-owned extents according to the rmap, as sorted strings. */
 function ownedExtents(f: Filesystem): string[] {
   const out: string[] = [];
   for (const ag of f.alloc.ags) {
     ag.rmap.forEach((b, off) => {
       const r = decodeRmap(b, off);
-      if (isInodeOwner(r.owner)) out.push(`${f.geo.fsbno(ag.agno, r.startblock)}:${r.blockcount}:${r.owner}:${r.offset}`);
+      if (isInodeOwner(r.owner) && r.owner >= BASE) out.push(`${f.geo.fsbno(ag.agno, r.startblock)}:${r.blockcount}:${r.owner}:${r.offset}`);
     });
   }
   return out.sort();
@@ -55,7 +58,7 @@ t.test('random allocations and frees keep every AG consistent, across a reopen',
   const rng = new Rng(testSeed(4242));
   const held: Held[] = [];
   const freeAtStart = f.alloc.freeBlocks();
-  let nextOwner = 1000;
+  let nextOwner = BASE + 1000;
   for (let step = 0; step < 3000; step++) {
     if (held.length === 0 || rng.next() < 0.55) {
       const owner = rng.next() < 0.3 && held.length > 0 ? held[rng.int(held.length)]!.owner : nextOwner++;
@@ -102,7 +105,7 @@ t.test('sequential allocations with a goal stay contiguous', (t) => {
   let offset = 0;
   const starts: number[] = [];
   for (let i = 0; i < 100; i++) {
-    const got = f.run(() => f.alloc.alloc({ owner: 5000, offset, minLen: 1, maxLen: 32, goal }));
+    const got = f.run(() => f.alloc.alloc({ owner: BASE + 5000, offset, minLen: 1, maxLen: 32, goal }));
     starts.push(got.fsbno);
     goal = got.fsbno + got.len;
     offset += got.len;
@@ -122,8 +125,8 @@ t.test('ENOSPC is an error, never a corrupt tree; the failed operation leaves no
     try {
       f.run(() => {
         // Two allocations in one transaction: when the second fails, the first must be undone too.
-        f.alloc.alloc({ owner: 100 + n, minLen: 3, maxLen: 3 });
-        f.alloc.alloc({ owner: 100 + n, offset: 3, minLen: 3, maxLen: 3 });
+        f.alloc.alloc({ owner: BASE + n, minLen: 3, maxLen: 3 });
+        f.alloc.alloc({ owner: BASE + n, offset: 3, minLen: 3, maxLen: 3 });
       });
       n++;
     } catch (e) {
@@ -143,11 +146,11 @@ t.test('forced changes survive a crash; unforced ones vanish whole', (t) => {
   let f = Filesystem.open(image);
   const kept: Held[] = [];
   for (let i = 0; i < 50; i++) {
-    const got = f.run(() => f.alloc.alloc({ owner: 700 + i, minLen: 4, maxLen: 4 }));
-    kept.push({ fsbno: got.fsbno, len: got.len, owner: 700 + i, offset: 0 });
+    const got = f.run(() => f.alloc.alloc({ owner: BASE + 700 + i, minLen: 4, maxLen: 4 }));
+    kept.push({ fsbno: got.fsbno, len: got.len, owner: BASE + 700 + i, offset: 0 });
   }
   f.forceLog();
-  for (let i = 0; i < 20; i++) f.run(() => f.alloc.alloc({ owner: 900 + i, minLen: 2, maxLen: 2 }));
+  for (let i = 0; i < 20; i++) f.run(() => f.alloc.alloc({ owner: BASE + 900 + i, minLen: 2, maxLen: 2 }));
   f.abandon(); // crash: no checkpoint, no unmount
   f = Filesystem.open(image);
   t.ok(f.replayed.transactions >= 1, `replayed ${f.replayed.transactions} journal transactions`);

@@ -1,0 +1,728 @@
+/**
+ * `rmapfs db`: looks at (and for tests, damages) the on-disk structures by
+ * name, in the spirit of xfs_db. It reads and writes raw blocks through the
+ * Device -- no buffer cache, no journal, no verifiers -- so it works on a
+ * filesystem too corrupt to open, and never replays or writes the log.
+ *
+ * Fields are decoded with the format's own field tables (SUPERBLOCK_FIELDS,
+ * AG_HEADER_FIELDS) and the btree block layout; a write recomputes the
+ * block's crc32c unless --keep-crc is given (or the field written is the crc).
+ */
+import * as crypto from 'crypto';
+import { RmapfsError } from '../errors';
+import { Device } from '../io/device';
+import { OFF_CRC, blockCrc, magicOf, magicText } from '../io/meta-header';
+import { AGFL_SIZE, AGH_AGBNO, AGH_MAGIC, AG_HEADER_FIELDS, OFF_AGFL, OFF_AGFL_COUNT, SB_AGBNO, SLOT_HEIGHT, SLOT_ROOT, slotOffset } from '../format/ag-header';
+import type { AgBtreeName } from '../format/ag-header';
+import { FIELD_SIZE, formatUuid, parseUuid } from '../format/fields';
+import type { Field } from '../format/fields';
+import { BLOCK_SIZE, SB_MAGIC, SUPERBLOCK_FIELDS } from '../format/superblock';
+import { BtreeGeometry, OFF_LEFTSIB, OFF_LEVEL, OFF_NUMRECS, OFF_RIGHTSIB } from '../btree/btree-block';
+import type { BtreeOps } from '../btree/btree-ops';
+import { NULL_PTR } from '../btree/btree-ops';
+import { bnoBtreeOps, cntBtreeOps } from '../alloc/alloc-btree';
+import { rmapBtreeOps } from '../rmap/rmap-btree';
+import { inoBtreeOps } from '../inode/inode-btree';
+import { CliError, parseArgs, parseCount, usageError } from './args';
+import type { Command, CommandIo } from './args';
+
+const USAGE = `usage: rmapfs db [--keep-crc] [-c COMMAND]... DEVICE [COMMAND...]
+
+Prints (and, for testing repair, changes) on-disk structures by name. Reads
+and writes raw blocks: no cache, no journal replay, no verification, so it
+works on a damaged filesystem. Commands run in order; the first that fails
+stops the rest.
+
+Giving commands: each -c COMMAND is one command; after DEVICE, an argument
+holding spaces is one whole command ('agh 1'), single words are collected
+into one command until a ';' argument (\\; in the shell), and ';' inside an
+argument separates commands too. Quote a value with spaces inside a command
+("set sb 0 label 'my disk'"). Examples:
+  rmapfs db img sb
+  rmapfs db img 'agh 1' 'btree 0 rmap'
+  rmapfs db img set block 0 4 rec[0].blockcount 3 \\; block 0 rmap 4
+
+Numbers: AGNO an AG number, AGBNO a block number within the AG, FSBNO a
+filesystem block number; TREE one of bno, cnt, rmap, ino (or bnobt, cntbt,
+rmapbt, inobt).
+
+read commands:
+  sb [AGNO]                      the primary superblock (or AG AGNO's copy)
+  agh AGNO                       an AG header, with its free list
+  btree AGNO TREE                a btree's shape: height, blocks per level,
+                                 and every block's header
+  block AGNO [TREE] AGBNO        one btree block: header, then its records
+                                 (leaf) or keys and pointers (node); TREE is
+                                 taken from the block's magic when omitted
+  records AGNO TREE [--limit N]  the tree's records in key order
+  hexdump FSBNO [OFFSET [LENGTH]]  raw bytes of any block (any device)
+
+write commands (add --keep-crc to leave the old crc, so the block then fails
+its checksum):
+  set sb|agh AGNO FIELD VALUE
+  set block AGNO AGBNO [TREE] FIELD VALUE
+  fuzz sb|agh AGNO FIELD VERB
+  fuzz block AGNO AGBNO [TREE] FIELD VERB
+
+fields:
+  sb      ${SUPERBLOCK_FIELDS.map((f) => f.name).join(', ')}
+  agh     ${AG_HEADER_FIELDS.map((f) => f.name).join(', ')},
+          agfl[I] (I < ${AGFL_SIZE})
+  block   magic, level, numrecs, leftsib, rightsib, blkno, lsn, uuid, owner,
+          crc; rec[I].NAME in leaves; key[I].NAME and ptr[I] in nodes:
+            bno   rec: startblock, blockcount    key: startblock
+            cnt   rec: startblock, blockcount    key: blockcount, startblock
+            rmap  rec: startblock, blockcount, owner, offset, flags
+                  key: startblock, owner, offset, flags
+                  (flags: 4 attr fork, 2 bmbt block, 1 unwritten)
+            ino   rec: startino, freecount, freemask    key: startino
+VALUE: a number (decimal or 0x...), 'null' for a pointer, four characters
+for a magic, a UUID for uuid, any text for label.
+VERB (as xfs_db): zeroes, ones, firstbit (flip the most significant bit),
+middlebit, lastbit (the least significant), add (+1, wrapping), sub (-1,
+wrapping), random (a random value other than the current one).
+
+options:
+  -c, --command COMMAND   a command to run (repeatable; before the others)
+  --keep-crc              every set/fuzz leaves the crc as it was
+  -h, --help              this text
+
+exit status: 0, 1 when a command fails (not an rmapfs, no such field, I/O
+error), 2 usage error.`;
+
+// ---- fields ---------------------------------------------------------------------
+
+type FieldKind = 'num' | 'magic' | 'uuid' | 'label' | 'ptr' | 'crc';
+
+/** A field of `bits` bits, `shift` bits up from the bottom of the big-endian integer of `bytes` bytes at `offset`. */
+interface DbField {
+  name: string;
+  offset: number;
+  bytes: number;
+  bits: number;
+  shift: number;
+  kind: FieldKind;
+}
+
+function field(name: string, offset: number, bytes: number, kind: FieldKind = 'num', bits = bytes * 8, shift = 0): DbField {
+  return { name, offset, bytes, bits, shift, kind };
+}
+
+function fromTable(f: Field): DbField {
+  const kind: FieldKind = f.type === 'uuid' ? 'uuid' : f.type === 'label' ? 'label'
+    : f.name === 'magic' ? 'magic' : f.name === 'crc' ? 'crc' : 'num';
+  return field(f.name, f.offset, FIELD_SIZE[f.type], kind);
+}
+
+const SB_FIELDS: DbField[] = SUPERBLOCK_FIELDS.map(fromTable);
+const AGH_FIELDS: DbField[] = [
+  ...AG_HEADER_FIELDS.map(fromTable),
+  ...Array.from({ length: AGFL_SIZE }, (_, i) => field(`agfl[${i}]`, OFF_AGFL + 4 * i, 4)),
+];
+const BTREE_HDR_FIELDS: DbField[] = [
+  field('magic', 0, 4, 'magic'), field('level', OFF_LEVEL, 2), field('numrecs', OFF_NUMRECS, 2),
+  field('leftsib', OFF_LEFTSIB, 4, 'ptr'), field('rightsib', OFF_RIGHTSIB, 4, 'ptr'), field('blkno', 16, 8),
+  field('lsn', 24, 8), field('uuid', 32, 16, 'uuid'), field('owner', 48, 8), field('crc', OFF_CRC, 4, 'crc'),
+];
+
+interface TreeType {
+  name: AgBtreeName;
+  label: string;
+  ops: BtreeOps;
+  geo: BtreeGeometry;
+  /** Fields relative to the record / key start. */
+  rec: DbField[];
+  key: DbField[];
+}
+
+function treeType(name: AgBtreeName, label: string, ops: BtreeOps, rec: DbField[], key: DbField[]): TreeType {
+  return { name, label, ops, geo: new BtreeGeometry(ops, BLOCK_SIZE), rec, key };
+}
+
+const TREES: TreeType[] = [
+  treeType('bno', 'bnobt', bnoBtreeOps, [field('startblock', 0, 4), field('blockcount', 4, 4)], [field('startblock', 0, 4)]),
+  treeType('cnt', 'cntbt', cntBtreeOps, [field('startblock', 0, 4), field('blockcount', 4, 4)],
+    [field('blockcount', 0, 4), field('startblock', 4, 4)]),
+  treeType('rmap', 'rmapbt', rmapBtreeOps,
+    [field('startblock', 0, 4), field('blockcount', 4, 4), field('owner', 8, 8), field('offset', 16, 8, 'num', 61),
+      field('flags', 16, 8, 'num', 3, 61)],
+    [field('startblock', 0, 4), field('owner', 4, 8), field('offset', 12, 8, 'num', 61), field('flags', 12, 8, 'num', 3, 61)]),
+  treeType('ino', 'inobt', inoBtreeOps, [field('startino', 0, 4), field('freecount', 4, 4), field('freemask', 8, 8)],
+    [field('startino', 0, 4)]),
+];
+
+function findTree(name: string): TreeType {
+  const t = TREES.find((x) => x.name === name || x.label === name || x.ops.name === name);
+  if (t === undefined) throw new CliError(1, 'EINVAL', `unknown btree '${name}' (bno, cnt, rmap, ino)`);
+  return t;
+}
+
+function treeByMagic(magic: number): TreeType | undefined {
+  return TREES.find((t) => t.ops.magic === magic);
+}
+
+function mask(bits: number): bigint {
+  return (1n << BigInt(bits)) - 1n;
+}
+
+function readRaw(b: Buffer, at: number, bytes: number): bigint {
+  let v = 0n;
+  for (let i = 0; i < bytes; i++) v = (v << 8n) | BigInt(b[at + i]!);
+  return v;
+}
+
+function writeRaw(b: Buffer, at: number, bytes: number, v: bigint): void {
+  let x = v;
+  for (let i = bytes - 1; i >= 0; i--) {
+    b[at + i] = Number(x & 0xffn);
+    x >>= 8n;
+  }
+}
+
+function getValue(b: Buffer, base: number, f: DbField): bigint {
+  return (readRaw(b, base + f.offset, f.bytes) >> BigInt(f.shift)) & mask(f.bits);
+}
+
+function setValue(b: Buffer, base: number, f: DbField, v: bigint): void {
+  const raw = readRaw(b, base + f.offset, f.bytes);
+  const m = mask(f.bits) << BigInt(f.shift);
+  writeRaw(b, base + f.offset, f.bytes, (raw & ~m) | ((v << BigInt(f.shift)) & m));
+}
+
+function show(f: DbField, v: bigint): string {
+  switch (f.kind) {
+    case 'magic': return `${magicText(Number(v))} (0x${v.toString(16).padStart(8, '0')})`;
+    case 'uuid': return formatUuid(Buffer.from(v.toString(16).padStart(32, '0'), 'hex'));
+    case 'label': {
+      const raw = Buffer.from(v.toString(16).padStart(64, '0'), 'hex');
+      const end = raw.indexOf(0);
+      return JSON.stringify(raw.subarray(0, end < 0 ? raw.length : end).toString('utf8'));
+    }
+    case 'ptr': return v === BigInt(NULL_PTR) ? 'null' : v.toString();
+    case 'crc': return `0x${v.toString(16).padStart(8, '0')}`;
+    case 'num': return v.toString();
+  }
+}
+
+function parseValue(f: DbField, text: string): bigint {
+  let v: bigint;
+  if (f.kind === 'uuid') {
+    v = BigInt(`0x${parseUuid(text).toString('hex')}`);
+  } else if (f.kind === 'label') {
+    const bytes = Buffer.from(text, 'utf8');
+    if (bytes.length > f.bytes) throw new CliError(1, 'EINVAL', `${f.name}: '${text}' is longer than ${f.bytes} bytes`);
+    const padded = Buffer.alloc(f.bytes);
+    bytes.copy(padded);
+    v = BigInt(`0x${padded.toString('hex')}`);
+  } else if (f.kind === 'ptr' && text === 'null') {
+    v = BigInt(NULL_PTR);
+  } else if (f.kind === 'magic' && text.length === 4 && !/^\d+$/.test(text)) {
+    v = BigInt(magicOf(text));
+  } else if (/^\d+$/.test(text) || /^0x[0-9a-f]+$/i.test(text)) {
+    v = BigInt(text);
+  } else {
+    throw new CliError(1, 'EINVAL', `${f.name}: '${text}' is not a value for this field`);
+  }
+  if (v > mask(f.bits)) throw new CliError(1, 'EINVAL', `${f.name}: ${text} does not fit in ${f.bits} bits`);
+  return v;
+}
+
+export const FUZZ_VERBS = ['zeroes', 'ones', 'firstbit', 'middlebit', 'lastbit', 'add', 'sub', 'random'] as const;
+
+/** A field's new value under a fuzz verb (xfs_db's semantics). */
+export function fuzzValue(verb: string, old: bigint, bits: number): bigint {
+  const m = mask(bits);
+  switch (verb) {
+    case 'zeroes': return 0n;
+    case 'ones': return m;
+    case 'firstbit': return old ^ (1n << BigInt(bits - 1));
+    case 'middlebit': return old ^ (1n << BigInt(bits - 1 - Math.floor(bits / 2)));
+    case 'lastbit': return old ^ 1n;
+    case 'add': return (old + 1n) & m;
+    case 'sub': return (old - 1n) & m;
+    case 'random': {
+      for (;;) {
+        const v = readRaw(crypto.randomBytes(Math.ceil(bits / 8)), 0, Math.ceil(bits / 8)) & m;
+        if (v !== old || bits === 0) return v;
+      }
+    }
+    default:
+      throw new CliError(1, 'EINVAL', `unknown fuzz verb '${verb}' (${FUZZ_VERBS.join(', ')})`);
+  }
+}
+
+// ---- the device -----------------------------------------------------------------
+
+/** A raw view of the device with the geometry the primary superblock claims. */
+class RawFs {
+  readonly blocks: number;
+  private sbChecked = false;
+  private agBlocks = 0;
+  private agCount = 0;
+
+  constructor(readonly device: Device) {
+    this.blocks = Math.floor(device.size / BLOCK_SIZE);
+  }
+
+  read(fsbno: number): Buffer {
+    if (!Number.isSafeInteger(fsbno) || fsbno < 0 || fsbno >= this.blocks) {
+      throw new CliError(1, 'EINVAL', `block ${fsbno} is outside the device (${this.blocks} blocks)`);
+    }
+    const b = Buffer.alloc(BLOCK_SIZE);
+    this.device.read(fsbno * BLOCK_SIZE, b, 0, BLOCK_SIZE);
+    return b;
+  }
+
+  write(fsbno: number, b: Buffer): void {
+    this.device.write(fsbno * BLOCK_SIZE, b, 0, BLOCK_SIZE);
+    this.device.sync();
+  }
+
+  /** Structured commands need an rmapfs: a superblock in block 0 (or, if it is damaged, an AG header in block 1). */
+  requireRmapfs(): void {
+    if (this.sbChecked) return;
+    const sb = this.blocks >= 2 ? this.read(0) : null;
+    const ok = sb !== null && (sb.readUInt32BE(0) === SB_MAGIC || this.read(AGH_AGBNO).readUInt32BE(0) === AGH_MAGIC);
+    if (!ok) throw new CliError(1, 'EINVAL', `${this.device.path} is not an rmapfs filesystem (no superblock)`);
+    this.agBlocks = sb.readUInt32BE(64 + 8);
+    this.agCount = sb.readUInt32BE(64 + 12);
+    this.sbChecked = true;
+  }
+
+  /** First block of an AG; AGs past the device's end or beyond a damaged agBlocks are refused. */
+  agStart(agno: number): number {
+    this.requireRmapfs();
+    if (agno === 0) return 0;
+    if (this.agBlocks < 64 || this.agBlocks >= this.blocks) {
+      throw new CliError(1, 'EFSCORRUPTED', `the primary superblock's agBlocks (${this.agBlocks}) is unusable: only AG 0 can be addressed`);
+    }
+    const start = agno * this.agBlocks;
+    if (start >= this.blocks) {
+      throw new CliError(1, 'EINVAL', `AG ${agno} is past the end of the device (${this.agCount} AGs of ${this.agBlocks} blocks)`);
+    }
+    return start;
+  }
+
+  agLength(agno: number): number {
+    const start = this.agStart(agno);
+    const per = this.agBlocks >= 64 && this.agBlocks < this.blocks ? this.agBlocks : this.blocks;
+    return Math.min(per, this.blocks - start);
+  }
+}
+
+// ---- command plumbing -----------------------------------------------------------
+
+interface Target {
+  what: string;
+  fsbno: number;
+  fields: DbField[];
+  /** Byte offset the fields are relative to. */
+  base: number;
+}
+
+function crcNote(b: Buffer): string {
+  const want = blockCrc(b);
+  const have = b.readUInt32BE(OFF_CRC);
+  return have === want ? 'crc ok' : `crc BAD (stored 0x${have.toString(16).padStart(8, '0')}, computed 0x${want.toString(16).padStart(8, '0')})`;
+}
+
+function printFields(io: CommandIo, b: Buffer, base: number, fields: readonly DbField[]): void {
+  const width = Math.max(...fields.map((f) => f.name.length));
+  for (const f of fields) io.out(`${f.name.padEnd(width)} = ${show(f, getValue(b, base, f))}`);
+}
+
+function num(text: string | undefined, what: string): number {
+  if (text === undefined) throw usageError(`missing ${what}`);
+  try {
+    return parseCount(text, what);
+  } catch {
+    throw new CliError(1, 'EINVAL', `bad ${what} '${text}'`);
+  }
+}
+
+function arity(cmd: string[], min: number, max: number, synopsis: string): void {
+  if (cmd.length - 1 < min || cmd.length - 1 > max) throw usageError(`usage: ${synopsis}`);
+}
+
+/** The fields of a btree block named FIELD: header fields, rec[I].NAME, key[I].NAME, ptr[I]. */
+function btreeField(b: Buffer, name: string, tree: TreeType | undefined): { field: DbField; base: number } {
+  const hdr = BTREE_HDR_FIELDS.find((f) => f.name === name);
+  if (hdr !== undefined) return { field: hdr, base: 0 };
+  const m = /^(rec|key|ptr)\[(\d+)\](?:\.(\w+))?$/.exec(name);
+  if (m === null) {
+    throw new CliError(1, 'EINVAL', `a btree block has no field '${name}' (${BTREE_HDR_FIELDS.map((f) => f.name).join(', ')}, rec[I].NAME, key[I].NAME, ptr[I])`);
+  }
+  if (tree === undefined) {
+    throw new CliError(1, 'EINVAL', `the block's magic ${magicText(b.readUInt32BE(0))} names no btree type: give TREE before the field`);
+  }
+  const [, kind, idx, sub] = m as unknown as [string, 'rec' | 'key' | 'ptr', string, string | undefined];
+  const i = Number(idx);
+  const level = b.readUInt16BE(OFF_LEVEL);
+  if (kind === 'rec' && level !== 0) throw new CliError(1, 'EINVAL', `the block is a node (level ${level}): it has key[I] and ptr[I], not records`);
+  if (kind !== 'rec' && level === 0) throw new CliError(1, 'EINVAL', `the block is a leaf: it has rec[I], not ${kind}s`);
+  const max = kind === 'rec' ? tree.geo.maxLeafRecs : tree.geo.maxNodeRecs;
+  if (i >= max) throw new CliError(1, 'EINVAL', `${kind}[${i}]: a ${tree.label} block holds at most ${max}`);
+  if (kind === 'ptr') {
+    if (sub !== undefined) throw new CliError(1, 'EINVAL', `ptr[${i}] has no fields`);
+    return { field: field(`ptr[${i}]`, 0, 4, 'ptr'), base: tree.geo.ptrOffset(i) };
+  }
+  const fields = kind === 'rec' ? tree.rec : tree.key;
+  const f = fields.find((x) => x.name === sub);
+  if (f === undefined) {
+    throw new CliError(1, 'EINVAL', `a ${tree.label} ${kind === 'rec' ? 'record' : 'key'} has no field '${sub ?? ''}' (${fields.map((x) => x.name).join(', ')})`);
+  }
+  return { field: { ...f, name: `${kind}[${i}].${f.name}` }, base: kind === 'rec' ? tree.geo.recOffset(i) : tree.geo.keyOffset(i) };
+}
+
+function formatKey(tree: TreeType, b: Buffer, base: number): string {
+  return tree.key.map((f) => `${f.name} ${show(f, getValue(b, base, f))}`).join(' ');
+}
+
+/** One btree block: header, crc, then its entries. */
+function printBlock(io: CommandIo, raw: RawFs, agno: number, agbno: number, treeName: string | undefined): void {
+  const fsbno = raw.agStart(agno) + agbno;
+  if (agbno >= raw.agLength(agno)) throw new CliError(1, 'EINVAL', `AG ${agno} has no block ${agbno}`);
+  const b = raw.read(fsbno);
+  const magic = b.readUInt32BE(0);
+  const tree = treeName !== undefined ? findTree(treeName) : treeByMagic(magic);
+  io.out(`AG ${agno} block ${agbno} (fsbno ${fsbno})${tree !== undefined ? `: ${tree.label}` : ''}, ${crcNote(b)}`);
+  if (tree !== undefined && tree.ops.magic !== magic) io.out(`warning: magic ${magicText(magic)} is not ${tree.label}'s ${magicText(tree.ops.magic)}`);
+  printFields(io, b, 0, BTREE_HDR_FIELDS);
+  if (tree === undefined) {
+    io.out(`(magic ${magicText(magic)} names no btree type: give TREE to see the entries)`);
+    return;
+  }
+  const level = b.readUInt16BE(OFF_LEVEL);
+  const n = b.readUInt16BE(OFF_NUMRECS);
+  const max = level === 0 ? tree.geo.maxLeafRecs : tree.geo.maxNodeRecs;
+  if (n > max) io.out(`warning: numrecs ${n} is more than a block holds (${max}); showing ${max}`);
+  for (let i = 0; i < Math.min(n, max); i++) {
+    if (level === 0) {
+      io.out(`rec[${i}] = ${tree.ops.formatRecord!(b, tree.geo.recOffset(i))}`);
+    } else {
+      const ptr = b.readUInt32BE(tree.geo.ptrOffset(i));
+      io.out(`key[${i}] = ${formatKey(tree, b, tree.geo.keyOffset(i))}  ptr[${i}] = ${ptr === NULL_PTR ? 'null' : ptr}`);
+    }
+  }
+}
+
+/** The root and height the AG header gives a tree. */
+function treeRoot(raw: RawFs, agno: number, tree: TreeType): { root: number; height: number; header: Buffer } {
+  const h = raw.read(raw.agStart(agno) + AGH_AGBNO);
+  return { root: h.readUInt32BE(slotOffset(tree.name) + SLOT_ROOT), height: h.readUInt32BE(slotOffset(tree.name) + SLOT_HEIGHT), header: h };
+}
+
+/**
+ * Walks a tree level by level from the root (leftmost block by ptr[0], then
+ * along the right siblings), stopping a level at a bad pointer, a loop or a
+ * block of another type. visit returns false to stop the walk.
+ */
+function walkTree(raw: RawFs, agno: number, tree: TreeType, fromLevel: number | null,
+  visit: (level: number, agbno: number, b: Buffer) => boolean | void, note: (text: string) => void): void {
+  const { root, height } = treeRoot(raw, agno, tree);
+  if (height < 1 || height > 32) {
+    note(`the AG header says the height is ${height}`);
+    return;
+  }
+  const length = raw.agLength(agno);
+  const seen = new Set<number>();
+  let leftmost = root;
+  for (let level = height - 1; level >= 0; level--) {
+    let ptr = leftmost;
+    let first = true;
+    while (ptr !== NULL_PTR) {
+      if (ptr < 2 || ptr >= length) {
+        note(`level ${level}: pointer ${ptr} is outside the AG`);
+        return;
+      }
+      if (seen.has(ptr)) {
+        note(`level ${level}: block ${ptr} was reached before (a loop)`);
+        break;
+      }
+      seen.add(ptr);
+      const b = raw.read(raw.agStart(agno) + ptr);
+      if (b.readUInt32BE(0) !== tree.ops.magic) {
+        note(`level ${level}: block ${ptr} has magic ${magicText(b.readUInt32BE(0))}, not ${magicText(tree.ops.magic)}`);
+        return;
+      }
+      if (b.readUInt16BE(OFF_LEVEL) !== level) note(`block ${ptr} says it is at level ${b.readUInt16BE(OFF_LEVEL)}, found at ${level}`);
+      if (first && level > 0) leftmost = b.readUInt32BE(tree.geo.ptrOffset(0));
+      first = false;
+      if ((fromLevel === null || level <= fromLevel) && visit(level, ptr, b) === false) return;
+      ptr = b.readUInt32BE(OFF_RIGHTSIB);
+    }
+  }
+}
+
+function printTree(io: CommandIo, raw: RawFs, agno: number, tree: TreeType): void {
+  const { root, height, header } = treeRoot(raw, agno, tree);
+  const slot = slotOffset(tree.name);
+  io.out(`AG ${agno} ${tree.label}: root ${root}, height ${height} (the header counts ${header.readUInt32BE(slot + 8)} blocks, ${header.readUInt32BE(slot + 12)} records)`);
+  const perLevel = new Map<number, string[]>();
+  const notes: string[] = [];
+  let records = 0;
+  walkTree(raw, agno, tree, null, (level, agbno, b) => {
+    const n = b.readUInt16BE(OFF_NUMRECS);
+    if (level === 0) records += n;
+    const left = b.readUInt32BE(OFF_LEFTSIB);
+    const right = b.readUInt32BE(OFF_RIGHTSIB);
+    const lines = perLevel.get(level) ?? [];
+    lines.push(`  block ${agbno}: numrecs ${n}, leftsib ${left === NULL_PTR ? 'null' : left}, rightsib ${right === NULL_PTR ? 'null' : right}, `
+      + `owner ${readRaw(b, 48, 8)}, lsn ${readRaw(b, 24, 8)}, ${crcNote(b)}`);
+    perLevel.set(level, lines);
+  }, (t) => notes.push(t));
+  for (const level of [...perLevel.keys()].sort((a, b) => b - a)) {
+    const lines = perLevel.get(level)!;
+    io.out(`level ${level}: ${lines.length} block${lines.length === 1 ? '' : 's'}`);
+    for (const l of lines) io.out(l);
+  }
+  io.out(`${records} records in ${[...perLevel.values()].reduce((n, l) => n + l.length, 0)} blocks`);
+  for (const n of notes) io.out(`warning: ${n}`);
+}
+
+function printRecords(io: CommandIo, raw: RawFs, agno: number, tree: TreeType, limit: number): void {
+  let shown = 0;
+  let stopped = false;
+  walkTree(raw, agno, tree, 0, (_level, _agbno, b) => {
+    const n = Math.min(b.readUInt16BE(OFF_NUMRECS), tree.geo.maxLeafRecs);
+    for (let i = 0; i < n; i++) {
+      if (shown >= limit) {
+        stopped = true;
+        return false;
+      }
+      io.out(tree.ops.formatRecord!(b, tree.geo.recOffset(i)));
+      shown++;
+    }
+    return true;
+  }, (t) => io.out(`warning: ${t}`));
+  if (stopped) io.out(`(stopped after ${limit} records)`);
+}
+
+function hexdump(io: CommandIo, b: Buffer, offset: number, length: number): void {
+  for (let at = offset; at < offset + length; at += 16) {
+    const row = b.subarray(at, Math.min(at + 16, offset + length));
+    const hex = [...row].map((x) => x.toString(16).padStart(2, '0')).join(' ');
+    const text = [...row].map((x) => (x >= 0x20 && x < 0x7f ? String.fromCharCode(x) : '.')).join('');
+    io.out(`${at.toString(16).padStart(4, '0')}: ${hex.padEnd(47)}  ${text}`);
+  }
+}
+
+/** Where `set`/`fuzz` write: the structure named by the words after the verb (consumed from words). */
+function writeTarget(raw: RawFs, words: string[], synopsis: string): { target: Target; b: Buffer; fieldName: string; arg: string } {
+  const kind = words[0];
+  if (kind === 'sb' || kind === 'agh') {
+    if (words.length !== 4 && !(kind === 'sb' && words.length === 3)) throw usageError(`usage: ${synopsis}`);
+    const agno = words.length === 4 ? num(words[1], 'AG number') : 0;
+    const fsbno = raw.agStart(agno) + (kind === 'sb' ? SB_AGBNO : AGH_AGBNO);
+    const b = raw.read(fsbno);
+    const fields = kind === 'sb' ? SB_FIELDS : AGH_FIELDS;
+    const name = words[words.length - 2]!;
+    return { target: { what: `AG ${agno} ${kind === 'sb' ? 'superblock' : 'header'}`, fsbno, fields, base: 0 }, b, fieldName: name, arg: words[words.length - 1]! };
+  }
+  if (kind === 'block') {
+    if (words.length !== 5 && words.length !== 6) throw usageError(`usage: ${synopsis}`);
+    const agno = num(words[1], 'AG number');
+    const agbno = num(words[2], 'AG block number');
+    if (agbno >= raw.agLength(agno)) throw new CliError(1, 'EINVAL', `AG ${agno} has no block ${agbno}`);
+    const fsbno = raw.agStart(agno) + agbno;
+    const b = raw.read(fsbno);
+    const tree = words.length === 6 ? findTree(words[3]!) : treeByMagic(b.readUInt32BE(0));
+    const name = words[words.length - 2]!;
+    const { field: f, base } = btreeField(b, name, tree);
+    return { target: { what: `AG ${agno} block ${agbno}`, fsbno, fields: [f], base }, b, fieldName: f.name, arg: words[words.length - 1]! };
+  }
+  throw usageError(`usage: ${synopsis}`);
+}
+
+function findDbField(t: Target, name: string): DbField {
+  const f = t.fields.find((x) => x.name === name);
+  if (f === undefined) {
+    const names = t.fields.filter((x) => !x.name.startsWith('agfl[')).map((x) => x.name);
+    throw new CliError(1, 'EINVAL', `the ${t.what.replace(/^AG \d+ /, '')} has no field '${name}' (${names.join(', ')}${t.fields.length > names.length ? ', agfl[I]' : ''})`);
+  }
+  return f;
+}
+
+function runWrite(io: CommandIo, raw: RawFs, cmd: string[], keepCrcAll: boolean): void {
+  const verb = cmd[0]!;
+  const keepCrc = keepCrcAll || cmd.includes('--keep-crc');
+  const words = cmd.slice(1).filter((w) => w !== '--keep-crc');
+  const synopsis = verb === 'set'
+    ? 'set sb|agh AGNO FIELD VALUE | set block AGNO AGBNO [TREE] FIELD VALUE [--keep-crc]'
+    : 'fuzz sb|agh AGNO FIELD VERB | fuzz block AGNO AGBNO [TREE] FIELD VERB [--keep-crc]';
+  const { target, b, fieldName, arg } = writeTarget(raw, words, synopsis);
+  const f = findDbField(target, fieldName);
+  const old = getValue(b, target.base, f);
+  const value = verb === 'set' ? parseValue(f, arg) : fuzzValue(arg, old, f.bits);
+  setValue(b, target.base, f, value);
+  const crcKept = keepCrc || f.kind === 'crc';
+  if (!crcKept) b.writeUInt32BE(blockCrc(b), OFF_CRC);
+  raw.write(target.fsbno, b);
+  io.out(`${target.what}: ${f.name} ${show(f, old)} -> ${show(f, value)}${crcKept && f.kind !== 'crc' ? ' (crc kept)' : ''}`);
+}
+
+function runCommand(io: CommandIo, raw: RawFs, cmd: string[], keepCrc: boolean): void {
+  const [name] = cmd;
+  switch (name) {
+    case 'sb': {
+      arity(cmd, 0, 1, 'sb [AGNO]');
+      const agno = cmd.length > 1 ? num(cmd[1], 'AG number') : 0;
+      const fsbno = raw.agStart(agno) + SB_AGBNO;
+      const b = raw.read(fsbno);
+      io.out(`AG ${agno} superblock${agno === 0 ? ' (primary)' : ''}, block ${fsbno}, ${crcNote(b)}`);
+      printFields(io, b, 0, SB_FIELDS);
+      return;
+    }
+    case 'agh': {
+      arity(cmd, 1, 1, 'agh AGNO');
+      const agno = num(cmd[1], 'AG number');
+      const fsbno = raw.agStart(agno) + AGH_AGBNO;
+      const b = raw.read(fsbno);
+      io.out(`AG ${agno} header, block ${fsbno}, ${crcNote(b)}`);
+      printFields(io, b, 0, AGH_FIELDS.filter((f) => !f.name.startsWith('agfl[')));
+      const n = b.readUInt32BE(OFF_AGFL_COUNT);
+      const list: number[] = [];
+      for (let i = 0; i < Math.min(n, AGFL_SIZE); i++) list.push(b.readUInt32BE(OFF_AGFL + 4 * i));
+      io.out(`agfl = [${list.join(', ')}]${n > AGFL_SIZE ? ` (agflCount ${n} is more than the ${AGFL_SIZE} it holds)` : ''}`);
+      return;
+    }
+    case 'btree': {
+      arity(cmd, 2, 2, 'btree AGNO TREE');
+      printTree(io, raw, num(cmd[1], 'AG number'), findTree(cmd[2]!));
+      return;
+    }
+    case 'block': {
+      arity(cmd, 2, 3, 'block AGNO [TREE] AGBNO');
+      const agno = num(cmd[1], 'AG number');
+      if (cmd.length === 4) printBlock(io, raw, agno, num(cmd[3], 'AG block number'), cmd[2]);
+      else printBlock(io, raw, agno, num(cmd[2], 'AG block number'), undefined);
+      return;
+    }
+    case 'records': {
+      const li = cmd.indexOf('--limit');
+      let limit = Infinity;
+      const words = [...cmd];
+      if (li >= 0) {
+        limit = num(cmd[li + 1], 'limit');
+        words.splice(li, 2);
+      }
+      arity(words, 2, 2, 'records AGNO TREE [--limit N]');
+      printRecords(io, raw, num(words[1], 'AG number'), findTree(words[2]!), limit);
+      return;
+    }
+    case 'hexdump': {
+      arity(cmd, 1, 3, 'hexdump FSBNO [OFFSET [LENGTH]]');
+      const b = raw.read(num(cmd[1], 'block number'));
+      const offset = cmd.length > 2 ? num(cmd[2], 'offset') : 0;
+      const length = cmd.length > 3 ? num(cmd[3], 'length') : BLOCK_SIZE - offset;
+      if (offset + length > BLOCK_SIZE) throw new CliError(1, 'EINVAL', `${offset}+${length} is past the end of the block`);
+      hexdump(io, b, offset, length);
+      return;
+    }
+    case 'set':
+    case 'fuzz':
+      runWrite(io, raw, cmd, keepCrc);
+      return;
+    default:
+      throw usageError(`unknown db command '${name ?? ''}' (sb, agh, btree, block, records, hexdump, set, fuzz; see 'rmapfs db --help')`);
+  }
+}
+
+/** Splits one command string into words (quotes group, ';' outside quotes separates commands). */
+export function splitCommandText(text: string): string[][] {
+  const cmds: string[][] = [];
+  let words: string[] = [];
+  let word: string | null = null;
+  let quote: string | null = null;
+  const endWord = (): void => {
+    if (word !== null) words.push(word);
+    word = null;
+  };
+  const endCmd = (): void => {
+    endWord();
+    if (words.length > 0) cmds.push(words);
+    words = [];
+  };
+  for (const ch of text) {
+    if (quote !== null) {
+      if (ch === quote) quote = null;
+      else word += ch;
+    } else if (ch === '"' || ch === "'") {
+      quote = ch;
+      word ??= '';
+    } else if (ch === ';') {
+      endCmd();
+    } else if (/\s/.test(ch)) {
+      endWord();
+    } else {
+      word = (word ?? '') + ch;
+    }
+  }
+  if (quote !== null) throw usageError(`unterminated quote in '${text}'`);
+  endCmd();
+  return cmds;
+}
+
+/** The commands given after DEVICE (see the usage text for the rules). */
+export function commandsFromArgs(args: readonly string[]): string[][] {
+  const cmds: string[][] = [];
+  let cur: string[] = [];
+  const flush = (): void => {
+    if (cur.length > 0) cmds.push(cur);
+    cur = [];
+  };
+  for (const a of args) {
+    if (/\s|;/.test(a)) {
+      flush();
+      cmds.push(...splitCommandText(a));
+    } else {
+      cur.push(a);
+    }
+  }
+  flush();
+  return cmds;
+}
+
+export const dbCommand: Command = {
+  name: 'db',
+  summary: 'print or change on-disk structures by name (raw; for debugging and testing repair)',
+  usage: USAGE,
+  run(argv, io) {
+    const args = parseArgs(argv, [
+      { name: 'command', kind: 'value', short: 'c', repeat: true },
+      { name: 'keep-crc', kind: 'flag' },
+    ], { stopAtPositional: true });
+    if (args.flag('help')) {
+      io.out(USAGE);
+      return 0;
+    }
+    const [path, ...rest] = args.positionals;
+    if (path === undefined) throw usageError('missing DEVICE (see --help)');
+    const cmds = [...args.strings('command').flatMap(splitCommandText), ...commandsFromArgs(rest)];
+    if (cmds.length === 0) throw usageError(`no command given (see 'rmapfs db --help')`);
+    const writes = cmds.some((c) => c[0] === 'set' || c[0] === 'fuzz');
+    let device: Device;
+    try {
+      device = new Device(path, { readOnly: !writes });
+    } catch (e) {
+      if (e instanceof RmapfsError) throw new CliError(1, e.code, e.message);
+      throw e;
+    }
+    try {
+      const raw = new RawFs(device);
+      for (const cmd of cmds) {
+        try {
+          if (cmd[0] !== 'hexdump') raw.requireRmapfs();
+          runCommand(io, raw, cmd, args.flag('keep-crc'));
+        } catch (e) {
+          if (e instanceof CliError) throw e;
+          if (e instanceof RmapfsError) throw new CliError(1, e.code, `${cmd.join(' ')}: ${e.message}`);
+          throw e;
+        }
+      }
+      return 0;
+    } finally {
+      device.close();
+    }
+  },
+};

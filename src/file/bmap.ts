@@ -1,0 +1,292 @@
+/**
+ * A file's block map (its data fork): which disk blocks hold which file
+ * blocks. Up to 12 extents live in the inode itself; past that the map
+ * spills into a per-file block-map btree (the generic engine, its root kept
+ * in the inode, its blocks owned by the inode in the rmap with the
+ * "bmbt block" flag). Adjacent extents that continue each other merge.
+ */
+import { RmapfsError, corruption } from '../errors';
+import { Btree } from '../btree/btree';
+import type { BtreeOps, BtreeRootInfo, BtreeStorage } from '../btree/btree-ops';
+import { magicOf } from '../io/meta-header';
+import type { BufCache } from '../io/buf-cache';
+import type { Allocator } from '../alloc/alloc';
+import type { Geometry } from '../format/geometry';
+import { RMAP_BMBT_BLOCK } from '../rmap/rmap-btree';
+import type { Inode } from '../inode/inode';
+import {
+  EXTENT_SIZE, FORK_BTREE, FORK_EXTENTS, MAX_EXTENT_LEN, MAX_INLINE_EXTENTS, decodeExtent, encodeExtent,
+} from '../inode/inode-format';
+import type { Extent } from '../inode/inode-format';
+
+function cmp(a: number, b: number): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The block-map btree type: extent records keyed by file offset. */
+export const bmapBtreeOps: BtreeOps = {
+  name: 'bmbt',
+  magic: magicOf('BMA3'),
+  recSize: EXTENT_SIZE,
+  keySize: 4,
+  keyFromRec: (rec, r, key, k) => { key.writeUInt32BE(rec.readUInt32BE(r), k); },
+  compareKeys: (a, ao, b, bo) => cmp(a.readUInt32BE(ao), b.readUInt32BE(bo)),
+  compareRecToKey: (rec, r, key, k) => cmp(rec.readUInt32BE(r), key.readUInt32BE(k)),
+  checkRecord(rec, r) {
+    const e = decodeExtent(rec, r);
+    if (e.blockcount === 0) return 'zero-length extent';
+    return null;
+  },
+  formatRecord(rec, r) {
+    const e = decodeExtent(rec, r);
+    return `[${e.fileoff}+${e.blockcount}] at ${e.fsbno}${e.unwritten ? ' unwritten' : ''}`;
+  },
+};
+
+/** Where a file's block-map btree lives: blocks anywhere, root in the inode, owner the inode. */
+export class ForkBtreeStorage implements BtreeStorage {
+  readonly cache: BufCache;
+  readonly uuid: Buffer;
+  readonly owner: number;
+
+  constructor(private readonly inode: Inode, private readonly alloc: Allocator, private readonly geo: Geometry) {
+    this.cache = inode.store.cache;
+    this.uuid = geo.uuid;
+    this.owner = inode.ino;
+  }
+
+  bnoOf(ptr: number): number {
+    return ptr;
+  }
+
+  isValidPtr(ptr: number): boolean {
+    return ptr >= 2 && ptr < this.geo.totalBlocks;
+  }
+
+  blockLimit(): number {
+    return this.geo.totalBlocks;
+  }
+
+  allocBlock(hint: number): number {
+    const got = this.alloc.alloc({ owner: this.inode.ino, flags: RMAP_BMBT_BLOCK, minLen: 1, maxLen: 1, goal: hint || null });
+    this.inode.nblocks = this.inode.nblocks + 1;
+    return got.fsbno;
+  }
+
+  freeBlock(ptr: number): void {
+    this.alloc.free(ptr, 1, this.inode.ino, 0, RMAP_BMBT_BLOCK);
+    this.inode.nblocks = this.inode.nblocks - 1;
+  }
+
+  getRoot(): BtreeRootInfo {
+    return { ptr: this.inode.dataRoot, height: this.inode.dataHeight };
+  }
+
+  setRoot(root: BtreeRootInfo): void {
+    this.inode.dataRoot = root.ptr;
+    this.inode.dataHeight = root.height;
+  }
+
+  adjustRecords(delta: number): void {
+    this.inode.nextents = this.inode.nextents + delta;
+  }
+}
+
+export class BlockMap {
+  private tree: Btree | null = null;
+  private readonly rec = Buffer.alloc(EXTENT_SIZE);
+  private readonly key = Buffer.alloc(4);
+
+  constructor(readonly inode: Inode, readonly alloc: Allocator, readonly geo: Geometry) {
+    if (inode.format === FORK_BTREE) this.tree = new Btree(bmapBtreeOps, new ForkBtreeStorage(inode, alloc, geo));
+    else if (inode.format !== FORK_EXTENTS) throw new RmapfsError('EINVAL', `inode ${inode.ino} has no block map`);
+  }
+
+  /** The btree when the map has spilled into one. */
+  get btree(): Btree | null {
+    return this.tree;
+  }
+
+  private inlineExtents(): Extent[] {
+    const { buf, offset } = this.inode.dataFork();
+    const n = this.inode.nextents;
+    if (n > MAX_INLINE_EXTENTS) throw corruption(`inode ${this.inode.ino}: ${n} inline extents`);
+    const out: Extent[] = [];
+    for (let i = 0; i < n; i++) out.push(decodeExtent(buf.data, offset + i * EXTENT_SIZE));
+    return out;
+  }
+
+  private writeInline(list: Extent[]): void {
+    const { buf, offset } = this.inode.dataFork();
+    buf.data.fill(0, offset, offset + MAX_INLINE_EXTENTS * EXTENT_SIZE);
+    list.forEach((e, i) => encodeExtent(e, buf.data, offset + i * EXTENT_SIZE));
+    this.inode.store.cache.markDirty(buf);
+    this.inode.nextents = list.length;
+  }
+
+  /** Every extent in file order. */
+  extents(): Extent[] {
+    if (this.tree === null) return this.inlineExtents();
+    const out: Extent[] = [];
+    this.tree.forEach((b, off) => { out.push(decodeExtent(b, off)); });
+    return out;
+  }
+
+  get count(): number {
+    return this.inode.nextents;
+  }
+
+  /** The extent holding file block `fileoff`, else the next one after it (or null). */
+  lookup(fileoff: number): { hit: Extent | null; next: Extent | null; prev: Extent | null } {
+    if (this.tree === null) {
+      const list = this.inlineExtents();
+      let prev: Extent | null = null;
+      for (const e of list) {
+        if (fileoff < e.fileoff) return { hit: null, next: e, prev };
+        if (fileoff < e.fileoff + e.blockcount) return { hit: e, next: null, prev };
+        prev = e;
+      }
+      return { hit: null, next: null, prev };
+    }
+    const cur = this.tree.cursor();
+    this.key.writeUInt32BE(fileoff >>> 0, 0);
+    let prev: Extent | null = null;
+    if (cur.lookup(this.key, 0, 'le')) {
+      const e = decodeExtent(cur.record(), 0);
+      if (fileoff < e.fileoff + e.blockcount) {
+        const p = cur.clone();
+        return { hit: e, next: null, prev: p.decrement() ? decodeExtent(p.record(), 0) : null };
+      }
+      prev = e;
+      return { hit: null, next: cur.increment() ? decodeExtent(cur.record(), 0) : null, prev };
+    }
+    return { hit: null, next: cur.first() ? decodeExtent(cur.record(), 0) : null, prev: null };
+  }
+
+  /** Maps a new extent (over a hole), merging with neighbours that continue it. */
+  insert(ext: Extent): void {
+    if (ext.blockcount <= 0 || ext.blockcount > MAX_EXTENT_LEN) throw new RmapfsError('EINVAL', `extent of ${ext.blockcount} blocks`);
+    const { hit, next, prev } = this.lookup(ext.fileoff);
+    if (hit !== null || (next !== null && next.fileoff < ext.fileoff + ext.blockcount)) {
+      throw corruption(`inode ${this.inode.ino}: mapping file block ${ext.fileoff} twice`);
+    }
+    const joinsPrev = prev !== null && prev.fileoff + prev.blockcount === ext.fileoff && prev.fsbno + prev.blockcount === ext.fsbno
+      && prev.unwritten === ext.unwritten && prev.blockcount + ext.blockcount <= MAX_EXTENT_LEN
+      && this.geo.agnoOf(prev.fsbno) === this.geo.agnoOf(ext.fsbno);
+    const joinsNext = next !== null && ext.fileoff + ext.blockcount === next.fileoff && ext.fsbno + ext.blockcount === next.fsbno
+      && next.unwritten === ext.unwritten && ext.blockcount + next.blockcount <= MAX_EXTENT_LEN
+      && this.geo.agnoOf(next.fsbno) === this.geo.agnoOf(ext.fsbno);
+    let merged = { ...ext };
+    const remove: Extent[] = [];
+    if (joinsPrev) {
+      merged = { ...prev!, blockcount: prev!.blockcount + merged.blockcount };
+      remove.push(prev!);
+    }
+    if (joinsNext && merged.blockcount + next!.blockcount <= MAX_EXTENT_LEN) {
+      merged = { ...merged, blockcount: merged.blockcount + next!.blockcount };
+      remove.push(next!);
+    }
+    if (this.tree === null) {
+      const list = this.inlineExtents().filter((e) => !remove.some((r) => r.fileoff === e.fileoff));
+      list.push(merged);
+      list.sort((a, b) => a.fileoff - b.fileoff);
+      if (list.length <= MAX_INLINE_EXTENTS) {
+        this.writeInline(list);
+        return;
+      }
+      this.spill(list);
+      return;
+    }
+    for (const r of remove) this.deleteRecord(r.fileoff);
+    encodeExtent(merged, this.rec, 0);
+    this.tree.insert(this.rec);
+  }
+
+  /**
+   * Unmaps file blocks [fileoff, fileoff+count); returns the disk extents that
+   * held them (the caller frees them).
+   */
+  removeRange(fileoff: number, count: number): Extent[] {
+    const end = fileoff + count;
+    const freed: Extent[] = [];
+    const keep: Extent[] = [];
+    const touched: Extent[] = [];
+    const all = this.tree === null ? this.inlineExtents() : this.rangeFromTree(fileoff, end);
+    for (const e of all) {
+      const eEnd = e.fileoff + e.blockcount;
+      if (eEnd <= fileoff || e.fileoff >= end) {
+        if (this.tree === null) keep.push(e);
+        continue;
+      }
+      touched.push(e);
+      const from = Math.max(fileoff, e.fileoff);
+      const to = Math.min(end, eEnd);
+      freed.push({ fileoff: from, blockcount: to - from, fsbno: e.fsbno + (from - e.fileoff), unwritten: e.unwritten });
+      if (e.fileoff < from) keep.push({ ...e, blockcount: from - e.fileoff });
+      if (to < eEnd) keep.push({ fileoff: to, blockcount: eEnd - to, fsbno: e.fsbno + (to - e.fileoff), unwritten: e.unwritten });
+    }
+    if (touched.length === 0) return freed;
+    if (this.tree === null) {
+      keep.sort((a, b) => a.fileoff - b.fileoff);
+      if (keep.length <= MAX_INLINE_EXTENTS) this.writeInline(keep);
+      else this.spill(keep);
+      return freed;
+    }
+    for (const e of touched) this.deleteRecord(e.fileoff);
+    for (const e of keep) {
+      encodeExtent(e, this.rec, 0);
+      this.tree.insert(this.rec);
+    }
+    if (this.inode.nextents === 0) this.unspill();
+    return freed;
+  }
+
+  /** Extents of the btree overlapping [from, to). */
+  private rangeFromTree(from: number, to: number): Extent[] {
+    const out: Extent[] = [];
+    const tree = this.tree!;
+    const cur = tree.cursor();
+    this.key.writeUInt32BE(from >>> 0, 0);
+    let ok = cur.lookup(this.key, 0, 'le') || cur.first();
+    for (; ok; ok = cur.increment()) {
+      const e = decodeExtent(cur.record(), 0);
+      if (e.fileoff >= to) break;
+      if (e.fileoff + e.blockcount > from) out.push(e);
+    }
+    return out;
+  }
+
+  private deleteRecord(fileoff: number): void {
+    this.key.writeUInt32BE(fileoff >>> 0, 0);
+    if (!this.tree!.delete(this.key)) throw corruption(`inode ${this.inode.ino}: extent at ${fileoff} vanished from the block map`);
+  }
+
+  /** Too many extents for the inode: move them into a new block-map btree. */
+  private spill(list: Extent[]): void {
+    this.writeInline([]);
+    const storage = new ForkBtreeStorage(this.inode, this.alloc, this.geo);
+    this.inode.format = FORK_BTREE;
+    const hint = list[0]?.fsbno ?? 0;
+    this.tree = Btree.create(bmapBtreeOps, storage, hint);
+    for (const e of list) {
+      encodeExtent(e, this.rec, 0);
+      this.tree.insert(this.rec);
+    }
+  }
+
+  /** The btree emptied: back to (no) inline extents. */
+  private unspill(): void {
+    const tree = this.tree!;
+    tree.destroy();
+    this.tree = null;
+    this.inode.format = FORK_EXTENTS;
+    this.inode.dataRoot = 0;
+    this.inode.dataHeight = 0;
+    this.writeInline([]);
+  }
+
+  /** Frees the block-map btree's own blocks (the file is going away). */
+  destroyTree(): void {
+    if (this.tree !== null) this.unspill();
+  }
+}

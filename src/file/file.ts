@@ -1,0 +1,164 @@
+/**
+ * Regular file data: read, write at any offset, truncate both ways. Data
+ * goes straight to its blocks on the device (never through the journal);
+ * the filesystem syncs it before the log force that makes metadata point at
+ * it (ordered mode), and freed blocks are not reused before that force
+ * (busy extents), so a crash never shows a file someone else's old data.
+ */
+import type { Device } from '../io/device';
+import type { Allocator } from '../alloc/alloc';
+import type { Geometry } from '../format/geometry';
+import { BLOCK_SIZE } from '../format/superblock';
+import type { Inode } from '../inode/inode';
+import { BlockMap } from './bmap';
+import type { Extent } from '../inode/inode-format';
+import { RmapfsError } from '../errors';
+
+/** Largest file: 2^32 blocks of 4 KiB (file offsets in the block map are u32). */
+export const MAX_FILE_SIZE = 2 ** 32 * BLOCK_SIZE - 1;
+
+export interface FileContext {
+  device: Device;
+  alloc: Allocator;
+  geo: Geometry;
+  /** File data was written in place (the next log force must sync it first). */
+  noteDataWritten(): void;
+}
+
+const zeroBlock = Buffer.alloc(BLOCK_SIZE);
+
+/** Reads up to len bytes at pos (less at end of file); holes read as zeroes. */
+export function readFile(ctx: FileContext, inode: Inode, pos: number, len: number): Buffer {
+  const size = inode.size;
+  if (pos >= size || len <= 0) return Buffer.alloc(0);
+  const end = Math.min(size, pos + len);
+  const out = Buffer.alloc(end - pos);
+  const map = new BlockMap(inode, ctx.alloc, ctx.geo);
+  let at = pos;
+  while (at < end) {
+    const fileoff = Math.floor(at / BLOCK_SIZE);
+    const { hit, next } = map.lookup(fileoff);
+    if (hit === null || hit.unwritten) {
+      // A hole (or unwritten space): zeroes up to the next mapping.
+      const holeEnd = hit !== null ? (hit.fileoff + hit.blockcount) * BLOCK_SIZE
+        : next !== null ? next.fileoff * BLOCK_SIZE : end;
+      at = Math.min(end, holeEnd);
+      continue;
+    }
+    const runEnd = Math.min(end, (hit.fileoff + hit.blockcount) * BLOCK_SIZE);
+    const diskPos = (hit.fsbno + (fileoff - hit.fileoff)) * BLOCK_SIZE + (at % BLOCK_SIZE);
+    ctx.device.read(diskPos, out, at - pos, runEnd - at);
+    at = runEnd;
+  }
+  return out;
+}
+
+/**
+ * Writes data at pos, allocating blocks for holes (contiguous with the
+ * preceding extent when it can), and extends the size. Runs inside the
+ * caller's transaction.
+ */
+export function writeFile(ctx: FileContext, inode: Inode, pos: number, data: Buffer): number {
+  if (data.length === 0) return 0;
+  if (pos + data.length > MAX_FILE_SIZE) throw new RmapfsError('EFBIG', `a write to ${pos + data.length} bytes is past the largest file`);
+  const map = new BlockMap(inode, ctx.alloc, ctx.geo);
+  const end = pos + data.length;
+  const oldSize = inode.size;
+  let at = pos;
+  while (at < end) {
+    const fileoff = Math.floor(at / BLOCK_SIZE);
+    const lastBlock = Math.floor((end - 1) / BLOCK_SIZE);
+    const { hit, next, prev } = map.lookup(fileoff);
+    let ext: Extent;
+    let fresh = false;
+    if (hit !== null) {
+      ext = hit;
+    } else {
+      // Allocate for the hole, up to the next mapping, as contiguous with the previous extent as we can.
+      const want = Math.min(lastBlock + 1, next !== null ? next.fileoff : Infinity) - fileoff;
+      const goal = prev !== null ? prev.fsbno + prev.blockcount + (fileoff - (prev.fileoff + prev.blockcount)) : null;
+      const got = ctx.alloc.alloc({ owner: inode.ino, offset: fileoff, minLen: 1, maxLen: Math.min(want, 1 << 20), goal });
+      ext = { fileoff, blockcount: got.len, fsbno: got.fsbno, unwritten: false };
+      map.insert(ext);
+      inode.nblocks = inode.nblocks + got.len;
+      fresh = true;
+    }
+    const runEnd = Math.min(end, (ext.fileoff + ext.blockcount) * BLOCK_SIZE);
+    const diskPos = (byte: number): number => (ext.fsbno - ext.fileoff) * BLOCK_SIZE + byte;
+    while (at < runEnd) {
+      const blockStart = Math.floor(at / BLOCK_SIZE) * BLOCK_SIZE;
+      if (at === blockStart && runEnd - at >= BLOCK_SIZE) {
+        // Whole blocks in one write.
+        const wholeEnd = Math.floor(runEnd / BLOCK_SIZE) * BLOCK_SIZE;
+        ctx.device.write(diskPos(at), data, at - pos, wholeEnd - at);
+        at = wholeEnd;
+      } else {
+        // Part of one block: keep the rest of what it holds.
+        const chunkEnd = Math.min(runEnd, blockStart + BLOCK_SIZE);
+        writePartial(ctx, diskPos(blockStart), blockStart / BLOCK_SIZE, at - blockStart, data, at - pos, chunkEnd - at, fresh, oldSize);
+        at = chunkEnd;
+      }
+    }
+  }
+  ctx.noteDataWritten();
+  if (end > oldSize) inode.size = end;
+  inode.touch('mtime', 'ctime');
+  return data.length;
+}
+
+/** Writes part of one block, keeping the rest of it (zeroes where it held nothing). */
+function writePartial(ctx: FileContext, diskPos: number, fileBlock: number, inBlock: number, data: Buffer,
+  dataOff: number, len: number, fresh: boolean, oldSize: number): void {
+  const block = Buffer.alloc(BLOCK_SIZE);
+  const hadData = !fresh && fileBlock * BLOCK_SIZE < oldSize;
+  if (hadData) {
+    ctx.device.read(diskPos, block, 0, BLOCK_SIZE);
+    // Bytes past the old end of file must read as zeroes once the file grows over them.
+    const validEnd = oldSize - fileBlock * BLOCK_SIZE;
+    if (validEnd < BLOCK_SIZE) block.fill(0, Math.max(0, validEnd));
+  }
+  data.copy(block, inBlock, dataOff, dataOff + len);
+  ctx.device.write(diskPos, block, 0, BLOCK_SIZE);
+}
+
+/** Sets the file's size: shrinking frees the blocks past it and zeroes the rest of the last block. */
+export function truncateFile(ctx: FileContext, inode: Inode, size: number): void {
+  if (size > MAX_FILE_SIZE) throw new RmapfsError('EFBIG', `size ${size} is past the largest file`);
+  const old = inode.size;
+  if (size < old) {
+    const map = new BlockMap(inode, ctx.alloc, ctx.geo);
+    const firstGone = Math.ceil(size / BLOCK_SIZE);
+    freeExtents(ctx, inode, map.removeRange(firstGone, Math.ceil(old / BLOCK_SIZE) - firstGone + 1));
+    if (size % BLOCK_SIZE !== 0) {
+      const { hit } = map.lookup(Math.floor(size / BLOCK_SIZE));
+      if (hit !== null && !hit.unwritten) {
+        const diskPos = (hit.fsbno + (Math.floor(size / BLOCK_SIZE) - hit.fileoff)) * BLOCK_SIZE + (size % BLOCK_SIZE);
+        ctx.device.write(diskPos, zeroBlock, 0, BLOCK_SIZE - (size % BLOCK_SIZE));
+        ctx.noteDataWritten();
+      }
+    }
+  }
+  inode.size = size;
+  inode.touch('mtime', 'ctime');
+}
+
+/** Frees every data block and the block-map btree (the inode is being deleted). */
+export function freeAllData(ctx: FileContext, inode: Inode): void {
+  const map = new BlockMap(inode, ctx.alloc, ctx.geo);
+  const all = map.extents();
+  if (all.length > 0) {
+    const last = all[all.length - 1]!;
+    freeExtents(ctx, inode, map.removeRange(0, last.fileoff + last.blockcount));
+  }
+  map.destroyTree();
+}
+
+function freeExtents(ctx: FileContext, inode: Inode, extents: Extent[]): void {
+  let blocks = 0;
+  for (const e of extents) {
+    // The rmap holds a file extent as one record even across our pieces; free per AG-contiguous piece.
+    ctx.alloc.free(e.fsbno, e.blockcount, inode.ino, e.fileoff, 0);
+    blocks += e.blockcount;
+  }
+  if (blocks > 0) inode.nblocks = inode.nblocks - blocks;
+}

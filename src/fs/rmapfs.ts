@@ -1,0 +1,410 @@
+/**
+ * The filesystem's operations, by inode number, each one transaction: what
+ * the FUSE daemon (and the tests' model workloads) call. Errors are
+ * RmapfsErrors carrying the errno a POSIX caller expects.
+ */
+import createDebug from 'debug';
+import { RmapfsError } from '../errors';
+import { Filesystem } from './filesystem';
+import type { OpenOptions } from './filesystem';
+import { InodeStore } from '../inode/inode';
+import type { Inode } from '../inode/inode';
+import {
+  FORK_EXTENTS, FORK_LOCAL, DATA_FORK_SIZE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK,
+} from '../inode/inode-format';
+import type { Timespec } from '../inode/inode-format';
+import { Directory, DT_DIR, DOTDOT, checkName, dtypeOfMode } from '../dir/dir';
+import { freeAllData, readFile, truncateFile, writeFile } from '../file/file';
+import type { FileContext } from '../file/file';
+import { BLOCK_SIZE, SUPERBLOCK_FIELDS } from '../format/superblock';
+import { NAME_MAX } from '../dir/dir';
+import { findField, writeField } from '../format/fields';
+
+const log = createDebug('rmapfs:ops');
+
+export const SYMLINK_MAX = 4095;
+
+export interface Stat {
+  ino: number;
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  rdev: number;
+  size: number;
+  /** 512-byte units, as stat(2) counts them. */
+  blocks: number;
+  blksize: number;
+  atime: Timespec;
+  mtime: Timespec;
+  ctime: Timespec;
+  crtime: Timespec;
+}
+
+export interface SetAttr {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  size?: number;
+  atime?: Timespec;
+  mtime?: Timespec;
+}
+
+export interface DirEntry {
+  name: string;
+  ino: number;
+  ftype: number;
+}
+
+export interface StatFs {
+  bsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+  namemax: number;
+}
+
+type Name = string | Buffer;
+
+function nameBytes(name: Name): Buffer {
+  return typeof name === 'string' ? Buffer.from(name, 'utf8') : name;
+}
+
+export class Rmapfs {
+  readonly fs: Filesystem;
+  readonly inodes: InodeStore;
+  private readonly ctx: FileContext;
+
+  private constructor(fs: Filesystem) {
+    this.fs = fs;
+    this.inodes = new InodeStore(fs.cache, fs.geo, fs.alloc);
+    this.ctx = { device: fs.device, alloc: fs.alloc, geo: fs.geo, noteDataWritten: () => fs.noteDataWritten() };
+  }
+
+  static open(path: string, options: OpenOptions = {}): Rmapfs {
+    const fs = Filesystem.open(path, options);
+    const r = new Rmapfs(fs);
+    if (fs.superblock().rootIno === 0) {
+      fs.close();
+      throw new RmapfsError('EFSCORRUPTED', `${path} has no root directory`);
+    }
+    return r;
+  }
+
+  /** mkfs's last step: the root directory (mode 0755, owned by root). */
+  static makeRoot(fs: Filesystem, uid = 0, gid = 0): number {
+    const r = new Rmapfs(fs);
+    const ino = fs.run(() => {
+      const root = r.inodes.allocate(S_IFDIR | 0o755, uid, gid, null);
+      Directory.init(root, root.ino, fs.alloc, fs.geo);
+      root.nlink = 2;
+      const sb = fs.cache.read(0, null);
+      writeField(sb.data, 0, findField(SUPERBLOCK_FIELDS, 'rootIno', 'superblock'), root.ino);
+      fs.cache.markDirty(sb);
+      return root.ino;
+    });
+    return ino;
+  }
+
+  get rootIno(): number {
+    return this.fs.superblock().rootIno;
+  }
+
+  close(): void {
+    this.fs.close();
+  }
+
+  // ---- helpers -------------------------------------------------------------------
+
+  private inode(ino: number): Inode {
+    try {
+      return this.inodes.get(ino);
+    } catch (e) {
+      if (e instanceof RmapfsError && e.code === 'EFSCORRUPTED' && !this.fs.geo.isValidIno(ino)) {
+        throw new RmapfsError('ENOENT', `no inode ${ino}`);
+      }
+      throw e;
+    }
+  }
+
+  private dir(ino: number): Directory {
+    const inode = this.inode(ino);
+    if (!inode.isDir) throw new RmapfsError('ENOTDIR', `inode ${ino} is not a directory`);
+    return new Directory(inode, this.fs.alloc, this.fs.geo);
+  }
+
+  private statOf(inode: Inode): Stat {
+    return {
+      ino: inode.ino, mode: inode.mode, nlink: inode.nlink, uid: inode.uid, gid: inode.gid, rdev: inode.rdev,
+      size: inode.size, blocks: inode.nblocks * (BLOCK_SIZE / 512), blksize: BLOCK_SIZE,
+      atime: inode.getTime('atime'), mtime: inode.getTime('mtime'), ctime: inode.getTime('ctime'), crtime: inode.getTime('crtime'),
+    };
+  }
+
+  /** Drops one link; frees the inode and its space when none are left. */
+  private dropLink(inode: Inode): void {
+    const left = inode.isDir ? 0 : inode.nlink - 1;
+    inode.nlink = left;
+    inode.touch('ctime');
+    if (left > 0) return;
+    if (inode.isDir) new Directory(inode, this.fs.alloc, this.fs.geo).destroy();
+    else if (inode.format !== FORK_LOCAL) freeAllData(this.ctx, inode);
+    this.inodes.release(inode);
+  }
+
+  // ---- reading the namespace -------------------------------------------------------
+
+  stat(ino: number): Stat {
+    return this.statOf(this.inode(ino));
+  }
+
+  lookup(dirIno: number, name: Name): number {
+    const bytes = nameBytes(name);
+    if (bytes.length > NAME_MAX) throw new RmapfsError('ENAMETOOLONG', `name of ${bytes.length} bytes`);
+    const dir = this.dir(dirIno);
+    if (bytes.length === 1 && bytes[0] === 0x2e) return dirIno;
+    const d = dir.lookup(bytes);
+    if (d === null) throw new RmapfsError('ENOENT', `'${bytes.toString()}' does not exist`);
+    return d.ino;
+  }
+
+  readdir(dirIno: number): DirEntry[] {
+    const dir = this.dir(dirIno);
+    const out: DirEntry[] = [{ name: '.', ino: dirIno, ftype: DT_DIR }, { name: '..', ino: dir.parent, ftype: DT_DIR }];
+    dir.forEach((d) => { out.push({ name: d.name.toString(), ino: d.ino, ftype: d.ftype }); });
+    return out;
+  }
+
+  readlink(ino: number): Buffer {
+    const inode = this.inode(ino);
+    if (inode.type !== S_IFLNK) throw new RmapfsError('EINVAL', `inode ${ino} is not a symlink`);
+    if (inode.format === FORK_LOCAL) {
+      const { buf, offset } = inode.dataFork();
+      return Buffer.from(buf.data.subarray(offset, offset + inode.nextents));
+    }
+    return readFile(this.ctx, inode, 0, inode.size);
+  }
+
+  read(ino: number, pos: number, len: number): Buffer {
+    const inode = this.inode(ino);
+    if (inode.isDir) throw new RmapfsError('EISDIR', `inode ${ino} is a directory`);
+    if (inode.type !== S_IFREG) throw new RmapfsError('EINVAL', `inode ${ino} is not a regular file`);
+    return readFile(this.ctx, inode, pos, len);
+  }
+
+  statfs(): StatFs {
+    const alloc = this.fs.alloc;
+    let files = 0;
+    let ffree = 0;
+    for (const ag of alloc.ags) {
+      files += ag.inodeCount;
+      ffree += ag.freeInodes;
+    }
+    const bfree = alloc.freeBlocks();
+    // Inodes come in chunks of 64 taken from free space: count what free space could still hold.
+    const possible = Math.floor(bfree / 8) * 64;
+    return {
+      bsize: BLOCK_SIZE, blocks: this.fs.geo.totalBlocks, bfree, bavail: bfree,
+      files: files + possible, ffree: ffree + possible, namemax: NAME_MAX,
+    };
+  }
+
+  // ---- changing the namespace --------------------------------------------------------
+
+  /** Creates a regular file, FIFO, socket or device node. */
+  create(dirIno: number, name: Name, mode: number, uid: number, gid: number, rdev = 0): Stat {
+    const type = mode & S_IFMT || S_IFREG;
+    if (![S_IFREG, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK].includes(type)) {
+      throw new RmapfsError('EINVAL', `cannot create a node of type ${type.toString(8)}`);
+    }
+    return this.fs.run(() => {
+      const inode = this.newEntry(dirIno, name, (mode & ~S_IFMT) | type, uid, gid);
+      inode.rdev = rdev;
+      return this.statOf(inode);
+    });
+  }
+
+  mkdir(dirIno: number, name: Name, mode: number, uid: number, gid: number): Stat {
+    return this.fs.run(() => {
+      const parent = this.inode(dirIno);
+      const inode = this.newEntry(dirIno, name, (mode & 0o7777) | S_IFDIR, uid, gid);
+      Directory.init(inode, dirIno, this.fs.alloc, this.fs.geo);
+      inode.nlink = 2;
+      parent.nlink = parent.nlink + 1;
+      return this.statOf(inode);
+    });
+  }
+
+  symlink(dirIno: number, name: Name, target: Name, uid: number, gid: number): Stat {
+    const t = nameBytes(target);
+    if (t.length === 0) throw new RmapfsError('ENOENT', 'empty symlink target');
+    if (t.length > SYMLINK_MAX) throw new RmapfsError('ENAMETOOLONG', `symlink target of ${t.length} bytes`);
+    return this.fs.run(() => {
+      const inode = this.newEntry(dirIno, name, S_IFLNK | 0o777, uid, gid);
+      if (t.length <= DATA_FORK_SIZE) {
+        inode.format = FORK_LOCAL;
+        const { buf, offset } = inode.dataFork();
+        t.copy(buf.data, offset);
+        this.fs.cache.markDirty(buf);
+        inode.nextents = t.length;
+        inode.size = t.length;
+      } else {
+        inode.format = FORK_EXTENTS;
+        writeFile(this.ctx, inode, 0, t);
+      }
+      return this.statOf(inode);
+    });
+  }
+
+  /** Allocates an inode with one link and enters it in the directory. */
+  private newEntry(dirIno: number, name: Name, mode: number, uid: number, gid: number): Inode {
+    const bytes = nameBytes(name);
+    checkName(bytes);
+    const dir = this.dir(dirIno);
+    if (dir.inode.nlink === 0) throw new RmapfsError('ENOENT', 'the directory has been removed');
+    if (dir.lookup(bytes) !== null) throw new RmapfsError('EEXIST', `'${bytes.toString()}' exists`);
+    const inode = this.inodes.allocate(mode, uid, gid, dirIno);
+    inode.nlink = 1;
+    dir.add(bytes, inode.ino, dtypeOfMode(mode));
+    dir.inode.touch('mtime', 'ctime');
+    return inode;
+  }
+
+  link(ino: number, dirIno: number, name: Name): Stat {
+    return this.fs.run(() => {
+      const inode = this.inode(ino);
+      if (inode.isDir) throw new RmapfsError('EPERM', 'hard links to directories are not allowed');
+      if (inode.nlink >= 0xffffffff) throw new RmapfsError('EMLINK', 'too many links');
+      const bytes = nameBytes(name);
+      checkName(bytes);
+      const dir = this.dir(dirIno);
+      dir.add(bytes, ino, dtypeOfMode(inode.mode));
+      inode.nlink = inode.nlink + 1;
+      inode.touch('ctime');
+      dir.inode.touch('mtime', 'ctime');
+      return this.statOf(inode);
+    });
+  }
+
+  unlink(dirIno: number, name: Name): void {
+    this.fs.run(() => {
+      const bytes = nameBytes(name);
+      const dir = this.dir(dirIno);
+      const d = dir.lookup(bytes);
+      if (d === null || bytes.equals(DOTDOT)) throw new RmapfsError('ENOENT', `'${bytes.toString()}' does not exist`);
+      const inode = this.inode(d.ino);
+      if (inode.isDir) throw new RmapfsError('EISDIR', `'${bytes.toString()}' is a directory`);
+      dir.remove(bytes);
+      dir.inode.touch('mtime', 'ctime');
+      this.dropLink(inode);
+    });
+  }
+
+  rmdir(dirIno: number, name: Name): void {
+    this.fs.run(() => {
+      const bytes = nameBytes(name);
+      if (bytes.length === 1 && bytes[0] === 0x2e) throw new RmapfsError('EINVAL', 'cannot remove "."');
+      if (bytes.equals(DOTDOT)) throw new RmapfsError('ENOTEMPTY', 'cannot remove ".."');
+      const dir = this.dir(dirIno);
+      const d = dir.lookup(bytes);
+      if (d === null) throw new RmapfsError('ENOENT', `'${bytes.toString()}' does not exist`);
+      const victim = this.dir(d.ino);
+      if (!victim.isEmpty()) throw new RmapfsError('ENOTEMPTY', `'${bytes.toString()}' is not empty`);
+      dir.remove(bytes);
+      dir.inode.nlink = dir.inode.nlink - 1;
+      dir.inode.touch('mtime', 'ctime');
+      this.dropLink(victim.inode);
+    });
+  }
+
+  rename(srcDirIno: number, srcName: Name, dstDirIno: number, dstName: Name): void {
+    this.fs.run(() => {
+      const sName = nameBytes(srcName);
+      const dName = nameBytes(dstName);
+      checkName(dName);
+      const srcDir = this.dir(srcDirIno);
+      const dstDir = srcDirIno === dstDirIno ? srcDir : this.dir(dstDirIno);
+      const s = srcDir.lookup(sName);
+      if (s === null || sName.equals(DOTDOT)) throw new RmapfsError('ENOENT', `'${sName.toString()}' does not exist`);
+      const moving = this.inode(s.ino);
+      const d = dstDir.lookup(dName);
+      if (d !== null && d.ino === s.ino) return; // same file: nothing to do
+      if (moving.isDir && srcDirIno !== dstDirIno) {
+        // A directory may not move below itself.
+        for (let at = dstDirIno; ; ) {
+          if (at === s.ino) throw new RmapfsError('EINVAL', 'cannot move a directory into itself');
+          if (at === this.rootIno) break;
+          const up = new Directory(this.inode(at), this.fs.alloc, this.fs.geo).parent;
+          if (up === at) break;
+          at = up;
+        }
+      }
+      if (d !== null) {
+        const victim = this.inode(d.ino);
+        if (moving.isDir && !victim.isDir) throw new RmapfsError('ENOTDIR', `'${dName.toString()}' is not a directory`);
+        if (!moving.isDir && victim.isDir) throw new RmapfsError('EISDIR', `'${dName.toString()}' is a directory`);
+        if (victim.isDir) {
+          if (!new Directory(victim, this.fs.alloc, this.fs.geo).isEmpty()) {
+            throw new RmapfsError('ENOTEMPTY', `'${dName.toString()}' is not empty`);
+          }
+          dstDir.inode.nlink = dstDir.inode.nlink - 1;
+        }
+        dstDir.replace(dName, s.ino, s.ftype);
+        this.dropLink(victim);
+      } else {
+        dstDir.add(dName, s.ino, s.ftype);
+      }
+      srcDir.remove(sName);
+      if (moving.isDir && srcDirIno !== dstDirIno) {
+        new Directory(moving, this.fs.alloc, this.fs.geo).replace(DOTDOT, dstDirIno, DT_DIR);
+        srcDir.inode.nlink = srcDir.inode.nlink - 1;
+        dstDir.inode.nlink = dstDir.inode.nlink + 1;
+      }
+      moving.touch('ctime');
+      srcDir.inode.touch('mtime', 'ctime');
+      if (dstDir !== srcDir) dstDir.inode.touch('mtime', 'ctime');
+      log('rename %s -> %s', sName.toString(), dName.toString());
+    });
+  }
+
+  // ---- file data and attributes -------------------------------------------------------
+
+  write(ino: number, pos: number, data: Buffer): number {
+    return this.fs.run(() => {
+      const inode = this.inode(ino);
+      if (inode.isDir) throw new RmapfsError('EISDIR', `inode ${ino} is a directory`);
+      if (inode.type !== S_IFREG) throw new RmapfsError('EINVAL', `inode ${ino} is not a regular file`);
+      return writeFile(this.ctx, inode, pos, data);
+    });
+  }
+
+  setattr(ino: number, attr: SetAttr): Stat {
+    return this.fs.run(() => {
+      const inode = this.inode(ino);
+      if (attr.size !== undefined) {
+        if (inode.isDir) throw new RmapfsError('EISDIR', `inode ${ino} is a directory`);
+        if (inode.type !== S_IFREG) throw new RmapfsError('EINVAL', `inode ${ino} is not a regular file`);
+        if (attr.size < 0) throw new RmapfsError('EINVAL', `negative size ${attr.size}`);
+        truncateFile(this.ctx, inode, attr.size);
+      }
+      if (attr.mode !== undefined) inode.mode = (inode.mode & S_IFMT) | (attr.mode & 0o7777);
+      if (attr.uid !== undefined && attr.uid !== 0xffffffff) inode.uid = attr.uid;
+      if (attr.gid !== undefined && attr.gid !== 0xffffffff) inode.gid = attr.gid;
+      if (attr.atime !== undefined) inode.setTime('atime', attr.atime);
+      if (attr.mtime !== undefined) inode.setTime('mtime', attr.mtime);
+      inode.touch('ctime');
+      return this.statOf(inode);
+    });
+  }
+
+  truncate(ino: number, size: number): Stat {
+    return this.setattr(ino, { size });
+  }
+
+  /** Makes everything done so far durable. */
+  fsync(): void {
+    this.fs.forceLog();
+  }
+}

@@ -1,0 +1,305 @@
+/**
+ * Inodes: allocation in chunks of 64 indexed by each AG's inode btree, and
+ * access to one inode's fields. An `Inode` is a handle (inode number and
+ * where it lives), not a copy: every read and write goes to the inode's
+ * block in the buffer cache, so a transaction abort restores inodes too.
+ */
+import createDebug from 'debug';
+import { RmapfsError, corruption } from '../errors';
+import type { Buf, BufCache, BufOps } from '../io/buf-cache';
+import { readU64, writeU64 } from '../io/meta-header';
+import type { Allocator } from '../alloc/alloc';
+import type { AllocGroup } from '../alloc/ag';
+import { CHUNK_BLOCKS, INODE_SIZE, INODES_PER_BLOCK } from '../format/geometry';
+import type { Geometry } from '../format/geometry';
+import { OWN_INODES } from '../format/owners';
+import { INODES_PER_CHUNK, decodeInobt, encodeInobt, isInodeFree, setInodeFree } from './inode-btree';
+import type { InobtRecord } from './inode-btree';
+import {
+  ATTR_FORK_OFFSET, DATA_FORK_OFFSET, OFF_I_AFORMAT, OFF_I_ALOCAL, OFF_I_AHEIGHT, OFF_I_AROOT, OFF_I_DHEIGHT,
+  OFF_I_DROOT, OFF_I_FLAGS, OFF_I_FORMAT, OFF_I_GEN, OFF_I_GID, OFF_I_MODE, OFF_I_NBLOCKS, OFF_I_NEXTENTS,
+  OFF_I_NLINK, OFF_I_NSEC, OFF_I_RDEV, OFF_I_SIZE, OFF_I_TIMES, OFF_I_UID, S_IFDIR, S_IFMT, formatFreeInode,
+  inodeBlockBufOps,
+} from './inode-format';
+import type { Timespec } from './inode-format';
+
+const log = createDebug('rmapfs:inode');
+
+export type TimeField = 'atime' | 'mtime' | 'ctime' | 'crtime';
+const TIME_INDEX: Record<TimeField, number> = { atime: 0, mtime: 1, ctime: 2, crtime: 3 };
+
+export function now(): Timespec {
+  const ms = Date.now();
+  const ns = process.hrtime.bigint() % 1000000n;
+  return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1000000 + Number(ns) };
+}
+
+export class Inode {
+  constructor(readonly store: InodeStore, readonly ino: number, readonly fsbno: number, readonly offset: number) {}
+
+  /** The inode's block (through the cache; re-read on every access, so never stale). */
+  block(): Buf {
+    return this.store.cache.read(this.fsbno, this.store.blockOps);
+  }
+
+  private u32(off: number): number {
+    return this.block().data.readUInt32BE(this.offset + off);
+  }
+
+  private setU32(off: number, v: number): void {
+    const buf = this.block();
+    buf.data.writeUInt32BE(v >>> 0, this.offset + off);
+    this.store.cache.markDirty(buf);
+  }
+
+  get mode(): number { return this.block().data.readUInt16BE(this.offset + OFF_I_MODE); }
+  set mode(v: number) {
+    const buf = this.block();
+    buf.data.writeUInt16BE(v & 0xffff, this.offset + OFF_I_MODE);
+    this.store.cache.markDirty(buf);
+  }
+
+  get type(): number { return this.mode & S_IFMT; }
+  get isDir(): boolean { return this.type === S_IFDIR; }
+  get format(): number { return this.block().data.readUInt8(this.offset + OFF_I_FORMAT); }
+  set format(v: number) {
+    const buf = this.block();
+    buf.data.writeUInt8(v, this.offset + OFF_I_FORMAT);
+    this.store.cache.markDirty(buf);
+  }
+
+  get nlink(): number { return this.u32(OFF_I_NLINK); }
+  set nlink(v: number) { this.setU32(OFF_I_NLINK, v); }
+  get uid(): number { return this.u32(OFF_I_UID); }
+  set uid(v: number) { this.setU32(OFF_I_UID, v); }
+  get gid(): number { return this.u32(OFF_I_GID); }
+  set gid(v: number) { this.setU32(OFF_I_GID, v); }
+  get flags(): number { return this.u32(OFF_I_FLAGS); }
+  set flags(v: number) { this.setU32(OFF_I_FLAGS, v); }
+  get rdev(): number { return this.u32(OFF_I_RDEV); }
+  set rdev(v: number) { this.setU32(OFF_I_RDEV, v); }
+  get generation(): number { return this.u32(OFF_I_GEN); }
+  get nextents(): number { return this.u32(OFF_I_NEXTENTS); }
+  set nextents(v: number) { this.setU32(OFF_I_NEXTENTS, v); }
+  get dataRoot(): number { return this.u32(OFF_I_DROOT); }
+  set dataRoot(v: number) { this.setU32(OFF_I_DROOT, v); }
+  get dataHeight(): number { return this.u32(OFF_I_DHEIGHT); }
+  set dataHeight(v: number) { this.setU32(OFF_I_DHEIGHT, v); }
+  get attrFormat(): number { return this.block().data.readUInt8(this.offset + OFF_I_AFORMAT); }
+  set attrFormat(v: number) {
+    const buf = this.block();
+    buf.data.writeUInt8(v, this.offset + OFF_I_AFORMAT);
+    this.store.cache.markDirty(buf);
+  }
+  get attrLocalBytes(): number { return this.block().data.readUInt16BE(this.offset + OFF_I_ALOCAL); }
+  set attrLocalBytes(v: number) {
+    const buf = this.block();
+    buf.data.writeUInt16BE(v, this.offset + OFF_I_ALOCAL);
+    this.store.cache.markDirty(buf);
+  }
+  get attrRoot(): number { return this.u32(OFF_I_AROOT); }
+  set attrRoot(v: number) { this.setU32(OFF_I_AROOT, v); }
+  get attrHeight(): number { return this.u32(OFF_I_AHEIGHT); }
+  set attrHeight(v: number) { this.setU32(OFF_I_AHEIGHT, v); }
+
+  get size(): number { return readU64(this.block().data, this.offset + OFF_I_SIZE); }
+  set size(v: number) {
+    const buf = this.block();
+    writeU64(buf.data, this.offset + OFF_I_SIZE, v);
+    this.store.cache.markDirty(buf);
+  }
+
+  get nblocks(): number { return readU64(this.block().data, this.offset + OFF_I_NBLOCKS); }
+  set nblocks(v: number) {
+    const buf = this.block();
+    writeU64(buf.data, this.offset + OFF_I_NBLOCKS, v);
+    this.store.cache.markDirty(buf);
+  }
+
+  getTime(which: TimeField): Timespec {
+    const b = this.block().data;
+    const i = TIME_INDEX[which];
+    return { sec: readU64(b, this.offset + OFF_I_TIMES + 8 * i), nsec: b.readUInt32BE(this.offset + OFF_I_NSEC + 4 * i) };
+  }
+
+  setTime(which: TimeField, t: Timespec): void {
+    const buf = this.block();
+    const i = TIME_INDEX[which];
+    writeU64(buf.data, this.offset + OFF_I_TIMES + 8 * i, Math.max(0, t.sec));
+    buf.data.writeUInt32BE(t.nsec >>> 0, this.offset + OFF_I_NSEC + 4 * i);
+    this.store.cache.markDirty(buf);
+  }
+
+  /** Sets the named times to now (one clock reading for all). */
+  touch(...which: TimeField[]): void {
+    const t = now();
+    for (const w of which) this.setTime(w, t);
+  }
+
+  /** The data fork's bytes (extents, or local data), as a view of the cached block. */
+  dataFork(): { buf: Buf; offset: number } {
+    return { buf: this.block(), offset: this.offset + DATA_FORK_OFFSET };
+  }
+
+  attrFork(): { buf: Buf; offset: number } {
+    return { buf: this.block(), offset: this.offset + ATTR_FORK_OFFSET };
+  }
+}
+
+export class InodeStore {
+  readonly blockOps: BufOps;
+  /** Per AG: a chunk that had free inodes (a hint only; the inobt is the truth). */
+  private readonly freeHint = new Map<number, number>();
+  private rotor = 0;
+
+  constructor(readonly cache: BufCache, readonly geo: Geometry, readonly alloc: Allocator) {
+    this.blockOps = inodeBlockBufOps(geo);
+  }
+
+  /** A handle on an inode in use; ENOENT-like corruption if the number is not one. */
+  get(ino: number): Inode {
+    if (!this.geo.isValidIno(ino)) throw new RmapfsError('EFSCORRUPTED', `inode number ${ino} is out of range`);
+    const { fsbno, offset } = this.geo.inoLocation(ino);
+    const inode = new Inode(this, ino, fsbno, offset);
+    if (inode.mode === 0) throw new RmapfsError('EFSCORRUPTED', `inode ${ino} is free but still referenced`);
+    return inode;
+  }
+
+  /** A handle without checking the inode is in use (for the scrubbers and db). */
+  handle(ino: number): Inode {
+    const { fsbno, offset } = this.geo.inoLocation(ino);
+    return new Inode(this, ino, fsbno, offset);
+  }
+
+  /**
+   * Allocates an inode near `nearIno` (same AG; new directories spread over
+   * the AGs) and initialises it. Must run inside a transaction.
+   */
+  allocate(mode: number, uid: number, gid: number, nearIno: number | null): Inode {
+    const spread = nearIno === null || (mode & S_IFMT) === S_IFDIR;
+    const firstAg = spread ? this.rotor++ % this.geo.agCount : this.geo.inoAgno(nearIno);
+    for (let i = 0; i < this.geo.agCount; i++) {
+      const ag = this.alloc.ag((firstAg + i) % this.geo.agCount);
+      const agino = this.takeFreeInode(ag);
+      if (agino === null) continue;
+      const ino = this.geo.ino(ag.agno, agino);
+      const inode = this.handle(ino);
+      const buf = inode.block();
+      const gen = buf.data.readUInt32BE(inode.offset + OFF_I_GEN);
+      formatFreeInode(buf.data, inode.offset, ino, this.geo.uuid);
+      buf.data.writeUInt32BE((gen + 1) >>> 0, inode.offset + OFF_I_GEN);
+      this.cache.markDirty(buf);
+      inode.mode = mode;
+      inode.uid = uid;
+      inode.gid = gid;
+      inode.nlink = 0;
+      inode.touch('atime', 'mtime', 'ctime', 'crtime');
+      log('allocated inode %d mode %o', ino, mode);
+      return inode;
+    }
+    throw new RmapfsError('ENOSPC', 'no space for a new inode');
+  }
+
+  /** Releases an inode whose last link and last data are gone. */
+  release(inode: Inode): void {
+    const ag = this.alloc.ag(this.geo.inoAgno(inode.ino));
+    const agino = this.geo.inoAgino(inode.ino);
+    const startino = agino - (agino % INODES_PER_CHUNK);
+    const cur = ag.ino.cursor();
+    const key = Buffer.alloc(4);
+    key.writeUInt32BE(startino, 0);
+    if (!cur.lookup(key, 0, 'eq')) throw corruption(`inode ${inode.ino}: its chunk is not in the inode btree`);
+    const rec = decodeInobt(cur.record(), 0);
+    if (isInodeFree(rec, agino - startino)) throw corruption(`inode ${inode.ino} is freed twice`);
+    const buf = inode.block();
+    const gen = buf.data.readUInt32BE(inode.offset + OFF_I_GEN);
+    formatFreeInode(buf.data, inode.offset, inode.ino, this.geo.uuid);
+    buf.data.writeUInt32BE(gen, inode.offset + OFF_I_GEN);
+    this.cache.markDirty(buf);
+    setInodeFree(rec, agino - startino, true);
+    rec.freecount++;
+    ag.adjustInodeCounts(0, 1);
+    if (rec.freecount === INODES_PER_CHUNK) {
+      // The whole chunk is free: give its blocks back.
+      cur.delete();
+      ag.adjustInodeCounts(-INODES_PER_CHUNK, -INODES_PER_CHUNK);
+      const chunkFsbno = this.geo.fsbno(ag.agno, startino / INODES_PER_BLOCK);
+      for (let i = 0; i < CHUNK_BLOCKS; i++) this.cache.invalidate(chunkFsbno + i);
+      this.alloc.free(chunkFsbno, CHUNK_BLOCKS, OWN_INODES);
+      this.freeHint.delete(ag.agno);
+    } else {
+      this.updateRecord(cur, rec);
+      this.freeHint.set(ag.agno, startino);
+    }
+  }
+
+  /** Marks one free inode of the AG used (allocating a chunk if needed); its AG inode number, or null. */
+  private takeFreeInode(ag: AllocGroup): number | null {
+    let rec: InobtRecord | null = null;
+    const cur = ag.ino.cursor();
+    if (ag.freeInodes > 0) {
+      const hint = this.freeHint.get(ag.agno);
+      const key = Buffer.alloc(4);
+      key.writeUInt32BE(hint ?? 0, 0);
+      let ok = cur.lookup(key, 0, 'ge');
+      for (let pass = 0; pass < 2 && rec === null; pass++) {
+        for (; ok; ok = cur.increment()) {
+          const r = decodeInobt(cur.record(), 0);
+          if (r.freecount > 0) {
+            rec = r;
+            break;
+          }
+        }
+        if (rec === null) ok = cur.first();
+      }
+      if (rec === null) throw corruption(`AG ${ag.agno}: the header counts free inodes the inode btree does not have`);
+    } else {
+      rec = this.newChunk(ag);
+      if (rec === null) return null;
+      const key = Buffer.alloc(4);
+      key.writeUInt32BE(rec.startino, 0);
+      if (!cur.lookup(key, 0, 'eq')) throw corruption(`AG ${ag.agno}: new inode chunk vanished`);
+    }
+    let slot = 0;
+    while (!isInodeFree(rec, slot)) slot++;
+    setInodeFree(rec, slot, false);
+    rec.freecount--;
+    this.updateRecord(cur, rec);
+    ag.adjustInodeCounts(0, -1);
+    this.freeHint.set(ag.agno, rec.startino);
+    return rec.startino + slot;
+  }
+
+  private updateRecord(cur: ReturnType<AllocGroup['ino']['cursor']>, rec: InobtRecord): void {
+    const b = Buffer.alloc(16);
+    encodeInobt(rec, b);
+    cur.update(b);
+  }
+
+  /** Allocates and formats a chunk of 64 free inodes; null when the AG has no room. */
+  private newChunk(ag: AllocGroup): InobtRecord | null {
+    if (ag.longestFree < CHUNK_BLOCKS) return null;
+    let got;
+    try {
+      got = this.alloc.alloc({ owner: OWN_INODES, minLen: CHUNK_BLOCKS, maxLen: CHUNK_BLOCKS, agno: ag.agno, align: CHUNK_BLOCKS });
+    } catch (e) {
+      if (e instanceof RmapfsError && e.code === 'ENOSPC') return null;
+      throw e;
+    }
+    const startino = got.agbno * INODES_PER_BLOCK;
+    for (let i = 0; i < CHUNK_BLOCKS; i++) {
+      const buf = this.cache.get(got.fsbno + i, this.blockOps);
+      for (let j = 0; j < INODES_PER_BLOCK; j++) {
+        formatFreeInode(buf.data, j * INODE_SIZE, this.geo.ino(ag.agno, startino + i * INODES_PER_BLOCK + j), this.geo.uuid);
+      }
+      this.cache.markDirty(buf);
+    }
+    const rec: InobtRecord = { startino, freecount: INODES_PER_CHUNK, freeLo: 0xffffffff, freeHi: 0xffffffff };
+    const b = Buffer.alloc(16);
+    encodeInobt(rec, b);
+    ag.ino.insert(b);
+    ag.adjustInodeCounts(INODES_PER_CHUNK, INODES_PER_CHUNK);
+    log('AG %d: new inode chunk at %d', ag.agno, startino);
+    return rec;
+  }
+}

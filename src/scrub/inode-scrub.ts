@@ -1,0 +1,215 @@
+/**
+ * Checks of the files themselves, cross-referenced with the AG metadata:
+ * every inode the inode btrees call used is reachable from the root and has
+ * as many links as directory entries; directories are sound btrees whose
+ * ".." is their parent; every extent of a file's block map, and every block
+ * of its btrees, is mapped to that file in the rmap; and every block the
+ * rmap gives a file is one the file holds.
+ */
+import { RmapfsError } from '../errors';
+import type { Filesystem } from '../fs/filesystem';
+import { InodeStore } from '../inode/inode';
+import type { Inode } from '../inode/inode';
+import { decodeInobt, isInodeFree, INODES_PER_CHUNK } from '../inode/inode-btree';
+import {
+  FORK_BTREE, FORK_EXTENTS, FORK_LOCAL, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK,
+} from '../inode/inode-format';
+import { BlockMap } from '../file/bmap';
+import { Directory } from '../dir/dir';
+import { verifyBtree } from '../btree/verify';
+import { decodeRmap, RMAP_BMBT_BLOCK } from '../rmap/rmap-btree';
+import { rmapFind } from '../rmap/rmap';
+import { isInodeOwner } from '../format/owners';
+import { BLOCK_SIZE } from '../format/superblock';
+import type { ProblemList } from './common';
+
+const VALID_TYPES = new Set([S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK]);
+
+export interface InodeScrubResult {
+  inodes: number;
+  directories: number;
+  extents: number;
+}
+
+export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubResult {
+  const result: InodeScrubResult = { inodes: 0, directories: 0, extents: 0 };
+  const store = new InodeStore(fs.cache, fs.geo, fs.alloc);
+  const geo = fs.geo;
+  const bad = (ino: number, msg: string, structure = 'inode'): void => {
+    problems.add(structure, geo.inoAgno(ino), geo.inoLocation(ino).fsbno, `inode ${ino}: ${msg}`);
+  };
+
+  // 1. The inodes the inode btrees say are in use.
+  const used = new Set<number>();
+  for (const ag of fs.alloc.ags) {
+    try {
+      ag.ino.forEach((b, off) => {
+        const r = decodeInobt(b, off);
+        for (let i = 0; i < INODES_PER_CHUNK; i++) {
+          const ino = geo.ino(ag.agno, r.startino + i);
+          const free = isInodeFree(r, i);
+          let mode = 0;
+          try {
+            mode = store.handle(ino).mode;
+          } catch (e) {
+            bad(ino, e instanceof RmapfsError ? e.message : String(e));
+            continue;
+          }
+          if (!free) used.add(ino);
+          if (free && mode !== 0) bad(ino, 'is free in the inode btree but in use');
+          if (!free && mode === 0) bad(ino, 'is used in the inode btree but free');
+        }
+      });
+    } catch (e) {
+      problems.add('inobt', ag.agno, -1, e instanceof Error ? e.message : String(e));
+    }
+  }
+
+  // 2. Walk the tree from the root, counting links.
+  const links = new Map<number, number>();
+  const parentOf = new Map<number, number>();
+  const root = fs.superblock().rootIno;
+  const queue: number[] = [root];
+  parentOf.set(root, root);
+  const seenDirs = new Set<number>();
+  while (queue.length > 0) {
+    const dirIno = queue.shift()!;
+    if (seenDirs.has(dirIno)) continue;
+    seenDirs.add(dirIno);
+    let dir: Directory;
+    try {
+      dir = new Directory(store.get(dirIno), fs.alloc, geo);
+    } catch (e) {
+      bad(dirIno, e instanceof Error ? e.message : String(e), 'directory');
+      continue;
+    }
+    result.directories++;
+    const v = verifyBtree(dir.tree);
+    for (const p of v.problems) bad(dirIno, p.message, 'directory');
+    if (!v.ok) continue;
+    try {
+      if (dir.parent !== parentOf.get(dirIno)) bad(dirIno, `".." is ${dir.parent}, the parent is ${parentOf.get(dirIno)}`, 'directory');
+    } catch (e) {
+      bad(dirIno, e instanceof Error ? e.message : String(e), 'directory');
+    }
+    dir.forEach((d) => {
+      if (!used.has(d.ino)) {
+        bad(dirIno, `entry '${d.name.toString()}' points to inode ${d.ino}, which is not in use`, 'directory');
+        return;
+      }
+      links.set(d.ino, (links.get(d.ino) ?? 0) + 1);
+      let child: Inode;
+      try {
+        child = store.get(d.ino);
+      } catch {
+        return;
+      }
+      if (((child.mode >>> 12) & 0xf) !== d.ftype) bad(dirIno, `entry '${d.name.toString()}' has file type ${d.ftype}, the inode ${(child.mode >>> 12) & 0xf}`, 'directory');
+      if (child.isDir) {
+        if (parentOf.has(d.ino)) bad(d.ino, 'directory has more than one parent', 'directory');
+        else {
+          parentOf.set(d.ino, dirIno);
+          queue.push(d.ino);
+        }
+      }
+    });
+  }
+
+  // 3. Each inode in use: reachable, link count, fork, and its space against the rmap.
+  const subdirs = new Map<number, number>();
+  for (const [child, parent] of parentOf) if (child !== parent) subdirs.set(parent, (subdirs.get(parent) ?? 0) + 1);
+  const heldByOwner = new Map<number, number>();
+  for (const ino of used) {
+    result.inodes++;
+    let inode: Inode;
+    try {
+      inode = store.get(ino);
+    } catch (e) {
+      bad(ino, e instanceof Error ? e.message : String(e));
+      continue;
+    }
+    const type = inode.mode & S_IFMT;
+    if (!VALID_TYPES.has(type)) bad(ino, `unknown file type ${type.toString(8)}`);
+    const reachable = ino === root || links.has(ino);
+    if (!reachable) bad(ino, 'is in use but no directory entry names it');
+    const wantLinks = inode.isDir ? 2 + (subdirs.get(ino) ?? 0) : (links.get(ino) ?? 0);
+    if (reachable && inode.nlink !== wantLinks) bad(ino, `link count ${inode.nlink}, found ${wantLinks}`);
+    let held = 0;
+    try {
+      if (inode.isDir) {
+        if (inode.format !== FORK_BTREE) bad(ino, 'directory without a btree');
+        else new Directory(inode, fs.alloc, geo).tree.visitBlocks((ptr) => {
+          held++;
+          checkMapped(fs, inode, ptr, 1, 0, true, bad);
+        });
+      } else if (inode.format === FORK_LOCAL) {
+        if (type !== S_IFLNK) bad(ino, 'local data in a file that is not a symlink');
+      } else if (inode.format === FORK_EXTENTS || inode.format === FORK_BTREE) {
+        const map = new BlockMap(inode, fs.alloc, geo);
+        if (map.btree !== null) {
+          const v = verifyBtree(map.btree);
+          for (const p of v.problems) bad(ino, p.message, 'bmbt');
+          map.btree.visitBlocks((ptr) => {
+            held++;
+            checkMapped(fs, inode, ptr, 1, 0, true, bad);
+          });
+        }
+        let lastEnd = 0;
+        for (const e of map.extents()) {
+          result.extents++;
+          if (e.fileoff < lastEnd) bad(ino, `extent at file block ${e.fileoff} overlaps the one before`);
+          lastEnd = e.fileoff + e.blockcount;
+          if (e.fsbno + e.blockcount > geo.totalBlocks || geo.agnoOf(e.fsbno) !== geo.agnoOf(e.fsbno + e.blockcount - 1)) {
+            bad(ino, `extent ${e.fileoff}+${e.blockcount} at ${e.fsbno} is outside the filesystem or crosses AGs`);
+            continue;
+          }
+          held += e.blockcount;
+          checkMapped(fs, inode, e.fsbno, e.blockcount, e.fileoff, false, bad);
+        }
+        if (lastEnd * BLOCK_SIZE > Math.ceil(inode.size / BLOCK_SIZE) * BLOCK_SIZE) bad(ino, `blocks mapped up to file block ${lastEnd}, past the end of file (size ${inode.size}, mode ${inode.mode.toString(8)})`);
+      }
+    } catch (e) {
+      bad(ino, e instanceof Error ? e.message : String(e));
+      continue;
+    }
+    if (inode.nblocks !== held) bad(ino, `counts ${inode.nblocks} blocks, holds ${held}`);
+    heldByOwner.set(ino, held);
+  }
+
+  // 4. Every rmap record of a file owner belongs to a file in use that holds that many blocks.
+  const rmapByOwner = new Map<number, number>();
+  for (const ag of fs.alloc.ags) {
+    try {
+      ag.rmap.forEach((b, off) => {
+        const r = decodeRmap(b, off);
+        if (isInodeOwner(r.owner)) rmapByOwner.set(r.owner, (rmapByOwner.get(r.owner) ?? 0) + r.blockcount);
+      });
+    } catch {
+      // The AG scrub reports an unreadable rmap.
+    }
+  }
+  for (const [owner, blocks] of rmapByOwner) {
+    const held = heldByOwner.get(owner);
+    if (held === undefined) problems.add('rmap', geo.inoAgno(owner), -1, `rmap gives ${blocks} blocks to inode ${owner}, which is not in use`);
+    else if (held !== blocks) problems.add('rmap', geo.inoAgno(owner), -1, `rmap gives inode ${owner} ${blocks} blocks, it holds ${held}`);
+  }
+  return result;
+}
+
+/** The rmap must say this inode owns these blocks (at this file offset, or as btree blocks). */
+function checkMapped(fs: Filesystem, inode: Inode, fsbno: number, count: number, fileoff: number, btreeBlock: boolean,
+  bad: (ino: number, msg: string, structure?: string) => void): void {
+  const agno = fs.geo.agnoOf(fsbno);
+  const agbno = fs.geo.agbnoOf(fsbno);
+  const r = rmapFind(fs.alloc.ag(agno).rmap, agbno);
+  const what = btreeBlock ? `btree block ${fsbno}` : `extent at ${fsbno} (file block ${fileoff})`;
+  if (r === null) {
+    bad(inode.ino, `${what} is not in the rmap`, 'rmap');
+    return;
+  }
+  const isBmbt = (r.flags & RMAP_BMBT_BLOCK) !== 0;
+  if (r.owner !== inode.ino || isBmbt !== btreeBlock || r.startblock + r.blockcount < agbno + count
+    || (!btreeBlock && r.offset + (agbno - r.startblock) !== fileoff)) {
+    bad(inode.ino, `${what}: the rmap says [${r.startblock}+${r.blockcount}] owner ${r.owner} offset ${r.offset}`, 'rmap');
+  }
+}
