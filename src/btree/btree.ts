@@ -37,9 +37,13 @@ export class Btree {
   readonly cache: BufCache;
   readonly geo: BtreeGeometry;
   readonly bufOps: BufOps;
-  /** One scratch key per level, so a split's key for level L+1 survives work at L+2. */
-  private readonly keyScratch: Buffer[] = [];
-  private readonly searchCursor: BtreeCursor;
+  /**
+   * One scratch key per level, so a split's key for level L+1 survives work at
+   * L+2. Shared by all trees of a type (trees are built per operation, and an
+   * operation on one tree never runs inside another of the same type).
+   */
+  private readonly keyScratch: Buffer[];
+  private cursorForSearch: BtreeCursor | null = null;
 
   constructor(ops: BtreeOps, storage: BtreeStorage) {
     this.ops = ops;
@@ -47,8 +51,12 @@ export class Btree {
     this.cache = storage.cache;
     this.geo = new BtreeGeometry(ops, storage.cache.blockSize);
     this.bufOps = btreeBufOps(ops, this.geo, storage.uuid, storage.owner, storage.cache.target.checksummed);
-    for (let i = 0; i <= MAX_BTREE_HEIGHT; i++) this.keyScratch.push(Buffer.alloc(ops.keySize));
-    this.searchCursor = new BtreeCursor(this);
+    this.keyScratch = scratchKeysFor(ops);
+  }
+
+  private get searchCursor(): BtreeCursor {
+    this.cursorForSearch ??= new BtreeCursor(this);
+    return this.cursorForSearch;
   }
 
   /** Formats an empty tree (one root leaf) and records its root in the storage. */
@@ -447,6 +455,17 @@ export class Btree {
     cur.idx[level + 1] = rightIdx;
     this.deleteAt(cur, level + 1);
   }
+}
+
+const scratchByType = new WeakMap<BtreeOps, Buffer[]>();
+
+function scratchKeysFor(ops: BtreeOps): Buffer[] {
+  let keys = scratchByType.get(ops);
+  if (keys === undefined) {
+    keys = Array.from({ length: MAX_BTREE_HEIGHT + 1 }, () => Buffer.alloc(ops.keySize));
+    scratchByType.set(ops, keys);
+  }
+  return keys;
 }
 
 /**

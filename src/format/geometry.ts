@@ -63,7 +63,8 @@ export function planGeometry(req: GeometryRequest): Omit<FsGeometry, 'uuid'> {
     agCount--;
     usable = agCount * agBlocks;
   }
-  const logBlocks = req.logBlocks ?? Math.min(MAX_LOG_BLOCKS, Math.max(MIN_LOG_BLOCKS, Math.floor(usable / 64)));
+  // A roomy log: fewer checkpoints, and big metadata bursts (a 100,000-entry directory) stay in one force.
+  const logBlocks = req.logBlocks ?? Math.min(MAX_LOG_BLOCKS, Math.max(MIN_LOG_BLOCKS, Math.floor(usable / 16)));
   const ag0 = Math.min(agBlocks, usable);
   const logStart = firstFreeAgbno(0);
   if (logStart + logBlocks + 16 > ag0) {

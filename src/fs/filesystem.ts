@@ -59,7 +59,7 @@ export class Filesystem {
   private readonly sbOps: BufOps;
   private dataDirty = false;
   /**
-   * Most blocks one force may log: a quarter of what the log can hold, so a
+   * Most blocks one force may log: a third of what the log can hold, so a
    * force always fits once a checkpoint has made room for one.
    */
   private readonly maxTxImages: number;
@@ -100,7 +100,7 @@ export class Filesystem {
         log('%s: replayed %d transactions (%d blocks)', path, r.transactions, r.blocks);
       }
     }
-    this.maxTxImages = Math.max(16, Math.floor(this.journal.maxImages() / 4));
+    this.maxTxImages = Math.max(16, Math.floor(this.journal.maxImages() / 3));
     this.alloc = new Allocator(this.cache, this.geo);
   }
 
@@ -168,8 +168,8 @@ export class Filesystem {
     }
     this.cache.commitTx();
     this.alloc.deliverRmapUpdates();
-    // Keep every force within one journal transaction.
-    if (this.cache.unloggedCount > this.maxTxImages / 2) this.forceLog();
+    // Force before the next operation could push one force past what a journal transaction holds.
+    if (this.cache.unloggedCount > this.maxTxImages * 0.8) this.forceLog();
     return result;
   }
 

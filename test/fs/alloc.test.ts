@@ -104,13 +104,13 @@ t.test('sequential allocations with a goal stay contiguous', (t) => {
   let goal: number | null = null;
   let offset = 0;
   const starts: number[] = [];
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 50; i++) {
     const got = f.run(() => f.alloc.alloc({ owner: BASE + 5000, offset, minLen: 1, maxLen: 32, goal }));
     starts.push(got.fsbno);
     goal = got.fsbno + got.len;
     offset += got.len;
   }
-  t.ok(starts.every((s, i) => i === 0 || s === starts[i - 1]! + 32), '100 allocations of 32 blocks follow each other');
+  t.ok(starts.every((s, i) => i === 0 || s === starts[i - 1]! + 32), '50 allocations of 32 blocks follow each other');
   t.equal(ownedExtents(f).length, 1, 'and the rmap holds them as one record');
   t.end();
 });
