@@ -26,6 +26,23 @@ import { inoBtreeOps } from '../inode/inode-btree';
 import { CliError, parseArgs, parseCount, usageError } from './args';
 import type { Command, CommandIo } from './args';
 
+/** Names joined with commas, wrapped at 76 columns, continuation lines indented. */
+function wrapList(names: readonly string[], indent: number): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const [i, n] of names.entries()) {
+    const word = i < names.length - 1 ? `${n},` : n;
+    if (line !== '' && indent + line.length + 1 + word.length > 76) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line === '' ? word : `${line} ${word}`;
+    }
+  }
+  lines.push(line);
+  return lines.join(`\n${' '.repeat(indent)}`);
+}
+
 const USAGE = `usage: rmapfs db [--keep-crc] [-c COMMAND]... DEVICE [COMMAND...]
 
 Prints (and, for testing repair, changes) on-disk structures by name. Reads
@@ -65,9 +82,8 @@ its checksum):
   fuzz block AGNO AGBNO [TREE] FIELD VERB
 
 fields:
-  sb      ${SUPERBLOCK_FIELDS.map((f) => f.name).join(', ')}
-  agh     ${AG_HEADER_FIELDS.map((f) => f.name).join(', ')},
-          agfl[I] (I < ${AGFL_SIZE})
+  sb      ${wrapList(SUPERBLOCK_FIELDS.map((f) => f.name), 10)}
+  agh     ${wrapList([...AG_HEADER_FIELDS.map((f) => f.name), `agfl[I] (I < ${AGFL_SIZE})`], 10)}
   block   magic, level, numrecs, leftsib, rightsib, blkno, lsn, uuid, owner,
           crc; rec[I].NAME in leaves; key[I].NAME and ptr[I] in nodes:
             bno   rec: startblock, blockcount    key: startblock
@@ -191,7 +207,11 @@ function setValue(b: Buffer, base: number, f: DbField, v: bigint): void {
 
 function show(f: DbField, v: bigint): string {
   switch (f.kind) {
-    case 'magic': return `${magicText(Number(v))} (0x${v.toString(16).padStart(8, '0')})`;
+    case 'magic': {
+      const hex = `0x${v.toString(16).padStart(8, '0')}`;
+      const text = magicText(Number(v));
+      return text.startsWith('0x') ? hex : `${text} (${hex})`;
+    }
     case 'uuid': return formatUuid(Buffer.from(v.toString(16).padStart(32, '0'), 'hex'));
     case 'label': {
       const raw = Buffer.from(v.toString(16).padStart(64, '0'), 'hex');
@@ -276,6 +296,7 @@ class RawFs {
   write(fsbno: number, b: Buffer): void {
     this.device.write(fsbno * BLOCK_SIZE, b, 0, BLOCK_SIZE);
     this.device.sync();
+    if (fsbno === 0) this.sbChecked = false; // the geometry may have changed
   }
 
   /** Structured commands need an rmapfs: a superblock in block 0 (or, if it is damaged, an AG header in block 1). */
@@ -293,7 +314,7 @@ class RawFs {
   agStart(agno: number): number {
     this.requireRmapfs();
     if (agno === 0) return 0;
-    if (this.agBlocks < 64 || this.agBlocks >= this.blocks) {
+    if (this.agBlocks < 64 || this.agBlocks > this.blocks) {
       throw new CliError(1, 'EFSCORRUPTED', `the primary superblock's agBlocks (${this.agBlocks}) is unusable: only AG 0 can be addressed`);
     }
     const start = agno * this.agBlocks;
@@ -305,7 +326,7 @@ class RawFs {
 
   agLength(agno: number): number {
     const start = this.agStart(agno);
-    const per = this.agBlocks >= 64 && this.agBlocks < this.blocks ? this.agBlocks : this.blocks;
+    const per = this.agBlocks >= 64 && this.agBlocks <= this.blocks ? this.agBlocks : this.blocks;
     return Math.min(per, this.blocks - start);
   }
 }

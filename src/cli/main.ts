@@ -42,6 +42,19 @@ const stdio: CommandIo = {
   err: (line) => process.stderr.write(`${line}\n`),
 };
 
+let pipeGuard = false;
+
+/** `rmapfs db img sb | head`: a reader that goes away ends the output quietly, not with a stack trace. */
+function guardStdout(): void {
+  if (pipeGuard) return;
+  pipeGuard = true;
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    process.stderr.write(`rmapfs: standard output: ${e.message}\n`);
+    process.exit(1);
+  });
+}
+
 async function version(io: CommandIo): Promise<number> {
   // Loading the addon here proves the build is whole.
   const { native } = await import('../native');
@@ -50,6 +63,7 @@ async function version(io: CommandIo): Promise<number> {
 }
 
 export async function run(argv: string[], io: CommandIo = stdio): Promise<number> {
+  if (io === stdio) guardStdout();
   const [command, ...rest] = argv;
   try {
     switch (command) {

@@ -24,6 +24,7 @@ import { AGH_AGBNO, AGH_MAGIC, OFF_FREE_EXTENTS, OFF_FREE_INODES, OFF_INODE_COUN
 import { BLOCK_SIZE, SB_MAGIC, SUPERBLOCK_FIELDS, superblockBufOps } from '../format/superblock';
 import { decodeInobt, INODES_PER_CHUNK } from '../inode/inode-btree';
 import { scrubAg } from './ag-scrub';
+import { scrubInodes } from './inode-scrub';
 import type { AgScrubResult } from './ag-scrub';
 import { ProblemList } from './common';
 import type { Problem } from './common';
@@ -152,7 +153,25 @@ export const agPass: FsCheckPass = {
   },
 };
 
-export const FS_CHECK_PASSES: readonly FsCheckPass[] = [superblockPass, agPass];
+/**
+ * The files: inodes in use against the inode btrees, the directory tree and
+ * link counts, block maps and directory btrees against the rmap. Runs only
+ * when every AG's btrees could be walked (it leans on them).
+ */
+export const inodePass: FsCheckPass = {
+  name: 'inodes',
+  run(ctx): void {
+    if (ctx.agScrub.some((s) => s === null || !s.treesReadable)) return;
+    try {
+      scrubInodes(ctx.fs, ctx.problems);
+    } catch (e) {
+      if (!(e instanceof RmapfsError)) throw e;
+      ctx.problems.add('inode', -1, -1, message(e));
+    }
+  },
+};
+
+export const FS_CHECK_PASSES: readonly FsCheckPass[] = [superblockPass, agPass, inodePass];
 
 /** Runs every pass over an open filesystem. Corruption becomes problems; only a checker bug is an internal error. */
 export function checkFilesystem(fs: Filesystem, options: FsCheckOptions = {}): FsCheckResult {
