@@ -16,7 +16,7 @@ import type { Allocator } from '../alloc/alloc';
 import type { Geometry } from '../format/geometry';
 import type { Inode } from '../inode/inode';
 import { FORK_BTREE } from '../inode/inode-format';
-import { ForkBtreeStorage } from '../file/bmap';
+import { ForkBtreeStorage } from '../inode/fork-btree';
 
 export const DIRENT_SIZE = 272;
 export const NAME_MAX = 255;
@@ -111,13 +111,13 @@ export class Directory {
 
   constructor(readonly inode: Inode, alloc: Allocator, geo: Geometry) {
     if (!inode.isDir || inode.format !== FORK_BTREE) throw corruption(`inode ${inode.ino} is not a directory`);
-    this.tree = new Btree(dirBtreeOps, new ForkBtreeStorage(inode, alloc, geo));
+    this.tree = new Btree(dirBtreeOps, new ForkBtreeStorage(inode, 'data', alloc, geo));
   }
 
   /** Makes an empty directory's tree (with its ".." entry) in a fresh inode. */
   static init(inode: Inode, parentIno: number, alloc: Allocator, geo: Geometry): Directory {
     inode.format = FORK_BTREE;
-    Btree.create(dirBtreeOps, new ForkBtreeStorage(inode, alloc, geo), geo.inoLocation(inode.ino).fsbno);
+    Btree.create(dirBtreeOps, new ForkBtreeStorage(inode, 'data', alloc, geo), geo.inoLocation(inode.ino).fsbno);
     const dir = new Directory(inode, alloc, geo);
     dir.insertEntry(DOTDOT, parentIno, DT_DIR);
     return dir;

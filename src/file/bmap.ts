@@ -7,12 +7,11 @@
  */
 import { RmapfsError, corruption } from '../errors';
 import { Btree } from '../btree/btree';
-import type { BtreeOps, BtreeRootInfo, BtreeStorage } from '../btree/btree-ops';
+import type { BtreeOps } from '../btree/btree-ops';
+import { ForkBtreeStorage } from '../inode/fork-btree';
 import { magicOf } from '../io/meta-header';
-import type { BufCache } from '../io/buf-cache';
 import type { Allocator } from '../alloc/alloc';
 import type { Geometry } from '../format/geometry';
-import { RMAP_BMBT_BLOCK } from '../rmap/rmap-btree';
 import type { Inode } from '../inode/inode';
 import {
   EXTENT_SIZE, FORK_BTREE, FORK_EXTENTS, MAX_EXTENT_LEN, MAX_INLINE_EXTENTS, decodeExtent, encodeExtent,
@@ -43,62 +42,13 @@ export const bmapBtreeOps: BtreeOps = {
   },
 };
 
-/** Where a file's block-map btree lives: blocks anywhere, root in the inode, owner the inode. */
-export class ForkBtreeStorage implements BtreeStorage {
-  readonly cache: BufCache;
-  readonly uuid: Buffer;
-  readonly owner: number;
-
-  constructor(private readonly inode: Inode, private readonly alloc: Allocator, private readonly geo: Geometry) {
-    this.cache = inode.store.cache;
-    this.uuid = geo.uuid;
-    this.owner = inode.ino;
-  }
-
-  bnoOf(ptr: number): number {
-    return ptr;
-  }
-
-  isValidPtr(ptr: number): boolean {
-    return ptr >= 2 && ptr < this.geo.totalBlocks;
-  }
-
-  blockLimit(): number {
-    return this.geo.totalBlocks;
-  }
-
-  allocBlock(hint: number): number {
-    const got = this.alloc.alloc({ owner: this.inode.ino, flags: RMAP_BMBT_BLOCK, minLen: 1, maxLen: 1, goal: hint || null });
-    this.inode.nblocks = this.inode.nblocks + 1;
-    return got.fsbno;
-  }
-
-  freeBlock(ptr: number): void {
-    this.alloc.free(ptr, 1, this.inode.ino, 0, RMAP_BMBT_BLOCK);
-    this.inode.nblocks = this.inode.nblocks - 1;
-  }
-
-  getRoot(): BtreeRootInfo {
-    return { ptr: this.inode.dataRoot, height: this.inode.dataHeight };
-  }
-
-  setRoot(root: BtreeRootInfo): void {
-    this.inode.dataRoot = root.ptr;
-    this.inode.dataHeight = root.height;
-  }
-
-  adjustRecords(delta: number): void {
-    this.inode.nextents = this.inode.nextents + delta;
-  }
-}
-
 export class BlockMap {
   private tree: Btree | null = null;
   private readonly rec = Buffer.alloc(EXTENT_SIZE);
   private readonly key = Buffer.alloc(4);
 
   constructor(readonly inode: Inode, readonly alloc: Allocator, readonly geo: Geometry) {
-    if (inode.format === FORK_BTREE) this.tree = new Btree(bmapBtreeOps, new ForkBtreeStorage(inode, alloc, geo));
+    if (inode.format === FORK_BTREE) this.tree = new Btree(bmapBtreeOps, new ForkBtreeStorage(inode, 'data', alloc, geo));
     else if (inode.format !== FORK_EXTENTS) throw new RmapfsError('EINVAL', `inode ${inode.ino} has no block map`);
   }
 
@@ -264,7 +214,7 @@ export class BlockMap {
   /** Too many extents for the inode: move them into a new block-map btree. */
   private spill(list: Extent[]): void {
     this.writeInline([]);
-    const storage = new ForkBtreeStorage(this.inode, this.alloc, this.geo);
+    const storage = new ForkBtreeStorage(this.inode, 'data', this.alloc, this.geo);
     this.inode.format = FORK_BTREE;
     const hint = list[0]?.fsbno ?? 0;
     this.tree = Btree.create(bmapBtreeOps, storage, hint);

@@ -19,6 +19,7 @@ import type { FileContext } from '../file/file';
 import { BLOCK_SIZE, SUPERBLOCK_FIELDS } from '../format/superblock';
 import { NAME_MAX } from '../dir/dir';
 import { findField, writeField } from '../format/fields';
+import { AttrFork } from '../attr/attr';
 
 const log = createDebug('rmapfs:ops');
 
@@ -151,6 +152,7 @@ export class Rmapfs {
     if (left > 0) return;
     if (inode.isDir) new Directory(inode, this.fs.alloc, this.fs.geo).destroy();
     else if (inode.format !== FORK_LOCAL) freeAllData(this.ctx, inode);
+    new AttrFork(inode, this.ctx).clear();
     this.inodes.release(inode);
   }
 
@@ -401,6 +403,26 @@ export class Rmapfs {
 
   truncate(ino: number, size: number): Stat {
     return this.setattr(ino, { size });
+  }
+
+  // ---- extended attributes ---------------------------------------------------------
+
+  setxattr(ino: number, name: Name, value: Buffer, mode: 'any' | 'create' | 'replace' = 'any'): void {
+    this.fs.run(() => new AttrFork(this.inode(ino), this.ctx).set(nameBytes(name), value, mode));
+  }
+
+  getxattr(ino: number, name: Name): Buffer {
+    const value = new AttrFork(this.inode(ino), this.ctx).get(nameBytes(name));
+    if (value === null) throw new RmapfsError('ENODATA', `no attribute '${nameBytes(name).toString()}'`);
+    return value;
+  }
+
+  listxattr(ino: number): string[] {
+    return new AttrFork(this.inode(ino), this.ctx).list().map((e) => e.name.toString());
+  }
+
+  removexattr(ino: number, name: Name): void {
+    this.fs.run(() => new AttrFork(this.inode(ino), this.ctx).remove(nameBytes(name)));
   }
 
   /** Makes everything done so far durable. */

@@ -17,7 +17,8 @@ import {
 import { BlockMap } from '../file/bmap';
 import { Directory } from '../dir/dir';
 import { verifyBtree } from '../btree/verify';
-import { decodeRmap, RMAP_BMBT_BLOCK } from '../rmap/rmap-btree';
+import { decodeRmap, RMAP_ATTR_FORK, RMAP_BMBT_BLOCK } from '../rmap/rmap-btree';
+import { AttrFork, valueBlocks } from '../attr/attr';
 import { rmapFind } from '../rmap/rmap';
 import { isInodeOwner } from '../format/owners';
 import { BLOCK_SIZE } from '../format/superblock';
@@ -140,7 +141,7 @@ export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubRe
         if (inode.format !== FORK_BTREE) bad(ino, 'directory without a btree');
         else new Directory(inode, fs.alloc, geo).tree.visitBlocks((ptr) => {
           held++;
-          checkMapped(fs, inode, ptr, 1, 0, true, bad);
+          checkMapped(fs, inode, ptr, 1, 0, 'btree', bad);
         });
       } else if (inode.format === FORK_LOCAL) {
         if (type !== S_IFLNK) bad(ino, 'local data in a file that is not a symlink');
@@ -151,7 +152,7 @@ export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubRe
           for (const p of v.problems) bad(ino, p.message, 'bmbt');
           map.btree.visitBlocks((ptr) => {
             held++;
-            checkMapped(fs, inode, ptr, 1, 0, true, bad);
+            checkMapped(fs, inode, ptr, 1, 0, 'btree', bad);
           });
         }
         let lastEnd = 0;
@@ -164,13 +165,32 @@ export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubRe
             continue;
           }
           held += e.blockcount;
-          checkMapped(fs, inode, e.fsbno, e.blockcount, e.fileoff, false, bad);
+          checkMapped(fs, inode, e.fsbno, e.blockcount, e.fileoff, 'data', bad);
         }
         if (lastEnd * BLOCK_SIZE > Math.ceil(inode.size / BLOCK_SIZE) * BLOCK_SIZE) bad(ino, `blocks mapped up to file block ${lastEnd}, past the end of file (size ${inode.size}, mode ${inode.mode.toString(8)})`);
       }
     } catch (e) {
       bad(ino, e instanceof Error ? e.message : String(e));
       continue;
+    }
+    try {
+      const attrs = new AttrFork(inode, { device: fs.device, alloc: fs.alloc, geo, noteDataWritten: () => undefined });
+      if (attrs.btree !== null) {
+        const v = verifyBtree(attrs.btree);
+        for (const p of v.problems) bad(ino, p.message, 'attr');
+        attrs.btree.visitBlocks((ptr) => {
+          held++;
+          checkMapped(fs, inode, ptr, 1, 0, 'attr-btree', bad);
+        });
+        for (const e of attrs.list()) {
+          const n = valueBlocks(e.valueLen);
+          if (n === 0) continue;
+          held += n;
+          checkMapped(fs, inode, e.valueBlock, n, 0, 'attr-value', bad);
+        }
+      }
+    } catch (e) {
+      bad(ino, e instanceof Error ? e.message : String(e), 'attr');
     }
     if (inode.nblocks !== held) bad(ino, `counts ${inode.nblocks} blocks, holds ${held}`);
     heldByOwner.set(ino, held);
@@ -196,20 +216,33 @@ export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubRe
   return result;
 }
 
-/** The rmap must say this inode owns these blocks (at this file offset, or as btree blocks). */
-function checkMapped(fs: Filesystem, inode: Inode, fsbno: number, count: number, fileoff: number, btreeBlock: boolean,
+type MappedKind = 'data' | 'btree' | 'attr-btree' | 'attr-value';
+
+const KIND_FLAGS: Record<MappedKind, number> = {
+  data: 0,
+  btree: RMAP_BMBT_BLOCK,
+  'attr-btree': (RMAP_BMBT_BLOCK | RMAP_ATTR_FORK) >>> 0,
+  'attr-value': RMAP_ATTR_FORK,
+};
+
+/** The rmap must say this inode owns these blocks (at this file offset, or as btree or attribute blocks). */
+function checkMapped(fs: Filesystem, inode: Inode, fsbno: number, count: number, fileoff: number, kind: MappedKind,
   bad: (ino: number, msg: string, structure?: string) => void): void {
   const agno = fs.geo.agnoOf(fsbno);
   const agbno = fs.geo.agbnoOf(fsbno);
+  if (agno >= fs.geo.agCount) {
+    bad(inode.ino, `${kind} block ${fsbno} is outside the filesystem`);
+    return;
+  }
   const r = rmapFind(fs.alloc.ag(agno).rmap, agbno);
-  const what = btreeBlock ? `btree block ${fsbno}` : `extent at ${fsbno} (file block ${fileoff})`;
+  const what = kind === 'data' ? `extent at ${fsbno} (file block ${fileoff})` : `${kind} block ${fsbno}`;
   if (r === null) {
     bad(inode.ino, `${what} is not in the rmap`, 'rmap');
     return;
   }
-  const isBmbt = (r.flags & RMAP_BMBT_BLOCK) !== 0;
-  if (r.owner !== inode.ino || isBmbt !== btreeBlock || r.startblock + r.blockcount < agbno + count
-    || (!btreeBlock && r.offset + (agbno - r.startblock) !== fileoff)) {
+  const flagsOk = ((r.flags & (RMAP_BMBT_BLOCK | RMAP_ATTR_FORK)) >>> 0) === KIND_FLAGS[kind];
+  if (r.owner !== inode.ino || !flagsOk || r.startblock + r.blockcount < agbno + count
+    || (kind === 'data' && r.offset + (agbno - r.startblock) !== fileoff)) {
     bad(inode.ino, `${what}: the rmap says [${r.startblock}+${r.blockcount}] owner ${r.owner} offset ${r.offset}`, 'rmap');
   }
 }

@@ -1,6 +1,6 @@
 /**
  * 20,000 random filesystem operations (create, write at random offsets,
- * truncate, unlink, rename, mkdir, rmdir, link, symlink) against a plain
+ * truncate, unlink, rename, mkdir, rmdir, link, symlink, setxattr, removexattr) against a plain
  * in-memory model. Afterwards the filesystem checks clean and every file's
  * content and metadata equal the model's -- and again after close and
  * reopen, and after a crash (journal replay) at the last fsync.
@@ -22,6 +22,8 @@ type Node =
 
 class Model {
   nodes = new Map<number, Node>();
+  /** Extended attributes by node. */
+  xattrs = new Map<number, Map<string, Buffer>>();
   /** Ids of files and of directories, kept as the nodes come and go (picking from them is the hot path). */
   private readonly lists = { file: new IdList(), dir: new IdList() };
   constructor(readonly root: number) {
@@ -35,6 +37,7 @@ class Model {
     const node = this.nodes.get(id);
     if (node !== undefined && node.kind !== 'link') this.lists[node.kind].remove(id);
     this.nodes.delete(id);
+    this.xattrs.delete(id);
   }
   files(): number[] {
     return this.lists.file.ids;
@@ -53,6 +56,7 @@ class Model {
       m.set(id, n.kind === 'file' ? { kind: 'file', data: Buffer.from(n.data), nlink: n.nlink }
         : n.kind === 'dir' ? { kind: 'dir', entries: new Map(n.entries) } : { ...n });
     }
+    for (const [id, x] of this.xattrs) m.xattrs.set(id, new Map(x));
     return m;
   }
 }
@@ -99,6 +103,10 @@ function compare(fsx: Rmapfs, model: Model): string[] {
     }
     for (const e of got) {
       const id = want.get(e.name)!;
+      const wantX = model.xattrs.get(id) ?? new Map<string, Buffer>();
+      const gotX = fsx.listxattr(e.ino).sort();
+      if (gotX.join() !== [...wantX.keys()].sort().join()) diffs.push(`${path}/${e.name}: xattrs [${gotX.join()}]`);
+      else for (const [k, v] of wantX) if (!fsx.getxattr(e.ino, k).equals(v)) diffs.push(`${path}/${e.name}: xattr ${k} differs`);
       if (e.ino !== id) diffs.push(`${path}/${e.name}: inode ${e.ino}, want ${id}`);
       const node = model.nodes.get(id)!;
       const st = fsx.stat(e.ino);
@@ -233,6 +241,26 @@ t.test('20,000 random operations agree with a model, check clean, survive reopen
         fsx.link(id, dirId, nm);
         entries.set(nm, id);
         (model.nodes.get(id) as { nlink: number }).nlink++;
+      } else if (r < 0.96) {
+        op = rng.next() < 0.75 ? 'setxattr' : 'removexattr';
+        const ids = [...model.nodes.keys()].filter((id) => id !== model.root);
+        if (ids.length === 0) continue;
+        const id = ids[rng.int(ids.length)]!;
+        const x = model.xattrs.get(id) ?? new Map<string, Buffer>();
+        const key = `user.a${rng.int(12)}${rng.next() < 0.1 ? 'y'.repeat(100) : ''}`;
+        if (op === 'setxattr') {
+          const value = crypto.randomBytes(rng.next() < 0.2 ? rng.int(9000) : rng.int(80));
+          fsx.setxattr(id, key, value);
+          x.set(key, value);
+          model.xattrs.set(id, x);
+        } else {
+          const withAttrs = [...model.xattrs].filter(([, m]) => m.size > 0);
+          if (withAttrs.length === 0) continue;
+          const [victim, attrs] = withAttrs[rng.int(withAttrs.length)]!;
+          const k = [...attrs.keys()][rng.int(attrs.size)]!;
+          fsx.removexattr(victim, k);
+          attrs.delete(k);
+        }
       } else if (r < 0.995) {
         op = 'symlink';
         const nm = name();

@@ -1,0 +1,238 @@
+/**
+ * Extended attributes: each inode's attributes are a btree in its attr fork
+ * (the generic engine again), keyed by a hash of the full name
+ * ("user.foo") and a collision index. Values up to 64 bytes sit in the
+ * record; larger ones (up to 64 KiB) get blocks of their own, owned by the
+ * inode in the rmap with the attr-fork flag, written in place before the
+ * record that points at them is logged -- and never overwritten: a new value
+ * gets new blocks, so a crash shows the old value or the new, never a mix.
+ *
+ * Record (336 bytes): hash u32, collision index u16, pad u8, name length u8,
+ * value length u32, value block u32 (fsbno, 0 when inline), name (256 bytes),
+ * inline value (64 bytes). Key (6 bytes): hash, collision index.
+ */
+import { RmapfsError, corruption } from '../errors';
+import { Btree } from '../btree/btree';
+import type { BtreeOps } from '../btree/btree-ops';
+import { magicOf } from '../io/meta-header';
+import type { Device } from '../io/device';
+import type { Allocator } from '../alloc/alloc';
+import type { Geometry } from '../format/geometry';
+import { BLOCK_SIZE } from '../format/superblock';
+import { RMAP_ATTR_FORK } from '../rmap/rmap-btree';
+import type { Inode } from '../inode/inode';
+import { ATTR_BTREE, ATTR_NONE } from '../inode/inode-format';
+import { ForkBtreeStorage } from '../inode/fork-btree';
+import { nameHash } from '../dir/dir';
+
+export const ATTR_REC_SIZE = 336;
+export const ATTR_NAME_MAX = 255;
+export const ATTR_VALUE_MAX = 65536;
+export const ATTR_INLINE_MAX = 64;
+const OFF_HASH = 0;
+const OFF_CIDX = 4;
+const OFF_NAMELEN = 7;
+const OFF_VALUELEN = 8;
+const OFF_VALUEBLOCK = 12;
+const OFF_NAME = 16;
+const OFF_INLINE = 272;
+
+function cmp(a: number, b: number): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+export const attrBtreeOps: BtreeOps = {
+  name: 'attr',
+  magic: magicOf('ATR3'),
+  recSize: ATTR_REC_SIZE,
+  keySize: 6,
+  keyFromRec: (rec, r, key, k) => {
+    key.writeUInt32BE(rec.readUInt32BE(r + OFF_HASH), k);
+    key.writeUInt16BE(rec.readUInt16BE(r + OFF_CIDX), k + 4);
+  },
+  compareKeys: (a, ao, b, bo) => cmp(a.readUInt32BE(ao), b.readUInt32BE(bo)) || cmp(a.readUInt16BE(ao + 4), b.readUInt16BE(bo + 4)),
+  compareRecToKey: (rec, r, key, k) => cmp(rec.readUInt32BE(r + OFF_HASH), key.readUInt32BE(k))
+    || cmp(rec.readUInt16BE(r + OFF_CIDX), key.readUInt16BE(k + 4)),
+  checkRecord(rec, r) {
+    const len = rec.readUInt8(r + OFF_NAMELEN);
+    if (len === 0) return 'empty attribute name';
+    const valueLen = rec.readUInt32BE(r + OFF_VALUELEN);
+    if (valueLen > ATTR_VALUE_MAX) return `value of ${valueLen} bytes`;
+    if ((valueLen > ATTR_INLINE_MAX) !== (rec.readUInt32BE(r + OFF_VALUEBLOCK) !== 0)) return 'value stored in the wrong place';
+    if (nameHash(rec.subarray(r + OFF_NAME, r + OFF_NAME + len)) !== rec.readUInt32BE(r + OFF_HASH)) return 'name hash is wrong';
+    return null;
+  },
+  formatRecord(rec, r) {
+    const len = rec.readUInt8(r + OFF_NAMELEN);
+    const vlen = rec.readUInt32BE(r + OFF_VALUELEN);
+    const at = rec.readUInt32BE(r + OFF_VALUEBLOCK);
+    return `${rec.subarray(r + OFF_NAME, r + OFF_NAME + len).toString()} = ${vlen} bytes${at !== 0 ? ` at block ${at}` : ''}`;
+  },
+};
+
+/** Blocks a value of this length takes outside the record (0 when inline). */
+export function valueBlocks(len: number): number {
+  return len > ATTR_INLINE_MAX ? Math.ceil(len / BLOCK_SIZE) : 0;
+}
+
+export interface AttrEntry {
+  name: Buffer;
+  valueLen: number;
+  /** fsbno of the value's blocks, 0 when inline. */
+  valueBlock: number;
+}
+
+export interface AttrContext {
+  device: Device;
+  alloc: Allocator;
+  geo: Geometry;
+  noteDataWritten(): void;
+}
+
+export class AttrFork {
+  private tree: Btree | null = null;
+  private readonly key = Buffer.alloc(6);
+
+  constructor(readonly inode: Inode, private readonly ctx: AttrContext) {
+    if (inode.attrFormat === ATTR_BTREE) this.tree = new Btree(attrBtreeOps, this.storage());
+    else if (inode.attrFormat !== ATTR_NONE) throw corruption(`inode ${inode.ino}: unknown attr fork format ${inode.attrFormat}`);
+  }
+
+  private storage(): ForkBtreeStorage {
+    return new ForkBtreeStorage(this.inode, 'attr', this.ctx.alloc, this.ctx.geo);
+  }
+
+  get btree(): Btree | null {
+    return this.tree;
+  }
+
+  private find(name: Buffer): { cur: ReturnType<Btree['cursor']>; entry: AttrEntry; inline: Buffer } | null {
+    if (this.tree === null) return null;
+    const hash = nameHash(name);
+    this.key.writeUInt32BE(hash, 0);
+    this.key.writeUInt16BE(0, 4);
+    const cur = this.tree.cursor();
+    for (let ok = cur.lookup(this.key, 0, 'ge'); ok; ok = cur.increment()) {
+      const { block, offset } = cur.recordAt();
+      if (block.readUInt32BE(offset + OFF_HASH) !== hash) break;
+      const len = block.readUInt8(offset + OFF_NAMELEN);
+      if (len === name.length && block.subarray(offset + OFF_NAME, offset + OFF_NAME + len).equals(name)) {
+        const valueLen = block.readUInt32BE(offset + OFF_VALUELEN);
+        return {
+          cur,
+          entry: { name: Buffer.from(name), valueLen, valueBlock: block.readUInt32BE(offset + OFF_VALUEBLOCK) },
+          inline: Buffer.from(block.subarray(offset + OFF_INLINE, offset + OFF_INLINE + Math.min(valueLen, ATTR_INLINE_MAX))),
+        };
+      }
+    }
+    return null;
+  }
+
+  get(name: Buffer): Buffer | null {
+    const found = this.find(name);
+    if (found === null) return null;
+    const { entry } = found;
+    if (entry.valueBlock === 0) return found.inline;
+    const out = Buffer.alloc(entry.valueLen);
+    this.ctx.device.read(entry.valueBlock * BLOCK_SIZE, out, 0, entry.valueLen);
+    return out;
+  }
+
+  list(): AttrEntry[] {
+    const out: AttrEntry[] = [];
+    this.tree?.forEach((b, off) => {
+      const len = b.readUInt8(off + OFF_NAMELEN);
+      out.push({
+        name: Buffer.from(b.subarray(off + OFF_NAME, off + OFF_NAME + len)),
+        valueLen: b.readUInt32BE(off + OFF_VALUELEN),
+        valueBlock: b.readUInt32BE(off + OFF_VALUEBLOCK),
+      });
+    });
+    return out;
+  }
+
+  /** Sets a value; `mode` 'create' fails with EEXIST, 'replace' with ENODATA. */
+  set(name: Buffer, value: Buffer, mode: 'any' | 'create' | 'replace' = 'any'): void {
+    if (name.length === 0 || name.length > ATTR_NAME_MAX) {
+      throw new RmapfsError('ERANGE', `attribute name of ${name.length} bytes (1..${ATTR_NAME_MAX})`);
+    }
+    if (value.length > ATTR_VALUE_MAX) throw new RmapfsError('E2BIG', `attribute value of ${value.length} bytes (at most ${ATTR_VALUE_MAX})`);
+    const existing = this.find(name);
+    if (existing !== null && mode === 'create') throw new RmapfsError('EEXIST', `attribute '${name.toString()}' exists`);
+    if (existing === null && mode === 'replace') throw new RmapfsError('ENODATA', `no attribute '${name.toString()}'`);
+    // The new value first, in blocks of its own; then the record; then the old value's blocks go.
+    let valueBlock = 0;
+    const nblocks = valueBlocks(value.length);
+    if (nblocks > 0) {
+      const got = this.ctx.alloc.alloc({
+        owner: this.inode.ino, flags: RMAP_ATTR_FORK, minLen: nblocks, maxLen: nblocks,
+        goal: this.ctx.geo.inoLocation(this.inode.ino).fsbno,
+      });
+      valueBlock = got.fsbno;
+      const padded = Buffer.alloc(nblocks * BLOCK_SIZE);
+      value.copy(padded);
+      this.ctx.device.write(valueBlock * BLOCK_SIZE, padded, 0, padded.length);
+      this.ctx.noteDataWritten();
+      this.inode.nblocks = this.inode.nblocks + nblocks;
+    }
+    if (existing !== null) {
+      existing.cur.delete();
+      this.freeValue(existing.entry);
+    }
+    if (this.tree === null) {
+      this.inode.attrFormat = ATTR_BTREE;
+      this.tree = Btree.create(attrBtreeOps, this.storage(), this.ctx.geo.inoLocation(this.inode.ino).fsbno);
+    }
+    const rec = Buffer.alloc(ATTR_REC_SIZE);
+    const hash = nameHash(name);
+    let cidx = 0;
+    this.key.writeUInt32BE(hash, 0);
+    this.key.writeUInt16BE(0, 4);
+    const cur = this.tree.cursor();
+    for (let ok = cur.lookup(this.key, 0, 'ge'); ok; ok = cur.increment()) {
+      const { block, offset } = cur.recordAt();
+      if (block.readUInt32BE(offset + OFF_HASH) !== hash || block.readUInt16BE(offset + OFF_CIDX) !== cidx) break;
+      cidx++;
+    }
+    rec.writeUInt32BE(hash, OFF_HASH);
+    rec.writeUInt16BE(cidx, OFF_CIDX);
+    rec.writeUInt8(name.length, OFF_NAMELEN);
+    rec.writeUInt32BE(value.length, OFF_VALUELEN);
+    rec.writeUInt32BE(valueBlock, OFF_VALUEBLOCK);
+    name.copy(rec, OFF_NAME);
+    if (nblocks === 0) value.copy(rec, OFF_INLINE);
+    this.tree.insert(rec);
+    this.inode.touch('ctime');
+  }
+
+  remove(name: Buffer): void {
+    const found = this.find(name);
+    if (found === null) throw new RmapfsError('ENODATA', `no attribute '${name.toString()}'`);
+    found.cur.delete();
+    this.freeValue(found.entry);
+    if (this.tree !== null && this.tree.count() === 0) this.destroyTree();
+    this.inode.touch('ctime');
+  }
+
+  /** Frees every value and the btree (the inode is going away). */
+  clear(): void {
+    if (this.tree === null) return;
+    for (const e of this.list()) this.freeValue(e);
+    this.destroyTree();
+  }
+
+  private freeValue(e: AttrEntry): void {
+    if (e.valueBlock === 0) return;
+    const n = valueBlocks(e.valueLen);
+    this.ctx.alloc.free(e.valueBlock, n, this.inode.ino, 0, RMAP_ATTR_FORK);
+    this.inode.nblocks = this.inode.nblocks - n;
+  }
+
+  private destroyTree(): void {
+    this.tree!.destroy();
+    this.tree = null;
+    this.inode.attrFormat = ATTR_NONE;
+    this.inode.attrRoot = 0;
+    this.inode.attrHeight = 0;
+  }
+}
