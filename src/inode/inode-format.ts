@@ -143,6 +143,9 @@ export function inodeBlockBufOps(geo: Geometry): BufOps {
           throw new RmapfsError('EFSCORRUPTED', `${where}: belongs to another filesystem`);
         }
         if (b.readUInt8(off + OFF_I_FORMAT) > FORK_LOCAL) throw new RmapfsError('EFSCORRUPTED', `${where}: unknown data fork format`);
+        if (b.readUInt8(off + OFF_I_VERSION) !== INODE_VERSION) {
+          throw new RmapfsError('EFSCORRUPTED', `${where}: inode version ${b.readUInt8(off + OFF_I_VERSION)}, want ${INODE_VERSION}`);
+        }
       }
     },
     prepareWrite(buf: Buf): void {

@@ -12,10 +12,13 @@ import { InodeStore } from '../inode/inode';
 import type { Inode } from '../inode/inode';
 import { decodeInobt, isInodeFree, INODES_PER_CHUNK } from '../inode/inode-btree';
 import {
+  DATA_FORK_OFFSET, DATA_FORK_SIZE, OFF_I_FORMAT, OFF_I_INO, OFF_I_MODE, OFF_I_NEXTENTS, OFF_I_VERSION,
   FORK_BTREE, FORK_EXTENTS, FORK_LOCAL, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK,
 } from '../inode/inode-format';
 import { BlockMap } from '../file/bmap';
-import { Directory } from '../dir/dir';
+import { Directory, DOTDOT, DT_DIR } from '../dir/dir';
+import { INODE_SIZE } from '../format/geometry';
+import { SYMLINK_MAX } from '../fs/rmapfs';
 import { verifyBtree } from '../btree/verify';
 import { decodeRmap, RMAP_ATTR_FORK, RMAP_BMBT_BLOCK } from '../rmap/rmap-btree';
 import { AttrFork, valueBlocks } from '../attr/attr';
@@ -58,6 +61,7 @@ export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubRe
           }
           if (!free) used.add(ino);
           if (free && mode !== 0) bad(ino, 'is free in the inode btree but in use');
+          if (free && mode === 0 && !isCleanFreeInode(store.handle(ino))) bad(ino, 'is free but not cleared');
           if (!free && mode === 0) bad(ino, 'is used in the inode btree but free');
         }
       });
@@ -88,6 +92,10 @@ export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubRe
     const v = verifyBtree(dir.tree);
     for (const p of v.problems) bad(dirIno, p.message, 'directory');
     if (!v.ok) continue;
+    if (v.records !== dir.inode.nextents) bad(dirIno, `counts ${dir.inode.nextents} entries, its btree holds ${v.records}`, 'directory');
+    if (dir.inode.size !== 0) bad(dirIno, `directory size ${dir.inode.size} (directories have size 0)`, 'directory');
+    const dotdot = dir.lookup(DOTDOT);
+    if (dotdot !== null && dotdot.ftype !== DT_DIR) bad(dirIno, `".." has file type ${dotdot.ftype}`, 'directory');
     try {
       if (dir.parent !== parentOf.get(dirIno)) bad(dirIno, `".." is ${dir.parent}, the parent is ${parentOf.get(dirIno)}`, 'directory');
     } catch (e) {
@@ -145,11 +153,16 @@ export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubRe
         });
       } else if (inode.format === FORK_LOCAL) {
         if (type !== S_IFLNK) bad(ino, 'local data in a file that is not a symlink');
+        const n = inode.nextents;
+        if (n < 1 || n > DATA_FORK_SIZE) bad(ino, `local data of ${n} bytes (1..${DATA_FORK_SIZE})`);
+        if (inode.size !== n) bad(ino, `size ${inode.size}, local data ${n} bytes`);
       } else if (inode.format === FORK_EXTENTS || inode.format === FORK_BTREE) {
         const map = new BlockMap(inode, fs.alloc, geo);
+        if (type === S_IFLNK && (inode.size < 1 || inode.size > SYMLINK_MAX)) bad(ino, `symlink of ${inode.size} bytes`);
         if (map.btree !== null) {
           const v = verifyBtree(map.btree);
           for (const p of v.problems) bad(ino, p.message, 'bmbt');
+          if (v.ok && v.records !== inode.nextents) bad(ino, `counts ${inode.nextents} extents, its block map holds ${v.records}`, 'bmbt');
           map.btree.visitBlocks((ptr) => {
             held++;
             checkMapped(fs, inode, ptr, 1, 0, 'btree', bad);
@@ -167,6 +180,7 @@ export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubRe
           held += e.blockcount;
           checkMapped(fs, inode, e.fsbno, e.blockcount, e.fileoff, 'data', bad);
         }
+        if (type === S_IFLNK && lastEnd * BLOCK_SIZE < inode.size) bad(ino, `symlink of ${inode.size} bytes holds only ${lastEnd} blocks`);
         if (lastEnd * BLOCK_SIZE > Math.ceil(inode.size / BLOCK_SIZE) * BLOCK_SIZE) bad(ino, `blocks mapped up to file block ${lastEnd}, past the end of file (size ${inode.size}, mode ${inode.mode.toString(8)})`);
       }
     } catch (e) {
@@ -214,6 +228,18 @@ export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubRe
     else if (held !== blocks) problems.add('rmap', geo.inoAgno(owner), -1, `rmap gives inode ${owner} ${blocks} blocks, it holds ${held}`);
   }
   return result;
+}
+
+/** A free inode slot holds nothing but its identity (magic, version, number, UUID, LSN, crc, generation). */
+function isCleanFreeInode(inode: Inode): boolean {
+  const { buf, offset } = inode.dataFork();
+  const b = buf.data;
+  const base = offset - DATA_FORK_OFFSET;
+  const zero = (from: number, to: number): boolean => {
+    for (let i = base + from; i < base + to; i++) if (b[i] !== 0) return false;
+    return true;
+  };
+  return zero(OFF_I_MODE, OFF_I_VERSION) && zero(OFF_I_FORMAT, OFF_I_INO) && zero(OFF_I_NEXTENTS, INODE_SIZE);
 }
 
 type MappedKind = 'data' | 'btree' | 'attr-btree' | 'attr-value';
