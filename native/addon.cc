@@ -40,6 +40,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Export<Ftruncate>(env, exports, "ftruncate");
   Export<PunchHole>(env, exports, "punchHole");
   Export<Fdatasync>(env, exports, "fdatasync");
+  Export<LockExclusive>(env, exports, "lockExclusive");
   Export<Close>(env, exports, "close");
   Export<AlignedBuffer>(env, exports, "alignedBuffer");
   Export<Crc32c>(env, exports, "crc32c");

@@ -16,6 +16,7 @@ Napi::Value Pwrite(const Napi::CallbackInfo& info);
 Napi::Value Ftruncate(const Napi::CallbackInfo& info);
 Napi::Value PunchHole(const Napi::CallbackInfo& info);
 Napi::Value Fdatasync(const Napi::CallbackInfo& info);
+Napi::Value LockExclusive(const Napi::CallbackInfo& info);
 Napi::Value Close(const Napi::CallbackInfo& info);
 Napi::Value AlignedBuffer(const Napi::CallbackInfo& info);
 // crc32c.cc

@@ -1,5 +1,6 @@
 // Positioned I/O and the other per-fd calls: pread, pwrite, ftruncate,
 // punchHole, fdatasync, close; plus alignedBuffer for O_DIRECT.
+#include <sys/file.h>
 #include <fcntl.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -99,6 +100,16 @@ Napi::Value Fdatasync(const Napi::CallbackInfo& info) {
     if (errno != EINTR) ThrowErrno(info.Env(), errno, "fdatasync");
   }
   return info.Env().Undefined();
+}
+
+// flock(fd, LOCK_EX | LOCK_NB): true when taken, false when another open file holds it.
+Napi::Value LockExclusive(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0, "fd");
+  while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) return Napi::Boolean::New(info.Env(), false);
+    if (errno != EINTR) ThrowErrno(info.Env(), errno, "flock");
+  }
+  return Napi::Boolean::New(info.Env(), true);
 }
 
 Napi::Value Close(const Napi::CallbackInfo& info) {

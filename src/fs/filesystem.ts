@@ -107,6 +107,7 @@ export class Filesystem {
   static open(path: string, options: OpenOptions = {}): Filesystem {
     const device = new Device(path, { readOnly: options.readOnly });
     try {
+      if (options.readOnly !== true) device.lock();
       const fs = new Filesystem(path, device, options);
       if (!fs.readOnly) fs.setState(STATE_DIRTY, true);
       return fs;

@@ -55,6 +55,7 @@ export function mkfs(path: string, options: MkfsOptions = {}): MkfsResult {
   prepareImage(path, options.size);
   const device = new Device(path);
   try {
+    device.lock();
     if (options.label !== undefined && Buffer.byteLength(options.label) > 32) {
       throw new RmapfsError('EINVAL', `label '${options.label}' is longer than 32 bytes`);
     }

@@ -96,6 +96,22 @@ export class Device {
     }
   }
 
+  /**
+   * Takes an exclusive advisory lock on the device (flock), so a second
+   * daemon -- or mkfs, check or repair that also lock -- is refused while one
+   * holds it. Released when the device is closed.
+   */
+  lock(): void {
+    const fd = this.checkOpen();
+    let taken: boolean;
+    try {
+      taken = native.lockExclusive(fd);
+    } catch (e) {
+      throw wrapIoError(e, `${this.path}: lock`);
+    }
+    if (!taken) throw new RmapfsError('EBUSY', `${this.path} is in use by another rmapfs (mounted?)`, { path: this.path });
+  }
+
   sync(): void {
     const fd = this.checkOpen();
     try {

@@ -59,6 +59,8 @@ export interface NativeAddon {
   /** fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE). */
   punchHole(fd: number, offset: number, length: number): void;
   fdatasync(fd: number): void;
+  /** flock(LOCK_EX | LOCK_NB): true when taken, false when another open file description holds it. */
+  lockExclusive(fd: number): boolean;
   close(fd: number): void;
   /** A Buffer whose memory is aligned to `alignment` bytes (for O_DIRECT). */
   alignedBuffer(size: number, alignment: number): Buffer;
