@@ -11,6 +11,7 @@ import { mkfsCommand } from './mkfs';
 import { checkCommand } from './check';
 import { infoCommand } from './info';
 import { dbCommand } from './db';
+import { mountCommand, umountCommand } from './mount';
 
 export type { CommandIo } from './args';
 
@@ -19,7 +20,7 @@ const log = createDebug('rmapfs:cli');
 const VERSION = '0.1.0';
 
 /** The subcommands, in the order `rmapfs help` lists them. */
-const COMMANDS: readonly Command[] = [mkfsCommand, checkCommand, infoCommand, dbCommand];
+const COMMANDS: readonly Command[] = [mkfsCommand, mountCommand, umountCommand, checkCommand, infoCommand, dbCommand];
 
 function usage(): string {
   const rows: [string, string][] = [
@@ -33,8 +34,8 @@ function usage(): string {
 commands:
 ${rows.map(([n, s]) => `  ${n.padEnd(width)} ${s}`).join('\n')}
 
-'rmapfs COMMAND --help' describes a command. mount, scrub and repair arrive
-with the FUSE daemon and online repair.`;
+'rmapfs COMMAND --help' describes a command. scrub and repair arrive with
+online repair.`;
 }
 
 const stdio: CommandIo = {

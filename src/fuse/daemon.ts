@@ -1,0 +1,214 @@
+/**
+ * The rmapfs daemon: opens (and locks) the device, replays its journal,
+ * mounts it with fuse-native, forces the log every `commit` seconds, and on
+ * unmount (fusermount -u, umount, `rmapfs umount`), SIGTERM or SIGINT
+ * checkpoints, marks the filesystem clean and exits. A daemon that dies
+ * leaves a journal the next mount replays.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { execFileSync } from 'child_process';
+import createDebug from 'debug';
+import Fuse from 'fuse-native';
+import { RmapfsError } from '../errors';
+import { Rmapfs } from '../fs/rmapfs';
+import { FuseOps } from './fuse-ops';
+
+const log = createDebug('rmapfs:daemon');
+
+export interface MountOptions {
+  readOnly: boolean;
+  allowOther: boolean;
+  defaultPermissions: boolean;
+  uid: number;
+  gid: number;
+  sync: boolean;
+  /** Seconds between log forces. */
+  commit: number;
+  /** Largest write the kernel sends (big_writes). */
+  maxWrite: number;
+  attrTimeout: number;
+  entryTimeout: number;
+}
+
+export const DEFAULT_MOUNT_OPTIONS: MountOptions = {
+  readOnly: false, allowOther: false, defaultPermissions: true, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0,
+  sync: false, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1,
+};
+
+/** Parses "-o" option text ("ro,allow_other,commit=10,..."); unknown options are an error. */
+export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOUNT_OPTIONS): MountOptions {
+  const o = { ...base };
+  const num = (k: string, v: string | undefined, min: number): number => {
+    const n = Number(v);
+    if (v === undefined || !Number.isInteger(n) || n < min) throw new RmapfsError('EINVAL', `mount option ${k} needs a whole number >= ${min}`);
+    return n;
+  };
+  for (const item of text.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const [k, v] = item.split('=', 2) as [string, string | undefined];
+    switch (k) {
+      case 'ro': o.readOnly = true; break;
+      case 'rw': o.readOnly = false; break;
+      case 'allow_other': o.allowOther = true; break;
+      case 'default_permissions': o.defaultPermissions = true; break;
+      case 'no_default_permissions': o.defaultPermissions = false; break;
+      case 'uid': o.uid = num(k, v, 0); break;
+      case 'gid': o.gid = num(k, v, 0); break;
+      case 'sync': o.sync = true; break;
+      case 'async': o.sync = false; break;
+      case 'commit': o.commit = num(k, v, 1); break;
+      case 'max_write': o.maxWrite = Math.min(num(k, v, 4096), 1 << 20); break;
+      case 'big_writes': break; // always on
+      case 'attr_timeout': o.attrTimeout = num(k, v, 0); break;
+      case 'entry_timeout': o.entryTimeout = num(k, v, 0); break;
+      // What mount(8) and fstab hand every helper: harmless here.
+      case 'dev': case 'suid': case 'nodev': case 'nosuid': case 'exec': case 'noexec': case 'auto': case 'noauto':
+      case 'user': case 'nouser': case 'defaults': case 'atime': case 'noatime': case 'relatime': case '_netdev':
+        break;
+      default:
+        throw new RmapfsError('EINVAL', `unknown mount option '${k}'`);
+    }
+  }
+  return o;
+}
+
+/** fuse-native with the options it lacks: big writes, inode numbers, our fsname. */
+class RmapfsFuse extends Fuse {
+  constructor(mnt: string, ops: Record<string, (...args: never[]) => void>, private readonly extra: string[],
+    opts: ConstructorParameters<typeof Fuse>[2]) {
+    super(mnt, ops, opts);
+  }
+
+  /** fuse-native's option string ("-oa,b,c") with ours appended. */
+  override _fuseOptions(): string {
+    const base = super._fuseOptions();
+    const extra = this.extra.join(',');
+    return base.length > 0 ? `${base},${extra}` : `-o${extra}`;
+  }
+}
+
+export interface MountEntry {
+  mountpoint: string;
+  fstype: string;
+  source: string;
+}
+
+function unescapeMount(s: string): string {
+  return s.replace(/\\(\d{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/** The mount at exactly this path (per /proc/self/mountinfo), or null. */
+export function findMount(mountpoint: string): MountEntry | null {
+  const want = path.resolve(mountpoint);
+  let text: string;
+  try {
+    text = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return null;
+  }
+  let found: MountEntry | null = null;
+  for (const line of text.split('\n')) {
+    const fields = line.split(' ');
+    const dash = fields.indexOf('-');
+    if (dash < 0 || fields[4] === undefined) continue;
+    const mp = unescapeMount(fields[4]);
+    if (mp === want) found = { mountpoint: mp, fstype: fields[dash + 1] ?? '', source: unescapeMount(fields[dash + 2] ?? '') };
+  }
+  return found; // the last one: the mount on top
+}
+
+export function isMounted(mountpoint: string): boolean {
+  return findMount(mountpoint) !== null;
+}
+
+export interface RunningDaemon {
+  /** Resolves once the mount is usable; rejects when mounting failed. */
+  ready: Promise<void>;
+  /** Resolves when the daemon has unmounted and closed the filesystem. */
+  done: Promise<void>;
+  stop(): void;
+}
+
+/** Mounts and serves until unmounted (or stopped). */
+export function startDaemon(device: string, mountpoint: string, opts: MountOptions): RunningDaemon {
+  const mnt = path.resolve(mountpoint);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(mnt);
+  } catch {
+    throw new RmapfsError('ENOENT', `mountpoint ${mountpoint} does not exist`);
+  }
+  if (!st.isDirectory()) throw new RmapfsError('ENOTDIR', `mountpoint ${mountpoint} is not a directory`);
+  if (isMounted(mnt)) throw new RmapfsError('EBUSY', `${mountpoint} is already a mountpoint`);
+  const fsx = Rmapfs.open(device, { readOnly: opts.readOnly });
+  const ops = new FuseOps(fsx, { uid: opts.uid, gid: opts.gid, readOnly: opts.readOnly, sync: opts.sync });
+  const extra = ['big_writes', `max_write=${opts.maxWrite}`, 'use_ino', `fsname=${path.resolve(device)}`, 'subtype=rmapfs'];
+  if (opts.readOnly) extra.push('ro');
+  const fuse = new RmapfsFuse(mnt, ops.handlers(), extra, {
+    timeout: false, allowOther: opts.allowOther, defaultPermissions: opts.defaultPermissions,
+    attrTimeout: opts.attrTimeout, entryTimeout: opts.entryTimeout,
+  });
+  let finished = false;
+  let resolveDone: () => void = () => undefined;
+  const done = new Promise<void>((resolve) => { resolveDone = resolve; });
+  let resolveReady: () => void = () => undefined;
+  let rejectReady: (e: Error) => void = () => undefined;
+  const ready = new Promise<void>((resolve, reject) => {
+    resolveReady = resolve;
+    rejectReady = reject;
+  });
+  const timers: NodeJS.Timeout[] = [];
+
+  const finish = (why: string): void => {
+    if (finished) return;
+    finished = true;
+    for (const t of timers) clearInterval(t);
+    log('stopping (%s)', why);
+    const close = (): void => {
+      try {
+        fsx.close();
+      } catch (e) {
+        process.stderr.write(`rmapfs: ${mnt}: closing the filesystem failed: ${e instanceof Error ? e.message : String(e)}\n`);
+      }
+      resolveDone();
+    };
+    if (isMounted(mnt)) {
+      fuse.unmount((err) => {
+        if (err !== null && isMounted(mnt)) {
+          try {
+            execFileSync('fusermount', ['-uz', mnt]);
+          } catch {
+            // Lazy unmount failed too: the kernel will clean up when the daemon exits.
+          }
+        }
+        close();
+      });
+    } else {
+      close();
+    }
+  };
+
+  fuse.mount((err) => {
+    if (err !== null) {
+      fsx.close();
+      finished = true;
+      resolveDone();
+      rejectReady(new RmapfsError('EIO', `cannot mount ${mountpoint}: ${err.message}`));
+      return;
+    }
+    log('mounted %s on %s', device, mnt);
+    if (!opts.readOnly) {
+      timers.push(setInterval(() => {
+        try {
+          fsx.fsync();
+        } catch (e) {
+          log('log force failed: %O', e);
+        }
+      }, opts.commit * 1000));
+    }
+    // fuse-native does not say when the kernel unmounted us: watch for it.
+    timers.push(setInterval(() => { if (!isMounted(mnt)) finish('unmounted'); }, 500));
+    resolveReady();
+  });
+  return { ready, done, stop: () => finish('stop') };
+}
