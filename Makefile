@@ -1,7 +1,9 @@
 # rmapfs -- build, test and benchmark.
 #
 #   make setup   everything a fresh machine needs (as root): Debian packages,
-#                npm packages, the addon, the TypeScript, `rmapfs` on the PATH
+#                npm packages, the addon, the TypeScript, `rmapfs` on the PATH,
+#                then the main job (`make run`): a 1 GiB image mounted at ./mnt
+#   make run     make (if needed) rmapfs.img, mount it at ./mnt; make stop unmounts
 #   make         build the addon and the TypeScript
 #   make test    every test (tap suite)
 #   make bench   every benchmark; make bench-NAME runs bench/NAME alone
@@ -14,13 +16,30 @@ BENCHES := $(notdir $(wildcard bench/*))
 TS_SOURCES := $(shell find src test bench -name '*.ts' 2>/dev/null)
 ADDON := build/Release/rmapfs_native.node
 
-.PHONY: all setup deps install build addon test test-unit bench clean distclean $(addprefix bench-,$(BENCHES))
+.PHONY: all setup deps install build addon test run stop bench clean distclean $(addprefix bench-,$(BENCHES))
 
 all: build
 
-setup: deps node_modules build install
+IMAGE ?= rmapfs.img
+MNT ?= mnt
+
+setup: deps node_modules build install run
+
+# The main job: a default filesystem, mounted and ready to use.
+run: build
+	@if [ ! -e $(IMAGE) ]; then bin/rmapfs mkfs --size 1G $(IMAGE); fi
+	@mkdir -p $(MNT)
+	@if grep -q " $(CURDIR)/$(MNT) " /proc/self/mountinfo; then echo "$(MNT) is already mounted"; \
+	else bin/rmapfs mount $(IMAGE) $(MNT); fi
 	@echo
-	@echo "rmapfs is built and on the PATH: try 'rmapfs --help'."
+	@echo "rmapfs: $(IMAGE) is mounted at ./$(MNT)"
+	@echo "  use it:      cp -r /etc ./$(MNT)/ && ls ./$(MNT)"
+	@echo "  check it:    rmapfs umount ./$(MNT) && rmapfs check $(IMAGE)   (offline)"
+	@echo "  unmount it:  rmapfs umount ./$(MNT)   (or: make stop)"
+	@echo "  mount again: rmapfs mount $(IMAGE) ./$(MNT)   (or: mount -t fuse.rmapfs $(IMAGE) ./$(MNT))"
+
+stop:
+	@if grep -q " $(CURDIR)/$(MNT) " /proc/self/mountinfo; then bin/rmapfs umount $(MNT); fi
 
 # Debian packages: the C++ toolchain for the addon, libfuse 2 for the FUSE daemon.
 deps:
@@ -48,9 +67,11 @@ dist/.stamp: node_modules tsconfig.json $(TS_SOURCES)
 
 install: build
 	ln -sf $(CURDIR)/bin/rmapfs $(PREFIX)/bin/rmapfs
+	ln -sf $(CURDIR)/bin/mount.fuse.rmapfs /sbin/mount.fuse.rmapfs
 
 test: build
 	test/run
+	test/regress/check -g quick
 
 bench: $(addprefix bench-,$(BENCHES))
 

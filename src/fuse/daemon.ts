@@ -64,15 +64,17 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
       // What mount(8) and fstab hand every helper: harmless here.
       case 'dev': case 'suid': case 'nodev': case 'nosuid': case 'exec': case 'noexec': case 'auto': case 'noauto':
       case 'user': case 'nouser': case 'defaults': case 'atime': case 'noatime': case 'relatime': case '_netdev':
+      case 'nofail': case 'strictatime': case 'lazytime': case 'nolazytime': case 'diratime': case 'nodiratime':
         break;
       default:
+        if (k.startsWith('x-')) break; // fstab options meant for other programs (x-systemd.*)
         throw new RmapfsError('EINVAL', `unknown mount option '${k}'`);
     }
   }
   return o;
 }
 
-/** fuse-native with the options it lacks: big writes, inode numbers, our fsname. */
+/** fuse-native with the options it lacks: big writes, our fsname and type. */
 class RmapfsFuse extends Fuse {
   constructor(mnt: string, ops: Record<string, (...args: never[]) => void>, private readonly extra: string[],
     opts: ConstructorParameters<typeof Fuse>[2]) {
@@ -142,7 +144,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   if (isMounted(mnt)) throw new RmapfsError('EBUSY', `${mountpoint} is already a mountpoint`);
   const fsx = Rmapfs.open(device, { readOnly: opts.readOnly });
   const ops = new FuseOps(fsx, { uid: opts.uid, gid: opts.gid, readOnly: opts.readOnly, sync: opts.sync });
-  const extra = ['big_writes', `max_write=${opts.maxWrite}`, 'use_ino', `fsname=${path.resolve(device)}`, 'subtype=rmapfs'];
+  const extra = ['big_writes', `max_write=${opts.maxWrite}`, `fsname=${path.resolve(device)}`, 'subtype=rmapfs'];
   if (opts.readOnly) extra.push('ro');
   const fuse = new RmapfsFuse(mnt, ops.handlers(), extra, {
     timeout: false, allowOther: opts.allowOther, defaultPermissions: opts.defaultPermissions,

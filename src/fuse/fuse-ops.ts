@@ -5,9 +5,11 @@
  * errno, and never lets an exception escape into the binding: an error that
  * is not an RmapfsError is logged and answered with EIO.
  *
- * File handles are inode numbers: an open file keeps working across renames
- * of its path. Names longer than 255 bytes are ENAMETOOLONG here -- the
- * kernel does not check that for FUSE.
+ * File handles are small numbers mapped to inode numbers (fuse-native passes
+ * handles as 32 bits; inode numbers of AGs past the first do not fit): an
+ * open file keeps working across renames of its path. For the same reason
+ * stat's st_ino is left to FUSE (no use_ino). Names longer than 255 bytes
+ * are ENAMETOOLONG here -- the kernel does not check that for FUSE.
  */
 import createDebug from 'debug';
 import { RmapfsError } from '../errors';
@@ -35,7 +37,7 @@ type Callback = (code: number, ...result: unknown[]) => void;
 function toFuseStat(st: Stat): Record<string, number> {
   const ms = (t: Timespec): number => t.sec * 1000 + Math.floor(t.nsec / 1e6);
   return {
-    mode: st.mode, uid: st.uid, gid: st.gid, size: st.size, dev: 0, nlink: st.nlink, ino: st.ino, rdev: st.rdev,
+    mode: st.mode, uid: st.uid, gid: st.gid, size: st.size, dev: 0, nlink: st.nlink, rdev: st.rdev,
     blksize: st.blksize, blocks: st.blocks, atime: ms(st.atime), mtime: ms(st.mtime), ctime: ms(st.ctime),
   };
 }
@@ -48,6 +50,27 @@ function msToTimespec(ms: number): Timespec {
 export class FuseOps {
   /** Operations that failed with something other than an RmapfsError (bugs, I/O trouble). */
   internalErrors = 0;
+  /** Open handles: handle -> inode number. */
+  private readonly handles = new Map<number, number>();
+  private nextHandle = 1;
+
+  private openHandle(ino: number): number {
+    while (this.handles.has(this.nextHandle) || this.nextHandle === 0) this.nextHandle = (this.nextHandle + 1) >>> 0;
+    const fh = this.nextHandle;
+    this.nextHandle = (this.nextHandle + 1) >>> 0;
+    this.handles.set(fh, ino);
+    return fh;
+  }
+
+  private inoOf(fh: number): number {
+    const ino = this.handles.get(fh);
+    if (ino === undefined) throw new RmapfsError('EBADF', `no open handle ${fh}`);
+    return ino;
+  }
+
+  get openHandles(): number {
+    return this.handles.size;
+  }
 
   constructor(private readonly fsx: Rmapfs, private readonly opts: FuseOpsOptions) {}
 
@@ -111,18 +134,18 @@ export class FuseOps {
           fsid: 0, flag: 0, namemax: s.namemax }];
       }),
       getattr: (path: string, cb: Callback) => this.answer('getattr', cb, () => [toFuseStat(f.stat(this.resolve(path)))]),
-      fgetattr: (_path: string, fd: number, cb: Callback) => this.answer('fgetattr', cb, () => [toFuseStat(f.stat(fd))]),
+      fgetattr: (_path: string, fd: number, cb: Callback) => this.answer('fgetattr', cb, () => [toFuseStat(f.stat(this.inoOf(fd)))]),
       access: (path: string, _mode: number, cb: Callback) => this.answer('access', cb, () => { this.resolve(path); }),
       readdir: (path: string, cb: Callback) => this.answer('readdir', cb, () => [f.readdir(this.resolve(path)).map((e) => e.name)]),
-      opendir: (path: string, _flags: number, cb: Callback) => this.answer('opendir', cb, () => [this.resolve(path)]),
-      releasedir: (_path: string, _fd: number, cb: Callback) => cb(0),
-      open: (path: string, _flags: number, cb: Callback) => this.answer('open', cb, () => [this.resolve(path)]),
-      release: (_path: string, _fd: number, cb: Callback) => cb(0),
+      opendir: (path: string, _flags: number, cb: Callback) => this.answer('opendir', cb, () => [this.openHandle(this.resolve(path))]),
+      releasedir: (_path: string, fd: number, cb: Callback) => { this.handles.delete(fd); cb(0); },
+      open: (path: string, _flags: number, cb: Callback) => this.answer('open', cb, () => [this.openHandle(this.resolve(path))]),
+      release: (_path: string, fd: number, cb: Callback) => { this.handles.delete(fd); cb(0); },
       flush: (_path: string, _fd: number, cb: Callback) => cb(0),
       create: (path: string, mode: number, cb: Callback) => this.answer('create', cb, () => {
         const { dir, name } = this.parent(path);
         const type = mode & S_IFMT || S_IFREG;
-        return [f.create(dir, name, (mode & ~S_IFMT) | type, o.uid, o.gid).ino];
+        return [this.openHandle(f.create(dir, name, (mode & ~S_IFMT) | type, o.uid, o.gid).ino)];
       }, true),
       mknod: (path: string, mode: number, dev: number, cb: Callback) => this.answer('mknod', cb, () => {
         const { dir, name } = this.parent(path);
@@ -130,14 +153,16 @@ export class FuseOps {
       }, true),
       read: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Callback) =>
         this.answer('read', cb, () => {
-          const data = f.read(fd, pos, len);
+          const data = f.read(this.inoOf(fd), pos, len);
           data.copy(buf);
           return data.length;
         }),
       write: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Callback) =>
-        this.answer('write', cb, () => f.write(fd, pos, buf.subarray(0, len)), true),
+        this.answer('write', cb, () => f.write(this.inoOf(fd), pos, buf.subarray(0, len)), true),
       truncate: (path: string, size: number, cb: Callback) => this.answer('truncate', cb, () => { f.truncate(this.resolve(path), size); }, true),
-      ftruncate: (_path: string, fd: number, size: number, cb: Callback) => this.answer('ftruncate', cb, () => { f.truncate(fd, size); }, true),
+      ftruncate: (_path: string, fd: number, size: number, cb: Callback) => this.answer('ftruncate', cb, () => {
+        f.truncate(this.inoOf(fd), size);
+      }, true),
       fsync: (_path: string, _datasync: number, _fd: number, cb: Callback) => this.answer('fsync', cb, () => { f.fsync(); }),
       fsyncdir: (_path: string, _datasync: number, _fd: number, cb: Callback) => this.answer('fsyncdir', cb, () => { f.fsync(); }),
       mkdir: (path: string, mode: number, cb: Callback) => this.answer('mkdir', cb, () => {
