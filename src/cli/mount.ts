@@ -67,7 +67,8 @@ async function foreground(device: string, mountpoint: string, optionText: string
   process.on('SIGHUP', stop);
   if (!notify) io.err(`rmapfs: ${device} mounted on ${path.resolve(mountpoint)} (Ctrl-C or 'rmapfs umount' to unmount)`);
   await daemon.done;
-  return 0;
+  // fuse-native keeps handles open after unmounting: end the daemon process here.
+  process.exit(0);
 }
 
 async function background(device: string, mountpoint: string, optionText: string, io: CommandIo): Promise<number> {

@@ -74,11 +74,39 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
   return o;
 }
 
-/** fuse-native with the options it lacks: big writes, our fsname and type. */
+const ERANGE = 34;
+
+type Signal = (code: number, ...rest: unknown[]) => void;
+
+/**
+ * fuse-native with what it lacks: big writes, our fsname and type, and
+ * extended-attribute replies that honour the caller's buffer size (ERANGE
+ * when a value or the name list does not fit; fuse-native's own handlers
+ * overflow into EIO).
+ */
 class RmapfsFuse extends Fuse {
-  constructor(mnt: string, ops: Record<string, (...args: never[]) => void>, private readonly extra: string[],
+  constructor(mnt: string, private readonly fuseOps: FuseOps, private readonly extra: string[],
     opts: ConstructorParameters<typeof Fuse>[2]) {
-    super(mnt, ops, opts);
+    super(mnt, fuseOps.handlers(), opts);
+  }
+
+  _op_getxattr(signal: Signal, path: string, name: string, valueBuf: Buffer): void {
+    const v = this.fuseOps.xattrGet(path, name);
+    if (typeof v === 'number') return signal(v, valueBuf.buffer);
+    if (valueBuf.length === 0) return signal(v.length, valueBuf.buffer);
+    if (v.length > valueBuf.length) return signal(-ERANGE, valueBuf.buffer);
+    v.copy(valueBuf);
+    return signal(v.length, valueBuf.buffer);
+  }
+
+  _op_listxattr(signal: Signal, path: string, listBuf: Buffer): void {
+    const names = this.fuseOps.xattrList(path);
+    if (typeof names === 'number') return signal(names, listBuf.buffer);
+    const packed = Buffer.concat(names.map((n) => Buffer.concat([Buffer.from(n), Buffer.alloc(1)])));
+    if (listBuf.length === 0) return signal(packed.length, listBuf.buffer);
+    if (packed.length > listBuf.length) return signal(-ERANGE, listBuf.buffer);
+    packed.copy(listBuf);
+    return signal(packed.length, listBuf.buffer);
   }
 
   /** fuse-native's option string ("-oa,b,c") with ours appended. */
@@ -146,7 +174,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   const ops = new FuseOps(fsx, { uid: opts.uid, gid: opts.gid, readOnly: opts.readOnly, sync: opts.sync });
   const extra = ['big_writes', `max_write=${opts.maxWrite}`, `fsname=${path.resolve(device)}`, 'subtype=rmapfs'];
   if (opts.readOnly) extra.push('ro');
-  const fuse = new RmapfsFuse(mnt, ops.handlers(), extra, {
+  const fuse = new RmapfsFuse(mnt, ops, extra, {
     timeout: false, allowOther: opts.allowOther, defaultPermissions: opts.defaultPermissions,
     attrTimeout: opts.attrTimeout, entryTimeout: opts.entryTimeout,
   });

@@ -121,6 +121,30 @@ export class FuseOps {
     cb(code, ...result);
   }
 
+  /** An attribute's value, or a negative errno (ENODATA when there is none). */
+  xattrGet(path: string, name: string): Buffer | number {
+    try {
+      return this.fsx.getxattr(this.resolve(path), name);
+    } catch (e) {
+      if (e instanceof RmapfsError) return -e.errno;
+      this.internalErrors++;
+      log('getxattr: internal error: %O', e);
+      return -EIO;
+    }
+  }
+
+  /** Attribute names, or a negative errno. */
+  xattrList(path: string): string[] | number {
+    try {
+      return this.fsx.listxattr(this.resolve(path));
+    } catch (e) {
+      if (e instanceof RmapfsError) return -e.errno;
+      this.internalErrors++;
+      log('listxattr: internal error: %O', e);
+      return -EIO;
+    }
+  }
+
   /** The handlers, in fuse-native's shape. */
   handlers(): Record<string, (...args: never[]) => void> {
     const f = this.fsx;
@@ -203,17 +227,18 @@ export class FuseOps {
           const mode = flags & XATTR_CREATE ? 'create' : flags & XATTR_REPLACE ? 'replace' : 'any';
           f.setxattr(this.resolve(path), name, Buffer.from(value), mode);
         }, true),
+      // The daemon's Fuse subclass answers getxattr/listxattr itself (it needs the buffer size);
+      // these entries tell fuse-native the operations exist.
       getxattr: (path: string, name: string, _position: number, cb: Callback) => {
-        // fuse-native answers "no such attribute" itself for a null value.
-        try {
-          cb(0, f.getxattr(this.resolve(path), name));
-        } catch (e) {
-          if (e instanceof RmapfsError && e.code === 'ENODATA') cb(0, null);
-          else if (e instanceof RmapfsError) cb(-e.errno);
-          else cb(-EIO);
-        }
+        const v = this.xattrGet(path, name);
+        if (typeof v === 'number') cb(v);
+        else cb(0, v);
       },
-      listxattr: (path: string, cb: Callback) => this.answer('listxattr', cb, () => [f.listxattr(this.resolve(path))]),
+      listxattr: (path: string, cb: Callback) => {
+        const v = this.xattrList(path);
+        if (typeof v === 'number') cb(v);
+        else cb(0, v);
+      },
       removexattr: (path: string, name: string, cb: Callback) => this.answer('removexattr', cb, () => {
         f.removexattr(this.resolve(path), name);
       }, true),
