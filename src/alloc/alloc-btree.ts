@@ -7,6 +7,7 @@
  * bnobt key: startblock.  cntbt key: blockcount, startblock.
  */
 import type { BtreeOps } from '../btree/btree-ops';
+import { cmpU32, u32KeyOps } from '../btree/btree-ops';
 import { magicOf } from '../io/meta-header';
 
 export const ALLOC_REC_SIZE = 8;
@@ -25,9 +26,6 @@ export function decodeFreeExtent(b: Buffer, off: number): FreeExtent {
   return { startblock: b.readUInt32BE(off), blockcount: b.readUInt32BE(off + 4) };
 }
 
-function cmp(a: number, b: number): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
 
 function checkFreeRecord(rec: Buffer, r: number): string | null {
   const start = rec.readUInt32BE(r);
@@ -45,10 +43,7 @@ export const bnoBtreeOps: BtreeOps = {
   name: 'bnobt',
   magic: magicOf('ABB3'),
   recSize: ALLOC_REC_SIZE,
-  keySize: 4,
-  keyFromRec: (rec, r, key, k) => { key.writeUInt32BE(rec.readUInt32BE(r), k); },
-  compareKeys: (a, ao, b, bo) => cmp(a.readUInt32BE(ao), b.readUInt32BE(bo)),
-  compareRecToKey: (rec, r, key, k) => cmp(rec.readUInt32BE(r), key.readUInt32BE(k)),
+  ...u32KeyOps(0),
   checkRecord: checkFreeRecord,
   formatRecord: formatFreeRecord,
 };
@@ -62,8 +57,8 @@ export const cntBtreeOps: BtreeOps = {
     key.writeUInt32BE(rec.readUInt32BE(r + 4), k);
     key.writeUInt32BE(rec.readUInt32BE(r), k + 4);
   },
-  compareKeys: (a, ao, b, bo) => cmp(a.readUInt32BE(ao), b.readUInt32BE(bo)) || cmp(a.readUInt32BE(ao + 4), b.readUInt32BE(bo + 4)),
-  compareRecToKey: (rec, r, key, k) => cmp(rec.readUInt32BE(r + 4), key.readUInt32BE(k)) || cmp(rec.readUInt32BE(r), key.readUInt32BE(k + 4)),
+  compareKeys: (a, ao, b, bo) => cmpU32(a.readUInt32BE(ao), b.readUInt32BE(bo)) || cmpU32(a.readUInt32BE(ao + 4), b.readUInt32BE(bo + 4)),
+  compareRecToKey: (rec, r, key, k) => cmpU32(rec.readUInt32BE(r + 4), key.readUInt32BE(k)) || cmpU32(rec.readUInt32BE(r), key.readUInt32BE(k + 4)),
   checkRecord: checkFreeRecord,
   formatRecord: formatFreeRecord,
 };

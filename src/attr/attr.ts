@@ -14,6 +14,7 @@
 import { RmapfsError, corruption } from '../errors';
 import { Btree } from '../btree/btree';
 import type { BtreeOps } from '../btree/btree-ops';
+import { hashKeyOps } from '../btree/btree-ops';
 import { magicOf } from '../io/meta-header';
 import type { Device } from '../io/device';
 import type { Allocator } from '../alloc/alloc';
@@ -23,7 +24,7 @@ import { RMAP_ATTR_FORK } from '../rmap/rmap-btree';
 import type { Inode } from '../inode/inode';
 import { ATTR_BTREE, ATTR_NONE } from '../inode/inode-format';
 import { ForkBtreeStorage } from '../inode/fork-btree';
-import { nameHash } from '../dir/dir';
+import { findHashedName, freeCollisionIndex, nameHash } from '../btree/hashed-names';
 
 export const ATTR_REC_SIZE = 336;
 export const ATTR_NAME_MAX = 255;
@@ -37,22 +38,11 @@ const OFF_VALUEBLOCK = 12;
 const OFF_NAME = 16;
 const OFF_INLINE = 272;
 
-function cmp(a: number, b: number): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 export const attrBtreeOps: BtreeOps = {
   name: 'attr',
   magic: magicOf('ATR3'),
   recSize: ATTR_REC_SIZE,
-  keySize: 6,
-  keyFromRec: (rec, r, key, k) => {
-    key.writeUInt32BE(rec.readUInt32BE(r + OFF_HASH), k);
-    key.writeUInt16BE(rec.readUInt16BE(r + OFF_CIDX), k + 4);
-  },
-  compareKeys: (a, ao, b, bo) => cmp(a.readUInt32BE(ao), b.readUInt32BE(bo)) || cmp(a.readUInt16BE(ao + 4), b.readUInt16BE(bo + 4)),
-  compareRecToKey: (rec, r, key, k) => cmp(rec.readUInt32BE(r + OFF_HASH), key.readUInt32BE(k))
-    || cmp(rec.readUInt16BE(r + OFF_CIDX), key.readUInt16BE(k + 4)),
+  ...hashKeyOps,
   checkRecord(rec, r) {
     const len = rec.readUInt8(r + OFF_NAMELEN);
     if (len === 0) return 'empty attribute name';
@@ -69,6 +59,10 @@ export const attrBtreeOps: BtreeOps = {
     return `${rec.subarray(r + OFF_NAME, r + OFF_NAME + len).toString()} = ${vlen} bytes${at !== 0 ? ` at block ${at}` : ''}`;
   },
 };
+
+function nameAt(block: Buffer, offset: number): Buffer {
+  return block.subarray(offset + OFF_NAME, offset + OFF_NAME + block.readUInt8(offset + OFF_NAMELEN));
+}
 
 /** Blocks a value of this length takes outside the record (0 when inline). */
 export function valueBlocks(len: number): number {
@@ -91,7 +85,6 @@ export interface AttrContext {
 
 export class AttrFork {
   private tree: Btree | null = null;
-  private readonly key = Buffer.alloc(6);
 
   constructor(readonly inode: Inode, private readonly ctx: AttrContext) {
     if (inode.attrFormat === ATTR_BTREE) this.tree = new Btree(attrBtreeOps, this.storage());
@@ -108,24 +101,15 @@ export class AttrFork {
 
   private find(name: Buffer): { cur: ReturnType<Btree['cursor']>; entry: AttrEntry; inline: Buffer } | null {
     if (this.tree === null) return null;
-    const hash = nameHash(name);
-    this.key.writeUInt32BE(hash, 0);
-    this.key.writeUInt16BE(0, 4);
-    const cur = this.tree.cursor();
-    for (let ok = cur.lookup(this.key, 0, 'ge'); ok; ok = cur.increment()) {
-      const { block, offset } = cur.recordAt();
-      if (block.readUInt32BE(offset + OFF_HASH) !== hash) break;
-      const len = block.readUInt8(offset + OFF_NAMELEN);
-      if (len === name.length && block.subarray(offset + OFF_NAME, offset + OFF_NAME + len).equals(name)) {
-        const valueLen = block.readUInt32BE(offset + OFF_VALUELEN);
-        return {
-          cur,
-          entry: { name: Buffer.from(name), valueLen, valueBlock: block.readUInt32BE(offset + OFF_VALUEBLOCK) },
-          inline: Buffer.from(block.subarray(offset + OFF_INLINE, offset + OFF_INLINE + Math.min(valueLen, ATTR_INLINE_MAX))),
-        };
-      }
-    }
-    return null;
+    const cur = findHashedName(this.tree, name, nameAt);
+    if (cur === null) return null;
+    const { block, offset } = cur.recordAt();
+    const valueLen = block.readUInt32BE(offset + OFF_VALUELEN);
+    return {
+      cur,
+      entry: { name: Buffer.from(name), valueLen, valueBlock: block.readUInt32BE(offset + OFF_VALUEBLOCK) },
+      inline: Buffer.from(block.subarray(offset + OFF_INLINE, offset + OFF_INLINE + Math.min(valueLen, ATTR_INLINE_MAX))),
+    };
   }
 
   get(name: Buffer): Buffer | null {
@@ -185,15 +169,7 @@ export class AttrFork {
     }
     const rec = Buffer.alloc(ATTR_REC_SIZE);
     const hash = nameHash(name);
-    let cidx = 0;
-    this.key.writeUInt32BE(hash, 0);
-    this.key.writeUInt16BE(0, 4);
-    const cur = this.tree.cursor();
-    for (let ok = cur.lookup(this.key, 0, 'ge'); ok; ok = cur.increment()) {
-      const { block, offset } = cur.recordAt();
-      if (block.readUInt32BE(offset + OFF_HASH) !== hash || block.readUInt16BE(offset + OFF_CIDX) !== cidx) break;
-      cidx++;
-    }
+    const cidx = freeCollisionIndex(this.tree, hash);
     rec.writeUInt32BE(hash, OFF_HASH);
     rec.writeUInt16BE(cidx, OFF_CIDX);
     rec.writeUInt8(name.length, OFF_NAMELEN);

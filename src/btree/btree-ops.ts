@@ -69,3 +69,33 @@ export interface BtreeStorage {
 
 /** The null pointer (no sibling, no block). */
 export const NULL_PTR = 0xffffffff;
+
+/** Three-way comparison of two unsigned numbers. */
+export function cmpU32(a: number, b: number): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The key half of a btree type whose key is one big-endian u32 at `recOffset` in the record. */
+export function u32KeyOps(recOffset: number): Pick<BtreeOps, 'keySize' | 'keyFromRec' | 'compareKeys' | 'compareRecToKey'> {
+  return {
+    keySize: 4,
+    keyFromRec: (rec, r, key, k) => { key.writeUInt32BE(rec.readUInt32BE(r + recOffset), k); },
+    compareKeys: (a, ao, b, bo) => cmpU32(a.readUInt32BE(ao), b.readUInt32BE(bo)),
+    compareRecToKey: (rec, r, key, k) => cmpU32(rec.readUInt32BE(r + recOffset), key.readUInt32BE(k)),
+  };
+}
+
+/**
+ * The key half of a btree type keyed by a name hash (u32 at 0) and a
+ * collision index (u16 at 4): directories and extended attributes.
+ */
+export const hashKeyOps: Pick<BtreeOps, 'keySize' | 'keyFromRec' | 'compareKeys' | 'compareRecToKey'> = {
+  keySize: 6,
+  keyFromRec: (rec, r, key, k) => {
+    key.writeUInt32BE(rec.readUInt32BE(r), k);
+    key.writeUInt16BE(rec.readUInt16BE(r + 4), k + 4);
+  },
+  compareKeys: (a, ao, b, bo) => cmpU32(a.readUInt32BE(ao), b.readUInt32BE(bo)) || cmpU32(a.readUInt16BE(ao + 4), b.readUInt16BE(bo + 4)),
+  compareRecToKey: (rec, r, key, k) => cmpU32(rec.readUInt32BE(r), key.readUInt32BE(k))
+    || cmpU32(rec.readUInt16BE(r + 4), key.readUInt16BE(k + 4)),
+};

@@ -8,9 +8,10 @@
  * Key (6 bytes): hash, collision index. ".." is an entry; "." is not stored.
  */
 import { RmapfsError, corruption } from '../errors';
-import { native } from '../native';
 import { Btree } from '../btree/btree';
 import type { BtreeOps } from '../btree/btree-ops';
+import { hashKeyOps } from '../btree/btree-ops';
+import { findHashedName, freeCollisionIndex, nameHash } from '../btree/hashed-names';
 import { magicOf, readU64, writeU64 } from '../io/meta-header';
 import type { Allocator } from '../alloc/alloc';
 import type { Geometry } from '../format/geometry';
@@ -41,22 +42,11 @@ export function dtypeOfMode(mode: number): number {
   return (mode >>> 12) & 0xf;
 }
 
-function cmp(a: number, b: number): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 export const dirBtreeOps: BtreeOps = {
   name: 'dir',
   magic: magicOf('DIR3'),
   recSize: DIRENT_SIZE,
-  keySize: 6,
-  keyFromRec: (rec, r, key, k) => {
-    key.writeUInt32BE(rec.readUInt32BE(r + OFF_HASH), k);
-    key.writeUInt16BE(rec.readUInt16BE(r + OFF_CIDX), k + 4);
-  },
-  compareKeys: (a, ao, b, bo) => cmp(a.readUInt32BE(ao), b.readUInt32BE(bo)) || cmp(a.readUInt16BE(ao + 4), b.readUInt16BE(bo + 4)),
-  compareRecToKey: (rec, r, key, k) => cmp(rec.readUInt32BE(r + OFF_HASH), key.readUInt32BE(k))
-    || cmp(rec.readUInt16BE(r + OFF_CIDX), key.readUInt16BE(k + 4)),
+  ...hashKeyOps,
   checkRecord(rec, r) {
     const len = rec.readUInt8(r + OFF_NAMELEN);
     if (len === 0) return 'empty name';
@@ -90,8 +80,10 @@ export function decodeDirent(b: Buffer, off: number): Dirent {
   };
 }
 
-export function nameHash(name: Buffer): number {
-  return native.crc32c(name, 0, name.length, 0);
+export { nameHash };
+
+function nameAt(block: Buffer, offset: number): Buffer {
+  return block.subarray(offset + OFF_NAME, offset + OFF_NAME + block.readUInt8(offset + OFF_NAMELEN));
 }
 
 /** Checks a name for a directory entry: 1..255 bytes, no "/" or NUL, not "." or "..". */
@@ -106,7 +98,6 @@ export const DOTDOT = Buffer.from('..');
 
 export class Directory {
   readonly tree: Btree;
-  private readonly key = Buffer.alloc(6);
   private readonly rec = Buffer.alloc(DIRENT_SIZE);
 
   constructor(readonly inode: Inode, alloc: Allocator, geo: Geometry) {
@@ -130,19 +121,10 @@ export class Directory {
 
   /** The entry for a name, positioned cursor and all; null when absent. */
   private find(name: Buffer): { dirent: Dirent; cur: ReturnType<Btree['cursor']> } | null {
-    const hash = nameHash(name);
-    this.key.writeUInt32BE(hash, 0);
-    this.key.writeUInt16BE(0, 4);
-    const cur = this.tree.cursor();
-    for (let ok = cur.lookup(this.key, 0, 'ge'); ok; ok = cur.increment()) {
-      const { block, offset } = cur.recordAt();
-      if (block.readUInt32BE(offset + OFF_HASH) !== hash) break;
-      const len = block.readUInt8(offset + OFF_NAMELEN);
-      if (len === name.length && block.subarray(offset + OFF_NAME, offset + OFF_NAME + len).equals(name)) {
-        return { dirent: decodeDirent(block, offset), cur };
-      }
-    }
-    return null;
+    const cur = findHashedName(this.tree, name, nameAt);
+    if (cur === null) return null;
+    const { block, offset } = cur.recordAt();
+    return { dirent: decodeDirent(block, offset), cur };
   }
 
   lookup(name: Buffer): Dirent | null {
@@ -164,16 +146,7 @@ export class Directory {
   private insertEntry(name: Buffer, ino: number, ftype: number): void {
     if (this.find(name) !== null) throw new RmapfsError('EEXIST', `'${name.toString()}' exists`);
     const hash = nameHash(name);
-    // The lowest collision index free for this hash.
-    let cidx = 0;
-    this.key.writeUInt32BE(hash, 0);
-    this.key.writeUInt16BE(0, 4);
-    const cur = this.tree.cursor();
-    for (let ok = cur.lookup(this.key, 0, 'ge'); ok; ok = cur.increment()) {
-      const { block, offset } = cur.recordAt();
-      if (block.readUInt32BE(offset + OFF_HASH) !== hash || block.readUInt16BE(offset + OFF_CIDX) !== cidx) break;
-      cidx++;
-    }
+    const cidx = freeCollisionIndex(this.tree, hash);
     if (cidx > 0xffff) throw new RmapfsError('ENOSPC', 'too many names with one hash in this directory');
     const r = this.rec;
     r.fill(0);

@@ -8,6 +8,7 @@
 import { RmapfsError, corruption } from '../errors';
 import { Btree } from '../btree/btree';
 import type { BtreeOps } from '../btree/btree-ops';
+import { u32KeyOps } from '../btree/btree-ops';
 import { ForkBtreeStorage } from '../inode/fork-btree';
 import { magicOf } from '../io/meta-header';
 import type { Allocator } from '../alloc/alloc';
@@ -18,19 +19,12 @@ import {
 } from '../inode/inode-format';
 import type { Extent } from '../inode/inode-format';
 
-function cmp(a: number, b: number): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 /** The block-map btree type: extent records keyed by file offset. */
 export const bmapBtreeOps: BtreeOps = {
   name: 'bmbt',
   magic: magicOf('BMA3'),
   recSize: EXTENT_SIZE,
-  keySize: 4,
-  keyFromRec: (rec, r, key, k) => { key.writeUInt32BE(rec.readUInt32BE(r), k); },
-  compareKeys: (a, ao, b, bo) => cmp(a.readUInt32BE(ao), b.readUInt32BE(bo)),
-  compareRecToKey: (rec, r, key, k) => cmp(rec.readUInt32BE(r), key.readUInt32BE(k)),
+  ...u32KeyOps(0),
   checkRecord(rec, r) {
     const e = decodeExtent(rec, r);
     if (e.blockcount === 0) return 'zero-length extent';

@@ -8,6 +8,7 @@
  * Key: startino.
  */
 import type { BtreeOps } from '../btree/btree-ops';
+import { u32KeyOps } from '../btree/btree-ops';
 import { magicOf } from '../io/meta-header';
 
 export const INOBT_REC_SIZE = 16;
@@ -47,18 +48,11 @@ function popcount(x: number): number {
   return n;
 }
 
-function cmp(a: number, b: number): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 export const inoBtreeOps: BtreeOps = {
   name: 'inobt',
   magic: magicOf('IAB3'),
   recSize: INOBT_REC_SIZE,
-  keySize: 4,
-  keyFromRec: (rec, r, key, k) => { key.writeUInt32BE(rec.readUInt32BE(r), k); },
-  compareKeys: (a, ao, b, bo) => cmp(a.readUInt32BE(ao), b.readUInt32BE(bo)),
-  compareRecToKey: (rec, r, key, k) => cmp(rec.readUInt32BE(r), key.readUInt32BE(k)),
+  ...u32KeyOps(0),
   checkRecord(rec, r) {
     const x = decodeInobt(rec, r);
     if (x.startino % INODES_PER_CHUNK !== 0) return `chunk start ${x.startino} is not aligned to ${INODES_PER_CHUNK}`;
