@@ -10,7 +10,7 @@ import type { OpenOptions } from './filesystem';
 import { InodeStore } from '../inode/inode';
 import type { Inode } from '../inode/inode';
 import {
-  FORK_EXTENTS, FORK_LOCAL, DATA_FORK_SIZE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK,
+  ATTR_NONE, FORK_EXTENTS, FORK_LOCAL, DATA_FORK_SIZE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK,
 } from '../inode/inode-format';
 import type { Timespec } from '../inode/inode-format';
 import { Directory, DT_DIR, DOTDOT, checkName, dtypeOfMode } from '../dir/dir';
@@ -412,9 +412,16 @@ export class Rmapfs {
   }
 
   getxattr(ino: number, name: Name): Buffer {
-    const value = new AttrFork(this.inode(ino), this.ctx).get(nameBytes(name));
+    const value = this.findxattr(ino, name);
     if (value === null) throw new RmapfsError('ENODATA', `no attribute '${nameBytes(name).toString()}'`);
     return value;
+  }
+
+  /** The value, or null when there is none (the kernel asks for absent ones on every write). */
+  findxattr(ino: number, name: Name): Buffer | null {
+    const inode = this.inode(ino);
+    if (inode.attrFormat === ATTR_NONE) return null;
+    return new AttrFork(inode, this.ctx).get(nameBytes(name));
   }
 
   listxattr(ino: number): string[] {

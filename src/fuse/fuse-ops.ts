@@ -22,6 +22,7 @@ const log = createDebug('rmapfs:fuse');
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 const EIO = 5;
+const ENODATA = 61;
 
 export interface FuseOpsOptions {
   /** Owner of what is created (fuse-native does not pass the caller's uid/gid). */
@@ -124,7 +125,7 @@ export class FuseOps {
   /** An attribute's value, or a negative errno (ENODATA when there is none). */
   xattrGet(path: string, name: string): Buffer | number {
     try {
-      return this.fsx.getxattr(this.resolve(path), name);
+      return this.fsx.findxattr(this.resolve(path), name) ?? -ENODATA;
     } catch (e) {
       if (e instanceof RmapfsError) return -e.errno;
       this.internalErrors++;
