@@ -77,6 +77,7 @@ export class Rmapfs {
   readonly fs: Filesystem;
   readonly inodes: InodeStore;
   private readonly ctx: FileContext;
+  private root: number | undefined;
 
   private constructor(fs: Filesystem) {
     this.fs = fs;
@@ -109,8 +110,10 @@ export class Rmapfs {
     return ino;
   }
 
+  /** The root directory's inode number (read once: it never changes after mkfs). */
   get rootIno(): number {
-    return this.fs.superblock().rootIno;
+    this.root ??= this.fs.superblock().rootIno;
+    return this.root;
   }
 
   close(): void {
