@@ -39,6 +39,11 @@ export interface OpenOptions {
   cacheBlocks?: number;
   /** Skip journal replay (db and check of a dirty log read the disk as it is). */
   noReplay?: boolean;
+  /**
+   * Hold the device's exclusive lock while open (default: when read-write).
+   * `check` asks for it read-only too, so it never reads a filesystem a daemon is changing.
+   */
+  exclusive?: boolean;
 }
 
 export interface ReplayInfo {
@@ -107,7 +112,7 @@ export class Filesystem {
   static open(path: string, options: OpenOptions = {}): Filesystem {
     const device = new Device(path, { readOnly: options.readOnly });
     try {
-      if (options.readOnly !== true) device.lock();
+      if (options.exclusive ?? options.readOnly !== true) device.lock();
       const fs = new Filesystem(path, device, options);
       if (!fs.readOnly) fs.setState(STATE_DIRTY, true);
       return fs;

@@ -259,9 +259,10 @@ export function checkDevice(path: string, options: FsCheckOptions = {}): DeviceC
   };
   let fs: Filesystem;
   try {
-    fs = Filesystem.open(path, { readOnly: true });
+    fs = Filesystem.open(path, { readOnly: true, exclusive: true });
   } catch (e) {
     if (!(e instanceof RmapfsError)) throw e;
+    if (e.code === 'EBUSY') e.message = `${e.message}; unmount it first (scrub checks a live filesystem)`;
     if (e.code === 'EFSCORRUPTED' || e.code === 'EFSBADCRC') {
       // The open verifies the primary superblock and the log superblock; neither can be checked around.
       const structure = /log superblock|bad log geometry/.test(e.message) ? 'log' : 'superblock';
