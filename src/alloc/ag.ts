@@ -112,8 +112,13 @@ export class AllocGroup {
   readonly cnt: Btree;
   readonly rmap: Btree;
   readonly ino: Btree;
-  /** Extents freed since the last log force: not reusable until their freeing is on disk. */
-  private busy: FreeExtent[] = [];
+  /**
+   * Extents freed recently, not to be reused yet: file data until the log
+   * force that records the free (else a crash could show the old owner
+   * someone else's data); metadata until the next checkpoint (else replaying
+   * an older logged image of the block would overwrite whatever data reused it).
+   */
+  private busy: (FreeExtent & { untilCheckpoint: boolean })[] = [];
   private readonly hdrOps: BufOps;
   private readonly key = Buffer.alloc(8);
   private readonly rec = Buffer.alloc(8);
@@ -232,17 +237,19 @@ export class AllocGroup {
       const agbno = this.agflPop();
       rmapUnmap(this.rmap, { startblock: agbno, blockcount: 1, owner: OWN_AG, offset: 0, flags: 0 }, `AG ${this.agno} rmap`);
       this.giveFree(agbno, 1);
+      this.markBusy(agbno, 1, true); // it may have been a btree block with images in the log
     }
   }
 
   // ---- free space ------------------------------------------------------------
 
-  clearBusy(): void {
-    this.busy = [];
+  /** The log was forced (data frees are safe now), or a checkpoint emptied the log (everything is). */
+  clearBusy(checkpointed: boolean): void {
+    this.busy = checkpointed ? [] : this.busy.filter((b) => b.untilCheckpoint);
   }
 
-  markBusy(startblock: number, blockcount: number): void {
-    this.busy.push({ startblock, blockcount });
+  markBusy(startblock: number, blockcount: number, untilCheckpoint: boolean): void {
+    this.busy.push({ startblock, blockcount, untilCheckpoint });
   }
 
   get busyCount(): number {

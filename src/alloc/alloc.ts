@@ -13,7 +13,8 @@ import createDebug from 'debug';
 import { RmapfsError } from '../errors';
 import type { BufCache } from '../io/buf-cache';
 import type { Geometry } from '../format/geometry';
-import { OWN_INOBT } from '../format/owners';
+import { OWN_INOBT, isInodeOwner } from '../format/owners';
+import { RMAP_BMBT_BLOCK } from '../rmap/rmap-btree';
 import { rmapMap, rmapUnmap } from '../rmap/rmap';
 import { AllocGroup } from './ag';
 import type { InobtBlockSource } from './ag';
@@ -137,7 +138,7 @@ export class Allocator implements InobtBlockSource {
       if (goal === null && req.agno === undefined) this.rotor = (agno + 1) % this.ags.length;
       return { fsbno: this.geo.fsbno(agno, found.startblock), agno, agbno: found.startblock, len: found.blockcount };
     }
-    throw new RmapfsError('ENOSPC', `no free extent of ${req.minLen} block${req.minLen === 1 ? '' : 's'}${this.busyCount() > 0 ? ' (some space is waiting for a log force)' : ''}`);
+    throw new RmapfsError('ENOSPC', `no free extent of ${req.minLen} block${req.minLen === 1 ? '' : 's'}${this.busyCount() > 0 ? ' (some freed space is not reusable until a checkpoint)' : ''}`);
   }
 
   /** Frees an extent an owner held (it must be mapped to that owner at that offset). */
@@ -160,9 +161,9 @@ export class Allocator implements InobtBlockSource {
     return this.ags.reduce((sum, ag) => sum + ag.busyCount, 0);
   }
 
-  /** The log is forced: every freed extent is now safely free. */
-  clearBusy(): void {
-    for (const ag of this.ags) ag.clearBusy();
+  /** The log was forced (freed file data may be reused), or checkpointed (freed metadata too). */
+  clearBusy(checkpointed: boolean): void {
+    for (const ag of this.ags) ag.clearBusy(checkpointed);
   }
 
   private claim(ag: AllocGroup, agbno: number, len: number, owner: number, offset: number, flags: number): void {
@@ -174,7 +175,9 @@ export class Allocator implements InobtBlockSource {
   private release(ag: AllocGroup, agbno: number, len: number, owner: number, offset: number, flags: number): void {
     rmapUnmap(ag.rmap, { startblock: agbno, blockcount: len, owner, offset, flags }, `AG ${ag.agno} rmap`);
     ag.giveFree(agbno, len);
-    ag.markBusy(agbno, len);
+    // Metadata (special owners, and the btree blocks of files) has images in the log; file data and attribute values do not.
+    const metadata = !isInodeOwner(owner) || (flags & RMAP_BMBT_BLOCK) !== 0;
+    ag.markBusy(agbno, len, metadata);
     this.note({ op: 'unmap', agno: ag.agno, startblock: agbno, blockcount: len, owner, offset, flags });
   }
 

@@ -156,8 +156,22 @@ export class Filesystem {
 
   // ---- transactions ------------------------------------------------------------
 
-  /** Runs fn as one transaction: all of its metadata changes, or none. */
+  /**
+   * Runs fn as one transaction: all of its metadata changes, or none. When it
+   * fails for want of space while freed space waits to become reusable, the
+   * log is checkpointed (which makes it reusable) and fn runs once more.
+   */
   run<T>(fn: () => T): T {
+    try {
+      return this.runOnce(fn);
+    } catch (e) {
+      if (!(e instanceof RmapfsError) || e.code !== 'ENOSPC' || this.cache.inTx || this.alloc.busyCount() === 0) throw e;
+      this.checkpoint();
+      return this.runOnce(fn);
+    }
+  }
+
+  private runOnce<T>(fn: () => T): T {
     this.checkWritable();
     if (this.cache.inTx) return fn(); // nested: part of the caller's transaction
     this.cache.beginTx();
@@ -203,7 +217,7 @@ export class Filesystem {
       buf.ops.prepareWrite(buf);
     }
     this.journal.commit(blocks.map((b) => ({ bno: b.bno, data: b.data })));
-    this.alloc.clearBusy();
+    this.alloc.clearBusy(false);
     log('log force: %d blocks at lsn %d', blocks.length, lsn);
     // Room for the largest next force, always: else write everything in place now.
     if (this.journal.freeBlocks() < this.journal.blocksNeeded(this.maxTxImages)) this.checkpoint();
@@ -217,6 +231,7 @@ export class Filesystem {
     this.forceLog();
     this.cache.flush();
     this.journal.advanceTail(this.journal.headLsn);
+    this.alloc.clearBusy(true);
     log('checkpoint at lsn %d', this.journal.headLsn);
   }
 
