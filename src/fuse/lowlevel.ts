@@ -1,0 +1,695 @@
+/**
+ * The typed face of rmapfs_fuse (native/fuse_ll.cc): libfuse 2.9's
+ * *low-level* API, by inode number, for Node.
+ *
+ * Why not fuse-native: it drives the high-level (path-based) API, which
+ * resolves a path for every request, passes file handles and st_ino as 32
+ * bits, hides the caller's uid/gid, has no fallocate, and makes its FUSE
+ * thread wait on a semaphore for every answer from JS. Here the FUSE thread
+ * only queues each request (one threadsafe function, non-blocking) and goes
+ * back to reading /dev/fuse; JS answers whenever it likes through a reply
+ * object, and several queued requests are handled per event-loop turn.
+ *
+ * Rules for handlers:
+ *  - Answer every request exactly once, now or later (a second answer
+ *    throws). A request never answered leaves its caller blocked until the
+ *    filesystem is unmounted.
+ *  - A handler that throws (or whose promise rejects) before answering is
+ *    answered EIO, and `onError` hears about it.
+ *  - Never touch the mount from this process with a synchronous call: the
+ *    JS thread would wait for itself. Test and benchmark from a child.
+ *  - Operations without a handler get libfuse's default answer: ENOSYS for
+ *    most (which also makes the kernel stop sending flush, fsync, access,
+ *    xattr requests, ...), success for open/opendir/release/releasedir.
+ *
+ * Numbers: inode numbers and file handles are 64-bit in FUSE and travel as
+ * JS numbers here, so they must stay below 2^53 (rmapfs's do). Names and
+ * symlink targets are decoded as UTF-8.
+ */
+import * as path from 'path';
+import { execFile } from 'child_process';
+
+/** Operation numbers shared with native/fuse_ll.cc (enum Op). */
+export enum Op {
+  EXIT = 0,
+  LOOKUP = 1,
+  FORGET = 2,
+  GETATTR = 3,
+  SETATTR = 4,
+  READLINK = 5,
+  MKNOD = 6,
+  MKDIR = 7,
+  UNLINK = 8,
+  RMDIR = 9,
+  SYMLINK = 10,
+  RENAME = 11,
+  LINK = 12,
+  OPEN = 13,
+  READ = 14,
+  WRITE = 15,
+  FLUSH = 16,
+  RELEASE = 17,
+  FSYNC = 18,
+  OPENDIR = 19,
+  READDIR = 20,
+  RELEASEDIR = 21,
+  FSYNCDIR = 22,
+  STATFS = 23,
+  SETXATTR = 24,
+  GETXATTR = 25,
+  LISTXATTR = 26,
+  REMOVEXATTR = 27,
+  ACCESS = 28,
+  CREATE = 29,
+  FALLOCATE = 30,
+}
+
+/** Slots of the "in" scratch (request numbers); native enum In. */
+const enum In {
+  INO = 0, INO2 = 1, FH = 2, OFFSET = 3, SIZE = 4, MODE = 5, FLAGS = 6, UID = 7, GID = 8, PID = 9, UMASK = 10,
+  RDEV = 11, TO_SET = 12, A_MODE = 13, A_UID = 14, A_GID = 15, A_SIZE = 16, A_ATIME = 17, A_ATIME_NS = 18,
+  A_MTIME = 19, A_MTIME_NS = 20, HAS_FH = 21, NLOOKUP = 22,
+}
+
+/** Slots of the "out" scratch (reply numbers); native enum Out / OutStatfs. */
+const enum Out {
+  INO = 0, GENERATION = 1, ATTR_TIMEOUT = 2, ENTRY_TIMEOUT = 3, MODE = 4, NLINK = 5, UID = 6, GID = 7, RDEV = 8,
+  SIZE = 9, BLOCKS = 10, BLKSIZE = 11, ATIME = 12, ATIME_NS = 13, MTIME = 14, MTIME_NS = 15, CTIME = 16, CTIME_NS = 17,
+}
+const enum OutStatfs {
+  BSIZE = 0, FRSIZE = 1, BLOCKS = 2, BFREE = 3, BAVAIL = 4, FILES = 5, FFREE = 6, FAVAIL = 7, FSID = 8, FLAG = 9,
+  NAMEMAX = 10,
+}
+
+/** FUSE_SET_ATTR_* (fuse_lowlevel.h). */
+const SET_MODE = 1 << 0;
+const SET_UID = 1 << 1;
+const SET_GID = 1 << 2;
+const SET_SIZE = 1 << 3;
+const SET_ATIME = 1 << 4;
+const SET_MTIME = 1 << 5;
+const SET_ATIME_NOW = 1 << 7;
+const SET_MTIME_NOW = 1 << 8;
+
+const EIO = 5;
+const EPERM = 1;
+const ERANGE = 34;
+
+/** Bits for open/create replies (native OPEN_*). */
+export const OpenFlags = { directIo: 1, keepCache: 2, nonseekable: 4 } as const;
+
+// ---------------------------------------------------------------------------
+// The addon
+
+declare const sessionBrand: unique symbol;
+/** The native session (an External); only the addon looks inside. */
+type SessionHandle = { readonly [sessionBrand]: true };
+
+type Dispatch = (op: number, id: number, name: string | undefined, name2: string | undefined,
+  data: Buffer | undefined) => void;
+
+/**
+ * Every reply takes the request id first and returns fuse_reply_*'s result
+ * (0, or -ENOENT when the kernel interrupted the request meanwhile: nothing
+ * to do then). Entry, attribute and statfs numbers are read from
+ * `outScratch`, filled just before the call, to spare one N-API property
+ * read per field.
+ */
+interface FuseAddon {
+  readonly inScratch: Float64Array;
+  readonly outScratch: Float64Array;
+  /** mode: 0 thread, 1 multi-threaded, 2 poll (see LoopMode). */
+  mount(mountpoint: string, options: string, dispatch: Dispatch, opMask: number, mode: number,
+    spinUs: number): SessionHandle;
+  /** Lazy umount2(2); 0 or the errno. */
+  unmount(session: SessionHandle): number;
+  replyErr(id: number, errno: number): number;
+  replyNone(id: number): number;
+  replyEntry(id: number): number;
+  replyCreate(id: number, fh: number, openFlags: number): number;
+  replyAttr(id: number): number;
+  replyReadlink(id: number, target: string): number;
+  replyOpen(id: number, fh: number, openFlags: number): number;
+  replyWrite(id: number, count: number): number;
+  replyBuf(id: number, buf: Uint8Array, offset?: number, length?: number): number;
+  replyStatfs(id: number): number;
+  replyXattr(id: number, size: number): number;
+  /** Returns how many entries fitted in the request's size. */
+  replyReaddir(id: number, entries: readonly DirEntry[], start: number): number;
+}
+
+let addonCache: FuseAddon | null = null;
+
+/** Loaded on first use, so importing this module does not need the addon built. */
+function addon(): FuseAddon {
+  if (addonCache === null) {
+    // dist/src/fuse/lowlevel.js -> <root>/build/Release/rmapfs_fuse.node
+    const root = path.resolve(__dirname, '..', '..', '..');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    addonCache = require(path.join(root, 'build', 'Release', 'rmapfs_fuse.node')) as FuseAddon;
+  }
+  return addonCache;
+}
+
+// ---------------------------------------------------------------------------
+// Requests
+
+/** The process that made the request (fuse_req_ctx). */
+export interface Caller {
+  uid: number;
+  gid: number;
+  pid: number;
+  umask: number;
+}
+
+/** Structurally the same as rmapfs's Timespec. */
+export interface Time {
+  sec: number;
+  nsec: number;
+}
+
+export interface Attr {
+  /** Defaults to the entry's (or the request's) inode number. */
+  ino?: number;
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  size: number;
+  rdev?: number;
+  /** 512-byte units. */
+  blocks?: number;
+  blksize?: number;
+  atime: Time;
+  mtime: Time;
+  ctime: Time;
+}
+
+export interface Entry {
+  ino: number;
+  generation?: number;
+  attr: Attr;
+  /** Seconds; the LowLevelFuse's defaults when left out. */
+  attrTimeout?: number;
+  entryTimeout?: number;
+}
+
+export interface DirEntry {
+  name: string;
+  ino: number;
+  /** Only the type bits (S_IFMT) matter. */
+  mode: number;
+  /** The readdir offset of the entry *after* this one. */
+  off: number;
+}
+
+export interface Statfs {
+  bsize: number;
+  frsize?: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+  favail?: number;
+  fsid?: number;
+  flag?: number;
+  namemax: number;
+}
+
+interface Req {
+  caller: Caller;
+}
+export interface InoRequest extends Req { ino: number }
+export interface NameRequest extends Req { parent: number; name: string }
+export interface FhRequest extends InoRequest { fh: number }
+export interface ForgetRequest { ino: number; nlookup: number }
+export interface GetattrRequest extends InoRequest { fh: number | null }
+/** Only what the kernel asked to change is present; 'now' is the server's clock. */
+export interface SetattrRequest extends InoRequest {
+  fh: number | null;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  size?: number;
+  atime?: Time | 'now';
+  mtime?: Time | 'now';
+}
+export interface MknodRequest extends NameRequest { mode: number; rdev: number }
+export interface MkdirRequest extends NameRequest { mode: number }
+export interface SymlinkRequest extends NameRequest { target: string }
+export interface RenameRequest extends NameRequest { newParent: number; newName: string }
+export interface LinkRequest extends InoRequest { newParent: number; newName: string }
+export interface OpenRequest extends InoRequest { flags: number }
+export interface ReadRequest extends FhRequest { offset: number; size: number }
+/** `data` is this request's own copy: keep it if you like. */
+export interface WriteRequest extends FhRequest { offset: number; data: Buffer }
+export interface ReleaseRequest extends FhRequest { flags: number }
+export interface FsyncRequest extends FhRequest { datasync: boolean }
+export interface ReaddirRequest extends FhRequest { offset: number; size: number }
+export interface SetxattrRequest extends InoRequest { name: string; value: Buffer; flags: number }
+/** size 0 asks for the value's length only. */
+export interface GetxattrRequest extends InoRequest { name: string; size: number }
+export interface ListxattrRequest extends InoRequest { size: number }
+export interface RemovexattrRequest extends InoRequest { name: string }
+export interface AccessRequest extends InoRequest { mask: number }
+export interface CreateRequest extends NameRequest { mode: number; flags: number }
+export interface FallocateRequest extends FhRequest { mode: number; offset: number; length: number }
+
+// ---------------------------------------------------------------------------
+// Replies: one object per request; each handler sees only the answers its
+// operation allows.
+
+export interface ErrorReply {
+  /** A positive errno. */
+  error(errno: number): void;
+  readonly answered: boolean;
+}
+export interface StatusReply extends ErrorReply { ok(): void }
+export interface EntryReply extends ErrorReply {
+  entry(e: Entry): void;
+  /** "No such name", cached by the kernel for `timeout` seconds. */
+  negative(timeout?: number): void;
+}
+export interface AttrReply extends ErrorReply { attr(a: Attr, timeout?: number): void }
+export interface ReadlinkReply extends ErrorReply { readlink(target: string): void }
+export interface OpenReply extends ErrorReply { open(fh: number, flags?: number): void }
+export interface CreateReply extends ErrorReply { create(e: Entry, fh: number, flags?: number): void }
+export interface DataReply extends ErrorReply { data(buf: Uint8Array, offset?: number, length?: number): void }
+export interface WriteReply extends ErrorReply { written(count: number): void }
+export interface ReaddirReply extends ErrorReply {
+  /** Sends entries[start..] that fit the request's size; returns how many did. */
+  entries(list: readonly DirEntry[], start?: number): number;
+}
+export interface StatfsReply extends ErrorReply { statfs(s: Statfs): void }
+export interface XattrReply extends ErrorReply {
+  /** The size-0 probe, ERANGE and the copy are handled here. */
+  value(v: Uint8Array): void;
+}
+export interface ListxattrReply extends ErrorReply { names(list: readonly string[]): void }
+
+type Handler<R, P> = (req: R, reply: P) => void | Promise<void>;
+
+export interface LowLevelHandlers {
+  lookup?: Handler<NameRequest, EntryReply>;
+  /** No answer: the kernel dropped `nlookup` references. */
+  forget?: (req: ForgetRequest) => void;
+  getattr?: Handler<GetattrRequest, AttrReply>;
+  setattr?: Handler<SetattrRequest, AttrReply>;
+  readlink?: Handler<InoRequest, ReadlinkReply>;
+  mknod?: Handler<MknodRequest, EntryReply>;
+  mkdir?: Handler<MkdirRequest, EntryReply>;
+  unlink?: Handler<NameRequest, StatusReply>;
+  rmdir?: Handler<NameRequest, StatusReply>;
+  symlink?: Handler<SymlinkRequest, EntryReply>;
+  rename?: Handler<RenameRequest, StatusReply>;
+  link?: Handler<LinkRequest, EntryReply>;
+  open?: Handler<OpenRequest, OpenReply>;
+  read?: Handler<ReadRequest, DataReply>;
+  write?: Handler<WriteRequest, WriteReply>;
+  flush?: Handler<FhRequest, StatusReply>;
+  release?: Handler<ReleaseRequest, StatusReply>;
+  fsync?: Handler<FsyncRequest, StatusReply>;
+  opendir?: Handler<OpenRequest, OpenReply>;
+  readdir?: Handler<ReaddirRequest, ReaddirReply>;
+  releasedir?: Handler<ReleaseRequest, StatusReply>;
+  fsyncdir?: Handler<FsyncRequest, StatusReply>;
+  statfs?: Handler<InoRequest, StatfsReply>;
+  setxattr?: Handler<SetxattrRequest, StatusReply>;
+  getxattr?: Handler<GetxattrRequest, XattrReply>;
+  listxattr?: Handler<ListxattrRequest, ListxattrReply>;
+  removexattr?: Handler<RemovexattrRequest, StatusReply>;
+  access?: Handler<AccessRequest, StatusReply>;
+  create?: Handler<CreateRequest, CreateReply>;
+  fallocate?: Handler<FallocateRequest, StatusReply>;
+}
+
+const HANDLER_OPS: ReadonlyArray<[keyof LowLevelHandlers, Op]> = [
+  ['lookup', Op.LOOKUP], ['forget', Op.FORGET], ['getattr', Op.GETATTR], ['setattr', Op.SETATTR],
+  ['readlink', Op.READLINK], ['mknod', Op.MKNOD], ['mkdir', Op.MKDIR], ['unlink', Op.UNLINK], ['rmdir', Op.RMDIR],
+  ['symlink', Op.SYMLINK], ['rename', Op.RENAME], ['link', Op.LINK], ['open', Op.OPEN], ['read', Op.READ],
+  ['write', Op.WRITE], ['flush', Op.FLUSH], ['release', Op.RELEASE], ['fsync', Op.FSYNC], ['opendir', Op.OPENDIR],
+  ['readdir', Op.READDIR], ['releasedir', Op.RELEASEDIR], ['fsyncdir', Op.FSYNCDIR], ['statfs', Op.STATFS],
+  ['setxattr', Op.SETXATTR], ['getxattr', Op.GETXATTR], ['listxattr', Op.LISTXATTR],
+  ['removexattr', Op.REMOVEXATTR], ['access', Op.ACCESS], ['create', Op.CREATE], ['fallocate', Op.FALLOCATE],
+];
+
+/**
+ * How requests get from /dev/fuse to JS.
+ *  - 'poll' (default): the event loop polls /dev/fuse itself and each
+ *    readable event reads and dispatches up to 64 requests on the JS
+ *    thread: one wakeup per request instead of two (kernel -> FUSE thread
+ *    -> JS thread), and with `spinUs` often none.
+ *  - 'thread': fuse_session_loop on its own thread, each request queued to
+ *    JS through one threadsafe function (non-blocking); the FUSE thread
+ *    never waits for JS.
+ *  - 'mt': the same with fuse_session_loop_mt (several reader threads).
+ * Replies are the same in every mode.
+ */
+export type LoopMode = 'poll' | 'thread' | 'mt';
+const LOOP_MODES: Record<LoopMode, number> = { thread: 0, mt: 1, poll: 2 };
+
+export interface LowLevelOptions {
+  /** Default seconds the kernel may cache attributes (entry and attr replies). */
+  attrTimeout?: number;
+  /** Default seconds the kernel may cache a name -> inode mapping. */
+  entryTimeout?: number;
+  /** How /dev/fuse is read; see LoopMode. Default 'poll'. */
+  loop?: LoopMode;
+  /**
+   * 'poll' only: after the last queued request, keep reading /dev/fuse for
+   * this many microseconds before sleeping in epoll. A synchronous caller
+   * (one write after another) sends its next request within microseconds,
+   * while waking an idle thread costs tens of them on a small VM: measured
+   * here, 20-30 us of spinning takes 4 KiB random writes from ~10k to ~26k
+   * IOPS and creates from ~7k to ~15k/s. It costs at most this much CPU per
+   * burst of requests (none while idle). 0 disables it. Default 30.
+   */
+  spinUs?: number;
+  /** A handler threw or rejected (the request was answered EIO if it had not been). */
+  onError?: (op: Op, err: unknown) => void;
+}
+
+function writeAttr(o: Float64Array, a: Attr, ino: number): void {
+  o[Out.INO] = a.ino ?? ino;
+  o[Out.MODE] = a.mode;
+  o[Out.NLINK] = a.nlink;
+  o[Out.UID] = a.uid;
+  o[Out.GID] = a.gid;
+  o[Out.RDEV] = a.rdev ?? 0;
+  o[Out.SIZE] = a.size;
+  o[Out.BLOCKS] = a.blocks ?? Math.ceil(a.size / 512);
+  o[Out.BLKSIZE] = a.blksize ?? 4096;
+  o[Out.ATIME] = a.atime.sec;
+  o[Out.ATIME_NS] = a.atime.nsec;
+  o[Out.MTIME] = a.mtime.sec;
+  o[Out.MTIME_NS] = a.mtime.nsec;
+  o[Out.CTIME] = a.ctime.sec;
+  o[Out.CTIME_NS] = a.ctime.nsec;
+}
+
+/**
+ * One request's answers. A single class implements every reply interface
+ * (one small object per request, methods on the prototype); the handler
+ * types narrow it to what the operation allows.
+ */
+class Reply implements StatusReply, EntryReply, AttrReply, ReadlinkReply, OpenReply, CreateReply, DataReply,
+  WriteReply, ReaddirReply, StatfsReply, XattrReply, ListxattrReply {
+  answered = false;
+
+  constructor(private readonly a: FuseAddon, private readonly fuse: LowLevelFuse, readonly id: number,
+    /** The inode the request is about (st_ino default for attr). */
+    private readonly ino: number,
+    /** Size limit of getxattr/listxattr. */
+    private readonly size: number) {}
+
+  private take(): void {
+    if (this.answered) throw new Error(`FUSE request ${this.id} answered twice`);
+    this.answered = true;
+  }
+
+  error(errno: number): void {
+    this.take();
+    this.a.replyErr(this.id, errno > 0 ? errno : EIO);
+  }
+
+  ok(): void {
+    this.take();
+    this.a.replyErr(this.id, 0);
+  }
+
+  private writeEntry(e: Entry): void {
+    const o = this.a.outScratch;
+    writeAttr(o, e.attr, e.ino);
+    o[Out.INO] = e.ino;
+    o[Out.GENERATION] = e.generation ?? 0;
+    o[Out.ATTR_TIMEOUT] = e.attrTimeout ?? this.fuse.attrTimeout;
+    o[Out.ENTRY_TIMEOUT] = e.entryTimeout ?? this.fuse.entryTimeout;
+  }
+
+  entry(e: Entry): void {
+    this.take();
+    this.writeEntry(e);
+    this.a.replyEntry(this.id);
+  }
+
+  negative(timeout = this.fuse.entryTimeout): void {
+    this.take();
+    const o = this.a.outScratch;
+    o.fill(0);
+    o[Out.ENTRY_TIMEOUT] = timeout;
+    this.a.replyEntry(this.id);
+  }
+
+  attr(at: Attr, timeout = this.fuse.attrTimeout): void {
+    this.take();
+    const o = this.a.outScratch;
+    writeAttr(o, at, this.ino);
+    o[Out.ATTR_TIMEOUT] = timeout;
+    this.a.replyAttr(this.id);
+  }
+
+  readlink(target: string): void {
+    this.take();
+    this.a.replyReadlink(this.id, target);
+  }
+
+  open(fh: number, flags = 0): void {
+    this.take();
+    this.a.replyOpen(this.id, fh, flags);
+  }
+
+  create(e: Entry, fh: number, flags = 0): void {
+    this.take();
+    this.writeEntry(e);
+    this.a.replyCreate(this.id, fh, flags);
+  }
+
+  data(buf: Uint8Array, offset?: number, length?: number): void {
+    this.take();
+    this.a.replyBuf(this.id, buf, offset ?? 0, length ?? buf.length - (offset ?? 0));
+  }
+
+  written(count: number): void {
+    this.take();
+    this.a.replyWrite(this.id, count);
+  }
+
+  entries(list: readonly DirEntry[], start = 0): number {
+    this.take();
+    return this.a.replyReaddir(this.id, list, start);
+  }
+
+  statfs(s: Statfs): void {
+    this.take();
+    const o = this.a.outScratch;
+    o[OutStatfs.BSIZE] = s.bsize;
+    o[OutStatfs.FRSIZE] = s.frsize ?? s.bsize;
+    o[OutStatfs.BLOCKS] = s.blocks;
+    o[OutStatfs.BFREE] = s.bfree;
+    o[OutStatfs.BAVAIL] = s.bavail;
+    o[OutStatfs.FILES] = s.files;
+    o[OutStatfs.FFREE] = s.ffree;
+    o[OutStatfs.FAVAIL] = s.favail ?? s.ffree;
+    o[OutStatfs.FSID] = s.fsid ?? 0;
+    o[OutStatfs.FLAG] = s.flag ?? 0;
+    o[OutStatfs.NAMEMAX] = s.namemax;
+    this.a.replyStatfs(this.id);
+  }
+
+  value(v: Uint8Array): void {
+    this.take();
+    if (this.size === 0) this.a.replyXattr(this.id, v.length);
+    else if (v.length > this.size) this.a.replyErr(this.id, ERANGE);
+    else this.a.replyBuf(this.id, v, 0, v.length);
+  }
+
+  names(list: readonly string[]): void {
+    const packed = Buffer.concat(list.map((n) => Buffer.from(`${n}\0`)));
+    this.value(packed);
+  }
+}
+
+function isPromise(v: unknown): v is Promise<void> {
+  return typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
+}
+
+/**
+ * A low-level FUSE mount. `mount` is synchronous (mount(2) and a thread);
+ * `done` settles when the kernel has dropped the connection and the session
+ * is gone -- after `unmount()`, `fusermount -u`, `umount` or an abort.
+ */
+export class LowLevelFuse {
+  readonly attrTimeout: number;
+  readonly entryTimeout: number;
+  readonly done: Promise<void>;
+  /** Requests dispatched so far (all operations). */
+  dispatched = 0;
+  private session: SessionHandle | null = null;
+  private mnt = '';
+  private handlers: LowLevelHandlers = {};
+  private resolveDone: () => void = () => undefined;
+  private rejectDone: (e: Error) => void = () => undefined;
+  private exited = false;
+
+  constructor(private readonly opts: LowLevelOptions = {}) {
+    this.attrTimeout = opts.attrTimeout ?? 1;
+    this.entryTimeout = opts.entryTimeout ?? 1;
+    this.done = new Promise<void>((resolve, reject) => {
+      this.resolveDone = resolve;
+      this.rejectDone = reject;
+    });
+    // Nobody need await `done` to learn of a failed loop; keep it from
+    // becoming an unhandled rejection.
+    this.done.catch(() => undefined);
+  }
+
+  get mountpoint(): string {
+    return this.mnt;
+  }
+
+  /**
+   * Mounts `mnt` and starts serving. `options` are -o options for
+   * fuse_mount and fuse_lowlevel_new alike (allow_other,
+   * default_permissions, fsname=, subtype=, big_writes, max_write=, ro,
+   * debug, ...). High-level-only options (attr_timeout=, entry_timeout=,
+   * use_ino, hard_remove, ...) are rejected by fuse_lowlevel_new: timeouts
+   * are LowLevelOptions here, and st_ino is always the real inode number.
+   * In 'poll' mode every request, INIT included, is served by the event
+   * loop: the mount answers once control returns to it.
+   */
+  mount(mnt: string, options: readonly string[], handlers: LowLevelHandlers): void {
+    if (this.session !== null || this.exited) throw new Error('a LowLevelFuse mounts once');
+    let mask = 0;
+    for (const [key, op] of HANDLER_OPS) if (handlers[key] !== undefined) mask |= 1 << op;
+    this.handlers = handlers;
+    this.mnt = path.resolve(mnt);
+    this.session = addon().mount(this.mnt, options.join(','), this.dispatch, mask >>> 0,
+      LOOP_MODES[this.opts.loop ?? 'poll'], this.opts.spinUs ?? 30);
+  }
+
+  /**
+   * Lazy unmount (as `fusermount -uz`): the mount disappears from the
+   * namespace at once; serving continues until its last user lets go, then
+   * `done` resolves. Never blocks the JS thread.
+   */
+  unmount(): Promise<void> {
+    if (this.session === null || this.exited) return this.done;
+    const rc = addon().unmount(this.session);
+    if (rc === EPERM) {
+      // Not root: fusermount's setuid helper may unmount what we mounted.
+      execFile('fusermount', ['-uz', this.mnt], (err) => {
+        if (err !== null && !this.exited) this.rejectDone(new Error(`fusermount -uz ${this.mnt}: ${err.message}`));
+      });
+    }
+    return this.done;
+  }
+
+  /** Called by the addon for each request (on the JS thread, several per turn). */
+  private readonly dispatch = (op: number, id: number, name: string | undefined, name2: string | undefined,
+    data: Buffer | undefined): void => {
+    if (op === Op.EXIT) {
+      this.exited = true;
+      this.session = null;
+      if (name !== undefined) this.rejectDone(new Error(`${this.mnt}: ${name}`));
+      else this.resolveDone();
+      return;
+    }
+    this.dispatched++;
+    const a = addonCache as FuseAddon;
+    const i = a.inScratch;
+    const ino = i[In.INO];
+    const h = this.handlers;
+    if (op === Op.FORGET) {
+      try {
+        h.forget?.({ ino, nlookup: i[In.NLOOKUP] });
+      } catch (e) {
+        this.opts.onError?.(op, e);
+      }
+      return;
+    }
+    const caller: Caller = { uid: i[In.UID], gid: i[In.GID], pid: i[In.PID],
+      umask: i[In.UMASK] };
+    const size = i[In.SIZE];
+    const reply = new Reply(a, this, id, ino, size);
+    const fh = i[In.FH];
+    const offset = i[In.OFFSET];
+    const flags = i[In.FLAGS];
+    const mode = i[In.MODE];
+    const str = (s: string | undefined): string => s ?? '';
+    let r: void | Promise<void> = undefined;
+    try {
+      switch (op as Op) {
+        case Op.LOOKUP: r = h.lookup?.({ caller, parent: ino, name: str(name) }, reply); break;
+        case Op.GETATTR:
+          r = h.getattr?.({ caller, ino, fh: i[In.HAS_FH] ? fh : null }, reply);
+          break;
+        case Op.SETATTR: r = h.setattr?.(this.setattrRequest(i, caller, ino), reply); break;
+        case Op.READLINK: r = h.readlink?.({ caller, ino }, reply); break;
+        case Op.MKNOD: r = h.mknod?.({ caller, parent: ino, name: str(name), mode, rdev: i[In.RDEV] }, reply); break;
+        case Op.MKDIR: r = h.mkdir?.({ caller, parent: ino, name: str(name), mode }, reply); break;
+        case Op.UNLINK: r = h.unlink?.({ caller, parent: ino, name: str(name) }, reply); break;
+        case Op.RMDIR: r = h.rmdir?.({ caller, parent: ino, name: str(name) }, reply); break;
+        case Op.SYMLINK: r = h.symlink?.({ caller, parent: ino, name: str(name), target: str(name2) }, reply); break;
+        case Op.RENAME:
+          r = h.rename?.({ caller, parent: ino, name: str(name), newParent: i[In.INO2], newName: str(name2) }, reply);
+          break;
+        case Op.LINK:
+          r = h.link?.({ caller, ino, newParent: i[In.INO2], newName: str(name) }, reply);
+          break;
+        case Op.OPEN: r = h.open?.({ caller, ino, flags }, reply); break;
+        case Op.READ: r = h.read?.({ caller, ino, fh, offset, size }, reply); break;
+        case Op.WRITE: r = h.write?.({ caller, ino, fh, offset, data: data ?? Buffer.alloc(0) }, reply); break;
+        case Op.FLUSH: r = h.flush?.({ caller, ino, fh }, reply); break;
+        case Op.RELEASE: r = h.release?.({ caller, ino, fh, flags }, reply); break;
+        case Op.FSYNC: r = h.fsync?.({ caller, ino, fh, datasync: flags !== 0 }, reply); break;
+        case Op.OPENDIR: r = h.opendir?.({ caller, ino, flags }, reply); break;
+        case Op.READDIR: r = h.readdir?.({ caller, ino, fh, offset, size }, reply); break;
+        case Op.RELEASEDIR: r = h.releasedir?.({ caller, ino, fh, flags }, reply); break;
+        case Op.FSYNCDIR: r = h.fsyncdir?.({ caller, ino, fh, datasync: flags !== 0 }, reply); break;
+        case Op.STATFS: r = h.statfs?.({ caller, ino }, reply); break;
+        case Op.SETXATTR:
+          r = h.setxattr?.({ caller, ino, name: str(name), value: data ?? Buffer.alloc(0), flags }, reply);
+          break;
+        case Op.GETXATTR: r = h.getxattr?.({ caller, ino, name: str(name), size }, reply); break;
+        case Op.LISTXATTR: r = h.listxattr?.({ caller, ino, size }, reply); break;
+        case Op.REMOVEXATTR: r = h.removexattr?.({ caller, ino, name: str(name) }, reply); break;
+        case Op.ACCESS: r = h.access?.({ caller, ino, mask: flags }, reply); break;
+        case Op.CREATE: r = h.create?.({ caller, parent: ino, name: str(name), mode, flags }, reply); break;
+        case Op.FALLOCATE: r = h.fallocate?.({ caller, ino, fh, mode, offset, length: size }, reply); break;
+        default:
+          reply.error(38); // ENOSYS: cannot happen, the mask only names handled ops
+      }
+    } catch (e) {
+      this.failed(op, reply, e);
+      return;
+    }
+    if (isPromise(r)) r.catch((e: unknown) => this.failed(op, reply, e));
+  };
+
+  private failed(op: Op, reply: Reply, e: unknown): void {
+    if (!reply.answered) {
+      try {
+        reply.error(EIO);
+      } catch {
+        // The session ended meanwhile: nothing left to answer.
+      }
+    }
+    if (this.opts.onError !== undefined) this.opts.onError(op, e);
+    else process.emitWarning(`rmapfs_fuse: ${Op[op]} handler failed: ${e instanceof Error ? e.stack : String(e)}`);
+  }
+
+  private setattrRequest(i: Float64Array, caller: Caller, ino: number): SetattrRequest {
+    const toSet = i[In.TO_SET];
+    const req: SetattrRequest = { caller, ino, fh: i[In.HAS_FH] ? (i[In.FH]) : null };
+    if (toSet & SET_MODE) req.mode = i[In.A_MODE];
+    if (toSet & SET_UID) req.uid = i[In.A_UID];
+    if (toSet & SET_GID) req.gid = i[In.A_GID];
+    if (toSet & SET_SIZE) req.size = i[In.A_SIZE];
+    if (toSet & SET_ATIME_NOW) req.atime = 'now';
+    else if (toSet & SET_ATIME) req.atime = { sec: i[In.A_ATIME], nsec: i[In.A_ATIME_NS] };
+    if (toSet & SET_MTIME_NOW) req.mtime = 'now';
+    else if (toSet & SET_MTIME) req.mtime = { sec: i[In.A_MTIME], nsec: i[In.A_MTIME_NS] };
+    return req;
+  }
+}
