@@ -69,6 +69,11 @@ export interface Dirent {
   cidx: number;
 }
 
+/** The readdir cookie of an entry (see Directory.forEachFrom). */
+export function direntCookie(d: Dirent): number {
+  return d.hash * 0x10000 + d.cidx + 3;
+}
+
 export function decodeDirent(b: Buffer, off: number): Dirent {
   const len = b.readUInt8(off + OFF_NAMELEN);
   return {
@@ -186,6 +191,26 @@ export class Directory {
       if (len === 2 && b[off + OFF_NAME] === 0x2e && b[off + OFF_NAME + 1] === 0x2e) return true;
       return visit(decodeDirent(b, off));
     });
+  }
+
+  /**
+   * Visits entries from a cookie on (0 = from the start). An entry's cookie is
+   * its key (hash and collision index) plus 3, so it stays valid while other
+   * entries come and go -- what readdir offsets need (0, 1 and 2 stay free for
+   * the start, "." and "..").
+   */
+  forEachFrom(cookie: number, visit: (d: Dirent, next: number) => boolean | void): void {
+    const key = Buffer.alloc(6);
+    const at = Math.max(0, cookie - 3);
+    key.writeUInt32BE(Math.floor(at / 0x10000) >>> 0, 0);
+    key.writeUInt16BE(at % 0x10000, 4);
+    const cur = this.tree.cursor();
+    for (let ok = cur.lookup(key, 0, 'ge'); ok; ok = cur.increment()) {
+      const { block, offset } = cur.recordAt();
+      const d = decodeDirent(block, offset);
+      if (d.name.equals(DOTDOT)) continue;
+      if (visit(d, direntCookie(d) + 1) === false) return;
+    }
   }
 
   isEmpty(): boolean {

@@ -61,6 +61,8 @@ export class Filesystem {
   readonly alloc: Allocator;
   readonly readOnly: boolean;
   readonly replayed: ReplayInfo;
+  /** The superblock said "dirty" at open, or the journal had to be replayed: the last session did not end cleanly. */
+  readonly wasUnclean: boolean;
   private readonly sbOps: BufOps;
   private dataDirty = false;
   /**
@@ -107,6 +109,7 @@ export class Filesystem {
     }
     this.maxTxImages = Math.max(16, Math.floor(this.journal.maxImages() / 3));
     this.alloc = new Allocator(this.cache, this.geo);
+    this.wasUnclean = sb.state !== STATE_CLEAN || this.replayed.transactions > 0;
   }
 
   static open(path: string, options: OpenOptions = {}): Filesystem {

@@ -20,6 +20,7 @@ import { BLOCK_SIZE, SUPERBLOCK_FIELDS } from '../format/superblock';
 import { NAME_MAX } from '../dir/dir';
 import { findField, writeField } from '../format/fields';
 import { AttrFork } from '../attr/attr';
+import { INODES_PER_CHUNK, decodeInobt, isInodeFree } from '../inode/inode-btree';
 
 const log = createDebug('rmapfs:ops');
 
@@ -78,6 +79,8 @@ export class Rmapfs {
   readonly inodes: InodeStore;
   private readonly ctx: FileContext;
   private root: number | undefined;
+  private inUse: (ino: number) => boolean = () => false;
+  private readonly orphans = new Set<number>();
 
   private constructor(fs: Filesystem) {
     this.fs = fs;
@@ -92,6 +95,8 @@ export class Rmapfs {
       fs.close();
       throw new RmapfsError('EFSCORRUPTED', `${path} has no root directory`);
     }
+    // A filesystem that was not unmounted cleanly may hold files that were unlinked while open.
+    if (!fs.readOnly && fs.wasUnclean) r.freeCrashOrphans();
     return r;
   }
 
@@ -148,15 +153,70 @@ export class Rmapfs {
   }
 
   /** Drops one link; frees the inode and its space when none are left. */
+  /**
+   * Drops one link; frees the inode and its space when none are left -- unless
+   * something still uses it (an open file, a kernel reference): then it
+   * lives on with no links, an orphan, until `releaseOrphan`. A crash leaves
+   * orphans on disk; the next read-write open frees them.
+   */
   private dropLink(inode: Inode): void {
     const left = inode.isDir ? 0 : inode.nlink - 1;
     inode.nlink = left;
     inode.touch('ctime');
     if (left > 0) return;
+    if (this.inUse(inode.ino)) {
+      this.orphans.add(inode.ino);
+      return;
+    }
+    this.destroyInode(inode);
+  }
+
+  private destroyInode(inode: Inode): void {
     if (inode.isDir) new Directory(inode, this.fs.alloc, this.fs.geo).destroy();
     else if (inode.format !== FORK_LOCAL) freeAllData(this.ctx, inode);
     new AttrFork(inode, this.ctx).clear();
     this.inodes.release(inode);
+  }
+
+  /** Tells the filesystem which inodes are in use outside it (open, or referenced by the kernel). */
+  setInUse(inUse: (ino: number) => boolean): void {
+    this.inUse = inUse;
+  }
+
+  /** The last use of an inode ended: if it has no links left, it goes now. */
+  releaseOrphan(ino: number): void {
+    if (!this.orphans.has(ino)) return;
+    this.fs.run(() => {
+      const inode = this.inodes.get(ino);
+      if (inode.nlink === 0) this.destroyInode(inode);
+    });
+    this.orphans.delete(ino);
+  }
+
+  /** Inodes with no links still kept for their users. */
+  get orphanCount(): number {
+    return this.orphans.size;
+  }
+
+  /**
+   * Frees inodes left with no links by a crash (they were open when it came).
+   * Walks every AG's inode btree: run at a read-write open after recovery.
+   */
+  private freeCrashOrphans(): number {
+    const found: number[] = [];
+    for (const ag of this.fs.alloc.ags) {
+      ag.ino.forEach((b, off) => {
+        const r = decodeInobt(b, off);
+        for (let i = 0; i < INODES_PER_CHUNK; i++) {
+          if (isInodeFree(r, i)) continue;
+          const ino = this.fs.geo.ino(ag.agno, r.startino + i);
+          if (ino !== this.rootIno && this.inodes.handle(ino).nlink === 0) found.push(ino);
+        }
+      });
+    }
+    for (const ino of found) this.fs.run(() => this.destroyInode(this.inodes.get(ino)));
+    if (found.length > 0) log('freed %d orphaned inodes left by a crash', found.length);
+    return found.length;
   }
 
   // ---- reading the namespace -------------------------------------------------------
@@ -173,6 +233,23 @@ export class Rmapfs {
     const d = dir.lookup(bytes);
     if (d === null) throw new RmapfsError('ENOENT', `'${bytes.toString()}' does not exist`);
     return d.ino;
+  }
+
+  /**
+   * Up to `max` entries from a cookie on (0 at the start; "." and ".." come
+   * first, at cookies 0 and 1), each with the cookie to continue after it.
+   */
+  readdirFrom(dirIno: number, cookie: number, max: number): (DirEntry & { next: number })[] {
+    const dir = this.dir(dirIno);
+    const out: (DirEntry & { next: number })[] = [];
+    if (cookie <= 0 && out.length < max) out.push({ name: '.', ino: dirIno, ftype: DT_DIR, next: 1 });
+    if (cookie <= 1 && out.length < max) out.push({ name: '..', ino: dir.parent, ftype: DT_DIR, next: 2 });
+    if (out.length >= max) return out;
+    dir.forEachFrom(Math.max(cookie, 2), (d, next) => {
+      out.push({ name: d.name.toString(), ino: d.ino, ftype: d.ftype, next });
+      return out.length < max;
+    });
+    return out;
   }
 
   readdir(dirIno: number): DirEntry[] {

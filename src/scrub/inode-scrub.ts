@@ -31,12 +31,14 @@ const VALID_TYPES = new Set([S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFCHR, S_IFBL
 
 export interface InodeScrubResult {
   inodes: number;
+  /** Inodes with no links kept for their users (or left by a crash). */
+  orphans: number;
   directories: number;
   extents: number;
 }
 
 export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubResult {
-  const result: InodeScrubResult = { inodes: 0, directories: 0, extents: 0 };
+  const result: InodeScrubResult = { inodes: 0, orphans: 0, directories: 0, extents: 0 };
   const store = new InodeStore(fs.cache, fs.geo, fs.alloc);
   const geo = fs.geo;
   const bad = (ino: number, msg: string, structure = 'inode'): void => {
@@ -140,7 +142,9 @@ export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubRe
     const type = inode.mode & S_IFMT;
     if (!VALID_TYPES.has(type)) bad(ino, `unknown file type ${type.toString(8)}`);
     const reachable = ino === root || links.has(ino);
-    if (!reachable) bad(ino, 'is in use but no directory entry names it');
+    // An inode with no links that nothing names is an orphan: unlinked while open, freed at the next mount.
+    if (!reachable && inode.nlink === 0) result.orphans++;
+    else if (!reachable) bad(ino, 'is in use but no directory entry names it');
     const wantLinks = inode.isDir ? 2 + (subdirs.get(ino) ?? 0) : (links.get(ino) ?? 0);
     if (reachable && inode.nlink !== wantLinks) bad(ino, `link count ${inode.nlink}, found ${wantLinks}`);
     let held = 0;
