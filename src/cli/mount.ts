@@ -24,7 +24,7 @@ options (-o, comma separated):
   allow_other              let other users in (needs user_allow_other for non-root)
   default_permissions      the kernel checks permissions (default on;
                            no_default_permissions turns it off)
-  uid=N, gid=N             owner of what is created (default: who mounts)
+  uid=N, gid=N             owner of everything created (default: the process that creates it)
   sync                     every change is durable before it is answered
   commit=SECONDS           journal flush interval (default 5)
   max_write=BYTES          largest write request (default 131072; big_writes is always on)

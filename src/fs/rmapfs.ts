@@ -15,6 +15,7 @@ import {
 import type { Timespec } from '../inode/inode-format';
 import { Directory, DT_DIR, DOTDOT, checkName, dtypeOfMode } from '../dir/dir';
 import { freeAllData, readFile, truncateFile, writeFile } from '../file/file';
+import { BlockMap } from '../file/bmap';
 import type { FileContext } from '../file/file';
 import { BLOCK_SIZE, SUPERBLOCK_FIELDS } from '../format/superblock';
 import { NAME_MAX } from '../dir/dir';
@@ -478,6 +479,36 @@ export class Rmapfs {
       if (attr.mtime !== undefined) inode.setTime('mtime', attr.mtime);
       inode.touch('ctime');
       return this.statOf(inode);
+    });
+  }
+
+  /**
+   * fallocate mode 0: every hole in [offset, offset+length) gets zeroed
+   * blocks of its own, and the file grows to cover the range.
+   */
+  preallocate(ino: number, offset: number, length: number): void {
+    if (offset < 0 || length <= 0) throw new RmapfsError('EINVAL', `preallocating ${length} bytes at ${offset}`);
+    this.fs.run(() => {
+      const inode = this.inode(ino);
+      if (inode.type !== S_IFREG) throw new RmapfsError('ENODEV', `inode ${ino} is not a regular file`);
+      const end = offset + length;
+      const map = new BlockMap(inode, this.fs.alloc, this.fs.geo);
+      let at = offset;
+      while (at < end) {
+        const { hit, next } = map.lookup(Math.floor(at / BLOCK_SIZE));
+        if (hit !== null) {
+          at = (hit.fileoff + hit.blockcount) * BLOCK_SIZE;
+          continue;
+        }
+        const holeEnd = Math.min(end, next !== null ? next.fileoff * BLOCK_SIZE : end);
+        const size = inode.size;
+        for (let pos = at; pos < holeEnd; pos += 1 << 20) {
+          writeFile(this.ctx, inode, pos, Buffer.alloc(Math.min(1 << 20, holeEnd - pos)));
+        }
+        inode.size = Math.max(size, holeEnd); // writing zeros must not be what grows the file past the range
+        at = holeEnd;
+      }
+      if (end > inode.size) inode.size = end;
     });
   }
 

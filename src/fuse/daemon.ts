@@ -1,6 +1,6 @@
 /**
  * The rmapfs daemon: opens (and locks) the device, replays its journal,
- * mounts it with fuse-native, forces the log every `commit` seconds, and on
+ * mounts it through our low-level FUSE binding, forces the log every `commit` seconds, and on
  * unmount (fusermount -u, umount, `rmapfs umount`), SIGTERM or SIGINT
  * checkpoints, marks the filesystem clean and exits. A daemon that dies
  * leaves a journal the next mount replays.
@@ -9,10 +9,10 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { execFileSync } from 'child_process';
 import createDebug from 'debug';
-import Fuse from 'fuse-native';
 import { RmapfsError } from '../errors';
 import { Rmapfs } from '../fs/rmapfs';
-import { FuseOps } from './fuse-ops';
+import { LowLevelOps } from './ll-ops';
+import { LowLevelFuse } from './lowlevel';
 
 const log = createDebug('rmapfs:daemon');
 
@@ -20,8 +20,9 @@ export interface MountOptions {
   readOnly: boolean;
   allowOther: boolean;
   defaultPermissions: boolean;
-  uid: number;
-  gid: number;
+  /** Owner of everything created (null: the creating process, the default). */
+  uid: number | null;
+  gid: number | null;
   sync: boolean;
   /** Seconds between log forces. */
   commit: number;
@@ -32,7 +33,7 @@ export interface MountOptions {
 }
 
 export const DEFAULT_MOUNT_OPTIONS: MountOptions = {
-  readOnly: false, allowOther: false, defaultPermissions: true, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0,
+  readOnly: false, allowOther: false, defaultPermissions: true, uid: null, gid: null,
   sync: false, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1,
 };
 
@@ -72,49 +73,6 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
     }
   }
   return o;
-}
-
-const ERANGE = 34;
-
-type Signal = (code: number, ...rest: unknown[]) => void;
-
-/**
- * fuse-native with what it lacks: big writes, our fsname and type, and
- * extended-attribute replies that honour the caller's buffer size (ERANGE
- * when a value or the name list does not fit; fuse-native's own handlers
- * overflow into EIO).
- */
-class RmapfsFuse extends Fuse {
-  constructor(mnt: string, private readonly fuseOps: FuseOps, private readonly extra: string[],
-    opts: ConstructorParameters<typeof Fuse>[2]) {
-    super(mnt, fuseOps.handlers(), opts);
-  }
-
-  _op_getxattr(signal: Signal, path: string, name: string, valueBuf: Buffer): void {
-    const v = this.fuseOps.xattrGet(path, name);
-    if (typeof v === 'number') return signal(v, valueBuf.buffer);
-    if (valueBuf.length === 0) return signal(v.length, valueBuf.buffer);
-    if (v.length > valueBuf.length) return signal(-ERANGE, valueBuf.buffer);
-    v.copy(valueBuf);
-    return signal(v.length, valueBuf.buffer);
-  }
-
-  _op_listxattr(signal: Signal, path: string, listBuf: Buffer): void {
-    const names = this.fuseOps.xattrList(path);
-    if (typeof names === 'number') return signal(names, listBuf.buffer);
-    const packed = Buffer.concat(names.map((n) => Buffer.concat([Buffer.from(n), Buffer.alloc(1)])));
-    if (listBuf.length === 0) return signal(packed.length, listBuf.buffer);
-    if (packed.length > listBuf.length) return signal(-ERANGE, listBuf.buffer);
-    packed.copy(listBuf);
-    return signal(packed.length, listBuf.buffer);
-  }
-
-  /** fuse-native's option string ("-oa,b,c") with ours appended. */
-  override _fuseOptions(): string {
-    const base = super._fuseOptions();
-    const extra = this.extra.join(',');
-    return base.length > 0 ? `${base},${extra}` : `-o${extra}`;
-  }
 }
 
 export interface MountEntry {
@@ -171,22 +129,18 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   if (!st.isDirectory()) throw new RmapfsError('ENOTDIR', `mountpoint ${mountpoint} is not a directory`);
   if (isMounted(mnt)) throw new RmapfsError('EBUSY', `${mountpoint} is already a mountpoint`);
   const fsx = Rmapfs.open(device, { readOnly: opts.readOnly });
-  const ops = new FuseOps(fsx, { uid: opts.uid, gid: opts.gid, readOnly: opts.readOnly, sync: opts.sync });
-  const extra = ['big_writes', `max_write=${opts.maxWrite}`, `fsname=${path.resolve(device)}`, 'subtype=rmapfs'];
-  if (opts.readOnly) extra.push('ro');
-  const fuse = new RmapfsFuse(mnt, ops, extra, {
-    timeout: false, allowOther: opts.allowOther, defaultPermissions: opts.defaultPermissions,
+  const ops = new LowLevelOps(fsx, { readOnly: opts.readOnly, sync: opts.sync, uid: opts.uid, gid: opts.gid });
+  const options = ['big_writes', `max_write=${opts.maxWrite}`, `fsname=${path.resolve(device)}`, 'subtype=rmapfs'];
+  if (opts.readOnly) options.push('ro');
+  if (opts.allowOther) options.push('allow_other');
+  if (opts.defaultPermissions) options.push('default_permissions');
+  const fuse = new LowLevelFuse({
     attrTimeout: opts.attrTimeout, entryTimeout: opts.entryTimeout,
+    onError: (op, err) => log('operation %d failed: %O', op, err),
   });
   let finished = false;
   let resolveDone: () => void = () => undefined;
   const done = new Promise<void>((resolve) => { resolveDone = resolve; });
-  let resolveReady: () => void = () => undefined;
-  let rejectReady: (e: Error) => void = () => undefined;
-  const ready = new Promise<void>((resolve, reject) => {
-    resolveReady = resolve;
-    rejectReady = reject;
-  });
   const timers: NodeJS.Timeout[] = [];
 
   const finish = (why: string): void => {
@@ -202,43 +156,37 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
       }
       resolveDone();
     };
-    if (isMounted(mnt)) {
-      fuse.unmount((err) => {
-        if (err !== null && isMounted(mnt)) {
-          try {
-            execFileSync('fusermount', ['-uz', mnt]);
-          } catch {
-            // Lazy unmount failed too: the kernel will clean up when the daemon exits.
-          }
-        }
-        close();
-      });
-    } else {
+    fuse.unmount().then(close, () => {
+      try {
+        execFileSync('fusermount', ['-uz', mnt]);
+      } catch {
+        // Lazy unmount failed too: the kernel will clean up when the daemon exits.
+      }
       close();
-    }
+    });
   };
 
-  fuse.mount((err) => {
-    if (err !== null) {
-      fsx.close();
-      finished = true;
-      resolveDone();
-      rejectReady(new RmapfsError('EIO', `cannot mount ${mountpoint}: ${err.message}`));
-      return;
-    }
-    log('mounted %s on %s', device, mnt);
-    if (!opts.readOnly) {
-      timers.push(setInterval(() => {
-        try {
-          fsx.fsync();
-        } catch (e) {
-          log('log force failed: %O', e);
-        }
-      }, opts.commit * 1000));
-    }
-    // fuse-native does not say when the kernel unmounted us: watch for it.
-    timers.push(setInterval(() => { if (!isMounted(mnt)) finish('unmounted'); }, 500));
-    resolveReady();
+  try {
+    fuse.mount(mnt, options, ops.handlers());
+  } catch (e) {
+    fsx.close();
+    throw new RmapfsError('EIO', `cannot mount ${mountpoint}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  log('mounted %s on %s', device, mnt);
+  if (!opts.readOnly) {
+    timers.push(setInterval(() => {
+      try {
+        fsx.fsync();
+      } catch (e) {
+        log('log force failed: %O', e);
+      }
+    }, opts.commit * 1000));
+  }
+  // The kernel dropped the connection (fusermount -u, umount): finish up.
+  fuse.done.then(() => finish('unmounted'), (e: unknown) => {
+    log('FUSE loop failed: %O', e);
+    finish('FUSE loop failed');
   });
+  const ready = Promise.resolve();
   return { ready, done, stop: () => finish('stop') };
 }

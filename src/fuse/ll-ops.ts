@@ -1,0 +1,217 @@
+/**
+ * The FUSE handlers, on our low-level binding: requests come by inode number
+ * (FUSE's root, node 1, is the filesystem's root inode; every other node id
+ * is the rmapfs inode number itself), with the caller's uid/gid, and each is
+ * answered in the same JS turn. File handles are inode numbers.
+ *
+ * The kernel may keep using an inode after its last name is gone (an open
+ * file, a cached reference): lookups (until `forget`) and open handles are
+ * counted, and an unlinked inode lives on as an orphan until both are zero.
+ */
+import createDebug from 'debug';
+import { RmapfsError } from '../errors';
+import type { Rmapfs, Stat } from '../fs/rmapfs';
+import { S_IFMT, S_IFREG } from '../inode/inode-format';
+import type { Timespec } from '../inode/inode-format';
+import type { Attr, Entry, ErrorReply, LowLevelHandlers, Time } from './lowlevel';
+
+const log = createDebug('rmapfs:fuse');
+
+const ROOT_NODE = 1;
+const EIO = 5;
+const ENODATA = 61;
+const EOPNOTSUPP = 95;
+const XATTR_CREATE = 1;
+const XATTR_REPLACE = 2;
+
+export interface LowLevelOpsOptions {
+  readOnly: boolean;
+  /** Owner of what is created, instead of the caller (-o uid=,gid=); null: the caller. */
+  uid: number | null;
+  gid: number | null;
+  /** Every change is durable before it is answered (-o sync). */
+  sync: boolean;
+}
+
+function toTime(t: Timespec): Time {
+  return { sec: t.sec, nsec: t.nsec };
+}
+
+export class LowLevelOps {
+  internalErrors = 0;
+  private readonly lookups = new Map<number, number>();
+  private readonly opens = new Map<number, number>();
+  private readonly root: number;
+
+  constructor(private readonly fsx: Rmapfs, private readonly opts: LowLevelOpsOptions) {
+    this.root = fsx.rootIno;
+    fsx.setInUse((ino) => (this.lookups.get(ino) ?? 0) > 0 || (this.opens.get(ino) ?? 0) > 0);
+  }
+
+  private ino(node: number): number {
+    return node === ROOT_NODE ? this.root : node;
+  }
+
+  private node(ino: number): number {
+    return ino === this.root ? ROOT_NODE : ino;
+  }
+
+  private attr(st: Stat): Attr {
+    return {
+      ino: this.node(st.ino), mode: st.mode, nlink: st.nlink, uid: st.uid, gid: st.gid, size: st.size, rdev: st.rdev,
+      blocks: st.blocks, blksize: st.blksize, atime: toTime(st.atime), mtime: toTime(st.mtime), ctime: toTime(st.ctime),
+    };
+  }
+
+  /** An entry reply counts as one more kernel reference to the inode. */
+  private entry(st: Stat): Entry {
+    this.lookups.set(st.ino, (this.lookups.get(st.ino) ?? 0) + 1);
+    return { ino: this.node(st.ino), attr: this.attr(st) };
+  }
+
+  private count(map: Map<number, number>, ino: number, delta: number): void {
+    const n = (map.get(ino) ?? 0) + delta;
+    if (n > 0) map.set(ino, n);
+    else {
+      map.delete(ino);
+      if (!this.lookups.has(ino) && !this.opens.has(ino)) this.fsx.releaseOrphan(ino);
+    }
+  }
+
+  /** Runs one request, answering an RmapfsError with its errno and anything else with EIO. */
+  private run(what: string, reply: ErrorReply, fn: () => void, changes = false): void {
+    try {
+      if (changes && this.opts.readOnly) throw new RmapfsError('EROFS', 'read-only mount');
+      fn();
+      if (changes && this.opts.sync) this.fsx.fsync();
+    } catch (e) {
+      if (reply.answered) {
+        log('%s: failed after answering: %O', what, e);
+        return;
+      }
+      if (e instanceof RmapfsError) {
+        log('%s: %s', what, e.message);
+        reply.error(e.errno);
+      } else {
+        this.internalErrors++;
+        log('%s: internal error: %O', what, e);
+        reply.error(EIO);
+      }
+    }
+  }
+
+  handlers(): LowLevelHandlers {
+    const f = this.fsx;
+    return {
+      lookup: (req, reply) => this.run('lookup', reply, () => {
+        let ino: number;
+        try {
+          ino = f.lookup(this.ino(req.parent), req.name);
+        } catch (e) {
+          if (e instanceof RmapfsError && e.code === 'ENOENT') return reply.negative(1);
+          throw e;
+        }
+        reply.entry(this.entry(f.stat(ino)));
+      }),
+      forget: (req) => {
+        try {
+          this.count(this.lookups, this.ino(req.ino), -req.nlookup);
+        } catch (e) {
+          log('forget: %O', e);
+        }
+      },
+      getattr: (req, reply) => this.run('getattr', reply, () => reply.attr(this.attr(f.stat(this.ino(req.ino))))),
+      setattr: (req, reply) => this.run('setattr', reply, () => {
+        const now = (): Timespec => {
+          const ms = Date.now();
+          return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1e6 };
+        };
+        const st = f.setattr(this.ino(req.ino), {
+          mode: req.mode, uid: req.uid, gid: req.gid, size: req.size,
+          atime: req.atime === 'now' ? now() : req.atime, mtime: req.mtime === 'now' ? now() : req.mtime,
+        });
+        reply.attr(this.attr(st));
+      }, true),
+      readlink: (req, reply) => this.run('readlink', reply, () => reply.readlink(f.readlink(this.ino(req.ino)).toString())),
+      mknod: (req, reply) => this.run('mknod', reply, () => {
+        reply.entry(this.entry(f.create(this.ino(req.parent), req.name, req.mode, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid, req.rdev)));
+      }, true),
+      mkdir: (req, reply) => this.run('mkdir', reply, () => {
+        reply.entry(this.entry(f.mkdir(this.ino(req.parent), req.name, req.mode, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid)));
+      }, true),
+      unlink: (req, reply) => this.run('unlink', reply, () => { f.unlink(this.ino(req.parent), req.name); reply.ok(); }, true),
+      rmdir: (req, reply) => this.run('rmdir', reply, () => { f.rmdir(this.ino(req.parent), req.name); reply.ok(); }, true),
+      symlink: (req, reply) => this.run('symlink', reply, () => {
+        reply.entry(this.entry(f.symlink(this.ino(req.parent), req.name, req.target, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid)));
+      }, true),
+      rename: (req, reply) => this.run('rename', reply, () => {
+        f.rename(this.ino(req.parent), req.name, this.ino(req.newParent), req.newName);
+        reply.ok();
+      }, true),
+      link: (req, reply) => this.run('link', reply, () => {
+        reply.entry(this.entry(f.link(this.ino(req.ino), this.ino(req.newParent), req.newName)));
+      }, true),
+      open: (req, reply) => this.run('open', reply, () => {
+        const ino = this.ino(req.ino);
+        f.stat(ino);
+        this.count(this.opens, ino, 1);
+        reply.open(ino);
+      }),
+      read: (req, reply) => this.run('read', reply, () => reply.data(f.read(req.fh, req.offset, req.size))),
+      write: (req, reply) => this.run('write', reply, () => reply.written(f.write(req.fh, req.offset, req.data)), true),
+      flush: (_req, reply) => reply.ok(),
+      release: (req, reply) => this.run('release', reply, () => {
+        reply.ok();
+        this.count(this.opens, req.fh, -1);
+      }),
+      fsync: (_req, reply) => this.run('fsync', reply, () => { f.fsync(); reply.ok(); }),
+      opendir: (req, reply) => this.run('opendir', reply, () => {
+        const ino = this.ino(req.ino);
+        f.stat(ino);
+        this.count(this.opens, ino, 1);
+        reply.open(ino);
+      }),
+      readdir: (req, reply) => this.run('readdir', reply, () => {
+        // Each entry takes at least 32 bytes of the reply: ask for no more than could fit.
+        const list = f.readdirFrom(req.fh, req.offset, Math.max(1, Math.ceil(req.size / 32)));
+        reply.entries(list.map((e) => ({ name: e.name, ino: this.node(e.ino), mode: e.ftype << 12, off: e.next })));
+      }),
+      releasedir: (req, reply) => this.run('releasedir', reply, () => {
+        reply.ok();
+        this.count(this.opens, req.fh, -1);
+      }),
+      fsyncdir: (_req, reply) => this.run('fsyncdir', reply, () => { f.fsync(); reply.ok(); }),
+      statfs: (_req, reply) => this.run('statfs', reply, () => {
+        const s = f.statfs();
+        reply.statfs({ bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail,
+          files: s.files, ffree: s.ffree, favail: s.ffree, namemax: s.namemax });
+      }),
+      setxattr: (req, reply) => this.run('setxattr', reply, () => {
+        const mode = req.flags & XATTR_CREATE ? 'create' : req.flags & XATTR_REPLACE ? 'replace' : 'any';
+        f.setxattr(this.ino(req.ino), req.name, Buffer.from(req.value), mode);
+        reply.ok();
+      }, true),
+      getxattr: (req, reply) => this.run('getxattr', reply, () => {
+        const v = f.findxattr(this.ino(req.ino), req.name);
+        if (v === null) reply.error(ENODATA);
+        else reply.value(v);
+      }),
+      listxattr: (req, reply) => this.run('listxattr', reply, () => reply.names(f.listxattr(this.ino(req.ino)))),
+      removexattr: (req, reply) => this.run('removexattr', reply, () => { f.removexattr(this.ino(req.ino), req.name); reply.ok(); }, true),
+      access: (_req, reply) => reply.ok(),
+      create: (req, reply) => this.run('create', reply, () => {
+        const type = req.mode & S_IFMT || S_IFREG;
+        const st = f.create(this.ino(req.parent), req.name, (req.mode & ~S_IFMT) | type, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid);
+        const e = this.entry(st);
+        this.count(this.opens, st.ino, 1);
+        reply.create(e, st.ino);
+      }, true),
+      fallocate: (req, reply) => this.run('fallocate', reply, () => {
+        // Plain preallocation (mode 0) only: holes in the range get zeroed blocks, the size grows to cover it.
+        if (req.mode !== 0) return reply.error(EOPNOTSUPP);
+        f.preallocate(req.fh, req.offset, req.length);
+        reply.ok();
+      }, true),
+    };
+  }
+}
