@@ -30,11 +30,13 @@ export interface MountOptions {
   maxWrite: number;
   attrTimeout: number;
   entryTimeout: number;
+  /** Microseconds the FUSE loop keeps reading before it sleeps (see LowLevelOptions.spinUs). */
+  spinUs: number;
 }
 
 export const DEFAULT_MOUNT_OPTIONS: MountOptions = {
   readOnly: false, allowOther: false, defaultPermissions: true, uid: null, gid: null,
-  sync: false, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1,
+  sync: false, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1, spinUs: 30,
 };
 
 /** Parses "-o" option text ("ro,allow_other,commit=10,..."); unknown options are an error. */
@@ -62,6 +64,7 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
       case 'big_writes': break; // always on
       case 'attr_timeout': o.attrTimeout = num(k, v, 0); break;
       case 'entry_timeout': o.entryTimeout = num(k, v, 0); break;
+      case 'spin_us': o.spinUs = Math.min(num(k, v, 0), 1000); break;
       // What mount(8) and fstab hand every helper: harmless here.
       case 'dev': case 'suid': case 'nodev': case 'nosuid': case 'exec': case 'noexec': case 'auto': case 'noauto':
       case 'user': case 'nouser': case 'defaults': case 'atime': case 'noatime': case 'relatime': case '_netdev':
@@ -135,7 +138,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   if (opts.allowOther) options.push('allow_other');
   if (opts.defaultPermissions) options.push('default_permissions');
   const fuse = new LowLevelFuse({
-    attrTimeout: opts.attrTimeout, entryTimeout: opts.entryTimeout,
+    attrTimeout: opts.attrTimeout, entryTimeout: opts.entryTimeout, spinUs: opts.spinUs,
     onError: (op, err) => log('operation %d failed: %O', op, err),
   });
   let finished = false;
