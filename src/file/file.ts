@@ -32,7 +32,8 @@ export function readFile(ctx: FileContext, inode: Inode, pos: number, len: numbe
   const size = inode.size;
   if (pos >= size || len <= 0) return Buffer.alloc(0);
   const end = Math.min(size, pos + len);
-  const out = Buffer.alloc(end - pos);
+  // Not zeroed up front: every byte is either read from the device or zeroed below as a hole.
+  const out = Buffer.allocUnsafe(end - pos);
   const map = new BlockMap(inode, ctx.alloc, ctx.geo);
   let at = pos;
   while (at < end) {
@@ -42,6 +43,7 @@ export function readFile(ctx: FileContext, inode: Inode, pos: number, len: numbe
       // A hole (or unwritten space): zeroes up to the next mapping.
       const holeEnd = hit !== null ? (hit.fileoff + hit.blockcount) * BLOCK_SIZE
         : next !== null ? next.fileoff * BLOCK_SIZE : end;
+      out.fill(0, at - pos, Math.min(end, holeEnd) - pos);
       at = Math.min(end, holeEnd);
       continue;
     }
