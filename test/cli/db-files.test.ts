@@ -11,8 +11,7 @@ import t from 'tap';
 import type { Test } from 'tap';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
-import { cli } from './cli';
-import type { Ran } from './cli';
+import { cli, db, fields } from './cli';
 import { Rmapfs } from '../../src/fs/rmapfs';
 import { S_IFREG } from '../../src/inode/inode-format';
 import { scratchImage } from '../lib/fs';
@@ -73,21 +72,6 @@ function sha(p: string): string {
   return crypto.createHash('sha256').update(fs.readFileSync(p)).digest('hex');
 }
 
-/** "name = value" lines as a map. */
-function fields(lines: string[]): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const l of lines) {
-    const x = /^(\S+)\s+= (.*)$/.exec(l);
-    if (x !== null) m.set(x[1]!, x[2]!);
-  }
-  return m;
-}
-
-async function db(t: Test, image: string, ...cmds: string[]): Promise<Ran> {
-  const r = await cli('db', image, ...cmds);
-  t.equal(r.code, 0, `db ${cmds.join(' | ')}: ${r.err.join(' ')}`);
-  return r;
-}
 
 /** The blocks of an inode's btree, per level, from `btree inode INO`. */
 async function treeBlocks(t: Test, image: string, ino: number): Promise<Map<number, number[]>> {

@@ -7,8 +7,7 @@ import t from 'tap';
 import type { Test } from 'tap';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
-import { cli } from './cli';
-import type { Ran } from './cli';
+import { cli, db, fields } from './cli';
 import { Filesystem } from '../../src/fs/filesystem';
 import { scratchImage } from '../lib/fs';
 import { scratchPath } from '../lib/trees';
@@ -35,21 +34,6 @@ function roots(image: string, agno: number): Record<'bno' | 'cnt' | 'rmap' | 'in
   }
 }
 
-/** "name = value" lines as a map. */
-function fields(lines: string[]): Map<string, string> {
-  const m = new Map<string, string>();
-  for (const l of lines) {
-    const x = /^(\S+)\s+= (.*)$/.exec(l);
-    if (x !== null) m.set(x[1]!, x[2]!);
-  }
-  return m;
-}
-
-async function db(t: Test, image: string, ...cmds: string[]): Promise<Ran> {
-  const r = await cli('db', image, ...cmds);
-  t.equal(r.code, 0, `db ${cmds.join(' | ')}: ${r.err.join(' ')}`);
-  return r;
-}
 
 t.test('read commands', async (t) => {
   const image = small(t);
