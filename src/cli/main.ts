@@ -12,6 +12,7 @@ import { checkCommand } from './check';
 import { infoCommand } from './info';
 import { dbCommand } from './db';
 import { mountCommand, umountCommand } from './mount';
+import { scrubCommand, statusCommand } from './scrub';
 
 export type { CommandIo } from './args';
 
@@ -20,7 +21,7 @@ const log = createDebug('rmapfs:cli');
 const VERSION = '0.1.0';
 
 /** The subcommands, in the order `rmapfs help` lists them. */
-const COMMANDS: readonly Command[] = [mkfsCommand, mountCommand, umountCommand, checkCommand, infoCommand, dbCommand];
+const COMMANDS: readonly Command[] = [mkfsCommand, mountCommand, umountCommand, scrubCommand, statusCommand, checkCommand, infoCommand, dbCommand];
 
 function usage(): string {
   const rows: [string, string][] = [
@@ -34,8 +35,7 @@ function usage(): string {
 commands:
 ${rows.map(([n, s]) => `  ${n.padEnd(width)} ${s}`).join('\n')}
 
-'rmapfs COMMAND --help' describes a command. scrub and repair arrive with
-online repair.`;
+'rmapfs COMMAND --help' describes a command. repair arrives with online repair.`;
 }
 
 const stdio: CommandIo = {

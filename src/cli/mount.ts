@@ -10,7 +10,8 @@ import { spawn, spawnSync } from 'child_process';
 import * as path from 'path';
 import { RmapfsError } from '../errors';
 import { Device } from '../io/device';
-import { findMount, parseMountOptions, startDaemon } from '../fuse/daemon';
+import { parseMountOptions, startDaemon } from '../fuse/daemon';
+import { findMount } from '../fuse/mountinfo';
 import { parseArgs } from './args';
 import type { Command, CommandIo } from './args';
 

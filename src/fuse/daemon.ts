@@ -13,6 +13,10 @@ import { RmapfsError } from '../errors';
 import { Rmapfs } from '../fs/rmapfs';
 import { LowLevelOps } from './ll-ops';
 import { LowLevelFuse } from './lowlevel';
+import { startCtlServer } from '../ctl/ctl';
+import { isMounted } from './mountinfo';
+import type { CtlServer } from '../ctl/ctl';
+import { scrubLive } from '../scrub/live-scrub';
 
 const log = createDebug('rmapfs:daemon');
 
@@ -78,39 +82,6 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
   return o;
 }
 
-export interface MountEntry {
-  mountpoint: string;
-  fstype: string;
-  source: string;
-}
-
-function unescapeMount(s: string): string {
-  return s.replace(/\\(\d{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
-/** The mount at exactly this path (per /proc/self/mountinfo), or null. */
-export function findMount(mountpoint: string): MountEntry | null {
-  const want = path.resolve(mountpoint);
-  let text: string;
-  try {
-    text = fs.readFileSync('/proc/self/mountinfo', 'utf8');
-  } catch {
-    return null;
-  }
-  let found: MountEntry | null = null;
-  for (const line of text.split('\n')) {
-    const fields = line.split(' ');
-    const dash = fields.indexOf('-');
-    if (dash < 0 || fields[4] === undefined) continue;
-    const mp = unescapeMount(fields[4]);
-    if (mp === want) found = { mountpoint: mp, fstype: fields[dash + 1] ?? '', source: unescapeMount(fields[dash + 2] ?? '') };
-  }
-  return found; // the last one: the mount on top
-}
-
-export function isMounted(mountpoint: string): boolean {
-  return findMount(mountpoint) !== null;
-}
 
 export interface RunningDaemon {
   /** Resolves once the mount is usable; rejects when mounting failed. */
@@ -142,6 +113,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
     onError: (op, err) => log('operation %d failed: %O', op, err),
   });
   let finished = false;
+  let ctl: CtlServer | null = null;
   let resolveDone: () => void = () => undefined;
   const done = new Promise<void>((resolve) => { resolveDone = resolve; });
   const timers: NodeJS.Timeout[] = [];
@@ -150,6 +122,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
     if (finished) return;
     finished = true;
     for (const t of timers) clearInterval(t);
+    ctl?.close();
     log('stopping (%s)', why);
     const close = (): void => {
       try {
@@ -176,6 +149,25 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
     throw new RmapfsError('EIO', `cannot mount ${mountpoint}: ${e instanceof Error ? e.message : String(e)}`);
   }
   log('mounted %s on %s', device, mnt);
+  ctl = startCtlServer(mnt, (req) => {
+    switch (req.cmd) {
+      case 'status': {
+        const s = fsx.statfs();
+        return { ok: true, device: path.resolve(device), mountpoint: mnt, pid: process.pid, readOnly: opts.readOnly,
+          blocks: s.blocks, freeBlocks: s.bfree, agCount: fsx.fs.geo.agCount, orphans: fsx.orphanCount,
+          internalErrors: ops.internalErrors };
+      }
+      case 'scrub': {
+        const agno = typeof req.ag === 'number' ? req.ag : null;
+        if (agno !== null && (!Number.isInteger(agno) || agno < 0 || agno >= fsx.fs.geo.agCount)) {
+          return { ok: false, error: `no AG ${agno} (the filesystem has ${fsx.fs.geo.agCount})` };
+        }
+        return { ok: true, ...scrubLive(fsx.fs, agno) };
+      }
+      default:
+        return { ok: false, error: `unknown command '${req.cmd}'` };
+    }
+  });
   if (!opts.readOnly) {
     timers.push(setInterval(() => {
       try {

@@ -1,0 +1,135 @@
+/**
+ * The control channel between the `rmapfs` command and a running daemon: a
+ * Unix socket in a directory only the mounting user (and root) can enter,
+ * named after the mountpoint. One JSON request per line, one JSON reply per
+ * line. The daemon answers between FUSE requests, on the same thread, so a
+ * scrub sees the filesystem exactly as the last finished operation left it.
+ */
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as net from 'net';
+import * as path from 'path';
+import createDebug from 'debug';
+import { RmapfsError } from '../errors';
+import { findMount } from '../fuse/mountinfo';
+
+const log = createDebug('rmapfs:ctl');
+
+export interface CtlRequest {
+  cmd: string;
+  [arg: string]: unknown;
+}
+
+export interface CtlReply {
+  ok: boolean;
+  error?: string;
+  [field: string]: unknown;
+}
+
+export type CtlHandler = (req: CtlRequest) => CtlReply | Promise<CtlReply>;
+
+/** Where the sockets live: per user, mode 0700. */
+function socketDir(uid: number): string {
+  const base = process.env.RMAPFS_RUN_DIR ?? (uid === 0 ? '/run/rmapfs' : path.join(process.env.XDG_RUNTIME_DIR ?? '/tmp', `rmapfs-${uid}`));
+  return base;
+}
+
+/** The socket of the daemon serving a mountpoint (a hash keeps the name short and safe). */
+export function socketPath(mountpoint: string, uid = process.getuid?.() ?? 0): string {
+  const id = crypto.createHash('sha256').update(path.resolve(mountpoint)).digest('hex').slice(0, 24);
+  return path.join(socketDir(uid), `${id}.sock`);
+}
+
+export interface CtlServer {
+  path: string;
+  close(): void;
+}
+
+/** Listens for commands on the mountpoint's socket (owner-only). */
+export function startCtlServer(mountpoint: string, handler: CtlHandler): CtlServer {
+  const sock = socketPath(mountpoint);
+  fs.mkdirSync(path.dirname(sock), { recursive: true, mode: 0o700 });
+  fs.chmodSync(path.dirname(sock), 0o700);
+  try {
+    fs.unlinkSync(sock); // a stale socket from a daemon that died
+  } catch {
+    // none
+  }
+  const server = net.createServer((conn) => {
+    let buffered = '';
+    conn.setEncoding('utf8');
+    conn.on('data', (chunk: string) => {
+      buffered += chunk;
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        void answer(line).then((reply) => conn.write(`${JSON.stringify(reply)}\n`));
+      }
+    });
+    conn.on('error', (e) => log('connection: %s', e.message));
+  });
+  const answer = async (line: string): Promise<CtlReply> => {
+    try {
+      const req = JSON.parse(line) as CtlRequest;
+      if (typeof req.cmd !== 'string') throw new RmapfsError('EINVAL', 'request without a command');
+      return await handler(req);
+    } catch (e) {
+      return { ok: false, error: e instanceof Error ? e.message : String(e) };
+    }
+  };
+  server.listen(sock, () => fs.chmodSync(sock, 0o600));
+  server.unref();
+  log('listening on %s', sock);
+  return {
+    path: sock,
+    close: () => {
+      server.close();
+      try {
+        fs.unlinkSync(sock);
+      } catch {
+        // gone already
+      }
+    },
+  };
+}
+
+/** Sends one request to the daemon serving `mountpoint` and returns its reply. */
+export async function ctlRequest(mountpoint: string, req: CtlRequest, timeoutMs = 600_000): Promise<CtlReply> {
+  const entry = findMount(mountpoint);
+  if (entry === null || entry.fstype !== 'fuse.rmapfs' || entry.mountpoint !== path.resolve(mountpoint)) {
+    throw new RmapfsError('EINVAL', `${mountpoint} is not an rmapfs mount`);
+  }
+  const candidates = [socketPath(entry.mountpoint), socketPath(entry.mountpoint, 0)];
+  const sock = candidates.find((p) => fs.existsSync(p));
+  if (sock === undefined) throw new RmapfsError('ENOENT', `no control socket for ${mountpoint} (is its daemon running, and yours?)`);
+  return new Promise<CtlReply>((resolve, reject) => {
+    const conn = net.createConnection(sock);
+    let buffered = '';
+    const timer = setTimeout(() => {
+      conn.destroy();
+      reject(new RmapfsError('ETIMEDOUT', `the daemon of ${mountpoint} did not answer`));
+    }, timeoutMs);
+    conn.setEncoding('utf8');
+    conn.on('connect', () => conn.write(`${JSON.stringify(req)}\n`));
+    conn.on('data', (chunk: string) => {
+      buffered += chunk;
+      const nl = buffered.indexOf('\n');
+      if (nl < 0) return;
+      clearTimeout(timer);
+      conn.end();
+      try {
+        resolve(JSON.parse(buffered.slice(0, nl)) as CtlReply);
+      } catch (e) {
+        reject(new RmapfsError('EIO', `bad reply from the daemon: ${e instanceof Error ? e.message : String(e)}`));
+      }
+    });
+    conn.on('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      const code = e.code ?? 'EIO';
+      reject(new RmapfsError(code === 'EACCES' ? 'EACCES' : code, code === 'EACCES'
+        ? `permission denied: only the user who mounted ${mountpoint} (or root) may control it`
+        : `cannot reach the daemon of ${mountpoint}: ${e.message}`));
+    });
+  });
+}
