@@ -1,0 +1,139 @@
+/**
+ * Online repair of one AG's rmap btree: collect the records it should hold
+ * (RmapCollector, while the filesystem stays in use), then -- in one
+ * synchronous transaction, the only pause -- give the old btree's blocks
+ * back, reserve blocks for the new one until the reservation converges,
+ * bulk-load it, and install its root in the AG header. Until that
+ * transaction commits the old btree is the one in use; after it, the new.
+ */
+import createDebug from 'debug';
+import { RmapfsError } from '../errors';
+import { bulkLoad, computeBulkLoadGeometry } from '../btree/bulk-load';
+import { OWN_AG } from '../format/owners';
+import { slotOffset, SLOT_BLOCKS, SLOT_RECORDS } from '../format/ag-header';
+import { decodeRmap, encodeRmap } from '../rmap/rmap-btree';
+import type { RmapRecord } from '../rmap/rmap-btree';
+import type { Rmapfs } from '../fs/rmapfs';
+import { RmapCollector } from './rmap-collect';
+import type { CollectOptions } from './rmap-collect';
+
+const log = createDebug('rmapfs:repair');
+
+export interface RmapRepairResult {
+  agno: number;
+  records: number;
+  blocks: number;
+  oldBlocks: number;
+  inodesScanned: number;
+  scanMs: number;
+  commitPauseMs: number;
+  xfileBytes: number;
+}
+
+interface Extent {
+  start: number;
+  len: number;
+}
+
+/** Sorted, merged extents of single blocks and extents. */
+function mergeExtents(list: Extent[]): Extent[] {
+  const sorted = [...list].sort((a, b) => a.start - b.start);
+  const out: Extent[] = [];
+  for (const e of sorted) {
+    const last = out[out.length - 1];
+    if (last !== undefined && last.start + last.len === e.start) last.len += e.len;
+    else out.push({ ...e });
+  }
+  return out;
+}
+
+export async function repairRmap(fsx: Rmapfs, agno: number, options: CollectOptions = {}): Promise<RmapRepairResult> {
+  const fs = fsx.fs;
+  const ag = fs.alloc.ag(agno);
+  const t0 = process.hrtime.bigint();
+  const collector = new RmapCollector(fsx, agno);
+  try {
+    const collected = await collector.collect(options);
+    const scanMs = Number(process.hrtime.bigint() - t0) / 1e6;
+    // From here on nothing yields: this is the pause.
+    const t1 = process.hrtime.bigint();
+    const mem = collector.mem.tree;
+    // The records of every owner but "ag" come from the collection; "ag" is redone from the AG as it is now.
+    const others: RmapRecord[] = [];
+    mem.forEach((b, off) => {
+      const r = decodeRmap(b, off);
+      if (r.owner !== OWN_AG) others.push(r);
+    });
+    let oldBlocks = 0;
+    const result = fs.run(() => {
+      ag.fixFreelist();
+      // 1. The old btree's blocks go back to free space (busy until a checkpoint, like any freed metadata).
+      const old: number[] = [];
+      ag.rmap.visitBlocks((ptr) => { old.push(ptr); });
+      oldBlocks = old.length;
+      for (const b of mergeExtents(old.map((p) => ({ start: p, len: 1 })))) {
+        ag.giveFree(b.start, b.len);
+        ag.markBusy(b.start, b.len, true);
+      }
+      // 2. Reserve blocks for the new btree until the count stops moving (reserving changes the "ag" records).
+      const reserved: Extent[] = [];
+      const agExtents = (): Extent[] => {
+        const list: Extent[] = [...reserved];
+        ag.bno.visitBlocks((p) => { list.push({ start: p, len: 1 }); });
+        ag.cnt.visitBlocks((p) => { list.push({ start: p, len: 1 }); });
+        for (const b of ag.agflBlocks()) list.push({ start: b, len: 1 });
+        return mergeExtents(list);
+      };
+      let records = 0;
+      let need = 0;
+      for (let round = 0; ; round++) {
+        if (round > 20) throw new RmapfsError('EAGAIN', `AG ${agno}: the rmap btree reservation does not converge`);
+        records = others.length + agExtents().length;
+        need = computeBulkLoadGeometry(ag.rmap, records, 1).totalBlocks;
+        const have = reserved.reduce((n, e) => n + e.len, 0);
+        if (have >= need) {
+          if (have === need) break;
+          // Too many: give the last ones back and count again.
+          const extra = have - need;
+          const last = reserved[reserved.length - 1]!;
+          const back = Math.min(extra, last.len);
+          last.len -= back;
+          if (last.len === 0) reserved.pop();
+          ag.giveFree(last.start + last.len, back);
+          continue;
+        }
+        const found = ag.findFree({ minLen: 1, maxLen: need - have, goal: null });
+        if (found === null) throw new RmapfsError('ENOSPC', `AG ${agno}: no space for a new rmap btree of ${need} blocks`);
+        ag.takeFree(found.startblock, found.blockcount);
+        reserved.push({ start: found.startblock, len: found.blockcount });
+      }
+      // 3. Bulk-load the records, in block order: the collected ones and the "ag" extents, merged.
+      const agRecs: RmapRecord[] = agExtents().map((e) => ({ startblock: e.start, blockcount: e.len, owner: OWN_AG, offset: 0, flags: 0 }));
+      const all = [...others, ...agRecs].sort((a, b) => a.startblock - b.startblock);
+      if (all.length !== records) throw new RmapfsError('EIO', `AG ${agno}: ${all.length} records, expected ${records}`);
+      const geometry = computeBulkLoadGeometry(ag.rmap, all.length, 1);
+      const blocks: number[] = [];
+      for (const e of reserved) for (let i = 0; i < e.len; i++) blocks.push(e.start + i);
+      let next = 0;
+      let taken = 0;
+      const root = bulkLoad(ag.rmap, geometry, { next: (dst, off) => encodeRmap(all[next++]!, dst, off) }, () => blocks[taken++]!);
+      // 4. Install it: root, height and counts in the AG header, all in this transaction.
+      ag.rmap.storage.setRoot(root);
+      const hdr = ag.header();
+      hdr.data.writeUInt32BE(geometry.totalBlocks, slotOffset('rmap') + SLOT_BLOCKS);
+      hdr.data.writeUInt32BE(all.length, slotOffset('rmap') + SLOT_RECORDS);
+      fs.cache.markDirty(hdr);
+      return { records: all.length, blocks: geometry.totalBlocks };
+    });
+    const commitPauseMs = Number(process.hrtime.bigint() - t1) / 1e6;
+    const r: RmapRepairResult = {
+      agno, records: result.records, blocks: result.blocks, oldBlocks, inodesScanned: collected.inodesScanned,
+      scanMs, commitPauseMs, xfileBytes: collector.mem.bytesHeld(),
+    };
+    log('AG %d: rmap rebuilt: %d records in %d blocks (was %d blocks); scan %d ms, pause %d ms',
+      agno, r.records, r.blocks, r.oldBlocks, Math.round(scanMs), Math.round(commitPauseMs));
+    return r;
+  } finally {
+    collector.close();
+  }
+}
