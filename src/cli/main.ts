@@ -12,7 +12,7 @@ import { checkCommand } from './check';
 import { infoCommand } from './info';
 import { dbCommand } from './db';
 import { mountCommand, umountCommand } from './mount';
-import { scrubCommand, statusCommand } from './scrub';
+import { repairCommand, scrubCommand, statusCommand } from './scrub';
 
 export type { CommandIo } from './args';
 
@@ -21,7 +21,7 @@ const log = createDebug('rmapfs:cli');
 const VERSION = '0.1.0';
 
 /** The subcommands, in the order `rmapfs help` lists them. */
-const COMMANDS: readonly Command[] = [mkfsCommand, mountCommand, umountCommand, scrubCommand, statusCommand, checkCommand, infoCommand, dbCommand];
+const COMMANDS: readonly Command[] = [mkfsCommand, mountCommand, umountCommand, scrubCommand, repairCommand, statusCommand, checkCommand, infoCommand, dbCommand];
 
 function usage(): string {
   const rows: [string, string][] = [
@@ -35,7 +35,7 @@ function usage(): string {
 commands:
 ${rows.map(([n, s]) => `  ${n.padEnd(width)} ${s}`).join('\n')}
 
-'rmapfs COMMAND --help' describes a command. repair arrives with online repair.`;
+'rmapfs COMMAND --help' describes a command.`;
 }
 
 const stdio: CommandIo = {

@@ -17,6 +17,7 @@ import { startCtlServer } from '../ctl/ctl';
 import { isMounted } from './mountinfo';
 import type { CtlServer } from '../ctl/ctl';
 import { scrubLive } from '../scrub/live-scrub';
+import { repairRmap } from '../repair/rmap-repair';
 
 const log = createDebug('rmapfs:daemon');
 
@@ -114,6 +115,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   });
   let finished = false;
   let ctl: CtlServer | null = null;
+  let repairing = false;
   let resolveDone: () => void = () => undefined;
   const done = new Promise<void>((resolve) => { resolveDone = resolve; });
   const timers: NodeJS.Timeout[] = [];
@@ -163,6 +165,28 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
           return { ok: false, error: `no AG ${agno} (the filesystem has ${fsx.fs.geo.agCount})` };
         }
         return { ok: true, ...scrubLive(fsx.fs, agno) };
+      }
+      case 'repair': {
+        if (opts.readOnly) return { ok: false, error: 'the filesystem is mounted read-only' };
+        if (repairing) return { ok: false, error: 'a repair is already running on this filesystem' };
+        const agno = typeof req.ag === 'number' ? req.ag : null;
+        if (agno !== null && (!Number.isInteger(agno) || agno < 0 || agno >= fsx.fs.geo.agCount)) {
+          return { ok: false, error: `no AG ${agno} (the filesystem has ${fsx.fs.geo.agCount})` };
+        }
+        repairing = true;
+        return (async () => {
+          try {
+            const ags = agno === null ? fsx.fs.alloc.ags.map((a) => a.agno) : [agno];
+            const results = [];
+            for (const a of ags) results.push(await repairRmap(fsx, a));
+            fsx.fsync();
+            return { ok: true, ags: results, scrub: scrubLive(fsx.fs, agno) };
+          } catch (e) {
+            return { ok: false, error: `repair failed, the old rmap is still in place: ${e instanceof Error ? e.message : String(e)}` };
+          } finally {
+            repairing = false;
+          }
+        })();
       }
       default:
         return { ok: false, error: `unknown command '${req.cmd}'` };
