@@ -47,6 +47,28 @@ function mergeExtents(list: Extent[]): Extent[] {
   return out;
 }
 
+/**
+ * The AG's blocks that are neither free nor covered by the collected records
+ * nor held by the free-space btrees and the free list: the old rmap btree's.
+ */
+function unaccounted(ag: ReturnType<Rmapfs['fs']['alloc']['ag']>, others: RmapRecord[]): Extent[] {
+  const used: Extent[] = others.map((r) => ({ start: r.startblock, len: r.blockcount }));
+  ag.bno.forEach((b, off) => { used.push({ start: b.readUInt32BE(off), len: b.readUInt32BE(off + 4) }); });
+  ag.bno.visitBlocks((p) => { used.push({ start: p, len: 1 }); });
+  ag.cnt.visitBlocks((p) => { used.push({ start: p, len: 1 }); });
+  for (const b of ag.agflBlocks()) used.push({ start: b, len: 1 });
+  const covered = mergeExtents(used);
+  const out: Extent[] = [];
+  let at = 0;
+  for (const e of covered) {
+    if (e.start < at) throw new RmapfsError('EFSCORRUPTED', `AG ${ag.agno}: collected records overlap at block ${e.start}`);
+    if (e.start > at) out.push({ start: at, len: e.start - at });
+    at = e.start + e.len;
+  }
+  if (at < ag.length) out.push({ start: at, len: ag.length - at });
+  return out;
+}
+
 export async function repairRmap(fsx: Rmapfs, agno: number, options: CollectOptions = {}): Promise<RmapRepairResult> {
   const fs = fsx.fs;
   const ag = fs.alloc.ag(agno);
@@ -66,12 +88,12 @@ export async function repairRmap(fsx: Rmapfs, agno: number, options: CollectOpti
     });
     let oldBlocks = 0;
     const result = fs.run(() => {
-      ag.fixFreelist();
       // 1. The old btree's blocks go back to free space (busy until a checkpoint, like any freed metadata).
-      const old: number[] = [];
-      ag.rmap.visitBlocks((ptr) => { old.push(ptr); });
-      oldBlocks = old.length;
-      for (const b of mergeExtents(old.map((p) => ({ start: p, len: 1 })))) {
+      //    The old tree may be unreadable, so they are found the way XFS finds them: every block that is
+      //    neither free nor accounted for by the new records is the old rmap btree's.
+      const old = unaccounted(ag, others);
+      oldBlocks = old.reduce((n, e) => n + e.len, 0);
+      for (const b of old) {
         ag.giveFree(b.start, b.len);
         ag.markBusy(b.start, b.len, true);
       }
