@@ -103,10 +103,18 @@ export const repairCommand: Command = {
     const ag = agText === undefined ? null : Number(agText);
     if (ag !== null && (!Number.isInteger(ag) || ag < 0)) throw new CliError(2, 'EINVAL', `--ag needs an AG number, not '${agText}'`);
     let reply;
+    // Ctrl-C closes the connection: the daemon stops the repair before its commit, the old rmap stays.
+    const stop = (): void => {
+      io.err('rmapfs: repair cancelled; the old rmap stays in place');
+      process.exit(1);
+    };
+    process.once('SIGINT', stop);
     try {
       reply = await ctlRequest(mountpoint, { cmd: 'repair', ag });
     } catch (e) {
       throw new CliError(1, 'EIO', e instanceof Error ? e.message : String(e));
+    } finally {
+      process.removeListener('SIGINT', stop);
     }
     if (!reply.ok) throw new CliError(1, 'EIO', String(reply.error ?? 'repair failed'));
     const ags = (reply.ags ?? []) as RepairedAg[];

@@ -26,7 +26,8 @@ export interface CtlReply {
   [field: string]: unknown;
 }
 
-export type CtlHandler = (req: CtlRequest) => CtlReply | Promise<CtlReply>;
+/** `signal` aborts when the client goes away (Ctrl-C on the command): long work should stop then. */
+export type CtlHandler = (req: CtlRequest, signal: AbortSignal) => CtlReply | Promise<CtlReply>;
 
 /** Where the sockets live: per user, mode 0700. */
 function socketDir(uid: number): string {
@@ -57,6 +58,8 @@ export function startCtlServer(mountpoint: string, handler: CtlHandler): CtlServ
   }
   const server = net.createServer((conn) => {
     let buffered = '';
+    const gone = new AbortController();
+    conn.on('close', () => gone.abort());
     conn.setEncoding('utf8');
     conn.on('data', (chunk: string) => {
       buffered += chunk;
@@ -64,16 +67,16 @@ export function startCtlServer(mountpoint: string, handler: CtlHandler): CtlServ
       while ((nl = buffered.indexOf('\n')) >= 0) {
         const line = buffered.slice(0, nl);
         buffered = buffered.slice(nl + 1);
-        void answer(line).then((reply) => conn.write(`${JSON.stringify(reply)}\n`));
+        void answer(line, gone.signal).then((reply) => { if (!conn.destroyed) conn.write(`${JSON.stringify(reply)}\n`); });
       }
     });
     conn.on('error', (e) => log('connection: %s', e.message));
   });
-  const answer = async (line: string): Promise<CtlReply> => {
+  const answer = async (line: string, signal: AbortSignal): Promise<CtlReply> => {
     try {
       const req = JSON.parse(line) as CtlRequest;
       if (typeof req.cmd !== 'string') throw new RmapfsError('EINVAL', 'request without a command');
-      return await handler(req);
+      return await handler(req, signal);
     } catch (e) {
       return { ok: false, error: e instanceof Error ? e.message : String(e) };
     }

@@ -151,7 +151,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
     throw new RmapfsError('EIO', `cannot mount ${mountpoint}: ${e instanceof Error ? e.message : String(e)}`);
   }
   log('mounted %s on %s', device, mnt);
-  ctl = startCtlServer(mnt, (req) => {
+  ctl = startCtlServer(mnt, (req, signal) => {
     switch (req.cmd) {
       case 'status': {
         const s = fsx.statfs();
@@ -178,7 +178,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
           try {
             const ags = agno === null ? fsx.fs.alloc.ags.map((a) => a.agno) : [agno];
             const results = [];
-            for (const a of ags) results.push(await repairRmap(fsx, a));
+            for (const a of ags) results.push(await repairRmap(fsx, a, { cancelled: () => signal.aborted }));
             fsx.fsync();
             return { ok: true, ags: results, scrub: scrubLive(fsx.fs, agno) };
           } catch (e) {

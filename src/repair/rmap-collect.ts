@@ -19,6 +19,7 @@
  * records from the AG as it is then.
  */
 import createDebug from 'debug';
+import { RmapfsError } from '../errors';
 import { MemBtree } from '../btree/mem-btree';
 import type { AllocGroup } from '../alloc/ag';
 import type { RmapHook, RmapUpdate } from '../alloc/alloc';
@@ -166,7 +167,7 @@ export class RmapCollector {
           slices++;
           await new Promise<void>((r) => setImmediate(r));
           await options.betweenSlices?.();
-          if (options.cancelled?.()) throw new Error('repair cancelled');
+          if (options.cancelled?.()) throw new RmapfsError('ECANCELED', `repair of AG ${this.agno} cancelled before its commit`);
           // Inodes created meanwhile below the cursor have been seen by the hook; take the rest fresh.
           const last = this.scannedUpTo;
           list = RmapCollector.usedInodes(this.fsx, agno).filter((x) => x > last);

@@ -76,6 +76,7 @@ export async function repairRmap(fsx: Rmapfs, agno: number, options: CollectOpti
   const collector = new RmapCollector(fsx, agno);
   try {
     const collected = await collector.collect(options);
+    if (options.cancelled?.()) throw new RmapfsError('ECANCELED', `repair of AG ${agno} cancelled before its commit`);
     const scanMs = Number(process.hrtime.bigint() - t0) / 1e6;
     // From here on nothing yields: this is the pause.
     const t1 = process.hrtime.bigint();

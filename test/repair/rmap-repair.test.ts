@@ -73,3 +73,22 @@ t.test('a damaged rmap is rebuilt online and the filesystem checks clean, across
   fsx.close();
   t.end();
 });
+
+t.test('a cancelled repair stops before its commit and leaves the old rmap', async (t) => {
+  const image = scratchImage(t, { size: 64 << 20, agCount: 2 });
+  const fsx = Rmapfs.open(image);
+  t.teardown(() => fsx.close());
+  for (let i = 0; i < 200; i++) fsx.create(fsx.rootIno, `f${i}`, S_IFREG | 0o644, 0, 0);
+  const before: string[] = [];
+  fsx.fs.alloc.ag(0).rmap.forEach((b, off) => { before.push(JSON.stringify(decodeRmap(b, off))); });
+  const rootBefore = fsx.fs.alloc.ag(0).rmap.storage.getRoot().ptr;
+  let slices = 0;
+  await t.rejects(repairRmap(fsx, 0, { sliceInodes: 10, betweenSlices: () => { slices++; }, cancelled: () => slices >= 3 }),
+    { code: 'ECANCELED' }, 'cancelled');
+  const after: string[] = [];
+  fsx.fs.alloc.ag(0).rmap.forEach((b, off) => { after.push(JSON.stringify(decodeRmap(b, off))); });
+  t.equal(fsx.fs.alloc.ag(0).rmap.storage.getRoot().ptr, rootBefore, 'the same rmap root');
+  t.same(after, before, 'the same records');
+  t.same(check(fsx), [], 'clean');
+  t.end();
+});
