@@ -84,8 +84,10 @@ interface RepairedAg {
   oldBlocks: number;
   inodesScanned: number;
   scanMs: number;
+  loadMs: number;
   commitPauseMs: number;
   xfileBytes: number;
+  heapGrowthMib: number;
 }
 
 export const repairCommand: Command = {
@@ -123,7 +125,8 @@ export const repairCommand: Command = {
     if (args.flag('json')) {
       io.out(JSON.stringify({ clean: left === 0, ags: ags.map((a) => ({
         agno: a.agno, records: a.records, blocks: a.blocks, old_blocks: a.oldBlocks, inodes_scanned: a.inodesScanned,
-        scan_ms: +a.scanMs.toFixed(1), commit_pause_ms: +a.commitPauseMs.toFixed(2), xfile_bytes: a.xfileBytes,
+        scan_ms: +a.scanMs.toFixed(1), load_ms: +a.loadMs.toFixed(2), commit_pause_ms: +a.commitPauseMs.toFixed(2),
+        xfile_bytes: a.xfileBytes, heap_growth_mib: +a.heapGrowthMib.toFixed(2),
       })), problems_left: left }));
     } else {
       for (const a of ags) {

@@ -26,8 +26,12 @@ export interface RmapRepairResult {
   oldBlocks: number;
   inodesScanned: number;
   scanMs: number;
+  /** Time of the bulk load alone (part of the commit pause). */
+  loadMs: number;
   commitPauseMs: number;
   xfileBytes: number;
+  /** heapUsed after the repair minus before (no GC forced: an upper bound on what the repair kept). */
+  heapGrowthMib: number;
 }
 
 interface Extent {
@@ -73,6 +77,8 @@ export async function repairRmap(fsx: Rmapfs, agno: number, options: CollectOpti
   const fs = fsx.fs;
   const ag = fs.alloc.ag(agno);
   const t0 = process.hrtime.bigint();
+  const heapBefore = process.memoryUsage().heapUsed;
+  let loadMs = 0;
   const collector = new RmapCollector(fsx, agno);
   try {
     const collected = await collector.collect(options);
@@ -139,7 +145,9 @@ export async function repairRmap(fsx: Rmapfs, agno: number, options: CollectOpti
       for (const e of reserved) for (let i = 0; i < e.len; i++) blocks.push(e.start + i);
       let next = 0;
       let taken = 0;
+      const tl = process.hrtime.bigint();
       const root = bulkLoad(ag.rmap, geometry, { next: (dst, off) => encodeRmap(all[next++]!, dst, off) }, () => blocks[taken++]!);
+      loadMs = Number(process.hrtime.bigint() - tl) / 1e6;
       // 4. Install it: root, height and counts in the AG header, all in this transaction.
       ag.rmap.storage.setRoot(root);
       const hdr = ag.header();
@@ -151,7 +159,8 @@ export async function repairRmap(fsx: Rmapfs, agno: number, options: CollectOpti
     const commitPauseMs = Number(process.hrtime.bigint() - t1) / 1e6;
     const r: RmapRepairResult = {
       agno, records: result.records, blocks: result.blocks, oldBlocks, inodesScanned: collected.inodesScanned,
-      scanMs, commitPauseMs, xfileBytes: collector.mem.bytesHeld(),
+      scanMs, loadMs, commitPauseMs, xfileBytes: collector.mem.bytesHeld(),
+      heapGrowthMib: Math.max(0, (process.memoryUsage().heapUsed - heapBefore) / 1048576),
     };
     log('AG %d: rmap rebuilt: %d records in %d blocks (was %d blocks); scan %d ms, pause %d ms',
       agno, r.records, r.blocks, r.oldBlocks, Math.round(scanMs), Math.round(commitPauseMs));
