@@ -3,6 +3,7 @@
  * ask the daemon serving a live mount, over its control socket.
  */
 import { ctlRequest } from '../ctl/ctl';
+import type { RmapRepairResult } from '../repair/rmap-repair';
 import { formatProblem } from '../scrub/common';
 import type { Problem } from '../scrub/common';
 import { CliError, parseArgs } from './args';
@@ -77,18 +78,6 @@ Scrubs afterwards and reports the result.
 exit status (a bitmask, like xfs_scrub): 0 done and clean, 1 operational
 error (the old rmap stays), 4 corruption left after the repair.`;
 
-interface RepairedAg {
-  agno: number;
-  records: number;
-  blocks: number;
-  oldBlocks: number;
-  inodesScanned: number;
-  scanMs: number;
-  loadMs: number;
-  commitPauseMs: number;
-  xfileBytes: number;
-  heapGrowthMib: number;
-}
 
 export const repairCommand: Command = {
   name: 'repair',
@@ -119,7 +108,7 @@ export const repairCommand: Command = {
       process.removeListener('SIGINT', stop);
     }
     if (!reply.ok) throw new CliError(1, 'EIO', String(reply.error ?? 'repair failed'));
-    const ags = (reply.ags ?? []) as RepairedAg[];
+    const ags = (reply.ags ?? []) as RmapRepairResult[];
     const scrub = (reply.scrub ?? {}) as ScrubReply;
     const left = scrub.problemCount ?? 0;
     if (args.flag('json')) {
