@@ -61,8 +61,6 @@ export class Allocator implements InobtBlockSource {
   readonly ags: AllocGroup[] = [];
   private readonly hooks = new Set<RmapHook>();
   private pending: RmapUpdate[] = [];
-  /** Errors thrown by hooks, by hook, until their owner collects them. */
-  readonly hookErrors = new Map<RmapHook, unknown>();
   /** Next AG to try first for allocations without a goal (spreads new files). */
   private rotor = 0;
 
@@ -97,7 +95,6 @@ export class Allocator implements InobtBlockSource {
           hook(u);
         } catch (e) {
           this.hooks.delete(hook);
-          this.hookErrors.set(hook, e);
           log('rmap hook failed and was removed: %s', e instanceof Error ? e.message : String(e));
         }
       }

@@ -84,34 +84,6 @@ export class BtreeGeometry {
   }
 }
 
-export interface BlockHeader {
-  magic: number;
-  level: number;
-  numrecs: number;
-  leftsib: number;
-  rightsib: number;
-  blkno: number;
-  lsn: number;
-  uuid: Buffer;
-  owner: number;
-  crc: number;
-}
-
-export function readHeader(b: Buffer): BlockHeader {
-  return {
-    magic: b.readUInt32BE(OFF_MAGIC),
-    level: b.readUInt16BE(OFF_LEVEL),
-    numrecs: b.readUInt16BE(OFF_NUMRECS),
-    leftsib: b.readUInt32BE(OFF_LEFTSIB),
-    rightsib: b.readUInt32BE(OFF_RIGHTSIB),
-    blkno: readU64(b, OFF_BLKNO),
-    lsn: readU64(b, OFF_LSN),
-    uuid: Buffer.from(b.subarray(OFF_UUID, OFF_UUID + 16)),
-    owner: readU64(b, OFF_OWNER),
-    crc: b.readUInt32BE(OFF_CRC),
-  };
-}
-
 /** Fills in a fresh block's header (the rest of the buffer must be zero). */
 export function initHeader(b: Buffer, magic: number, level: number, blkno: number, uuid: Buffer, owner: number): void {
   stampMetaHeader(b, magic, blkno, uuid, owner);

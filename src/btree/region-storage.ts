@@ -14,7 +14,6 @@ export class RegionBtreeStorage implements BtreeStorage {
   private readonly used: Uint8Array;
   private root: BtreeRootInfo = { ptr: NULL_PTR, height: 0 };
   private searchFrom = 0;
-  private inUse = 0;
 
   /** Pointers are 1-based region offsets (pointer p is block first + p - 1), so 0 is never valid. */
   constructor(readonly cache: BufCache, readonly uuid: Buffer, readonly owner: number,
@@ -42,8 +41,7 @@ export class RegionBtreeStorage implements BtreeStorage {
       if (this.used[i] === 0) {
         this.used[i] = 1;
         this.searchFrom = i + 1;
-        this.inUse++;
-        return i + 1;
+            return i + 1;
       }
     }
     throw new RmapfsError('ENOSPC', `btree region of ${this.count} blocks on ${this.cache.target.name} is full`);
@@ -54,7 +52,6 @@ export class RegionBtreeStorage implements BtreeStorage {
       throw new RmapfsError('EFSCORRUPTED', `freeing block ${ptr}, which is not allocated`);
     }
     this.used[ptr - 1] = 0;
-    this.inUse--;
     if (ptr - 1 < this.searchFrom) this.searchFrom = ptr - 1;
   }
 
@@ -66,7 +63,4 @@ export class RegionBtreeStorage implements BtreeStorage {
     this.root = { ...root };
   }
 
-  blocksInUse(): number {
-    return this.inUse;
-  }
 }

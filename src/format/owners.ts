@@ -34,9 +34,3 @@ export function isInodeOwner(owner: number): boolean {
 export function ownerName(owner: number): string {
   return isInodeOwner(owner) ? `inode ${owner}` : (names[owner] ?? `unknown owner ${owner}`);
 }
-
-/** Parses "fs", "log", ..., or an inode number. */
-export function parseOwner(text: string): number | undefined {
-  for (const [n, name] of Object.entries(names)) if (name === text) return Number(n);
-  return /^\d+$/.test(text) ? Number(text) : undefined;
-}

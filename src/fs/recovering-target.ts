@@ -14,10 +14,6 @@ export class RecoveringTarget extends DeviceTarget {
     this.overlaid.set(bno, Buffer.from(image));
   }
 
-  get overlaidBlocks(): number {
-    return this.overlaid.size;
-  }
-
   override readBlocks(bno: number, count: number, dst: Buffer, dstOffset: number): void {
     super.readBlocks(bno, count, dst, dstOffset);
     if (this.overlaid.size === 0) return;
