@@ -10,11 +10,8 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { mkfs } from '../../src/fs/mkfs';
-import { Rmapfs } from '../../src/fs/rmapfs';
-import { BlockMap } from '../../src/file/bmap';
-import { S_IFREG } from '../../src/inode/inode-format';
 import { repairRmap } from '../../src/repair/rmap-repair';
+import { buildFragmentedFs } from '../lib/fragmented-fs';
 import { ProblemList } from '../../src/scrub/common';
 import { scrubAg } from '../../src/scrub/ag-scrub';
 
@@ -34,21 +31,7 @@ async function main(argv: string[]): Promise<number> {
   const extents = arg(argv, '--extents', 1000);
   const image = path.join(process.env.RMAPFS_BENCH_DIR ?? os.tmpdir(), `rmapfs-bench-repair-${process.pid}.img`);
   try {
-    mkfs(image, { size: Math.max(1 << 30, files * extents * 4096 * 2.5) });
-    const fsx = Rmapfs.open(image);
-    const inos: number[] = [];
-    for (let i = 0; i < files; i++) inos.push(fsx.create(fsx.rootIno, `f${i}`, S_IFREG | 0o644, 0, 0).ino);
-    for (let e = 0; e < extents; e++) {
-      for (const ino of inos) {
-        fsx.fs.run(() => {
-          const inode = fsx.inodes.get(ino);
-          const got = fsx.fs.alloc.alloc({ owner: ino, offset: e * 2, minLen: 1, maxLen: 1 });
-          new BlockMap(inode, fsx.fs.alloc, fsx.fs.geo).insert({ fileoff: e * 2, blockcount: 1, fsbno: got.fsbno, unwritten: false });
-          inode.nblocks = inode.nblocks + 1;
-          inode.size = (e * 2 + 1) * 4096;
-        });
-      }
-    }
+    const fsx = buildFragmentedFs(image, files, extents);
     fsx.fsync();
     const heap0 = heapAfterGc();
     const ags = [];
