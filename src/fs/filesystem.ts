@@ -133,15 +133,6 @@ export class Filesystem {
     return this.geo.uuid;
   }
 
-  /** Sets one superblock field (in a transaction of its own). */
-  setSuperblockField(name: string, value: number | string): void {
-    this.run(() => {
-      const buf = this.cache.read(0, this.sbOps);
-      writeField(buf.data, 0, findField(SUPERBLOCK_FIELDS, name, 'the superblock'), value);
-      this.cache.markDirty(buf);
-    });
-  }
-
   private setState(state: number, countMount: boolean): void {
     this.run(() => {
       const buf = this.cache.read(0, this.sbOps);
@@ -218,6 +209,7 @@ export class Filesystem {
       if (buf.ops === null) continue;
       buf.ops.stampLsn?.(buf, lsn);
       buf.ops.prepareWrite(buf);
+      buf.prepared = true; // the checkpoint writes this same image in place
     }
     this.journal.commit(blocks.map((b) => ({ bno: b.bno, data: b.data })));
     this.alloc.clearBusy(false);

@@ -41,6 +41,11 @@ export interface BufOps {
 
 export class Buf {
   dirty = false;
+  /**
+   * prepareWrite has run since the last change (the log force does it for the
+   * image it logs): write-back need not compute the crc again.
+   */
+  prepared = false;
   /** Whether the cache's index holds this object (false once evicted or invalidated). */
   cached = true;
   /** LRU links (most recent at the head). */
@@ -136,6 +141,7 @@ export class BufCache {
         continue;
       }
       pre.data.copy(buf.data);
+      buf.prepared = false;
       this.spareImages.push(pre.data);
       if (!buf.cached) this.insert(buf);
       if (buf.dirty !== pre.dirty) {
@@ -215,6 +221,7 @@ export class BufCache {
       this.touch(buf);
       if (this.tx !== null) this.remember(buf, true);
       buf.data.fill(0);
+      buf.prepared = false;
       buf.ops = ops;
       return buf;
     }
@@ -240,6 +247,7 @@ export class BufCache {
       buf.dirty = true;
       this.dirtyCount++;
     }
+    buf.prepared = false;
     if (this.trackLogging) this.unlogged.add(buf);
   }
 
@@ -249,7 +257,7 @@ export class BufCache {
     if (this.trackLogging && this.unlogged.has(buf)) {
       throw new RmapfsError('EIO', `${this.target.name}: block ${buf.bno} would reach the disk before the log`);
     }
-    if (buf.ops !== null) buf.ops.prepareWrite(buf);
+    if (buf.ops !== null && !buf.prepared) buf.ops.prepareWrite(buf);
     this.target.writeBlocks(buf.bno, 1, buf.data, 0);
     this.counters.blocksWritten++;
     buf.dirty = false;
