@@ -37,6 +37,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -903,6 +904,18 @@ Napi::Value Unmount(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, rc == 0 ? 0 : errno);
 }
 
+// pending(session) -> bool: a request waits on /dev/fuse (poll mode only: the
+// event loop has not read it yet). Lets background work on the JS thread
+// (online scrub, repair) step aside at once for the foreground.
+Napi::Value RequestWaiting(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsExternal()) throw Napi::TypeError::New(env, "pending(session)");
+  Session* s = info[0].As<Napi::External<Session>>().Data();
+  if (s->finished || s->poll == nullptr || s->ch == nullptr) return Napi::Boolean::New(env, false);
+  struct pollfd p = {fuse_chan_fd(s->ch), POLLIN, 0};
+  return Napi::Boolean::New(env, poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0);
+}
+
 // Looks up and forgets a pending request; throws when it is not pending
 // (already answered, or its session has ended).
 Pending Take(const Napi::CallbackInfo& info) {
@@ -1125,6 +1138,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("outScratch", out);
   exports.Set("mount", Napi::Function::New(env, Mount, "mount"));
   exports.Set("unmount", Napi::Function::New(env, Unmount, "unmount"));
+  exports.Set("pending", Napi::Function::New(env, RequestWaiting, "pending"));
   exports.Set("replyErr", Napi::Function::New(env, ReplyErr, "replyErr"));
   exports.Set("replyNone", Napi::Function::New(env, ReplyNone, "replyNone"));
   exports.Set("replyEntry", Napi::Function::New(env, ReplyEntry, "replyEntry"));

@@ -10,6 +10,8 @@ import { RmapfsError } from '../errors';
 export interface CommandIo {
   out: (line: string) => void;
   err: (line: string) => void;
+  /** Redraws a one-line status (a progress bar) in place; only when stderr is a terminal. */
+  status?: (text: string) => void;
 }
 
 /** A subcommand: `rmapfs NAME ...`. */

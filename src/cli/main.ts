@@ -41,6 +41,7 @@ ${rows.map(([n, s]) => `  ${n.padEnd(width)} ${s}`).join('\n')}
 const stdio: CommandIo = {
   out: (line) => process.stdout.write(`${line}\n`),
   err: (line) => process.stderr.write(`${line}\n`),
+  status: process.stderr.isTTY ? (text) => process.stderr.write(`\r${text}\x1b[K`) : undefined,
 };
 
 let pipeGuard = false;

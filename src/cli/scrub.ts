@@ -3,11 +3,12 @@
  * ask the daemon serving a live mount, over its control socket.
  */
 import { ctlRequest } from '../ctl/ctl';
+import type { CtlEvent } from '../ctl/ctl';
 import type { RmapRepairResult } from '../repair/rmap-repair';
 import { formatProblem } from '../scrub/common';
 import type { Problem } from '../scrub/common';
 import { CliError, parseArgs } from './args';
-import type { Command } from './args';
+import type { Command, CommandIo } from './args';
 
 const SCRUB_USAGE = `usage: rmapfs scrub [--json] [--ag N] MOUNTPOINT
 
@@ -68,23 +69,62 @@ export const scrubCommand: Command = {
   },
 };
 
-const REPAIR_USAGE = `usage: rmapfs repair [--json] [--ag N] MOUNTPOINT
+const REPAIR_USAGE = `usage: rmapfs repair [--json] [--progress] [--ag N] MOUNTPOINT
 
 Rebuilds the rmap btree of every AG (or one) of a mounted filesystem, online:
 the records are collected into an in-memory btree while the filesystem stays
 in use, then the new btree is loaded and swapped in with one transaction.
-Scrubs afterwards and reports the result.
+Scrubs afterwards and reports the result. --progress draws a progress bar
+(inodes scanned / total) on a terminal, or prints a line a second elsewhere.
 
 exit status (a bitmask, like xfs_scrub): 0 done and clean, 1 operational
 error (the old rmap stays), 4 corruption left after the repair.`;
 
+
+/** --progress: a bar redrawn in place on a terminal, else a line a second. */
+function repairProgress(io: CommandIo): { event: (e: CtlEvent) => void; end: () => void } {
+  const width = 30;
+  let lastLine = 0;
+  let drawn = false;
+  const show = (text: string, force: boolean): void => {
+    if (io.status !== undefined) {
+      io.status(text);
+      drawn = true;
+      return;
+    }
+    const now = Date.now();
+    if (!force && now - lastLine < 1000) return;
+    lastLine = now;
+    io.err(text);
+  };
+  return {
+    event: (e) => {
+      if (e.event === 'scan') {
+        const done = Number(e.inodesScanned);
+        const total = Math.max(1, Number(e.inodesTotal), done);
+        const filled = Math.round((done / total) * width);
+        const ags = Array.isArray(e.ags) ? e.ags.join(',') : '?';
+        show(`scanning for AG ${ags} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] `
+          + `${Math.floor((done / total) * 100)}% ${done}/${total} inodes`, false);
+      } else if (e.event === 'commit') {
+        show(`AG ${String(e.agno)}: loading and committing the new rmap btree`, true);
+      } else if (e.event === 'committed') {
+        show(`AG ${String(e.agno)}: new rmap btree committed`, true);
+      }
+    },
+    end: () => {
+      if (drawn) io.status?.('');
+    },
+  };
+}
 
 export const repairCommand: Command = {
   name: 'repair',
   summary: 'rebuild the rmap of a mounted filesystem, online',
   usage: REPAIR_USAGE,
   async run(argv, io) {
-    const args = parseArgs(argv, [{ name: 'json', kind: 'flag' }, { name: 'ag', kind: 'value' }]);
+    const args = parseArgs(argv, [{ name: 'json', kind: 'flag' }, { name: 'progress', kind: 'flag' },
+      { name: 'ag', kind: 'value' }]);
     if (args.flag('help')) {
       io.out(REPAIR_USAGE);
       return 0;
@@ -93,6 +133,7 @@ export const repairCommand: Command = {
     const agText = args.string('ag');
     const ag = agText === undefined ? null : Number(agText);
     if (ag !== null && (!Number.isInteger(ag) || ag < 0)) throw new CliError(2, 'EINVAL', `--ag needs an AG number, not '${agText}'`);
+    const progress = args.flag('progress') ? repairProgress(io) : null;
     let reply;
     // Ctrl-C closes the connection: the daemon stops the repair before its commit, the old rmap stays.
     const stop = (): void => {
@@ -101,11 +142,12 @@ export const repairCommand: Command = {
     };
     process.once('SIGINT', stop);
     try {
-      reply = await ctlRequest(mountpoint, { cmd: 'repair', ag });
+      reply = await ctlRequest(mountpoint, { cmd: 'repair', ag }, undefined, progress?.event);
     } catch (e) {
       throw new CliError(1, 'EIO', e instanceof Error ? e.message : String(e));
     } finally {
       process.removeListener('SIGINT', stop);
+      progress?.end();
     }
     if (!reply.ok) throw new CliError(1, 'EIO', String(reply.error ?? 'repair failed'));
     const ags = (reply.ags ?? []) as RmapRepairResult[];

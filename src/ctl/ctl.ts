@@ -26,8 +26,20 @@ export interface CtlReply {
   [field: string]: unknown;
 }
 
-/** `signal` aborts when the client goes away (Ctrl-C on the command): long work should stop then. */
-export type CtlHandler = (req: CtlRequest, signal: AbortSignal) => CtlReply | Promise<CtlReply>;
+/**
+ * An interim message of a long request (progress): a JSON line with an
+ * `event` field, sent before the reply (which has `ok`).
+ */
+export interface CtlEvent {
+  event: string;
+  [field: string]: unknown;
+}
+
+/**
+ * `signal` aborts when the client goes away (Ctrl-C on the command): long
+ * work should stop then. `send` passes interim events to the client.
+ */
+export type CtlHandler = (req: CtlRequest, signal: AbortSignal, send: (e: CtlEvent) => void) => CtlReply | Promise<CtlReply>;
 
 /** Where the sockets live: per user, mode 0700. */
 function socketDir(uid: number): string {
@@ -67,16 +79,17 @@ export function startCtlServer(mountpoint: string, handler: CtlHandler): CtlServ
       while ((nl = buffered.indexOf('\n')) >= 0) {
         const line = buffered.slice(0, nl);
         buffered = buffered.slice(nl + 1);
-        void answer(line, gone.signal).then((reply) => { if (!conn.destroyed) conn.write(`${JSON.stringify(reply)}\n`); });
+        const send = (e: CtlEvent): void => { if (!conn.destroyed) conn.write(`${JSON.stringify(e)}\n`); };
+        void answer(line, gone.signal, send).then((reply) => { if (!conn.destroyed) conn.write(`${JSON.stringify(reply)}\n`); });
       }
     });
     conn.on('error', (e) => log('connection: %s', e.message));
   });
-  const answer = async (line: string, signal: AbortSignal): Promise<CtlReply> => {
+  const answer = async (line: string, signal: AbortSignal, send: (e: CtlEvent) => void): Promise<CtlReply> => {
     try {
       const req = JSON.parse(line) as CtlRequest;
       if (typeof req.cmd !== 'string') throw new RmapfsError('EINVAL', 'request without a command');
-      return await handler(req, signal);
+      return await handler(req, signal, send);
     } catch (e) {
       return { ok: false, error: e instanceof Error ? e.message : String(e) };
     }
@@ -97,8 +110,12 @@ export function startCtlServer(mountpoint: string, handler: CtlHandler): CtlServ
   };
 }
 
-/** Sends one request to the daemon serving `mountpoint` and returns its reply. */
-export async function ctlRequest(mountpoint: string, req: CtlRequest, timeoutMs = 600_000): Promise<CtlReply> {
+/**
+ * Sends one request to the daemon serving `mountpoint` and returns its reply;
+ * interim events go to onEvent. `timeoutMs` bounds the wait for any line.
+ */
+export async function ctlRequest(mountpoint: string, req: CtlRequest, timeoutMs = 600_000,
+  onEvent?: (e: CtlEvent) => void): Promise<CtlReply> {
   const entry = findMount(mountpoint);
   if (entry === null || entry.fstype !== 'fuse.rmapfs' || entry.mountpoint !== path.resolve(mountpoint)) {
     throw new RmapfsError('EINVAL', `${mountpoint} is not an rmapfs mount`);
@@ -109,23 +126,41 @@ export async function ctlRequest(mountpoint: string, req: CtlRequest, timeoutMs 
   return new Promise<CtlReply>((resolve, reject) => {
     const conn = net.createConnection(sock);
     let buffered = '';
-    const timer = setTimeout(() => {
+    const expire = (): void => {
       conn.destroy();
       reject(new RmapfsError('ETIMEDOUT', `the daemon of ${mountpoint} did not answer`));
-    }, timeoutMs);
+    };
+    let timer = setTimeout(expire, timeoutMs);
     conn.setEncoding('utf8');
     conn.on('connect', () => conn.write(`${JSON.stringify(req)}\n`));
     conn.on('data', (chunk: string) => {
       buffered += chunk;
-      const nl = buffered.indexOf('\n');
-      if (nl < 0) return;
-      clearTimeout(timer);
-      conn.end();
-      try {
-        resolve(JSON.parse(buffered.slice(0, nl)) as CtlReply);
-      } catch (e) {
-        reject(new RmapfsError('EIO', `bad reply from the daemon: ${e instanceof Error ? e.message : String(e)}`));
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        clearTimeout(timer);
+        let msg: Record<string, unknown>;
+        try {
+          msg = JSON.parse(line) as Record<string, unknown>;
+        } catch (e) {
+          conn.destroy();
+          reject(new RmapfsError('EIO', `bad reply from the daemon: ${e instanceof Error ? e.message : String(e)}`));
+          return;
+        }
+        if (typeof msg.event === 'string' && !('ok' in msg)) {
+          timer = setTimeout(expire, timeoutMs);
+          onEvent?.(msg as CtlEvent);
+          continue;
+        }
+        conn.end();
+        resolve(msg as CtlReply);
+        return;
       }
+    });
+    conn.on('close', () => {
+      clearTimeout(timer);
+      reject(new RmapfsError('EIO', `the daemon of ${mountpoint} closed the connection without answering`));
     });
     conn.on('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);

@@ -17,7 +17,7 @@ import { startCtlServer } from '../ctl/ctl';
 import { isMounted } from './mountinfo';
 import type { CtlServer } from '../ctl/ctl';
 import { scrubLive } from '../scrub/live-scrub';
-import { repairRmap } from '../repair/rmap-repair';
+import { repairRmaps } from '../repair/rmap-repair';
 
 const log = createDebug('rmapfs:daemon');
 
@@ -151,7 +151,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
     throw new RmapfsError('EIO', `cannot mount ${mountpoint}: ${e instanceof Error ? e.message : String(e)}`);
   }
   log('mounted %s on %s', device, mnt);
-  ctl = startCtlServer(mnt, (req, signal) => {
+  ctl = startCtlServer(mnt, (req, signal, send) => {
     switch (req.cmd) {
       case 'status': {
         const s = fsx.statfs();
@@ -175,14 +175,31 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
         }
         repairing = true;
         return (async () => {
+          const ags = agno === null ? fsx.fs.alloc.ags.map((a) => a.agno) : [agno];
+          const committed: number[] = [];
+          let lastProgress = 0;
           try {
-            const ags = agno === null ? fsx.fs.alloc.ags.map((a) => a.agno) : [agno];
-            const results = [];
-            for (const a of ags) results.push(await repairRmap(fsx, a, { cancelled: () => signal.aborted }));
+            const results = await repairRmaps(fsx, ags, {
+              cancelled: () => signal.aborted,
+              // Step aside at once for FUSE requests: the scan must not hold up the applications.
+              foregroundWaiting: () => fuse.requestWaiting(),
+              onProgress: (p) => {
+                const now = Date.now();
+                if (now - lastProgress < 100 && p.inodesScanned < p.inodesTotal) return;
+                lastProgress = now;
+                send({ event: 'scan', ags, ...p });
+              },
+              onCommit: (a, finished) => {
+                if (finished) committed.push(a);
+                send({ event: finished ? 'committed' : 'commit', agno: a });
+              },
+            });
             fsx.fsync();
             return { ok: true, ags: results, scrub: scrubLive(fsx.fs, agno) };
           } catch (e) {
-            return { ok: false, error: `repair failed, the old rmap is still in place: ${e instanceof Error ? e.message : String(e)}` };
+            const where = committed.length === 0 ? 'the old rmap is still in place'
+              : `AG ${committed.join(', ')} rebuilt before that, the others keep their old rmap`;
+            return { ok: false, error: `repair failed, ${where}: ${e instanceof Error ? e.message : String(e)}` };
           } finally {
             repairing = false;
           }

@@ -123,6 +123,7 @@ interface FuseAddon {
     spinUs: number): SessionHandle;
   /** Lazy umount2(2); 0 or the errno. */
   unmount(session: SessionHandle): number;
+  pending(session: SessionHandle): boolean;
   replyErr(id: number, errno: number): number;
   replyNone(id: number): number;
   replyEntry(id: number): number;
@@ -583,6 +584,15 @@ export class LowLevelFuse {
       });
     }
     return this.done;
+  }
+
+  /**
+   * Whether a request waits on /dev/fuse, not yet read (poll mode; false in
+   * the thread modes). Background work on the JS thread asks it to step aside.
+   */
+  requestWaiting(): boolean {
+    if (this.session === null || this.exited) return false;
+    return addon().pending(this.session);
   }
 
   /** Called by the addon for each request (on the JS thread, several per turn). */

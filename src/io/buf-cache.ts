@@ -264,6 +264,47 @@ export class BufCache {
     if (buf.cached) this.dirtyCount--;
   }
 
+  /**
+   * Writes blocks changed in the open transaction in place now, instead of
+   * logging them: "ordered" blocks, for a new structure built in space that was
+   * free in every state the log can recover (never busy), so writing there
+   * early harms nothing. The caller must have the target synced before the log
+   * records the transaction that makes them reachable (Filesystem.noteDataWritten
+   * does that, as for file data). Should the transaction abort, they are dropped
+   * from the cache: what is on disk there is free space again.
+   */
+  writeOrdered(bufs: Buf[]): void {
+    const tx = this.requireTx();
+    const sorted = [...bufs].sort((a, b) => a.bno - b.bno);
+    const maxRun = 256;
+    const staging = Buffer.allocUnsafeSlow(this.blockSize * Math.min(maxRun, Math.max(1, sorted.length)));
+    for (let i = 0; i < sorted.length;) {
+      let n = 0;
+      const start = sorted[i]!.bno;
+      while (i + n < sorted.length && n < maxRun && sorted[i + n]!.bno === start + n) {
+        const buf = sorted[i + n]!;
+        if (!tx.has(buf)) throw new RmapfsError('EINVAL', `${this.target.name}: ordered block ${buf.bno} is not part of the transaction`);
+        if (buf.ops !== null && !buf.prepared) buf.ops.prepareWrite(buf);
+        buf.prepared = true;
+        buf.data.copy(staging, n * this.blockSize);
+        n++;
+      }
+      this.target.writeBlocks(start, n, staging, 0);
+      this.counters.blocksWritten += n;
+      i += n;
+    }
+    for (const buf of sorted) {
+      if (buf.dirty) {
+        buf.dirty = false;
+        if (buf.cached) this.dirtyCount--;
+      }
+      this.unlogged.delete(buf);
+      const pre = tx.get(buf)!;
+      if (pre.data !== null) this.spareImages.push(pre.data);
+      tx.set(buf, { data: null, dirty: false, unlogged: false });
+    }
+  }
+
   /** Writes every dirty block back in block order, then flushes the target. */
   flush(): void {
     if (this.dirtyCount > 0) {

@@ -11,10 +11,11 @@ import { RmapfsError } from '../errors';
 import { bulkLoad, computeBulkLoadGeometry } from '../btree/bulk-load';
 import { OWN_AG } from '../format/owners';
 import { slotOffset, SLOT_BLOCKS, SLOT_RECORDS } from '../format/ag-header';
-import { decodeRmap, encodeRmap } from '../rmap/rmap-btree';
+import { encodeRmap } from '../rmap/rmap-btree';
 import type { RmapRecord } from '../rmap/rmap-btree';
 import type { Rmapfs } from '../fs/rmapfs';
 import type { Btree } from '../btree/btree';
+import type { AllocGroup } from '../alloc/ag';
 import { RmapCollector } from './rmap-collect';
 import type { CollectOptions } from './rmap-collect';
 
@@ -35,7 +36,7 @@ export interface RmapRepairResult {
   heapGrowthMib: number;
 }
 
-interface Extent {
+export interface Extent {
   start: number;
   len: number;
 }
@@ -83,122 +84,197 @@ function unaccounted(ag: ReturnType<Rmapfs['fs']['alloc']['ag']>, mem: Btree): E
   return out;
 }
 
-/** The collected records of every owner but "ag", in block order, read from the xfile btree as they are needed. */
-function* collected(mem: Btree): Generator<RmapRecord> {
-  const cur = mem.cursor();
-  for (let ok = cur.first(); ok; ok = cur.increment()) {
-    const { block, offset } = cur.recordAt();
-    if (isAgRecord(block, offset)) continue;
-    yield decodeRmap(block, offset);
-  }
-}
-
 /** Whether the record at b[off] is the "ag" owner's (owner u64 at +8). */
 function isAgRecord(b: Buffer, off: number): boolean {
   return b.readUInt32BE(off + 12) === OWN_AG && b.readUInt32BE(off + 8) === 0;
 }
 
-export async function repairRmap(fsx: Rmapfs, agno: number, options: CollectOptions = {}): Promise<RmapRepairResult> {
+/** A reservation for a new rmap btree: the blocks, and the record count they were sized for. */
+export interface RmapReservation {
+  extents: Extent[];
+  /** Records the new btree will hold: the collected ones plus one per "ag" extent (reserved blocks included). */
+  records: number;
+  blocks: number;
+  /** Rounds it took to converge. */
+  rounds: number;
+}
+
+/** The AG's "ag"-owned extents now (free-space btree blocks, free list) plus `extra`, merged. */
+export function agOwnedExtents(ag: AllocGroup, extra: readonly Extent[] = []): Extent[] {
+  const list: Extent[] = [...extra];
+  ag.bno.visitBlocks((p) => { list.push({ start: p, len: 1 }); });
+  ag.cnt.visitBlocks((p) => { list.push({ start: p, len: 1 }); });
+  for (const b of ag.agflBlocks()) list.push({ start: b, len: 1 });
+  return mergeExtents(list);
+}
+
+/**
+ * Reserves free blocks in the AG for a new rmap btree holding `otherRecords`
+ * records plus the "ag" owner's. Reserving changes what it reserves for:
+ * the reserved blocks are "ag"-owned extents (records of their own, unless
+ * they merge with a neighbour), and taking free space can reshape the
+ * free-space btrees and the free list. So it iterates: count, size the tree,
+ * take or give back blocks, count again -- until the size it needs is the
+ * size it has. Must run inside a transaction (the caller's commit).
+ */
+export function reserveRmapBtree(ag: AllocGroup, otherRecords: number, maxRounds = 20): RmapReservation {
+  const reserved: Extent[] = [];
+  for (let round = 1; ; round++) {
+    if (round > maxRounds) throw new RmapfsError('EAGAIN', `AG ${ag.agno}: the rmap btree reservation does not converge`);
+    const records = otherRecords + agOwnedExtents(ag, reserved).length;
+    const need = computeBulkLoadGeometry(ag.rmap, records, 1).totalBlocks;
+    const have = reserved.reduce((n, e) => n + e.len, 0);
+    if (have === need) return { extents: reserved, records, blocks: need, rounds: round };
+    if (have > need) {
+      // Too many: give the last ones back and count again.
+      const last = reserved[reserved.length - 1]!;
+      const back = Math.min(have - need, last.len);
+      last.len -= back;
+      if (last.len === 0) reserved.pop();
+      ag.giveFree(last.start + last.len, back);
+      continue;
+    }
+    const found = ag.findFree({ minLen: 1, maxLen: need - have, goal: null });
+    if (found === null) throw new RmapfsError('ENOSPC', `AG ${ag.agno}: no space for a new rmap btree of ${need} blocks`);
+    ag.takeFree(found.startblock, found.blockcount);
+    reserved.push({ start: found.startblock, len: found.blockcount });
+  }
+}
+
+export interface RepairOptions extends CollectOptions {
+  /** Told when an AG's commit starts and ends (the daemon relays it as progress). */
+  onCommit?: (agno: number, done: boolean) => void;
+}
+
+/**
+ * The second half, for one AG: in one synchronous transaction -- the only
+ * pause -- give the old btree's blocks back, reserve blocks for the new one,
+ * bulk-load the collected records into them and install its root.
+ */
+function commitNewRmap(fsx: Rmapfs, agno: number, mem: Btree): Omit<RmapRepairResult, 'inodesScanned' | 'scanMs' | 'xfileBytes' | 'heapGrowthMib'> {
   const fs = fsx.fs;
   const ag = fs.alloc.ag(agno);
+  const t1 = process.hrtime.bigint();
+  const phases: Record<string, number> = {};
+  let lapAt = t1;
+  const lap = (name: string): void => {
+    const now = process.hrtime.bigint();
+    phases[name] = Number(now - lapAt) / 1e6;
+    lapAt = now;
+  };
+  let loadMs = 0;
+  // The records of every owner but "ag" come from the collection; "ag" is redone from the AG as it is now.
+  let othersCount = 0;
+  mem.forEach((b, off) => { if (!isAgRecord(b, off)) othersCount++; });
+  let oldBlocks = 0;
+  lap('count');
+  const result = fs.run(() => {
+    // 1. The old btree's blocks go back to free space (busy until a checkpoint, like any freed metadata).
+    //    The old tree may be unreadable, so they are found the way XFS finds them: every block that is
+    //    neither free nor accounted for by the new records is the old rmap btree's.
+    const old = unaccounted(ag, mem);
+    oldBlocks = old.reduce((n, e) => n + e.len, 0);
+    for (const b of old) {
+      ag.giveFree(b.start, b.len);
+      ag.markBusy(b.start, b.len, true);
+    }
+    lap('reap');
+    // 2. Reserve blocks for the new btree.
+    const reservation = reserveRmapBtree(ag, othersCount);
+    const records = reservation.records;
+    lap('reserve');
+    // 3. Bulk-load the records, in block order: the collected ones (copied as they are from the xfile
+    //    btree's leaves -- the in-memory btree uses the on-disk record format) and the "ag" extents, merged.
+    const agRecs: RmapRecord[] = agOwnedExtents(ag, reservation.extents)
+      .map((e) => ({ startblock: e.start, blockcount: e.len, owner: OWN_AG, offset: 0, flags: 0 }));
+    const geometry = computeBulkLoadGeometry(ag.rmap, records, 1);
+    const blocks: number[] = [];
+    for (const e of reservation.extents) for (let i = 0; i < e.len; i++) blocks.push(e.start + i);
+    const recSize = ag.rmap.ops.recSize;
+    const reader = mem.recordReader();
+    const advance = (): boolean => {
+      while (reader.next()) if (!isAgRecord(reader.block, reader.offset)) return true;
+      return false;
+    };
+    let more = advance();
+    let a = 0;
+    let taken = 0;
+    const source = {
+      next: (dst: Buffer, off: number): void => {
+        if (a < agRecs.length && (!more || agRecs[a]!.startblock < reader.block.readUInt32BE(reader.offset))) {
+          encodeRmap(agRecs[a++]!, dst, off);
+        } else if (more) {
+          reader.block.copy(dst, off, reader.offset, reader.offset + recSize);
+          more = advance();
+        } else throw new RmapfsError('EIO', `AG ${agno}: fewer records than counted`);
+      },
+    };
+    const tl = process.hrtime.bigint();
+    const root = bulkLoad(ag.rmap, geometry, source, () => blocks[taken++]!);
+    lap('load');
+    // The new blocks go to disk now, in place, not through the log: they were free (and not busy) in
+    // every state the log can bring back, and the log force that makes the new root durable syncs the
+    // device first (as it does for file data), so they are on disk before anything points to them.
+    fs.cache.writeOrdered(blocks.map((bno) => {
+      const buf = fs.cache.peek(ag.rmap.storage.bnoOf(bno));
+      if (buf === undefined) throw new RmapfsError('EIO', `AG ${agno}: new rmap block ${bno} left the cache during the load`);
+      return buf;
+    }));
+    fs.noteDataWritten();
+    lap('write');
+    loadMs = Number(process.hrtime.bigint() - tl) / 1e6;
+    // 4. Install it: root, height and counts in the AG header, all in this transaction.
+    ag.rmap.storage.setRoot(root);
+    const hdr = ag.header();
+    hdr.data.writeUInt32BE(geometry.totalBlocks, slotOffset('rmap') + SLOT_BLOCKS);
+    hdr.data.writeUInt32BE(records, slotOffset('rmap') + SLOT_RECORDS);
+    fs.cache.markDirty(hdr);
+    return { records, blocks: geometry.totalBlocks };
+  });
+  lap('commit');
+  const commitPauseMs = Number(process.hrtime.bigint() - t1) / 1e6;
+  log('AG %d: commit pause %d ms, phases (ms): %o', agno, Math.round(commitPauseMs), phases);
+  return { agno, records: result.records, blocks: result.blocks, oldBlocks, loadMs, commitPauseMs };
+}
+
+/**
+ * Rebuilds the rmap btrees of the given AGs online: one inode scan collects
+ * them all, then each AG commits in turn, the event loop running between the
+ * commits (the AGs still waiting keep being updated by the live hook).
+ * Stops before the next commit when cancelled; AGs already committed stay
+ * repaired. On any failure the AGs not yet committed keep their old btrees.
+ */
+export async function repairRmaps(fsx: Rmapfs, agnos: readonly number[], options: RepairOptions = {}): Promise<RmapRepairResult[]> {
   const t0 = process.hrtime.bigint();
   const heapBefore = process.memoryUsage().heapUsed;
-  let loadMs = 0;
-  const collector = new RmapCollector(fsx, agno);
+  const collector = new RmapCollector(fsx, agnos);
+  const results: RmapRepairResult[] = [];
   try {
-    const collectResult = await collector.collect(options);
-    if (options.cancelled?.()) throw new RmapfsError('ECANCELED', `repair of AG ${agno} cancelled before its commit`);
+    const collected = await collector.collect(options);
     const scanMs = Number(process.hrtime.bigint() - t0) / 1e6;
-    // From here on nothing yields: this is the pause.
-    const t1 = process.hrtime.bigint();
-    const mem = collector.mem.tree;
-    // The records of every owner but "ag" come from the collection; "ag" is redone from the AG as it is now.
-    let othersCount = 0;
-    mem.forEach((b, off) => { if (!isAgRecord(b, off)) othersCount++; });
-    let oldBlocks = 0;
-    const result = fs.run(() => {
-      // 1. The old btree's blocks go back to free space (busy until a checkpoint, like any freed metadata).
-      //    The old tree may be unreadable, so they are found the way XFS finds them: every block that is
-      //    neither free nor accounted for by the new records is the old rmap btree's.
-      const old = unaccounted(ag, mem);
-      oldBlocks = old.reduce((n, e) => n + e.len, 0);
-      for (const b of old) {
-        ag.giveFree(b.start, b.len);
-        ag.markBusy(b.start, b.len, true);
-      }
-      // 2. Reserve blocks for the new btree until the count stops moving (reserving changes the "ag" records).
-      const reserved: Extent[] = [];
-      const agExtents = (): Extent[] => {
-        const list: Extent[] = [...reserved];
-        ag.bno.visitBlocks((p) => { list.push({ start: p, len: 1 }); });
-        ag.cnt.visitBlocks((p) => { list.push({ start: p, len: 1 }); });
-        for (const b of ag.agflBlocks()) list.push({ start: b, len: 1 });
-        return mergeExtents(list);
-      };
-      let records = 0;
-      let need = 0;
-      for (let round = 0; ; round++) {
-        if (round > 20) throw new RmapfsError('EAGAIN', `AG ${agno}: the rmap btree reservation does not converge`);
-        records = othersCount + agExtents().length;
-        need = computeBulkLoadGeometry(ag.rmap, records, 1).totalBlocks;
-        const have = reserved.reduce((n, e) => n + e.len, 0);
-        if (have >= need) {
-          if (have === need) break;
-          // Too many: give the last ones back and count again.
-          const extra = have - need;
-          const last = reserved[reserved.length - 1]!;
-          const back = Math.min(extra, last.len);
-          last.len -= back;
-          if (last.len === 0) reserved.pop();
-          ag.giveFree(last.start + last.len, back);
-          continue;
-        }
-        const found = ag.findFree({ minLen: 1, maxLen: need - have, goal: null });
-        if (found === null) throw new RmapfsError('ENOSPC', `AG ${agno}: no space for a new rmap btree of ${need} blocks`);
-        ag.takeFree(found.startblock, found.blockcount);
-        reserved.push({ start: found.startblock, len: found.blockcount });
-      }
-      // 3. Bulk-load the records, in block order: the collected ones and the "ag" extents, merged.
-      const agRecs: RmapRecord[] = agExtents().map((e) => ({ startblock: e.start, blockcount: e.len, owner: OWN_AG, offset: 0, flags: 0 }));
-      const geometry = computeBulkLoadGeometry(ag.rmap, records, 1);
-      const blocks: number[] = [];
-      for (const e of reserved) for (let i = 0; i < e.len; i++) blocks.push(e.start + i);
-      // The source merges the two block-ordered streams as the loader asks for records.
-      const stream = collected(mem);
-      let head = stream.next();
-      let a = 0;
-      let taken = 0;
-      const source = {
-        next: (dst: Buffer, off: number): void => {
-          const useAg = a < agRecs.length && (head.done === true || agRecs[a]!.startblock < head.value.startblock);
-          if (useAg) encodeRmap(agRecs[a++]!, dst, off);
-          else if (head.done !== true) {
-            encodeRmap(head.value, dst, off);
-            head = stream.next();
-          } else throw new RmapfsError('EIO', `AG ${agno}: fewer records than counted`);
-        },
-      };
-      const tl = process.hrtime.bigint();
-      const root = bulkLoad(ag.rmap, geometry, source, () => blocks[taken++]!);
-      loadMs = Number(process.hrtime.bigint() - tl) / 1e6;
-      // 4. Install it: root, height and counts in the AG header, all in this transaction.
-      ag.rmap.storage.setRoot(root);
-      const hdr = ag.header();
-      hdr.data.writeUInt32BE(geometry.totalBlocks, slotOffset('rmap') + SLOT_BLOCKS);
-      hdr.data.writeUInt32BE(records, slotOffset('rmap') + SLOT_RECORDS);
-      fs.cache.markDirty(hdr);
-      return { records, blocks: geometry.totalBlocks };
-    });
-    const commitPauseMs = Number(process.hrtime.bigint() - t1) / 1e6;
-    const r: RmapRepairResult = {
-      agno, records: result.records, blocks: result.blocks, oldBlocks, inodesScanned: collectResult.inodesScanned,
-      scanMs, loadMs, commitPauseMs, xfileBytes: collector.mem.bytesHeld(),
-      heapGrowthMib: Math.max(0, (process.memoryUsage().heapUsed - heapBefore) / 1048576),
-    };
-    log('AG %d: rmap rebuilt: %d records in %d blocks (was %d blocks); scan %d ms, pause %d ms',
-      agno, r.records, r.blocks, r.oldBlocks, Math.round(scanMs), Math.round(commitPauseMs));
-    return r;
+    for (const agno of agnos) {
+      if (options.cancelled?.()) throw new RmapfsError('ECANCELED', `repair of AG ${agno} cancelled before its commit`);
+      if (collector.failure !== null) throw collector.failure;
+      const mem = collector.memOf(agno);
+      const xfileBytes = mem.bytesHeld();
+      options.onCommit?.(agno, false);
+      const r = commitNewRmap(fsx, agno, mem.tree);
+      collector.release(agno);
+      options.onCommit?.(agno, true);
+      results.push({ ...r, inodesScanned: collected.inodesScanned, scanMs, xfileBytes,
+        heapGrowthMib: Math.max(0, (process.memoryUsage().heapUsed - heapBefore) / 1048576) });
+      log('AG %d: rmap rebuilt: %d records in %d blocks (was %d blocks); scan %d ms, pause %d ms',
+        agno, r.records, r.blocks, r.oldBlocks, Math.round(scanMs), Math.round(r.commitPauseMs));
+      // Let foreground requests run between two AGs' pauses.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    return results;
   } finally {
     collector.close();
   }
+}
+
+/** Rebuilds one AG's rmap btree online (see repairRmaps). */
+export async function repairRmap(fsx: Rmapfs, agno: number, options: RepairOptions = {}): Promise<RmapRepairResult> {
+  return (await repairRmaps(fsx, [agno], options))[0]!;
 }

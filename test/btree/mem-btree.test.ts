@@ -69,3 +69,23 @@ t.test('two in-memory btrees do not share anything', (t) => {
   t.not(a.tree.storage.uuid.toString('hex'), b.tree.storage.uuid.toString('hex'), 'each xfile has its own UUID');
   t.end();
 });
+
+t.test('recordReader walks every record in key order, leaf by leaf', (t) => {
+  for (const n of [0, 1, 500, 20000]) {
+    const mem = new MemBtree(rmapBtreeOps, { cacheBlocks: 64 });
+    const rec = Buffer.alloc(24);
+    for (let i = 0; i < n; i++) {
+      encodeRmap({ startblock: i * 3, blockcount: 1 + (i % 3), owner: 100 + (i % 7), offset: i, flags: 0 }, rec, 0);
+      mem.tree.insert(rec);
+    }
+    const want: string[] = [];
+    mem.tree.forEach((b, off) => { want.push(b.toString('hex', off, off + 24)); });
+    const got: string[] = [];
+    const reader = mem.tree.recordReader();
+    while (reader.next()) got.push(reader.block.toString('hex', reader.offset, reader.offset + 24));
+    t.equal(reader.next(), false, `${n} records: stays at the end`);
+    t.same(got, want, `${n} records: the same records as forEach`);
+    mem.close();
+  }
+  t.end();
+});

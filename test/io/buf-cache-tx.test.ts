@@ -107,3 +107,43 @@ t.test('write-ahead: unlogged blocks cannot be written in place', (t) => {
   t.same(cache.takeUnlogged().map((x) => x.bno), [1], 'changed again: unlogged again');
   t.end();
 });
+
+t.test('ordered blocks are written in place at once, not logged, and forgotten by an abort', (t) => {
+  const cache = cacheOnXfile({ trackLogging: true });
+  const old = cache.get(7, null);
+  old.data.fill(0x77);
+  cache.markDirty(old);
+  cache.takeUnlogged();
+  cache.flush();
+  for (const abort of [false, true]) {
+    cache.beginTx();
+    const bufs = [5, 6, 7, 9].map((bno) => {
+      const b = bno === 7 ? cache.read(7, null) : cache.get(bno, null);
+      b.data.fill(abort ? 0x40 + bno : 0x10 + bno);
+      cache.markDirty(b);
+      return b;
+    });
+    const written = cache.stats().blocksWritten;
+    cache.writeOrdered(bufs);
+    t.equal(cache.stats().blocksWritten - written, 4, 'four blocks written');
+    t.equal(cache.unloggedCount, 0, 'none of them waits for the log');
+    t.ok(bufs.every((b) => !b.dirty), 'all clean');
+    const raw = Buffer.alloc(cache.blockSize);
+    for (const bno of [5, 6, 7, 9]) {
+      cache.target.readBlocks(bno, 1, raw, 0);
+      t.equal(raw[100], (abort ? 0x40 : 0x10) + bno, `block ${bno} is on the target`);
+    }
+    if (abort) cache.abortTx();
+    else cache.commitTx();
+    const cached = [5, 6, 7, 9].filter((bno) => cache.peek(bno) !== undefined);
+    t.same(cached, abort ? [] : [5, 6, 7, 9], abort ? 'an abort drops them from the cache' : 'a commit keeps them cached');
+    t.equal(cache.read(7, null).data[100], (abort ? 0x40 : 0x10) + 7, 'a read sees what the target holds');
+  }
+  cache.beginTx();
+  const outside = cache.get(11, null);
+  cache.commitTx();
+  cache.beginTx();
+  t.throws(() => cache.writeOrdered([outside]), { code: 'EINVAL' }, 'a block outside the transaction is refused');
+  cache.abortTx();
+  t.end();
+});

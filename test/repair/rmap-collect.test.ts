@@ -51,14 +51,74 @@ t.test('the in-memory rmap equals the on-disk one, with foreground work between 
   work(400);
   for (const agno of [0, 1]) {
     const c = new RmapCollector(fsx, agno);
-    const result = await c.collect({ sliceInodes: 16, betweenSlices: () => work(20) });
+    const result = await c.collect({ sliceInodes: 16, sliceMs: 1e9, betweenSlices: () => work(20) });
     const want = records(fsx.fs.alloc.ag(agno).rmap);
-    const got = records(c.mem.tree);
+    const got = records(c.memOf(agno).tree);
     t.ok(result.slices > 5, `AG ${agno}: ${result.slices} slices, ${result.inodesScanned} inodes`);
     t.ok(result.hookUpdatesApplied > 0 && result.hookUpdatesIgnored > 0,
       `live updates: ${result.hookUpdatesApplied} applied, ${result.hookUpdatesIgnored} left to the scan`);
     t.same(got, want, `AG ${agno}: ${got.length} records equal the on-disk rmap`);
     c.close();
   }
+  t.end();
+});
+
+t.test('the scan cursor: an update for a scanned owner is applied, for an unscanned one left to the scan', async (t) => {
+  const image = scratchImage(t, { size: 64 << 20, agCount: 2 });
+  const fsx = Rmapfs.open(image);
+  t.teardown(() => fsx.close());
+  const a = fsx.create(fsx.rootIno, 'a', S_IFREG | 0o644, 0, 0).ino;
+  for (let i = 0; i < 40; i++) fsx.create(fsx.rootIno, `filler${i}`, S_IFREG | 0o644, 0, 0);
+  const b = fsx.create(fsx.rootIno, 'b', S_IFREG | 0o644, 0, 0).ino;
+  t.ok(a < b, `a (${a}) is scanned before b (${b})`);
+  // After the first slice (root, a and two fillers), a is scanned and b is not.
+  const c = new RmapCollector(fsx, [0, 1]);
+  let first = true;
+  const result = await c.collect({
+    sliceInodes: 4,
+    sliceMs: 1e9, // slices end after 4 inodes exactly, never by time
+    betweenSlices: () => {
+      if (!first) return;
+      first = false;
+      fsx.write(a, 4096 * 200, Buffer.alloc(4096, 3));
+      fsx.write(b, 4096 * 200, Buffer.alloc(4096, 4));
+    },
+  });
+  t.equal(result.hookUpdatesApplied, 1, 'the write to a (scanned) reached the in-memory rmap through the hook');
+  t.equal(result.hookUpdatesIgnored, 1, 'the write to b (not scanned yet) was left to the scan');
+  for (const agno of [0, 1]) t.same(records(c.memOf(agno).tree), records(fsx.fs.alloc.ag(agno).rmap), `AG ${agno}: exact`);
+  c.close();
+  t.end();
+});
+
+t.test('a file with many mappings is added across slices, live updates queued behind it', async (t) => {
+  const image = scratchImage(t, { size: 64 << 20, agCount: 2 });
+  const fsx = Rmapfs.open(image);
+  t.teardown(() => fsx.close());
+  const big = fsx.create(fsx.rootIno, 'big', S_IFREG | 0o644, 0, 0).ino;
+  const other = fsx.create(fsx.rootIno, 'other', S_IFREG | 0o644, 0, 0).ino;
+  // Every other block: no two extents can merge, so 300 extents and as many rmap records.
+  for (let i = 0; i < 300; i++) fsx.write(big, i * 2 * 4096, Buffer.alloc(4096, i & 0xff));
+  fsx.write(other, 0, Buffer.alloc(64 << 10, 9));
+  const rng = new Rng(testSeed(91));
+  const c = new RmapCollector(fsx, [0, 1]);
+  let slices = 0;
+  const result = await c.collect({
+    sliceInodes: 16,
+    sliceMs: 1e9,
+    betweenSlices: () => {
+      slices++;
+      // Change the big file while its mappings are being added: fill holes, cut its tail, and move
+      // blocks between owners (freed by one, taken by the other).
+      fsx.write(big, (rng.int(300) * 2 + 1) * 4096, Buffer.alloc(4096, 7));
+      if (slices === 5) fsx.truncate(big, 250 * 2 * 4096);
+      if (slices === 6) fsx.truncate(other, 0);
+      if (slices === 7) fsx.write(other, 0, Buffer.alloc(256 << 10, 8));
+    },
+  });
+  t.ok(slices > 10, `${slices} slices`);
+  t.ok(result.hookUpdatesQueued > 0, `${result.hookUpdatesQueued} live updates waited behind the big file`);
+  for (const agno of [0, 1]) t.same(records(c.memOf(agno).tree), records(fsx.fs.alloc.ag(agno).rmap), `AG ${agno}: exact`);
+  c.close();
   t.end();
 });

@@ -58,7 +58,7 @@ t.test('a damaged rmap is rebuilt online and the filesystem checks clean, across
     cur.update(rec);
   });
   t.ok(check(fsx).some((p) => /coverage|rmap/.test(p)), 'scrub sees the damage');
-  const result = await repairRmap(fsx, 0, { sliceInodes: 8, betweenSlices: () => work(10) });
+  const result = await repairRmap(fsx, 0, { sliceInodes: 8, sliceMs: 1e9, betweenSlices: () => work(10) });
   t.ok(result.records > 0 && result.blocks > 0, `rebuilt: ${result.records} records in ${result.blocks} blocks`);
   t.ok(result.commitPauseMs < 5000, `commit pause ${result.commitPauseMs.toFixed(1)} ms`);
   t.same(check(fsx), [], 'clean after the repair (and the work done meanwhile)');
@@ -83,7 +83,7 @@ t.test('a cancelled repair stops before its commit and leaves the old rmap', asy
   fsx.fs.alloc.ag(0).rmap.forEach((b, off) => { before.push(JSON.stringify(decodeRmap(b, off))); });
   const rootBefore = fsx.fs.alloc.ag(0).rmap.storage.getRoot().ptr;
   let slices = 0;
-  await t.rejects(repairRmap(fsx, 0, { sliceInodes: 10, betweenSlices: () => { slices++; }, cancelled: () => slices >= 3 }),
+  await t.rejects(repairRmap(fsx, 0, { sliceInodes: 10, sliceMs: 1e9, betweenSlices: () => { slices++; }, cancelled: () => slices >= 3 }),
     { code: 'ECANCELED' }, 'cancelled');
   const after: string[] = [];
   fsx.fs.alloc.ag(0).rmap.forEach((b, off) => { after.push(JSON.stringify(decodeRmap(b, off))); });

@@ -1,0 +1,42 @@
+/** The pacer ends a slice on its time budget, its unit bound, or at once when foreground work waits. */
+import t from 'tap';
+import { Pacer } from '../../src/fs/pacer';
+
+function unitsUntilDue(p: Pacer, limit = 1e7): number {
+  let n = 0;
+  while (n < limit && !p.due()) n++;
+  return n + 1;
+}
+
+t.test('a unit bound ends the slice after that many units', (t) => {
+  const p = new Pacer({ maxUnits: 5, sliceMs: 1e9 });
+  t.equal(unitsUntilDue(p), 5);
+  t.end();
+});
+
+t.test('the time budget ends the slice', (t) => {
+  const p = new Pacer({ sliceMs: 3 });
+  const t0 = process.hrtime.bigint();
+  unitsUntilDue(p);
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  t.ok(ms >= 3, `ended after ${ms.toFixed(2)} ms`);
+  t.end();
+});
+
+t.test('waiting foreground work ends the slice at the next probe, and pause starts a new slice', async (t) => {
+  let waiting = false;
+  let probes = 0;
+  const p = new Pacer({ sliceMs: 1e9, probeUs: 0, foregroundWaiting: () => { probes++; return waiting; } });
+  let ended = 0;
+  for (let i = 0; i < 1000; i++) if (p.due()) ended++;
+  t.equal(ended, 0, 'nothing waits: the slice runs on');
+  t.ok(probes > 0, 'the probe was asked');
+  waiting = true;
+  t.equal(unitsUntilDue(p), 1, 'ends at once');
+  t.equal(p.yieldsToForeground, 1);
+  await p.pause();
+  t.equal(p.slices, 1);
+  waiting = false;
+  t.equal(unitsUntilDue(p, 1000), 1001, 'a new slice runs on while nothing waits');
+  t.end();
+});
