@@ -92,3 +92,31 @@ t.test('a cancelled repair stops before its commit and leaves the old rmap', asy
   t.same(check(fsx), [], 'clean');
   t.end();
 });
+
+t.test('a crash right after the repair commits, before and after its log force, leaves a clean filesystem', async (t) => {
+  for (const forced of [false, true]) {
+    const image = scratchImage(t, { size: 64 << 20, agCount: 2 });
+    let fsx = Rmapfs.open(image);
+    const data = new Map<number, Buffer>();
+    for (let i = 0; i < 150; i++) {
+      const ino = fsx.create(fsx.rootIno, `f${i}`, S_IFREG | 0o644, 0, 0).ino;
+      const b = crypto.randomBytes(1 + ((i * 7919) % 30000));
+      fsx.write(ino, 0, b);
+      data.set(ino, b);
+    }
+    fsx.fsync();
+    fsx.fs.checkpoint(); // the old rmap blocks are on disk, the log empty
+    const oldRoot = fsx.fs.alloc.ag(0).rmap.storage.getRoot().ptr;
+    await repairRmap(fsx, 0);
+    const newRoot = fsx.fs.alloc.ag(0).rmap.storage.getRoot().ptr;
+    if (forced) fsx.fsync();
+    fsx.fs.abandon(); // the crash: nothing more reaches the disk
+    fsx = Rmapfs.open(image);
+    t.equal(fsx.fs.alloc.ag(0).rmap.storage.getRoot().ptr, forced ? newRoot : oldRoot,
+      forced ? 'after the force: the new rmap root survived' : 'before the force: the old rmap root is still the one');
+    t.same(check(fsx), [], `${forced ? 'forced' : 'not forced'}: clean after recovery`);
+    for (const [f, b] of data) if (!fsx.read(f, 0, b.length).equals(b)) t.fail(`file ${f} changed`);
+    fsx.close();
+  }
+  t.end();
+});
