@@ -76,7 +76,8 @@ async function foreground(device: string, mountpoint: string, optionText: string
 
 async function background(device: string, mountpoint: string, optionText: string, io: CommandIo): Promise<number> {
   const script = path.resolve(__dirname, '..', '..', '..', 'bin', 'rmapfs');
-  const child = spawn(process.execPath, [script, 'mount', '-f', '-o', optionText || 'rw', device, mountpoint], {
+  // --expose-gc: online repair reports its heap growth after a forced GC.
+  const child = spawn(process.execPath, ['--expose-gc', script, 'mount', '-f', '-o', optionText || 'rw', device, mountpoint], {
     detached: true,
     stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
     env: { ...process.env, RMAPFS_DAEMON_NOTIFY: '1' },
