@@ -13,6 +13,7 @@ import { infoCommand } from './info';
 import { dbCommand } from './db';
 import { mountCommand, umountCommand } from './mount';
 import { repairCommand, scrubCommand, statusCommand } from './scrub';
+import { debugCommand } from './debug';
 
 export type { CommandIo } from './args';
 
@@ -21,7 +22,7 @@ const log = createDebug('rmapfs:cli');
 const VERSION = '0.1.0';
 
 /** The subcommands, in the order `rmapfs help` lists them. */
-const COMMANDS: readonly Command[] = [mkfsCommand, mountCommand, umountCommand, scrubCommand, repairCommand, statusCommand, checkCommand, infoCommand, dbCommand];
+const COMMANDS: readonly Command[] = [mkfsCommand, mountCommand, umountCommand, scrubCommand, repairCommand, statusCommand, checkCommand, infoCommand, dbCommand, debugCommand];
 
 function usage(): string {
   const rows: [string, string][] = [

@@ -19,6 +19,7 @@ import createDebug from 'debug';
 import { RmapfsError } from '../errors';
 import { BufCache } from '../io/buf-cache';
 import { Device } from '../io/device';
+import type { DeviceInterposer } from '../io/device';
 import { RecoveringTarget } from './recovering-target';
 import { Allocator } from '../alloc/alloc';
 import { Geometry } from '../format/geometry';
@@ -44,6 +45,8 @@ export interface OpenOptions {
    * `check` asks for it read-only too, so it never reads a filesystem a daemon is changing.
    */
   exclusive?: boolean;
+  /** Test interposers put between the filesystem and its device before anything is read or written. */
+  interposers?: readonly DeviceInterposer[];
 }
 
 export interface ReplayInfo {
@@ -71,6 +74,10 @@ export class Filesystem {
    */
   private readonly maxTxImages: number;
   private closed = false;
+  /** Why the filesystem stopped writing (a failed metadata write or flush), or null. */
+  private shutdownReason: string | null = null;
+  /** Told once when the filesystem shuts down (the daemon logs it). */
+  onShutdown: ((why: string) => void) | null = null;
 
   private constructor(path: string, device: Device, options: OpenOptions) {
     this.path = path;
@@ -114,6 +121,7 @@ export class Filesystem {
 
   static open(path: string, options: OpenOptions = {}): Filesystem {
     const device = new Device(path, { readOnly: options.readOnly });
+    for (const i of options.interposers ?? []) device.interpose(i);
     try {
       if (options.exclusive ?? options.readOnly !== true) device.lock();
       const fs = new Filesystem(path, device, options);
@@ -197,11 +205,15 @@ export class Filesystem {
    * transaction (after syncing file data), making them durable.
    */
   forceLog(): void {
+    this.checkWritable();
+    this.guarded('log force', () => this.forceLogUnguarded());
+  }
+
+  private forceLogUnguarded(): void {
     if (this.cache.unloggedCount === 0) {
       if (this.dataDirty) this.syncData();
       return;
     }
-    this.checkWritable();
     if (this.dataDirty) this.syncData();
     const blocks = this.cache.takeUnlogged();
     const lsn = this.journal.headLsn + 1;
@@ -215,7 +227,7 @@ export class Filesystem {
     this.alloc.clearBusy(false);
     log('log force: %d blocks at lsn %d', blocks.length, lsn);
     // Room for the largest next force, always: else write everything in place now.
-    if (this.journal.freeBlocks() < this.journal.blocksNeeded(this.maxTxImages)) this.checkpoint();
+    if (this.journal.freeBlocks() < this.journal.blocksNeeded(this.maxTxImages)) this.checkpointUnguarded();
   }
 
   /**
@@ -223,7 +235,12 @@ export class Filesystem {
    * log tail up to the head: the journal is then empty.
    */
   checkpoint(): void {
-    this.forceLog();
+    this.checkWritable();
+    this.guarded('checkpoint', () => this.checkpointUnguarded());
+  }
+
+  private checkpointUnguarded(): void {
+    this.forceLogUnguarded();
     this.cache.flush();
     this.journal.advanceTail(this.journal.headLsn);
     this.alloc.clearBusy(true);
@@ -235,16 +252,50 @@ export class Filesystem {
     this.dataDirty = false;
   }
 
-  /** Checkpoints, marks the filesystem clean and closes the device. */
+  /**
+   * Runs a step that writes metadata to the device. Should it fail (EIO from
+   * the device, a failed flush), what is on disk is still consistent -- the
+   * log holds every change it acknowledged, in-place writes are redone by
+   * replay -- but what is in memory can no longer reach the disk in order:
+   * the filesystem shuts down (every later change fails with EIO) rather than
+   * risk writing anything inconsistent. The next mount replays the log.
+   */
+  private guarded(what: string, step: () => void): void {
+    try {
+      step();
+    } catch (e) {
+      const why = `${what} failed: ${e instanceof Error ? e.message : String(e)}`;
+      this.shutdown(why);
+      throw new RmapfsError('EIO', `${this.path}: ${why}; the filesystem is shut down`);
+    }
+  }
+
+  /** Stops all writing for good (see guarded). Idempotent. */
+  shutdown(why: string): void {
+    if (this.shutdownReason !== null) return;
+    this.shutdownReason = why;
+    log('%s: shut down: %s', this.path, why);
+    this.onShutdown?.(why);
+  }
+
+  /** Why the filesystem shut down, or null while it works. */
+  get shutdownWhy(): string | null {
+    return this.shutdownReason;
+  }
+
+  /** Checkpoints, marks the filesystem clean and closes the device (after a shutdown: closes, writing nothing). */
   close(): void {
     if (this.closed) return;
-    if (!this.readOnly) {
-      this.setState(STATE_CLEAN, false);
-      this.checkpoint();
+    try {
+      if (!this.readOnly && this.shutdownReason === null) {
+        this.setState(STATE_CLEAN, false);
+        this.checkpoint();
+      }
+    } finally {
+      this.device.close();
+      this.closed = true;
+      log('%s: closed', this.path);
     }
-    this.device.close();
-    this.closed = true;
-    log('%s: closed', this.path);
   }
 
   /** Closes without writing anything more: what a crash would leave (tests). */
@@ -256,6 +307,9 @@ export class Filesystem {
 
   private checkWritable(): void {
     if (this.closed) throw new RmapfsError('EIO', `${this.path} is closed`);
+    if (this.shutdownReason !== null) {
+      throw new RmapfsError('EIO', `${this.path} is shut down after an I/O error (${this.shutdownReason}); unmount it and mount it again`);
+    }
     if (this.readOnly) throw new RmapfsError('EROFS', `${this.path} is open read-only`);
   }
 }

@@ -7,7 +7,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { execFileSync } from 'child_process';
+import { execFile, execFileSync } from 'child_process';
 import createDebug from 'debug';
 import { RmapfsError } from '../errors';
 import { Rmapfs } from '../fs/rmapfs';
@@ -18,6 +18,8 @@ import { isMounted } from './mountinfo';
 import type { CtlServer } from '../ctl/ctl';
 import { scrubLive } from '../scrub/live-scrub';
 import { repairRmaps } from '../repair/rmap-repair';
+import { FaultInjector } from '../io/fault-injector';
+import { WriteLogRecorder } from '../io/write-log';
 
 const log = createDebug('rmapfs:daemon');
 
@@ -37,11 +39,16 @@ export interface MountOptions {
   entryTimeout: number;
   /** Microseconds the FUSE loop keeps reading before it sleeps (see LowLevelOptions.spinUs). */
   spinUs: number;
+  /** Tests: record every device write and flush into this file (see io/write-log.ts). */
+  writeLog: string | null;
+  /** Tests: device faults to inject from the start (see io/fault-injector.ts). */
+  faults: string;
 }
 
 export const DEFAULT_MOUNT_OPTIONS: MountOptions = {
   readOnly: false, allowOther: false, defaultPermissions: true, uid: null, gid: null,
   sync: false, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1, spinUs: 30,
+  writeLog: null, faults: '',
 };
 
 /** Parses "-o" option text ("ro,allow_other,commit=10,..."); unknown options are an error. */
@@ -70,6 +77,14 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
       case 'attr_timeout': o.attrTimeout = num(k, v, 0); break;
       case 'entry_timeout': o.entryTimeout = num(k, v, 0); break;
       case 'spin_us': o.spinUs = Math.min(num(k, v, 0), 1000); break;
+      case 'writelog':
+        if (v === undefined || v === '') throw new RmapfsError('EINVAL', 'mount option writelog needs a file name');
+        o.writeLog = path.resolve(v);
+        break;
+      case 'faults':
+        new FaultInjector(v ?? ''); // throws on a bad rule, before anything is mounted
+        o.faults = v ?? '';
+        break;
       // What mount(8) and fstab hand every helper: harmless here.
       case 'dev': case 'suid': case 'nodev': case 'nosuid': case 'exec': case 'noexec': case 'auto': case 'noauto':
       case 'user': case 'nouser': case 'defaults': case 'atime': case 'noatime': case 'relatime': case '_netdev':
@@ -103,7 +118,22 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   }
   if (!st.isDirectory()) throw new RmapfsError('ENOTDIR', `mountpoint ${mountpoint} is not a directory`);
   if (isMounted(mnt)) throw new RmapfsError('EBUSY', `${mountpoint} is already a mountpoint`);
-  const fsx = Rmapfs.open(device, { readOnly: opts.readOnly });
+  // Test interposers go under the filesystem before it reads or writes anything.
+  const faults = new FaultInjector(opts.faults);
+  const writeLog = opts.writeLog === null ? null : new WriteLogRecorder(opts.writeLog, fs.statSync(device).size);
+  let fsx: Rmapfs;
+  try {
+    fsx = Rmapfs.open(device, { readOnly: opts.readOnly, interposers: writeLog === null ? [faults] : [faults, writeLog] });
+  } catch (e) {
+    writeLog?.close();
+    throw e;
+  }
+  fsx.fs.onShutdown = (why) => {
+    // The one line an administrator needs: on stderr (seen with -f) and in the system log.
+    const line = `rmapfs: ${mnt}: ${why}; the filesystem is shut down (read-only from now on): unmount it and mount it again`;
+    process.stderr.write(`${line}\n`);
+    execFile('logger', ['-t', 'rmapfs', '-p', 'kern.err', line], () => undefined);
+  };
   const ops = new LowLevelOps(fsx, { readOnly: opts.readOnly, sync: opts.sync, uid: opts.uid, gid: opts.gid });
   const options = ['big_writes', `max_write=${opts.maxWrite}`, `fsname=${path.resolve(device)}`, 'subtype=rmapfs'];
   if (opts.readOnly) options.push('ro');
@@ -132,6 +162,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
       } catch (e) {
         process.stderr.write(`rmapfs: ${mnt}: closing the filesystem failed: ${e instanceof Error ? e.message : String(e)}\n`);
       }
+      writeLog?.close();
       resolveDone();
     };
     fuse.unmount().then(close, () => {
@@ -157,7 +188,23 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
         const s = fsx.statfs();
         return { ok: true, device: path.resolve(device), mountpoint: mnt, pid: process.pid, readOnly: opts.readOnly,
           blocks: s.blocks, freeBlocks: s.bfree, agCount: fsx.fs.geo.agCount, orphans: fsx.orphanCount,
-          internalErrors: ops.internalErrors };
+          internalErrors: ops.internalErrors, shutdown: fsx.fs.shutdownWhy ?? 'no',
+          faultsInjected: faults.injected };
+      }
+      case 'mark': {
+        // Tests: a label in the write log, after everything written so far.
+        if (writeLog === null) return { ok: false, error: 'this mount has no write log (mount option writelog=FILE)' };
+        writeLog.mark(String(req.label ?? ''));
+        return { ok: true };
+      }
+      case 'faults': {
+        // Tests: replace the device fault rules ('' or 'off': none).
+        try {
+          faults.set(String(req.spec ?? ''));
+        } catch (e) {
+          return { ok: false, error: e instanceof Error ? e.message : String(e) };
+        }
+        return { ok: true };
       }
       case 'scrub': {
         const agno = typeof req.ag === 'number' ? req.ag : null;

@@ -18,6 +18,21 @@ export interface DeviceOpenOptions {
   direct?: boolean;
 }
 
+/**
+ * Something standing between the filesystem and its device, for tests: a
+ * write log (records every write and flush), a fault injector (fails chosen
+ * I/O with EIO). Each hook may throw; a throw from a before-hook fails the I/O.
+ */
+export interface DeviceInterposer {
+  beforeRead?(pos: number, length: number): void;
+  beforeWrite?(pos: number, length: number): void;
+  /** After a write that reached the device. */
+  afterWrite?(pos: number, src: Buffer, srcOffset: number, length: number): void;
+  beforeSync?(): void;
+  /** After a flush that succeeded: everything written before it is durable. */
+  afterSync?(): void;
+}
+
 export class Device {
   readonly path: string;
   readonly readOnly: boolean;
@@ -28,6 +43,7 @@ export class Device {
   private fd: number;
   /** Aligned scratch for O_DIRECT transfers whose caller buffers are not aligned. */
   private bounce: Buffer | null = null;
+  private interposers: DeviceInterposer[] = [];
 
   constructor(path: string, options: DeviceOpenOptions = {}) {
     this.path = path;
@@ -54,9 +70,19 @@ export class Device {
       this.direct ? ', O_DIRECT' : '');
   }
 
+  /** Puts a test interposer in the I/O path (see DeviceInterposer). */
+  interpose(i: DeviceInterposer): void {
+    this.interposers.push(i);
+  }
+
+  removeInterposer(i: DeviceInterposer): void {
+    this.interposers = this.interposers.filter((x) => x !== i);
+  }
+
   /** Reads exactly length bytes at pos; a short read (past the end) is EIO. */
   read(pos: number, dst: Buffer, dstOffset: number, length: number): void {
     const fd = this.checkOpen();
+    for (const i of this.interposers) i.beforeRead?.(pos, length);
     let got: number;
     try {
       if (this.direct) {
@@ -83,6 +109,7 @@ export class Device {
       throw new RmapfsError('EIO', `${this.path}: write of ${length} bytes at ${pos} is past the end (${this.size} bytes)`,
         { path: this.path });
     }
+    for (const i of this.interposers) i.beforeWrite?.(pos, length);
     try {
       if (this.direct) {
         const bounce = this.bounceBuffer(length);
@@ -94,6 +121,7 @@ export class Device {
     } catch (e) {
       throw wrapIoError(e, `${this.path}: write of ${length} bytes at ${pos}`);
     }
+    for (const i of this.interposers) i.afterWrite?.(pos, src, srcOffset, length);
   }
 
   /**
@@ -114,11 +142,13 @@ export class Device {
 
   sync(): void {
     const fd = this.checkOpen();
+    for (const i of this.interposers) i.beforeSync?.();
     try {
       native.fdatasync(fd);
     } catch (e) {
       throw wrapIoError(e, `${this.path}: fdatasync`);
     }
+    for (const i of this.interposers) i.afterSync?.();
   }
 
   close(): void {
