@@ -14,6 +14,7 @@
  */
 import type { BtreeOps } from '../btree/btree-ops';
 import { magicOf } from '../btree/btree-block';
+import { isInodeOwner, ownerName, OWN_INODES, OWN_NULL } from '../format/owners';
 
 export const RMAP_REC_SIZE = 24;
 export const RMAP_KEY_SIZE = 20;
@@ -104,6 +105,17 @@ export const rmapBtreeOps: BtreeOps = {
     const count = rec.readUInt32BE(r + 4);
     if (count === 0) return 'zero-length extent';
     if (start + count > 0xffffffff) return `extent ${start}+${count} wraps past the end of the AG`;
+    // Who owns it and how must make sense: metadata has no file offset and no flags; a block-map
+    // btree block has no offset either; unwritten is for file data only.
+    const m = decodeRmap(rec, r);
+    if (!isInodeOwner(m.owner)) {
+      if (m.owner === OWN_NULL || m.owner > OWN_INODES) return `unknown owner ${m.owner}`;
+      if (m.offset !== 0 || m.flags !== 0) return `${ownerName(m.owner)} metadata with offset ${m.offset} and flags 0x${m.flags.toString(16)}`;
+    } else if (m.flags & RMAP_BMBT_BLOCK) {
+      if (m.offset !== 0 || (m.flags & RMAP_UNWRITTEN)) return `block-map btree block with offset ${m.offset} and flags 0x${m.flags.toString(16)}`;
+    } else if ((m.flags & RMAP_UNWRITTEN) && (m.flags & RMAP_ATTR_FORK)) {
+      return 'unwritten extent in an attribute fork';
+    }
     return null;
   },
 

@@ -1,0 +1,317 @@
+/**
+ * The fuzz-and-repair loop (like fstests' xfs/3xx fuzz tests): every field
+ * of a btree block, under every fuzz verb of `rmapfs db`.
+ *
+ *   node dist/test/fuzz/fuzz-loop.js [--online] [--offline] [--sample N] [--seed S]
+ *
+ * Online (the rmap btree, two levels): for each field of its root node
+ * (header, keys, pointers) and of a leaf (header, records) and each verb:
+ * corrupt a copy of a prepared filesystem with `rmapfs db`, open it as the
+ * daemon does, scrub must find the damage -- or the field is harmless:
+ * scrub and check clean and every file unchanged -- repair must fix it,
+ * scrub clean, close, check clean, every file unchanged.
+ * Offline (bno, cnt, ino, bmbt, dir and attr btrees, two levels each): the
+ * same corruption, and `check` must report it, or the field is harmless:
+ * check clean, and the filesystem still works (files unchanged, a change
+ * made and checked clean).
+ *
+ * Prints a table (tree, block, field, verb, detected, repaired) and a summary;
+ * exits 1 when any case is neither detected nor harmless, or not repaired,
+ * or changed a file. --sample N runs every N-th case (CI).
+ */
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { mkfs } from '../../src/fs/mkfs';
+import { Rmapfs } from '../../src/fs/rmapfs';
+import { run } from '../../src/cli/main';
+import { FUZZ_VERBS } from '../../src/cli/db';
+import { checkDevice, CHECK_CLEAN } from '../../src/scrub/fs-check';
+import { scrubLive } from '../../src/scrub/live-scrub';
+import { repairRmaps } from '../../src/repair/rmap-repair';
+import { S_IFDIR, S_IFREG } from '../../src/inode/inode-format';
+import { BlockMap } from '../../src/file/bmap';
+import { Directory } from '../../src/dir/dir';
+import { AttrFork } from '../../src/attr/attr';
+import { slotOffset, SLOT_HEIGHT, SLOT_ROOT } from '../../src/format/ag-header';
+import type { AgBtreeName } from '../../src/format/ag-header';
+
+const HEADER_FIELDS = ['magic', 'level', 'numrecs', 'leftsib', 'rightsib', 'blkno', 'lsn', 'uuid', 'owner', 'crc'];
+const REC_FIELDS: Record<string, string[]> = {
+  rmap: ['startblock', 'blockcount', 'owner', 'offset', 'flags'],
+  bno: ['startblock', 'blockcount'],
+  cnt: ['startblock', 'blockcount'],
+  ino: ['startino', 'freecount', 'freemask'],
+  bmbt: ['fileoff', 'blockcount', 'fsbno', 'unwritten'],
+  dir: ['hash', 'cidx', 'ftype', 'namelen', 'ino', 'name'],
+  attr: ['hash', 'cidx', 'namelen', 'valuelen', 'valueblock', 'name', 'value'],
+};
+const KEY_FIELDS: Record<string, string[]> = {
+  rmap: ['startblock', 'owner', 'offset', 'flags'],
+  bno: ['startblock'],
+  cnt: ['blockcount', 'startblock'],
+  ino: ['startino'],
+  bmbt: ['fileoff'],
+  dir: ['hash', 'cidx'],
+  attr: ['hash', 'cidx'],
+};
+
+interface Target {
+  tree: string;
+  /** The db words naming the block: "block AGNO AGBNO TREE" or "fsblock FSBNO TREE". */
+  where: string;
+  what: 'node' | 'leaf';
+}
+
+interface Case {
+  target: Target;
+  field: string;
+  verb: string;
+}
+
+type Outcome = 'detected+repaired' | 'detected' | 'harmless' | 'unchanged' | 'n/a' | 'FAIL';
+
+interface Row {
+  c: Case;
+  outcome: Outcome;
+  detail: string;
+}
+
+function arg(argv: string[], name: string, dflt: number): number {
+  const i = argv.indexOf(name);
+  return i >= 0 ? Number(argv[i + 1]) : dflt;
+}
+
+
+/** Runs a db fuzz; 'unchanged' when the verb left the value as it was (ones on an all-ones field, ...). */
+async function db(image: string, command: string): Promise<{ code: number; err: string; unchanged: boolean }> {
+  let err = '';
+  let out = '';
+  const code = await run(['db', image, command], { out: (l) => { out += l; }, err: (l) => { err += l; } });
+  const m = / (\S+) -> (\S+)$/.exec(out.trim());
+  return { code, err, unchanged: m !== null && m[1] === m[2] };
+}
+
+/** Builds the filesystem every case starts from: every btree at least two levels high. Returns file hashes. */
+function build(image: string): { hashes: Map<string, string>; bigFile: number; bigDir: number; attrFile: number } {
+  mkfs(image, { size: 64 << 20, agCount: 1 });
+  const fsx = Rmapfs.open(image);
+  const hashes = new Map<string, string>();
+  const root = fsx.rootIno;
+  // Two files interleaved block by block, then one removed: hundreds of rmap records in AG 0,
+  // hundreds of one-block free extents (bno/cnt two levels), and a file with a two-level bmbt.
+  const big = fsx.create(root, 'big', S_IFREG | 0o644, 0, 0).ino;
+  const gone = fsx.create(root, 'gone', S_IFREG | 0o644, 0, 0).ino;
+  for (let i = 0; i < 1200; i++) {
+    fsx.write(big, i * 2 * 4096, Buffer.alloc(4096, i & 0xff));
+    fsx.write(gone, i * 2 * 4096, Buffer.alloc(4096, 1));
+  }
+  fsx.unlink(root, 'gone');
+  // A directory of 80 entries (two levels of 272-byte entries) and a file with 40 xattrs.
+  const dir = fsx.mkdir(root, 'dir', S_IFDIR | 0o755, 0, 0).ino;
+  for (let i = 0; i < 80; i++) {
+    const f = fsx.create(dir, `entry-${i}`, S_IFREG | 0o644, 0, 0).ino;
+    fsx.write(f, 0, crypto.createHash('sha256').update(`e${i}`).digest());
+  }
+  const attrFile = fsx.create(root, 'attrs', S_IFREG | 0o644, 0, 0).ino;
+  for (let i = 0; i < 40; i++) fsx.setxattr(attrFile, `user.k${i}`, Buffer.alloc(i % 2 === 0 ? 20 : 300, i));
+  // Enough inodes for a two-level inode btree (250 chunk records fit one leaf).
+  const many = fsx.mkdir(root, 'many', S_IFDIR | 0o755, 0, 0).ino;
+  for (let i = 0; i < 64 * 260; i++) fsx.create(many, `i${i}`, S_IFREG | 0o644, 0, 0);
+  // One-block files side by side, every other one removed: hundreds of one-block free extents (bno/cnt two levels).
+  const small = fsx.mkdir(root, 'small', S_IFDIR | 0o755, 0, 0).ino;
+  for (let i = 0; i < 2400; i++) fsx.write(fsx.create(small, `s${i}`, S_IFREG | 0o644, 0, 0).ino, 0, Buffer.alloc(4096, 2));
+  for (let i = 0; i < 2400; i += 2) fsx.unlink(small, `s${i}`);
+  fsx.close();
+  const check = Rmapfs.open(image, { readOnly: true });
+  hashes.set('big', hashOf(check, check.lookup(check.rootIno, 'big')));
+  for (let i = 0; i < 80; i += 7) hashes.set(`dir/entry-${i}`, hashOf(check, check.lookup(dir, `entry-${i}`)));
+  check.close();
+  return { hashes, bigFile: big, bigDir: dir, attrFile };
+}
+
+function hashOf(fsx: Rmapfs, ino: number): string {
+  const size = fsx.stat(ino).size;
+  return crypto.createHash('sha256').update(size > 0 ? fsx.read(ino, 0, size) : Buffer.alloc(0)).digest('hex');
+}
+
+/** Which files differ from the recorded hashes. */
+function changedFiles(fsx: Rmapfs, hashes: Map<string, string>): string[] {
+  const out: string[] = [];
+  for (const [p, want] of hashes) {
+    try {
+      let ino = fsx.rootIno;
+      for (const part of p.split('/')) ino = fsx.lookup(ino, part);
+      if (hashOf(fsx, ino) !== want) out.push(p);
+    } catch (e) {
+      out.push(`${p} (${e instanceof Error ? e.message : String(e)})`);
+    }
+  }
+  return out;
+}
+
+/** The root and one leaf of AG 0's btree `tree`, as db targets (the tree must be two levels). */
+function agTargets(image: string, tree: AgBtreeName): Target[] {
+  const fsx = Rmapfs.open(image, { readOnly: true });
+  try {
+    const ag = fsx.fs.alloc.ag(0);
+    const hdr = ag.header().data;
+    const root = hdr.readUInt32BE(slotOffset(tree) + SLOT_ROOT);
+    const height = hdr.readUInt32BE(slotOffset(tree) + SLOT_HEIGHT);
+    if (height < 2) throw new Error(`AG 0 ${tree} btree is ${height} level high; the fuzz loop needs two`);
+    let leaf = -1;
+    const t = tree === 'bno' ? ag.bno : tree === 'cnt' ? ag.cnt : tree === 'rmap' ? ag.rmap : ag.ino;
+    t.visitBlocks((ptr, level) => { if (level === 0 && leaf < 0) leaf = ptr; });
+    return [{ tree, where: `block 0 ${root} ${tree}`, what: 'node' }, { tree, where: `block 0 ${leaf} ${tree}`, what: 'leaf' }];
+  } finally {
+    fsx.close();
+  }
+}
+
+/** The root and one leaf of an inode's btree (bmbt, dir or attr); its pointers are filesystem block numbers. */
+function inodeTargets(image: string, ino: number, tree: 'bmbt' | 'dir' | 'attr'): Target[] {
+  const fsx = Rmapfs.open(image, { readOnly: true });
+  try {
+    const inode = fsx.inodes.handle(ino);
+    const fs0 = fsx.fs;
+    const ctx = { device: fs0.device, alloc: fs0.alloc, geo: fs0.geo, noteDataWritten: () => undefined };
+    const t = tree === 'bmbt' ? new BlockMap(inode, fs0.alloc, fs0.geo).btree
+      : tree === 'dir' ? new Directory(inode, fs0.alloc, fs0.geo).tree : new AttrFork(inode, ctx).btree;
+    if (t === null) throw new Error(`inode ${ino} has no ${tree} btree`);
+    const root = t.storage.getRoot();
+    if (root.height < 2) throw new Error(`the ${tree} btree of inode ${ino} is ${root.height} level high; the fuzz loop needs two`);
+    let leaf = -1;
+    t.visitBlocks((ptr, level) => { if (level === 0 && leaf < 0) leaf = ptr; });
+    return [{ tree, where: `fsblock ${root.ptr} ${tree}`, what: 'node' }, { tree, where: `fsblock ${leaf} ${tree}`, what: 'leaf' }];
+  } finally {
+    fsx.close();
+  }
+}
+
+function casesFor(targets: Target[]): Case[] {
+  const out: Case[] = [];
+  for (const target of targets) {
+    const fields = [...HEADER_FIELDS];
+    if (target.what === 'node') {
+      for (const k of KEY_FIELDS[target.tree]!) fields.push(`key[1].${k}`);
+      fields.push('ptr[1]');
+    } else {
+      for (const r of REC_FIELDS[target.tree]!) fields.push(`rec[1].${r}`);
+    }
+    for (const field of fields) for (const verb of FUZZ_VERBS) out.push({ target, field, verb });
+  }
+  return out;
+}
+
+async function onlineCase(pristine: string, work: string, c: Case, hashes: Map<string, string>): Promise<Row> {
+  fs.copyFileSync(pristine, work);
+  const f = await db(work, `fuzz ${c.target.where} ${c.field} ${c.verb}`);
+  if (f.code !== 0) return { c, outcome: 'n/a', detail: f.err };
+  if (f.unchanged) return { c, outcome: 'unchanged', detail: '' };
+  let fsx: Rmapfs;
+  try {
+    fsx = Rmapfs.open(work);
+  } catch (e) {
+    // Mount refused the damage: detected, but the online repair cannot run -- a failure for the rmap.
+    return { c, outcome: 'FAIL', detail: `mount failed: ${e instanceof Error ? e.message : String(e)}` };
+  }
+  let outcome: Outcome;
+  let detail = '';
+  try {
+    const before = await Promise.resolve(scrubLive(fsx.fs, null));
+    const detected = before.problemCount > 0;
+    try {
+      await repairRmaps(fsx, fsx.fs.alloc.ags.map((a) => a.agno));
+    } catch (e) {
+      fsx.fs.shutdown('fuzz case over'); // write nothing more
+      return { c, outcome: 'FAIL', detail: `repair failed: ${e instanceof Error ? e.message : String(e)}` };
+    }
+    const after = await Promise.resolve(scrubLive(fsx.fs, null));
+    const changed = changedFiles(fsx, hashes);
+    if (after.problemCount > 0) {
+      outcome = 'FAIL';
+      detail = `scrub after the repair: ${after.problems.slice(0, 2).map((p) => p.message).join('; ')}`;
+    } else if (changed.length > 0) {
+      outcome = 'FAIL';
+      detail = `files changed: ${changed.join(', ')}`;
+    } else {
+      outcome = detected ? 'detected+repaired' : 'harmless';
+    }
+  } finally {
+    fsx.close();
+  }
+  const report = checkDevice(work);
+  if (report.status !== CHECK_CLEAN && outcome !== 'FAIL') {
+    outcome = 'FAIL';
+    detail = `check after the repair: ${report.error ?? report.result.problems[0]?.message ?? ''}`;
+  }
+  return { c, outcome, detail };
+}
+
+async function offlineCase(pristine: string, work: string, c: Case, hashes: Map<string, string>): Promise<Row> {
+  fs.copyFileSync(pristine, work);
+  const f = await db(work, `fuzz ${c.target.where} ${c.field} ${c.verb}`);
+  if (f.code !== 0) return { c, outcome: 'n/a', detail: f.err };
+  if (f.unchanged) return { c, outcome: 'unchanged', detail: '' };
+  const report = checkDevice(work);
+  if (report.status !== CHECK_CLEAN) return { c, outcome: 'detected', detail: report.error ?? report.result.problems[0]?.message ?? '' };
+  // Check found nothing: the field must be harmless -- the filesystem works and nothing changed.
+  try {
+    const fsx = Rmapfs.open(work);
+    const changed = changedFiles(fsx, hashes);
+    const ino = fsx.create(fsx.rootIno, 'after-fuzz', S_IFREG | 0o644, 0, 0).ino;
+    fsx.write(ino, 0, Buffer.alloc(50000, 5));
+    fsx.close();
+    if (changed.length > 0) return { c, outcome: 'FAIL', detail: `undetected, and files changed: ${changed.join(', ')}` };
+    const again = checkDevice(work);
+    if (again.status !== CHECK_CLEAN) return { c, outcome: 'FAIL', detail: `undetected, then: ${again.result.problems[0]?.message ?? again.error}` };
+  } catch (e) {
+    return { c, outcome: 'FAIL', detail: `undetected, then: ${e instanceof Error ? e.message : String(e)}` };
+  }
+  return { c, outcome: 'harmless', detail: '' };
+}
+
+async function main(argv: string[]): Promise<number> {
+  const doOnline = argv.includes('--online') || !argv.includes('--offline');
+  const doOffline = argv.includes('--offline') || !argv.includes('--online');
+  const sample = Math.max(1, arg(argv, '--sample', 1));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rmapfs-fuzz-'));
+  const pristine = path.join(dir, 'pristine.img');
+  const work = path.join(dir, 'work.img');
+  const t0 = Date.now();
+  try {
+    const built = build(pristine);
+    const rows: Row[] = [];
+    const runCases = async (cases: Case[], one: typeof onlineCase): Promise<void> => {
+      for (let i = 0; i < cases.length; i += sample) {
+        const row = await one(pristine, work, cases[i]!, built.hashes);
+        rows.push(row);
+        const c = row.c;
+        console.log(`${c.target.tree.padEnd(5)} ${c.target.what.padEnd(5)} ${c.field.padEnd(18)} ${c.verb.padEnd(10)} `
+          + `${row.outcome}${row.outcome === 'FAIL' ? `: ${row.detail}` : ''}`);
+      }
+    };
+    console.log('tree  block field              verb       outcome');
+    if (doOnline) await runCases(casesFor(agTargets(pristine, 'rmap')), onlineCase);
+    if (doOffline) {
+      const targets = [...agTargets(pristine, 'bno'), ...agTargets(pristine, 'cnt'), ...agTargets(pristine, 'ino'),
+        ...inodeTargets(pristine, built.bigFile, 'bmbt'), ...inodeTargets(pristine, built.bigDir, 'dir'),
+        ...inodeTargets(pristine, built.attrFile, 'attr')];
+      await runCases(casesFor(targets), offlineCase);
+    }
+    const count = (o: Outcome): number => rows.filter((r) => r.outcome === o).length;
+    console.log(`fuzz-loop: ${rows.length} cases: ${count('detected+repaired')} detected and repaired, ${count('detected')} detected `
+      + `(offline), ${count('harmless')} harmless, ${count('unchanged')} left unchanged by the verb, ${count('n/a')} not fuzzable, `
+      + `${count('FAIL')} failures; `
+      + `${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    return count('FAIL') === 0 ? 0 : 1;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+void main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (e: unknown) => {
+  process.stderr.write(`fuzz-loop: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+  process.exitCode = 1;
+});
