@@ -7,11 +7,14 @@
  * record that points at them is logged -- and never overwritten: a new value
  * gets new blocks, so a crash shows the old value or the new, never a mix.
  *
- * Record (336 bytes): hash u32, collision index u16, pad u8, name length u8,
+ * Record (340 bytes): hash u32, collision index u16, pad u8, name length u8,
  * value length u32, value block u32 (fsbno, 0 when inline), name (256 bytes),
- * inline value (64 bytes). Key (6 bytes): hash, collision index.
+ * inline value (64 bytes), value crc32c u32. Key (6 bytes): hash, collision
+ * index. The value's crc makes a damaged length, block pointer or value
+ * show: reads fail with EFSBADCRC, and check reports it.
  */
 import { RmapfsError, corruption } from '../errors';
+import { native } from '../native';
 import { Btree } from '../btree/btree';
 import type { BtreeOps } from '../btree/btree-ops';
 import { hashKeyOps } from '../btree/btree-ops';
@@ -26,7 +29,7 @@ import { ATTR_BTREE, ATTR_NONE } from '../inode/inode-format';
 import { ForkBtreeStorage } from '../inode/fork-btree';
 import { findHashedName, freeCollisionIndex, nameHash } from '../btree/hashed-names';
 
-export const ATTR_REC_SIZE = 336;
+export const ATTR_REC_SIZE = 340;
 export const ATTR_NAME_MAX = 255;
 export const ATTR_VALUE_MAX = 65536;
 export const ATTR_INLINE_MAX = 64;
@@ -37,6 +40,12 @@ const OFF_VALUELEN = 8;
 const OFF_VALUEBLOCK = 12;
 const OFF_NAME = 16;
 const OFF_INLINE = 272;
+const OFF_VALUECRC = 336;
+
+/** The crc32c a record keeps of its value. */
+export function valueCrc(value: Buffer): number {
+  return native.crc32c(value, 0, value.length, 0) >>> 0;
+}
 
 export const attrBtreeOps: BtreeOps = {
   name: 'attr',
@@ -50,6 +59,9 @@ export const attrBtreeOps: BtreeOps = {
     if (valueLen > ATTR_VALUE_MAX) return `value of ${valueLen} bytes`;
     if ((valueLen > ATTR_INLINE_MAX) !== (rec.readUInt32BE(r + OFF_VALUEBLOCK) !== 0)) return 'value stored in the wrong place';
     if (nameHash(rec.subarray(r + OFF_NAME, r + OFF_NAME + len)) !== rec.readUInt32BE(r + OFF_HASH)) return 'name hash is wrong';
+    if (valueLen <= ATTR_INLINE_MAX && valueCrc(rec.subarray(r + OFF_INLINE, r + OFF_INLINE + valueLen)) !== rec.readUInt32BE(r + OFF_VALUECRC)) {
+      return 'inline value does not match its crc';
+    }
     return null;
   },
   formatRecord(rec, r) {
@@ -74,6 +86,8 @@ export interface AttrEntry {
   valueLen: number;
   /** fsbno of the value's blocks, 0 when inline. */
   valueBlock: number;
+  /** crc32c of the value. */
+  valueCrc: number;
 }
 
 export interface AttrContext {
@@ -107,7 +121,8 @@ export class AttrFork {
     const valueLen = block.readUInt32BE(offset + OFF_VALUELEN);
     return {
       cur,
-      entry: { name: Buffer.from(name), valueLen, valueBlock: block.readUInt32BE(offset + OFF_VALUEBLOCK) },
+      entry: { name: Buffer.from(name), valueLen, valueBlock: block.readUInt32BE(offset + OFF_VALUEBLOCK),
+        valueCrc: block.readUInt32BE(offset + OFF_VALUECRC) },
       inline: Buffer.from(block.subarray(offset + OFF_INLINE, offset + OFF_INLINE + Math.min(valueLen, ATTR_INLINE_MAX))),
     };
   }
@@ -115,10 +130,22 @@ export class AttrFork {
   get(name: Buffer): Buffer | null {
     const found = this.find(name);
     if (found === null) return null;
-    const { entry } = found;
-    if (entry.valueBlock === 0) return found.inline;
-    const out = Buffer.alloc(entry.valueLen);
-    this.ctx.device.read(entry.valueBlock * BLOCK_SIZE, out, 0, entry.valueLen);
+    return this.value(found.entry, found.inline);
+  }
+
+  /** An entry's value (from its record, or its blocks), checked against the crc the record keeps. */
+  value(entry: AttrEntry, inline?: Buffer): Buffer {
+    let out: Buffer;
+    if (entry.valueBlock === 0) {
+      out = inline ?? this.get(entry.name) ?? Buffer.alloc(0);
+    } else {
+      out = Buffer.alloc(entry.valueLen);
+      this.ctx.device.read(entry.valueBlock * BLOCK_SIZE, out, 0, entry.valueLen);
+    }
+    if (valueCrc(out) !== entry.valueCrc) {
+      throw new RmapfsError('EFSBADCRC', `inode ${this.inode.ino}: attribute '${entry.name.toString()}': the value (${entry.valueLen} bytes`
+        + `${entry.valueBlock !== 0 ? ` at block ${entry.valueBlock}` : ''}) does not match its crc`);
+    }
     return out;
   }
 
@@ -130,6 +157,7 @@ export class AttrFork {
         name: Buffer.from(b.subarray(off + OFF_NAME, off + OFF_NAME + len)),
         valueLen: b.readUInt32BE(off + OFF_VALUELEN),
         valueBlock: b.readUInt32BE(off + OFF_VALUEBLOCK),
+        valueCrc: b.readUInt32BE(off + OFF_VALUECRC),
       });
     });
     return out;
@@ -177,6 +205,7 @@ export class AttrFork {
     rec.writeUInt32BE(valueBlock, OFF_VALUEBLOCK);
     name.copy(rec, OFF_NAME);
     if (nblocks === 0) value.copy(rec, OFF_INLINE);
+    rec.writeUInt32BE(valueCrc(value), OFF_VALUECRC);
     this.tree.insert(rec);
     this.inode.touch('ctime');
   }
@@ -210,5 +239,6 @@ export class AttrFork {
     this.inode.attrFormat = ATTR_NONE;
     this.inode.attrRoot = 0;
     this.inode.attrHeight = 0;
+    this.inode.attrCount = 0;
   }
 }

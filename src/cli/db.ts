@@ -130,7 +130,7 @@ fields:
             bmbt  rec: fileoff, blockcount, fsbno, unwritten    key: fileoff
             dir   rec: hash, cidx, ftype, namelen, ino, name
                   key: hash, cidx
-            attr  rec: hash, cidx, namelen, valuelen, valueblock, name,
+            attr  rec: hash, cidx, namelen, valuelen, valueblock, name, valuecrc,
                   value (the inline value)    key: hash, cidx
           (setting a name writes the name bytes only: namelen and hash
           stay as they were)
@@ -233,7 +233,7 @@ const TREES: TreeType[] = [
     [field('hash', 0, 4), field('cidx', 4, 2)]),
   treeType('attr', 'attrbt', attrBtreeOps,
     [field('hash', 0, 4), field('cidx', 4, 2), field('namelen', 7, 1), field('valuelen', 8, 4), field('valueblock', 12, 4),
-      field('name', 16, 256, 'label'), field('value', 272, attrBtreeOps.recSize - 272, 'label')],
+      field('name', 16, 256, 'label'), field('value', 272, 64, 'label'), field('valuecrc', 336, 4)],
     [field('hash', 0, 4), field('cidx', 4, 2)]),
 ];
 

@@ -68,7 +68,8 @@ export class ForkBtreeStorage implements BtreeStorage {
   }
 
   adjustRecords(delta: number): void {
-    // The data fork counts its records (extents, or directory entries); the attr fork does not need to.
+    // Both forks count their records (extents, directory entries, attributes): check compares.
     if (this.fork === 'data') this.inode.nextents = this.inode.nextents + delta;
+    else this.inode.attrCount = this.inode.attrCount + delta;
   }
 }

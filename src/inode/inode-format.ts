@@ -13,7 +13,8 @@
  * 132 u32 data btree root  136 u32 data btree height
  * 140 u8 attr fork format  141 u8 pad   142 u16 attr local bytes
  * 144 u32 attr btree root  148 u32 attr btree height   152 u32 rdev
- * 156..191 reserved (zero)
+ * 156 u32 attr count (attributes in the attr btree: a lost record shows)
+ * 160..191 reserved (zero)
  * 192..383 data fork: up to 12 extents of 16 bytes, or local data (symlink target)
  * 384..511 attr fork: local extended attributes
  *
@@ -62,6 +63,7 @@ export const OFF_I_ALOCAL = 142;
 export const OFF_I_AROOT = 144;
 export const OFF_I_AHEIGHT = 148;
 export const OFF_I_RDEV = 152;
+export const OFF_I_ACOUNT = 156;
 export const DATA_FORK_OFFSET = 192;
 export const DATA_FORK_SIZE = 192;
 export const ATTR_FORK_OFFSET = 384;
@@ -189,4 +191,5 @@ export const INODE_FIELDS: readonly Field[] = [
   { name: 'attrRoot', offset: OFF_I_AROOT, type: 'u32' },
   { name: 'attrHeight', offset: OFF_I_AHEIGHT, type: 'u32' },
   { name: 'rdev', offset: OFF_I_RDEV, type: 'u32' },
+  { name: 'attrCount', offset: OFF_I_ACOUNT, type: 'u32' },
 ];

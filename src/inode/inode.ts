@@ -18,7 +18,7 @@ import type { InobtRecord } from './inode-btree';
 import {
   ATTR_FORK_OFFSET, DATA_FORK_OFFSET, OFF_I_AFORMAT, OFF_I_ALOCAL, OFF_I_AHEIGHT, OFF_I_AROOT, OFF_I_DHEIGHT,
   OFF_I_DROOT, OFF_I_FLAGS, OFF_I_FORMAT, OFF_I_GEN, OFF_I_GID, OFF_I_MODE, OFF_I_NBLOCKS, OFF_I_NEXTENTS,
-  OFF_I_NLINK, OFF_I_NSEC, OFF_I_RDEV, OFF_I_SIZE, OFF_I_TIMES, OFF_I_UID, S_IFDIR, S_IFMT, formatFreeInode,
+  OFF_I_NLINK, OFF_I_NSEC, OFF_I_RDEV, OFF_I_ACOUNT, OFF_I_SIZE, OFF_I_TIMES, OFF_I_UID, S_IFDIR, S_IFMT, formatFreeInode,
   inodeBlockBufOps,
 } from './inode-format';
 import type { Timespec } from './inode-format';
@@ -101,6 +101,9 @@ export class Inode {
   set attrRoot(v: number) { this.setU32(OFF_I_AROOT, v); }
   get attrHeight(): number { return this.u32(OFF_I_AHEIGHT); }
   set attrHeight(v: number) { this.setU32(OFF_I_AHEIGHT, v); }
+  /** Records in the attr btree (kept like nextents for the data fork, so a lost record is noticed). */
+  get attrCount(): number { return this.u32(OFF_I_ACOUNT); }
+  set attrCount(v: number) { this.setU32(OFF_I_ACOUNT, v); }
 
   get size(): number { return readU64(this.block().data, this.offset + OFF_I_SIZE); }
   set size(v: number) {

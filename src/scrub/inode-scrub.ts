@@ -20,7 +20,7 @@ import { Directory, DOTDOT, DT_DIR } from '../dir/dir';
 import { INODE_SIZE } from '../format/geometry';
 import { SYMLINK_MAX } from '../fs/rmapfs';
 import { verifyBtree } from '../btree/verify';
-import { decodeRmap, RMAP_ATTR_FORK, RMAP_BMBT_BLOCK } from '../rmap/rmap-btree';
+import { decodeRmap, RMAP_ATTR_FORK, RMAP_BMBT_BLOCK, RMAP_UNWRITTEN } from '../rmap/rmap-btree';
 import { AttrFork, valueBlocks } from '../attr/attr';
 import { rmapFind } from '../rmap/rmap';
 import { isInodeOwner } from '../format/owners';
@@ -182,7 +182,7 @@ export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubRe
             continue;
           }
           held += e.blockcount;
-          checkMapped(fs, inode, e.fsbno, e.blockcount, e.fileoff, 'data', bad);
+          checkMapped(fs, inode, e.fsbno, e.blockcount, e.fileoff, 'data', bad, e.unwritten);
         }
         if (type === S_IFLNK && lastEnd * BLOCK_SIZE < inode.size) bad(ino, `symlink of ${inode.size} bytes holds only ${lastEnd} blocks`);
         if (lastEnd * BLOCK_SIZE > Math.ceil(inode.size / BLOCK_SIZE) * BLOCK_SIZE) bad(ino, `blocks mapped up to file block ${lastEnd}, past the end of file (size ${inode.size}, mode ${inode.mode.toString(8)})`);
@@ -196,15 +196,22 @@ export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubRe
       if (attrs.btree !== null) {
         const v = verifyBtree(attrs.btree);
         for (const p of v.problems) bad(ino, p.message, 'attr');
+        if (v.ok && v.records !== inode.attrCount) bad(ino, `counts ${inode.attrCount} attributes, its attr btree holds ${v.records}`, 'attr');
         attrs.btree.visitBlocks((ptr) => {
           held++;
           checkMapped(fs, inode, ptr, 1, 0, 'attr-btree', bad);
         });
         for (const e of attrs.list()) {
           const n = valueBlocks(e.valueLen);
-          if (n === 0) continue;
-          held += n;
-          checkMapped(fs, inode, e.valueBlock, n, 0, 'attr-value', bad);
+          if (n > 0) {
+            held += n;
+            checkMapped(fs, inode, e.valueBlock, n, 0, 'attr-value', bad);
+          }
+          try {
+            attrs.value(e); // its crc: a wrong length, block or value shows here
+          } catch (err) {
+            bad(ino, err instanceof Error ? err.message : String(err), 'attr');
+          }
         }
       }
     } catch (e) {
@@ -257,7 +264,7 @@ const KIND_FLAGS: Record<MappedKind, number> = {
 
 /** The rmap must say this inode owns these blocks (at this file offset, or as btree or attribute blocks). */
 function checkMapped(fs: Filesystem, inode: Inode, fsbno: number, count: number, fileoff: number, kind: MappedKind,
-  bad: (ino: number, msg: string, structure?: string) => void): void {
+  bad: (ino: number, msg: string, structure?: string) => void, unwritten = false): void {
   const agno = fs.geo.agnoOf(fsbno);
   const agbno = fs.geo.agbnoOf(fsbno);
   if (agno >= fs.geo.agCount) {
@@ -272,7 +279,10 @@ function checkMapped(fs: Filesystem, inode: Inode, fsbno: number, count: number,
   }
   const flagsOk = ((r.flags & (RMAP_BMBT_BLOCK | RMAP_ATTR_FORK)) >>> 0) === KIND_FLAGS[kind];
   if (r.owner !== inode.ino || !flagsOk || r.startblock + r.blockcount < agbno + count
-    || (kind === 'data' && r.offset + (agbno - r.startblock) !== fileoff)) {
-    bad(inode.ino, `${what}: the rmap says [${r.startblock}+${r.blockcount}] owner ${r.owner} offset ${r.offset}`, 'rmap');
+    || (kind === 'data' && r.offset + (agbno - r.startblock) !== fileoff)
+    // Written or not: the block map and the rmap must agree (reads of unwritten space return zeroes).
+    || (kind === 'data' && ((r.flags & RMAP_UNWRITTEN) !== 0) !== unwritten)) {
+    bad(inode.ino, `${what}${unwritten ? ' (unwritten)' : ''}: the rmap says [${r.startblock}+${r.blockcount}] owner ${r.owner} `
+      + `offset ${r.offset}${(r.flags & RMAP_UNWRITTEN) !== 0 ? ' (unwritten)' : ''}`, 'rmap');
   }
 }

@@ -211,7 +211,7 @@ t.test('db on files refuses what it cannot do, in one line', async (t) => {
     [`btree inode ${files.small}`, 1, /not a btree/],
     ['btree 0 dir', 1, /dirbt is not an AG btree/],
     ['inode 99999999999', 1, /past the end of the device|past the AG's end/],
-    [`set inode ${files.small} nosuch 1`, 1, /the inode has no field 'nosuch' \(magic, mode, .*rdev, ext\[I\]\.fileoff\|blockcount\|fsbno\|unwritten\)/],
+    [`set inode ${files.small} nosuch 1`, 1, /the inode has no field 'nosuch' \(magic, mode, .*rdev, attrCount, ext\[I\]\.fileoff\|blockcount\|fsbno\|unwritten\)/],
     [`set inode ${files.small} ext[12].fsbno 1`, 1, /has no field 'ext\[12\]\.fsbno'/],
     [`set inode ${files.small} nlink 4294967296`, 1, /does not fit in 32 bits/],
     [`set fsblock ${dirLeaf} rec[0].nosuch 1`, 1, /a dirbt record has no field 'nosuch' \(hash, cidx, ftype, namelen, ino, name\)/],

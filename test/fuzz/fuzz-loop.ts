@@ -45,7 +45,7 @@ const REC_FIELDS: Record<string, string[]> = {
   ino: ['startino', 'freecount', 'freemask'],
   bmbt: ['fileoff', 'blockcount', 'fsbno', 'unwritten'],
   dir: ['hash', 'cidx', 'ftype', 'namelen', 'ino', 'name'],
-  attr: ['hash', 'cidx', 'namelen', 'valuelen', 'valueblock', 'name', 'value'],
+  attr: ['hash', 'cidx', 'namelen', 'valuelen', 'valueblock', 'name', 'value', 'valuecrc'],
 };
 const KEY_FIELDS: Record<string, string[]> = {
   rmap: ['startblock', 'owner', 'offset', 'flags'],
@@ -127,6 +127,7 @@ function build(image: string): { hashes: Map<string, string>; bigFile: number; b
   const check = Rmapfs.open(image, { readOnly: true });
   hashes.set('big', hashOf(check, check.lookup(check.rootIno, 'big')));
   for (let i = 0; i < 80; i += 7) hashes.set(`dir/entry-${i}`, hashOf(check, check.lookup(dir, `entry-${i}`)));
+  hashes.set('xattr:attrs', xattrHash(check, check.lookup(check.rootIno, 'attrs')));
   check.close();
   return { hashes, bigFile: big, bigDir: dir, attrFile };
 }
@@ -136,14 +137,22 @@ function hashOf(fsx: Rmapfs, ino: number): string {
   return crypto.createHash('sha256').update(size > 0 ? fsx.read(ino, 0, size) : Buffer.alloc(0)).digest('hex');
 }
 
-/** Which files differ from the recorded hashes. */
+/** One hash over a file's extended attributes, names and values. */
+function xattrHash(fsx: Rmapfs, ino: number): string {
+  const h = crypto.createHash('sha256');
+  for (const name of fsx.listxattr(ino).sort()) h.update(name).update(fsx.getxattr(ino, name));
+  return h.digest('hex');
+}
+
+/** Which files (or, for "xattr:NAME", a file's extended attributes) differ from the recorded hashes. */
 function changedFiles(fsx: Rmapfs, hashes: Map<string, string>): string[] {
   const out: string[] = [];
   for (const [p, want] of hashes) {
     try {
+      const xattrs = p.startsWith('xattr:');
       let ino = fsx.rootIno;
-      for (const part of p.split('/')) ino = fsx.lookup(ino, part);
-      if (hashOf(fsx, ino) !== want) out.push(p);
+      for (const part of (xattrs ? p.slice(6) : p).split('/')) ino = fsx.lookup(ino, part);
+      if ((xattrs ? xattrHash(fsx, ino) : hashOf(fsx, ino)) !== want) out.push(p);
     } catch (e) {
       out.push(`${p} (${e instanceof Error ? e.message : String(e)})`);
     }
