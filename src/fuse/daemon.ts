@@ -216,6 +216,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
         if (repairing) return { ok: false, error: 'a repair is running on this filesystem (it scrubs when it is done)' };
         // In slices, so FUSE requests keep being served; it checks the filesystem as it was when it began.
         return scrubLiveSliced(fsx.fs, agno, {
+          foregroundWaiting: () => fuse.requestWaiting(),
           abortReason: () => (finished ? 'the filesystem is being unmounted' : signal.aborted ? 'the client went away'
             : repairing ? 'a repair started' : null),
         }).then((r) => ({ ok: true, ...r }), (e: unknown) => ({ ok: false, error: e instanceof Error ? e.message : String(e) }));

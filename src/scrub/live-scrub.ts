@@ -4,7 +4,8 @@
  *
  * Over a million rmap records the checkers take seconds, and the daemon
  * serves FUSE requests on the same thread, so `scrubLiveSliced` runs them in
- * slices of a few milliseconds, yielding to the event loop in between. The
+ * slices of a few milliseconds (cut short when a FUSE request waits: the
+ * shared Pacer), yielding to the event loop in between. The
  * filesystem changes between slices; a checker that read half of it before a
  * change and half after would report damage that is not there (an extent
  * both free and mapped, a link count one off). So the checkers never read the
@@ -29,6 +30,8 @@ import { Allocator } from '../alloc/alloc';
 import type { Geometry } from '../format/geometry';
 import { decodeSuperblock, superblockBufOps } from '../format/superblock';
 import type { Filesystem } from '../fs/filesystem';
+import { Pacer } from '../fs/pacer';
+import type { PacerOptions } from '../fs/pacer';
 import { scrubAgSteps } from './ag-scrub';
 import { scrubInodesSteps } from './inode-scrub';
 import { ProblemList, runToEnd } from './common';
@@ -47,15 +50,20 @@ export interface LiveScrubResult {
   slices: number;
   /** The longest slice (ms): the longest any foreground request waited for the scrub. */
   longestSliceMs: number;
+  /** Slices ended early because a FUSE request was waiting. */
+  yieldsToForeground: number;
   /** Times the scrub started over because its frozen view was spoiled. */
   restarts: number;
   /** Blocks that changed during the (last) run and were copied for the frozen view. */
   blocksKept: number;
 }
 
-export interface SlicedScrubOptions {
-  /** Work per slice before yielding to the event loop (default 3 ms). */
-  sliceMs?: number;
+/**
+ * How the slices are cut (PacerOptions: sliceMs, default 2; maxUnits, checker
+ * steps per slice, for tests; foregroundWaiting, to end a slice at once when a
+ * FUSE request waits), and what runs between them.
+ */
+export interface SlicedScrubOptions extends PacerOptions {
   /** Runs between slices, after the yield (tests do foreground work there). */
   betweenSlices?: () => void | Promise<void>;
   /** Checked between slices: a reason to stop (the client went away, unmount), or null to go on. */
@@ -99,7 +107,7 @@ export function scrubLive(fs: Filesystem, agno: number | null): LiveScrubResult 
   const seconds = elapsedMs(t0) / 1000;
   return {
     problems: problems.problems, problemCount: problems.count, ...totals, seconds,
-    slices: 1, longestSliceMs: seconds * 1000, restarts: 0, blocksKept: 0,
+    slices: 1, longestSliceMs: seconds * 1000, yieldsToForeground: 0, restarts: 0, blocksKept: 0,
   };
 }
 
@@ -158,22 +166,26 @@ class FrozenView implements ScrubSource {
 }
 
 /**
- * Scrubs one AG or all of them in slices of about sliceMs, yielding to the
- * event loop between them, on a frozen view of the filesystem (see the top of
- * this file). Rejects with ECANCELED when abortReason gives a reason.
+ * Scrubs one AG or all of them in slices paced by a Pacer (a few ms, or less
+ * when a FUSE request waits), yielding to the event loop between them, on a
+ * frozen view of the filesystem (see the top of this file). Rejects with
+ * ECANCELED when abortReason gives a reason.
  */
 export async function scrubLiveSliced(fs: Filesystem, agno: number | null, options: SlicedScrubOptions = {}): Promise<LiveScrubResult> {
-  const sliceMs = options.sliceMs ?? 3;
   const maxRestarts = options.maxRestarts ?? 2;
   const t0 = process.hrtime.bigint();
-  let slices = 0;
+  const pacer = new Pacer(options);
   let longestSliceMs = 0;
+  const done = (r: Omit<LiveScrubResult, 'seconds' | 'slices' | 'longestSliceMs' | 'yieldsToForeground'>): LiveScrubResult => ({
+    ...r, seconds: elapsedMs(t0) / 1000, slices: pacer.slices + 1, longestSliceMs, yieldsToForeground: pacer.yieldsToForeground,
+  });
   for (let restarts = 0; ; restarts++) {
     if (restarts > maxRestarts) {
       // The filesystem keeps changing in ways a snapshot cannot follow: check it as it is, in one go.
       log('scrub: the view was spoiled %d times; scrubbing in one go', restarts);
       const r = scrubLive(fs, agno);
-      return { ...r, seconds: elapsedMs(t0) / 1000, slices: slices + 1, longestSliceMs: Math.max(longestSliceMs, r.longestSliceMs), restarts };
+      longestSliceMs = Math.max(longestSliceMs, r.longestSliceMs);
+      return done({ ...r, restarts });
     }
     const snap = fs.cache.openSnapshot(options.maxBlocksKept);
     try {
@@ -181,17 +193,15 @@ export async function scrubLiveSliced(fs: Filesystem, agno: number | null, optio
       const steps = scrubSteps(new FrozenView(fs, snap), agno, problems);
       let sliceStart = process.hrtime.bigint();
       let totals: ScrubTotals | null = null;
-      while (totals === null) {
+      for (;;) {
         const r = steps.next();
         if (r.done === true) {
           totals = r.value;
           break;
         }
-        const ms = elapsedMs(sliceStart);
-        if (ms < sliceMs) continue;
-        slices++;
-        longestSliceMs = Math.max(longestSliceMs, ms);
-        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (!pacer.due()) continue;
+        longestSliceMs = Math.max(longestSliceMs, elapsedMs(sliceStart));
+        await pacer.pause();
         await options.betweenSlices?.();
         const why = options.abortReason?.() ?? null;
         if (why !== null) throw new RmapfsError('ECANCELED', `scrub stopped: ${why}`);
@@ -202,14 +212,10 @@ export async function scrubLiveSliced(fs: Filesystem, agno: number | null, optio
         log('scrub: view spoiled (%s); starting over', snap.spoiled);
         continue;
       }
-      slices++;
       longestSliceMs = Math.max(longestSliceMs, elapsedMs(sliceStart));
-      log('scrub: %d problems; %d slices (longest %d ms), %d changed blocks kept, %d restarts',
-        problems.count, slices, Math.round(longestSliceMs), snap.imageCount, restarts);
-      return {
-        problems: problems.problems, problemCount: problems.count, ...totals, seconds: elapsedMs(t0) / 1000,
-        slices, longestSliceMs, restarts, blocksKept: snap.imageCount,
-      };
+      log('scrub: %d problems; %d slices (longest %d ms, %d cut short for FUSE requests), %d changed blocks kept, %d restarts',
+        problems.count, pacer.slices + 1, Math.round(longestSliceMs), pacer.yieldsToForeground, snap.imageCount, restarts);
+      return done({ problems: problems.problems, problemCount: problems.count, ...totals, restarts, blocksKept: snap.imageCount });
     } finally {
       snap.close();
     }

@@ -109,6 +109,30 @@ t.test('a dirty block is handed out with its crc made, as write-back would', (t)
   t.end();
 });
 
+t.test('blocks written in place in a transaction (ordered) are kept before they are overwritten', (t) => {
+  const cache = cacheOnXfile();
+  for (let bno = 0; bno < 10; bno++) write(cache, bno, bno);
+  cache.flush();
+  cache.purgeClean();
+  write(cache, 4, 4); // cached (dirty) before the transaction
+  const snap = cache.openSnapshot();
+  cache.beginTx();
+  const fresh = cache.get(8, null); // not cached: what the target holds is the snapshot's
+  fresh.data.fill(0x88);
+  cache.markDirty(fresh);
+  const known = cache.read(4, null);
+  known.data.fill(0x44);
+  cache.markDirty(known);
+  cache.writeOrdered([fresh, known]);
+  cache.commitTx();
+  t.same([seen(snap, 8), seen(snap, 4)], [8, 4], 'both as they were');
+  const now = Buffer.alloc(4096);
+  cache.target.readBlocks(8, 1, now, 0);
+  t.equal(now[0], 0x88, 'while the target holds the new contents');
+  snap.close();
+  t.end();
+});
+
 t.test('what a snapshot cannot follow spoils it', (t) => {
   const cache = cacheOnXfile();
   for (let bno = 0; bno < 10; bno++) write(cache, bno, bno);

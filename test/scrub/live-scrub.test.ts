@@ -66,8 +66,8 @@ t.test('no false problems while the filesystem changes between every two slices'
   const work = workload(fsx, 71);
   work(600);
   t.same(lines(scrubLive(fsx.fs, null).problems), [], 'clean before');
-  // sliceMs 0: a pause at every step the checkers offer, with foreground work in each.
-  const r = await scrubLiveSliced(fsx.fs, null, { sliceMs: 0, betweenSlices: () => work(2) });
+  // maxUnits 1: a pause at every step the checkers offer, with foreground work in each.
+  const r = await scrubLiveSliced(fsx.fs, null, { maxUnits: 1, betweenSlices: () => work(2) });
   t.same(lines(r.problems), [], 'no problems');
   t.ok(r.inodesChecked, 'the files were checked too');
   t.ok(r.slices > 200, `${r.slices} slices`);
@@ -76,7 +76,7 @@ t.test('no false problems while the filesystem changes between every two slices'
   t.equal(fsx.fs.cache.openSnapshots, 0, 'the snapshot is closed');
   t.same(lines(scrubLive(fsx.fs, null).problems), [], 'clean after, too');
   for (const agno of [0, 1]) {
-    const one = await scrubLiveSliced(fsx.fs, agno, { sliceMs: 0, betweenSlices: () => work(2) });
+    const one = await scrubLiveSliced(fsx.fs, agno, { maxUnits: 1, betweenSlices: () => work(2) });
     t.same(lines(one.problems), [], `AG ${agno} alone`);
     t.equal(one.inodesChecked, false);
   }
@@ -126,7 +126,7 @@ t.test('real damage is found, exactly as a scrub in one go finds it, with work g
   const want = lines(scrubLive(fsx.fs, null).problems);
   t.ok(want.length > 0, `damage: ${want.join('; ')}`);
   const work = workload(fsx, 9);
-  const r = await scrubLiveSliced(fsx.fs, null, { sliceMs: 0, betweenSlices: () => work(2) });
+  const r = await scrubLiveSliced(fsx.fs, null, { maxUnits: 1, betweenSlices: () => work(2) });
   t.same(lines(r.problems), want, 'the same problems, and nothing else');
   t.ok(r.slices > 100, `${r.slices} slices`);
 });
@@ -143,6 +143,11 @@ t.test('the scrub yields: timers run while it works on a bigger filesystem', asy
   t.same(lines(r.problems), []);
   t.ok(r.slices > 1, `${r.slices} slices`);
   t.ok(ticks > 0, `a timer ran ${ticks} times during the scrub`);
+  // A FUSE request waiting ends the slice at once.
+  const waiting = await scrubLiveSliced(fsx.fs, null, { sliceMs: 1e6, probeUs: 0, foregroundWaiting: () => true });
+  t.same(lines(waiting.problems), []);
+  t.ok(waiting.yieldsToForeground > 100 && waiting.yieldsToForeground === waiting.slices - 1,
+    `${waiting.yieldsToForeground} slices cut short for the foreground`);
 });
 
 t.test('a spoiled view starts over; the last resort is one go; a reason to stop stops it', async (t) => {
@@ -158,15 +163,15 @@ t.test('a spoiled view starts over; the last resort is one go; a reason to stop 
     const b = fsx.fs.cache.read(0, null);
     fsx.fs.cache.markDirty(b);
   };
-  let r = await scrubLiveSliced(fsx.fs, null, { sliceMs: 0, betweenSlices: () => { spoil(); work(1); } });
+  let r = await scrubLiveSliced(fsx.fs, null, { maxUnits: 1, betweenSlices: () => { spoil(); work(1); } });
   t.equal(r.restarts, 1, 'started over once');
   t.same(lines(r.problems), []);
   spoils = 1000;
-  r = await scrubLiveSliced(fsx.fs, null, { sliceMs: 0, maxRestarts: 1, betweenSlices: spoil });
+  r = await scrubLiveSliced(fsx.fs, null, { maxUnits: 1, maxRestarts: 1, betweenSlices: spoil });
   t.equal(r.restarts, 2, 'spoiled every time: then in one go');
   t.same(lines(r.problems), []);
   let n = 0;
-  await t.rejects(scrubLiveSliced(fsx.fs, null, { sliceMs: 0, abortReason: () => (++n > 3 ? 'enough' : null) }),
+  await t.rejects(scrubLiveSliced(fsx.fs, null, { maxUnits: 1, abortReason: () => (++n > 3 ? 'enough' : null) }),
     { code: 'ECANCELED', message: /scrub stopped: enough/ });
   t.equal(fsx.fs.cache.openSnapshots, 0, 'no snapshot left open');
 });
