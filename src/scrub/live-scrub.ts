@@ -152,9 +152,11 @@ class FrozenView implements ScrubSource {
   readonly device: Device;
 
   constructor(fs: Filesystem, snap: CacheSnapshot) {
-    // A small cache of its own: the scrub reads everything once and must not push the
-    // foreground's working set out of the daemon's cache.
-    this.cache = new BufCache(new SnapshotTarget(fs.cache, snap), { maxBlocks: 2048 });
+    // A cache of its own, so the scrub does not push the foreground's working set out of the
+    // daemon's; big enough for the rmap leaves the file checks look up in (every one of them, in
+    // no order), else each miss costs a copy and a crc: at most 64 MiB, and never more than the
+    // daemon's cache may hold.
+    this.cache = new BufCache(new SnapshotTarget(fs.cache, snap), { maxBlocks: Math.min(16384, fs.cache.maxBlocks) });
     this.geo = fs.geo;
     this.alloc = new Allocator(this.cache, fs.geo);
     this.device = fs.device;
