@@ -39,6 +39,19 @@ export interface BtreeVerifyOptions {
 }
 
 export function verifyBtree(tree: Btree, options: BtreeVerifyOptions = {}): BtreeVerifyResult {
+  const steps = verifyBtreeSteps(tree, options);
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+  }
+}
+
+/**
+ * The same walk, pausing (yielding) after each block, for callers that work
+ * in slices (online scrub). Between two steps the tree must not change: the
+ * caller reads a frozen view of it, or does nothing else meanwhile.
+ */
+export function* verifyBtreeSteps(tree: Btree, options: BtreeVerifyOptions = {}): Generator<void, BtreeVerifyResult, void> {
   const { ops, geo, storage, cache } = tree;
   const maxProblems = options.maxProblems ?? 100;
   const problems: BtreeProblem[] = [];
@@ -65,7 +78,7 @@ export function verifyBtree(tree: Btree, options: BtreeVerifyOptions = {}): Btre
   const haveLastKey = new Array<boolean>(height).fill(false);
   const key = Buffer.alloc(ops.keySize);
 
-  const visit = (ptr: number, level: number, parentKey: Buffer | null, parentBno: number): void => {
+  function* visit(ptr: number, level: number, parentKey: Buffer | null, parentBno: number): Generator<void, void, void> {
     if (problems.length >= maxProblems) return;
     if (!storage.isValidPtr(ptr)) {
       report(level + 1, parentBno, `pointer ${ptr} to a level ${level} block is out of range`);
@@ -128,17 +141,18 @@ export function verifyBtree(tree: Btree, options: BtreeVerifyOptions = {}): Btre
         if (bad !== undefined && bad !== null) report(level, bno, `record ${i}: ${bad}`);
       }
     }
+    yield;
     if (level === 0) return;
     // Copy what the children need before visiting them (the cache may drop b).
     const childKeys = Buffer.from(b.subarray(geo.keyOffset(0), geo.keyOffset(n)));
     const childPtrs: number[] = [];
     for (let i = 0; i < n; i++) childPtrs.push(b.readUInt32BE(geo.ptrOffset(i)));
     for (let i = 0; i < n; i++) {
-      visit(childPtrs[i]!, level - 1, childKeys.subarray(i * ops.keySize, (i + 1) * ops.keySize), bno);
+      yield* visit(childPtrs[i]!, level - 1, childKeys.subarray(i * ops.keySize, (i + 1) * ops.keySize), bno);
     }
-  };
+  }
 
-  visit(rootPtr, height - 1, null, -1);
+  yield* visit(rootPtr, height - 1, null, -1);
   for (let level = 0; level < height; level++) {
     if (prevRight[level] !== NULL_PTR && problems.length === 0) {
       report(level, storage.bnoOf(prevPtr[level]!), `last block at level ${level} has right sibling ${prevRight[level]}`);

@@ -76,6 +76,8 @@ argument separates commands too. Quote a value with spaces inside a command
   rmapfs db img set block 0 4 rec[0].blockcount 3 \\; block 0 rmap 4
   rmapfs db img 'inode 128' 'ls 128' 'btree inode 131' 'fsblock 300'
   rmapfs db img 'set inode 131 ext[0].fsbno 999' 'set fsblock 300 rec[2].name xyz'
+  rmapfs db img 'delete block 1 4 rec[7]' 'insert block 1 4 rec[9]' \\
+    'set block 1 4 rec[9].startblock 300'
 
 Numbers: AGNO an AG number, AGBNO a block number within the AG, FSBNO a
 filesystem block number (AGNO * agBlocks + AGBNO), INO an inode number
@@ -114,6 +116,17 @@ inode, then fails its checksum):
   set fsblock FSBNO [TREE] FIELD VALUE
   set inode INO FIELD VALUE
   fuzz ... FIELD VERB            the same targets as set
+  insert block AGNO AGBNO [TREE] rec[I]|key[I]
+  insert fsblock FSBNO [TREE] rec[I]|key[I]
+                                 a new entry I in a btree block (a record in
+                                 a leaf; a key and its pointer in a node),
+                                 the entries from I on moved up, numrecs + 1;
+                                 it starts as a copy of the entry it pushed
+                                 up (or of the last one): set its fields next
+  delete block|fsblock ... rec[I]|key[I]
+                                 removes entry I, the entries after it moved
+                                 down, numrecs - 1 (neither changes the
+                                 parent's keys or the AG header's counts)
 
 fields:
   sb      ${wrapList(SUPERBLOCK_FIELDS.map((f) => f.name), 10)}
@@ -815,6 +828,32 @@ function blockTarget(b: Buffer, what: string, fsbno: number, treeName: string | 
   return { target: { what, noun: 'block', fsbno, fields: [f], base, families: '', fixCrc: fixBlockCrc }, fieldName: f.name };
 }
 
+/** A block named `block AGNO AGBNO [TREE] ...` or `fsblock FSBNO [TREE] ...`, followed by `tail` more words. */
+interface NamedBlock {
+  what: string;
+  fsbno: number;
+  b: Buffer;
+  treeName: string | undefined;
+}
+
+function namedBlock(raw: RawFs, words: string[], tail: number, synopsis: string): NamedBlock {
+  const kind = words[0];
+  if (kind === 'block') {
+    if (words.length !== 3 + tail && words.length !== 4 + tail) throw usageError(`usage: ${synopsis}`);
+    const agno = num(words[1], 'AG number');
+    const agbno = num(words[2], 'AG block number');
+    if (agbno >= raw.agLength(agno)) throw new CliError(1, 'EINVAL', `AG ${agno} has no block ${agbno}`);
+    const fsbno = raw.agStart(agno) + agbno;
+    return { what: `AG ${agno} block ${agbno}`, fsbno, b: raw.read(fsbno), treeName: words.length === 4 + tail ? words[3] : undefined };
+  }
+  if (kind === 'fsblock') {
+    if (words.length !== 2 + tail && words.length !== 3 + tail) throw usageError(`usage: ${synopsis}`);
+    const fsbno = num(words[1], 'block number');
+    return { what: `block ${fsbno}`, fsbno, b: raw.read(fsbno), treeName: words.length === 3 + tail ? words[2] : undefined };
+  }
+  throw usageError(`usage: ${synopsis}`);
+}
+
 /** Where `set`/`fuzz` write: the structure named by the words after the verb. */
 function writeTarget(raw: RawFs, words: string[], synopsis: string): { target: Target; b: Buffer; fieldName: string; arg: string } {
   const kind = words[0];
@@ -832,20 +871,9 @@ function writeTarget(raw: RawFs, words: string[], synopsis: string): { target: T
     };
     return { target, b, fieldName: name, arg };
   }
-  if (kind === 'block') {
-    if (words.length !== 5 && words.length !== 6) throw usageError(`usage: ${synopsis}`);
-    const agno = num(words[1], 'AG number');
-    const agbno = num(words[2], 'AG block number');
-    if (agbno >= raw.agLength(agno)) throw new CliError(1, 'EINVAL', `AG ${agno} has no block ${agbno}`);
-    const fsbno = raw.agStart(agno) + agbno;
-    const b = raw.read(fsbno);
-    return { ...blockTarget(b, `AG ${agno} block ${agbno}`, fsbno, words.length === 6 ? words[3] : undefined, name), b, arg };
-  }
-  if (kind === 'fsblock') {
-    if (words.length !== 4 && words.length !== 5) throw usageError(`usage: ${synopsis}`);
-    const fsbno = num(words[1], 'block number');
-    const b = raw.read(fsbno);
-    return { ...blockTarget(b, `block ${fsbno}`, fsbno, words.length === 5 ? words[2] : undefined, name), b, arg };
+  if (kind === 'block' || kind === 'fsblock') {
+    const { what, fsbno, b, treeName } = namedBlock(raw, words, 2, synopsis);
+    return { ...blockTarget(b, what, fsbno, treeName, name), b, arg };
   }
   if (kind === 'inode') {
     if (words.length !== 4) throw usageError(`usage: ${synopsis}`);
@@ -886,6 +914,67 @@ function runWrite(io: CommandIo, raw: RawFs, cmd: string[], keepCrcAll: boolean)
   if (!crcKept) target.fixCrc(b);
   raw.write(target.fsbno, b);
   io.out(`${target.what}: ${f.name} ${show(f, old)} -> ${show(f, value)}${crcKept && f.kind !== 'crc' ? ' (crc kept)' : ''}`);
+}
+
+/**
+ * `insert` / `delete`: adds or removes one entry of a btree block (a record
+ * in a leaf, a key with its pointer in a node), moving the entries after it
+ * and changing numrecs -- the "missing record" and "extra record" damage that
+ * set and fuzz cannot make. An inserted entry starts as a copy of the one it
+ * pushed up (or of the last, at the end): set its fields next. Nothing else
+ * changes (not the parent's keys, not the AG header's record count).
+ */
+function runEntryEdit(io: CommandIo, raw: RawFs, cmd: string[], keepCrcAll: boolean): void {
+  const verb = cmd[0] === 'insert' ? 'insert' : 'delete';
+  const keepCrc = keepCrcAll || cmd.includes('--keep-crc');
+  const words = cmd.slice(1).filter((w) => w !== '--keep-crc');
+  const synopsis = `${verb} block AGNO AGBNO [TREE] rec[I]|key[I] | ${verb} fsblock FSBNO [TREE] rec[I]|key[I] [--keep-crc]`;
+  const { what, fsbno, b, treeName } = namedBlock(raw, words, 1, synopsis);
+  const entry = words[words.length - 1]!;
+  const m = /^(rec|key)\[(\d+)\]$/.exec(entry);
+  if (m === null) throw new CliError(1, 'EINVAL', `${verb} takes an entry, rec[I] (a leaf) or key[I] (a node, with its ptr[I]), not '${entry}'`);
+  const tree = treeName !== undefined ? findTree(treeName) : treeByMagic(b.readUInt32BE(0));
+  if (tree === undefined) {
+    throw new CliError(1, 'EINVAL', `the block's magic ${magicText(b.readUInt32BE(0))} names no btree type: give TREE before the entry`);
+  }
+  const kind = m[1]!;
+  const i = Number(m[2]);
+  const level = b.readUInt16BE(OFF_LEVEL);
+  if (kind === 'rec' && level !== 0) throw new CliError(1, 'EINVAL', `the block is a node (level ${level}): it has key[I] and ptr[I], not records`);
+  if (kind === 'key' && level === 0) throw new CliError(1, 'EINVAL', 'the block is a leaf: it has rec[I], not keys');
+  const { geo } = tree;
+  const n = b.readUInt16BE(OFF_NUMRECS);
+  const max = level === 0 ? geo.maxLeafRecs : geo.maxNodeRecs;
+  if (n > max) throw new CliError(1, 'EINVAL', `numrecs ${n} is more than a ${tree.label} block holds (${max}): set numrecs first`);
+  if (verb === 'delete' && i >= n) throw new CliError(1, 'EINVAL', `${kind}[${i}]: the block holds ${n}`);
+  if (verb === 'insert' && i > n) throw new CliError(1, 'EINVAL', `${kind}[${i}]: the block holds ${n}, an entry goes at ${n} at most`);
+  if (verb === 'insert' && n === max) throw new CliError(1, 'EINVAL', `the block is full (${max} entries)`);
+  // The arrays an entry has a slot in: records in a leaf; keys and pointers in a node.
+  const arrays = level === 0
+    ? [{ at: geo.recOffset(0), size: tree.ops.recSize }]
+    : [{ at: geo.keyOffset(0), size: tree.ops.keySize }, { at: geo.ptrOffset(0), size: 4 }];
+  let note: string;
+  if (verb === 'delete') {
+    note = level === 0 ? tree.ops.formatRecord!(b, geo.recOffset(i)) : `${formatKey(tree, b, geo.keyOffset(i))}  ptr ${b.readUInt32BE(geo.ptrOffset(i))}`;
+    for (const a of arrays) {
+      b.copyWithin(a.at + i * a.size, a.at + (i + 1) * a.size, a.at + n * a.size);
+      b.fill(0, a.at + (n - 1) * a.size, a.at + n * a.size);
+    }
+    b.writeUInt16BE(n - 1, OFF_NUMRECS);
+  } else {
+    const from = i < n ? i : n - 1;
+    if (from < 0) throw new CliError(1, 'EINVAL', 'the block is empty: there is no entry to copy');
+    for (const a of arrays) {
+      b.copyWithin(a.at + (i + 1) * a.size, a.at + i * a.size, a.at + n * a.size);
+      if (i === n) b.copyWithin(a.at + i * a.size, a.at + from * a.size, a.at + (from + 1) * a.size);
+    }
+    b.writeUInt16BE(n + 1, OFF_NUMRECS);
+    note = `a copy of ${kind}[${from}]`;
+  }
+  if (!keepCrc) fixBlockCrc(b);
+  raw.write(fsbno, b);
+  io.out(`${what}: ${kind}[${i}] ${verb === 'delete' ? 'deleted' : 'inserted'} (${note}), numrecs ${n} -> ${verb === 'delete' ? n - 1 : n + 1}`
+    + `${keepCrc ? ' (crc kept)' : ''}`);
 }
 
 /** Takes "--limit N" out of a command's words. */
@@ -984,8 +1073,12 @@ function runCommand(io: CommandIo, raw: RawFs, cmd: string[], keepCrc: boolean):
     case 'fuzz':
       runWrite(io, raw, cmd, keepCrc);
       return;
+    case 'insert':
+    case 'delete':
+      runEntryEdit(io, raw, cmd, keepCrc);
+      return;
     default:
-      throw usageError(`unknown db command '${name ?? ''}' (sb, agh, btree, block, fsblock, records, inode, ls, hexdump, set, fuzz; see 'rmapfs db --help')`);
+      throw usageError(`unknown db command '${name ?? ''}' (sb, agh, btree, block, fsblock, records, inode, ls, hexdump, set, fuzz, insert, delete; see 'rmapfs db --help')`);
   }
 }
 
@@ -1061,7 +1154,7 @@ export const dbCommand: Command = {
     if (path === undefined) throw usageError('missing DEVICE (see --help)');
     const cmds = [...args.strings('command').flatMap(splitCommandText), ...commandsFromArgs(rest)];
     if (cmds.length === 0) throw usageError(`no command given (see 'rmapfs db --help')`);
-    const writes = cmds.some((c) => c[0] === 'set' || c[0] === 'fuzz');
+    const writes = cmds.some((c) => c[0] === 'set' || c[0] === 'fuzz' || c[0] === 'insert' || c[0] === 'delete');
     let device: Device;
     try {
       device = new Device(path, { readOnly: !writes });

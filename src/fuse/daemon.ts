@@ -16,7 +16,7 @@ import { LowLevelFuse } from './lowlevel';
 import { startCtlServer } from '../ctl/ctl';
 import { isMounted } from './mountinfo';
 import type { CtlServer } from '../ctl/ctl';
-import { scrubLive } from '../scrub/live-scrub';
+import { scrubLiveSliced } from '../scrub/live-scrub';
 import { repairRmaps } from '../repair/rmap-repair';
 import { FaultInjector } from '../io/fault-injector';
 import { WriteLogRecorder } from '../io/write-log';
@@ -211,7 +211,15 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
         if (agno !== null && (!Number.isInteger(agno) || agno < 0 || agno >= fsx.fs.geo.agCount)) {
           return { ok: false, error: `no AG ${agno} (the filesystem has ${fsx.fs.geo.agCount})` };
         }
-        return { ok: true, ...scrubLive(fsx.fs, agno) };
+        // The repair's own scrub reports on what it rebuilt; a scrub beside it could read the old
+        // rmap's blocks after the repair gave them back.
+        if (repairing) return { ok: false, error: 'a repair is running on this filesystem (it scrubs when it is done)' };
+        // In slices, so FUSE requests keep being served; it checks the filesystem as it was when it began.
+        return scrubLiveSliced(fsx.fs, agno, {
+          foregroundWaiting: () => fuse.requestWaiting(),
+          abortReason: () => (finished ? 'the filesystem is being unmounted' : signal.aborted ? 'the client went away'
+            : repairing ? 'a repair started' : null),
+        }).then((r) => ({ ok: true, ...r }), (e: unknown) => ({ ok: false, error: e instanceof Error ? e.message : String(e) }));
       }
       case 'repair': {
         if (opts.readOnly) return { ok: false, error: 'the filesystem is mounted read-only' };
@@ -242,7 +250,12 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
               },
             });
             fsx.fsync();
-            return { ok: true, ags: results, scrub: scrubLive(fsx.fs, agno) };
+            // Its commits are done: the closing scrub runs in slices like any other (FUSE keeps being served).
+            const scrub = await scrubLiveSliced(fsx.fs, agno, {
+              foregroundWaiting: () => fuse.requestWaiting(),
+              abortReason: () => (finished ? 'the filesystem is being unmounted' : null),
+            });
+            return { ok: true, ags: results, scrub };
           } catch (e) {
             const where = committed.length === 0 ? 'the old rmap is still in place'
               : `AG ${committed.join(', ')} rebuilt before that, the others keep their old rmap`;

@@ -21,6 +21,12 @@
  *   `takeUnlogged` is remembered; the journal takes them at a log force, and
  *   a block whose current contents are not yet in the log may not be written
  *   in place (write-ahead logging).
+ * - Snapshots: `openSnapshot` freezes what the blocks hold at that moment.
+ *   From then on every committed transaction hands the snapshot the
+ *   pre-image of each block it changed, so the snapshot can always tell what
+ *   a block held when it opened, however the cache moved on -- a reader that
+ *   works in slices between foreground transactions (online scrub) sees one
+ *   consistent filesystem.
  */
 import createDebug from 'debug';
 import { RmapfsError } from '../errors';
@@ -70,6 +76,91 @@ interface PreImage {
   data: Buffer | null;
   dirty: boolean;
   unlogged: boolean;
+  /** The block's type then (a snapshot may need to make its crc: a dirty image's is stale). */
+  ops: BufOps | null;
+}
+
+/** What a snapshot keeps of a block changed after it opened. */
+interface SnapshotImage {
+  data: Buffer;
+  /** The crc in data is stale (the block was dirty): stamp it with ops before handing it out. */
+  stale: boolean;
+  ops: BufOps | null;
+}
+
+/**
+ * The blocks of a cache as they were when the snapshot opened (see
+ * BufCache.openSnapshot). It holds only the blocks changed since; every other
+ * block is read as it is now (from the cache, else the target), which is the
+ * same thing. Close it when done: while it is open, every transaction's
+ * changed blocks are copied into it.
+ */
+export class CacheSnapshot {
+  private readonly images = new Map<number, SnapshotImage>();
+  /**
+   * Why the snapshot stopped being one moment's view (a block changed in a way it
+   * could not record, or it grew past maxImages), or null while it is exact.
+   */
+  spoiled: string | null = null;
+  private closed = false;
+
+  constructor(private readonly cache: BufCache, readonly maxImages: number) {}
+
+  /** Blocks changed since the snapshot opened (held as copies). */
+  get imageCount(): number {
+    return this.images.size;
+  }
+
+  /** Whether the snapshot already holds block bno's image. */
+  has(bno: number): boolean {
+    return this.images.has(bno);
+  }
+
+  /**
+   * Block bno as it was when the snapshot opened, into dst at dstOffset, with a
+   * valid crc (dirty blocks get theirs made here, as write-back would).
+   */
+  readBlock(bno: number, dst: Buffer, dstOffset: number): void {
+    const bs = this.cache.blockSize;
+    const out = dst.subarray(dstOffset, dstOffset + bs);
+    const image = this.images.get(bno);
+    if (image !== undefined) {
+      image.data.copy(out);
+      if (image.stale && image.ops !== null) image.ops.prepareWrite(new Buf(bno, out, image.ops));
+      return;
+    }
+    const buf = this.cache.peek(bno);
+    if (buf === undefined) {
+      this.cache.target.readBlocks(bno, 1, dst, dstOffset);
+      return;
+    }
+    buf.data.copy(out);
+    if (buf.dirty && !buf.prepared && buf.ops !== null) buf.ops.prepareWrite(new Buf(bno, out, buf.ops));
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.images.clear();
+    this.cache.dropSnapshot(this);
+  }
+
+  /** Keeps block bno's image as of the snapshot (the first one offered wins: it is the oldest). */
+  keep(bno: number, data: Buffer, stale: boolean, ops: BufOps | null): void {
+    if (this.spoiled !== null || this.images.has(bno)) return;
+    if (this.images.size >= this.maxImages) {
+      this.spoil(`more than ${this.maxImages} blocks changed while it was open`);
+      return;
+    }
+    this.images.set(bno, { data: Buffer.from(data), stale, ops });
+  }
+
+  spoil(why: string): void {
+    if (this.spoiled !== null) return;
+    this.spoiled = why;
+    this.images.clear(); // nothing it holds can be trusted to complete a view any more
+    log('%s: snapshot spoiled: %s', this.cache.target.name, why);
+  }
 }
 
 export interface BufCacheStats {
@@ -100,6 +191,7 @@ export class BufCache {
   /** The open transaction's pre-images, or null outside a transaction. */
   private tx: Map<Buf, PreImage> | null = null;
   private readonly spareImages: Buffer[] = [];
+  private readonly snapshots = new Set<CacheSnapshot>();
   private readonly counters = { hits: 0, misses: 0, blocksRead: 0, blocksWritten: 0, evictions: 0 };
 
   constructor(target: BufTarget, options: BufCacheOptions = {}) {
@@ -124,9 +216,64 @@ export class BufCache {
   /** Keeps the changes; the pre-images are dropped. Returns the blocks the transaction touched. */
   commitTx(): number {
     const tx = this.requireTx();
+    if (this.snapshots.size > 0) this.offerPreImages(tx);
     for (const pre of tx.values()) if (pre.data !== null) this.spareImages.push(pre.data);
     this.tx = null;
     return tx.size;
+  }
+
+  // ---- snapshots ----------------------------------------------------------
+
+  /**
+   * Freezes the blocks as they are now (between transactions): the snapshot
+   * answers what any block held at this moment until it is closed. It keeps
+   * a copy of each block changed meanwhile, up to maxImages (then it is
+   * spoiled, as it is by a change made outside a transaction).
+   */
+  openSnapshot(maxImages = 16384): CacheSnapshot {
+    if (this.tx !== null) throw new RmapfsError('EINVAL', `${this.target.name}: a snapshot cannot open inside a transaction`);
+    const snap = new CacheSnapshot(this, maxImages);
+    this.snapshots.add(snap);
+    return snap;
+  }
+
+  /** @internal (CacheSnapshot.close) */
+  dropSnapshot(snap: CacheSnapshot): void {
+    this.snapshots.delete(snap);
+  }
+
+  get openSnapshots(): number {
+    return this.snapshots.size;
+  }
+
+  /** The transaction commits: the snapshots keep what it changed, as it was before. */
+  private offerPreImages(tx: Map<Buf, PreImage>): void {
+    for (const [buf, pre] of tx) {
+      if (pre.data === null) {
+        // Not cached before (a new block written whole): what the snapshot saw is still on the target
+        // (unless written in place as an ordered block: writeOrdered kept it then).
+        this.offerTargetBlock(buf.bno);
+        continue;
+      }
+      const changed = !buf.cached || this.index.get(buf.bno) !== buf || !pre.data.equals(buf.data);
+      if (!changed) continue;
+      for (const snap of this.snapshots) snap.keep(buf.bno, pre.data, pre.dirty, pre.ops);
+    }
+  }
+
+  /** Open snapshots that have no image of bno yet keep what the target holds there now. */
+  private offerTargetBlock(bno: number): void {
+    let want = false;
+    for (const snap of this.snapshots) want ||= !snap.has(bno);
+    if (!want) return;
+    const old = this.spareImages.pop() ?? Buffer.allocUnsafeSlow(this.blockSize);
+    this.target.readBlocks(bno, 1, old, 0);
+    for (const snap of this.snapshots) snap.keep(bno, old, false, null);
+    this.spareImages.push(old);
+  }
+
+  private spoilSnapshots(why: string): void {
+    for (const snap of this.snapshots) snap.spoil(why);
   }
 
   /** Puts every block the transaction touched back as it was. */
@@ -168,7 +315,7 @@ export class BufCache {
       data = this.spareImages.pop() ?? Buffer.allocUnsafeSlow(this.blockSize);
       buf.data.copy(data);
     }
-    tx.set(buf, { data, dirty: buf.dirty, unlogged: this.unlogged.has(buf) });
+    tx.set(buf, { data, dirty: buf.dirty, unlogged: this.unlogged.has(buf), ops: buf.ops });
   }
 
   // ---- logging -------------------------------------------------------------
@@ -243,6 +390,8 @@ export class BufCache {
       // too late for a faithful pre-image, so refuse rather than risk a bad rollback.
       throw new RmapfsError('EIO', `${this.target.name}: block ${buf.bno} changed outside its transaction`);
     }
+    // Changed with no transaction to keep its pre-image: no snapshot can say what it held.
+    if (this.tx === null && this.snapshots.size > 0) this.spoilSnapshots(`block ${buf.bno} changed outside a transaction`);
     if (!buf.dirty) {
       buf.dirty = true;
       this.dirtyCount++;
@@ -276,6 +425,19 @@ export class BufCache {
   writeOrdered(bufs: Buf[]): void {
     const tx = this.requireTx();
     const sorted = [...bufs].sort((a, b) => a.bno - b.bno);
+    // Open snapshots keep what these blocks held before they are overwritten on the target:
+    // the commit cannot tell any more (their pre-images are dropped below).
+    if (this.snapshots.size > 0) {
+      for (const buf of sorted) {
+        const pre = tx.get(buf);
+        if (pre === undefined) continue; // refused below
+        if (pre.data !== null) {
+          for (const snap of this.snapshots) snap.keep(buf.bno, pre.data, pre.dirty, pre.ops);
+        } else {
+          this.offerTargetBlock(buf.bno);
+        }
+      }
+    }
     const maxRun = 256;
     const staging = Buffer.allocUnsafeSlow(this.blockSize * Math.min(maxRun, Math.max(1, sorted.length)));
     for (let i = 0; i < sorted.length;) {
@@ -301,7 +463,7 @@ export class BufCache {
       this.unlogged.delete(buf);
       const pre = tx.get(buf)!;
       if (pre.data !== null) this.spareImages.push(pre.data);
-      tx.set(buf, { data: null, dirty: false, unlogged: false });
+      tx.set(buf, { data: null, dirty: false, unlogged: false, ops: buf.ops });
     }
   }
 
@@ -319,14 +481,22 @@ export class BufCache {
   /** Forgets a block (freed, or to be re-read): dirty contents are discarded. */
   invalidate(bno: number): void {
     const buf = this.index.get(bno);
-    if (buf === undefined) return;
+    if (buf === undefined) {
+      // A block freed while not cached: its last contents are on the target, and it may be reused
+      // for file data (written around the cache) before a snapshot reader gets to it.
+      if (this.snapshots.size > 0) this.offerTargetBlock(bno);
+      return;
+    }
     if (this.tx !== null) this.remember(buf, true);
+    // Outside a transaction nothing else keeps what the block held (inside, the commit does).
+    else for (const snap of this.snapshots) snap.keep(bno, buf.data, buf.dirty && !buf.prepared, buf.ops);
     this.unlogged.delete(buf);
     this.remove(buf);
   }
 
   /** Drops every block, dirty ones included (the target's contents are being thrown away). */
   discardAll(): void {
+    if (this.snapshots.size > 0) this.spoilSnapshots('the cache was discarded');
     for (const buf of [...this.index.values()]) this.remove(buf);
     this.unlogged.clear();
   }

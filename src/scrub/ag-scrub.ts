@@ -8,7 +8,8 @@
 import { RmapfsError } from '../errors';
 import type { AllocGroup } from '../alloc/ag';
 import type { Btree } from '../btree/btree';
-import { verifyBtree } from '../btree/verify';
+import { verifyBtreeSteps } from '../btree/verify';
+import type { BtreeVerifyResult } from '../btree/verify';
 import { decodeFreeExtent } from '../alloc/alloc-btree';
 import { AG_BTREES, SLOT_BLOCKS, SLOT_RECORDS, slotOffset } from '../format/ag-header';
 import type { AgBtreeName } from '../format/ag-header';
@@ -18,7 +19,11 @@ import type { RmapRecord } from '../rmap/rmap-btree';
 import { decodeInobt, INODES_PER_CHUNK } from '../inode/inode-btree';
 import { CHUNK_BLOCKS, INODES_PER_BLOCK } from '../format/geometry';
 import type { Geometry } from '../format/geometry';
-import type { ProblemList } from './common';
+import { eachBlock, eachRecord, runToEnd } from './common';
+import type { ProblemList, ScrubSteps } from './common';
+
+/** Items of a whole-AG list (records, free extents) handled between two pauses. */
+const LIST_STEP = 4096;
 
 const TREE_STRUCTURE: Record<AgBtreeName, string> = { bno: 'bnobt', cnt: 'cntbt', rmap: 'rmap', ino: 'inobt' };
 
@@ -41,6 +46,11 @@ interface OwnedExtent {
 }
 
 export function scrubAg(ag: AllocGroup, geo: Geometry, problems: ProblemList): AgScrubResult {
+  return runToEnd(scrubAgSteps(ag, geo, problems));
+}
+
+/** scrubAg, pausing after each btree block (see common.ts). */
+export function* scrubAgSteps(ag: AllocGroup, geo: Geometry, problems: ProblemList): ScrubSteps<AgScrubResult> {
   const result: AgScrubResult = { treesReadable: true, rmapRecords: 0, freeExtents: 0 };
   const agno = ag.agno;
   let header: Buffer;
@@ -55,9 +65,9 @@ export function scrubAg(ag: AllocGroup, geo: Geometry, problems: ProblemList): A
   // 1. Each btree's structure, and the counts the header keeps for it.
   for (const name of AG_BTREES) {
     const tree = treeOf(ag, name);
-    let v;
+    let v: BtreeVerifyResult;
     try {
-      v = verifyBtree(tree);
+      v = yield* verifyBtreeSteps(tree);
     } catch (e) {
       problems.add(TREE_STRUCTURE[name], agno, -1, e instanceof Error ? e.message : String(e));
       result.treesReadable = false;
@@ -79,7 +89,7 @@ export function scrubAg(ag: AllocGroup, geo: Geometry, problems: ProblemList): A
   const free: { start: number; len: number }[] = [];
   let freeBlocks = 0;
   let longest = 0;
-  ag.bno.forEach((b, off) => {
+  yield* eachRecord(ag.bno, (b, off) => {
     const e = decodeFreeExtent(b, off);
     free.push({ start: e.startblock, len: e.blockcount });
     freeBlocks += e.blockcount;
@@ -87,8 +97,9 @@ export function scrubAg(ag: AllocGroup, geo: Geometry, problems: ProblemList): A
   });
   result.freeExtents = free.length;
   const byCount = new Set<string>();
-  ag.cnt.forEach((b, off) => { const e = decodeFreeExtent(b, off); byCount.add(`${e.startblock}+${e.blockcount}`); });
-  for (const e of free) {
+  yield* eachRecord(ag.cnt, (b, off) => { const e = decodeFreeExtent(b, off); byCount.add(`${e.startblock}+${e.blockcount}`); });
+  for (const [k, e] of free.entries()) {
+    if (k % LIST_STEP === LIST_STEP - 1) yield;
     if (!byCount.delete(`${e.start}+${e.len}`)) problems.add('cntbt', agno, -1, `free extent ${e.start}+${e.len} is in the bnobt but not the cntbt`);
   }
   for (const e of byCount) problems.add('bnobt', agno, -1, `free extent ${e} is in the cntbt but not the bnobt`);
@@ -104,13 +115,13 @@ export function scrubAg(ag: AllocGroup, geo: Geometry, problems: ProblemList): A
   const expected: OwnedExtent[] = [{ start: 0, len: 2, owner: OWN_FS }];
   if (agno === 0) expected.push({ start: geo.logStart, len: geo.logBlocks, owner: OWN_LOG });
   for (const name of ['bno', 'cnt', 'rmap'] as const) {
-    treeOf(ag, name).visitBlocks((ptr) => { expected.push({ start: ptr, len: 1, owner: OWN_AG }); });
+    yield* eachBlock(treeOf(ag, name), (ptr) => { expected.push({ start: ptr, len: 1, owner: OWN_AG }); });
   }
-  ag.ino.visitBlocks((ptr) => { expected.push({ start: ptr, len: 1, owner: OWN_INOBT }); });
+  yield* eachBlock(ag.ino, (ptr) => { expected.push({ start: ptr, len: 1, owner: OWN_INOBT }); });
   const agfl = ag.agflBlocks();
   if (new Set(agfl).size !== agfl.length) problems.add('AG header', agno, ag.start + 1, 'a block is on the free list twice');
   for (const b of agfl) expected.push({ start: b, len: 1, owner: OWN_AG });
-  ag.ino.forEach((b, off) => {
+  yield* eachRecord(ag.ino, (b, off) => {
     const r = decodeInobt(b, off);
     const chunkBno = r.startino / INODES_PER_BLOCK;
     if (r.startino % INODES_PER_CHUNK !== 0 || chunkBno + CHUNK_BLOCKS > ag.length) {
@@ -123,16 +134,17 @@ export function scrubAg(ag: AllocGroup, geo: Geometry, problems: ProblemList): A
 
   // 4. Walk rmap and free space together, block order: each block exactly once.
   const rmaps: RmapRecord[] = [];
-  ag.rmap.forEach((b, off) => { rmaps.push(decodeRmap(b, off)); });
+  yield* eachRecord(ag.rmap, (b, off) => { rmaps.push(decodeRmap(b, off)); });
   result.rmapRecords = rmaps.length;
-  checkCoverage(ag, rmaps, free, problems);
+  yield* checkCoverage(ag, rmaps, free, problems);
 
   // 5. Every metadata extent is mapped to its owner, and every special-owner record is metadata we know.
+  yield;
   checkMetadataOwners(ag, rmaps, expected, problems);
   return result;
 }
 
-function checkCoverage(ag: AllocGroup, rmaps: RmapRecord[], free: { start: number; len: number }[], problems: ProblemList): void {
+function* checkCoverage(ag: AllocGroup, rmaps: RmapRecord[], free: { start: number; len: number }[], problems: ProblemList): ScrubSteps<void> {
   const agno = ag.agno;
   let i = 0;
   let j = 0;
@@ -141,7 +153,9 @@ function checkCoverage(ag: AllocGroup, rmaps: RmapRecord[], free: { start: numbe
   const report = (msg: string, agbno: number): void => {
     if (reported++ < 50) problems.add('coverage', agno, ag.start + agbno, msg);
   };
+  let step = 0;
   while (i < rmaps.length || j < free.length) {
+    if (++step % LIST_STEP === 0) yield;
     const r = rmaps[i];
     const f = free[j];
     const rStart = r !== undefined ? r.startblock : Infinity;

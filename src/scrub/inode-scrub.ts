@@ -7,7 +7,6 @@
  * rmap gives a file is one the file holds.
  */
 import { RmapfsError } from '../errors';
-import type { Filesystem } from '../fs/filesystem';
 import { InodeStore } from '../inode/inode';
 import type { Inode } from '../inode/inode';
 import { decodeInobt, isInodeFree, INODES_PER_CHUNK } from '../inode/inode-btree';
@@ -16,16 +15,21 @@ import {
   FORK_BTREE, FORK_EXTENTS, FORK_LOCAL, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK,
 } from '../inode/inode-format';
 import { BlockMap } from '../file/bmap';
-import { Directory, DOTDOT, DT_DIR } from '../dir/dir';
+import { Directory, DOTDOT, DT_DIR, decodeDirent } from '../dir/dir';
+import type { Dirent } from '../dir/dir';
 import { INODE_SIZE } from '../format/geometry';
 import { SYMLINK_MAX } from '../fs/rmapfs';
-import { verifyBtree } from '../btree/verify';
+import { verifyBtreeSteps } from '../btree/verify';
 import { decodeRmap, RMAP_ATTR_FORK, RMAP_BMBT_BLOCK, RMAP_UNWRITTEN } from '../rmap/rmap-btree';
 import { AttrFork, valueBlocks } from '../attr/attr';
 import { rmapFind } from '../rmap/rmap';
 import { isInodeOwner } from '../format/owners';
 import { BLOCK_SIZE } from '../format/superblock';
-import type { ProblemList } from './common';
+import { eachBlock, eachRecord, runToEnd } from './common';
+import type { ProblemList, ScrubSource, ScrubSteps } from './common';
+
+/** Extents of one file checked between two pauses. */
+const EXTENT_STEP = 256;
 
 const VALID_TYPES = new Set([S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK]);
 
@@ -37,7 +41,16 @@ export interface InodeScrubResult {
   extents: number;
 }
 
-export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubResult {
+export function scrubInodes(fs: ScrubSource, problems: ProblemList): InodeScrubResult {
+  return runToEnd(scrubInodesSteps(fs, problems));
+}
+
+/**
+ * scrubInodes, pausing after each inode chunk, directory block, inode and
+ * few hundred extents (see common.ts): over a million rmap records the files
+ * take seconds to check.
+ */
+export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList): ScrubSteps<InodeScrubResult> {
   const result: InodeScrubResult = { inodes: 0, orphans: 0, directories: 0, extents: 0 };
   const store = new InodeStore(fs.cache, fs.geo, fs.alloc);
   const geo = fs.geo;
@@ -49,7 +62,7 @@ export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubRe
   const used = new Set<number>();
   for (const ag of fs.alloc.ags) {
     try {
-      ag.ino.forEach((b, off) => {
+      yield* eachRecord(ag.ino, (b, off) => {
         const r = decodeInobt(b, off);
         for (let i = 0; i < INODES_PER_CHUNK; i++) {
           const ino = geo.ino(ag.agno, r.startino + i);
@@ -66,7 +79,7 @@ export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubRe
           if (free && mode === 0 && !isCleanFreeInode(store.handle(ino))) bad(ino, 'is free but not cleared');
           if (!free && mode === 0) bad(ino, 'is used in the inode btree but free');
         }
-      });
+      }, 1);
     } catch (e) {
       problems.add('inobt', ag.agno, -1, e instanceof Error ? e.message : String(e));
     }
@@ -91,7 +104,7 @@ export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubRe
       continue;
     }
     result.directories++;
-    const v = verifyBtree(dir.tree);
+    const v = yield* verifyBtreeSteps(dir.tree);
     for (const p of v.problems) bad(dirIno, p.message, 'directory');
     if (!v.ok) continue;
     if (v.records !== dir.inode.nextents) bad(dirIno, `counts ${dir.inode.nextents} entries, its btree holds ${v.records}`, 'directory');
@@ -103,7 +116,7 @@ export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubRe
     } catch (e) {
       bad(dirIno, e instanceof Error ? e.message : String(e), 'directory');
     }
-    dir.forEach((d) => {
+    const entry = (d: Dirent): void => {
       if (!used.has(d.ino)) {
         bad(dirIno, `entry '${d.name.toString()}' points to inode ${d.ino}, which is not in use`, 'directory');
         return;
@@ -123,6 +136,11 @@ export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubRe
           queue.push(d.ino);
         }
       }
+    };
+    // Directory.forEach's walk, pausing per leaf: a directory may hold a million entries.
+    yield* eachRecord(dir.tree, (b, off) => {
+      const d = decodeDirent(b, off);
+      if (!d.name.equals(DOTDOT)) entry(d);
     });
   }
 
@@ -131,6 +149,7 @@ export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubRe
   for (const [child, parent] of parentOf) if (child !== parent) subdirs.set(parent, (subdirs.get(parent) ?? 0) + 1);
   const heldByOwner = new Map<number, number>();
   for (const ino of used) {
+    yield;
     result.inodes++;
     let inode: Inode;
     try {
@@ -151,10 +170,12 @@ export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubRe
     try {
       if (inode.isDir) {
         if (inode.format !== FORK_BTREE) bad(ino, 'directory without a btree');
-        else new Directory(inode, fs.alloc, geo).tree.visitBlocks((ptr) => {
-          held++;
-          checkMapped(fs, inode, ptr, 1, 0, 'btree', bad);
-        });
+        else {
+          yield* eachBlock(new Directory(inode, fs.alloc, geo).tree, (ptr) => {
+            held++;
+            checkMapped(fs, inode, ptr, 1, 0, 'btree', bad);
+          });
+        }
       } else if (inode.format === FORK_LOCAL) {
         if (type !== S_IFLNK) bad(ino, 'local data in a file that is not a symlink');
         const n = inode.nextents;
@@ -164,16 +185,17 @@ export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubRe
         const map = new BlockMap(inode, fs.alloc, geo);
         if (type === S_IFLNK && (inode.size < 1 || inode.size > SYMLINK_MAX)) bad(ino, `symlink of ${inode.size} bytes`);
         if (map.btree !== null) {
-          const v = verifyBtree(map.btree);
+          const v = yield* verifyBtreeSteps(map.btree);
           for (const p of v.problems) bad(ino, p.message, 'bmbt');
           if (v.ok && v.records !== inode.nextents) bad(ino, `counts ${inode.nextents} extents, its block map holds ${v.records}`, 'bmbt');
-          map.btree.visitBlocks((ptr) => {
+          yield* eachBlock(map.btree, (ptr) => {
             held++;
             checkMapped(fs, inode, ptr, 1, 0, 'btree', bad);
           });
         }
         let lastEnd = 0;
-        for (const e of map.extents()) {
+        for (const [k, e] of map.extents().entries()) {
+          if (k % EXTENT_STEP === EXTENT_STEP - 1) yield;
           result.extents++;
           if (e.fileoff < lastEnd) bad(ino, `extent at file block ${e.fileoff} overlaps the one before`);
           lastEnd = e.fileoff + e.blockcount;
@@ -194,7 +216,7 @@ export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubRe
     try {
       const attrs = new AttrFork(inode, { device: fs.device, alloc: fs.alloc, geo, noteDataWritten: () => undefined });
       if (attrs.btree !== null) {
-        const v = verifyBtree(attrs.btree);
+        const v = yield* verifyBtreeSteps(attrs.btree);
         for (const p of v.problems) bad(ino, p.message, 'attr');
         if (v.ok && v.records !== inode.attrCount) bad(ino, `counts ${inode.attrCount} attributes, its attr btree holds ${v.records}`, 'attr');
         attrs.btree.visitBlocks((ptr) => {
@@ -207,10 +229,14 @@ export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubRe
             held += n;
             checkMapped(fs, inode, e.valueBlock, n, 0, 'attr-value', bad);
           }
-          try {
-            attrs.value(e); // its crc: a wrong length, block or value shows here
-          } catch (err) {
-            bad(ino, err instanceof Error ? err.message : String(err), 'attr');
+          // The value's crc: a wrong length, block or value shows here (out-of-line values only when the
+          // device holds what the metadata describes, not under a frozen view of a live filesystem).
+          if (n === 0 || fs.frozen !== true) {
+            try {
+              attrs.value(e);
+            } catch (err) {
+              bad(ino, err instanceof Error ? err.message : String(err), 'attr');
+            }
           }
         }
       }
@@ -225,7 +251,7 @@ export function scrubInodes(fs: Filesystem, problems: ProblemList): InodeScrubRe
   const rmapByOwner = new Map<number, number>();
   for (const ag of fs.alloc.ags) {
     try {
-      ag.rmap.forEach((b, off) => {
+      yield* eachRecord(ag.rmap, (b, off) => {
         const r = decodeRmap(b, off);
         if (isInodeOwner(r.owner)) rmapByOwner.set(r.owner, (rmapByOwner.get(r.owner) ?? 0) + r.blockcount);
       });
@@ -263,7 +289,7 @@ const KIND_FLAGS: Record<MappedKind, number> = {
 };
 
 /** The rmap must say this inode owns these blocks (at this file offset, or as btree or attribute blocks). */
-function checkMapped(fs: Filesystem, inode: Inode, fsbno: number, count: number, fileoff: number, kind: MappedKind,
+function checkMapped(fs: ScrubSource, inode: Inode, fsbno: number, count: number, fileoff: number, kind: MappedKind,
   bad: (ino: number, msg: string, structure?: string) => void, unwritten = false): void {
   const agno = fs.geo.agnoOf(fsbno);
   const agbno = fs.geo.agbnoOf(fsbno);

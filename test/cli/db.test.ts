@@ -247,3 +247,69 @@ t.test('node blocks: keys and pointers, shown and damaged', async (t) => {
   t.equal(r.code, 1);
   t.match(r.err[0], /is a node \(level 1\)/);
 });
+
+t.test('insert and delete: a missing and an extra rmap record, and a node entry', async (t) => {
+  const image = small(t);
+  const f = Filesystem.open(image);
+  for (let i = 0; i < 400; i++) {
+    f.run(() => f.alloc.alloc({ owner: 100000 + i, offset: 0, minLen: 1, maxLen: 1, agno: 0 }));
+  }
+  const root = f.alloc.ags[0]!.rmap.storage.getRoot();
+  f.close();
+  const node = (await db(t, image, `block 0 ${root.ptr}`)).out.join('\n');
+  // The last leaf: the others are half full after the splits, and one record fewer would underfill them.
+  const leaf = Number([...node.matchAll(/ptr\[\d+\] = (\d+)/g)].pop()![1]);
+  const recs = async (): Promise<string[]> => (await db(t, image, `block 0 ${leaf}`)).out.filter((l) => l.startsWith('rec['));
+  const before = await recs();
+  const n = before.length;
+  // The owners are not files, so check is never clean here: compare with what it says undamaged.
+  const baseline = (await cli('check', image)).out.join('\n');
+
+  // A record deleted from the middle of a leaf: the header's count made to agree, so only the cross-checks see it.
+  const del = await db(t, image, `delete block 0 ${leaf} rec[5]`);
+  t.match(del.out[0], new RegExp(`^AG 0 block ${leaf}: rec\\[5\\] deleted \\(\\[\\d+\\+1\\] owner \\d+ offset 0\\), numrecs ${n} -> ${n - 1}$`));
+  const after = await recs();
+  t.same(after.map((l) => l.replace(/^rec\[\d+\] = /, '')), before.filter((_, i) => i !== 5).map((l) => l.replace(/^rec\[\d+\] = /, '')), 'the rest moved down');
+  await db(t, image, 'fuzz agh 0 rmapRecords sub');
+  let c = await cli('check', image);
+  t.equal(c.code, 4);
+  t.match(c.out.join('\n'), /^coverage \(AG 0 block \d+\): blocks \d+\.\.\d+ are neither free nor in the rmap$/m, 'a missing record');
+  t.notMatch(c.out.join('\n'), /btree block|header says/, 'the btree itself is sound');
+
+  // Put it back with insert + set: clean again.
+  const old = /^rec\[5\] = \[(\d+)\+1\] owner (\d+)/.exec(before[5]!)!;
+  const ins = await db(t, image, `insert block 0 ${leaf} rec[5]`, `set block 0 ${leaf} rec[5].startblock ${old[1]}`,
+    `set block 0 ${leaf} rec[5].owner ${old[2]}`, 'fuzz agh 0 rmapRecords add');
+  t.match(ins.out[0], new RegExp(`: rec\\[5\\] inserted \\(a copy of rec\\[5\\]\\), numrecs ${n - 1} -> ${n}$`));
+  t.same(await recs(), before, 'the leaf is as it was');
+  t.equal((await cli('check', image)).out.join('\n'), baseline, 'as before the damage');
+
+  // An extra record at the end of a leaf, claiming free space.
+  const free = Number(/^\[(\d+)\+(\d+)\]/.exec((await db(t, image, 'records 0 bno')).out[0]!)![1]);
+  await db(t, image, `insert block 0 ${leaf} rec[${n}]`, `set block 0 ${leaf} rec[${n}].startblock ${free}`, 'fuzz agh 0 rmapRecords add');
+  c = await cli('check', image);
+  t.equal(c.code, 4);
+  t.match(c.out.join('\n'), /^coverage \(AG 0 block \d+\): .*overlaps space already accounted for$/m, 'an extra record');
+  await db(t, image, `delete block 0 ${leaf} rec[${n}]`, 'fuzz agh 0 rmapRecords sub');
+  t.equal((await cli('check', image)).out.join('\n'), baseline, 'deleted again: as before');
+
+  // A node entry: key and pointer go together.
+  const del2 = await db(t, image, `delete block 0 ${root.ptr} key[1]`);
+  t.match(del2.out[0], /: key\[1\] deleted \(startblock \d+ owner \d+ offset 0 flags 0  ptr \d+\), numrecs \d+ -> \d+$/);
+  t.match((await cli('check', image)).out.join('\n'), /^rmap \(AG 0 block \d+\): rmap btree block \d+: left sibling \d+, expected \d+$/m, 'a lost subtree: the sibling chain skips it');
+
+  const refused: [string, RegExp][] = [
+    [`delete block 0 ${leaf} rec[999]`, /rec\[999\]: the block holds \d+/],
+    [`insert block 0 ${leaf} rec[${n + 5}]`, /an entry goes at \d+ at most/],
+    [`insert block 0 ${root.ptr} rec[0]`, /is a node \(level 1\)/],
+    [`delete block 0 ${leaf} key[0]`, /is a leaf/],
+    [`delete block 0 ${leaf} rec[0].owner`, /takes an entry, rec\[I\]/],
+    ['delete block 0 1 rec[0]', /magic RMAG names no btree type/],
+    [`delete block 0 ${leaf}`, /usage: delete block AGNO AGBNO \[TREE\] rec\[I\]\|key\[I\]/],
+  ];
+  for (const [cmd, pattern] of refused) {
+    const r = await cli('db', image, cmd);
+    t.not(r.code, 0, cmd);
+    t.match(r.err[0], pattern);
+  }
+});

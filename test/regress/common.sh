@@ -39,3 +39,83 @@ try:
 except OSError as e:
     print(e.strerror)' "$1" "$2"
 }
+
+# ---- rmap damage and repair (tests 013 and up) ---------------------------------------
+
+# Replaces every number but an AG's with N: block and inode numbers depend on allocation.
+# The commands' summary lines ("rmapfs scrub: 3 problems in 4 AGs") keep theirs.
+_filter_numbers() {
+  perl -pe 's/(?<!AG )(?<!\w)(?<!\d\.)\d+(?!\w)(?!\.\d)/N/g unless /^rmapfs /'
+}
+
+# Fills the mounted scratch filesystem with N small files (default 800) of random data in
+# SCRATCH_MNT/data: a record each, so every AG's rmap btree grows a second level. Their
+# checksums go to $TMP/sums.
+_populate_rmap() {
+  local n=${1:-800} i
+  mkdir -p "$SCRATCH_MNT/data"
+  for i in $(seq 1 "$n"); do head -c $(( (i % 7 + 1) * 600 )) /dev/urandom > "$SCRATCH_MNT/data/f$i"; done
+  (cd "$SCRATCH_MNT/data" && md5sum f* | sort) > "$TMP/sums"
+}
+
+_files_unchanged() {
+  if (cd "$SCRATCH_MNT/data" && md5sum f* | sort) | cmp -s - "$TMP/sums"; then echo "files unchanged"; else echo "FILES CHANGED"; fi
+}
+
+# Field $2 of what `rmapfs db DEV "$1"` prints ("name = value" lines).
+_db_field() {
+  "$RMAPFS" db "$SCRATCH_DEV" "$1" | awk -v f="$2" '$1 == f {print $3}'
+}
+
+# The blocks of AG $1's rmap btree at level $2 (0: the leaves), left to right.
+_rmap_blocks() {
+  "$RMAPFS" db "$SCRATCH_DEV" "btree $1 rmap" \
+    | awk -v l="level $2:" '/^level / {on = (index($0, l) == 1); next} on && $1 == "block" {sub(":", "", $2); print $2}'
+}
+
+# The records of rmap leaf $2 of AG $1, one a line: "INDEX STARTBLOCK BLOCKCOUNT OWNER OFFSET [FLAGS]".
+_rmap_recs() {
+  "$RMAPFS" db "$SCRATCH_DEV" "block $1 rmap $2" \
+    | sed -nE 's/^rec\[([0-9]+)\] = \[([0-9]+)\+([0-9]+)\] owner ([0-9]+) offset ([0-9]+)(.*)$/\1 \2 \3 \4 \5\6/p'
+}
+
+# Index of a record of rmap leaf $2 of AG $1, at $3 or after, that maps plain file data (no
+# flags) and is followed by another such record.
+_rmap_file_rec() {
+  _rmap_recs "$1" "$2" | awk -v from="${3:-0}" '
+    NF == 5 && $4 >= 16 { if (prev != "" && prev + 1 == $1 && prev >= from) { print prev; exit } prev = $1; next }
+    { prev = "" }'
+}
+
+# Runs `rmapfs db` on the scratch device, showing what it did without numbers.
+_db() {
+  "$RMAPFS" db "$SCRATCH_DEV" "$@" | _filter_numbers
+  [ "${PIPESTATUS[0]}" -eq 0 ] || _fail "db $* failed"
+}
+
+_check_status() {
+  "$RMAPFS" check "$SCRATCH_DEV" > "$TMP/check.out" 2>&1
+  echo "check: exit $?"
+}
+
+# Scrub of the live mount: its problems (numbers filtered) and its exit status.
+_scrub_report() {
+  "$RMAPFS" scrub "$SCRATCH_MNT" > "$TMP/scrub.out" 2>&1
+  local status=$?
+  grep -v '^rmapfs scrub: clean' "$TMP/scrub.out" | _filter_numbers
+  echo "scrub: exit $status"
+}
+
+# Online repair; its last line (the verdict) and exit status.
+_repair_report() {
+  "$RMAPFS" repair "$@" "$SCRATCH_MNT" > "$TMP/repair.out" 2>&1
+  local status=$?
+  tail -1 "$TMP/repair.out"
+  echo "repair: exit $status"
+}
+
+# The leaf of AG $1's rmap btree holding the most records (taking one out keeps it above half full).
+_rmap_fullest_leaf() {
+  local b
+  for b in $(_rmap_blocks "$1" 0); do echo "$(_rmap_recs "$1" "$b" | wc -l) $b"; done | sort -n | tail -1 | cut -d' ' -f2
+}
