@@ -85,6 +85,16 @@ function mixSeed(seed: number, index: number, salt: number): number {
 
 class Skip extends Error {}
 
+/** Whether a name exists (a dangling symlink too: existsSync would follow it). */
+function lexists(p: string): boolean {
+  try {
+    fs.lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export class Worker {
   private readonly rng: Rng;
   private readonly keys: Rng;
@@ -370,7 +380,7 @@ export class Worker {
   }
 
   /** Reads [off, off + len) and compares; returns whether it matched. */
-  private compareRange(fd: number, f: FileNode, off: number, len: number, p: string): boolean {
+  private compareRange(fd: number, f: FileNode, off: number, len: number, p: string, why = ''): boolean {
     const got = Buffer.alloc(len);
     let done = 0;
     while (done < len) {
@@ -382,7 +392,7 @@ export class Worker {
     if (done === len && got.equals(want)) return true;
     let at = 0;
     while (at < done && got[at] === want[at]) at++;
-    this.fail(`${path.relative(this.base, p)}: content differs at offset ${off + at} `
+    this.fail(`${path.relative(this.base, p)}${why}: content differs at offset ${off + at} `
       + `(read ${done} of ${len} bytes from ${off}; got ${got[at]?.toString(16) ?? 'EOF'}, expected ${want[at]?.toString(16)})`);
     f.tainted = true;
     return false;
@@ -401,7 +411,7 @@ export class Worker {
         return false;
       }
       for (let off = 0; off < f.size; off += 1 << 20) {
-        if (!this.compareRange(fd, f, off, Math.min(1 << 20, f.size - off), p)) return false;
+        if (!this.compareRange(fd, f, off, Math.min(1 << 20, f.size - off), p, ` ${why}`)) return false;
       }
     } finally {
       fs.closeSync(fd);
@@ -483,6 +493,7 @@ export class Worker {
     const from = this.abs(srcDir, srcName);
     const to = this.abs(dst, dstName);
     this.trace(`rename ${path.relative(this.base, from)} -> ${path.relative(this.base, to)}`);
+    const victim = dst.entries.get(dstName);
     try {
       fs.renameSync(from, to);
     } catch (e) {
@@ -492,10 +503,11 @@ export class Worker {
         throw e;
       }
       this.enospc++;
-      if (!fs.existsSync(from)) this.fail(`rename: failed with ENOSPC but ${path.relative(this.base, from)} is gone`);
+      const toNow = lexists(to) ? 'exists' : 'does not exist';
+      if (!lexists(from)) this.fail(`rename: failed with ENOSPC but ${path.relative(this.base, from)} is gone (${path.relative(this.base, to)} ${toNow}${victim !== undefined ? ', it was there before' : ''})`);
+      else if (victim === undefined && toNow === 'exists') this.fail(`rename: failed with ENOSPC but ${path.relative(this.base, to)} exists`);
       return 'rename';
     }
-    const victim = dst.entries.get(dstName);
     if (victim !== undefined && victim === src) return 'rename'; // two links of one file: rename does nothing
     if (victim !== undefined) this.dropName(dst, dstName);
     srcDir.entries.delete(srcName);
@@ -600,7 +612,7 @@ export class Worker {
   }
 
   private async opSetxattr(): Promise<OpKind> {
-    if (this.xattr === null) return 'setxattr';
+    if (this.xattr === null) return this.opWrite();
     const t = this.xattrTarget(false);
     if (t === undefined) return this.opCreate();
     const [n, p] = t;
@@ -624,7 +636,7 @@ export class Worker {
   }
 
   private async opRemovexattr(): Promise<OpKind> {
-    if (this.xattr === null) return 'removexattr';
+    if (this.xattr === null) return this.opWrite();
     const t = this.xattrTarget(true);
     if (t === undefined) return this.opSetxattr();
     const [n, p] = t;
