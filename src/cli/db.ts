@@ -1158,6 +1158,15 @@ export const dbCommand: Command = {
     let device: Device;
     try {
       device = new Device(path, { readOnly: !writes });
+      // Changing a mounted filesystem under its daemon would be undone (or worse) by the daemon: refuse.
+      if (writes) {
+        try {
+          device.lock();
+        } catch (e) {
+          device.close();
+          throw e;
+        }
+      }
     } catch (e) {
       if (e instanceof RmapfsError) throw new CliError(1, e.code, e.message);
       throw e;

@@ -52,7 +52,9 @@ function stateName(state: number): string {
 }
 
 function time(sec: number): string {
-  return new Date(sec * 1000).toISOString().replace(/\.000Z$/, 'Z');
+  const d = new Date(sec * 1000);
+  // A damaged timestamp may lie outside what a Date can show: print the number.
+  return Number.isNaN(d.getTime()) ? `${sec} (not a valid time)` : d.toISOString().replace(/\.000Z$/, 'Z');
 }
 
 function pad(cells: (string | number)[], widths: number[]): string {

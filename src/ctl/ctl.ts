@@ -121,8 +121,21 @@ export async function ctlRequest(mountpoint: string, req: CtlRequest, timeoutMs 
     throw new RmapfsError('EINVAL', `${mountpoint} is not an rmapfs mount`);
   }
   const candidates = [socketPath(entry.mountpoint), socketPath(entry.mountpoint, 0)];
-  const sock = candidates.find((p) => fs.existsSync(p));
-  if (sock === undefined) throw new RmapfsError('ENOENT', `no control socket for ${mountpoint} (is its daemon running, and yours?)`);
+  let denied = false;
+  const sock = candidates.find((p) => {
+    try {
+      fs.statSync(p);
+      return true;
+    } catch (e) {
+      // Another user's socket directory is closed to us (0700): that is a refusal, not an absence.
+      if ((e as NodeJS.ErrnoException).code === 'EACCES') denied = true;
+      return false;
+    }
+  });
+  if (sock === undefined) {
+    if (denied) throw new RmapfsError('EACCES', `permission denied: only the user who mounted ${mountpoint} (or root) may control it`);
+    throw new RmapfsError('ENOENT', `no control socket for ${mountpoint} (is its daemon running, and yours?)`);
+  }
   return new Promise<CtlReply>((resolve, reject) => {
     const conn = net.createConnection(sock);
     let buffered = '';

@@ -66,6 +66,9 @@ export function writeFile(ctx: FileContext, inode: Inode, pos: number, data: Buf
   const map = new BlockMap(inode, ctx.alloc, ctx.geo);
   const end = pos + data.length;
   const oldSize = inode.size;
+  // 1. Map every hole first: metadata only, so an ENOSPC here rolls the transaction back before any
+  //    data has moved -- a failed write must not have overwritten what the file held.
+  const runs: { ext: Extent; fresh: boolean }[] = [];
   let at = pos;
   while (at < end) {
     const fileoff = Math.floor(at / BLOCK_SIZE);
@@ -85,6 +88,12 @@ export function writeFile(ctx: FileContext, inode: Inode, pos: number, data: Buf
       inode.nblocks = inode.nblocks + got.len;
       fresh = true;
     }
+    runs.push({ ext, fresh });
+    at = Math.min(end, (ext.fileoff + ext.blockcount) * BLOCK_SIZE);
+  }
+  // 2. The data, run by run.
+  at = pos;
+  for (const { ext, fresh } of runs) {
     const runEnd = Math.min(end, (ext.fileoff + ext.blockcount) * BLOCK_SIZE);
     const diskPos = (byte: number): number => (ext.fsbno - ext.fileoff) * BLOCK_SIZE + byte;
     while (at < runEnd) {

@@ -96,6 +96,16 @@ export function checkSuperblockGeometry(sb: Superblock, where: string): void {
     bad(`log at ${sb.logStart}+${sb.logBlocks} is outside AG 0`);
   }
   if (sb.state !== STATE_CLEAN && sb.state !== STATE_DIRTY) bad(`unknown state ${sb.state}`);
+  // No optional features exist yet: any bit set is one this rmapfs does not know, so it must not mount.
+  if (sb.features !== 0) bad(`unknown feature bits 0x${(sb.features >>> 0).toString(16)}`);
+  if (sb.inodeSize !== 512) bad(`inode size ${sb.inodeSize}, want 512`);
+  if (sb.inodesPerChunk !== 64) bad(`${sb.inodesPerChunk} inodes per chunk, want 64`);
+  if (sb.rootIno !== 0) {
+    // (0 in the AG copies: mkfs sets the root after writing them.) Else an inode inside the filesystem.
+    const agno = Math.floor(sb.rootIno / 2 ** 32);
+    const agino = sb.rootIno % 2 ** 32;
+    if (agno >= sb.agCount || agino / 8 >= sb.agBlocks || agino < 16) bad(`root inode ${sb.rootIno} is outside the filesystem`);
+  }
 }
 
 /**

@@ -92,9 +92,17 @@ export class Rmapfs {
   static open(path: string, options: OpenOptions = {}): Rmapfs {
     const fs = Filesystem.open(path, options);
     const r = new Rmapfs(fs);
-    if (fs.superblock().rootIno === 0) {
-      fs.close();
-      throw new RmapfsError('EFSCORRUPTED', `${path} has no root directory`);
+    const rootIno = fs.superblock().rootIno;
+    let rootOk = false;
+    try {
+      rootOk = rootIno !== 0 && r.inodes.handle(rootIno).isDir;
+    } catch {
+      // an unreadable root inode: no root directory either
+    }
+    if (!rootOk) {
+      fs.abandon(); // write nothing to a filesystem we cannot make sense of
+      throw new RmapfsError('EFSCORRUPTED', rootIno === 0 ? `${path} has no root directory`
+        : `${path}: the root inode ${rootIno} is not a directory in use`);
     }
     // A filesystem that was not unmounted cleanly may hold files that were unlinked while open.
     if (!fs.readOnly && fs.wasUnclean) r.freeCrashOrphans();
@@ -454,13 +462,26 @@ export class Rmapfs {
 
   // ---- file data and attributes -------------------------------------------------------
 
+  /**
+   * Writes data at pos. Out of space, it writes what fits in blocks the file
+   * already has, from pos up to its first hole (a short write, as POSIX
+   * allows), or fails with ENOSPC having changed nothing.
+   */
   write(ino: number, pos: number, data: Buffer): number {
-    return this.fs.run(() => {
+    const once = (part: Buffer): number => this.fs.run(() => {
       const inode = this.inode(ino);
       if (inode.isDir) throw new RmapfsError('EISDIR', `inode ${ino} is a directory`);
       if (inode.type !== S_IFREG) throw new RmapfsError('EINVAL', `inode ${ino} is not a regular file`);
-      return writeFile(this.ctx, inode, pos, data);
+      return writeFile(this.ctx, inode, pos, part);
     });
+    try {
+      return once(data);
+    } catch (e) {
+      if (!(e instanceof RmapfsError) || e.code !== 'ENOSPC') throw e;
+      const mapped = mappedPrefix(new BlockMap(this.inode(ino), this.fs.alloc, this.fs.geo), pos, data.length);
+      if (mapped === 0) throw e;
+      return once(data.subarray(0, mapped));
+    }
   }
 
   setattr(ino: number, attr: SetAttr): Stat {
@@ -547,4 +568,16 @@ export class Rmapfs {
   fsync(): void {
     this.fs.forceLog();
   }
+}
+
+/** Bytes from pos (at most len) that lie in blocks the file already maps, up to its first hole. */
+function mappedPrefix(map: BlockMap, pos: number, len: number): number {
+  let at = pos;
+  const end = pos + len;
+  while (at < end) {
+    const { hit } = map.lookup(Math.floor(at / BLOCK_SIZE));
+    if (hit === null || hit.unwritten) break;
+    at = Math.min(end, (hit.fileoff + hit.blockcount) * BLOCK_SIZE);
+  }
+  return at - pos;
 }

@@ -3,6 +3,7 @@
  * by byte position. Block devices are opened exclusively (a mounted device,
  * or one another rmapfs holds, is refused with EBUSY).
  */
+import * as fs from 'fs';
 import createDebug from 'debug';
 import { native } from '../native';
 import { RmapfsError } from '../errors';
@@ -44,6 +45,8 @@ export class Device {
   /** Aligned scratch for O_DIRECT transfers whose caller buffers are not aligned. */
   private bounce: Buffer | null = null;
   private interposers: DeviceInterposer[] = [];
+  /** A loop device's backing file, held open for its lock (see lock()). */
+  private backingFd = -1;
 
   constructor(path: string, options: DeviceOpenOptions = {}) {
     this.path = path;
@@ -138,6 +141,21 @@ export class Device {
       throw wrapIoError(e, `${this.path}: lock`);
     }
     if (!taken) throw new RmapfsError('EBUSY', `${this.path} is in use by another rmapfs (mounted?)`, { path: this.path });
+    // A loop device and its backing file are one filesystem under two names: lock the file too, so
+    // neither can be mounted (or formatted) while the other is in use.
+    const backing = this.isBlockDevice ? loopBackingFile(this.path) : null;
+    if (backing !== null) {
+      try {
+        this.backingFd = fs.openSync(backing, 'r');
+        taken = native.lockExclusive(this.backingFd);
+      } catch (e) {
+        throw wrapIoError(e, `${this.path}: lock its backing file ${backing}`);
+      }
+      if (!taken) {
+        throw new RmapfsError('EBUSY', `${this.path} is a loop device over ${backing}, which is in use by another rmapfs (mounted?)`,
+          { path: this.path });
+      }
+    }
   }
 
   sync(): void {
@@ -152,6 +170,10 @@ export class Device {
   }
 
   close(): void {
+    if (this.backingFd >= 0) {
+      fs.closeSync(this.backingFd);
+      this.backingFd = -1;
+    }
     if (this.fd >= 0) {
       native.close(this.fd);
       this.fd = -1;
@@ -169,6 +191,19 @@ export class Device {
   private checkOpen(): number {
     if (this.fd < 0) throw new RmapfsError('EBADF', `${this.path} is closed`, { path: this.path });
     return this.fd;
+  }
+}
+
+/** The file behind a loop device (from sysfs), or null for any other block device. */
+function loopBackingFile(devicePath: string): string | null {
+  try {
+    const rdev = fs.statSync(devicePath).rdev;
+    const major = Math.floor(rdev / 256) & 0xfff;
+    const minor = (rdev & 0xff) | ((Math.floor(rdev / 4096) & ~0xff) >>> 0);
+    const backing = fs.readFileSync(`/sys/dev/block/${major}:${minor}/loop/backing_file`, 'utf8').trim();
+    return backing === '' ? null : backing;
+  } catch {
+    return null; // not a loop device (or no sysfs)
   }
 }
 
