@@ -1,57 +1,485 @@
 /**
- * bench/repair: online rmap repair of every AG of a filesystem holding about
- * 1,000,000 rmap records (built as bench/check builds it: 1,000 files of
- * 1,000 one-block extents, round robin). Per AG: records, scan and load time,
- * the commit pause, xfile bytes, and heap growth (after a forced GC) -- which
- * must not grow with the record count. Last line: one JSON object.
+ * bench/repair: online rmap repair of a live mount, at 10k, 100k and 1M rmap
+ * records.
  *
- * Usage: node --expose-gc dist/bench/repair/main.js [--files N] [--extents N]
+ * For each size:
+ *  1. Build the filesystem offline, in-process through the real allocator
+ *     (bench/lib/fragmented-fs buildMixedFs): many small files with real data
+ *     (about 30% of the records) and fragmented large files of 1,000
+ *     one-block extents (the rest), plus a 64 MiB file /fg for the
+ *     foreground workload. Close it.
+ *  2. Mount it with the real daemon (`rmapfs mount`; NODE_OPTIONS carries
+ *     --inspect-port, and SIGUSR1 opens the daemon's inspector, which the
+ *     bench uses to read the daemon's JS heap -- nothing in the daemon
+ *     changes).
+ *  3. Timed repair: fio (4 KiB random overwrites of /fg, psync, QD 1) runs;
+ *     after 1 s `rmapfs repair --json MNT` (every AG) starts; fio stops when it
+ *     ends. total_s is the command's wall time; records, commit pause (max over
+ *     AGs), xfile bytes per record (max over AGs) come from its JSON; the
+ *     foreground latencies are those of the writes that completed while the
+ *     command ran.
+ *  4. Baseline: the same fio alone for as long as the repair took (>= 3 s).
+ *  5. Heap pass: the repair once more, no foreground, while the bench forces
+ *     a full GC in the daemon every 250 ms and reads its heap: heap growth =
+ *     the largest live heap seen (or the one after the repair) minus the live
+ *     heap before. (The timed pass only reads the heap, never collects: it
+ *     reports the peak including garbage as heap_peak_nogc_mib.)
+ *  6. Unmount, delete the image.
+ * One human line per run, PASS/FAIL per bar, then one JSON line.
+ *
+ * Usage (as root; needs fio): node --expose-gc dist/bench/repair/main.js
+ *   [--quick]                 10k and 100k only
+ *   [--sizes 10k,100k,1M]     rmap record counts to build (k, M suffixes)
+ *   [--small-share 0.3]       share of the records that small files make
+ *   [--min-baseline-s 3]      shortest baseline
+ *   [--no-heap-pass]          skip step 5 (heap growth is then the daemon's own figure)
+ * Images in $RMAPFS_BENCH_DIR (default os.tmpdir()), removed at the end;
+ * the mount is always unmounted, also on failure or a signal.
  */
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { repairRmap } from '../../src/repair/rmap-repair';
-import { buildFragmentedFs } from '../lib/fragmented-fs';
-import { ProblemList } from '../../src/scrub/common';
-import { scrubAg } from '../../src/scrub/ag-scrub';
+import { buildMixedFs, estimateRecords, SMALL_RECORDS_PER_FILE } from '../lib/fragmented-fs';
+import type { MixedFsPlan } from '../lib/fragmented-fs';
+import { InspectorSession } from '../lib/inspector';
+import { failure, forceUmount, freePort, isMounted, onPath, rmapfs, sleep } from '../lib/procs';
+import { ForegroundWriter } from './foreground';
+import type { LatencyFigures } from './foreground';
 
-function arg(argv: string[], name: string, dflt: number): number {
-  const i = argv.indexOf(name);
-  return i >= 0 ? Number(argv[i + 1]) : dflt;
+const MIB = 1024 * 1024;
+const FG_BYTES = 64 * MIB;
+const FRAGMENTED_EXTENTS = 1000;
+const WARM_UP_MS = 1000;
+const HEAP_SAMPLE_MS = 250;
+
+interface Options {
+  sizes: number[];
+  smallShare: number;
+  minBaselineS: number;
+  heapPass: boolean;
 }
 
-function heapAfterGc(): number {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  gc?.();
-  return process.memoryUsage().heapUsed;
+function parseCount(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)([kKmM]?)$/.exec(text.trim());
+  if (m === null) throw new Error(`not a record count: '${text}' (use e.g. 10k, 100k, 1M)`);
+  const mult = m[2] === '' ? 1 : m[2]!.toLowerCase() === 'k' ? 1e3 : 1e6;
+  return Math.round(Number(m[1]) * mult);
 }
 
-async function main(argv: string[]): Promise<number> {
-  const files = arg(argv, '--files', 1000);
-  const extents = arg(argv, '--extents', 1000);
-  const image = path.join(process.env.RMAPFS_BENCH_DIR ?? os.tmpdir(), `rmapfs-bench-repair-${process.pid}.img`);
-  try {
-    const fsx = buildFragmentedFs(image, files, extents);
-    fsx.fsync();
-    const heap0 = heapAfterGc();
-    const ags = [];
-    for (const ag of fsx.fs.alloc.ags) {
-      const r = await repairRmap(fsx, ag.agno);
-      const heap = heapAfterGc();
-      ags.push({ agno: r.agno, records: r.records, blocks: r.blocks, scan_ms: Math.round(r.scanMs), load_ms: +r.loadMs.toFixed(1),
-        commit_pause_ms: +r.commitPauseMs.toFixed(1), xfile_mib: +(r.xfileBytes / 1048576).toFixed(2),
-        heap_growth_mib: +((heap - heap0) / 1048576).toFixed(2) });
-      console.log(`AG ${r.agno}: ${r.records} records, scan ${Math.round(r.scanMs)} ms, load ${r.loadMs.toFixed(1)} ms, `
-        + `pause ${r.commitPauseMs.toFixed(1)} ms, xfile ${(r.xfileBytes / 1048576).toFixed(1)} MiB`);
-    }
-    const problems = new ProblemList();
-    for (const ag of fsx.fs.alloc.ags) scrubAg(ag, fsx.fs.geo, problems);
-    fsx.close();
-    console.log(JSON.stringify({ rmap_records: ags.reduce((n, a) => n + a.records, 0), problems: problems.count, ags }));
-    return problems.count === 0 ? 0 : 1;
-  } finally {
-    fs.rmSync(image, { force: true });
+function label(n: number): string {
+  if (n >= 1e6 && n % 1e5 === 0) return `${n / 1e6}M`;
+  if (n >= 1e3 && n % 100 === 0) return `${n / 1e3}k`;
+  return String(n);
+}
+
+function parseOptions(argv: string[]): Options {
+  const value = (name: string): string | undefined => {
+    const i = argv.indexOf(name);
+    if (i < 0) return undefined;
+    const v = argv[i + 1];
+    if (v === undefined) throw new Error(`${name} needs a value`);
+    return v;
+  };
+  const known = new Set(['--quick', '--sizes', '--small-share', '--min-baseline-s', '--no-heap-pass']);
+  for (let i = 0; i < argv.length; i++) {
+    if (!known.has(argv[i]!)) throw new Error(`unknown argument '${argv[i]}'`);
+    if (['--sizes', '--small-share', '--min-baseline-s'].includes(argv[i]!)) i++;
+  }
+  const sizesText = value('--sizes') ?? (argv.includes('--quick') ? '10k,100k' : '10k,100k,1M');
+  const smallShare = Number(value('--small-share') ?? 0.3);
+  if (!(smallShare >= 0 && smallShare <= 1)) throw new Error('--small-share needs a number from 0 to 1');
+  const minBaselineS = Number(value('--min-baseline-s') ?? 3);
+  if (!(minBaselineS > 0)) throw new Error('--min-baseline-s needs a positive number');
+  return { sizes: sizesText.split(',').map(parseCount), smallShare, minBaselineS, heapPass: !argv.includes('--no-heap-pass') };
+}
+
+/** A mix that makes about `records` rmap records. */
+function planFor(records: number, smallShare: number): MixedFsPlan {
+  const smallFiles = Math.round(records * smallShare / SMALL_RECORDS_PER_FILE);
+  const bmbt = Math.ceil(FRAGMENTED_EXTENTS / 200);
+  const fragmentedFiles = Math.max(1, Math.round((records - smallFiles * SMALL_RECORDS_PER_FILE) / (FRAGMENTED_EXTENTS + bmbt)));
+  return { smallFiles, fragmentedFiles, fragmentedExtents: FRAGMENTED_EXTENTS, foregroundBytes: FG_BYTES };
+}
+
+// ---------------------------------------------------------------------------
+// The repair command's JSON (src/cli/scrub.ts); read defensively, its shape may grow.
+
+interface AgFigures {
+  agno: number;
+  records: number;
+  scanMs: number;
+  loadMs: number;
+  commitPauseMs: number;
+  xfileBytes: number;
+  heapGrowthMib: number;
+}
+
+interface RepairFigures {
+  clean: boolean;
+  problemsLeft: number;
+  ags: AgFigures[];
+  seconds: number;
+}
+
+function num(o: Record<string, unknown>, key: string): number {
+  const v = o[key];
+  return typeof v === 'number' ? v : NaN;
+}
+
+async function runRepair(mnt: string): Promise<RepairFigures> {
+  const args = ['repair', '--json', mnt];
+  const r = await rmapfs(args, { timeoutMs: 20 * 60_000 });
+  if (r.status !== 0 && r.status !== 4) throw new Error(failure('rmapfs', args, r));
+  const line = r.stdout.trim().split('\n').reverse().find((l) => l.startsWith('{'));
+  if (line === undefined) throw new Error('rmapfs repair --json printed no JSON');
+  const parsed = JSON.parse(line) as Record<string, unknown>;
+  const ags = Array.isArray(parsed.ags) ? parsed.ags as Record<string, unknown>[] : [];
+  return {
+    clean: parsed.clean === true,
+    problemsLeft: num(parsed, 'problems_left'),
+    seconds: r.seconds,
+    ags: ags.map((a) => ({
+      agno: num(a, 'agno'), records: num(a, 'records'), scanMs: num(a, 'scan_ms'), loadMs: num(a, 'load_ms'),
+      commitPauseMs: num(a, 'commit_pause_ms'), xfileBytes: num(a, 'xfile_bytes'), heapGrowthMib: num(a, 'heap_growth_mib'),
+    })),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// The daemon's heap, through its inspector
+
+/** Reads the daemon's heap every `everyMs` until stopped; with `collect`, after a forced full GC each time. */
+class HeapSampler {
+  maxUsed = 0;
+  samples = 0;
+  private running = true;
+  private readonly loop: Promise<void>;
+
+  constructor(session: InspectorSession, everyMs: number, collect: boolean) {
+    this.loop = (async () => {
+      while (this.running) {
+        const h = collect ? await session.liveHeap() : await session.heapUsage();
+        this.maxUsed = Math.max(this.maxUsed, h.usedSize);
+        this.samples++;
+        if (this.running) await sleep(everyMs);
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loop;
   }
 }
 
-void main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+// ---------------------------------------------------------------------------
+// One size
+
+interface Run {
+  label: string;
+  target: number;
+  plan: MixedFsPlan;
+  buildS: number;
+  repair: RepairFigures;
+  baseline: LatencyFigures;
+  during: LatencyFigures;
+  /** Live heap (after GC) before the timed repair, and the largest heap read during it (no GC: garbage included). */
+  heapBeforeMib: number;
+  heapPeakNoGcMib: number;
+  /** From the heap pass (NaN without it). */
+  heapGrowthMib: number;
+  heapPassS: number;
+  heapPassSamples: number;
+}
+
+interface Mounted {
+  mnt: string;
+  session: InspectorSession | null;
+}
+
+async function mountWithInspector(image: string, mnt: string): Promise<Mounted> {
+  const port = await freePort();
+  // The daemon inherits the environment of `rmapfs mount`; the inspector stays closed until SIGUSR1.
+  const env = { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --inspect-port=127.0.0.1:${port}`.trim() };
+  const args = ['mount', image, mnt];
+  const r = await rmapfs(args, { env, timeoutMs: 300_000 });
+  if (r.status !== 0) throw new Error(failure('rmapfs', args, r));
+  if (!isMounted(mnt)) throw new Error(`rmapfs mount returned but ${mnt} is not mounted`);
+  const status = await rmapfs(['status', mnt]);
+  const pid = Number(/^pid\s+(\d+)/m.exec(status.stdout)?.[1]);
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`rmapfs status ${mnt}: no daemon pid (${firstLineOf(status.stdout + status.stderr)})`);
+  process.kill(pid, 'SIGUSR1');
+  return { mnt, session: await InspectorSession.connect(port) };
+}
+
+function firstLineOf(s: string): string {
+  return s.trim().split('\n')[0] ?? '';
+}
+
+async function runSize(target: number, opts: Options, dir: string, track: { fio: ForegroundWriter | null }): Promise<Run> {
+  const name = label(target);
+  const image = path.join(dir, `repair-${name}.img`);
+  const mnt = path.join(dir, 'mnt');
+  const plan = planFor(target, opts.smallShare);
+  process.stderr.write(`${name}: building ${plan.smallFiles} small files and ${plan.fragmentedFiles} files of `
+    + `${plan.fragmentedExtents} extents (about ${estimateRecords(plan)} rmap records)\n`);
+  let t0 = process.hrtime.bigint();
+  let lastReport = Date.now();
+  const fsx = buildMixedFs(image, plan, (p) => {
+    if (Date.now() - lastReport > 5000) {
+      lastReport = Date.now();
+      process.stderr.write(`  ${p.smallFilesDone} small files, ${p.extentsDone} extents\n`);
+    }
+  });
+  fsx.close();
+  const buildS = Number(process.hrtime.bigint() - t0) / 1e9;
+  process.stderr.write(`  built in ${buildS.toFixed(1)} s (${(fs.statSync(image).blocks * 512 / MIB).toFixed(0)} MiB on disk)\n`);
+
+  fs.mkdirSync(mnt, { recursive: true });
+  let mounted: Mounted | null = null;
+  const fgFile = path.join(mnt, 'fg');
+  const logPrefix = (what: string): string => path.join(dir, `fio-${name}-${what}`);
+  try {
+    mounted = await mountWithInspector(image, mnt);
+    const session = mounted.session!;
+
+    // Timed repair with the foreground workload.
+    const heapBefore = (await session.liveHeap()).usedSize;
+    const fio = new ForegroundWriter(fgFile, FG_BYTES, logPrefix('during'));
+    track.fio = fio;
+    await fio.warmUp(WARM_UP_MS);
+    const sampler = new HeapSampler(session, 100, false);
+    const t1 = Date.now();
+    let repair: RepairFigures;
+    try {
+      repair = await runRepair(mnt);
+    } finally {
+      await sampler.stop();
+    }
+    const t2 = Date.now();
+    await fio.stop();
+    track.fio = null;
+    const during = fio.window(t1, t2);
+    process.stderr.write(`  repair ${repair.seconds.toFixed(2)} s: ${repair.ags.map((a) => `AG ${a.agno} ${a.records} records, `
+      + `scan ${(a.scanMs / 1000).toFixed(2)} s, pause ${a.commitPauseMs.toFixed(0)} ms (load ${a.loadMs.toFixed(0)})`).join('; ')}\n`);
+
+    // Baseline: the same workload alone, as long as the repair took.
+    const baselineMs = Math.max(opts.minBaselineS * 1000, t2 - t1);
+    const alone = new ForegroundWriter(fgFile, FG_BYTES, logPrefix('baseline'));
+    track.fio = alone;
+    await alone.warmUp(WARM_UP_MS);
+    const b1 = Date.now();
+    await sleep(baselineMs);
+    const b2 = Date.now();
+    await alone.stop();
+    track.fio = null;
+    const baseline = alone.window(b1, b2);
+    for (const what of ['during', 'baseline']) {
+      for (const kind of ['clat', 'lat', 'slat']) fs.rmSync(`${logPrefix(what)}_${kind}.1.log`, { force: true });
+    }
+
+    // Heap pass: the repair again, GC forced in the daemon every HEAP_SAMPLE_MS.
+    let heapGrowthMib = NaN;
+    let heapPassS = 0;
+    let heapPassSamples = 0;
+    if (opts.heapPass) {
+      const h0 = (await session.liveHeap()).usedSize;
+      const gcSampler = new HeapSampler(session, HEAP_SAMPLE_MS, true);
+      let second: RepairFigures;
+      try {
+        second = await runRepair(mnt);
+      } finally {
+        await gcSampler.stop();
+      }
+      const h1 = (await session.liveHeap()).usedSize;
+      heapGrowthMib = (Math.max(gcSampler.maxUsed, h1) - h0) / MIB;
+      heapPassS = second.seconds;
+      heapPassSamples = gcSampler.samples;
+      process.stderr.write(`  heap pass: repair ${second.seconds.toFixed(2)} s, ${gcSampler.samples} GC'd samples, `
+        + `live heap ${(h0 / MIB).toFixed(1)} -> max ${(gcSampler.maxUsed / MIB).toFixed(1)} MiB, after ${(h1 / MIB).toFixed(1)} MiB\n`);
+    }
+    return {
+      label: name, target, plan, buildS, repair, baseline, during,
+      heapBeforeMib: heapBefore / MIB, heapPeakNoGcMib: (sampler.maxUsed - heapBefore) / MIB,
+      heapGrowthMib, heapPassS, heapPassSamples,
+    };
+  } finally {
+    track.fio?.kill();
+    track.fio = null;
+    mounted?.session?.close();
+    if (isMounted(mnt)) {
+      t0 = process.hrtime.bigint();
+      const r = await rmapfs(['umount', mnt], { timeoutMs: 300_000 });
+      if (r.status !== 0) process.stderr.write(`  ${failure('rmapfs', ['umount', mnt], r)}\n`);
+      forceUmount(mnt);
+      process.stderr.write(`  unmounted in ${(Number(process.hrtime.bigint() - t0) / 1e9).toFixed(1)} s\n`);
+    }
+    if (!isMounted(mnt)) fs.rmSync(image, { force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Figures and report
+
+interface RunJson {
+  label: string;
+  records: number;
+  ags: number;
+  small_files: number;
+  fragmented_files: number;
+  build_s: number;
+  total_s: number;
+  records_per_s: number;
+  scan_s: number;
+  commit_pause_ms: number;
+  load_ms: number;
+  xfile_bytes_per_record: number;
+  heap_growth_mib: number;
+  heap_peak_nogc_mib: number;
+  daemon_heap_growth_mib: number;
+  fg_p50_ms_baseline: number;
+  fg_p99_ms_baseline: number;
+  fg_p50_ms_during: number;
+  fg_p99_ms_during: number;
+  fg_iops_baseline: number;
+  fg_iops_during: number;
+  fg_ios_during: number;
+  clean: boolean;
+}
+
+const round = (x: number, digits: number): number => (Number.isFinite(x) ? +x.toFixed(digits) : NaN);
+
+function toJson(r: Run): RunJson {
+  const ags = r.repair.ags;
+  const records = ags.reduce((n, a) => n + a.records, 0);
+  const maxOf = (f: (a: AgFigures) => number): number => ags.reduce((m, a) => Math.max(m, f(a)), -Infinity);
+  const daemonHeap = maxOf((a) => a.heapGrowthMib);
+  return {
+    label: r.label,
+    records,
+    ags: ags.length,
+    small_files: r.plan.smallFiles,
+    fragmented_files: r.plan.fragmentedFiles,
+    build_s: round(r.buildS, 1),
+    total_s: round(r.repair.seconds, 3),
+    records_per_s: Math.round(records / r.repair.seconds),
+    scan_s: round(ags.reduce((n, a) => n + a.scanMs, 0) / 1000, 3),
+    commit_pause_ms: round(maxOf((a) => a.commitPauseMs), 1),
+    load_ms: round(maxOf((a) => a.loadMs), 1),
+    xfile_bytes_per_record: round(maxOf((a) => (a.records > 0 ? a.xfileBytes / a.records : 0)), 1),
+    heap_growth_mib: round(Number.isFinite(r.heapGrowthMib) ? r.heapGrowthMib : daemonHeap, 2),
+    heap_peak_nogc_mib: round(r.heapPeakNoGcMib, 1),
+    daemon_heap_growth_mib: round(daemonHeap, 2),
+    fg_p50_ms_baseline: round(r.baseline.p50Ms, 3),
+    fg_p99_ms_baseline: round(r.baseline.p99Ms, 3),
+    fg_p50_ms_during: round(r.during.p50Ms, 3),
+    fg_p99_ms_during: round(r.during.p99Ms, 3),
+    fg_iops_baseline: r.baseline.iops,
+    fg_iops_during: r.during.iops,
+    fg_ios_during: r.during.ios,
+    clean: r.repair.clean,
+  };
+}
+
+function humanLine(j: RunJson): string {
+  const other = j.total_s - j.scan_s - j.commit_pause_ms * j.ags / 1000;
+  return `${j.label.padStart(5)}: ${j.records} rmap records (${j.small_files} small files, ${j.fragmented_files} fragmented) `
+    + `built in ${j.build_s} s; repair ${j.total_s.toFixed(2)} s = ${j.records_per_s} records/s `
+    + `(scan ${j.scan_s.toFixed(2)} s, rest ${other.toFixed(2)} s); commit pause ${j.commit_pause_ms} ms (load ${j.load_ms} ms); `
+    + `xfile ${j.xfile_bytes_per_record} B/record; heap growth ${j.heap_growth_mib} MiB `
+    + `(peak without GC ${j.heap_peak_nogc_mib}, daemon's ${j.daemon_heap_growth_mib}); `
+    + `fg 4 KiB write p50/p99 ${j.fg_p50_ms_baseline}/${j.fg_p99_ms_baseline} ms alone, `
+    + `${j.fg_p50_ms_during}/${j.fg_p99_ms_during} ms during (${j.fg_iops_baseline} vs ${j.fg_iops_during} IOPS); `
+    + `${j.clean ? 'scrub clean' : 'NOT CLEAN'}`;
+}
+
+function bars(runs: RunJson[], targets: number[]): [string, boolean | null, string][] {
+  const at = (n: number): RunJson | undefined => runs[targets.indexOf(n)];
+  const big = at(1e6);
+  const mid = at(1e5);
+  const out: [string, boolean | null, string][] = [];
+  const bar = (name: string, ok: boolean | null, seen: string): void => { out.push([name, ok, seen]); };
+  bar('1M: repair completes in <= 20 s', big ? big.total_s <= 20 : null, big ? `${big.total_s} s` : '');
+  bar('1M: commit pause <= 200 ms', big ? big.commit_pause_ms <= 200 : null, big ? `${big.commit_pause_ms} ms` : '');
+  bar('1M: JS heap growth <= 64 MiB', big ? big.heap_growth_mib <= 64 : null, big ? `${big.heap_growth_mib} MiB` : '');
+  bar('heap growth flat from 100k to 1M (within 8 MiB)', big && mid ? big.heap_growth_mib - mid.heap_growth_mib <= 8 : null,
+    big && mid ? `${mid.heap_growth_mib} -> ${big.heap_growth_mib} MiB` : '');
+  bar('1M: foreground p99 during repair <= 3x baseline', big ? big.fg_p99_ms_during <= 3 * big.fg_p99_ms_baseline : null,
+    big ? `${big.fg_p99_ms_during} vs ${big.fg_p99_ms_baseline} ms = ${round(big.fg_p99_ms_during / big.fg_p99_ms_baseline, 2)}x` : '');
+  bar('time(1M) / time(100k) <= 12', big && mid ? big.total_s / mid.total_s <= 12 : null,
+    big && mid ? `${round(big.total_s / mid.total_s, 2)}` : '');
+  bar('scrub clean after every repair', runs.every((r) => r.clean), runs.map((r) => `${r.label} ${r.clean ? 'clean' : 'not clean'}`).join(', '));
+  return out;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let opts: Options;
+  try {
+    opts = parseOptions(argv);
+  } catch (e) {
+    console.error(`bench/repair: ${e instanceof Error ? e.message : String(e)}`);
+    return 2;
+  }
+  if (process.getuid?.() !== 0) {
+    console.error('bench/repair: run as root (it mounts a FUSE filesystem)');
+    return 1;
+  }
+  for (const tool of ['fio', 'fusermount']) {
+    if (!onPath(tool)) {
+      console.error(`bench/repair: ${tool} is missing (apt-get install ${tool === 'fio' ? 'fio' : 'fuse'})`);
+      return 1;
+    }
+  }
+  const base = process.env.RMAPFS_BENCH_DIR ?? os.tmpdir();
+  const dir = path.join(base, `rmapfs-bench-repair-${process.pid}`);
+  const mnt = path.join(dir, 'mnt');
+  const track: { fio: ForegroundWriter | null } = { fio: null };
+  let cleaned = false;
+  const cleanup = (): void => {
+    if (cleaned) return;
+    cleaned = true;
+    track.fio?.kill();
+    try {
+      forceUmount(mnt);
+    } catch {
+      // reported below
+    }
+    if (!isMounted(mnt)) fs.rmSync(dir, { recursive: true, force: true });
+    else console.error(`bench/repair: could not unmount ${mnt}; left ${dir} in place`);
+  };
+  const onSignal = (sig: NodeJS.Signals): void => {
+    console.error(`bench/repair: ${sig}: unmounting and cleaning up`);
+    cleanup();
+    process.exit(sig === 'SIGINT' ? 130 : 143);
+  };
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const s of signals) process.on(s, onSignal);
+
+  console.log(`bench/repair on ${os.cpus().length} cores, node ${process.version}, ${os.release()}; `
+    + `sizes ${opts.sizes.map(label).join(', ')} rmap records; images in ${dir}`);
+  const runs: RunJson[] = [];
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    for (const target of opts.sizes) {
+      const j = toJson(await runSize(target, opts, dir, track));
+      runs.push(j);
+      console.log(humanLine(j));
+    }
+  } catch (e) {
+    console.error(`bench/repair: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+    return 1;
+  } finally {
+    cleanup();
+    for (const s of signals) process.off(s, onSignal);
+  }
+  for (const [name, ok, seen] of bars(runs, opts.sizes)) {
+    console.log(`${ok === null ? 'SKIP' : ok ? 'PASS' : 'FAIL'}  ${name}${seen ? `: ${seen}` : ''}`);
+  }
+  console.log(JSON.stringify({ runs }));
+  return runs.every((r) => r.clean) ? 0 : 1;
+}
+
+main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (e: unknown) => {
+  console.error(`bench/repair: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+  process.exitCode = 1;
+});
