@@ -219,3 +219,57 @@ export class InspectorSession {
     else p.resolve(m.result);
   }
 }
+
+// ---------------------------------------------------------------------------
+// CPU profiles (Profiler domain)
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount?: number;
+}
+
+export interface CpuProfile {
+  nodes: ProfileNode[];
+  startTime: number;
+  endTime: number;
+  samples?: number[];
+  timeDeltas?: number[];
+}
+
+export interface ProfileLine {
+  /** "function file:line" */
+  where: string;
+  selfMs: number;
+  share: number;
+}
+
+/** Starts the target's sampling CPU profiler (interval in microseconds). */
+export async function startProfile(session: InspectorSession, intervalUs = 500): Promise<void> {
+  await session.send('Profiler.enable');
+  await session.send('Profiler.setSamplingInterval', { interval: intervalUs });
+  await session.send('Profiler.start');
+}
+
+export async function stopProfile(session: InspectorSession): Promise<CpuProfile> {
+  const r = await session.send('Profiler.stop') as { profile?: CpuProfile };
+  await session.send('Profiler.disable');
+  if (r.profile === undefined) throw new Error('Profiler.stop: no profile');
+  return r.profile;
+}
+
+/** Self time per function (summed over the call tree), largest first. */
+export function topFunctions(profile: CpuProfile, count: number): ProfileLine[] {
+  const totalMs = (profile.endTime - profile.startTime) / 1000;
+  const hits = profile.nodes.reduce((n, x) => n + (x.hitCount ?? 0), 0);
+  const byWhere = new Map<string, number>();
+  for (const n of profile.nodes) {
+    const f = n.callFrame;
+    const file = f.url === '' ? '' : ` ${f.url.replace(/^file:\/\//, '').replace(/^.*\/dist\//, '')}:${f.lineNumber + 1}`;
+    const where = `${f.functionName || '(anonymous)'}${file}`;
+    byWhere.set(where, (byWhere.get(where) ?? 0) + (n.hitCount ?? 0));
+  }
+  return [...byWhere.entries()].sort((a, b) => b[1] - a[1]).slice(0, count).map(([where, h]) => ({
+    where, selfMs: hits > 0 ? h / hits * totalMs : 0, share: hits > 0 ? h / hits : 0,
+  }));
+}

@@ -18,13 +18,20 @@
  *     AGs), xfile bytes per record (max over AGs) come from its JSON; the
  *     foreground latencies are those of the writes that completed while the
  *     command ran.
- *  4. Baseline: the same fio alone for as long as the repair took (>= 3 s).
- *  5. Heap pass: the repair once more, no foreground, while the bench forces
- *     a full GC in the daemon every 250 ms and reads its heap: heap growth =
- *     the largest live heap seen (or the one after the repair) minus the live
- *     heap before. (The timed pass only reads the heap, never collects: it
- *     reports the peak including garbage as heap_peak_nogc_mib.)
- *  6. Unmount, delete the image.
+ *  4. Baseline: the same fio alone for as long as the repair took (3 s at
+ *     least, 10 s at most: its percentiles are steady well before that).
+ *  5. `rmapfs scrub --json MNT` once, timed: the repair command ends with the
+ *     same scrub, so this says how much of total_s is the scrub (scrub_s).
+ *  6. Heap pass: the repair once more, of the AG with the most records only
+ *     (AGs are repaired one after the other, each collector closed before the
+ *     next starts, so one AG shows the peak; every AG's scan reads every
+ *     inode, so the pass costs a quarter of the full repair), no foreground,
+ *     while the bench forces a full GC in the daemon about 20 times and reads its
+ *     heap: heap growth = the largest live heap seen (or the one after the
+ *     repair) minus the live heap before. (The timed pass only reads the
+ *     heap, never collects: it reports the peak including garbage as
+ *     heap_peak_nogc_mib.)
+ *  7. Unmount, delete the image.
  * One human line per run, PASS/FAIL per bar, then one JSON line.
  *
  * Usage (as root; needs fio): node --expose-gc dist/bench/repair/main.js
@@ -32,7 +39,11 @@
  *   [--sizes 10k,100k,1M]     rmap record counts to build (k, M suffixes)
  *   [--small-share 0.3]       share of the records that small files make
  *   [--min-baseline-s 3]      shortest baseline
- *   [--no-heap-pass]          skip step 5 (heap growth is then the daemon's own figure)
+ *   [--max-baseline-s 10]     longest baseline
+ *   [--no-heap-pass]          skip step 6 (heap growth is then the daemon's own figure)
+ *   [--profile]               CPU-profile the daemon during the timed repair (through its
+ *                             inspector; costs a few %): top functions on stderr, the
+ *                             .cpuprofile file in os.tmpdir()
  * Images in $RMAPFS_BENCH_DIR (default os.tmpdir()), removed at the end;
  * the mount is always unmounted, also on failure or a signal.
  */
@@ -41,7 +52,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { buildMixedFs, estimateRecords, SMALL_RECORDS_PER_FILE } from '../lib/fragmented-fs';
 import type { MixedFsPlan } from '../lib/fragmented-fs';
-import { InspectorSession } from '../lib/inspector';
+import { InspectorSession, startProfile, stopProfile, topFunctions } from '../lib/inspector';
 import { failure, forceUmount, freePort, isMounted, onPath, rmapfs, sleep } from '../lib/procs';
 import { ForegroundWriter } from './foreground';
 import type { LatencyFigures } from './foreground';
@@ -50,13 +61,16 @@ const MIB = 1024 * 1024;
 const FG_BYTES = 64 * MIB;
 const FRAGMENTED_EXTENTS = 1000;
 const WARM_UP_MS = 1000;
-const HEAP_SAMPLE_MS = 250;
+/** Forced-GC heap samples of the heap pass: about 20 over the AG's repair, 100..500 ms apart. */
+const HEAP_SAMPLES = 20;
 
 interface Options {
   sizes: number[];
   smallShare: number;
   minBaselineS: number;
+  maxBaselineS: number;
   heapPass: boolean;
+  profile: boolean;
 }
 
 function parseCount(text: string): number {
@@ -80,17 +94,21 @@ function parseOptions(argv: string[]): Options {
     if (v === undefined) throw new Error(`${name} needs a value`);
     return v;
   };
-  const known = new Set(['--quick', '--sizes', '--small-share', '--min-baseline-s', '--no-heap-pass']);
+  const withValue = ['--sizes', '--small-share', '--min-baseline-s', '--max-baseline-s'];
   for (let i = 0; i < argv.length; i++) {
-    if (!known.has(argv[i]!)) throw new Error(`unknown argument '${argv[i]}'`);
-    if (['--sizes', '--small-share', '--min-baseline-s'].includes(argv[i]!)) i++;
+    if (!['--quick', '--no-heap-pass', '--profile', ...withValue].includes(argv[i]!)) throw new Error(`unknown argument '${argv[i]}'`);
+    if (withValue.includes(argv[i]!)) i++;
   }
   const sizesText = value('--sizes') ?? (argv.includes('--quick') ? '10k,100k' : '10k,100k,1M');
   const smallShare = Number(value('--small-share') ?? 0.3);
   if (!(smallShare >= 0 && smallShare <= 1)) throw new Error('--small-share needs a number from 0 to 1');
   const minBaselineS = Number(value('--min-baseline-s') ?? 3);
-  if (!(minBaselineS > 0)) throw new Error('--min-baseline-s needs a positive number');
-  return { sizes: sizesText.split(',').map(parseCount), smallShare, minBaselineS, heapPass: !argv.includes('--no-heap-pass') };
+  const maxBaselineS = Number(value('--max-baseline-s') ?? 10);
+  if (!(minBaselineS > 0 && maxBaselineS >= minBaselineS)) throw new Error('--min/max-baseline-s need positive numbers, min <= max');
+  return {
+    sizes: sizesText.split(',').map(parseCount), smallShare, minBaselineS, maxBaselineS, heapPass: !argv.includes('--no-heap-pass'),
+    profile: argv.includes('--profile'),
+  };
 }
 
 /** A mix that makes about `records` rmap records. */
@@ -126,8 +144,8 @@ function num(o: Record<string, unknown>, key: string): number {
   return typeof v === 'number' ? v : NaN;
 }
 
-async function runRepair(mnt: string): Promise<RepairFigures> {
-  const args = ['repair', '--json', mnt];
+async function runRepair(mnt: string, agno: number | null = null): Promise<RepairFigures> {
+  const args = agno === null ? ['repair', '--json', mnt] : ['repair', '--json', '--ag', String(agno), mnt];
   const r = await rmapfs(args, { timeoutMs: 20 * 60_000 });
   if (r.status !== 0 && r.status !== 4) throw new Error(failure('rmapfs', args, r));
   const line = r.stdout.trim().split('\n').reverse().find((l) => l.startsWith('{'));
@@ -143,6 +161,16 @@ async function runRepair(mnt: string): Promise<RepairFigures> {
       commitPauseMs: num(a, 'commit_pause_ms'), xfileBytes: num(a, 'xfile_bytes'), heapGrowthMib: num(a, 'heap_growth_mib'),
     })),
   };
+}
+
+/** `rmapfs scrub --json`: seconds the daemon reports, or the command's wall time. */
+async function runScrub(mnt: string): Promise<number> {
+  const args = ['scrub', '--json', mnt];
+  const r = await rmapfs(args, { timeoutMs: 20 * 60_000 });
+  if (r.status !== 0 && r.status !== 2) throw new Error(failure('rmapfs', args, r));
+  const line = r.stdout.trim().split('\n').reverse().find((l) => l.startsWith('{'));
+  const seconds = line === undefined ? NaN : num(JSON.parse(line) as Record<string, unknown>, 'seconds');
+  return Number.isFinite(seconds) ? seconds : r.seconds;
 }
 
 // ---------------------------------------------------------------------------
@@ -190,6 +218,7 @@ interface Run {
   heapGrowthMib: number;
   heapPassS: number;
   heapPassSamples: number;
+  scrubS: number;
 }
 
 interface Mounted {
@@ -248,6 +277,7 @@ async function runSize(target: number, opts: Options, dir: string, track: { fio:
     const fio = new ForegroundWriter(fgFile, FG_BYTES, logPrefix('during'));
     track.fio = fio;
     await fio.warmUp(WARM_UP_MS);
+    if (opts.profile) await startProfile(session);
     const sampler = new HeapSampler(session, 100, false);
     const t1 = Date.now();
     let repair: RepairFigures;
@@ -255,6 +285,15 @@ async function runSize(target: number, opts: Options, dir: string, track: { fio:
       repair = await runRepair(mnt);
     } finally {
       await sampler.stop();
+    }
+    if (opts.profile) {
+      const profile = await stopProfile(session);
+      const file = path.join(os.tmpdir(), `rmapfs-bench-repair-${name}-${process.pid}.cpuprofile`);
+      fs.writeFileSync(file, JSON.stringify(profile));
+      process.stderr.write(`  daemon CPU profile of the timed repair (${file}), self time:\n`);
+      for (const l of topFunctions(profile, 25)) {
+        process.stderr.write(`    ${(l.share * 100).toFixed(1).padStart(5)}% ${l.selfMs.toFixed(0).padStart(7)} ms  ${l.where}\n`);
+      }
     }
     const t2 = Date.now();
     await fio.stop();
@@ -264,7 +303,7 @@ async function runSize(target: number, opts: Options, dir: string, track: { fio:
       + `scan ${(a.scanMs / 1000).toFixed(2)} s, pause ${a.commitPauseMs.toFixed(0)} ms (load ${a.loadMs.toFixed(0)})`).join('; ')}\n`);
 
     // Baseline: the same workload alone, as long as the repair took.
-    const baselineMs = Math.max(opts.minBaselineS * 1000, t2 - t1);
+    const baselineMs = Math.min(opts.maxBaselineS * 1000, Math.max(opts.minBaselineS * 1000, t2 - t1));
     const alone = new ForegroundWriter(fgFile, FG_BYTES, logPrefix('baseline'));
     track.fio = alone;
     await alone.warmUp(WARM_UP_MS);
@@ -278,16 +317,22 @@ async function runSize(target: number, opts: Options, dir: string, track: { fio:
       for (const kind of ['clat', 'lat', 'slat']) fs.rmSync(`${logPrefix(what)}_${kind}.1.log`, { force: true });
     }
 
-    // Heap pass: the repair again, GC forced in the daemon every HEAP_SAMPLE_MS.
+    const scrubS = await runScrub(mnt);
+    process.stderr.write(`  baseline ${(baselineMs / 1000).toFixed(1)} s; scrub alone ${scrubS.toFixed(2)} s\n`);
+
+    // Heap pass: the largest AG's repair again, GC forced in the daemon about HEAP_SAMPLES times.
     let heapGrowthMib = NaN;
     let heapPassS = 0;
     let heapPassSamples = 0;
     if (opts.heapPass) {
+      const biggest = repair.ags.reduce((b, a) => (a.records > b.records ? a : b), repair.ags[0]!);
       const h0 = (await session.liveHeap()).usedSize;
-      const gcSampler = new HeapSampler(session, HEAP_SAMPLE_MS, true);
+      const agMs = biggest.scanMs + biggest.commitPauseMs;
+      const everyMs = Math.min(500, Math.max(100, Number.isFinite(agMs) ? agMs / HEAP_SAMPLES : 500));
+      const gcSampler = new HeapSampler(session, everyMs, true);
       let second: RepairFigures;
       try {
-        second = await runRepair(mnt);
+        second = await runRepair(mnt, biggest.agno);
       } finally {
         await gcSampler.stop();
       }
@@ -295,13 +340,13 @@ async function runSize(target: number, opts: Options, dir: string, track: { fio:
       heapGrowthMib = (Math.max(gcSampler.maxUsed, h1) - h0) / MIB;
       heapPassS = second.seconds;
       heapPassSamples = gcSampler.samples;
-      process.stderr.write(`  heap pass: repair ${second.seconds.toFixed(2)} s, ${gcSampler.samples} GC'd samples, `
+      process.stderr.write(`  heap pass: repair of AG ${biggest.agno} ${second.seconds.toFixed(2)} s, ${gcSampler.samples} GC'd samples, `
         + `live heap ${(h0 / MIB).toFixed(1)} -> max ${(gcSampler.maxUsed / MIB).toFixed(1)} MiB, after ${(h1 / MIB).toFixed(1)} MiB\n`);
     }
     return {
       label: name, target, plan, buildS, repair, baseline, during,
       heapBeforeMib: heapBefore / MIB, heapPeakNoGcMib: (sampler.maxUsed - heapBefore) / MIB,
-      heapGrowthMib, heapPassS, heapPassSamples,
+      heapGrowthMib, heapPassS, heapPassSamples, scrubS,
     };
   } finally {
     track.fio?.kill();
@@ -331,6 +376,9 @@ interface RunJson {
   total_s: number;
   records_per_s: number;
   scan_s: number;
+  scrub_s: number;
+  /** Sum of the AGs' commit pauses. */
+  commits_s: number;
   commit_pause_ms: number;
   load_ms: number;
   xfile_bytes_per_record: number;
@@ -364,6 +412,8 @@ function toJson(r: Run): RunJson {
     total_s: round(r.repair.seconds, 3),
     records_per_s: Math.round(records / r.repair.seconds),
     scan_s: round(ags.reduce((n, a) => n + a.scanMs, 0) / 1000, 3),
+    scrub_s: round(r.scrubS, 3),
+    commits_s: round(ags.reduce((n, a) => n + a.commitPauseMs, 0) / 1000, 3),
     commit_pause_ms: round(maxOf((a) => a.commitPauseMs), 1),
     load_ms: round(maxOf((a) => a.loadMs), 1),
     xfile_bytes_per_record: round(maxOf((a) => (a.records > 0 ? a.xfileBytes / a.records : 0)), 1),
@@ -382,10 +432,11 @@ function toJson(r: Run): RunJson {
 }
 
 function humanLine(j: RunJson): string {
-  const other = j.total_s - j.scan_s - j.commit_pause_ms * j.ags / 1000;
+  const other = j.total_s - j.scan_s - j.scrub_s - j.commits_s;
   return `${j.label.padStart(5)}: ${j.records} rmap records (${j.small_files} small files, ${j.fragmented_files} fragmented) `
     + `built in ${j.build_s} s; repair ${j.total_s.toFixed(2)} s = ${j.records_per_s} records/s `
-    + `(scan ${j.scan_s.toFixed(2)} s, rest ${other.toFixed(2)} s); commit pause ${j.commit_pause_ms} ms (load ${j.load_ms} ms); `
+    + `(scan ${j.scan_s.toFixed(2)} s, commits ${j.commits_s.toFixed(2)} s, scrub ~${j.scrub_s.toFixed(2)} s, `
+    + `rest ${other.toFixed(2)} s); commit pause ${j.commit_pause_ms} ms (load ${j.load_ms} ms); `
     + `xfile ${j.xfile_bytes_per_record} B/record; heap growth ${j.heap_growth_mib} MiB `
     + `(peak without GC ${j.heap_peak_nogc_mib}, daemon's ${j.daemon_heap_growth_mib}); `
     + `fg 4 KiB write p50/p99 ${j.fg_p50_ms_baseline}/${j.fg_p99_ms_baseline} ms alone, `
