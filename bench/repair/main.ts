@@ -436,6 +436,8 @@ interface RunJson {
   fg_iops_during: number;
   fg_ios_during: number;
   clean: boolean;
+  /** The machine's 1-minute load average when the run ended (other work on the machine skews every figure). */
+  load_avg: number;
 }
 
 const round = (x: number, digits: number): number => (Number.isFinite(x) ? +x.toFixed(digits) : NaN);
@@ -477,6 +479,7 @@ function toJson(r: Run): RunJson {
     fg_iops_during: r.during.iops,
     fg_ios_during: r.during.ios,
     clean: r.repair.clean && r.repairFg.clean,
+    load_avg: round(os.loadavg()[0]!, 2),
   };
 }
 
@@ -491,7 +494,7 @@ function humanLine(j: RunJson): string {
     + `(peak without GC ${j.heap_peak_nogc_mib}${j.heap_growth_gc_sampled_mib === null ? '' : `, GC-sampled ${j.heap_growth_gc_sampled_mib}`}); `
     + `fg 4 KiB write p50/p99 ${j.fg_p50_ms_baseline}/${j.fg_p99_ms_baseline} ms alone, `
     + `${j.fg_p50_ms_during}/${j.fg_p99_ms_during} ms during repair (${j.fg_iops_baseline} vs ${j.fg_iops_during} IOPS); `
-    + `${j.clean ? 'scrub clean' : 'NOT CLEAN'}`;
+    + `${j.clean ? 'scrub clean' : 'NOT CLEAN'}; load average ${j.load_avg}`;
 }
 
 type Verdict = 'PASS' | 'FAIL' | 'SKIP' | 'INFO';
@@ -565,7 +568,7 @@ async function main(argv: string[]): Promise<number> {
   for (const s of signals) process.on(s, onSignal);
 
   console.log(`bench/repair on ${os.cpus().length} cores, node ${process.version}, ${os.release()}; `
-    + `sizes ${opts.sizes.map(label).join(', ')} rmap records; images in ${dir}`);
+    + `sizes ${opts.sizes.map(label).join(', ')} rmap records; images in ${dir}; load average ${os.loadavg()[0]!.toFixed(2)}`);
   const runs: RunJson[] = [];
   try {
     fs.mkdirSync(dir, { recursive: true });
