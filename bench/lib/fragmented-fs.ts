@@ -64,11 +64,22 @@ export function smallFileSize(i: number): number {
   return 100 + ((i * 7919) % (SMALL_MAX - 100));
 }
 
-/** What small file i holds: its number, then a pattern that depends on it (checkable, not compressible to nothing). */
+/** Bytes every small file draws on: pseudo-random, made once. */
+const SMALL_PATTERN = ((): Buffer => {
+  const b = Buffer.alloc(SMALL_MAX);
+  let x = 0x9e3779b9;
+  for (let off = 0; off < SMALL_MAX; off += 4) {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    b.writeUInt32LE(x, off);
+  }
+  return b;
+})();
+
+/** What small file i holds: the shared pattern with its number at the start of every 512 bytes. */
 export function smallFileData(i: number, scratch: Buffer = Buffer.alloc(SMALL_MAX)): Buffer {
   const len = smallFileSize(i);
-  for (let off = 0; off < len; off += 4) scratch.writeUInt32LE((Math.imul(i + 1, 2654435761) + off * 40503) >>> 0, off);
-  scratch.writeUInt32LE(i, 0);
+  SMALL_PATTERN.copy(scratch, 0, 0, len);
+  for (let off = 0; off + 4 <= len; off += 512) scratch.writeUInt32LE(i, off);
   return scratch.subarray(0, len);
 }
 
