@@ -1,6 +1,6 @@
 /**
  * The foreground workload of bench/repair: fio, 4 KiB random writes with
- * psync at queue depth 1 on a file that already holds data (overwrites: no
+ * psync at queue depth 1 (at a fixed rate, or as fast as they go) on a file that already holds data (overwrites: no
  * allocation), logging every I/O's completion latency with a Unix-epoch
  * timestamp. The latencies of a time window (while a repair ran, or a
  * baseline stretch) are picked from that log afterwards, so fio's start-up
@@ -25,11 +25,15 @@ export class ForegroundWriter {
   private readonly exited: Promise<{ status: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>;
   private stopped = false;
 
-  /** Starts fio on `file` (`bytes` long); the latency log goes to logPrefix + "_clat.1.log". */
-  constructor(readonly file: string, bytes: number, private readonly logPrefix: string) {
+  /**
+   * Starts fio on `file` (`bytes` long), `iops` writes a second (0: as fast as it goes); the latency
+   * log goes to logPrefix + "_clat.1.log".
+   */
+  constructor(readonly file: string, bytes: number, private readonly logPrefix: string, iops = 0) {
     const args = ['--name=fg', `--filename=${file}`, '--rw=randwrite', '--bs=4k', '--ioengine=psync', '--iodepth=1',
       `--size=${bytes}`, '--fallocate=none', '--direct=0', '--time_based', '--runtime=3600', '--norandommap',
       `--write_lat_log=${logPrefix}`, '--log_avg_msec=0', '--log_unix_epoch=1', '--output-format=json'];
+    if (iops > 0) args.push(`--rate_iops=${iops}`);
     this.child = spawn('fio', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
