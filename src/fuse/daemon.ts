@@ -250,8 +250,10 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
               },
             });
             fsx.fsync();
-            // Its commits are done: the closing scrub runs in slices like any other (FUSE keeps being served).
+            // Its commits are done: the closing scrub of the AGs it rebuilt runs in slices like any
+            // other (FUSE keeps being served). The files against the rmap are `rmapfs scrub`'s business.
             const scrub = await scrubLiveSliced(fsx.fs, agno, {
+              agsOnly: true,
               foregroundWaiting: () => fuse.requestWaiting(),
               abortReason: () => (finished ? 'the filesystem is being unmounted' : null),
             });

@@ -3,8 +3,10 @@
  * or more AGs should hold, each in an in-memory rmap btree (an xfile), while
  * the filesystem stays in use. One inode scan serves every AG repaired.
  *
- * 1. Collect each AG's static metadata owners (headers, log, free-space and
- *    rmap btree blocks and the free list, inode btree blocks, inode chunks).
+ * 1. Collect each AG's static metadata owners (headers, log, inode btree
+ *    blocks, inode chunks). Not the "ag" owner's (free-space and rmap btree
+ *    blocks, the free list): they move without rmap changes, so the commit
+ *    step takes them from the AG as it is then.
  * 2. Scan every inode in inode-number order -- walking the inode btrees, in
  *    slices paced to yield to foreground requests -- adding each file's
  *    mappings to the in-memory btree of the AG they fall in.
@@ -20,10 +22,7 @@
  * btree always equals "snapshot, then every later change".
  *
  * The old rmap btree's own blocks are left out: the repair replaces them
- * (the new btree's blocks are added when they are reserved). Blocks can move
- * between the free list and the rmap btree during the scan without an rmap
- * change (both are owned by "ag"), so the commit step must redo the "ag"
- * records from the AG as it is then.
+ * (the new btree's blocks are added when they are reserved).
  */
 import createDebug from 'debug';
 import { RmapfsError } from '../errors';
@@ -142,7 +141,8 @@ export class RmapCollector {
 
   /** A committed rmap change in the live filesystem. */
   private onUpdate(u: RmapUpdate): void {
-    if (!this.mems.has(u.agno) || this.hookError !== null) return;
+    // The "ag" owner's records are redone from the AG at commit time: never collected.
+    if (!this.mems.has(u.agno) || this.hookError !== null || u.owner === OWN_AG) return;
     if (isInodeOwner(u.owner) && u.owner > this.scannedUpTo) {
       this.ignored++;
       return;
@@ -166,9 +166,6 @@ export class RmapCollector {
     const geo = this.fsx.fs.geo;
     const owned: { start: number; len: number; owner: number }[] = [{ start: 0, len: 2, owner: OWN_FS }];
     if (ag.agno === 0) owned.push({ start: geo.logStart, len: geo.logBlocks, owner: OWN_LOG });
-    ag.bno.visitBlocks((ptr) => owned.push({ start: ptr, len: 1, owner: OWN_AG }));
-    ag.cnt.visitBlocks((ptr) => owned.push({ start: ptr, len: 1, owner: OWN_AG }));
-    for (const b of ag.agflBlocks()) owned.push({ start: b, len: 1, owner: OWN_AG });
     ag.ino.visitBlocks((ptr) => owned.push({ start: ptr, len: 1, owner: OWN_INOBT }));
     ag.ino.forEach((b, off) => {
       owned.push({ start: decodeInobt(b, off).startino / INODES_PER_BLOCK, len: CHUNK_BLOCKS, owner: OWN_INODES });

@@ -72,6 +72,11 @@ export interface SlicedScrubOptions extends PacerOptions {
   maxRestarts?: number;
   /** Changed blocks the frozen view may copy before it gives up (default 16384, 64 MiB). */
   maxBlocksKept?: number;
+  /**
+   * Only the AGs' own structures (headers, btrees, free space, coverage, metadata owners), not
+   * the files against the rmap: the repair's closing scrub of the AGs it rebuilt.
+   */
+  agsOnly?: boolean;
 }
 
 interface ScrubTotals {
@@ -81,7 +86,7 @@ interface ScrubTotals {
 }
 
 /** One AG (agno) or all of them, then the files when every AG was scrubbed and readable. */
-function* scrubSteps(src: ScrubSource, agno: number | null, problems: ProblemList): ScrubSteps<ScrubTotals> {
+function* scrubSteps(src: ScrubSource, agno: number | null, problems: ProblemList, agsOnly = false): ScrubSteps<ScrubTotals> {
   const ags = agno === null ? src.alloc.ags : [src.alloc.ag(agno)];
   let rmapRecords = 0;
   let readable = true;
@@ -90,7 +95,7 @@ function* scrubSteps(src: ScrubSource, agno: number | null, problems: ProblemLis
     rmapRecords += r.rmapRecords;
     readable &&= r.treesReadable;
   }
-  const inodesChecked = agno === null && readable;
+  const inodesChecked = agno === null && readable && !agsOnly;
   if (inodesChecked) yield* scrubInodesSteps(src, problems);
   return { agsChecked: ags.length, rmapRecords, inodesChecked };
 }
@@ -100,10 +105,10 @@ function elapsedMs(since: bigint): number {
 }
 
 /** Scrubs in one go on the live filesystem: nothing else runs meanwhile (the repair's closing scrub). */
-export function scrubLive(fs: Filesystem, agno: number | null): LiveScrubResult {
+export function scrubLive(fs: Filesystem, agno: number | null, agsOnly = false): LiveScrubResult {
   const t0 = process.hrtime.bigint();
   const problems = new ProblemList();
-  const totals = runToEnd(scrubSteps(fs, agno, problems));
+  const totals = runToEnd(scrubSteps(fs, agno, problems, agsOnly));
   const seconds = elapsedMs(t0) / 1000;
   return {
     problems: problems.problems, problemCount: problems.count, ...totals, seconds,
@@ -186,14 +191,14 @@ export async function scrubLiveSliced(fs: Filesystem, agno: number | null, optio
     if (restarts > maxRestarts) {
       // The filesystem keeps changing in ways a snapshot cannot follow: check it as it is, in one go.
       log('scrub: the view was spoiled %d times; scrubbing in one go', restarts);
-      const r = scrubLive(fs, agno);
+      const r = scrubLive(fs, agno, options.agsOnly);
       longestSliceMs = Math.max(longestSliceMs, r.longestSliceMs);
       return done({ ...r, restarts });
     }
     const snap = fs.cache.openSnapshot(options.maxBlocksKept);
     try {
       const problems = new ProblemList();
-      const steps = scrubSteps(new FrozenView(fs, snap), agno, problems);
+      const steps = scrubSteps(new FrozenView(fs, snap), agno, problems, options.agsOnly);
       let sliceStart = process.hrtime.bigint();
       let totals: ScrubTotals | null = null;
       for (;;) {
