@@ -30,6 +30,11 @@ export interface BtreeOps {
   compareKeys(a: Buffer, aOff: number, b: Buffer, bOff: number): number;
   /** compareKeys(keyFromRec(rec), key), without materialising the record's key. */
   compareRecToKey(rec: Buffer, recOff: number, key: Buffer, keyOff: number): number;
+  /**
+   * Optional: compareKeys(keyFromRec(a), keyFromRec(b)) straight from two records. The bulk loader
+   * checks the order of every record with it, when present, instead of building each key.
+   */
+  compareRecs?(a: Buffer, aOff: number, b: Buffer, bOff: number): number;
   /** A record-level sanity check for the verifier: a message, or null when fine. */
   checkRecord?(rec: Buffer, recOff: number): string | null;
   /** One record as text, for verifier messages and `db`. */

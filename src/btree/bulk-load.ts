@@ -140,6 +140,10 @@ export function bulkLoad(tree: Btree, geometry: BulkLoadGeometry, source: Record
 
   const leaf = builders[0]!;
   const leafKey = keyScratch[0]!;
+  const compareRecs = ops.compareRecs;
+  // The previous record, where it sits (its leaf's buffer stays valid while we hold it).
+  let prev: Buffer | null = null;
+  let prevOff = 0;
   if (geometry.records === 0) startBlock(0);
   for (let i = 0; i < geometry.records; i++) {
     if (leaf.room === 0) startBlock(0);
@@ -147,10 +151,15 @@ export function bulkLoad(tree: Btree, geometry: BulkLoadGeometry, source: Record
     const n = d.readUInt16BE(OFF_NUMRECS);
     const off = geo.recOffset(n);
     source.next(d, off);
-    if (i > 0 && ops.compareRecToKey(d, off, leafKey, 0) <= 0) {
+    // Strictly increasing keys: from the two records when the type can, else through the previous key.
+    const inOrder = i === 0 || (compareRecs !== undefined ? compareRecs(prev!, prevOff, d, off) < 0
+      : ops.compareRecToKey(d, off, leafKey, 0) > 0);
+    if (!inOrder) {
       throw new RmapfsError('EINVAL', `${ops.name}: bulk load records are not in strictly increasing key order (record ${i})`);
     }
-    ops.keyFromRec(d, off, leafKey, 0);
+    if (compareRecs === undefined || n === 0) ops.keyFromRec(d, off, leafKey, 0);
+    prev = d;
+    prevOff = off;
     if (n === 0 && geometry.height > 1) addPointer(1, leafKey, leaf.ptr);
     d.writeUInt16BE(n + 1, OFF_NUMRECS);
     leaf.room--;

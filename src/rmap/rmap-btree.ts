@@ -100,6 +100,14 @@ export const rmapBtreeOps: BtreeOps = {
       || cmpU32(rec.readUInt32BE(r + 20), key.readUInt32BE(k + 16));
   },
 
+  compareRecs(a: Buffer, ao: number, b: Buffer, bo: number): number {
+    return cmpU32(a.readUInt32BE(ao), b.readUInt32BE(bo))
+      || cmpU32(a.readUInt32BE(ao + 8), b.readUInt32BE(bo + 8))
+      || cmpU32(a.readUInt32BE(ao + 12), b.readUInt32BE(bo + 12))
+      || cmpU32((a.readUInt32BE(ao + 16) & ~RMAP_UNWRITTEN) >>> 0, (b.readUInt32BE(bo + 16) & ~RMAP_UNWRITTEN) >>> 0)
+      || cmpU32(a.readUInt32BE(ao + 20), b.readUInt32BE(bo + 20));
+  },
+
   checkRecord(rec: Buffer, r: number): string | null {
     const start = rec.readUInt32BE(r);
     const count = rec.readUInt32BE(r + 4);
