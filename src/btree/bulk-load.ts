@@ -16,11 +16,11 @@
  */
 import createDebug from 'debug';
 import { RmapfsError } from '../errors';
-import type { Buf } from '../io/buf-cache';
+import { Buf } from '../io/buf-cache';
 import type { Btree } from './btree';
 import type { BtreeRootInfo } from './btree-ops';
 import { NULL_PTR } from './btree-ops';
-import { MAX_BTREE_HEIGHT, OFF_LEFTSIB, OFF_NUMRECS, OFF_RIGHTSIB } from './btree-block';
+import { MAX_BTREE_HEIGHT, OFF_LEFTSIB, OFF_NUMRECS, OFF_RIGHTSIB, initHeader } from './btree-block';
 
 const log = createDebug('rmapfs:bulkload');
 
@@ -84,13 +84,41 @@ interface LevelBuilder {
 }
 
 /**
+ * Where the loader builds blocks: in the tree's cache (the default: dirty
+ * blocks of the caller's transaction), or -- `outside` -- in one private
+ * buffer of geometry.totalBlocks blocks, handed back as Bufs (in the order
+ * taken) for the caller to write in place itself: no cache traffic, one
+ * allocation, for a repair's pause.
+ */
+export interface BulkLoadOptions {
+  outside?: boolean;
+}
+
+export interface BulkLoadResult extends BtreeRootInfo {
+  /** With `outside`: the blocks built, not in any cache, headers set, crc not yet computed. */
+  blocks: Buf[];
+}
+
+/**
  * Loads `geometry.records` records from `source` into fresh blocks taken one
  * by one from `takeBlock` (exactly `geometry.totalBlocks` of them). Returns the
  * new root; the caller installs it (storage.setRoot) when it commits.
  */
 export function bulkLoad(tree: Btree, geometry: BulkLoadGeometry, source: RecordSource,
-  takeBlock: () => number): BtreeRootInfo {
+  takeBlock: () => number, options: BulkLoadOptions = {}): BulkLoadResult {
   const { ops, geo, cache } = tree;
+  const outside = options.outside === true;
+  const built: Buf[] = [];
+  const arena = outside ? Buffer.alloc(geometry.totalBlocks * geo.blockSize) : null;
+  const newBlock = (ptr: number, level: number): Buf => {
+    if (arena === null) return tree.formatBlock(ptr, level);
+    const bno = tree.storage.bnoOf(ptr);
+    const data = arena.subarray(built.length * geo.blockSize, (built.length + 1) * geo.blockSize);
+    initHeader(data, ops.magic, level, bno, tree.storage.uuid, tree.storage.owner);
+    const buf = new Buf(bno, data, tree.bufOps);
+    built.push(buf);
+    return buf;
+  };
   let taken = 0;
   const take = (): number => {
     if (++taken > geometry.totalBlocks) {
@@ -104,7 +132,7 @@ export function bulkLoad(tree: Btree, geometry: BulkLoadGeometry, source: Record
   const keyScratch = geometry.levels.map(() => Buffer.alloc(ops.keySize));
 
   const finishBlock = (b: LevelBuilder): void => {
-    if (b.buf !== null) cache.markDirty(b.buf);
+    if (b.buf !== null && !outside) cache.markDirty(b.buf);
   };
 
   /** Starts the next block of a level; returns its buffer. */
@@ -115,7 +143,7 @@ export function bulkLoad(tree: Btree, geometry: BulkLoadGeometry, source: Record
     const prevPtr = b.ptr;
     b.ptr = b.started === 0 ? take() : b.nextPtr;
     b.nextPtr = b.started + 1 < shape.blocks ? take() : NULL_PTR;
-    const buf = tree.formatBlock(b.ptr, level);
+    const buf = newBlock(b.ptr, level);
     buf.data.writeUInt32BE(prevPtr, OFF_LEFTSIB);
     buf.data.writeUInt32BE(b.nextPtr, OFF_RIGHTSIB);
     b.room = shape.perBlock + (b.started < shape.extra ? 1 : 0);
@@ -170,5 +198,5 @@ export function bulkLoad(tree: Btree, geometry: BulkLoadGeometry, source: Record
   }
   const root = builders[geometry.height - 1]!.ptr;
   log('%s: loaded %d records into %d blocks, height %d', ops.name, geometry.records, taken, geometry.height);
-  return { ptr: root, height: geometry.height };
+  return { ptr: root, height: geometry.height, blocks: built };
 }

@@ -414,56 +414,42 @@ export class BufCache {
   }
 
   /**
-   * Writes blocks changed in the open transaction in place now, instead of
-   * logging them: "ordered" blocks, for a new structure built in space that was
-   * free in every state the log can recover (never busy), so writing there
-   * early harms nothing. The caller must have the target synced before the log
-   * records the transaction that makes them reachable (Filesystem.noteDataWritten
-   * does that, as for file data). Should the transaction abort, they are dropped
-   * from the cache: what is on disk there is free space again.
+   * Writes blocks built outside the cache (a bulk load's, see BulkLoadOptions)
+   * straight to their place on the target, in runs of neighbours, and forgets
+   * any cached copy of those blocks (in a transaction, an abort brings the old
+   * copies back). They are not logged: this is for a new structure built in
+   * space that was free in every state the log can recover (never busy), and
+   * the caller must have the target synced before the log records what makes
+   * them reachable (Filesystem.noteDataWritten does that, as for file data).
    */
-  writeOrdered(bufs: Buf[]): void {
-    const tx = this.requireTx();
+  writeAround(bufs: readonly Buf[]): void {
     const sorted = [...bufs].sort((a, b) => a.bno - b.bno);
-    // Open snapshots keep what these blocks held before they are overwritten on the target:
-    // the commit cannot tell any more (their pre-images are dropped below).
-    if (this.snapshots.size > 0) {
-      for (const buf of sorted) {
-        const pre = tx.get(buf);
-        if (pre === undefined) continue; // refused below
-        if (pre.data !== null) {
-          for (const snap of this.snapshots) snap.keep(buf.bno, pre.data, pre.dirty, pre.ops);
-        } else {
-          this.offerTargetBlock(buf.bno);
-        }
-      }
-    }
-    const maxRun = 256;
-    const staging = Buffer.allocUnsafeSlow(this.blockSize * Math.min(maxRun, Math.max(1, sorted.length)));
     for (let i = 0; i < sorted.length;) {
-      let n = 0;
       const start = sorted[i]!.bno;
-      while (i + n < sorted.length && n < maxRun && sorted[i + n]!.bno === start + n) {
+      let n = 0;
+      while (i + n < sorted.length && sorted[i + n]!.bno === start + n) {
         const buf = sorted[i + n]!;
-        if (!tx.has(buf)) throw new RmapfsError('EINVAL', `${this.target.name}: ordered block ${buf.bno} is not part of the transaction`);
         if (buf.ops !== null && !buf.prepared) buf.ops.prepareWrite(buf);
         buf.prepared = true;
-        buf.data.copy(staging, n * this.blockSize);
+        // Open snapshots keep what the block held: a cached copy's image comes with the commit (the
+        // invalidation below remembers it); an uncached block's must be read before it is overwritten.
+        if (this.snapshots.size > 0 && !this.index.has(buf.bno)) this.offerTargetBlock(buf.bno);
+        this.invalidate(buf.bno);
         n++;
       }
-      this.target.writeBlocks(start, n, staging, 0);
+      // Neighbours on the target are usually neighbours in memory too (one arena): one write for the run.
+      const first = sorted[i]!.data;
+      const last = sorted[i + n - 1]!.data;
+      const contiguous = n > 1 && first.buffer === last.buffer
+        && last.byteOffset - first.byteOffset === (n - 1) * this.blockSize
+        && sorted.slice(i, i + n).every((b, k) => b.data.buffer === first.buffer && b.data.byteOffset === first.byteOffset + k * this.blockSize);
+      if (contiguous) {
+        this.target.writeBlocks(start, n, Buffer.from(first.buffer, first.byteOffset, n * this.blockSize), 0);
+      } else {
+        for (let k = 0; k < n; k++) this.target.writeBlocks(start + k, 1, sorted[i + k]!.data, 0);
+      }
       this.counters.blocksWritten += n;
       i += n;
-    }
-    for (const buf of sorted) {
-      if (buf.dirty) {
-        buf.dirty = false;
-        if (buf.cached) this.dirtyCount--;
-      }
-      this.unlogged.delete(buf);
-      const pre = tx.get(buf)!;
-      if (pre.data !== null) this.spareImages.push(pre.data);
-      tx.set(buf, { data: null, dirty: false, unlogged: false, ops: buf.ops });
     }
   }
 

@@ -212,16 +212,14 @@ function commitNewRmap(fsx: Rmapfs, agno: number, mem: Btree): Omit<RmapRepairRe
       },
     };
     const tl = process.hrtime.bigint();
-    const root = bulkLoad(ag.rmap, geometry, source, () => blocks[taken++]!);
+    // Built outside the cache (one buffer, no cache traffic in the pause) ...
+    const loaded = bulkLoad(ag.rmap, geometry, source, () => blocks[taken++]!, { outside: true });
+    const root = { ptr: loaded.ptr, height: loaded.height };
     lap('load');
-    // The new blocks go to disk now, in place, not through the log: they were free (and not busy) in
-    // every state the log can bring back, and the log force that makes the new root durable syncs the
-    // device first (as it does for file data), so they are on disk before anything points to them.
-    fs.cache.writeOrdered(blocks.map((bno) => {
-      const buf = fs.cache.peek(ag.rmap.storage.bnoOf(bno));
-      if (buf === undefined) throw new RmapfsError('EIO', `AG ${agno}: new rmap block ${bno} left the cache during the load`);
-      return buf;
-    }));
+    // ... and written in place, not through the log: they were free (and not busy) in every state the
+    // log can bring back, and the log force that makes the new root durable syncs the device first (as
+    // it does for file data), so they are on disk before anything points to them.
+    fs.cache.writeAround(loaded.blocks);
     fs.noteDataWritten();
     lap('write');
     loadMs = Number(process.hrtime.bigint() - tl) / 1e6;
