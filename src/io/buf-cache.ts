@@ -251,7 +251,7 @@ export class BufCache {
     for (const [buf, pre] of tx) {
       if (pre.data === null) {
         // Not cached before (a new block written whole): what the snapshot saw is still on the target
-        // (unless written in place as an ordered block: writeOrdered kept it then).
+        // (unless written around the cache: writeAround offered it before overwriting it).
         this.offerTargetBlock(buf.bno);
         continue;
       }
