@@ -199,6 +199,12 @@ export class Btree {
    * corrupt tree ends in an error rather than forever.
    */
   visitBlocks(visit: (ptr: number, level: number, block: Buffer) => void): void {
+    const walk = this.walkBlocks(visit);
+    while (walk.next().done !== true) { /* to the end */ }
+  }
+
+  /** visitBlocks as a generator that pauses after each block (online scrub runs it in slices). */
+  *walkBlocks(visit: (ptr: number, level: number, block: Buffer) => void): Generator<void, void, void> {
     const { ptr: rootPtr, height } = this.storage.getRoot();
     let leftmost = rootPtr;
     let budget = this.storage.blockLimit() + 1;
@@ -211,6 +217,7 @@ export class Btree {
         const b = this.readBlock(ptr, level).data;
         visit(ptr, level, b);
         ptr = b.readUInt32BE(OFF_RIGHTSIB);
+        yield;
       }
     }
   }

@@ -8,7 +8,7 @@
  *       applies a write log to IMAGE (a copy of the device as it was when the
  *       log began), up to the N-th flush or up to a mark (default: all of it)
  */
-import { ctlRequest } from '../ctl/ctl';
+import { askDaemon } from './scrub';
 import { replayWriteLog, WLOG_MARK } from '../io/write-log';
 import { CliError, parseArgs } from './args';
 import type { Command } from './args';
@@ -39,13 +39,7 @@ export const debugCommand: Command = {
     }
     const [verb, a, b] = args.positionals;
     const ask = async (req: { cmd: string; [k: string]: unknown }): Promise<number> => {
-      let reply;
-      try {
-        reply = await ctlRequest(a!, req);
-      } catch (e) {
-        throw new CliError(1, 'EIO', e instanceof Error ? e.message : String(e));
-      }
-      if (!reply.ok) throw new CliError(1, 'EIO', reply.error ?? `${verb} failed`);
+      await askDaemon(a!, req);
       return 0;
     };
     if (verb === 'mark' && a !== undefined && b !== undefined && args.positionals.length === 3) {

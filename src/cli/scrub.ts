@@ -3,12 +3,27 @@
  * ask the daemon serving a live mount, over its control socket.
  */
 import { ctlRequest } from '../ctl/ctl';
-import type { CtlEvent } from '../ctl/ctl';
+import type { CtlEvent, CtlReply, CtlRequest } from '../ctl/ctl';
 import type { RmapRepairResult } from '../repair/rmap-repair';
 import { formatProblem } from '../scrub/common';
 import type { Problem } from '../scrub/common';
 import { CliError, parseArgs } from './args';
 import type { Command, CommandIo } from './args';
+
+/**
+ * One request to the daemon of a mount; a daemon that cannot be reached, or
+ * that says no, is a one-line operational error (exit 1).
+ */
+export async function askDaemon(mountpoint: string, req: CtlRequest, onEvent?: (e: CtlEvent) => void): Promise<CtlReply> {
+  let reply: CtlReply;
+  try {
+    reply = await ctlRequest(mountpoint, req, undefined, onEvent);
+  } catch (e) {
+    throw new CliError(1, 'EIO', e instanceof Error ? e.message : String(e));
+  }
+  if (!reply.ok) throw new CliError(1, 'EIO', String(reply.error ?? `${req.cmd} failed`));
+  return reply;
+}
 
 const SCRUB_USAGE = `usage: rmapfs scrub [--json] [--ag N] MOUNTPOINT
 
@@ -48,13 +63,7 @@ export const scrubCommand: Command = {
     const agText = args.string('ag');
     const ag = agText === undefined ? null : Number(agText);
     if (ag !== null && (!Number.isInteger(ag) || ag < 0)) throw new CliError(2, 'EINVAL', `--ag needs an AG number, not '${agText}'`);
-    let reply: ScrubReply;
-    try {
-      reply = await ctlRequest(mountpoint, { cmd: 'scrub', ag }) as ScrubReply;
-    } catch (e) {
-      throw new CliError(1, 'EIO', e instanceof Error ? e.message : String(e));
-    }
-    if (!reply.ok) throw new CliError(1, 'EIO', reply.error ?? 'scrub failed');
+    const reply = await askDaemon(mountpoint, { cmd: 'scrub', ag }) as ScrubReply;
     const problems = reply.problems ?? [];
     const count = reply.problemCount ?? problems.length;
     if (args.flag('json')) {
@@ -134,7 +143,7 @@ export const repairCommand: Command = {
     const ag = agText === undefined ? null : Number(agText);
     if (ag !== null && (!Number.isInteger(ag) || ag < 0)) throw new CliError(2, 'EINVAL', `--ag needs an AG number, not '${agText}'`);
     const progress = args.flag('progress') ? repairProgress(io) : null;
-    let reply;
+    let reply: CtlReply;
     // Ctrl-C closes the connection: the daemon stops the repair before its commit, the old rmap stays.
     const stop = (): void => {
       io.err('rmapfs: repair cancelled; the old rmap stays in place');
@@ -142,14 +151,11 @@ export const repairCommand: Command = {
     };
     process.once('SIGINT', stop);
     try {
-      reply = await ctlRequest(mountpoint, { cmd: 'repair', ag }, undefined, progress?.event);
-    } catch (e) {
-      throw new CliError(1, 'EIO', e instanceof Error ? e.message : String(e));
+      reply = await askDaemon(mountpoint, { cmd: 'repair', ag }, progress?.event);
     } finally {
       process.removeListener('SIGINT', stop);
       progress?.end();
     }
-    if (!reply.ok) throw new CliError(1, 'EIO', String(reply.error ?? 'repair failed'));
     const ags = (reply.ags ?? []) as RmapRepairResult[];
     const scrub = (reply.scrub ?? {}) as ScrubReply;
     const left = scrub.problemCount ?? 0;
@@ -182,13 +188,7 @@ export const statusCommand: Command = {
       return 0;
     }
     const [mountpoint] = args.expectPositionals(['MOUNTPOINT']) as [string];
-    let reply;
-    try {
-      reply = await ctlRequest(mountpoint, { cmd: 'status' });
-    } catch (e) {
-      throw new CliError(1, 'EIO', e instanceof Error ? e.message : String(e));
-    }
-    if (!reply.ok) throw new CliError(1, 'EIO', reply.error ?? 'status failed');
+    const reply = await askDaemon(mountpoint, { cmd: 'status' });
     for (const [k, v] of Object.entries(reply)) if (k !== 'ok') io.out(`${k.padEnd(15)} ${String(v)}`);
     return 0;
   },

@@ -98,6 +98,8 @@ export interface RmapReservation {
   extents: Extent[];
   /** Records the new btree will hold: the collected ones plus one per "ag" extent (reserved blocks included). */
   records: number;
+  /** The "ag" owner's extents it was sized for (reserved blocks included), merged, in block order. */
+  agExtents: Extent[];
   blocks: number;
   /** Rounds it took to converge. */
   rounds: number;
@@ -125,10 +127,11 @@ export function reserveRmapBtree(ag: AllocGroup, otherRecords: number, maxRounds
   const reserved: Extent[] = [];
   for (let round = 1; ; round++) {
     if (round > maxRounds) throw new RmapfsError('EAGAIN', `AG ${ag.agno}: the rmap btree reservation does not converge`);
-    const records = otherRecords + agOwnedExtents(ag, reserved).length;
+    const agExtents = agOwnedExtents(ag, reserved);
+    const records = otherRecords + agExtents.length;
     const need = computeBulkLoadGeometry(ag.rmap, records, 1).totalBlocks;
     const have = reserved.reduce((n, e) => n + e.len, 0);
-    if (have === need) return { extents: reserved, records, blocks: need, rounds: round };
+    if (have === need) return { extents: reserved, records, agExtents, blocks: need, rounds: round };
     if (have > need) {
       // Too many: give the last ones back and count again.
       const last = reserved[reserved.length - 1]!;
@@ -189,7 +192,7 @@ function commitNewRmap(fsx: Rmapfs, agno: number, mem: Btree): Omit<RmapRepairRe
     lap('reserve');
     // 3. Bulk-load the records, in block order: the collected ones (copied as they are from the xfile
     //    btree's leaves -- the in-memory btree uses the on-disk record format) and the "ag" extents, merged.
-    const agRecs: RmapRecord[] = agOwnedExtents(ag, reservation.extents)
+    const agRecs: RmapRecord[] = reservation.agExtents
       .map((e) => ({ startblock: e.start, blockcount: e.len, owner: OWN_AG, offset: 0, flags: 0 }));
     const geometry = computeBulkLoadGeometry(ag.rmap, records, 1);
     const blocks: number[] = [];

@@ -113,19 +113,5 @@ export function* eachRecord(tree: Btree, visit: (b: Buffer, off: number) => void
 
 /** Visits every block of a tree as Btree.visitBlocks does, pausing after each. */
 export function* eachBlock(tree: Btree, visit: (ptr: number, level: number, b: Buffer) => void): ScrubSteps<void> {
-  const { ptr: rootPtr, height } = tree.storage.getRoot();
-  let leftmost = rootPtr;
-  let budget = tree.storage.blockLimit() + 1;
-  for (let level = height - 1; level >= 0; level--) {
-    let ptr = leftmost;
-    const first = tree.readBlock(ptr, level).data;
-    leftmost = level > 0 ? first.readUInt32BE(tree.geo.ptrOffset(0)) : NULL_PTR;
-    while (ptr !== NULL_PTR) {
-      if (--budget < 0) throw corruption(`${tree.ops.name} btree: sibling pointers loop at level ${level}`);
-      const b = tree.readBlock(ptr, level).data;
-      visit(ptr, level, b);
-      ptr = b.readUInt32BE(OFF_RIGHTSIB);
-      yield;
-    }
-  }
+  yield* tree.walkBlocks(visit);
 }
