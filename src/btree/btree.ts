@@ -31,13 +31,6 @@ export type LookupMode = 'eq' | 'le' | 'ge';
 /** Called with a record in place (valid only during the call); return false to stop. */
 export type RecordVisitor = (block: Buffer, recOffset: number) => boolean | void;
 
-/** See Btree.recordReader. */
-export interface RecordReader {
-  block: Buffer;
-  offset: number;
-  next(): boolean;
-}
-
 export class Btree {
   readonly ops: BtreeOps;
   readonly storage: BtreeStorage;
@@ -136,47 +129,6 @@ export class Btree {
       if (ptr === NULL_PTR) return;
       i = 0;
     }
-  }
-
-  /**
-   * A pull-style walk over every record in key order, leaf by leaf along the
-   * sibling pointers: `next()` moves to the next record and says whether there
-   * was one; `block`/`offset` then locate it. For merging a tree's records with
-   * another stream without a cursor (or a generator) per record. The tree must
-   * not change during the walk.
-   */
-  recordReader(): RecordReader {
-    const tree = this;
-    const { geo } = this;
-    const { ptr: rootPtr, height } = this.storage.getRoot();
-    // Down the left edge to the first leaf.
-    let ptr = rootPtr;
-    for (let level = height - 1; level > 0; level--) ptr = this.readBlock(ptr, level).data.readUInt32BE(geo.ptrOffset(0));
-    let block = this.readBlock(ptr, 0).data;
-    let n = block.readUInt16BE(OFF_NUMRECS);
-    let i = -1;
-    let budget = this.storage.blockLimit() + 1;
-    const reader: RecordReader = {
-      block,
-      offset: 0,
-      next(): boolean {
-        while (++i >= n) {
-          const right = block.readUInt32BE(OFF_RIGHTSIB);
-          if (right === NULL_PTR) {
-            i = n;
-            return false;
-          }
-          if (--budget < 0) throw corruption(`${tree.ops.name} btree: sibling pointers loop among the leaves`);
-          block = tree.readBlock(right, 0).data;
-          n = block.readUInt16BE(OFF_NUMRECS);
-          i = -1;
-          reader.block = block;
-        }
-        reader.offset = geo.recOffset(i);
-        return true;
-      },
-    };
-    return reader;
   }
 
   /** Visits every record in key order. */

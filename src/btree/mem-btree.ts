@@ -22,7 +22,7 @@ import type { XfileOptions } from '../io/xfile';
 import { Btree } from './btree';
 import type { BtreeOps, BtreeRootInfo, BtreeStorage } from './btree-ops';
 import { NULL_PTR } from './btree-ops';
-import { magicOf } from './btree-block';
+import { OFF_LEVEL, OFF_NUMRECS, OFF_RIGHTSIB, magicOf } from './btree-block';
 
 const log = createDebug('rmapfs:xfbtree');
 
@@ -145,6 +145,19 @@ class XfileBtreeStorage implements BtreeStorage {
 }
 
 /**
+ * Every leaf of an in-memory btree in key order, in one copy of the whole
+ * xfile (see MemBtree.flatLeaves): `leafOffsets[k]` is where the k-th leaf
+ * starts in `data`, `leafCounts[k]` how many records it holds. Valid while
+ * the tree does not change.
+ */
+export interface FlatLeaves {
+  data: Buffer;
+  leafOffsets: Int32Array;
+  leafCounts: Uint16Array;
+  records: number;
+}
+
+/**
  * An in-memory btree of one type, owning its xfile. Use `tree` with the
  * ordinary btree API (cursors, insert, query, bulk load...).
  */
@@ -175,6 +188,47 @@ export class MemBtree {
   bytesHeld(): number {
     this.cache.flush();
     return this.xfile.bytesHeld();
+  }
+
+  /**
+   * The tree's leaves, in key order, from one read of the whole xfile into one
+   * buffer: the cache is written back first, then nothing more is read page by
+   * page. A repair's pause walks the records three times (count, reap, load);
+   * through the cache each walk costs a read and a buffer per page that fell
+   * out of it, copied flat it costs one read in all and no allocation per page.
+   * `into`, when big enough, is the buffer to copy into (memory touched before,
+   * so the copy takes no page faults: see repair's PauseScratch); else a new one.
+   */
+  flatLeaves(into?: Buffer): FlatLeaves {
+    this.cache.flush();
+    const pageSize = this.cache.blockSize;
+    const size = Math.max(this.xfile.size, pageSize);
+    const data = into !== undefined && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafeSlow(size);
+    this.xfile.read(0, data, 0, size);
+    const pages = Math.floor(data.length / pageSize);
+    const { geo } = this.tree;
+    const pageAt = (ptr: number, level: number): number => {
+      if (!(ptr > 0 && ptr < pages)) throw corruption(`xfbtree: pointer to page ${ptr} outside the xfile (${pages} pages)`);
+      const off = ptr * pageSize;
+      if (data.readUInt16BE(off + OFF_LEVEL) !== level) throw corruption(`xfbtree: page ${ptr} is not at level ${level}`);
+      return off;
+    };
+    const { ptr: rootPtr, height } = this.storage.getRoot();
+    let ptr = rootPtr;
+    for (let level = height - 1; level > 0; level--) ptr = data.readUInt32BE(pageAt(ptr, level) + geo.ptrOffset(0));
+    const offsets: number[] = [];
+    const counts: number[] = [];
+    let records = 0;
+    while (ptr !== NULL_PTR) {
+      if (offsets.length >= pages) throw corruption('xfbtree: sibling pointers loop among the leaves');
+      const off = pageAt(ptr, 0);
+      const n = data.readUInt16BE(off + OFF_NUMRECS);
+      offsets.push(off);
+      counts.push(n);
+      records += n;
+      ptr = data.readUInt32BE(off + OFF_RIGHTSIB);
+    }
+    return { data, leafOffsets: Int32Array.from(offsets), leafCounts: Uint16Array.from(counts), records };
   }
 
   /** Starts over with an empty tree, giving every page back to the system. */

@@ -14,9 +14,13 @@ import { slotOffset, SLOT_BLOCKS, SLOT_RECORDS } from '../format/ag-header';
 import { encodeRmap } from '../rmap/rmap-btree';
 import type { RmapRecord } from '../rmap/rmap-btree';
 import type { Rmapfs } from '../fs/rmapfs';
-import type { Btree } from '../btree/btree';
+import type { MemBtree, FlatLeaves } from '../btree/mem-btree';
+import type { RecordSource } from '../btree/bulk-load';
+import { BTREE_HDR_SIZE } from '../btree/btree-block';
 import type { AllocGroup } from '../alloc/ag';
 import { RmapCollector } from './rmap-collect';
+import { Pacer } from '../fs/pacer';
+import type { PacerOptions } from '../fs/pacer';
 import type { CollectOptions } from './rmap-collect';
 
 const log = createDebug('rmapfs:repair');
@@ -61,7 +65,7 @@ function mergeExtents(list: Extent[]): Extent[] {
  * The AG's blocks that are neither free nor covered by the collected records
  * nor held by the free-space btrees and the free list: the old rmap btree's.
  */
-function unaccounted(ag: ReturnType<Rmapfs['fs']['alloc']['ag']>, mem: Btree): Extent[] {
+function unaccounted(ag: AllocGroup, collected: FlatLeaves): Extent[] {
   const used: Extent[] = [];
   ag.bno.forEach((b, off) => { used.push({ start: b.readUInt32BE(off), len: b.readUInt32BE(off + 4) }); });
   ag.bno.visitBlocks((p) => { used.push({ start: p, len: 1 }); });
@@ -70,21 +74,104 @@ function unaccounted(ag: ReturnType<Rmapfs['fs']['alloc']['ag']>, mem: Btree): E
   const small = mergeExtents(used);
   const out: Extent[] = [];
   let at = 0;
-  const take = (e: Extent): void => {
-    if (e.start < at) throw new RmapfsError('EFSCORRUPTED', `AG ${ag.agno}: collected records overlap at block ${e.start}`);
-    if (e.start > at) out.push({ start: at, len: e.start - at });
-    at = e.start + e.len;
+  const take = (start: number, len: number): void => {
+    if (start < at) throw new RmapfsError('EFSCORRUPTED', `AG ${ag.agno}: collected records overlap at block ${start}`);
+    if (start > at) out.push({ start: at, len: start - at });
+    at = start + len;
   };
-  // Both streams are in block order: merge them, the collected records straight from the xfile btree.
+  // Both streams are in block order: merge them, the collected records straight from the xfile's leaves.
   let i = 0;
-  mem.forEach((b, off) => {
-    const start = b.readUInt32BE(off);
-    while (i < small.length && small[i]!.start < start) take(small[i++]!);
-    take({ start, len: b.readUInt32BE(off + 4) });
-  });
-  while (i < small.length) take(small[i++]!);
+  const { data, leafOffsets, leafCounts } = collected;
+  const recSize = ag.rmap.ops.recSize;
+  for (let k = 0; k < leafOffsets.length; k++) {
+    for (let r = 0, off = leafOffsets[k]! + BTREE_HDR_SIZE; r < leafCounts[k]!; r++, off += recSize) {
+      const start = data.readUInt32BE(off);
+      while (i < small.length && small[i]!.start < start) { take(small[i]!.start, small[i]!.len); i++; }
+      take(start, data.readUInt32BE(off + 4));
+    }
+  }
+  while (i < small.length) { take(small[i]!.start, small[i]!.len); i++; }
   if (at < ag.length) out.push({ start: at, len: ag.length - at });
   return out;
+}
+
+/**
+ * The new btree's records in block order, as a bulk-load source: the
+ * collected ones copied a run at a time from the xfile's leaves (the
+ * in-memory btree keeps the on-disk record format), the "ag" owner's
+ * records merged in where they fall.
+ */
+function mergedRecords(collected: FlatLeaves, agRecs: readonly RmapRecord[], recSize: number, agno: number): RecordSource {
+  const { data, leafOffsets, leafCounts } = collected;
+  let leaf = 0;
+  let r = 0;
+  let a = 0;
+  const fail = (): never => { throw new RmapfsError('EIO', `AG ${agno}: fewer records than counted`); };
+  const skipEmpty = (): void => { while (leaf < leafOffsets.length && r >= leafCounts[leaf]!) { leaf++; r = 0; } };
+  const recAt = (): number => leafOffsets[leaf]! + BTREE_HDR_SIZE + r * recSize;
+  const source: RecordSource = {
+    next: (dst, off) => { source.nextRun!(dst, off, 1); },
+    nextRun: (dst, off, max) => {
+      skipEmpty();
+      const haveCollected = leaf < leafOffsets.length;
+      if (a < agRecs.length && (!haveCollected || agRecs[a]!.startblock < data.readUInt32BE(recAt()))) {
+        encodeRmap(agRecs[a++]!, dst, off);
+        return 1;
+      }
+      if (!haveCollected) return fail();
+      // A run from this leaf: up to max, to the leaf's end, and to the next "ag" record.
+      const from = recAt();
+      let n = Math.min(max, leafCounts[leaf]! - r);
+      if (a < agRecs.length) {
+        const below = agRecs[a]!.startblock;
+        let k = 1;
+        while (k < n && data.readUInt32BE(from + k * recSize) < below) k++;
+        n = k;
+      }
+      data.copy(dst, off, from, from + n * recSize);
+      r += n;
+      return n;
+    },
+  };
+  return source;
+}
+
+/**
+ * Memory for the pause, touched before it. The commit copies the collected
+ * records flat out of the xfile (MemBtree.flatLeaves) and builds the new
+ * btree in one buffer (bulkLoad's arena): megabytes written inside the pause.
+ * Fresh memory costs a page fault on its first write to each 4 KiB page --
+ * on a virtual machine, where the host backs guest memory lazily, ~10 us a
+ * page, most of the pause at 1M records. So the repair allocates both
+ * buffers once, after the scan, writes every page of them in paced slices
+ * (foreground requests served between), and every AG's commit reuses them.
+ * Sized from the largest xfile, with room for it to grow by live updates
+ * before the commit; a commit that needs more allocates afresh (correct,
+ * only slower).
+ */
+interface PauseScratch {
+  flat: Buffer;
+  arena: Buffer;
+}
+
+const PAGE = 4096;
+
+async function touchedScratch(mems: readonly MemBtree[], options: PacerOptions): Promise<PauseScratch> {
+  const largest = mems.reduce((n, m) => Math.max(n, m.xfile.size), 0);
+  // Room for live updates, and for the "ag" owner's records the new btree adds (a few blocks' worth).
+  const bytes = Math.ceil((largest * 1.125 + 64 * PAGE) / PAGE) * PAGE;
+  const flat = Buffer.allocUnsafeSlow(bytes);
+  // The new btree packs its leaves full, the xfile's are at least half full: it needs no more blocks
+  // than the xfile has pages.
+  const arena = Buffer.allocUnsafeSlow(bytes);
+  const pacer = new Pacer(options);
+  for (const buf of [flat, arena]) {
+    for (let off = 0; off < buf.length; off += PAGE) {
+      buf[off] = 0;
+      if (pacer.due()) await pacer.pause();
+    }
+  }
+  return { flat, arena };
 }
 
 /** heapUsed, after a full GC when one can be forced. */
@@ -158,7 +245,7 @@ export interface RepairOptions extends CollectOptions {
  * pause -- give the old btree's blocks back, reserve blocks for the new one,
  * bulk-load the collected records into them and install its root.
  */
-function commitNewRmap(fsx: Rmapfs, agno: number, mem: Btree): Omit<RmapRepairResult, 'inodesScanned' | 'scanMs' | 'xfileBytes' | 'heapGrowthMib'> {
+function commitNewRmap(fsx: Rmapfs, agno: number, mem: MemBtree, scratch: PauseScratch): Omit<RmapRepairResult, 'inodesScanned' | 'scanMs' | 'xfileBytes' | 'heapGrowthMib'> {
   const fs = fsx.fs;
   const ag = fs.alloc.ag(agno);
   const t1 = process.hrtime.bigint();
@@ -171,15 +258,16 @@ function commitNewRmap(fsx: Rmapfs, agno: number, mem: Btree): Omit<RmapRepairRe
   };
   let loadMs = 0;
   // The records of every owner but "ag" come from the collection (which holds no "ag" records: those
-  // are redone from the AG as it is now). Counted from the leaves' headers.
-  const othersCount = mem.count();
+  // are redone from the AG as it is now), read once, flat, for the three walks below.
+  const collected = mem.flatLeaves(scratch.flat);
+  const othersCount = collected.records;
   let oldBlocks = 0;
-  lap('count');
+  lap('read');
   const result = fs.run(() => {
     // 1. The old btree's blocks go back to free space (busy until a checkpoint, like any freed metadata).
     //    The old tree may be unreadable, so they are found the way XFS finds them: every block that is
     //    neither free nor accounted for by the new records is the old rmap btree's.
-    const old = unaccounted(ag, mem);
+    const old = unaccounted(ag, collected);
     oldBlocks = old.reduce((n, e) => n + e.len, 0);
     for (const b of old) {
       ag.giveFree(b.start, b.len);
@@ -197,26 +285,11 @@ function commitNewRmap(fsx: Rmapfs, agno: number, mem: Btree): Omit<RmapRepairRe
     const geometry = computeBulkLoadGeometry(ag.rmap, records, 1);
     const blocks: number[] = [];
     for (const e of reservation.extents) for (let i = 0; i < e.len; i++) blocks.push(e.start + i);
-    const recSize = ag.rmap.ops.recSize;
-    const reader = mem.recordReader();
-    let more = reader.next();
-    let a = 0;
     let taken = 0;
-    const source = {
-      next: (dst: Buffer, off: number): void => {
-        if (a < agRecs.length && (!more || agRecs[a]!.startblock < reader.block.readUInt32BE(reader.offset))) {
-          encodeRmap(agRecs[a++]!, dst, off);
-        } else if (more) {
-          // 24 bytes: a loop is cheaper than Buffer.copy's native call.
-          const src = reader.block;
-          for (let i = 0, o = reader.offset; i < recSize; i++) dst[off + i] = src[o + i]!;
-          more = reader.next();
-        } else throw new RmapfsError('EIO', `AG ${agno}: fewer records than counted`);
-      },
-    };
+    const source = mergedRecords(collected, agRecs, ag.rmap.ops.recSize, agno);
     const tl = process.hrtime.bigint();
     // Built outside the cache (one buffer, no cache traffic in the pause) ...
-    const loaded = bulkLoad(ag.rmap, geometry, source, () => blocks[taken++]!, { outside: true });
+    const loaded = bulkLoad(ag.rmap, geometry, source, () => blocks[taken++]!, { outside: true, arena: scratch.arena });
     const root = { ptr: loaded.ptr, height: loaded.height };
     lap('load');
     // ... and written in place, not through the log: they were free (and not busy) in every state the
@@ -257,13 +330,14 @@ export async function repairRmaps(fsx: Rmapfs, agnos: readonly number[], options
     const scanMs = Number(process.hrtime.bigint() - t0) / 1e6;
     // The most the repair holds is here, every AG collected and none committed yet.
     const heapGrowthMib = (heapUsed() - heapBefore) / 1048576;
+    const scratch = await touchedScratch(agnos.map((agno) => collector.memOf(agno)), options);
     for (const agno of agnos) {
       if (options.cancelled?.()) throw new RmapfsError('ECANCELED', `repair of AG ${agno} cancelled before its commit`);
       if (collector.failure !== null) throw collector.failure;
       const mem = collector.memOf(agno);
       const xfileBytes = mem.bytesHeld();
       options.onCommit?.(agno, false);
-      const r = commitNewRmap(fsx, agno, mem.tree);
+      const r = commitNewRmap(fsx, agno, mem, scratch);
       collector.release(agno);
       options.onCommit?.(agno, true);
       results.push({ ...r, inodesScanned: collected.inodesScanned, scanMs, xfileBytes,

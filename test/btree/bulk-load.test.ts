@@ -138,3 +138,65 @@ t.test('records out of order, or repeated, are refused', (t) => {
   }
   t.end();
 });
+
+t.test('nextRun: records a run at a time build the same tree as one at a time', (t) => {
+  const n = 40000;
+  const src = Buffer.alloc(n * rmapBtreeOps.recSize);
+  for (let i = 0; i < n; i++) makeRecord.rmap!(i, src, i * rmapBtreeOps.recSize);
+  const build = (runs: boolean, arena?: Buffer): Buffer[] => {
+    const fx = memTree(rmapBtreeOps);
+    const g = computeBulkLoadGeometry(fx.tree, n, 1);
+    const rng = new Rng(42);
+    let at = 0;
+    const size = rmapBtreeOps.recSize;
+    const source = runs
+      ? {
+        next: (): void => { throw new Error('next() called although nextRun() is given'); },
+        nextRun: (dst: Buffer, off: number, max: number): number => {
+          const k = 1 + rng.int(max);
+          src.copy(dst, off, at * size, (at + k) * size);
+          at += k;
+          return k;
+        },
+      }
+      : { next: (dst: Buffer, off: number): void => { src.copy(dst, off, at * size, (at + 1) * size); at++; } };
+    let next = 1;
+    const loaded = bulkLoad(fx.tree, g, source, () => next++, { outside: true, arena });
+    t.equal(at, n, `${runs ? 'runs' : 'one at a time'}: every record taken`);
+    if (arena !== undefined) {
+      t.equal(loaded.blocks.every((b) => b.data.buffer === arena.buffer), arena.length >= g.totalBlocks * 4096,
+        `an arena of ${arena.length} bytes is used only when it holds the ${g.totalBlocks} blocks`);
+    }
+    fx.close();
+    // Level, count and siblings, then the entries (each tree has its own uuid in the header).
+    return loaded.blocks.map((b) => Buffer.concat([b.data.subarray(4, 16), b.data.subarray(64)]));
+  };
+  const one = build(false);
+  const runs = build(true);
+  t.equal(runs.length, one.length, 'as many blocks');
+  t.ok(runs.every((b, i) => b.equals(one[i]!)), 'byte for byte the same blocks');
+  // An arena that held something else: the blocks come out the same (it is cleared first).
+  const dirty = Buffer.alloc(one.length * 4096 + 4096, 0xa5);
+  const inArena = build(true, dirty);
+  t.ok(inArena.every((b, i) => b.equals(one[i]!)), 'built in a used arena: the same blocks');
+  build(true, Buffer.alloc(4096, 0xa5));
+  t.end();
+});
+
+t.test('nextRun giving no records, or more than asked, is refused', (t) => {
+  for (const bad of [0, 'more'] as const) {
+    const fx = memTree(tinyBtreeOps);
+    const g = computeBulkLoadGeometry(fx.tree, 50, 1);
+    let i = 0;
+    t.throws(() => bulkLoad(fx.tree, g, {
+      next: () => { throw new Error('unused'); },
+      nextRun: (dst, off, max) => {
+        const k = bad === 0 ? 0 : max + 1;
+        for (let j = 0; j < Math.min(k, max); j++, i++) { dst.writeUInt32BE(i * 10, off + j * 8); dst.writeUInt32BE(0, off + j * 8 + 4); }
+        return k;
+      },
+    }, () => fx.tree.storage.allocBlock(0)), { code: 'EINVAL' }, `a run of ${bad} is refused`);
+    fx.close();
+  }
+  t.end();
+});

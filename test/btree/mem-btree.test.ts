@@ -70,22 +70,52 @@ t.test('two in-memory btrees do not share anything', (t) => {
   t.end();
 });
 
-t.test('recordReader walks every record in key order, leaf by leaf', (t) => {
+t.test('flatLeaves: every record in key order, from one copy of the xfile', (t) => {
   for (const n of [0, 1, 500, 20000]) {
     const mem = new MemBtree(rmapBtreeOps, { cacheBlocks: 64 });
-    const rec = Buffer.alloc(24);
-    for (let i = 0; i < n; i++) {
-      encodeRmap({ startblock: i * 3, blockcount: 1 + (i % 3), owner: 100 + (i % 7), offset: i, flags: 0 }, rec, 0);
-      mem.tree.insert(rec);
+    fill(mem, n, 0x1234);
+    // Deletes leave free pages behind (and leaves out of page order): the walk follows the tree, not the file.
+    const key = Buffer.alloc(rmapBtreeOps.keySize);
+    const victims: Buffer[] = [];
+    mem.tree.forEach((b, off) => { if (victims.length < n / 3 && (off & 64) !== 0) victims.push(Buffer.from(b.subarray(off, off + 24))); });
+    for (const v of victims) {
+      rmapBtreeOps.keyFromRec(v, 0, key, 0);
+      mem.tree.delete(key);
     }
     const want: string[] = [];
     mem.tree.forEach((b, off) => { want.push(b.toString('hex', off, off + 24)); });
-    const got: string[] = [];
-    const reader = mem.tree.recordReader();
-    while (reader.next()) got.push(reader.block.toString('hex', reader.offset, reader.offset + 24));
-    t.equal(reader.next(), false, `${n} records: stays at the end`);
-    t.same(got, want, `${n} records: the same records as forEach`);
+    mem.cache.flush(); // so xfile.size is the size flatLeaves needs
+    for (const into of [undefined, Buffer.alloc(16), Buffer.alloc(mem.xfile.size + 8192, 0xee)]) {
+      const flat = mem.flatLeaves(into);
+      const got: string[] = [];
+      flat.leafOffsets.forEach((leaf, k) => {
+        for (let r = 0; r < flat.leafCounts[k]!; r++) got.push(flat.data.toString('hex', leaf + 64 + r * 24, leaf + 64 + (r + 1) * 24));
+      });
+      const what = `${n} records, ${into === undefined ? 'no buffer given' : into.length < 100 ? 'too small a buffer' : 'a buffer given'}`;
+      t.equal(flat.records, want.length, `${what}: counts them`);
+      t.same(got, want, `${what}: the same records as forEach`);
+      t.equal(flat.data.buffer === into?.buffer, into !== undefined && into.length > 100, `${what}: copied into the given buffer only when it fits`);
+    }
+    t.equal(mem.tree.count(), want.length, `${n}: the tree is unchanged`);
     mem.close();
   }
+  t.end();
+});
+
+t.test('flatLeaves refuses a pointer outside the xfile and a sibling loop', (t) => {
+  const mem = new MemBtree(rmapBtreeOps, { cacheBlocks: 64 });
+  fill(mem, 3000, 7);
+  const root = mem.tree.storage.getRoot();
+  mem.tree.storage.setRoot({ ptr: 1_000_000, height: root.height });
+  t.throws(() => mem.flatLeaves(), { code: 'EFSCORRUPTED' }, 'a root past the end of the xfile');
+  mem.tree.storage.setRoot(root);
+  const flat = mem.flatLeaves();
+  t.ok(flat.leafOffsets.length > 2, 'several leaves');
+  // Point the second leaf's right sibling back at the first.
+  const second = mem.cache.read(flat.leafOffsets[1]! / 4096, null);
+  second.data.writeUInt32BE(flat.leafOffsets[0]! / 4096, 12);
+  mem.cache.markDirty(second);
+  t.throws(() => mem.flatLeaves(), { code: 'EFSCORRUPTED' }, 'leaves whose sibling pointers loop');
+  mem.close();
   t.end();
 });
