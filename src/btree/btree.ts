@@ -44,6 +44,7 @@ export class Btree {
    */
   private readonly keyScratch: Buffer[];
   private cursorForSearch: BtreeCursor | null = null;
+  private cursorForOps: BtreeCursor | null = null;
 
   constructor(ops: BtreeOps, storage: BtreeStorage) {
     this.ops = ops;
@@ -73,6 +74,18 @@ export class Btree {
 
   cursor(): BtreeCursor {
     return new BtreeCursor(this);
+  }
+
+  /**
+   * A cursor the tree keeps for short operations that position it and are
+   * done with it before they change the tree (rmap map/unmap: look at the
+   * neighbours, then insert/update/delete). Repositioned by every such
+   * operation, so never hold it across a call that may use it too. Saves a
+   * cursor per operation: the repair's scan makes a million of them.
+   */
+  opCursor(): BtreeCursor {
+    this.cursorForOps ??= new BtreeCursor(this);
+    return this.cursorForOps;
   }
 
   // ---- single-record conveniences -------------------------------------
@@ -153,6 +166,36 @@ export class Btree {
   visitBlocks(visit: (ptr: number, level: number, block: Buffer) => void): void {
     const walk = this.walkBlocks(visit);
     while (walk.next().done !== true) { /* to the end */ }
+  }
+
+  /**
+   * Visits the pointer of every block of the tree -- reading only the nodes:
+   * a leaf's pointer comes from its parent. For whoever needs to know which
+   * blocks the tree owns, not what they hold (the repair's scan: a directory
+   * of a thousand names is ~100 blocks, of which one or two are nodes).
+   * Bounded like visitBlocks.
+   */
+  visitPointers(visit: (ptr: number, level: number) => void): void {
+    const { ptr: rootPtr, height } = this.storage.getRoot();
+    visit(rootPtr, height - 1);
+    let level = height - 1;
+    let leftmost = rootPtr;
+    let budget = this.storage.blockLimit() + 1;
+    for (; level > 0; level--) {
+      let ptr = leftmost;
+      leftmost = NULL_PTR;
+      while (ptr !== NULL_PTR) {
+        if (--budget < 0) throw corruption(`${this.ops.name} btree: sibling pointers loop at level ${level}`);
+        const b = this.readBlock(ptr, level).data;
+        const n = b.readUInt16BE(OFF_NUMRECS);
+        for (let i = 0; i < n; i++) {
+          const child = b.readUInt32BE(this.geo.ptrOffset(i));
+          if (leftmost === NULL_PTR) leftmost = child;
+          visit(child, level - 1);
+        }
+        ptr = b.readUInt32BE(OFF_RIGHTSIB);
+      }
+    }
   }
 
   /** visitBlocks as a generator that pauses after each block (online scrub runs it in slices). */
@@ -487,11 +530,11 @@ export class BtreeCursor {
   /** Whether the cursor sits on a record. */
   valid = false;
   private readonly tree: Btree;
-  private readonly key: Buffer;
+  /** Scratch for update()'s old key; made on first use (most cursors never update). */
+  private keyBuf: Buffer | null = null;
 
   constructor(tree: Btree) {
     this.tree = tree;
-    this.key = Buffer.alloc(tree.ops.keySize);
   }
 
   invalidate(): void {
@@ -683,7 +726,7 @@ export class BtreeCursor {
     const { tree } = this;
     const { ops } = tree;
     const { block, offset } = this.recordAt();
-    const oldKey = this.key;
+    const oldKey = (this.keyBuf ??= Buffer.alloc(ops.keySize));
     ops.keyFromRec(block, offset, oldKey, 0);
     const sameKey = ops.compareRecToKey(rec, recOff, oldKey, 0) === 0;
     if (!sameKey) this.checkNeighbours(rec, recOff);

@@ -62,6 +62,7 @@ class XfileBtreeStorage implements BtreeStorage {
   private nextPage = 1;
   private freeHead = NULL_PTR;
   private freeCount = 0;
+  private rootInfo: Readonly<BtreeRootInfo> | null = null;
 
   constructor(readonly cache: BufCache, readonly uuid: Buffer) {
     this.writeHeader();
@@ -129,7 +130,12 @@ class XfileBtreeStorage implements BtreeStorage {
   }
 
   getRoot(): BtreeRootInfo {
-    return { ptr: this.root, height: this.height };
+    // One object per root, not per call: a descent asks for it every time (and the repair's scan descends
+    // a million times). Callers read it; setRoot replaces it rather than changing it.
+    if (this.rootInfo === null || this.rootInfo.ptr !== this.root || this.rootInfo.height !== this.height) {
+      this.rootInfo = { ptr: this.root, height: this.height };
+    }
+    return this.rootInfo;
   }
 
   setRoot(root: BtreeRootInfo): void {

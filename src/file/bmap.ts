@@ -38,8 +38,11 @@ export const bmapBtreeOps: BtreeOps = {
 
 export class BlockMap {
   private tree: Btree | null = null;
-  private readonly rec = Buffer.alloc(EXTENT_SIZE);
-  private readonly key = Buffer.alloc(4);
+  // Scratch, made on first use: a map that is only read (the repair's scan reads every file's) needs neither.
+  private recBuf: Buffer | null = null;
+  private keyBuf: Buffer | null = null;
+  private get rec(): Buffer { return (this.recBuf ??= Buffer.alloc(EXTENT_SIZE)); }
+  private get key(): Buffer { return (this.keyBuf ??= Buffer.alloc(4)); }
 
   constructor(readonly inode: Inode, readonly alloc: Allocator, readonly geo: Geometry) {
     if (inode.format === FORK_BTREE) this.tree = new Btree(bmapBtreeOps, new ForkBtreeStorage(inode, 'data', alloc, geo));
@@ -73,6 +76,29 @@ export class BlockMap {
     if (this.tree === null) return this.inlineExtents();
     const out: Extent[] = [];
     this.tree.forEach((b, off) => { out.push(decodeExtent(b, off)); });
+    return out;
+  }
+
+  /**
+   * Up to `max` extents in file order, from the one holding file block
+   * `fileoff` (or the first after it) on: a large map read a piece at a time.
+   */
+  extentsFrom(fileoff: number, max: number): Extent[] {
+    const out: Extent[] = [];
+    if (this.tree === null) {
+      for (const e of this.inlineExtents()) {
+        if (e.fileoff + e.blockcount > fileoff && out.length < max) out.push(e);
+      }
+      return out;
+    }
+    const cur = this.tree.opCursor();
+    this.key.writeUInt32BE(fileoff >>> 0, 0);
+    let ok = cur.lookup(this.key, 0, 'le') || cur.first();
+    for (; ok && out.length < max; ok = cur.increment()) {
+      const { block, offset } = cur.recordAt();
+      const e = decodeExtent(block, offset);
+      if (e.fileoff + e.blockcount > fileoff) out.push(e);
+    }
     return out;
   }
 

@@ -29,6 +29,8 @@ export class Pacer {
   private sliceStart = 0n;
   private lastProbe = 0n;
   private units = 0;
+  /** due() said so: the slice is over until pause(). */
+  private over = false;
   /** Slices ended so far. */
   slices = 0;
   /** Slices ended early because foreground work was waiting. */
@@ -43,21 +45,28 @@ export class Pacer {
   }
 
   private start(): void {
+    this.over = false;
     this.sliceStart = process.hrtime.bigint();
     this.lastProbe = this.sliceStart;
     this.units = 0;
   }
 
-  /** Counts one unit of work done; true when the slice should end now. */
+  /**
+   * Counts one unit of work done; true when the slice should end now -- and
+   * from then on until pause(), so a caller that asks again on its way out
+   * (a nested work loop, say) cannot miss the answer: the foreground probe is
+   * rate-limited and would not repeat it.
+   */
   due(): boolean {
-    if (++this.units >= this.maxUnits) return true;
+    if (this.over) return true;
+    if (++this.units >= this.maxUnits) return (this.over = true);
     const now = process.hrtime.bigint();
-    if (now - this.sliceStart >= this.sliceNs) return true;
+    if (now - this.sliceStart >= this.sliceNs) return (this.over = true);
     if (this.waiting !== null && now - this.lastProbe >= this.probeNs) {
       this.lastProbe = now;
       if (this.waiting()) {
         this.yieldsToForeground++;
-        return true;
+        return (this.over = true);
       }
     }
     return false;

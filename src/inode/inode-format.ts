@@ -137,16 +137,17 @@ export function inodeBlockBufOps(geo: Geometry): BufOps {
       for (let i = 0; i < INODES_PER_BLOCK; i++) {
         const off = i * INODE_SIZE;
         const ino = geo.ino(agno, firstAgino + i);
-        const where = `inode ${ino} (block ${buf.bno})`;
-        if (b.readUInt32BE(off + OFF_I_CRC) !== inodeCrc(b, off)) throw new RmapfsError('EFSBADCRC', `${where}: bad crc32c`);
-        if (b.readUInt32BE(off) !== INODE_MAGIC) throw new RmapfsError('EFSCORRUPTED', `${where}: bad magic`);
-        if (readU64(b, off + OFF_I_INO) !== ino) throw new RmapfsError('EFSCORRUPTED', `${where}: claims to be inode ${readU64(b, off + OFF_I_INO)}`);
-        if (!b.subarray(off + OFF_I_UUID, off + OFF_I_UUID + 16).equals(geo.uuid)) {
-          throw new RmapfsError('EFSCORRUPTED', `${where}: belongs to another filesystem`);
-        }
-        if (b.readUInt8(off + OFF_I_FORMAT) > FORK_LOCAL) throw new RmapfsError('EFSCORRUPTED', `${where}: unknown data fork format`);
+        // Only a failing check builds its message (every inode block read runs this 16 times).
+        const fail = (code: 'EFSBADCRC' | 'EFSCORRUPTED', what: string): never => {
+          throw new RmapfsError(code, `inode ${ino} (block ${buf.bno}): ${what}`);
+        };
+        if (b.readUInt32BE(off + OFF_I_CRC) !== inodeCrc(b, off)) fail('EFSBADCRC', 'bad crc32c');
+        if (b.readUInt32BE(off) !== INODE_MAGIC) fail('EFSCORRUPTED', 'bad magic');
+        if (readU64(b, off + OFF_I_INO) !== ino) fail('EFSCORRUPTED', `claims to be inode ${readU64(b, off + OFF_I_INO)}`);
+        if (b.compare(geo.uuid, 0, 16, off + OFF_I_UUID, off + OFF_I_UUID + 16) !== 0) fail('EFSCORRUPTED', 'belongs to another filesystem');
+        if (b.readUInt8(off + OFF_I_FORMAT) > FORK_LOCAL) fail('EFSCORRUPTED', 'unknown data fork format');
         if (b.readUInt8(off + OFF_I_VERSION) !== INODE_VERSION) {
-          throw new RmapfsError('EFSCORRUPTED', `${where}: inode version ${b.readUInt8(off + OFF_I_VERSION)}, want ${INODE_VERSION}`);
+          fail('EFSCORRUPTED', `inode version ${b.readUInt8(off + OFF_I_VERSION)}, want ${INODE_VERSION}`);
         }
       }
     },

@@ -453,14 +453,16 @@ export class BufCache {
     }
   }
 
+  /** The dirty blocks, in block order (for writing them back a few at a time: see writeBack). */
+  dirtyBlocks(): Buf[] {
+    const dirty: Buf[] = [];
+    if (this.dirtyCount > 0) for (const buf of this.index.values()) if (buf.dirty) dirty.push(buf);
+    return dirty.sort((a, b) => a.bno - b.bno);
+  }
+
   /** Writes every dirty block back in block order, then flushes the target. */
   flush(): void {
-    if (this.dirtyCount > 0) {
-      const dirty: Buf[] = [];
-      for (const buf of this.index.values()) if (buf.dirty) dirty.push(buf);
-      dirty.sort((a, b) => a.bno - b.bno);
-      for (const buf of dirty) this.writeBack(buf);
-    }
+    for (const buf of this.dirtyBlocks()) this.writeBack(buf);
     this.target.flush();
   }
 

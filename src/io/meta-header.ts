@@ -77,22 +77,19 @@ export interface MetaExpectation {
 /** Throws EFSBADCRC / EFSCORRUPTED, naming the block, unless the header is as expected. */
 export function verifyMetaHeader(buf: Buf, want: MetaExpectation): void {
   const b = buf.data;
-  const where = `${want.what} block ${buf.bno}`;
-  if (want.checksummed && blockCrc(b) !== b.readUInt32BE(OFF_CRC)) {
-    throw new RmapfsError('EFSBADCRC', `${where}: bad crc32c`);
-  }
+  // Only a failing check builds its message (this runs on every metadata block read).
+  const fail = (code: 'EFSBADCRC' | 'EFSCORRUPTED', what: string): never => {
+    throw new RmapfsError(code, `${want.what} block ${buf.bno}: ${what}`);
+  };
+  if (want.checksummed && blockCrc(b) !== b.readUInt32BE(OFF_CRC)) fail('EFSBADCRC', 'bad crc32c');
   const magic = b.readUInt32BE(OFF_MAGIC);
-  if (magic !== want.magic) {
-    throw new RmapfsError('EFSCORRUPTED', `${where}: bad magic ${magicText(magic)} (want ${magicText(want.magic)})`);
-  }
+  if (magic !== want.magic) fail('EFSCORRUPTED', `bad magic ${magicText(magic)} (want ${magicText(want.magic)})`);
   const blkno = readU64(b, OFF_BLKNO);
-  if (blkno !== buf.bno) throw new RmapfsError('EFSCORRUPTED', `${where}: claims to be block ${blkno}`);
-  if (!b.subarray(OFF_UUID, OFF_UUID + 16).equals(want.uuid)) {
-    throw new RmapfsError('EFSCORRUPTED', `${where}: belongs to another filesystem (uuid mismatch)`);
-  }
+  if (blkno !== buf.bno) fail('EFSCORRUPTED', `claims to be block ${blkno}`);
+  if (b.compare(want.uuid, 0, 16, OFF_UUID, OFF_UUID + 16) !== 0) fail('EFSCORRUPTED', 'belongs to another filesystem (uuid mismatch)');
   if (want.owner !== null) {
     const owner = readU64(b, OFF_OWNER);
-    if (owner !== want.owner) throw new RmapfsError('EFSCORRUPTED', `${where}: owner ${owner}, want ${want.owner}`);
+    if (owner !== want.owner) fail('EFSCORRUPTED', `owner ${owner}, want ${want.owner}`);
   }
 }
 

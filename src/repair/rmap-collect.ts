@@ -15,11 +15,15 @@
  *    metadata owner, collected in step 1) and ignores it otherwise -- the
  *    scan will see it when it gets there.
  *
- * A file with many mappings is not scanned in one go: its mappings are read
- * at once (a snapshot, consistent with the file at that moment), then added
- * piece by piece across slices; live updates arriving meanwhile wait in a
- * queue and are applied, in order, after the last piece -- so the in-memory
- * btree always equals "snapshot, then every later change".
+ * A file whose block map is a btree (thousands of extents, maybe) is not
+ * scanned in one go, which would hold up foreground requests for a
+ * millisecond or more: its metadata blocks are taken at once, its data
+ * extents a piece at a time in file order, across slices. A cursor in the
+ * file (`dataCursor`) splits it: the in-memory btree holds the file's data
+ * mappings below the cursor, exactly, as they are now -- live updates below it
+ * apply, those at or past it are the scan's to see, and one that straddles it
+ * is cut there. Each piece reads the extents from the cursor on (cutting one
+ * that starts before it) and moves the cursor to the end of the last.
  *
  * The old rmap btree's own blocks are left out: the repair replaces them
  * (the new btree's blocks are added when they are reserved).
@@ -32,11 +36,12 @@ import type { RmapHook, RmapUpdate } from '../alloc/alloc';
 import { isInodeOwner, OWN_AG, OWN_FS, OWN_INOBT, OWN_INODES, OWN_LOG } from '../format/owners';
 import { CHUNK_BLOCKS, INODES_PER_BLOCK } from '../format/geometry';
 import { decodeInobt, INODES_PER_CHUNK, isInodeFree } from '../inode/inode-btree';
+import type { InobtRecord } from '../inode/inode-btree';
 import { FORK_LOCAL } from '../inode/inode-format';
 import { BlockMap } from '../file/bmap';
 import { Directory } from '../dir/dir';
 import { AttrFork, valueBlocks } from '../attr/attr';
-import { RMAP_ATTR_FORK, RMAP_BMBT_BLOCK, rmapBtreeOps } from '../rmap/rmap-btree';
+import { RMAP_ATTR_FORK, RMAP_BMBT_BLOCK, RMAP_UNWRITTEN, rmapBtreeOps } from '../rmap/rmap-btree';
 import type { RmapRecord } from '../rmap/rmap-btree';
 import { rmapMap, rmapUnmap } from '../rmap/rmap';
 import { Pacer } from '../fs/pacer';
@@ -66,29 +71,29 @@ export interface CollectResult {
   inodesScanned: number;
   hookUpdatesApplied: number;
   hookUpdatesIgnored: number;
-  /** Live updates that waited for a large file's mappings to be added first. */
-  hookUpdatesQueued: number;
+  /** Live updates of a file being read in pieces that straddled its data cursor (cut there). */
+  hookUpdatesClipped: number;
   slices: number;
   /** Slices ended early because a FUSE request was waiting. */
   yieldsToForeground: number;
 }
 
-/** One mapping found by the scan, for the AG it lies in. */
-interface Mapping {
+/** One mapping found by the scan: the rmap record, and the AG it lies in. */
+interface Mapping extends RmapRecord {
   agno: number;
-  record: RmapRecord;
 }
 
-/** A large file's mappings still to add; live updates wait in `queued` until they are. */
+/** A file being read a piece at a time: its data extents from file block `dataCursor` on are still to add. */
 interface PendingInode {
   ino: number;
-  mappings: Mapping[];
-  next: number;
-  queued: RmapUpdate[];
+  dataCursor: number;
 }
 
-/** Files with more mappings than this are added across slices (snapshot + queue). */
-const PIECE_MAPPINGS = 64;
+/** Xfile pages cached for all the AGs of one collection together (64 MiB). */
+const COLLECT_CACHE_PAGES = 16384;
+
+/** Data extents read and added per unit of work for a file whose block map is a btree. */
+const PIECE_EXTENTS = 32;
 
 export class RmapCollector {
   private readonly mems = new Map<number, MemBtree>();
@@ -100,12 +105,27 @@ export class RmapCollector {
   private hooked = false;
   private applied = 0;
   private ignored = 0;
-  private queued = 0;
+  /** Live updates of a file being read in pieces that straddled its data cursor (cut there). */
+  private clipped = 0;
+  /**
+   * The inode btree record nextInode found last: the next inode in use is
+   * usually in the same chunk. Good only until the slice ends (between slices
+   * inodes come and go), so every pause forgets it.
+   */
+  private chunk: { agno: number; rec: InobtRecord } | null = null;
+  private readonly inoKey = Buffer.alloc(4);
+  private readonly where = new Map<number, string>();
 
   constructor(private readonly fsx: Rmapfs, agnos: number | readonly number[]) {
-    for (const agno of typeof agnos === 'number' ? [agnos] : agnos) {
+    const list = typeof agnos === 'number' ? [agnos] : agnos;
+    // The xfile pages the buffer caches keep, shared out among the AGs: a bounded window on the xfiles (the
+    // records themselves live there), but wide enough for the pages that inserts all over the key space
+    // touch -- ~2,400 per AG at 250k records. Each page that falls out costs a read, a fresh buffer and a
+    // write-back the next time an insert lands there: with 1,024 pages an AG, 120k of them in a 1M scan.
+    const cacheBlocks = Math.max(1024, Math.floor(COLLECT_CACHE_PAGES / Math.max(1, list.length)));
+    for (const agno of list) {
       fsx.fs.alloc.ag(agno); // throws for an AG that does not exist
-      this.mems.set(agno, new MemBtree(rmapBtreeOps, { cacheBlocks: 1024 }));
+      this.mems.set(agno, new MemBtree(rmapBtreeOps, { cacheBlocks }));
     }
     this.hook = (u) => this.onUpdate(u);
   }
@@ -122,20 +142,35 @@ export class RmapCollector {
     return mem;
   }
 
+  /**
+   * Where the scan is: the last inode it reached, and -- while that file's
+   * data is read in pieces -- the file block its data cursor is at.
+   */
+  get position(): { ino: number; dataCursor: number | null } {
+    return { ino: this.scannedUpTo, dataCursor: this.pending?.dataCursor ?? null };
+  }
+
   /** A failure of the live hook (the collection is then useless), or null. */
   get failure(): unknown {
     return this.hookError;
   }
 
   private map(agno: number, r: RmapRecord): void {
-    rmapMap(this.memOf(agno).tree, r, `repair AG ${agno}`);
+    rmapMap(this.memOf(agno).tree, r, this.whereOf(agno));
+  }
+
+  /** "repair AG n", made once per AG (the scan names it in every one of a million calls). */
+  private whereOf(agno: number): string {
+    let w = this.where.get(agno);
+    if (w === undefined) this.where.set(agno, (w = `repair AG ${agno}`));
+    return w;
   }
 
   private apply(u: RmapUpdate): void {
     const r = { startblock: u.startblock, blockcount: u.blockcount, owner: u.owner, offset: u.offset, flags: u.flags };
     const tree = this.memOf(u.agno).tree;
-    if (u.op === 'map') rmapMap(tree, r, `repair AG ${u.agno}`);
-    else rmapUnmap(tree, r, `repair AG ${u.agno}`);
+    if (u.op === 'map') rmapMap(tree, r, this.whereOf(u.agno));
+    else rmapUnmap(tree, r, this.whereOf(u.agno));
     this.applied++;
   }
 
@@ -147,14 +182,21 @@ export class RmapCollector {
       this.ignored++;
       return;
     }
-    if (this.pending !== null) {
-      // A file's snapshot is half added: later changes go after it, in order.
-      this.pending.queued.push(u);
-      this.queued++;
-      return;
+    const p = this.pending;
+    let update = u;
+    if (p !== null && u.owner === p.ino && (u.flags & (RMAP_BMBT_BLOCK | RMAP_ATTR_FORK)) === 0) {
+      // File data of the file being read in pieces: only what lies below its cursor is collected yet.
+      if (u.offset >= p.dataCursor) {
+        this.ignored++;
+        return;
+      }
+      if (u.offset + u.blockcount > p.dataCursor) {
+        update = { ...u, blockcount: p.dataCursor - u.offset };
+        this.clipped++;
+      }
     }
     try {
-      this.apply(u);
+      this.apply(update);
     } catch (e) {
       // A hook failure aborts the repair, never the user's operation.
       this.hookError = e;
@@ -183,15 +225,26 @@ export class RmapCollector {
     const geo = this.fsx.fs.geo;
     let agno = after < 0 ? 0 : geo.inoAgno(after);
     let from = after < 0 ? 0 : geo.inoAgino(after) + 1;
-    const key = Buffer.alloc(4);
+    // Most calls stay within the chunk the last one found: no lookup then (see `chunk`).
+    const c = this.chunk;
+    if (c !== null && c.agno === agno && from > c.rec.startino && from < c.rec.startino + INODES_PER_CHUNK) {
+      for (let i = from - c.rec.startino; i < INODES_PER_CHUNK; i++) {
+        if (!isInodeFree(c.rec, i)) return geo.ino(agno, c.rec.startino + i);
+      }
+    }
+    const key = this.inoKey;
     for (; agno < geo.agCount; agno++, from = 0) {
-      const cur = this.fsx.fs.alloc.ag(agno).ino.cursor();
+      const cur = this.fsx.fs.alloc.ag(agno).ino.opCursor();
       key.writeUInt32BE(from - (from % INODES_PER_CHUNK));
       let ok = cur.lookup(key, 0, 'ge');
       while (ok) {
-        const r = decodeInobt(cur.record(), 0);
+        const { block, offset } = cur.recordAt();
+        const r = decodeInobt(block, offset);
         for (let i = Math.max(0, from - r.startino); i < INODES_PER_CHUNK; i++) {
-          if (!isInodeFree(r, i)) return geo.ino(agno, r.startino + i);
+          if (!isInodeFree(r, i)) {
+            this.chunk = { agno, rec: r };
+            return geo.ino(agno, r.startino + i);
+          }
         }
         ok = cur.increment();
       }
@@ -199,44 +252,75 @@ export class RmapCollector {
     return null;
   }
 
-  /** Every mapping of one inode that lies in an AG being collected. */
-  private mappingsOf(ino: number): Mapping[] {
+  /**
+   * Every mapping of one inode that lies in an AG being collected -- but of a
+   * file whose block map is a btree only the metadata (block-map btree blocks,
+   * attribute fork): `dataInPieces` then says its data is to be read by
+   * addPiece.
+   */
+  private mappingsOf(ino: number): { mappings: Mapping[]; dataInPieces: boolean } {
     const fs = this.fsx.fs;
     const geo = fs.geo;
     const out: Mapping[] = [];
+    let dataInPieces = false;
     const inode = this.fsx.inodes.handle(ino);
-    if (inode.mode === 0) return out; // freed and not yet reused
+    if (inode.mode === 0) return { mappings: out, dataInPieces }; // freed and not yet reused
     const add = (fsbno: number, len: number, offset: number, flags: number): void => {
       const agno = geo.agnoOf(fsbno);
-      if (this.mems.has(agno)) out.push({ agno, record: { startblock: geo.agbnoOf(fsbno), blockcount: len, owner: ino, offset, flags } });
+      if (this.mems.has(agno)) out.push({ agno, startblock: geo.agbnoOf(fsbno), blockcount: len, owner: ino, offset, flags });
     };
     const ctx = { device: fs.device, alloc: fs.alloc, geo, noteDataWritten: () => undefined };
     if (inode.isDir) {
-      new Directory(inode, fs.alloc, geo).tree.visitBlocks((ptr) => add(ptr, 1, 0, RMAP_BMBT_BLOCK));
+      new Directory(inode, fs.alloc, geo).tree.visitPointers((ptr) => add(ptr, 1, 0, RMAP_BMBT_BLOCK));
     } else if (inode.format !== FORK_LOCAL) {
       const map = new BlockMap(inode, fs.alloc, geo);
-      map.btree?.visitBlocks((ptr) => add(ptr, 1, 0, RMAP_BMBT_BLOCK));
-      for (const e of map.extents()) add(e.fsbno, e.blockcount, e.fileoff, 0);
+      if (map.btree !== null) {
+        map.btree.visitPointers((ptr) => add(ptr, 1, 0, RMAP_BMBT_BLOCK));
+        dataInPieces = true;
+      } else {
+        for (const e of map.extents()) add(e.fsbno, e.blockcount, e.fileoff, e.unwritten ? RMAP_UNWRITTEN : 0);
+      }
     }
     const attrs = new AttrFork(inode, ctx);
-    attrs.btree?.visitBlocks((ptr) => add(ptr, 1, 0, (RMAP_BMBT_BLOCK | RMAP_ATTR_FORK) >>> 0));
+    attrs.btree?.visitPointers((ptr) => add(ptr, 1, 0, (RMAP_BMBT_BLOCK | RMAP_ATTR_FORK) >>> 0));
     if (attrs.btree !== null) {
       for (const e of attrs.list()) if (e.valueBlock !== 0) add(e.valueBlock, valueBlocks(e.valueLen), 0, RMAP_ATTR_FORK);
     }
-    return out;
+    return { mappings: out, dataInPieces };
   }
 
-  /** Adds the pending file's next mappings; true when it is done (its queued updates applied). */
+  /**
+   * Adds the next piece of the pending file's data (the extents from its data
+   * cursor on, the first cut at the cursor), moving the cursor past each one
+   * added; stops early when the slice is over (the extents read but not added
+   * are read again next time). True when the file is done.
+   */
   private addPiece(pacer: Pacer): boolean {
     const p = this.pending!;
-    while (p.next < p.mappings.length) {
-      const m = p.mappings[p.next++]!;
-      this.map(m.agno, m.record);
-      if (p.next < p.mappings.length && pacer.due()) return false;
+    const fs = this.fsx.fs;
+    const geo = fs.geo;
+    // Freed since the last piece (its chunk too, maybe: ask the inode btree before reading the inode), or
+    // reused for something without a block map: whatever it maps now came through the hook.
+    const inUse = this.nextInode(p.ino - 1) === p.ino;
+    const inode = inUse ? this.fsx.inodes.handle(p.ino) : null;
+    const pieces = inode === null || inode.mode === 0 || inode.isDir || inode.format === FORK_LOCAL ? []
+      : new BlockMap(inode, fs.alloc, geo).extentsFrom(p.dataCursor, PIECE_EXTENTS);
+    for (let i = 0; i < pieces.length; i++) {
+      const e = pieces[i]!;
+      const skip = Math.max(0, p.dataCursor - e.fileoff);
+      const agno = geo.agnoOf(e.fsbno);
+      if (this.mems.has(agno)) {
+        this.map(agno, { startblock: geo.agbnoOf(e.fsbno) + skip, blockcount: e.blockcount - skip, owner: p.ino,
+          offset: e.fileoff + skip, flags: e.unwritten ? RMAP_UNWRITTEN : 0 });
+      }
+      p.dataCursor = e.fileoff + e.blockcount;
+      if (i + 1 < pieces.length && pacer.due()) return false;
     }
-    this.pending = null;
-    for (const u of p.queued) this.apply(u);
-    return true;
+    if (pieces.length < PIECE_EXTENTS) {
+      this.pending = null;
+      return true;
+    }
+    return false;
   }
 
   /** Runs steps 1-3; the in-memory btrees then hold what the AGs' rmaps should. */
@@ -251,7 +335,9 @@ export class RmapCollector {
     let inodesScanned = 0;
     const endSlice = async (): Promise<void> => {
       if (this.hookError !== null) throw this.hookError;
+      this.chunk = null;
       await pacer.pause();
+      this.chunk = null;
       await options.betweenSlices?.();
       if (this.hookError !== null) throw this.hookError;
       if (options.cancelled?.()) throw new RmapfsError('ECANCELED', `repair of AG ${this.agnos.join(', ')} cancelled before its commit`);
@@ -259,33 +345,26 @@ export class RmapCollector {
     };
     for (;;) {
       if (this.pending !== null) {
-        if (!this.addPiece(pacer)) {
-          await endSlice();
-          continue;
-        }
-        inodesScanned++;
+        if (this.addPiece(pacer)) inodesScanned++;
         if (pacer.due()) await endSlice();
         continue;
       }
       const ino = this.nextInode(this.scannedUpTo);
       if (ino === null) break;
-      const mappings = this.mappingsOf(ino);
+      const { mappings, dataInPieces } = this.mappingsOf(ino);
       this.scannedUpTo = ino;
-      if (mappings.length > PIECE_MAPPINGS) {
-        this.pending = { ino, mappings, next: 0, queued: [] };
-        continue;
-      }
-      for (const m of mappings) this.map(m.agno, m.record);
-      inodesScanned++;
+      for (const m of mappings) this.map(m.agno, m);
+      if (dataInPieces) this.pending = { ino, dataCursor: 0 };
+      else inodesScanned++;
       if (pacer.due()) await endSlice();
     }
     // Every inode number is scanned now, those of files created from here on included.
     this.scannedUpTo = Number.MAX_SAFE_INTEGER;
     if (this.hookError !== null) throw this.hookError;
     options.onProgress?.({ inodesScanned, inodesTotal });
-    log('AG %s: collected from %d inodes in %d slices (%d ended for foreground requests; %d live updates applied, %d left to the scan)',
-      this.agnos.join(','), inodesScanned, pacer.slices, pacer.yieldsToForeground, this.applied, this.ignored);
-    return { inodesScanned, hookUpdatesApplied: this.applied, hookUpdatesIgnored: this.ignored, hookUpdatesQueued: this.queued,
+    log('AG %s: collected from %d inodes in %d slices (%d ended for foreground requests; %d live updates applied (%d cut at a file\'s data cursor), %d left to the scan)',
+      this.agnos.join(','), inodesScanned, pacer.slices, pacer.yieldsToForeground, this.applied, this.clipped, this.ignored);
+    return { inodesScanned, hookUpdatesApplied: this.applied, hookUpdatesIgnored: this.ignored, hookUpdatesClipped: this.clipped,
       slices: pacer.slices,
       yieldsToForeground: pacer.yieldsToForeground };
   }

@@ -137,17 +137,19 @@ function mergedRecords(collected: FlatLeaves, agRecs: readonly RmapRecord[], rec
 }
 
 /**
- * Memory for the pause, touched before it. The commit copies the collected
- * records flat out of the xfile (MemBtree.flatLeaves) and builds the new
- * btree in one buffer (bulkLoad's arena): megabytes written inside the pause.
- * Fresh memory costs a page fault on its first write to each 4 KiB page --
- * on a virtual machine, where the host backs guest memory lazily, ~10 us a
- * page, most of the pause at 1M records. So the repair allocates both
- * buffers once, after the scan, writes every page of them in paced slices
- * (foreground requests served between), and every AG's commit reuses them.
- * Sized from the largest xfile, with room for it to grow by live updates
- * before the commit; a commit that needs more allocates afresh (correct,
- * only slower).
+ * Memory for the pause, made ready before it. The commit copies the
+ * collected records flat out of the xfile (MemBtree.flatLeaves) and builds
+ * the new btree in one buffer (bulkLoad's arena): megabytes written inside
+ * the pause. Fresh memory costs a page fault on its first write to each
+ * 4 KiB page -- on a virtual machine, where the host backs guest memory
+ * lazily, ~10 us a page, most of the pause at 1M records. So, after the scan
+ * and in paced slices (foreground requests served between): the xfiles'
+ * dirty cached pages are written back (the commit reads the xfile, and
+ * writing 10 MiB of new xfile pages is the same cost again), then both
+ * buffers are allocated once and every page of them written; every AG's
+ * commit reuses them. Sized from the largest xfile, with room for it to
+ * grow by live updates before the commit; a commit that needs more
+ * allocates afresh (correct, only slower).
  */
 interface PauseScratch {
   flat: Buffer;
@@ -156,7 +158,14 @@ interface PauseScratch {
 
 const PAGE = 4096;
 
-async function touchedScratch(mems: readonly MemBtree[], options: PacerOptions): Promise<PauseScratch> {
+async function prepareCommits(mems: readonly MemBtree[], options: PacerOptions): Promise<PauseScratch> {
+  const pacer = new Pacer(options);
+  for (const mem of mems) {
+    for (const buf of mem.cache.dirtyBlocks()) {
+      mem.cache.writeBack(buf); // a no-op for one cleaned or dropped meanwhile
+      if (pacer.due()) await pacer.pause();
+    }
+  }
   const largest = mems.reduce((n, m) => Math.max(n, m.xfile.size), 0);
   // Room for live updates, and for the "ag" owner's records the new btree adds (a few blocks' worth).
   const bytes = Math.ceil((largest * 1.125 + 64 * PAGE) / PAGE) * PAGE;
@@ -164,7 +173,6 @@ async function touchedScratch(mems: readonly MemBtree[], options: PacerOptions):
   // The new btree packs its leaves full, the xfile's are at least half full: it needs no more blocks
   // than the xfile has pages.
   const arena = Buffer.allocUnsafeSlow(bytes);
-  const pacer = new Pacer(options);
   for (const buf of [flat, arena]) {
     for (let off = 0; off < buf.length; off += PAGE) {
       buf[off] = 0;
@@ -330,7 +338,7 @@ export async function repairRmaps(fsx: Rmapfs, agnos: readonly number[], options
     const scanMs = Number(process.hrtime.bigint() - t0) / 1e6;
     // The most the repair holds is here, every AG collected and none committed yet.
     const heapGrowthMib = (heapUsed() - heapBefore) / 1048576;
-    const scratch = await touchedScratch(agnos.map((agno) => collector.memOf(agno)), options);
+    const scratch = await prepareCommits(agnos.map((agno) => collector.memOf(agno)), options);
     for (const agno of agnos) {
       if (options.cancelled?.()) throw new RmapfsError('ECANCELED', `repair of AG ${agno} cancelled before its commit`);
       if (collector.failure !== null) throw collector.failure;

@@ -6,7 +6,7 @@
  * adjacent blocks, and -- for file data -- adjacent file offsets).
  */
 import { RmapfsError, corruption } from '../errors';
-import type { Btree } from '../btree/btree';
+import type { Btree, BtreeCursor } from '../btree/btree';
 import { isInodeOwner, ownerName } from '../format/owners';
 import type { RmapRecord } from './rmap-btree';
 import { RMAP_KEY_SIZE, RMAP_REC_SIZE, RMAP_UNWRITTEN, decodeRmap, encodeRmap, encodeRmapKey } from './rmap-btree';
@@ -25,8 +25,14 @@ export function formatRmap(r: RmapRecord): string {
 const scratchKey = Buffer.alloc(RMAP_KEY_SIZE);
 const scratchRec = Buffer.alloc(RMAP_REC_SIZE);
 
+/** The record under the cursor, decoded where it sits (no copy). */
+function recordUnder(cur: BtreeCursor): RmapRecord {
+  const { block, offset } = cur.recordAt();
+  return decodeRmap(block, offset);
+}
+
 /** Positions the cursor on the last record starting at or before `agbno`; false when none. */
-function lookupAtOrBefore(tree: Btree, agbno: number, cur = tree.cursor()): ReturnType<Btree['cursor']> | null {
+function lookupAtOrBefore(tree: Btree, agbno: number, cur = tree.opCursor()): BtreeCursor | null {
   // Highest possible key with this startblock: every owner/offset sorts below it.
   scratchKey.fill(0xff);
   scratchKey.writeUInt32BE(agbno >>> 0, 0);
@@ -37,7 +43,7 @@ function lookupAtOrBefore(tree: Btree, agbno: number, cur = tree.cursor()): Retu
 export function rmapFind(tree: Btree, agbno: number): RmapRecord | null {
   const cur = lookupAtOrBefore(tree, agbno);
   if (cur === null) return null;
-  const r = decodeRmap(cur.record(), 0);
+  const r = recordUnder(cur);
   return agbno < r.startblock + r.blockcount ? r : null;
 }
 
@@ -47,15 +53,15 @@ export function rmapMap(tree: Btree, rec: RmapRecord, where: string): void {
   const end = rec.startblock + rec.blockcount;
   let left: RmapRecord | null = null;
   let right: RmapRecord | null = null;
-  const cur = tree.cursor();
+  const cur = tree.opCursor();
   if (lookupAtOrBefore(tree, rec.startblock, cur) !== null) {
-    left = decodeRmap(cur.record(), 0);
+    left = recordUnder(cur);
     if (left.startblock + left.blockcount > rec.startblock) {
       throw corruption(`${where}: mapping ${formatRmap(rec)} overlaps ${formatRmap(left)}`);
     }
-    if (cur.increment()) right = decodeRmap(cur.record(), 0);
+    if (cur.increment()) right = recordUnder(cur);
   } else if (cur.first()) {
-    right = decodeRmap(cur.record(), 0);
+    right = recordUnder(cur);
   }
   if (right !== null && right.startblock < end) {
     throw corruption(`${where}: mapping ${formatRmap(rec)} overlaps ${formatRmap(right)}`);
@@ -110,7 +116,7 @@ export function rmapUnmap(tree: Btree, rec: RmapRecord, where: string): void {
 
 /** Changes a record in place (its key may move between its neighbours). */
 function updateRecord(tree: Btree, old: RmapRecord, next: RmapRecord): void {
-  const cur = tree.cursor();
+  const cur = tree.opCursor();
   encodeRmapKey(old.startblock, old.owner, old.offset, old.flags, scratchKey);
   if (!cur.lookup(scratchKey, 0, 'eq')) throw corruption(`rmap: record ${formatRmap(old)} vanished`);
   encodeRmap(next, scratchRec, 0);

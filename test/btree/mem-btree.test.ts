@@ -119,3 +119,22 @@ t.test('flatLeaves refuses a pointer outside the xfile and a sibling loop', (t) 
   mem.close();
   t.end();
 });
+
+t.test('visitPointers names the same blocks as visitBlocks, at the same levels, reading only nodes', (t) => {
+  for (const n of [0, 1, 500, 20000, 60000]) {
+    const mem = new MemBtree(rmapBtreeOps, { cacheBlocks: 4096 });
+    fill(mem, n, 99);
+    const blocks: string[] = [];
+    mem.tree.visitBlocks((ptr, level) => { blocks.push(`${level}:${ptr}`); });
+    const pointers: string[] = [];
+    mem.cache.flush();
+    mem.cache.discardAll();
+    const readBefore = mem.cache.stats().blocksRead;
+    mem.tree.visitPointers((ptr, level) => { pointers.push(`${level}:${ptr}`); });
+    t.same([...pointers].sort(), [...blocks].sort(), `${n} records: ${blocks.length} blocks, the same`);
+    const leaves = blocks.filter((b) => b.startsWith('0:')).length;
+    t.equal(mem.cache.stats().blocksRead - readBefore, blocks.length - leaves, `${n} records: read the ${blocks.length - leaves} nodes, no leaf`);
+    mem.close();
+  }
+  t.end();
+});

@@ -40,3 +40,19 @@ t.test('waiting foreground work ends the slice at the next probe, and pause star
   t.equal(unitsUntilDue(p, 1000), 1001, 'a new slice runs on while nothing waits');
   t.end();
 });
+
+t.test('once due, due until the pause: asking again cannot miss a waiting request', async (t) => {
+  let waiting = true;
+  const q = new Pacer({ sliceMs: 1e9, probeUs: 0, foregroundWaiting: () => waiting });
+  t.equal(q.due(), true, 'a waiting request ends the slice');
+  waiting = false; // the request was read meanwhile, or the next probe would be too soon to ask
+  t.equal(q.due(), true, 'asked again before the pause: still due');
+  t.equal(q.yieldsToForeground, 1, 'counted once');
+  await q.pause();
+  t.equal(q.due(), false, 'a new slice after the pause');
+  const r = new Pacer({ maxUnits: 2, sliceMs: 1e9 });
+  r.due();
+  t.equal(r.due(), true, 'the unit bound ends the slice');
+  t.equal(r.due(), true, 'and it stays ended');
+  t.end();
+});

@@ -91,7 +91,7 @@ t.test('the scan cursor: an update for a scanned owner is applied, for an unscan
   t.end();
 });
 
-t.test('a file with many mappings is added across slices, live updates queued behind it', async (t) => {
+t.test('a file with many mappings is read in pieces across slices while it changes', async (t) => {
   const image = scratchImage(t, { size: 64 << 20, agCount: 2 });
   const fsx = Rmapfs.open(image);
   t.teardown(() => fsx.close());
@@ -104,7 +104,7 @@ t.test('a file with many mappings is added across slices, live updates queued be
   const c = new RmapCollector(fsx, [0, 1]);
   let slices = 0;
   const result = await c.collect({
-    sliceInodes: 16,
+    sliceInodes: 1,
     sliceMs: 1e9,
     betweenSlices: () => {
       slices++;
@@ -117,8 +117,57 @@ t.test('a file with many mappings is added across slices, live updates queued be
     },
   });
   t.ok(slices > 10, `${slices} slices`);
-  t.ok(result.hookUpdatesQueued > 0, `${result.hookUpdatesQueued} live updates waited behind the big file`);
+  t.ok(result.hookUpdatesIgnored > 0, `${result.hookUpdatesIgnored} live updates past the scan (or the big file's cursor) left to it`);
   for (const agno of [0, 1]) t.same(records(c.memOf(agno).tree), records(fsx.fs.alloc.ag(agno).rmap), `AG ${agno}: exact`);
   c.close();
+  t.end();
+});
+
+t.test('live updates that straddle a file\'s data cursor are cut there; a file freed between its pieces', async (t) => {
+  for (const seed of [1, 2, 3, 4]) {
+    const image = scratchImage(t, { size: 64 << 20, agCount: 2 });
+    const fsx = Rmapfs.open(image);
+    const rng = new Rng(testSeed(300 + seed));
+    const big = fsx.create(fsx.rootIno, 'big', S_IFREG | 0o644, 0, 0).ino;
+    const doomed = fsx.create(fsx.rootIno, 'doomed', S_IFREG | 0o644, 0, 0).ino;
+    // 1,200 one-block extents at every other file block (~40 pieces), written last to first: side by side on
+    // disk in reverse order, so none can merge and no free block is left between them -- a later write
+    // where blocks were just freed gets a long extent from the free space after them. The doomed file: 100.
+    for (let i = 1199; i >= 0; i--) fsx.write(big, i * 2 * 4096, Buffer.alloc(4096, i & 0xff));
+    for (let i = 99; i >= 0; i--) fsx.write(doomed, i * 2 * 4096, Buffer.alloc(4096, 3));
+    const c = new RmapCollector(fsx, [0, 1]);
+    let slices = 0;
+    let didCut = false;
+    let doomedGone = false;
+    const result = await c.collect({
+      sliceInodes: 1,
+      sliceMs: 1e9,
+      betweenSlices: () => {
+        slices++;
+        // Fill some holes (one-block extents that merge with their neighbours); once, cut the file just
+        // below its cursor and write a long run from there: new multi-block extents, the first one's rmap
+        // update starting below the cursor and ending past it.
+        fsx.write(big, rng.int(2400) * 4096, Buffer.alloc((1 + rng.int(20)) * 4096, 5));
+        const at = c.position;
+        if (!didCut && at.ino === big && at.dataCursor !== null && at.dataCursor > 600) {
+          didCut = true;
+          const cut = at.dataCursor - 1 - rng.int(8);
+          fsx.truncate(big, cut * 4096);
+          fsx.write(big, cut * 4096, Buffer.alloc((200 + rng.int(200)) * 4096, 6));
+        }
+        if (slices > 3 && !doomedGone) {
+          fsx.unlink(fsx.rootIno, 'doomed');
+          doomedGone = true;
+        }
+        if (slices === 6) fsx.write(fsx.create(fsx.rootIno, 'reborn', S_IFREG | 0o644, 0, 0).ino, 0, Buffer.alloc(8192, 1));
+      },
+    });
+    t.ok(slices > 10, `seed ${seed}: ${slices} slices`);
+    t.ok(didCut, `seed ${seed}: the big file was cut just below its cursor`);
+    t.ok(result.hookUpdatesClipped > 0, `seed ${seed}: ${result.hookUpdatesClipped} live updates cut at the big file's cursor`);
+    for (const agno of [0, 1]) t.same(records(c.memOf(agno).tree), records(fsx.fs.alloc.ag(agno).rmap), `seed ${seed}, AG ${agno}: exact`);
+    c.close();
+    fsx.close();
+  }
   t.end();
 });
