@@ -15,7 +15,6 @@ import { AG_BTREES, SLOT_BLOCKS, SLOT_RECORDS, slotOffset } from '../format/ag-h
 import type { AgBtreeName } from '../format/ag-header';
 import { isInodeOwner, OWN_AG, OWN_FS, OWN_INOBT, OWN_INODES, OWN_LOG, ownerName } from '../format/owners';
 import { decodeRmap } from '../rmap/rmap-btree';
-import type { RmapRecord } from '../rmap/rmap-btree';
 import { decodeInobt, INODES_PER_CHUNK } from '../inode/inode-btree';
 import { CHUNK_BLOCKS, INODES_PER_BLOCK } from '../format/geometry';
 import type { Geometry } from '../format/geometry';
@@ -23,7 +22,7 @@ import { eachBlock, eachRecord, runToEnd } from './common';
 import type { ProblemList, ScrubSteps } from './common';
 
 /** Items of a whole-AG list (records, free extents) handled between two pauses. */
-const LIST_STEP = 4096;
+const LIST_STEP = 1024;
 
 const TREE_STRUCTURE: Record<AgBtreeName, string> = { bno: 'bnobt', cnt: 'cntbt', rmap: 'rmap', ino: 'inobt' };
 
@@ -132,54 +131,79 @@ export function* scrubAgSteps(ag: AllocGroup, geo: Geometry, problems: ProblemLi
   });
   expected.sort((a, b) => a.start - b.start);
 
-  // 4. Walk rmap and free space together, block order: each block exactly once.
-  const rmaps: RmapRecord[] = [];
-  yield* eachRecord(ag.rmap, (b, off) => { rmaps.push(decodeRmap(b, off)); });
-  result.rmapRecords = rmaps.length;
-  yield* checkCoverage(ag, rmaps, free, problems);
+  // 4. Walk rmap and free space together, block order: each block exactly once. The rmap is streamed
+  //    (a leaf per step), not gathered: at 250k records an AG, an array of them would be tens of MiB of
+  //    objects surviving the young generation -- long GC pauses for the foreground. Only the metadata
+  //    owners' records (few) are kept, for step 5.
+  const coverage = new CoverageWalk(ag, free, problems);
+  const metadata: OwnedExtent[] = [];
+  let rmapRecords = 0;
+  yield* eachRecord(ag.rmap, (b, off) => {
+    rmapRecords++;
+    const start = b.readUInt32BE(off);
+    const len = b.readUInt32BE(off + 4);
+    coverage.rmap(b, off, start, len);
+    const owner = b.readUInt32BE(off + 8) * 2 ** 32 + b.readUInt32BE(off + 12);
+    if (!isInodeOwner(owner)) metadata.push({ start, len, owner });
+  });
+  result.rmapRecords = rmapRecords;
+  coverage.finish();
 
   // 5. Every metadata extent is mapped to its owner, and every special-owner record is metadata we know.
   yield;
-  checkMetadataOwners(ag, rmaps, expected, problems);
+  checkMetadataOwners(ag, metadata, expected, problems);
   return result;
 }
 
-function* checkCoverage(ag: AllocGroup, rmaps: RmapRecord[], free: { start: number; len: number }[], problems: ProblemList): ScrubSteps<void> {
-  const agno = ag.agno;
-  let i = 0;
-  let j = 0;
-  let at = 0;
-  let reported = 0;
-  const report = (msg: string, agbno: number): void => {
-    if (reported++ < 50) problems.add('coverage', agno, ag.start + agbno, msg);
-  };
-  let step = 0;
-  while (i < rmaps.length || j < free.length) {
-    if (++step % LIST_STEP === 0) yield;
-    const r = rmaps[i];
-    const f = free[j];
-    const rStart = r !== undefined ? r.startblock : Infinity;
-    const fStart = f !== undefined ? f.start : Infinity;
-    const next = Math.min(rStart, fStart);
-    if (next > at) report(`blocks ${at}..${next - 1} are neither free nor in the rmap`, at);
-    if (next < at) {
-      report(rStart === next
-        ? `rmap record ${r!.startblock}+${r!.blockcount} (${ownerName(r!.owner)}) overlaps space already accounted for`
-        : `free extent ${f!.start}+${f!.len} overlaps space already accounted for`, next);
-    }
-    if (rStart <= fStart) {
-      at = Math.max(at, rStart + r!.blockcount);
-      i++;
-    } else {
-      at = Math.max(at, fStart + f!.len);
-      j++;
+/**
+ * Step 4's walk: the rmap's records fed one at a time in block order, the
+ * free extents merged in where they fall; every block must be accounted for
+ * exactly once. At most 50 problems are reported.
+ */
+class CoverageWalk {
+  private at = 0;
+  private j = 0;
+  private reported = 0;
+
+  constructor(private readonly ag: AllocGroup, private readonly free: readonly { start: number; len: number }[],
+    private readonly problems: ProblemList) {}
+
+  private report(msg: string, agbno: number): void {
+    if (this.reported++ < 50) this.problems.add('coverage', this.ag.agno, this.ag.start + agbno, msg);
+  }
+
+  /** Accounts for [start, start+len); `what` names it when it overlaps what came before. */
+  private take(start: number, len: number, what: () => string): void {
+    if (start > this.at) this.report(`blocks ${this.at}..${start - 1} are neither free nor in the rmap`, this.at);
+    if (start < this.at) this.report(`${what()} overlaps space already accounted for`, start);
+    this.at = Math.max(this.at, start + len);
+  }
+
+  private freeBefore(limit: number): void {
+    while (this.j < this.free.length && this.free[this.j]!.start < limit) {
+      const f = this.free[this.j++]!;
+      this.take(f.start, f.len, () => `free extent ${f.start}+${f.len}`);
     }
   }
-  if (at < ag.length) report(`blocks ${at}..${ag.length - 1} are neither free nor in the rmap`, at);
-  if (at > ag.length) report(`space is accounted for past the end of the AG (${at} > ${ag.length})`, ag.length - 1);
+
+  /** The next rmap record (at b[off], its start and length already read). */
+  rmap(b: Buffer, off: number, start: number, len: number): void {
+    this.freeBefore(start);
+    this.take(start, len, () => {
+      const r = decodeRmap(b, off);
+      return `rmap record ${r.startblock}+${r.blockcount} (${ownerName(r.owner)})`;
+    });
+  }
+
+  finish(): void {
+    this.freeBefore(Infinity);
+    const { at, ag } = this;
+    if (at < ag.length) this.report(`blocks ${at}..${ag.length - 1} are neither free nor in the rmap`, at);
+    if (at > ag.length) this.report(`space is accounted for past the end of the AG (${at} > ${ag.length})`, ag.length - 1);
+  }
 }
 
-function checkMetadataOwners(ag: AllocGroup, rmaps: RmapRecord[], expected: OwnedExtent[], problems: ProblemList): void {
+function checkMetadataOwners(ag: AllocGroup, metadata: OwnedExtent[], expected: OwnedExtent[], problems: ProblemList): void {
   const agno = ag.agno;
   // Expand both sides into per-owner block ranges and compare them merged.
   const merge = (list: OwnedExtent[]): OwnedExtent[] => {
@@ -192,8 +216,7 @@ function checkMetadataOwners(ag: AllocGroup, rmaps: RmapRecord[], expected: Owne
     return out;
   };
   const want = merge(expected);
-  const have = merge(rmaps.filter((r) => !isInodeOwner(r.owner))
-    .map((r) => ({ start: r.startblock, len: r.blockcount, owner: r.owner })));
+  const have = merge(metadata);
   const key = (e: OwnedExtent): string => `${e.start}+${e.len}:${e.owner}`;
   const haveSet = new Set(have.map(key));
   const wantSet = new Set(want.map(key));

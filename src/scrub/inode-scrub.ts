@@ -29,7 +29,7 @@ import { eachBlock, eachRecord, runToEnd } from './common';
 import type { ProblemList, ScrubSource, ScrubSteps } from './common';
 
 /** Extents of one file checked between two pauses. */
-const EXTENT_STEP = 256;
+const EXTENT_STEP = 32;
 
 const VALID_TYPES = new Set([S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK]);
 
