@@ -145,7 +145,7 @@ export function* scrubAgSteps(ag: AllocGroup, geo: Geometry, problems: ProblemLi
     coverage.rmap(b, off, start, len);
     const owner = b.readUInt32BE(off + 8) * 2 ** 32 + b.readUInt32BE(off + 12);
     if (!isInodeOwner(owner)) metadata.push({ start, len, owner });
-  });
+  }, 32);
   result.rmapRecords = rmapRecords;
   coverage.finish();
 
