@@ -24,6 +24,9 @@
  * apply, those at or past it are the scan's to see, and one that straddles it
  * is cut there. Each piece reads the extents from the cursor on (cutting one
  * that starts before it) and moves the cursor to the end of the last.
+ * An inode with many metadata blocks (a large directory) is taken as a
+ * snapshot, added a few blocks per unit, with every live update queued
+ * behind it until its last block is in (PendingSnapshot).
  *
  * The old rmap btree's own blocks are left out: the repair replaces them
  * (the new btree's blocks are added when they are reserved).
@@ -73,6 +76,8 @@ export interface CollectResult {
   hookUpdatesIgnored: number;
   /** Live updates of a file being read in pieces that straddled its data cursor (cut there). */
   hookUpdatesClipped: number;
+  /** Live updates that waited for an inode's snapshot (many metadata mappings) to be added first. */
+  hookUpdatesQueued: number;
   slices: number;
   /** Slices ended early because a FUSE request was waiting. */
   yieldsToForeground: number;
@@ -89,17 +94,36 @@ interface PendingInode {
   dataCursor: number;
 }
 
+/**
+ * An inode with many metadata mappings (a directory of a thousand names has
+ * ~100 blocks): they are read at once -- a snapshot -- and added a few per
+ * unit of work; live updates meanwhile (of every owner: one of them may take
+ * a block this inode gives up) wait in `queued` and are applied in order
+ * after the last, so the in-memory btree is "snapshot, then every change
+ * since".
+ */
+interface PendingSnapshot {
+  ino: number;
+  mappings: Mapping[];
+  next: number;
+  queued: RmapUpdate[];
+}
+
+/** Inodes with more metadata mappings than this are added across units (a snapshot). */
+const SNAPSHOT_PIECE = 16;
+
 /** Xfile pages cached for all the AGs of one collection together (64 MiB). */
 const COLLECT_CACHE_PAGES = 16384;
 
 /** Data extents read and added per unit of work for a file whose block map is a btree. */
-const PIECE_EXTENTS = 32;
+const PIECE_EXTENTS = 8;
 
 export class RmapCollector {
   private readonly mems = new Map<number, MemBtree>();
   /** Inodes with a number up to this one have been scanned (-1: none yet). */
   private scannedUpTo = -1;
   private pending: PendingInode | null = null;
+  private snapshot: PendingSnapshot | null = null;
   private hookError: unknown = null;
   private readonly hook: RmapHook;
   private hooked = false;
@@ -107,6 +131,8 @@ export class RmapCollector {
   private ignored = 0;
   /** Live updates of a file being read in pieces that straddled its data cursor (cut there). */
   private clipped = 0;
+  /** Live updates that waited for an inode's snapshot to be added first. */
+  private queued = 0;
   /**
    * The inode btree record nextInode found last: the next inode in use is
    * usually in the same chunk. Good only until the slice ends (between slices
@@ -182,6 +208,17 @@ export class RmapCollector {
       this.ignored++;
       return;
     }
+    if (this.snapshot !== null) {
+      // An inode's snapshot is half added: later changes go after it, in order.
+      this.snapshot.queued.push(u);
+      this.queued++;
+      return;
+    }
+    this.applyLive(u);
+  }
+
+  /** Applies a live update to the in-memory btree, cut at the data cursor of a file being read in pieces. */
+  private applyLive(u: RmapUpdate): void {
     const p = this.pending;
     let update = u;
     if (p !== null && u.owner === p.ino && (u.flags & (RMAP_BMBT_BLOCK | RMAP_ATTR_FORK)) === 0) {
@@ -290,6 +327,22 @@ export class RmapCollector {
   }
 
   /**
+   * Adds the next few of the snapshot's mappings; when the last is in,
+   * applies the live updates queued meanwhile and says true.
+   */
+  private addSnapshotPiece(pacer: Pacer): boolean {
+    const s = this.snapshot!;
+    while (s.next < s.mappings.length) {
+      const m = s.mappings[s.next++]!;
+      this.map(m.agno, m);
+      if (s.next < s.mappings.length && pacer.due()) return false;
+    }
+    this.snapshot = null;
+    for (const u of s.queued) this.applyLive(u);
+    return true;
+  }
+
+  /**
    * Adds the next piece of the pending file's data (the extents from its data
    * cursor on, the first cut at the cursor), moving the cursor past each one
    * added; stops early when the slice is over (the extents read but not added
@@ -344,6 +397,12 @@ export class RmapCollector {
       options.onProgress?.({ inodesScanned, inodesTotal });
     };
     for (;;) {
+      // An inode is done when its snapshot (if any) and then its data pieces (if any) are.
+      if (this.snapshot !== null) {
+        if (this.addSnapshotPiece(pacer) && this.pending === null) inodesScanned++;
+        if (pacer.due()) await endSlice();
+        continue;
+      }
       if (this.pending !== null) {
         if (this.addPiece(pacer)) inodesScanned++;
         if (pacer.due()) await endSlice();
@@ -353,9 +412,13 @@ export class RmapCollector {
       if (ino === null) break;
       const { mappings, dataInPieces } = this.mappingsOf(ino);
       this.scannedUpTo = ino;
-      for (const m of mappings) this.map(m.agno, m);
       if (dataInPieces) this.pending = { ino, dataCursor: 0 };
-      else inodesScanned++;
+      if (mappings.length > SNAPSHOT_PIECE) {
+        this.snapshot = { ino, mappings, next: 0, queued: [] };
+      } else {
+        for (const m of mappings) this.map(m.agno, m);
+        if (!dataInPieces) inodesScanned++;
+      }
       if (pacer.due()) await endSlice();
     }
     // Every inode number is scanned now, those of files created from here on included.
@@ -365,6 +428,7 @@ export class RmapCollector {
     log('AG %s: collected from %d inodes in %d slices (%d ended for foreground requests; %d live updates applied (%d cut at a file\'s data cursor), %d left to the scan)',
       this.agnos.join(','), inodesScanned, pacer.slices, pacer.yieldsToForeground, this.applied, this.clipped, this.ignored);
     return { inodesScanned, hookUpdatesApplied: this.applied, hookUpdatesIgnored: this.ignored, hookUpdatesClipped: this.clipped,
+      hookUpdatesQueued: this.queued,
       slices: pacer.slices,
       yieldsToForeground: pacer.yieldsToForeground };
   }

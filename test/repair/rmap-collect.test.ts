@@ -171,3 +171,43 @@ t.test('live updates that straddle a file\'s data cursor are cut there; a file f
   }
   t.end();
 });
+
+t.test('a directory of many blocks is added in pieces (a snapshot), live updates queued behind it', async (t) => {
+  const image = scratchImage(t, { size: 64 << 20, agCount: 2 });
+  const fsx = Rmapfs.open(image);
+  t.teardown(() => fsx.close());
+  const rng = new Rng(testSeed(404));
+  const dir = fsx.mkdir(fsx.rootIno, 'd', 0o755, 0, 0).ino;
+  const names: string[] = [];
+  for (let i = 0; i < 600; i++) {
+    const name = `file-with-a-longish-name-${i}`;
+    fsx.create(dir, name, S_IFREG | 0o644, 0, 0);
+    names.push(name);
+  }
+  const other = fsx.create(fsx.rootIno, 'other', S_IFREG | 0o644, 0, 0).ino;
+  fsx.write(other, 0, Buffer.alloc(64 << 10, 1));
+  const c = new RmapCollector(fsx, [0, 1]);
+  let slices = 0;
+  let next = 600;
+  const result = await c.collect({
+    sliceInodes: 1,
+    sliceMs: 1e9,
+    betweenSlices: () => {
+      slices++;
+      // The directory grows and shrinks (blocks split off, merge away), and blocks change owners.
+      for (let k = 0; k < 5; k++) {
+        const name = `file-with-a-longish-name-${next++}`;
+        fsx.create(dir, name, S_IFREG | 0o644, 0, 0);
+        names.push(name);
+      }
+      for (let k = 0; k < 4 && names.length > 0; k++) fsx.unlink(dir, names.splice(rng.int(names.length), 1)[0]!);
+      if (slices % 7 === 0) fsx.truncate(other, rng.int(16) * 4096);
+      if (slices % 7 === 3) fsx.write(other, rng.int(32) * 4096, Buffer.alloc(8 * 4096, 2));
+    },
+  });
+  t.ok(slices > 40, `${slices} slices`);
+  t.ok(result.hookUpdatesQueued > 0, `${result.hookUpdatesQueued} live updates waited behind the directory's snapshot`);
+  for (const agno of [0, 1]) t.same(records(c.memOf(agno).tree), records(fsx.fs.alloc.ag(agno).rmap), `AG ${agno}: exact`);
+  c.close();
+  t.end();
+});
