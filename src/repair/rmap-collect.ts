@@ -240,8 +240,8 @@ export class RmapCollector {
     }
   }
 
-  /** Step 1: an AG's own metadata, as it is now (hooked from the same moment). */
-  private collectStatic(ag: AllocGroup): void {
+  /** Step 1: an AG's own metadata, as it is now (the caller hooks from the same moment). */
+  private collectStatic(ag: AllocGroup, into: Mapping[]): void {
     const geo = this.fsx.fs.geo;
     const owned: { start: number; len: number; owner: number }[] = [{ start: 0, len: 2, owner: OWN_FS }];
     if (ag.agno === 0) owned.push({ start: geo.logStart, len: geo.logBlocks, owner: OWN_LOG });
@@ -250,7 +250,7 @@ export class RmapCollector {
       owned.push({ start: decodeInobt(b, off).startino / INODES_PER_BLOCK, len: CHUNK_BLOCKS, owner: OWN_INODES });
     });
     owned.sort((a, b) => a.start - b.start);
-    for (const o of owned) this.map(ag.agno, { startblock: o.start, blockcount: o.len, owner: o.owner, offset: 0, flags: 0 });
+    for (const o of owned) into.push({ agno: ag.agno, startblock: o.start, blockcount: o.len, owner: o.owner, offset: 0, flags: 0 });
   }
 
   /**
@@ -382,9 +382,13 @@ export class RmapCollector {
     const pacer = new Pacer({ ...options, maxUnits: options.sliceInodes });
     let inodesTotal = 0;
     for (const ag of alloc.ags) inodesTotal += ag.inodeCount - ag.freeInodes;
-    for (const agno of this.mems.keys()) this.collectStatic(alloc.ag(agno));
+    // The static owners are read at once and hooked from that moment, then added like any snapshot: a
+    // few per unit (thousands of inode chunks at 1M records), the live updates queued behind them.
+    const statics: Mapping[] = [];
+    for (const agno of this.mems.keys()) this.collectStatic(alloc.ag(agno), statics);
     alloc.addRmapHook(this.hook);
     this.hooked = true;
+    this.snapshot = { ino: -1, mappings: statics, next: 0, queued: [] };
     let inodesScanned = 0;
     const endSlice = async (): Promise<void> => {
       if (this.hookError !== null) throw this.hookError;
@@ -399,7 +403,8 @@ export class RmapCollector {
     for (;;) {
       // An inode is done when its snapshot (if any) and then its data pieces (if any) are.
       if (this.snapshot !== null) {
-        if (this.addSnapshotPiece(pacer) && this.pending === null) inodesScanned++;
+        const { ino } = this.snapshot; // -1: the static owners'
+        if (this.addSnapshotPiece(pacer) && this.pending === null && ino >= 0) inodesScanned++;
         if (pacer.due()) await endSlice();
         continue;
       }

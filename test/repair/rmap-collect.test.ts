@@ -71,19 +71,23 @@ t.test('the scan cursor: an update for a scanned owner is applied, for an unscan
   for (let i = 0; i < 40; i++) fsx.create(fsx.rootIno, `filler${i}`, S_IFREG | 0o644, 0, 0);
   const b = fsx.create(fsx.rootIno, 'b', S_IFREG | 0o644, 0, 0).ino;
   t.ok(a < b, `a (${a}) is scanned before b (${b})`);
-  // After the first slice (root, a and two fillers), a is scanned and b is not.
+  // At the first pause once the scan has passed a (slices of 4 units: b is 40 inodes further), a is
+  // scanned and b is not.
   const c = new RmapCollector(fsx, [0, 1]);
-  let first = true;
+  let done = false;
+  let scannedAt = -1;
   const result = await c.collect({
     sliceInodes: 4,
-    sliceMs: 1e9, // slices end after 4 inodes exactly, never by time
+    sliceMs: 1e9, // slices end after 4 units exactly, never by time
     betweenSlices: () => {
-      if (!first) return;
-      first = false;
+      if (done || c.position.ino < a) return;
+      done = true;
+      scannedAt = c.position.ino;
       fsx.write(a, 4096 * 200, Buffer.alloc(4096, 3));
       fsx.write(b, 4096 * 200, Buffer.alloc(4096, 4));
     },
   });
+  t.ok(scannedAt >= a && scannedAt < b, `the writes came with the scan at inode ${scannedAt}`);
   t.equal(result.hookUpdatesApplied, 1, 'the write to a (scanned) reached the in-memory rmap through the hook');
   t.equal(result.hookUpdatesIgnored, 1, 'the write to b (not scanned yet) was left to the scan');
   for (const agno of [0, 1]) t.same(records(c.memOf(agno).tree), records(fsx.fs.alloc.ag(agno).rmap), `AG ${agno}: exact`);
