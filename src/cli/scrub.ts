@@ -151,7 +151,9 @@ export const repairCommand: Command = {
     };
     process.once('SIGINT', stop);
     try {
-      reply = await askDaemon(mountpoint, { cmd: 'repair', ag }, progress?.event);
+      // Only --json shows the heap growth, and measuring it well costs the daemon two full GCs (tens of ms
+      // each, on the thread that serves FUSE): ask for it only then.
+      reply = await askDaemon(mountpoint, { cmd: 'repair', ag, measureHeap: args.flag('json') }, progress?.event);
     } finally {
       process.removeListener('SIGINT', stop);
       progress?.end();

@@ -235,6 +235,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
           let lastProgress = 0;
           try {
             const results = await repairRmaps(fsx, ags, {
+              measureHeap: req.measureHeap === true,
               cancelled: () => signal.aborted,
               // Step aside at once for FUSE requests: the scan must not hold up the applications.
               foregroundWaiting: () => fuse.requestWaiting(),

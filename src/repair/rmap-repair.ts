@@ -38,8 +38,9 @@ export interface RmapRepairResult {
   xfileBytes: number;
   /**
    * The JS heap when every AG was collected minus before the scan: after a
-   * forced GC when the process runs with --expose-gc (the daemon does), else
-   * without one (then an upper bound).
+   * forced GC when asked to measure it (RepairOptions.measureHeap) and the
+   * process runs with --expose-gc (the daemon does), else without one (then
+   * an upper bound).
    */
   heapGrowthMib: number;
 }
@@ -182,9 +183,9 @@ async function prepareCommits(mems: readonly MemBtree[], options: PacerOptions):
   return { flat, arena };
 }
 
-/** heapUsed, after a full GC when one can be forced. */
-function heapUsed(): number {
-  (globalThis as { gc?: () => void }).gc?.();
+/** heapUsed, after a full GC when asked and one can be forced. */
+function heapUsed(forceGc: boolean): number {
+  if (forceGc) (globalThis as { gc?: () => void }).gc?.();
   return process.memoryUsage().heapUsed;
 }
 
@@ -244,6 +245,12 @@ export function reserveRmapBtree(ag: AllocGroup, otherRecords: number, maxRounds
 }
 
 export interface RepairOptions extends CollectOptions {
+  /**
+   * Measure the heap growth after forced full GCs (default true; with
+   * --expose-gc): two pauses of tens of ms on the daemon's thread, so the
+   * daemon asks for it only when the client shows the figure (--json).
+   */
+  measureHeap?: boolean;
   /** Told when an AG's commit starts and ends (the daemon relays it as progress). */
   onCommit?: (agno: number, done: boolean) => void;
 }
@@ -330,14 +337,15 @@ function commitNewRmap(fsx: Rmapfs, agno: number, mem: MemBtree, scratch: PauseS
  */
 export async function repairRmaps(fsx: Rmapfs, agnos: readonly number[], options: RepairOptions = {}): Promise<RmapRepairResult[]> {
   const t0 = process.hrtime.bigint();
-  const heapBefore = heapUsed();
+  const measureHeap = options.measureHeap ?? true;
+  const heapBefore = heapUsed(measureHeap);
   const collector = new RmapCollector(fsx, agnos);
   const results: RmapRepairResult[] = [];
   try {
     const collected = await collector.collect(options);
     const scanMs = Number(process.hrtime.bigint() - t0) / 1e6;
     // The most the repair holds is here, every AG collected and none committed yet.
-    const heapGrowthMib = (heapUsed() - heapBefore) / 1048576;
+    const heapGrowthMib = (heapUsed(measureHeap) - heapBefore) / 1048576;
     const scratch = await prepareCommits(agnos.map((agno) => collector.memOf(agno)), options);
     for (const agno of agnos) {
       if (options.cancelled?.()) throw new RmapfsError('ECANCELED', `repair of AG ${agno} cancelled before its commit`);

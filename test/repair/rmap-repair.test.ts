@@ -120,3 +120,25 @@ t.test('a crash right after the repair commits, before and after its log force, 
   }
   t.end();
 });
+
+t.test('the heap is measured after forced GCs only when asked (they pause the daemon)', async (t) => {
+  const image = scratchImage(t, { size: 64 << 20, agCount: 2 });
+  const fsx = Rmapfs.open(image);
+  t.teardown(() => fsx.close());
+  fsx.write(fsx.create(fsx.rootIno, 'f', S_IFREG | 0o644, 0, 0).ino, 0, Buffer.alloc(64 << 10, 1));
+  const g = globalThis as { gc?: () => void };
+  const saved = g.gc;
+  let forced = 0;
+  g.gc = () => { forced++; };
+  try {
+    const quiet = await repairRmap(fsx, 0, { measureHeap: false });
+    t.equal(forced, 0, 'measureHeap false: no forced GC');
+    t.ok(Number.isFinite(quiet.heapGrowthMib), `a figure still (an upper bound): ${quiet.heapGrowthMib.toFixed(2)} MiB`);
+    await repairRmap(fsx, 1);
+    t.equal(forced, 2, 'by default: a forced GC before the scan and one when every AG is collected');
+  } finally {
+    g.gc = saved;
+  }
+  t.same(check(fsx), [], 'checks clean after both repairs');
+  t.end();
+});
