@@ -57,12 +57,11 @@ const headerOps: BufOps = {
  */
 class XfileBtreeStorage implements BtreeStorage {
   readonly owner = 0;
-  private root = NULL_PTR;
-  private height = 0;
+  /** The root, one object per root (a descent asks for it every time: no object per call). */
+  private root: Readonly<BtreeRootInfo> = { ptr: NULL_PTR, height: 0 };
   private nextPage = 1;
   private freeHead = NULL_PTR;
   private freeCount = 0;
-  private rootInfo: Readonly<BtreeRootInfo> | null = null;
 
   constructor(readonly cache: BufCache, readonly uuid: Buffer) {
     this.writeHeader();
@@ -70,8 +69,7 @@ class XfileBtreeStorage implements BtreeStorage {
 
   /** Resets to an empty xfile (no pages in use). */
   reset(): void {
-    this.root = NULL_PTR;
-    this.height = 0;
+    this.root = { ptr: NULL_PTR, height: 0 };
     this.nextPage = 1;
     this.freeHead = NULL_PTR;
     this.freeCount = 0;
@@ -82,8 +80,8 @@ class XfileBtreeStorage implements BtreeStorage {
     const hdr = this.cache.get(0, headerOps);
     const h = hdr.data;
     h.writeUInt32BE(HDR_MAGIC, 0);
-    h.writeUInt32BE(this.root, HDR_ROOT);
-    h.writeUInt32BE(this.height, HDR_HEIGHT);
+    h.writeUInt32BE(this.root.ptr, HDR_ROOT);
+    h.writeUInt32BE(this.root.height, HDR_HEIGHT);
     h.writeUInt32BE(this.nextPage, HDR_NEXT);
     h.writeUInt32BE(this.freeHead, HDR_FREE_HEAD);
     h.writeUInt32BE(this.freeCount, HDR_FREE_COUNT);
@@ -130,17 +128,11 @@ class XfileBtreeStorage implements BtreeStorage {
   }
 
   getRoot(): BtreeRootInfo {
-    // One object per root, not per call: a descent asks for it every time (and the repair's scan descends
-    // a million times). Callers read it; setRoot replaces it rather than changing it.
-    if (this.rootInfo === null || this.rootInfo.ptr !== this.root || this.rootInfo.height !== this.height) {
-      this.rootInfo = { ptr: this.root, height: this.height };
-    }
-    return this.rootInfo;
+    return this.root;
   }
 
   setRoot(root: BtreeRootInfo): void {
-    this.root = root.ptr;
-    this.height = root.height;
+    this.root = { ptr: root.ptr, height: root.height };
     this.writeHeader();
   }
 

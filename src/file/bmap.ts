@@ -91,14 +91,10 @@ export class BlockMap {
       }
       return out;
     }
-    const cur = this.tree.opCursor();
-    this.key.writeUInt32BE(fileoff >>> 0, 0);
-    let ok = cur.lookup(this.key, 0, 'le') || cur.first();
-    for (; ok && out.length < max; ok = cur.increment()) {
-      const { block, offset } = cur.recordAt();
-      const e = decodeExtent(block, offset);
-      if (e.fileoff + e.blockcount > fileoff) out.push(e);
-    }
+    this.walkTreeFrom(fileoff, (e) => {
+      out.push(e);
+      return out.length < max;
+    });
     return out;
   }
 
@@ -214,17 +210,29 @@ export class BlockMap {
   /** Extents of the btree overlapping [from, to). */
   private rangeFromTree(from: number, to: number): Extent[] {
     const out: Extent[] = [];
-    const tree = this.tree!;
-    const cur = tree.cursor();
-    this.key.writeUInt32BE(from >>> 0, 0);
-    let ok = cur.lookup(this.key, 0, 'le') || cur.first();
-    for (; ok; ok = cur.increment()) {
-      const e = decodeExtent(cur.record(), 0);
-      if (e.fileoff >= to) break;
-      if (e.fileoff + e.blockcount > from) out.push(e);
-    }
+    this.walkTreeFrom(from, (e) => {
+      if (e.fileoff >= to) return false;
+      out.push(e);
+      return true;
+    });
     return out;
   }
+
+  /**
+   * The btree's extents in file order from the one holding file block `from`
+   * (or the first after it) on, each handed to `take` until it says stop.
+   * `take` must not change the map (the walk's cursor is the tree's opCursor).
+   */
+  private walkTreeFrom(from: number, take: (e: Extent) => boolean): void {
+    const cur = this.tree!.opCursor();
+    this.key.writeUInt32BE(from >>> 0, 0);
+    for (let ok = cur.lookup(this.key, 0, 'le') || cur.first(); ok; ok = cur.increment()) {
+      const { block, offset } = cur.recordAt();
+      const e = decodeExtent(block, offset);
+      if (e.fileoff + e.blockcount > from && !take(e)) return;
+    }
+  }
+
 
   private deleteRecord(fileoff: number): void {
     this.key.writeUInt32BE(fileoff >>> 0, 0);

@@ -123,6 +123,10 @@ export function formatFreeInode(b: Buffer, off: number, ino: number, uuid: Buffe
   uuid.copy(b, off + OFF_I_UUID);
 }
 
+function badInode(code: 'EFSBADCRC' | 'EFSCORRUPTED', ino: number, bno: number, what: string): never {
+  throw new RmapfsError(code, `inode ${ino} (block ${bno}): ${what}`);
+}
+
 /**
  * Buffer ops for an inode block: every inode in it must carry the magic, the
  * inode number of its slot, our UUID and a good crc; crcs are made on write.
@@ -137,17 +141,16 @@ export function inodeBlockBufOps(geo: Geometry): BufOps {
       for (let i = 0; i < INODES_PER_BLOCK; i++) {
         const off = i * INODE_SIZE;
         const ino = geo.ino(agno, firstAgino + i);
-        // Only a failing check builds its message (every inode block read runs this 16 times).
-        const fail = (code: 'EFSBADCRC' | 'EFSCORRUPTED', what: string): never => {
-          throw new RmapfsError(code, `inode ${ino} (block ${buf.bno}): ${what}`);
-        };
-        if (b.readUInt32BE(off + OFF_I_CRC) !== inodeCrc(b, off)) fail('EFSBADCRC', 'bad crc32c');
-        if (b.readUInt32BE(off) !== INODE_MAGIC) fail('EFSCORRUPTED', 'bad magic');
-        if (readU64(b, off + OFF_I_INO) !== ino) fail('EFSCORRUPTED', `claims to be inode ${readU64(b, off + OFF_I_INO)}`);
-        if (b.compare(geo.uuid, 0, 16, off + OFF_I_UUID, off + OFF_I_UUID + 16) !== 0) fail('EFSCORRUPTED', 'belongs to another filesystem');
-        if (b.readUInt8(off + OFF_I_FORMAT) > FORK_LOCAL) fail('EFSCORRUPTED', 'unknown data fork format');
+        // Messages are built only when a check fails (every inode block read runs this 16 times).
+        if (b.readUInt32BE(off + OFF_I_CRC) !== inodeCrc(b, off)) badInode('EFSBADCRC', ino, buf.bno, 'bad crc32c');
+        if (b.readUInt32BE(off) !== INODE_MAGIC) badInode('EFSCORRUPTED', ino, buf.bno, 'bad magic');
+        if (readU64(b, off + OFF_I_INO) !== ino) badInode('EFSCORRUPTED', ino, buf.bno, `claims to be inode ${readU64(b, off + OFF_I_INO)}`);
+        if (b.compare(geo.uuid, 0, 16, off + OFF_I_UUID, off + OFF_I_UUID + 16) !== 0) {
+          badInode('EFSCORRUPTED', ino, buf.bno, 'belongs to another filesystem');
+        }
+        if (b.readUInt8(off + OFF_I_FORMAT) > FORK_LOCAL) badInode('EFSCORRUPTED', ino, buf.bno, 'unknown data fork format');
         if (b.readUInt8(off + OFF_I_VERSION) !== INODE_VERSION) {
-          fail('EFSCORRUPTED', `inode version ${b.readUInt8(off + OFF_I_VERSION)}, want ${INODE_VERSION}`);
+          badInode('EFSCORRUPTED', ino, buf.bno, `inode version ${b.readUInt8(off + OFF_I_VERSION)}, want ${INODE_VERSION}`);
         }
       }
     },

@@ -439,10 +439,11 @@ export class BufCache {
       }
       // Neighbours on the target are usually neighbours in memory too (one arena): one write for the run.
       const first = sorted[i]!.data;
-      const last = sorted[i + n - 1]!.data;
-      const contiguous = n > 1 && first.buffer === last.buffer
-        && last.byteOffset - first.byteOffset === (n - 1) * this.blockSize
-        && sorted.slice(i, i + n).every((b, k) => b.data.buffer === first.buffer && b.data.byteOffset === first.byteOffset + k * this.blockSize);
+      let contiguous = true;
+      for (let k = 1; k < n && contiguous; k++) {
+        const d = sorted[i + k]!.data;
+        contiguous = d.buffer === first.buffer && d.byteOffset === first.byteOffset + k * this.blockSize;
+      }
       if (contiguous) {
         this.target.writeBlocks(start, n, Buffer.from(first.buffer, first.byteOffset, n * this.blockSize), 0);
       } else {

@@ -74,22 +74,25 @@ export interface MetaExpectation {
   checksummed: boolean;
 }
 
+function badHeader(code: 'EFSBADCRC' | 'EFSCORRUPTED', want: MetaExpectation, buf: Buf, what: string): never {
+  throw new RmapfsError(code, `${want.what} block ${buf.bno}: ${what}`);
+}
+
 /** Throws EFSBADCRC / EFSCORRUPTED, naming the block, unless the header is as expected. */
 export function verifyMetaHeader(buf: Buf, want: MetaExpectation): void {
   const b = buf.data;
-  // Only a failing check builds its message (this runs on every metadata block read).
-  const fail = (code: 'EFSBADCRC' | 'EFSCORRUPTED', what: string): never => {
-    throw new RmapfsError(code, `${want.what} block ${buf.bno}: ${what}`);
-  };
-  if (want.checksummed && blockCrc(b) !== b.readUInt32BE(OFF_CRC)) fail('EFSBADCRC', 'bad crc32c');
+  // Messages are built only when a check fails (this runs on every metadata block read).
+  if (want.checksummed && blockCrc(b) !== b.readUInt32BE(OFF_CRC)) badHeader('EFSBADCRC', want, buf, 'bad crc32c');
   const magic = b.readUInt32BE(OFF_MAGIC);
-  if (magic !== want.magic) fail('EFSCORRUPTED', `bad magic ${magicText(magic)} (want ${magicText(want.magic)})`);
+  if (magic !== want.magic) badHeader('EFSCORRUPTED', want, buf, `bad magic ${magicText(magic)} (want ${magicText(want.magic)})`);
   const blkno = readU64(b, OFF_BLKNO);
-  if (blkno !== buf.bno) fail('EFSCORRUPTED', `claims to be block ${blkno}`);
-  if (b.compare(want.uuid, 0, 16, OFF_UUID, OFF_UUID + 16) !== 0) fail('EFSCORRUPTED', 'belongs to another filesystem (uuid mismatch)');
+  if (blkno !== buf.bno) badHeader('EFSCORRUPTED', want, buf, `claims to be block ${blkno}`);
+  if (b.compare(want.uuid, 0, 16, OFF_UUID, OFF_UUID + 16) !== 0) {
+    badHeader('EFSCORRUPTED', want, buf, 'belongs to another filesystem (uuid mismatch)');
+  }
   if (want.owner !== null) {
     const owner = readU64(b, OFF_OWNER);
-    if (owner !== want.owner) fail('EFSCORRUPTED', `owner ${owner}, want ${want.owner}`);
+    if (owner !== want.owner) badHeader('EFSCORRUPTED', want, buf, `owner ${owner}, want ${want.owner}`);
   }
 }
 

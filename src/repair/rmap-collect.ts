@@ -392,9 +392,8 @@ export class RmapCollector {
     let inodesScanned = 0;
     const endSlice = async (): Promise<void> => {
       if (this.hookError !== null) throw this.hookError;
-      this.chunk = null;
       await pacer.pause();
-      this.chunk = null;
+      this.chunk = null; // inodes came and went meanwhile
       await options.betweenSlices?.();
       if (this.hookError !== null) throw this.hookError;
       if (options.cancelled?.()) throw new RmapfsError('ECANCELED', `repair of AG ${this.agnos.join(', ')} cancelled before its commit`);

@@ -47,12 +47,17 @@ export function encodeRmap(r: RmapRecord, b: Buffer, off: number): void {
   b.writeUInt32BE(r.offset >>> 0, off + 20);
 }
 
+/** The owner of the record at b[off] (u64), without decoding the rest. */
+export function decodeRmapOwner(b: Buffer, off: number): number {
+  return b.readUInt32BE(off + 8) * TWO32 + b.readUInt32BE(off + 12);
+}
+
 export function decodeRmap(b: Buffer, off: number): RmapRecord {
   const offHi = b.readUInt32BE(off + 16);
   return {
     startblock: b.readUInt32BE(off),
     blockcount: b.readUInt32BE(off + 4),
-    owner: b.readUInt32BE(off + 8) * TWO32 + b.readUInt32BE(off + 12),
+    owner: decodeRmapOwner(b, off),
     offset: (offHi & OFFSET_HI_MASK) * TWO32 + b.readUInt32BE(off + 20),
     flags: (offHi & FLAG_MASK) >>> 0,
   };

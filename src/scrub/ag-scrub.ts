@@ -14,7 +14,7 @@ import { decodeFreeExtent } from '../alloc/alloc-btree';
 import { AG_BTREES, SLOT_BLOCKS, SLOT_RECORDS, slotOffset } from '../format/ag-header';
 import type { AgBtreeName } from '../format/ag-header';
 import { isInodeOwner, OWN_AG, OWN_FS, OWN_INOBT, OWN_INODES, OWN_LOG, ownerName } from '../format/owners';
-import { decodeRmap } from '../rmap/rmap-btree';
+import { decodeRmap, decodeRmapOwner } from '../rmap/rmap-btree';
 import { decodeInobt, INODES_PER_CHUNK } from '../inode/inode-btree';
 import { CHUNK_BLOCKS, INODES_PER_BLOCK } from '../format/geometry';
 import type { Geometry } from '../format/geometry';
@@ -143,7 +143,7 @@ export function* scrubAgSteps(ag: AllocGroup, geo: Geometry, problems: ProblemLi
     const start = b.readUInt32BE(off);
     const len = b.readUInt32BE(off + 4);
     coverage.rmap(b, off, start, len);
-    const owner = b.readUInt32BE(off + 8) * 2 ** 32 + b.readUInt32BE(off + 12);
+    const owner = decodeRmapOwner(b, off);
     if (!isInodeOwner(owner)) metadata.push({ start, len, owner });
   }, 32);
   result.rmapRecords = rmapRecords;
