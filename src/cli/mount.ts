@@ -262,7 +262,9 @@ export const umountCommand: Command = {
     if (entry === null || entry.fstype !== 'fuse.rmapfs') {
       throw new RmapfsError('EINVAL', `${mountpoint} is not an rmapfs mount`);
     }
-    const r = spawnSync('fusermount', ['-u', entry.mountpoint], { encoding: 'utf8' });
+    let r = spawnSync('fusermount', ['-u', entry.mountpoint], { encoding: 'utf8' });
+    // A mount whose daemon is gone has nothing left to write: detach it even while something still uses it.
+    if (r.status !== 0 && mountpointDaemonGone(entry.mountpoint)) r = spawnSync('fusermount', ['-uz', entry.mountpoint], { encoding: 'utf8' });
     if (r.status !== 0) {
       io.err(`rmapfs: cannot unmount ${mountpoint}: ${(r.stderr || r.error?.message || 'fusermount failed').trim().split('\n')[0]}`);
       return 1;
