@@ -296,10 +296,12 @@ export class Filesystem {
    * remount,ro: makes everything durable and in place (the journal empty),
    * marks the filesystem clean, and refuses every change (EROFS) from then
    * on, as if it had been unmounted: the image is consistent as it stands.
+   * `orphansLeft`: unlinked inodes still in use stay allocated; the
+   * filesystem then stays marked dirty, so the next read-write mount frees them.
    */
-  remountReadOnly(): void {
+  remountReadOnly(orphansLeft = false): void {
     if (this.readOnlyNow) return;
-    this.setState(STATE_CLEAN, false);
+    this.setState(orphansLeft ? STATE_DIRTY : STATE_CLEAN, false);
     this.checkpoint();
     this.remountedReadOnly = true;
     log('%s: remounted read-only', this.path);

@@ -219,7 +219,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
     if (wantReadOnly) {
       readOnly = true;
       ops.setReadOnly(true);
-      fsx.fs.remountReadOnly();
+      fsx.fs.remountReadOnly(fsx.orphanCount > 0);
     } else {
       fsx.fs.remountReadWrite();
       readOnly = false;
