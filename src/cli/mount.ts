@@ -158,7 +158,7 @@ function storageIdentity(p: string): string | null {
   }
 }
 
-/** Whether a live mount holds the device's lock (or nobody does). */
+/** Whether nobody holds the device's lock now (an error other than EBUSY: not ours to wait for). */
 function deviceLockFree(device: string): boolean {
   let d: Device | null = null;
   try {
@@ -166,7 +166,7 @@ function deviceLockFree(device: string): boolean {
     d.lock();
     return true;
   } catch (e) {
-    return !(e instanceof RmapfsError && e.code === 'EBUSY'); // any other error is the mount's to report
+    return !(e instanceof RmapfsError && e.code === 'EBUSY');
   } finally {
     d?.close();
   }
@@ -232,16 +232,7 @@ export const mountCommand: Command = {
 async function waitForRelease(device: string, timeoutMs: number): Promise<boolean> {
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
-    let d: Device | null = null;
-    try {
-      d = new Device(device, { readOnly: true });
-      d.lock();
-      return true;
-    } catch (e) {
-      if (!(e instanceof RmapfsError) || e.code !== 'EBUSY') return true; // gone, or not ours to wait for
-    } finally {
-      d?.close();
-    }
+    if (deviceLockFree(device)) return true;
     await new Promise((r) => setTimeout(r, 100));
   }
   return false;

@@ -159,7 +159,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   let st: fs.Stats;
   try {
     st = fs.statSync(mnt);
-  } catch (e) {
+  } catch {
     if (mountpointDaemonGone(mnt)) throw new RmapfsError('ENOTCONN', daemonGoneMessage(mountpoint));
     throw new RmapfsError('ENOENT', `mountpoint ${mountpoint} does not exist`);
   }
