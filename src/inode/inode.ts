@@ -7,7 +7,7 @@
 import createDebug from 'debug';
 import { RmapfsError, corruption } from '../errors';
 import type { Buf, BufCache, BufOps } from '../io/buf-cache';
-import { readU64, writeU64 } from '../io/meta-header';
+import { readI64, readU64, writeI64, writeU64 } from '../io/meta-header';
 import type { Allocator } from '../alloc/alloc';
 import type { AllocGroup } from '../alloc/ag';
 import { CHUNK_BLOCKS, INODE_SIZE, INODES_PER_BLOCK } from '../format/geometry';
@@ -122,13 +122,14 @@ export class Inode {
   getTime(which: TimeField): Timespec {
     const b = this.block().data;
     const i = TIME_INDEX[which];
-    return { sec: readU64(b, this.offset + OFF_I_TIMES + 8 * i), nsec: b.readUInt32BE(this.offset + OFF_I_NSEC + 4 * i) };
+    return { sec: readI64(b, this.offset + OFF_I_TIMES + 8 * i), nsec: b.readUInt32BE(this.offset + OFF_I_NSEC + 4 * i) };
   }
 
   setTime(which: TimeField, t: Timespec): void {
     const buf = this.block();
     const i = TIME_INDEX[which];
-    writeU64(buf.data, this.offset + OFF_I_TIMES + 8 * i, Math.max(0, t.sec));
+    // Signed seconds: times before 1970 are kept as they are, like every Linux filesystem does.
+    writeI64(buf.data, this.offset + OFF_I_TIMES + 8 * i, t.sec);
     buf.data.writeUInt32BE(t.nsec >>> 0, this.offset + OFF_I_NSEC + 4 * i);
     this.store.cache.markDirty(buf);
   }
