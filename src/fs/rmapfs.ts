@@ -75,6 +75,24 @@ function nameBytes(name: Name): Buffer {
   return typeof name === 'string' ? Buffer.from(name, 'utf8') : name;
 }
 
+/**
+ * The POSIX ACL attributes. rmapfs has no ACLs yet: stored as plain
+ * attributes they would never apply to the mode, and coreutils (cp -a/-p,
+ * mv) and rsync, which carry a mode over through system.posix_acl_access,
+ * would leave files 0600 and directories 0700 while getfacl showed the
+ * source's mode. Refused with EOPNOTSUPP (as a filesystem mounted noacl
+ * does), the tools fall back to chmod. Ones an image got before this rule
+ * are hidden from listxattr (no tool should think an ACL is there) and stay
+ * on disk untouched.
+ */
+const POSIX_ACL_NAMES: ReadonlySet<string> = new Set(['system.posix_acl_access', 'system.posix_acl_default']);
+
+function refusePosixAcl(name: Buffer): void {
+  if (POSIX_ACL_NAMES.has(name.toString('latin1'))) {
+    throw new RmapfsError('EOPNOTSUPP', `${name.toString('latin1')}: rmapfs does not support POSIX ACLs`);
+  }
+}
+
 export class Rmapfs {
   readonly fs: Filesystem;
   readonly inodes: InodeStore;
@@ -540,7 +558,9 @@ export class Rmapfs {
   // ---- extended attributes ---------------------------------------------------------
 
   setxattr(ino: number, name: Name, value: Buffer, mode: 'any' | 'create' | 'replace' = 'any'): void {
-    this.fs.run(() => new AttrFork(this.inode(ino), this.ctx).set(nameBytes(name), value, mode));
+    const bytes = nameBytes(name);
+    refusePosixAcl(bytes);
+    this.fs.run(() => new AttrFork(this.inode(ino), this.ctx).set(bytes, value, mode));
   }
 
   getxattr(ino: number, name: Name): Buffer {
@@ -551,17 +571,22 @@ export class Rmapfs {
 
   /** The value, or null when there is none (the kernel asks for absent ones on every write). */
   findxattr(ino: number, name: Name): Buffer | null {
+    const bytes = nameBytes(name);
+    refusePosixAcl(bytes);
     const inode = this.inode(ino);
     if (inode.attrFormat === ATTR_NONE) return null;
-    return new AttrFork(inode, this.ctx).get(nameBytes(name));
+    return new AttrFork(inode, this.ctx).get(bytes);
   }
 
   listxattr(ino: number): string[] {
-    return new AttrFork(this.inode(ino), this.ctx).list().map((e) => e.name.toString());
+    return new AttrFork(this.inode(ino), this.ctx).list().map((e) => e.name.toString())
+      .filter((n) => !POSIX_ACL_NAMES.has(n));
   }
 
   removexattr(ino: number, name: Name): void {
-    this.fs.run(() => new AttrFork(this.inode(ino), this.ctx).remove(nameBytes(name)));
+    const bytes = nameBytes(name);
+    refusePosixAcl(bytes);
+    this.fs.run(() => new AttrFork(this.inode(ino), this.ctx).remove(bytes));
   }
 
   /** Makes everything done so far durable. */
