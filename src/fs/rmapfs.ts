@@ -10,7 +10,7 @@ import type { OpenOptions } from './filesystem';
 import { InodeStore } from '../inode/inode';
 import type { Inode } from '../inode/inode';
 import {
-  ATTR_NONE, FORK_EXTENTS, FORK_LOCAL, DATA_FORK_SIZE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK,
+  ATTR_NONE, FORK_EXTENTS, FORK_LOCAL, DATA_FORK_SIZE, S_IFDIR, S_IFLNK, S_ISGID, S_IFMT, S_IFREG, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK,
 } from '../inode/inode-format';
 import type { Timespec } from '../inode/inode-format';
 import { Directory, DT_DIR, DOTDOT, checkName, dtypeOfMode } from '../dir/dir';
@@ -367,16 +367,30 @@ export class Rmapfs {
     });
   }
 
-  /** Allocates an inode with one link and enters it in the directory. */
+  /**
+   * Allocates an inode with one link and enters it in the directory. In a
+   * setgid directory the new inode takes the directory's group, and a new
+   * directory its setgid bit too (Linux's inode_init_owner). Stripping
+   * S_ISGID from a non-directory created by a caller outside that group is
+   * done by the kernel before the request comes (mode_strip_sgid, which
+   * knows the caller's supplementary groups; we would not).
+   */
   private newEntry(dirIno: number, name: Name, mode: number, uid: number, gid: number): Inode {
     const bytes = nameBytes(name);
     checkName(bytes);
     const dir = this.dir(dirIno);
     if (dir.inode.nlink === 0) throw new RmapfsError('ENOENT', 'the directory has been removed');
     if (dir.lookup(bytes) !== null) throw new RmapfsError('EEXIST', `'${bytes.toString()}' exists`);
-    const inode = this.inodes.allocate(mode, uid, gid, dirIno);
+    const parentMode = dir.inode.mode;
+    let ownerGid = gid;
+    let newMode = mode;
+    if (parentMode & S_ISGID) {
+      ownerGid = dir.inode.gid;
+      if ((mode & S_IFMT) === S_IFDIR) newMode |= S_ISGID;
+    }
+    const inode = this.inodes.allocate(newMode, uid, ownerGid, dirIno);
     inode.nlink = 1;
-    dir.add(bytes, inode.ino, dtypeOfMode(mode));
+    dir.add(bytes, inode.ino, dtypeOfMode(newMode));
     dir.inode.touch('mtime', 'ctime');
     return inode;
   }
