@@ -28,10 +28,25 @@ const log = createDebug('rmapfs:inode');
 export type TimeField = 'atime' | 'mtime' | 'ctime' | 'crtime';
 const TIME_INDEX: Record<TimeField, number> = { atime: 0, mtime: 1, ctime: 2, crtime: 3 };
 
+/** Wall-clock nanoseconds minus the monotonic clock's, set at the first reading and when the wall clock is stepped. */
+let wallMinusMonoNs: bigint | null = null;
+const CLOCK_RESYNC_NS = 2000000n;
+
+/**
+ * The time now, to the nanosecond, never going backwards while the wall
+ * clock is not stepped: the monotonic clock (hrtime) placed on the wall
+ * clock. Date.now()'s milliseconds with hrtime's sub-millisecond digits
+ * pasted in (as this was once) go backwards within a millisecond about
+ * half the time: a file's mtime could come out before its creation time,
+ * and relatime then saw an atime after mtime and ctime.
+ */
 export function now(): Timespec {
-  const ms = Date.now();
-  const ns = process.hrtime.bigint() % 1000000n;
-  return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1000000 + Number(ns) };
+  const mono = process.hrtime.bigint();
+  const wall = BigInt(Date.now()) * 1000000n;
+  const drift = wallMinusMonoNs === null ? 0n : wallMinusMonoNs + mono - wall;
+  if (wallMinusMonoNs === null || drift > CLOCK_RESYNC_NS || drift < -CLOCK_RESYNC_NS) wallMinusMonoNs = wall - mono;
+  const ns = wallMinusMonoNs + mono;
+  return { sec: Number(ns / 1000000000n), nsec: Number(ns % 1000000000n) };
 }
 
 export class Inode {
