@@ -7,7 +7,7 @@ import createDebug from 'debug';
 import { RmapfsError } from '../errors';
 import { Filesystem } from './filesystem';
 import type { OpenOptions } from './filesystem';
-import { InodeStore } from '../inode/inode';
+import { InodeStore, now } from '../inode/inode';
 import type { Inode } from '../inode/inode';
 import {
   ATTR_NONE, FORK_EXTENTS, FORK_LOCAL, DATA_FORK_SIZE, S_IFDIR, S_IFLNK, S_ISGID, S_IFMT, S_IFREG, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK,
@@ -51,6 +51,26 @@ export interface SetAttr {
   size?: number;
   atime?: Timespec;
   mtime?: Timespec;
+}
+
+/**
+ * When reading updates atime (the mount's atime options, with the Linux
+ * meanings): 'relatime' (the default) only when atime is not after mtime
+ * or ctime, or is a day old; 'strictatime' on every read; 'noatime' never.
+ * nodiratime: never for directories. The kernel leaves atime to a FUSE
+ * filesystem (its FUSE inodes are S_NOATIME), so these rules are ours.
+ */
+export interface AtimePolicy {
+  mode: 'relatime' | 'strictatime' | 'noatime';
+  nodiratime: boolean;
+}
+
+export const DEFAULT_ATIME_POLICY: AtimePolicy = { mode: 'relatime', nodiratime: false };
+
+const RELATIME_MAX_AGE_SEC = 24 * 60 * 60;
+
+function compareTime(a: Timespec, b: Timespec): number {
+  return a.sec !== b.sec ? a.sec - b.sec : a.nsec - b.nsec;
 }
 
 export interface DirEntry {
@@ -301,6 +321,27 @@ export class Rmapfs {
     if (inode.isDir) throw new RmapfsError('EISDIR', `inode ${ino} is a directory`);
     if (inode.type !== S_IFREG) throw new RmapfsError('EINVAL', `inode ${ino} is not a regular file`);
     return readFile(this.ctx, inode, pos, len);
+  }
+
+  /**
+   * The file was read (or the directory listed, the symlink followed):
+   * updates its atime as the policy says (Linux's atime_needs_update and
+   * relatime_need_update). Never on a read-only or shut-down filesystem.
+   * An update is one small transaction: the inode's block changes in the
+   * cache and goes out with the next log force, never a force of its own;
+   * under relatime a file read over and over pays it about once a day.
+   */
+  noteAccess(ino: number, policy: AtimePolicy): void {
+    if (policy.mode === 'noatime' || this.fs.readOnly || this.fs.shutdownWhy !== null) return;
+    const inode = this.inode(ino);
+    if (policy.nodiratime && inode.isDir) return;
+    const atime = inode.getTime('atime');
+    const t = now();
+    if (compareTime(atime, t) === 0) return;
+    if (policy.mode === 'relatime' && compareTime(inode.getTime('mtime'), atime) < 0
+      && compareTime(inode.getTime('ctime'), atime) < 0 && t.sec - atime.sec < RELATIME_MAX_AGE_SEC) return;
+    log('atime of %d: %d.%d -> now', ino, atime.sec, atime.nsec);
+    this.fs.run(() => inode.setTime('atime', t));
   }
 
   statfs(): StatFs {
