@@ -340,7 +340,7 @@ export class Rmapfs {
     if (compareTime(atime, t) === 0) return;
     if (policy.mode === 'relatime' && compareTime(inode.getTime('mtime'), atime) < 0
       && compareTime(inode.getTime('ctime'), atime) < 0 && t.sec - atime.sec < RELATIME_MAX_AGE_SEC) return;
-    log('atime of %d: %d.%d -> now', ino, atime.sec, atime.nsec);
+    log('inode %d: atime updated (%s)', ino, policy.mode);
     this.fs.run(() => inode.setTime('atime', t));
   }
 
