@@ -164,8 +164,11 @@ error), 2 usage error.`;
 
 // ---- fields ---------------------------------------------------------------------
 
-/** How a field is shown and parsed: 'label' is text (NUL padded), 'mode' a file mode (octal). */
-type FieldKind = 'num' | 'magic' | 'uuid' | 'label' | 'ptr' | 'crc' | 'mode';
+/**
+ * How a field is shown and parsed: 'label' is text (NUL padded), 'mode' a file mode (octal),
+ * 'signed' a two's complement number (inode times: before 1970 is negative).
+ */
+type FieldKind = 'num' | 'signed' | 'magic' | 'uuid' | 'label' | 'ptr' | 'crc' | 'mode';
 
 /** A field of `bits` bits, `shift` bits up from the bottom of the big-endian integer of `bytes` bytes at `offset`. */
 interface DbField {
@@ -182,7 +185,7 @@ function field(name: string, offset: number, bytes: number, kind: FieldKind = 'n
 }
 
 function fromTable(f: Field): DbField {
-  const kind: FieldKind = f.type === 'uuid' ? 'uuid' : f.type === 'label' ? 'label'
+  const kind: FieldKind = f.type === 'uuid' ? 'uuid' : f.type === 'label' ? 'label' : f.type === 'i64' ? 'signed'
     : f.name === 'magic' ? 'magic' : f.name === 'crc' ? 'crc' : 'num';
   return field(f.name, f.offset, FIELD_SIZE[f.type], kind);
 }
@@ -312,6 +315,7 @@ function show(f: DbField, v: bigint): string {
     case 'crc': return `0x${v.toString(16).padStart(8, '0')}`;
     case 'mode': return `${v === 0n ? '' : '0'}${v.toString(8)} (${typeName(Number(v))})`;
     case 'num': return v.toString();
+    case 'signed': return BigInt.asIntN(f.bits, v).toString();
   }
 }
 
@@ -331,6 +335,10 @@ function parseValue(f: DbField, text: string): bigint {
     v = BigInt(magicOf(text));
   } else if (f.kind === 'mode' && /^0o?[0-7]+$/.test(text)) {
     v = BigInt(`0o${text.replace(/^0o?/, '') || '0'}`);
+  } else if (f.kind === 'signed' && /^-\d+$/.test(text)) {
+    v = BigInt(text);
+    if (v < -(1n << BigInt(f.bits - 1))) throw new CliError(1, 'EINVAL', `${f.name}: ${text} does not fit in ${f.bits} bits`);
+    v = BigInt.asUintN(f.bits, v);
   } else if (/^\d+$/.test(text) || /^0x[0-9a-f]+$/i.test(text)) {
     v = BigInt(text);
   } else {

@@ -4,9 +4,10 @@
  * and lets `rmapfs db` set or fuzz any field by name.
  */
 import { RmapfsError } from '../errors';
-import { readU64, writeU64 } from '../io/meta-header';
+import { readI64, readU64, writeI64, writeU64 } from '../io/meta-header';
 
-export type FieldType = 'u8' | 'u16' | 'u32' | 'u64' | 'uuid' | 'label';
+/** i64: signed (two's complement), as inode times are. */
+export type FieldType = 'u8' | 'u16' | 'u32' | 'u64' | 'i64' | 'uuid' | 'label';
 
 export interface Field {
   name: string;
@@ -14,7 +15,7 @@ export interface Field {
   type: FieldType;
 }
 
-export const FIELD_SIZE: Record<FieldType, number> = { u8: 1, u16: 2, u32: 4, u64: 8, uuid: 16, label: 32 };
+export const FIELD_SIZE: Record<FieldType, number> = { u8: 1, u16: 2, u32: 4, u64: 8, i64: 8, uuid: 16, label: 32 };
 
 export type FieldValue = number | string;
 
@@ -25,6 +26,7 @@ export function readField(b: Buffer, base: number, f: Field): FieldValue {
     case 'u16': return b.readUInt16BE(at);
     case 'u32': return b.readUInt32BE(at);
     case 'u64': return readU64(b, at);
+    case 'i64': return readI64(b, at);
     case 'uuid': return formatUuid(b.subarray(at, at + 16));
     case 'label': {
       const raw = b.subarray(at, at + 32);
@@ -38,8 +40,9 @@ export function writeField(b: Buffer, base: number, f: Field, value: FieldValue)
   const at = base + f.offset;
   const num = (): number => {
     const n = typeof value === 'number' ? value : Number(value);
-    const max = f.type === 'u64' ? Number.MAX_SAFE_INTEGER : 2 ** (8 * FIELD_SIZE[f.type]) - 1;
-    if (!Number.isInteger(n) || n < 0 || n > max) {
+    const max = f.type === 'u64' || f.type === 'i64' ? Number.MAX_SAFE_INTEGER : 2 ** (8 * FIELD_SIZE[f.type]) - 1;
+    const min = f.type === 'i64' ? Number.MIN_SAFE_INTEGER : 0;
+    if (!Number.isInteger(n) || n < min || n > max) {
       throw new RmapfsError('EINVAL', `${f.name}: ${String(value)} is not a ${f.type}`);
     }
     return n;
@@ -49,6 +52,7 @@ export function writeField(b: Buffer, base: number, f: Field, value: FieldValue)
     case 'u16': b.writeUInt16BE(num(), at); break;
     case 'u32': b.writeUInt32BE(num(), at); break;
     case 'u64': writeU64(b, at, num()); break;
+    case 'i64': writeI64(b, at, num()); break;
     case 'uuid': parseUuid(String(value)).copy(b, at); break;
     case 'label': {
       const bytes = Buffer.from(String(value), 'utf8');

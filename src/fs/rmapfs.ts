@@ -7,10 +7,10 @@ import createDebug from 'debug';
 import { RmapfsError } from '../errors';
 import { Filesystem } from './filesystem';
 import type { OpenOptions } from './filesystem';
-import { InodeStore } from '../inode/inode';
+import { InodeStore, now } from '../inode/inode';
 import type { Inode } from '../inode/inode';
 import {
-  ATTR_NONE, FORK_EXTENTS, FORK_LOCAL, DATA_FORK_SIZE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK,
+  ATTR_NONE, FORK_EXTENTS, FORK_LOCAL, DATA_FORK_SIZE, S_IFDIR, S_IFLNK, S_ISGID, S_IFMT, S_IFREG, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK,
 } from '../inode/inode-format';
 import type { Timespec } from '../inode/inode-format';
 import { Directory, DT_DIR, DOTDOT, checkName, dtypeOfMode } from '../dir/dir';
@@ -53,6 +53,26 @@ export interface SetAttr {
   mtime?: Timespec;
 }
 
+/**
+ * When reading updates atime (the mount's atime options, with the Linux
+ * meanings): 'relatime' (the default) only when atime is not after mtime
+ * or ctime, or is a day old; 'strictatime' on every read; 'noatime' never.
+ * nodiratime: never for directories. The kernel leaves atime to a FUSE
+ * filesystem (its FUSE inodes are S_NOATIME), so these rules are ours.
+ */
+export interface AtimePolicy {
+  mode: 'relatime' | 'strictatime' | 'noatime';
+  nodiratime: boolean;
+}
+
+export const DEFAULT_ATIME_POLICY: AtimePolicy = { mode: 'relatime', nodiratime: false };
+
+const RELATIME_MAX_AGE_SEC = 24 * 60 * 60;
+
+function compareTime(a: Timespec, b: Timespec): number {
+  return a.sec !== b.sec ? a.sec - b.sec : a.nsec - b.nsec;
+}
+
 export interface DirEntry {
   name: string;
   ino: number;
@@ -73,6 +93,24 @@ type Name = string | Buffer;
 
 function nameBytes(name: Name): Buffer {
   return typeof name === 'string' ? Buffer.from(name, 'utf8') : name;
+}
+
+/**
+ * The POSIX ACL attributes. rmapfs has no ACLs yet: stored as plain
+ * attributes they would never apply to the mode, and coreutils (cp -a/-p,
+ * mv) and rsync, which carry a mode over through system.posix_acl_access,
+ * would leave files 0600 and directories 0700 while getfacl showed the
+ * source's mode. Refused with EOPNOTSUPP (as a filesystem mounted noacl
+ * does), the tools fall back to chmod. Ones an image got before this rule
+ * are hidden from listxattr (no tool should think an ACL is there) and stay
+ * on disk untouched.
+ */
+const POSIX_ACL_NAMES: ReadonlySet<string> = new Set(['system.posix_acl_access', 'system.posix_acl_default']);
+
+function refusePosixAcl(name: Buffer): void {
+  if (POSIX_ACL_NAMES.has(name.toString('latin1'))) {
+    throw new RmapfsError('EOPNOTSUPP', `${name.toString('latin1')}: rmapfs does not support POSIX ACLs`);
+  }
 }
 
 export class Rmapfs {
@@ -285,6 +323,27 @@ export class Rmapfs {
     return readFile(this.ctx, inode, pos, len);
   }
 
+  /**
+   * The file was read (or the directory listed, the symlink followed):
+   * updates its atime as the policy says (Linux's atime_needs_update and
+   * relatime_need_update). Never on a read-only or shut-down filesystem.
+   * An update is one small transaction: the inode's block changes in the
+   * cache and goes out with the next log force, never a force of its own;
+   * under relatime a file read over and over pays it about once a day.
+   */
+  noteAccess(ino: number, policy: AtimePolicy): void {
+    if (policy.mode === 'noatime' || this.fs.readOnlyNow || this.fs.shutdownWhy !== null) return;
+    const inode = this.inode(ino);
+    if (policy.nodiratime && inode.isDir) return;
+    const atime = inode.getTime('atime');
+    const t = now();
+    if (compareTime(atime, t) === 0) return;
+    if (policy.mode === 'relatime' && compareTime(inode.getTime('mtime'), atime) < 0
+      && compareTime(inode.getTime('ctime'), atime) < 0 && t.sec - atime.sec < RELATIME_MAX_AGE_SEC) return;
+    log('inode %d: atime updated (%s)', ino, policy.mode);
+    this.fs.run(() => inode.setTime('atime', t));
+  }
+
   statfs(): StatFs {
     const alloc = this.fs.alloc;
     let files = 0;
@@ -349,16 +408,30 @@ export class Rmapfs {
     });
   }
 
-  /** Allocates an inode with one link and enters it in the directory. */
+  /**
+   * Allocates an inode with one link and enters it in the directory. In a
+   * setgid directory the new inode takes the directory's group, and a new
+   * directory its setgid bit too (Linux's inode_init_owner). Stripping
+   * S_ISGID from a non-directory created by a caller outside that group is
+   * done by the kernel before the request comes (mode_strip_sgid, which
+   * knows the caller's supplementary groups; we would not).
+   */
   private newEntry(dirIno: number, name: Name, mode: number, uid: number, gid: number): Inode {
     const bytes = nameBytes(name);
     checkName(bytes);
     const dir = this.dir(dirIno);
     if (dir.inode.nlink === 0) throw new RmapfsError('ENOENT', 'the directory has been removed');
     if (dir.lookup(bytes) !== null) throw new RmapfsError('EEXIST', `'${bytes.toString()}' exists`);
-    const inode = this.inodes.allocate(mode, uid, gid, dirIno);
+    const parentMode = dir.inode.mode;
+    let ownerGid = gid;
+    let newMode = mode;
+    if (parentMode & S_ISGID) {
+      ownerGid = dir.inode.gid;
+      if ((mode & S_IFMT) === S_IFDIR) newMode |= S_ISGID;
+    }
+    const inode = this.inodes.allocate(newMode, uid, ownerGid, dirIno);
     inode.nlink = 1;
-    dir.add(bytes, inode.ino, dtypeOfMode(mode));
+    dir.add(bytes, inode.ino, dtypeOfMode(newMode));
     dir.inode.touch('mtime', 'ctime');
     return inode;
   }
@@ -540,7 +613,9 @@ export class Rmapfs {
   // ---- extended attributes ---------------------------------------------------------
 
   setxattr(ino: number, name: Name, value: Buffer, mode: 'any' | 'create' | 'replace' = 'any'): void {
-    this.fs.run(() => new AttrFork(this.inode(ino), this.ctx).set(nameBytes(name), value, mode));
+    const bytes = nameBytes(name);
+    refusePosixAcl(bytes);
+    this.fs.run(() => new AttrFork(this.inode(ino), this.ctx).set(bytes, value, mode));
   }
 
   getxattr(ino: number, name: Name): Buffer {
@@ -551,17 +626,22 @@ export class Rmapfs {
 
   /** The value, or null when there is none (the kernel asks for absent ones on every write). */
   findxattr(ino: number, name: Name): Buffer | null {
+    const bytes = nameBytes(name);
+    refusePosixAcl(bytes);
     const inode = this.inode(ino);
     if (inode.attrFormat === ATTR_NONE) return null;
-    return new AttrFork(inode, this.ctx).get(nameBytes(name));
+    return new AttrFork(inode, this.ctx).get(bytes);
   }
 
   listxattr(ino: number): string[] {
-    return new AttrFork(this.inode(ino), this.ctx).list().map((e) => e.name.toString());
+    return new AttrFork(this.inode(ino), this.ctx).list().map((e) => e.name.toString())
+      .filter((n) => !POSIX_ACL_NAMES.has(n));
   }
 
   removexattr(ino: number, name: Name): void {
-    this.fs.run(() => new AttrFork(this.inode(ino), this.ctx).remove(nameBytes(name)));
+    const bytes = nameBytes(name);
+    refusePosixAcl(bytes);
+    this.fs.run(() => new AttrFork(this.inode(ino), this.ctx).remove(bytes));
   }
 
   /** Makes everything done so far durable. */

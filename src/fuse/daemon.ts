@@ -10,7 +10,8 @@ import * as path from 'path';
 import { execFile, execFileSync } from 'child_process';
 import createDebug from 'debug';
 import { RmapfsError } from '../errors';
-import { Rmapfs } from '../fs/rmapfs';
+import { DEFAULT_ATIME_POLICY, Rmapfs } from '../fs/rmapfs';
+import type { AtimePolicy } from '../fs/rmapfs';
 import { LowLevelOps } from './ll-ops';
 import { LowLevelFuse } from './lowlevel';
 import { startCtlServer } from '../ctl/ctl';
@@ -32,6 +33,8 @@ export interface MountOptions {
   uid: number | null;
   gid: number | null;
   sync: boolean;
+  /** When reads update atime (relatime by default, as the kernel mounts). */
+  atime: AtimePolicy;
   /** Seconds between log forces. */
   commit: number;
   /** Largest write the kernel sends (big_writes). */
@@ -57,7 +60,7 @@ export interface MountOptions {
 
 export const DEFAULT_MOUNT_OPTIONS: MountOptions = {
   readOnly: false, allowOther: false, defaultPermissions: true, uid: null, gid: null,
-  sync: false, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1, spinUs: 30,
+  sync: false, atime: DEFAULT_ATIME_POLICY, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1, spinUs: 30,
   writeLog: null, faults: '', kernelFlags: [], nonempty: false, remount: false,
 };
 
@@ -115,6 +118,16 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
       case 'gid': o.gid = num(k, v, 0); break;
       case 'sync': o.sync = true; break;
       case 'async': o.sync = false; break;
+      // atime: the last of relatime/strictatime/noatime wins; 'atime' undoes noatime. lazytime
+      // is accepted and changes nothing: an atime update is already only a change in the cache
+      // that goes out with the next log force (every commit= seconds, or fsync, or unmount).
+      case 'relatime': o.atime = { ...o.atime, mode: 'relatime' }; break;
+      case 'strictatime': o.atime = { ...o.atime, mode: 'strictatime' }; break;
+      case 'noatime': o.atime = { ...o.atime, mode: 'noatime' }; break;
+      case 'atime': if (o.atime.mode === 'noatime') o.atime = { ...o.atime, mode: 'relatime' }; break;
+      case 'nodiratime': o.atime = { ...o.atime, nodiratime: true }; break;
+      case 'diratime': o.atime = { ...o.atime, nodiratime: false }; break;
+      case 'lazytime': case 'nolazytime': break;
       case 'commit': o.commit = num(k, v, 1); break;
       case 'max_write': o.maxWrite = Math.min(num(k, v, 4096), 1 << 20); break;
       case 'big_writes': break; // always on
@@ -133,8 +146,7 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
       case 'remount': o.remount = true; break;
       // Kernel flags (collected above for the kernel mount) and what mount(8) and fstab hand every helper.
       case 'dirsync': case 'dev': case 'suid': case 'nodev': case 'nosuid': case 'exec': case 'noexec': case 'auto': case 'noauto':
-      case 'user': case 'nouser': case 'defaults': case 'atime': case 'noatime': case 'relatime': case '_netdev':
-      case 'nofail': case 'strictatime': case 'lazytime': case 'nolazytime': case 'diratime': case 'nodiratime':
+      case 'user': case 'nouser': case 'defaults': case '_netdev': case 'nofail':
         break;
       default:
         if (k.startsWith('x-')) break; // fstab options meant for other programs (x-systemd.*)
@@ -184,7 +196,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   // Read-only now: from the start (-o ro), or since a remount,ro.
   let readOnly = opts.readOnly;
   const ops = new LowLevelOps(fsx, {
-    readOnly, sync: opts.sync, uid: opts.uid, gid: opts.gid,
+    readOnly, sync: opts.sync, uid: opts.uid, gid: opts.gid, atime: opts.atime,
     stillReadOnly: () => {
       followKernel();
       return readOnly;

@@ -10,9 +10,10 @@
  */
 import createDebug from 'debug';
 import { RmapfsError } from '../errors';
-import type { Rmapfs, Stat } from '../fs/rmapfs';
+import type { AtimePolicy, Rmapfs, Stat } from '../fs/rmapfs';
 import { S_IFMT, S_IFREG } from '../inode/inode-format';
 import type { Timespec } from '../inode/inode-format';
+import { now } from '../inode/inode';
 import type { Attr, Entry, ErrorReply, LowLevelHandlers, Time } from './lowlevel';
 
 const log = createDebug('rmapfs:fuse');
@@ -36,6 +37,8 @@ export interface LowLevelOpsOptions {
    * with mount(2) alone may not have reached the daemon yet. True: still read-only.
    */
   stillReadOnly?: () => boolean;
+  /** When reads update atime (-o relatime, strictatime, noatime, nodiratime). */
+  atime: AtimePolicy;
 }
 
 function toTime(t: Timespec): Time {
@@ -132,17 +135,18 @@ export class LowLevelOps {
       },
       getattr: (req, reply) => this.run('getattr', reply, () => reply.attr(this.attr(f.stat(this.ino(req.ino))))),
       setattr: (req, reply) => this.run('setattr', reply, () => {
-        const now = (): Timespec => {
-          const ms = Date.now();
-          return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1e6 };
-        };
         const st = f.setattr(this.ino(req.ino), {
           mode: req.mode, uid: req.uid, gid: req.gid, size: req.size,
           atime: req.atime === 'now' ? now() : req.atime, mtime: req.mtime === 'now' ? now() : req.mtime,
         });
         reply.attr(this.attr(st));
       }, true),
-      readlink: (req, reply) => this.run('readlink', reply, () => reply.readlink(f.readlink(this.ino(req.ino)).toString())),
+      // atime after the answer: the reader need not wait for it, and a failure to note it is only logged.
+      readlink: (req, reply) => this.run('readlink', reply, () => {
+        const ino = this.ino(req.ino);
+        reply.readlink(f.readlink(ino).toString());
+        f.noteAccess(ino, this.opts.atime);
+      }),
       mknod: (req, reply) => this.run('mknod', reply, () => {
         reply.entry(this.entry(f.create(this.ino(req.parent), req.name, req.mode, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid, req.rdev)));
       }, true),
@@ -167,7 +171,10 @@ export class LowLevelOps {
         this.count(this.opens, ino, 1);
         reply.open(ino);
       }),
-      read: (req, reply) => this.run('read', reply, () => reply.data(f.read(req.fh, req.offset, req.size))),
+      read: (req, reply) => this.run('read', reply, () => {
+        reply.data(f.read(req.fh, req.offset, req.size));
+        f.noteAccess(req.fh, this.opts.atime);
+      }),
       write: (req, reply) => this.run('write', reply, () => reply.written(f.write(req.fh, req.offset, req.data)), true),
       flush: (_req, reply) => reply.ok(),
       release: (req, reply) => this.run('release', reply, () => {
@@ -185,6 +192,7 @@ export class LowLevelOps {
         // Each entry takes at least 32 bytes of the reply: ask for no more than could fit.
         const list = f.readdirFrom(req.fh, req.offset, Math.max(1, Math.ceil(req.size / 32)));
         reply.entries(list.map((e) => ({ name: e.name, ino: this.node(e.ino), mode: e.ftype << 12, off: e.next })));
+        f.noteAccess(req.fh, this.opts.atime);
       }),
       releasedir: (req, reply) => this.run('releasedir', reply, () => {
         reply.ok();

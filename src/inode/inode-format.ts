@@ -6,7 +6,8 @@
  *   0 u32 magic "RINO"       4 u16 mode          6 u8 version   7 u8 data fork format
  *   8 u32 nlink             12 u32 uid           16 u32 gid     20 u32 flags
  *  24 u64 size              32 u64 nblocks (data + btree blocks held)
- *  40 u64 atime sec         48 u64 mtime sec     56 u64 ctime sec   64 u64 crtime sec
+ *  40 i64 atime sec         48 i64 mtime sec     56 i64 ctime sec   64 i64 crtime sec
+ *     (signed seconds since 1970, two's complement: times before 1970 are negative)
  *  72 u32 atime ns          76 u32 mtime ns      80 u32 ctime ns    84 u32 crtime ns
  *  88 u64 ino               96 u64 lsn          104 16 uuid        120 u32 crc
  * 124 u32 generation       128 u32 data fork count (extents, or local bytes)
@@ -81,6 +82,8 @@ export const S_IFIFO = 0o010000;
 export const S_IFCHR = 0o020000;
 export const S_IFBLK = 0o060000;
 export const S_IFSOCK = 0o140000;
+export const S_ISUID = 0o4000;
+export const S_ISGID = 0o2000;
 
 export interface Timespec {
   sec: number;
@@ -178,10 +181,10 @@ export const INODE_FIELDS: readonly Field[] = [
   { name: 'flags', offset: OFF_I_FLAGS, type: 'u32' },
   { name: 'size', offset: OFF_I_SIZE, type: 'u64' },
   { name: 'nblocks', offset: OFF_I_NBLOCKS, type: 'u64' },
-  { name: 'atime', offset: OFF_I_TIMES, type: 'u64' },
-  { name: 'mtime', offset: OFF_I_TIMES + 8, type: 'u64' },
-  { name: 'ctime', offset: OFF_I_TIMES + 16, type: 'u64' },
-  { name: 'crtime', offset: OFF_I_TIMES + 24, type: 'u64' },
+  { name: 'atime', offset: OFF_I_TIMES, type: 'i64' },
+  { name: 'mtime', offset: OFF_I_TIMES + 8, type: 'i64' },
+  { name: 'ctime', offset: OFF_I_TIMES + 16, type: 'i64' },
+  { name: 'crtime', offset: OFF_I_TIMES + 24, type: 'i64' },
   { name: 'ino', offset: OFF_I_INO, type: 'u64' },
   { name: 'lsn', offset: OFF_I_LSN, type: 'u64' },
   { name: 'uuid', offset: OFF_I_UUID, type: 'uuid' },

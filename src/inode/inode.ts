@@ -7,7 +7,7 @@
 import createDebug from 'debug';
 import { RmapfsError, corruption } from '../errors';
 import type { Buf, BufCache, BufOps } from '../io/buf-cache';
-import { readU64, writeU64 } from '../io/meta-header';
+import { readI64, readU64, writeI64, writeU64 } from '../io/meta-header';
 import type { Allocator } from '../alloc/alloc';
 import type { AllocGroup } from '../alloc/ag';
 import { CHUNK_BLOCKS, INODE_SIZE, INODES_PER_BLOCK } from '../format/geometry';
@@ -28,10 +28,25 @@ const log = createDebug('rmapfs:inode');
 export type TimeField = 'atime' | 'mtime' | 'ctime' | 'crtime';
 const TIME_INDEX: Record<TimeField, number> = { atime: 0, mtime: 1, ctime: 2, crtime: 3 };
 
+/** Wall-clock nanoseconds minus the monotonic clock's, set at the first reading and when the wall clock is stepped. */
+let wallMinusMonoNs: bigint | null = null;
+const CLOCK_RESYNC_NS = 2000000n;
+
+/**
+ * The time now, to the nanosecond, never going backwards while the wall
+ * clock is not stepped: the monotonic clock (hrtime) placed on the wall
+ * clock. Date.now()'s milliseconds with hrtime's sub-millisecond digits
+ * pasted in (as this was once) go backwards within a millisecond about
+ * half the time: a file's mtime could come out before its creation time,
+ * and relatime then saw an atime after mtime and ctime.
+ */
 export function now(): Timespec {
-  const ms = Date.now();
-  const ns = process.hrtime.bigint() % 1000000n;
-  return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1000000 + Number(ns) };
+  const mono = process.hrtime.bigint();
+  const wall = BigInt(Date.now()) * 1000000n;
+  const drift = wallMinusMonoNs === null ? 0n : wallMinusMonoNs + mono - wall;
+  if (wallMinusMonoNs === null || drift > CLOCK_RESYNC_NS || drift < -CLOCK_RESYNC_NS) wallMinusMonoNs = wall - mono;
+  const ns = wallMinusMonoNs + mono;
+  return { sec: Number(ns / 1000000000n), nsec: Number(ns % 1000000000n) };
 }
 
 export class Inode {
@@ -122,13 +137,14 @@ export class Inode {
   getTime(which: TimeField): Timespec {
     const b = this.block().data;
     const i = TIME_INDEX[which];
-    return { sec: readU64(b, this.offset + OFF_I_TIMES + 8 * i), nsec: b.readUInt32BE(this.offset + OFF_I_NSEC + 4 * i) };
+    return { sec: readI64(b, this.offset + OFF_I_TIMES + 8 * i), nsec: b.readUInt32BE(this.offset + OFF_I_NSEC + 4 * i) };
   }
 
   setTime(which: TimeField, t: Timespec): void {
     const buf = this.block();
     const i = TIME_INDEX[which];
-    writeU64(buf.data, this.offset + OFF_I_TIMES + 8 * i, Math.max(0, t.sec));
+    // Signed seconds: times before 1970 are kept as they are, like every Linux filesystem does.
+    writeI64(buf.data, this.offset + OFF_I_TIMES + 8 * i, t.sec);
     buf.data.writeUInt32BE(t.nsec >>> 0, this.offset + OFF_I_NSEC + 4 * i);
     this.store.cache.markDirty(buf);
   }

@@ -35,6 +35,17 @@ export function writeU64(b: Buffer, off: number, v: number): void {
   b.writeUInt32BE(v >>> 0, off + 4);
 }
 
+/** A signed (two's complement) 64-bit big-endian integer; inode times are these. */
+export function readI64(b: Buffer, off: number): number {
+  return b.readInt32BE(off) * TWO32 + b.readUInt32BE(off + 4);
+}
+
+export function writeI64(b: Buffer, off: number, v: number): void {
+  // floor keeps the high word right for negative values (-1 -> 0xffffffff 0xffffffff).
+  b.writeInt32BE(Math.floor(v / TWO32), off);
+  b.writeUInt32BE(v >>> 0, off + 4);
+}
+
 /** Four ASCII characters as a big-endian magic number. */
 export function magicOf(text: string): number {
   if (text.length !== 4) throw new Error(`magic must be 4 characters: ${text}`);
