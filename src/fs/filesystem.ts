@@ -162,14 +162,32 @@ export class Filesystem {
    * Runs fn as one transaction: all of its metadata changes, or none. When it
    * fails for want of space while freed space waits to become reusable, the
    * log is checkpointed (which makes it reusable) and fn runs once more.
+   * When it fails on damaged metadata that was not known to be damaged (a
+   * verifier or cross-check failed, and the structure is now marked sick),
+   * it runs again: the allocator now steps around that AG, so an operation
+   * that only happened to land there succeeds elsewhere. Each such retry
+   * needs a newly sick structure, so this ends.
    */
   run<T>(fn: () => T): T {
-    try {
-      return this.runOnce(fn);
-    } catch (e) {
-      if (!(e instanceof RmapfsError) || e.code !== 'ENOSPC' || this.cache.inTx || this.alloc.busyCount() === 0) throw e;
-      this.checkpoint();
-      return this.runOnce(fn);
+    if (this.cache.inTx) return this.runOnce(fn); // nested: the outermost run retries
+    let checkpointed = false;
+    for (;;) {
+      const sickBefore = this.alloc.sickCount;
+      try {
+        return this.runOnce(fn);
+      } catch (e) {
+        if (!(e instanceof RmapfsError)) throw e;
+        if (e.code === 'ENOSPC' && !checkpointed && this.alloc.busyCount() > 0) {
+          this.checkpoint();
+          checkpointed = true;
+          continue;
+        }
+        if ((e.code === 'EFSCORRUPTED' || e.code === 'EFSBADCRC') && this.alloc.sickCount > sickBefore) {
+          log('%s: %s; trying the operation again around the damaged structure', this.path, e.message);
+          continue;
+        }
+        throw e;
+      }
     }
   }
 
