@@ -301,12 +301,16 @@ export class Filesystem {
     return this.shutdownReason;
   }
 
-  /** Checkpoints, marks the filesystem clean and closes the device (after a shutdown: closes, writing nothing). */
-  close(): void {
+  /**
+   * Checkpoints, marks the filesystem clean and closes the device (after a shutdown: closes, writing
+   * nothing). keepDirty: leaves the superblock saying "dirty", so the next mount cleans up as after a
+   * crash (orphans that could not be freed).
+   */
+  close(options: { keepDirty?: boolean } = {}): void {
     if (this.closed) return;
     try {
       if (!this.readOnly && this.shutdownReason === null) {
-        this.setState(STATE_CLEAN, false);
+        if (options.keepDirty !== true) this.setState(STATE_CLEAN, false);
         this.checkpoint();
       }
     } finally {
