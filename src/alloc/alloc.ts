@@ -90,8 +90,11 @@ export class Allocator implements InobtBlockSource {
 
   /** The refusal of a change that would have to touch an AG's known-damaged structures. */
   private sickRefusal(ag: AllocGroup, what: string, structures: readonly AgStructure[] = SPACE_STRUCTURES): RmapfsError {
-    const sick = structures.filter((s) => ag.health.isSick(s)).map((s) => STRUCTURE_NAMES[s]);
-    return new RmapfsError('EFSCORRUPTED', `${what} in AG ${ag.agno}: its ${sick.join(' and ')} ${sick.length === 1 ? 'is' : 'are'} damaged`);
+    const sick = structures.filter((s) => ag.health.isSick(s));
+    const names = sick.map((s) => STRUCTURE_NAMES[s]).join(' and ');
+    const first = sick.length > 0 ? ag.health.note(sick[0]!)?.what : undefined;
+    return new RmapfsError('EFSCORRUPTED', `${what} in AG ${ag.agno}: its ${names} ${sick.length === 1 ? 'is' : 'are'} damaged`
+      + (first !== undefined ? ` (${first})` : ''));
   }
 
   ag(agno: number): AllocGroup {
@@ -151,6 +154,8 @@ export class Allocator implements InobtBlockSource {
       const ag = this.ag(agno);
       // Known damaged: stepped around like a full AG (the rotor moves past it too).
       if (this.spaceSick(ag)) {
+        // Only this AG would do: say why it will not.
+        if (req.agno !== undefined) throw this.sickRefusal(ag, 'cannot allocate');
         avoided.push(ag);
         continue;
       }

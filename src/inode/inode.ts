@@ -296,7 +296,8 @@ export class InodeStore {
 
   /** Allocates and formats a chunk of 64 free inodes; null when the AG has no room. */
   private newChunk(ag: AllocGroup): InobtRecord | null {
-    if (ag.longestFree < CHUNK_BLOCKS) return null;
+    // No room, or its space metadata is known damaged: the caller tries another AG.
+    if (this.alloc.spaceSick(ag) || ag.longestFree < CHUNK_BLOCKS) return null;
     let got;
     try {
       got = this.alloc.alloc({ owner: OWN_INODES, minLen: CHUNK_BLOCKS, maxLen: CHUNK_BLOCKS, agno: ag.agno, align: CHUNK_BLOCKS });
