@@ -4,8 +4,8 @@
  * fails because of it, and whether rmapfs can repair it yet.
  */
 import type { Allocator } from '../alloc/alloc';
-import { REPAIRABLE_STRUCTURES, SPACE_STRUCTURES, STRUCTURE_NAMES } from '../alloc/health';
-import type { AgStructure, HealthSource } from '../alloc/health';
+import { AG_STRUCTURES, REPAIRABLE_STRUCTURES, SPACE_STRUCTURES, STRUCTURE_NAMES } from '../alloc/health';
+import type { AgStructure, HealthSource, SickNote } from '../alloc/health';
 
 export interface SickStructureReport {
   agno: number;
@@ -41,7 +41,8 @@ function effectsOf(agno: number, structure: AgStructure): string {
 export function sickStructures(alloc: Allocator): SickStructureReport[] {
   const out: SickStructureReport[] = [];
   for (const ag of alloc.ags) {
-    for (const n of ag.health.sickNotes()) {
+    const order = (n: SickNote): number => AG_STRUCTURES.indexOf(n.structure as AgStructure);
+    for (const n of ag.health.sickNotes().sort((a, b) => order(a) - order(b))) {
       const structure = n.structure as AgStructure;
       out.push({
         agno: ag.agno, structure, name: STRUCTURE_NAMES[structure], how: n.how, found: new Date(n.at).toISOString(),

@@ -17,7 +17,8 @@ const FREE_SPACE: readonly AgStructure[] = ['bnobt', 'cntbt', 'agfl'];
 /** The AG structure a problem is about, or null (inodes, directories: not AG structures). */
 function structureOf(p: Problem): AgStructure | null {
   switch (p.structure) {
-    case 'AG header': return 'agh';
+    // The header's counts of the rmap btree are rewritten by an rmap repair: the rmap's problem.
+    case 'AG header': return p.message.startsWith('rmap btree ') ? 'rmapbt' : 'agh';
     case FREE_LIST: return 'agfl';
     case 'bnobt': return 'bnobt';
     case 'cntbt': return 'cntbt';
