@@ -6,7 +6,7 @@
  * all of it back.
  */
 import createDebug from 'debug';
-import { RmapfsError, corruption } from '../errors';
+import { RmapfsError, corruption, isCorruption } from '../errors';
 import type { Buf, BufCache, BufOps } from '../io/buf-cache';
 import { Btree } from '../btree/btree';
 import type { BtreeOps, BtreeRootInfo, BtreeStorage } from '../btree/btree-ops';
@@ -163,7 +163,7 @@ export class AllocGroup {
     try {
       return this.cache.read(this.start + AGH_AGBNO, this.hdrOps);
     } catch (e) {
-      if (e instanceof RmapfsError && (e.code === 'EFSCORRUPTED' || e.code === 'EFSBADCRC')) this.markSick('agh', e.message);
+      if (isCorruption(e)) this.markSick('agh', e.message);
       throw e;
     }
   }

@@ -17,7 +17,7 @@
  * transaction runner tries it again (Filesystem.run), now avoiding the AG.
  */
 import createDebug from 'debug';
-import { RmapfsError } from '../errors';
+import { RmapfsError, isCorruption } from '../errors';
 import type { BufCache } from '../io/buf-cache';
 import type { Geometry } from '../format/geometry';
 import { OWN_INOBT, isInodeOwner } from '../format/owners';
@@ -25,8 +25,8 @@ import { RMAP_BMBT_BLOCK } from '../rmap/rmap-btree';
 import { rmapMap, rmapUnmap } from '../rmap/rmap';
 import { AllocGroup } from './ag';
 import type { InobtBlockSource } from './ag';
-import { SPACE_STRUCTURES, STRUCTURE_NAMES, isCorruption } from './health';
-import type { AgStructure } from './health';
+import { HealthRecord, SPACE_STRUCTURES, STRUCTURE_NAMES } from './health';
+import type { AgStructure, FsStructure } from './health';
 
 const log = createDebug('rmapfs:alloc');
 
@@ -77,9 +77,16 @@ export class Allocator implements InobtBlockSource {
    * with corruption after this moved may succeed when run again, around them.
    */
   sickCount = 0;
+  /**
+   * The health of the structures outside the AGs (superblock, summary
+   * counters): kept here, beside the AGs', because every layer that marks or
+   * reads health holds the allocator. Nothing marks them yet (issue 16).
+   */
+  readonly fsHealth: HealthRecord<FsStructure>;
 
   constructor(readonly cache: BufCache, readonly geo: Geometry) {
     const onNewSick = (): void => { this.sickCount++; };
+    this.fsHealth = new HealthRecord<FsStructure>(onNewSick);
     for (let agno = 0; agno < geo.agCount; agno++) this.ags.push(new AllocGroup(cache, geo, agno, this, onNewSick));
   }
 

@@ -17,8 +17,6 @@
  * is touched, so a damaged btree is never changed further. The layers above
  * (inodes, scrub, repair, ctl) mark and read it through the same object.
  */
-import { RmapfsError } from '../errors';
-
 /** The structures of one AG. */
 export type AgStructure = 'agh' | 'agfl' | 'bnobt' | 'cntbt' | 'rmapbt' | 'inobt';
 /** The structures outside the AGs. */
@@ -103,9 +101,4 @@ export class HealthRecord<S extends AgStructure | FsStructure> {
   sickNotes(): SickNote[] {
     return [...this.sick.values()];
   }
-}
-
-/** A failure that says metadata is damaged (EUCLEAN / EBADMSG), as opposed to ENOSPC, EIO... */
-export function isCorruption(e: unknown): e is RmapfsError {
-  return e instanceof RmapfsError && (e.code === 'EFSCORRUPTED' || e.code === 'EFSBADCRC');
 }

@@ -15,7 +15,7 @@
  * other operation can observe a half-done split or merge.
  */
 import createDebug from 'debug';
-import { RmapfsError, corruption } from '../errors';
+import { RmapfsError, corruption, isCorruption } from '../errors';
 import type { Buf, BufCache, BufOps } from '../io/buf-cache';
 import type { BtreeOps, BtreeStorage } from './btree-ops';
 import { NULL_PTR } from './btree-ops';
@@ -237,7 +237,7 @@ export class Btree {
       buf = this.cache.read(this.storage.bnoOf(ptr), this.bufOps);
     } catch (e) {
       // The block's verifier failed (bad magic, crc, owner...): the tree is damaged.
-      if (e instanceof RmapfsError && (e.code === 'EFSCORRUPTED' || e.code === 'EFSBADCRC')) this.storage.noteCorruption?.(e);
+      if (isCorruption(e)) this.storage.noteCorruption?.(e);
       throw e;
     }
     const got = buf.data.readUInt16BE(OFF_LEVEL);

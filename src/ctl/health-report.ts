@@ -5,12 +5,13 @@
  */
 import type { Allocator } from '../alloc/alloc';
 import { AG_STRUCTURES, REPAIRABLE_STRUCTURES, SPACE_STRUCTURES, STRUCTURE_NAMES } from '../alloc/health';
-import type { AgStructure, HealthSource, SickNote } from '../alloc/health';
+import type { AgStructure, FsStructure, HealthSource, SickNote } from '../alloc/health';
 
 export interface SickStructureReport {
+  /** -1: a structure outside the AGs. */
   agno: number;
-  /** Short name: agh, agfl, bnobt, cntbt, rmapbt, inobt. */
-  structure: AgStructure;
+  /** Short name: agh, agfl, bnobt, cntbt, rmapbt, inobt; superblock, counters. */
+  structure: AgStructure | FsStructure;
   /** What the user is told it is ("free-space btree (by block)"). */
   name: string;
   how: HealthSource;
@@ -37,9 +38,15 @@ function effectsOf(agno: number, structure: AgStructure): string {
   return parts.join('; ');
 }
 
-/** Every known-sick structure of every AG, in AG order. */
+/** Every known-sick structure: the filesystem's own, then every AG's, in AG order. */
 export function sickStructures(alloc: Allocator): SickStructureReport[] {
   const out: SickStructureReport[] = [];
+  for (const n of alloc.fsHealth.sickNotes()) {
+    out.push({
+      agno: -1, structure: n.structure, name: STRUCTURE_NAMES[n.structure], how: n.how, found: new Date(n.at).toISOString(),
+      during: n.during, message: n.what, effects: 'reads work', repairable: false,
+    });
+  }
   for (const ag of alloc.ags) {
     const order = (n: SickNote): number => AG_STRUCTURES.indexOf(n.structure as AgStructure);
     for (const n of ag.health.sickNotes().sort((a, b) => order(a) - order(b))) {
@@ -57,7 +64,7 @@ export function sickStructures(alloc: Allocator): SickStructureReport[] {
 /** The lines `rmapfs status` prints for one sick structure. */
 export function describeSick(r: SickStructureReport): string[] {
   return [
-    `AG ${r.agno}: ${r.name} is damaged (found by ${HOW_TEXT[r.how]} at ${r.found} while ${r.during}: ${r.message})`,
+    `${r.agno >= 0 ? `AG ${r.agno}: ` : ''}${r.name} is damaged (found by ${HOW_TEXT[r.how]} at ${r.found} while ${r.during}: ${r.message})`,
     `  ${r.effects}`,
     r.repairable
       ? '  rmapfs repair MOUNTPOINT rebuilds it online'
@@ -69,6 +76,6 @@ export function describeSick(r: SickStructureReport): string[] {
 export function unrepairableLine(reports: readonly SickStructureReport[]): string {
   const byAg = new Map<number, string[]>();
   for (const r of reports) byAg.set(r.agno, [...(byAg.get(r.agno) ?? []), r.name]);
-  const what = [...byAg].map(([agno, names]) => `AG ${agno} ${names.join(' and ')}`).join(', ');
+  const what = [...byAg].map(([agno, names]) => `${agno >= 0 ? `AG ${agno} ` : ''}${names.join(' and ')}`).join(', ');
   return `${what}: damaged; rmapfs cannot repair ${reports.length === 1 ? 'it' : 'them'} yet (next release); the rmap was not changed`;
 }

@@ -16,7 +16,7 @@
  *   the last force, never consistency.
  */
 import createDebug from 'debug';
-import { RmapfsError } from '../errors';
+import { RmapfsError, isCorruption } from '../errors';
 import { BufCache } from '../io/buf-cache';
 import { Device } from '../io/device';
 import type { DeviceInterposer } from '../io/device';
@@ -182,7 +182,7 @@ export class Filesystem {
           checkpointed = true;
           continue;
         }
-        if ((e.code === 'EFSCORRUPTED' || e.code === 'EFSBADCRC') && this.alloc.sickCount > sickBefore) {
+        if (isCorruption(e) && this.alloc.sickCount > sickBefore) {
           log('%s: %s; trying the operation again around the damaged structure', this.path, e.message);
           continue;
         }

@@ -4,8 +4,7 @@
  * RmapfsErrors carrying the errno a POSIX caller expects.
  */
 import createDebug from 'debug';
-import { isCorruption } from '../alloc/health';
-import { RmapfsError } from '../errors';
+import { RmapfsError, isCorruption } from '../errors';
 import { Filesystem } from './filesystem';
 import type { OpenOptions } from './filesystem';
 import { InodeStore } from '../inode/inode';

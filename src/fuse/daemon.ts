@@ -196,11 +196,12 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
     const problems = new ProblemList();
     for (const a of ags) {
       const ag = fsx.fs.alloc.ag(a);
+      const before = ag.activity;
       ag.activity = 'checking before a repair';
       try {
         scrubAgForRmapRepair(ag, fsx.fs.geo, problems);
       } finally {
-        ag.activity = 'using it';
+        ag.activity = before;
       }
     }
     markHealthFromProblems(fsx.fs.alloc, ags, problems.problems, 'repair', 'checking before a repair',
