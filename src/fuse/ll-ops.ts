@@ -31,6 +31,11 @@ export interface LowLevelOpsOptions {
   gid: number | null;
   /** Every change is durable before it is answered (-o sync). */
   sync: boolean;
+  /**
+   * Asked before a change is refused on a read-only mount: a remount,rw done
+   * with mount(2) alone may not have reached the daemon yet. True: still read-only.
+   */
+  stillReadOnly?: () => boolean;
 }
 
 function toTime(t: Timespec): Time {
@@ -46,6 +51,11 @@ export class LowLevelOps {
   constructor(private readonly fsx: Rmapfs, private readonly opts: LowLevelOpsOptions) {
     this.root = fsx.rootIno;
     fsx.setInUse((ino) => (this.lookups.get(ino) ?? 0) > 0 || (this.opens.get(ino) ?? 0) > 0);
+  }
+
+  /** A remount made the mount read-only or writable again. */
+  setReadOnly(readOnly: boolean): void {
+    this.opts.readOnly = readOnly;
   }
 
   private ino(node: number): number {
@@ -81,7 +91,7 @@ export class LowLevelOps {
   /** Runs one request, answering an RmapfsError with its errno and anything else with EIO. */
   private run(what: string, reply: ErrorReply, fn: () => void, changes = false): void {
     try {
-      if (changes && this.opts.readOnly) throw new RmapfsError('EROFS', 'read-only mount');
+      if (changes && this.opts.readOnly && (this.opts.stillReadOnly?.() ?? true)) throw new RmapfsError('EROFS', 'read-only mount');
       fn();
       if (changes && this.opts.sync) this.fsx.fsync();
     } catch (e) {
