@@ -35,6 +35,11 @@ export function errnoOf(code: string): number {
   return errnoNumbers[code] ?? errnoNumbers.EIO ?? 5;
 }
 
+/** A failure that says metadata is damaged (EUCLEAN / EBADMSG), as opposed to ENOSPC, EIO... */
+export function isCorruption(e: unknown): e is RmapfsError {
+  return e instanceof RmapfsError && (e.code === 'EFSCORRUPTED' || e.code === 'EFSBADCRC');
+}
+
 /** Metadata failed its checks: the block is corruption, never data. */
 export function corruption(message: string): RmapfsError {
   return new RmapfsError('EFSCORRUPTED', message);

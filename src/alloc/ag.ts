@@ -6,7 +6,7 @@
  * all of it back.
  */
 import createDebug from 'debug';
-import { RmapfsError, corruption } from '../errors';
+import { RmapfsError, corruption, isCorruption } from '../errors';
 import type { Buf, BufCache, BufOps } from '../io/buf-cache';
 import { Btree } from '../btree/btree';
 import type { BtreeOps, BtreeRootInfo, BtreeStorage } from '../btree/btree-ops';
@@ -22,6 +22,8 @@ import { rmapMap, rmapUnmap } from '../rmap/rmap';
 import { inoBtreeOps } from '../inode/inode-btree';
 import { bnoBtreeOps, bnoKey, cntBtreeOps, cntKey, decodeFreeExtent, encodeFreeExtent } from './alloc-btree';
 import type { FreeExtent } from './alloc-btree';
+import { HealthRecord, STRUCTURE_NAMES } from './health';
+import type { AgStructure } from './health';
 
 const log = createDebug('rmapfs:alloc');
 
@@ -31,12 +33,16 @@ export interface InobtBlockSource {
   freeInobtBlock(ag: AllocGroup, agbno: number): void;
 }
 
+/** The health record's name of each AG btree. */
+const TREE_STRUCTURE: Record<AgBtreeName, AgStructure> = { bno: 'bnobt', cnt: 'cntbt', rmap: 'rmapbt', ino: 'inobt' };
+
 /** A btree of this AG: root and counts in the AG header, blocks AG-relative. */
 class AgBtreeStorage implements BtreeStorage {
   readonly cache: BufCache;
   readonly uuid: Buffer;
   readonly owner: number;
   private readonly slot: number;
+  private readonly structure: AgStructure;
 
   constructor(private readonly ag: AllocGroup, tree: AgBtreeName,
     private readonly alloc: (hint: number) => number, private readonly free: (agbno: number) => void) {
@@ -44,6 +50,11 @@ class AgBtreeStorage implements BtreeStorage {
     this.uuid = ag.geo.uuid;
     this.owner = ag.agno;
     this.slot = slotOffset(tree);
+    this.structure = TREE_STRUCTURE[tree];
+  }
+
+  noteCorruption(error: RmapfsError): void {
+    this.ag.markSick(this.structure, error.message);
   }
 
   bnoOf(ptr: number): number {
@@ -120,11 +131,20 @@ export class AllocGroup {
    */
   private busy: (FreeExtent & { untilCheckpoint: boolean })[] = [];
   private readonly hdrOps: BufOps;
+  /** What is known about the health of this AG's structures (see health.ts). */
+  readonly health: HealthRecord<AgStructure>;
+  /**
+   * What the filesystem is doing in this AG ("allocating", "freeing"...): said
+   * in the health record when a structure fails its checks meanwhile.
+   */
+  activity = 'using it';
   private readonly key = Buffer.alloc(8);
   private readonly rec = Buffer.alloc(8);
 
-  constructor(readonly cache: BufCache, readonly geo: Geometry, agno: number, inobtBlocks: InobtBlockSource) {
+  constructor(readonly cache: BufCache, readonly geo: Geometry, agno: number, inobtBlocks: InobtBlockSource,
+    onNewSick: (agno: number, structure: AgStructure) => void = () => undefined) {
     this.agno = agno;
+    this.health = new HealthRecord<AgStructure>((structure) => onNewSick(agno, structure));
     this.start = geo.agStart(agno);
     this.length = geo.agLength(agno);
     this.hdrOps = agHeaderBufOps(geo.uuid, agno, this.length);
@@ -140,7 +160,24 @@ export class AllocGroup {
   }
 
   header(): Buf {
-    return this.cache.read(this.start + AGH_AGBNO, this.hdrOps);
+    try {
+      return this.cache.read(this.start + AGH_AGBNO, this.hdrOps);
+    } catch (e) {
+      if (isCorruption(e)) this.markSick('agh', e.message);
+      throw e;
+    }
+  }
+
+  /** A structure of this AG failed a verifier or a cross-check while in use. */
+  markSick(structure: AgStructure, what: string): void {
+    if (!this.health.isSick(structure)) log('AG %d: %s is damaged (%s): %s', this.agno, STRUCTURE_NAMES[structure], this.activity, what);
+    this.health.markSick(structure, 'verifier', what, this.activity);
+  }
+
+  /** A corruption error found by a cross-check, the structures it implicates marked sick first. */
+  private damaged(structures: readonly AgStructure[], message: string): RmapfsError {
+    for (const s of structures) this.markSick(s, message);
+    return corruption(message);
   }
 
   private headerU32(off: number): number {
@@ -202,7 +239,7 @@ export class AllocGroup {
   private agflPush(agbno: number): void {
     const hdr = this.header();
     const n = hdr.data.readUInt32BE(OFF_AGFL_COUNT);
-    if (n >= AGFL_SIZE) throw corruption(`AG ${this.agno}: the free list overflowed`);
+    if (n >= AGFL_SIZE) throw this.damaged(['agfl'], `AG ${this.agno}: the free list overflowed`);
     hdr.data.writeUInt32BE(agbno, OFF_AGFL + 4 * n);
     hdr.data.writeUInt32BE(n + 1, OFF_AGFL_COUNT);
     this.cache.markDirty(hdr);
@@ -221,7 +258,7 @@ export class AllocGroup {
     const need = this.freelistNeed();
     let guard = 0;
     while (this.agflCount < need) {
-      if (++guard > 64) throw corruption(`AG ${this.agno}: the free list will not fill`);
+      if (++guard > 64) throw this.damaged(['agfl'], `AG ${this.agno}: the free list will not fill`);
       const want = Math.min(need - this.agflCount + 4, AGFL_SIZE - this.agflCount);
       const found = this.findFree({ minLen: 1, maxLen: want, goal: 0 });
       if (found === null) {
@@ -358,11 +395,11 @@ export class AllocGroup {
   takeFree(agbno: number, len: number): void {
     const cur = this.bno.cursor();
     if (!cur.lookup(bnoKey(agbno, this.key), 0, 'le')) {
-      throw corruption(`AG ${this.agno}: allocating ${agbno}+${len}, which is not free`);
+      throw this.damaged(['bnobt'], `AG ${this.agno}: allocating ${agbno}+${len}, which is not free`);
     }
     const e = decodeFreeExtent(cur.record(), 0);
     const eEnd = e.startblock + e.blockcount;
-    if (agbno + len > eEnd) throw corruption(`AG ${this.agno}: allocating ${agbno}+${len}, but free space there is only ${e.startblock}+${e.blockcount}`);
+    if (agbno + len > eEnd) throw this.damaged(['bnobt'], `AG ${this.agno}: allocating ${agbno}+${len}, but free space there is only ${e.startblock}+${e.blockcount}`);
     this.deleteFree(e);
     if (agbno > e.startblock) this.insertFree(e.startblock, agbno - e.startblock);
     if (agbno + len < eEnd) this.insertFree(agbno + len, eEnd - (agbno + len));
@@ -373,14 +410,14 @@ export class AllocGroup {
 
   /** Returns [agbno, agbno+len) to free space, merging with free neighbours; overlap is corruption. */
   giveFree(agbno: number, len: number): void {
-    if (agbno < 2 || agbno + len > this.length) throw corruption(`AG ${this.agno}: freeing ${agbno}+${len}, outside the AG`);
+    if (agbno < 2 || agbno + len > this.length) throw this.damaged(['bnobt'], `AG ${this.agno}: freeing ${agbno}+${len}, outside the AG`);
     let start = agbno;
     let count = len;
     const cur = this.bno.cursor();
     if (cur.lookup(bnoKey(agbno, this.key), 0, 'le')) {
       const left = decodeFreeExtent(cur.record(), 0);
       if (left.startblock + left.blockcount > agbno) {
-        throw corruption(`AG ${this.agno}: freeing ${agbno}+${len}, which overlaps free extent ${left.startblock}+${left.blockcount}`);
+        throw this.damaged(['bnobt'], `AG ${this.agno}: freeing ${agbno}+${len}, which overlaps free extent ${left.startblock}+${left.blockcount}`);
       }
       if (left.startblock + left.blockcount === agbno) {
         this.deleteFree(left);
@@ -391,7 +428,7 @@ export class AllocGroup {
     if (cur.lookup(bnoKey(agbno, this.key), 0, 'ge')) {
       const right = decodeFreeExtent(cur.record(), 0);
       if (right.startblock < agbno + len) {
-        throw corruption(`AG ${this.agno}: freeing ${agbno}+${len}, which overlaps free extent ${right.startblock}+${right.blockcount}`);
+        throw this.damaged(['bnobt'], `AG ${this.agno}: freeing ${agbno}+${len}, which overlaps free extent ${right.startblock}+${right.blockcount}`);
       }
       if (right.startblock === agbno + len) {
         this.deleteFree(right);
@@ -412,9 +449,12 @@ export class AllocGroup {
   }
 
   private deleteFree(e: FreeExtent): void {
-    if (!this.bno.delete(bnoKey(e.startblock, this.key))) throw corruption(`AG ${this.agno}: free extent ${e.startblock} missing from the bnobt`);
+    // The two trees must hold the same extents: when they do not, which one is wrong is not known here.
+    if (!this.bno.delete(bnoKey(e.startblock, this.key))) {
+      throw this.damaged(['bnobt', 'cntbt'], `AG ${this.agno}: free extent ${e.startblock}+${e.blockcount} is in the cntbt but not the bnobt`);
+    }
     if (!this.cnt.delete(cntKey(e.blockcount, e.startblock, this.key))) {
-      throw corruption(`AG ${this.agno}: free extent ${e.startblock}+${e.blockcount} missing from the cntbt`);
+      throw this.damaged(['bnobt', 'cntbt'], `AG ${this.agno}: free extent ${e.startblock}+${e.blockcount} is in the bnobt but not the cntbt`);
     }
     this.addHeaderU32(OFF_FREE_EXTENTS, -1);
   }

@@ -8,9 +8,16 @@
  * runner calls `deliverRmapUpdates`); an aborted transaction's changes are
  * dropped unheard. A hook that throws is unregistered and its error kept for
  * its owner: a repair may fail, the user's operation never does.
+ *
+ * An AG whose space metadata (header, free list, free-space btrees, rmap) is
+ * known sick (health.ts) is stepped around for new allocations, as a full
+ * one is, and frees there are refused with EUCLEAN before anything is
+ * changed: a damaged btree is never built on. The first failure in an AG
+ * comes in the middle of an operation; its transaction rolls back, and the
+ * transaction runner tries it again (Filesystem.run), now avoiding the AG.
  */
 import createDebug from 'debug';
-import { RmapfsError } from '../errors';
+import { RmapfsError, isCorruption } from '../errors';
 import type { BufCache } from '../io/buf-cache';
 import type { Geometry } from '../format/geometry';
 import { OWN_INOBT, isInodeOwner } from '../format/owners';
@@ -18,6 +25,8 @@ import { RMAP_BMBT_BLOCK } from '../rmap/rmap-btree';
 import { rmapMap, rmapUnmap } from '../rmap/rmap';
 import { AllocGroup } from './ag';
 import type { InobtBlockSource } from './ag';
+import { HealthRecord, SPACE_STRUCTURES, STRUCTURE_NAMES } from './health';
+import type { AgStructure, FsStructure } from './health';
 
 const log = createDebug('rmapfs:alloc');
 
@@ -63,9 +72,36 @@ export class Allocator implements InobtBlockSource {
   private pending: RmapUpdate[] = [];
   /** Next AG to try first for allocations without a goal (spreads new files). */
   private rotor = 0;
+  /**
+   * Counts structures found sick since the mount: a transaction that failed
+   * with corruption after this moved may succeed when run again, around them.
+   */
+  sickCount = 0;
+  /**
+   * The health of the structures outside the AGs (superblock, summary
+   * counters): kept here, beside the AGs', because every layer that marks or
+   * reads health holds the allocator. Nothing marks them yet (issue 16).
+   */
+  readonly fsHealth: HealthRecord<FsStructure>;
 
   constructor(readonly cache: BufCache, readonly geo: Geometry) {
-    for (let agno = 0; agno < geo.agCount; agno++) this.ags.push(new AllocGroup(cache, geo, agno, this));
+    const onNewSick = (): void => { this.sickCount++; };
+    this.fsHealth = new HealthRecord<FsStructure>(onNewSick);
+    for (let agno = 0; agno < geo.agCount; agno++) this.ags.push(new AllocGroup(cache, geo, agno, this, onNewSick));
+  }
+
+  /** Whether new allocations must avoid the AG: some structure every allocation there changes is known damaged. */
+  spaceSick(ag: AllocGroup): boolean {
+    return ag.health.anySick(SPACE_STRUCTURES);
+  }
+
+  /** The refusal of a change that would have to touch an AG's known-damaged structures. */
+  private sickRefusal(ag: AllocGroup, what: string, structures: readonly AgStructure[] = SPACE_STRUCTURES): RmapfsError {
+    const sick = structures.filter((s) => ag.health.isSick(s));
+    const names = sick.map((s) => STRUCTURE_NAMES[s]).join(' and ');
+    const first = sick.length > 0 ? ag.health.note(sick[0]!)?.what : undefined;
+    return new RmapfsError('EFSCORRUPTED', `${what} in AG ${ag.agno}: its ${names} ${sick.length === 1 ? 'is' : 'are'} damaged`
+      + (first !== undefined ? ` (${first})` : ''));
   }
 
   ag(agno: number): AllocGroup {
@@ -120,22 +156,50 @@ export class Allocator implements InobtBlockSource {
     const goal = req.goal ?? null;
     const first = req.agno ?? (goal !== null ? this.geo.agnoOf(goal) : this.rotor);
     const order = req.agno !== undefined ? [req.agno] : this.ags.map((_, i) => (first + i) % this.ags.length);
+    const avoided: AllocGroup[] = [];
     for (const agno of order) {
       const ag = this.ag(agno);
+      // Known damaged: stepped around like a full AG (the rotor moves past it too).
+      if (this.spaceSick(ag)) {
+        // Only this AG would do: say why it will not.
+        if (req.agno !== undefined) throw this.sickRefusal(ag, 'cannot allocate');
+        avoided.push(ag);
+        continue;
+      }
       // Cheap early out: the header knows the longest free extent.
       if (ag.longestFree < req.minLen) continue;
-      ag.fixFreelist();
-      const agGoal = goal !== null && agno === this.geo.agnoOf(goal) ? this.geo.agbnoOf(goal) : null;
-      if (req.exact && agGoal === null) continue;
-      const found = ag.findFree({
-        minLen: req.minLen, maxLen: req.maxLen, goal: agGoal, exact: req.exact, align: req.align,
+      const found = this.inAg(ag, 'allocating', () => {
+        ag.fixFreelist();
+        const agGoal = goal !== null && agno === this.geo.agnoOf(goal) ? this.geo.agbnoOf(goal) : null;
+        if (req.exact && agGoal === null) return null;
+        const piece = ag.findFree({
+          minLen: req.minLen, maxLen: req.maxLen, goal: agGoal, exact: req.exact, align: req.align,
+        });
+        if (piece !== null) this.claim(ag, piece.startblock, piece.blockcount, req.owner, req.offset ?? 0, req.flags ?? 0);
+        return piece;
       });
       if (found === null) continue;
-      this.claim(ag, found.startblock, found.blockcount, req.owner, req.offset ?? 0, req.flags ?? 0);
       if (goal === null && req.agno === undefined) this.rotor = (agno + 1) % this.ags.length;
       return { fsbno: this.geo.fsbno(agno, found.startblock), agno, agbno: found.startblock, len: found.blockcount };
     }
-    throw new RmapfsError('ENOSPC', `no free extent of ${req.minLen} block${req.minLen === 1 ? '' : 's'}${this.busyCount() > 0 ? ' (some freed space is not reusable until a checkpoint)' : ''}`);
+    // ENOSPC all the same when damaged AGs were skipped: the caller may try elsewhere (an inode chunk in another AG).
+    const damaged = avoided.length === 0 ? '' : `; AG ${avoided.map((a) => a.agno).join(', ')} ${avoided.length === 1 ? 'is' : 'are'} not used (damaged metadata)`;
+    throw new RmapfsError('ENOSPC', `no free extent of ${req.minLen} block${req.minLen === 1 ? '' : 's'}${this.busyCount() > 0 ? ' (some freed space is not reusable until a checkpoint)' : ''}${damaged}`);
+  }
+
+  /**
+   * Runs fn on an AG's structures, saying what for: a structure that fails
+   * its checks meanwhile is marked sick with it (AllocGroup.markSick, from
+   * the btree storages and the cross-checks).
+   */
+  private inAg<T>(ag: AllocGroup, activity: string, fn: () => T): T {
+    const before = ag.activity;
+    ag.activity = activity;
+    try {
+      return fn();
+    } finally {
+      ag.activity = before;
+    }
   }
 
   /** Frees an extent an owner held (it must be mapped to that owner at that offset). */
@@ -144,8 +208,12 @@ export class Allocator implements InobtBlockSource {
     const agbno = this.geo.agbnoOf(fsbno);
     const ag = this.ag(agno);
     if (agbno + len > ag.length) throw new RmapfsError('EFSCORRUPTED', `freeing ${fsbno}+${len}, which crosses the end of AG ${agno}`);
-    ag.fixFreelist();
-    this.release(ag, agbno, len, owner, offset, flags);
+    // Refused before anything changes: giving space back to a damaged btree could make it worse.
+    if (this.spaceSick(ag)) throw this.sickRefusal(ag, `cannot free blocks ${fsbno}+${len}`);
+    this.inAg(ag, 'freeing', () => {
+      ag.fixFreelist();
+      this.release(ag, agbno, len, owner, offset, flags);
+    });
   }
 
   /** Blocks free in all AGs (the free lists count as used: they belong to the AG's metadata). */
@@ -165,12 +233,23 @@ export class Allocator implements InobtBlockSource {
 
   private claim(ag: AllocGroup, agbno: number, len: number, owner: number, offset: number, flags: number): void {
     ag.takeFree(agbno, len);
-    rmapMap(ag.rmap, { startblock: agbno, blockcount: len, owner, offset, flags }, `AG ${ag.agno} rmap`);
+    try {
+      rmapMap(ag.rmap, { startblock: agbno, blockcount: len, owner, offset, flags }, `AG ${ag.agno} rmap`);
+    } catch (e) {
+      // Free space said free what the rmap says is owned: they disagree, and which is wrong is not known here.
+      if (isCorruption(e)) for (const s of ['rmapbt', 'bnobt'] as const) ag.markSick(s, e.message);
+      throw e;
+    }
     this.note({ op: 'map', agno: ag.agno, startblock: agbno, blockcount: len, owner, offset, flags });
   }
 
   private release(ag: AllocGroup, agbno: number, len: number, owner: number, offset: number, flags: number): void {
-    rmapUnmap(ag.rmap, { startblock: agbno, blockcount: len, owner, offset, flags }, `AG ${ag.agno} rmap`);
+    try {
+      rmapUnmap(ag.rmap, { startblock: agbno, blockcount: len, owner, offset, flags }, `AG ${ag.agno} rmap`);
+    } catch (e) {
+      if (isCorruption(e)) ag.markSick('rmapbt', e.message);
+      throw e;
+    }
     ag.giveFree(agbno, len);
     // Metadata (special owners, and the btree blocks of files) has images in the log; file data and attribute values do not.
     const metadata = !isInodeOwner(owner) || (flags & RMAP_BMBT_BLOCK) !== 0;
@@ -181,6 +260,7 @@ export class Allocator implements InobtBlockSource {
   // ---- inode btree blocks (called from inside inobt splits and merges) ------
 
   allocInobtBlock(ag: AllocGroup, hint: number): number {
+    if (this.spaceSick(ag)) throw this.sickRefusal(ag, 'cannot grow the inode btree');
     const found = ag.findFree({ minLen: 1, maxLen: 1, goal: hint });
     if (found === null) throw new RmapfsError('ENOSPC', `AG ${ag.agno}: no block for the inode btree`);
     this.claim(ag, found.startblock, 1, OWN_INOBT, 0, 0);

@@ -10,6 +10,7 @@
  * the rmap btree on the device, and the repair's copy of it in an xfile.
  */
 import type { BufCache } from '../io/buf-cache';
+import type { RmapfsError } from '../errors';
 
 export interface BtreeOps {
   /** For messages and logs: "rmap", "bnobt", ... */
@@ -70,6 +71,12 @@ export interface BtreeStorage {
   setRoot(root: BtreeRootInfo): void;
   /** Told of every record inserted (+1) or deleted (-1), for storages that keep a count. */
   adjustRecords?(delta: number): void;
+  /**
+   * Told when a block of the tree fails its verifier or the engine's own
+   * checks (before the error is thrown): where health tracking marks the
+   * tree sick, as XFS's btree code does.
+   */
+  noteCorruption?(error: RmapfsError): void;
 }
 
 /** The null pointer (no sibling, no block). */

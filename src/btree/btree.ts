@@ -15,7 +15,7 @@
  * other operation can observe a half-done split or merge.
  */
 import createDebug from 'debug';
-import { RmapfsError, corruption } from '../errors';
+import { RmapfsError, corruption, isCorruption } from '../errors';
 import type { Buf, BufCache, BufOps } from '../io/buf-cache';
 import type { BtreeOps, BtreeStorage } from './btree-ops';
 import { NULL_PTR } from './btree-ops';
@@ -185,7 +185,7 @@ export class Btree {
       let ptr = leftmost;
       leftmost = NULL_PTR;
       while (ptr !== NULL_PTR) {
-        if (--budget < 0) throw corruption(`${this.ops.name} btree: sibling pointers loop at level ${level}`);
+        if (--budget < 0) throw this.corrupt(`${this.ops.name} btree: sibling pointers loop at level ${level}`);
         const b = this.readBlock(ptr, level).data;
         const n = b.readUInt16BE(OFF_NUMRECS);
         for (let i = 0; i < n; i++) {
@@ -208,7 +208,7 @@ export class Btree {
       const first = this.readBlock(ptr, level).data;
       leftmost = level > 0 ? first.readUInt32BE(this.geo.ptrOffset(0)) : NULL_PTR;
       while (ptr !== NULL_PTR) {
-        if (--budget < 0) throw corruption(`${this.ops.name} btree: sibling pointers loop at level ${level}`);
+        if (--budget < 0) throw this.corrupt(`${this.ops.name} btree: sibling pointers loop at level ${level}`);
         const b = this.readBlock(ptr, level).data;
         visit(ptr, level, b);
         ptr = b.readUInt32BE(OFF_RIGHTSIB);
@@ -230,17 +230,31 @@ export class Btree {
   /** Reads a block of this tree and checks it sits at the level the walk expects. */
   readBlock(ptr: number, level: number): Buf {
     if (!this.storage.isValidPtr(ptr)) {
-      throw corruption(`${this.ops.name} btree: pointer ${ptr} at level ${level} is out of range`);
+      throw this.corrupt(`${this.ops.name} btree: pointer ${ptr} at level ${level} is out of range`);
     }
-    const buf = this.cache.read(this.storage.bnoOf(ptr), this.bufOps);
+    let buf: Buf;
+    try {
+      buf = this.cache.read(this.storage.bnoOf(ptr), this.bufOps);
+    } catch (e) {
+      // The block's verifier failed (bad magic, crc, owner...): the tree is damaged.
+      if (isCorruption(e)) this.storage.noteCorruption?.(e);
+      throw e;
+    }
     const got = buf.data.readUInt16BE(OFF_LEVEL);
     if (got !== level) {
-      throw corruption(`${this.ops.name} btree block ${buf.bno}: level ${got}, expected ${level}`);
+      throw this.corrupt(`${this.ops.name} btree block ${buf.bno}: level ${got}, expected ${level}`);
     }
     if (level > 0 && buf.data.readUInt16BE(OFF_NUMRECS) === 0) {
-      throw corruption(`${this.ops.name} btree block ${buf.bno}: empty node`);
+      throw this.corrupt(`${this.ops.name} btree block ${buf.bno}: empty node`);
     }
     return buf;
+  }
+
+  /** A corruption error about this tree, its storage told first (health tracking). */
+  corrupt(message: string): RmapfsError {
+    const e = corruption(message);
+    this.storage.noteCorruption?.(e);
+    return e;
   }
 
   /** Allocates and formats a block at a level (header only, no entries). */
@@ -383,7 +397,7 @@ export class Btree {
     b.writeUInt16BE(2, OFF_NUMRECS);
     this.cache.markDirty(root.buf);
     const height = level + 2;
-    if (height > MAX_BTREE_HEIGHT) throw corruption(`${this.ops.name} btree: taller than ${MAX_BTREE_HEIGHT} levels`);
+    if (height > MAX_BTREE_HEIGHT) throw this.corrupt(`${this.ops.name} btree: taller than ${MAX_BTREE_HEIGHT} levels`);
     this.storage.setRoot({ ptr: root.ptr, height });
     cur.height = height;
     cur.ptrs[level + 1] = root.ptr;

@@ -5,6 +5,8 @@
 import { ctlRequest } from '../ctl/ctl';
 import type { CtlEvent, CtlReply, CtlRequest } from '../ctl/ctl';
 import type { RmapRepairResult } from '../repair/rmap-repair';
+import { describeSick } from '../ctl/health-report';
+import type { SickStructureReport } from '../ctl/health-report';
 import { formatProblem } from '../scrub/common';
 import type { Problem } from '../scrub/common';
 import { CliError, parseArgs } from './args';
@@ -14,14 +16,15 @@ import type { Command, CommandIo } from './args';
  * One request to the daemon of a mount; a daemon that cannot be reached, or
  * that says no, is a one-line operational error (exit 1).
  */
-export async function askDaemon(mountpoint: string, req: CtlRequest, onEvent?: (e: CtlEvent) => void): Promise<CtlReply> {
+export async function askDaemon(mountpoint: string, req: CtlRequest, onEvent?: (e: CtlEvent) => void,
+  acceptRefusal = false): Promise<CtlReply> {
   let reply: CtlReply;
   try {
     reply = await ctlRequest(mountpoint, req, undefined, onEvent);
   } catch (e) {
     throw new CliError(1, 'EIO', e instanceof Error ? e.message : String(e));
   }
-  if (!reply.ok) throw new CliError(1, 'EIO', String(reply.error ?? `${req.cmd} failed`));
+  if (!reply.ok && !acceptRefusal) throw new CliError(1, 'EIO', String(reply.error ?? `${req.cmd} failed`));
   return reply;
 }
 
@@ -34,9 +37,15 @@ once), and the files against the rmap. One line per problem.
 exit status (a bitmask, like xfs_scrub): 0 clean, 1 operational error,
 2 corruption found.`;
 
-const STATUS_USAGE = `usage: rmapfs status MOUNTPOINT
+const STATUS_USAGE = `usage: rmapfs status [--json] MOUNTPOINT
 
-Prints what the daemon serving a mount knows: device, pid, space, orphans.`;
+Prints what the daemon serving a mount knows: device, pid, space, orphans,
+and every structure known to be damaged (found failing during normal
+operation, or by a scrub or a repair): how and when it was found, what fails
+because of it, and whether rmapfs can repair it.
+
+exit status (as scrub's): 0 nothing known damaged, 1 operational error,
+2 damage known.`;
 
 interface ScrubReply {
   ok: boolean;
@@ -87,7 +96,8 @@ Scrubs afterwards and reports the result. --progress draws a progress bar
 (inodes scanned / total) on a terminal, or prints a line a second elsewhere.
 
 exit status (a bitmask, like xfs_scrub): 0 done and clean, 1 operational
-error (the old rmap stays), 4 corruption left after the repair.`;
+error (the old rmap stays), 4 corruption left after the repair, or damage
+it cannot repair yet (then nothing is changed).`;
 
 
 /** --progress: a bar redrawn in place on a terminal, else a line a second. */
@@ -153,7 +163,15 @@ export const repairCommand: Command = {
     try {
       // Only --json shows the heap growth, and measuring it well costs the daemon two full GCs (tens of ms
       // each, on the thread that serves FUSE): ask for it only then.
-      reply = await askDaemon(mountpoint, { cmd: 'repair', ag, measureHeap: args.flag('json') }, progress?.event);
+      reply = await askDaemon(mountpoint, { cmd: 'repair', ag, measureHeap: args.flag('json') }, progress?.event, true);
+      const unrepairable = reply.unrepairable as SickStructureReport[] | undefined;
+      if (!reply.ok && unrepairable !== undefined) {
+        // Damage it cannot rebuild yet: said plainly, nothing changed, corruption left (4).
+        if (args.flag('json')) io.out(JSON.stringify({ clean: false, repaired: false, unrepairable }));
+        else io.err(`rmapfs repair: ${String(reply.error)}`);
+        return 4;
+      }
+      if (!reply.ok) throw new CliError(1, 'EIO', String(reply.error ?? 'repair failed'));
     } finally {
       process.removeListener('SIGINT', stop);
       progress?.end();
@@ -184,14 +202,23 @@ export const statusCommand: Command = {
   summary: 'what the daemon of a mount knows',
   usage: STATUS_USAGE,
   async run(argv, io) {
-    const args = parseArgs(argv, []);
+    const args = parseArgs(argv, [{ name: 'json', kind: 'flag' }]);
     if (args.flag('help')) {
       io.out(STATUS_USAGE);
       return 0;
     }
     const [mountpoint] = args.expectPositionals(['MOUNTPOINT']) as [string];
     const reply = await askDaemon(mountpoint, { cmd: 'status' });
-    for (const [k, v] of Object.entries(reply)) if (k !== 'ok') io.out(`${k.padEnd(15)} ${String(v)}`);
-    return 0;
+    const damaged = (reply.damaged ?? []) as SickStructureReport[];
+    const status = damaged.length === 0 ? 0 : 2;
+    if (args.flag('json')) {
+      const { ok: _ok, ...fields } = reply;
+      io.out(JSON.stringify(fields));
+      return status;
+    }
+    for (const [k, v] of Object.entries(reply)) if (k !== 'ok' && k !== 'damaged') io.out(`${k.padEnd(15)} ${String(v)}`);
+    if (damaged.length === 0) io.out(`${'damaged'.padEnd(15)} none known`);
+    else damaged.flatMap(describeSick).forEach((line, i) => io.out(`${(i === 0 ? 'damaged' : '').padEnd(15)} ${line}`));
+    return status;
   },
 };

@@ -16,7 +16,7 @@
  *   the last force, never consistency.
  */
 import createDebug from 'debug';
-import { RmapfsError } from '../errors';
+import { RmapfsError, isCorruption } from '../errors';
 import { BufCache } from '../io/buf-cache';
 import { Device } from '../io/device';
 import type { DeviceInterposer } from '../io/device';
@@ -164,14 +164,32 @@ export class Filesystem {
    * Runs fn as one transaction: all of its metadata changes, or none. When it
    * fails for want of space while freed space waits to become reusable, the
    * log is checkpointed (which makes it reusable) and fn runs once more.
+   * When it fails on damaged metadata that was not known to be damaged (a
+   * verifier or cross-check failed, and the structure is now marked sick),
+   * it runs again: the allocator now steps around that AG, so an operation
+   * that only happened to land there succeeds elsewhere. Each such retry
+   * needs a newly sick structure, so this ends.
    */
   run<T>(fn: () => T): T {
-    try {
-      return this.runOnce(fn);
-    } catch (e) {
-      if (!(e instanceof RmapfsError) || e.code !== 'ENOSPC' || this.cache.inTx || this.alloc.busyCount() === 0) throw e;
-      this.checkpoint();
-      return this.runOnce(fn);
+    if (this.cache.inTx) return this.runOnce(fn); // nested: the outermost run retries
+    let checkpointed = false;
+    for (;;) {
+      const sickBefore = this.alloc.sickCount;
+      try {
+        return this.runOnce(fn);
+      } catch (e) {
+        if (!(e instanceof RmapfsError)) throw e;
+        if (e.code === 'ENOSPC' && !checkpointed && this.alloc.busyCount() > 0) {
+          this.checkpoint();
+          checkpointed = true;
+          continue;
+        }
+        if (isCorruption(e) && this.alloc.sickCount > sickBefore) {
+          log('%s: %s; trying the operation again around the damaged structure', this.path, e.message);
+          continue;
+        }
+        throw e;
+      }
     }
   }
 
@@ -318,12 +336,16 @@ export class Filesystem {
     log('%s: remounted read-write', this.path);
   }
 
-  /** Checkpoints, marks the filesystem clean and closes the device (after a shutdown: closes, writing nothing). */
-  close(): void {
+  /**
+   * Checkpoints, marks the filesystem clean and closes the device (after a shutdown: closes, writing
+   * nothing). keepDirty: leaves the superblock saying "dirty", so the next mount cleans up as after a
+   * crash (orphans that could not be freed).
+   */
+  close(options: { keepDirty?: boolean } = {}): void {
     if (this.closed) return;
     try {
       if (!this.readOnlyNow && this.shutdownReason === null) {
-        this.setState(STATE_CLEAN, false);
+        if (options.keepDirty !== true) this.setState(STATE_CLEAN, false);
         this.checkpoint();
       }
     } finally {

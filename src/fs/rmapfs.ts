@@ -4,7 +4,7 @@
  * RmapfsErrors carrying the errno a POSIX caller expects.
  */
 import createDebug from 'debug';
-import { RmapfsError } from '../errors';
+import { RmapfsError, isCorruption } from '../errors';
 import { Filesystem } from './filesystem';
 import type { OpenOptions } from './filesystem';
 import { InodeStore, now } from '../inode/inode';
@@ -169,7 +169,10 @@ export class Rmapfs {
   }
 
   close(): void {
-    this.fs.close();
+    // Orphans still here could not be freed (their space is in a damaged AG): the superblock stays
+    // "dirty" so the next read-write mount looks for them again, as after a crash.
+    if (this.orphans.size > 0) log('%d orphaned inodes left for the next mount', this.orphans.size);
+    this.fs.close({ keepDirty: this.orphans.size > 0 });
   }
 
   // ---- helpers -------------------------------------------------------------------
@@ -261,9 +264,19 @@ export class Rmapfs {
         }
       });
     }
-    for (const ino of found) this.fs.run(() => this.destroyInode(this.inodes.get(ino)));
-    if (found.length > 0) log('freed %d orphaned inodes left by a crash', found.length);
-    return found.length;
+    let freed = 0;
+    for (const ino of found) {
+      try {
+        this.fs.run(() => this.destroyInode(this.inodes.get(ino)));
+        freed++;
+      } catch (e) {
+        // Its space is in an AG whose metadata is damaged: it stays an orphan (harmless) rather than fail the mount.
+        if (!isCorruption(e)) throw e;
+        log('orphaned inode %d left for later: %s', ino, e.message);
+      }
+    }
+    if (found.length > 0) log('freed %d of %d orphaned inodes left by a crash', freed, found.length);
+    return freed;
   }
 
   // ---- reading the namespace -------------------------------------------------------

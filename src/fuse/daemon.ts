@@ -17,9 +17,15 @@ import { LowLevelFuse } from './lowlevel';
 import { startCtlServer } from '../ctl/ctl';
 import { daemonGoneMessage, findMount, isMounted, mountpointDaemonGone, superblockReadOnly } from './mountinfo';
 import { watchMountTable } from './lowlevel';
-import type { CtlServer } from '../ctl/ctl';
+import type { CtlReply, CtlServer } from '../ctl/ctl';
 import { scrubLiveSliced } from '../scrub/live-scrub';
 import { repairRmaps } from '../repair/rmap-repair';
+import { scrubAgForRmapRepair } from '../scrub/ag-scrub';
+import { ProblemList } from '../scrub/common';
+import { markHealthFromProblems } from '../scrub/health-marks';
+import { sickStructures, unrepairableLine } from '../ctl/health-report';
+import { AG_STRUCTURES } from '../alloc/health';
+import { formatProblem } from '../scrub/common';
 import { FaultInjector } from '../io/fault-injector';
 import { WriteLogRecorder } from '../io/write-log';
 
@@ -292,6 +298,29 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   }
   log('mounted %s on %s', device, mnt);
   stopWatchingMounts = watchMountTable(followKernel);
+  /**
+   * Before a repair: checks what an rmap rebuild of these AGs relies on but cannot rebuild, marking
+   * what it finds; the refusal (a reply naming each damaged structure) or null to go on.
+   */
+  const refuseUnrepairable = (ags: readonly number[]): CtlReply | null => {
+    const problems = new ProblemList();
+    for (const a of ags) {
+      const ag = fsx.fs.alloc.ag(a);
+      const before = ag.activity;
+      ag.activity = 'checking before a repair';
+      try {
+        scrubAgForRmapRepair(ag, fsx.fs.geo, problems);
+      } finally {
+        ag.activity = before;
+      }
+    }
+    markHealthFromProblems(fsx.fs.alloc, ags, problems.problems, 'repair', 'checking before a repair',
+      AG_STRUCTURES.filter((s) => s !== 'rmapbt'));
+    for (const p of problems.problems) log('before repair: %s', formatProblem(p));
+    const bad = sickStructures(fsx.fs.alloc).filter((r) => ags.includes(r.agno) && !r.repairable);
+    if (bad.length === 0) return null;
+    return { ok: false, error: unrepairableLine(bad), unrepairable: bad };
+  };
   ctl = startCtlServer(mnt, (req, signal, send) => {
     switch (req.cmd) {
       case 'status': {
@@ -299,7 +328,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
         return { ok: true, device: path.resolve(device), mountpoint: mnt, pid: process.pid, readOnly,
           blocks: s.blocks, freeBlocks: s.bfree, agCount: fsx.fs.geo.agCount, orphans: fsx.orphanCount,
           internalErrors: ops.internalErrors, shutdown: fsx.fs.shutdownWhy ?? 'no',
-          faultsInjected: faults.injected };
+          faultsInjected: faults.injected, damaged: sickStructures(fsx.fs.alloc) };
       }
       case 'remount': {
         // `rmapfs mount -o remount,...`: before the kernel's remount,rw, after its remount,ro.
@@ -339,7 +368,12 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
           foregroundWaiting: () => fuse.requestWaiting(),
           abortReason: () => (finished ? 'the filesystem is being unmounted' : signal.aborted ? 'the client went away'
             : repairing ? 'a repair started' : null),
-        }).then((r) => ({ ok: true, ...r }), (e: unknown) => ({ ok: false, error: e instanceof Error ? e.message : String(e) }));
+        }).then((r) => {
+          // What it found (and found clean) is what is known of each structure now.
+          const scrubbed = agno === null ? fsx.fs.alloc.ags.map((a) => a.agno) : [agno];
+          markHealthFromProblems(fsx.fs.alloc, scrubbed, r.problems, 'scrub', 'scrubbing');
+          return { ok: true, ...r };
+        }, (e: unknown) => ({ ok: false, error: e instanceof Error ? e.message : String(e) }));
       }
       case 'repair': {
         if (readOnly) return { ok: false, error: 'the filesystem is mounted read-only' };
@@ -348,9 +382,13 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
         if (agno !== null && (!Number.isInteger(agno) || agno < 0 || agno >= fsx.fs.geo.agCount)) {
           return { ok: false, error: `no AG ${agno} (the filesystem has ${fsx.fs.geo.agCount})` };
         }
+        const ags = agno === null ? fsx.fs.alloc.ags.map((a) => a.agno) : [agno];
+        // The rebuild trusts the AGs' other structures (it finds the old rmap's blocks as neither free nor
+        // owned): check them first, and refuse plainly while one it cannot rebuild yet is damaged.
+        const unrepairable = refuseUnrepairable(ags);
+        if (unrepairable !== null) return unrepairable;
         repairing = true;
         return (async () => {
-          const ags = agno === null ? fsx.fs.alloc.ags.map((a) => a.agno) : [agno];
           const committed: number[] = [];
           let lastProgress = 0;
           try {
@@ -366,7 +404,10 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
                 send({ event: 'scan', ags, ...p });
               },
               onCommit: (a, finished) => {
-                if (finished) committed.push(a);
+                if (finished) {
+                  committed.push(a);
+                  fsx.fs.alloc.ag(a).health.markHealthy('rmapbt');
+                }
                 send({ event: finished ? 'committed' : 'commit', agno: a });
               },
             });
@@ -378,6 +419,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
               foregroundWaiting: () => fuse.requestWaiting(),
               abortReason: () => (finished ? 'the filesystem is being unmounted' : null),
             });
+            markHealthFromProblems(fsx.fs.alloc, ags, scrub.problems, 'repair', 'scrubbing after a repair');
             return { ok: true, ags: results, scrub };
           } catch (e) {
             const where = committed.length === 0 ? 'the old rmap is still in place'

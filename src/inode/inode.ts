@@ -10,6 +10,7 @@ import type { Buf, BufCache, BufOps } from '../io/buf-cache';
 import { readI64, readU64, writeI64, writeU64 } from '../io/meta-header';
 import type { Allocator } from '../alloc/alloc';
 import type { AllocGroup } from '../alloc/ag';
+import type { AgStructure } from '../alloc/health';
 import { CHUNK_BLOCKS, INODE_SIZE, INODES_PER_BLOCK } from '../format/geometry';
 import type { Geometry } from '../format/geometry';
 import { OWN_INODES } from '../format/owners';
@@ -165,6 +166,15 @@ export class Inode {
   }
 }
 
+/** What every inode allocation or free in an AG reads and changes. */
+const INODE_STRUCTURES: readonly AgStructure[] = ['agh', 'inobt'];
+
+/** A cross-check of the inode btree failed: it is marked sick (see alloc/health.ts). */
+function inobtDamaged(ag: AllocGroup, message: string): RmapfsError {
+  ag.markSick('inobt', message);
+  return corruption(message);
+}
+
 export class InodeStore {
   readonly blockOps: BufOps;
   /** Per AG: a chunk that had free inodes (a hint only; the inobt is the truth). */
@@ -199,6 +209,8 @@ export class InodeStore {
     const firstAg = spread ? this.rotor++ % this.geo.agCount : this.geo.inoAgno(nearIno);
     for (let i = 0; i < this.geo.agCount; i++) {
       const ag = this.alloc.ag((firstAg + i) % this.geo.agCount);
+      // An AG whose inode btree or header is known damaged gets no new inodes (chunks also need its free space).
+      if (ag.health.anySick(INODE_STRUCTURES)) continue;
       const agino = this.takeFreeInode(ag);
       if (agino === null) continue;
       const ino = this.geo.ino(ag.agno, agino);
@@ -222,14 +234,17 @@ export class InodeStore {
   /** Releases an inode whose last link and last data are gone. */
   release(inode: Inode): void {
     const ag = this.alloc.ag(this.geo.inoAgno(inode.ino));
+    if (ag.health.anySick(INODE_STRUCTURES)) {
+      throw new RmapfsError('EFSCORRUPTED', `cannot free inode ${inode.ino}: the inode btree or header of AG ${ag.agno} is damaged`);
+    }
     const agino = this.geo.inoAgino(inode.ino);
     const startino = agino - (agino % INODES_PER_CHUNK);
     const cur = ag.ino.cursor();
     const key = Buffer.alloc(4);
     key.writeUInt32BE(startino, 0);
-    if (!cur.lookup(key, 0, 'eq')) throw corruption(`inode ${inode.ino}: its chunk is not in the inode btree`);
+    if (!cur.lookup(key, 0, 'eq')) throw inobtDamaged(ag, `inode ${inode.ino}: its chunk is not in the inode btree`);
     const rec = decodeInobt(cur.record(), 0);
-    if (isInodeFree(rec, agino - startino)) throw corruption(`inode ${inode.ino} is freed twice`);
+    if (isInodeFree(rec, agino - startino)) throw inobtDamaged(ag, `inode ${inode.ino} is freed twice`);
     const buf = inode.block();
     const gen = buf.data.readUInt32BE(inode.offset + OFF_I_GEN);
     formatFreeInode(buf.data, inode.offset, inode.ino, this.geo.uuid);
@@ -271,13 +286,13 @@ export class InodeStore {
         }
         if (rec === null) ok = cur.first();
       }
-      if (rec === null) throw corruption(`AG ${ag.agno}: the header counts free inodes the inode btree does not have`);
+      if (rec === null) throw inobtDamaged(ag, `AG ${ag.agno}: the header counts free inodes the inode btree does not have`);
     } else {
       rec = this.newChunk(ag);
       if (rec === null) return null;
       const key = Buffer.alloc(4);
       key.writeUInt32BE(rec.startino, 0);
-      if (!cur.lookup(key, 0, 'eq')) throw corruption(`AG ${ag.agno}: new inode chunk vanished`);
+      if (!cur.lookup(key, 0, 'eq')) throw inobtDamaged(ag, `AG ${ag.agno}: new inode chunk vanished`);
     }
     let slot = 0;
     while (!isInodeFree(rec, slot)) slot++;
@@ -297,7 +312,8 @@ export class InodeStore {
 
   /** Allocates and formats a chunk of 64 free inodes; null when the AG has no room. */
   private newChunk(ag: AllocGroup): InobtRecord | null {
-    if (ag.longestFree < CHUNK_BLOCKS) return null;
+    // No room, or its space metadata is known damaged: the caller tries another AG.
+    if (this.alloc.spaceSick(ag) || ag.longestFree < CHUNK_BLOCKS) return null;
     let got;
     try {
       got = this.alloc.alloc({ owner: OWN_INODES, minLen: CHUNK_BLOCKS, maxLen: CHUNK_BLOCKS, agno: ag.agno, align: CHUNK_BLOCKS });

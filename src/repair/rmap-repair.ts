@@ -76,7 +76,12 @@ function unaccounted(ag: AllocGroup, collected: FlatLeaves): Extent[] {
   const out: Extent[] = [];
   let at = 0;
   const take = (start: number, len: number): void => {
-    if (start < at) throw new RmapfsError('EFSCORRUPTED', `AG ${ag.agno}: collected records overlap at block ${start}`);
+    // The free space, the free list and what the files and metadata hold must not overlap: when they do,
+    // one of them is damaged (the pre-repair check looks for the first two) and no rmap can be built.
+    if (start < at) {
+      throw new RmapfsError('EFSCORRUPTED', `AG ${ag.agno}: block ${start} is both free (or on the free list) and in use, `
+        + 'or in use twice; rmapfs cannot tell which is right');
+    }
     if (start > at) out.push({ start: at, len: start - at });
     at = start + len;
   };

@@ -48,8 +48,19 @@ export function scrubAg(ag: AllocGroup, geo: Geometry, problems: ProblemList): A
   return runToEnd(scrubAgSteps(ag, geo, problems));
 }
 
+/**
+ * The checks of everything an rmap repair of the AG relies on but does not
+ * rebuild: the header, the free-space and inode btrees, the free list (the
+ * rmap itself and the coverage walk are left out). Run before a repair, on
+ * the live filesystem, in one go: these trees are small next to the rmap.
+ */
+export function scrubAgForRmapRepair(ag: AllocGroup, geo: Geometry, problems: ProblemList): AgScrubResult {
+  return runToEnd(scrubAgSteps(ag, geo, problems, { withoutRmap: true }));
+}
+
 /** scrubAg, pausing after each btree block (see common.ts). */
-export function* scrubAgSteps(ag: AllocGroup, geo: Geometry, problems: ProblemList): ScrubSteps<AgScrubResult> {
+export function* scrubAgSteps(ag: AllocGroup, geo: Geometry, problems: ProblemList,
+  options: { withoutRmap?: boolean } = {}): ScrubSteps<AgScrubResult> {
   const result: AgScrubResult = { treesReadable: true, rmapRecords: 0, freeExtents: 0 };
   const agno = ag.agno;
   let header: Buffer;
@@ -63,6 +74,7 @@ export function* scrubAgSteps(ag: AllocGroup, geo: Geometry, problems: ProblemLi
 
   // 1. Each btree's structure, and the counts the header keeps for it.
   for (const name of AG_BTREES) {
+    if (options.withoutRmap === true && name === 'rmap') continue;
     const tree = treeOf(ag, name);
     let v: BtreeVerifyResult;
     try {
@@ -109,6 +121,10 @@ export function* scrubAgSteps(ag: AllocGroup, geo: Geometry, problems: ProblemLi
   }
   if (ag.freeBlocks !== freeBlocks) problems.add('AG header', agno, ag.start + 1, `free blocks ${ag.freeBlocks}, the bnobt holds ${freeBlocks}`);
   if (ag.longestFree !== longest) problems.add('AG header', agno, ag.start + 1, `longest free extent ${ag.longestFree}, the cntbt's is ${longest}`);
+  if (options.withoutRmap === true) {
+    checkFreeList(ag, free, problems);
+    return result;
+  }
 
   // 3. What the AG's own metadata says it owns.
   const expected: OwnedExtent[] = [{ start: 0, len: 2, owner: OWN_FS }];
@@ -118,7 +134,7 @@ export function* scrubAgSteps(ag: AllocGroup, geo: Geometry, problems: ProblemLi
   }
   yield* eachBlock(ag.ino, (ptr) => { expected.push({ start: ptr, len: 1, owner: OWN_INOBT }); });
   const agfl = ag.agflBlocks();
-  if (new Set(agfl).size !== agfl.length) problems.add('AG header', agno, ag.start + 1, 'a block is on the free list twice');
+  if (new Set(agfl).size !== agfl.length) problems.add(FREE_LIST, agno, ag.start + 1, 'a block is on the free list twice');
   for (const b of agfl) expected.push({ start: b, len: 1, owner: OWN_AG });
   yield* eachRecord(ag.ino, (b, off) => {
     const r = decodeInobt(b, off);
@@ -153,6 +169,28 @@ export function* scrubAgSteps(ag: AllocGroup, geo: Geometry, problems: ProblemLi
   yield;
   checkMetadataOwners(ag, metadata, expected, problems);
   return result;
+}
+
+/** How problems of the AG's free list (kept in the header block) are named. */
+export const FREE_LIST = 'free list';
+
+/**
+ * The free list without the rmap: blocks inside the AG's own space, none
+ * twice, none also free. (The full scrub's coverage walk finds the rest.)
+ */
+function checkFreeList(ag: AllocGroup, free: readonly { start: number; len: number }[], problems: ProblemList): void {
+  const agfl = ag.agflBlocks();
+  const seen = new Set<number>();
+  for (const b of agfl) {
+    if (b < 2 || b >= ag.length) problems.add(FREE_LIST, ag.agno, ag.start + 1, `block ${b} is outside the AG`);
+    else if (seen.has(b)) problems.add(FREE_LIST, ag.agno, ag.start + 1, `block ${b} is on the free list twice`);
+    seen.add(b);
+  }
+  for (const e of free) {
+    for (const b of agfl) {
+      if (b >= e.start && b < e.start + e.len) problems.add(FREE_LIST, ag.agno, ag.start + 1, `block ${b} is on the free list and free`);
+    }
+  }
 }
 
 /**

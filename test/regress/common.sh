@@ -167,3 +167,66 @@ _bad() {
   fi
   echo "$label: $(sed -e 's/^rmapfs[^:]*: //' "$msg") (exit $rc)"
 }
+
+# ---- damage outside the rmap (tests 060-064) ----
+
+# The lines of `rmapfs status` about damaged structures, times and numbers filtered, then its exit status.
+_status_damage() {
+  "$RMAPFS" status "$SCRATCH_MNT" > "$TMP/status.out" 2>&1
+  local status=$?
+  awk '/^damaged / {on = 1} on' "$TMP/status.out" | sed -E -e 's/ at [0-9T:.-]+Z / at TIME /' -e 's/ +$//' | _filter_numbers
+  echo "status: exit $status"
+}
+
+# Creates N directories, each with a file of known content (directories spread over the AGs, the files
+# go near them); says how many of the 2N creations succeeded. Their checksums go to $TMP/new-sums.
+_create_many() {
+  local n=$1 i ok=0
+  mkdir -p "$SCRATCH_MNT/new"
+  for i in $(seq 1 "$n"); do
+    mkdir "$SCRATCH_MNT/new/d$i" 2>/dev/null && ok=$((ok + 1))
+    echo "file $i" > "$SCRATCH_MNT/new/d$i/f" 2>/dev/null && ok=$((ok + 1))
+  done
+  echo "$ok of $((2 * n)) creations succeeded"
+  (cd "$SCRATCH_MNT/new" && md5sum d*/f | sort) > "$TMP/new-sums"
+}
+
+_new_files_unchanged() {
+  if (cd "$SCRATCH_MNT/new" && md5sum d*/f | sort) | cmp -s - "$TMP/new-sums"; then echo "new files unchanged"; else echo "NEW FILES CHANGED"; fi
+}
+
+# Eight files of 64 KiB in $SCRATCH_MNT/spread (new files' data is spread over the AGs); their
+# inode numbers go to $TMP/spread-inos.
+_spread_files() {
+  local i
+  mkdir -p "$SCRATCH_MNT/spread"
+  for i in 1 2 3 4 5 6 7 8; do head -c 65536 /dev/urandom > "$SCRATCH_MNT/spread/f$i"; done
+  (cd "$SCRATCH_MNT/spread" && md5sum f*) > "$TMP/spread-sums"
+  (cd "$SCRATCH_MNT/spread" && stat -c '%i %n' f*) > "$TMP/spread-inos"
+}
+
+# The name (in spread/) of one of _spread_files' files whose data is all in AG $1; the filesystem
+# must be unmounted (db reads the device).
+_file_with_data_in_ag() {
+  local agblocks ino name
+  agblocks=$(_db_field "sb" agBlocks)
+  while read -r ino name; do
+    if "$RMAPFS" db "$SCRATCH_DEV" "records inode $ino" | awk -v ag="$1" -v n="$agblocks" '
+        /^\[/ { total++; if (int($3 / n) == ag) here++ } END { exit !(total > 0 && here == total) }'; then
+      echo "$name"
+      return
+    fi
+  done < "$TMP/spread-inos"
+}
+
+_spread_unchanged() {
+  if (cd "$SCRATCH_MNT/spread" && md5sum -c --quiet "$TMP/spread-sums" 2>/dev/null); then echo "spread files unchanged"; else echo "SPREAD FILES CHANGED"; fi
+}
+
+# Repair that cannot proceed: its one line (numbers filtered) and exit status.
+_repair_refused() {
+  "$RMAPFS" repair "$SCRATCH_MNT" > "$TMP/repair.out" 2>&1
+  local status=$?
+  _filter_numbers < "$TMP/repair.out"
+  echo "repair: exit $status"
+}
