@@ -30,7 +30,10 @@ export interface MountOptions {
   /** Owner of everything created (null: the creating process, the default). */
   uid: number | null;
   gid: number | null;
+  /** Every change is durable before its reply (-o sync). */
   sync: boolean;
+  /** Every directory change is durable before its reply (-o dirsync). */
+  dirsync: boolean;
   /** Seconds between log forces. */
   commit: number;
   /** Largest write the kernel sends (big_writes). */
@@ -47,7 +50,7 @@ export interface MountOptions {
 
 export const DEFAULT_MOUNT_OPTIONS: MountOptions = {
   readOnly: false, allowOther: false, defaultPermissions: true, uid: null, gid: null,
-  sync: false, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1, spinUs: 30,
+  sync: false, dirsync: false, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1, spinUs: 30,
   writeLog: null, faults: '',
 };
 
@@ -71,6 +74,7 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
       case 'gid': o.gid = num(k, v, 0); break;
       case 'sync': o.sync = true; break;
       case 'async': o.sync = false; break;
+      case 'dirsync': o.dirsync = true; break;
       case 'commit': o.commit = num(k, v, 1); break;
       case 'max_write': o.maxWrite = Math.min(num(k, v, 4096), 1 << 20); break;
       case 'big_writes': break; // always on
@@ -134,7 +138,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
     process.stderr.write(`${line}\n`);
     execFile('logger', ['-t', 'rmapfs', '-p', 'kern.err', line], () => undefined);
   };
-  const ops = new LowLevelOps(fsx, { readOnly: opts.readOnly, sync: opts.sync, uid: opts.uid, gid: opts.gid });
+  const ops = new LowLevelOps(fsx, { readOnly: opts.readOnly, sync: opts.sync, dirsync: opts.dirsync, uid: opts.uid, gid: opts.gid });
   const options = ['big_writes', `max_write=${opts.maxWrite}`, `fsname=${path.resolve(device)}`, 'subtype=rmapfs'];
   if (opts.readOnly) options.push('ro');
   if (opts.allowOther) options.push('allow_other');
