@@ -1,22 +1,13 @@
 /** Extended attributes: flags, limits, large values, persistence, and space coming back. */
 import t from 'tap';
 import { Rmapfs } from '../../src/fs/rmapfs';
-import { ProblemList, formatProblem } from '../../src/scrub/common';
-import { scrubAg } from '../../src/scrub/ag-scrub';
-import { scrubInodes } from '../../src/scrub/inode-scrub';
 import { S_IFREG } from '../../src/inode/inode-format';
 import { scratchImage } from '../lib/fs';
+import { check } from '../lib/check';
 
 /** Free blocks plus the AG free lists (which grow and shrink with the btrees). */
 function unused(fsx: Rmapfs): number {
   return fsx.statfs().bfree + fsx.fs.alloc.ags.reduce((n, ag) => n + ag.agflCount, 0);
-}
-
-function check(fsx: Rmapfs): string[] {
-  const problems = new ProblemList();
-  for (const ag of fsx.fs.alloc.ags) scrubAg(ag, fsx.fs.geo, problems);
-  scrubInodes(fsx.fs, problems);
-  return problems.problems.map(formatProblem);
 }
 
 t.test('set, get, list, replace, remove; errors as POSIX wants them', (t) => {
