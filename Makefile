@@ -5,7 +5,7 @@
 #                then the main job (`make run`): a 1 GiB image mounted at ./mnt
 #   make run     make (if needed) rmapfs.img, mount it at ./mnt; make stop unmounts
 #   make         build the addon and the TypeScript
-#   make test    every test (tap suite)
+#   make test    every test: the tap suite, then the regression suite's quick group (test/all)
 #   make bench   every benchmark; make bench-NAME runs bench/NAME alone
 
 SHELL := /bin/bash
@@ -16,14 +16,14 @@ BENCHES := $(notdir $(wildcard bench/*))
 TS_SOURCES := $(shell find src test bench -name '*.ts' 2>/dev/null)
 ADDON := build/Release/rmapfs_native.node
 
-.PHONY: all setup deps install build addon test run stop bench clean distclean $(addprefix bench-,$(BENCHES))
+.PHONY: all setup node-version deps install build addon test run stop bench clean distclean $(addprefix bench-,$(BENCHES))
 
 all: build
 
 IMAGE ?= rmapfs.img
 MNT ?= mnt
 
-setup: deps node_modules build install run
+setup: node-version deps node_modules build install run
 
 # The main job: a default filesystem, mounted and ready to use.
 run: build
@@ -40,6 +40,10 @@ run: build
 
 stop:
 	@if grep -q " $(CURDIR)/$(MNT) " /proc/self/mountinfo; then bin/rmapfs umount $(MNT); fi
+
+# Node.js 20 or later (Debian 12's own is 18): checked first, installed when missing and we are root.
+node-version:
+	@scripts/ensure-node
 
 # Debian packages: the C++ toolchain for the addon, libfuse 2 for the FUSE daemon.
 deps:
@@ -70,8 +74,7 @@ install: build
 	ln -sf $(CURDIR)/bin/mount.fuse.rmapfs /sbin/mount.fuse.rmapfs
 
 test: build
-	test/run
-	test/regress/check -g quick
+	test/all
 
 bench: $(addprefix bench-,$(BENCHES))
 

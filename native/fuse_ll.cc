@@ -42,6 +42,8 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <stdio.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdint>
@@ -796,6 +798,65 @@ void FinalizeExternal(Napi::Env, Session* s) {
 
 AddonData* Data(const Napi::Env& env) { return env.GetInstanceData<AddonData>(); }
 
+// libfuse reports why a mount failed only on stderr ("fuse: mountpoint is not
+// empty", "fuse: failed to open /dev/fuse: Permission denied"). A background
+// daemon's stderr goes nowhere, so while fuse_mount / fuse_lowlevel_new run,
+// fd 2 is a pipe and what they print becomes the error message instead.
+class StderrCapture {
+ public:
+  StderrCapture() {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) return;
+    fflush(stderr);
+    saved_ = dup(2);
+    if (saved_ < 0 || dup2(p[1], 2) < 0) {
+      if (saved_ >= 0) close(saved_);
+      saved_ = -1;
+      close(p[0]);
+      close(p[1]);
+      return;
+    }
+    close(p[1]);
+    read_ = p[0];
+  }
+  // Puts stderr back and returns what was written meanwhile (at most one pipe's worth).
+  std::string Finish() {
+    std::string text;
+    if (saved_ < 0) return text;
+    fflush(stderr);
+    dup2(saved_, 2);
+    close(saved_);
+    saved_ = -1;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(read_, buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+    close(read_);
+    read_ = -1;
+    return text;
+  }
+  ~StderrCapture() { Finish(); }
+
+ private:
+  int saved_ = -1;
+  int read_ = -1;
+};
+
+// "fuse: a\nfuse: b\n" -> "a; b" (empty: the fallback).
+std::string FuseMessage(const std::string& captured, const std::string& fallback) {
+  std::string out;
+  size_t pos = 0;
+  while (pos < captured.size()) {
+    size_t nl = captured.find('\n', pos);
+    std::string line = captured.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+    pos = nl == std::string::npos ? captured.size() : nl + 1;
+    if (line.rfind("fuse: ", 0) == 0) line = line.substr(6);
+    if (line.empty()) continue;
+    if (!out.empty()) out += "; ";
+    out += line;
+  }
+  return out.empty() ? fallback : out;
+}
+
 // mount(mountpoint, options, dispatch, opMask, mode, spinUs) -> session
 Napi::Value Mount(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -816,10 +877,11 @@ Napi::Value Mount(const Napi::CallbackInfo& info) {
   for (auto& a : argStore) argv.push_back(&a[0]);
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
 
+  StderrCapture capture;
   fuse_chan* ch = fuse_mount(mnt.c_str(), &args);
   if (ch == nullptr) {
     fuse_opt_free_args(&args);
-    throw Napi::Error::New(env, "fuse_mount failed for " + mnt + " (see stderr)");
+    throw Napi::Error::New(env, FuseMessage(capture.Finish(), "fuse_mount failed for " + mnt));
   }
   Session* s = new Session();
   s->mountpoint = mnt;
@@ -830,11 +892,13 @@ Napi::Value Mount(const Napi::CallbackInfo& info) {
   fuse_lowlevel_ops ops = BuildOps(mask);
   s->se = fuse_lowlevel_new(&args, &ops, sizeof ops, s);
   fuse_opt_free_args(&args);
+  std::string libfuseSaid = capture.Finish();
   if (s->se == nullptr) {
     fuse_unmount(mnt.c_str(), ch);
     delete s;
-    throw Napi::Error::New(env, "fuse_lowlevel_new failed (bad option?) for " + mnt + " (see stderr)");
+    throw Napi::Error::New(env, FuseMessage(libfuseSaid, "fuse_lowlevel_new failed (bad option?) for " + mnt));
   }
+  if (!libfuseSaid.empty()) fputs(libfuseSaid.c_str(), stderr);  // warnings of a mount that worked
   fuse_session_add_chan(s->se, ch);
 
   if (s->mode == MODE_POLL) {
@@ -1124,6 +1188,77 @@ Napi::Value ReplyReaddir(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, sent);
 }
 
+// watchMounts(callback) -> stop(): calls back (on the JS thread) whenever the
+// mount table of this process's namespace changes -- a mount, an unmount, a
+// remount. The kernel flags /proc/self/mountinfo with POLLPRI on every change
+// (poll resets it), so this costs nothing while nothing changes.
+struct MountWatch {
+  uv_poll_t poll;
+  int fd = -1;
+  napi_env env = nullptr;
+  napi_ref callback = nullptr;
+  bool stopped = false;
+};
+
+void OnMountsChanged(uv_poll_t* handle, int status, int events) {
+  MountWatch* w = static_cast<MountWatch*>(handle->data);
+  if (w->stopped) return;
+  Napi::Env env(w->env);
+  Napi::HandleScope scope(env);
+  napi_value cb;
+  napi_get_reference_value(w->env, w->callback, &cb);
+  napi_value global;
+  napi_get_global(w->env, &global);
+  napi_value ignored;
+  // An exception in the callback is Node's to report (uncaught); the watch goes on.
+  if (napi_make_callback(w->env, nullptr, global, cb, 0, nullptr, &ignored) != napi_ok) {
+    bool pending = false;
+    napi_is_exception_pending(w->env, &pending);
+    if (pending) {
+      napi_value err;
+      napi_get_and_clear_last_exception(w->env, &err);
+      napi_fatal_exception(w->env, err);
+    }
+  }
+  (void)status;
+  (void)events;
+}
+
+Napi::Value WatchMounts(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsFunction()) throw Napi::TypeError::New(env, "watchMounts(callback)");
+  int fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Napi::Error::New(env, std::string("cannot open /proc/self/mountinfo: ") + strerror(errno));
+  MountWatch* w = new MountWatch();
+  w->fd = fd;
+  w->env = env;
+  napi_create_reference(env, info[0], 1, &w->callback);
+  w->poll.data = w;
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
+  if (loop == nullptr || uv_poll_init(loop, &w->poll, fd) != 0 ||
+      uv_poll_start(&w->poll, UV_PRIORITIZED, OnMountsChanged) != 0) {
+    close(fd);
+    napi_delete_reference(env, w->callback);
+    delete w;
+    throw Napi::Error::New(env, "cannot watch /proc/self/mountinfo");
+  }
+  // stop(): idempotent; the handle (and the file) go once libuv has closed it.
+  return Napi::Function::New(env, [w](const Napi::CallbackInfo& ci) -> Napi::Value {
+    if (!w->stopped) {
+      w->stopped = true;
+      napi_delete_reference(ci.Env(), w->callback);
+      uv_poll_stop(&w->poll);
+      uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), [](uv_handle_t* h) {
+        MountWatch* mw = static_cast<MountWatch*>(h->data);
+        close(mw->fd);
+        delete mw;
+      });
+    }
+    return ci.Env().Undefined();
+  }, "stopWatchingMounts");
+}
+
 // Scratch arrays and ids live per environment.
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   AddonData* a = new AddonData();
@@ -1139,6 +1274,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mount", Napi::Function::New(env, Mount, "mount"));
   exports.Set("unmount", Napi::Function::New(env, Unmount, "unmount"));
   exports.Set("pending", Napi::Function::New(env, RequestWaiting, "pending"));
+  exports.Set("watchMounts", Napi::Function::New(env, WatchMounts, "watchMounts"));
   exports.Set("replyErr", Napi::Function::New(env, ReplyErr, "replyErr"));
   exports.Set("replyNone", Napi::Function::New(env, ReplyNone, "replyNone"));
   exports.Set("replyEntry", Napi::Function::New(env, ReplyEntry, "replyEntry"));

@@ -7,21 +7,30 @@
  * the device, so a `check` right after it sees a clean filesystem.
  */
 import { spawn, spawnSync } from 'child_process';
+import * as fs from 'fs';
 import * as path from 'path';
 import { RmapfsError } from '../errors';
-import { Device } from '../io/device';
-import { parseMountOptions, startDaemon } from '../fuse/daemon';
-import { findMount } from '../fuse/mountinfo';
+import { Device, loopBackingFile } from '../io/device';
+import { kernelMountFlags, parseMountOptions, startDaemon } from '../fuse/daemon';
+import type { MountOptions } from '../fuse/daemon';
+import { daemonGoneMessage, findMount, listMounts, mountpointDaemonGone, superblockReadOnly } from '../fuse/mountinfo';
+import { ctlRequest } from '../ctl/ctl';
 import { parseArgs } from './args';
 import type { Command, CommandIo } from './args';
 
 const MOUNT_USAGE = `usage: rmapfs mount [-o OPTIONS] [-f] DEVICE MOUNTPOINT
+       rmapfs mount -o remount,OPTIONS [DEVICE] MOUNTPOINT
 
 Mounts an rmapfs device or image file. Runs in the background and returns
 once the mount is usable; -f keeps it in the foreground (log with DEBUG=rmapfs:*).
 
 options (-o, comma separated):
   ro, rw                   read-only / read-write (default)
+  remount                  change a live mount: ro/rw and the kernel flags below
+  nosuid, suid, nodev, dev, noexec, exec, sync, async, dirsync,
+  relatime, strictatime, noatime, atime, nodiratime
+                           kernel mount flags (default nosuid,nodev,relatime)
+  nonempty                 mount over a directory that is not empty
   allow_other              let other users in (needs user_allow_other for non-root)
   default_permissions      the kernel checks permissions (default on;
                            no_default_permissions turns it off)
@@ -40,6 +49,10 @@ const UMOUNT_USAGE = `usage: rmapfs umount MOUNTPOINT
 
 Unmounts an rmapfs mount and waits until its daemon has flushed everything,
 marked the filesystem clean and let go of the device.`;
+
+/** Options a FUSE mount shows in its superblock options: mount(8) hands them back on a remount. */
+const FUSE_SUPERBLOCK_OPTIONS = new Set(['user_id', 'group_id', 'default_permissions', 'allow_other', 'rootmode',
+  'max_read', 'blksize', 'fd']);
 
 /** The message a background daemon sends its parent over IPC. */
 interface ReadyMessage {
@@ -97,6 +110,96 @@ async function background(device: string, mountpoint: string, optionText: string
   return 0;
 }
 
+/**
+ * `mount -o remount,...` of a live mount (what mount(8) asks of our helper,
+ * mount.fuse.rmapfs). The kernel's flags change through mount(8) -i (not our
+ * helper again); the daemon learns ro/rw over the control socket: before the
+ * kernel lets writes in (rw), after it has stopped them (ro), so that when
+ * this returns a read-only filesystem is clean on disk.
+ */
+async function remountLive(mountpoint: string, opts: MountOptions, io: CommandIo): Promise<number> {
+  const entry = findMount(mountpoint);
+  if (entry === null || entry.fstype !== 'fuse.rmapfs' || entry.mountpoint !== path.resolve(mountpoint)) {
+    throw new RmapfsError('EINVAL', `${mountpoint} is not an rmapfs mount`);
+  }
+  if (mountpointDaemonGone(mountpoint)) throw new RmapfsError('ENOTCONN', daemonGoneMessage(mountpoint));
+  const { chosen } = kernelMountFlags(opts.kernelFlags);
+  const wantReadOnly = chosen.includes('ro') ? true : chosen.includes('rw') ? false : null;
+  const tellDaemon = async (readOnly: boolean): Promise<void> => {
+    const reply = await ctlRequest(mountpoint, { cmd: 'remount', readOnly });
+    if (!reply.ok) throw new RmapfsError('EIO', `cannot remount ${mountpoint} ${readOnly ? 'ro' : 'rw'}: ${String(reply.error)}`);
+  };
+  if (wantReadOnly === false) await tellDaemon(false);
+  const r = spawnSync('mount', ['-i', '-o', ['remount', ...chosen].join(','), entry.mountpoint], { encoding: 'utf8' });
+  if (r.status !== 0) {
+    // The kernel kept its flags: the daemon follows whatever it has.
+    const now = findMount(mountpoint);
+    if (wantReadOnly === false && now !== null && superblockReadOnly(now)) await tellDaemon(true).catch(() => undefined);
+    const why = (r.stderr || r.error?.message || 'mount failed').trim().split('\n')[0] ?? '';
+    io.err(`rmapfs: cannot remount ${mountpoint}: ${why.replace(/^mount: [^:]*: /, '')}`);
+    return 1;
+  }
+  if (wantReadOnly === true) await tellDaemon(true);
+  return 0;
+}
+
+/** A file or device by what holds its blocks: a loop device is its backing file. */
+function storageIdentity(p: string): string | null {
+  try {
+    const st = fs.statSync(p);
+    if (st.isBlockDevice()) {
+      const backing = loopBackingFile(p);
+      if (backing === null) return `blk:${st.rdev}`;
+      const b = fs.statSync(backing);
+      return `file:${b.dev}:${b.ino}`;
+    }
+    return `file:${st.dev}:${st.ino}`;
+  } catch {
+    return null;
+  }
+}
+
+/** Whether nobody holds the device's lock now (an error other than EBUSY: not ours to wait for). */
+function deviceLockFree(device: string): boolean {
+  let d: Device | null = null;
+  try {
+    d = new Device(device, { readOnly: true });
+    d.lock();
+    return true;
+  } catch (e) {
+    return !(e instanceof RmapfsError && e.code === 'EBUSY');
+  } finally {
+    d?.close();
+  }
+}
+
+const PREVIOUS_DAEMON_WAIT_MS = 30_000;
+
+/**
+ * umount(8) returns once the kernel lets go of a mount, while its daemon still
+ * writes its last changes and holds the device's lock: a mount of the same
+ * device right after it waits for that daemon (saying so after a second)
+ * instead of failing. A device some mount still uses is not waited for.
+ */
+async function waitForPreviousDaemon(device: string, io: CommandIo): Promise<void> {
+  const id = storageIdentity(device);
+  if (id === null) return; // no such device: the mount says so
+  if (listMounts().some((m) => m.fstype === 'fuse.rmapfs' && storageIdentity(m.source) === id)) return;
+  const start = Date.now();
+  let told = false;
+  while (!deviceLockFree(device)) {
+    const waited = Date.now() - start;
+    if (waited >= PREVIOUS_DAEMON_WAIT_MS) {
+      throw new RmapfsError('EBUSY', `${device} is still in use by another rmapfs after ${PREVIOUS_DAEMON_WAIT_MS / 1000} s`);
+    }
+    if (!told && waited >= 1000) {
+      io.err(`rmapfs: waiting for the previous rmapfs of ${device} to finish writing`);
+      told = true;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 export const mountCommand: Command = {
   name: 'mount',
   summary: 'mount a filesystem (FUSE)',
@@ -107,9 +210,20 @@ export const mountCommand: Command = {
       io.out(MOUNT_USAGE);
       return 0;
     }
+    let optionText = args.strings('options').join(',');
+    const items = optionText.split(',').map((o) => o.trim());
+    if (items.includes('remount')) {
+      // mount(8) hands back every option the mount shows, the FUSE superblock's too: not ours to change.
+      optionText = items.filter((o) => !FUSE_SUPERBLOCK_OPTIONS.has(o.split('=')[0] ?? '')).join(',');
+      const opts = parseMountOptions(optionText);
+      const positionals = args.positionals;
+      if (positionals.length < 1 || positionals.length > 2) throw new RmapfsError('EINVAL', 'usage: rmapfs mount -o remount,OPTIONS [DEVICE] MOUNTPOINT');
+      return remountLive(positionals[positionals.length - 1]!, opts, io);
+    }
     const [device, mountpoint] = args.expectPositionals(['DEVICE', 'MOUNTPOINT']) as [string, string];
-    const optionText = args.strings('options').join(',');
     parseMountOptions(optionText); // a bad option is refused here, before anything starts
+    if (mountpointDaemonGone(mountpoint)) throw new RmapfsError('ENOTCONN', daemonGoneMessage(mountpoint));
+    await waitForPreviousDaemon(device, io);
     if (args.flag('foreground')) return foreground(device, mountpoint, optionText, io);
     return background(device, mountpoint, optionText, io);
   },
@@ -119,16 +233,7 @@ export const mountCommand: Command = {
 async function waitForRelease(device: string, timeoutMs: number): Promise<boolean> {
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
-    let d: Device | null = null;
-    try {
-      d = new Device(device, { readOnly: true });
-      d.lock();
-      return true;
-    } catch (e) {
-      if (!(e instanceof RmapfsError) || e.code !== 'EBUSY') return true; // gone, or not ours to wait for
-    } finally {
-      d?.close();
-    }
+    if (deviceLockFree(device)) return true;
     await new Promise((r) => setTimeout(r, 100));
   }
   return false;
@@ -149,7 +254,9 @@ export const umountCommand: Command = {
     if (entry === null || entry.fstype !== 'fuse.rmapfs') {
       throw new RmapfsError('EINVAL', `${mountpoint} is not an rmapfs mount`);
     }
-    const r = spawnSync('fusermount', ['-u', entry.mountpoint], { encoding: 'utf8' });
+    let r = spawnSync('fusermount', ['-u', entry.mountpoint], { encoding: 'utf8' });
+    // A mount whose daemon is gone has nothing left to write: detach it even while something still uses it.
+    if (r.status !== 0 && mountpointDaemonGone(entry.mountpoint)) r = spawnSync('fusermount', ['-uz', entry.mountpoint], { encoding: 'utf8' });
     if (r.status !== 0) {
       io.err(`rmapfs: cannot unmount ${mountpoint}: ${(r.stderr || r.error?.message || 'fusermount failed').trim().split('\n')[0]}`);
       return 1;

@@ -11,7 +11,7 @@ import * as net from 'net';
 import * as path from 'path';
 import createDebug from 'debug';
 import { RmapfsError } from '../errors';
-import { findMount } from '../fuse/mountinfo';
+import { daemonGoneMessage, findMount, mountpointDaemonGone } from '../fuse/mountinfo';
 
 const log = createDebug('rmapfs:ctl');
 
@@ -133,6 +133,7 @@ export async function ctlRequest(mountpoint: string, req: CtlRequest, timeoutMs 
     }
   });
   if (sock === undefined) {
+    if (mountpointDaemonGone(entry.mountpoint)) throw new RmapfsError('ENOTCONN', daemonGoneMessage(mountpoint));
     if (denied) throw new RmapfsError('EACCES', `permission denied: only the user who mounted ${mountpoint} (or root) may control it`);
     throw new RmapfsError('ENOENT', `no control socket for ${mountpoint} (is its daemon running, and yours?)`);
   }
@@ -178,6 +179,11 @@ export async function ctlRequest(mountpoint: string, req: CtlRequest, timeoutMs 
     conn.on('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       const code = e.code ?? 'EIO';
+      // A daemon killed or crashed leaves its socket file behind, and its mount answering ENOTCONN.
+      if ((code === 'ECONNREFUSED' || code === 'ENOENT') && mountpointDaemonGone(entry.mountpoint)) {
+        reject(new RmapfsError('ENOTCONN', daemonGoneMessage(mountpoint)));
+        return;
+      }
       reject(new RmapfsError(code === 'EACCES' ? 'EACCES' : code, code === 'EACCES'
         ? `permission denied: only the user who mounted ${mountpoint} (or root) may control it`
         : `cannot reach the daemon of ${mountpoint}: ${e.message}`));

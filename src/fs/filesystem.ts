@@ -74,6 +74,8 @@ export class Filesystem {
    */
   private readonly maxTxImages: number;
   private closed = false;
+  /** Remounted read-only (remountReadOnly): clean on disk, and nothing is written until remountReadWrite. */
+  private remountedReadOnly = false;
   /** Why the filesystem stopped writing (a failed metadata write or flush), or null. */
   private shutdownReason: string | null = null;
   /** Told once when the filesystem shuts down (the daemon logs it). */
@@ -205,6 +207,8 @@ export class Filesystem {
    * transaction (after syncing file data), making them durable.
    */
   forceLog(): void {
+    // fsync on a read-only mount: everything is durable already (nothing can have changed).
+    if (this.remountedReadOnly && this.shutdownReason === null && this.cache.unloggedCount === 0 && !this.dataDirty) return;
     this.checkWritable();
     this.guarded('log force', () => this.forceLogUnguarded());
   }
@@ -283,11 +287,42 @@ export class Filesystem {
     return this.shutdownReason;
   }
 
+  /** Whether changes are refused with EROFS now: opened read-only, or remounted read-only since. */
+  get readOnlyNow(): boolean {
+    return this.readOnly || this.remountedReadOnly;
+  }
+
+  /**
+   * remount,ro: makes everything durable and in place (the journal empty),
+   * marks the filesystem clean, and refuses every change (EROFS) from then
+   * on, as if it had been unmounted: the image is consistent as it stands.
+   * `orphansLeft`: unlinked inodes still in use stay allocated; the
+   * filesystem then stays marked dirty, so the next read-write mount frees them.
+   */
+  remountReadOnly(orphansLeft = false): void {
+    if (this.readOnlyNow) return;
+    this.setState(orphansLeft ? STATE_DIRTY : STATE_CLEAN, false);
+    this.checkpoint();
+    this.remountedReadOnly = true;
+    log('%s: remounted read-only', this.path);
+  }
+
+  /** remount,rw after remountReadOnly. A filesystem opened read-only cannot: its device is open read-only. */
+  remountReadWrite(): void {
+    if (this.readOnly) {
+      throw new RmapfsError('EROFS', `${this.path} was mounted read-only (its device is open read-only): unmount it and mount it rw`);
+    }
+    if (!this.remountedReadOnly) return;
+    this.remountedReadOnly = false;
+    this.setState(STATE_DIRTY, false);
+    log('%s: remounted read-write', this.path);
+  }
+
   /** Checkpoints, marks the filesystem clean and closes the device (after a shutdown: closes, writing nothing). */
   close(): void {
     if (this.closed) return;
     try {
-      if (!this.readOnly && this.shutdownReason === null) {
+      if (!this.readOnlyNow && this.shutdownReason === null) {
         this.setState(STATE_CLEAN, false);
         this.checkpoint();
       }
@@ -311,6 +346,7 @@ export class Filesystem {
       throw new RmapfsError('EIO', `${this.path} is shut down after an I/O error (${this.shutdownReason}); unmount it and mount it again`);
     }
     if (this.readOnly) throw new RmapfsError('EROFS', `${this.path} is open read-only`);
+    if (this.remountedReadOnly) throw new RmapfsError('EROFS', `${this.path} is remounted read-only`);
   }
 }
 

@@ -14,7 +14,8 @@ import { Rmapfs } from '../fs/rmapfs';
 import { LowLevelOps } from './ll-ops';
 import { LowLevelFuse } from './lowlevel';
 import { startCtlServer } from '../ctl/ctl';
-import { isMounted } from './mountinfo';
+import { daemonGoneMessage, findMount, isMounted, mountpointDaemonGone, superblockReadOnly } from './mountinfo';
+import { watchMountTable } from './lowlevel';
 import type { CtlServer } from '../ctl/ctl';
 import { scrubLiveSliced } from '../scrub/live-scrub';
 import { repairRmaps } from '../repair/rmap-repair';
@@ -46,13 +47,55 @@ export interface MountOptions {
   writeLog: string | null;
   /** Tests: device faults to inject from the start (see io/fault-injector.ts). */
   faults: string;
+  /**
+   * The mount flags the kernel owns (ro/rw, nosuid, nodev, noexec, sync, dirsync, the atime
+   * choices), in the order given: they go to the kernel mount (see kernelMountFlags).
+   */
+  kernelFlags: string[];
+  /** Mount over a non-empty directory (libfuse 2 refuses one otherwise). */
+  nonempty: boolean;
+  /** Change a live mount (its kernel flags, ro/rw) instead of mounting. */
+  remount: boolean;
 }
 
 export const DEFAULT_MOUNT_OPTIONS: MountOptions = {
   readOnly: false, allowOther: false, defaultPermissions: true, uid: null, gid: null,
   sync: false, dirsync: false, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1, spinUs: 30,
-  writeLog: null, faults: '',
+  writeLog: null, faults: '', kernelFlags: [], nonempty: false, remount: false,
 };
+
+/**
+ * The mount flags the kernel owns, in groups of which the last one given wins.
+ * libfuse's mount(2) knows most; relatime, strictatime, diratime and
+ * nodiratime it does not (see kernelMountFlags).
+ */
+const KERNEL_FLAG_GROUPS: readonly (readonly string[])[] = [
+  ['ro', 'rw'], ['suid', 'nosuid'], ['dev', 'nodev'], ['exec', 'noexec'], ['sync', 'async'], ['dirsync'],
+  ['atime', 'noatime', 'relatime', 'strictatime'], ['diratime', 'nodiratime'],
+];
+const KERNEL_FLAGS = new Set(KERNEL_FLAG_GROUPS.flat());
+/** What libfuse 2.9's fuse_mount turns into MS_* flags itself (lib/mount.c, mount_flags). */
+const LIBFUSE_FLAGS = new Set(['ro', 'rw', 'suid', 'nosuid', 'dev', 'nodev', 'exec', 'noexec', 'sync', 'async',
+  'atime', 'noatime', 'dirsync']);
+
+/**
+ * The kernel flags asked for, one per group (the last given), split into what
+ * libfuse's mount(2) sets and what a bind remount right after it must set:
+ * strictatime and nodiratime (relatime, atime and diratime are the kernel's
+ * defaults). Unnamed groups keep libfuse's defaults: nosuid, nodev, exec.
+ */
+export function kernelMountFlags(flags: readonly string[]): { chosen: string[]; libfuse: string[]; afterMount: string[] } {
+  const chosen: string[] = [];
+  for (const group of KERNEL_FLAG_GROUPS) {
+    const last = [...flags].reverse().find((f) => group.includes(f));
+    if (last !== undefined) chosen.push(last);
+  }
+  return {
+    chosen,
+    libfuse: chosen.filter((f) => LIBFUSE_FLAGS.has(f)),
+    afterMount: chosen.filter((f) => f === 'strictatime' || f === 'nodiratime'),
+  };
+}
 
 /** Parses "-o" option text ("ro,allow_other,commit=10,..."); unknown options are an error. */
 export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOUNT_OPTIONS): MountOptions {
@@ -64,6 +107,7 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
   };
   for (const item of text.split(',').map((s) => s.trim()).filter(Boolean)) {
     const [k, v] = item.split('=', 2) as [string, string | undefined];
+    if (KERNEL_FLAGS.has(k) && v === undefined) o.kernelFlags = [...o.kernelFlags, k];
     switch (k) {
       case 'ro': o.readOnly = true; break;
       case 'rw': o.readOnly = false; break;
@@ -89,7 +133,9 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
         new FaultInjector(v ?? ''); // throws on a bad rule, before anything is mounted
         o.faults = v ?? '';
         break;
-      // What mount(8) and fstab hand every helper: harmless here.
+      case 'nonempty': o.nonempty = true; break;
+      case 'remount': o.remount = true; break;
+      // Kernel flags (collected above for the kernel mount) and what mount(8) and fstab hand every helper.
       case 'dev': case 'suid': case 'nodev': case 'nosuid': case 'exec': case 'noexec': case 'auto': case 'noauto':
       case 'user': case 'nouser': case 'defaults': case 'atime': case 'noatime': case 'relatime': case '_netdev':
       case 'nofail': case 'strictatime': case 'lazytime': case 'nolazytime': case 'diratime': case 'nodiratime':
@@ -118,6 +164,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   try {
     st = fs.statSync(mnt);
   } catch {
+    if (mountpointDaemonGone(mnt)) throw new RmapfsError('ENOTCONN', daemonGoneMessage(mountpoint));
     throw new RmapfsError('ENOENT', `mountpoint ${mountpoint} does not exist`);
   }
   if (!st.isDirectory()) throw new RmapfsError('ENOTDIR', `mountpoint ${mountpoint} is not a directory`);
@@ -138,9 +185,21 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
     process.stderr.write(`${line}\n`);
     execFile('logger', ['-t', 'rmapfs', '-p', 'kern.err', line], () => undefined);
   };
-  const ops = new LowLevelOps(fsx, { readOnly: opts.readOnly, sync: opts.sync, dirsync: opts.dirsync, uid: opts.uid, gid: opts.gid });
+  // Read-only now: from the start (-o ro), or since a remount,ro.
+  let readOnly = opts.readOnly;
+  const ops = new LowLevelOps(fsx, {
+    readOnly, sync: opts.sync, dirsync: opts.dirsync, uid: opts.uid, gid: opts.gid,
+    stillReadOnly: () => {
+      followKernel();
+      return readOnly;
+    },
+  });
+  const kernelFlags = kernelMountFlags(opts.kernelFlags);
   const options = ['big_writes', `max_write=${opts.maxWrite}`, `fsname=${path.resolve(device)}`, 'subtype=rmapfs'];
+  // libfuse sets these MS_* flags in its mount(2); without any it mounts nosuid,nodev.
+  options.push(...kernelFlags.libfuse.filter((f) => f !== 'ro' && f !== 'rw'));
   if (opts.readOnly) options.push('ro');
+  if (opts.nonempty) options.push('nonempty');
   if (opts.allowOther) options.push('allow_other');
   if (opts.defaultPermissions) options.push('default_permissions');
   const fuse = new LowLevelFuse({
@@ -153,11 +212,49 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   let resolveDone: () => void = () => undefined;
   const done = new Promise<void>((resolve) => { resolveDone = resolve; });
   const timers: NodeJS.Timeout[] = [];
+  let stopWatchingMounts: () => void = () => undefined;
+
+  /**
+   * remount,ro: no change is accepted from now on, everything is written in
+   * place and the filesystem marked clean; remount,rw: changes again.
+   */
+  const remount = (wantReadOnly: boolean): void => {
+    if (wantReadOnly === readOnly || finished) return;
+    if (wantReadOnly) {
+      readOnly = true;
+      ops.setReadOnly(true);
+      fsx.fs.remountReadOnly(fsx.orphanCount > 0);
+    } else {
+      fsx.fs.remountReadWrite();
+      readOnly = false;
+      ops.setReadOnly(false);
+    }
+    log('remounted %s', readOnly ? 'ro' : 'rw');
+  };
+  /**
+   * Follows the kernel's idea of the mount: `mount -o remount,ro|rw` may come
+   * through `rmapfs mount -o remount` (which also tells us over the control
+   * socket) or as a bare mount(2), which only the mount table shows.
+   */
+  const followKernel = (): void => {
+    const entry = findMount(mnt);
+    if (finished || entry === null || entry.fstype !== 'fuse.rmapfs' || entry.source !== path.resolve(device)) return;
+    const kernelRo = superblockReadOnly(entry);
+    if (kernelRo === readOnly) return;
+    try {
+      remount(kernelRo);
+    } catch (e) {
+      const line = `rmapfs: ${mnt}: cannot follow the remount ${kernelRo ? 'ro' : 'rw'}: ${e instanceof Error ? e.message : String(e)}`;
+      process.stderr.write(`${line}\n`);
+      log('%s', line);
+    }
+  };
 
   const finish = (why: string): void => {
     if (finished) return;
     finished = true;
     for (const t of timers) clearInterval(t);
+    stopWatchingMounts();
     ctl?.close();
     log('stopping (%s)', why);
     const close = (): void => {
@@ -186,14 +283,25 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
     throw new RmapfsError('EIO', `cannot mount ${mountpoint}: ${e instanceof Error ? e.message : String(e)}`);
   }
   log('mounted %s on %s', device, mnt);
+  stopWatchingMounts = watchMountTable(followKernel);
   ctl = startCtlServer(mnt, (req, signal, send) => {
     switch (req.cmd) {
       case 'status': {
         const s = fsx.statfs();
-        return { ok: true, device: path.resolve(device), mountpoint: mnt, pid: process.pid, readOnly: opts.readOnly,
+        return { ok: true, device: path.resolve(device), mountpoint: mnt, pid: process.pid, readOnly,
           blocks: s.blocks, freeBlocks: s.bfree, agCount: fsx.fs.geo.agCount, orphans: fsx.orphanCount,
           internalErrors: ops.internalErrors, shutdown: fsx.fs.shutdownWhy ?? 'no',
           faultsInjected: faults.injected };
+      }
+      case 'remount': {
+        // `rmapfs mount -o remount,...`: before the kernel's remount,rw, after its remount,ro.
+        if (typeof req.readOnly !== 'boolean') return { ok: false, error: 'remount needs readOnly' };
+        try {
+          remount(req.readOnly);
+        } catch (e) {
+          return { ok: false, error: e instanceof Error ? e.message : String(e) };
+        }
+        return { ok: true, readOnly };
       }
       case 'mark': {
         // Tests: a label in the write log, after everything written so far.
@@ -226,7 +334,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
         }).then((r) => ({ ok: true, ...r }), (e: unknown) => ({ ok: false, error: e instanceof Error ? e.message : String(e) }));
       }
       case 'repair': {
-        if (opts.readOnly) return { ok: false, error: 'the filesystem is mounted read-only' };
+        if (readOnly) return { ok: false, error: 'the filesystem is mounted read-only' };
         if (repairing) return { ok: false, error: 'a repair is already running on this filesystem' };
         const agno = typeof req.ag === 'number' ? req.ag : null;
         if (agno !== null && (!Number.isInteger(agno) || agno < 0 || agno >= fsx.fs.geo.agCount)) {
@@ -278,6 +386,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   });
   if (!opts.readOnly) {
     timers.push(setInterval(() => {
+      if (readOnly) return;
       try {
         fsx.fsync();
       } catch (e) {
@@ -290,6 +399,14 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
     log('FUSE loop failed: %O', e);
     finish('FUSE loop failed');
   });
-  const ready = Promise.resolve();
+  // The flags libfuse cannot set go on with a bind remount of the fresh mount, by mount(8) (-i: not
+  // through our own helper) in a child process: this process must keep serving meanwhile.
+  const ready = kernelFlags.afterMount.length === 0 ? Promise.resolve() : new Promise<void>((resolve, reject) => {
+    execFile('mount', ['-i', '-o', `remount,bind,${kernelFlags.afterMount.join(',')}`, mnt], (err, _out, stderr) => {
+      if (err === null) return resolve();
+      finish('mount flags failed');
+      reject(new RmapfsError('EIO', `cannot set ${kernelFlags.afterMount.join(',')} on ${mountpoint}: ${(stderr || err.message).trim().split('\n')[0]}`));
+    });
+  });
   return { ready, done, stop: () => finish('stop') };
 }

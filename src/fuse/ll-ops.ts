@@ -32,6 +32,11 @@ export interface LowLevelOpsOptions {
   sync: boolean;
   /** Every change to a directory is durable before it is answered (-o dirsync). */
   dirsync: boolean;
+  /**
+   * Asked before a change is refused on a read-only mount: a remount,rw done
+   * with mount(2) alone may not have reached the daemon yet. True: still read-only.
+   */
+  stillReadOnly?: () => boolean;
 }
 
 /**
@@ -54,6 +59,11 @@ export class LowLevelOps {
   constructor(private readonly fsx: Rmapfs, private readonly opts: LowLevelOpsOptions) {
     this.root = fsx.rootIno;
     fsx.setInUse((ino) => (this.lookups.get(ino) ?? 0) > 0 || (this.opens.get(ino) ?? 0) > 0);
+  }
+
+  /** A remount made the mount read-only or writable again. */
+  setReadOnly(readOnly: boolean): void {
+    this.opts.readOnly = readOnly;
   }
 
   private ino(node: number): number {
@@ -106,7 +116,7 @@ export class LowLevelOps {
    */
   private modify(what: string, reply: ErrorReply, kind: Change, change: () => () => void): void {
     try {
-      if (this.opts.readOnly) throw new RmapfsError('EROFS', 'read-only mount');
+      if (this.opts.readOnly && (this.opts.stillReadOnly?.() ?? true)) throw new RmapfsError('EROFS', 'read-only mount');
       const answer = change();
       if (this.opts.sync || (kind === 'namespace' && this.opts.dirsync)) this.fsx.fsync();
       answer();

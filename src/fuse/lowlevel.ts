@@ -124,6 +124,8 @@ interface FuseAddon {
   /** Lazy umount2(2); 0 or the errno. */
   unmount(session: SessionHandle): number;
   pending(session: SessionHandle): boolean;
+  /** Calls back on every change of this namespace's mount table; returns stop(). */
+  watchMounts(onChange: () => void): () => void;
   replyErr(id: number, errno: number): number;
   replyNone(id: number): number;
   replyEntry(id: number): number;
@@ -156,6 +158,15 @@ function addon(): FuseAddon {
 // Requests
 
 /** The process that made the request (fuse_req_ctx). */
+/**
+ * Calls `onChange` (on the event loop) whenever a mount, unmount or remount
+ * changes this process's mount table (POLLPRI on /proc/self/mountinfo).
+ * Returns a function that stops watching.
+ */
+export function watchMountTable(onChange: () => void): () => void {
+  return addon().watchMounts(onChange);
+}
+
 export interface Caller {
   uid: number;
   gid: number;

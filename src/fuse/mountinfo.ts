@@ -6,32 +6,73 @@ export interface MountEntry {
   mountpoint: string;
   fstype: string;
   source: string;
+  /** The mount's own flags (ro/rw, nosuid, nodev, noexec, relatime, ...). */
+  mountOptions: string[];
+  /** The superblock's options (ro/rw, then the filesystem's: user_id=, ...). */
+  superOptions: string[];
 }
 
 function unescapeMount(s: string): string {
   return s.replace(/\\(\d{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
 }
 
-/** The mount at exactly this path (per /proc/self/mountinfo), or null. */
-export function findMount(mountpoint: string): MountEntry | null {
-  const want = path.resolve(mountpoint);
+/** Every mount of this process's namespace, in mount order (per /proc/self/mountinfo). */
+export function listMounts(): MountEntry[] {
   let text: string;
   try {
     text = fs.readFileSync('/proc/self/mountinfo', 'utf8');
   } catch {
-    return null;
+    return [];
   }
-  let found: MountEntry | null = null;
+  const mounts: MountEntry[] = [];
   for (const line of text.split('\n')) {
     const fields = line.split(' ');
     const dash = fields.indexOf('-');
     if (dash < 0 || fields[4] === undefined) continue;
-    const mp = unescapeMount(fields[4]);
-    if (mp === want) found = { mountpoint: mp, fstype: fields[dash + 1] ?? '', source: unescapeMount(fields[dash + 2] ?? '') };
+    mounts.push({ mountpoint: unescapeMount(fields[4]), fstype: fields[dash + 1] ?? '',
+      source: unescapeMount(fields[dash + 2] ?? ''), mountOptions: (fields[5] ?? '').split(','),
+      superOptions: (fields[dash + 3] ?? '').split(',') });
   }
+  return mounts;
+}
+
+/** The mount at exactly this path (per /proc/self/mountinfo), or null. */
+export function findMount(mountpoint: string): MountEntry | null {
+  const want = path.resolve(mountpoint);
+  let found: MountEntry | null = null;
+  for (const m of listMounts()) if (m.mountpoint === want) found = m;
   return found; // the last one: the mount on top
 }
 
 export function isMounted(mountpoint: string): boolean {
   return findMount(mountpoint) !== null;
+}
+
+/**
+ * Whether the filesystem itself is read-only (mount -o remount,ro). A bind
+ * mount's own "ro" (mount -o remount,bind,ro) is not: other mounts of it may write.
+ */
+export function superblockReadOnly(entry: MountEntry): boolean {
+  return entry.superOptions.includes('ro');
+}
+
+/**
+ * Whether `mountpoint` is an rmapfs mount whose daemon is gone (killed,
+ * crashed): the kernel answers ENOTCONN ("Transport endpoint is not
+ * connected"). statfs, because it always asks the daemon (a stat may be
+ * answered from the kernel's attribute cache).
+ */
+export function mountpointDaemonGone(mountpoint: string): boolean {
+  const entry = findMount(mountpoint);
+  if (entry === null || entry.fstype !== 'fuse.rmapfs') return false;
+  try {
+    fs.statfsSync(entry.mountpoint);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOTCONN';
+  }
+}
+
+export function daemonGoneMessage(mountpoint: string): string {
+  return `${mountpoint} is an rmapfs mount whose daemon is gone: rmapfs umount ${mountpoint}`;
 }

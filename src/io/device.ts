@@ -195,7 +195,7 @@ export class Device {
 }
 
 /** The file behind a loop device (from sysfs), or null for any other block device. */
-function loopBackingFile(devicePath: string): string | null {
+export function loopBackingFile(devicePath: string): string | null {
   try {
     const rdev = fs.statSync(devicePath).rdev;
     const major = Math.floor(rdev / 256) & 0xfff;
