@@ -6,8 +6,10 @@
  *
  * Hooks hear of a change only once its transaction commits (the transaction
  * runner calls `deliverRmapUpdates`); an aborted transaction's changes are
- * dropped unheard. A hook that throws is unregistered and its error kept for
- * its owner: a repair may fail, the user's operation never does.
+ * dropped unheard. A hook that throws is unregistered and its owner told
+ * (`onFailure`): the owner's copy missed a change, so whatever it was
+ * building must be abandoned -- as XFS aborts the scan whose live hook
+ * failed. The user's operation, already committed, never fails for it.
  *
  * An AG whose space metadata (header, free list, free-space btrees, rmap) is
  * known sick (health.ts) is stepped around for new allocations, as a full
@@ -42,6 +44,9 @@ export interface RmapUpdate {
 
 export type RmapHook = (update: RmapUpdate) => void;
 
+/** Told that the hook threw (and was unregistered): the owner's view is no longer complete. */
+export type RmapHookFailure = (error: unknown) => void;
+
 export interface AllocRequest {
   owner: number;
   /** File offset (blocks) of the first block, for file data. */
@@ -68,7 +73,8 @@ export interface AllocatedExtent {
 
 export class Allocator implements InobtBlockSource {
   readonly ags: AllocGroup[] = [];
-  private readonly hooks = new Set<RmapHook>();
+  /** Each live hook with what to tell its owner when it fails. */
+  private readonly hooks = new Map<RmapHook, RmapHookFailure>();
   private pending: RmapUpdate[] = [];
   /** Next AG to try first for allocations without a goal (spreads new files). */
   private rotor = 0;
@@ -112,8 +118,9 @@ export class Allocator implements InobtBlockSource {
 
   // ---- hooks ---------------------------------------------------------------
 
-  addRmapHook(hook: RmapHook): void {
-    this.hooks.add(hook);
+  /** Registers a hook; should it ever throw, it is unregistered and `onFailure` hears the error. */
+  addRmapHook(hook: RmapHook, onFailure: RmapHookFailure): void {
+    this.hooks.set(hook, onFailure);
   }
 
   removeRmapHook(hook: RmapHook): void {
@@ -126,12 +133,14 @@ export class Allocator implements InobtBlockSource {
     this.pending = [];
     if (this.hooks.size === 0) return;
     for (const u of updates) {
-      for (const hook of this.hooks) {
+      for (const [hook, onFailure] of this.hooks) {
         try {
           hook(u);
         } catch (e) {
+          // Never silently: a hook that missed this update would let its owner commit a stale copy.
           this.hooks.delete(hook);
           log('rmap hook failed and was removed: %s', e instanceof Error ? e.message : String(e));
+          onFailure(e);
         }
       }
     }

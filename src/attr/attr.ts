@@ -98,11 +98,26 @@ export interface AttrContext {
 }
 
 export class AttrFork {
-  private tree: Btree | null = null;
+  /** The btree object for the fork's current root; see `tree`. */
+  private treeObject: Btree | null = null;
 
   constructor(readonly inode: Inode, private readonly ctx: AttrContext) {
-    if (inode.attrFormat === ATTR_BTREE) this.tree = new Btree(attrBtreeOps, this.storage());
-    else if (inode.attrFormat !== ATTR_NONE) throw corruption(`inode ${inode.ino}: unknown attr fork format ${inode.attrFormat}`);
+    void this.tree; // an unknown format is corruption at once
+  }
+
+  /**
+   * The btree when the fork has one, else null: asked of the inode every time
+   * (as BlockMap does), so no AttrFork goes on with a fork another one created
+   * or destroyed meanwhile.
+   */
+  private get tree(): Btree | null {
+    const format = this.inode.attrFormat;
+    if (format === ATTR_NONE) {
+      this.treeObject = null;
+      return null;
+    }
+    if (format !== ATTR_BTREE) throw corruption(`inode ${this.inode.ino}: unknown attr fork format ${format}`);
+    return (this.treeObject ??= new Btree(attrBtreeOps, this.storage()));
   }
 
   private storage(): ForkBtreeStorage {
@@ -114,8 +129,9 @@ export class AttrFork {
   }
 
   private find(name: Buffer): { cur: ReturnType<Btree['cursor']>; entry: AttrEntry; inline: Buffer } | null {
-    if (this.tree === null) return null;
-    const cur = findHashedName(this.tree, name, nameAt);
+    const tree = this.tree;
+    if (tree === null) return null;
+    const cur = findHashedName(tree, name, nameAt);
     if (cur === null) return null;
     const { block, offset } = cur.recordAt();
     const valueLen = block.readUInt32BE(offset + OFF_VALUELEN);
@@ -191,13 +207,15 @@ export class AttrFork {
       existing.cur.delete();
       this.freeValue(existing.entry);
     }
-    if (this.tree === null) {
+    let tree = this.tree;
+    if (tree === null) {
       this.inode.attrFormat = ATTR_BTREE;
-      this.tree = Btree.create(attrBtreeOps, this.storage(), this.ctx.geo.inoLocation(this.inode.ino).fsbno);
+      tree = Btree.create(attrBtreeOps, this.storage(), this.ctx.geo.inoLocation(this.inode.ino).fsbno);
+      this.treeObject = tree;
     }
     const rec = Buffer.alloc(ATTR_REC_SIZE);
     const hash = nameHash(name);
-    const cidx = freeCollisionIndex(this.tree, hash);
+    const cidx = freeCollisionIndex(tree, hash);
     rec.writeUInt32BE(hash, OFF_HASH);
     rec.writeUInt16BE(cidx, OFF_CIDX);
     rec.writeUInt8(name.length, OFF_NAMELEN);
@@ -206,7 +224,7 @@ export class AttrFork {
     name.copy(rec, OFF_NAME);
     if (nblocks === 0) value.copy(rec, OFF_INLINE);
     rec.writeUInt32BE(valueCrc(value), OFF_VALUECRC);
-    this.tree.insert(rec);
+    tree.insert(rec);
     this.inode.touch('ctime');
   }
 
@@ -215,7 +233,8 @@ export class AttrFork {
     if (found === null) throw new RmapfsError('ENODATA', `no attribute '${name.toString()}'`);
     found.cur.delete();
     this.freeValue(found.entry);
-    if (this.tree !== null && this.tree.count() === 0) this.destroyTree();
+    const tree = this.tree;
+    if (tree !== null && tree.count() === 0) this.destroyTree();
     this.inode.touch('ctime');
   }
 
@@ -235,7 +254,7 @@ export class AttrFork {
 
   private destroyTree(): void {
     this.tree!.destroy();
-    this.tree = null;
+    this.treeObject = null;
     this.inode.attrFormat = ATTR_NONE;
     this.inode.attrRoot = 0;
     this.inode.attrHeight = 0;

@@ -35,7 +35,8 @@ options (-o, comma separated):
   default_permissions      the kernel checks permissions (default on;
                            no_default_permissions turns it off)
   uid=N, gid=N             owner of everything created (default: the process that creates it)
-  sync                     every change is durable before it is answered
+  sync                     every change is durable before it is answered (a failed flush is its error)
+  dirsync                  the same for directory changes only (create, mkdir, unlink, rename, link, ...)
   commit=SECONDS           journal flush interval (default 5)
   max_write=BYTES          largest write request (default 131072; big_writes is always on)
   attr_timeout=S, entry_timeout=S   kernel attribute / name cache time (default 1)

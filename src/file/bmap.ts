@@ -37,7 +37,8 @@ export const bmapBtreeOps: BtreeOps = {
 };
 
 export class BlockMap {
-  private tree: Btree | null = null;
+  /** The btree object for the fork's current root; see `tree`. */
+  private treeObject: Btree | null = null;
   // Scratch, made on first use: a map that is only read (the repair's scan reads every file's) needs neither.
   private recBuf: Buffer | null = null;
   private keyBuf: Buffer | null = null;
@@ -45,8 +46,26 @@ export class BlockMap {
   private get key(): Buffer { return (this.keyBuf ??= Buffer.alloc(4)); }
 
   constructor(readonly inode: Inode, readonly alloc: Allocator, readonly geo: Geometry) {
-    if (inode.format === FORK_BTREE) this.tree = new Btree(bmapBtreeOps, new ForkBtreeStorage(inode, 'data', alloc, geo));
-    else if (inode.format !== FORK_EXTENTS) throw new RmapfsError('EINVAL', `inode ${inode.ino} has no block map`);
+    if (inode.format !== FORK_BTREE && inode.format !== FORK_EXTENTS) throw new RmapfsError('EINVAL', `inode ${inode.ino} has no block map`);
+  }
+
+  /**
+   * The btree when the map has spilled into one, else null. Asked of the inode
+   * every time, never remembered: the fork changes format (inline -> btree past
+   * 12 extents, btree -> inline when they fit again) under any other BlockMap
+   * of the same inode -- a write inside a preallocate, a truncate -- and a map
+   * that went on with the format it saw first read 13 "inline" extents
+   * (EUCLEAN) or a freed btree root.
+   */
+  private get tree(): Btree | null {
+    const format = this.inode.format;
+    if (format === FORK_EXTENTS) {
+      this.treeObject = null;
+      return null;
+    }
+    if (format !== FORK_BTREE) throw corruption(`inode ${this.inode.ino}: data fork format ${format} is not a block map`);
+    // A Btree keeps no root of its own (its storage reads the inode's), so one object serves any root.
+    return (this.treeObject ??= new Btree(bmapBtreeOps, new ForkBtreeStorage(this.inode, 'data', this.alloc, this.geo)));
   }
 
   /** The btree when the map has spilled into one. */
@@ -73,9 +92,10 @@ export class BlockMap {
 
   /** Every extent in file order. */
   extents(): Extent[] {
-    if (this.tree === null) return this.inlineExtents();
+    const tree = this.tree;
+    if (tree === null) return this.inlineExtents();
     const out: Extent[] = [];
-    this.tree.forEach((b, off) => { out.push(decodeExtent(b, off)); });
+    tree.forEach((b, off) => { out.push(decodeExtent(b, off)); });
     return out;
   }
 
@@ -104,7 +124,8 @@ export class BlockMap {
 
   /** The extent holding file block `fileoff`, else the next one after it (or null). */
   lookup(fileoff: number): { hit: Extent | null; next: Extent | null; prev: Extent | null } {
-    if (this.tree === null) {
+    const tree = this.tree;
+    if (tree === null) {
       const list = this.inlineExtents();
       let prev: Extent | null = null;
       for (const e of list) {
@@ -114,7 +135,7 @@ export class BlockMap {
       }
       return { hit: null, next: null, prev };
     }
-    const cur = this.tree.cursor();
+    const cur = tree.cursor();
     this.key.writeUInt32BE(fileoff >>> 0, 0);
     let prev: Extent | null = null;
     if (cur.lookup(this.key, 0, 'le')) {
@@ -152,7 +173,8 @@ export class BlockMap {
       merged = { ...merged, blockcount: merged.blockcount + next!.blockcount };
       remove.push(next!);
     }
-    if (this.tree === null) {
+    const tree = this.tree;
+    if (tree === null) {
       const list = this.inlineExtents().filter((e) => !remove.some((r) => r.fileoff === e.fileoff));
       list.push(merged);
       list.sort((a, b) => a.fileoff - b.fileoff);
@@ -165,7 +187,8 @@ export class BlockMap {
     }
     for (const r of remove) this.deleteRecord(r.fileoff);
     encodeExtent(merged, this.rec, 0);
-    this.tree.insert(this.rec);
+    tree.insert(this.rec);
+    this.unspillIfFits(); // a fill that joins two extents leaves one fewer
   }
 
   /**
@@ -177,11 +200,12 @@ export class BlockMap {
     const freed: Extent[] = [];
     const keep: Extent[] = [];
     const touched: Extent[] = [];
-    const all = this.tree === null ? this.inlineExtents() : this.rangeFromTree(fileoff, end);
+    const tree = this.tree;
+    const all = tree === null ? this.inlineExtents() : this.rangeFromTree(fileoff, end);
     for (const e of all) {
       const eEnd = e.fileoff + e.blockcount;
       if (eEnd <= fileoff || e.fileoff >= end) {
-        if (this.tree === null) keep.push(e);
+        if (tree === null) keep.push(e);
         continue;
       }
       touched.push(e);
@@ -192,7 +216,7 @@ export class BlockMap {
       if (to < eEnd) keep.push({ fileoff: to, blockcount: eEnd - to, fsbno: e.fsbno + (to - e.fileoff), unwritten: e.unwritten });
     }
     if (touched.length === 0) return freed;
-    if (this.tree === null) {
+    if (tree === null) {
       keep.sort((a, b) => a.fileoff - b.fileoff);
       if (keep.length <= MAX_INLINE_EXTENTS) this.writeInline(keep);
       else this.spill(keep);
@@ -201,9 +225,9 @@ export class BlockMap {
     for (const e of touched) this.deleteRecord(e.fileoff);
     for (const e of keep) {
       encodeExtent(e, this.rec, 0);
-      this.tree.insert(this.rec);
+      tree.insert(this.rec);
     }
-    if (this.inode.nextents === 0) this.unspill();
+    this.unspillIfFits();
     return freed;
   }
 
@@ -245,22 +269,34 @@ export class BlockMap {
     const storage = new ForkBtreeStorage(this.inode, 'data', this.alloc, this.geo);
     this.inode.format = FORK_BTREE;
     const hint = list[0]?.fsbno ?? 0;
-    this.tree = Btree.create(bmapBtreeOps, storage, hint);
+    const tree = Btree.create(bmapBtreeOps, storage, hint);
+    this.treeObject = tree;
     for (const e of list) {
       encodeExtent(e, this.rec, 0);
-      this.tree.insert(this.rec);
+      tree.insert(this.rec);
     }
   }
 
-  /** The btree emptied: back to (no) inline extents. */
+  /**
+   * The btree's extents fit in the inode again: move them back and free the
+   * tree, as XFS does (xfs_bmap_btree_to_extents) -- a file never keeps a
+   * btree it does not need.
+   */
+  private unspillIfFits(): void {
+    if (this.tree !== null && this.inode.nextents <= MAX_INLINE_EXTENTS) this.unspill();
+  }
+
+  /** Back to inline extents: whatever the btree still maps moves into the inode, and the tree is freed. */
   private unspill(): void {
     const tree = this.tree!;
+    const list = this.extents();
+    if (list.length > MAX_INLINE_EXTENTS) throw corruption(`inode ${this.inode.ino}: ${list.length} extents cannot go inline`);
     tree.destroy();
-    this.tree = null;
+    this.treeObject = null;
     this.inode.format = FORK_EXTENTS;
     this.inode.dataRoot = 0;
     this.inode.dataHeight = 0;
-    this.writeInline([]);
+    this.writeInline(list);
   }
 
   /** Frees the block-map btree's own blocks (the file is going away). */

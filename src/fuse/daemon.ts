@@ -38,9 +38,12 @@ export interface MountOptions {
   /** Owner of everything created (null: the creating process, the default). */
   uid: number | null;
   gid: number | null;
+  /** Every change is durable before its reply (-o sync). */
   sync: boolean;
   /** When reads update atime (relatime by default, as the kernel mounts). */
   atime: AtimePolicy;
+  /** Every directory change is durable before its reply (-o dirsync). */
+  dirsync: boolean;
   /** Seconds between log forces. */
   commit: number;
   /** Largest write the kernel sends (big_writes). */
@@ -66,7 +69,7 @@ export interface MountOptions {
 
 export const DEFAULT_MOUNT_OPTIONS: MountOptions = {
   readOnly: false, allowOther: false, defaultPermissions: true, uid: null, gid: null,
-  sync: false, atime: DEFAULT_ATIME_POLICY, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1, spinUs: 30,
+  sync: false, dirsync: false, atime: DEFAULT_ATIME_POLICY, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1, spinUs: 30,
   writeLog: null, faults: '', kernelFlags: [], nonempty: false, remount: false,
 };
 
@@ -134,6 +137,7 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
       case 'nodiratime': o.atime = { ...o.atime, nodiratime: true }; break;
       case 'diratime': o.atime = { ...o.atime, nodiratime: false }; break;
       case 'lazytime': case 'nolazytime': break;
+      case 'dirsync': o.dirsync = true; break;
       case 'commit': o.commit = num(k, v, 1); break;
       case 'max_write': o.maxWrite = Math.min(num(k, v, 4096), 1 << 20); break;
       case 'big_writes': break; // always on
@@ -202,7 +206,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   // Read-only now: from the start (-o ro), or since a remount,ro.
   let readOnly = opts.readOnly;
   const ops = new LowLevelOps(fsx, {
-    readOnly, sync: opts.sync, uid: opts.uid, gid: opts.gid, atime: opts.atime,
+    readOnly, sync: opts.sync, dirsync: opts.dirsync, uid: opts.uid, gid: opts.gid, atime: opts.atime,
     stillReadOnly: () => {
       followKernel();
       return readOnly;

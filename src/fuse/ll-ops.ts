@@ -21,7 +21,6 @@ const log = createDebug('rmapfs:fuse');
 const ROOT_NODE = 1;
 const EIO = 5;
 const ENODATA = 61;
-const EOPNOTSUPP = 95;
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 
@@ -32,6 +31,8 @@ export interface LowLevelOpsOptions {
   gid: number | null;
   /** Every change is durable before it is answered (-o sync). */
   sync: boolean;
+  /** Every change to a directory is durable before it is answered (-o dirsync). */
+  dirsync: boolean;
   /**
    * Asked before a change is refused on a read-only mount: a remount,rw done
    * with mount(2) alone may not have reached the daemon yet. True: still read-only.
@@ -40,6 +41,13 @@ export interface LowLevelOpsOptions {
   /** When reads update atime (-o relatime, strictatime, noatime, nodiratime). */
   atime: AtimePolicy;
 }
+
+/**
+ * What a request changes: the namespace (entries of a directory: what
+ * dirsync makes synchronous, as on Linux) or anything else (data, attributes,
+ * extended attributes: only sync does).
+ */
+type Change = 'namespace' | 'other';
 
 function toTime(t: Timespec): Time {
   return { sec: t.sec, nsec: t.nsec };
@@ -92,24 +100,46 @@ export class LowLevelOps {
   }
 
   /** Runs one request, answering an RmapfsError with its errno and anything else with EIO. */
-  private run(what: string, reply: ErrorReply, fn: () => void, changes = false): void {
+  private run(what: string, reply: ErrorReply, fn: () => void): void {
     try {
-      if (changes && this.opts.readOnly && (this.opts.stillReadOnly?.() ?? true)) throw new RmapfsError('EROFS', 'read-only mount');
       fn();
-      if (changes && this.opts.sync) this.fsx.fsync();
     } catch (e) {
-      if (reply.answered) {
-        log('%s: failed after answering: %O', what, e);
-        return;
-      }
-      if (e instanceof RmapfsError) {
-        log('%s: %s', what, e.message);
-        reply.error(e.errno);
-      } else {
-        this.internalErrors++;
-        log('%s: internal error: %O', what, e);
-        reply.error(EIO);
-      }
+      this.fail(what, reply, e);
+    }
+  }
+
+  /**
+   * Runs one modifying request: `change` makes the change and returns the
+   * answer, which goes out only after the change is durable when the mount
+   * wants that (sync; dirsync for the namespace) -- a reply is a promise the
+   * change survives a crash, so the log force comes first, and if it fails
+   * the request fails with its error (EIO; the filesystem shuts down), never
+   * a success followed by a logged error. An answer that counts a kernel
+   * reference (an entry, an open handle) counts it only when it is sent.
+   */
+  private modify(what: string, reply: ErrorReply, kind: Change, change: () => () => void): void {
+    try {
+      if (this.opts.readOnly && (this.opts.stillReadOnly?.() ?? true)) throw new RmapfsError('EROFS', 'read-only mount');
+      const answer = change();
+      if (this.opts.sync || (kind === 'namespace' && this.opts.dirsync)) this.fsx.fsync();
+      answer();
+    } catch (e) {
+      this.fail(what, reply, e);
+    }
+  }
+
+  private fail(what: string, reply: ErrorReply, e: unknown): void {
+    if (reply.answered) {
+      log('%s: failed after answering: %O', what, e);
+      return;
+    }
+    if (e instanceof RmapfsError) {
+      log('%s: %s', what, e.message);
+      reply.error(e.errno);
+    } else {
+      this.internalErrors++;
+      log('%s: internal error: %O', what, e);
+      reply.error(EIO);
     }
   }
 
@@ -134,37 +164,47 @@ export class LowLevelOps {
         }
       },
       getattr: (req, reply) => this.run('getattr', reply, () => reply.attr(this.attr(f.stat(this.ino(req.ino))))),
-      setattr: (req, reply) => this.run('setattr', reply, () => {
+      setattr: (req, reply) => this.modify('setattr', reply, 'other', () => {
         const st = f.setattr(this.ino(req.ino), {
           mode: req.mode, uid: req.uid, gid: req.gid, size: req.size,
           atime: req.atime === 'now' ? now() : req.atime, mtime: req.mtime === 'now' ? now() : req.mtime,
         });
-        reply.attr(this.attr(st));
-      }, true),
+        return () => reply.attr(this.attr(st));
+      }),
       // atime after the answer: the reader need not wait for it, and a failure to note it is only logged.
       readlink: (req, reply) => this.run('readlink', reply, () => {
         const ino = this.ino(req.ino);
         reply.readlink(f.readlink(ino).toString());
         f.noteAccess(ino, this.opts.atime);
       }),
-      mknod: (req, reply) => this.run('mknod', reply, () => {
-        reply.entry(this.entry(f.create(this.ino(req.parent), req.name, req.mode, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid, req.rdev)));
-      }, true),
-      mkdir: (req, reply) => this.run('mkdir', reply, () => {
-        reply.entry(this.entry(f.mkdir(this.ino(req.parent), req.name, req.mode, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid)));
-      }, true),
-      unlink: (req, reply) => this.run('unlink', reply, () => { f.unlink(this.ino(req.parent), req.name); reply.ok(); }, true),
-      rmdir: (req, reply) => this.run('rmdir', reply, () => { f.rmdir(this.ino(req.parent), req.name); reply.ok(); }, true),
-      symlink: (req, reply) => this.run('symlink', reply, () => {
-        reply.entry(this.entry(f.symlink(this.ino(req.parent), req.name, req.target, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid)));
-      }, true),
-      rename: (req, reply) => this.run('rename', reply, () => {
+      mknod: (req, reply) => this.modify('mknod', reply, 'namespace', () => {
+        const st = f.create(this.ino(req.parent), req.name, req.mode, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid, req.rdev);
+        return () => reply.entry(this.entry(st));
+      }),
+      mkdir: (req, reply) => this.modify('mkdir', reply, 'namespace', () => {
+        const st = f.mkdir(this.ino(req.parent), req.name, req.mode, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid);
+        return () => reply.entry(this.entry(st));
+      }),
+      unlink: (req, reply) => this.modify('unlink', reply, 'namespace', () => {
+        f.unlink(this.ino(req.parent), req.name);
+        return () => reply.ok();
+      }),
+      rmdir: (req, reply) => this.modify('rmdir', reply, 'namespace', () => {
+        f.rmdir(this.ino(req.parent), req.name);
+        return () => reply.ok();
+      }),
+      symlink: (req, reply) => this.modify('symlink', reply, 'namespace', () => {
+        const st = f.symlink(this.ino(req.parent), req.name, req.target, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid);
+        return () => reply.entry(this.entry(st));
+      }),
+      rename: (req, reply) => this.modify('rename', reply, 'namespace', () => {
         f.rename(this.ino(req.parent), req.name, this.ino(req.newParent), req.newName);
-        reply.ok();
-      }, true),
-      link: (req, reply) => this.run('link', reply, () => {
-        reply.entry(this.entry(f.link(this.ino(req.ino), this.ino(req.newParent), req.newName)));
-      }, true),
+        return () => reply.ok();
+      }),
+      link: (req, reply) => this.modify('link', reply, 'namespace', () => {
+        const st = f.link(this.ino(req.ino), this.ino(req.newParent), req.newName);
+        return () => reply.entry(this.entry(st));
+      }),
       open: (req, reply) => this.run('open', reply, () => {
         const ino = this.ino(req.ino);
         f.stat(ino);
@@ -175,7 +215,10 @@ export class LowLevelOps {
         reply.data(f.read(req.fh, req.offset, req.size));
         f.noteAccess(req.fh, this.opts.atime);
       }),
-      write: (req, reply) => this.run('write', reply, () => reply.written(f.write(req.fh, req.offset, req.data)), true),
+      write: (req, reply) => this.modify('write', reply, 'other', () => {
+        const written = f.write(req.fh, req.offset, req.data);
+        return () => reply.written(written);
+      }),
       flush: (_req, reply) => reply.ok(),
       release: (req, reply) => this.run('release', reply, () => {
         reply.ok();
@@ -204,32 +247,37 @@ export class LowLevelOps {
         reply.statfs({ bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail,
           files: s.files, ffree: s.ffree, favail: s.ffree, namemax: s.namemax });
       }),
-      setxattr: (req, reply) => this.run('setxattr', reply, () => {
+      setxattr: (req, reply) => this.modify('setxattr', reply, 'other', () => {
         const mode = req.flags & XATTR_CREATE ? 'create' : req.flags & XATTR_REPLACE ? 'replace' : 'any';
         f.setxattr(this.ino(req.ino), req.name, Buffer.from(req.value), mode);
-        reply.ok();
-      }, true),
+        return () => reply.ok();
+      }),
       getxattr: (req, reply) => this.run('getxattr', reply, () => {
         const v = f.findxattr(this.ino(req.ino), req.name);
         if (v === null) reply.error(ENODATA);
         else reply.value(v);
       }),
       listxattr: (req, reply) => this.run('listxattr', reply, () => reply.names(f.listxattr(this.ino(req.ino)))),
-      removexattr: (req, reply) => this.run('removexattr', reply, () => { f.removexattr(this.ino(req.ino), req.name); reply.ok(); }, true),
+      removexattr: (req, reply) => this.modify('removexattr', reply, 'other', () => {
+        f.removexattr(this.ino(req.ino), req.name);
+        return () => reply.ok();
+      }),
       access: (_req, reply) => reply.ok(),
-      create: (req, reply) => this.run('create', reply, () => {
+      create: (req, reply) => this.modify('create', reply, 'namespace', () => {
         const type = req.mode & S_IFMT || S_IFREG;
         const st = f.create(this.ino(req.parent), req.name, (req.mode & ~S_IFMT) | type, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid);
-        const e = this.entry(st);
-        this.count(this.opens, st.ino, 1);
-        reply.create(e, st.ino);
-      }, true),
-      fallocate: (req, reply) => this.run('fallocate', reply, () => {
+        return () => {
+          const e = this.entry(st);
+          this.count(this.opens, st.ino, 1);
+          reply.create(e, st.ino);
+        };
+      }),
+      fallocate: (req, reply) => this.modify('fallocate', reply, 'other', () => {
         // Plain preallocation (mode 0) only: holes in the range get zeroed blocks, the size grows to cover it.
-        if (req.mode !== 0) return reply.error(EOPNOTSUPP);
+        if (req.mode !== 0) throw new RmapfsError('EOPNOTSUPP', `fallocate mode ${req.mode} is not supported`);
         f.preallocate(req.fh, req.offset, req.length);
-        reply.ok();
-      }, true),
+        return () => reply.ok();
+      }),
     };
   }
 }

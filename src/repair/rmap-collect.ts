@@ -176,9 +176,27 @@ export class RmapCollector {
     return { ino: this.scannedUpTo, dataCursor: this.pending?.dataCursor ?? null };
   }
 
-  /** A failure of the live hook (the collection is then useless), or null. */
-  get failure(): unknown {
-    return this.hookError;
+  /**
+   * A failure of the live hook, or null: the in-memory copy missed a committed
+   * change, so the collection is useless and the repair must not commit it.
+   * The error the repair fails with (the cause's errno, EIO for a bug).
+   */
+  get failure(): RmapfsError | null {
+    if (this.hookError === null) return null;
+    const e = this.hookError;
+    const why = e instanceof Error ? e.message : String(e);
+    return new RmapfsError(e instanceof RmapfsError ? e.code : 'EIO',
+      `repair of AG ${this.agnos.join(', ')}: the live update hook failed: ${why}; the old rmap is kept`, { cause: e });
+  }
+
+  /**
+   * The scan is aborted (the hook threw, or failed to apply an update): from
+   * here on the hook ignores updates, and the scan stops at its next step.
+   */
+  private abort(e: unknown): void {
+    if (this.hookError !== null) return;
+    this.hookError = e;
+    log('AG %s: live update hook failed, repair aborted: %s', this.agnos.join(','), e instanceof Error ? e.message : String(e));
   }
 
   private map(agno: number, r: RmapRecord): void {
@@ -232,12 +250,9 @@ export class RmapCollector {
         this.clipped++;
       }
     }
-    try {
-      this.apply(update);
-    } catch (e) {
-      // A hook failure aborts the repair, never the user's operation.
-      this.hookError = e;
-    }
+    // A failure here (the in-memory btree cannot take the change) throws to the allocator, which
+    // unregisters the hook and tells abort(): the repair fails, never the user's operation.
+    this.apply(update);
   }
 
   /** Step 1: an AG's own metadata, as it is now (the caller hooks from the same moment). */
@@ -386,16 +401,16 @@ export class RmapCollector {
     // few per unit (thousands of inode chunks at 1M records), the live updates queued behind them.
     const statics: Mapping[] = [];
     for (const agno of this.mems.keys()) this.collectStatic(alloc.ag(agno), statics);
-    alloc.addRmapHook(this.hook);
+    alloc.addRmapHook(this.hook, (e) => this.abort(e));
     this.hooked = true;
     this.snapshot = { ino: -1, mappings: statics, next: 0, queued: [] };
     let inodesScanned = 0;
     const endSlice = async (): Promise<void> => {
-      if (this.hookError !== null) throw this.hookError;
+      this.throwIfAborted();
       await pacer.pause();
       this.chunk = null; // inodes came and went meanwhile
       await options.betweenSlices?.();
-      if (this.hookError !== null) throw this.hookError;
+      this.throwIfAborted();
       if (options.cancelled?.()) throw new RmapfsError('ECANCELED', `repair of AG ${this.agnos.join(', ')} cancelled before its commit`);
       options.onProgress?.({ inodesScanned, inodesTotal });
     };
@@ -427,7 +442,7 @@ export class RmapCollector {
     }
     // Every inode number is scanned now, those of files created from here on included.
     this.scannedUpTo = Number.MAX_SAFE_INTEGER;
-    if (this.hookError !== null) throw this.hookError;
+    this.throwIfAborted();
     options.onProgress?.({ inodesScanned, inodesTotal });
     log('AG %s: collected from %d inodes in %d slices (%d ended for foreground requests; %d live updates applied (%d cut at a file\'s data cursor), %d left to the scan)',
       this.agnos.join(','), inodesScanned, pacer.slices, pacer.yieldsToForeground, this.applied, this.clipped, this.ignored);
@@ -435,6 +450,12 @@ export class RmapCollector {
       hookUpdatesQueued: this.queued,
       slices: pacer.slices,
       yieldsToForeground: pacer.yieldsToForeground };
+  }
+
+  /** The scan's check at each step: a failed hook ends it with the failure. */
+  throwIfAborted(): void {
+    const failure = this.failure;
+    if (failure !== null) throw failure;
   }
 
   /**

@@ -354,7 +354,7 @@ export async function repairRmaps(fsx: Rmapfs, agnos: readonly number[], options
     const scratch = await prepareCommits(agnos.map((agno) => collector.memOf(agno)), options);
     for (const agno of agnos) {
       if (options.cancelled?.()) throw new RmapfsError('ECANCELED', `repair of AG ${agno} cancelled before its commit`);
-      if (collector.failure !== null) throw collector.failure;
+      collector.throwIfAborted();
       const mem = collector.memOf(agno);
       const xfileBytes = mem.bytesHeld();
       options.onCommit?.(agno, false);

@@ -5,18 +5,9 @@
 import t from 'tap';
 import * as crypto from 'crypto';
 import { Rmapfs } from '../../src/fs/rmapfs';
-import { ProblemList, formatProblem } from '../../src/scrub/common';
-import { scrubAg } from '../../src/scrub/ag-scrub';
-import { scrubInodes } from '../../src/scrub/inode-scrub';
 import { S_IFREG } from '../../src/inode/inode-format';
 import { scratchImage } from '../lib/fs';
-
-function check(fsx: Rmapfs): string[] {
-  const problems = new ProblemList();
-  for (const ag of fsx.fs.alloc.ags) scrubAg(ag, fsx.fs.geo, problems);
-  scrubInodes(fsx.fs, problems);
-  return problems.problems.map(formatProblem);
-}
+import { check } from '../lib/check';
 
 t.test('an inode chunk freed, the space filled with data, a crash: the data survives replay', (t) => {
   const image = scratchImage(t, { size: 16 << 20, agCount: 1 });

@@ -1,19 +1,10 @@
 /** The edges: a full filesystem, a huge directory, a huge sequential file. */
 import t from 'tap';
 import { Rmapfs } from '../../src/fs/rmapfs';
-import { ProblemList, formatProblem } from '../../src/scrub/common';
-import { scrubAg } from '../../src/scrub/ag-scrub';
-import { scrubInodes } from '../../src/scrub/inode-scrub';
 import { BlockMap } from '../../src/file/bmap';
 import { S_IFREG } from '../../src/inode/inode-format';
 import { scratchImage } from '../lib/fs';
-
-function check(fsx: Rmapfs): string[] {
-  const problems = new ProblemList();
-  for (const ag of fsx.fs.alloc.ags) scrubAg(ag, fsx.fs.geo, problems);
-  scrubInodes(fsx.fs, problems);
-  return problems.problems.map(formatProblem);
-}
+import { check } from '../lib/check';
 
 t.test('ENOSPC at the edge: writes and creates fail cleanly, and space comes back', (t) => {
   const image = scratchImage(t, { size: 8 << 20 });

@@ -6,18 +6,9 @@
  */
 import t from 'tap';
 import { Rmapfs } from '../../src/fs/rmapfs';
-import { ProblemList, formatProblem } from '../../src/scrub/common';
-import { scrubAg } from '../../src/scrub/ag-scrub';
-import { scrubInodes } from '../../src/scrub/inode-scrub';
 import { S_IFREG } from '../../src/inode/inode-format';
 import { scratchImage } from '../lib/fs';
-
-function check(fsx: Rmapfs): string[] {
-  const problems = new ProblemList();
-  for (const ag of fsx.fs.alloc.ags) scrubAg(ag, fsx.fs.geo, problems);
-  scrubInodes(fsx.fs, problems);
-  return problems.problems.map(formatProblem);
-}
+import { check } from '../lib/check';
 
 t.test('readdir resumes from cookies while entries come and go', (t) => {
   const image = scratchImage(t);

@@ -8,12 +8,10 @@
 import t from 'tap';
 import * as crypto from 'crypto';
 import { Rmapfs } from '../../src/fs/rmapfs';
-import { ProblemList, formatProblem } from '../../src/scrub/common';
-import { scrubAg } from '../../src/scrub/ag-scrub';
-import { scrubInodes } from '../../src/scrub/inode-scrub';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../../src/inode/inode-format';
 import { Rng, testSeed } from '../lib/rng';
 import { scratchImage } from '../lib/fs';
+import { check } from '../lib/check';
 
 type Node =
   | { kind: 'file'; data: Buffer; nlink: number }
@@ -80,13 +78,6 @@ class IdList {
     }
     this.at.delete(id);
   }
-}
-
-function check(fsx: Rmapfs): string[] {
-  const problems = new ProblemList();
-  for (const ag of fsx.fs.alloc.ags) scrubAg(ag, fsx.fs.geo, problems);
-  scrubInodes(fsx.fs, problems);
-  return problems.problems.map(formatProblem);
 }
 
 /** Compares the whole tree with the model; returns differences. */

@@ -1,13 +1,11 @@
 /** Extended attributes: flags, limits, large values, persistence, and space coming back. */
 import t from 'tap';
 import { Rmapfs } from '../../src/fs/rmapfs';
-import { ProblemList, formatProblem } from '../../src/scrub/common';
-import { scrubAg } from '../../src/scrub/ag-scrub';
-import { scrubInodes } from '../../src/scrub/inode-scrub';
 import { S_IFREG } from '../../src/inode/inode-format';
 import { scratchImage } from '../lib/fs';
 import { AttrFork } from '../../src/attr/attr';
 import type { FileContext } from '../../src/file/file';
+import { check } from '../lib/check';
 
 /** Free blocks plus the AG free lists (which grow and shrink with the btrees). */
 function unused(fsx: Rmapfs): number {
@@ -17,13 +15,6 @@ function unused(fsx: Rmapfs): number {
 function fileContext(fsx: Rmapfs): FileContext {
   const fs = fsx.fs;
   return { device: fs.device, alloc: fs.alloc, geo: fs.geo, noteDataWritten: () => fs.noteDataWritten() };
-}
-
-function check(fsx: Rmapfs): string[] {
-  const problems = new ProblemList();
-  for (const ag of fsx.fs.alloc.ags) scrubAg(ag, fsx.fs.geo, problems);
-  scrubInodes(fsx.fs, problems);
-  return problems.problems.map(formatProblem);
 }
 
 t.test('set, get, list, replace, remove; errors as POSIX wants them', (t) => {

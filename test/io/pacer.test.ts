@@ -15,11 +15,24 @@ t.test('a unit bound ends the slice after that many units', (t) => {
 });
 
 t.test('the time budget ends the slice', (t) => {
+  // Nothing else can end it: no unit bound, no foreground probe. The loop gives up on its own after a
+  // second (300 budgets), so without the budget check the pacer never says due and the test fails
+  // rather than spinning through ten million units and passing anyway.
   const p = new Pacer({ sliceMs: 3 });
   const t0 = process.hrtime.bigint();
-  unitsUntilDue(p);
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  t.ok(ms >= 3, `ended after ${ms.toFixed(2)} ms`);
+  const elapsedMs = (): number => Number(process.hrtime.bigint() - t0) / 1e6;
+  let units = 0;
+  let due = false;
+  while (elapsedMs() < 1000) {
+    units++;
+    if (p.due()) {
+      due = true;
+      break;
+    }
+  }
+  const ms = elapsedMs();
+  t.ok(due, `the pacer ended the slice (after ${units} units, ${ms.toFixed(2)} ms)`);
+  t.ok(ms >= 3, 'not before its budget was spent');
   t.end();
 });
 

@@ -3,20 +3,11 @@ import t from 'tap';
 import * as crypto from 'crypto';
 import { Rmapfs } from '../../src/fs/rmapfs';
 import { repairRmap } from '../../src/repair/rmap-repair';
-import { ProblemList, formatProblem } from '../../src/scrub/common';
-import { scrubAg } from '../../src/scrub/ag-scrub';
-import { scrubInodes } from '../../src/scrub/inode-scrub';
 import { encodeRmapKey, decodeRmap, encodeRmap } from '../../src/rmap/rmap-btree';
 import { S_IFREG } from '../../src/inode/inode-format';
 import { Rng, testSeed } from '../lib/rng';
 import { scratchImage } from '../lib/fs';
-
-function check(fsx: Rmapfs): string[] {
-  const problems = new ProblemList();
-  for (const ag of fsx.fs.alloc.ags) scrubAg(ag, fsx.fs.geo, problems);
-  scrubInodes(fsx.fs, problems);
-  return problems.problems.map(formatProblem);
-}
+import { check } from '../lib/check';
 
 t.test('a damaged rmap is rebuilt online and the filesystem checks clean, across a reopen', async (t) => {
   const image = scratchImage(t, { size: 64 << 20, agCount: 2 });
