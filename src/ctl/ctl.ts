@@ -11,7 +11,7 @@ import * as net from 'net';
 import * as path from 'path';
 import createDebug from 'debug';
 import { RmapfsError } from '../errors';
-import { daemonGoneMessage, findMount, mountpointDaemonGone } from '../fuse/mountinfo';
+import { daemonGoneMessage, findMount, mountpointDaemonGone } from '../io/mountinfo';
 
 const log = createDebug('rmapfs:ctl');
 
