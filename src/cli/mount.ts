@@ -127,7 +127,8 @@ async function remountLive(mountpoint: string, opts: MountOptions, io: CommandIo
   const wantReadOnly = chosen.includes('ro') ? true : chosen.includes('rw') ? false : null;
   const tellDaemon = async (readOnly: boolean): Promise<void> => {
     const reply = await ctlRequest(mountpoint, { cmd: 'remount', readOnly });
-    if (!reply.ok) throw new RmapfsError('EIO', `cannot remount ${mountpoint} ${readOnly ? 'ro' : 'rw'}: ${String(reply.error)}`);
+    // The daemon's errno comes with its line (EROFS: a filesystem shut down cannot go rw).
+    if (!reply.ok) throw new RmapfsError(reply.code ?? 'EIO', `cannot remount ${mountpoint} ${readOnly ? 'ro' : 'rw'}: ${String(reply.error)}`);
   };
   if (wantReadOnly === false) await tellDaemon(false);
   const r = spawnSync('mount', ['-i', '-o', ['remount', ...chosen].join(','), entry.mountpoint], { encoding: 'utf8' });
