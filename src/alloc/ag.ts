@@ -19,7 +19,7 @@ import type { Geometry } from '../format/geometry';
 import { OWN_AG } from '../format/owners';
 import { rmapBtreeOps } from '../rmap/rmap-btree';
 import { rmapMap, rmapUnmap } from '../rmap/rmap';
-import { inoBtreeOps } from '../inode/inode-btree';
+import { inoBtreeOps } from './inode-btree';
 import { bnoBtreeOps, bnoKey, cntBtreeOps, cntKey, decodeFreeExtent, encodeFreeExtent } from './alloc-btree';
 import type { FreeExtent } from './alloc-btree';
 import { HealthRecord, STRUCTURE_NAMES } from './health';

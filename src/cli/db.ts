@@ -29,7 +29,7 @@ import type { BtreeOps } from '../btree/btree-ops';
 import { NULL_PTR } from '../btree/btree-ops';
 import { bnoBtreeOps, cntBtreeOps } from '../alloc/alloc-btree';
 import { rmapBtreeOps } from '../rmap/rmap-btree';
-import { inoBtreeOps } from '../inode/inode-btree';
+import { inoBtreeOps } from '../alloc/inode-btree';
 import {
   ATTR_BTREE, ATTR_LOCAL, ATTR_NONE, DATA_FORK_OFFSET, DATA_FORK_SIZE, EXTENT_SIZE, FORK_BTREE, FORK_EXTENTS, FORK_LOCAL,
   INODE_FIELDS, INODE_MAGIC, MAX_INLINE_EXTENTS, OFF_I_AFORMAT, OFF_I_AHEIGHT, OFF_I_ALOCAL, OFF_I_AROOT, OFF_I_CRC,

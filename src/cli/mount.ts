@@ -11,9 +11,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { RmapfsError } from '../errors';
 import { Device, loopBackingFile } from '../io/device';
-import { kernelMountFlags, parseMountOptions, startDaemon } from '../fuse/daemon';
-import type { MountOptions } from '../fuse/daemon';
-import { daemonGoneMessage, findMount, listMounts, mountpointDaemonGone, superblockReadOnly } from '../fuse/mountinfo';
+import { kernelMountFlags, parseMountOptions, startDaemon } from '../daemon/daemon';
+import type { MountOptions } from '../daemon/daemon';
+import { daemonGoneMessage, findMount, listMounts, mountpointDaemonGone, superblockReadOnly } from '../io/mountinfo';
 import { ctlRequest } from '../ctl/ctl';
 import { parseArgs } from './args';
 import type { Command, CommandIo } from './args';
@@ -127,7 +127,8 @@ async function remountLive(mountpoint: string, opts: MountOptions, io: CommandIo
   const wantReadOnly = chosen.includes('ro') ? true : chosen.includes('rw') ? false : null;
   const tellDaemon = async (readOnly: boolean): Promise<void> => {
     const reply = await ctlRequest(mountpoint, { cmd: 'remount', readOnly });
-    if (!reply.ok) throw new RmapfsError('EIO', `cannot remount ${mountpoint} ${readOnly ? 'ro' : 'rw'}: ${String(reply.error)}`);
+    // The daemon's errno comes with its line (EROFS: a filesystem shut down cannot go rw).
+    if (!reply.ok) throw new RmapfsError(reply.code ?? 'EIO', `cannot remount ${mountpoint} ${readOnly ? 'ro' : 'rw'}: ${String(reply.error)}`);
   };
   if (wantReadOnly === false) await tellDaemon(false);
   const r = spawnSync('mount', ['-i', '-o', ['remount', ...chosen].join(','), entry.mountpoint], { encoding: 'utf8' });

@@ -1,8 +1,10 @@
 /**
- * `rmapfs scrub [--json] [--ag N] MOUNTPOINT` and `rmapfs status MOUNTPOINT`:
- * ask the daemon serving a live mount, over its control socket.
+ * `rmapfs scrub [--json] [--ag N] MOUNTPOINT`, `rmapfs repair ... MOUNTPOINT` and `rmapfs status MOUNTPOINT`:
+ * ask the daemon serving a live mount, over its control socket. All three exit by xfs_scrub's bitmask
+ * (ONLINE_*) and print one JSON object of one style with --json.
  */
-import { ctlRequest } from '../ctl/ctl';
+import { RmapfsError } from '../errors';
+import { ctlRequest, refusalError } from '../ctl/ctl';
 import type { CtlEvent, CtlReply, CtlRequest } from '../ctl/ctl';
 import type { RmapRepairResult } from '../repair/rmap-repair';
 import { describeSick } from '../ctl/health-report';
@@ -10,11 +12,41 @@ import type { SickStructureReport } from '../ctl/health-report';
 import { formatProblem } from '../scrub/common';
 import type { Problem } from '../scrub/common';
 import { CliError, parseArgs } from './args';
-import type { Command, CommandIo } from './args';
+import type { Command, CommandIo, OptionSpec, ParsedArgs } from './args';
 
 /**
- * One request to the daemon of a mount; a daemon that cannot be reached, or
- * that says no, is a one-line operational error (exit 1).
+ * Exit statuses of scrub, repair and status: xfs_scrub's bitmask. (`check`, the offline fsck, keeps
+ * fsck(8)'s.)
+ */
+export const ONLINE_CLEAN = 0;
+/** Corruption found, or left after a repair (status: damage known). */
+export const ONLINE_CORRUPT = 1;
+/** Could be optimised (nothing says so yet). */
+export const ONLINE_OPTIMIZE = 2;
+/** Operational error: not a mount, daemon gone, the daemon refused or failed. */
+export const ONLINE_OPERATIONAL = 4;
+/** Usage error: bad options or arguments, or a request the daemon found invalid (EINVAL). */
+export const ONLINE_USAGE = 8;
+
+const EXIT_STATUS_HELP = `exit status (a bitmask, as xfs_scrub's): 0 clean, 1 corruption found or
+left, 2 could be optimised, 4 operational error (not an rmapfs mount, daemon
+gone, the daemon refused or failed: the line ends with the errno name, e.g.
+(EBUSY)), 8 usage error (bad options, or an AG past the end).`;
+
+/** A failure of an online command: its line ends with the errno name; its status follows the scheme. */
+function onlineError(e: RmapfsError, status: number): CliError {
+  return new CliError(status, e.code, `${e.message} (${e.code})`, { cause: e });
+}
+
+/** A refusal of the daemon: EINVAL (the request was invalid) is a usage error, anything else operational. */
+function refused(reply: CtlReply, what: string): CliError {
+  const e = refusalError(reply, what);
+  return onlineError(e, e.code === 'EINVAL' ? ONLINE_USAGE : ONLINE_OPERATIONAL);
+}
+
+/**
+ * One request to the daemon of a mount. A daemon that cannot be reached is an operational error; a
+ * refusal carries the daemon's errno (unless acceptRefusal: the caller looks at the reply).
  */
 export async function askDaemon(mountpoint: string, req: CtlRequest, onEvent?: (e: CtlEvent) => void,
   acceptRefusal = false): Promise<CtlReply> {
@@ -22,10 +54,66 @@ export async function askDaemon(mountpoint: string, req: CtlRequest, onEvent?: (
   try {
     reply = await ctlRequest(mountpoint, req, undefined, onEvent);
   } catch (e) {
-    throw new CliError(1, 'EIO', e instanceof Error ? e.message : String(e));
+    if (e instanceof RmapfsError) throw onlineError(e, ONLINE_OPERATIONAL);
+    throw e;
   }
-  if (!reply.ok && !acceptRefusal) throw new CliError(1, 'EIO', String(reply.error ?? `${req.cmd} failed`));
+  if (!reply.ok && !acceptRefusal) throw refused(reply, req.cmd);
   return reply;
+}
+
+/** What the argument parser throws (exit 2 for most commands) exits 8 here: xfs_scrub's usage status. */
+function asUsageError(e: unknown): unknown {
+  return e instanceof RmapfsError ? new CliError(ONLINE_USAGE, e.code, e.message, { cause: e }) : e;
+}
+
+/**
+ * Parses an online command's arguments, answers --help, and runs `body`. With --json, a failure prints
+ * {clean, status, error, errorCode} on stdout too (its line still goes to stderr), so a script always
+ * gets one object.
+ */
+async function runOnline(argv: string[], io: CommandIo, options: OptionSpec[], usage: string,
+  body: (args: ParsedArgs, json: boolean) => Promise<number>): Promise<number> {
+  let args: ParsedArgs;
+  try {
+    args = parseArgs(argv, [{ name: 'json', kind: 'flag' }, ...options]);
+  } catch (e) {
+    throw asUsageError(e);
+  }
+  if (args.flag('help')) {
+    io.out(usage);
+    return ONLINE_CLEAN;
+  }
+  const json = args.flag('json');
+  try {
+    return await body(args, json);
+  } catch (e) {
+    if (json && e instanceof CliError) {
+      io.out(JSON.stringify({ clean: false, status: e.status, error: e.message, errorCode: e.code }));
+    }
+    throw e;
+  }
+}
+
+/** The one positional argument of every online command. */
+function mountpointArgument(args: ParsedArgs): string {
+  try {
+    return (args.expectPositionals(['MOUNTPOINT']) as [string])[0];
+  } catch (e) {
+    throw asUsageError(e);
+  }
+}
+
+/** --ag N: an AG number (whether the filesystem has it is the daemon's to say). */
+function agOption(args: ParsedArgs): number | null {
+  const agText = args.string('ag');
+  const ag = agText === undefined ? null : Number(agText);
+  if (ag !== null && (!Number.isInteger(ag) || ag < 0)) throw new CliError(ONLINE_USAGE, 'EINVAL', `--ag needs an AG number, not '${agText}'`);
+  return ag;
+}
+
+/** Problems as every --json shows them: the fields, and the line the text output prints. */
+function problemsJson(problems: readonly Problem[]): (Problem & { text: string })[] {
+  return problems.map((p) => ({ ...p, text: formatProblem(p) }));
 }
 
 const SCRUB_USAGE = `usage: rmapfs scrub [--json] [--ag N] MOUNTPOINT
@@ -34,8 +122,13 @@ Checks a mounted filesystem without stopping it: each AG's free-space, rmap
 and inode btrees, the coverage invariant (every block free or mapped exactly
 once), and the files against the rmap. One line per problem.
 
-exit status (a bitmask, like xfs_scrub): 0 clean, 1 operational error,
-2 corruption found.`;
+options:
+  --json       one JSON object: {clean, status, problems, problemCount,
+               agsChecked, rmapRecords, inodesChecked, seconds, error,
+               errorCode}
+  --ag N       only AG N
+
+${EXIT_STATUS_HELP}`;
 
 const STATUS_USAGE = `usage: rmapfs status [--json] MOUNTPOINT
 
@@ -44,8 +137,12 @@ and every structure known to be damaged (found failing during normal
 operation, or by a scrub or a repair): how and when it was found, what fails
 because of it, and whether rmapfs can repair it.
 
-exit status (as scrub's): 0 nothing known damaged, 1 operational error,
-2 damage known.`;
+options:
+  --json       one JSON object: {clean, status, device, mountpoint, pid, ...,
+               damaged, error, errorCode}
+
+${EXIT_STATUS_HELP}
+For status, 1 means damage is known.`;
 
 interface ScrubReply {
   ok: boolean;
@@ -62,28 +159,26 @@ export const scrubCommand: Command = {
   name: 'scrub',
   summary: 'check a mounted filesystem, online',
   usage: SCRUB_USAGE,
-  async run(argv, io) {
-    const args = parseArgs(argv, [{ name: 'json', kind: 'flag' }, { name: 'ag', kind: 'value' }]);
-    if (args.flag('help')) {
-      io.out(SCRUB_USAGE);
-      return 0;
-    }
-    const [mountpoint] = args.expectPositionals(['MOUNTPOINT']) as [string];
-    const agText = args.string('ag');
-    const ag = agText === undefined ? null : Number(agText);
-    if (ag !== null && (!Number.isInteger(ag) || ag < 0)) throw new CliError(2, 'EINVAL', `--ag needs an AG number, not '${agText}'`);
-    const reply = await askDaemon(mountpoint, { cmd: 'scrub', ag }) as ScrubReply;
-    const problems = reply.problems ?? [];
-    const count = reply.problemCount ?? problems.length;
-    if (args.flag('json')) {
-      io.out(JSON.stringify({ clean: count === 0, ...reply }));
-    } else {
+  run(argv, io) {
+    return runOnline(argv, io, [{ name: 'ag', kind: 'value' }], SCRUB_USAGE, async (args, json) => {
+      const mountpoint = mountpointArgument(args);
+      const ag = agOption(args);
+      const reply = await askDaemon(mountpoint, { cmd: 'scrub', ag }) as ScrubReply;
+      const problems = reply.problems ?? [];
+      const count = reply.problemCount ?? problems.length;
+      const status = count === 0 ? ONLINE_CLEAN : ONLINE_CORRUPT;
+      if (json) {
+        io.out(JSON.stringify({ clean: count === 0, status, problems: problemsJson(problems), problemCount: count,
+          agsChecked: reply.agsChecked, rmapRecords: reply.rmapRecords, inodesChecked: reply.inodesChecked,
+          seconds: reply.seconds, error: null, errorCode: null }));
+        return status;
+      }
       for (const p of problems) io.out(formatProblem(p));
       io.out(count === 0
         ? `rmapfs scrub: clean (${reply.agsChecked} AGs, ${reply.rmapRecords} rmap records${reply.inodesChecked ? ', files' : ''}, ${(reply.seconds ?? 0).toFixed(2)} s)`
         : `rmapfs scrub: ${count} problem${count === 1 ? '' : 's'} in ${reply.agsChecked} AGs`);
-    }
-    return count === 0 ? 0 : 2;
+      return status;
+    });
   },
 };
 
@@ -94,10 +189,19 @@ the records are collected into an in-memory btree while the filesystem stays
 in use, then the new btree is loaded and swapped in with one transaction.
 Scrubs afterwards and reports the result. --progress draws a progress bar
 (inodes scanned / total) on a terminal, or prints a line a second elsewhere.
+If it fails (an operational error), the old rmap stays.
 
-exit status (a bitmask, like xfs_scrub): 0 done and clean, 1 operational
-error (the old rmap stays), 4 corruption left after the repair, or damage
-it cannot repair yet (then nothing is changed).`;
+options:
+  --json       one JSON object: {clean, status, repaired, ags: [{agno, records,
+               blocks, oldBlocks, inodesScanned, scanMs, loadMs, commitPauseMs,
+               xfileBytes, heapGrowthMib}], problems, problemCount,
+               unrepairable, error, errorCode}
+  --progress   a progress bar
+  --ag N       only AG N
+
+${EXIT_STATUS_HELP}
+For repair, 1 means corruption is left after the repair, or damage it cannot
+repair yet is there (then nothing is changed).`;
 
 
 /** --progress: a bar redrawn in place on a terminal, else a line a second. */
@@ -141,84 +245,83 @@ export const repairCommand: Command = {
   name: 'repair',
   summary: 'rebuild the rmap of a mounted filesystem, online',
   usage: REPAIR_USAGE,
-  async run(argv, io) {
-    const args = parseArgs(argv, [{ name: 'json', kind: 'flag' }, { name: 'progress', kind: 'flag' },
-      { name: 'ag', kind: 'value' }]);
-    if (args.flag('help')) {
-      io.out(REPAIR_USAGE);
-      return 0;
-    }
-    const [mountpoint] = args.expectPositionals(['MOUNTPOINT']) as [string];
-    const agText = args.string('ag');
-    const ag = agText === undefined ? null : Number(agText);
-    if (ag !== null && (!Number.isInteger(ag) || ag < 0)) throw new CliError(2, 'EINVAL', `--ag needs an AG number, not '${agText}'`);
-    const progress = args.flag('progress') ? repairProgress(io) : null;
-    let reply: CtlReply;
-    // Ctrl-C closes the connection: the daemon stops the repair before its commit, the old rmap stays.
-    const stop = (): void => {
-      io.err('rmapfs: repair cancelled; the old rmap stays in place');
-      process.exit(1);
-    };
-    process.once('SIGINT', stop);
-    try {
-      // Only --json shows the heap growth, and measuring it well costs the daemon two full GCs (tens of ms
-      // each, on the thread that serves FUSE): ask for it only then.
-      reply = await askDaemon(mountpoint, { cmd: 'repair', ag, measureHeap: args.flag('json') }, progress?.event, true);
-      const unrepairable = reply.unrepairable as SickStructureReport[] | undefined;
-      if (!reply.ok && unrepairable !== undefined) {
-        // Damage it cannot rebuild yet: said plainly, nothing changed, corruption left (4).
-        if (args.flag('json')) io.out(JSON.stringify({ clean: false, repaired: false, unrepairable }));
-        else io.err(`rmapfs repair: ${String(reply.error)}`);
-        return 4;
-      }
-      if (!reply.ok) throw new CliError(1, 'EIO', String(reply.error ?? 'repair failed'));
-    } finally {
-      process.removeListener('SIGINT', stop);
-      progress?.end();
-    }
-    const ags = (reply.ags ?? []) as RmapRepairResult[];
-    const scrub = (reply.scrub ?? {}) as ScrubReply;
-    const left = scrub.problemCount ?? 0;
-    if (args.flag('json')) {
-      io.out(JSON.stringify({ clean: left === 0, ags: ags.map((a) => ({
-        agno: a.agno, records: a.records, blocks: a.blocks, old_blocks: a.oldBlocks, inodes_scanned: a.inodesScanned,
-        scan_ms: +a.scanMs.toFixed(1), load_ms: +a.loadMs.toFixed(2), commit_pause_ms: +a.commitPauseMs.toFixed(2),
-        xfile_bytes: a.xfileBytes, heap_growth_mib: +a.heapGrowthMib.toFixed(2),
-      })), problems_left: left }));
-    } else {
-      for (const a of ags) {
-        io.out(`AG ${a.agno}: rmap rebuilt, ${a.records} records in ${a.blocks} blocks (was ${a.oldBlocks}); `
-          + `scanned ${a.inodesScanned} inodes in ${a.scanMs.toFixed(0)} ms, commit pause ${a.commitPauseMs.toFixed(1)} ms`);
-      }
-      for (const p of scrub.problems ?? []) io.out(formatProblem(p));
-      io.out(left === 0 ? 'rmapfs repair: done; scrub is clean' : `rmapfs repair: ${left} problems left after the repair`);
-    }
-    return left === 0 ? 0 : 4;
+  run(argv, io) {
+    return runOnline(argv, io, [{ name: 'progress', kind: 'flag' }, { name: 'ag', kind: 'value' }], REPAIR_USAGE,
+      (args, json) => repair(args, json, io));
   },
 };
+
+async function repair(args: ParsedArgs, json: boolean, io: CommandIo): Promise<number> {
+  const mountpoint = mountpointArgument(args);
+  const ag = agOption(args);
+  const progress = args.flag('progress') ? repairProgress(io) : null;
+  let reply: CtlReply;
+  // Ctrl-C closes the connection: the daemon stops the repair before its commit, the old rmap stays.
+  const stop = (): void => {
+    io.err('rmapfs: repair cancelled; the old rmap stays in place');
+    process.exit(ONLINE_OPERATIONAL);
+  };
+  process.once('SIGINT', stop);
+  try {
+    // Only --json shows the heap growth, and measuring it well costs the daemon two full GCs (tens of ms
+    // each, on the thread that serves FUSE): ask for it only then.
+    reply = await askDaemon(mountpoint, { cmd: 'repair', ag, measureHeap: json }, progress?.event, true);
+    const unrepairable = reply.unrepairable as SickStructureReport[] | undefined;
+    if (!reply.ok && unrepairable !== undefined) {
+      // Damage it cannot rebuild yet: said plainly, nothing changed, corruption left.
+      if (json) {
+        io.out(JSON.stringify({ clean: false, status: ONLINE_CORRUPT, repaired: false, ags: [], problems: [],
+          problemCount: 0, unrepairable, error: String(reply.error), errorCode: reply.code ?? null }));
+      } else {
+        io.err(`rmapfs repair: ${String(reply.error)}`);
+      }
+      return ONLINE_CORRUPT;
+    }
+    if (!reply.ok) throw refused(reply, 'repair');
+  } finally {
+    process.removeListener('SIGINT', stop);
+    progress?.end();
+  }
+  const ags = (reply.ags ?? []) as RmapRepairResult[];
+  const scrub = (reply.scrub ?? {}) as ScrubReply;
+  const left = scrub.problemCount ?? 0;
+  const status = left === 0 ? ONLINE_CLEAN : ONLINE_CORRUPT;
+  if (json) {
+    io.out(JSON.stringify({ clean: left === 0, status, repaired: true, ags: ags.map((a) => ({
+      agno: a.agno, records: a.records, blocks: a.blocks, oldBlocks: a.oldBlocks, inodesScanned: a.inodesScanned,
+      scanMs: +a.scanMs.toFixed(1), loadMs: +a.loadMs.toFixed(2), commitPauseMs: +a.commitPauseMs.toFixed(2),
+      xfileBytes: a.xfileBytes, heapGrowthMib: +a.heapGrowthMib.toFixed(2),
+    })), problems: problemsJson(scrub.problems ?? []), problemCount: left, unrepairable: [], error: null, errorCode: null }));
+  } else {
+    for (const a of ags) {
+      io.out(`AG ${a.agno}: rmap rebuilt, ${a.records} records in ${a.blocks} blocks (was ${a.oldBlocks}); `
+        + `scanned ${a.inodesScanned} inodes in ${a.scanMs.toFixed(0)} ms, commit pause ${a.commitPauseMs.toFixed(1)} ms`);
+    }
+    for (const p of scrub.problems ?? []) io.out(formatProblem(p));
+    io.out(left === 0 ? 'rmapfs repair: done; scrub is clean' : `rmapfs repair: ${left} problems left after the repair`);
+  }
+  return status;
+}
 
 export const statusCommand: Command = {
   name: 'status',
   summary: 'what the daemon of a mount knows',
   usage: STATUS_USAGE,
-  async run(argv, io) {
-    const args = parseArgs(argv, [{ name: 'json', kind: 'flag' }]);
-    if (args.flag('help')) {
-      io.out(STATUS_USAGE);
-      return 0;
-    }
-    const [mountpoint] = args.expectPositionals(['MOUNTPOINT']) as [string];
-    const reply = await askDaemon(mountpoint, { cmd: 'status' });
-    const damaged = (reply.damaged ?? []) as SickStructureReport[];
-    const status = damaged.length === 0 ? 0 : 2;
-    if (args.flag('json')) {
+  run(argv, io) {
+    return runOnline(argv, io, [], STATUS_USAGE, async (args, json) => {
+      const mountpoint = mountpointArgument(args);
+      const reply = await askDaemon(mountpoint, { cmd: 'status' });
+      const damaged = (reply.damaged ?? []) as SickStructureReport[];
+      const status = damaged.length === 0 ? ONLINE_CLEAN : ONLINE_CORRUPT;
       const { ok: _ok, ...fields } = reply;
-      io.out(JSON.stringify(fields));
+      if (json) {
+        io.out(JSON.stringify({ clean: damaged.length === 0, status, ...fields, error: null, errorCode: null }));
+        return status;
+      }
+      for (const [k, v] of Object.entries(fields)) if (k !== 'damaged') io.out(`${k.padEnd(15)} ${String(v)}`);
+      if (damaged.length === 0) io.out(`${'damaged'.padEnd(15)} none known`);
+      else damaged.flatMap(describeSick).forEach((line, i) => io.out(`${(i === 0 ? 'damaged' : '').padEnd(15)} ${line}`));
       return status;
-    }
-    for (const [k, v] of Object.entries(reply)) if (k !== 'ok' && k !== 'damaged') io.out(`${k.padEnd(15)} ${String(v)}`);
-    if (damaged.length === 0) io.out(`${'damaged'.padEnd(15)} none known`);
-    else damaged.flatMap(describeSick).forEach((line, i) => io.out(`${(i === 0 ? 'damaged' : '').padEnd(15)} ${line}`));
-    return status;
+    });
   },
 };

@@ -11,7 +11,7 @@ import * as net from 'net';
 import * as path from 'path';
 import createDebug from 'debug';
 import { RmapfsError } from '../errors';
-import { daemonGoneMessage, findMount, mountpointDaemonGone } from '../fuse/mountinfo';
+import { daemonGoneMessage, findMount, mountpointDaemonGone } from '../io/mountinfo';
 
 const log = createDebug('rmapfs:ctl');
 
@@ -22,8 +22,27 @@ export interface CtlRequest {
 
 export interface CtlReply {
   ok: boolean;
+  /** A refusal's one line. */
   error?: string;
+  /** A refusal's errno name (EBUSY, EROFS, EINVAL, ENOSPC...): the command reports it and exits by it. */
+  code?: string;
   [field: string]: unknown;
+}
+
+/** The daemon says no: an errno name and one line, carried to the command as they are. */
+export function refusal(code: string, message: string): CtlReply {
+  return { ok: false, code, error: message };
+}
+
+/** A failure as a refusal: an RmapfsError keeps its code; anything else (a bug) is EIO. */
+export function refusalFrom(e: unknown, prefix = ''): CtlReply {
+  const message = `${prefix}${e instanceof Error ? e.message : String(e)}`;
+  return refusal(e instanceof RmapfsError ? e.code : 'EIO', message);
+}
+
+/** The error a refusal stands for, on the command's side. */
+export function refusalError(reply: CtlReply, what: string): RmapfsError {
+  return new RmapfsError(reply.code ?? 'EIO', reply.error ?? `${what} failed`);
 }
 
 /**
@@ -87,11 +106,16 @@ export function startCtlServer(mountpoint: string, handler: CtlHandler): CtlServ
   });
   const answer = async (line: string, signal: AbortSignal, send: (e: CtlEvent) => void): Promise<CtlReply> => {
     try {
-      const req = JSON.parse(line) as CtlRequest;
+      let req: CtlRequest;
+      try {
+        req = JSON.parse(line) as CtlRequest;
+      } catch {
+        throw new RmapfsError('EINVAL', 'a request that is not JSON');
+      }
       if (typeof req.cmd !== 'string') throw new RmapfsError('EINVAL', 'request without a command');
       return await handler(req, signal, send);
     } catch (e) {
-      return { ok: false, error: e instanceof Error ? e.message : String(e) };
+      return refusalFrom(e);
     }
   };
   server.listen(sock, () => fs.chmodSync(sock, 0o600));

@@ -21,7 +21,7 @@ import { BLOCK_SIZE, SUPERBLOCK_FIELDS } from '../format/superblock';
 import { NAME_MAX } from '../dir/dir';
 import { findField, writeField } from '../format/fields';
 import { AttrFork } from '../attr/attr';
-import { INODES_PER_CHUNK, decodeInobt, isInodeFree } from '../inode/inode-btree';
+import { INODES_PER_CHUNK, decodeInobt, isInodeFree } from '../alloc/inode-btree';
 
 const log = createDebug('rmapfs:ops');
 

@@ -14,8 +14,8 @@ import type { AgStructure } from '../alloc/health';
 import { CHUNK_BLOCKS, INODE_SIZE, INODES_PER_BLOCK } from '../format/geometry';
 import type { Geometry } from '../format/geometry';
 import { OWN_INODES } from '../format/owners';
-import { INODES_PER_CHUNK, decodeInobt, encodeInobt, isInodeFree, setInodeFree } from './inode-btree';
-import type { InobtRecord } from './inode-btree';
+import { INODES_PER_CHUNK, decodeInobt, encodeInobt, isInodeFree, setInodeFree } from '../alloc/inode-btree';
+import type { InobtRecord } from '../alloc/inode-btree';
 import {
   ATTR_FORK_OFFSET, DATA_FORK_OFFSET, OFF_I_AFORMAT, OFF_I_ALOCAL, OFF_I_AHEIGHT, OFF_I_AROOT, OFF_I_DHEIGHT,
   OFF_I_DROOT, OFF_I_FLAGS, OFF_I_FORMAT, OFF_I_GEN, OFF_I_GID, OFF_I_MODE, OFF_I_NBLOCKS, OFF_I_NEXTENTS,

@@ -19,8 +19,8 @@ import type { RecordSource } from '../btree/bulk-load';
 import { BTREE_HDR_SIZE } from '../btree/btree-block';
 import type { AllocGroup } from '../alloc/ag';
 import { RmapCollector } from './rmap-collect';
-import { Pacer } from '../fs/pacer';
-import type { PacerOptions } from '../fs/pacer';
+import { Pacer } from '../io/pacer';
+import type { PacerOptions } from '../io/pacer';
 import type { CollectOptions } from './rmap-collect';
 
 const log = createDebug('rmapfs:repair');

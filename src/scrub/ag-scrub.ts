@@ -15,7 +15,7 @@ import { AG_BTREES, SLOT_BLOCKS, SLOT_RECORDS, slotOffset } from '../format/ag-h
 import type { AgBtreeName } from '../format/ag-header';
 import { isInodeOwner, OWN_AG, OWN_FS, OWN_INOBT, OWN_INODES, OWN_LOG, ownerName } from '../format/owners';
 import { decodeRmap, decodeRmapOwner } from '../rmap/rmap-btree';
-import { decodeInobt, INODES_PER_CHUNK } from '../inode/inode-btree';
+import { decodeInobt, INODES_PER_CHUNK } from '../alloc/inode-btree';
 import { CHUNK_BLOCKS, INODES_PER_BLOCK } from '../format/geometry';
 import type { Geometry } from '../format/geometry';
 import { eachBlock, eachRecord, runToEnd } from './common';

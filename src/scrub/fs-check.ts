@@ -22,7 +22,7 @@ import { Device } from '../io/device';
 import { readField } from '../format/fields';
 import { AGH_AGBNO, AGH_MAGIC, OFF_FREE_EXTENTS, OFF_FREE_INODES, OFF_INODE_COUNT } from '../format/ag-header';
 import { BLOCK_SIZE, SB_MAGIC, SUPERBLOCK_FIELDS, superblockBufOps } from '../format/superblock';
-import { decodeInobt, INODES_PER_CHUNK } from '../inode/inode-btree';
+import { decodeInobt, INODES_PER_CHUNK } from '../alloc/inode-btree';
 import { scrubAg } from './ag-scrub';
 import { scrubInodes } from './inode-scrub';
 import type { AgScrubResult } from './ag-scrub';

@@ -9,7 +9,7 @@
 import { RmapfsError } from '../errors';
 import { InodeStore } from '../inode/inode';
 import type { Inode } from '../inode/inode';
-import { decodeInobt, isInodeFree, INODES_PER_CHUNK } from '../inode/inode-btree';
+import { decodeInobt, isInodeFree, INODES_PER_CHUNK } from '../alloc/inode-btree';
 import {
   DATA_FORK_OFFSET, DATA_FORK_SIZE, OFF_I_FORMAT, OFF_I_INO, OFF_I_MODE, OFF_I_NEXTENTS, OFF_I_VERSION,
   FORK_BTREE, FORK_EXTENTS, FORK_LOCAL, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK,

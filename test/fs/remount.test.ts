@@ -13,7 +13,7 @@ import { Filesystem } from '../../src/fs/filesystem';
 import { STATE_CLEAN, STATE_DIRTY } from '../../src/format/superblock';
 import { checkDevice, CHECK_CLEAN } from '../../src/scrub/fs-check';
 import { S_IFREG } from '../../src/inode/inode-format';
-import { kernelMountFlags, parseMountOptions } from '../../src/fuse/daemon';
+import { kernelMountFlags, parseMountOptions } from '../../src/daemon/daemon';
 import { scratchImage } from '../lib/fs';
 
 /** What a copy of the image, taken now, holds: its state and what its log would replay. */

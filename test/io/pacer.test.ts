@@ -1,6 +1,6 @@
 /** The pacer ends a slice on its time budget, its unit bound, or at once when foreground work waits. */
 import t from 'tap';
-import { Pacer } from '../../src/fs/pacer';
+import { Pacer } from '../../src/io/pacer';
 
 function unitsUntilDue(p: Pacer, limit = 1e7): number {
   let n = 0;

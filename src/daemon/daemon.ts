@@ -12,11 +12,12 @@ import createDebug from 'debug';
 import { RmapfsError } from '../errors';
 import { DEFAULT_ATIME_POLICY, Rmapfs } from '../fs/rmapfs';
 import type { AtimePolicy } from '../fs/rmapfs';
-import { LowLevelOps } from './ll-ops';
-import { LowLevelFuse } from './lowlevel';
+import { LowLevelOps } from '../fuse/ll-ops';
+import { LowLevelFuse } from '../fuse/lowlevel';
 import { startCtlServer } from '../ctl/ctl';
-import { daemonGoneMessage, findMount, isMounted, mountpointDaemonGone, superblockReadOnly } from './mountinfo';
-import { watchMountTable } from './lowlevel';
+import { daemonGoneMessage, findMount, isMounted, mountpointDaemonGone, superblockReadOnly } from '../io/mountinfo';
+import { watchMountTable } from '../fuse/lowlevel';
+import { refusal, refusalFrom } from '../ctl/ctl';
 import type { CtlReply, CtlServer } from '../ctl/ctl';
 import { scrubLiveSliced } from '../scrub/live-scrub';
 import { repairRmaps } from '../repair/rmap-repair';
@@ -323,7 +324,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
     for (const p of problems.problems) log('before repair: %s', formatProblem(p));
     const bad = sickStructures(fsx.fs.alloc).filter((r) => ags.includes(r.agno) && !r.repairable);
     if (bad.length === 0) return null;
-    return { ok: false, error: unrepairableLine(bad), unrepairable: bad };
+    return { ...refusal('EFSCORRUPTED', unrepairableLine(bad)), unrepairable: bad };
   };
   ctl = startCtlServer(mnt, (req, signal, send) => {
     switch (req.cmd) {
@@ -336,17 +337,17 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
       }
       case 'remount': {
         // `rmapfs mount -o remount,...`: before the kernel's remount,rw, after its remount,ro.
-        if (typeof req.readOnly !== 'boolean') return { ok: false, error: 'remount needs readOnly' };
+        if (typeof req.readOnly !== 'boolean') return refusal('EINVAL', 'remount needs readOnly');
         try {
           remount(req.readOnly);
         } catch (e) {
-          return { ok: false, error: e instanceof Error ? e.message : String(e) };
+          return refusalFrom(e);
         }
         return { ok: true, readOnly };
       }
       case 'mark': {
         // Tests: a label in the write log, after everything written so far.
-        if (writeLog === null) return { ok: false, error: 'this mount has no write log (mount option writelog=FILE)' };
+        if (writeLog === null) return refusal('EINVAL', 'this mount has no write log (mount option writelog=FILE)');
         writeLog.mark(String(req.label ?? ''));
         return { ok: true };
       }
@@ -355,18 +356,18 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
         try {
           faults.set(String(req.spec ?? ''));
         } catch (e) {
-          return { ok: false, error: e instanceof Error ? e.message : String(e) };
+          return refusalFrom(e);
         }
         return { ok: true };
       }
       case 'scrub': {
         const agno = typeof req.ag === 'number' ? req.ag : null;
         if (agno !== null && (!Number.isInteger(agno) || agno < 0 || agno >= fsx.fs.geo.agCount)) {
-          return { ok: false, error: `no AG ${agno} (the filesystem has ${fsx.fs.geo.agCount})` };
+          return refusal('EINVAL', `no AG ${agno} (the filesystem has ${fsx.fs.geo.agCount})`);
         }
         // The repair's own scrub reports on what it rebuilt; a scrub beside it could read the old
         // rmap's blocks after the repair gave them back.
-        if (repairing) return { ok: false, error: 'a repair is running on this filesystem (it scrubs when it is done)' };
+        if (repairing) return refusal('EBUSY', 'a repair is running on this filesystem (it scrubs when it is done)');
         // In slices, so FUSE requests keep being served; it checks the filesystem as it was when it began.
         return scrubLiveSliced(fsx.fs, agno, {
           foregroundWaiting: () => fuse.requestWaiting(),
@@ -377,14 +378,14 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
           const scrubbed = agno === null ? fsx.fs.alloc.ags.map((a) => a.agno) : [agno];
           markHealthFromProblems(fsx.fs.alloc, scrubbed, r.problems, 'scrub', 'scrubbing');
           return { ok: true, ...r };
-        }, (e: unknown) => ({ ok: false, error: e instanceof Error ? e.message : String(e) }));
+        }, (e: unknown) => refusalFrom(e));
       }
       case 'repair': {
-        if (readOnly) return { ok: false, error: 'the filesystem is mounted read-only' };
-        if (repairing) return { ok: false, error: 'a repair is already running on this filesystem' };
+        if (readOnly) return refusal('EROFS', 'the filesystem is mounted read-only');
+        if (repairing) return refusal('EBUSY', 'a repair is already running on this filesystem');
         const agno = typeof req.ag === 'number' ? req.ag : null;
         if (agno !== null && (!Number.isInteger(agno) || agno < 0 || agno >= fsx.fs.geo.agCount)) {
-          return { ok: false, error: `no AG ${agno} (the filesystem has ${fsx.fs.geo.agCount})` };
+          return refusal('EINVAL', `no AG ${agno} (the filesystem has ${fsx.fs.geo.agCount})`);
         }
         const ags = agno === null ? fsx.fs.alloc.ags.map((a) => a.agno) : [agno];
         // The rebuild trusts the AGs' other structures (it finds the old rmap's blocks as neither free nor
@@ -428,14 +429,14 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
           } catch (e) {
             const where = committed.length === 0 ? 'the old rmap is still in place'
               : `AG ${committed.join(', ')} rebuilt before that, the others keep their old rmap`;
-            return { ok: false, error: `repair failed, ${where}: ${e instanceof Error ? e.message : String(e)}` };
+            return refusalFrom(e, `repair failed, ${where}: `);
           } finally {
             repairing = false;
           }
         })();
       }
       default:
-        return { ok: false, error: `unknown command '${req.cmd}'` };
+        return refusal('EINVAL', `unknown command '${req.cmd}'`);
     }
   });
   if (!opts.readOnly) {
