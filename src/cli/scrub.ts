@@ -10,7 +10,8 @@ import type { SickStructureReport } from '../ctl/health-report';
 import { formatProblem } from '../scrub/common';
 import type { Problem } from '../scrub/common';
 import { CliError, parseArgs } from './args';
-import type { Command, CommandIo } from './args';
+import type { Command, CommandIo, ParsedArgs } from './args';
+import { selectStructures, structureListLines } from '../fsck/table';
 
 /**
  * One request to the daemon of a mount; a daemon that cannot be reached, or
@@ -28,11 +29,15 @@ export async function askDaemon(mountpoint: string, req: CtlRequest, onEvent?: (
   return reply;
 }
 
-const SCRUB_USAGE = `usage: rmapfs scrub [--json] [--ag N] MOUNTPOINT
+const SCRUB_USAGE = `usage: rmapfs scrub [--json] [--type T[,T...]] [--ag N] MOUNTPOINT
+       rmapfs scrub --type list
 
-Checks a mounted filesystem without stopping it: each AG's free-space, rmap
-and inode btrees, the coverage invariant (every block free or mapped exactly
-once), and the files against the rmap. One line per problem.
+Checks a mounted filesystem without stopping it, with the checks of
+\`rmapfs check\`: the superblocks, each AG's header, free list, free-space,
+rmap and inode btrees, the coverage invariant (every block free or mapped
+exactly once), the summary counters, and the files against the rmap. One
+line per problem. --type checks only those structures (--type list names
+them); --ag N only AG N's (the structures of an AG).
 
 exit status (a bitmask, like xfs_scrub): 0 clean, 1 operational error,
 2 corruption found.`;
@@ -63,16 +68,15 @@ export const scrubCommand: Command = {
   summary: 'check a mounted filesystem, online',
   usage: SCRUB_USAGE,
   async run(argv, io) {
-    const args = parseArgs(argv, [{ name: 'json', kind: 'flag' }, { name: 'ag', kind: 'value' }]);
+    const args = parseArgs(argv, [{ name: 'json', kind: 'flag' }, { name: 'ag', kind: 'value' }, { name: 'type', kind: 'value' }]);
     if (args.flag('help')) {
       io.out(SCRUB_USAGE);
       return 0;
     }
+    if (listTypes(args, io)) return 0;
     const [mountpoint] = args.expectPositionals(['MOUNTPOINT']) as [string];
-    const agText = args.string('ag');
-    const ag = agText === undefined ? null : Number(agText);
-    if (ag !== null && (!Number.isInteger(ag) || ag < 0)) throw new CliError(2, 'EINVAL', `--ag needs an AG number, not '${agText}'`);
-    const reply = await askDaemon(mountpoint, { cmd: 'scrub', ag }) as ScrubReply;
+    const { ag, types } = structureArgs(args);
+    const reply = await askDaemon(mountpoint, { cmd: 'scrub', ag, types }) as ScrubReply;
     const problems = reply.problems ?? [];
     const count = reply.problemCount ?? problems.length;
     if (args.flag('json')) {
@@ -87,18 +91,47 @@ export const scrubCommand: Command = {
   },
 };
 
-const REPAIR_USAGE = `usage: rmapfs repair [--json] [--progress] [--ag N] MOUNTPOINT
+const REPAIR_USAGE = `usage: rmapfs repair [--json] [--progress] [--type T[,T...]] [--ag N] [--force-rebuild] MOUNTPOINT
+       rmapfs repair --type list
 
-Rebuilds the rmap btree of every AG (or one) of a mounted filesystem, online:
-the records are collected into an in-memory btree while the filesystem stays
-in use, then the new btree is loaded and swapped in with one transaction.
-Scrubs afterwards and reports the result. --progress draws a progress bar
-(inodes scanned / total) on a terminal, or prints a line a second elsewhere.
+Scrubs a mounted filesystem (the structures --type names, of AG N with
+--ag) and repairs what it finds damaged, online, in dependency order (the
+rmap before what is rebuilt from it). A damaged structure rmapfs cannot
+rebuild yet is named and left as it is. --force-rebuild rebuilds every
+structure asked for that can be, damaged or not. Today that is the rmap
+btree: its records are collected into an in-memory btree while the
+filesystem stays in use, then the new btree is loaded and swapped in with
+one transaction. Scrubs afterwards and reports the result. --progress draws
+a progress bar (inodes scanned / total) on a terminal, or prints a line a
+second elsewhere. --type list names the structures (scope, repairer,
+dependencies).
 
 exit status (a bitmask, like xfs_scrub): 0 done and clean, 1 operational
 error (the old rmap stays), 4 corruption left after the repair, or damage
 it cannot repair yet (then nothing is changed).`;
 
+
+/** --type list: prints the structure table (true: done). */
+function listTypes(args: ParsedArgs, io: CommandIo): boolean {
+  if (args.string('type') !== 'list') return false;
+  for (const line of structureListLines()) io.out(line);
+  return true;
+}
+
+/** --ag N and --type T[,T...], checked against the structure table: a bad one is a usage error. */
+function structureArgs(args: ParsedArgs): { ag: number | null; types: string[] | null } {
+  const agText = args.string('ag');
+  const ag = agText === undefined ? null : Number(agText);
+  if (ag !== null && (!Number.isInteger(ag) || ag < 0)) throw new CliError(2, 'EINVAL', `--ag needs an AG number, not '${agText}'`);
+  const typeText = args.string('type');
+  const types = typeText === undefined ? null : typeText.split(',').filter((t) => t !== '');
+  try {
+    selectStructures(types, ag);
+  } catch (e) {
+    throw new CliError(2, 'EINVAL', e instanceof Error ? e.message : String(e));
+  }
+  return { ag, types };
+}
 
 /** --progress: a bar redrawn in place on a terminal, else a line a second. */
 function repairProgress(io: CommandIo): { event: (e: CtlEvent) => void; end: () => void } {
@@ -143,15 +176,14 @@ export const repairCommand: Command = {
   usage: REPAIR_USAGE,
   async run(argv, io) {
     const args = parseArgs(argv, [{ name: 'json', kind: 'flag' }, { name: 'progress', kind: 'flag' },
-      { name: 'ag', kind: 'value' }]);
+      { name: 'ag', kind: 'value' }, { name: 'type', kind: 'value' }, { name: 'force-rebuild', kind: 'flag' }]);
     if (args.flag('help')) {
       io.out(REPAIR_USAGE);
       return 0;
     }
+    if (listTypes(args, io)) return 0;
     const [mountpoint] = args.expectPositionals(['MOUNTPOINT']) as [string];
-    const agText = args.string('ag');
-    const ag = agText === undefined ? null : Number(agText);
-    if (ag !== null && (!Number.isInteger(ag) || ag < 0)) throw new CliError(2, 'EINVAL', `--ag needs an AG number, not '${agText}'`);
+    const { ag, types } = structureArgs(args);
     const progress = args.flag('progress') ? repairProgress(io) : null;
     let reply: CtlReply;
     // Ctrl-C closes the connection: the daemon stops the repair before its commit, the old rmap stays.
@@ -163,7 +195,8 @@ export const repairCommand: Command = {
     try {
       // Only --json shows the heap growth, and measuring it well costs the daemon two full GCs (tens of ms
       // each, on the thread that serves FUSE): ask for it only then.
-      reply = await askDaemon(mountpoint, { cmd: 'repair', ag, measureHeap: args.flag('json') }, progress?.event, true);
+      reply = await askDaemon(mountpoint, { cmd: 'repair', ag, types, forceRebuild: args.flag('force-rebuild'), measureHeap: args.flag('json') },
+        progress?.event, true);
       const unrepairable = reply.unrepairable as SickStructureReport[] | undefined;
       if (!reply.ok && unrepairable !== undefined) {
         // Damage it cannot rebuild yet: said plainly, nothing changed, corruption left (4).
@@ -178,9 +211,10 @@ export const repairCommand: Command = {
     }
     const ags = (reply.ags ?? []) as RmapRepairResult[];
     const scrub = (reply.scrub ?? {}) as ScrubReply;
-    const left = scrub.problemCount ?? 0;
+    const unrepairable = (reply.unrepairable ?? []) as SickStructureReport[];
+    const left = (scrub.problemCount ?? 0) + unrepairable.length;
     if (args.flag('json')) {
-      io.out(JSON.stringify({ clean: left === 0, ags: ags.map((a) => ({
+      io.out(JSON.stringify({ clean: left === 0, unrepairable, ags: ags.map((a) => ({
         agno: a.agno, records: a.records, blocks: a.blocks, old_blocks: a.oldBlocks, inodes_scanned: a.inodesScanned,
         scan_ms: +a.scanMs.toFixed(1), load_ms: +a.loadMs.toFixed(2), commit_pause_ms: +a.commitPauseMs.toFixed(2),
         xfile_bytes: a.xfileBytes, heap_growth_mib: +a.heapGrowthMib.toFixed(2),
@@ -191,7 +225,9 @@ export const repairCommand: Command = {
           + `scanned ${a.inodesScanned} inodes in ${a.scanMs.toFixed(0)} ms, commit pause ${a.commitPauseMs.toFixed(1)} ms`);
       }
       for (const p of scrub.problems ?? []) io.out(formatProblem(p));
-      io.out(left === 0 ? 'rmapfs repair: done; scrub is clean' : `rmapfs repair: ${left} problems left after the repair`);
+      if (unrepairable.length > 0) io.err(`rmapfs repair: ${String(reply.error)}`);
+      else if (ags.length === 0 && left === 0) io.out('rmapfs repair: nothing damaged; scrub is clean');
+      else io.out(left === 0 ? 'rmapfs repair: done; scrub is clean' : `rmapfs repair: ${left} problems left after the repair`);
     }
     return left === 0 ? 0 : 4;
   },

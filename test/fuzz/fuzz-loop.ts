@@ -27,8 +27,9 @@ import { mkfs } from '../../src/fs/mkfs';
 import { Rmapfs } from '../../src/fs/rmapfs';
 import { run } from '../../src/cli/main';
 import { FUZZ_VERBS } from '../../src/cli/db';
-import { checkDevice, CHECK_CLEAN } from '../../src/scrub/fs-check';
+import { checkDevice, CHECK_CLEAN } from '../../src/fsck/check';
 import { scrubLive } from '../../src/scrub/live-scrub';
+import { checkerFor } from '../../src/fsck/table';
 import { repairRmaps } from '../../src/repair/rmap-repair';
 import { S_IFDIR, S_IFREG } from '../../src/inode/inode-format';
 import { BlockMap } from '../../src/file/bmap';
@@ -238,7 +239,7 @@ async function onlineCase(pristine: string, work: string, c: Case, hashes: Map<s
   let outcome: Outcome;
   let detail = '';
   try {
-    const before = await Promise.resolve(scrubLive(fsx.fs, null));
+    const before = await Promise.resolve(scrubLive(fsx.fs, checkerFor(null)));
     const detected = before.problemCount > 0;
     try {
       await repairRmaps(fsx, fsx.fs.alloc.ags.map((a) => a.agno));
@@ -246,7 +247,7 @@ async function onlineCase(pristine: string, work: string, c: Case, hashes: Map<s
       fsx.fs.shutdown('fuzz case over'); // write nothing more
       return { c, outcome: 'FAIL', detail: `repair failed: ${e instanceof Error ? e.message : String(e)}` };
     }
-    const after = await Promise.resolve(scrubLive(fsx.fs, null));
+    const after = await Promise.resolve(scrubLive(fsx.fs, checkerFor(null)));
     const changed = changedFiles(fsx, hashes);
     if (after.problemCount > 0) {
       outcome = 'FAIL';
