@@ -161,7 +161,7 @@ function num(o: Record<string, unknown>, key: string): number {
 }
 
 async function runRepair(mnt: string): Promise<RepairFigures> {
-  const args = ['repair', '--json', mnt];
+  const args = ['repair', '--force-rebuild', '--json', mnt];
   const r = await rmapfs(args, { timeoutMs: 20 * 60_000 });
   if (r.status !== 0 && r.status !== 4) throw new Error(failure('rmapfs', args, r));
   const line = r.stdout.trim().split('\n').reverse().find((l) => l.startsWith('{'));

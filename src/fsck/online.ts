@@ -138,7 +138,9 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
   let lastProgress = 0;
   for (const name of dependencyOrder([...damaged.keys()])) {
     const entry = fsckEntry(name);
-    const where = [...damaged.get(name)!.agnos].filter((a) => a >= 0).sort((a, b) => a - b);
+    // Every AG asked for, not only those a problem named: the file pass's rmap problems are filed under the
+    // owner's AG, not always the record's.
+    const where = agnos;
     if (entry.repair === null) {
       refuse(refusalReports(fsx, name, damaged.get(name)!));
       continue;
