@@ -5,16 +5,14 @@
  * only that structure's problems. Also: the selection rules, bad input, and
  * the dependency order repair follows.
  *
- * One small filesystem (2 AGs) is populated through Rmapfs; each case damages
- * a copy of it with `rmapfs db`.
+ * One small filesystem (2 AGs) with a file of each shape (test/lib/file-shapes.ts);
+ * each case damages a copy of it with `rmapfs db`.
  */
 import t from 'tap';
 import type { Test } from 'tap';
-import * as fs from 'fs';
 import { cli, db, fields } from '../cli/cli';
 import { Rmapfs } from '../../src/fs/rmapfs';
 import { Filesystem } from '../../src/fs/filesystem';
-import { S_IFREG } from '../../src/inode/inode-format';
 import { ALL_STRUCTURES } from '../../src/format/structures';
 import type { StructureName } from '../../src/format/structures';
 import { checkDevice } from '../../src/fsck/check';
@@ -23,38 +21,14 @@ import { scrubLiveSliced } from '../../src/scrub/live-scrub';
 import { structureOfProblem } from '../../src/scrub/health-marks';
 import { formatProblem } from '../../src/scrub/common';
 import type { Problem } from '../../src/scrub/common';
-import { scratchImage } from '../lib/fs';
-import { scratchPath } from '../lib/trees';
-
-interface Files { big: number; frag: number; small: number; short: number; xattrs: number }
-
-function populate(image: string): Files {
-  const f = Rmapfs.open(image);
-  try {
-    const root = f.rootIno;
-    const big = f.mkdir(root, 'big', 0o755, 0, 0).ino;
-    for (let i = 0; i < 200; i++) f.create(big, `file${i}`, S_IFREG | 0o644, 0, 0);
-    const frag = f.create(root, 'frag', S_IFREG | 0o644, 0, 0).ino;
-    for (let i = 0; i < 20; i++) f.write(frag, 2 * i * 4096, Buffer.alloc(4096, i + 1));
-    const small = f.create(root, 'small', S_IFREG | 0o644, 0, 0).ino;
-    f.write(small, 0, Buffer.alloc(4096, 7));
-    const short = f.symlink(root, 'short', 'target/here', 0, 0).ino;
-    const xattrs = f.create(root, 'xattrs', S_IFREG | 0o644, 0, 0).ino;
-    f.setxattr(xattrs, 'user.color', Buffer.from('blue'));
-    return { big, frag, small, short, xattrs };
-  } finally {
-    f.close();
-  }
-}
+import { scratchCopy, scratchImage } from '../lib/fs';
+import { populate } from '../lib/file-shapes';
 
 const template = scratchImage(t, { size: 16 << 20, agCount: 2 });
 const files = populate(template);
 
 function copy(t: Test): string {
-  const image = scratchPath('fsck-table.img');
-  t.teardown(() => fs.rmSync(image, { force: true }));
-  fs.copyFileSync(template, image);
-  return image;
+  return scratchCopy(t, template, 'fsck-table.img');
 }
 
 /** AG-relative roots of AG agno's btrees. */
