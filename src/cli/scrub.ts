@@ -11,7 +11,8 @@ import { formatProblem } from '../scrub/common';
 import type { Problem } from '../scrub/common';
 import { CliError, parseArgs } from './args';
 import type { Command, CommandIo, ParsedArgs } from './args';
-import { selectStructures, structureListLines } from '../fsck/table';
+import { isRepairable, selectStructures, structureListLines } from '../fsck/table';
+import type { StructureName } from '../format/structures';
 
 /**
  * One request to the daemon of a mount; a daemon that cannot be reached, or
@@ -184,6 +185,10 @@ export const repairCommand: Command = {
     if (listTypes(args, io)) return 0;
     const [mountpoint] = args.expectPositionals(['MOUNTPOINT']) as [string];
     const { ag, types } = structureArgs(args);
+    const norepairer = args.flag('force-rebuild') ? (types ?? []).filter((t) => !isRepairable(t as StructureName)) : [];
+    if (norepairer.length > 0) {
+      throw new CliError(1, 'EOPNOTSUPP', `rmapfs cannot rebuild ${norepairer.join(', ')} yet (--type list says which it can)`);
+    }
     const progress = args.flag('progress') ? repairProgress(io) : null;
     let reply: CtlReply;
     // Ctrl-C closes the connection: the daemon stops the repair before its commit, the old rmap stays.
