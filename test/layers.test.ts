@@ -25,6 +25,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['fs'],
   ['fuse'],
   ['scrub', 'repair', 'ctl'],
+  ['fsck'],
   ['daemon'],
   ['cli'],
 ];

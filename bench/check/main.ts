@@ -13,7 +13,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { buildFragmentedFs } from '../lib/fragmented-fs';
 import { formatProblem } from '../../src/scrub/common';
-import { checkDevice } from '../../src/scrub/fs-check';
+import { checkDevice } from '../../src/fsck/check';
 
 function arg(argv: string[], name: string, dflt: number): number {
   const i = argv.indexOf(name);

@@ -161,7 +161,7 @@ function num(o: Record<string, unknown>, key: string): number {
 }
 
 async function runRepair(mnt: string): Promise<RepairFigures> {
-  const args = ['repair', '--json', mnt];
+  const args = ['repair', '--force-rebuild', '--json', mnt];
   const r = await rmapfs(args, { timeoutMs: 20 * 60_000 });
   // 0 clean, 1 corruption left (src/cli/scrub.ts ONLINE_*): both still report their figures.
   if (r.status !== 0 && r.status !== 1) throw new Error(failure('rmapfs', args, r));

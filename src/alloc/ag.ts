@@ -22,7 +22,7 @@ import { rmapMap, rmapUnmap } from '../rmap/rmap';
 import { inoBtreeOps } from './inode-btree';
 import { bnoBtreeOps, bnoKey, cntBtreeOps, cntKey, decodeFreeExtent, encodeFreeExtent } from './alloc-btree';
 import type { FreeExtent } from './alloc-btree';
-import { HealthRecord, STRUCTURE_NAMES } from './health';
+import { HealthRecord, structureLabel } from './health';
 import type { AgStructure } from './health';
 
 const log = createDebug('rmapfs:alloc');
@@ -170,7 +170,7 @@ export class AllocGroup {
 
   /** A structure of this AG failed a verifier or a cross-check while in use. */
   markSick(structure: AgStructure, what: string): void {
-    if (!this.health.isSick(structure)) log('AG %d: %s is damaged (%s): %s', this.agno, STRUCTURE_NAMES[structure], this.activity, what);
+    if (!this.health.isSick(structure)) log('AG %d: %s is damaged (%s): %s', this.agno, structureLabel(structure), this.activity, what);
     this.health.markSick(structure, 'verifier', what, this.activity);
   }
 

@@ -27,7 +27,7 @@ import { RMAP_BMBT_BLOCK } from '../rmap/rmap-btree';
 import { rmapMap, rmapUnmap } from '../rmap/rmap';
 import { AllocGroup } from './ag';
 import type { InobtBlockSource } from './ag';
-import { HealthRecord, SPACE_STRUCTURES, STRUCTURE_NAMES } from './health';
+import { HealthRecord, SPACE_STRUCTURES, structureLabel } from './health';
 import type { AgStructure, FsStructure } from './health';
 
 const log = createDebug('rmapfs:alloc');
@@ -104,7 +104,7 @@ export class Allocator implements InobtBlockSource {
   /** The refusal of a change that would have to touch an AG's known-damaged structures. */
   private sickRefusal(ag: AllocGroup, what: string, structures: readonly AgStructure[] = SPACE_STRUCTURES): RmapfsError {
     const sick = structures.filter((s) => ag.health.isSick(s));
-    const names = sick.map((s) => STRUCTURE_NAMES[s]).join(' and ');
+    const names = sick.map((s) => structureLabel(s)).join(' and ');
     const first = sick.length > 0 ? ag.health.note(sick[0]!)?.what : undefined;
     return new RmapfsError('EFSCORRUPTED', `${what} in AG ${ag.agno}: its ${names} ${sick.length === 1 ? 'is' : 'are'} damaged`
       + (first !== undefined ? ` (${first})` : ''));

@@ -17,30 +17,18 @@
  * is touched, so a damaged btree is never changed further. The layers above
  * (inodes, scrub, repair, ctl) mark and read it through the same object.
  */
-/** The structures of one AG. */
-export type AgStructure = 'agh' | 'agfl' | 'bnobt' | 'cntbt' | 'rmapbt' | 'inobt';
-/** The structures outside the AGs. */
-export type FsStructure = 'superblock' | 'counters';
+import { STRUCTURES, structureLabel } from '../format/structures';
+import type { AgStructure, FsStructure, StructureName } from '../format/structures';
 
-export const AG_STRUCTURES: readonly AgStructure[] = ['agh', 'agfl', 'bnobt', 'cntbt', 'rmapbt', 'inobt'];
+export type { AgStructure, FsStructure, StructureName };
+/** Labels for messages: the structure table's (format/structures.ts). */
+export { structureLabel };
 
-/** What the user is told each structure is. */
-export const STRUCTURE_NAMES: Record<AgStructure | FsStructure, string> = {
-  agh: 'AG header',
-  agfl: 'free list (AGFL)',
-  bnobt: 'free-space btree (by block)',
-  cntbt: 'free-space btree (by size)',
-  rmapbt: 'rmap btree',
-  inobt: 'inode btree',
-  superblock: 'superblock',
-  counters: 'summary counters',
-};
+/** The structures every AG has, in table order. */
+export const AG_STRUCTURES: readonly AgStructure[] = STRUCTURES.flatMap((s) => (s.scope === 'ag' ? [s.name] : []));
 
 /** Every allocation or free in an AG reads or changes these: one of them sick, and the AG is avoided. */
 export const SPACE_STRUCTURES: readonly AgStructure[] = ['agh', 'agfl', 'bnobt', 'cntbt', 'rmapbt'];
-
-/** Which structures rmapfs can rebuild online today (issue 12 adds the others). */
-export const REPAIRABLE_STRUCTURES: readonly AgStructure[] = ['rmapbt'];
 
 /** How a structure was found sick: failing during normal operation, or by a scrub or a repair. */
 export type HealthSource = 'verifier' | 'scrub' | 'repair';

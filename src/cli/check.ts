@@ -6,8 +6,8 @@
  */
 import { RmapfsError } from '../errors';
 import { formatProblem } from '../scrub/common';
-import { CHECK_CLEAN, CHECK_CORRUPT, CHECK_OPERATIONAL, checkDevice } from '../scrub/fs-check';
-import type { DeviceCheckReport } from '../scrub/fs-check';
+import { CHECK_CLEAN, CHECK_CORRUPT, CHECK_OPERATIONAL, checkDevice } from '../fsck/check';
+import type { DeviceCheckReport } from '../fsck/check';
 import { CliError, parseArgs } from './args';
 import type { Command, CommandIo } from './args';
 

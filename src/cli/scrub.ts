@@ -13,6 +13,8 @@ import { formatProblem } from '../scrub/common';
 import type { Problem } from '../scrub/common';
 import { CliError, parseArgs } from './args';
 import type { Command, CommandIo, OptionSpec, ParsedArgs } from './args';
+import { isRepairable, selectStructures, structureListLines } from '../fsck/table';
+import type { StructureName } from '../format/structures';
 
 /**
  * Exit statuses of scrub, repair and status: xfs_scrub's bitmask. (`check`, the offline fsck, keeps
@@ -103,12 +105,29 @@ function mountpointArgument(args: ParsedArgs): string {
   }
 }
 
-/** --ag N: an AG number (whether the filesystem has it is the daemon's to say). */
-function agOption(args: ParsedArgs): number | null {
+/**
+ * --ag N and --type T[,T...], checked against the structure table: a bad one is a usage error
+ * (whether the filesystem has AG N is the daemon's to say).
+ */
+function structureArgs(args: ParsedArgs): { ag: number | null; types: string[] | null } {
   const agText = args.string('ag');
   const ag = agText === undefined ? null : Number(agText);
   if (ag !== null && (!Number.isInteger(ag) || ag < 0)) throw new CliError(ONLINE_USAGE, 'EINVAL', `--ag needs an AG number, not '${agText}'`);
-  return ag;
+  const typeText = args.string('type');
+  const types = typeText === undefined ? null : typeText.split(',').filter((t) => t !== '');
+  try {
+    selectStructures(types, ag);
+  } catch (e) {
+    throw new CliError(ONLINE_USAGE, 'EINVAL', e instanceof Error ? e.message : String(e));
+  }
+  return { ag, types };
+}
+
+/** --type list: prints the structure table (true: done). */
+function listTypes(args: ParsedArgs, io: CommandIo): boolean {
+  if (args.string('type') !== 'list') return false;
+  for (const line of structureListLines()) io.out(line);
+  return true;
 }
 
 /** Problems as every --json shows them: the fields, and the line the text output prints. */
@@ -116,16 +135,21 @@ function problemsJson(problems: readonly Problem[]): (Problem & { text: string }
   return problems.map((p) => ({ ...p, text: formatProblem(p) }));
 }
 
-const SCRUB_USAGE = `usage: rmapfs scrub [--json] [--ag N] MOUNTPOINT
+const SCRUB_USAGE = `usage: rmapfs scrub [--json] [--type T[,T...]] [--ag N] MOUNTPOINT
+       rmapfs scrub --type list
 
-Checks a mounted filesystem without stopping it: each AG's free-space, rmap
-and inode btrees, the coverage invariant (every block free or mapped exactly
-once), and the files against the rmap. One line per problem.
+Checks a mounted filesystem without stopping it, with the checks of
+\`rmapfs check\`: the superblocks, each AG's header, free list, free-space,
+rmap and inode btrees, the coverage invariant (every block free or mapped
+exactly once), the summary counters, and the files against the rmap. One
+line per problem. --type checks only those structures (--type list names
+them); --ag N only AG N's (the structures of an AG).
 
 options:
   --json       one JSON object: {clean, status, problems, problemCount,
                agsChecked, rmapRecords, inodesChecked, seconds, error,
                errorCode}
+  --type T,... only these structures (--type list names them)
   --ag N       only AG N
 
 ${EXIT_STATUS_HELP}`;
@@ -160,10 +184,11 @@ export const scrubCommand: Command = {
   summary: 'check a mounted filesystem, online',
   usage: SCRUB_USAGE,
   run(argv, io) {
-    return runOnline(argv, io, [{ name: 'ag', kind: 'value' }], SCRUB_USAGE, async (args, json) => {
+    return runOnline(argv, io, [{ name: 'ag', kind: 'value' }, { name: 'type', kind: 'value' }], SCRUB_USAGE, async (args, json) => {
+      if (listTypes(args, io)) return ONLINE_CLEAN;
       const mountpoint = mountpointArgument(args);
-      const ag = agOption(args);
-      const reply = await askDaemon(mountpoint, { cmd: 'scrub', ag }) as ScrubReply;
+      const { ag, types } = structureArgs(args);
+      const reply = await askDaemon(mountpoint, { cmd: 'scrub', ag, types }) as ScrubReply;
       const problems = reply.problems ?? [];
       const count = reply.problemCount ?? problems.length;
       const status = count === 0 ? ONLINE_CLEAN : ONLINE_CORRUPT;
@@ -182,14 +207,20 @@ export const scrubCommand: Command = {
   },
 };
 
-const REPAIR_USAGE = `usage: rmapfs repair [--json] [--progress] [--ag N] MOUNTPOINT
+const REPAIR_USAGE = `usage: rmapfs repair [--json] [--progress] [--type T[,T...]] [--ag N] [--force-rebuild] MOUNTPOINT
+       rmapfs repair --type list
 
-Rebuilds the rmap btree of every AG (or one) of a mounted filesystem, online:
-the records are collected into an in-memory btree while the filesystem stays
-in use, then the new btree is loaded and swapped in with one transaction.
-Scrubs afterwards and reports the result. --progress draws a progress bar
-(inodes scanned / total) on a terminal, or prints a line a second elsewhere.
-If it fails (an operational error), the old rmap stays.
+Scrubs a mounted filesystem (the structures --type names, of AG N with
+--ag) and repairs what it finds damaged, online, in dependency order (the
+rmap before what is rebuilt from it). A damaged structure rmapfs cannot
+rebuild yet is named and left as it is. --force-rebuild rebuilds every
+structure asked for that can be, damaged or not. Today that is the rmap
+btree: its records are collected into an in-memory btree while the
+filesystem stays in use, then the new btree is loaded and swapped in with
+one transaction. Scrubs afterwards and reports the result. --progress draws
+a progress bar (inodes scanned / total) on a terminal, or prints a line a
+second elsewhere. --type list names the structures (scope, repairer,
+dependencies). If a rebuild fails, the old structure stays.
 
 options:
   --json       one JSON object: {clean, status, repaired, ags: [{agno, records,
@@ -197,7 +228,9 @@ options:
                xfileBytes, heapGrowthMib}], problems, problemCount,
                unrepairable, error, errorCode}
   --progress   a progress bar
+  --type T,... only these structures (--type list names them)
   --ag N       only AG N
+  --force-rebuild  rebuild even what is not damaged
 
 ${EXIT_STATUS_HELP}
 For repair, 1 means corruption is left after the repair, or damage it cannot
@@ -246,14 +279,20 @@ export const repairCommand: Command = {
   summary: 'rebuild the rmap of a mounted filesystem, online',
   usage: REPAIR_USAGE,
   run(argv, io) {
-    return runOnline(argv, io, [{ name: 'progress', kind: 'flag' }, { name: 'ag', kind: 'value' }], REPAIR_USAGE,
-      (args, json) => repair(args, json, io));
+    return runOnline(argv, io, [{ name: 'progress', kind: 'flag' }, { name: 'ag', kind: 'value' }, { name: 'type', kind: 'value' },
+      { name: 'force-rebuild', kind: 'flag' }], REPAIR_USAGE, (args, json) => repair(args, json, io));
   },
 };
 
 async function repair(args: ParsedArgs, json: boolean, io: CommandIo): Promise<number> {
+  if (listTypes(args, io)) return ONLINE_CLEAN;
   const mountpoint = mountpointArgument(args);
-  const ag = agOption(args);
+  const { ag, types } = structureArgs(args);
+  const forceRebuild = args.flag('force-rebuild');
+  const norepairer = forceRebuild ? (types ?? []).filter((t) => !isRepairable(t as StructureName)) : [];
+  if (norepairer.length > 0) {
+    throw new CliError(ONLINE_OPERATIONAL, 'EOPNOTSUPP', `rmapfs cannot rebuild ${norepairer.join(', ')} yet (--type list says which it can) (EOPNOTSUPP)`);
+  }
   const progress = args.flag('progress') ? repairProgress(io) : null;
   let reply: CtlReply;
   // Ctrl-C closes the connection: the daemon stops the repair before its commit, the old rmap stays.
@@ -265,7 +304,7 @@ async function repair(args: ParsedArgs, json: boolean, io: CommandIo): Promise<n
   try {
     // Only --json shows the heap growth, and measuring it well costs the daemon two full GCs (tens of ms
     // each, on the thread that serves FUSE): ask for it only then.
-    reply = await askDaemon(mountpoint, { cmd: 'repair', ag, measureHeap: json }, progress?.event, true);
+    reply = await askDaemon(mountpoint, { cmd: 'repair', ag, types, forceRebuild, measureHeap: json }, progress?.event, true);
     const unrepairable = reply.unrepairable as SickStructureReport[] | undefined;
     if (!reply.ok && unrepairable !== undefined) {
       // Damage it cannot rebuild yet: said plainly, nothing changed, corruption left.
@@ -284,21 +323,25 @@ async function repair(args: ParsedArgs, json: boolean, io: CommandIo): Promise<n
   }
   const ags = (reply.ags ?? []) as RmapRepairResult[];
   const scrub = (reply.scrub ?? {}) as ScrubReply;
-  const left = scrub.problemCount ?? 0;
+  // Damage it found but cannot rebuild yet, beside what it rebuilt: left as it is, and said so.
+  const unrepairable = (reply.unrepairable ?? []) as SickStructureReport[];
+  const left = (scrub.problemCount ?? 0) + unrepairable.length;
   const status = left === 0 ? ONLINE_CLEAN : ONLINE_CORRUPT;
   if (json) {
     io.out(JSON.stringify({ clean: left === 0, status, repaired: true, ags: ags.map((a) => ({
       agno: a.agno, records: a.records, blocks: a.blocks, oldBlocks: a.oldBlocks, inodesScanned: a.inodesScanned,
       scanMs: +a.scanMs.toFixed(1), loadMs: +a.loadMs.toFixed(2), commitPauseMs: +a.commitPauseMs.toFixed(2),
       xfileBytes: a.xfileBytes, heapGrowthMib: +a.heapGrowthMib.toFixed(2),
-    })), problems: problemsJson(scrub.problems ?? []), problemCount: left, unrepairable: [], error: null, errorCode: null }));
+    })), problems: problemsJson(scrub.problems ?? []), problemCount: left, unrepairable, error: null, errorCode: null }));
   } else {
     for (const a of ags) {
       io.out(`AG ${a.agno}: rmap rebuilt, ${a.records} records in ${a.blocks} blocks (was ${a.oldBlocks}); `
         + `scanned ${a.inodesScanned} inodes in ${a.scanMs.toFixed(0)} ms, commit pause ${a.commitPauseMs.toFixed(1)} ms`);
     }
     for (const p of scrub.problems ?? []) io.out(formatProblem(p));
-    io.out(left === 0 ? 'rmapfs repair: done; scrub is clean' : `rmapfs repair: ${left} problems left after the repair`);
+    if (unrepairable.length > 0) io.err(`rmapfs repair: ${String(reply.error)}`);
+    else if (ags.length === 0 && left === 0) io.out('rmapfs repair: nothing damaged; scrub is clean');
+    else io.out(left === 0 ? 'rmapfs repair: done; scrub is clean' : `rmapfs repair: ${left} problems left after the repair`);
   }
   return status;
 }

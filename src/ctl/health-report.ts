@@ -4,14 +4,14 @@
  * fails because of it, and whether rmapfs can repair it yet.
  */
 import type { Allocator } from '../alloc/alloc';
-import { AG_STRUCTURES, REPAIRABLE_STRUCTURES, SPACE_STRUCTURES, STRUCTURE_NAMES } from '../alloc/health';
-import type { AgStructure, FsStructure, HealthSource, SickNote } from '../alloc/health';
+import { AG_STRUCTURES, SPACE_STRUCTURES, structureLabel } from '../alloc/health';
+import type { AgStructure, HealthSource, SickNote, StructureName } from '../alloc/health';
 
 export interface SickStructureReport {
   /** -1: a structure outside the AGs. */
   agno: number;
-  /** Short name: agh, agfl, bnobt, cntbt, rmapbt, inobt; superblock, counters. */
-  structure: AgStructure | FsStructure;
+  /** The structure table's name (format/structures.ts): agh, bnobt, rmapbt, superblock, counters... */
+  structure: StructureName;
   /** What the user is told it is ("free-space btree (by block)"). */
   name: string;
   how: HealthSource;
@@ -38,13 +38,17 @@ function effectsOf(agno: number, structure: AgStructure): string {
   return parts.join('; ');
 }
 
-/** Every known-sick structure: the filesystem's own, then every AG's, in AG order. */
-export function sickStructures(alloc: Allocator): SickStructureReport[] {
+/**
+ * Every known-sick structure: the filesystem's own, then every AG's, in AG
+ * order; `repairable` says which structures have a repairer (the structure
+ * table's, which lives above this layer).
+ */
+export function sickStructures(alloc: Allocator, repairable: (s: StructureName) => boolean): SickStructureReport[] {
   const out: SickStructureReport[] = [];
   for (const n of alloc.fsHealth.sickNotes()) {
     out.push({
-      agno: -1, structure: n.structure, name: STRUCTURE_NAMES[n.structure], how: n.how, found: new Date(n.at).toISOString(),
-      during: n.during, message: n.what, effects: 'reads work', repairable: false,
+      agno: -1, structure: n.structure, name: structureLabel(n.structure), how: n.how, found: new Date(n.at).toISOString(),
+      during: n.during, message: n.what, effects: 'reads work', repairable: repairable(n.structure),
     });
   }
   for (const ag of alloc.ags) {
@@ -52,9 +56,9 @@ export function sickStructures(alloc: Allocator): SickStructureReport[] {
     for (const n of ag.health.sickNotes().sort((a, b) => order(a) - order(b))) {
       const structure = n.structure as AgStructure;
       out.push({
-        agno: ag.agno, structure, name: STRUCTURE_NAMES[structure], how: n.how, found: new Date(n.at).toISOString(),
+        agno: ag.agno, structure, name: structureLabel(structure), how: n.how, found: new Date(n.at).toISOString(),
         during: n.during, message: n.what, effects: effectsOf(ag.agno, structure),
-        repairable: REPAIRABLE_STRUCTURES.includes(structure),
+        repairable: repairable(structure),
       });
     }
   }
@@ -72,10 +76,13 @@ export function describeSick(r: SickStructureReport): string[] {
   ];
 }
 
-/** repair's one line when structures it cannot rebuild are damaged in the AGs asked for. */
-export function unrepairableLine(reports: readonly SickStructureReport[]): string {
+/**
+ * repair's one line when structures it cannot rebuild are damaged in the AGs
+ * asked for; `othersRebuilt`: it rebuilt the rest of what it found damaged.
+ */
+export function unrepairableLine(reports: readonly SickStructureReport[], othersRebuilt = false): string {
   const byAg = new Map<number, string[]>();
   for (const r of reports) byAg.set(r.agno, [...(byAg.get(r.agno) ?? []), r.name]);
   const what = [...byAg].map(([agno, names]) => `${agno >= 0 ? `AG ${agno} ` : ''}${names.join(' and ')}`).join(', ');
-  return `${what}: damaged; rmapfs cannot repair ${reports.length === 1 ? 'it' : 'them'} yet (next release); the rmap was not changed`;
+  return `${what}: damaged; rmapfs cannot repair ${reports.length === 1 ? 'it' : 'them'} yet (next release); ${othersRebuilt ? 'the rest was rebuilt' : 'the rmap was not changed'}`;
 }

@@ -18,15 +18,10 @@ import { startCtlServer } from '../ctl/ctl';
 import { daemonGoneMessage, findMount, isMounted, mountpointDaemonGone, superblockReadOnly } from '../io/mountinfo';
 import { watchMountTable } from '../fuse/lowlevel';
 import { refusal, refusalFrom } from '../ctl/ctl';
-import type { CtlReply, CtlServer } from '../ctl/ctl';
-import { scrubLiveSliced } from '../scrub/live-scrub';
-import { repairRmaps } from '../repair/rmap-repair';
-import { scrubAgForRmapRepair } from '../scrub/ag-scrub';
-import { ProblemList } from '../scrub/common';
-import { markHealthFromProblems } from '../scrub/health-marks';
-import { sickStructures, unrepairableLine } from '../ctl/health-report';
-import { AG_STRUCTURES } from '../alloc/health';
-import { formatProblem } from '../scrub/common';
+import type { CtlServer } from '../ctl/ctl';
+import { sickStructures } from '../ctl/health-report';
+import { onlineRepair, onlineScrub, requestedStructures } from '../fsck/online';
+import { isRepairable } from '../fsck/table';
 import { FaultInjector } from '../io/fault-injector';
 import { WriteLogRecorder } from '../io/write-log';
 
@@ -303,29 +298,6 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   }
   log('mounted %s on %s', device, mnt);
   stopWatchingMounts = watchMountTable(followKernel);
-  /**
-   * Before a repair: checks what an rmap rebuild of these AGs relies on but cannot rebuild, marking
-   * what it finds; the refusal (a reply naming each damaged structure) or null to go on.
-   */
-  const refuseUnrepairable = (ags: readonly number[]): CtlReply | null => {
-    const problems = new ProblemList();
-    for (const a of ags) {
-      const ag = fsx.fs.alloc.ag(a);
-      const before = ag.activity;
-      ag.activity = 'checking before a repair';
-      try {
-        scrubAgForRmapRepair(ag, fsx.fs.geo, problems);
-      } finally {
-        ag.activity = before;
-      }
-    }
-    markHealthFromProblems(fsx.fs.alloc, ags, problems.problems, 'repair', 'checking before a repair',
-      AG_STRUCTURES.filter((s) => s !== 'rmapbt'));
-    for (const p of problems.problems) log('before repair: %s', formatProblem(p));
-    const bad = sickStructures(fsx.fs.alloc).filter((r) => ags.includes(r.agno) && !r.repairable);
-    if (bad.length === 0) return null;
-    return { ...refusal('EFSCORRUPTED', unrepairableLine(bad)), unrepairable: bad };
-  };
   ctl = startCtlServer(mnt, (req, signal, send) => {
     switch (req.cmd) {
       case 'status': {
@@ -333,7 +305,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
         return { ok: true, device: path.resolve(device), mountpoint: mnt, pid: process.pid, readOnly,
           blocks: s.blocks, freeBlocks: s.bfree, agCount: fsx.fs.geo.agCount, orphans: fsx.orphanCount,
           internalErrors: ops.internalErrors, shutdown: fsx.fs.shutdownWhy ?? 'no',
-          faultsInjected: faults.injected, damaged: sickStructures(fsx.fs.alloc) };
+          faultsInjected: faults.injected, damaged: sickStructures(fsx.fs.alloc, isRepairable) };
       }
       case 'remount': {
         // `rmapfs mount -o remount,...`: before the kernel's remount,rw, after its remount,ro.
@@ -360,80 +332,37 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
         }
         return { ok: true };
       }
-      case 'scrub': {
-        const agno = typeof req.ag === 'number' ? req.ag : null;
-        if (agno !== null && (!Number.isInteger(agno) || agno < 0 || agno >= fsx.fs.geo.agCount)) {
-          return refusal('EINVAL', `no AG ${agno} (the filesystem has ${fsx.fs.geo.agCount})`);
+      case 'scrub':
+      case 'repair': {
+        if (req.cmd === 'repair' && readOnly) return refusal('EROFS', 'the filesystem is mounted read-only');
+        // The repair scrubs what it rebuilt; a scrub beside it could read the old rmap's blocks after the
+        // repair gave them back.
+        if (repairing) {
+          return refusal('EBUSY', req.cmd === 'scrub' ? 'a repair is running on this filesystem (it scrubs when it is done)'
+            : 'a repair is already running on this filesystem');
         }
-        // The repair's own scrub reports on what it rebuilt; a scrub beside it could read the old
-        // rmap's blocks after the repair gave them back.
-        if (repairing) return refusal('EBUSY', 'a repair is running on this filesystem (it scrubs when it is done)');
-        // In slices, so FUSE requests keep being served; it checks the filesystem as it was when it began.
-        return scrubLiveSliced(fsx.fs, agno, {
+        let asked: ReturnType<typeof requestedStructures>;
+        try {
+          asked = requestedStructures(fsx, req);
+        } catch (e) {
+          return refusalFrom(e);
+        }
+        const hooks = {
           foregroundWaiting: () => fuse.requestWaiting(),
           abortReason: () => (finished ? 'the filesystem is being unmounted' : signal.aborted ? 'the client went away'
-            : repairing ? 'a repair started' : null),
-        }).then((r) => {
-          // What it found (and found clean) is what is known of each structure now.
-          const scrubbed = agno === null ? fsx.fs.alloc.ags.map((a) => a.agno) : [agno];
-          markHealthFromProblems(fsx.fs.alloc, scrubbed, r.problems, 'scrub', 'scrubbing');
-          return { ok: true, ...r };
-        }, (e: unknown) => refusalFrom(e));
-      }
-      case 'repair': {
-        if (readOnly) return refusal('EROFS', 'the filesystem is mounted read-only');
-        if (repairing) return refusal('EBUSY', 'a repair is already running on this filesystem');
-        const agno = typeof req.ag === 'number' ? req.ag : null;
-        if (agno !== null && (!Number.isInteger(agno) || agno < 0 || agno >= fsx.fs.geo.agCount)) {
-          return refusal('EINVAL', `no AG ${agno} (the filesystem has ${fsx.fs.geo.agCount})`);
+            : req.cmd === 'scrub' && repairing ? 'a repair started' : null),
+          send,
+        };
+        if (req.cmd === 'scrub') {
+          // In slices, so FUSE requests keep being served; it checks the filesystem as it was when it began.
+          return onlineScrub(fsx, asked.selected, asked.agno, hooks).then((r) => ({ ok: true, ...r }),
+            (e: unknown) => refusalFrom(e));
         }
-        const ags = agno === null ? fsx.fs.alloc.ags.map((a) => a.agno) : [agno];
-        // The rebuild trusts the AGs' other structures (it finds the old rmap's blocks as neither free nor
-        // owned): check them first, and refuse plainly while one it cannot rebuild yet is damaged.
-        const unrepairable = refuseUnrepairable(ags);
-        if (unrepairable !== null) return unrepairable;
         repairing = true;
-        return (async () => {
-          const committed: number[] = [];
-          let lastProgress = 0;
-          try {
-            const results = await repairRmaps(fsx, ags, {
-              measureHeap: req.measureHeap === true,
-              cancelled: () => signal.aborted,
-              // Step aside at once for FUSE requests: the scan must not hold up the applications.
-              foregroundWaiting: () => fuse.requestWaiting(),
-              onProgress: (p) => {
-                const now = Date.now();
-                if (now - lastProgress < 100 && p.inodesScanned < p.inodesTotal) return;
-                lastProgress = now;
-                send({ event: 'scan', ags, ...p });
-              },
-              onCommit: (a, finished) => {
-                if (finished) {
-                  committed.push(a);
-                  fsx.fs.alloc.ag(a).health.markHealthy('rmapbt');
-                }
-                send({ event: finished ? 'committed' : 'commit', agno: a });
-              },
-            });
-            fsx.fsync();
-            // Its commits are done: the closing scrub of the AGs it rebuilt runs in slices like any
-            // other (FUSE keeps being served). The files against the rmap are `rmapfs scrub`'s business.
-            const scrub = await scrubLiveSliced(fsx.fs, agno, {
-              agsOnly: true,
-              foregroundWaiting: () => fuse.requestWaiting(),
-              abortReason: () => (finished ? 'the filesystem is being unmounted' : null),
-            });
-            markHealthFromProblems(fsx.fs.alloc, ags, scrub.problems, 'repair', 'scrubbing after a repair');
-            return { ok: true, ags: results, scrub };
-          } catch (e) {
-            const where = committed.length === 0 ? 'the old rmap is still in place'
-              : `AG ${committed.join(', ')} rebuilt before that, the others keep their old rmap`;
-            return refusalFrom(e, `repair failed, ${where}: `);
-          } finally {
-            repairing = false;
-          }
-        })();
+        return onlineRepair(fsx, asked.selected, asked.agno, {
+          forceRebuild: req.forceRebuild === true, measureHeap: req.measureHeap === true, cancelled: () => signal.aborted,
+        }, hooks).catch((e: unknown) => refusalFrom(e, 'repair failed: '))
+          .finally(() => { repairing = false; });
       }
       default:
         return refusal('EINVAL', `unknown command '${req.cmd}'`);

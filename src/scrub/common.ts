@@ -20,6 +20,7 @@ import type { BufCache } from '../io/buf-cache';
 import type { Device } from '../io/device';
 import type { Allocator } from '../alloc/alloc';
 import type { Geometry } from '../format/geometry';
+import type { StructureName } from '../format/structures';
 
 export interface Problem {
   /** "superblock", "AG header", "bnobt", "cntbt", "rmap", "inobt", "inode", "directory", "coverage"... */
@@ -29,6 +30,12 @@ export interface Problem {
   /** Filesystem block number, -1 when there is none. */
   fsbno: number;
   message: string;
+  /**
+   * The structure table's name for it (format/structures.ts), when the
+   * display label alone does not say ("inode" covers the core, the block
+   * map and symlinks); else structureOfProblem derives it from the label.
+   */
+  type?: StructureName;
 }
 
 export class ProblemList {
@@ -38,8 +45,8 @@ export class ProblemList {
 
   constructor(readonly limit = 1000) {}
 
-  add(structure: string, agno: number, fsbno: number, message: string): void {
-    if (this.problems.length < this.limit) this.problems.push({ structure, agno, fsbno, message });
+  add(structure: string, agno: number, fsbno: number, message: string, type?: StructureName): void {
+    if (this.problems.length < this.limit) this.problems.push(type === undefined ? { structure, agno, fsbno, message } : { structure, agno, fsbno, message, type });
     else this.dropped++;
   }
 

@@ -1,24 +1,29 @@
 /**
- * What a scrub's (or a repair's pre-check's) problems say about the health
- * of each AG structure (alloc/health.ts): a structure with a problem is sick,
- * found by that scrub; an AG scrubbed without any problem is healthy
- * throughout. Structures of an AG that had problems elsewhere keep what was
+ * Which structure of the structure table (format/structures.ts) each problem
+ * is about, and what a scrub's (or a repair's pre-check's) problems say about
+ * the health of each structure (alloc/health.ts): a structure with a problem
+ * is sick, found by that scrub; a structure checked without any problem is
+ * healthy. Structures of an AG that had problems elsewhere keep what was
  * known of them: a damaged tree stops the cross-checks that would have
  * vouched for the others.
  */
 import type { Allocator } from '../alloc/alloc';
 import { AG_STRUCTURES } from '../alloc/health';
-import type { AgStructure, HealthSource } from '../alloc/health';
+import type { AgStructure, FsStructure, HealthSource, StructureName } from '../alloc/health';
+import { structureFacts } from '../format/structures';
 import type { Problem } from './common';
 import { FREE_LIST } from './ag-scrub';
 
 const FREE_SPACE: readonly AgStructure[] = ['bnobt', 'cntbt', 'agfl'];
 
-/** The AG structure a problem is about, or null (inodes, directories: not AG structures). */
-function structureOf(p: Problem): AgStructure | null {
+/** The structure a problem is about (the checkers' display labels, mapped to the table's names). */
+export function structureOfProblem(p: Problem): StructureName | null {
+  if (p.type !== undefined) return p.type;
   switch (p.structure) {
     // The header's counts of the rmap btree are rewritten by an rmap repair: the rmap's problem.
     case 'AG header': return p.message.startsWith('rmap btree ') ? 'rmapbt' : 'agh';
+    // The AG could not be checked at all: its header is what the checks start from.
+    case 'AG': return 'agh';
     case FREE_LIST: return 'agfl';
     case 'bnobt': return 'bnobt';
     case 'cntbt': return 'cntbt';
@@ -26,29 +31,50 @@ function structureOf(p: Problem): AgStructure | null {
     case 'rmap': return 'rmapbt';
     // Every block must be free or mapped once: the rmap is what repair rebuilds to make that so.
     case 'coverage': return 'rmapbt';
+    case 'superblock': return p.agno > 0 ? 'secondary-sb' : 'superblock';
+    case 'log': return 'superblock';
+    case 'inode': return 'inode';
+    case 'bmbt': return 'bmap';
+    case 'directory': return 'directory';
+    case 'attr': return 'xattr';
     default: return null;
   }
 }
 
 /**
- * Marks the health of the AGs a check covered (agnos), from its problems;
- * `checked` are the structures it checks (those found clean become healthy).
+ * Marks the health of the structures a check covered -- `checked`, in the AGs
+ * agnos for the AG ones -- from its problems: those with a problem become
+ * sick, the others healthy. File-level structures have no health record.
  */
 export function markHealthFromProblems(alloc: Allocator, agnos: readonly number[], problems: readonly Problem[],
-  how: HealthSource, during: string, checked: readonly AgStructure[] = AG_STRUCTURES): void {
+  how: HealthSource, during: string, checked: readonly StructureName[] = AG_STRUCTURES): void {
   const byAg = new Map<number, Map<AgStructure, string>>();
+  const fsFound = new Map<FsStructure, string>();
   for (const p of problems) {
-    const s = structureOf(p);
-    if (s === null || p.agno < 0) continue;
+    const s = structureOfProblem(p);
+    if (s === null || !checked.includes(s)) continue;
+    const scope = structureFacts(s).scope;
+    if (scope === 'filesystem') {
+      if (!fsFound.has(s as FsStructure)) fsFound.set(s as FsStructure, p.message);
+      continue;
+    }
+    if (scope !== 'ag' || p.agno < 0) continue;
     let m = byAg.get(p.agno);
     if (m === undefined) byAg.set(p.agno, (m = new Map()));
-    if (!m.has(s)) m.set(s, p.message);
+    if (!m.has(s as AgStructure)) m.set(s as AgStructure, p.message);
   }
+  for (const s of checked) {
+    if (structureFacts(s).scope !== 'filesystem') continue;
+    const message = fsFound.get(s as FsStructure);
+    if (message === undefined) alloc.fsHealth.markHealthy(s as FsStructure);
+    else alloc.fsHealth.markSick(s as FsStructure, how, message, during);
+  }
+  const agChecked = AG_STRUCTURES.filter((s) => checked.includes(s));
   for (const agno of agnos) {
     const ag = alloc.ag(agno);
     const found = byAg.get(agno);
     if (found === undefined) {
-      for (const s of checked) ag.health.markHealthy(s);
+      for (const s of agChecked) ag.health.markHealthy(s);
       continue;
     }
     // Coverage problems beside free-space ones may be the free space's alone: do not blame the rmap for them.

@@ -27,6 +27,7 @@ import { isInodeOwner } from '../format/owners';
 import { BLOCK_SIZE } from '../format/superblock';
 import { eachBlock, eachRecord, runToEnd } from './common';
 import type { ProblemList, ScrubSource, ScrubSteps } from './common';
+import type { StructureName } from '../format/structures';
 
 /** Extents of one file checked between two pauses. */
 const EXTENT_STEP = 32;
@@ -54,8 +55,8 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList): Scrub
   const result: InodeScrubResult = { inodes: 0, orphans: 0, directories: 0, extents: 0 };
   const store = new InodeStore(fs.cache, fs.geo, fs.alloc);
   const geo = fs.geo;
-  const bad = (ino: number, msg: string, structure = 'inode'): void => {
-    problems.add(structure, geo.inoAgno(ino), geo.inoLocation(ino).fsbno, `inode ${ino}: ${msg}`);
+  const bad = (ino: number, msg: string, structure = 'inode', type?: StructureName): void => {
+    problems.add(structure, geo.inoAgno(ino), geo.inoLocation(ino).fsbno, `inode ${ino}: ${msg}`, type);
   };
 
   // 1. The inodes the inode btrees say are in use.
@@ -177,13 +178,13 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList): Scrub
           });
         }
       } else if (inode.format === FORK_LOCAL) {
-        if (type !== S_IFLNK) bad(ino, 'local data in a file that is not a symlink');
+        if (type !== S_IFLNK) bad(ino, 'local data in a file that is not a symlink', 'inode', 'symlink');
         const n = inode.nextents;
-        if (n < 1 || n > DATA_FORK_SIZE) bad(ino, `local data of ${n} bytes (1..${DATA_FORK_SIZE})`);
-        if (inode.size !== n) bad(ino, `size ${inode.size}, local data ${n} bytes`);
+        if (n < 1 || n > DATA_FORK_SIZE) bad(ino, `local data of ${n} bytes (1..${DATA_FORK_SIZE})`, 'inode', 'symlink');
+        if (inode.size !== n) bad(ino, `size ${inode.size}, local data ${n} bytes`, 'inode', 'symlink');
       } else if (inode.format === FORK_EXTENTS || inode.format === FORK_BTREE) {
         const map = new BlockMap(inode, fs.alloc, geo);
-        if (type === S_IFLNK && (inode.size < 1 || inode.size > SYMLINK_MAX)) bad(ino, `symlink of ${inode.size} bytes`);
+        if (type === S_IFLNK && (inode.size < 1 || inode.size > SYMLINK_MAX)) bad(ino, `symlink of ${inode.size} bytes`, 'inode', 'symlink');
         if (map.btree !== null) {
           const v = yield* verifyBtreeSteps(map.btree);
           for (const p of v.problems) bad(ino, p.message, 'bmbt');
@@ -197,17 +198,17 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList): Scrub
         for (const [k, e] of map.extents().entries()) {
           if (k % EXTENT_STEP === EXTENT_STEP - 1) yield;
           result.extents++;
-          if (e.fileoff < lastEnd) bad(ino, `extent at file block ${e.fileoff} overlaps the one before`);
+          if (e.fileoff < lastEnd) bad(ino, `extent at file block ${e.fileoff} overlaps the one before`, 'inode', 'bmap');
           lastEnd = e.fileoff + e.blockcount;
           if (e.fsbno + e.blockcount > geo.totalBlocks || geo.agnoOf(e.fsbno) !== geo.agnoOf(e.fsbno + e.blockcount - 1)) {
-            bad(ino, `extent ${e.fileoff}+${e.blockcount} at ${e.fsbno} is outside the filesystem or crosses AGs`);
+            bad(ino, `extent ${e.fileoff}+${e.blockcount} at ${e.fsbno} is outside the filesystem or crosses AGs`, 'inode', 'bmap');
             continue;
           }
           held += e.blockcount;
           checkMapped(fs, inode, e.fsbno, e.blockcount, e.fileoff, 'data', bad, e.unwritten);
         }
-        if (type === S_IFLNK && lastEnd * BLOCK_SIZE < inode.size) bad(ino, `symlink of ${inode.size} bytes holds only ${lastEnd} blocks`);
-        if (lastEnd * BLOCK_SIZE > Math.ceil(inode.size / BLOCK_SIZE) * BLOCK_SIZE) bad(ino, `blocks mapped up to file block ${lastEnd}, past the end of file (size ${inode.size}, mode ${inode.mode.toString(8)})`);
+        if (type === S_IFLNK && lastEnd * BLOCK_SIZE < inode.size) bad(ino, `symlink of ${inode.size} bytes holds only ${lastEnd} blocks`, 'inode', 'symlink');
+        if (lastEnd * BLOCK_SIZE > Math.ceil(inode.size / BLOCK_SIZE) * BLOCK_SIZE) bad(ino, `blocks mapped up to file block ${lastEnd}, past the end of file (size ${inode.size}, mode ${inode.mode.toString(8)})`, 'inode', 'bmap');
       }
     } catch (e) {
       bad(ino, e instanceof Error ? e.message : String(e));

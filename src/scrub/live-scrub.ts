@@ -32,8 +32,6 @@ import { decodeSuperblock, superblockBufOps } from '../format/superblock';
 import type { Filesystem } from '../fs/filesystem';
 import { Pacer } from '../io/pacer';
 import type { PacerOptions } from '../io/pacer';
-import { scrubAgSteps } from './ag-scrub';
-import { scrubInodesSteps } from './inode-scrub';
 import { ProblemList, runToEnd } from './common';
 import type { Problem, ScrubSource, ScrubSteps } from './common';
 
@@ -72,43 +70,31 @@ export interface SlicedScrubOptions extends PacerOptions {
   maxRestarts?: number;
   /** Changed blocks the frozen view may copy before it gives up (default 16384, 64 MiB). */
   maxBlocksKept?: number;
-  /**
-   * Only the AGs' own structures (headers, btrees, free space, coverage, metadata owners), not
-   * the files against the rmap: the repair's closing scrub of the AGs it rebuilt.
-   */
-  agsOnly?: boolean;
 }
 
-interface ScrubTotals {
+/** What a checker run by the live scrub reports besides its problems. */
+export interface ScrubTotals {
   agsChecked: number;
   rmapRecords: number;
   inodesChecked: boolean;
 }
 
-/** One AG (agno) or all of them, then the files when every AG was scrubbed and readable. */
-function* scrubSteps(src: ScrubSource, agno: number | null, problems: ProblemList, agsOnly = false): ScrubSteps<ScrubTotals> {
-  const ags = agno === null ? src.alloc.ags : [src.alloc.ag(agno)];
-  let rmapRecords = 0;
-  let readable = true;
-  for (const ag of ags) {
-    const r = yield* scrubAgSteps(ag, src.geo, problems);
-    rmapRecords += r.rmapRecords;
-    readable &&= r.treesReadable;
-  }
-  const inodesChecked = agno === null && readable && !agsOnly;
-  if (inodesChecked) yield* scrubInodesSteps(src, problems);
-  return { agsChecked: ags.length, rmapRecords, inodesChecked };
-}
+/**
+ * What the live scrub runs: checks of a source (the frozen view, or the live
+ * filesystem) adding to a problem list -- the structure table's walk
+ * (fsck/table.ts) over the structures and AGs asked for.
+ */
+export type LiveChecker = (src: ScrubSource, problems: ProblemList) => ScrubSteps<ScrubTotals>;
 
 function elapsedMs(since: bigint): number {
   return Number(process.hrtime.bigint() - since) / 1e6;
 }
 
-/** Scrubs in one go on the live filesystem: nothing else runs meanwhile (the repair's closing scrub). */
-export function scrubLive(fs: Filesystem, agno: number | null, agsOnly = false): LiveScrubResult {
+/** Runs a checker in one go on the live filesystem: nothing else runs meanwhile. */
+export function scrubLive(fs: Filesystem, checker: LiveChecker): LiveScrubResult {
   const t0 = process.hrtime.bigint();
   const problems = new ProblemList();
-  const totals = runToEnd(scrubSteps(fs, agno, problems, agsOnly));
+  const totals = runToEnd(checker(fs, problems));
   const seconds = elapsedMs(t0) / 1000;
   return {
     problems: problems.problems, problemCount: problems.count, ...totals, seconds,
@@ -174,12 +160,12 @@ class FrozenView implements ScrubSource {
 }
 
 /**
- * Scrubs one AG or all of them in slices paced by a Pacer (a few ms, or less
+ * Runs a checker (one AG or all of them, some structures or all) in slices paced by a Pacer (a few ms, or less
  * when a FUSE request waits), yielding to the event loop between them, on a
  * frozen view of the filesystem (see the top of this file). Rejects with
  * ECANCELED when abortReason gives a reason.
  */
-export async function scrubLiveSliced(fs: Filesystem, agno: number | null, options: SlicedScrubOptions = {}): Promise<LiveScrubResult> {
+export async function scrubLiveSliced(fs: Filesystem, checker: LiveChecker, options: SlicedScrubOptions = {}): Promise<LiveScrubResult> {
   const maxRestarts = options.maxRestarts ?? 2;
   const t0 = process.hrtime.bigint();
   const pacer = new Pacer(options);
@@ -191,14 +177,14 @@ export async function scrubLiveSliced(fs: Filesystem, agno: number | null, optio
     if (restarts > maxRestarts) {
       // The filesystem keeps changing in ways a snapshot cannot follow: check it as it is, in one go.
       log('scrub: the view was spoiled %d times; scrubbing in one go', restarts);
-      const r = scrubLive(fs, agno, options.agsOnly);
+      const r = scrubLive(fs, checker);
       longestSliceMs = Math.max(longestSliceMs, r.longestSliceMs);
       return done({ ...r, restarts });
     }
     const snap = fs.cache.openSnapshot(options.maxBlocksKept);
     try {
       const problems = new ProblemList();
-      const steps = scrubSteps(new FrozenView(fs, snap), agno, problems, options.agsOnly);
+      const steps = checker(new FrozenView(fs, snap), problems);
       let sliceStart = process.hrtime.bigint();
       let totals: ScrubTotals | null = null;
       for (;;) {

@@ -10,8 +10,10 @@ import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { cli } from './cli';
 import { Filesystem } from '../../src/fs/filesystem';
-import { checkFilesystem } from '../../src/scrub/fs-check';
-import type { FsCheckPass } from '../../src/scrub/fs-check';
+import { checkFilesystem } from '../../src/fsck/check';
+import { checkStructures } from '../../src/fsck/table';
+import { ProblemList, runToEnd } from '../../src/scrub/common';
+import type { ScrubSource } from '../../src/scrub/common';
 import { scratchImage } from '../lib/fs';
 import { scratchPath } from '../lib/trees';
 
@@ -110,24 +112,20 @@ t.test('usage errors exit 16 (as fsck)', async (t) => {
   t.match(h.out.join('\n'), /exit status \(as fsck\)/);
 });
 
-t.test('checkFilesystem runs the passes it is given', (t) => {
+t.test('checkFilesystem checks the structures it is given; a checker bug is an internal error', (t) => {
   const image = small(t);
   const f = Filesystem.open(image, { readOnly: true });
   t.teardown(() => f.close());
-  const seen: string[] = [];
-  const extra: FsCheckPass = {
-    name: 'extra',
-    run({ problems, result }) {
-      seen.push(`ags ${result.agsChecked}`);
-      problems.add('inode', 0, 7, 'a test problem');
-    },
-  };
-  const broken: FsCheckPass = { name: 'broken', run() { throw new TypeError('a bug'); } };
-  const r = checkFilesystem(f, { passes: [extra, broken] });
-  t.same(seen, ['ags 0']);
-  t.same(r.problems, [{ structure: 'inode', agno: 0, fsbno: 7, message: 'a test problem' }]);
-  t.equal(r.problemCount, 1);
-  t.same(r.internalErrors, ['broken: a bug'], 'a checker bug is an internal error, not a problem');
+  const sbOnly = checkFilesystem(f, { types: ['superblock', 'secondary-sb'] });
+  t.same(sbOnly.problems, []);
+  t.equal(sbOnly.agsChecked, 0, 'no AG scrub for the superblocks alone');
+  // A source whose reads fail with a TypeError: a bug in a checker, not damage.
+  const broken = { geo: f.geo, alloc: f.alloc, device: f.device, superblock: () => f.superblock(),
+    cache: { read: () => { throw new TypeError('a bug'); } } } as unknown as ScrubSource;
+  const problems = new ProblemList();
+  const totals = runToEnd(checkStructures(broken, ['superblock'], null, problems));
+  t.same(problems.problems, []);
+  t.same(totals.internalErrors, ['superblock: a bug'], 'a checker bug is an internal error, not a problem');
   const all = checkFilesystem(f);
   t.same(all.problems, []);
   t.equal(all.agsChecked, 2);

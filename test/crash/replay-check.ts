@@ -24,7 +24,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { WriteLogReader, WLOG_FLUSH, WLOG_MARK, WLOG_WRITE } from '../../src/io/write-log';
-import { checkDevice, CHECK_CLEAN } from '../../src/scrub/fs-check';
+import { checkDevice, CHECK_CLEAN } from '../../src/fsck/check';
 import { Rmapfs } from '../../src/fs/rmapfs';
 import { formatProblem } from '../../src/scrub/common';
 

@@ -8,7 +8,7 @@ import t from 'tap';
 import * as crypto from 'crypto';
 import { Rmapfs } from '../../src/fs/rmapfs';
 import { FaultInjector } from '../../src/io/fault-injector';
-import { checkDevice, CHECK_CLEAN } from '../../src/scrub/fs-check';
+import { checkDevice, CHECK_CLEAN } from '../../src/fsck/check';
 import { S_IFREG } from '../../src/inode/inode-format';
 import { scratchImage } from '../lib/fs';
 

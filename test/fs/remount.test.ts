@@ -11,7 +11,7 @@ import * as fs from 'fs';
 import { Rmapfs } from '../../src/fs/rmapfs';
 import { Filesystem } from '../../src/fs/filesystem';
 import { STATE_CLEAN, STATE_DIRTY } from '../../src/format/superblock';
-import { checkDevice, CHECK_CLEAN } from '../../src/scrub/fs-check';
+import { checkDevice, CHECK_CLEAN } from '../../src/fsck/check';
 import { S_IFREG } from '../../src/inode/inode-format';
 import { kernelMountFlags, parseMountOptions } from '../../src/daemon/daemon';
 import { scratchImage } from '../lib/fs';

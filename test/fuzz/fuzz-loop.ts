@@ -27,9 +27,10 @@ import { mkfs } from '../../src/fs/mkfs';
 import { Rmapfs } from '../../src/fs/rmapfs';
 import { run } from '../../src/cli/main';
 import { FUZZ_VERBS } from '../../src/cli/db';
-import { checkDevice, CHECK_CLEAN } from '../../src/scrub/fs-check';
+import { checkDevice, CHECK_CLEAN } from '../../src/fsck/check';
 import { scrubLive } from '../../src/scrub/live-scrub';
-import { repairRmaps } from '../../src/repair/rmap-repair';
+import { checkerFor, selectStructures } from '../../src/fsck/table';
+import { onlineRepair } from '../../src/fsck/online';
 import { S_IFDIR, S_IFREG } from '../../src/inode/inode-format';
 import { BlockMap } from '../../src/file/bmap';
 import { Directory } from '../../src/dir/dir';
@@ -238,15 +239,17 @@ async function onlineCase(pristine: string, work: string, c: Case, hashes: Map<s
   let outcome: Outcome;
   let detail = '';
   try {
-    const before = await Promise.resolve(scrubLive(fsx.fs, null));
+    const before = await Promise.resolve(scrubLive(fsx.fs, checkerFor(null)));
     const detected = before.problemCount > 0;
-    try {
-      await repairRmaps(fsx, fsx.fs.alloc.ags.map((a) => a.agno));
-    } catch (e) {
+    // Through the structure table, as `rmapfs repair --force-rebuild` (a harmless case is rebuilt too).
+    const repaired = await onlineRepair(fsx, selectStructures(null, null), null,
+      { forceRebuild: true, measureHeap: false, cancelled: () => false },
+      { foregroundWaiting: () => false, abortReason: () => null, send: () => undefined });
+    if (!repaired.ok) {
       fsx.fs.shutdown('fuzz case over'); // write nothing more
-      return { c, outcome: 'FAIL', detail: `repair failed: ${e instanceof Error ? e.message : String(e)}` };
+      return { c, outcome: 'FAIL', detail: `repair failed: ${String(repaired.error)}` };
     }
-    const after = await Promise.resolve(scrubLive(fsx.fs, null));
+    const after = await Promise.resolve(scrubLive(fsx.fs, checkerFor(null)));
     const changed = changedFiles(fsx, hashes);
     if (after.problemCount > 0) {
       outcome = 'FAIL';

@@ -1,11 +1,11 @@
 /**
  * The one check helper for tap tests: exactly the passes `rmapfs check` runs
- * (src/scrub/fs-check.ts: the secondary superblocks, every AG with its summary
+ * (src/fsck/check.ts: the secondary superblocks, every AG with its summary
  * counters, the inodes), over a filesystem the test has open.
  */
 import type { Filesystem } from '../../src/fs/filesystem';
 import type { Rmapfs } from '../../src/fs/rmapfs';
-import { checkFilesystem } from '../../src/scrub/fs-check';
+import { checkFilesystem } from '../../src/fsck/check';
 import { formatProblem } from '../../src/scrub/common';
 
 /** Every problem the offline check finds, as lines; a failure of the checker itself is a line too. */

@@ -15,6 +15,14 @@ export function scratchImage(t: Test, options: MkfsOptions = {}): string {
   return image;
 }
 
+/** A copy of an image (a populated template), removed at teardown. */
+export function scratchCopy(t: Test, template: string, name: string): string {
+  const image = scratchPath(name);
+  t.teardown(() => fs.rmSync(image, { force: true }));
+  fs.copyFileSync(template, image);
+  return image;
+}
+
 /** Problems an AG-level scrub of every AG finds, as lines. */
 export function scrubAll(f: Filesystem): string[] {
   const problems = new ProblemList();

@@ -9,7 +9,7 @@ import type { Test } from 'tap';
 import { Rmapfs } from '../../src/fs/rmapfs';
 import { superblockBufOps } from '../../src/format/superblock';
 import { OFF_FREE_EXTENTS, OFF_INODE_COUNT } from '../../src/format/ag-header';
-import { checkDevice } from '../../src/scrub/fs-check';
+import { checkDevice } from '../../src/fsck/check';
 import { formatProblem } from '../../src/scrub/common';
 import { S_IFREG } from '../../src/inode/inode-format';
 import { scratchImage } from '../lib/fs';

@@ -8,6 +8,7 @@ import t from 'tap';
 import * as crypto from 'crypto';
 import { Rmapfs } from '../../src/fs/rmapfs';
 import { scrubLive, scrubLiveSliced } from '../../src/scrub/live-scrub';
+import { checkerFor } from '../../src/fsck/table';
 import { scrubAgSteps } from '../../src/scrub/ag-scrub';
 import { scrubInodesSteps } from '../../src/scrub/inode-scrub';
 import { ProblemList, formatProblem } from '../../src/scrub/common';
@@ -65,18 +66,18 @@ t.test('no false problems while the filesystem changes between every two slices'
   t.teardown(() => fsx.close());
   const work = workload(fsx, 71);
   work(600);
-  t.same(lines(scrubLive(fsx.fs, null).problems), [], 'clean before');
+  t.same(lines(scrubLive(fsx.fs, checkerFor(null)).problems), [], 'clean before');
   // maxUnits 1: a pause at every step the checkers offer, with foreground work in each.
-  const r = await scrubLiveSliced(fsx.fs, null, { maxUnits: 1, betweenSlices: () => work(2) });
+  const r = await scrubLiveSliced(fsx.fs, checkerFor(null), { maxUnits: 1, betweenSlices: () => work(2) });
   t.same(lines(r.problems), [], 'no problems');
   t.ok(r.inodesChecked, 'the files were checked too');
   t.ok(r.slices > 200, `${r.slices} slices`);
   t.equal(r.restarts, 0, 'the view held');
   t.ok(r.blocksKept > 0, `${r.blocksKept} changed blocks kept for the view`);
   t.equal(fsx.fs.cache.openSnapshots, 0, 'the snapshot is closed');
-  t.same(lines(scrubLive(fsx.fs, null).problems), [], 'clean after, too');
+  t.same(lines(scrubLive(fsx.fs, checkerFor(null)).problems), [], 'clean after, too');
   for (const agno of [0, 1]) {
-    const one = await scrubLiveSliced(fsx.fs, agno, { maxUnits: 1, betweenSlices: () => work(2) });
+    const one = await scrubLiveSliced(fsx.fs, checkerFor(agno), { maxUnits: 1, betweenSlices: () => work(2) });
     t.same(lines(one.problems), [], `AG ${agno} alone`);
     t.equal(one.inodesChecked, false);
   }
@@ -123,10 +124,10 @@ t.test('real damage is found, exactly as a scrub in one go finds it, with work g
   await db(t, image, `set block ${agno} ${leaf} rec[${index}].owner ${static1 + 1}`);
   fsx = Rmapfs.open(image);
   t.teardown(() => fsx.close());
-  const want = lines(scrubLive(fsx.fs, null).problems);
+  const want = lines(scrubLive(fsx.fs, checkerFor(null)).problems);
   t.ok(want.length > 0, `damage: ${want.join('; ')}`);
   const work = workload(fsx, 9);
-  const r = await scrubLiveSliced(fsx.fs, null, { maxUnits: 1, betweenSlices: () => work(2) });
+  const r = await scrubLiveSliced(fsx.fs, checkerFor(null), { maxUnits: 1, betweenSlices: () => work(2) });
   t.same(lines(r.problems), want, 'the same problems, and nothing else');
   t.ok(r.slices > 100, `${r.slices} slices`);
 });
@@ -138,13 +139,13 @@ t.test('the scrub yields: timers run while it works on a bigger filesystem', asy
   for (let i = 0; i < 3000; i++) fsx.write(fsx.create(fsx.rootIno, `f${i}`, S_IFREG | 0o644, 0, 0).ino, 0, Buffer.alloc(100, i));
   let ticks = 0;
   const timer = setInterval(() => { ticks++; }, 0);
-  const r = await scrubLiveSliced(fsx.fs, null);
+  const r = await scrubLiveSliced(fsx.fs, checkerFor(null));
   clearInterval(timer);
   t.same(lines(r.problems), []);
   t.ok(r.slices > 1, `${r.slices} slices`);
   t.ok(ticks > 0, `a timer ran ${ticks} times during the scrub`);
   // A FUSE request waiting ends the slice at once.
-  const waiting = await scrubLiveSliced(fsx.fs, null, { sliceMs: 1e6, probeUs: 0, foregroundWaiting: () => true });
+  const waiting = await scrubLiveSliced(fsx.fs, checkerFor(null), { sliceMs: 1e6, probeUs: 0, foregroundWaiting: () => true });
   t.same(lines(waiting.problems), []);
   t.ok(waiting.yieldsToForeground > 100 && waiting.yieldsToForeground === waiting.slices - 1,
     `${waiting.yieldsToForeground} slices cut short for the foreground`);
@@ -163,15 +164,15 @@ t.test('a spoiled view starts over; the last resort is one go; a reason to stop 
     const b = fsx.fs.cache.read(0, null);
     fsx.fs.cache.markDirty(b);
   };
-  let r = await scrubLiveSliced(fsx.fs, null, { maxUnits: 1, betweenSlices: () => { spoil(); work(1); } });
+  let r = await scrubLiveSliced(fsx.fs, checkerFor(null), { maxUnits: 1, betweenSlices: () => { spoil(); work(1); } });
   t.equal(r.restarts, 1, 'started over once');
   t.same(lines(r.problems), []);
   spoils = 1000;
-  r = await scrubLiveSliced(fsx.fs, null, { maxUnits: 1, maxRestarts: 1, betweenSlices: spoil });
+  r = await scrubLiveSliced(fsx.fs, checkerFor(null), { maxUnits: 1, maxRestarts: 1, betweenSlices: spoil });
   t.equal(r.restarts, 2, 'spoiled every time: then in one go');
   t.same(lines(r.problems), []);
   let n = 0;
-  await t.rejects(scrubLiveSliced(fsx.fs, null, { maxUnits: 1, abortReason: () => (++n > 3 ? 'enough' : null) }),
+  await t.rejects(scrubLiveSliced(fsx.fs, checkerFor(null), { maxUnits: 1, abortReason: () => (++n > 3 ? 'enough' : null) }),
     { code: 'ECANCELED', message: /scrub stopped: enough/ });
   t.equal(fsx.fs.cache.openSnapshots, 0, 'no snapshot left open');
 });

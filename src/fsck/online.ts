@@ -1,0 +1,193 @@
+/**
+ * What the daemon does for `rmapfs scrub` and `rmapfs repair`: both walk the
+ * structure table (table.ts) over the structures and AGs asked for.
+ *
+ * - scrub runs the checkers in slices on a frozen view (scrub/live-scrub.ts)
+ *   and records what it found in the health record;
+ * - repair finds what is damaged with the same scrub (or, --force-rebuild,
+ *   takes every structure asked for that has a repairer), then goes through
+ *   it in dependency order: a structure with a repairer is rebuilt once what
+ *   its rebuild reads is healthy; one without is refused plainly (named, with
+ *   nothing of it changed). Then it scrubs the AGs it rebuilt.
+ */
+import createDebug from 'debug';
+import { RmapfsError } from '../errors';
+import type { Rmapfs } from '../fs/rmapfs';
+import type { AgStructure, StructureName } from '../format/structures';
+import { ALL_STRUCTURES, structureFacts, structureLabel } from '../format/structures';
+import { refusal, refusalFrom } from '../ctl/ctl';
+import type { CtlEvent, CtlReply, CtlRequest } from '../ctl/ctl';
+import { sickStructures, unrepairableLine } from '../ctl/health-report';
+import type { SickStructureReport } from '../ctl/health-report';
+import { scrubAgForRmapRepair } from '../scrub/ag-scrub';
+import { formatProblem, ProblemList } from '../scrub/common';
+import type { Problem } from '../scrub/common';
+import { markHealthFromProblems, structureOfProblem } from '../scrub/health-marks';
+import { scrubLiveSliced } from '../scrub/live-scrub';
+import type { LiveScrubResult } from '../scrub/live-scrub';
+import type { RmapRepairResult } from '../repair/rmap-repair';
+import { dependencyOrder, fsckEntry, isRepairable, selectStructures, structuresOfScope, tableChecker, trustedByRepairOf } from './table';
+
+const log = createDebug('rmapfs:fsck');
+
+/** What the daemon lends a scrub or repair. */
+export interface OnlineFsckHooks {
+  /** A FUSE request waits: end the slice at once. */
+  foregroundWaiting: () => boolean;
+  /** A reason to stop (unmount, the client went away), or null. */
+  abortReason: () => string | null;
+  /** Progress events to the client. */
+  send: (e: CtlEvent) => void;
+}
+
+/** The structures and AG a request asks for (its `types` and `ag`); EINVAL for what does not exist. */
+export function requestedStructures(fsx: Rmapfs, req: CtlRequest): { selected: StructureName[]; agno: number | null } {
+  const agno = typeof req.ag === 'number' ? req.ag : null;
+  const agCount = fsx.fs.geo.agCount;
+  if (agno !== null && (!Number.isInteger(agno) || agno < 0 || agno >= agCount)) {
+    throw new RmapfsError('EINVAL', `no AG ${agno} (the filesystem has ${agCount})`);
+  }
+  const types = Array.isArray(req.types) ? req.types.map(String) : null;
+  return { selected: selectStructures(types, agno), agno };
+}
+
+function agnosOf(fsx: Rmapfs, agno: number | null): number[] {
+  return agno === null ? fsx.fs.alloc.ags.map((a) => a.agno) : [agno];
+}
+
+/** Scrubs the structures asked for; what it finds (and finds clean) is what is known of them now. */
+export async function onlineScrub(fsx: Rmapfs, selected: readonly StructureName[], agno: number | null,
+  hooks: OnlineFsckHooks): Promise<LiveScrubResult> {
+  const r = await scrubLiveSliced(fsx.fs, tableChecker(selected, agno), hooks);
+  markHealthFromProblems(fsx.fs.alloc, agnosOf(fsx, agno), r.problems, 'scrub', 'scrubbing', selected);
+  return r;
+}
+
+/** A damaged structure and where: AG numbers (-1 for one outside the AGs), and its first problem. */
+interface Damage {
+  agnos: Set<number>;
+  first: Problem | null;
+}
+
+/** A refusal of a structure no repairer rebuilds: the health record's report, or one made from its problem. */
+function refusalReports(fsx: Rmapfs, name: StructureName, damage: Damage): SickStructureReport[] {
+  const known = sickStructures(fsx.fs.alloc, isRepairable).filter((r) => r.structure === name && damage.agnos.has(r.agno));
+  if (known.length > 0) return known;
+  const p = damage.first;
+  return [{
+    agno: structureFacts(name).scope === 'ag' ? (p?.agno ?? -1) : -1, structure: name, name: structureLabel(name), how: 'repair',
+    found: new Date().toISOString(), during: 'checking before a repair', message: p === null ? 'damaged' : formatProblem(p),
+    effects: 'reads work', repairable: false,
+  }];
+}
+
+/**
+ * Before a rebuild: what it reads and trusts beyond its dependencies
+ * (trustedByRepairOf) must be healthy in those AGs; checked now, on the live
+ * filesystem, in one go (the free-space and inode btrees are small next to
+ * the rmap). The reports of what is damaged there (nothing: go on).
+ */
+function checkTrusted(fsx: Rmapfs, name: StructureName, agnos: readonly number[]): SickStructureReport[] {
+  const trusted = trustedByRepairOf(name);
+  const problems = new ProblemList();
+  for (const a of agnos) {
+    const ag = fsx.fs.alloc.ag(a);
+    const before = ag.activity;
+    ag.activity = 'checking before a repair';
+    try {
+      scrubAgForRmapRepair(ag, fsx.fs.geo, problems);
+    } finally {
+      ag.activity = before;
+    }
+  }
+  markHealthFromProblems(fsx.fs.alloc, agnos, problems.problems, 'repair', 'checking before a repair', trusted);
+  for (const p of problems.problems) log('before repairing %s: %s', name, formatProblem(p));
+  return sickStructures(fsx.fs.alloc, isRepairable).filter((r) => agnos.includes(r.agno) && trusted.includes(r.structure));
+}
+
+/**
+ * Repairs what is damaged among the structures asked for (everything asked
+ * for that has a repairer, with forceRebuild), in dependency order. The
+ * reply: the rebuilds done (`ags`), the closing scrub, and the structures
+ * refused (`unrepairable`, with `error` the one line saying so); not ok when
+ * it refused everything it found.
+ */
+export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName[], agno: number | null,
+  options: { forceRebuild: boolean; measureHeap: boolean; cancelled: () => boolean }, hooks: OnlineFsckHooks): Promise<CtlReply> {
+  const agnos = agnosOf(fsx, agno);
+  const damaged = new Map<StructureName, Damage>();
+  let before: LiveScrubResult | null = null;
+  if (options.forceRebuild) {
+    for (const s of selected) if (isRepairable(s)) damaged.set(s, { agnos: new Set(agnos), first: null });
+  } else {
+    before = await scrubLiveSliced(fsx.fs, tableChecker(selected, agno), hooks);
+    markHealthFromProblems(fsx.fs.alloc, agnos, before.problems, 'repair', 'checking before a repair', selected);
+    for (const p of before.problems) {
+      const s = structureOfProblem(p);
+      if (s === null) continue;
+      let d = damaged.get(s);
+      if (d === undefined) damaged.set(s, (d = { agnos: new Set(), first: p }));
+      d.agnos.add(structureFacts(s).scope === 'ag' ? p.agno : -1);
+    }
+  }
+  const results: RmapRepairResult[] = [];
+  const refused: SickStructureReport[] = [];
+  const refuse = (reports: readonly SickStructureReport[]): void => {
+    for (const r of reports) if (!refused.some((x) => x.agno === r.agno && x.structure === r.structure)) refused.push(r);
+  };
+  const rebuilt: number[] = [];
+  let lastProgress = 0;
+  for (const name of dependencyOrder([...damaged.keys()])) {
+    const entry = fsckEntry(name);
+    // Every AG asked for, not only those a problem named: the file pass's rmap problems are filed under the
+    // owner's AG, not always the record's.
+    const where = agnos;
+    if (entry.repair === null) {
+      refuse(refusalReports(fsx, name, damaged.get(name)!));
+      continue;
+    }
+    const untrusted = checkTrusted(fsx, name, where);
+    if (untrusted.length > 0) {
+      // What its rebuild would read is damaged: the refusal names that, and this one stays as it is.
+      refuse(untrusted);
+      continue;
+    }
+    try {
+      results.push(...await entry.repair(fsx, where, {
+        measureHeap: options.measureHeap,
+        cancelled: options.cancelled,
+        // Step aside at once for FUSE requests: the scan must not hold up the applications.
+        foregroundWaiting: hooks.foregroundWaiting,
+        onProgress: (p) => {
+          const now = Date.now();
+          if (now - lastProgress < 100 && p.inodesScanned < p.inodesTotal) return;
+          lastProgress = now;
+          hooks.send({ event: 'scan', ags: where, ...p });
+        },
+        onCommit: (a, finished) => {
+          if (finished) {
+            rebuilt.push(a);
+            if (structureFacts(name).scope === 'ag') fsx.fs.alloc.ag(a).health.markHealthy(name as AgStructure);
+          }
+          hooks.send({ event: finished ? 'committed' : 'commit', agno: a, type: name });
+        },
+      }));
+    } catch (e) {
+      const state = rebuilt.length === 0 ? `the old ${structureLabel(name)} is still in place`
+        : `AG ${rebuilt.join(', ')} rebuilt before that, the others keep their old ${structureLabel(name)}`;
+      return refusalFrom(e, `repair failed, ${state}: `);
+    }
+  }
+  // AG by AG, each AG's in table order (as status lists them).
+  refused.sort((a, b) => a.agno - b.agno || ALL_STRUCTURES.indexOf(a.structure) - ALL_STRUCTURES.indexOf(b.structure));
+  if (results.length === 0 && refused.length > 0) return { ...refusal('EFSCORRUPTED', unrepairableLine(refused)), unrepairable: refused };
+  fsx.fsync();
+  // The closing scrub of the AGs it rebuilt (or checked) runs in slices like any other (FUSE keeps being
+  // served). The files against the rmap are `rmapfs scrub`'s business.
+  const scrub = results.length === 0 && before !== null ? before
+    : await scrubLiveSliced(fsx.fs, tableChecker(structuresOfScope('ag'), agno), hooks);
+  if (results.length > 0) markHealthFromProblems(fsx.fs.alloc, agnos, scrub.problems, 'repair', 'scrubbing after a repair');
+  const reply: CtlReply = { ok: true, ags: results, scrub, unrepairable: refused };
+  if (refused.length > 0) reply.error = unrepairableLine(refused, true);
+  return reply;
+}

@@ -1,0 +1,330 @@
+/**
+ * The structure table (like XFS's scrub dispatch table, fs/xfs/scrub/scrub.c):
+ * one entry per metadata structure -- its name, scope and dependencies (the
+ * declarative half, format/structures.ts, shared with the health record),
+ * the checker that finds its damage and the repairer that rebuilds it (or
+ * none yet). The offline `check`, the online `scrub` and `repair`, and the
+ * fuzz loop all walk this table: what one checks, all check.
+ *
+ * It sits above scrub and repair (it names the checkers of one and the
+ * repairers of the other), below the daemon and the commands that use it.
+ *
+ * Checkers are generators that pause at safe points (scrub/common.ts). Most
+ * of them read one shared walk: the AG scrub checks an AG's header, btrees,
+ * free space and coverage together (each cross-checks the others), and the
+ * file pass checks every inode against the rmap; they run once per check
+ * (remembered in the CheckRun). A check reports the problems of the
+ * structures asked for, whichever walk found them (the file pass finds rmap
+ * records no file holds), in the order the walks found them (superblocks,
+ * then AG by AG, then the files).
+ */
+import { RmapfsError } from '../errors';
+import { ALL_STRUCTURES, STRUCTURES, isStructureName, structureFacts } from '../format/structures';
+import type { StructureFacts, StructureName, StructureScope } from '../format/structures';
+import { scrubAgSteps } from '../scrub/ag-scrub';
+import type { AgScrubResult } from '../scrub/ag-scrub';
+import { scrubInodesSteps } from '../scrub/inode-scrub';
+import { scrubAgCounters, scrubPrimarySuperblock, scrubSecondarySuperblock } from '../scrub/sb-scrub';
+import { ProblemList } from '../scrub/common';
+import type { Problem, ScrubSource, ScrubSteps } from '../scrub/common';
+import { structureOfProblem } from '../scrub/health-marks';
+import { repairRmaps } from '../repair/rmap-repair';
+import type { RepairOptions, RmapRepairResult } from '../repair/rmap-repair';
+import type { Rmapfs } from '../fs/rmapfs';
+import type { LiveChecker } from '../scrub/live-scrub';
+
+/** Finds the damage of one structure (agno: the AG, for AG-scope entries; else null), reporting into the run. */
+export type Checker = (run: CheckRun, agno: number | null) => ScrubSteps<void>;
+
+/** Rebuilds one structure in these AGs of a live filesystem. */
+export type Repairer = (fsx: Rmapfs, agnos: readonly number[], options: RepairOptions) => Promise<RmapRepairResult[]>;
+
+export interface FsckEntry extends StructureFacts {
+  readonly name: StructureName;
+  readonly check: Checker;
+  readonly repair: Repairer | null;
+}
+
+/** Where a problem sorts: the superblocks first, then AG by AG, then the files (the walks' own order). */
+const enum Phase { Superblocks = 0, Ags = 1, Files = 2 }
+
+interface FoundProblem {
+  problem: Problem;
+  type: StructureName;
+  phase: Phase;
+  agno: number;
+  seq: number;
+}
+
+/** What the AG scrub of one AG found: every problem, each with its structure. */
+interface AgPass {
+  result: AgScrubResult | null;
+  found: FoundProblem[];
+}
+
+/** Problems each walk keeps in full (the rest are counted). */
+const KEPT_PER_WALK = 1000;
+
+/** One check: the walks run so far and what the entries asked have reported. */
+export class CheckRun {
+  private seq = 0;
+  private readonly found: FoundProblem[] = [];
+  private readonly agPasses = new Map<number, AgPass>();
+  private filePass: FoundProblem[] | null = null;
+  /** Problems the walks found but did not keep, in walks whose every entry was asked. */
+  dropped = 0;
+  /** Failures of a checker itself (a bug, not the filesystem's). */
+  readonly internalErrors: string[] = [];
+  inodesChecked = false;
+
+  constructor(readonly src: ScrubSource, readonly selected: ReadonlySet<StructureName>) {}
+
+  /** Keeps what a walk found, each problem with its structure (`fallback` for one the label does not say). */
+  private keep(list: ProblemList, phase: Phase, agno: number, fallback: StructureName): FoundProblem[] {
+    if (list.dropped > 0 && [...STRUCTURES].filter((s) => phaseOf(s.name) === phase).every((s) => this.selected.has(s.name))) {
+      this.dropped += list.dropped;
+    }
+    const found = list.problems.map((problem) => ({ problem, type: structureOfProblem(problem) ?? fallback, phase, agno, seq: this.seq++ }));
+    this.found.push(...found);
+    return found;
+  }
+
+  /** A problem of `type` a checker threw rather than reported. */
+  failed(type: StructureName, agno: number | null, label: string, message: string): void {
+    const list = new ProblemList();
+    list.add(label, agno ?? -1, -1, message, type);
+    this.keep(list, phaseOf(type), agno ?? -1, type);
+  }
+
+  /** Runs a walk writing into a ProblemList (its problems are `type`'s unless their labels say otherwise). */
+  *walk(type: StructureName, phase: Phase, agno: number, steps: (list: ProblemList) => ScrubSteps<void>): ScrubSteps<void> {
+    const list = new ProblemList(KEPT_PER_WALK);
+    yield* steps(list);
+    this.keep(list, phase, agno, type);
+  }
+
+  /** The AG scrub of one AG, run once per check. */
+  *agPass(agno: number): ScrubSteps<AgPass> {
+    const known = this.agPasses.get(agno);
+    if (known !== undefined) return known;
+    const list = new ProblemList(KEPT_PER_WALK);
+    let result: AgScrubResult | null = null;
+    try {
+      result = yield* scrubAgSteps(this.src.alloc.ag(agno), this.src.geo, list);
+    } catch (e) {
+      if (!(e instanceof RmapfsError)) throw e;
+      list.add('AG', agno, -1, e.message);
+    }
+    const pass: AgPass = { result, found: this.keep(list, Phase.Ags, agno, 'agh') };
+    this.agPasses.set(agno, pass);
+    return pass;
+  }
+
+  /** The files against the AG metadata, run once per check, when every AG's btrees could be walked. */
+  *files(): ScrubSteps<FoundProblem[]> {
+    if (this.filePass !== null) return this.filePass;
+    let readable = true;
+    for (const ag of this.src.alloc.ags) readable = ((yield* this.agPass(ag.agno)).result?.treesReadable ?? false) && readable;
+    const list = new ProblemList(KEPT_PER_WALK);
+    if (readable) {
+      try {
+        yield* scrubInodesSteps(this.src, list);
+      } catch (e) {
+        if (!(e instanceof RmapfsError)) throw e;
+        list.add('inode', -1, -1, e.message);
+      }
+      this.inodesChecked = true;
+    } else if (!ALL_STRUCTURES.some((s) => structureFacts(s).scope === 'ag' && this.selected.has(s))) {
+      // The AG problems that stopped it are not being reported: say why the files were not checked.
+      list.add('inode', -1, -1, 'files not checked: the btrees of an AG cannot be walked (check its AG structures)');
+    }
+    this.filePass = this.keep(list, Phase.Files, -1, 'inode');
+    return this.filePass;
+  }
+
+  /** Every AG whose scrub ran. */
+  agResults(): AgScrubResult[] {
+    return [...this.agPasses.values()].flatMap((p) => (p.result === null ? [] : [p.result]));
+  }
+
+  get agsChecked(): number {
+    return this.agPasses.size;
+  }
+
+  /** What the walks found of the structures asked for, in the walks' order. */
+  problems(): Problem[] {
+    return this.found.filter((f) => this.selected.has(f.type)).sort((a, b) => a.phase - b.phase || (a.phase === Phase.Ags ? a.agno - b.agno : 0) || a.seq - b.seq)
+      .map((f) => f.problem);
+  }
+}
+
+function phaseOf(name: StructureName): Phase {
+  if (name === 'superblock' || name === 'secondary-sb') return Phase.Superblocks;
+  return structureFacts(name).scope === 'inode' ? Phase.Files : Phase.Ags;
+}
+
+/** An AG structure: checked by its AG's scrub. */
+function* agScrubChecker(run: CheckRun, agno: number | null): ScrubSteps<void> {
+  yield* run.agPass(agno!);
+}
+
+/** A file structure: checked by the file pass. */
+function* fileChecker(run: CheckRun): ScrubSteps<void> {
+  yield* run.files();
+}
+
+const CHECKERS: Record<StructureName, Checker> = {
+  *superblock(run) {
+    yield* run.walk('superblock', Phase.Superblocks, -1, function* (list) { scrubPrimarySuperblock(run.src, list); });
+  },
+  *'secondary-sb'(run, agno) {
+    yield* run.walk('secondary-sb', Phase.Superblocks, agno!, function* (list) { scrubSecondarySuperblock(run.src, agno!, list); });
+  },
+  agh: agScrubChecker,
+  agfl: agScrubChecker,
+  bnobt: agScrubChecker,
+  cntbt: agScrubChecker,
+  rmapbt: agScrubChecker,
+  inobt: agScrubChecker,
+  // The AG headers' counts are what statfs sums: checked for every AG whose btrees could be walked.
+  *counters(run, agno) {
+    for (const ag of agno === null ? run.src.alloc.ags : [run.src.alloc.ag(agno)]) {
+      const scrub = (yield* run.agPass(ag.agno)).result;
+      if (scrub === null || !scrub.treesReadable) continue;
+      yield* run.walk('counters', Phase.Ags, ag.agno, (list) => scrubAgCounters(ag, scrub, list));
+    }
+  },
+  inode: fileChecker,
+  bmap: fileChecker,
+  directory: fileChecker,
+  xattr: fileChecker,
+  symlink: fileChecker,
+};
+
+const REPAIRERS: Partial<Record<StructureName, Repairer>> = {
+  rmapbt: repairRmaps,
+};
+
+/** The table: every structure, in the order checks walk them. */
+export const FSCK_TABLE: readonly FsckEntry[] = STRUCTURES.map((s) => ({
+  ...s, check: CHECKERS[s.name], repair: REPAIRERS[s.name] ?? null,
+}));
+
+export function fsckEntry(name: StructureName): FsckEntry {
+  return FSCK_TABLE.find((e) => e.name === name)!;
+}
+
+export function isRepairable(name: StructureName): boolean {
+  return fsckEntry(name).repair !== null;
+}
+
+/**
+ * The structures a command asked for: `types` (null: every one), limited to
+ * the AG ones when an AG is named. A type that does not exist, or one that is
+ * not per AG beside an AG, is EINVAL.
+ */
+export function selectStructures(types: readonly string[] | null, agno: number | null): StructureName[] {
+  if (types === null) return ALL_STRUCTURES.filter((s) => agno === null || structureFacts(s).scope === 'ag');
+  const out: StructureName[] = [];
+  for (const t of types) {
+    if (!isStructureName(t)) throw new RmapfsError('EINVAL', `no structure type '${t}' (--type list names them)`);
+    if (agno !== null && structureFacts(t).scope !== 'ag') {
+      throw new RmapfsError('EINVAL', `--ag selects AG structures; ${t} is one per ${structureFacts(t).scope === 'inode' ? 'inode' : 'filesystem'}`);
+    }
+    if (!out.includes(t)) out.push(t);
+  }
+  return out;
+}
+
+/** The structures of a scope, in table order. */
+export function structuresOfScope(scope: StructureScope): StructureName[] {
+  return ALL_STRUCTURES.filter((s) => structureFacts(s).scope === scope);
+}
+
+/** `names` in an order where each comes after everything it depends on (directly or not). */
+export function dependencyOrder(names: readonly StructureName[]): StructureName[] {
+  const out: StructureName[] = [];
+  const visiting = new Set<StructureName>();
+  const visit = (n: StructureName): void => {
+    if (out.includes(n) || visiting.has(n)) return;
+    visiting.add(n);
+    for (const d of structureFacts(n).dependsOn) if (isStructureName(d)) visit(d);
+    visiting.delete(n);
+    out.push(n);
+  };
+  for (const n of names) visit(n);
+  return out.filter((n) => names.includes(n));
+}
+
+export interface CheckTotals {
+  agsChecked: number;
+  rmapRecords: number;
+  freeExtents: number;
+  inodesChecked: boolean;
+  internalErrors: string[];
+}
+
+/**
+ * Runs the checkers of `selected` (table order; the AG ones over agno, or
+ * every AG) against src, adding what they find to problems. A checker that
+ * fails with anything but an RmapfsError is an internal error (kept, the
+ * others go on); an RmapfsError is a problem of its structure.
+ */
+export function* checkStructures(src: ScrubSource, selected: readonly StructureName[], agno: number | null,
+  problems: ProblemList): ScrubSteps<CheckTotals> {
+  const run = new CheckRun(src, new Set(selected));
+  const agnos = agno === null ? src.alloc.ags.map((a) => a.agno) : [agno];
+  for (const entry of FSCK_TABLE) {
+    if (!run.selected.has(entry.name)) continue;
+    for (const where of entry.scope === 'ag' ? agnos : [agno]) {
+      try {
+        yield* entry.check(run, where);
+      } catch (e) {
+        if (e instanceof RmapfsError) {
+          run.failed(entry.name, where, entry.label, e.message);
+        } else {
+          run.internalErrors.push(`${entry.name}: ${e instanceof Error ? e.message : String(e)}`);
+        }
+      }
+    }
+  }
+  for (const p of run.problems()) problems.add(p.structure, p.agno, p.fsbno, p.message, p.type);
+  problems.dropped += run.dropped;
+  const ags = run.agResults();
+  return {
+    agsChecked: run.agsChecked, rmapRecords: ags.reduce((n, a) => n + a.rmapRecords, 0),
+    freeExtents: ags.reduce((n, a) => n + a.freeExtents, 0), inodesChecked: run.inodesChecked, internalErrors: run.internalErrors,
+  };
+}
+
+/** `--type list`: one line per structure -- name, scope, whether it can be repaired, what it depends on. */
+export function structureListLines(): string[] {
+  const rows = FSCK_TABLE.map((e) => [e.name, e.scope, e.repair !== null ? 'yes' : 'no', e.dependsOn.join(',') || '-']);
+  const header = ['TYPE', 'SCOPE', 'REPAIR', 'DEPENDS ON'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  return [header, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '));
+}
+
+/** The table's walk as the live scrub runs it (a checker bug fails the scrub: its result would be incomplete). */
+export function tableChecker(selected: readonly StructureName[], agno: number | null): LiveChecker {
+  return function* (src, problems) {
+    const totals = yield* checkStructures(src, selected, agno, problems);
+    if (totals.internalErrors.length > 0) throw new RmapfsError('EIO', `internal error in the scrub: ${totals.internalErrors[0]}`);
+    return totals;
+  };
+}
+
+/**
+ * The structures a rebuild of `name` reads and trusts beyond its dependencies:
+ * those rebuilt from it (while one of them is damaged, what it reads of them
+ * cannot be believed -- the rmap repair finds the old rmap's blocks as
+ * neither free nor owned by the others). Per AG.
+ */
+export function trustedByRepairOf(name: StructureName): StructureName[] {
+  return FSCK_TABLE.filter((e) => e.scope === structureFacts(name).scope && e.dependsOn.includes(name)).map((e) => e.name);
+}
+
+/** The live scrub's checker for a command's --type and --ag (every structure of them by default). */
+export function checkerFor(agno: number | null, types: readonly string[] | null = null): LiveChecker {
+  return tableChecker(selectStructures(types, agno), agno);
+}
