@@ -87,7 +87,7 @@ export class LowLevelOps {
   /** An entry reply counts as one more kernel reference to the inode. */
   private entry(st: Stat): Entry {
     this.lookups.set(st.ino, (this.lookups.get(st.ino) ?? 0) + 1);
-    return { ino: this.node(st.ino), attr: this.attr(st) };
+    return { ino: this.node(st.ino), generation: st.generation, attr: this.attr(st) };
   }
 
   private count(map: Map<number, number>, ino: number, delta: number): void {
