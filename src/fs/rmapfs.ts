@@ -235,14 +235,17 @@ export class Rmapfs {
     this.inUse = inUse;
   }
 
-  /** The last use of an inode ended: if it has no links left, it goes now. */
-  releaseOrphan(ino: number): void {
-    if (!this.orphans.has(ino)) return;
-    this.fs.run(() => {
+  /** The last use of an inode ended: if it has no links left, it goes now. True: it was freed. */
+  releaseOrphan(ino: number): boolean {
+    if (!this.orphans.has(ino)) return false;
+    const freed = this.fs.run(() => {
       const inode = this.inodes.get(ino);
-      if (inode.nlink === 0) this.destroyInode(inode);
+      if (inode.nlink !== 0) return false;
+      this.destroyInode(inode);
+      return true;
     });
     this.orphans.delete(ino);
+    return freed;
   }
 
   /** Inodes with no links still kept for their users. */

@@ -90,12 +90,18 @@ export class LowLevelOps {
     return { ino: this.node(st.ino), generation: st.generation, attr: this.attr(st) };
   }
 
+  /**
+   * Counts kernel references; the last one gone frees an unlinked inode. On a
+   * sync mount that free is durable before this returns (before the release
+   * reply), as ext4 syncs the inode's eviction on a sync mount: the space an
+   * application saw go away at its close must not come back after a crash.
+   */
   private count(map: Map<number, number>, ino: number, delta: number): void {
     const n = (map.get(ino) ?? 0) + delta;
     if (n > 0) map.set(ino, n);
     else {
       map.delete(ino);
-      if (!this.lookups.has(ino) && !this.opens.has(ino)) this.fsx.releaseOrphan(ino);
+      if (!this.lookups.has(ino) && !this.opens.has(ino) && this.fsx.releaseOrphan(ino) && this.opts.sync) this.fsx.fsync();
     }
   }
 
@@ -221,8 +227,8 @@ export class LowLevelOps {
       }),
       flush: (_req, reply) => reply.ok(),
       release: (req, reply) => this.run('release', reply, () => {
-        reply.ok();
         this.count(this.opens, req.fh, -1);
+        reply.ok();
       }),
       fsync: (_req, reply) => this.run('fsync', reply, () => { f.fsync(); reply.ok(); }),
       opendir: (req, reply) => this.run('opendir', reply, () => {
@@ -238,8 +244,8 @@ export class LowLevelOps {
         f.noteAccess(req.fh, this.opts.atime);
       }),
       releasedir: (req, reply) => this.run('releasedir', reply, () => {
-        reply.ok();
         this.count(this.opens, req.fh, -1);
+        reply.ok();
       }),
       fsyncdir: (_req, reply) => this.run('fsyncdir', reply, () => { f.fsync(); reply.ok(); }),
       statfs: (_req, reply) => this.run('statfs', reply, () => {
