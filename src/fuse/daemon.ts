@@ -190,19 +190,24 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   // Test interposers go under the filesystem before it reads or writes anything.
   const faults = new FaultInjector(opts.faults);
   const writeLog = opts.writeLog === null ? null : new WriteLogRecorder(opts.writeLog, fs.statSync(device).size);
+  const openFilesystem = (readOnly: boolean): Rmapfs => {
+    const opened = Rmapfs.open(device, { readOnly, interposers: writeLog === null ? [faults] : [faults, writeLog] });
+    opened.fs.onShutdown = (why) => {
+      // The one line an administrator needs: on stderr (seen with -f) and in the system log.
+      const line = `rmapfs: ${mnt}: ${why}; the filesystem is shut down (read-only from now on): unmount it and mount it again`;
+      process.stderr.write(`${line}\n`);
+      execFile('logger', ['-t', 'rmapfs', '-p', 'kern.err', line], () => undefined);
+    };
+    return opened;
+  };
+  // Replaced by a read-write open at a remount,rw of a mount that began read-only.
   let fsx: Rmapfs;
   try {
-    fsx = Rmapfs.open(device, { readOnly: opts.readOnly, interposers: writeLog === null ? [faults] : [faults, writeLog] });
+    fsx = openFilesystem(opts.readOnly);
   } catch (e) {
     writeLog?.close();
     throw e;
   }
-  fsx.fs.onShutdown = (why) => {
-    // The one line an administrator needs: on stderr (seen with -f) and in the system log.
-    const line = `rmapfs: ${mnt}: ${why}; the filesystem is shut down (read-only from now on): unmount it and mount it again`;
-    process.stderr.write(`${line}\n`);
-    execFile('logger', ['-t', 'rmapfs', '-p', 'kern.err', line], () => undefined);
-  };
   // Read-only now: from the start (-o ro), or since a remount,ro.
   let readOnly = opts.readOnly;
   const ops = new LowLevelOps(fsx, {
@@ -233,6 +238,24 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   let stopWatchingMounts: () => void = () => undefined;
 
   /**
+   * remount,rw of a mount that began read-only: its device is open read-only and unlocked, and a
+   * dirty log was replayed in memory only. It is opened again read-write, as a rw mount opens it
+   * (the image lock taken, the log replayed on disk, orphans a crash left freed, marked dirty), and
+   * served from then on; the kernel's node ids and open handles are inode numbers, valid in both.
+   * The read-only one goes first: it writes nothing, and a block device is held exclusively.
+   */
+  const reopenReadWrite = (): void => {
+    fsx.close();
+    try {
+      fsx = openFilesystem(false);
+    } catch (e) {
+      fsx = openFilesystem(true); // serve on, read-only as before
+      throw e;
+    }
+    ops.replaceFilesystem(fsx);
+    log('opened %s again read-write', device);
+  };
+  /**
    * remount,ro: no change is accepted from now on, everything is written in
    * place and the filesystem marked clean; remount,rw: changes again.
    */
@@ -243,7 +266,8 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
       ops.setReadOnly(true);
       fsx.fs.remountReadOnly(fsx.orphanCount > 0);
     } else {
-      fsx.fs.remountReadWrite();
+      if (fsx.fs.readOnly) reopenReadWrite();
+      else fsx.fs.remountReadWrite();
       readOnly = false;
       ops.setReadOnly(false);
     }
@@ -368,10 +392,11 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
         // rmap's blocks after the repair gave them back.
         if (repairing) return { ok: false, error: 'a repair is running on this filesystem (it scrubs when it is done)' };
         // In slices, so FUSE requests keep being served; it checks the filesystem as it was when it began.
+        const scrubbed = fsx;
         return scrubLiveSliced(fsx.fs, agno, {
           foregroundWaiting: () => fuse.requestWaiting(),
           abortReason: () => (finished ? 'the filesystem is being unmounted' : signal.aborted ? 'the client went away'
-            : repairing ? 'a repair started' : null),
+            : repairing ? 'a repair started' : fsx !== scrubbed ? 'the filesystem was remounted read-write' : null),
         }).then((r) => {
           // What it found (and found clean) is what is known of each structure now.
           const scrubbed = agno === null ? fsx.fs.alloc.ags.map((a) => a.agno) : [agno];
@@ -438,16 +463,15 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
         return { ok: false, error: `unknown command '${req.cmd}'` };
     }
   });
-  if (!opts.readOnly) {
-    timers.push(setInterval(() => {
-      if (readOnly) return;
-      try {
-        fsx.fsync();
-      } catch (e) {
-        log('log force failed: %O', e);
-      }
-    }, opts.commit * 1000));
-  }
+  // Also on a read-only mount: a remount,rw may come.
+  timers.push(setInterval(() => {
+    if (readOnly) return;
+    try {
+      fsx.fsync();
+    } catch (e) {
+      log('log force failed: %O', e);
+    }
+  }, opts.commit * 1000));
   // The kernel dropped the connection (fusermount -u, umount): finish up.
   fuse.done.then(() => finish('unmounted'), (e: unknown) => {
     log('FUSE loop failed: %O', e);
