@@ -167,6 +167,37 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
 }
 
 
+/**
+ * Options a remount cannot change, with their names: they shaped the FUSE
+ * connection or the device at mount time (as ext4 refuses to change some of
+ * its options on a remount).
+ */
+const MOUNT_TIME_OPTIONS: readonly (readonly [keyof MountOptions, string])[] = [
+  ['allowOther', 'allow_other'], ['defaultPermissions', 'default_permissions'], ['uid', 'uid'], ['gid', 'gid'],
+  ['maxWrite', 'max_write'], ['attrTimeout', 'attr_timeout'], ['entryTimeout', 'entry_timeout'], ['spinUs', 'spin_us'],
+  ['writeLog', 'writelog'], ['faults', 'faults'], ['nonempty', 'nonempty'],
+];
+
+/**
+ * The options of a live mount after a remount with `text` (its ro/rw aside):
+ * what is not named stays as it is; naming a different value of an option
+ * that cannot change live refuses the whole remount.
+ */
+export function remountOptions(live: MountOptions, text: string): MountOptions {
+  const next = parseMountOptions(text, { ...live, kernelFlags: [], remount: false });
+  const fixed = MOUNT_TIME_OPTIONS.filter(([k]) => next[k] !== live[k]).map(([, name]) => name);
+  if (fixed.length > 0) {
+    throw new RmapfsError('EINVAL', `${fixed.join(', ')} cannot change on a remount: unmount and mount again`);
+  }
+  return { ...next, readOnly: live.readOnly, kernelFlags: live.kernelFlags, remount: false };
+}
+
+/** The options a remount can change, as `rmapfs status` shows them. */
+export function describeLiveOptions(o: MountOptions): string {
+  return [o.sync ? 'sync' : 'async', ...(o.dirsync ? ['dirsync'] : []), o.atime.mode,
+    ...(o.atime.nodiratime ? ['nodiratime'] : []), `commit=${o.commit}`].join(',');
+}
+
 export interface RunningDaemon {
   /** Resolves once the mount is usable; rejects when mounting failed. */
   ready: Promise<void>;
@@ -210,6 +241,8 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   }
   // Read-only now: from the start (-o ro), or since a remount,ro.
   let readOnly = opts.readOnly;
+  // The options in force: a remount changes sync, dirsync, the atime policy and commit=.
+  let live: MountOptions = opts;
   const ops = new LowLevelOps(fsx, {
     readOnly, sync: opts.sync, dirsync: opts.dirsync, uid: opts.uid, gid: opts.gid, atime: opts.atime,
     stillReadOnly: () => {
@@ -234,7 +267,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   let repairing = false;
   let resolveDone: () => void = () => undefined;
   const done = new Promise<void>((resolve) => { resolveDone = resolve; });
-  const timers: NodeJS.Timeout[] = [];
+  let commitTimer: NodeJS.Timeout | null = null;
   let stopWatchingMounts: () => void = () => undefined;
 
   /**
@@ -263,15 +296,35 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
     if (wantReadOnly === readOnly || finished) return;
     if (wantReadOnly) {
       readOnly = true;
-      ops.setReadOnly(true);
+      ops.update({ readOnly: true });
       fsx.fs.remountReadOnly(fsx.orphanCount > 0);
     } else {
       if (fsx.fs.readOnly) reopenReadWrite();
       else fsx.fs.remountReadWrite();
       readOnly = false;
-      ops.setReadOnly(false);
+      ops.update({ readOnly: false });
     }
     log('remounted %s', readOnly ? 'ro' : 'rw');
+  };
+  /** Forces the log every commit= seconds (also on a read-only mount: a remount,rw may come). */
+  function startCommitTimer(): void {
+    if (commitTimer !== null) clearInterval(commitTimer);
+    commitTimer = setInterval(() => {
+      if (readOnly) return;
+      try {
+        fsx.fsync();
+      } catch (e) {
+        log('log force failed: %O', e);
+      }
+    }, live.commit * 1000);
+  }
+  /** A remount's options (see remountOptions): in force from the next request on. */
+  const applyOptions = (next: MountOptions): void => {
+    ops.update({ sync: next.sync, dirsync: next.dirsync, atime: next.atime });
+    const commitChanged = next.commit !== live.commit;
+    live = next;
+    if (commitChanged) startCommitTimer();
+    log('options now %s', describeLiveOptions(live));
   };
   /**
    * Follows the kernel's idea of the mount: `mount -o remount,ro|rw` may come
@@ -295,7 +348,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   const finish = (why: string): void => {
     if (finished) return;
     finished = true;
-    for (const t of timers) clearInterval(t);
+    if (commitTimer !== null) clearInterval(commitTimer);
     stopWatchingMounts();
     ctl?.close();
     log('stopping (%s)', why);
@@ -355,18 +408,22 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
         const s = fsx.statfs();
         return { ok: true, device: path.resolve(device), mountpoint: mnt, pid: process.pid, readOnly,
           blocks: s.blocks, freeBlocks: s.bfree, agCount: fsx.fs.geo.agCount, orphans: fsx.orphanCount,
-          internalErrors: ops.internalErrors, shutdown: fsx.fs.shutdownWhy ?? 'no',
+          options: describeLiveOptions(live), internalErrors: ops.internalErrors, shutdown: fsx.fs.shutdownWhy ?? 'no',
           faultsInjected: faults.injected, damaged: sickStructures(fsx.fs.alloc) };
       }
       case 'remount': {
-        // `rmapfs mount -o remount,...`: before the kernel's remount,rw, after its remount,ro.
-        if (typeof req.readOnly !== 'boolean') return { ok: false, error: 'remount needs readOnly' };
+        // `rmapfs mount -o remount,...`: first a dry run (an option that cannot change refuses it
+        // before the kernel changes anything), then before the kernel's remount,rw or after the rest.
+        if (req.readOnly !== undefined && typeof req.readOnly !== 'boolean') return { ok: false, error: 'remount: readOnly must be true or false' };
         try {
-          remount(req.readOnly);
+          const next = remountOptions(live, typeof req.options === 'string' ? req.options : '');
+          if (req.dryRun === true) return { ok: true };
+          if (typeof req.readOnly === 'boolean') remount(req.readOnly);
+          applyOptions(next);
         } catch (e) {
           return { ok: false, error: e instanceof Error ? e.message : String(e) };
         }
-        return { ok: true, readOnly };
+        return { ok: true, readOnly, options: describeLiveOptions(live) };
       }
       case 'mark': {
         // Tests: a label in the write log, after everything written so far.
@@ -463,15 +520,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
         return { ok: false, error: `unknown command '${req.cmd}'` };
     }
   });
-  // Also on a read-only mount: a remount,rw may come.
-  timers.push(setInterval(() => {
-    if (readOnly) return;
-    try {
-      fsx.fsync();
-    } catch (e) {
-      log('log force failed: %O', e);
-    }
-  }, opts.commit * 1000));
+  startCommitTimer();
   // The kernel dropped the connection (fusermount -u, umount): finish up.
   fuse.done.then(() => finish('unmounted'), (e: unknown) => {
     log('FUSE loop failed: %O', e);

@@ -78,9 +78,9 @@ export class LowLevelOps {
     this.tellInUse();
   }
 
-  /** A remount made the mount read-only or writable again. */
-  setReadOnly(readOnly: boolean): void {
-    this.opts.readOnly = readOnly;
+  /** A remount changed what may change on a live mount: read-only, sync, dirsync, the atime policy. */
+  update(changes: Partial<Pick<LowLevelOpsOptions, 'readOnly' | 'sync' | 'dirsync' | 'atime'>>): void {
+    Object.assign(this.opts, changes);
   }
 
   private ino(node: number): number {
