@@ -15,7 +15,7 @@ import type { AtimePolicy } from '../fs/rmapfs';
 import { LowLevelOps } from './ll-ops';
 import { LowLevelFuse } from './lowlevel';
 import { startCtlServer } from '../ctl/ctl';
-import { daemonGoneMessage, findMount, isMounted, mountpointDaemonGone, superblockReadOnly } from './mountinfo';
+import { daemonGoneMessage, findMount, isMounted, kernelDaemonFlags, mountpointDaemonGone, superblockReadOnly } from './mountinfo';
 import { watchMountTable } from './lowlevel';
 import type { CtlReply, CtlServer } from '../ctl/ctl';
 import { scrubLiveSliced } from '../scrub/live-scrub';
@@ -326,14 +326,23 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
     if (commitChanged) startCommitTimer();
     log('options now %s', describeLiveOptions(live));
   };
+  // The kernel's sync and atime flags as last seen (kernelDaemonFlags); null until the mount is ready.
+  let kernelFlagsSeen: string | null = null;
   /**
    * Follows the kernel's idea of the mount: `mount -o remount,ro|rw` may come
    * through `rmapfs mount -o remount` (which also tells us over the control
-   * socket) or as a bare mount(2), which only the mount table shows.
+   * socket) or as a bare mount(2), which only the mount table shows. So may
+   * sync/async and the atime choices: when the kernel's change, the daemon's
+   * follow (as they came with the mount: a change, not a difference).
    */
   const followKernel = (): void => {
     const entry = findMount(mnt);
     if (finished || entry === null || entry.fstype !== 'fuse.rmapfs' || entry.source !== path.resolve(device)) return;
+    const flagsNow = kernelDaemonFlags(entry);
+    if (kernelFlagsSeen !== null && flagsNow !== kernelFlagsSeen) {
+      kernelFlagsSeen = flagsNow;
+      applyOptions(remountOptions(live, flagsNow));
+    }
     const kernelRo = superblockReadOnly(entry);
     if (kernelRo === readOnly) return;
     try {
@@ -535,5 +544,10 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
       reject(new RmapfsError('EIO', `cannot set ${kernelFlags.afterMount.join(',')} on ${mountpoint}: ${(stderr || err.message).trim().split('\n')[0]}`));
     });
   });
+  // From here on, a change of the kernel's flags is a remount the daemon follows.
+  ready.then(() => {
+    const entry = findMount(mnt);
+    if (entry !== null) kernelFlagsSeen = kernelDaemonFlags(entry);
+  }, () => undefined);
   return { ready, done, stop: () => finish('stop') };
 }
