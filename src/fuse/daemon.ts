@@ -458,11 +458,11 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
         // rmap's blocks after the repair gave them back.
         if (repairing) return { ok: false, error: 'a repair is running on this filesystem (it scrubs when it is done)' };
         // In slices, so FUSE requests keep being served; it checks the filesystem as it was when it began.
-        const scrubbed = fsx;
+        const scrubbedFs = fsx;
         return scrubLiveSliced(fsx.fs, agno, {
           foregroundWaiting: () => fuse.requestWaiting(),
           abortReason: () => (finished ? 'the filesystem is being unmounted' : signal.aborted ? 'the client went away'
-            : repairing ? 'a repair started' : fsx !== scrubbed ? 'the filesystem was remounted read-write' : null),
+            : repairing ? 'a repair started' : fsx !== scrubbedFs ? 'the filesystem was remounted read-write' : null),
         }).then((r) => {
           // What it found (and found clean) is what is known of each structure now.
           const scrubbed = agno === null ? fsx.fs.alloc.ags.map((a) => a.agno) : [agno];
