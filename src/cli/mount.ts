@@ -12,7 +12,6 @@ import * as path from 'path';
 import { RmapfsError } from '../errors';
 import { Device, loopBackingFile } from '../io/device';
 import { kernelMountFlags, parseMountOptions, startDaemon } from '../daemon/daemon';
-import type { MountOptions } from '../daemon/daemon';
 import { daemonGoneMessage, findMount, listMounts, mountpointDaemonGone, superblockReadOnly } from '../io/mountinfo';
 import { ctlRequest } from '../ctl/ctl';
 import { parseArgs } from './args';
@@ -26,7 +25,8 @@ once the mount is usable; -f keeps it in the foreground (log with DEBUG=rmapfs:*
 
 options (-o, comma separated):
   ro, rw                   read-only / read-write (default)
-  remount                  change a live mount: ro/rw and the kernel flags below
+  remount                  change a live mount: ro/rw, the kernel flags below, sync, dirsync,
+                           the atime choices, commit=; the other options cannot change live
   nosuid, suid, nodev, dev, noexec, exec, sync, async, dirsync,
   relatime, strictatime, noatime, atime, nodiratime
                            kernel mount flags (default nosuid,nodev,relatime)
@@ -50,9 +50,11 @@ const UMOUNT_USAGE = `usage: rmapfs umount MOUNTPOINT
 Unmounts an rmapfs mount and waits until its daemon has flushed everything,
 marked the filesystem clean and let go of the device.`;
 
-/** Options a FUSE mount shows in its superblock options: mount(8) hands them back on a remount. */
-const FUSE_SUPERBLOCK_OPTIONS = new Set(['user_id', 'group_id', 'default_permissions', 'allow_other', 'rootmode',
-  'max_read', 'blksize', 'fd']);
+/**
+ * Options of the FUSE superblock that are not ours: mount(8) hands them back on a remount.
+ * (It hands back allow_other and default_permissions too: ours, and unchanged then.)
+ */
+const FUSE_SUPERBLOCK_OPTIONS = new Set(['user_id', 'group_id', 'rootmode', 'max_read', 'blksize', 'fd']);
 
 /** The message a background daemon sends its parent over IPC. */
 interface ReadyMessage {
@@ -113,11 +115,14 @@ async function background(device: string, mountpoint: string, optionText: string
 /**
  * `mount -o remount,...` of a live mount (what mount(8) asks of our helper,
  * mount.fuse.rmapfs). The kernel's flags change through mount(8) -i (not our
- * helper again); the daemon learns ro/rw over the control socket: before the
- * kernel lets writes in (rw), after it has stopped them (ro), so that when
- * this returns a read-only filesystem is clean on disk.
+ * helper again); the daemon learns ro/rw and its own options (sync, atime,
+ * commit=, ...) over the control socket: first a dry run, which refuses
+ * options that cannot change live before anything changed; then rw before
+ * the kernel lets writes in, ro after it has stopped them (so that when this
+ * returns a read-only filesystem is clean on disk).
  */
-async function remountLive(mountpoint: string, opts: MountOptions, io: CommandIo): Promise<number> {
+async function remountLive(mountpoint: string, optionText: string, io: CommandIo): Promise<number> {
+  const opts = parseMountOptions(optionText);
   const entry = findMount(mountpoint);
   if (entry === null || entry.fstype !== 'fuse.rmapfs' || entry.mountpoint !== path.resolve(mountpoint)) {
     throw new RmapfsError('EINVAL', `${mountpoint} is not an rmapfs mount`);
@@ -125,11 +130,14 @@ async function remountLive(mountpoint: string, opts: MountOptions, io: CommandIo
   if (mountpointDaemonGone(mountpoint)) throw new RmapfsError('ENOTCONN', daemonGoneMessage(mountpoint));
   const { chosen } = kernelMountFlags(opts.kernelFlags);
   const wantReadOnly = chosen.includes('ro') ? true : chosen.includes('rw') ? false : null;
-  const tellDaemon = async (readOnly: boolean): Promise<void> => {
-    const reply = await ctlRequest(mountpoint, { cmd: 'remount', readOnly });
-    // The daemon's errno comes with its line (EROFS: a filesystem shut down cannot go rw).
-    if (!reply.ok) throw new RmapfsError(reply.code ?? 'EIO', `cannot remount ${mountpoint} ${readOnly ? 'ro' : 'rw'}: ${String(reply.error)}`);
+  const tellDaemon = async (readOnly: boolean | null, dryRun = false): Promise<void> => {
+    const reply = await ctlRequest(mountpoint, { cmd: 'remount', options: optionText, dryRun, ...(readOnly === null ? {} : { readOnly }) });
+    if (!reply.ok) {
+      const how = readOnly === null ? '' : readOnly ? ' ro' : ' rw';
+      throw new RmapfsError(reply.code ?? (dryRun ? 'EINVAL' : 'EIO'), `cannot remount ${mountpoint}${how}: ${String(reply.error)}`);
+    }
   };
+  await tellDaemon(wantReadOnly, true);
   if (wantReadOnly === false) await tellDaemon(false);
   const r = spawnSync('mount', ['-i', '-o', ['remount', ...chosen].join(','), entry.mountpoint], { encoding: 'utf8' });
   if (r.status !== 0) {
@@ -140,7 +148,7 @@ async function remountLive(mountpoint: string, opts: MountOptions, io: CommandIo
     io.err(`rmapfs: cannot remount ${mountpoint}: ${why.replace(/^mount: [^:]*: /, '')}`);
     return 1;
   }
-  if (wantReadOnly === true) await tellDaemon(true);
+  if (wantReadOnly !== false) await tellDaemon(wantReadOnly);
   return 0;
 }
 
@@ -216,10 +224,9 @@ export const mountCommand: Command = {
     if (items.includes('remount')) {
       // mount(8) hands back every option the mount shows, the FUSE superblock's too: not ours to change.
       optionText = items.filter((o) => !FUSE_SUPERBLOCK_OPTIONS.has(o.split('=')[0] ?? '')).join(',');
-      const opts = parseMountOptions(optionText);
       const positionals = args.positionals;
       if (positionals.length < 1 || positionals.length > 2) throw new RmapfsError('EINVAL', 'usage: rmapfs mount -o remount,OPTIONS [DEVICE] MOUNTPOINT');
-      return remountLive(positionals[positionals.length - 1]!, opts, io);
+      return remountLive(positionals[positionals.length - 1]!, optionText, io);
     }
     const [device, mountpoint] = args.expectPositionals(['DEVICE', 'MOUNTPOINT']) as [string, string];
     parseMountOptions(optionText); // a bad option is refused here, before anything starts

@@ -157,6 +157,7 @@ ${EXIT_STATUS_HELP}`;
 const STATUS_USAGE = `usage: rmapfs status [--json] MOUNTPOINT
 
 Prints what the daemon serving a mount knows: device, pid, space, orphans,
+the options a remount can change (sync, dirsync, atime, commit=),
 and every structure known to be damaged (found failing during normal
 operation, or by a scrub or a repair): how and when it was found, what fails
 because of it, and whether rmapfs can repair it.

@@ -15,7 +15,7 @@ import type { AtimePolicy } from '../fs/rmapfs';
 import { LowLevelOps } from '../fuse/ll-ops';
 import { LowLevelFuse } from '../fuse/lowlevel';
 import { startCtlServer } from '../ctl/ctl';
-import { daemonGoneMessage, findMount, isMounted, mountpointDaemonGone, superblockReadOnly } from '../io/mountinfo';
+import { daemonGoneMessage, findMount, isMounted, kernelDaemonFlags, mountpointDaemonGone, superblockReadOnly } from '../io/mountinfo';
 import { watchMountTable } from '../fuse/lowlevel';
 import { refusal, refusalFrom } from '../ctl/ctl';
 import type { CtlServer } from '../ctl/ctl';
@@ -163,6 +163,37 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
 }
 
 
+/**
+ * Options a remount cannot change, with their names: they shaped the FUSE
+ * connection or the device at mount time (as ext4 refuses to change some of
+ * its options on a remount).
+ */
+const MOUNT_TIME_OPTIONS: readonly (readonly [keyof MountOptions, string])[] = [
+  ['allowOther', 'allow_other'], ['defaultPermissions', 'default_permissions'], ['uid', 'uid'], ['gid', 'gid'],
+  ['maxWrite', 'max_write'], ['attrTimeout', 'attr_timeout'], ['entryTimeout', 'entry_timeout'], ['spinUs', 'spin_us'],
+  ['writeLog', 'writelog'], ['faults', 'faults'], ['nonempty', 'nonempty'],
+];
+
+/**
+ * The options of a live mount after a remount with `text` (its ro/rw aside):
+ * what is not named stays as it is; naming a different value of an option
+ * that cannot change live refuses the whole remount.
+ */
+export function remountOptions(live: MountOptions, text: string): MountOptions {
+  const next = parseMountOptions(text, { ...live, kernelFlags: [], remount: false });
+  const fixed = MOUNT_TIME_OPTIONS.filter(([k]) => next[k] !== live[k]).map(([, name]) => name);
+  if (fixed.length > 0) {
+    throw new RmapfsError('EINVAL', `${fixed.join(', ')} cannot change on a remount: unmount and mount again`);
+  }
+  return { ...next, readOnly: live.readOnly, kernelFlags: live.kernelFlags, remount: false };
+}
+
+/** The options a remount can change, as `rmapfs status` shows them. */
+export function describeLiveOptions(o: MountOptions): string {
+  return [o.sync ? 'sync' : 'async', ...(o.dirsync ? ['dirsync'] : []), o.atime.mode,
+    ...(o.atime.nodiratime ? ['nodiratime'] : []), `commit=${o.commit}`].join(',');
+}
+
 export interface RunningDaemon {
   /** Resolves once the mount is usable; rejects when mounting failed. */
   ready: Promise<void>;
@@ -186,21 +217,28 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   // Test interposers go under the filesystem before it reads or writes anything.
   const faults = new FaultInjector(opts.faults);
   const writeLog = opts.writeLog === null ? null : new WriteLogRecorder(opts.writeLog, fs.statSync(device).size);
+  const openFilesystem = (readOnly: boolean): Rmapfs => {
+    const opened = Rmapfs.open(device, { readOnly, interposers: writeLog === null ? [faults] : [faults, writeLog] });
+    opened.fs.onShutdown = (why) => {
+      // The one line an administrator needs: on stderr (seen with -f) and in the system log.
+      const line = `rmapfs: ${mnt}: ${why}; the filesystem is shut down (read-only from now on): unmount it and mount it again`;
+      process.stderr.write(`${line}\n`);
+      execFile('logger', ['-t', 'rmapfs', '-p', 'kern.err', line], () => undefined);
+    };
+    return opened;
+  };
+  // Replaced by a read-write open at a remount,rw of a mount that began read-only.
   let fsx: Rmapfs;
   try {
-    fsx = Rmapfs.open(device, { readOnly: opts.readOnly, interposers: writeLog === null ? [faults] : [faults, writeLog] });
+    fsx = openFilesystem(opts.readOnly);
   } catch (e) {
     writeLog?.close();
     throw e;
   }
-  fsx.fs.onShutdown = (why) => {
-    // The one line an administrator needs: on stderr (seen with -f) and in the system log.
-    const line = `rmapfs: ${mnt}: ${why}; the filesystem is shut down (read-only from now on): unmount it and mount it again`;
-    process.stderr.write(`${line}\n`);
-    execFile('logger', ['-t', 'rmapfs', '-p', 'kern.err', line], () => undefined);
-  };
   // Read-only now: from the start (-o ro), or since a remount,ro.
   let readOnly = opts.readOnly;
+  // The options in force: a remount changes sync, dirsync, the atime policy and commit=.
+  let live: MountOptions = opts;
   const ops = new LowLevelOps(fsx, {
     readOnly, sync: opts.sync, dirsync: opts.dirsync, uid: opts.uid, gid: opts.gid, atime: opts.atime,
     stillReadOnly: () => {
@@ -225,9 +263,27 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   let repairing = false;
   let resolveDone: () => void = () => undefined;
   const done = new Promise<void>((resolve) => { resolveDone = resolve; });
-  const timers: NodeJS.Timeout[] = [];
+  let commitTimer: NodeJS.Timeout | null = null;
   let stopWatchingMounts: () => void = () => undefined;
 
+  /**
+   * remount,rw of a mount that began read-only: its device is open read-only and unlocked, and a
+   * dirty log was replayed in memory only. It is opened again read-write, as a rw mount opens it
+   * (the image lock taken, the log replayed on disk, orphans a crash left freed, marked dirty), and
+   * served from then on; the kernel's node ids and open handles are inode numbers, valid in both.
+   * The read-only one goes first: it writes nothing, and a block device is held exclusively.
+   */
+  const reopenReadWrite = (): void => {
+    fsx.close();
+    try {
+      fsx = openFilesystem(false);
+    } catch (e) {
+      fsx = openFilesystem(true); // serve on, read-only as before
+      throw e;
+    }
+    ops.replaceFilesystem(fsx);
+    log('opened %s again read-write', device);
+  };
   /**
    * remount,ro: no change is accepted from now on, everything is written in
    * place and the filesystem marked clean; remount,rw: changes again.
@@ -236,23 +292,53 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
     if (wantReadOnly === readOnly || finished) return;
     if (wantReadOnly) {
       readOnly = true;
-      ops.setReadOnly(true);
+      ops.update({ readOnly: true });
       fsx.fs.remountReadOnly(fsx.orphanCount > 0);
     } else {
-      fsx.fs.remountReadWrite();
+      if (fsx.fs.readOnly) reopenReadWrite();
+      else fsx.fs.remountReadWrite();
       readOnly = false;
-      ops.setReadOnly(false);
+      ops.update({ readOnly: false });
     }
     log('remounted %s', readOnly ? 'ro' : 'rw');
   };
+  /** Forces the log every commit= seconds (also on a read-only mount: a remount,rw may come). */
+  function startCommitTimer(): void {
+    if (commitTimer !== null) clearInterval(commitTimer);
+    commitTimer = setInterval(() => {
+      if (readOnly) return;
+      try {
+        fsx.fsync();
+      } catch (e) {
+        log('log force failed: %O', e);
+      }
+    }, live.commit * 1000);
+  }
+  /** A remount's options (see remountOptions): in force from the next request on. */
+  const applyOptions = (next: MountOptions): void => {
+    ops.update({ sync: next.sync, dirsync: next.dirsync, atime: next.atime });
+    const commitChanged = next.commit !== live.commit;
+    live = next;
+    if (commitChanged) startCommitTimer();
+    log('options now %s', describeLiveOptions(live));
+  };
+  // The kernel's sync and atime flags as last seen (kernelDaemonFlags); null until the mount is ready.
+  let kernelFlagsSeen: string | null = null;
   /**
    * Follows the kernel's idea of the mount: `mount -o remount,ro|rw` may come
    * through `rmapfs mount -o remount` (which also tells us over the control
-   * socket) or as a bare mount(2), which only the mount table shows.
+   * socket) or as a bare mount(2), which only the mount table shows. So may
+   * sync/async and the atime choices: when the kernel's change, the daemon's
+   * follow (as they came with the mount: a change, not a difference).
    */
   const followKernel = (): void => {
     const entry = findMount(mnt);
     if (finished || entry === null || entry.fstype !== 'fuse.rmapfs' || entry.source !== path.resolve(device)) return;
+    const flagsNow = kernelDaemonFlags(entry);
+    if (kernelFlagsSeen !== null && flagsNow !== kernelFlagsSeen) {
+      kernelFlagsSeen = flagsNow;
+      applyOptions(remountOptions(live, flagsNow));
+    }
     const kernelRo = superblockReadOnly(entry);
     if (kernelRo === readOnly) return;
     try {
@@ -267,7 +353,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   const finish = (why: string): void => {
     if (finished) return;
     finished = true;
-    for (const t of timers) clearInterval(t);
+    if (commitTimer !== null) clearInterval(commitTimer);
     stopWatchingMounts();
     ctl?.close();
     log('stopping (%s)', why);
@@ -304,18 +390,22 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
         const s = fsx.statfs();
         return { ok: true, device: path.resolve(device), mountpoint: mnt, pid: process.pid, readOnly,
           blocks: s.blocks, freeBlocks: s.bfree, agCount: fsx.fs.geo.agCount, orphans: fsx.orphanCount,
-          internalErrors: ops.internalErrors, shutdown: fsx.fs.shutdownWhy ?? 'no',
+          options: describeLiveOptions(live), internalErrors: ops.internalErrors, shutdown: fsx.fs.shutdownWhy ?? 'no',
           faultsInjected: faults.injected, damaged: sickStructures(fsx.fs.alloc, isRepairable) };
       }
       case 'remount': {
-        // `rmapfs mount -o remount,...`: before the kernel's remount,rw, after its remount,ro.
-        if (typeof req.readOnly !== 'boolean') return refusal('EINVAL', 'remount needs readOnly');
+        // `rmapfs mount -o remount,...`: first a dry run (an option that cannot change refuses it
+        // before the kernel changes anything), then before the kernel's remount,rw or after the rest.
+        if (req.readOnly !== undefined && typeof req.readOnly !== 'boolean') return refusal('EINVAL', 'remount: readOnly must be true or false');
         try {
-          remount(req.readOnly);
+          const next = remountOptions(live, typeof req.options === 'string' ? req.options : '');
+          if (req.dryRun === true) return { ok: true };
+          if (typeof req.readOnly === 'boolean') remount(req.readOnly);
+          applyOptions(next);
         } catch (e) {
           return refusalFrom(e);
         }
-        return { ok: true, readOnly };
+        return { ok: true, readOnly, options: describeLiveOptions(live) };
       }
       case 'mark': {
         // Tests: a label in the write log, after everything written so far.
@@ -347,10 +437,13 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
         } catch (e) {
           return refusalFrom(e);
         }
+        // A remount,rw of a read-only mount opens the image again: a scrub of the old object stops.
+        const scrubbedFs = fsx;
         const hooks = {
           foregroundWaiting: () => fuse.requestWaiting(),
           abortReason: () => (finished ? 'the filesystem is being unmounted' : signal.aborted ? 'the client went away'
-            : req.cmd === 'scrub' && repairing ? 'a repair started' : null),
+            : req.cmd === 'scrub' && repairing ? 'a repair started'
+              : fsx !== scrubbedFs ? 'the filesystem was remounted read-write' : null),
           send,
         };
         if (req.cmd === 'scrub') {
@@ -368,16 +461,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
         return refusal('EINVAL', `unknown command '${req.cmd}'`);
     }
   });
-  if (!opts.readOnly) {
-    timers.push(setInterval(() => {
-      if (readOnly) return;
-      try {
-        fsx.fsync();
-      } catch (e) {
-        log('log force failed: %O', e);
-      }
-    }, opts.commit * 1000));
-  }
+  startCommitTimer();
   // The kernel dropped the connection (fusermount -u, umount): finish up.
   fuse.done.then(() => finish('unmounted'), (e: unknown) => {
     log('FUSE loop failed: %O', e);
@@ -392,5 +476,10 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
       reject(new RmapfsError('EIO', `cannot set ${kernelFlags.afterMount.join(',')} on ${mountpoint}: ${(stderr || err.message).trim().split('\n')[0]}`));
     });
   });
+  // From here on, a change of the kernel's flags is a remount the daemon follows.
+  ready.then(() => {
+    const entry = findMount(mnt);
+    if (entry !== null) kernelFlagsSeen = kernelDaemonFlags(entry);
+  }, () => undefined);
   return { ready, done, stop: () => finish('stop') };
 }

@@ -29,6 +29,8 @@ export const SYMLINK_MAX = 4095;
 
 export interface Stat {
   ino: number;
+  /** Tells this file from an earlier one that had its inode number (FUSE entry replies, NFS handles). */
+  generation: number;
   mode: number;
   nlink: number;
   uid: number;
@@ -196,7 +198,7 @@ export class Rmapfs {
 
   private statOf(inode: Inode): Stat {
     return {
-      ino: inode.ino, mode: inode.mode, nlink: inode.nlink, uid: inode.uid, gid: inode.gid, rdev: inode.rdev,
+      ino: inode.ino, generation: inode.generation, mode: inode.mode, nlink: inode.nlink, uid: inode.uid, gid: inode.gid, rdev: inode.rdev,
       size: inode.size, blocks: inode.nblocks * (BLOCK_SIZE / 512), blksize: BLOCK_SIZE,
       atime: inode.getTime('atime'), mtime: inode.getTime('mtime'), ctime: inode.getTime('ctime'), crtime: inode.getTime('crtime'),
     };
@@ -233,14 +235,17 @@ export class Rmapfs {
     this.inUse = inUse;
   }
 
-  /** The last use of an inode ended: if it has no links left, it goes now. */
-  releaseOrphan(ino: number): void {
-    if (!this.orphans.has(ino)) return;
-    this.fs.run(() => {
+  /** The last use of an inode ended: if it has no links left, it goes now. True: it was freed. */
+  releaseOrphan(ino: number): boolean {
+    if (!this.orphans.has(ino)) return false;
+    const freed = this.fs.run(() => {
       const inode = this.inodes.get(ino);
-      if (inode.nlink === 0) this.destroyInode(inode);
+      if (inode.nlink !== 0) return false;
+      this.destroyInode(inode);
+      return true;
     });
     this.orphans.delete(ino);
+    return freed;
   }
 
   /** Inodes with no links still kept for their users. */

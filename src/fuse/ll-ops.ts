@@ -59,14 +59,28 @@ export class LowLevelOps {
   private readonly opens = new Map<number, number>();
   private readonly root: number;
 
-  constructor(private readonly fsx: Rmapfs, private readonly opts: LowLevelOpsOptions) {
+  constructor(private fsx: Rmapfs, private readonly opts: LowLevelOpsOptions) {
     this.root = fsx.rootIno;
-    fsx.setInUse((ino) => (this.lookups.get(ino) ?? 0) > 0 || (this.opens.get(ino) ?? 0) > 0);
+    this.tellInUse();
   }
 
-  /** A remount made the mount read-only or writable again. */
-  setReadOnly(readOnly: boolean): void {
-    this.opts.readOnly = readOnly;
+  private tellInUse(): void {
+    this.fsx.setInUse((ino) => (this.lookups.get(ino) ?? 0) > 0 || (this.opens.get(ino) ?? 0) > 0);
+  }
+
+  /**
+   * Serves from another Rmapfs of the same filesystem from now on (remount,rw
+   * of a read-only mount opens it again read-write). The kernel's references
+   * (lookups, open handles) carry over: node ids and handles are inode numbers.
+   */
+  replaceFilesystem(fsx: Rmapfs): void {
+    this.fsx = fsx;
+    this.tellInUse();
+  }
+
+  /** A remount changed what may change on a live mount: read-only, sync, dirsync, the atime policy. */
+  update(changes: Partial<Pick<LowLevelOpsOptions, 'readOnly' | 'sync' | 'dirsync' | 'atime'>>): void {
+    Object.assign(this.opts, changes);
   }
 
   private ino(node: number): number {
@@ -87,15 +101,21 @@ export class LowLevelOps {
   /** An entry reply counts as one more kernel reference to the inode. */
   private entry(st: Stat): Entry {
     this.lookups.set(st.ino, (this.lookups.get(st.ino) ?? 0) + 1);
-    return { ino: this.node(st.ino), attr: this.attr(st) };
+    return { ino: this.node(st.ino), generation: st.generation, attr: this.attr(st) };
   }
 
+  /**
+   * Counts kernel references; the last one gone frees an unlinked inode. On a
+   * sync mount that free is durable before this returns (before the release
+   * reply), as ext4 syncs the inode's eviction on a sync mount: the space an
+   * application saw go away at its close must not come back after a crash.
+   */
   private count(map: Map<number, number>, ino: number, delta: number): void {
     const n = (map.get(ino) ?? 0) + delta;
     if (n > 0) map.set(ino, n);
     else {
       map.delete(ino);
-      if (!this.lookups.has(ino) && !this.opens.has(ino)) this.fsx.releaseOrphan(ino);
+      if (!this.lookups.has(ino) && !this.opens.has(ino) && this.fsx.releaseOrphan(ino) && this.opts.sync) this.fsx.fsync();
     }
   }
 
@@ -144,17 +164,16 @@ export class LowLevelOps {
   }
 
   handlers(): LowLevelHandlers {
-    const f = this.fsx;
     return {
       lookup: (req, reply) => this.run('lookup', reply, () => {
         let ino: number;
         try {
-          ino = f.lookup(this.ino(req.parent), req.name);
+          ino = this.fsx.lookup(this.ino(req.parent), req.name);
         } catch (e) {
           if (e instanceof RmapfsError && e.code === 'ENOENT') return reply.negative(1);
           throw e;
         }
-        reply.entry(this.entry(f.stat(ino)));
+        reply.entry(this.entry(this.fsx.stat(ino)));
       }),
       forget: (req) => {
         try {
@@ -163,9 +182,9 @@ export class LowLevelOps {
           log('forget: %O', e);
         }
       },
-      getattr: (req, reply) => this.run('getattr', reply, () => reply.attr(this.attr(f.stat(this.ino(req.ino))))),
+      getattr: (req, reply) => this.run('getattr', reply, () => reply.attr(this.attr(this.fsx.stat(this.ino(req.ino))))),
       setattr: (req, reply) => this.modify('setattr', reply, 'other', () => {
-        const st = f.setattr(this.ino(req.ino), {
+        const st = this.fsx.setattr(this.ino(req.ino), {
           mode: req.mode, uid: req.uid, gid: req.gid, size: req.size,
           atime: req.atime === 'now' ? now() : req.atime, mtime: req.mtime === 'now' ? now() : req.mtime,
         });
@@ -174,98 +193,98 @@ export class LowLevelOps {
       // atime after the answer: the reader need not wait for it, and a failure to note it is only logged.
       readlink: (req, reply) => this.run('readlink', reply, () => {
         const ino = this.ino(req.ino);
-        reply.readlink(f.readlink(ino).toString());
-        f.noteAccess(ino, this.opts.atime);
+        reply.readlink(this.fsx.readlink(ino).toString());
+        this.fsx.noteAccess(ino, this.opts.atime);
       }),
       mknod: (req, reply) => this.modify('mknod', reply, 'namespace', () => {
-        const st = f.create(this.ino(req.parent), req.name, req.mode, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid, req.rdev);
+        const st = this.fsx.create(this.ino(req.parent), req.name, req.mode, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid, req.rdev);
         return () => reply.entry(this.entry(st));
       }),
       mkdir: (req, reply) => this.modify('mkdir', reply, 'namespace', () => {
-        const st = f.mkdir(this.ino(req.parent), req.name, req.mode, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid);
+        const st = this.fsx.mkdir(this.ino(req.parent), req.name, req.mode, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid);
         return () => reply.entry(this.entry(st));
       }),
       unlink: (req, reply) => this.modify('unlink', reply, 'namespace', () => {
-        f.unlink(this.ino(req.parent), req.name);
+        this.fsx.unlink(this.ino(req.parent), req.name);
         return () => reply.ok();
       }),
       rmdir: (req, reply) => this.modify('rmdir', reply, 'namespace', () => {
-        f.rmdir(this.ino(req.parent), req.name);
+        this.fsx.rmdir(this.ino(req.parent), req.name);
         return () => reply.ok();
       }),
       symlink: (req, reply) => this.modify('symlink', reply, 'namespace', () => {
-        const st = f.symlink(this.ino(req.parent), req.name, req.target, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid);
+        const st = this.fsx.symlink(this.ino(req.parent), req.name, req.target, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid);
         return () => reply.entry(this.entry(st));
       }),
       rename: (req, reply) => this.modify('rename', reply, 'namespace', () => {
-        f.rename(this.ino(req.parent), req.name, this.ino(req.newParent), req.newName);
+        this.fsx.rename(this.ino(req.parent), req.name, this.ino(req.newParent), req.newName);
         return () => reply.ok();
       }),
       link: (req, reply) => this.modify('link', reply, 'namespace', () => {
-        const st = f.link(this.ino(req.ino), this.ino(req.newParent), req.newName);
+        const st = this.fsx.link(this.ino(req.ino), this.ino(req.newParent), req.newName);
         return () => reply.entry(this.entry(st));
       }),
       open: (req, reply) => this.run('open', reply, () => {
         const ino = this.ino(req.ino);
-        f.stat(ino);
+        this.fsx.stat(ino);
         this.count(this.opens, ino, 1);
         reply.open(ino);
       }),
       read: (req, reply) => this.run('read', reply, () => {
-        reply.data(f.read(req.fh, req.offset, req.size));
-        f.noteAccess(req.fh, this.opts.atime);
+        reply.data(this.fsx.read(req.fh, req.offset, req.size));
+        this.fsx.noteAccess(req.fh, this.opts.atime);
       }),
       write: (req, reply) => this.modify('write', reply, 'other', () => {
-        const written = f.write(req.fh, req.offset, req.data);
+        const written = this.fsx.write(req.fh, req.offset, req.data);
         return () => reply.written(written);
       }),
       flush: (_req, reply) => reply.ok(),
       release: (req, reply) => this.run('release', reply, () => {
-        reply.ok();
         this.count(this.opens, req.fh, -1);
+        reply.ok();
       }),
-      fsync: (_req, reply) => this.run('fsync', reply, () => { f.fsync(); reply.ok(); }),
+      fsync: (_req, reply) => this.run('fsync', reply, () => { this.fsx.fsync(); reply.ok(); }),
       opendir: (req, reply) => this.run('opendir', reply, () => {
         const ino = this.ino(req.ino);
-        f.stat(ino);
+        this.fsx.stat(ino);
         this.count(this.opens, ino, 1);
         reply.open(ino);
       }),
       readdir: (req, reply) => this.run('readdir', reply, () => {
         // Each entry takes at least 32 bytes of the reply: ask for no more than could fit.
-        const list = f.readdirFrom(req.fh, req.offset, Math.max(1, Math.ceil(req.size / 32)));
+        const list = this.fsx.readdirFrom(req.fh, req.offset, Math.max(1, Math.ceil(req.size / 32)));
         reply.entries(list.map((e) => ({ name: e.name, ino: this.node(e.ino), mode: e.ftype << 12, off: e.next })));
-        f.noteAccess(req.fh, this.opts.atime);
+        this.fsx.noteAccess(req.fh, this.opts.atime);
       }),
       releasedir: (req, reply) => this.run('releasedir', reply, () => {
-        reply.ok();
         this.count(this.opens, req.fh, -1);
+        reply.ok();
       }),
-      fsyncdir: (_req, reply) => this.run('fsyncdir', reply, () => { f.fsync(); reply.ok(); }),
+      fsyncdir: (_req, reply) => this.run('fsyncdir', reply, () => { this.fsx.fsync(); reply.ok(); }),
       statfs: (_req, reply) => this.run('statfs', reply, () => {
-        const s = f.statfs();
+        const s = this.fsx.statfs();
         reply.statfs({ bsize: s.bsize, frsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail,
           files: s.files, ffree: s.ffree, favail: s.ffree, namemax: s.namemax });
       }),
       setxattr: (req, reply) => this.modify('setxattr', reply, 'other', () => {
         const mode = req.flags & XATTR_CREATE ? 'create' : req.flags & XATTR_REPLACE ? 'replace' : 'any';
-        f.setxattr(this.ino(req.ino), req.name, Buffer.from(req.value), mode);
+        this.fsx.setxattr(this.ino(req.ino), req.name, Buffer.from(req.value), mode);
         return () => reply.ok();
       }),
       getxattr: (req, reply) => this.run('getxattr', reply, () => {
-        const v = f.findxattr(this.ino(req.ino), req.name);
+        const v = this.fsx.findxattr(this.ino(req.ino), req.name);
         if (v === null) reply.error(ENODATA);
         else reply.value(v);
       }),
-      listxattr: (req, reply) => this.run('listxattr', reply, () => reply.names(f.listxattr(this.ino(req.ino)))),
+      listxattr: (req, reply) => this.run('listxattr', reply, () => reply.names(this.fsx.listxattr(this.ino(req.ino)))),
       removexattr: (req, reply) => this.modify('removexattr', reply, 'other', () => {
-        f.removexattr(this.ino(req.ino), req.name);
+        this.fsx.removexattr(this.ino(req.ino), req.name);
         return () => reply.ok();
       }),
       access: (_req, reply) => reply.ok(),
       create: (req, reply) => this.modify('create', reply, 'namespace', () => {
         const type = req.mode & S_IFMT || S_IFREG;
-        const st = f.create(this.ino(req.parent), req.name, (req.mode & ~S_IFMT) | type, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid);
+        const st = this.fsx.create(this.ino(req.parent), req.name, (req.mode & ~S_IFMT) | type, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid);
         return () => {
           const e = this.entry(st);
           this.count(this.opens, st.ino, 1);
@@ -275,7 +294,7 @@ export class LowLevelOps {
       fallocate: (req, reply) => this.modify('fallocate', reply, 'other', () => {
         // Plain preallocation (mode 0) only: holes in the range get zeroed blocks, the size grows to cover it.
         if (req.mode !== 0) throw new RmapfsError('EOPNOTSUPP', `fallocate mode ${req.mode} is not supported`);
-        f.preallocate(req.fh, req.offset, req.length);
+        this.fsx.preallocate(req.fh, req.offset, req.length);
         return () => reply.ok();
       }),
     };

@@ -5,6 +5,7 @@
  * block in the buffer cache, so a transaction abort restores inodes too.
  */
 import createDebug from 'debug';
+import * as crypto from 'crypto';
 import { RmapfsError, corruption } from '../errors';
 import type { Buf, BufCache, BufOps } from '../io/buf-cache';
 import { readI64, readU64, writeI64, writeU64 } from '../io/meta-header';
@@ -322,10 +323,15 @@ export class InodeStore {
       throw e;
     }
     const startino = got.agbno * INODES_PER_BLOCK;
+    // A random first generation, as XFS gives a new chunk: these inode numbers may have been used
+    // before (a chunk freed and allocated again), and counting from 0 again would hand a reused
+    // number the generation its old file had -- an NFS handle of the old file would open the new one.
+    const generation = crypto.randomBytes(4).readUInt32BE(0);
     for (let i = 0; i < CHUNK_BLOCKS; i++) {
       const buf = this.cache.get(got.fsbno + i, this.blockOps);
       for (let j = 0; j < INODES_PER_BLOCK; j++) {
         formatFreeInode(buf.data, j * INODE_SIZE, this.geo.ino(ag.agno, startino + i * INODES_PER_BLOCK + j), this.geo.uuid);
+        buf.data.writeUInt32BE(generation, j * INODE_SIZE + OFF_I_GEN);
       }
       this.cache.markDirty(buf);
     }

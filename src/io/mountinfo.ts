@@ -57,6 +57,19 @@ export function superblockReadOnly(entry: MountEntry): boolean {
 }
 
 /**
+ * The kernel flags of a mount that the daemon also acts on, as mount option
+ * text: sync (a superblock flag) and the atime choices (the mount's own; no
+ * relatime and no noatime is strictatime). dirsync is left out: the kernel
+ * changes it on no remount.
+ */
+export function kernelDaemonFlags(entry: MountEntry): string {
+  const m = entry.mountOptions;
+  return [entry.superOptions.includes('sync') ? 'sync' : 'async',
+    m.includes('noatime') ? 'noatime' : m.includes('relatime') ? 'relatime' : 'strictatime',
+    m.includes('nodiratime') ? 'nodiratime' : 'diratime'].join(',');
+}
+
+/**
  * Whether `mountpoint` is an rmapfs mount whose daemon is gone (killed,
  * crashed): the kernel answers ENOTCONN ("Transport endpoint is not
  * connected"). statfs, because it always asks the daemon (a stat may be

@@ -13,7 +13,8 @@ import { Filesystem } from '../../src/fs/filesystem';
 import { STATE_CLEAN, STATE_DIRTY } from '../../src/format/superblock';
 import { checkDevice, CHECK_CLEAN } from '../../src/fsck/check';
 import { S_IFREG } from '../../src/inode/inode-format';
-import { kernelMountFlags, parseMountOptions } from '../../src/daemon/daemon';
+import { describeLiveOptions, kernelMountFlags, parseMountOptions, remountOptions } from '../../src/daemon/daemon';
+import { kernelDaemonFlags } from '../../src/io/mountinfo';
 import { scratchImage } from '../lib/fs';
 
 /** What a copy of the image, taken now, holds: its state and what its log would replay. */
@@ -88,5 +89,31 @@ t.test('kernel mount flags: collected in order, the last of each group wins', (t
   t.same(kernelMountFlags(['ro', 'rw', 'nosuid']).chosen, ['rw', 'nosuid']);
   t.ok(parseMountOptions('remount,ro').remount, 'remount');
   t.throws(() => parseMountOptions('remountx'), { code: 'EINVAL' });
+  t.end();
+});
+
+t.test('a remount changes sync, dirsync, the atime policy and commit=, and refuses options fixed at mount time', (t) => {
+  const live = parseMountOptions('allow_other,uid=1000,commit=5,strictatime');
+  const next = remountOptions(live, 'sync,dirsync,noatime,nodiratime,commit=9');
+  t.equal(describeLiveOptions(next), 'sync,dirsync,noatime,nodiratime,commit=9');
+  t.equal(next.uid, 1000, 'what is not named stays');
+  t.ok(next.allowOther);
+  t.equal(describeLiveOptions(remountOptions(next, 'async,relatime,diratime')), 'async,dirsync,relatime,commit=9');
+  t.equal(describeLiveOptions(remountOptions(live, 'atime')), 'async,strictatime,commit=5', 'atime undoes only noatime');
+  // What mount(8) hands back (the options the mount shows) changes nothing.
+  t.same(remountOptions(live, 'rw,nosuid,nodev,allow_other,default_permissions,uid=1000'), live);
+  t.throws(() => remountOptions(live, 'uid=0'), { code: 'EINVAL', message: /^uid cannot change on a remount/ });
+  t.throws(() => remountOptions(parseMountOptions(''), 'allow_other,max_write=4096'),
+    { code: 'EINVAL', message: /^allow_other, max_write cannot change on a remount: unmount and mount again$/ });
+  t.throws(() => remountOptions(live, 'writelog=/tmp/x'), { code: 'EINVAL', message: /^writelog cannot/ });
+  t.end();
+});
+
+t.test("the kernel's sync and atime flags as the daemon follows them", (t) => {
+  const entry = (mountOptions: string, superOptions: string) => ({ mountpoint: '/m', fstype: 'fuse.rmapfs', source: '/i',
+    mountOptions: mountOptions.split(','), superOptions: superOptions.split(',') });
+  t.equal(kernelDaemonFlags(entry('rw,nosuid,nodev,relatime', 'rw,user_id=0')), 'async,relatime,diratime');
+  t.equal(kernelDaemonFlags(entry('rw,noatime,nodiratime', 'rw,sync,user_id=0')), 'sync,noatime,nodiratime');
+  t.equal(kernelDaemonFlags(entry('rw,nosuid', 'rw')), 'async,strictatime,diratime', 'neither relatime nor noatime: strictatime');
   t.end();
 });

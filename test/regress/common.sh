@@ -230,3 +230,40 @@ _repair_refused() {
   _filter_numbers < "$TMP/repair.out"
   echo "repair: exit $status"
 }
+
+# ---- remount (tests 041, 047) ----
+
+_state() {
+  local w r ro
+  # The write first: after a bare remount,rw it is what tells the daemon, if the mount table has not yet.
+  w=$(_try sh -c "echo x >> '$SCRATCH_MNT/f1'")
+  r=$(head -1 "$SCRATCH_MNT/f2")
+  ro=$("$RMAPFS" status "$SCRATCH_MNT" | awk '$1 == "readOnly" {print $2}')
+  echo "kernel: $(awk -v m="$SCRATCH_MNT" '$5 == m {print substr($6, 1, 2)}' /proc/self/mountinfo)," \
+    "daemon read-only: $ro, write: $w, read: $r"
+}
+# The image as it is on disk now: clean, nothing in its log?
+_on_disk() {
+  cp "$SCRATCH_DEV" "$TMP/copy.img"
+  "$RMAPFS" info "$TMP/copy.img" | awk '$1 == "state" {sub(",", "", $2); print "on disk:", $2} $1 == "log" && /committed/ {print "log not empty"}'
+  "$RMAPFS" check "$TMP/copy.img" | sed -e 's/ (.*//'
+}
+# What mount(8) runs for `mount -o remount,ro MNT` (/sbin/mount.fuse.rmapfs with the options
+# the mount shows): through mount(8) itself when /sbin has this checkout's helper.
+_mount8_remount() {
+  local root
+  root=$(cd "$TEST_DIR/../.." && pwd)
+  if [ "$(readlink -f /sbin/mount.fuse.rmapfs)" = "$root/bin/mount.fuse.rmapfs" ]; then
+    mount -o "remount,$1" "$SCRATCH_MNT"
+  else
+    "$root/bin/mount.fuse.rmapfs" "$SCRATCH_DEV" "$SCRATCH_MNT" -o "$1,nosuid,nodev,relatime,remount,user_id=0,group_id=0,default_permissions"
+  fi
+}
+# A bare mount(2) reaches the daemon through the mount table: wait until it has followed.
+_wait_daemon_ro() {
+  local i
+  for i in $(seq 1 100); do
+    [ "$("$RMAPFS" status "$SCRATCH_MNT" | awk '$1 == "readOnly" {print $2}')" = "$1" ] && return
+    sleep 0.1
+  done
+}
