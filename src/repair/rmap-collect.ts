@@ -36,8 +36,8 @@ import { RmapfsError } from '../errors';
 import { MemBtree } from '../btree/mem-btree';
 import type { AllocGroup } from '../alloc/ag';
 import type { RmapHook, RmapUpdate } from '../alloc/alloc';
-import { isInodeOwner, OWN_AG, OWN_FS, OWN_INOBT, OWN_INODES, OWN_LOG } from '../format/owners';
-import { CHUNK_BLOCKS, INODES_PER_BLOCK } from '../format/geometry';
+import { isInodeOwner, OWN_AG } from '../format/owners';
+import { staticOwners } from '../alloc/ag-owners';
 import { decodeInobt, INODES_PER_CHUNK, isInodeFree } from '../inode/inode-btree';
 import type { InobtRecord } from '../inode/inode-btree';
 import { FORK_LOCAL } from '../inode/inode-format';
@@ -257,15 +257,9 @@ export class RmapCollector {
 
   /** Step 1: an AG's own metadata, as it is now (the caller hooks from the same moment). */
   private collectStatic(ag: AllocGroup, into: Mapping[]): void {
-    const geo = this.fsx.fs.geo;
-    const owned: { start: number; len: number; owner: number }[] = [{ start: 0, len: 2, owner: OWN_FS }];
-    if (ag.agno === 0) owned.push({ start: geo.logStart, len: geo.logBlocks, owner: OWN_LOG });
-    ag.ino.visitBlocks((ptr) => owned.push({ start: ptr, len: 1, owner: OWN_INOBT }));
-    ag.ino.forEach((b, off) => {
-      owned.push({ start: decodeInobt(b, off).startino / INODES_PER_BLOCK, len: CHUNK_BLOCKS, owner: OWN_INODES });
-    });
-    owned.sort((a, b) => a.start - b.start);
-    for (const o of owned) into.push({ agno: ag.agno, startblock: o.start, blockcount: o.len, owner: o.owner, offset: 0, flags: 0 });
+    for (const o of staticOwners(ag, this.fsx.fs.geo)) {
+      into.push({ agno: ag.agno, startblock: o.start, blockcount: o.len, owner: o.owner, offset: 0, flags: 0 });
+    }
   }
 
   /**
