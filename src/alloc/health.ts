@@ -40,7 +40,7 @@ export const STRUCTURE_NAMES: Record<AgStructure | FsStructure, string> = {
 export const SPACE_STRUCTURES: readonly AgStructure[] = ['agh', 'agfl', 'bnobt', 'cntbt', 'rmapbt'];
 
 /** Which structures rmapfs can rebuild online today (issue 12 adds the others). */
-export const REPAIRABLE_STRUCTURES: readonly AgStructure[] = ['rmapbt'];
+export const REPAIRABLE_STRUCTURES: readonly AgStructure[] = ['rmapbt', 'bnobt', 'cntbt'];
 
 /** How a structure was found sick: failing during normal operation, or by a scrub or a repair. */
 export type HealthSource = 'verifier' | 'scrub' | 'repair';

@@ -5,6 +5,7 @@
 import { ctlRequest } from '../ctl/ctl';
 import type { CtlEvent, CtlReply, CtlRequest } from '../ctl/ctl';
 import type { RmapRepairResult } from '../repair/rmap-repair';
+import type { FreeSpaceRepairResult } from '../repair/free-space-repair';
 import { describeSick } from '../ctl/health-report';
 import type { SickStructureReport } from '../ctl/health-report';
 import { formatProblem } from '../scrub/common';
@@ -126,9 +127,10 @@ function repairProgress(io: CommandIo): { event: (e: CtlEvent) => void; end: () 
         show(`scanning for AG ${ags} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] `
           + `${Math.floor((done / total) * 100)}% ${done}/${total} inodes`, false);
       } else if (e.event === 'commit') {
-        show(`AG ${String(e.agno)}: loading and committing the new rmap btree`, true);
+        const what = e.structure === 'free space' ? 'free-space btrees' : 'rmap btree';
+        show(`AG ${String(e.agno)}: ${e.structure === 'free space' ? 'rebuilding' : 'loading and committing'} the new ${what}`, true);
       } else if (e.event === 'committed') {
-        show(`AG ${String(e.agno)}: new rmap btree committed`, true);
+        show(`AG ${String(e.agno)}: new ${e.structure === 'free space' ? 'free-space btrees' : 'rmap btree'} committed`, true);
       }
     },
     end: () => {
@@ -177,6 +179,7 @@ export const repairCommand: Command = {
       progress?.end();
     }
     const ags = (reply.ags ?? []) as RmapRepairResult[];
+    const freeSpace = (reply.freeSpace ?? []) as FreeSpaceRepairResult[];
     const scrub = (reply.scrub ?? {}) as ScrubReply;
     const left = scrub.problemCount ?? 0;
     if (args.flag('json')) {
@@ -184,8 +187,15 @@ export const repairCommand: Command = {
         agno: a.agno, records: a.records, blocks: a.blocks, old_blocks: a.oldBlocks, inodes_scanned: a.inodesScanned,
         scan_ms: +a.scanMs.toFixed(1), load_ms: +a.loadMs.toFixed(2), commit_pause_ms: +a.commitPauseMs.toFixed(2),
         xfile_bytes: a.xfileBytes, heap_growth_mib: +a.heapGrowthMib.toFixed(2),
+      })), free_space: freeSpace.map((f) => ({
+        agno: f.agno, records: f.records, free_blocks: f.freeBlocks, longest: f.longest, bno_blocks: f.bnoBlocks,
+        cnt_blocks: f.cntBlocks, old_blocks: f.oldBlocks, scan_ms: +f.scanMs.toFixed(1), commit_pause_ms: +f.commitPauseMs.toFixed(2),
       })), problems_left: left }));
     } else {
+      for (const f of freeSpace) {
+        io.out(`AG ${f.agno}: free-space btrees rebuilt from the rmap, ${f.records} free extents (${f.freeBlocks} blocks) `
+          + `in ${f.bnoBlocks}+${f.cntBlocks} blocks (was ${f.oldBlocks}); commit pause ${f.commitPauseMs.toFixed(1)} ms`);
+      }
       for (const a of ags) {
         io.out(`AG ${a.agno}: rmap rebuilt, ${a.records} records in ${a.blocks} blocks (was ${a.oldBlocks}); `
           + `scanned ${a.inodesScanned} inodes in ${a.scanMs.toFixed(0)} ms, commit pause ${a.commitPauseMs.toFixed(1)} ms`);

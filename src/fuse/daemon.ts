@@ -20,6 +20,8 @@ import { watchMountTable } from './lowlevel';
 import type { CtlReply, CtlServer } from '../ctl/ctl';
 import { scrubLiveSliced } from '../scrub/live-scrub';
 import { repairRmaps } from '../repair/rmap-repair';
+import { repairFreeSpace } from '../repair/free-space-repair';
+import type { FreeSpaceRepairResult } from '../repair/free-space-repair';
 import { scrubAgForRmapRepair } from '../scrub/ag-scrub';
 import { ProblemList } from '../scrub/common';
 import { markHealthFromProblems } from '../scrub/health-marks';
@@ -391,11 +393,28 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
         // owned): check them first, and refuse plainly while one it cannot rebuild yet is damaged.
         const unrepairable = refuseUnrepairable(ags);
         if (unrepairable !== null) return unrepairable;
+        // The free-space btrees are rebuilt from the rmap, before the rmap repair (which finds its old blocks
+        // through them): only from a rmap not known damaged itself.
+        const freeSpaceSick = ags.filter((a) => fsx.fs.alloc.ag(a).health.anySick(['bnobt', 'cntbt']));
+        const circular = freeSpaceSick.filter((a) => fsx.fs.alloc.ag(a).health.isSick('rmapbt'));
+        if (circular.length > 0) {
+          return { ok: false, error: `AG ${circular.join(', ')}: the free-space btrees and the rmap are both damaged; `
+            + 'rmapfs cannot rebuild either from the other; nothing was changed' };
+        }
         repairing = true;
         return (async () => {
           const committed: number[] = [];
           let lastProgress = 0;
           try {
+            const freeSpace: FreeSpaceRepairResult[] = [];
+            for (const a of freeSpaceSick) {
+              send({ event: 'commit', agno: a, structure: 'free space' });
+              freeSpace.push(await repairFreeSpace(fsx, a, {
+                cancelled: () => signal.aborted,
+                foregroundWaiting: () => fuse.requestWaiting(),
+              }));
+              send({ event: 'committed', agno: a, structure: 'free space' });
+            }
             const results = await repairRmaps(fsx, ags, {
               measureHeap: req.measureHeap === true,
               cancelled: () => signal.aborted,
@@ -424,7 +443,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
               abortReason: () => (finished ? 'the filesystem is being unmounted' : null),
             });
             markHealthFromProblems(fsx.fs.alloc, ags, scrub.problems, 'repair', 'scrubbing after a repair');
-            return { ok: true, ags: results, scrub };
+            return { ok: true, ags: results, freeSpace, scrub };
           } catch (e) {
             const where = committed.length === 0 ? 'the old rmap is still in place'
               : `AG ${committed.join(', ')} rebuilt before that, the others keep their old rmap`;
