@@ -72,6 +72,7 @@ function unaccounted(ag: AllocGroup, collected: FlatLeaves): ExtentBitmap {
     if (start > at) out.add(at, start - at);
     at = start + len;
   };
+  const smallList = small.extents();
   // Both streams are in block order: merge them, the collected records straight from the xfile's leaves.
   let i = 0;
   const { data, leafOffsets, leafCounts } = collected;
@@ -79,11 +80,11 @@ function unaccounted(ag: AllocGroup, collected: FlatLeaves): ExtentBitmap {
   for (let k = 0; k < leafOffsets.length; k++) {
     for (let r = 0, off = leafOffsets[k]! + BTREE_HDR_SIZE; r < leafCounts[k]!; r++, off += recSize) {
       const start = data.readUInt32BE(off);
-      while (i < small.count && small.at(i).start < start) { const e = small.at(i++); take(e.start, e.len); }
+      while (i < smallList.length && smallList[i]!.start < start) { const e = smallList[i++]!; take(e.start, e.len); }
       take(start, data.readUInt32BE(off + 4));
     }
   }
-  while (i < small.count) { const e = small.at(i++); take(e.start, e.len); }
+  while (i < smallList.length) { const e = smallList[i++]!; take(e.start, e.len); }
   if (at < ag.length) out.add(at, ag.length - at);
   return out;
 }
