@@ -37,7 +37,6 @@ function treeOf(ag: AllocGroup, name: AgBtreeName): Btree {
   return name === 'bno' ? ag.bno : name === 'cnt' ? ag.cnt : name === 'rmap' ? ag.rmap : ag.ino;
 }
 
-
 export function scrubAg(ag: AllocGroup, geo: Geometry, problems: ProblemList): AgScrubResult {
   return runToEnd(scrubAgSteps(ag, geo, problems));
 }
