@@ -142,7 +142,8 @@ export class AllocGroup {
   private readonly rec = Buffer.alloc(8);
 
   constructor(readonly cache: BufCache, readonly geo: Geometry, agno: number, inobtBlocks: InobtBlockSource,
-    onNewSick: (agno: number, structure: AgStructure) => void = () => undefined) {
+    onNewSick: (agno: number, structure: AgStructure) => void = () => undefined,
+    private readonly noteAgOwned: (op: 'map' | 'unmap', agno: number, startblock: number, blockcount: number) => void = () => undefined) {
     this.agno = agno;
     this.health = new HealthRecord<AgStructure>((structure) => onNewSick(agno, structure));
     this.start = geo.agStart(agno);
@@ -268,11 +269,14 @@ export class AllocGroup {
       this.takeFree(found.startblock, found.blockcount);
       rmapMap(this.rmap, { startblock: found.startblock, blockcount: found.blockcount, owner: OWN_AG, offset: 0, flags: 0 },
         `AG ${this.agno} rmap`);
+      // The live rmap hooks hear of the free list's space too: a free-space repair counts it as used.
+      this.noteAgOwned('map', this.agno, found.startblock, found.blockcount);
       for (let i = 0; i < found.blockcount && this.agflCount < AGFL_SIZE; i++) this.agflPush(found.startblock + i);
     }
     while (this.agflCount > need + 16) {
       const agbno = this.agflPop();
       rmapUnmap(this.rmap, { startblock: agbno, blockcount: 1, owner: OWN_AG, offset: 0, flags: 0 }, `AG ${this.agno} rmap`);
+      this.noteAgOwned('unmap', this.agno, agbno, 1);
       this.giveFree(agbno, 1);
       this.markBusy(agbno, 1, true); // it may have been a btree block with images in the log
     }
@@ -291,6 +295,11 @@ export class AllocGroup {
 
   get busyCount(): number {
     return this.busy.length;
+  }
+
+  /** The busy extents (not to be reused yet), for a repair that picks free blocks itself. */
+  busyExtents(): FreeExtent[] {
+    return this.busy.map((b) => ({ startblock: b.startblock, blockcount: b.blockcount }));
   }
 
   /**

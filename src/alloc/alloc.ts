@@ -22,7 +22,7 @@ import createDebug from 'debug';
 import { RmapfsError, isCorruption } from '../errors';
 import type { BufCache } from '../io/buf-cache';
 import type { Geometry } from '../format/geometry';
-import { OWN_INOBT, isInodeOwner } from '../format/owners';
+import { OWN_AG, OWN_INOBT, isInodeOwner } from '../format/owners';
 import { RMAP_BMBT_BLOCK } from '../rmap/rmap-btree';
 import { rmapMap, rmapUnmap } from '../rmap/rmap';
 import { AllocGroup } from './ag';
@@ -93,7 +93,10 @@ export class Allocator implements InobtBlockSource {
   constructor(readonly cache: BufCache, readonly geo: Geometry) {
     const onNewSick = (): void => { this.sickCount++; };
     this.fsHealth = new HealthRecord<FsStructure>(onNewSick);
-    for (let agno = 0; agno < geo.agCount; agno++) this.ags.push(new AllocGroup(cache, geo, agno, this, onNewSick));
+    const noteAgOwned = (op: 'map' | 'unmap', agno: number, startblock: number, blockcount: number): void => {
+      this.note({ op, agno, startblock, blockcount, owner: OWN_AG, offset: 0, flags: 0 });
+    };
+    for (let agno = 0; agno < geo.agCount; agno++) this.ags.push(new AllocGroup(cache, geo, agno, this, onNewSick, noteAgOwned));
   }
 
   /** Whether new allocations must avoid the AG: some structure every allocation there changes is known damaged. */

@@ -7,6 +7,7 @@ import { RmapfsError } from '../errors';
 import { ctlRequest, refusalError } from '../ctl/ctl';
 import type { CtlEvent, CtlReply, CtlRequest } from '../ctl/ctl';
 import type { RmapRepairResult } from '../repair/rmap-repair';
+import type { FreeSpaceRepairResult } from '../repair/free-space-repair';
 import { describeSick } from '../ctl/health-report';
 import type { SickStructureReport } from '../ctl/health-report';
 import { formatProblem } from '../scrub/common';
@@ -216,9 +217,10 @@ Scrubs a mounted filesystem (the structures --type names, of AG N with
 rmap before what is rebuilt from it). A damaged structure rmapfs cannot
 rebuild yet is named and left as it is. --force-rebuild rebuilds every
 structure asked for that can be, damaged or not. Today that is the rmap
-btree: its records are collected into an in-memory btree while the
-filesystem stays in use, then the new btree is loaded and swapped in with
-one transaction. Scrubs afterwards and reports the result. --progress draws
+btree (rebuilt from the files' block maps and the static owners: its
+records are collected into an in-memory btree while the filesystem stays in
+use, then the new btree is loaded and swapped in with one transaction) and
+the free-space btrees (rebuilt from the rmap the same way). Scrubs afterwards and reports the result. --progress draws
 a progress bar (inodes scanned / total) on a terminal, or prints a line a
 second elsewhere. --type list names the structures (scope, repairer,
 dependencies). If a rebuild fails, the old structure stays.
@@ -226,7 +228,9 @@ dependencies). If a rebuild fails, the old structure stays.
 options:
   --json       one JSON object: {clean, status, repaired, ags: [{agno, records,
                blocks, oldBlocks, inodesScanned, scanMs, loadMs, commitPauseMs,
-               xfileBytes, heapGrowthMib}], problems, problemCount,
+               xfileBytes, heapGrowthMib}], freeSpace: [{agno, records,
+               freeBlocks, longest, bnoBlocks, cntBlocks, oldBlocks, scanMs,
+               commitPauseMs}], problems, problemCount,
                unrepairable, error, errorCode}
   --progress   a progress bar
   --type T,... only these structures (--type list names them)
@@ -264,9 +268,10 @@ function repairProgress(io: CommandIo): { event: (e: CtlEvent) => void; end: () 
         show(`scanning for AG ${ags} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] `
           + `${Math.floor((done / total) * 100)}% ${done}/${total} inodes`, false);
       } else if (e.event === 'commit') {
-        show(`AG ${String(e.agno)}: loading and committing the new rmap btree`, true);
+        const what = e.structure === 'free space' ? 'free-space btrees' : 'rmap btree';
+        show(`AG ${String(e.agno)}: ${e.structure === 'free space' ? 'rebuilding' : 'loading and committing'} the new ${what}`, true);
       } else if (e.event === 'committed') {
-        show(`AG ${String(e.agno)}: new rmap btree committed`, true);
+        show(`AG ${String(e.agno)}: new ${e.structure === 'free space' ? 'free-space btrees' : 'rmap btree'} committed`, true);
       }
     },
     end: () => {
@@ -277,7 +282,7 @@ function repairProgress(io: CommandIo): { event: (e: CtlEvent) => void; end: () 
 
 export const repairCommand: Command = {
   name: 'repair',
-  summary: 'rebuild the rmap of a mounted filesystem, online',
+  summary: 'repair a mounted filesystem online (what scrub finds damaged)',
   usage: REPAIR_USAGE,
   run(argv, io) {
     return runOnline(argv, io, [{ name: 'progress', kind: 'flag' }, { name: 'ag', kind: 'value' }, { name: 'type', kind: 'value' },
@@ -323,6 +328,7 @@ async function repair(args: ParsedArgs, json: boolean, io: CommandIo): Promise<n
     progress?.end();
   }
   const ags = (reply.ags ?? []) as RmapRepairResult[];
+  const freeSpace = (reply.freeSpace ?? []) as FreeSpaceRepairResult[];
   const scrub = (reply.scrub ?? {}) as ScrubReply;
   // Damage it found but cannot rebuild yet, beside what it rebuilt: left as it is, and said so.
   const unrepairable = (reply.unrepairable ?? []) as SickStructureReport[];
@@ -333,15 +339,22 @@ async function repair(args: ParsedArgs, json: boolean, io: CommandIo): Promise<n
       agno: a.agno, records: a.records, blocks: a.blocks, oldBlocks: a.oldBlocks, inodesScanned: a.inodesScanned,
       scanMs: +a.scanMs.toFixed(1), loadMs: +a.loadMs.toFixed(2), commitPauseMs: +a.commitPauseMs.toFixed(2),
       xfileBytes: a.xfileBytes, heapGrowthMib: +a.heapGrowthMib.toFixed(2),
+    })), freeSpace: freeSpace.map((f) => ({
+      agno: f.agno, records: f.records, freeBlocks: f.freeBlocks, longest: f.longest, bnoBlocks: f.bnoBlocks,
+      cntBlocks: f.cntBlocks, oldBlocks: f.oldBlocks, scanMs: +f.scanMs.toFixed(1), commitPauseMs: +f.commitPauseMs.toFixed(2),
     })), problems: problemsJson(scrub.problems ?? []), problemCount: left, unrepairable, error: null, errorCode: null }));
   } else {
+    for (const f of freeSpace) {
+      io.out(`AG ${f.agno}: free-space btrees rebuilt from the rmap, ${f.records} free extents (${f.freeBlocks} blocks) `
+        + `in ${f.bnoBlocks}+${f.cntBlocks} blocks (was ${f.oldBlocks}); commit pause ${f.commitPauseMs.toFixed(1)} ms`);
+    }
     for (const a of ags) {
       io.out(`AG ${a.agno}: rmap rebuilt, ${a.records} records in ${a.blocks} blocks (was ${a.oldBlocks}); `
         + `scanned ${a.inodesScanned} inodes in ${a.scanMs.toFixed(0)} ms, commit pause ${a.commitPauseMs.toFixed(1)} ms`);
     }
     for (const p of scrub.problems ?? []) io.out(formatProblem(p));
     if (unrepairable.length > 0) io.err(`rmapfs repair: ${String(reply.error)}`);
-    else if (ags.length === 0 && left === 0) io.out('rmapfs repair: nothing damaged; scrub is clean');
+    else if (ags.length === 0 && freeSpace.length === 0 && left === 0) io.out('rmapfs repair: nothing damaged; scrub is clean');
     else io.out(left === 0 ? 'rmapfs repair: done; scrub is clean' : `rmapfs repair: ${left} problems left after the repair`);
   }
   return status;

@@ -26,6 +26,7 @@ import { markHealthFromProblems, structureOfProblem } from '../scrub/health-mark
 import { scrubLiveSliced } from '../scrub/live-scrub';
 import type { LiveScrubResult } from '../scrub/live-scrub';
 import type { RmapRepairResult } from '../repair/rmap-repair';
+import type { FreeSpaceRepairResult } from '../repair/free-space-repair';
 import { dependencyOrder, fsckEntry, isRepairable, selectStructures, structuresOfScope, tableChecker, trustedByRepairOf } from './table';
 
 const log = createDebug('rmapfs:fsck');
@@ -131,6 +132,7 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
     }
   }
   const results: RmapRepairResult[] = [];
+  const freeSpace: FreeSpaceRepairResult[] = [];
   const refused: SickStructureReport[] = [];
   const refuse = (reports: readonly SickStructureReport[]): void => {
     for (const r of reports) if (!refused.some((x) => x.agno === r.agno && x.structure === r.structure)) refused.push(r);
@@ -139,21 +141,37 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
   let lastProgress = 0;
   for (const name of dependencyOrder([...damaged.keys()])) {
     const entry = fsckEntry(name);
-    // Every AG asked for, not only those a problem named: the file pass's rmap problems are filed under the
-    // owner's AG, not always the record's.
-    const where = agnos;
+    const damage = damaged.get(name)!;
+    // The rmap: every AG asked for, not only those a problem named (the file pass's rmap problems are filed
+    // under the owner's AG, not always the record's). The others: the AGs their damage was found in. One
+    // repairer rebuilds both free-space btrees: an AG whose bnobt was just rebuilt has a new cntbt too.
+    const where = name === 'rmapbt' || options.forceRebuild ? agnos
+      : agnos.filter((a) => damage.agnos.has(a) && !((name === 'bnobt' || name === 'cntbt') && freeSpace.some((f) => f.agno === a)));
+    if (where.length === 0) continue;
     if (entry.repair === null) {
-      refuse(refusalReports(fsx, name, damaged.get(name)!));
+      refuse(refusalReports(fsx, name, damage));
+      continue;
+    }
+    // Rebuilt from its dependencies: one refused in this run (damaged, not rebuilt) refuses this one too.
+    if (entry.dependsOn.some((d) => refused.some((r) => r.structure === d && where.includes(r.agno)))) {
+      refuse(refusalReports(fsx, name, damage));
       continue;
     }
     const untrusted = checkTrusted(fsx, name, where);
+    // What the scrub blamed on the rmap beside damaged free-space btrees is the coverage walk's doubt, not
+    // the rmap's own damage (the health record says which): the free-space btrees are rebuilt from the
+    // rmap instead, and the closing scrub says whether the rmap still has problems.
+    if (name === 'rmapbt' && !options.forceRebuild && untrusted.length > 0
+      && untrusted.every((r) => isRepairable(r.structure)) && !where.some((a) => fsx.fs.alloc.ag(a).health.isSick('rmapbt'))) {
+      continue;
+    }
     if (untrusted.length > 0) {
       // What its rebuild would read is damaged: the refusal names that, and this one stays as it is.
       refuse(untrusted);
       continue;
     }
     try {
-      results.push(...await entry.repair(fsx, where, {
+      const done = await entry.repair(fsx, where, {
         measureHeap: options.measureHeap,
         cancelled: options.cancelled,
         // Step aside at once for FUSE requests: the scan must not hold up the applications.
@@ -171,7 +189,11 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
           }
           hooks.send({ event: finished ? 'committed' : 'commit', agno: a, type: name });
         },
-      }));
+      });
+      for (const r of done) {
+        if ('inodesScanned' in r) results.push(r);
+        else freeSpace.push(r);
+      }
     } catch (e) {
       const state = rebuilt.length === 0 ? `the old ${structureLabel(name)} is still in place`
         : `AG ${rebuilt.join(', ')} rebuilt before that, the others keep their old ${structureLabel(name)}`;
@@ -180,14 +202,15 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
   }
   // AG by AG, each AG's in table order (as status lists them).
   refused.sort((a, b) => a.agno - b.agno || ALL_STRUCTURES.indexOf(a.structure) - ALL_STRUCTURES.indexOf(b.structure));
-  if (results.length === 0 && refused.length > 0) return { ...refusal('EFSCORRUPTED', unrepairableLine(refused)), unrepairable: refused };
+  if (results.length === 0 && freeSpace.length === 0 && refused.length > 0) return { ...refusal('EFSCORRUPTED', unrepairableLine(refused)), unrepairable: refused };
   fsx.fsync();
   // The closing scrub of the AGs it rebuilt (or checked) runs in slices like any other (FUSE keeps being
   // served). The files against the rmap are `rmapfs scrub`'s business.
-  const scrub = results.length === 0 && before !== null ? before
+  const rebuiltAny = results.length > 0 || freeSpace.length > 0;
+  const scrub = !rebuiltAny && before !== null ? before
     : await scrubLiveSliced(fsx.fs, tableChecker(structuresOfScope('ag'), agno), hooks);
-  if (results.length > 0) markHealthFromProblems(fsx.fs.alloc, agnos, scrub.problems, 'repair', 'scrubbing after a repair');
-  const reply: CtlReply = { ok: true, ags: results, scrub, unrepairable: refused };
+  if (rebuiltAny) markHealthFromProblems(fsx.fs.alloc, agnos, scrub.problems, 'repair', 'scrubbing after a repair');
+  const reply: CtlReply = { ok: true, ags: results, freeSpace, scrub, unrepairable: refused };
   if (refused.length > 0) reply.error = unrepairableLine(refused, true);
   return reply;
 }

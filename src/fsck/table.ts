@@ -30,14 +30,30 @@ import type { Problem, ScrubSource, ScrubSteps } from '../scrub/common';
 import { structureOfProblem } from '../scrub/health-marks';
 import { repairRmaps } from '../repair/rmap-repair';
 import type { RepairOptions, RmapRepairResult } from '../repair/rmap-repair';
+import { repairFreeSpace } from '../repair/free-space-repair';
+import type { FreeSpaceRepairResult } from '../repair/free-space-repair';
 import type { Rmapfs } from '../fs/rmapfs';
 import type { LiveChecker } from '../scrub/live-scrub';
 
 /** Finds the damage of one structure (agno: the AG, for AG-scope entries; else null), reporting into the run. */
 export type Checker = (run: CheckRun, agno: number | null) => ScrubSteps<void>;
 
+/** What one rebuild of one AG reports (the rmap's, or the free-space btrees'). */
+export type RepairResult = RmapRepairResult | FreeSpaceRepairResult;
+
 /** Rebuilds one structure in these AGs of a live filesystem. */
-export type Repairer = (fsx: Rmapfs, agnos: readonly number[], options: RepairOptions) => Promise<RmapRepairResult[]>;
+export type Repairer = (fsx: Rmapfs, agnos: readonly number[], options: RepairOptions) => Promise<RepairResult[]>;
+
+/** Both free-space btrees of each AG, rebuilt together from its rmap (one repairer serves bnobt and cntbt). */
+async function repairFreeSpaceBtrees(fsx: Rmapfs, agnos: readonly number[], options: RepairOptions): Promise<FreeSpaceRepairResult[]> {
+  const results: FreeSpaceRepairResult[] = [];
+  for (const agno of agnos) {
+    options.onCommit?.(agno, false);
+    results.push(await repairFreeSpace(fsx, agno, { cancelled: options.cancelled, foregroundWaiting: options.foregroundWaiting }));
+    options.onCommit?.(agno, true);
+  }
+  return results;
+}
 
 export interface FsckEntry extends StructureFacts {
   readonly name: StructureName;
@@ -203,6 +219,8 @@ const CHECKERS: Record<StructureName, Checker> = {
 
 const REPAIRERS: Partial<Record<StructureName, Repairer>> = {
   rmapbt: repairRmaps,
+  bnobt: repairFreeSpaceBtrees,
+  cntbt: repairFreeSpaceBtrees,
 };
 
 /** The table: every structure, in the order checks walk them. */

@@ -36,10 +36,9 @@ import { RmapfsError } from '../errors';
 import { MemBtree } from '../btree/mem-btree';
 import type { AllocGroup } from '../alloc/ag';
 import type { RmapHook, RmapUpdate } from '../alloc/alloc';
-import { isInodeOwner, OWN_AG, OWN_FS, OWN_INOBT, OWN_INODES, OWN_LOG } from '../format/owners';
-import { CHUNK_BLOCKS, INODES_PER_BLOCK } from '../format/geometry';
-import { decodeInobt, INODES_PER_CHUNK, isInodeFree } from '../alloc/inode-btree';
-import type { InobtRecord } from '../alloc/inode-btree';
+import { isInodeOwner, OWN_AG } from '../format/owners';
+import { staticOwners } from '../alloc/ag-owners';
+import { InodeScanCursor } from '../inode/iscan';
 import { FORK_LOCAL } from '../inode/inode-format';
 import { BlockMap } from '../file/bmap';
 import { Directory } from '../dir/dir';
@@ -133,17 +132,13 @@ export class RmapCollector {
   private clipped = 0;
   /** Live updates that waited for an inode's snapshot to be added first. */
   private queued = 0;
-  /**
-   * The inode btree record nextInode found last: the next inode in use is
-   * usually in the same chunk. Good only until the slice ends (between slices
-   * inodes come and go), so every pause forgets it.
-   */
-  private chunk: { agno: number; rec: InobtRecord } | null = null;
-  private readonly inoKey = Buffer.alloc(4);
+  /** Where the scan finds the next inode in use. */
+  private readonly iscan: InodeScanCursor;
   private readonly where = new Map<number, string>();
 
   constructor(private readonly fsx: Rmapfs, agnos: number | readonly number[]) {
     const list = typeof agnos === 'number' ? [agnos] : agnos;
+    this.iscan = new InodeScanCursor(fsx.fs.alloc, fsx.fs.geo);
     // The xfile pages the buffer caches keep, shared out among the AGs: a bounded window on the xfiles (the
     // records themselves live there), but wide enough for the pages that inserts all over the key space
     // touch -- ~2,400 per AG at 250k records. Each page that falls out costs a read, a fresh buffer and a
@@ -257,51 +252,14 @@ export class RmapCollector {
 
   /** Step 1: an AG's own metadata, as it is now (the caller hooks from the same moment). */
   private collectStatic(ag: AllocGroup, into: Mapping[]): void {
-    const geo = this.fsx.fs.geo;
-    const owned: { start: number; len: number; owner: number }[] = [{ start: 0, len: 2, owner: OWN_FS }];
-    if (ag.agno === 0) owned.push({ start: geo.logStart, len: geo.logBlocks, owner: OWN_LOG });
-    ag.ino.visitBlocks((ptr) => owned.push({ start: ptr, len: 1, owner: OWN_INOBT }));
-    ag.ino.forEach((b, off) => {
-      owned.push({ start: decodeInobt(b, off).startino / INODES_PER_BLOCK, len: CHUNK_BLOCKS, owner: OWN_INODES });
-    });
-    owned.sort((a, b) => a.start - b.start);
-    for (const o of owned) into.push({ agno: ag.agno, startblock: o.start, blockcount: o.len, owner: o.owner, offset: 0, flags: 0 });
+    for (const o of staticOwners(ag, this.fsx.fs.geo)) {
+      into.push({ agno: ag.agno, startblock: o.start, blockcount: o.len, owner: o.owner, offset: 0, flags: 0 });
+    }
   }
 
-  /**
-   * The first inode in use with a number above `after`, or null: a lookup in
-   * the inode btrees, so inodes created or freed between slices are seen as
-   * they are now.
-   */
+  /** The first inode in use with a number above `after`, or null (see InodeScanCursor). */
   private nextInode(after: number): number | null {
-    const geo = this.fsx.fs.geo;
-    let agno = after < 0 ? 0 : geo.inoAgno(after);
-    let from = after < 0 ? 0 : geo.inoAgino(after) + 1;
-    // Most calls stay within the chunk the last one found: no lookup then (see `chunk`).
-    const c = this.chunk;
-    if (c !== null && c.agno === agno && from > c.rec.startino && from < c.rec.startino + INODES_PER_CHUNK) {
-      for (let i = from - c.rec.startino; i < INODES_PER_CHUNK; i++) {
-        if (!isInodeFree(c.rec, i)) return geo.ino(agno, c.rec.startino + i);
-      }
-    }
-    const key = this.inoKey;
-    for (; agno < geo.agCount; agno++, from = 0) {
-      const cur = this.fsx.fs.alloc.ag(agno).ino.opCursor();
-      key.writeUInt32BE(from - (from % INODES_PER_CHUNK));
-      let ok = cur.lookup(key, 0, 'ge');
-      while (ok) {
-        const { block, offset } = cur.recordAt();
-        const r = decodeInobt(block, offset);
-        for (let i = Math.max(0, from - r.startino); i < INODES_PER_CHUNK; i++) {
-          if (!isInodeFree(r, i)) {
-            this.chunk = { agno, rec: r };
-            return geo.ino(agno, r.startino + i);
-          }
-        }
-        ok = cur.increment();
-      }
-    }
-    return null;
+    return this.iscan.next(after);
   }
 
   /**
@@ -408,7 +366,7 @@ export class RmapCollector {
     const endSlice = async (): Promise<void> => {
       this.throwIfAborted();
       await pacer.pause();
-      this.chunk = null; // inodes came and went meanwhile
+      this.iscan.forget(); // inodes came and went meanwhile
       await options.betweenSlices?.();
       this.throwIfAborted();
       if (options.cancelled?.()) throw new RmapfsError('ECANCELED', `repair of AG ${this.agnos.join(', ')} cancelled before its commit`);

@@ -8,13 +8,18 @@
  */
 import createDebug from 'debug';
 import { RmapfsError } from '../errors';
-import { bulkLoad, computeBulkLoadGeometry } from '../btree/bulk-load';
+import { computeBulkLoadGeometry } from '../btree/bulk-load';
 import { OWN_AG } from '../format/owners';
-import { slotOffset, SLOT_BLOCKS, SLOT_RECORDS } from '../format/ag-header';
+import { agOwnedBlocks } from '../alloc/ag-owners';
+import { ExtentBitmap } from './bitmap';
+import type { Extent } from './bitmap';
+import { installStagedBtree } from './staged-btree';
+import { reapExtents } from './reap';
 import { encodeRmap } from '../rmap/rmap-btree';
 import type { RmapRecord } from '../rmap/rmap-btree';
 import type { Rmapfs } from '../fs/rmapfs';
 import type { MemBtree, FlatLeaves } from '../btree/mem-btree';
+export type { Extent } from './bitmap';
 import type { RecordSource } from '../btree/bulk-load';
 import { BTREE_HDR_SIZE } from '../btree/btree-block';
 import type { AllocGroup } from '../alloc/ag';
@@ -45,46 +50,29 @@ export interface RmapRepairResult {
   heapGrowthMib: number;
 }
 
-export interface Extent {
-  start: number;
-  len: number;
-}
-
-/** Sorted, merged extents of single blocks and extents. */
-function mergeExtents(list: Extent[]): Extent[] {
-  const sorted = [...list].sort((a, b) => a.start - b.start);
-  const out: Extent[] = [];
-  for (const e of sorted) {
-    const last = out[out.length - 1];
-    if (last !== undefined && last.start + last.len === e.start) last.len += e.len;
-    else out.push({ ...e });
-  }
-  return out;
-}
-
 /**
  * The AG's blocks that are neither free nor covered by the collected records
  * nor held by the free-space btrees and the free list: the old rmap btree's.
  */
-function unaccounted(ag: AllocGroup, collected: FlatLeaves): Extent[] {
-  const used: Extent[] = [];
-  ag.bno.forEach((b, off) => { used.push({ start: b.readUInt32BE(off), len: b.readUInt32BE(off + 4) }); });
-  ag.bno.visitBlocks((p) => { used.push({ start: p, len: 1 }); });
-  ag.cnt.visitBlocks((p) => { used.push({ start: p, len: 1 }); });
-  for (const b of ag.agflBlocks()) used.push({ start: b, len: 1 });
-  const small = mergeExtents(used);
-  const out: Extent[] = [];
+function unaccounted(ag: AllocGroup, collected: FlatLeaves): ExtentBitmap {
+  const small = new ExtentBitmap();
+  const add = (start: number, len: number): void => {
+    // The free space, the free list and the free-space btrees' blocks must not overlap (see take below).
+    if (small.overlaps(start, len)) throw bothFreeAndUsed(ag.agno, start);
+    small.add(start, len);
+  };
+  ag.bno.forEach((b, off) => { add(b.readUInt32BE(off), b.readUInt32BE(off + 4)); });
+  for (const e of agOwnedBlocks(ag, ['bno', 'cnt'])) add(e.start, e.len);
+  const out = new ExtentBitmap();
   let at = 0;
   const take = (start: number, len: number): void => {
     // The free space, the free list and what the files and metadata hold must not overlap: when they do,
     // one of them is damaged (the pre-repair check looks for the first two) and no rmap can be built.
-    if (start < at) {
-      throw new RmapfsError('EFSCORRUPTED', `AG ${ag.agno}: block ${start} is both free (or on the free list) and in use, `
-        + 'or in use twice; rmapfs cannot tell which is right');
-    }
-    if (start > at) out.push({ start: at, len: start - at });
+    if (start < at) throw bothFreeAndUsed(ag.agno, start);
+    if (start > at) out.add(at, start - at);
     at = start + len;
   };
+  const smallList = small.extents();
   // Both streams are in block order: merge them, the collected records straight from the xfile's leaves.
   let i = 0;
   const { data, leafOffsets, leafCounts } = collected;
@@ -92,13 +80,18 @@ function unaccounted(ag: AllocGroup, collected: FlatLeaves): Extent[] {
   for (let k = 0; k < leafOffsets.length; k++) {
     for (let r = 0, off = leafOffsets[k]! + BTREE_HDR_SIZE; r < leafCounts[k]!; r++, off += recSize) {
       const start = data.readUInt32BE(off);
-      while (i < small.length && small[i]!.start < start) { take(small[i]!.start, small[i]!.len); i++; }
+      while (i < smallList.length && smallList[i]!.start < start) { const e = smallList[i++]!; take(e.start, e.len); }
       take(start, data.readUInt32BE(off + 4));
     }
   }
-  while (i < small.length) { take(small[i]!.start, small[i]!.len); i++; }
-  if (at < ag.length) out.push({ start: at, len: ag.length - at });
+  while (i < smallList.length) { const e = smallList[i++]!; take(e.start, e.len); }
+  if (at < ag.length) out.add(at, ag.length - at);
   return out;
+}
+
+function bothFreeAndUsed(agno: number, start: number): RmapfsError {
+  return new RmapfsError('EFSCORRUPTED', `AG ${agno}: block ${start} is both free (or on the free list) and in use, `
+    + 'or in use twice; rmapfs cannot tell which is right');
 }
 
 /**
@@ -208,11 +201,7 @@ export interface RmapReservation {
 
 /** The AG's "ag"-owned extents now (free-space btree blocks, free list) plus `extra`, merged. */
 export function agOwnedExtents(ag: AllocGroup, extra: readonly Extent[] = []): Extent[] {
-  const list: Extent[] = [...extra];
-  ag.bno.visitBlocks((p) => { list.push({ start: p, len: 1 }); });
-  ag.cnt.visitBlocks((p) => { list.push({ start: p, len: 1 }); });
-  for (const b of ag.agflBlocks()) list.push({ start: b, len: 1 });
-  return mergeExtents(list);
+  return ExtentBitmap.of([...extra, ...agOwnedBlocks(ag, ['bno', 'cnt'])]).extents();
 }
 
 /**
@@ -287,12 +276,7 @@ function commitNewRmap(fsx: Rmapfs, agno: number, mem: MemBtree, scratch: PauseS
     // 1. The old btree's blocks go back to free space (busy until a checkpoint, like any freed metadata).
     //    The old tree may be unreadable, so they are found the way XFS finds them: every block that is
     //    neither free nor accounted for by the new records is the old rmap btree's.
-    const old = unaccounted(ag, collected);
-    oldBlocks = old.reduce((n, e) => n + e.len, 0);
-    for (const b of old) {
-      ag.giveFree(b.start, b.len);
-      ag.markBusy(b.start, b.len, true);
-    }
+    oldBlocks = reapExtents(ag, unaccounted(ag, collected));
     lap('reap');
     // 2. Reserve blocks for the new btree.
     const reservation = reserveRmapBtree(ag, othersCount);
@@ -302,30 +286,16 @@ function commitNewRmap(fsx: Rmapfs, agno: number, mem: MemBtree, scratch: PauseS
     //    btree's leaves -- the in-memory btree uses the on-disk record format) and the "ag" extents, merged.
     const agRecs: RmapRecord[] = reservation.agExtents
       .map((e) => ({ startblock: e.start, blockcount: e.len, owner: OWN_AG, offset: 0, flags: 0 }));
-    const geometry = computeBulkLoadGeometry(ag.rmap, records, 1);
     const blocks: number[] = [];
     for (const e of reservation.extents) for (let i = 0; i < e.len; i++) blocks.push(e.start + i);
-    let taken = 0;
     const source = mergedRecords(collected, agRecs, ag.rmap.ops.recSize, agno);
-    const tl = process.hrtime.bigint();
-    // Built outside the cache (one buffer, no cache traffic in the pause) ...
-    const loaded = bulkLoad(ag.rmap, geometry, source, () => blocks[taken++]!, { outside: true, arena: scratch.arena });
-    const root = { ptr: loaded.ptr, height: loaded.height };
-    lap('load');
-    // ... and written in place, not through the log: they were free (and not busy) in every state the
-    // log can bring back, and the log force that makes the new root durable syncs the device first (as
-    // it does for file data), so they are on disk before anything points to them.
-    fs.cache.writeAround(loaded.blocks);
-    fs.noteDataWritten();
-    lap('write');
-    loadMs = Number(process.hrtime.bigint() - tl) / 1e6;
-    // 4. Install it: root, height and counts in the AG header, all in this transaction.
-    ag.rmap.storage.setRoot(root);
-    const hdr = ag.header();
-    hdr.data.writeUInt32BE(geometry.totalBlocks, slotOffset('rmap') + SLOT_BLOCKS);
-    hdr.data.writeUInt32BE(records, slotOffset('rmap') + SLOT_RECORDS);
-    fs.cache.markDirty(hdr);
-    return { records, blocks: geometry.totalBlocks };
+    // 4. Built outside the cache (one buffer, no cache traffic in the pause), written in place (ordered, not
+    //    logged: staged-btree.ts says why that is crash-safe), and installed -- root, height, counts -- in
+    //    this transaction.
+    const installed = installStagedBtree(fs, ag, 'rmap', records, source, blocks, scratch.arena);
+    loadMs = installed.loadMs;
+    lap('load+write');
+    return { records, blocks: installed.blocks };
   });
   lap('commit');
   const commitPauseMs = Number(process.hrtime.bigint() - t1) / 1e6;

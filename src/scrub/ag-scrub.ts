@@ -13,10 +13,10 @@ import type { BtreeVerifyResult } from '../btree/verify';
 import { decodeFreeExtent } from '../alloc/alloc-btree';
 import { AG_BTREES, SLOT_BLOCKS, SLOT_RECORDS, slotOffset } from '../format/ag-header';
 import type { AgBtreeName } from '../format/ag-header';
-import { isInodeOwner, OWN_AG, OWN_FS, OWN_INOBT, OWN_INODES, OWN_LOG, ownerName } from '../format/owners';
+import { isInodeOwner, OWN_AG, ownerName } from '../format/owners';
+import { fixedOwners, inodeOwnerSteps } from '../alloc/ag-owners';
+import type { OwnedExtent } from '../alloc/ag-owners';
 import { decodeRmap, decodeRmapOwner } from '../rmap/rmap-btree';
-import { decodeInobt, INODES_PER_CHUNK } from '../alloc/inode-btree';
-import { CHUNK_BLOCKS, INODES_PER_BLOCK } from '../format/geometry';
 import type { Geometry } from '../format/geometry';
 import { eachBlock, eachRecord, runToEnd } from './common';
 import type { ProblemList, ScrubSteps } from './common';
@@ -35,13 +35,6 @@ export interface AgScrubResult {
 
 function treeOf(ag: AllocGroup, name: AgBtreeName): Btree {
   return name === 'bno' ? ag.bno : name === 'cnt' ? ag.cnt : name === 'rmap' ? ag.rmap : ag.ino;
-}
-
-/** An extent with an owner, for the metadata ownership cross-check. */
-interface OwnedExtent {
-  start: number;
-  len: number;
-  owner: number;
 }
 
 export function scrubAg(ag: AllocGroup, geo: Geometry, problems: ProblemList): AgScrubResult {
@@ -126,25 +119,16 @@ export function* scrubAgSteps(ag: AllocGroup, geo: Geometry, problems: ProblemLi
     return result;
   }
 
-  // 3. What the AG's own metadata says it owns.
-  const expected: OwnedExtent[] = [{ start: 0, len: 2, owner: OWN_FS }];
-  if (agno === 0) expected.push({ start: geo.logStart, len: geo.logBlocks, owner: OWN_LOG });
+  // 3. What the AG's own metadata says it owns (the static owners, ag-owners.ts).
+  const expected: OwnedExtent[] = fixedOwners(agno, geo);
   for (const name of ['bno', 'cnt', 'rmap'] as const) {
     yield* eachBlock(treeOf(ag, name), (ptr) => { expected.push({ start: ptr, len: 1, owner: OWN_AG }); });
   }
-  yield* eachBlock(ag.ino, (ptr) => { expected.push({ start: ptr, len: 1, owner: OWN_INOBT }); });
+  yield* inodeOwnerSteps(ag, (e) => expected.push(e),
+    (startino) => problems.add('inobt', agno, -1, `chunk at inode ${startino} is misplaced`));
   const agfl = ag.agflBlocks();
   if (new Set(agfl).size !== agfl.length) problems.add(FREE_LIST, agno, ag.start + 1, 'a block is on the free list twice');
   for (const b of agfl) expected.push({ start: b, len: 1, owner: OWN_AG });
-  yield* eachRecord(ag.ino, (b, off) => {
-    const r = decodeInobt(b, off);
-    const chunkBno = r.startino / INODES_PER_BLOCK;
-    if (r.startino % INODES_PER_CHUNK !== 0 || chunkBno + CHUNK_BLOCKS > ag.length) {
-      problems.add('inobt', agno, -1, `chunk at inode ${r.startino} is misplaced`);
-      return;
-    }
-    expected.push({ start: chunkBno, len: CHUNK_BLOCKS, owner: OWN_INODES });
-  });
   expected.sort((a, b) => a.start - b.start);
 
   // 4. Walk rmap and free space together, block order: each block exactly once. The rmap is streamed

@@ -178,14 +178,15 @@ _status_damage() {
   echo "status: exit $status"
 }
 
-# Creates N directories, each with a file of known content (directories spread over the AGs, the files
-# go near them); says how many of the 2N creations succeeded. Their checksums go to $TMP/new-sums.
+# Creates N directories (named PREFIX1.., default d1..; a prefix starting with d for a second batch),
+# each with a file of known content (directories spread over the AGs, the files go near them); says how
+# many of the 2N creations succeeded. The checksums of every batch so far go to $TMP/new-sums.
 _create_many() {
-  local n=$1 i ok=0
+  local n=$1 prefix=${2:-d} i ok=0
   mkdir -p "$SCRATCH_MNT/new"
   for i in $(seq 1 "$n"); do
-    mkdir "$SCRATCH_MNT/new/d$i" 2>/dev/null && ok=$((ok + 1))
-    echo "file $i" > "$SCRATCH_MNT/new/d$i/f" 2>/dev/null && ok=$((ok + 1))
+    mkdir "$SCRATCH_MNT/new/$prefix$i" 2>/dev/null && ok=$((ok + 1))
+    echo "file $i" > "$SCRATCH_MNT/new/$prefix$i/f" 2>/dev/null && ok=$((ok + 1))
   done
   echo "$ok of $((2 * n)) creations succeeded"
   (cd "$SCRATCH_MNT/new" && md5sum d*/f | sort) > "$TMP/new-sums"

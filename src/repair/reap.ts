@@ -1,0 +1,29 @@
+/**
+ * Reaping (XFS's reap.c): the old structure's blocks go back to free space
+ * once the new one is installed, in the same transaction. They are metadata
+ * with images in the log, so they stay busy until the next checkpoint
+ * (replaying an old image must never land on data that reused them). When
+ * the rmap still maps them to an owner (the free-space btrees' blocks, owned
+ * by "ag"), that record goes too.
+ */
+import type { AllocGroup } from '../alloc/ag';
+import { rmapUnmap } from '../rmap/rmap';
+import type { ExtentBitmap } from './bitmap';
+
+export interface ReapOptions {
+  /** The rmap owner to unmap them from; none when the rmap does not hold them (an rmap repair's old blocks). */
+  rmapOwner?: number;
+}
+
+/** Frees every extent of `blocks` in AG ag; must run inside the caller's transaction. The blocks freed. */
+export function reapExtents(ag: AllocGroup, blocks: ExtentBitmap, options: ReapOptions = {}): number {
+  const owner = options.rmapOwner;
+  blocks.walk((start, len) => {
+    if (owner !== undefined) {
+      rmapUnmap(ag.rmap, { startblock: start, blockcount: len, owner, offset: 0, flags: 0 }, `AG ${ag.agno} rmap`);
+    }
+    ag.giveFree(start, len);
+    ag.markBusy(start, len, true);
+  });
+  return blocks.blocks;
+}

@@ -1,0 +1,65 @@
+/**
+ * A staged btree (XFS's newbt + btree staging): a new btree of an AG built
+ * beside the one in use and installed by the repair's commit transaction.
+ * The caller reserves the blocks the bulk loader says it needs
+ * (`stagedBtreeBlocks`), then, inside its commit transaction,
+ * `installStagedBtree` bulk-loads the records into them outside the cache,
+ * writes them in place, and puts root, height and counts into the AG header.
+ *
+ * The new blocks are ordered, not logged: they were free (and not busy) in
+ * every state the log can bring back, and the log force that makes the new
+ * root durable syncs the device first (noteDataWritten, as for file data),
+ * so no crash state sees something point at a block not yet written. This
+ * keeps a big btree out of the log (which bounds a transaction) and the
+ * pause short. The old tree stays in use until the transaction commits; its
+ * blocks are the caller's to reap (reap.ts).
+ */
+import { RmapfsError } from '../errors';
+import { bulkLoad, computeBulkLoadGeometry } from '../btree/bulk-load';
+import type { RecordSource } from '../btree/bulk-load';
+import { slotOffset, SLOT_BLOCKS, SLOT_RECORDS } from '../format/ag-header';
+import type { AgBtreeName } from '../format/ag-header';
+import type { AllocGroup } from '../alloc/ag';
+import type { Filesystem } from '../fs/filesystem';
+
+/** Blocks a bulk load of `records` records into AG btree `name` takes (leaves packed full). */
+export function stagedBtreeBlocks(ag: AllocGroup, name: AgBtreeName, records: number): number {
+  return computeBulkLoadGeometry(ag[name], records, 1).totalBlocks;
+}
+
+export interface InstalledBtree {
+  root: number;
+  height: number;
+  blocks: number;
+  records: number;
+  /** The bulk load and the write, in ms (part of the commit pause). */
+  loadMs: number;
+}
+
+/**
+ * Inside the caller's transaction: loads `records` records from `source`
+ * (in key order) into exactly the reserved `blocks` (AG block numbers, as
+ * many as stagedBtreeBlocks said), writes them in place, and installs the
+ * tree as AG btree `name`. `arena`: memory touched beforehand to build in
+ * (see BulkLoadOptions).
+ */
+export function installStagedBtree(fs: Filesystem, ag: AllocGroup, name: AgBtreeName, records: number,
+  source: RecordSource, blocks: readonly number[], arena?: Buffer): InstalledBtree {
+  const tree = ag[name];
+  const geometry = computeBulkLoadGeometry(tree, records, 1);
+  if (blocks.length !== geometry.totalBlocks) {
+    throw new RmapfsError('EIO', `AG ${ag.agno}: ${blocks.length} blocks reserved for a ${tree.ops.name} btree of ${geometry.totalBlocks}`);
+  }
+  const t0 = process.hrtime.bigint();
+  let taken = 0;
+  const loaded = bulkLoad(tree, geometry, source, () => blocks[taken++]!, { outside: true, arena });
+  fs.cache.writeAround(loaded.blocks);
+  fs.noteDataWritten();
+  const loadMs = Number(process.hrtime.bigint() - t0) / 1e6;
+  tree.storage.setRoot({ ptr: loaded.ptr, height: loaded.height });
+  const hdr = ag.header();
+  hdr.data.writeUInt32BE(geometry.totalBlocks, slotOffset(name) + SLOT_BLOCKS);
+  hdr.data.writeUInt32BE(records, slotOffset(name) + SLOT_RECORDS);
+  fs.cache.markDirty(hdr);
+  return { root: loaded.ptr, height: loaded.height, blocks: geometry.totalBlocks, records, loadMs };
+}
