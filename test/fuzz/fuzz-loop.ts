@@ -328,7 +328,7 @@ async function onlineCase(pristine: string, work: string, c: Case, hashes: Map<s
     // rebuilt too); the free-space btrees as `rmapfs repair` (what its own scrub finds damaged).
     const repaired = await onlineRepair(fsx, selectStructures(null, null), null,
       { forceRebuild: c.target.tree === 'rmap', measureHeap: false, cancelled: () => false },
-      { foregroundWaiting: () => false, abortReason: () => null, send: () => undefined });
+      { foregroundWaiting: () => true, abortReason: () => null, send: () => undefined });
     await writer.stop();
     if (!repaired.ok) {
       fsx.fs.shutdown('fuzz case over'); // write nothing more
