@@ -251,9 +251,11 @@ class Writer {
   start(): void {
     this.running = true;
     this.loop = (async () => {
-      while (this.running) {
-        this.step(false);
+      // Its first change after the scrub has begun (the scrub's view is of the damage as db left it).
+      for (;;) {
         await new Promise<void>((resolve) => setImmediate(resolve));
+        if (!this.running) break;
+        this.step(false);
       }
     })();
   }
