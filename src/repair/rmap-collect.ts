@@ -41,8 +41,7 @@ import { staticOwners } from '../alloc/ag-owners';
 import { InodeScanCursor } from '../inode/iscan';
 import { FORK_LOCAL } from '../inode/inode-format';
 import { BlockMap } from '../file/bmap';
-import { Directory } from '../dir/dir';
-import { AttrFork, valueBlocks } from '../attr/attr';
+import { hasBtreeData, ownedBy, PAUSE, rmapFlagsOf } from '../file/owned';
 import { RMAP_ATTR_FORK, RMAP_BMBT_BLOCK, RMAP_UNWRITTEN, rmapBtreeOps } from '../rmap/rmap-btree';
 import type { RmapRecord } from '../rmap/rmap-btree';
 import { rmapMap, rmapUnmap } from '../rmap/rmap';
@@ -272,30 +271,18 @@ export class RmapCollector {
     const fs = this.fsx.fs;
     const geo = fs.geo;
     const out: Mapping[] = [];
-    let dataInPieces = false;
     const inode = this.fsx.inodes.handle(ino);
-    if (inode.mode === 0) return { mappings: out, dataInPieces }; // freed and not yet reused
-    const add = (fsbno: number, len: number, offset: number, flags: number): void => {
-      const agno = geo.agnoOf(fsbno);
-      if (this.mems.has(agno)) out.push({ agno, startblock: geo.agbnoOf(fsbno), blockcount: len, owner: ino, offset, flags });
-    };
+    if (inode.mode === 0) return { mappings: out, dataInPieces: false }; // freed and not yet reused
     const ctx = { device: fs.device, alloc: fs.alloc, geo, noteDataWritten: () => undefined };
-    if (inode.isDir) {
-      new Directory(inode, fs.alloc, geo).tree.visitPointers((ptr) => add(ptr, 1, 0, RMAP_BMBT_BLOCK));
-    } else if (inode.format !== FORK_LOCAL) {
-      const map = new BlockMap(inode, fs.alloc, geo);
-      if (map.btree !== null) {
-        map.btree.visitPointers((ptr) => add(ptr, 1, 0, RMAP_BMBT_BLOCK));
-        dataInPieces = true;
-      } else {
-        for (const e of map.extents()) add(e.fsbno, e.blockcount, e.fileoff, e.unwritten ? RMAP_UNWRITTEN : 0);
-      }
+    // What the inode owns (file/owned.ts, the walk the inode scrub makes too), tree blocks from node
+    // pointers only; a block-map btree's data is left to addPiece, behind the data cursor.
+    for (const o of ownedBy(inode, ctx, { readBlocks: false, skipBtreeData: true })) {
+      if (o === PAUSE) continue;
+      const agno = geo.agnoOf(o.fsbno);
+      if (!this.mems.has(agno)) continue;
+      out.push({ agno, startblock: geo.agbnoOf(o.fsbno), blockcount: o.blockcount, owner: ino, offset: o.fileoff, flags: rmapFlagsOf(o) });
     }
-    const attrs = new AttrFork(inode, ctx);
-    attrs.btree?.visitPointers((ptr) => add(ptr, 1, 0, (RMAP_BMBT_BLOCK | RMAP_ATTR_FORK) >>> 0));
-    if (attrs.btree !== null) {
-      for (const e of attrs.list()) if (e.valueBlock !== 0) add(e.valueBlock, valueBlocks(e.valueLen), 0, RMAP_ATTR_FORK);
-    }
+    const dataInPieces = hasBtreeData(inode, fs.alloc, geo);
     return { mappings: out, dataInPieces };
   }
 

@@ -14,7 +14,9 @@ import {
   DATA_FORK_OFFSET, DATA_FORK_SIZE, OFF_I_FORMAT, OFF_I_INO, OFF_I_MODE, OFF_I_NEXTENTS, OFF_I_VERSION,
   FORK_BTREE, FORK_EXTENTS, FORK_LOCAL, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK,
 } from '../inode/inode-format';
-import { BlockMap } from '../file/bmap';
+import { attrForkOwned, dataForkOwned, PAUSE, rmapFlagsOf } from '../file/owned';
+import type { OwnedBlocks, OwnedKind } from '../file/owned';
+import type { Btree } from '../btree/btree';
 import { Directory, DOTDOT, DT_DIR, decodeDirent } from '../dir/dir';
 import type { Dirent } from '../dir/dir';
 import { INODE_SIZE } from '../format/geometry';
@@ -25,12 +27,9 @@ import { AttrFork, valueBlocks } from '../attr/attr';
 import { rmapFind } from '../rmap/rmap';
 import { isInodeOwner } from '../format/owners';
 import { BLOCK_SIZE } from '../format/superblock';
-import { eachBlock, eachRecord, runToEnd } from './common';
+import { eachRecord, runToEnd } from './common';
 import type { ProblemList, ScrubSource, ScrubSteps } from './common';
 import type { StructureName } from '../format/structures';
-
-/** Extents of one file checked between two pauses. */
-const EXTENT_STEP = 32;
 
 const VALID_TYPES = new Set([S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK]);
 
@@ -168,45 +167,50 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList): Scrub
     const wantLinks = inode.isDir ? 2 + (subdirs.get(ino) ?? 0) : (links.get(ino) ?? 0);
     if (reachable && inode.nlink !== wantLinks) bad(ino, `link count ${inode.nlink}, found ${wantLinks}`);
     let held = 0;
+    // The blocks the inode owns (file/owned.ts, the walk the rmap repair's scan makes too), each tree
+    // verified before its blocks are read; each fork's damage is its own structure's.
+    const verifyTree = function* (tree: Btree, kind: 'bmbt' | 'dir' | 'attr-btree'): Generator<void, boolean, void> {
+      const v = yield* verifyBtreeSteps(tree);
+      const structure = kind === 'attr-btree' ? 'attr' : 'bmbt';
+      for (const p of v.problems) bad(ino, p.message, structure);
+      if (kind === 'bmbt' && v.ok && v.records !== inode.nextents) bad(ino, `counts ${inode.nextents} extents, its block map holds ${v.records}`, 'bmbt');
+      if (kind === 'attr-btree' && v.ok && v.records !== inode.attrCount) bad(ino, `counts ${inode.attrCount} attributes, its attr btree holds ${v.records}`, 'attr');
+      return true; // its blocks are walked even so: each one that is readable is checked against the rmap
+    };
+    // Directories were verified by the namespace walk (step 2).
+    const walk = { readBlocks: true, beforeTree: (tree: Btree, kind: 'bmbt' | 'dir' | 'attr-btree') => kind === 'dir' ? noVerify() : verifyTree(tree, kind) };
     try {
-      if (inode.isDir) {
-        if (inode.format !== FORK_BTREE) bad(ino, 'directory without a btree');
-        else {
-          yield* eachBlock(new Directory(inode, fs.alloc, geo).tree, (ptr) => {
-            held++;
-            checkMapped(fs, inode, ptr, 1, 0, 'btree', bad);
-          });
-        }
-      } else if (inode.format === FORK_LOCAL) {
+      if (inode.isDir && inode.format !== FORK_BTREE) bad(ino, 'directory without a btree');
+      if (!inode.isDir && inode.format === FORK_LOCAL) {
         if (type !== S_IFLNK) bad(ino, 'local data in a file that is not a symlink', 'inode', 'symlink');
         const n = inode.nextents;
         if (n < 1 || n > DATA_FORK_SIZE) bad(ino, `local data of ${n} bytes (1..${DATA_FORK_SIZE})`, 'inode', 'symlink');
         if (inode.size !== n) bad(ino, `size ${inode.size}, local data ${n} bytes`, 'inode', 'symlink');
-      } else if (inode.format === FORK_EXTENTS || inode.format === FORK_BTREE) {
-        const map = new BlockMap(inode, fs.alloc, geo);
-        if (type === S_IFLNK && (inode.size < 1 || inode.size > SYMLINK_MAX)) bad(ino, `symlink of ${inode.size} bytes`, 'inode', 'symlink');
-        if (map.btree !== null) {
-          const v = yield* verifyBtreeSteps(map.btree);
-          for (const p of v.problems) bad(ino, p.message, 'bmbt');
-          if (v.ok && v.records !== inode.nextents) bad(ino, `counts ${inode.nextents} extents, its block map holds ${v.records}`, 'bmbt');
-          yield* eachBlock(map.btree, (ptr) => {
-            held++;
-            checkMapped(fs, inode, ptr, 1, 0, 'btree', bad);
-          });
+      }
+      const mapped = !inode.isDir && (inode.format === FORK_EXTENTS || inode.format === FORK_BTREE);
+      if (mapped && type === S_IFLNK && (inode.size < 1 || inode.size > SYMLINK_MAX)) bad(ino, `symlink of ${inode.size} bytes`, 'inode', 'symlink');
+      let lastEnd = 0;
+      for (const o of dataForkOwned(inode, fs.alloc, geo, walk)) {
+        if (o === PAUSE) {
+          yield;
+          continue;
         }
-        let lastEnd = 0;
-        for (const [k, e] of map.extents().entries()) {
-          if (k % EXTENT_STEP === EXTENT_STEP - 1) yield;
-          result.extents++;
-          if (e.fileoff < lastEnd) bad(ino, `extent at file block ${e.fileoff} overlaps the one before`, 'inode', 'bmap');
-          lastEnd = e.fileoff + e.blockcount;
-          if (e.fsbno + e.blockcount > geo.totalBlocks || geo.agnoOf(e.fsbno) !== geo.agnoOf(e.fsbno + e.blockcount - 1)) {
-            bad(ino, `extent ${e.fileoff}+${e.blockcount} at ${e.fsbno} is outside the filesystem or crosses AGs`, 'inode', 'bmap');
-            continue;
-          }
-          held += e.blockcount;
-          checkMapped(fs, inode, e.fsbno, e.blockcount, e.fileoff, 'data', bad, e.unwritten);
+        if (o.kind !== 'data') {
+          held++;
+          checkMapped(fs, inode, o, bad);
+          continue;
         }
+        result.extents++;
+        if (o.fileoff < lastEnd) bad(ino, `extent at file block ${o.fileoff} overlaps the one before`, 'inode', 'bmap');
+        lastEnd = o.fileoff + o.blockcount;
+        if (o.fsbno + o.blockcount > geo.totalBlocks || geo.agnoOf(o.fsbno) !== geo.agnoOf(o.fsbno + o.blockcount - 1)) {
+          bad(ino, `extent ${o.fileoff}+${o.blockcount} at ${o.fsbno} is outside the filesystem or crosses AGs`, 'inode', 'bmap');
+          continue;
+        }
+        held += o.blockcount;
+        checkMapped(fs, inode, o, bad);
+      }
+      if (mapped) {
         if (type === S_IFLNK && lastEnd * BLOCK_SIZE < inode.size) bad(ino, `symlink of ${inode.size} bytes holds only ${lastEnd} blocks`, 'inode', 'symlink');
         if (lastEnd * BLOCK_SIZE > Math.ceil(inode.size / BLOCK_SIZE) * BLOCK_SIZE) bad(ino, `blocks mapped up to file block ${lastEnd}, past the end of file (size ${inode.size}, mode ${inode.mode.toString(8)})`, 'inode', 'bmap');
       }
@@ -215,30 +219,24 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList): Scrub
       continue;
     }
     try {
-      const attrs = new AttrFork(inode, { device: fs.device, alloc: fs.alloc, geo, noteDataWritten: () => undefined });
-      if (attrs.btree !== null) {
-        const v = yield* verifyBtreeSteps(attrs.btree);
-        for (const p of v.problems) bad(ino, p.message, 'attr');
-        if (v.ok && v.records !== inode.attrCount) bad(ino, `counts ${inode.attrCount} attributes, its attr btree holds ${v.records}`, 'attr');
-        attrs.btree.visitBlocks((ptr) => {
-          held++;
-          checkMapped(fs, inode, ptr, 1, 0, 'attr-btree', bad);
-        });
-        for (const e of attrs.list()) {
-          const n = valueBlocks(e.valueLen);
-          if (n > 0) {
-            held += n;
-            checkMapped(fs, inode, e.valueBlock, n, 0, 'attr-value', bad);
-          }
-          // The value's crc: a wrong length, block or value shows here (out-of-line values only when the
-          // device holds what the metadata describes, not under a frozen view of a live filesystem).
-          if (n === 0 || fs.frozen !== true) {
-            try {
-              attrs.value(e);
-            } catch (err) {
-              bad(ino, err instanceof Error ? err.message : String(err), 'attr');
-            }
-          }
+      const ctx = { device: fs.device, alloc: fs.alloc, geo, noteDataWritten: () => undefined };
+      for (const o of attrForkOwned(inode, ctx, walk)) {
+        if (o === PAUSE) {
+          yield;
+          continue;
+        }
+        held += o.blockcount;
+        checkMapped(fs, inode, o, bad);
+      }
+      // Each value's crc: a wrong length, block or value shows here (out-of-line values only when the
+      // device holds what the metadata describes, not under a frozen view of a live filesystem).
+      const attrs = new AttrFork(inode, ctx);
+      for (const e of attrs.btree === null ? [] : attrs.list()) {
+        if (valueBlocks(e.valueLen) > 0 && fs.frozen === true) continue;
+        try {
+          attrs.value(e);
+        } catch (err) {
+          bad(ino, err instanceof Error ? err.message : String(err), 'attr');
         }
       }
     } catch (e) {
@@ -268,6 +266,11 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList): Scrub
   return result;
 }
 
+/** No verification: a tree checked elsewhere. */
+function* noVerify(): Generator<void, boolean, void> {
+  return true;
+}
+
 /** A free inode slot holds nothing but its identity (magic, version, number, UUID, LSN, crc, generation). */
 function isCleanFreeInode(inode: Inode): boolean {
   const { buf, offset } = inode.dataFork();
@@ -280,35 +283,30 @@ function isCleanFreeInode(inode: Inode): boolean {
   return zero(OFF_I_MODE, OFF_I_VERSION) && zero(OFF_I_FORMAT, OFF_I_INO) && zero(OFF_I_NEXTENTS, INODE_SIZE);
 }
 
-type MappedKind = 'data' | 'btree' | 'attr-btree' | 'attr-value';
-
-const KIND_FLAGS: Record<MappedKind, number> = {
-  data: 0,
-  btree: RMAP_BMBT_BLOCK,
-  'attr-btree': (RMAP_BMBT_BLOCK | RMAP_ATTR_FORK) >>> 0,
-  'attr-value': RMAP_ATTR_FORK,
-};
+/** How problems name each kind of owned block. */
+const KIND_LABELS: Record<OwnedKind, string> = { data: 'data', bmbt: 'btree', dir: 'btree', 'attr-btree': 'attr-btree', 'attr-value': 'attr-value' };
 
 /** The rmap must say this inode owns these blocks (at this file offset, or as btree or attribute blocks). */
-function checkMapped(fs: ScrubSource, inode: Inode, fsbno: number, count: number, fileoff: number, kind: MappedKind,
-  bad: (ino: number, msg: string, structure?: string) => void, unwritten = false): void {
+function checkMapped(fs: ScrubSource, inode: Inode, o: OwnedBlocks, bad: (ino: number, msg: string, structure?: string) => void): void {
+  const { fsbno, blockcount: count, fileoff, unwritten } = o;
   const agno = fs.geo.agnoOf(fsbno);
   const agbno = fs.geo.agbnoOf(fsbno);
   if (agno >= fs.geo.agCount) {
-    bad(inode.ino, `${kind} block ${fsbno} is outside the filesystem`);
+    bad(inode.ino, `${KIND_LABELS[o.kind]} block ${fsbno} is outside the filesystem`);
     return;
   }
   const r = rmapFind(fs.alloc.ag(agno).rmap, agbno);
-  const what = kind === 'data' ? `extent at ${fsbno} (file block ${fileoff})` : `${kind} block ${fsbno}`;
+  const what = o.kind === 'data' ? `extent at ${fsbno} (file block ${fileoff})` : `${KIND_LABELS[o.kind]} block ${fsbno}`;
   if (r === null) {
     bad(inode.ino, `${what} is not in the rmap`, 'rmap');
     return;
   }
-  const flagsOk = ((r.flags & (RMAP_BMBT_BLOCK | RMAP_ATTR_FORK)) >>> 0) === KIND_FLAGS[kind];
+  const forkBits = (RMAP_BMBT_BLOCK | RMAP_ATTR_FORK) >>> 0;
+  const flagsOk = ((r.flags & forkBits) >>> 0) === ((rmapFlagsOf(o) & forkBits) >>> 0);
   if (r.owner !== inode.ino || !flagsOk || r.startblock + r.blockcount < agbno + count
-    || (kind === 'data' && r.offset + (agbno - r.startblock) !== fileoff)
+    || (o.kind === 'data' && r.offset + (agbno - r.startblock) !== fileoff)
     // Written or not: the block map and the rmap must agree (reads of unwritten space return zeroes).
-    || (kind === 'data' && ((r.flags & RMAP_UNWRITTEN) !== 0) !== unwritten)) {
+    || (o.kind === 'data' && ((r.flags & RMAP_UNWRITTEN) !== 0) !== unwritten)) {
     bad(inode.ino, `${what}${unwritten ? ' (unwritten)' : ''}: the rmap says [${r.startblock}+${r.blockcount}] owner ${r.owner} `
       + `offset ${r.offset}${(r.flags & RMAP_UNWRITTEN) !== 0 ? ' (unwritten)' : ''}`, 'rmap');
   }

@@ -4,12 +4,18 @@
  *
  *   node dist/test/fuzz/fuzz-loop.js [--online] [--offline] [--sample N] [--seed S]
  *
- * Online (the rmap btree, two levels): for each field of its root node
- * (header, keys, pointers) and of a leaf (header, records) and each verb:
- * corrupt a copy of a prepared filesystem with `rmapfs db`, open it as the
- * daemon does, scrub must find the damage -- or the field is harmless:
- * scrub and check clean and every file unchanged -- repair must fix it,
- * scrub clean, close, check clean, every file unchanged.
+ * Online (the rmap and both free-space btrees, two levels each): for each
+ * field of a root node (header, keys, pointers) and of a leaf (header,
+ * records) and each verb: corrupt a copy of a prepared filesystem with
+ * `rmapfs db`, open it as the daemon does and start a writer (files
+ * created, written and removed between the scrub's and the repair's
+ * slices, as FUSE requests are served between them in the daemon; a write
+ * may fail while the damage is there), the sliced scrub must find the
+ * damage -- or the field is harmless: scrub and check clean and every file
+ * unchanged -- repair must fix it (the rmap: `repair --force-rebuild`; the
+ * free-space btrees: plain `repair`, which rebuilds what its scrub finds),
+ * scrub clean, no write fails any more, close, check clean, every file,
+ * xattr and writer's file unchanged.
  * Offline (bno, cnt, ino, bmbt, dir and attr btrees, two levels each): the
  * same corruption, and `check` must report it, or the field is harmless:
  * check clean, and the filesystem still works (files unchanged, a change
@@ -28,7 +34,7 @@ import { Rmapfs } from '../../src/fs/rmapfs';
 import { run } from '../../src/cli/main';
 import { FUZZ_VERBS } from '../../src/cli/db';
 import { checkDevice, CHECK_CLEAN } from '../../src/fsck/check';
-import { scrubLive } from '../../src/scrub/live-scrub';
+import { scrubLiveSliced } from '../../src/scrub/live-scrub';
 import { checkerFor, selectStructures } from '../../src/fsck/table';
 import { onlineRepair } from '../../src/fsck/online';
 import { S_IFDIR, S_IFREG } from '../../src/inode/inode-format';
@@ -117,7 +123,7 @@ function build(image: string, allTrees: boolean): { hashes: Map<string, string>;
   const attrFile = fsx.create(root, 'attrs', S_IFREG | 0o644, 0, 0).ino;
   for (let i = 0; i < 40; i++) fsx.setxattr(attrFile, `user.k${i}`, Buffer.alloc(i % 2 === 0 ? 20 : 300, i));
   // Enough inodes for a two-level inode btree (250 chunk records fit one leaf).
-  // The rest only for the offline loop (the rmap needs none of it, and it makes every online case slower).
+  // The rest only for the offline loop (the rmap and free-space btrees need none of it, and it makes every online case slower).
   if (!allTrees) {
     fsx.close();
     return finish(image, big, dir, attrFile);
@@ -224,6 +230,81 @@ function casesFor(targets: Target[]): Case[] {
   return out;
 }
 
+/**
+ * A writer in the daemon's event loop: between the slices of a scrub or a
+ * repair it creates files, writes them (allocating in the AG, splitting
+ * free extents) and removes the oldest every other step (freeing, so the filesystem never fills), keeping the hash of
+ * what it wrote. While the damage is there a change may fail (its
+ * transaction rolls back, the file is forgotten); `strict` makes a failure
+ * the case's failure -- after the repair, nothing may fail any more.
+ */
+class Writer {
+  private readonly files = new Map<string, string>();
+  private next = 0;
+  private running = false;
+  private loop: Promise<void> = Promise.resolve();
+  failed: string | null = null;
+  failures = 0;
+
+  constructor(private readonly fsx: Rmapfs) {}
+
+  start(): void {
+    this.running = true;
+    this.loop = (async () => {
+      // Its first change after the scrub has begun (the scrub's view is of the damage as db left it).
+      for (;;) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (!this.running) break;
+        this.step(false);
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loop;
+  }
+
+  /** One change; false when it failed. */
+  step(strict: boolean): boolean {
+    const n = this.next++;
+    const name = `writer-${n}`;
+    try {
+      if (n % 2 === 1 && this.files.size > 0) {
+        const [gone] = this.files.keys();
+        this.files.delete(gone!);
+        this.fsx.unlink(this.fsx.rootIno, gone!);
+        return true;
+      }
+      const data = crypto.createHash('sha256').update(name).digest();
+      const body = Buffer.concat(Array.from({ length: 128 * (1 + (n % 3)) }, () => data)); // 1-3 blocks
+      const ino = this.fsx.create(this.fsx.rootIno, name, S_IFREG | 0o644, 0, 0).ino;
+      this.files.set(name, '');
+      this.fsx.write(ino, 0, body);
+      this.files.set(name, crypto.createHash('sha256').update(body).digest('hex'));
+      return true;
+    } catch (e) {
+      this.failures++;
+      if (strict && this.failed === null) this.failed = `${name}: ${e instanceof Error ? e.message : String(e)}`;
+      return false;
+    }
+  }
+
+  /** Its files whose content is not what it wrote (those whose write failed under the damage are left out). */
+  changed(): string[] {
+    const out: string[] = [];
+    for (const [name, want] of this.files) {
+      if (want === '') continue;
+      try {
+        if (hashOf(this.fsx, this.fsx.lookup(this.fsx.rootIno, name)) !== want) out.push(name);
+      } catch (e) {
+        out.push(`${name} (${e instanceof Error ? e.message : String(e)})`);
+      }
+    }
+    return out;
+  }
+}
+
 async function onlineCase(pristine: string, work: string, c: Case, hashes: Map<string, string>): Promise<Row> {
   fs.copyFileSync(pristine, work);
   const f = await db(work, `fuzz ${c.target.where} ${c.field} ${c.verb}`);
@@ -238,22 +319,33 @@ async function onlineCase(pristine: string, work: string, c: Case, hashes: Map<s
   }
   let outcome: Outcome;
   let detail = '';
+  const writer = new Writer(fsx);
+  // Slices as small as a busy daemon's (a FUSE request waiting ends each), so the writer runs all through.
+  const sliced = { sliceMs: 1e9, maxUnits: 8 };
   try {
-    const before = await Promise.resolve(scrubLive(fsx.fs, checkerFor(null)));
+    writer.start();
+    const before = await scrubLiveSliced(fsx.fs, checkerFor(null), sliced);
     const detected = before.problemCount > 0;
-    // Through the structure table, as `rmapfs repair --force-rebuild` (a harmless case is rebuilt too).
+    // Through the structure table: the rmap as `rmapfs repair --force-rebuild` (a harmless case is
+    // rebuilt too); the free-space btrees as `rmapfs repair` (what its own scrub finds damaged).
     const repaired = await onlineRepair(fsx, selectStructures(null, null), null,
-      { forceRebuild: true, measureHeap: false, cancelled: () => false },
-      { foregroundWaiting: () => false, abortReason: () => null, send: () => undefined });
+      { forceRebuild: c.target.tree === 'rmap', measureHeap: false, cancelled: () => false },
+      { foregroundWaiting: () => true, abortReason: () => null, send: () => undefined });
+    await writer.stop();
     if (!repaired.ok) {
       fsx.fs.shutdown('fuzz case over'); // write nothing more
       return { c, outcome: 'FAIL', detail: `repair failed: ${String(repaired.error)}` };
     }
-    const after = await Promise.resolve(scrubLive(fsx.fs, checkerFor(null)));
-    const changed = changedFiles(fsx, hashes);
+    const after = await scrubLiveSliced(fsx.fs, checkerFor(null), sliced);
+    // Repaired means usable: the writes that the damage may have refused all work now.
+    for (let i = 0; i < 30; i++) writer.step(true);
+    const changed = [...changedFiles(fsx, hashes), ...writer.changed()];
     if (after.problemCount > 0) {
       outcome = 'FAIL';
       detail = `scrub after the repair: ${after.problems.slice(0, 2).map((p) => p.message).join('; ')}`;
+    } else if (writer.failed !== null) {
+      outcome = 'FAIL';
+      detail = `a write failed after the repair: ${writer.failed}`;
     } else if (changed.length > 0) {
       outcome = 'FAIL';
       detail = `files changed: ${changed.join(', ')}`;
@@ -261,6 +353,7 @@ async function onlineCase(pristine: string, work: string, c: Case, hashes: Map<s
       outcome = detected ? 'detected+repaired' : 'harmless';
     }
   } finally {
+    await writer.stop();
     fsx.close();
   }
   const report = checkDevice(work);
@@ -317,12 +410,13 @@ async function main(argv: string[]): Promise<number> {
     console.log('tree  block field              verb       outcome');
     if (doOnline) {
       const built = build(online, false);
-      await runCases(online, built.hashes, casesFor(agTargets(online, 'rmap')), onlineCase);
+      const targets = [...agTargets(online, 'rmap'), ...agTargets(online, 'bno'), ...agTargets(online, 'cnt')];
+      await runCases(online, built.hashes, casesFor(targets), onlineCase);
     }
     if (doOffline) {
       const built = build(offline, true);
       const pristine = offline;
-      const targets = [...agTargets(pristine, 'bno'), ...agTargets(pristine, 'cnt'), ...agTargets(pristine, 'ino'),
+      const targets = [...agTargets(pristine, 'ino'),
         ...inodeTargets(pristine, built.bigFile, 'bmbt'), ...inodeTargets(pristine, built.bigDir, 'dir'),
         ...inodeTargets(pristine, built.attrFile, 'attr')];
       await runCases(pristine, built.hashes, casesFor(targets), offlineCase);
