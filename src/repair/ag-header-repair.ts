@@ -44,6 +44,7 @@ import type { AllocGroup } from '../alloc/ag';
 import { decodeRmapOwner } from '../rmap/rmap-btree';
 import type { Rmapfs } from '../fs/rmapfs';
 import type { FreeSpaceRepairOptions } from './free-space-repair';
+import { ExtentBitmap } from './bitmap';
 import { UsedSpaceCollector } from './free-space-repair';
 import { reapExtents } from './reap';
 
@@ -191,13 +192,13 @@ export function repairAgHeader(fsx: Rmapfs, agno: number): HeaderRepairResult {
     stampMetaHeader(h, AGH_MAGIC, bno, fs.geo.uuid, OWN_FS);
     h.writeUInt32BE(agno, OFF_AGNO);
     h.writeUInt32BE(ag.length, OFF_AG_BLOCKS);
-    // A free list count past its size: the entries cannot be trusted; the free list's repair refills it.
+    // A free list count past its size: none of its entries can be trusted; the list is rebuilt from the
+    // rmap below, once the trees are known.
     const agflCount = h.readUInt32BE(OFF_AGFL_COUNT);
-    let agflDropped = 0;
-    if (agflCount > AGFL_SIZE) {
+    const agflImpossible = agflCount > AGFL_SIZE;
+    if (agflImpossible) {
       h.fill(0, OFF_AGFL, OFF_AGFL + 4 * AGFL_SIZE);
       h.writeUInt32BE(0, OFF_AGFL_COUNT);
-      agflDropped = agflCount;
     }
     // From now on the AG reads this buffer as its header (dirty: not verified again until written).
     buf.ops = agHeaderBufOps(fs.geo.uuid, agno, ag.length);
@@ -221,11 +222,11 @@ export function repairAgHeader(fsx: Rmapfs, agno: number): HeaderRepairResult {
       h.writeUInt32BE(counted.records, slot + SLOT_RECORDS);
     }
     writeSummaryCounts(ag, h);
-    if (agflDropped > 0) ag.fixFreelist();
     fs.cache.markDirty(buf);
-    const fixed = changedFields(AG_HEADER_FIELDS, before, h);
-    // The free list's blocks were dropped with its count: they stay "ag"-owned until the free list's repair.
-    return agflDropped > 0 ? [...fixed.filter((f) => f !== 'agflCount'), `agflCount ${agflDropped} (free list refilled)`] : fixed;
+    const fixed = changedFields(AG_HEADER_FIELDS, before, h).filter((f) => f !== 'agflCount');
+    // (Its refill changes the free-space counts the list was counted with: they stay right, allocation keeps them.)
+    if (agflImpossible) fixed.push(`free list (count ${agflCount}): ${installFreeList(ag, agOwnedFromRmap(ag)).join(', ')}`);
+    return fixed;
   });
   ag.health.markHealthy('agh');
   log('AG %d: header recomputed (%s)', agno, done.fixed.join(', '));
@@ -233,6 +234,48 @@ export function repairAgHeader(fsx: Rmapfs, agno: number): HeaderRepairResult {
 }
 
 // ---- the free list -------------------------------------------------------------
+
+/**
+ * Inside the caller's transaction: the free list made of `agOwned` (the "ag"
+ * owner's blocks as the rmap says) minus the free-space and rmap btrees'
+ * blocks. Its entries that are among them keep their places, the others
+ * join up to the list's size, the rest go back to free space; then it is
+ * refilled (or trimmed) to its target. What it changed.
+ */
+function installFreeList(ag: AllocGroup, agOwned: ExtentBitmap): string[] {
+  const candidates = agOwned;
+  for (const name of ['bno', 'cnt', 'rmap'] as const) treeOf(ag, name).visitBlocks((ptr) => { candidates.subtract(ptr, 1); });
+  const old = ag.agflBlocks();
+  const list: number[] = [];
+  for (const b of old) if (candidates.has(b) && !list.includes(b)) list.push(b);
+  candidates.walk((start, len) => {
+    for (let b = start; b < start + len && list.length < AGFL_SIZE; b++) if (!list.includes(b)) list.push(b);
+  });
+  const leftover = candidates.clone();
+  for (const b of list) leftover.subtract(b, 1);
+  const hdr = ag.header();
+  hdr.data.fill(0, OFF_AGFL, OFF_AGFL + 4 * AGFL_SIZE);
+  list.forEach((b, i) => hdr.data.writeUInt32BE(b, OFF_AGFL + 4 * i));
+  hdr.data.writeUInt32BE(list.length, OFF_AGFL_COUNT);
+  ag.cache.markDirty(hdr);
+  const dropped = old.filter((b) => !list.includes(b)).length;
+  const added = list.filter((b) => !old.includes(b)).length;
+  const given = reapExtents(ag, leftover, { rmapOwner: OWN_AG });
+  ag.fixFreelist();
+  const fixed: string[] = [];
+  if (dropped > 0) fixed.push(`${dropped} wrong entries dropped`);
+  if (added > 0) fixed.push(`${added} blocks recovered from the rmap`);
+  if (given > 0) fixed.push(`${given} blocks given back to free space`);
+  if (fixed.length > 0) fixed.push(`${ag.agflCount} blocks now`);
+  return fixed;
+}
+
+/** The "ag" owner's blocks, from a walk of the whole rmap in one go (the header repair's fallback). */
+function agOwnedFromRmap(ag: AllocGroup): ExtentBitmap {
+  const owned = new ExtentBitmap();
+  ag.rmap.forEach((b, off) => { if (decodeRmapOwner(b, off) === OWN_AG) owned.add(b.readUInt32BE(off), b.readUInt32BE(off + 4)); });
+  return owned;
+}
 
 /**
  * AG agno's free list rebuilt from its rmap, online: collect the "ag"
@@ -250,33 +293,7 @@ export async function repairFreeList(fsx: Rmapfs, agno: number, options: FreeSpa
     await collector.collect(options);
     // Nothing runs between here and the commit: the hook has nothing more to hear.
     collector.close();
-    const done = timedCommit(fsx, () => {
-      const candidates = collector.agOwned.clone();
-      for (const name of ['bno', 'cnt', 'rmap'] as const) treeOf(ag, name).visitBlocks((ptr) => { candidates.subtract(ptr, 1); });
-      const old = ag.agflBlocks();
-      const list: number[] = [];
-      for (const b of old) if (candidates.has(b) && !list.includes(b)) list.push(b);
-      candidates.walk((start, len) => {
-        for (let b = start; b < start + len && list.length < AGFL_SIZE; b++) if (!list.includes(b)) list.push(b);
-      });
-      const leftover = candidates.clone();
-      for (const b of list) leftover.subtract(b, 1);
-      const hdr = ag.header();
-      hdr.data.fill(0, OFF_AGFL, OFF_AGFL + 4 * AGFL_SIZE);
-      list.forEach((b, i) => hdr.data.writeUInt32BE(b, OFF_AGFL + 4 * i));
-      hdr.data.writeUInt32BE(list.length, OFF_AGFL_COUNT);
-      fs.cache.markDirty(hdr);
-      const dropped = old.filter((b) => !list.includes(b)).length;
-      const added = list.filter((b) => !old.includes(b)).length;
-      const given = reapExtents(ag, leftover, { rmapOwner: OWN_AG });
-      ag.fixFreelist();
-      const fixed: string[] = [];
-      if (dropped > 0) fixed.push(`${dropped} wrong entries dropped`);
-      if (added > 0) fixed.push(`${added} blocks recovered from the rmap`);
-      if (given > 0) fixed.push(`${given} blocks given back to free space`);
-      if (fixed.length > 0) fixed.push(`${ag.agflCount} blocks now`);
-      return fixed;
-    });
+    const done = timedCommit(fsx, () => installFreeList(ag, collector.agOwned.clone()));
     ag.health.markHealthy('agfl');
     log('AG %d: free list rebuilt (%s)', agno, done.fixed.join(', '));
     return { type: 'agfl', agno, ...done };
