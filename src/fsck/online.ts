@@ -144,9 +144,10 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
   const refuse = (reports: readonly SickStructureReport[]): void => {
     for (const r of reports) if (!refused.some((x) => x.agno === r.agno && x.structure === r.structure)) refused.push(r);
   };
-  const rebuilt: number[] = [];
   let lastProgress = 0;
   for (const name of dependencyOrder([...damaged.keys()])) {
+    // The AGs whose rebuild of this structure committed (what a failure after them says).
+    const rebuilt: number[] = [];
     const entry = fsckEntry(name);
     const damage = damaged.get(name)!;
     // The rmap: every AG asked for, not only those a problem named (the file pass's rmap problems are filed

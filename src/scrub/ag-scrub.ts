@@ -11,7 +11,7 @@ import type { Btree } from '../btree/btree';
 import { verifyBtreeSteps } from '../btree/verify';
 import type { BtreeVerifyResult } from '../btree/verify';
 import { decodeFreeExtent } from '../alloc/alloc-btree';
-import { AG_BTREES, SLOT_BLOCKS, SLOT_RECORDS, slotOffset } from '../format/ag-header';
+import { AG_BTREES, AGFL_SIZE, SLOT_BLOCKS, SLOT_RECORDS, slotOffset } from '../format/ag-header';
 import type { AgBtreeName } from '../format/ag-header';
 import { isInodeOwner, OWN_AG, ownerName } from '../format/owners';
 import { fixedOwners, inodeOwnerSteps } from '../alloc/ag-owners';
@@ -251,12 +251,21 @@ function runsOf(blocks: readonly number[]): [number, number][] {
 function checkAgOwned(ag: AllocGroup, metadata: readonly OwnedExtent[], expected: readonly OwnedExtent[],
   agfl: readonly number[], freeListBad: boolean, problems: ProblemList): void {
   const agno = ag.agno;
-  const mapped = new Set<number>();
-  for (const e of metadata) if (e.owner === OWN_AG) for (let b = e.start; b < e.start + e.len; b++) mapped.add(b);
   const treeBlocks = new Set<number>();
   for (const e of expected) if (e.owner === OWN_AG) for (let b = e.start; b < e.start + e.len; b++) treeBlocks.add(b);
   const onList = new Set(agfl);
   let n = 0;
+  // A record longer than all of the owner's metadata together is the rmap's damage (and is not expanded).
+  const most = treeBlocks.size + onList.size + AGFL_SIZE;
+  const mapped = new Set<number>();
+  for (const e of metadata) {
+    if (e.owner !== OWN_AG) continue;
+    if (e.len > most || e.start + e.len > ag.length) {
+      if (n++ < 50) problems.add('rmap', agno, ag.start + e.start, `rmap says ag owns ${e.start}+${e.len}, which is not such metadata`);
+      continue;
+    }
+    for (let b = e.start; b < e.start + e.len; b++) mapped.add(b);
+  }
   for (const [start, len] of runsOf([...treeBlocks].filter((b) => !mapped.has(b)))) {
     if (n++ < 50) problems.add('rmap', agno, ag.start + start, `ag metadata at ${start}+${len} is not mapped to it`);
   }
