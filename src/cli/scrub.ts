@@ -8,6 +8,7 @@ import { ctlRequest, refusalError } from '../ctl/ctl';
 import type { CtlEvent, CtlReply, CtlRequest } from '../ctl/ctl';
 import type { RmapRepairResult } from '../repair/rmap-repair';
 import type { FreeSpaceRepairResult } from '../repair/free-space-repair';
+import type { HeaderRepairResult } from '../repair/ag-header-repair';
 import { describeSick } from '../ctl/health-report';
 import type { SickStructureReport } from '../ctl/health-report';
 import { formatProblem } from '../scrub/common';
@@ -16,6 +17,7 @@ import { CliError, parseArgs } from './args';
 import type { Command, CommandIo, OptionSpec, ParsedArgs } from './args';
 import { isRepairable, selectStructures, structureListLines } from '../fsck/table';
 import type { StructureName } from '../format/structures';
+import { structureLabel } from '../format/structures';
 
 /**
  * Exit statuses of scrub, repair and status: xfs_scrub's bitmask. (`check`, the offline fsck, keeps
@@ -220,7 +222,10 @@ structure asked for that can be, damaged or not. Today that is the rmap
 btree (rebuilt from the files' block maps and the static owners: its
 records are collected into an in-memory btree while the filesystem stays in
 use, then the new btree is loaded and swapped in with one transaction) and
-the free-space btrees (rebuilt from the rmap the same way). Scrubs afterwards and reports the result. --progress draws
+the free-space btrees (rebuilt from the rmap the same way), the AG
+headers and free lists (recomputed from the btrees and the rmap), the
+secondary superblocks (rewritten from the primary) and the summary counters
+(recomputed from every AG's btrees). Scrubs afterwards and reports the result. --progress draws
 a progress bar (inodes scanned / total) on a terminal, or prints a line a
 second elsewhere. --type list names the structures (scope, repairer,
 dependencies). If a rebuild fails, the old structure stays.
@@ -230,6 +235,7 @@ options:
                blocks, oldBlocks, inodesScanned, scanMs, loadMs, commitPauseMs,
                xfileBytes, heapGrowthMib}], freeSpace: [{agno, records,
                freeBlocks, longest, bnoBlocks, cntBlocks, oldBlocks, scanMs,
+               commitPauseMs}], headers: [{type, agno, fixed,
                commitPauseMs}], problems, problemCount,
                unrepairable, error, errorCode}
   --progress   a progress bar
@@ -329,6 +335,7 @@ async function repair(args: ParsedArgs, json: boolean, io: CommandIo): Promise<n
   }
   const ags = (reply.ags ?? []) as RmapRepairResult[];
   const freeSpace = (reply.freeSpace ?? []) as FreeSpaceRepairResult[];
+  const headers = (reply.headers ?? []) as HeaderRepairResult[];
   const scrub = (reply.scrub ?? {}) as ScrubReply;
   // Damage it found but cannot rebuild yet, beside what it rebuilt: left as it is, and said so.
   const unrepairable = (reply.unrepairable ?? []) as SickStructureReport[];
@@ -342,8 +349,11 @@ async function repair(args: ParsedArgs, json: boolean, io: CommandIo): Promise<n
     })), freeSpace: freeSpace.map((f) => ({
       agno: f.agno, records: f.records, freeBlocks: f.freeBlocks, longest: f.longest, bnoBlocks: f.bnoBlocks,
       cntBlocks: f.cntBlocks, oldBlocks: f.oldBlocks, scanMs: +f.scanMs.toFixed(1), commitPauseMs: +f.commitPauseMs.toFixed(2),
+    })), headers: headers.map((h) => ({
+      type: h.type, agno: h.agno, fixed: h.fixed, commitPauseMs: +h.commitPauseMs.toFixed(2),
     })), problems: problemsJson(scrub.problems ?? []), problemCount: left, unrepairable, error: null, errorCode: null }));
   } else {
+    for (const h of headers) io.out(headerRepairLine(h));
     for (const f of freeSpace) {
       io.out(`AG ${f.agno}: free-space btrees rebuilt from the rmap, ${f.records} free extents (${f.freeBlocks} blocks) `
         + `in ${f.bnoBlocks}+${f.cntBlocks} blocks (was ${f.oldBlocks}); commit pause ${f.commitPauseMs.toFixed(1)} ms`);
@@ -354,10 +364,20 @@ async function repair(args: ParsedArgs, json: boolean, io: CommandIo): Promise<n
     }
     for (const p of scrub.problems ?? []) io.out(formatProblem(p));
     if (unrepairable.length > 0) io.err(`rmapfs repair: ${String(reply.error)}`);
-    else if (ags.length === 0 && freeSpace.length === 0 && left === 0) io.out('rmapfs repair: nothing damaged; scrub is clean');
+    else if (ags.length === 0 && freeSpace.length === 0 && headers.length === 0 && left === 0) io.out('rmapfs repair: nothing damaged; scrub is clean');
     else io.out(left === 0 ? 'rmapfs repair: done; scrub is clean' : `rmapfs repair: ${left} problems left after the repair`);
   }
   return status;
+}
+
+/** What a small repairer did, one line: the object, how it was rebuilt, what changed, its commit pause. */
+function headerRepairLine(h: HeaderRepairResult): string {
+  const how: Record<HeaderRepairResult['type'], string> = {
+    'secondary-sb': 'rewritten from the primary', agh: 'recomputed from its btrees', agfl: 'rebuilt from the rmap',
+    counters: 'recomputed from the AG btrees',
+  };
+  const what = h.fixed.length === 0 ? 'nothing changed' : h.fixed.join(', ');
+  return `${h.agno >= 0 ? `AG ${h.agno}: ` : ''}${structureLabel(h.type)} ${how[h.type]} (${what}); commit pause ${h.commitPauseMs.toFixed(1)} ms`;
 }
 
 export const statusCommand: Command = {

@@ -27,6 +27,7 @@ import { scrubLiveSliced } from '../scrub/live-scrub';
 import type { LiveScrubResult } from '../scrub/live-scrub';
 import type { RmapRepairResult } from '../repair/rmap-repair';
 import type { FreeSpaceRepairResult } from '../repair/free-space-repair';
+import type { HeaderRepairResult } from '../repair/ag-header-repair';
 import { dependencyOrder, fsckEntry, isRepairable, selectStructures, structuresOfScope, tableChecker, trustedByRepairOf } from './table';
 
 const log = createDebug('rmapfs:fsck');
@@ -106,6 +107,11 @@ function checkTrusted(fsx: Rmapfs, name: StructureName, agnos: readonly number[]
   return sickStructures(fsx.fs.alloc, isRepairable).filter((r) => agnos.includes(r.agno) && trusted.includes(r.structure));
 }
 
+/** What the closing scrub checks: every AG structure, and the summary counters when they were recomputed. */
+function closingScrubOf(headers: readonly HeaderRepairResult[]): StructureName[] {
+  return [...structuresOfScope('ag'), ...(headers.some((h) => h.type === 'counters') ? ['counters' as const] : [])];
+}
+
 /**
  * Repairs what is damaged among the structures asked for (everything asked
  * for that has a repairer, with forceRebuild), in dependency order. The
@@ -133,19 +139,22 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
   }
   const results: RmapRepairResult[] = [];
   const freeSpace: FreeSpaceRepairResult[] = [];
+  const headers: HeaderRepairResult[] = [];
   const refused: SickStructureReport[] = [];
   const refuse = (reports: readonly SickStructureReport[]): void => {
     for (const r of reports) if (!refused.some((x) => x.agno === r.agno && x.structure === r.structure)) refused.push(r);
   };
-  const rebuilt: number[] = [];
   let lastProgress = 0;
   for (const name of dependencyOrder([...damaged.keys()])) {
+    // The AGs whose rebuild of this structure committed (what a failure after them says).
+    const rebuilt: number[] = [];
     const entry = fsckEntry(name);
     const damage = damaged.get(name)!;
     // The rmap: every AG asked for, not only those a problem named (the file pass's rmap problems are filed
-    // under the owner's AG, not always the record's). The others: the AGs their damage was found in. One
+    // under the owner's AG, not always the record's) and every AG for a filesystem-wide one (the summary
+    // counters are every AG header's counts). The others: the AGs their damage was found in. One
     // repairer rebuilds both free-space btrees: an AG whose bnobt was just rebuilt has a new cntbt too.
-    const where = name === 'rmapbt' || options.forceRebuild ? agnos
+    const where = name === 'rmapbt' || entry.scope === 'filesystem' || options.forceRebuild ? agnos
       : agnos.filter((a) => damage.agnos.has(a) && !((name === 'bnobt' || name === 'cntbt') && freeSpace.some((f) => f.agno === a)));
     if (where.length === 0) continue;
     if (entry.repair === null) {
@@ -192,6 +201,7 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
       });
       for (const r of done) {
         if ('inodesScanned' in r) results.push(r);
+        else if ('fixed' in r) headers.push(r);
         else freeSpace.push(r);
       }
     } catch (e) {
@@ -202,15 +212,15 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
   }
   // AG by AG, each AG's in table order (as status lists them).
   refused.sort((a, b) => a.agno - b.agno || ALL_STRUCTURES.indexOf(a.structure) - ALL_STRUCTURES.indexOf(b.structure));
-  if (results.length === 0 && freeSpace.length === 0 && refused.length > 0) return { ...refusal('EFSCORRUPTED', unrepairableLine(refused)), unrepairable: refused };
+  const rebuiltAny = results.length > 0 || freeSpace.length > 0 || headers.length > 0;
+  if (!rebuiltAny && refused.length > 0) return { ...refusal('EFSCORRUPTED', unrepairableLine(refused)), unrepairable: refused };
   fsx.fsync();
   // The closing scrub of the AGs it rebuilt (or checked) runs in slices like any other (FUSE keeps being
   // served). The files against the rmap are `rmapfs scrub`'s business.
-  const rebuiltAny = results.length > 0 || freeSpace.length > 0;
   const scrub = !rebuiltAny && before !== null ? before
-    : await scrubLiveSliced(fsx.fs, tableChecker(structuresOfScope('ag'), agno), hooks);
+    : await scrubLiveSliced(fsx.fs, tableChecker(closingScrubOf(headers), agno), hooks);
   if (rebuiltAny) markHealthFromProblems(fsx.fs.alloc, agnos, scrub.problems, 'repair', 'scrubbing after a repair');
-  const reply: CtlReply = { ok: true, ags: results, freeSpace, scrub, unrepairable: refused };
+  const reply: CtlReply = { ok: true, ags: results, freeSpace, headers, scrub, unrepairable: refused };
   if (refused.length > 0) reply.error = unrepairableLine(refused, true);
   return reply;
 }

@@ -32,28 +32,36 @@ import { repairRmaps } from '../repair/rmap-repair';
 import type { RepairOptions, RmapRepairResult } from '../repair/rmap-repair';
 import { repairFreeSpace } from '../repair/free-space-repair';
 import type { FreeSpaceRepairResult } from '../repair/free-space-repair';
+import { repairAgHeader, repairFreeList, repairSecondarySuperblock, repairSummaryCounters } from '../repair/ag-header-repair';
+import type { HeaderRepairResult } from '../repair/ag-header-repair';
 import type { Rmapfs } from '../fs/rmapfs';
 import type { LiveChecker } from '../scrub/live-scrub';
 
 /** Finds the damage of one structure (agno: the AG, for AG-scope entries; else null), reporting into the run. */
 export type Checker = (run: CheckRun, agno: number | null) => ScrubSteps<void>;
 
-/** What one rebuild of one AG reports (the rmap's, or the free-space btrees'). */
-export type RepairResult = RmapRepairResult | FreeSpaceRepairResult;
+/** What one rebuild of one AG reports (the rmap's, the free-space btrees', or a header's: the small repairers'). */
+export type RepairResult = RmapRepairResult | FreeSpaceRepairResult | HeaderRepairResult;
 
 /** Rebuilds one structure in these AGs of a live filesystem. */
 export type Repairer = (fsx: Rmapfs, agnos: readonly number[], options: RepairOptions) => Promise<RepairResult[]>;
 
-/** Both free-space btrees of each AG, rebuilt together from its rmap (one repairer serves bnobt and cntbt). */
-async function repairFreeSpaceBtrees(fsx: Rmapfs, agnos: readonly number[], options: RepairOptions): Promise<FreeSpaceRepairResult[]> {
-  const results: FreeSpaceRepairResult[] = [];
-  for (const agno of agnos) {
-    options.onCommit?.(agno, false);
-    results.push(await repairFreeSpace(fsx, agno, { cancelled: options.cancelled, foregroundWaiting: options.foregroundWaiting }));
-    options.onCommit?.(agno, true);
-  }
-  return results;
+/** A repairer of one AG at a time, as the table's (the commit of each AG told to the caller). */
+function perAg(repairOne: (fsx: Rmapfs, agno: number, options: RepairOptions) => Promise<RepairResult> | RepairResult): Repairer {
+  return async (fsx, agnos, options) => {
+    const results: RepairResult[] = [];
+    for (const agno of agnos) {
+      options.onCommit?.(agno, false);
+      results.push(await repairOne(fsx, agno, options));
+      options.onCommit?.(agno, true);
+    }
+    return results;
+  };
 }
+
+/** Both free-space btrees of each AG, rebuilt together from its rmap (one repairer serves bnobt and cntbt). */
+const repairFreeSpaceBtrees = perAg((fsx, agno, options) =>
+  repairFreeSpace(fsx, agno, { cancelled: options.cancelled, foregroundWaiting: options.foregroundWaiting }));
 
 export interface FsckEntry extends StructureFacts {
   readonly name: StructureName;
@@ -218,6 +226,11 @@ const CHECKERS: Record<StructureName, Checker> = {
 };
 
 const REPAIRERS: Partial<Record<StructureName, Repairer>> = {
+  'secondary-sb': perAg((fsx, agno) => repairSecondarySuperblock(fsx, agno)),
+  agh: perAg((fsx, agno) => repairAgHeader(fsx, agno)),
+  agfl: perAg((fsx, agno, options) => repairFreeList(fsx, agno, { cancelled: options.cancelled, foregroundWaiting: options.foregroundWaiting })),
+  // One per filesystem: every AG's counts, in one transaction.
+  counters: async (fsx) => [repairSummaryCounters(fsx)],
   rmapbt: repairRmaps,
   bnobt: repairFreeSpaceBtrees,
   cntbt: repairFreeSpaceBtrees,

@@ -68,9 +68,10 @@ export interface FreeSpaceRepairResult {
 
 /**
  * The AG's used blocks as the rmap says, kept current: a paced walk of the
- * rmap plus a live hook. `agOwned` is the "ag" owner's part of `used`.
+ * rmap plus a live hook. `agOwned` is the "ag" owner's part of `used` (the
+ * free list's repair rebuilds from it).
  */
-class UsedSpaceCollector {
+export class UsedSpaceCollector {
   readonly used = new ExtentBitmap();
   readonly agOwned = new ExtentBitmap();
   liveUpdates = 0;
@@ -95,7 +96,7 @@ class UsedSpaceCollector {
   private throwIfAborted(): void {
     if (this.hookError === null) return;
     const why = this.hookError instanceof Error ? this.hookError.message : String(this.hookError);
-    throw new RmapfsError('EIO', `free-space repair of AG ${this.agno}: the live update hook failed: ${why}; the old free-space btrees are kept`);
+    throw new RmapfsError('EIO', `repair of AG ${this.agno}: the live update hook failed: ${why}; the old structure is kept`);
   }
 
   /** Walks the rmap in slices; the hook stays registered until close(). */
@@ -126,7 +127,7 @@ class UsedSpaceCollector {
       await pacer.pause();
       await options.betweenSlices?.();
       this.throwIfAborted();
-      if (options.cancelled?.()) throw new RmapfsError('ECANCELED', `free-space repair of AG ${this.agno} cancelled before its commit`);
+      if (options.cancelled?.()) throw new RmapfsError('ECANCELED', `repair of AG ${this.agno} cancelled before its commit`);
     }
     this.throwIfAborted();
   }

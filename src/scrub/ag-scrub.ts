@@ -11,7 +11,7 @@ import type { Btree } from '../btree/btree';
 import { verifyBtreeSteps } from '../btree/verify';
 import type { BtreeVerifyResult } from '../btree/verify';
 import { decodeFreeExtent } from '../alloc/alloc-btree';
-import { AG_BTREES, SLOT_BLOCKS, SLOT_RECORDS, slotOffset } from '../format/ag-header';
+import { AG_BTREES, AGFL_SIZE, SLOT_BLOCKS, SLOT_RECORDS, slotOffset } from '../format/ag-header';
 import type { AgBtreeName } from '../format/ag-header';
 import { isInodeOwner, OWN_AG, ownerName } from '../format/owners';
 import { fixedOwners, inodeOwnerSteps } from '../alloc/ag-owners';
@@ -126,9 +126,11 @@ export function* scrubAgSteps(ag: AllocGroup, geo: Geometry, problems: ProblemLi
   }
   yield* inodeOwnerSteps(ag, (e) => expected.push(e),
     (startino) => problems.add('inobt', agno, -1, `chunk at inode ${startino} is misplaced`));
+  // The free list on its own (inside the AG, none twice, none free); against the rmap in step 5.
   const agfl = ag.agflBlocks();
-  if (new Set(agfl).size !== agfl.length) problems.add(FREE_LIST, agno, ag.start + 1, 'a block is on the free list twice');
-  for (const b of agfl) expected.push({ start: b, len: 1, owner: OWN_AG });
+  const freeListProblems = problems.count;
+  checkFreeList(ag, free, problems);
+  const freeListBad = problems.count > freeListProblems;
   expected.sort((a, b) => a.start - b.start);
 
   // 4. Walk rmap and free space together, block order: each block exactly once. The rmap is streamed
@@ -152,6 +154,7 @@ export function* scrubAgSteps(ag: AllocGroup, geo: Geometry, problems: ProblemLi
   // 5. Every metadata extent is mapped to its owner, and every special-owner record is metadata we know.
   yield;
   checkMetadataOwners(ag, metadata, expected, problems);
+  checkAgOwned(ag, metadata, expected, agfl, freeListBad, problems);
   return result;
 }
 
@@ -225,6 +228,62 @@ class CoverageWalk {
   }
 }
 
+/** Sorted blocks as runs [start, len]. */
+function runsOf(blocks: readonly number[]): [number, number][] {
+  const out: [number, number][] = [];
+  for (const b of [...blocks].sort((x, y) => x - y)) {
+    const last = out[out.length - 1];
+    if (last !== undefined && last[0] + last[1] === b) last[1]++;
+    else out.push([b, 1]);
+  }
+  return out;
+}
+
+/**
+ * The "ag" owner's blocks, block by block (the btrees' blocks and the free
+ * list, a few hundred): each of the free-space and rmap btrees' blocks and
+ * each free list block mapped to "ag" in the rmap, and nothing else mapped
+ * to it. What is wrong is the free list's when a free list block is not
+ * mapped (or the free list was found wrong on its own, freeListBad): an
+ * "ag" block that is in no btree is then one the free list lost, which its
+ * repair takes back from the rmap. Otherwise it is the rmap's.
+ */
+function checkAgOwned(ag: AllocGroup, metadata: readonly OwnedExtent[], expected: readonly OwnedExtent[],
+  agfl: readonly number[], freeListBad: boolean, problems: ProblemList): void {
+  const agno = ag.agno;
+  const treeBlocks = new Set<number>();
+  for (const e of expected) if (e.owner === OWN_AG) for (let b = e.start; b < e.start + e.len; b++) treeBlocks.add(b);
+  const onList = new Set(agfl);
+  let n = 0;
+  // A record longer than all of the owner's metadata together is the rmap's damage (and is not expanded).
+  const most = treeBlocks.size + onList.size + AGFL_SIZE;
+  const mapped = new Set<number>();
+  for (const e of metadata) {
+    if (e.owner !== OWN_AG) continue;
+    if (e.len > most || e.start + e.len > ag.length) {
+      if (n++ < 50) problems.add('rmap', agno, ag.start + e.start, `rmap says ag owns ${e.start}+${e.len}, which is not such metadata`);
+      continue;
+    }
+    for (let b = e.start; b < e.start + e.len; b++) mapped.add(b);
+  }
+  for (const [start, len] of runsOf([...treeBlocks].filter((b) => !mapped.has(b)))) {
+    if (n++ < 50) problems.add('rmap', agno, ag.start + start, `ag metadata at ${start}+${len} is not mapped to it`);
+  }
+  const unmappedOnList = runsOf([...onList].filter((b) => !mapped.has(b) && !treeBlocks.has(b)));
+  for (const [start, len] of unmappedOnList) {
+    if (n++ < 50) problems.add(FREE_LIST, agno, ag.start + 1, `free list blocks ${start}+${len} are not mapped to ag in the rmap`);
+  }
+  const lost = runsOf([...mapped].filter((b) => !treeBlocks.has(b) && !onList.has(b)));
+  for (const [start, len] of lost) {
+    if (n++ >= 50) break;
+    if (freeListBad || unmappedOnList.length > 0) {
+      problems.add(FREE_LIST, agno, ag.start + 1, `ag blocks ${start}+${len} are in no btree and not on the free list`);
+    } else {
+      problems.add('rmap', agno, ag.start + start, `rmap says ag owns ${start}+${len}, which is not such metadata`);
+    }
+  }
+}
+
 function checkMetadataOwners(ag: AllocGroup, metadata: OwnedExtent[], expected: OwnedExtent[], problems: ProblemList): void {
   const agno = ag.agno;
   // Expand both sides into per-owner block ranges and compare them merged.
@@ -237,8 +296,9 @@ function checkMetadataOwners(ag: AllocGroup, metadata: OwnedExtent[], expected: 
     }
     return out;
   };
-  const want = merge(expected);
-  const have = merge(metadata);
+  // The "ag" owner's blocks are checkAgOwned's (which of the btrees and the free list is wrong).
+  const want = merge(expected.filter((e) => e.owner !== OWN_AG));
+  const have = merge(metadata.filter((e) => e.owner !== OWN_AG));
   const key = (e: OwnedExtent): string => `${e.start}+${e.len}:${e.owner}`;
   const haveSet = new Set(have.map(key));
   const wantSet = new Set(want.map(key));
