@@ -18,7 +18,7 @@
 import { RmapfsError, isCorruption } from '../errors';
 import type { BufCache } from '../io/buf-cache';
 import type { Geometry } from '../format/geometry';
-import { OWN_AG, OWN_INOBT, isInodeOwner } from '../format/owners';
+import { OWN_AG, OWN_INOBT, isInodeOwner, ownerName } from '../format/owners';
 import { RMAP_BMBT_BLOCK } from '../rmap/rmap-btree';
 import { rmapMap, rmapUnmap } from '../rmap/rmap';
 import { AllocGroup } from './ag';
@@ -283,9 +283,20 @@ export class Allocator implements InobtBlockSource {
 
   allocInobtBlock(ag: AllocGroup, hint: number): number {
     if (this.spaceSick(ag)) throw this.sickRefusal(ag, 'cannot grow the inode btree');
+    return this.allocRepairBlock(ag, hint, OWN_INOBT);
+  }
+
+  /**
+   * One free block (never a busy one) near `hint`, mapped to `owner` in the
+   * rmap: for a repair's new btree. Not refused while the AG's space metadata
+   * is known sick: the repair runs because something there is, trusting what
+   * it rebuilds from (the inode btree's repair runs while the rmap is blamed
+   * for the inode chunks the damaged inode btree names).
+   */
+  allocRepairBlock(ag: AllocGroup, hint: number, owner: number): number {
     const found = ag.findFree({ minLen: 1, maxLen: 1, goal: hint });
-    if (found === null) throw new RmapfsError('ENOSPC', `AG ${ag.agno}: no block for the inode btree`);
-    this.claim(ag, found.startblock, 1, OWN_INOBT, 0, 0);
+    if (found === null) throw new RmapfsError('ENOSPC', `AG ${ag.agno}: no block for the ${ownerName(owner)} btree`);
+    this.claim(ag, found.startblock, 1, owner, 0, 0);
     return found.startblock;
   }
 

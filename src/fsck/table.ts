@@ -32,28 +32,40 @@ import { repairRmaps } from '../repair/rmap-repair';
 import type { RepairOptions, RmapRepairResult } from '../repair/rmap-repair';
 import { repairFreeSpace } from '../repair/free-space-repair';
 import type { FreeSpaceRepairResult } from '../repair/free-space-repair';
+import { repairInodeBtree } from '../repair/inobt-repair';
+import type { InodeBtreeRepairResult } from '../repair/inobt-repair';
 import type { Rmapfs } from '../fs/rmapfs';
 import type { LiveChecker } from '../scrub/live-scrub';
 
 /** Finds the damage of one structure (agno: the AG, for AG-scope entries; else null), reporting into the run. */
 export type Checker = (run: CheckRun, agno: number | null) => ScrubSteps<void>;
 
-/** What one rebuild of one AG reports (the rmap's, or the free-space btrees'). */
-export type RepairResult = RmapRepairResult | FreeSpaceRepairResult;
+/** What one rebuild of one AG reports (the rmap's, the free-space btrees', or the inode btree's). */
+export type RepairResult = RmapRepairResult | FreeSpaceRepairResult | InodeBtreeRepairResult;
 
 /** Rebuilds one structure in these AGs of a live filesystem. */
 export type Repairer = (fsx: Rmapfs, agnos: readonly number[], options: RepairOptions) => Promise<RepairResult[]>;
 
-/** Both free-space btrees of each AG, rebuilt together from its rmap (one repairer serves bnobt and cntbt). */
-async function repairFreeSpaceBtrees(fsx: Rmapfs, agnos: readonly number[], options: RepairOptions): Promise<FreeSpaceRepairResult[]> {
-  const results: FreeSpaceRepairResult[] = [];
-  for (const agno of agnos) {
-    options.onCommit?.(agno, false);
-    results.push(await repairFreeSpace(fsx, agno, { cancelled: options.cancelled, foregroundWaiting: options.foregroundWaiting }));
-    options.onCommit?.(agno, true);
-  }
-  return results;
+/** A repairer of one AG at a time, run over each AG asked for in turn. */
+function agByAg<R>(repairAg: (fsx: Rmapfs, agno: number, options: RepairOptions) => Promise<R>): (fsx: Rmapfs, agnos: readonly number[], options: RepairOptions) => Promise<R[]> {
+  return async (fsx, agnos, options) => {
+    const results: R[] = [];
+    for (const agno of agnos) {
+      options.onCommit?.(agno, false);
+      results.push(await repairAg(fsx, agno, options));
+      options.onCommit?.(agno, true);
+    }
+    return results;
+  };
 }
+
+/** Both free-space btrees of each AG, rebuilt together from its rmap (one repairer serves bnobt and cntbt). */
+const repairFreeSpaceBtrees = agByAg((fsx, agno, options) =>
+  repairFreeSpace(fsx, agno, { cancelled: options.cancelled, foregroundWaiting: options.foregroundWaiting }));
+
+/** Each AG's inode btree, from its rmap's inode chunks and the inode cores. */
+const repairInodeBtrees = agByAg((fsx, agno, options) =>
+  repairInodeBtree(fsx, agno, { cancelled: options.cancelled, foregroundWaiting: options.foregroundWaiting }));
 
 export interface FsckEntry extends StructureFacts {
   readonly name: StructureName;
@@ -221,6 +233,7 @@ const REPAIRERS: Partial<Record<StructureName, Repairer>> = {
   rmapbt: repairRmaps,
   bnobt: repairFreeSpaceBtrees,
   cntbt: repairFreeSpaceBtrees,
+  inobt: repairInodeBtrees,
 };
 
 /** The table: every structure, in the order checks walk them. */
@@ -259,14 +272,28 @@ export function structuresOfScope(scope: StructureScope): StructureName[] {
   return ALL_STRUCTURES.filter((s) => structureFacts(s).scope === scope);
 }
 
-/** `names` in an order where each comes after everything it depends on (directly or not). */
+/** What the rebuild of `name` reads in every AG to find its sources (see StructureFacts.findsSourcesThrough). */
+export function sourcesFoundThrough(name: StructureName): StructureName[] {
+  return (structureFacts(name).findsSourcesThrough ?? []).filter(isStructureName);
+}
+
+/**
+ * `names` in an order where each comes after everything it depends on
+ * (directly or not), and after what its rebuild finds its sources through
+ * when that is among them too (it goes first, though it depends on this one:
+ * its own rebuild reads only its AG's part).
+ */
 export function dependencyOrder(names: readonly StructureName[]): StructureName[] {
   const out: StructureName[] = [];
   const visiting = new Set<StructureName>();
   const visit = (n: StructureName): void => {
     if (out.includes(n) || visiting.has(n)) return;
     visiting.add(n);
-    for (const d of structureFacts(n).dependsOn) if (isStructureName(d)) visit(d);
+    for (const f of sourcesFoundThrough(n)) if (names.includes(f)) visit(f);
+    for (const d of structureFacts(n).dependsOn) {
+      // The one cycle: what finds its sources through n comes after n, though n is rebuilt from it.
+      if (isStructureName(d) && !(names.includes(d) && sourcesFoundThrough(d).includes(n))) visit(d);
+    }
     visiting.delete(n);
     out.push(n);
   };
@@ -336,10 +363,12 @@ export function tableChecker(selected: readonly StructureName[], agno: number | 
  * The structures a rebuild of `name` reads and trusts beyond its dependencies:
  * those rebuilt from it (while one of them is damaged, what it reads of them
  * cannot be believed -- the rmap repair finds the old rmap's blocks as
- * neither free nor owned by the others). Per AG.
+ * neither free nor owned by the others), per AG; and what it finds its
+ * sources through (sourcesFoundThrough), in every AG.
  */
 export function trustedByRepairOf(name: StructureName): StructureName[] {
-  return FSCK_TABLE.filter((e) => e.scope === structureFacts(name).scope && e.dependsOn.includes(name)).map((e) => e.name);
+  const rebuiltFrom = FSCK_TABLE.filter((e) => e.scope === structureFacts(name).scope && e.dependsOn.includes(name)).map((e) => e.name);
+  return [...new Set([...rebuiltFrom, ...sourcesFoundThrough(name)])];
 }
 
 /** The live scrub's checker for a command's --type and --ag (every structure of them by default). */

@@ -212,9 +212,9 @@ function commitInodeBtree(fsx: Rmapfs, agno: number, collector: InodeChunkCollec
     const ag = fs.alloc.ag(agno);
     const records = [...collector.chunks.values()].sort((a, b) => a.startino - b.startino);
     const need = stagedBtreeBlocks(ag, 'ino', records.length);
-    // Blocks the allocator gives the inode btree (mapped to "inobt", never busy ones): the new tree's.
+    // The new tree's blocks, from the allocator (mapped to "inobt", never busy ones: written in place).
     const blocks: number[] = [];
-    for (let i = 0; i < need; i++) blocks.push(fs.alloc.allocInobtBlock(ag, blocks[i - 1] ?? 0));
+    for (let i = 0; i < need; i++) blocks.push(fs.alloc.allocRepairBlock(ag, blocks[i - 1] ?? 0, OWN_INOBT));
     const installed = installStagedBtree(fs, ag, 'ino', records.length, chunkSource(records), blocks);
     const freeInodes = records.reduce((n, r) => n + r.freecount, 0);
     const hdr = ag.header();

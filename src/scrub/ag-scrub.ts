@@ -17,7 +17,10 @@ import { isInodeOwner, OWN_AG, ownerName } from '../format/owners';
 import { fixedOwners, inodeOwnerSteps } from '../alloc/ag-owners';
 import type { OwnedExtent } from '../alloc/ag-owners';
 import { decodeRmap, decodeRmapOwner } from '../rmap/rmap-btree';
+import { CHUNK_BLOCKS, INODES_PER_BLOCK } from '../format/geometry';
 import type { Geometry } from '../format/geometry';
+import { decodeInobt, INODES_PER_CHUNK } from '../alloc/inode-btree';
+import { inodeBlockBufOps } from '../inode/inode-format';
 import { eachBlock, eachRecord, runToEnd } from './common';
 import type { ProblemList, ScrubSteps } from './common';
 
@@ -88,6 +91,7 @@ export function* scrubAgSteps(ag: AllocGroup, geo: Geometry, problems: ProblemLi
     if (records !== v.records) problems.add('AG header', agno, ag.start + 1, `${name} btree has ${v.records} records, header says ${records}`);
   }
   if (!result.treesReadable) return result;
+  yield* checkInodeChunks(ag, geo, problems);
 
   // 2. Free space: bnobt and cntbt hold the same extents; header figures match.
   const free: { start: number; len: number }[] = [];
@@ -252,5 +256,30 @@ function checkMetadataOwners(ag: AllocGroup, metadata: OwnedExtent[], expected: 
     if (!wantSet.has(key(e)) && n++ < 50) {
       problems.add('rmap', agno, ag.start + e.start, `rmap says ${ownerName(e.owner)} owns ${e.start}+${e.len}, which is not such metadata`);
     }
+  }
+}
+
+/**
+ * 1b. Each inode chunk the inode btree names holds inodes (XFS's
+ * xchk_iallocbt_check_clusters): a record moved to where there is no chunk
+ * is the inode btree's own damage, found by its own check -- also before an
+ * rmap repair, whose inode scan would read those blocks as inodes. A chunk
+ * (eight blocks) a step. Misplaced chunks (unaligned, past the end) are
+ * reported with the static owners.
+ */
+function* checkInodeChunks(ag: AllocGroup, geo: Geometry, problems: ProblemList): ScrubSteps<void> {
+  const chunks: number[] = [];
+  yield* eachRecord(ag.ino, (b, off) => { chunks.push(decodeInobt(b, off).startino); });
+  const ops = inodeBlockBufOps(geo);
+  for (const startino of chunks) {
+    const bno = startino / INODES_PER_BLOCK;
+    if (startino % INODES_PER_CHUNK !== 0 || bno + CHUNK_BLOCKS > ag.length) continue;
+    try {
+      for (let i = 0; i < CHUNK_BLOCKS; i++) ag.cache.read(ag.start + bno + i, ops);
+    } catch (e) {
+      if (!(e instanceof RmapfsError)) throw e;
+      problems.add('inobt', ag.agno, ag.start + bno, `chunk at inode ${startino} does not hold inodes: ${e.message}`);
+    }
+    yield;
   }
 }
