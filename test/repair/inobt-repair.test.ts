@@ -192,3 +192,23 @@ t.test('bad input: an AG past the end, a cancelled repair', async (t) => {
   t.same(check(fsx), [], 'clean');
   t.end();
 });
+
+t.test('one damaged inode is the inode\'s problem, not the inode btree\'s (whose chunk check finds inodes at home)', (t) => {
+  const image = scratchImage(t, { size: 64 << 20, agCount: 2 });
+  let fsx = Rmapfs.open(image);
+  // A file whose inode block is not the root directory's (opening the filesystem reads that one).
+  const rootBlock = fsx.fs.geo.inoLocation(fsx.rootIno).fsbno;
+  let ino = fsx.rootIno;
+  for (let i = 0; fsx.fs.geo.inoLocation(ino).fsbno === rootBlock; i++) ino = fsx.create(fsx.rootIno, `f${i}`, S_IFREG | 0o644, 0, 0).ino;
+  const { fsbno, offset } = fsx.fs.geo.inoLocation(ino);
+  fsx.close();
+  const fd = fs.openSync(image, 'r+');
+  fs.writeSync(fd, Buffer.from([0xa5]), 0, 1, fsbno * BLOCK_SIZE + offset + 100);
+  fs.closeSync(fd);
+  fsx = Rmapfs.open(image);
+  t.teardown(() => fsx.close());
+  const problems = check(fsx);
+  t.ok(problems.some((p) => p.includes(`inode ${ino}`) && p.includes('bad crc32c')), 'the inode is reported');
+  t.same(problems.filter((p) => p.startsWith('inobt')), [], 'the inode btree is not blamed');
+  t.end();
+});
