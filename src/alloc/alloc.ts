@@ -295,7 +295,7 @@ export class Allocator implements InobtBlockSource {
    */
   allocRepairBlock(ag: AllocGroup, hint: number, owner: number): number {
     const found = ag.findFree({ minLen: 1, maxLen: 1, goal: hint });
-    if (found === null) throw new RmapfsError('ENOSPC', `AG ${ag.agno}: no block for the ${ownerName(owner)} btree`);
+    if (found === null) throw new RmapfsError('ENOSPC', `AG ${ag.agno}: no free block for a new ${ownerName(owner)} btree block`);
     this.claim(ag, found.startblock, 1, owner, 0, 0);
     return found.startblock;
   }

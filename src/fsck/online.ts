@@ -148,7 +148,7 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
   };
   const rebuilt: number[] = [];
   let lastProgress = 0;
-  for (const name of dependencyOrder([...damaged.keys()])) {
+  for (const name of dependencyOrder([...damaged.keys()], options.forceRebuild ? [] : [...damaged.keys()])) {
     const entry = fsckEntry(name);
     const damage = damaged.get(name)!;
     // The rmap: every AG asked for, not only those a problem named (the file pass's rmap problems are filed

@@ -280,19 +280,21 @@ export function sourcesFoundThrough(name: StructureName): StructureName[] {
 /**
  * `names` in an order where each comes after everything it depends on
  * (directly or not), and after what its rebuild finds its sources through
- * when that is among them too (it goes first, though it depends on this one:
- * its own rebuild reads only its AG's part).
+ * when that was found damaged (`foundDamaged`, default all of them): it goes
+ * first, though it depends on this one -- its own rebuild reads only its AG's
+ * part. A sound one is not rebuilt first (--force-rebuild): the rmap, which
+ * may be what is damaged, would be its source.
  */
-export function dependencyOrder(names: readonly StructureName[]): StructureName[] {
+export function dependencyOrder(names: readonly StructureName[], foundDamaged: readonly StructureName[] = names): StructureName[] {
   const out: StructureName[] = [];
   const visiting = new Set<StructureName>();
   const visit = (n: StructureName): void => {
     if (out.includes(n) || visiting.has(n)) return;
     visiting.add(n);
-    for (const f of sourcesFoundThrough(n)) if (names.includes(f)) visit(f);
+    for (const f of sourcesFoundThrough(n)) if (foundDamaged.includes(f)) visit(f);
     for (const d of structureFacts(n).dependsOn) {
       // The one cycle: what finds its sources through n comes after n, though n is rebuilt from it.
-      if (isStructureName(d) && !(names.includes(d) && sourcesFoundThrough(d).includes(n))) visit(d);
+      if (isStructureName(d) && !(foundDamaged.includes(n) && sourcesFoundThrough(d).includes(n))) visit(d);
     }
     visiting.delete(n);
     out.push(n);
