@@ -2,14 +2,11 @@
  * The extent allocator. Every allocation and free changes the free-space
  * btrees and the rmap together, in the caller's transaction, and then tells
  * the registered rmap hooks -- the seam online repair uses to keep its
- * in-memory rmap current while foreground operations go on.
- *
- * Hooks hear of a change only once its transaction commits (the transaction
- * runner calls `deliverRmapUpdates`); an aborted transaction's changes are
- * dropped unheard. A hook that throws is unregistered and its owner told
- * (`onFailure`): the owner's copy missed a change, so whatever it was
- * building must be abandoned -- as XFS aborts the scan whose live hook
- * failed. The user's operation, already committed, never fails for it.
+ * in-memory rmap current while foreground operations go on. The inode
+ * allocator's hooks (inode and chunk allocations and frees) are kept here
+ * too, beside them, so that one place delivers both when a transaction
+ * commits (`deliverCommitted`) and drops both when it aborts
+ * (commit-hooks.ts).
  *
  * An AG whose space metadata (header, free list, free-space btrees, rmap) is
  * known sick (health.ts) is stepped around for new allocations, as a full
@@ -18,19 +15,18 @@
  * comes in the middle of an operation; its transaction rolls back, and the
  * transaction runner tries it again (Filesystem.run), now avoiding the AG.
  */
-import createDebug from 'debug';
 import { RmapfsError, isCorruption } from '../errors';
 import type { BufCache } from '../io/buf-cache';
 import type { Geometry } from '../format/geometry';
-import { OWN_AG, OWN_INOBT, isInodeOwner } from '../format/owners';
+import { OWN_AG, OWN_INOBT, isInodeOwner, ownerName } from '../format/owners';
 import { RMAP_BMBT_BLOCK } from '../rmap/rmap-btree';
 import { rmapMap, rmapUnmap } from '../rmap/rmap';
 import { AllocGroup } from './ag';
 import type { InobtBlockSource } from './ag';
+import { CommitHooks } from './commit-hooks';
+import type { HookFailure } from './commit-hooks';
 import { HealthRecord, SPACE_STRUCTURES, structureLabel } from './health';
 import type { AgStructure, FsStructure } from './health';
-
-const log = createDebug('rmapfs:alloc');
 
 export interface RmapUpdate {
   op: 'map' | 'unmap';
@@ -45,7 +41,20 @@ export interface RmapUpdate {
 export type RmapHook = (update: RmapUpdate) => void;
 
 /** Told that the hook threw (and was unregistered): the owner's view is no longer complete. */
-export type RmapHookFailure = (error: unknown) => void;
+export type RmapHookFailure = HookFailure;
+
+/**
+ * A change of the inode allocator, in AG inode numbers: a chunk of 64 free
+ * inodes allocated (`chunk-alloc`, agino = its first inode) or freed whole
+ * (`chunk-free`), one inode taken (`use`) or given back (`free`).
+ */
+export interface InodeUpdate {
+  op: 'chunk-alloc' | 'chunk-free' | 'use' | 'free';
+  agno: number;
+  agino: number;
+}
+
+export type InodeHook = (update: InodeUpdate) => void;
 
 export interface AllocRequest {
   owner: number;
@@ -73,9 +82,8 @@ export interface AllocatedExtent {
 
 export class Allocator implements InobtBlockSource {
   readonly ags: AllocGroup[] = [];
-  /** Each live hook with what to tell its owner when it fails. */
-  private readonly hooks = new Map<RmapHook, RmapHookFailure>();
-  private pending: RmapUpdate[] = [];
+  private readonly rmapHooks = new CommitHooks<RmapUpdate>('rmap');
+  private readonly inodeHooks = new CommitHooks<InodeUpdate>('inode');
   /** Next AG to try first for allocations without a goal (spreads new files). */
   private rotor = 0;
   /**
@@ -123,39 +131,41 @@ export class Allocator implements InobtBlockSource {
 
   /** Registers a hook; should it ever throw, it is unregistered and `onFailure` hears the error. */
   addRmapHook(hook: RmapHook, onFailure: RmapHookFailure): void {
-    this.hooks.set(hook, onFailure);
+    this.rmapHooks.add(hook, onFailure);
   }
 
   removeRmapHook(hook: RmapHook): void {
-    this.hooks.delete(hook);
+    this.rmapHooks.remove(hook);
+  }
+
+  /** Registers an inode allocation hook (the inode btree repair's); failures as for rmap hooks. */
+  addInodeHook(hook: InodeHook, onFailure: HookFailure): void {
+    this.inodeHooks.add(hook, onFailure);
+  }
+
+  removeInodeHook(hook: InodeHook): void {
+    this.inodeHooks.remove(hook);
+  }
+
+  /** The inode allocator changed the inode btree (called inside its transaction). */
+  noteInodeUpdate(u: InodeUpdate): void {
+    this.inodeHooks.note(u);
   }
 
   /** The transaction committed: tell the hooks what it changed, in order. */
-  deliverRmapUpdates(): void {
-    const updates = this.pending;
-    this.pending = [];
-    if (this.hooks.size === 0) return;
-    for (const u of updates) {
-      for (const [hook, onFailure] of this.hooks) {
-        try {
-          hook(u);
-        } catch (e) {
-          // Never silently: a hook that missed this update would let its owner commit a stale copy.
-          this.hooks.delete(hook);
-          log('rmap hook failed and was removed: %s', e instanceof Error ? e.message : String(e));
-          onFailure(e);
-        }
-      }
-    }
+  deliverCommitted(): void {
+    this.rmapHooks.deliver();
+    this.inodeHooks.deliver();
   }
 
   /** The transaction aborted: its changes never happened. */
-  dropRmapUpdates(): void {
-    this.pending = [];
+  dropUncommitted(): void {
+    this.rmapHooks.drop();
+    this.inodeHooks.drop();
   }
 
   private note(u: RmapUpdate): void {
-    if (this.hooks.size > 0) this.pending.push(u);
+    this.rmapHooks.note(u);
   }
 
   // ---- allocation ------------------------------------------------------------
@@ -273,9 +283,20 @@ export class Allocator implements InobtBlockSource {
 
   allocInobtBlock(ag: AllocGroup, hint: number): number {
     if (this.spaceSick(ag)) throw this.sickRefusal(ag, 'cannot grow the inode btree');
+    return this.allocRepairBlock(ag, hint, OWN_INOBT);
+  }
+
+  /**
+   * One free block (never a busy one) near `hint`, mapped to `owner` in the
+   * rmap: for a repair's new btree. Not refused while the AG's space metadata
+   * is known sick: the repair runs because something there is, trusting what
+   * it rebuilds from (the inode btree's repair runs while the rmap is blamed
+   * for the inode chunks the damaged inode btree names).
+   */
+  allocRepairBlock(ag: AllocGroup, hint: number, owner: number): number {
     const found = ag.findFree({ minLen: 1, maxLen: 1, goal: hint });
-    if (found === null) throw new RmapfsError('ENOSPC', `AG ${ag.agno}: no block for the inode btree`);
-    this.claim(ag, found.startblock, 1, OWN_INOBT, 0, 0);
+    if (found === null) throw new RmapfsError('ENOSPC', `AG ${ag.agno}: no free block for a new ${ownerName(owner)} btree block`);
+    this.claim(ag, found.startblock, 1, owner, 0, 0);
     return found.startblock;
   }
 

@@ -9,6 +9,7 @@ import type { CtlEvent, CtlReply, CtlRequest } from '../ctl/ctl';
 import type { RmapRepairResult } from '../repair/rmap-repair';
 import type { FreeSpaceRepairResult } from '../repair/free-space-repair';
 import type { HeaderRepairResult } from '../repair/ag-header-repair';
+import type { InodeBtreeRepairResult } from '../repair/inobt-repair';
 import { describeSick } from '../ctl/health-report';
 import type { SickStructureReport } from '../ctl/health-report';
 import { formatProblem } from '../scrub/common';
@@ -222,7 +223,8 @@ structure asked for that can be, damaged or not. Today that is the rmap
 btree (rebuilt from the files' block maps and the static owners: its
 records are collected into an in-memory btree while the filesystem stays in
 use, then the new btree is loaded and swapped in with one transaction) and
-the free-space btrees (rebuilt from the rmap the same way), the AG
+the free-space btrees (rebuilt from the rmap the same way), the inode btree
+(from the rmap's inode chunks and the inodes themselves), the AG
 headers and free lists (recomputed from the btrees and the rmap), the
 secondary superblocks (rewritten from the primary) and the summary counters
 (recomputed from every AG's btrees). Scrubs afterwards and reports the result. --progress draws
@@ -235,8 +237,9 @@ options:
                blocks, oldBlocks, inodesScanned, scanMs, loadMs, commitPauseMs,
                xfileBytes, heapGrowthMib}], freeSpace: [{agno, records,
                freeBlocks, longest, bnoBlocks, cntBlocks, oldBlocks, scanMs,
-               commitPauseMs}], headers: [{type, agno, fixed,
-               commitPauseMs}], problems, problemCount,
+               commitPauseMs}], inodeBtree: [{agno, chunks, inodes,
+               freeInodes, btreeBlocks, oldBlocks, scanMs, commitPauseMs}],
+               headers: [{type, agno, fixed, commitPauseMs}], problems, problemCount,
                unrepairable, error, errorCode}
   --progress   a progress bar
   --type T,... only these structures (--type list names them)
@@ -336,6 +339,7 @@ async function repair(args: ParsedArgs, json: boolean, io: CommandIo): Promise<n
   const ags = (reply.ags ?? []) as RmapRepairResult[];
   const freeSpace = (reply.freeSpace ?? []) as FreeSpaceRepairResult[];
   const headers = (reply.headers ?? []) as HeaderRepairResult[];
+  const inodeBtree = (reply.inodeBtree ?? []) as InodeBtreeRepairResult[];
   const scrub = (reply.scrub ?? {}) as ScrubReply;
   // Damage it found but cannot rebuild yet, beside what it rebuilt: left as it is, and said so.
   const unrepairable = (reply.unrepairable ?? []) as SickStructureReport[];
@@ -349,6 +353,9 @@ async function repair(args: ParsedArgs, json: boolean, io: CommandIo): Promise<n
     })), freeSpace: freeSpace.map((f) => ({
       agno: f.agno, records: f.records, freeBlocks: f.freeBlocks, longest: f.longest, bnoBlocks: f.bnoBlocks,
       cntBlocks: f.cntBlocks, oldBlocks: f.oldBlocks, scanMs: +f.scanMs.toFixed(1), commitPauseMs: +f.commitPauseMs.toFixed(2),
+    })), inodeBtree: inodeBtree.map((i) => ({
+      agno: i.agno, chunks: i.chunks, inodes: i.inodes, freeInodes: i.freeInodes, btreeBlocks: i.btreeBlocks,
+      oldBlocks: i.oldBlocks, scanMs: +i.scanMs.toFixed(1), commitPauseMs: +i.commitPauseMs.toFixed(2),
     })), headers: headers.map((h) => ({
       type: h.type, agno: h.agno, fixed: h.fixed, commitPauseMs: +h.commitPauseMs.toFixed(2),
     })), problems: problemsJson(scrub.problems ?? []), problemCount: left, unrepairable, error: null, errorCode: null }));
@@ -358,13 +365,17 @@ async function repair(args: ParsedArgs, json: boolean, io: CommandIo): Promise<n
       io.out(`AG ${f.agno}: free-space btrees rebuilt from the rmap, ${f.records} free extents (${f.freeBlocks} blocks) `
         + `in ${f.bnoBlocks}+${f.cntBlocks} blocks (was ${f.oldBlocks}); commit pause ${f.commitPauseMs.toFixed(1)} ms`);
     }
+    for (const i of inodeBtree) {
+      io.out(`AG ${i.agno}: inode btree rebuilt from the rmap and the inodes, ${i.chunks} chunks (${i.inodes} inodes, `
+        + `${i.freeInodes} free) in ${i.btreeBlocks} blocks (was ${i.oldBlocks}); commit pause ${i.commitPauseMs.toFixed(1)} ms`);
+    }
     for (const a of ags) {
       io.out(`AG ${a.agno}: rmap rebuilt, ${a.records} records in ${a.blocks} blocks (was ${a.oldBlocks}); `
         + `scanned ${a.inodesScanned} inodes in ${a.scanMs.toFixed(0)} ms, commit pause ${a.commitPauseMs.toFixed(1)} ms`);
     }
     for (const p of scrub.problems ?? []) io.out(formatProblem(p));
     if (unrepairable.length > 0) io.err(`rmapfs repair: ${String(reply.error)}`);
-    else if (ags.length === 0 && freeSpace.length === 0 && headers.length === 0 && left === 0) io.out('rmapfs repair: nothing damaged; scrub is clean');
+    else if (ags.length === 0 && freeSpace.length === 0 && headers.length === 0 && inodeBtree.length === 0 && left === 0) io.out('rmapfs repair: nothing damaged; scrub is clean');
     else io.out(left === 0 ? 'rmapfs repair: done; scrub is clean' : `rmapfs repair: ${left} problems left after the repair`);
   }
   return status;

@@ -10,6 +10,12 @@
  * - dependsOn: the structures that must be healthy before this one can be
  *   rebuilt from them (XFS rebuilds the AG structures from the rmap, and the
  *   rmap from the inodes' forward maps). Repair goes in this order.
+ * - findsSourcesThrough: AG structures its rebuild reads in EVERY AG to find
+ *   its sources (the rmap's inode scan walks every AG's inode btree to find
+ *   the inodes). They must be sound everywhere before it is rebuilt; when
+ *   they are damaged too they are rebuilt first, from their own (per-AG)
+ *   dependencies -- the inode btree from its AG's rmap, whose inode chunks
+ *   it verifies as it reads them.
  */
 export type StructureScope = 'filesystem' | 'ag' | 'inode';
 
@@ -19,6 +25,7 @@ export interface StructureFacts {
   /** What the user is told it is. */
   readonly label: string;
   readonly dependsOn: readonly string[];
+  readonly findsSourcesThrough?: readonly string[];
 }
 
 /** The forward maps the rmap is rebuilt from. */
@@ -31,7 +38,7 @@ export const STRUCTURES = [
   { name: 'agfl', scope: 'ag', label: 'free list (AGFL)', dependsOn: ['rmapbt'] },
   { name: 'bnobt', scope: 'ag', label: 'free-space btree (by block)', dependsOn: ['rmapbt'] },
   { name: 'cntbt', scope: 'ag', label: 'free-space btree (by size)', dependsOn: ['rmapbt'] },
-  { name: 'rmapbt', scope: 'ag', label: 'rmap btree', dependsOn: FORWARD_MAPS },
+  { name: 'rmapbt', scope: 'ag', label: 'rmap btree', dependsOn: FORWARD_MAPS, findsSourcesThrough: ['inobt'] },
   { name: 'inobt', scope: 'ag', label: 'inode btree', dependsOn: ['rmapbt'] },
   { name: 'counters', scope: 'filesystem', label: 'summary counters', dependsOn: ['rmapbt'] },
   { name: 'inode', scope: 'inode', label: 'inode core', dependsOn: [] },

@@ -205,11 +205,11 @@ export class Filesystem {
       }
     } catch (e) {
       this.cache.abortTx();
-      this.alloc.dropRmapUpdates();
+      this.alloc.dropUncommitted();
       throw e;
     }
     this.cache.commitTx();
-    this.alloc.deliverRmapUpdates();
+    this.alloc.deliverCommitted();
     // Force before the next operation could push one force past what a journal transaction holds.
     if (this.cache.unloggedCount > this.maxTxImages * 0.8) this.forceLog();
     return result;

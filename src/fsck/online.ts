@@ -11,7 +11,7 @@
  *   nothing of it changed). Then it scrubs the AGs it rebuilt.
  */
 import createDebug from 'debug';
-import { RmapfsError } from '../errors';
+import { RmapfsError, isCorruption } from '../errors';
 import type { Rmapfs } from '../fs/rmapfs';
 import type { AgStructure, StructureName } from '../format/structures';
 import { ALL_STRUCTURES, structureFacts, structureLabel } from '../format/structures';
@@ -28,7 +28,10 @@ import type { LiveScrubResult } from '../scrub/live-scrub';
 import type { RmapRepairResult } from '../repair/rmap-repair';
 import type { FreeSpaceRepairResult } from '../repair/free-space-repair';
 import type { HeaderRepairResult } from '../repair/ag-header-repair';
-import { dependencyOrder, fsckEntry, isRepairable, selectStructures, structuresOfScope, tableChecker, trustedByRepairOf } from './table';
+import type { InodeBtreeRepairResult } from '../repair/inobt-repair';
+import {
+  dependencyOrder, fsckEntry, isRepairable, selectStructures, sourcesFoundThrough, structuresOfScope, tableChecker, trustedByRepairOf,
+} from './table';
 
 const log = createDebug('rmapfs:fsck');
 
@@ -91,8 +94,11 @@ function refusalReports(fsx: Rmapfs, name: StructureName, damage: Damage): SickS
  */
 function checkTrusted(fsx: Rmapfs, name: StructureName, agnos: readonly number[]): SickStructureReport[] {
   const trusted = trustedByRepairOf(name);
+  // What it finds its sources through is read in every AG, not only in those it rebuilds.
+  const everywhere = sourcesFoundThrough(name);
+  const others = everywhere.length === 0 ? [] : fsx.fs.alloc.ags.map((a) => a.agno).filter((a) => !agnos.includes(a));
   const problems = new ProblemList();
-  for (const a of agnos) {
+  for (const a of [...agnos, ...others]) {
     const ag = fsx.fs.alloc.ag(a);
     const before = ag.activity;
     ag.activity = 'checking before a repair';
@@ -103,8 +109,10 @@ function checkTrusted(fsx: Rmapfs, name: StructureName, agnos: readonly number[]
     }
   }
   markHealthFromProblems(fsx.fs.alloc, agnos, problems.problems, 'repair', 'checking before a repair', trusted);
+  if (others.length > 0) markHealthFromProblems(fsx.fs.alloc, others, problems.problems, 'repair', 'checking before a repair', everywhere);
   for (const p of problems.problems) log('before repairing %s: %s', name, formatProblem(p));
-  return sickStructures(fsx.fs.alloc, isRepairable).filter((r) => agnos.includes(r.agno) && trusted.includes(r.structure));
+  return sickStructures(fsx.fs.alloc, isRepairable)
+    .filter((r) => (agnos.includes(r.agno) && trusted.includes(r.structure)) || everywhere.includes(r.structure));
 }
 
 /** What the closing scrub checks: every AG structure, and the summary counters when they were recomputed. */
@@ -140,12 +148,13 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
   const results: RmapRepairResult[] = [];
   const freeSpace: FreeSpaceRepairResult[] = [];
   const headers: HeaderRepairResult[] = [];
+  const inodeBtree: InodeBtreeRepairResult[] = [];
   const refused: SickStructureReport[] = [];
   const refuse = (reports: readonly SickStructureReport[]): void => {
     for (const r of reports) if (!refused.some((x) => x.agno === r.agno && x.structure === r.structure)) refused.push(r);
   };
   let lastProgress = 0;
-  for (const name of dependencyOrder([...damaged.keys()])) {
+  for (const name of dependencyOrder([...damaged.keys()], options.forceRebuild ? [] : [...damaged.keys()])) {
     // The AGs whose rebuild of this structure committed (what a failure after them says).
     const rebuilt: number[] = [];
     const entry = fsckEntry(name);
@@ -202,9 +211,18 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
       for (const r of done) {
         if ('inodesScanned' in r) results.push(r);
         else if ('fixed' in r) headers.push(r);
+        else if ('chunks' in r) inodeBtree.push(r);
         else freeSpace.push(r);
       }
     } catch (e) {
+      // Rebuilt ahead of a structure that finds its sources through it (the inode btree before the rmap),
+      // from a source that may be the damaged one (the rmap's inode chunks, verified as they are read):
+      // the old one stays, and the rebuild that comes next is from it.
+      const ahead = [...damaged.keys()].some((d) => d !== name && sourcesFoundThrough(d).includes(name));
+      if (ahead && isCorruption(e)) {
+        log('rebuilding %s before what finds its sources through it failed, left as it is: %s', name, e instanceof Error ? e.message : String(e));
+        continue;
+      }
       const state = rebuilt.length === 0 ? `the old ${structureLabel(name)} is still in place`
         : `AG ${rebuilt.join(', ')} rebuilt before that, the others keep their old ${structureLabel(name)}`;
       return refusalFrom(e, `repair failed, ${state}: `);
@@ -212,7 +230,7 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
   }
   // AG by AG, each AG's in table order (as status lists them).
   refused.sort((a, b) => a.agno - b.agno || ALL_STRUCTURES.indexOf(a.structure) - ALL_STRUCTURES.indexOf(b.structure));
-  const rebuiltAny = results.length > 0 || freeSpace.length > 0 || headers.length > 0;
+  const rebuiltAny = results.length > 0 || freeSpace.length > 0 || headers.length > 0 || inodeBtree.length > 0;
   if (!rebuiltAny && refused.length > 0) return { ...refusal('EFSCORRUPTED', unrepairableLine(refused)), unrepairable: refused };
   fsx.fsync();
   // The closing scrub of the AGs it rebuilt (or checked) runs in slices like any other (FUSE keeps being
@@ -220,7 +238,7 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
   const scrub = !rebuiltAny && before !== null ? before
     : await scrubLiveSliced(fsx.fs, tableChecker(closingScrubOf(headers), agno), hooks);
   if (rebuiltAny) markHealthFromProblems(fsx.fs.alloc, agnos, scrub.problems, 'repair', 'scrubbing after a repair');
-  const reply: CtlReply = { ok: true, ags: results, freeSpace, headers, scrub, unrepairable: refused };
+  const reply: CtlReply = { ok: true, ags: results, freeSpace, inodeBtree, headers, scrub, unrepairable: refused };
   if (refused.length > 0) reply.error = unrepairableLine(refused, true);
   return reply;
 }

@@ -34,14 +34,16 @@ import { repairFreeSpace } from '../repair/free-space-repair';
 import type { FreeSpaceRepairResult } from '../repair/free-space-repair';
 import { repairAgHeader, repairFreeList, repairSecondarySuperblock, repairSummaryCounters } from '../repair/ag-header-repair';
 import type { HeaderRepairResult } from '../repair/ag-header-repair';
+import { repairInodeBtree } from '../repair/inobt-repair';
+import type { InodeBtreeRepairResult } from '../repair/inobt-repair';
 import type { Rmapfs } from '../fs/rmapfs';
 import type { LiveChecker } from '../scrub/live-scrub';
 
 /** Finds the damage of one structure (agno: the AG, for AG-scope entries; else null), reporting into the run. */
 export type Checker = (run: CheckRun, agno: number | null) => ScrubSteps<void>;
 
-/** What one rebuild of one AG reports (the rmap's, the free-space btrees', or a header's: the small repairers'). */
-export type RepairResult = RmapRepairResult | FreeSpaceRepairResult | HeaderRepairResult;
+/** What one rebuild of one AG reports (the rmap's, the free-space btrees', the inode btree's, or a header's: the small repairers'). */
+export type RepairResult = RmapRepairResult | FreeSpaceRepairResult | InodeBtreeRepairResult | HeaderRepairResult;
 
 /** Rebuilds one structure in these AGs of a live filesystem. */
 export type Repairer = (fsx: Rmapfs, agnos: readonly number[], options: RepairOptions) => Promise<RepairResult[]>;
@@ -62,6 +64,10 @@ function perAg(repairOne: (fsx: Rmapfs, agno: number, options: RepairOptions) =>
 /** Both free-space btrees of each AG, rebuilt together from its rmap (one repairer serves bnobt and cntbt). */
 const repairFreeSpaceBtrees = perAg((fsx, agno, options) =>
   repairFreeSpace(fsx, agno, { cancelled: options.cancelled, foregroundWaiting: options.foregroundWaiting }));
+
+/** Each AG's inode btree, from its rmap's inode chunks and the inode cores. */
+const repairInodeBtrees = perAg((fsx, agno, options) =>
+  repairInodeBtree(fsx, agno, { cancelled: options.cancelled, foregroundWaiting: options.foregroundWaiting }));
 
 export interface FsckEntry extends StructureFacts {
   readonly name: StructureName;
@@ -234,6 +240,7 @@ const REPAIRERS: Partial<Record<StructureName, Repairer>> = {
   rmapbt: repairRmaps,
   bnobt: repairFreeSpaceBtrees,
   cntbt: repairFreeSpaceBtrees,
+  inobt: repairInodeBtrees,
 };
 
 /** The table: every structure, in the order checks walk them. */
@@ -272,14 +279,30 @@ export function structuresOfScope(scope: StructureScope): StructureName[] {
   return ALL_STRUCTURES.filter((s) => structureFacts(s).scope === scope);
 }
 
-/** `names` in an order where each comes after everything it depends on (directly or not). */
-export function dependencyOrder(names: readonly StructureName[]): StructureName[] {
+/** What the rebuild of `name` reads in every AG to find its sources (see StructureFacts.findsSourcesThrough). */
+export function sourcesFoundThrough(name: StructureName): StructureName[] {
+  return (structureFacts(name).findsSourcesThrough ?? []).filter(isStructureName);
+}
+
+/**
+ * `names` in an order where each comes after everything it depends on
+ * (directly or not), and after what its rebuild finds its sources through
+ * when that was found damaged (`foundDamaged`, default all of them): it goes
+ * first, though it depends on this one -- its own rebuild reads only its AG's
+ * part. A sound one is not rebuilt first (--force-rebuild): the rmap, which
+ * may be what is damaged, would be its source.
+ */
+export function dependencyOrder(names: readonly StructureName[], foundDamaged: readonly StructureName[] = names): StructureName[] {
   const out: StructureName[] = [];
   const visiting = new Set<StructureName>();
   const visit = (n: StructureName): void => {
     if (out.includes(n) || visiting.has(n)) return;
     visiting.add(n);
-    for (const d of structureFacts(n).dependsOn) if (isStructureName(d)) visit(d);
+    for (const f of sourcesFoundThrough(n)) if (foundDamaged.includes(f)) visit(f);
+    for (const d of structureFacts(n).dependsOn) {
+      // The one cycle: what finds its sources through n comes after n, though n is rebuilt from it.
+      if (isStructureName(d) && !(foundDamaged.includes(n) && sourcesFoundThrough(d).includes(n))) visit(d);
+    }
     visiting.delete(n);
     out.push(n);
   };
@@ -349,10 +372,12 @@ export function tableChecker(selected: readonly StructureName[], agno: number | 
  * The structures a rebuild of `name` reads and trusts beyond its dependencies:
  * those rebuilt from it (while one of them is damaged, what it reads of them
  * cannot be believed -- the rmap repair finds the old rmap's blocks as
- * neither free nor owned by the others). Per AG.
+ * neither free nor owned by the others), per AG; and what it finds its
+ * sources through (sourcesFoundThrough), in every AG.
  */
 export function trustedByRepairOf(name: StructureName): StructureName[] {
-  return FSCK_TABLE.filter((e) => e.scope === structureFacts(name).scope && e.dependsOn.includes(name)).map((e) => e.name);
+  const rebuiltFrom = FSCK_TABLE.filter((e) => e.scope === structureFacts(name).scope && e.dependsOn.includes(name)).map((e) => e.name);
+  return [...new Set([...rebuiltFrom, ...sourcesFoundThrough(name)])];
 }
 
 /** The live scrub's checker for a command's --type and --ag (every structure of them by default). */

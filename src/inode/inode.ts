@@ -254,10 +254,12 @@ export class InodeStore {
     setInodeFree(rec, agino - startino, true);
     rec.freecount++;
     ag.adjustInodeCounts(0, 1);
+    this.alloc.noteInodeUpdate({ op: 'free', agno: ag.agno, agino });
     if (rec.freecount === INODES_PER_CHUNK) {
       // The whole chunk is free: give its blocks back.
       cur.delete();
       ag.adjustInodeCounts(-INODES_PER_CHUNK, -INODES_PER_CHUNK);
+      this.alloc.noteInodeUpdate({ op: 'chunk-free', agno: ag.agno, agino: startino });
       const chunkFsbno = this.geo.fsbno(ag.agno, startino / INODES_PER_BLOCK);
       for (let i = 0; i < CHUNK_BLOCKS; i++) this.cache.invalidate(chunkFsbno + i);
       this.alloc.free(chunkFsbno, CHUNK_BLOCKS, OWN_INODES);
@@ -301,6 +303,7 @@ export class InodeStore {
     rec.freecount--;
     this.updateRecord(cur, rec);
     ag.adjustInodeCounts(0, -1);
+    this.alloc.noteInodeUpdate({ op: 'use', agno: ag.agno, agino: rec.startino + slot });
     this.freeHint.set(ag.agno, rec.startino);
     return rec.startino + slot;
   }
@@ -340,6 +343,7 @@ export class InodeStore {
     encodeInobt(rec, b);
     ag.ino.insert(b);
     ag.adjustInodeCounts(INODES_PER_CHUNK, INODES_PER_CHUNK);
+    this.alloc.noteInodeUpdate({ op: 'chunk-alloc', agno: ag.agno, agino: startino });
     log('AG %d: new inode chunk at %d', ag.agno, startino);
     return rec;
   }

@@ -10,9 +10,7 @@
  */
 import t from 'tap';
 import * as fs from 'fs';
-import * as path from 'path';
 import * as crypto from 'crypto';
-import { execFileSync } from 'child_process';
 import { Rmapfs } from '../../src/fs/rmapfs';
 import { WriteLogRecorder } from '../../src/io/write-log';
 import { repairFreeSpace } from '../../src/repair/free-space-repair';
@@ -20,6 +18,7 @@ import { S_IFREG } from '../../src/inode/inode-format';
 import { Rng, testSeed } from '../lib/rng';
 import { scratchImage } from '../lib/fs';
 import { scratchPath } from '../lib/trees';
+import { expectEveryCrashPointClean } from './replay-points';
 
 t.test('free-space repairs with writers running: every crash point checks clean', async (t) => {
   const seed = testSeed(1212);
@@ -80,17 +79,6 @@ t.test('free-space repairs with writers running: every crash point checks clean'
   }
   t.equal(repairs, 6, 'six repairs');
   t.ok(durable > 0, `${durable} files marked durable`);
-  const replay = path.join(__dirname, 'replay-check.js');
-  let out: string;
-  try {
-    out = execFileSync(process.execPath, [replay, base, logPath, '--torn', '2', '--seed', String(seed)], { encoding: 'utf8' });
-  } catch (e) {
-    out = String((e as { stdout?: string }).stdout ?? e);
-  }
-  const summary = /replay-check: (\d+) points .* (\d+) failures;/.exec(out);
-  t.ok(summary !== null, out.split('\n').filter(Boolean).pop() ?? 'no summary');
-  t.equal(Number(summary?.[2]), 0, 'no crash point fails');
-  t.ok(Number(summary?.[1]) >= 100, `${summary?.[1]} crash points`);
-  for (const line of out.split('\n').filter((l) => l.startsWith('FAIL')).slice(0, 5)) t.comment(line);
+  expectEveryCrashPointClean(t, base, logPath, seed, 100);
   t.end();
 });

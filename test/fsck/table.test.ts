@@ -16,7 +16,7 @@ import { Filesystem } from '../../src/fs/filesystem';
 import { ALL_STRUCTURES } from '../../src/format/structures';
 import type { StructureName } from '../../src/format/structures';
 import { checkDevice } from '../../src/fsck/check';
-import { checkerFor, dependencyOrder, FSCK_TABLE, selectStructures } from '../../src/fsck/table';
+import { checkerFor, dependencyOrder, FSCK_TABLE, selectStructures, trustedByRepairOf } from '../../src/fsck/table';
 import { scrubLiveSliced } from '../../src/scrub/live-scrub';
 import { structureOfProblem } from '../../src/scrub/health-marks';
 import { formatProblem } from '../../src/scrub/common';
@@ -116,7 +116,10 @@ t.test('selection: every type by default, the AG ones with an AG; bad input is E
 });
 
 t.test('dependency order: the forward maps, then the rmap, then what is rebuilt from it', (t) => {
-  t.same(dependencyOrder(['counters', 'inobt', 'rmapbt', 'bnobt']), ['rmapbt', 'counters', 'inobt', 'bnobt']);
+  // The inode btree goes before the rmap though it is rebuilt from it: the rmap's inode scan walks every AG's.
+  t.same(dependencyOrder(['counters', 'inobt', 'rmapbt', 'bnobt']), ['inobt', 'rmapbt', 'counters', 'bnobt']);
+  t.same(dependencyOrder(['rmapbt', 'inobt', 'inode']), ['inobt', 'inode', 'rmapbt']);
+  t.ok(trustedByRepairOf('rmapbt').includes('inobt'), 'an rmap repair trusts the inode btrees');
   t.same(dependencyOrder(['agh', 'bmap', 'rmapbt', 'inode']), ['inode', 'bmap', 'rmapbt', 'agh']);
   t.same(dependencyOrder(['secondary-sb', 'superblock']), ['superblock', 'secondary-sb']);
   for (const e of FSCK_TABLE) {

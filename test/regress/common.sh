@@ -268,3 +268,43 @@ _wait_daemon_ro() {
     sleep 0.1
   done
 }
+
+# ---- inode btree repair (tests 064-066) ----
+
+# A writer creating, rewriting and removing small files in the root directory (their inodes go to
+# AG 0, or elsewhere while AG 0's inode btree is known damaged) until _inobt_writer_stop; a shadow copy
+# in $TMP/wshadow says what each file must hold, failures go to $TMP/werrors.
+_inobt_writer_start() {
+  mkdir -p "$TMP/wshadow"
+  rm -f "$TMP/wstop" "$TMP/werrors"
+  (
+    g=0
+    while [ ! -e "$TMP/wstop" ]; do
+      g=$((g + 1)); k=$((g % 40))
+      if [ $((g % 3)) -eq 2 ]; then
+        rm -f "$SCRATCH_MNT/w$k" && rm -f "$TMP/wshadow/w$k"
+      else
+        echo "w$k g$g" > "$SCRATCH_MNT/w$k" && echo "w$k g$g" > "$TMP/wshadow/w$k"
+      fi || echo "writer: operation $g on w$k failed" >> "$TMP/werrors"
+      echo $g > "$TMP/wops.new" && mv "$TMP/wops.new" "$TMP/wops"
+    done
+  ) &
+  WRITER_PID=$!
+  while [ "$(cat "$TMP/wops" 2>/dev/null || echo 0)" -lt 20 ]; do sleep 0.1; done
+}
+
+_inobt_writer_stop() {
+  local before
+  before=$(cat "$TMP/wops")
+  while [ "$(cat "$TMP/wops")" -lt $((before + 20)) ]; do sleep 0.1; done
+  touch "$TMP/wstop"
+  wait "$WRITER_PID"
+  if [ -s "$TMP/werrors" ]; then cat "$TMP/werrors"; else echo "the writer saw no error"; fi
+}
+
+_inobt_writer_unchanged() {
+  local f bad=0
+  for f in "$TMP"/wshadow/w*; do cmp -s "$f" "$SCRATCH_MNT/${f##*/}" || bad=$((bad + 1)); done
+  for f in "$SCRATCH_MNT"/w*; do [ -e "$TMP/wshadow/${f##*/}" ] || bad=$((bad + 1)); done
+  if [ $bad -eq 0 ]; then echo "the writer's files are as it left them"; else echo "$bad OF THE WRITER'S FILES DIFFER"; fi
+}
