@@ -184,9 +184,13 @@ function num(o: Record<string, unknown>, key: string): number {
   return typeof v === 'number' ? v : NaN;
 }
 
-/** `rmapfs repair --force-rebuild --json`: every structure the table rebuilds by default (the rmap), or `only` of one AG. */
+/**
+ * `rmapfs repair --force-rebuild --json`: the rmap of every AG, or `only` of one AG. The rmap runs name
+ * their type: --force-rebuild alone rebuilds every structure that has a repairer (issue 12), and total_s
+ * must stay the rmap's, comparable with issue 5's figures.
+ */
 async function runRepair(mnt: string, only?: { type: AgStructure; agno: number }): Promise<RepairFigures> {
-  const args = ['repair', '--force-rebuild', '--json', ...(only ? ['--type', only.type, '--ag', String(only.agno)] : []), mnt];
+  const args = ['repair', '--force-rebuild', '--json', ...(only ? ['--type', only.type, '--ag', String(only.agno)] : ['--type', 'rmapbt']), mnt];
   const r = await rmapfs(args, { timeoutMs: 20 * 60_000 });
   // 0 clean, 1 corruption left (src/cli/scrub.ts ONLINE_*): both still report their figures.
   if (r.status !== 0 && r.status !== 1) throw new Error(failure('rmapfs', args, r));
