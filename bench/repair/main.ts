@@ -42,7 +42,20 @@
  *     after the repair) minus the live heap before. The first repair only
  *     reads the heap, never collects: heap_peak_nogc_mib is its peak, garbage
  *     included, over the live heap before.
- *  7. Unmount, delete the image.
+ *  7. The other AG structures, one AG (AG 0), right after the rmap's runs
+ *     (steps 2 and 3): `rmapfs repair --force-rebuild --type bnobt --ag 0`
+ *     (both free-space btrees, rebuilt from the rmap) and `--type inobt --ag
+ *     0` (the inode btree, from the rmap's chunk records and the inode
+ *     cores), each alone and then again under the same fio, before fio
+ *     stops. Per run: total_s (the command's wall time: its closing scrub of
+ *     AG 0 and the command's own start included), rebuild_s (the daemon's
+ *     scanMs + commitPauseMs: the rebuild itself, what the <= 1 s bar
+ *     measures), commit_pause_ms, and heap growth: these repairers do not
+ *     measure their heap, so the bench reads the daemon's live heap through
+ *     its inspector after a forced full GC before and after the command
+ *     (heap_growth_mib: what the repair left behind) and its heap without GC
+ *     every 20 ms meanwhile (heap_peak_nogc_mib, garbage included).
+ *  8. Unmount, delete the image.
  * One human line per run, PASS/FAIL per bar, then one JSON line.
  *
  * Usage (as root; needs fio): node --expose-gc dist/bench/repair/main.js
@@ -148,10 +161,21 @@ interface AgFigures {
   heapGrowthMib: number;
 }
 
+/** One AG's rebuild of a structure other than the rmap (freeSpace[] and inodeBtree[] of the JSON). */
+interface AgStructureFigures {
+  agno: number;
+  /** Free extents, or inode chunks. */
+  records: number;
+  scanMs: number;
+  commitPauseMs: number;
+}
+
 interface RepairFigures {
   clean: boolean;
   problemsLeft: number;
   ags: AgFigures[];
+  freeSpace: AgStructureFigures[];
+  inodeBtree: AgStructureFigures[];
   seconds: number;
 }
 
@@ -160,16 +184,27 @@ function num(o: Record<string, unknown>, key: string): number {
   return typeof v === 'number' ? v : NaN;
 }
 
-async function runRepair(mnt: string): Promise<RepairFigures> {
-  const args = ['repair', '--force-rebuild', '--json', mnt];
+/**
+ * `rmapfs repair --force-rebuild --json`: the rmap of every AG, or `only` of one AG. The rmap runs name
+ * their type: --force-rebuild alone rebuilds every structure that has a repairer (issue 12), and total_s
+ * must stay the rmap's, comparable with issue 5's figures.
+ */
+async function runRepair(mnt: string, only?: { type: AgStructure; agno: number }): Promise<RepairFigures> {
+  const args = ['repair', '--force-rebuild', '--json', ...(only ? ['--type', only.type, '--ag', String(only.agno)] : ['--type', 'rmapbt']), mnt];
   const r = await rmapfs(args, { timeoutMs: 20 * 60_000 });
   // 0 clean, 1 corruption left (src/cli/scrub.ts ONLINE_*): both still report their figures.
   if (r.status !== 0 && r.status !== 1) throw new Error(failure('rmapfs', args, r));
   const line = r.stdout.trim().split('\n').reverse().find((l) => l.startsWith('{'));
   if (line === undefined) throw new Error('rmapfs repair --json printed no JSON');
   const parsed = JSON.parse(line) as Record<string, unknown>;
-  const ags = Array.isArray(parsed.ags) ? parsed.ags as Record<string, unknown>[] : [];
+  const list = (key: string): Record<string, unknown>[] => (Array.isArray(parsed[key]) ? parsed[key] as Record<string, unknown>[] : []);
+  const ags = list('ags');
+  const structureFigures = (key: string, recordsKey: string): AgStructureFigures[] => list(key).map((a) => ({
+    agno: num(a, 'agno'), records: num(a, recordsKey), scanMs: num(a, 'scanMs'), commitPauseMs: num(a, 'commitPauseMs'),
+  }));
   return {
+    freeSpace: structureFigures('freeSpace', 'records'),
+    inodeBtree: structureFigures('inodeBtree', 'chunks'),
     clean: parsed.clean === true,
     problemsLeft: num(parsed, 'problemCount'),
     seconds: r.seconds,
@@ -218,6 +253,47 @@ class HeapSampler {
 }
 
 // ---------------------------------------------------------------------------
+// One AG's free-space btrees or inode btree
+
+/** The structures other than the rmap that the bench rebuilds, one AG each (`--type` names). */
+type AgStructure = 'bnobt' | 'inobt';
+const AG_STRUCTURE_AGNO = 0;
+/** Heap reads (no GC) during a one-AG repair, which takes about a second. */
+const AG_STRUCTURE_HEAP_EVERY_MS = 20;
+
+interface AgStructureRun {
+  repair: RepairFigures;
+  /** The AG's figures from the JSON (NaN-filled when the command reported none). */
+  figures: AgStructureFigures;
+  heapGrowthMib: number;
+  heapPeakNoGcMib: number;
+}
+
+async function runAgStructure(mnt: string, session: InspectorSession, type: AgStructure): Promise<AgStructureRun> {
+  const before = (await session.liveHeap()).usedSize;
+  const sampler = new HeapSampler(session, AG_STRUCTURE_HEAP_EVERY_MS, false);
+  let repair: RepairFigures;
+  try {
+    repair = await runRepair(mnt, { type, agno: AG_STRUCTURE_AGNO });
+  } finally {
+    await sampler.stop();
+  }
+  const after = (await session.liveHeap()).usedSize;
+  const rebuilt = type === 'bnobt' ? repair.freeSpace : repair.inodeBtree;
+  const figures = rebuilt.find((f) => f.agno === AG_STRUCTURE_AGNO)
+    ?? { agno: AG_STRUCTURE_AGNO, records: NaN, scanMs: NaN, commitPauseMs: NaN };
+  return { repair, figures, heapGrowthMib: (after - before) / MIB, heapPeakNoGcMib: (sampler.maxUsed - before) / MIB };
+}
+
+function describeAgStructure(type: AgStructure, what: string, r: AgStructureRun): string {
+  const f = r.figures;
+  return `  ${type === 'bnobt' ? 'free-space btrees' : 'inode btree'} of AG ${f.agno} ${what} ${r.repair.seconds.toFixed(2)} s `
+    + `(rebuild ${((f.scanMs + f.commitPauseMs) / 1000).toFixed(3)} s: scan ${f.scanMs.toFixed(0)} ms, pause ${f.commitPauseMs.toFixed(1)} ms; `
+    + `${f.records} ${type === 'bnobt' ? 'free extents' : 'chunks'}); heap growth ${r.heapGrowthMib.toFixed(2)} MiB `
+    + `(peak without GC ${r.heapPeakNoGcMib.toFixed(1)})${r.repair.clean ? '' : '; NOT CLEAN'}\n`;
+}
+
+// ---------------------------------------------------------------------------
 // One size
 
 interface Run {
@@ -238,6 +314,11 @@ interface Run {
   heapPassS: number;
   heapPassSamples: number;
   scrubS: number;
+  /** One AG's free-space btrees and inode btree, alone and under fio. */
+  freeSpace: AgStructureRun;
+  freeSpaceFg: AgStructureRun;
+  inobt: AgStructureRun;
+  inobtFg: AgStructureRun;
 }
 
 interface Mounted {
@@ -320,6 +401,10 @@ async function runSize(target: number, opts: Options, dir: string, track: { fio:
     }
     process.stderr.write(describe('alone', repair));
     if (opts.profile) await profileOf('alone');
+    const freeSpace = await runAgStructure(mnt, session, 'bnobt');
+    process.stderr.write(describeAgStructure('bnobt', 'alone', freeSpace));
+    const inobt = await runAgStructure(mnt, session, 'inobt');
+    process.stderr.write(describeAgStructure('inobt', 'alone', inobt));
 
     // 3. The repair again, with the foreground workload running.
     const fio = new ForegroundWriter(fgFile, FG_BYTES, logPrefix('during'), opts.fgIops);
@@ -329,10 +414,15 @@ async function runSize(target: number, opts: Options, dir: string, track: { fio:
     const t1 = Date.now();
     const repairFg = await runRepair(mnt);
     const t2 = Date.now();
+    // fio keeps running: the one-AG rebuilds go under the same load (the window above is the rmap's alone).
+    const freeSpaceFg = await runAgStructure(mnt, session, 'bnobt');
+    const inobtFg = await runAgStructure(mnt, session, 'inobt');
     await fio.stop();
     track.fio = null;
     const during = fio.window(t1, t2);
     process.stderr.write(describe('with fio', repairFg));
+    process.stderr.write(describeAgStructure('bnobt', 'with fio', freeSpaceFg));
+    process.stderr.write(describeAgStructure('inobt', 'with fio', inobtFg));
     if (opts.profile) await profileOf('with-fio');
 
     // 4. Baseline: the same workload alone, as long as the repair under it took.
@@ -377,7 +467,7 @@ async function runSize(target: number, opts: Options, dir: string, track: { fio:
     return {
       label: name, target, plan, buildS, repair, repairFg, baseline, during,
       heapBeforeMib: heapBefore / MIB, heapPeakNoGcMib: (sampler.maxUsed - heapBefore) / MIB,
-      heapGrowthMib, heapPassS, heapPassSamples, scrubS,
+      heapGrowthMib, heapPassS, heapPassSamples, scrubS, freeSpace, freeSpaceFg, inobt, inobtFg,
     };
   } finally {
     track.fio?.kill();
@@ -435,9 +525,54 @@ interface RunJson {
   clean: boolean;
   /** The machine's 1-minute load average when the run ended (other work on the machine skews every figure). */
   load_avg: number;
+  /** One AG's free-space btrees (both, rebuilt from the rmap) and inode btree. */
+  free_space: AgStructureJson;
+  inobt: AgStructureJson;
+}
+
+interface AgStructureJson {
+  agno: number;
+  /** Free extents, or inode chunks. */
+  records: number;
+  /** The command's wall time (its closing scrub of the AG included), alone and under fio. */
+  total_s: number;
+  total_s_with_fg: number;
+  /** The rebuild itself (the daemon's scan + commit pause): the <= 1 s bar. */
+  rebuild_s: number;
+  rebuild_s_with_fg: number;
+  scan_s: number;
+  commit_pause_ms: number;
+  commit_pause_ms_alone: number;
+  commit_pause_ms_with_fg: number;
+  /** Live heap after a forced GC, after minus before the command (alone, and under fio). */
+  heap_growth_mib: number;
+  heap_growth_warm_mib: number;
+  heap_peak_nogc_mib: number;
+  clean: boolean;
 }
 
 const round = (x: number, digits: number): number => (Number.isFinite(x) ? +x.toFixed(digits) : NaN);
+
+function agStructureJson(alone: AgStructureRun, withFg: AgStructureRun): AgStructureJson {
+  const a = alone.figures;
+  const f = withFg.figures;
+  return {
+    agno: a.agno,
+    records: a.records,
+    total_s: round(alone.repair.seconds, 3),
+    total_s_with_fg: round(withFg.repair.seconds, 3),
+    rebuild_s: round((a.scanMs + a.commitPauseMs) / 1000, 3),
+    rebuild_s_with_fg: round((f.scanMs + f.commitPauseMs) / 1000, 3),
+    scan_s: round(a.scanMs / 1000, 3),
+    commit_pause_ms: round(Math.max(a.commitPauseMs, f.commitPauseMs), 1),
+    commit_pause_ms_alone: round(a.commitPauseMs, 1),
+    commit_pause_ms_with_fg: round(f.commitPauseMs, 1),
+    heap_growth_mib: round(alone.heapGrowthMib, 2),
+    heap_growth_warm_mib: round(withFg.heapGrowthMib, 2),
+    heap_peak_nogc_mib: round(Math.max(alone.heapPeakNoGcMib, withFg.heapPeakNoGcMib), 1),
+    clean: alone.repair.clean && withFg.repair.clean,
+  };
+}
 
 function toJson(r: Run): RunJson {
   const ags = r.repair.ags;
@@ -479,6 +614,8 @@ function toJson(r: Run): RunJson {
     fg_ios_during: r.during.ios,
     clean: r.repair.clean && r.repairFg.clean,
     load_avg: round(os.loadavg()[0]!, 2),
+    free_space: agStructureJson(r.freeSpace, r.freeSpaceFg),
+    inobt: agStructureJson(r.inobt, r.inobtFg),
   };
 }
 
@@ -493,7 +630,14 @@ function humanLine(j: RunJson): string {
     + `(peak without GC ${j.heap_peak_nogc_mib}${j.heap_growth_gc_sampled_mib === null ? '' : `, GC-sampled ${j.heap_growth_gc_sampled_mib}`}); `
     + `fg 4 KiB write p50/p99/max ${j.fg_p50_ms_baseline}/${j.fg_p99_ms_baseline}/${j.fg_max_ms_baseline} ms alone, `
     + `${j.fg_p50_ms_during}/${j.fg_p99_ms_during}/${j.fg_max_ms_during} ms during repair (${j.fg_iops_baseline} vs ${j.fg_iops_during} IOPS); `
-    + `${j.clean ? 'scrub clean' : 'NOT CLEAN'}; load average ${j.load_avg}`;
+    + `${j.clean ? 'scrub clean' : 'NOT CLEAN'}; load average ${j.load_avg}; `
+    + `${agStructureLine('free-space btrees', j.free_space)}; ${agStructureLine('inode btree', j.inobt)}`;
+}
+
+function agStructureLine(what: string, s: AgStructureJson): string {
+  return `${what} of AG ${s.agno} (${s.records} records) rebuilt in ${s.rebuild_s}/${s.rebuild_s_with_fg} s alone/under fio `
+    + `(command ${s.total_s}/${s.total_s_with_fg} s), commit pause ${s.commit_pause_ms_alone}/${s.commit_pause_ms_with_fg} ms, `
+    + `heap growth ${s.heap_growth_mib}/${s.heap_growth_warm_mib} MiB${s.clean ? '' : ', NOT CLEAN'}`;
 }
 
 type Verdict = 'PASS' | 'FAIL' | 'SKIP' | 'INFO';
@@ -517,7 +661,19 @@ function bars(runs: RunJson[], targets: number[]): [Verdict, string, string][] {
     big ? `${big.fg_p99_ms_during} vs ${big.fg_p99_ms_baseline} ms = ${round(big.fg_p99_ms_during / big.fg_p99_ms_baseline, 2)}x` : '');
   bar('time(1M) / time(100k) <= 12', big && mid ? big.total_s / mid.total_s <= 12 : null,
     big && mid ? `${big.total_s} / ${mid.total_s} s = ${round(big.total_s / mid.total_s, 2)}` : '');
-  bar('scrub clean after every repair', runs.every((r) => r.clean), runs.map((r) => `${r.label} ${r.clean ? 'clean' : 'not clean'}`).join(', '));
+  for (const [what, of] of [['free-space btrees', (r: RunJson) => r.free_space], ['inode btree', (r: RunJson) => r.inobt]] as const) {
+    const b = big ? of(big) : undefined;
+    const m = mid ? of(mid) : undefined;
+    bar(`1M: ${what} of one AG rebuilt in <= 1 s (alone and under fio)`, b ? Math.max(b.rebuild_s, b.rebuild_s_with_fg) <= 1 : null,
+      b ? `${b.rebuild_s} s alone, ${b.rebuild_s_with_fg} s under fio (command ${b.total_s} / ${b.total_s_with_fg} s, closing scrub included)` : '');
+    bar(`1M: ${what} commit pause <= 100 ms`, b ? b.commit_pause_ms <= 100 : null,
+      b ? `${b.commit_pause_ms_alone} ms alone, ${b.commit_pause_ms_with_fg} ms under fio` : '');
+    bar(`${what}: heap growth flat from 100k to 1M, within 8 MiB`,
+      b && m ? Math.max(b.heap_growth_mib, b.heap_growth_warm_mib) - Math.max(m.heap_growth_mib, m.heap_growth_warm_mib) <= 8 : null,
+      b && m ? `${m.heap_growth_mib}/${m.heap_growth_warm_mib} -> ${b.heap_growth_mib}/${b.heap_growth_warm_mib} MiB alone/under fio` : '');
+  }
+  bar('scrub clean after every repair', runs.every((r) => r.clean && r.free_space.clean && r.inobt.clean),
+    runs.map((r) => `${r.label} ${r.clean && r.free_space.clean && r.inobt.clean ? 'clean' : 'not clean'}`).join(', '));
   if (big) {
     out.push(['INFO', '1M: repair under the foreground workload', `${big.total_s_with_fg} s (scan ${big.scan_s_with_fg} s), `
       + `${round(big.total_s_with_fg / big.total_s, 2)}x the repair alone; fio ${big.fg_iops_during} IOPS during it, ${big.fg_iops_baseline} alone`]);
@@ -588,7 +744,7 @@ async function main(argv: string[]): Promise<number> {
   }
   for (const [verdict, name, seen] of bars(runs, opts.sizes)) console.log(`${verdict}  ${name}${seen ? `: ${seen}` : ''}`);
   console.log(JSON.stringify({ runs }));
-  return runs.every((r) => r.clean) ? 0 : 1;
+  return runs.every((r) => r.clean && r.free_space.clean && r.inobt.clean) ? 0 : 1;
 }
 
 main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (e: unknown) => {
