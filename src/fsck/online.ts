@@ -163,8 +163,9 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
     // under the owner's AG, not always the record's) and every AG for a filesystem-wide one (the summary
     // counters are every AG header's counts). The others: the AGs their damage was found in. One
     // repairer rebuilds both free-space btrees: an AG whose bnobt was just rebuilt has a new cntbt too.
-    const where = name === 'rmapbt' || entry.scope === 'filesystem' || options.forceRebuild ? agnos
-      : agnos.filter((a) => damage.agnos.has(a) && !((name === 'bnobt' || name === 'cntbt') && freeSpace.some((f) => f.agno === a)));
+    const asked = name === 'rmapbt' || entry.scope === 'filesystem' || options.forceRebuild ? agnos
+      : agnos.filter((a) => damage.agnos.has(a));
+    const where = asked.filter((a) => !((name === 'bnobt' || name === 'cntbt') && freeSpace.some((f) => f.agno === a)));
     if (where.length === 0) continue;
     if (entry.repair === null) {
       refuse(refusalReports(fsx, name, damage));

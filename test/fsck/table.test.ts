@@ -17,6 +17,7 @@ import { ALL_STRUCTURES } from '../../src/format/structures';
 import type { StructureName } from '../../src/format/structures';
 import { checkDevice } from '../../src/fsck/check';
 import { checkerFor, dependencyOrder, FSCK_TABLE, selectStructures, trustedByRepairOf } from '../../src/fsck/table';
+import { onlineRepair } from '../../src/fsck/online';
 import { scrubLiveSliced } from '../../src/scrub/live-scrub';
 import { structureOfProblem } from '../../src/scrub/health-marks';
 import { formatProblem } from '../../src/scrub/common';
@@ -136,4 +137,15 @@ t.test('the command line: --type list, and a bad type is a usage error', async (
   const bad = await cli('repair', '--type', 'rmapbt,nope', '/nonexistent');
   t.equal(bad.code, 8, "a usage error: exit 8 (xfs_scrub's scheme)");
   t.same(bad.err, ["rmapfs: no structure type 'nope' (--type list names them)"]);
+});
+
+t.test('one repairer serves both free-space btrees: --force-rebuild of bnobt,cntbt rebuilds each AG once', async (t) => {
+  const fsx = Rmapfs.open(copy(t));
+  t.teardown(() => fsx.close());
+  const reply = await onlineRepair(fsx, ['bnobt', 'cntbt'], null,
+    { forceRebuild: true, measureHeap: false, cancelled: () => false },
+    { foregroundWaiting: () => false, abortReason: () => null, send: () => undefined });
+  t.ok(reply.ok, String(reply.error));
+  const rebuilt = (reply.freeSpace as { agno: number }[]).map((f) => f.agno);
+  t.same(rebuilt, [0, 1], 'each AG once');
 });
