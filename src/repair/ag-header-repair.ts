@@ -43,7 +43,7 @@ import { decodeInobt, INODES_PER_CHUNK } from '../alloc/inode-btree';
 import type { AllocGroup } from '../alloc/ag';
 import { decodeRmapOwner } from '../rmap/rmap-btree';
 import type { Rmapfs } from '../fs/rmapfs';
-import type { FreeSpaceRepairOptions } from './free-space-repair';
+import type { PacedRepairOptions } from './paced-repair';
 import { ExtentBitmap } from './bitmap';
 import { UsedSpaceCollector } from './free-space-repair';
 import { reapExtents } from './reap';
@@ -285,7 +285,7 @@ function agOwnedFromRmap(ag: AllocGroup): ExtentBitmap {
  * the list's size, the rest go back to free space; then it is refilled (or
  * trimmed) to its target.
  */
-export async function repairFreeList(fsx: Rmapfs, agno: number, options: FreeSpaceRepairOptions = {}): Promise<HeaderRepairResult> {
+export async function repairFreeList(fsx: Rmapfs, agno: number, options: PacedRepairOptions = {}): Promise<HeaderRepairResult> {
   const fs = fsx.fs;
   const ag = fs.alloc.ag(agno);
   const collector = new UsedSpaceCollector(fsx, agno);

@@ -35,20 +35,13 @@ import { decodeRmapOwner, encodeRmapKey } from '../rmap/rmap-btree';
 import { rmapMap } from '../rmap/rmap';
 import type { Rmapfs } from '../fs/rmapfs';
 import { Pacer } from '../io/pacer';
-import type { PacerOptions } from '../io/pacer';
+import type { PacedRepairOptions } from './paced-repair';
 import { ExtentBitmap } from './bitmap';
 import type { Extent } from './bitmap';
 import { installStagedBtree, stagedBtreeBlocks } from './staged-btree';
 import { reapExtents } from './reap';
 
 const log = createDebug('rmapfs:repair');
-
-export interface FreeSpaceRepairOptions extends PacerOptions {
-  /** Checked between slices: true stops the repair before its commit (ECANCELED). */
-  cancelled?: () => boolean;
-  /** Run between two slices of the collection (tests change the filesystem there). */
-  betweenSlices?: () => Promise<void> | void;
-}
 
 export interface FreeSpaceRepairResult {
   agno: number;
@@ -100,7 +93,7 @@ export class UsedSpaceCollector {
   }
 
   /** Walks the rmap in slices; the hook stays registered until close(). */
-  async collect(options: FreeSpaceRepairOptions): Promise<void> {
+  async collect(options: PacedRepairOptions): Promise<void> {
     const alloc = this.fsx.fs.alloc;
     alloc.addRmapHook(this.hook, (e) => { this.hookError = e; });
     const pacer = new Pacer(options);
@@ -227,7 +220,7 @@ function commitFreeSpace(fsx: Rmapfs, agno: number, collector: UsedSpaceCollecto
  * Rebuilds AG agno's free-space btrees online from its rmap (which must be
  * sound: it is the source). On failure the old trees stay in place.
  */
-export async function repairFreeSpace(fsx: Rmapfs, agno: number, options: FreeSpaceRepairOptions = {}): Promise<FreeSpaceRepairResult> {
+export async function repairFreeSpace(fsx: Rmapfs, agno: number, options: PacedRepairOptions = {}): Promise<FreeSpaceRepairResult> {
   fsx.fs.alloc.ag(agno); // an AG that does not exist fails here
   const t0 = process.hrtime.bigint();
   const collector = new UsedSpaceCollector(fsx, agno);

@@ -34,19 +34,12 @@ import { OFF_I_MODE } from '../inode/inode-format';
 import { decodeRmapOwner, encodeRmapKey } from '../rmap/rmap-btree';
 import type { Rmapfs } from '../fs/rmapfs';
 import { Pacer } from '../io/pacer';
-import type { PacerOptions } from '../io/pacer';
+import type { PacedRepairOptions } from './paced-repair';
 import { ExtentBitmap } from './bitmap';
 import { installStagedBtree, stagedBtreeBlocks } from './staged-btree';
 import { reapExtents } from './reap';
 
 const log = createDebug('rmapfs:repair');
-
-export interface InodeBtreeRepairOptions extends PacerOptions {
-  /** Checked between slices: true stops the repair before its commit (ECANCELED). */
-  cancelled?: () => boolean;
-  /** Run between two slices of the collection (tests change the filesystem there). */
-  betweenSlices?: () => Promise<void> | void;
-}
 
 export interface InodeBtreeRepairResult {
   agno: number;
@@ -134,7 +127,7 @@ class InodeChunkCollector {
   }
 
   /** Walks the rmap in slices, reading each chunk; the hooks stay registered until close(). */
-  async collect(options: InodeBtreeRepairOptions): Promise<void> {
+  async collect(options: PacedRepairOptions): Promise<void> {
     const alloc = this.fsx.fs.alloc;
     const abort = (e: unknown): void => { this.hookError ??= e; };
     alloc.addRmapHook(this.rmapHook, abort);
@@ -233,7 +226,7 @@ function commitInodeBtree(fsx: Rmapfs, agno: number, collector: InodeChunkCollec
  * Rebuilds AG agno's inode btree online from its rmap and inode cores (the
  * rmap must be sound: it is the source). On failure the old tree stays in place.
  */
-export async function repairInodeBtree(fsx: Rmapfs, agno: number, options: InodeBtreeRepairOptions = {}): Promise<InodeBtreeRepairResult> {
+export async function repairInodeBtree(fsx: Rmapfs, agno: number, options: PacedRepairOptions = {}): Promise<InodeBtreeRepairResult> {
   fsx.fs.alloc.ag(agno); // an AG that does not exist fails here
   const t0 = process.hrtime.bigint();
   const collector = new InodeChunkCollector(fsx, agno);
