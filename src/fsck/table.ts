@@ -62,12 +62,10 @@ function perAg(repairOne: (fsx: Rmapfs, agno: number, options: RepairOptions) =>
 }
 
 /** Both free-space btrees of each AG, rebuilt together from its rmap (one repairer serves bnobt and cntbt). */
-const repairFreeSpaceBtrees = perAg((fsx, agno, options) =>
-  repairFreeSpace(fsx, agno, { cancelled: options.cancelled, foregroundWaiting: options.foregroundWaiting }));
+const repairFreeSpaceBtrees = perAg(repairFreeSpace);
 
 /** Each AG's inode btree, from its rmap's inode chunks and the inode cores. */
-const repairInodeBtrees = perAg((fsx, agno, options) =>
-  repairInodeBtree(fsx, agno, { cancelled: options.cancelled, foregroundWaiting: options.foregroundWaiting }));
+const repairInodeBtrees = perAg(repairInodeBtree);
 
 export interface FsckEntry extends StructureFacts {
   readonly name: StructureName;
@@ -234,7 +232,7 @@ const CHECKERS: Record<StructureName, Checker> = {
 const REPAIRERS: Partial<Record<StructureName, Repairer>> = {
   'secondary-sb': perAg((fsx, agno) => repairSecondarySuperblock(fsx, agno)),
   agh: perAg((fsx, agno) => repairAgHeader(fsx, agno)),
-  agfl: perAg((fsx, agno, options) => repairFreeList(fsx, agno, { cancelled: options.cancelled, foregroundWaiting: options.foregroundWaiting })),
+  agfl: perAg(repairFreeList),
   // One per filesystem: every AG's counts, in one transaction.
   counters: async (fsx) => [repairSummaryCounters(fsx)],
   rmapbt: repairRmaps,
