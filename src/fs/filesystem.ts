@@ -236,6 +236,7 @@ export class Filesystem {
       if (this.dataDirty) this.syncData();
       return;
     }
+    const started = process.hrtime.bigint();
     if (this.dataDirty) this.syncData();
     const blocks = this.cache.takeUnlogged();
     const lsn = this.journal.headLsn + 1;
@@ -247,7 +248,7 @@ export class Filesystem {
     }
     this.journal.commit(blocks.map((b) => ({ bno: b.bno, data: b.data })));
     this.alloc.clearBusy(false);
-    log('log force: %d blocks at lsn %d', blocks.length, lsn);
+    log('log force: %d blocks at lsn %d, %s ms', blocks.length, lsn, (Number(process.hrtime.bigint() - started) / 1e6).toFixed(1));
     // Room for the largest next force, always: else write everything in place now.
     if (this.journal.freeBlocks() < this.journal.blocksNeeded(this.maxTxImages)) this.checkpointUnguarded();
   }
@@ -262,11 +263,12 @@ export class Filesystem {
   }
 
   private checkpointUnguarded(): void {
+    const started = process.hrtime.bigint();
     this.forceLogUnguarded();
-    this.cache.flush();
+    const written = this.cache.flush();
     this.journal.advanceTail(this.journal.headLsn);
     this.alloc.clearBusy(true);
-    log('checkpoint at lsn %d', this.journal.headLsn);
+    log('checkpoint at lsn %d: %d blocks in place, %s ms', this.journal.headLsn, written, (Number(process.hrtime.bigint() - started) / 1e6).toFixed(1));
   }
 
   private syncData(): void {

@@ -462,9 +462,15 @@ export class BufCache {
   }
 
   /** Writes every dirty block back in block order, then flushes the target. */
-  flush(): void {
-    for (const buf of this.dirtyBlocks()) this.writeBack(buf);
+  /** Writes every dirty block in place and flushes the target; returns how many it wrote. */
+  flush(): number {
+    let written = 0;
+    for (const buf of this.dirtyBlocks()) {
+      this.writeBack(buf);
+      written++;
+    }
     this.target.flush();
+    return written;
   }
 
   /** Forgets a block (freed, or to be re-read): dirty contents are discarded. */
