@@ -56,6 +56,24 @@ export interface InodeUpdate {
 
 export type InodeHook = (update: InodeUpdate) => void;
 
+/**
+ * A directory entry added or removed (a replace is both, remove first): what
+ * directory salvage and the link-count scan keep current while they run. The
+ * directory code notes them; they live here, beside the other hooks, because
+ * the transaction runner delivers every kind at commit through the allocator.
+ */
+export interface DirentUpdate {
+  op: 'add' | 'remove';
+  /** The directory's inode number. */
+  dir: number;
+  /** The entry's name (a copy: hooks may keep it); ".." is an entry like any other. */
+  name: Buffer;
+  ino: number;
+  ftype: number;
+}
+
+export type DirentHook = (update: DirentUpdate) => void;
+
 export interface AllocRequest {
   owner: number;
   /** File offset (blocks) of the first block, for file data. */
@@ -84,6 +102,7 @@ export class Allocator implements InobtBlockSource {
   readonly ags: AllocGroup[] = [];
   private readonly rmapHooks = new CommitHooks<RmapUpdate>('rmap');
   private readonly inodeHooks = new CommitHooks<InodeUpdate>('inode');
+  private readonly direntHooks = new CommitHooks<DirentUpdate>('directory entry');
   /** Next AG to try first for allocations without a goal (spreads new files). */
   private rotor = 0;
   /**
@@ -152,16 +171,37 @@ export class Allocator implements InobtBlockSource {
     this.inodeHooks.note(u);
   }
 
+  /** Registers a directory entry hook (directory salvage, the link-count scan); failures as for rmap hooks. */
+  addDirentHook(hook: DirentHook, onFailure: HookFailure): void {
+    this.direntHooks.add(hook, onFailure);
+  }
+
+  removeDirentHook(hook: DirentHook): void {
+    this.direntHooks.remove(hook);
+  }
+
+  /** Whether any directory entry hook listens (the directory code copies the name only then). */
+  get direntHooked(): boolean {
+    return this.direntHooks.listening;
+  }
+
+  /** A directory changed an entry (called inside its transaction). */
+  noteDirentUpdate(u: DirentUpdate): void {
+    this.direntHooks.note(u);
+  }
+
   /** The transaction committed: tell the hooks what it changed, in order. */
   deliverCommitted(): void {
     this.rmapHooks.deliver();
     this.inodeHooks.deliver();
+    this.direntHooks.deliver();
   }
 
   /** The transaction aborted: its changes never happened. */
   dropUncommitted(): void {
     this.rmapHooks.drop();
     this.inodeHooks.drop();
+    this.direntHooks.drop();
   }
 
   private note(u: RmapUpdate): void {

@@ -35,6 +35,10 @@ export class CommitHooks<Update> {
     this.hooks.delete(hook);
   }
 
+  get listening(): boolean {
+    return this.hooks.size > 0;
+  }
+
   /** A change made by the running transaction (kept only while someone listens). */
   note(update: Update): void {
     if (this.hooks.size > 0) this.pending.push(update);

@@ -105,7 +105,7 @@ export class Directory {
   readonly tree: Btree;
   private readonly rec = Buffer.alloc(DIRENT_SIZE);
 
-  constructor(readonly inode: Inode, alloc: Allocator, geo: Geometry) {
+  constructor(readonly inode: Inode, private readonly alloc: Allocator, geo: Geometry) {
     if (!inode.isDir || inode.format !== FORK_BTREE) throw corruption(`inode ${inode.ino} is not a directory`);
     this.tree = new Btree(dirBtreeOps, new ForkBtreeStorage(inode, 'data', alloc, geo));
   }
@@ -162,6 +162,12 @@ export class Directory {
     writeU64(r, OFF_INO, ino);
     name.copy(r, OFF_NAME);
     this.tree.insert(r);
+    this.noteChange('add', name, ino, ftype);
+  }
+
+  /** Tells the directory entry hooks (repairs kept current while they run) of a change. */
+  private noteChange(op: 'add' | 'remove', name: Buffer, ino: number, ftype: number): void {
+    if (this.alloc.direntHooked) this.alloc.noteDirentUpdate({ op, dir: this.inode.ino, name: Buffer.from(name), ino, ftype });
   }
 
   /** Removes an entry and returns it; ENOENT when absent. */
@@ -169,6 +175,7 @@ export class Directory {
     const found = this.find(name);
     if (found === null) throw new RmapfsError('ENOENT', `'${name.toString()}' does not exist`);
     found.cur.delete();
+    this.noteChange('remove', name, found.dirent.ino, found.dirent.ftype);
     return found.dirent;
   }
 
@@ -181,6 +188,8 @@ export class Directory {
     writeU64(r, OFF_INO, ino);
     r.writeUInt8(ftype, OFF_FTYPE);
     found.cur.update(r);
+    this.noteChange('remove', name, found.dirent.ino, found.dirent.ftype);
+    this.noteChange('add', name, ino, ftype);
     return found.dirent;
   }
 
@@ -219,6 +228,11 @@ export class Directory {
 
   /** Frees the directory's blocks (it must be empty). */
   destroy(): void {
+    // Its ".." goes with it: the reference to the parent ends here.
+    if (this.alloc.direntHooked) {
+      const up = this.lookup(DOTDOT);
+      if (up !== null) this.noteChange('remove', DOTDOT, up.ino, up.ftype);
+    }
     this.tree.destroy();
     this.inode.dataRoot = 0;
     this.inode.dataHeight = 0;
