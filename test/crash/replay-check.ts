@@ -23,7 +23,10 @@
  * the cross-check of free space against the rmap), which an online repair fixes during
  * the log: until the mark "repaired AG" a point may show problems there --
  * a crash before the repair's commit leaves the old, damaged structure --
- * and nothing else; after the mark it must be clean like any other.
+ * and nothing else; after the mark it must be clean like any other. A mark
+ * "damaged AG:STRUCTS" in the log does the same from where it stands (put it
+ * before the transaction that damages them: repairers' crash tests damage
+ * the live filesystem round after round), until its "repaired AG".
  *
  * Prints one line per failing point and a summary line; exits 1 on failure.
  */
@@ -103,16 +106,23 @@ function main(argv: string[]): number {
   const lying = argv.includes('--lying-disk');
   const random = rng(arg(argv, '--seed', 1));
   const damagedArg = argv.indexOf('--damaged') >= 0 ? argv[argv.indexOf('--damaged') + 1] ?? '' : null;
-  const damaged = damagedArg === null ? null : /^(\d+):(\S+)$/.exec(damagedArg);
-  if (damagedArg !== null && damaged === null) {
+  // Until the repair's mark, problems in the damaged structures of that AG are the damage itself.
+  const damageLeft = new Map<number, string[]>();
+  const noteDamage = (spec: string): boolean => {
+    const m = /^(\d+):(\S+)$/.exec(spec);
+    if (m !== null) damageLeft.set(Number(m[1]), m[2]!.split(','));
+    return m !== null;
+  };
+  if (damagedArg !== null && !noteDamage(damagedArg)) {
     process.stderr.write('replay-check: --damaged wants AG:STRUCT[,STRUCT...]\n');
     return 2;
   }
-  // Until the repair's mark, problems in the damaged structures of that AG are the damage itself.
-  let damageLeft = damaged !== null;
-  const isKnownDamage = (p: Problem): boolean => damageLeft && damaged !== null && p.agno === Number(damaged[1])
-    && damaged[2]!.split(',').some((s) => s === structureOfProblem(p) || s === p.structure);
+  let damageMarks = damagedArg === null ? 0 : 1;
+  let repairedMarks = 0;
+  const isKnownDamage = (p: Problem): boolean => damageLeft.get(p.agno)?.some((s) => s === structureOfProblem(p) || s === p.structure) ?? false;
   let toleratedPoints = 0;
+  /** Points between a damage and its repair's mark: where the repair's commit lands (or not yet). */
+  let windowPoints = 0;
   const work = path.join(os.tmpdir(), `rmapfs-replay-${process.pid}.img`);
   fs.copyFileSync(base, work);
   const fd = fs.openSync(work, 'r+');
@@ -127,6 +137,7 @@ function main(argv: string[]): number {
   const t0 = Date.now();
 
   const checkPoint = (what: string): void => {
+    if (damageLeft.size > 0) windowPoints++;
     const report = checkDevice(work);
     const unknown = report.result.problems.filter((p) => !isKnownDamage(p));
     const onlyKnownDamage = report.status !== CHECK_CLEAN && report.error === null && unknown.length === 0;
@@ -174,7 +185,10 @@ function main(argv: string[]): number {
       } else if (e.kind === WLOG_MARK) {
         const m = /^fsync (\S+) ([0-9a-f]{64}) (\d+)$/.exec(e.label);
         if (m !== null) durable.set(m[1]!, { path: m[1]!, sha: m[2]!, size: Number(m[3]) });
-        if (damaged !== null && e.label === `repaired ${damaged[1]}`) damageLeft = false;
+        const repaired = /^repaired (\d+)$/.exec(e.label);
+        if (repaired !== null && damageLeft.delete(Number(repaired[1]))) repairedMarks++;
+        const damagedMark = /^damaged (\S+)$/.exec(e.label);
+        if (damagedMark !== null && noteDamage(damagedMark[1]!)) damageMarks++;
       } else if (e.kind === WLOG_FLUSH) {
         for (let k = 0; k < torn; k++) checkTorn();
         const behind: PendingWrite[] = [];
@@ -200,9 +214,11 @@ function main(argv: string[]): number {
   const seconds = (Date.now() - t0) / 1000;
   console.log(`replay-check: ${flushPoints + tornPoints} points (${flushPoints} flush points, ${tornPoints} torn), `
     + `${failures} failures; ${writes} writes, ${flushes} flushes, ${durable.size} durable files; ${seconds.toFixed(1)} s`
-    + (damaged === null ? '' : `; ${toleratedPoints} points with the known damage only${damageLeft ? ', never marked repaired' : ''}`));
+    + (damageMarks === 0 ? '' : `; ${damageMarks} damaged, ${repairedMarks} repaired, ${windowPoints} points before a repair's mark, `
+      + `${toleratedPoints} with the known damage only`
+      + (damageLeft.size > 0 ? `, AG ${[...damageLeft.keys()].join(', ')} never marked repaired` : '')));
   // The damage must have been repaired during the log: a run that never says so proves nothing.
-  if (damaged !== null && damageLeft) return 1;
+  if (damageLeft.size > 0) return 1;
   return failures === 0 ? 0 : 1;
 }
 
