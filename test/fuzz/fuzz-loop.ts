@@ -1,29 +1,38 @@
 /**
  * The fuzz-and-repair loop (like fstests' xfs/3xx fuzz tests): every field
- * of a btree block, under every fuzz verb of `rmapfs db`.
+ * of a btree block or an AG's header blocks, under every fuzz verb of `rmapfs db`.
  *
- *   node dist/test/fuzz/fuzz-loop.js [--online] [--offline] [--sample N] [--seed S]
+ *   node dist/test/fuzz/fuzz-loop.js [--online] [--offline] [--sample N]
+ *        [--trees rmap,bno,...] [--match TEXT]
  *
- * Online (the rmap and both free-space btrees, two levels each): for each
- * field of a root node (header, keys, pointers) and of a leaf (header,
- * records) and each verb: corrupt a copy of a prepared filesystem with
- * `rmapfs db`, open it as the daemon does and start a writer (files
- * created, written and removed between the scrub's and the repair's
- * slices, as FUSE requests are served between them in the daemon; a write
- * may fail while the damage is there), the sliced scrub must find the
- * damage -- or the field is harmless: scrub and check clean and every file
- * unchanged -- repair must fix it (the rmap: `repair --force-rebuild`; the
- * free-space btrees: plain `repair`, which rebuilds what its scrub finds),
- * scrub clean, no write fails any more, close, check clean, every file,
- * xattr and writer's file unchanged.
- * Offline (bno, cnt, ino, bmbt, dir and attr btrees, two levels each): the
- * same corruption, and `check` must report it, or the field is harmless:
- * check clean, and the filesystem still works (files unchanged, a change
- * made and checked clean).
+ * Online -- the rmap, both free-space and the inode btrees (two levels each:
+ * a root node's header, keys and pointers, a leaf's header and records);
+ * AG 0's header (every field; its freeExtents, inodeCount and freeInodes are
+ * the summary counters: rmapfs keeps them in the AG headers, the superblock
+ * has no counter fields) and four free list entries (agfl[0], the middle one,
+ * the last in use, the first past the count); every field of AG 1's
+ * superblock (a secondary). For each field and verb: corrupt a copy of a
+ * prepared filesystem with `rmapfs db`, open it as the daemon does and start
+ * a writer (files created, written and removed between the scrub's and the
+ * repair's slices, as FUSE requests are served between them in the daemon;
+ * a write may fail while the damage is there), the sliced scrub must find
+ * the damage -- or the field is harmless: scrub and check clean and every
+ * file unchanged -- repair must fix it (the rmap: `repair --force-rebuild`;
+ * every other row: plain `repair`, which rebuilds what its scrub finds, the
+ * row says by which repairer), scrub clean, no write fails any more, close,
+ * check clean, every file, xattr and writer's file unchanged.
+ * Not here: the primary superblock. Mount reads it before anything else and
+ * refuses a damaged one, so no online repair can run; its repair is offline
+ * (issue 13).
+ * Offline (bmbt, dir and attr btrees, two levels each): the same
+ * corruption, and `check` must report it, or the field is harmless: check
+ * clean, and the filesystem still works (files unchanged, a change made and
+ * checked clean).
  *
- * Prints a table (tree, block, field, verb, detected, repaired) and a summary;
- * exits 1 when any case is neither detected nor harmless, or not repaired,
- * or changed a file. --sample N runs every N-th case (CI).
+ * Prints a table (tree, block, field, verb, outcome), outcomes counted per
+ * tree and block, and a summary; exits 1 when any case is neither detected
+ * nor harmless, or not repaired, or changed a file. --sample N runs every
+ * N-th case of each tree's rows (CI); --trees and --match pick rows.
  */
 import * as crypto from 'crypto';
 import * as fs from 'fs';
