@@ -298,7 +298,14 @@ export class InodeStore {
       if (!cur.lookup(key, 0, 'eq')) throw inobtDamaged(ag, `AG ${ag.agno}: new inode chunk vanished`);
     }
     let slot = 0;
-    while (!isInodeFree(rec, slot)) slot++;
+    while (slot < INODES_PER_CHUNK && !isInodeFree(rec, slot)) slot++;
+    if (slot === INODES_PER_CHUNK) {
+      throw inobtDamaged(ag, `AG ${ag.agno}: chunk ${rec.startino} counts ${rec.freecount} free inodes, its mask none`);
+    }
+    // The inode btree calls it free: its core must agree before it is handed out (as XFS's
+    // xfs_dialloc_check_ino), or a damaged mask would give a new file an inode in use.
+    const ino = this.geo.ino(ag.agno, rec.startino + slot);
+    if (this.handle(ino).mode !== 0) throw inobtDamaged(ag, `inode ${ino} is in use, the inode btree says it is free`);
     setInodeFree(rec, slot, false);
     rec.freecount--;
     this.updateRecord(cur, rec);

@@ -131,3 +131,34 @@ t.test('a scrub marks what it finds; a clean scrub makes an AG healthy', async (
   ag1.health.markHealthy('bnobt');
   t.notOk(ag1.health.isSick('bnobt'), 'healthy again');
 });
+
+/** AG 0's one-leaf inode btree, its first record fuzzed by `rmapfs db` (crc redone): the chunk of the root and `a`. */
+async function damageInobt(t: Test, image: string, field: string, verb: string): Promise<void> {
+  const f = Filesystem.open(image, { readOnly: true });
+  const root = f.alloc.ag(0).ino.storage.getRoot();
+  f.close();
+  t.equal(root.height, 1, 'AG 0 inobt is one leaf');
+  await db(t, image, `fuzz block 0 ${root.ptr} ino rec[0].${field} ${verb}`);
+}
+
+for (const [field, verb, how] of [['freemask', 'ones', 'calls every inode of a chunk in use free'],
+  ['freemask', 'zeroes', 'counts free inodes in a chunk whose mask has none']] as const) {
+  t.test(`an inode btree that ${how}: creation steps around the AG, no inode in use is handed out`, async (t) => {
+    const image = scratchImage(t, { size: 64 << 20, agCount: 2 });
+    const made = Rmapfs.open(image);
+    const data = crypto.randomBytes(9000);
+    const a = made.create(made.rootIno, 'a', S_IFREG | 0o644, 0, 0).ino;
+    made.write(a, 0, data);
+    made.close();
+    await damageInobt(t, image, field, verb);
+    const fsx = Rmapfs.open(image);
+    t.teardown(() => fsx.close());
+    const ino = fsx.create(fsx.rootIno, 'b', S_IFREG | 0o644, 0, 0).ino;
+    t.not(ino, a, 'the new file is not given the inode of a');
+    t.not(ino, fsx.rootIno, 'nor the root\'s');
+    t.equal(fsx.fs.geo.inoAgno(ino), 1, 'it is in AG 1');
+    t.ok(fsx.fs.alloc.ag(0).health.isSick('inobt'), 'AG 0 inobt is known sick');
+    t.ok(fsx.read(fsx.lookup(fsx.rootIno, 'a'), 0, data.length).equals(data), 'a reads back');
+    t.same(fsx.readdir(fsx.rootIno).map((e) => e.name).filter((n) => n !== '.' && n !== '..').sort(), ['a', 'b'], 'the root lists a and b');
+  });
+}
