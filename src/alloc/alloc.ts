@@ -56,6 +56,22 @@ export interface InodeUpdate {
 
 export type InodeHook = (update: InodeUpdate) => void;
 
+/**
+ * A change of one directory entry (the directory repair's live hook): `name`
+ * in directory `dir` now points at `ino` with file type `ftype` ('set': added
+ * or replaced), or is gone ('remove'). Kept here beside the rmap and inode
+ * hooks so one place delivers them all when a transaction commits.
+ */
+export interface DirEntryUpdate {
+  op: 'set' | 'remove';
+  dir: number;
+  name: Buffer;
+  ino: number;
+  ftype: number;
+}
+
+export type DirEntryHook = (update: DirEntryUpdate) => void;
+
 export interface AllocRequest {
   owner: number;
   /** File offset (blocks) of the first block, for file data. */
@@ -84,6 +100,7 @@ export class Allocator implements InobtBlockSource {
   readonly ags: AllocGroup[] = [];
   private readonly rmapHooks = new CommitHooks<RmapUpdate>('rmap');
   private readonly inodeHooks = new CommitHooks<InodeUpdate>('inode');
+  private readonly dirEntryHooks = new CommitHooks<DirEntryUpdate>('directory entry');
   /** Next AG to try first for allocations without a goal (spreads new files). */
   private rotor = 0;
   /**
@@ -152,16 +169,37 @@ export class Allocator implements InobtBlockSource {
     this.inodeHooks.note(u);
   }
 
+  /** Registers a directory entry hook (the directory repair's); failures as for rmap hooks. */
+  addDirEntryHook(hook: DirEntryHook, onFailure: HookFailure): void {
+    this.dirEntryHooks.add(hook, onFailure);
+  }
+
+  removeDirEntryHook(hook: DirEntryHook): void {
+    this.dirEntryHooks.remove(hook);
+  }
+
+  /** Whether a directory entry hook listens: the directory code builds no update otherwise. */
+  get dirEntryHooksListening(): boolean {
+    return this.dirEntryHooks.listening;
+  }
+
+  /** A directory entry changed (called inside its transaction). */
+  noteDirEntryUpdate(u: DirEntryUpdate): void {
+    this.dirEntryHooks.note(u);
+  }
+
   /** The transaction committed: tell the hooks what it changed, in order. */
   deliverCommitted(): void {
     this.rmapHooks.deliver();
     this.inodeHooks.deliver();
+    this.dirEntryHooks.deliver();
   }
 
   /** The transaction aborted: its changes never happened. */
   dropUncommitted(): void {
     this.rmapHooks.drop();
     this.inodeHooks.drop();
+    this.dirEntryHooks.drop();
   }
 
   private note(u: RmapUpdate): void {

@@ -35,6 +35,11 @@ export class CommitHooks<Update> {
     this.hooks.delete(hook);
   }
 
+  /** Whether any hook listens (callers skip building an update nobody would hear). */
+  get listening(): boolean {
+    return this.hooks.size > 0;
+  }
+
   /** A change made by the running transaction (kept only while someone listens). */
   note(update: Update): void {
     if (this.hooks.size > 0) this.pending.push(update);

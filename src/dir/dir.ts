@@ -105,7 +105,7 @@ export class Directory {
   readonly tree: Btree;
   private readonly rec = Buffer.alloc(DIRENT_SIZE);
 
-  constructor(readonly inode: Inode, alloc: Allocator, geo: Geometry) {
+  constructor(readonly inode: Inode, private readonly alloc: Allocator, geo: Geometry) {
     if (!inode.isDir || inode.format !== FORK_BTREE) throw corruption(`inode ${inode.ino} is not a directory`);
     this.tree = new Btree(dirBtreeOps, new ForkBtreeStorage(inode, 'data', alloc, geo));
   }
@@ -162,6 +162,13 @@ export class Directory {
     writeU64(r, OFF_INO, ino);
     name.copy(r, OFF_NAME);
     this.tree.insert(r);
+    this.noteEntry('set', name, ino, ftype);
+  }
+
+  /** Tells a listening directory repair of a changed entry (nothing to build when none listens). */
+  private noteEntry(op: 'set' | 'remove', name: Buffer, ino: number, ftype: number): void {
+    if (!this.alloc.dirEntryHooksListening) return;
+    this.alloc.noteDirEntryUpdate({ op, dir: this.inode.ino, name: Buffer.from(name), ino, ftype });
   }
 
   /** Removes an entry and returns it; ENOENT when absent. */
@@ -169,6 +176,7 @@ export class Directory {
     const found = this.find(name);
     if (found === null) throw new RmapfsError('ENOENT', `'${name.toString()}' does not exist`);
     found.cur.delete();
+    this.noteEntry('remove', name, 0, 0);
     return found.dirent;
   }
 
@@ -181,6 +189,7 @@ export class Directory {
     writeU64(r, OFF_INO, ino);
     r.writeUInt8(ftype, OFF_FTYPE);
     found.cur.update(r);
+    this.noteEntry('set', name, ino, ftype);
     return found.dirent;
   }
 
