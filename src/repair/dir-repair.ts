@@ -1,0 +1,375 @@
+/**
+ * Online salvage of a directory (the method of XFS's
+ * fs/xfs/scrub/dir_repair.c, our own way): every entry that still verifies
+ * goes into a rebuilt directory btree; what could not be saved is reported.
+ *
+ * 1. Salvage, in paced slices, from a frozen view (a cache snapshot) so the
+ *    directory holds still however long it takes: the blocks the rmap says
+ *    the directory's btree owns (owner-blocks.ts) are read one by one, and
+ *    every one that is a leaf of this directory (magic, crc, owner = this
+ *    inode) gives its entries -- even when the tree's nodes or the inode's
+ *    fork root are damaged. Records that fail their checks, and blocks that
+ *    do not verify, are counted and named. (A directory is always a btree
+ *    here: there is no inline form to salvage.)
+ * 2. Live: a directory entry hook (Allocator.addDirEntryHook, noted by
+ *    Directory itself) logs every entry added, replaced or removed since
+ *    the snapshot; replayed over the salvage, in order, it makes the result
+ *    what the directory holds now -- a writer creating and removing names
+ *    during the repair loses nothing.
+ * 3. Checks, paced: an entry that points at a free or unreadable inode, at
+ *    the directory itself, or at a directory already named here is dropped
+ *    (and named); a wrong file type is corrected; ".." must be a directory
+ *    that links this one, else one that does is searched for (else the root).
+ * 4. Commit, ONE transaction: the new tree bulk-loaded outside the cache into
+ *    new blocks and written in place (staged-btree.ts loadOrdered), the root,
+ *    entry count, block count and link count put in the inode, the old
+ *    blocks (the view's plus the live rmap changes) reaped.
+ *
+ * The salvaged entries sit in the JS heap (a 100,000-entry directory is a
+ * few MiB), unlike the AG repairs' xfiles.
+ */
+import createDebug from 'debug';
+import { RmapfsError } from '../errors';
+import { Btree } from '../btree/btree';
+import { BtreeGeometry, OFF_LEVEL, OFF_NUMRECS, btreeBufOps } from '../btree/btree-block';
+import { computeBulkLoadGeometry } from '../btree/bulk-load';
+import type { RecordSource } from '../btree/bulk-load';
+import { writeU64 } from '../io/meta-header';
+import { Pacer } from '../io/pacer';
+import { BLOCK_SIZE } from '../format/superblock';
+import type { DirEntryUpdate } from '../alloc/alloc';
+import { RMAP_ATTR_FORK, RMAP_BMBT_BLOCK } from '../rmap/rmap-btree';
+import { InodeStore } from '../inode/inode';
+import { FORK_BTREE } from '../inode/inode-format';
+import { ForkBtreeStorage } from '../inode/fork-btree';
+import { InodeScanCursor } from '../inode/iscan';
+import { DIRENT_SIZE, DOTDOT, DT_DIR, Directory, decodeDirent, dirBtreeOps, dtypeOfMode, nameHash } from '../dir/dir';
+import type { Rmapfs } from '../fs/rmapfs';
+import { FrozenView } from '../scrub/live-scrub';
+import type { FileRepairOptions, FileRepairResult } from './file-repair';
+import { OwnerBlocks, allocateInodeBlocks, formatBlockRanges, runPaced } from './owner-blocks';
+import { reapInodeBlocks } from './reap';
+import { loadOrdered } from './staged-btree';
+
+const log = createDebug('rmapfs:repair');
+
+/** The rmap's records of a directory's btree blocks: data fork, btree block. */
+const DIR_ROLE = (flags: number): boolean => (flags & RMAP_BMBT_BLOCK) !== 0 && (flags & RMAP_ATTR_FORK) === 0;
+
+/** Entries of another directory read per step of the search for a parent. */
+const ENTRIES_PER_STEP = 32;
+
+interface Entry {
+  name: Buffer;
+  ino: number;
+  ftype: number;
+  hash: number;
+  /** Set by the live hook (the foreground made it: valid by construction). */
+  live: boolean;
+}
+
+const keyOf = (name: Buffer): string => name.toString('latin1');
+const shown = (name: Buffer): string => `'${name.toString()}'`;
+
+/** What the salvage found in the frozen view. */
+class DirSalvage {
+  readonly entries = new Map<string, Entry>();
+  readonly changes: string[] = [];
+  /** Blocks the rmap gives the directory that did not verify as its btree blocks. */
+  readonly badBlocks: number[] = [];
+  /** Entries read from verified leaves (duplicates and bad records not counted). */
+  salvaged = 0;
+  /** Records of verified leaves that failed their checks. */
+  badRecords = 0;
+  private applied = 0;
+
+  constructor(readonly ino: number) {}
+
+  *salvageBlocks(view: FrozenView, blocks: readonly number[]): Generator<void, void, void> {
+    const bufOps = btreeBufOps(dirBtreeOps, new BtreeGeometry(dirBtreeOps, BLOCK_SIZE), view.geo.uuid, this.ino, view.cache.target.checksummed);
+    for (const fsbno of blocks) {
+      yield;
+      let b: Buffer;
+      try {
+        b = view.cache.read(fsbno, bufOps).data;
+      } catch {
+        this.badBlocks.push(fsbno);
+        continue;
+      }
+      if (b.readUInt16BE(OFF_LEVEL) !== 0) continue; // a node: its leaves are read on their own
+      const n = b.readUInt16BE(OFF_NUMRECS);
+      for (let i = 0; i < n; i++) {
+        const off = 64 + i * DIRENT_SIZE;
+        const why = dirBtreeOps.checkRecord!(b, off);
+        if (why !== null) {
+          this.badRecords++;
+          this.changes.push(`entry ${i} of block ${fsbno} dropped: ${why}`);
+          continue;
+        }
+        const d = decodeDirent(b, off);
+        const k = keyOf(d.name);
+        const had = this.entries.get(k);
+        if (had !== undefined) {
+          if (had.ino !== d.ino) this.changes.push(`duplicate entry ${shown(d.name)} (inode ${had.ino}, and ${d.ino} in block ${fsbno}): kept inode ${had.ino}`);
+          continue;
+        }
+        this.entries.set(k, { name: d.name, ino: d.ino, ftype: d.ftype, hash: d.hash, live: false });
+        this.salvaged++;
+      }
+    }
+  }
+
+  /** Replays the entry changes logged since the last call. */
+  applyLive(updates: readonly DirEntryUpdate[]): void {
+    for (; this.applied < updates.length; this.applied++) {
+      const u = updates[this.applied]!;
+      const k = keyOf(u.name);
+      if (u.op === 'remove') this.entries.delete(k);
+      else this.entries.set(k, { name: u.name, ino: u.ino, ftype: u.ftype, hash: nameHash(u.name), live: true });
+    }
+  }
+
+  /**
+   * Drops entries pointing where no entry may point, fixes file types
+   * (salvaged entries only: live ones are the foreground's own).
+   */
+  *checkTargets(fsx: Rmapfs, updates: readonly DirEntryUpdate[]): Generator<void, void, void> {
+    const seenDirs = new Map<number, string>();
+    const geo = fsx.fs.geo;
+    for (const [k, e] of [...this.entries]) {
+      yield;
+      // What the foreground did meanwhile first: an inode freed since was freed with its name.
+      this.applyLive(updates);
+      if (e.name.equals(DOTDOT) || e.live || this.entries.get(k) !== e) continue;
+      let mode = 0;
+      let why: string | null = null;
+      if (!geo.isValidIno(e.ino)) why = `inode number ${e.ino} is not valid`;
+      else if (e.ino === this.ino) why = 'it points at the directory itself';
+      else if (e.ino === fsx.rootIno) why = 'it points at the root directory';
+      else {
+        try {
+          mode = fsx.inodes.handle(e.ino).mode;
+          if (mode === 0) why = `inode ${e.ino} is free`;
+        } catch (err) {
+          why = `inode ${e.ino} cannot be read (${err instanceof Error ? err.message : String(err)})`;
+        }
+      }
+      if (why === null && dtypeOfMode(mode) === DT_DIR) {
+        const other = seenDirs.get(e.ino);
+        if (other !== undefined) why = `directory ${e.ino} is already entered here as '${other}'`;
+        else seenDirs.set(e.ino, e.name.toString());
+      }
+      if (why !== null) {
+        this.entries.delete(k);
+        this.changes.push(`entry ${shown(e.name)} dropped: ${why}`);
+        continue;
+      }
+      if (dtypeOfMode(mode) !== e.ftype) {
+        this.changes.push(`entry ${shown(e.name)}: file type ${e.ftype} -> ${dtypeOfMode(mode)}`);
+        e.ftype = dtypeOfMode(mode);
+      }
+    }
+  }
+}
+
+/** Whether directory `parent` holds an entry (not "..") for inode `child`; read a few entries per step. */
+function* linksTo(fsx: Rmapfs, parent: number, child: number): Generator<void, boolean, void> {
+  let cookie = 0;
+  for (;;) {
+    let found = false;
+    let more = false;
+    try {
+      const inode = fsx.inodes.handle(parent);
+      if (!inode.isDir || inode.format !== FORK_BTREE) return false;
+      let n = 0;
+      new Directory(inode, fsx.fs.alloc, fsx.fs.geo).forEachFrom(cookie, (d, next) => {
+        cookie = next;
+        if (d.ino === child) found = true;
+        more = ++n < ENTRIES_PER_STEP;
+        return !found && more;
+      });
+      more = !found && n === ENTRIES_PER_STEP;
+    } catch {
+      return false; // a parent that cannot be read links nothing we can trust
+    }
+    if (found) return true;
+    if (!more) return false;
+    yield;
+  }
+}
+
+/** A directory other than `child` that links it (an inode scan, a few entries per step), or null. */
+function* findParent(fsx: Rmapfs, child: number): Generator<void, number | null, void> {
+  const scan = new InodeScanCursor(fsx.fs.alloc, fsx.fs.geo);
+  for (let at = scan.next(-1); at !== null; at = scan.next(at)) {
+    yield;
+    scan.forget(); // the filesystem may change between steps
+    if (at === child) continue;
+    let isDir = false;
+    try {
+      isDir = fsx.inodes.handle(at).isDir;
+    } catch {
+      continue;
+    }
+    if (isDir && (yield* linksTo(fsx, at, child))) return at;
+  }
+  return null;
+}
+
+/** The salvaged entries as bulk-load records, in key order (hash, then a fresh collision index). */
+function recordSource(entries: readonly Entry[]): RecordSource {
+  // One numeric sort: hash * 2^20 + position is exact in a double for up to 2^20 entries per sort key.
+  const order = new Float64Array(entries.length);
+  entries.forEach((e, i) => { order[i] = e.hash * 0x100000 + i; });
+  order.sort();
+  let i = 0;
+  let prevHash = -1;
+  let cidx = 0;
+  return {
+    next(dst, off) {
+      const e = entries[order[i++]! % 0x100000]!;
+      cidx = e.hash === prevHash ? cidx + 1 : 0;
+      prevHash = e.hash;
+      dst.fill(0, off, off + DIRENT_SIZE);
+      dst.writeUInt32BE(e.hash >>> 0, off);
+      dst.writeUInt16BE(cidx, off + 4);
+      dst.writeUInt8(e.ftype, off + 6);
+      dst.writeUInt8(e.name.length, off + 7);
+      writeU64(dst, off + 8, e.ino);
+      e.name.copy(dst, off + 16);
+    },
+  };
+}
+
+/**
+ * Rebuilds directory `ino` online from what still verifies (see the top of
+ * this file). The old directory stays in use until the one commit.
+ */
+export async function repairDirectory(fsx: Rmapfs, ino: number, options: FileRepairOptions = {}): Promise<FileRepairResult> {
+  const fs = fsx.fs;
+  const alloc = fs.alloc;
+  const t0 = process.hrtime.bigint();
+  if (!fsx.inodes.get(ino).isDir) throw new RmapfsError('ENOTDIR', `inode ${ino} is not a directory`);
+  if (entriesOverflow(fsx, ino)) throw new RmapfsError('EFBIG', `directory ${ino}: too many entries to salvage`);
+  const pacer = new Pacer(options);
+  const pause = async (): Promise<void> => {
+    await pacer.pause();
+    await options.betweenSlices?.();
+    if (options.cancelled?.()) throw new RmapfsError('ECANCELED', `repair of directory ${ino} cancelled before its commit`);
+  };
+  // The snapshot, the rmap hook and the entry hook start in one turn: the view plus the logs is "now".
+  const snap = fs.cache.openSnapshot();
+  const view = new FrozenView(fs, snap);
+  const owned = new OwnerBlocks(alloc, ino, DIR_ROLE);
+  const updates: DirEntryUpdate[] = [];
+  let hookError: unknown = null;
+  const entryHook = (u: DirEntryUpdate): void => { if (u.dir === ino) updates.push(u); };
+  alloc.addDirEntryHook(entryHook, (e) => { hookError = e; });
+  const salvage = new DirSalvage(ino);
+  try {
+    await runPaced(owned.walk(view.alloc), () => pacer.due(), pause);
+    await runPaced(salvage.salvageBlocks(view, owned.walkedBlocks()), () => pacer.due(), pause);
+    if (snap.spoiled !== null) throw new RmapfsError('EAGAIN', `repair of directory ${ino}: the frozen view was spoiled (${snap.spoiled}); try again`);
+    const countedThen = new InodeStore(view.cache, view.geo, view.alloc).handle(ino).nextents;
+    snap.close();
+    const lost = Math.max(0, countedThen - salvage.salvaged - salvage.badRecords);
+    if (salvage.badBlocks.length > 0 || lost > 0) {
+      salvage.changes.unshift(`${lost} name${lost === 1 ? '' : 's'} lost`
+        + (salvage.badBlocks.length > 0 ? ` (block${salvage.badBlocks.length === 1 ? '' : 's'} ${formatBlockRanges(salvage.badBlocks)} did not verify)` : ''));
+    }
+    salvage.applyLive(updates);
+    await runPaced(salvage.checkTargets(fsx, updates), () => pacer.due(), pause);
+    await runPaced(fixDotdot(fsx, ino, salvage, updates), () => pacer.due(), pause);
+    // The new tree is built in memory touched now, not during the pause (a first write to a page is slow here).
+    const arena = await touchedArena(fsx, ino, salvage.entries.size, () => pacer.due(), pause);
+    if (hookError !== null) throw new RmapfsError('EIO', `repair of directory ${ino}: the live entry hook failed; the old directory is kept`);
+    owned.throwIfAborted();
+    const scanMs = Number(process.hrtime.bigint() - t0) / 1e6;
+    // Nothing runs between here and the commit: the hooks have nothing more to hear.
+    alloc.removeDirEntryHook(entryHook);
+    owned.close();
+    const c0 = process.hrtime.bigint();
+    fs.run(() => commitDirectory(fsx, ino, salvage, updates, owned, arena));
+    const commitPauseMs = Number(process.hrtime.bigint() - c0) / 1e6;
+    log('directory %d rebuilt: %d entries (%d salvaged, %d live changes), %d changes; scan %d ms, pause %s ms',
+      ino, salvage.entries.size, salvage.salvaged, updates.length, salvage.changes.length, Math.round(scanMs), commitPauseMs.toFixed(1));
+    return { type: 'directory', ino, path: null, changes: salvage.changes, commitPauseMs };
+  } finally {
+    snap.close();
+    owned.close();
+    alloc.removeDirEntryHook(entryHook);
+  }
+}
+
+/** More entries than one numeric sort key can order (see recordSource). */
+function entriesOverflow(fsx: Rmapfs, ino: number): boolean {
+  return fsx.inodes.get(ino).nextents >= 0x100000;
+}
+
+/** Sets ".." to a directory that links this one (the one it named when it does). */
+function* fixDotdot(fsx: Rmapfs, ino: number, salvage: DirSalvage, updates: readonly DirEntryUpdate[]): Generator<void, void, void> {
+  const key = keyOf(DOTDOT);
+  const had = salvage.entries.get(key);
+  const set = (parent: number, why: string): void => {
+    salvage.entries.set(key, { name: DOTDOT, ino: parent, ftype: DT_DIR, hash: nameHash(DOTDOT), live: false });
+    salvage.changes.push(`'..' ${had === undefined ? 'was missing' : `was ${had.ino}`}, set to ${parent} (${why})`);
+  };
+  if (ino === fsx.rootIno) {
+    if (had?.ino !== ino || had.ftype !== DT_DIR) set(ino, 'the root is its own parent');
+    return;
+  }
+  if (had !== undefined && (had.live || (yield* linksTo(fsx, had.ino, ino)))) {
+    if (had.ftype !== DT_DIR) {
+      salvage.changes.push(`'..': file type ${had.ftype} -> ${DT_DIR}`);
+      had.ftype = DT_DIR;
+    }
+    return;
+  }
+  const parent = yield* findParent(fsx, ino);
+  salvage.applyLive(updates);
+  if (salvage.entries.get(key)?.live === true) return; // moved meanwhile: the foreground set it
+  if (parent !== null) set(parent, 'the directory that links it');
+  else set(fsx.rootIno, 'no directory links it');
+}
+
+/** A buffer for the new tree's blocks (with room for entries added before the commit), every page written once, in steps. */
+async function touchedArena(fsx: Rmapfs, ino: number, entries: number, due: () => boolean, pause: () => Promise<void>): Promise<Buffer> {
+  const tree = new Btree(dirBtreeOps, new ForkBtreeStorage(fsx.inodes.get(ino), 'data', fsx.fs.alloc, fsx.fs.geo));
+  const blocks = computeBulkLoadGeometry(tree, entries + 256, 1).totalBlocks;
+  const arena = Buffer.allocUnsafeSlow(blocks * BLOCK_SIZE);
+  const step = 16 * BLOCK_SIZE;
+  for (let at = 0; at < arena.length; at += step) {
+    arena.fill(0, at, Math.min(arena.length, at + step));
+    if (due()) await pause();
+  }
+  return arena;
+}
+
+/** The commit transaction: the new tree in, the old blocks out. */
+function commitDirectory(fsx: Rmapfs, ino: number, salvage: DirSalvage, updates: readonly DirEntryUpdate[],
+  owned: OwnerBlocks, arena: Buffer): void {
+  const fs = fsx.fs;
+  const alloc = fs.alloc;
+  const inode = fsx.inodes.get(ino);
+  if (!inode.isDir) throw new RmapfsError('ENOENT', `directory ${ino} was removed during its repair`);
+  salvage.applyLive(updates);
+  const entries = [...salvage.entries.values()];
+  const tree = new Btree(dirBtreeOps, new ForkBtreeStorage(inode, 'data', alloc, fs.geo));
+  const geometry = computeBulkLoadGeometry(tree, entries.length, 1);
+  const old = owned.current();
+  const blocks = allocateInodeBlocks(alloc, ino, RMAP_BMBT_BLOCK, geometry.totalBlocks, fs.geo.inoLocation(ino).fsbno);
+  const root = loadOrdered(fs, tree, entries.length, recordSource(entries), blocks,
+    arena.length >= geometry.totalBlocks * BLOCK_SIZE ? arena : undefined);
+  inode.format = FORK_BTREE;
+  inode.dataRoot = root.ptr;
+  inode.dataHeight = root.height;
+  inode.nextents = entries.length;
+  let freed = 0;
+  for (const [agno, set] of old) freed += reapInodeBlocks(alloc, agno, set, ino, RMAP_BMBT_BLOCK);
+  inode.nblocks = inode.nblocks - freed + blocks.length;
+  const links = 2 + entries.filter((e) => e.ftype === DT_DIR && !e.name.equals(DOTDOT)).length;
+  if (inode.nlink !== links) {
+    salvage.changes.push(`link count ${inode.nlink} -> ${links}`);
+    inode.nlink = links;
+  }
+}
