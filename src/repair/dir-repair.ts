@@ -216,27 +216,100 @@ function* findParent(fsx: Rmapfs, child: number): Generator<void, number | null,
   return null;
 }
 
-/** The salvaged entries as bulk-load records, in key order (hash, then a fresh collision index). */
-function recordSource(entries: readonly Entry[]): RecordSource {
-  // One numeric sort: hash * 2^20 + position is exact in a double for up to 2^20 entries per sort key.
-  const order = new Float64Array(entries.length);
-  entries.forEach((e, i) => { order[i] = e.hash * 0x100000 + i; });
-  order.sort();
-  let i = 0;
-  let prevHash = -1;
-  let cidx = 0;
-  return {
-    next(dst, off) {
-      const e = entries[order[i++]! % 0x100000]!;
+/** Writes an entry as a directory record with collision index `cidx`. */
+function writeRecord(dst: Buffer, off: number, e: Entry, cidx: number): void {
+  dst.fill(0, off, off + DIRENT_SIZE);
+  dst.writeUInt32BE(e.hash >>> 0, off);
+  dst.writeUInt16BE(cidx, off + 4);
+  dst.writeUInt8(e.ftype, off + 6);
+  dst.writeUInt8(e.name.length, off + 7);
+  writeU64(dst, off + 8, e.ino);
+  e.name.copy(dst, off + 16);
+}
+
+/**
+ * The entries as records in key order, packed before the commit (in steps)
+ * so the commit copies runs of them rather than building 100,000 records in
+ * its pause. Entries the foreground changes after packing are merged in by
+ * the commit (mergedSource).
+ */
+class PackedEntries {
+  records = Buffer.alloc(0);
+  count = 0;
+  /** Where each packed entry sits (by object: the salvage map's entry at packing time). */
+  readonly positionOf = new Map<Entry, number>();
+  /** How many logged entry changes the packed set includes. */
+  throughUpdate = 0;
+
+  *pack(salvage: DirSalvage, updates: readonly DirEntryUpdate[]): Generator<void, void, void> {
+    salvage.applyLive(updates);
+    this.throughUpdate = updates.length;
+    const entries = [...salvage.entries.values()];
+    // One numeric sort: hash * 2^20 + position is exact in a double (entriesOverflow keeps n below 2^20).
+    const order = new Float64Array(entries.length);
+    entries.forEach((e, i) => { order[i] = e.hash * 0x100000 + i; });
+    order.sort();
+    yield;
+    this.records = Buffer.allocUnsafeSlow(entries.length * DIRENT_SIZE);
+    this.count = entries.length;
+    let prevHash = -1;
+    let cidx = 0;
+    for (let p = 0; p < entries.length; p++) {
+      const e = entries[order[p]! % 0x100000]!;
       cidx = e.hash === prevHash ? cidx + 1 : 0;
       prevHash = e.hash;
-      dst.fill(0, off, off + DIRENT_SIZE);
-      dst.writeUInt32BE(e.hash >>> 0, off);
-      dst.writeUInt16BE(cidx, off + 4);
-      dst.writeUInt8(e.ftype, off + 6);
-      dst.writeUInt8(e.name.length, off + 7);
-      writeU64(dst, off + 8, e.ino);
-      e.name.copy(dst, off + 16);
+      writeRecord(this.records, p * DIRENT_SIZE, e, cidx);
+      this.positionOf.set(e, p);
+      if (p % 32 === 31) yield;
+    }
+  }
+}
+
+/**
+ * The commit's record source: the packed records, less those of names the
+ * foreground changed after packing, merged with those names' entries now
+ * (`adds`, sorted by hash); collision indexes counted afresh as records go
+ * out, so keys stay strictly increasing whatever was inserted or skipped.
+ */
+function mergedSource(packed: PackedEntries, skip: ReadonlySet<number>, adds: readonly Entry[]): RecordSource {
+  const recs = packed.records;
+  let p = 0;
+  let a = 0;
+  let prevHash = -1;
+  let cidx = 0;
+  const stamp = (dst: Buffer, off: number): void => {
+    const h = dst.readUInt32BE(off);
+    cidx = h === prevHash ? cidx + 1 : 0;
+    prevHash = h;
+    dst.writeUInt16BE(cidx, off + 4);
+  };
+  const nextRun = (dst: Buffer, dstOff: number, max: number): number => {
+    let n = 0;
+    while (n < max) {
+      while (p < packed.count && skip.has(p)) p++;
+      const packedHash = p < packed.count ? recs.readUInt32BE(p * DIRENT_SIZE) : Infinity;
+      const addHash = a < adds.length ? adds[a]!.hash : Infinity;
+      if (packedHash === Infinity && addHash === Infinity) break;
+      if (packedHash <= addHash) {
+        let q = p;
+        while (q < packed.count && n + (q - p) < max && !skip.has(q) && recs.readUInt32BE(q * DIRENT_SIZE) <= addHash) q++;
+        recs.copy(dst, dstOff + n * DIRENT_SIZE, p * DIRENT_SIZE, q * DIRENT_SIZE);
+        for (let k = 0; k < q - p; k++) stamp(dst, dstOff + (n + k) * DIRENT_SIZE);
+        n += q - p;
+        p = q;
+      } else {
+        const off = dstOff + n * DIRENT_SIZE;
+        writeRecord(dst, off, adds[a++]!, 0);
+        stamp(dst, off);
+        n++;
+      }
+    }
+    return n;
+  };
+  return {
+    nextRun,
+    next(dst, off) {
+      if (nextRun(dst, off, 1) !== 1) throw new RmapfsError('EIO', 'directory repair: fewer records than counted');
     },
   };
 }
@@ -280,6 +353,8 @@ export async function repairDirectory(fsx: Rmapfs, ino: number, options: FileRep
     salvage.applyLive(updates);
     await runPaced(salvage.checkTargets(fsx, updates), () => pacer.due(), pause);
     await runPaced(fixDotdot(fsx, ino, salvage, updates), () => pacer.due(), pause);
+    const packed = new PackedEntries();
+    await runPaced(packed.pack(salvage, updates), () => pacer.due(), pause);
     // The new tree is built in memory touched now, not during the pause (a first write to a page is slow here).
     const arena = await touchedArena(fsx, ino, salvage.entries.size, () => pacer.due(), pause);
     if (hookError !== null) throw new RmapfsError('EIO', `repair of directory ${ino}: the live entry hook failed; the old directory is kept`);
@@ -289,7 +364,7 @@ export async function repairDirectory(fsx: Rmapfs, ino: number, options: FileRep
     alloc.removeDirEntryHook(entryHook);
     owned.close();
     const c0 = process.hrtime.bigint();
-    fs.run(() => commitDirectory(fsx, ino, salvage, updates, owned, arena));
+    fs.run(() => commitDirectory(fsx, ino, salvage, updates, packed, owned, arena));
     const commitPauseMs = Number(process.hrtime.bigint() - c0) / 1e6;
     log('directory %d rebuilt: %d entries (%d salvaged, %d live changes), %d changes; scan %d ms, pause %s ms',
       ino, salvage.entries.size, salvage.salvaged, updates.length, salvage.changes.length, Math.round(scanMs), commitPauseMs.toFixed(1));
@@ -347,27 +422,44 @@ async function touchedArena(fsx: Rmapfs, ino: number, entries: number, due: () =
 
 /** The commit transaction: the new tree in, the old blocks out. */
 function commitDirectory(fsx: Rmapfs, ino: number, salvage: DirSalvage, updates: readonly DirEntryUpdate[],
-  owned: OwnerBlocks, arena: Buffer): void {
+  packed: PackedEntries, owned: OwnerBlocks, arena: Buffer): void {
   const fs = fsx.fs;
   const alloc = fs.alloc;
   const inode = fsx.inodes.get(ino);
   if (!inode.isDir) throw new RmapfsError('ENOENT', `directory ${ino} was removed during its repair`);
+  // Names the foreground changed since packing: their packed records out, their entries now in.
+  const touched = new Set<string>();
+  for (let u = packed.throughUpdate; u < updates.length; u++) touched.add(keyOf(updates[u]!.name));
+  const skip = new Set<number>();
+  for (const k of touched) {
+    const was = salvage.entries.get(k);
+    const at = was === undefined ? undefined : packed.positionOf.get(was);
+    if (at !== undefined) skip.add(at);
+  }
   salvage.applyLive(updates);
-  const entries = [...salvage.entries.values()];
+  const adds: Entry[] = [];
+  for (const k of touched) {
+    const e = salvage.entries.get(k);
+    if (e !== undefined) adds.push(e);
+  }
+  adds.sort((x, y) => x.hash - y.hash);
+  const records = packed.count - skip.size + adds.length;
   const tree = new Btree(dirBtreeOps, new ForkBtreeStorage(inode, 'data', alloc, fs.geo));
-  const geometry = computeBulkLoadGeometry(tree, entries.length, 1);
+  const geometry = computeBulkLoadGeometry(tree, records, 1);
   const old = owned.current();
   const blocks = allocateInodeBlocks(alloc, ino, RMAP_BMBT_BLOCK, geometry.totalBlocks, fs.geo.inoLocation(ino).fsbno);
-  const root = loadOrdered(fs, tree, entries.length, recordSource(entries), blocks,
+  const root = loadOrdered(fs, tree, records, mergedSource(packed, skip, adds), blocks,
     arena.length >= geometry.totalBlocks * BLOCK_SIZE ? arena : undefined);
   inode.format = FORK_BTREE;
   inode.dataRoot = root.ptr;
   inode.dataHeight = root.height;
-  inode.nextents = entries.length;
+  inode.nextents = records;
   let freed = 0;
   for (const [agno, set] of old) freed += reapInodeBlocks(alloc, agno, set, ino, RMAP_BMBT_BLOCK);
   inode.nblocks = inode.nblocks - freed + blocks.length;
-  const links = 2 + entries.filter((e) => e.ftype === DT_DIR && !e.name.equals(DOTDOT)).length;
+  let subdirs = 0;
+  for (const e of salvage.entries.values()) if (e.ftype === DT_DIR && !e.name.equals(DOTDOT)) subdirs++;
+  const links = 2 + subdirs;
   if (inode.nlink !== links) {
     salvage.changes.push(`link count ${inode.nlink} -> ${links}`);
     inode.nlink = links;

@@ -8,7 +8,6 @@
  */
 import type { AllocGroup } from '../alloc/ag';
 import type { Allocator } from '../alloc/alloc';
-import { rmapFind } from '../rmap/rmap';
 import { rmapUnmap } from '../rmap/rmap';
 import type { ExtentBitmap } from './bitmap';
 
@@ -33,22 +32,16 @@ export function reapExtents(ag: AllocGroup, blocks: ExtentBitmap, options: ReapO
 /**
  * Frees the blocks an inode's old structure held (a directory's or attribute
  * fork's btree, attribute values) in AG agno, through the allocator, so the
- * rmap, free space, busy extents and the live hooks all hear of it: one call
- * per rmap record (the allocator frees what one record maps). Cached copies
- * are forgotten (a dirty one must never be written over a reused block).
- * Inside the caller's transaction. The blocks freed.
+ * rmap, free space, busy extents and the live hooks all hear of it: one
+ * free-space update per run of blocks (Allocator.freeOwnedRun). Cached
+ * copies are forgotten (a dirty one must never be written over a reused
+ * block). Inside the caller's transaction. The blocks freed.
  */
 export function reapInodeBlocks(alloc: Allocator, agno: number, blocks: ExtentBitmap, owner: number, flags: number): number {
-  const ag = alloc.ag(agno);
   const geo = alloc.geo;
   blocks.walk((start, len) => {
-    for (let at = start; at < start + len;) {
-      const r = rmapFind(ag.rmap, at);
-      const n = r === null ? 1 : Math.min(start + len, r.startblock + r.blockcount) - at;
-      for (let i = 0; i < n; i++) alloc.cache.invalidate(geo.fsbno(agno, at + i));
-      alloc.free(geo.fsbno(agno, at), n, owner, r === null ? 0 : r.offset + (at - r.startblock), flags);
-      at += n;
-    }
+    for (let i = 0; i < len; i++) alloc.cache.invalidate(geo.fsbno(agno, start + i));
+    alloc.freeOwnedRun(geo.fsbno(agno, start), len, owner, flags);
   });
   return blocks.blocks;
 }

@@ -124,6 +124,22 @@ export function rmapUnmap(tree: Btree, rec: RmapRecord, where: string): void {
   }
 }
 
+/**
+ * Removes the record covering agbno when it is owner's and lies whole inside
+ * [agbno, end) -- one lookup, where rmapUnmap takes three: the reaping of a
+ * thousand one-block btree records pays it a thousand times. Returns the
+ * record removed, or null (none there, another owner's, or only partly
+ * inside: rmapUnmap's business).
+ */
+export function rmapRemoveWhole(tree: Btree, agbno: number, end: number, owner: number): RmapRecord | null {
+  const cur = lookupAtOrBefore(tree, agbno);
+  if (cur === null) return null;
+  const r = recordUnder(cur);
+  if (r.startblock !== agbno || r.startblock + r.blockcount > end || r.owner !== owner) return null;
+  cur.delete();
+  return r;
+}
+
 /** Changes a record in place (its key may move between its neighbours). */
 function updateRecord(tree: Btree, old: RmapRecord, next: RmapRecord): void {
   const cur = tree.opCursor();
