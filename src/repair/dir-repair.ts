@@ -35,7 +35,6 @@ import { BtreeGeometry, OFF_LEVEL, OFF_NUMRECS, btreeBufOps } from '../btree/btr
 import { computeBulkLoadGeometry } from '../btree/bulk-load';
 import type { RecordSource } from '../btree/bulk-load';
 import { writeU64 } from '../io/meta-header';
-import { Pacer } from '../io/pacer';
 import { BLOCK_SIZE } from '../format/superblock';
 import type { DirEntryUpdate } from '../alloc/alloc';
 import { RMAP_ATTR_FORK, RMAP_BMBT_BLOCK } from '../rmap/rmap-btree';
@@ -47,7 +46,7 @@ import { DIRENT_SIZE, DOTDOT, DT_DIR, Directory, decodeDirent, dirBtreeOps, dtyp
 import type { Rmapfs } from '../fs/rmapfs';
 import { FrozenView } from '../scrub/live-scrub';
 import type { FileRepairOptions, FileRepairResult } from './file-repair';
-import { OwnerBlocks, allocateInodeBlocks, formatBlockRanges, runPaced } from './owner-blocks';
+import { OwnerBlocks, RepairPacing, allocateInodeBlocks, formatBlockRanges } from './owner-blocks';
 import { reapInodeBlocks } from './reap';
 import { loadOrdered } from './staged-btree';
 
@@ -324,12 +323,7 @@ export async function repairDirectory(fsx: Rmapfs, ino: number, options: FileRep
   const t0 = process.hrtime.bigint();
   if (!fsx.inodes.get(ino).isDir) throw new RmapfsError('ENOTDIR', `inode ${ino} is not a directory`);
   if (entriesOverflow(fsx, ino)) throw new RmapfsError('EFBIG', `directory ${ino}: too many entries to salvage`);
-  const pacer = new Pacer(options);
-  const pause = async (): Promise<void> => {
-    await pacer.pause();
-    await options.betweenSlices?.();
-    if (options.cancelled?.()) throw new RmapfsError('ECANCELED', `repair of directory ${ino} cancelled before its commit`);
-  };
+  const pacing = new RepairPacing(options, `directory ${ino}`);
   // The snapshot, the rmap hook and the entry hook start in one turn: the view plus the logs is "now".
   const snap = fs.cache.openSnapshot();
   const view = new FrozenView(fs, snap);
@@ -340,8 +334,8 @@ export async function repairDirectory(fsx: Rmapfs, ino: number, options: FileRep
   alloc.addDirEntryHook(entryHook, (e) => { hookError = e; });
   const salvage = new DirSalvage(ino);
   try {
-    await runPaced(owned.walk(view.alloc), () => pacer.due(), pause);
-    await runPaced(salvage.salvageBlocks(view, owned.walkedBlocks()), () => pacer.due(), pause);
+    await pacing.run(owned.walk(view.alloc));
+    await pacing.run(salvage.salvageBlocks(view, owned.walkedBlocks()));
     if (snap.spoiled !== null) throw new RmapfsError('EAGAIN', `repair of directory ${ino}: the frozen view was spoiled (${snap.spoiled}); try again`);
     const countedThen = new InodeStore(view.cache, view.geo, view.alloc).handle(ino).nextents;
     snap.close();
@@ -351,12 +345,12 @@ export async function repairDirectory(fsx: Rmapfs, ino: number, options: FileRep
         + (salvage.badBlocks.length > 0 ? ` (block${salvage.badBlocks.length === 1 ? '' : 's'} ${formatBlockRanges(salvage.badBlocks)} did not verify)` : ''));
     }
     salvage.applyLive(updates);
-    await runPaced(salvage.checkTargets(fsx, updates), () => pacer.due(), pause);
-    await runPaced(fixDotdot(fsx, ino, salvage, updates), () => pacer.due(), pause);
+    await pacing.run(salvage.checkTargets(fsx, updates));
+    await pacing.run(fixDotdot(fsx, ino, salvage, updates));
     const packed = new PackedEntries();
-    await runPaced(packed.pack(salvage, updates), () => pacer.due(), pause);
+    await pacing.run(packed.pack(salvage, updates));
     // The new tree is built in memory touched now, not during the pause (a first write to a page is slow here).
-    const arena = await touchedArena(fsx, ino, salvage.entries.size, () => pacer.due(), pause);
+    const arena = await touchedArena(fsx, ino, salvage.entries.size, pacing);
     if (hookError !== null) throw new RmapfsError('EIO', `repair of directory ${ino}: the live entry hook failed; the old directory is kept`);
     owned.throwIfAborted();
     const scanMs = Number(process.hrtime.bigint() - t0) / 1e6;
@@ -408,14 +402,14 @@ function* fixDotdot(fsx: Rmapfs, ino: number, salvage: DirSalvage, updates: read
 }
 
 /** A buffer for the new tree's blocks (with room for entries added before the commit), every page written once, in steps. */
-async function touchedArena(fsx: Rmapfs, ino: number, entries: number, due: () => boolean, pause: () => Promise<void>): Promise<Buffer> {
+async function touchedArena(fsx: Rmapfs, ino: number, entries: number, pacing: RepairPacing): Promise<Buffer> {
   const tree = new Btree(dirBtreeOps, new ForkBtreeStorage(fsx.inodes.get(ino), 'data', fsx.fs.alloc, fsx.fs.geo));
   const blocks = computeBulkLoadGeometry(tree, entries + 256, 1).totalBlocks;
   const arena = Buffer.allocUnsafeSlow(blocks * BLOCK_SIZE);
   const step = 16 * BLOCK_SIZE;
   for (let at = 0; at < arena.length; at += step) {
     arena.fill(0, at, Math.min(arena.length, at + step));
-    if (due()) await pause();
+    if (pacing.due()) await pacing.pause();
   }
   return arena;
 }

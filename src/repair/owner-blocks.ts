@@ -12,7 +12,11 @@
  * (`current`): what the repair's commit reaps.
  */
 import { RmapfsError } from '../errors';
+import { Pacer } from '../io/pacer';
 import type { Allocator, RmapUpdate } from '../alloc/alloc';
+import type { Filesystem } from '../fs/filesystem';
+import { FrozenView } from '../scrub/live-scrub';
+import type { FileRepairOptions } from './file-repair';
 import { decodeRmapOwner } from '../rmap/rmap-btree';
 import { ExtentBitmap } from './bitmap';
 
@@ -41,20 +45,16 @@ export class OwnerBlocks {
   }
 
   /** Walks every AG's rmap of the frozen view (`viewAlloc`), pausing every record. */
-  *walk(viewAlloc: Allocator): Generator<void, void, void> {
-    for (const ag of viewAlloc.ags) {
-      const cur = ag.rmap.cursor();
-      for (let ok = cur.first(); ok; ok = cur.increment()) {
-        const { block, offset } = cur.recordAt();
-        this.recordsScanned++;
-        if (decodeRmapOwner(block, offset) === this.owner && this.role(rmapFlagsAt(block, offset))) {
-          let set = this.walked.get(ag.agno);
-          if (set === undefined) this.walked.set(ag.agno, (set = new ExtentBitmap()));
-          set.add(block.readUInt32BE(offset), block.readUInt32BE(offset + 4));
-        }
-        yield;
-      }
-    }
+  walk(viewAlloc: Allocator): Generator<void, void, void> {
+    return walkOwners(viewAlloc, [this]);
+  }
+
+  /** A record of the view's rmap: kept when it is the owner's, in the role. */
+  offer(agno: number, block: Buffer, offset: number): void {
+    if (decodeRmapOwner(block, offset) !== this.owner || !this.role(rmapFlagsAt(block, offset))) return;
+    let set = this.walked.get(agno);
+    if (set === undefined) this.walked.set(agno, (set = new ExtentBitmap()));
+    set.add(block.readUInt32BE(offset), block.readUInt32BE(offset + 4));
   }
 
   /** The blocks the view's rmap gave the owner, as filesystem block numbers in order. */
@@ -91,13 +91,68 @@ export class OwnerBlocks {
   }
 }
 
-/** Runs steps in slices paced by `due`, awaiting `pause` between them. */
-export async function runPaced(steps: Generator<void, void, void>, due: () => boolean, pause: () => Promise<void>): Promise<void> {
-  for (;;) {
-    let r = steps.next();
-    while (r.done !== true && !due()) r = steps.next();
-    if (r.done === true) return;
-    await pause();
+/** One walk of every AG's rmap of a frozen view for several collectors (an inode's roles), pausing every record. */
+export function* walkOwners(viewAlloc: Allocator, collectors: readonly OwnerBlocks[]): Generator<void, void, void> {
+  for (const ag of viewAlloc.ags) {
+    const cur = ag.rmap.cursor();
+    for (let ok = cur.first(); ok; ok = cur.increment()) {
+      const { block, offset } = cur.recordAt();
+      for (const c of collectors) {
+        c.recordsScanned++;
+        c.offer(ag.agno, block, offset);
+      }
+      yield;
+    }
+  }
+}
+
+/** A file repair's pacing: the slices, what runs between them, and cancellation. */
+export class RepairPacing {
+  private readonly pacer: Pacer;
+
+  constructor(private readonly options: FileRepairOptions, private readonly what: string) {
+    this.pacer = new Pacer(options);
+  }
+
+  due(): boolean {
+    return this.pacer.due();
+  }
+
+  async pause(): Promise<void> {
+    await this.pacer.pause();
+    await this.options.betweenSlices?.();
+    if (this.options.cancelled?.()) throw new RmapfsError('ECANCELED', `repair of ${this.what} cancelled before its commit`);
+  }
+
+  /** Runs steps in slices, pausing between them. */
+  async run(steps: Generator<void, void, void>): Promise<void> {
+    for (;;) {
+      let r = steps.next();
+      while (r.done !== true && !this.due()) r = steps.next();
+      if (r.done === true) return;
+      await this.pause();
+    }
+  }
+}
+
+/**
+ * The rmap walk of a file-level repair that reads the blocks themselves at
+ * its commit (attributes, symlinks): a snapshot's view walked in slices for
+ * each role, the snapshot closed after. The collectors go on logging live
+ * changes until the caller closes them.
+ */
+export async function collectOwnerBlocks(fs: Filesystem, owner: number, roles: readonly RmapRole[], pacing: RepairPacing): Promise<OwnerBlocks[]> {
+  const snap = fs.cache.openSnapshot();
+  const collectors = roles.map((role) => new OwnerBlocks(fs.alloc, owner, role));
+  try {
+    await pacing.run(walkOwners(new FrozenView(fs, snap).alloc, collectors));
+    if (snap.spoiled !== null) throw new RmapfsError('EAGAIN', `repair of inode ${owner}: the frozen view was spoiled (${snap.spoiled}); try again`);
+    return collectors;
+  } catch (e) {
+    for (const c of collectors) c.close();
+    throw e;
+  } finally {
+    snap.close();
   }
 }
 

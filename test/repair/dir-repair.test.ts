@@ -10,14 +10,12 @@
  */
 import t from 'tap';
 import type { Test } from 'tap';
-import * as fs from 'fs';
 import { Rmapfs } from '../../src/fs/rmapfs';
 import { repairDirectory } from '../../src/repair/dir-repair';
 import { Directory, DOTDOT, DT_DIR, DT_REG, decodeDirent, DIRENT_SIZE } from '../../src/dir/dir';
 import { S_IFDIR, S_IFREG } from '../../src/inode/inode-format';
-import { BLOCK_SIZE } from '../../src/format/superblock';
 import { Rng, testSeed } from '../lib/rng';
-import { scratchImage } from '../lib/fs';
+import { flipOnDisk, scratchImage } from '../lib/fs';
 import { check } from '../lib/check';
 
 /** The directory's entries (not "." and ".."), name -> inode. */
@@ -38,19 +36,6 @@ function populate(fsx: Rmapfs, n: number): number {
   fsx.mkdir(d, 'sub1', S_IFDIR | 0o755, 0, 0);
   fsx.mkdir(d, 'sub2', S_IFDIR | 0o755, 0, 0);
   return d;
-}
-
-/** Flips a byte of a block on disk behind the filesystem's back; the filesystem reopened. */
-function flipOnDisk(image: string, fsx: Rmapfs, fsbno: number, at: number): Rmapfs {
-  fsx.fsync();
-  fsx.close();
-  const fd = fs.openSync(image, 'r+');
-  const b = Buffer.alloc(1);
-  fs.readSync(fd, b, 0, 1, fsbno * BLOCK_SIZE + at);
-  b[0] ^= 0x5a;
-  fs.writeSync(fd, b, 0, 1, fsbno * BLOCK_SIZE + at);
-  fs.closeSync(fd);
-  return Rmapfs.open(image);
 }
 
 /** The directory's blocks at a level, with the names of a leaf's entries. */
