@@ -31,7 +31,12 @@
 import createDebug from 'debug';
 import { RmapfsError } from '../errors';
 import { Btree } from '../btree/btree';
-import { BtreeGeometry, OFF_LEVEL, OFF_NUMRECS, btreeBufOps } from '../btree/btree-block';
+import { BTREE_HDR_SIZE, BtreeGeometry, OFF_LEVEL, OFF_NUMRECS, btreeBufOps } from '../btree/btree-block';
+import { Buf } from '../io/buf-cache';
+import type { BufOps, CacheSnapshot } from '../io/buf-cache';
+import type { Geometry } from '../format/geometry';
+import { INODES_PER_CHUNK, decodeInobt, isInodeFree } from '../alloc/inode-btree';
+import type { InobtRecord } from '../alloc/inode-btree';
 import { computeBulkLoadGeometry } from '../btree/bulk-load';
 import type { RecordSource } from '../btree/bulk-load';
 import { writeU64 } from '../io/meta-header';
@@ -42,7 +47,7 @@ import { InodeStore } from '../inode/inode';
 import { FORK_BTREE } from '../inode/inode-format';
 import { ForkBtreeStorage } from '../inode/fork-btree';
 import { InodeScanCursor } from '../inode/iscan';
-import { DIRENT_SIZE, DOTDOT, DT_DIR, Directory, decodeDirent, dirBtreeOps, dtypeOfMode, nameHash } from '../dir/dir';
+import { DIRENT_SIZE, DOTDOT, DT_DIR, Directory, decodeDirent, dirBtreeOps, nameHash } from '../dir/dir';
 import type { Rmapfs } from '../fs/rmapfs';
 import { FrozenView } from '../scrub/live-scrub';
 import type { FileRepairOptions, FileRepairResult } from './file-repair';
@@ -55,8 +60,10 @@ const log = createDebug('rmapfs:repair');
 /** The rmap's records of a directory's btree blocks: data fork, btree block. */
 const DIR_ROLE = (flags: number): boolean => (flags & RMAP_BMBT_BLOCK) !== 0 && (flags & RMAP_ATTR_FORK) === 0;
 
-/** Entries of another directory read per step of the search for a parent. */
+/** Entries of another directory read per step of the search for a parent; entries checked per step. */
 const ENTRIES_PER_STEP = 32;
+/** Adjacent blocks the salvage reads at once. */
+const SALVAGE_RUN = 32;
 
 interface Entry {
   name: Buffer;
@@ -65,6 +72,8 @@ interface Entry {
   hash: number;
   /** Set by the live hook (the foreground made it: valid by construction). */
   live: boolean;
+  /** Its record's place among the packed ones (PackedEntries), -1 before packing. */
+  packedAt: number;
 }
 
 const keyOf = (name: Buffer): string => name.toString('latin1');
@@ -84,37 +93,52 @@ class DirSalvage {
 
   constructor(readonly ino: number) {}
 
-  *salvageBlocks(view: FrozenView, blocks: readonly number[]): Generator<void, void, void> {
-    const bufOps = btreeBufOps(dirBtreeOps, new BtreeGeometry(dirBtreeOps, BLOCK_SIZE), view.geo.uuid, this.ino, view.cache.target.checksummed);
-    for (const fsbno of blocks) {
-      yield;
-      let b: Buffer;
-      try {
-        b = view.cache.read(fsbno, bufOps).data;
-      } catch {
-        this.badBlocks.push(fsbno);
+  /**
+   * Reads the blocks as the snapshot has them (runs of adjacent blocks in one
+   * read, outside any cache: each is read once) and keeps every entry of
+   * every one that is a verified leaf of this directory.
+   */
+  *salvageBlocks(snap: CacheSnapshot, geo: Geometry, checksummed: boolean, blocks: readonly number[]): Generator<void, void, void> {
+    const bufOps = btreeBufOps(dirBtreeOps, new BtreeGeometry(dirBtreeOps, BLOCK_SIZE), geo.uuid, this.ino, checksummed);
+    const run = Buffer.alloc(SALVAGE_RUN * BLOCK_SIZE);
+    for (let i = 0; i < blocks.length;) {
+      let n = 1;
+      while (n < SALVAGE_RUN && i + n < blocks.length && blocks[i + n] === blocks[i]! + n) n++;
+      snap.readBlocks(blocks[i]!, n, run, 0);
+      for (let k = 0; k < n; k++) {
+        this.salvageBlock(blocks[i + k]!, run.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE), bufOps);
+        yield;
+      }
+      i += n;
+    }
+  }
+
+  private salvageBlock(fsbno: number, b: Buffer, bufOps: BufOps): void {
+    try {
+      bufOps.verifyRead(new Buf(fsbno, b, bufOps));
+    } catch {
+      this.badBlocks.push(fsbno);
+      return;
+    }
+    if (b.readUInt16BE(OFF_LEVEL) !== 0) return; // a node: its leaves are read on their own
+    const n = b.readUInt16BE(OFF_NUMRECS);
+    for (let i = 0; i < n; i++) {
+      const off = BTREE_HDR_SIZE + i * DIRENT_SIZE;
+      const why = dirBtreeOps.checkRecord!(b, off);
+      if (why !== null) {
+        this.badRecords++;
+        this.changes.push(`entry ${i} of block ${fsbno} dropped: ${why}`);
         continue;
       }
-      if (b.readUInt16BE(OFF_LEVEL) !== 0) continue; // a node: its leaves are read on their own
-      const n = b.readUInt16BE(OFF_NUMRECS);
-      for (let i = 0; i < n; i++) {
-        const off = 64 + i * DIRENT_SIZE;
-        const why = dirBtreeOps.checkRecord!(b, off);
-        if (why !== null) {
-          this.badRecords++;
-          this.changes.push(`entry ${i} of block ${fsbno} dropped: ${why}`);
-          continue;
-        }
-        const d = decodeDirent(b, off);
-        const k = keyOf(d.name);
-        const had = this.entries.get(k);
-        if (had !== undefined) {
-          if (had.ino !== d.ino) this.changes.push(`duplicate entry ${shown(d.name)} (inode ${had.ino}, and ${d.ino} in block ${fsbno}): kept inode ${had.ino}`);
-          continue;
-        }
-        this.entries.set(k, { name: d.name, ino: d.ino, ftype: d.ftype, hash: d.hash, live: false });
-        this.salvaged++;
+      const d = decodeDirent(b, off);
+      const k = keyOf(d.name);
+      const had = this.entries.get(k);
+      if (had !== undefined) {
+        if (had.ino !== d.ino) this.changes.push(`duplicate entry ${shown(d.name)} (inode ${had.ino}, and ${d.ino} in block ${fsbno}): kept inode ${had.ino}`);
+        continue;
       }
+      this.entries.set(k, { name: d.name, ino: d.ino, ftype: d.ftype, hash: d.hash, live: false, packedAt: -1 });
+      this.salvaged++;
     }
   }
 
@@ -124,48 +148,65 @@ class DirSalvage {
       const u = updates[this.applied]!;
       const k = keyOf(u.name);
       if (u.op === 'remove') this.entries.delete(k);
-      else this.entries.set(k, { name: u.name, ino: u.ino, ftype: u.ftype, hash: nameHash(u.name), live: true });
+      else this.entries.set(k, { name: u.name, ino: u.ino, ftype: u.ftype, hash: nameHash(u.name), live: true, packedAt: -1 });
     }
   }
 
   /**
-   * Drops entries pointing where no entry may point, fixes file types
-   * (salvaged entries only: live ones are the foreground's own).
+   * Drops entries pointing where no entry may point: an invalid inode
+   * number, the directory itself, the root, an inode the inode btree calls
+   * free, a directory already entered here. Live entries are the
+   * foreground's own: they are not checked. The inode btree is read in inode
+   * order, a few entries per step (looked up afresh after each pause: it may
+   * change between them), never the inode cores: 100,000 entries would read
+   * 12,500 inode blocks.
    */
   *checkTargets(fsx: Rmapfs, updates: readonly DirEntryUpdate[]): Generator<void, void, void> {
-    const seenDirs = new Map<number, string>();
     const geo = fsx.fs.geo;
-    for (const [k, e] of [...this.entries]) {
-      yield;
-      // What the foreground did meanwhile first: an inode freed since was freed with its name.
-      this.applyLive(updates);
-      if (e.name.equals(DOTDOT) || e.live || this.entries.get(k) !== e) continue;
-      let mode = 0;
-      let why: string | null = null;
-      if (!geo.isValidIno(e.ino)) why = `inode number ${e.ino} is not valid`;
-      else if (e.ino === this.ino) why = 'it points at the directory itself';
-      else if (e.ino === fsx.rootIno) why = 'it points at the root directory';
+    const drop = (e: Entry, why: string): void => {
+      this.entries.delete(keyOf(e.name));
+      this.changes.push(`entry ${shown(e.name)} dropped: ${why}`);
+    };
+    const byAg = new Map<number, Entry[]>();
+    const seenDirs = new Map<number, string>();
+    for (const e of this.entries.values()) {
+      if (e.live || e.name.equals(DOTDOT)) continue;
+      if (!geo.isValidIno(e.ino)) drop(e, `inode number ${e.ino} is not valid`);
+      else if (e.ino === this.ino) drop(e, 'it points at the directory itself');
+      else if (e.ino === fsx.rootIno) drop(e, 'it points at the root directory');
+      else if (e.ftype === DT_DIR && seenDirs.has(e.ino)) drop(e, `directory ${e.ino} is already entered here as '${seenDirs.get(e.ino)!}'`);
       else {
-        try {
-          mode = fsx.inodes.handle(e.ino).mode;
-          if (mode === 0) why = `inode ${e.ino} is free`;
-        } catch (err) {
-          why = `inode ${e.ino} cannot be read (${err instanceof Error ? err.message : String(err)})`;
+        if (e.ftype === DT_DIR) seenDirs.set(e.ino, e.name.toString());
+        const agno = geo.inoAgno(e.ino);
+        let list = byAg.get(agno);
+        if (list === undefined) byAg.set(agno, (list = []));
+        list.push(e);
+      }
+    }
+    yield;
+    const key = Buffer.alloc(4);
+    for (const [agno, list] of byAg) {
+      // AG inode numbers < 2^32 and positions < 2^20: one exact numeric sort key.
+      const order = new Float64Array(list.length);
+      list.forEach((e, i) => { order[i] = geo.inoAgino(e.ino) * 0x100000 + i; });
+      order.sort();
+      yield;
+      for (let at = 0; at < order.length;) {
+        this.applyLive(updates);
+        const cur = fsx.fs.alloc.ag(agno).ino.cursor();
+        let chunk: InobtRecord | null = null;
+        for (let step = 0; step < ENTRIES_PER_STEP && at < order.length; step++, at++) {
+          const e = list[order[at]! % 0x100000]!;
+          if (this.entries.get(keyOf(e.name)) !== e) continue; // changed by the foreground meanwhile
+          const agino = geo.inoAgino(e.ino);
+          if (chunk === null || agino >= chunk.startino + INODES_PER_CHUNK) {
+            key.writeUInt32BE(agino - (agino % INODES_PER_CHUNK));
+            chunk = cur.lookup(key, 0, 'le') ? decodeInobt(cur.record(), 0) : null;
+          }
+          if (chunk === null || agino >= chunk.startino + INODES_PER_CHUNK) drop(e, `inode ${e.ino} is not in an inode chunk`);
+          else if (isInodeFree(chunk, agino - chunk.startino)) drop(e, `inode ${e.ino} is free`);
         }
-      }
-      if (why === null && dtypeOfMode(mode) === DT_DIR) {
-        const other = seenDirs.get(e.ino);
-        if (other !== undefined) why = `directory ${e.ino} is already entered here as '${other}'`;
-        else seenDirs.set(e.ino, e.name.toString());
-      }
-      if (why !== null) {
-        this.entries.delete(k);
-        this.changes.push(`entry ${shown(e.name)} dropped: ${why}`);
-        continue;
-      }
-      if (dtypeOfMode(mode) !== e.ftype) {
-        this.changes.push(`entry ${shown(e.name)}: file type ${e.ftype} -> ${dtypeOfMode(mode)}`);
-        e.ftype = dtypeOfMode(mode);
+        yield;
       }
     }
   }
@@ -235,8 +276,6 @@ function writeRecord(dst: Buffer, off: number, e: Entry, cidx: number): void {
 class PackedEntries {
   records = Buffer.alloc(0);
   count = 0;
-  /** Where each packed entry sits (by object: the salvage map's entry at packing time). */
-  readonly positionOf = new Map<Entry, number>();
   /** How many logged entry changes the packed set includes. */
   throughUpdate = 0;
 
@@ -258,7 +297,7 @@ class PackedEntries {
       cidx = e.hash === prevHash ? cidx + 1 : 0;
       prevHash = e.hash;
       writeRecord(this.records, p * DIRENT_SIZE, e, cidx);
-      this.positionOf.set(e, p);
+      e.packedAt = p;
       if (p % 32 === 31) yield;
     }
   }
@@ -333,9 +372,19 @@ export async function repairDirectory(fsx: Rmapfs, ino: number, options: FileRep
   const entryHook = (u: DirEntryUpdate): void => { if (u.dir === ino) updates.push(u); };
   alloc.addDirEntryHook(entryHook, (e) => { hookError = e; });
   const salvage = new DirSalvage(ino);
+  // Where the time goes, for the log (bench/dir-repair with DEBUG=rmapfs:repair).
+  const phases: string[] = [];
+  let lastLap = t0;
+  const lap = (what: string): void => {
+    const now = process.hrtime.bigint();
+    phases.push(`${what} ${(Number(now - lastLap) / 1e6).toFixed(1)}`);
+    lastLap = now;
+  };
   try {
     await pacing.run(owned.walk(view.alloc));
-    await pacing.run(salvage.salvageBlocks(view, owned.walkedBlocks()));
+    lap('rmap walk');
+    await pacing.run(salvage.salvageBlocks(snap, fs.geo, fs.cache.target.checksummed, owned.walkedBlocks()));
+    lap('salvage');
     if (snap.spoiled !== null) throw new RmapfsError('EAGAIN', `repair of directory ${ino}: the frozen view was spoiled (${snap.spoiled}); try again`);
     const countedThen = new InodeStore(view.cache, view.geo, view.alloc).handle(ino).nextents;
     snap.close();
@@ -346,11 +395,15 @@ export async function repairDirectory(fsx: Rmapfs, ino: number, options: FileRep
     }
     salvage.applyLive(updates);
     await pacing.run(salvage.checkTargets(fsx, updates));
+    lap('inode checks');
     await pacing.run(fixDotdot(fsx, ino, salvage, updates));
+    lap('parent');
     const packed = new PackedEntries();
     await pacing.run(packed.pack(salvage, updates));
+    lap('pack');
     // The new tree is built in memory touched now, not during the pause (a first write to a page is slow here).
     const arena = await touchedArena(fsx, ino, salvage.entries.size, pacing);
+    lap('arena');
     if (hookError !== null) throw new RmapfsError('EIO', `repair of directory ${ino}: the live entry hook failed; the old directory is kept`);
     owned.throwIfAborted();
     const scanMs = Number(process.hrtime.bigint() - t0) / 1e6;
@@ -358,10 +411,12 @@ export async function repairDirectory(fsx: Rmapfs, ino: number, options: FileRep
     alloc.removeDirEntryHook(entryHook);
     owned.close();
     const c0 = process.hrtime.bigint();
-    fs.run(() => commitDirectory(fsx, ino, salvage, updates, packed, owned, arena));
+    lastLap = c0;
+    fs.run(() => commitDirectory(fsx, ino, salvage, updates, packed, owned, arena, lap));
     const commitPauseMs = Number(process.hrtime.bigint() - c0) / 1e6;
-    log('directory %d rebuilt: %d entries (%d salvaged, %d live changes), %d changes; scan %d ms, pause %s ms',
-      ino, salvage.entries.size, salvage.salvaged, updates.length, salvage.changes.length, Math.round(scanMs), commitPauseMs.toFixed(1));
+    log('directory %d rebuilt: %d entries (%d salvaged, %d live changes), %d changes; scan %d ms, pause %s ms (ms: %s)',
+      ino, salvage.entries.size, salvage.salvaged, updates.length, salvage.changes.length, Math.round(scanMs), commitPauseMs.toFixed(1),
+      phases.join(', '));
     return { type: 'directory', ino, path: null, changes: salvage.changes, commitPauseMs };
   } finally {
     snap.close();
@@ -380,7 +435,7 @@ function* fixDotdot(fsx: Rmapfs, ino: number, salvage: DirSalvage, updates: read
   const key = keyOf(DOTDOT);
   const had = salvage.entries.get(key);
   const set = (parent: number, why: string): void => {
-    salvage.entries.set(key, { name: DOTDOT, ino: parent, ftype: DT_DIR, hash: nameHash(DOTDOT), live: false });
+    salvage.entries.set(key, { name: DOTDOT, ino: parent, ftype: DT_DIR, hash: nameHash(DOTDOT), live: false, packedAt: -1 });
     salvage.changes.push(`'..' ${had === undefined ? 'was missing' : `was ${had.ino}`}, set to ${parent} (${why})`);
   };
   if (ino === fsx.rootIno) {
@@ -416,7 +471,7 @@ async function touchedArena(fsx: Rmapfs, ino: number, entries: number, pacing: R
 
 /** The commit transaction: the new tree in, the old blocks out. */
 function commitDirectory(fsx: Rmapfs, ino: number, salvage: DirSalvage, updates: readonly DirEntryUpdate[],
-  packed: PackedEntries, owned: OwnerBlocks, arena: Buffer): void {
+  packed: PackedEntries, owned: OwnerBlocks, arena: Buffer, lap: (what: string) => void): void {
   const fs = fsx.fs;
   const alloc = fs.alloc;
   const inode = fsx.inodes.get(ino);
@@ -427,8 +482,7 @@ function commitDirectory(fsx: Rmapfs, ino: number, salvage: DirSalvage, updates:
   const skip = new Set<number>();
   for (const k of touched) {
     const was = salvage.entries.get(k);
-    const at = was === undefined ? undefined : packed.positionOf.get(was);
-    if (at !== undefined) skip.add(at);
+    if (was !== undefined && was.packedAt >= 0) skip.add(was.packedAt);
   }
   salvage.applyLive(updates);
   const adds: Entry[] = [];
@@ -442,14 +496,17 @@ function commitDirectory(fsx: Rmapfs, ino: number, salvage: DirSalvage, updates:
   const geometry = computeBulkLoadGeometry(tree, records, 1);
   const old = owned.current();
   const blocks = allocateInodeBlocks(alloc, ino, RMAP_BMBT_BLOCK, geometry.totalBlocks, fs.geo.inoLocation(ino).fsbno);
+  lap('commit: merge and allocate');
   const root = loadOrdered(fs, tree, records, mergedSource(packed, skip, adds), blocks,
     arena.length >= geometry.totalBlocks * BLOCK_SIZE ? arena : undefined);
+  lap('commit: load and write');
   inode.format = FORK_BTREE;
   inode.dataRoot = root.ptr;
   inode.dataHeight = root.height;
   inode.nextents = records;
   let freed = 0;
   for (const [agno, set] of old) freed += reapInodeBlocks(alloc, agno, set, ino, RMAP_BMBT_BLOCK);
+  lap('commit: reap');
   inode.nblocks = inode.nblocks - freed + blocks.length;
   let subdirs = 0;
   for (const e of salvage.entries.values()) if (e.ftype === DT_DIR && !e.name.equals(DOTDOT)) subdirs++;

@@ -119,7 +119,7 @@ class SnapshotTarget implements BufTarget {
   }
 
   readBlocks(bno: number, count: number, dst: Buffer, dstOffset: number): void {
-    for (let i = 0; i < count; i++) this.snap.readBlock(bno + i, dst, dstOffset + i * this.blockSize);
+    this.snap.readBlocks(bno, count, dst, dstOffset);
   }
 
   writeBlocks(bno: number): void {
