@@ -248,6 +248,50 @@ export class Allocator implements InobtBlockSource {
   }
 
   /**
+   * Free extents of `count` blocks in all, near `goal`, reserved (outside any
+   * transaction: nothing changes but the AGs' in-memory reservations) for a
+   * repair to write in place and claim at its commit (`claimReserved`), or
+   * null when there is not enough usable free space (nothing is then kept).
+   */
+  reserveFree(count: number, goal: number): AllocatedExtent[] | null {
+    const out: AllocatedExtent[] = [];
+    let have = 0;
+    const first = this.geo.agnoOf(goal);
+    for (let i = 0; i < this.ags.length && have < count; i++) {
+      const ag = this.ags[(first + i) % this.ags.length]!;
+      if (this.spaceSick(ag)) continue;
+      for (;;) {
+        const piece = ag.findFree({ minLen: 1, maxLen: count - have, goal: i === 0 ? this.geo.agbnoOf(goal) : null });
+        if (piece === null) break;
+        ag.reserve(piece.startblock, piece.blockcount);
+        out.push({ fsbno: this.geo.fsbno(ag.agno, piece.startblock), agno: ag.agno, agbno: piece.startblock, len: piece.blockcount });
+        have += piece.blockcount;
+        if (have >= count) break;
+      }
+    }
+    if (have >= count) return out;
+    this.releaseReserved(out);
+    return null;
+  }
+
+  releaseReserved(extents: readonly AllocatedExtent[]): void {
+    for (const e of extents) this.ag(e.agno).unreserve(e.agbno, e.len);
+  }
+
+  /** Inside a transaction: reserved extents become an owner's (rmap and free space), their reservations released. */
+  claimReserved(extents: readonly AllocatedExtent[], owner: number, flags: number): void {
+    for (const e of extents) {
+      const ag = this.ag(e.agno);
+      if (this.spaceSick(ag)) throw this.sickRefusal(ag, 'cannot allocate');
+      this.inAg(ag, 'allocating', () => {
+        ag.fixFreelist(); // while the extent is still reserved: the free list must not take it
+        ag.unreserve(e.agbno, e.len);
+        this.claim(ag, e.agbno, e.len, owner, 0, flags);
+      });
+    }
+  }
+
+  /**
    * Runs fn on an AG's structures, saying what for: a structure that fails
    * its checks meanwhile is marked sick with it (AllocGroup.markSick, from
    * the btree storages and the cross-checks).

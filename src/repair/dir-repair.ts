@@ -20,10 +20,15 @@
  *    the directory itself, or at a directory already named here is dropped
  *    (and named); a wrong file type is corrected; ".." must be a directory
  *    that links this one, else one that does is searched for (else the root).
- * 4. Commit, ONE transaction: the new tree bulk-loaded outside the cache into
- *    new blocks and written in place (staged-btree.ts loadOrdered), the root,
- *    entry count, block count and link count put in the inode, the old
- *    blocks (the view's plus the live rmap changes) reaped.
+ * 4. Build, paced: the entries packed as records in key order, the new tree
+ *    bulk-loaded from them (bulkLoadSteps) outside the cache into free blocks
+ *    reserved for it (Allocator.reserveFree: no allocation takes them; after
+ *    a crash they are just free) and written in place.
+ * 5. Commit, ONE transaction: the reserved blocks claimed for the directory,
+ *    the new root, entry count, block count and link count put in the
+ *    inode, the names the foreground changed since packing changed in the
+ *    new tree by ordinary directory operations, the old blocks (the view's
+ *    plus the live rmap changes) reaped.
  *
  * The salvaged entries sit in the JS heap (a 100,000-entry directory is a
  * few MiB), unlike the AG repairs' xfiles.
@@ -37,11 +42,12 @@ import type { BufOps, CacheSnapshot } from '../io/buf-cache';
 import type { Geometry } from '../format/geometry';
 import { INODES_PER_CHUNK, decodeInobt, isInodeFree } from '../alloc/inode-btree';
 import type { InobtRecord } from '../alloc/inode-btree';
-import { computeBulkLoadGeometry } from '../btree/bulk-load';
-import type { RecordSource } from '../btree/bulk-load';
+import { bulkLoadSteps, computeBulkLoadGeometry } from '../btree/bulk-load';
+import type { BulkLoadResult, RecordSource } from '../btree/bulk-load';
+import type { BtreeRootInfo } from '../btree/btree-ops';
 import { writeU64 } from '../io/meta-header';
 import { BLOCK_SIZE } from '../format/superblock';
-import type { DirEntryUpdate } from '../alloc/alloc';
+import type { AllocatedExtent, DirEntryUpdate } from '../alloc/alloc';
 import { RMAP_ATTR_FORK, RMAP_BMBT_BLOCK } from '../rmap/rmap-btree';
 import { InodeStore } from '../inode/inode';
 import { FORK_BTREE } from '../inode/inode-format';
@@ -51,9 +57,8 @@ import { DIRENT_SIZE, DOTDOT, DT_DIR, Directory, decodeDirent, dirBtreeOps, name
 import type { Rmapfs } from '../fs/rmapfs';
 import { FrozenView } from '../scrub/live-scrub';
 import type { FileRepairOptions, FileRepairResult } from './file-repair';
-import { OwnerBlocks, RepairPacing, allocateInodeBlocks, formatBlockRanges } from './owner-blocks';
+import { OwnerBlocks, RepairPacing, formatBlockRanges } from './owner-blocks';
 import { reapInodeBlocks } from './reap';
-import { loadOrdered } from './staged-btree';
 
 const log = createDebug('rmapfs:repair');
 
@@ -304,55 +309,6 @@ class PackedEntries {
 }
 
 /**
- * The commit's record source: the packed records, less those of names the
- * foreground changed after packing, merged with those names' entries now
- * (`adds`, sorted by hash); collision indexes counted afresh as records go
- * out, so keys stay strictly increasing whatever was inserted or skipped.
- */
-function mergedSource(packed: PackedEntries, skip: ReadonlySet<number>, adds: readonly Entry[]): RecordSource {
-  const recs = packed.records;
-  let p = 0;
-  let a = 0;
-  let prevHash = -1;
-  let cidx = 0;
-  const stamp = (dst: Buffer, off: number): void => {
-    const h = dst.readUInt32BE(off);
-    cidx = h === prevHash ? cidx + 1 : 0;
-    prevHash = h;
-    dst.writeUInt16BE(cidx, off + 4);
-  };
-  const nextRun = (dst: Buffer, dstOff: number, max: number): number => {
-    let n = 0;
-    while (n < max) {
-      while (p < packed.count && skip.has(p)) p++;
-      const packedHash = p < packed.count ? recs.readUInt32BE(p * DIRENT_SIZE) : Infinity;
-      const addHash = a < adds.length ? adds[a]!.hash : Infinity;
-      if (packedHash === Infinity && addHash === Infinity) break;
-      if (packedHash <= addHash) {
-        let q = p;
-        while (q < packed.count && n + (q - p) < max && !skip.has(q) && recs.readUInt32BE(q * DIRENT_SIZE) <= addHash) q++;
-        recs.copy(dst, dstOff + n * DIRENT_SIZE, p * DIRENT_SIZE, q * DIRENT_SIZE);
-        for (let k = 0; k < q - p; k++) stamp(dst, dstOff + (n + k) * DIRENT_SIZE);
-        n += q - p;
-        p = q;
-      } else {
-        const off = dstOff + n * DIRENT_SIZE;
-        writeRecord(dst, off, adds[a++]!, 0);
-        stamp(dst, off);
-        n++;
-      }
-    }
-    return n;
-  };
-  return {
-    nextRun,
-    next(dst, off) {
-      if (nextRun(dst, off, 1) !== 1) throw new RmapfsError('EIO', 'directory repair: fewer records than counted');
-    },
-  };
-}
-
-/**
  * Rebuilds directory `ino` online from what still verifies (see the top of
  * this file). The old directory stays in use until the one commit.
  */
@@ -372,6 +328,7 @@ export async function repairDirectory(fsx: Rmapfs, ino: number, options: FileRep
   const entryHook = (u: DirEntryUpdate): void => { if (u.dir === ino) updates.push(u); };
   alloc.addDirEntryHook(entryHook, (e) => { hookError = e; });
   const salvage = new DirSalvage(ino);
+  let prebuilt: Prebuilt | null = null;
   // Where the time goes, for the log (bench/dir-repair with DEBUG=rmapfs:repair).
   const phases: string[] = [];
   let lastLap = t0;
@@ -404,6 +361,8 @@ export async function repairDirectory(fsx: Rmapfs, ino: number, options: FileRep
     // The new tree is built in memory touched now, not during the pause (a first write to a page is slow here).
     const arena = await touchedArena(fsx, ino, salvage.entries.size, pacing);
     lap('arena');
+    prebuilt = await prebuild(fsx, ino, packed, arena, pacing);
+    lap('build and write');
     if (hookError !== null) throw new RmapfsError('EIO', `repair of directory ${ino}: the live entry hook failed; the old directory is kept`);
     owned.throwIfAborted();
     const scanMs = Number(process.hrtime.bigint() - t0) / 1e6;
@@ -412,7 +371,8 @@ export async function repairDirectory(fsx: Rmapfs, ino: number, options: FileRep
     owned.close();
     const c0 = process.hrtime.bigint();
     lastLap = c0;
-    fs.run(() => commitDirectory(fsx, ino, salvage, updates, packed, owned, arena, lap));
+    const built = prebuilt;
+    fs.run(() => commitDirectory(fsx, ino, salvage, updates, packed, owned, built, lap));
     const commitPauseMs = Number(process.hrtime.bigint() - c0) / 1e6;
     log('directory %d rebuilt: %d entries (%d salvaged, %d live changes), %d changes; scan %d ms, pause %s ms (ms: %s)',
       ino, salvage.entries.size, salvage.salvaged, updates.length, salvage.changes.length, Math.round(scanMs), commitPauseMs.toFixed(1),
@@ -422,6 +382,7 @@ export async function repairDirectory(fsx: Rmapfs, ino: number, options: FileRep
     snap.close();
     owned.close();
     alloc.removeDirEntryHook(entryHook);
+    if (prebuilt !== null) alloc.releaseReserved(prebuilt.extents); // none left once the commit claimed them
   }
 }
 
@@ -469,9 +430,74 @@ async function touchedArena(fsx: Rmapfs, ino: number, entries: number, pacing: R
   return arena;
 }
 
+/** The new tree built and written before the commit, in reserved free blocks. */
+interface Prebuilt {
+  extents: AllocatedExtent[];
+  root: BtreeRootInfo;
+  blocks: number;
+}
+
+/** The name of the packed record at `at`. */
+function packedName(packed: PackedEntries, at: number): Buffer {
+  const off = at * DIRENT_SIZE;
+  return packed.records.subarray(off + 16, off + 16 + packed.records.readUInt8(off + 7));
+}
+
+/**
+ * Builds the new tree from the packed records in paced steps, in free blocks
+ * reserved for it (Allocator.reserveFree: no allocation takes them, and
+ * nothing on disk points at them until the commit claims them), and writes
+ * it in place: the commit then only claims the blocks, applies the names
+ * changed since packing and reaps. ENOSPC when free space is short.
+ */
+async function prebuild(fsx: Rmapfs, ino: number, packed: PackedEntries, arena: Buffer, pacing: RepairPacing): Promise<Prebuilt> {
+  const fs = fsx.fs;
+  const tree = new Btree(dirBtreeOps, new ForkBtreeStorage(fsx.inodes.get(ino), 'data', fs.alloc, fs.geo));
+  const geometry = computeBulkLoadGeometry(tree, packed.count, 1);
+  const extents = fs.alloc.reserveFree(geometry.totalBlocks, fs.geo.inoLocation(ino).fsbno);
+  if (extents === null) {
+    throw new RmapfsError('ENOSPC', `directory ${ino}: no ${geometry.totalBlocks} free blocks to rebuild it in (the old directory is kept)`);
+  }
+  try {
+    const ptrs: number[] = [];
+    for (const e of extents) for (let i = 0; i < e.len; i++) ptrs.push(e.fsbno + i);
+    let taken = 0;
+    let next = 0;
+    const source: RecordSource = {
+      nextRun(dst, off, max) {
+        const n = Math.min(max, packed.count - next);
+        packed.records.copy(dst, off, next * DIRENT_SIZE, (next + n) * DIRENT_SIZE);
+        next += n;
+        return n;
+      },
+      next(dst, off) { this.nextRun!(dst, off, 1); },
+    };
+    const steps = bulkLoadSteps(tree, geometry, source, () => ptrs[taken++]!,
+      { outside: true, arena: arena.length >= geometry.totalBlocks * BLOCK_SIZE ? arena : undefined });
+    let loaded: BulkLoadResult;
+    for (;;) {
+      const r = steps.next();
+      if (r.done === true) {
+        loaded = r.value;
+        break;
+      }
+      if (pacing.due()) await pacing.pause();
+    }
+    for (let i = 0; i < loaded.blocks.length; i += SALVAGE_RUN) {
+      fs.cache.writeAround(loaded.blocks.slice(i, i + SALVAGE_RUN));
+      fs.noteDataWritten(); // the log force that records the commit syncs these first
+      if (pacing.due()) await pacing.pause();
+    }
+    return { extents, root: { ptr: loaded.ptr, height: loaded.height }, blocks: ptrs.length };
+  } catch (e) {
+    fs.alloc.releaseReserved(extents);
+    throw e;
+  }
+}
+
 /** The commit transaction: the new tree in, the old blocks out. */
 function commitDirectory(fsx: Rmapfs, ino: number, salvage: DirSalvage, updates: readonly DirEntryUpdate[],
-  packed: PackedEntries, owned: OwnerBlocks, arena: Buffer, lap: (what: string) => void): void {
+  packed: PackedEntries, owned: OwnerBlocks, prebuilt: Prebuilt, lap: (what: string) => void): void {
   const fs = fsx.fs;
   const alloc = fs.alloc;
   const inode = fsx.inodes.get(ino);
@@ -491,23 +517,30 @@ function commitDirectory(fsx: Rmapfs, ino: number, salvage: DirSalvage, updates:
     if (e !== undefined) adds.push(e);
   }
   adds.sort((x, y) => x.hash - y.hash);
-  const records = packed.count - skip.size + adds.length;
-  const tree = new Btree(dirBtreeOps, new ForkBtreeStorage(inode, 'data', alloc, fs.geo));
-  const geometry = computeBulkLoadGeometry(tree, records, 1);
   const old = owned.current();
-  const blocks = allocateInodeBlocks(alloc, ino, RMAP_BMBT_BLOCK, geometry.totalBlocks, fs.geo.inoLocation(ino).fsbno);
-  lap('commit: merge and allocate');
-  const root = loadOrdered(fs, tree, records, mergedSource(packed, skip, adds), blocks,
-    arena.length >= geometry.totalBlocks * BLOCK_SIZE ? arena : undefined);
-  lap('commit: load and write');
+  // The tree written before the commit goes in as it is; the names changed since packing are
+  // changed in it by ordinary directory operations (a few: the last slices' worth).
+  alloc.claimReserved(prebuilt.extents, ino, RMAP_BMBT_BLOCK);
   inode.format = FORK_BTREE;
-  inode.dataRoot = root.ptr;
-  inode.dataHeight = root.height;
-  inode.nextents = records;
+  inode.dataRoot = prebuilt.root.ptr;
+  inode.dataHeight = prebuilt.root.height;
+  inode.nextents = packed.count;
+  inode.nblocks = inode.nblocks + prebuilt.blocks;
+  lap('commit: claim');
+  const dir = new Directory(inode, alloc, fs.geo);
+  for (const at of skip) {
+    const name = packedName(packed, at);
+    if (!name.equals(DOTDOT)) dir.remove(name);
+  }
+  for (const e of adds) {
+    if (e.name.equals(DOTDOT)) dir.replace(DOTDOT, e.ino, DT_DIR);
+    else dir.add(e.name, e.ino, e.ftype);
+  }
+  lap(`commit: ${skip.size + adds.length} changes since packing`);
   let freed = 0;
   for (const [agno, set] of old) freed += reapInodeBlocks(alloc, agno, set, ino, RMAP_BMBT_BLOCK);
   lap('commit: reap');
-  inode.nblocks = inode.nblocks - freed + blocks.length;
+  inode.nblocks = inode.nblocks - freed;
   let subdirs = 0;
   for (const e of salvage.entries.values()) if (e.ftype === DT_DIR && !e.name.equals(DOTDOT)) subdirs++;
   const links = 2 + subdirs;
