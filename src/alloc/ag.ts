@@ -129,7 +129,8 @@ export class AllocGroup {
    * someone else's data); metadata until the next checkpoint (else replaying
    * an older logged image of the block would overwrite whatever data reused it).
    */
-  private busy: (FreeExtent & { untilCheckpoint: boolean })[] = [];
+  /** Freed extents not to be reused yet, and free extents a repair has reserved (`reserved`: kept until released). */
+  private busy: (FreeExtent & { untilCheckpoint: boolean; reserved?: boolean })[] = [];
   private readonly hdrOps: BufOps;
   /** What is known about the health of this AG's structures (see health.ts). */
   readonly health: HealthRecord<AgStructure>;
@@ -286,7 +287,20 @@ export class AllocGroup {
 
   /** The log was forced (data frees are safe now), or a checkpoint emptied the log (everything is). */
   clearBusy(checkpointed: boolean): void {
-    this.busy = checkpointed ? [] : this.busy.filter((b) => b.untilCheckpoint);
+    this.busy = this.busy.filter((b) => b.reserved === true || (!checkpointed && b.untilCheckpoint));
+  }
+
+  /**
+   * Keeps a free extent from every allocation (in memory only: after a
+   * crash it is simply free) until `unreserve`: a repair writes a new
+   * structure there in place before its commit claims it (dir-repair.ts).
+   */
+  reserve(startblock: number, blockcount: number): void {
+    this.busy.push({ startblock, blockcount, untilCheckpoint: true, reserved: true });
+  }
+
+  unreserve(startblock: number, blockcount: number): void {
+    this.busy = this.busy.filter((b) => !(b.reserved === true && b.startblock === startblock && b.blockcount === blockcount));
   }
 
   markBusy(startblock: number, blockcount: number, untilCheckpoint: boolean): void {

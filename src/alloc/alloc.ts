@@ -15,12 +15,12 @@
  * comes in the middle of an operation; its transaction rolls back, and the
  * transaction runner tries it again (Filesystem.run), now avoiding the AG.
  */
-import { RmapfsError, isCorruption } from '../errors';
+import { RmapfsError, corruption, isCorruption } from '../errors';
 import type { BufCache } from '../io/buf-cache';
 import type { Geometry } from '../format/geometry';
 import { OWN_AG, OWN_INOBT, isInodeOwner, ownerName } from '../format/owners';
 import { RMAP_BMBT_BLOCK } from '../rmap/rmap-btree';
-import { rmapMap, rmapUnmap } from '../rmap/rmap';
+import { rmapFind, rmapMap, rmapRemoveWhole, rmapUnmap } from '../rmap/rmap';
 import { AllocGroup } from './ag';
 import type { InobtBlockSource } from './ag';
 import { CommitHooks } from './commit-hooks';
@@ -250,6 +250,50 @@ export class Allocator implements InobtBlockSource {
   }
 
   /**
+   * Free extents of `count` blocks in all, near `goal`, reserved (outside any
+   * transaction: nothing changes but the AGs' in-memory reservations) for a
+   * repair to write in place and claim at its commit (`claimReserved`), or
+   * null when there is not enough usable free space (nothing is then kept).
+   */
+  reserveFree(count: number, goal: number): AllocatedExtent[] | null {
+    const out: AllocatedExtent[] = [];
+    let have = 0;
+    const first = this.geo.agnoOf(goal);
+    for (let i = 0; i < this.ags.length && have < count; i++) {
+      const ag = this.ags[(first + i) % this.ags.length]!;
+      if (this.spaceSick(ag)) continue;
+      for (;;) {
+        const piece = ag.findFree({ minLen: 1, maxLen: count - have, goal: i === 0 ? this.geo.agbnoOf(goal) : null });
+        if (piece === null) break;
+        ag.reserve(piece.startblock, piece.blockcount);
+        out.push({ fsbno: this.geo.fsbno(ag.agno, piece.startblock), agno: ag.agno, agbno: piece.startblock, len: piece.blockcount });
+        have += piece.blockcount;
+        if (have >= count) break;
+      }
+    }
+    if (have >= count) return out;
+    this.releaseReserved(out);
+    return null;
+  }
+
+  releaseReserved(extents: readonly AllocatedExtent[]): void {
+    for (const e of extents) this.ag(e.agno).unreserve(e.agbno, e.len);
+  }
+
+  /** Inside a transaction: reserved extents become an owner's (rmap and free space), their reservations released. */
+  claimReserved(extents: readonly AllocatedExtent[], owner: number, flags: number): void {
+    for (const e of extents) {
+      const ag = this.ag(e.agno);
+      if (this.spaceSick(ag)) throw this.sickRefusal(ag, 'cannot allocate');
+      this.inAg(ag, 'allocating', () => {
+        ag.fixFreelist(); // while the extent is still reserved: the free list must not take it
+        ag.unreserve(e.agbno, e.len);
+        this.claim(ag, e.agbno, e.len, owner, 0, flags);
+      });
+    }
+  }
+
+  /**
    * Runs fn on an AG's structures, saying what for: a structure that fails
    * its checks meanwhile is marked sick with it (AllocGroup.markSick, from
    * the btree storages and the cross-checks).
@@ -306,17 +350,61 @@ export class Allocator implements InobtBlockSource {
   }
 
   private release(ag: AllocGroup, agbno: number, len: number, owner: number, offset: number, flags: number): void {
+    this.unmapOwned(ag, agbno, len, owner, offset, flags);
+    this.giveBack(ag, agbno, len, owner, flags);
+  }
+
+  private unmapOwned(ag: AllocGroup, agbno: number, len: number, owner: number, offset: number, flags: number): void {
     try {
       rmapUnmap(ag.rmap, { startblock: agbno, blockcount: len, owner, offset, flags }, `AG ${ag.agno} rmap`);
     } catch (e) {
       if (isCorruption(e)) ag.markSick('rmapbt', e.message);
       throw e;
     }
+    this.note({ op: 'unmap', agno: ag.agno, startblock: agbno, blockcount: len, owner, offset, flags });
+  }
+
+  private giveBack(ag: AllocGroup, agbno: number, len: number, owner: number, flags: number): void {
     ag.giveFree(agbno, len);
     // Metadata (special owners, and the btree blocks of files) has images in the log; file data and attribute values do not.
     const metadata = !isInodeOwner(owner) || (flags & RMAP_BMBT_BLOCK) !== 0;
     ag.markBusy(agbno, len, metadata);
-    this.note({ op: 'unmap', agno: ag.agno, startblock: agbno, blockcount: len, owner, offset, flags });
+  }
+
+  /**
+   * Frees a run of blocks an owner holds as several rmap records (an
+   * inode's btree blocks are one record each): every record unmapped, the
+   * space given back once -- a repair reaping a directory of thousands of
+   * blocks in its commit pays one free-space update per run, not per block.
+   */
+  freeOwnedRun(fsbno: number, len: number, owner: number, flags: number): void {
+    const agno = this.geo.agnoOf(fsbno);
+    const agbno = this.geo.agbnoOf(fsbno);
+    const ag = this.ag(agno);
+    if (agbno + len > ag.length) throw new RmapfsError('EFSCORRUPTED', `freeing ${fsbno}+${len}, which crosses the end of AG ${agno}`);
+    if (this.spaceSick(ag)) throw this.sickRefusal(ag, `cannot free blocks ${fsbno}+${len}`);
+    this.inAg(ag, 'freeing', () => {
+      ag.fixFreelist();
+      for (let at = agbno; at < agbno + len;) {
+        const whole = rmapRemoveWhole(ag.rmap, at, agbno + len, owner);
+        if (whole !== null) {
+          this.note({ op: 'unmap', agno, startblock: at, blockcount: whole.blockcount, owner, offset: whole.offset, flags: whole.flags });
+          at += whole.blockcount;
+          continue;
+        }
+        const r = rmapFind(ag.rmap, at);
+        if (r === null || r.owner !== owner) {
+          const e = corruption(`AG ${agno} rmap: freeing block ${at} of owner ${owner}, but the rmap has ${r === null ? 'nothing there' : `owner ${r.owner}`}`);
+          ag.markSick('rmapbt', e.message);
+          throw e;
+        }
+        const n = Math.min(agbno + len, r.startblock + r.blockcount) - at;
+        const offset = (r.flags & RMAP_BMBT_BLOCK) !== 0 ? r.offset : r.offset + (at - r.startblock);
+        this.unmapOwned(ag, at, n, owner, offset, flags);
+        at += n;
+      }
+      this.giveBack(ag, agbno, len, owner, flags);
+    });
   }
 
   // ---- inode btree blocks (called from inside inobt splits and merges) ------

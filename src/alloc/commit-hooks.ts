@@ -35,6 +35,7 @@ export class CommitHooks<Update> {
     this.hooks.delete(hook);
   }
 
+  /** Whether any hook listens (callers skip building an update nobody would hear). */
   get listening(): boolean {
     return this.hooks.size > 0;
   }

@@ -90,6 +90,24 @@ export interface AttrEntry {
   valueCrc: number;
 }
 
+/** The entry of the attribute record at b[off] (its inline value stays in the record). */
+export function decodeAttrEntry(b: Buffer, off: number): AttrEntry {
+  const len = b.readUInt8(off + OFF_NAMELEN);
+  return {
+    name: Buffer.from(b.subarray(off + OFF_NAME, off + OFF_NAME + len)),
+    valueLen: b.readUInt32BE(off + OFF_VALUELEN),
+    valueBlock: b.readUInt32BE(off + OFF_VALUEBLOCK),
+    valueCrc: b.readUInt32BE(off + OFF_VALUECRC),
+  };
+}
+
+/** An out-of-line value as its blocks hold it (not checked: compare valueCrc with the entry's). */
+export function readOutOfLineValue(device: Device, e: AttrEntry): Buffer {
+  const out = Buffer.alloc(e.valueLen);
+  device.read(e.valueBlock * BLOCK_SIZE, out, 0, e.valueLen);
+  return out;
+}
+
 export interface AttrContext {
   device: Device;
   alloc: Allocator;
@@ -155,8 +173,7 @@ export class AttrFork {
     if (entry.valueBlock === 0) {
       out = inline ?? this.get(entry.name) ?? Buffer.alloc(0);
     } else {
-      out = Buffer.alloc(entry.valueLen);
-      this.ctx.device.read(entry.valueBlock * BLOCK_SIZE, out, 0, entry.valueLen);
+      out = readOutOfLineValue(this.ctx.device, entry);
     }
     if (valueCrc(out) !== entry.valueCrc) {
       throw new RmapfsError('EFSBADCRC', `inode ${this.inode.ino}: attribute '${entry.name.toString()}': the value (${entry.valueLen} bytes`
@@ -167,15 +184,7 @@ export class AttrFork {
 
   list(): AttrEntry[] {
     const out: AttrEntry[] = [];
-    this.tree?.forEach((b, off) => {
-      const len = b.readUInt8(off + OFF_NAMELEN);
-      out.push({
-        name: Buffer.from(b.subarray(off + OFF_NAME, off + OFF_NAME + len)),
-        valueLen: b.readUInt32BE(off + OFF_VALUELEN),
-        valueBlock: b.readUInt32BE(off + OFF_VALUEBLOCK),
-        valueCrc: b.readUInt32BE(off + OFF_VALUECRC),
-      });
-    });
+    this.tree?.forEach((b, off) => { out.push(decodeAttrEntry(b, off)); });
     return out;
   }
 

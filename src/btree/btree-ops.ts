@@ -101,7 +101,7 @@ export function u32KeyOps(recOffset: number): Pick<BtreeOps, 'keySize' | 'keyFro
  * The key half of a btree type keyed by a name hash (u32 at 0) and a
  * collision index (u16 at 4): directories and extended attributes.
  */
-export const hashKeyOps: Pick<BtreeOps, 'keySize' | 'keyFromRec' | 'compareKeys' | 'compareRecToKey'> = {
+export const hashKeyOps: Pick<BtreeOps, 'keySize' | 'keyFromRec' | 'compareKeys' | 'compareRecToKey' | 'compareRecs'> = {
   keySize: 6,
   keyFromRec: (rec, r, key, k) => {
     key.writeUInt32BE(rec.readUInt32BE(r), k);
@@ -110,4 +110,6 @@ export const hashKeyOps: Pick<BtreeOps, 'keySize' | 'keyFromRec' | 'compareKeys'
   compareKeys: (a, ao, b, bo) => cmpU32(a.readUInt32BE(ao), b.readUInt32BE(bo)) || cmpU32(a.readUInt16BE(ao + 4), b.readUInt16BE(bo + 4)),
   compareRecToKey: (rec, r, key, k) => cmpU32(rec.readUInt32BE(r), key.readUInt32BE(k))
     || cmpU32(rec.readUInt16BE(r + 4), key.readUInt16BE(k + 4)),
+  // The bulk loader orders a rebuilt directory's records with this (no key built per record).
+  compareRecs: (a, ao, b, bo) => cmpU32(a.readUInt32BE(ao), b.readUInt32BE(bo)) || cmpU32(a.readUInt16BE(ao + 4), b.readUInt16BE(bo + 4)),
 };

@@ -119,6 +119,20 @@ export interface BulkLoadResult extends BtreeRootInfo {
  */
 export function bulkLoad(tree: Btree, geometry: BulkLoadGeometry, source: RecordSource,
   takeBlock: () => number, options: BulkLoadOptions = {}): BulkLoadResult {
+  const steps = bulkLoadSteps(tree, geometry, source, takeBlock, options);
+  for (;;) {
+    const r = steps.next();
+    if (r.done === true) return r.value;
+  }
+}
+
+/**
+ * bulkLoad in steps: pauses after each leaf it starts, so a repair can build
+ * a big tree outside the cache in paced slices (its source must hold still:
+ * dir-repair.ts's packed records).
+ */
+export function* bulkLoadSteps(tree: Btree, geometry: BulkLoadGeometry, source: RecordSource,
+  takeBlock: () => number, options: BulkLoadOptions = {}): Generator<void, BulkLoadResult, void> {
   const { ops, geo, cache } = tree;
   const outside = options.outside === true;
   const built: Buf[] = [];
@@ -192,7 +206,10 @@ export function bulkLoad(tree: Btree, geometry: BulkLoadGeometry, source: Record
   const { recSize } = ops;
   if (geometry.records === 0) startBlock(0);
   for (let i = 0; i < geometry.records;) {
-    if (leaf.room === 0) startBlock(0);
+    if (leaf.room === 0) {
+      if (i > 0) yield;
+      startBlock(0);
+    }
     const d = leaf.buf!.data;
     const n = d.readUInt16BE(OFF_NUMRECS);
     const max = Math.min(leaf.room, geometry.records - i);

@@ -138,6 +138,26 @@ export class CacheSnapshot {
     if (buf.dirty && !buf.prepared && buf.ops !== null) buf.ops.prepareWrite(new Buf(bno, out, buf.ops));
   }
 
+  /**
+   * `count` blocks from bno as readBlock gives each, every run that neither
+   * the snapshot nor the cache holds read from the target in one go (a
+   * repair salvaging thousands of mostly adjacent blocks).
+   */
+  readBlocks(bno: number, count: number, dst: Buffer, dstOffset: number): void {
+    const bs = this.cache.blockSize;
+    for (let i = 0; i < count;) {
+      let j = i;
+      while (j < count && !this.images.has(bno + j) && this.cache.peek(bno + j) === undefined) j++;
+      if (j > i) {
+        this.cache.target.readBlocks(bno + i, j - i, dst, dstOffset + i * bs);
+        i = j;
+      } else {
+        this.readBlock(bno + i, dst, dstOffset + i * bs);
+        i++;
+      }
+    }
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;

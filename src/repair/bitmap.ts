@@ -116,6 +116,12 @@ export class ExtentBitmap {
   }
 
   /** Whether any block of [start, start+len) is in the set. */
+  /** Whether every block of [start, start+len) is in the set. */
+  covers(start: number, len: number): boolean {
+    const i = this.firstEndingAtOrAfter(start + 1);
+    return i < this.starts.length && this.starts[i]! <= start && this.ends[i]! >= start + len;
+  }
+
   overlaps(start: number, len: number): boolean {
     const i = this.firstEndingAtOrAfter(start + 1);
     return len > 0 && i < this.starts.length && this.starts[i]! < start + len;

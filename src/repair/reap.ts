@@ -7,6 +7,7 @@
  * by "ag"), that record goes too.
  */
 import type { AllocGroup } from '../alloc/ag';
+import type { Allocator } from '../alloc/alloc';
 import { rmapUnmap } from '../rmap/rmap';
 import type { ExtentBitmap } from './bitmap';
 
@@ -24,6 +25,23 @@ export function reapExtents(ag: AllocGroup, blocks: ExtentBitmap, options: ReapO
     }
     ag.giveFree(start, len);
     ag.markBusy(start, len, true);
+  });
+  return blocks.blocks;
+}
+
+/**
+ * Frees the blocks an inode's old structure held (a directory's or attribute
+ * fork's btree, attribute values) in AG agno, through the allocator, so the
+ * rmap, free space, busy extents and the live hooks all hear of it: one
+ * free-space update per run of blocks (Allocator.freeOwnedRun). Cached
+ * copies are forgotten (a dirty one must never be written over a reused
+ * block). Inside the caller's transaction. The blocks freed.
+ */
+export function reapInodeBlocks(alloc: Allocator, agno: number, blocks: ExtentBitmap, owner: number, flags: number): number {
+  const geo = alloc.geo;
+  blocks.walk((start, len) => {
+    for (let i = 0; i < len; i++) alloc.cache.invalidate(geo.fsbno(agno, start + i));
+    alloc.freeOwnedRun(geo.fsbno(agno, start), len, owner, flags);
   });
   return blocks.blocks;
 }

@@ -19,6 +19,8 @@ import { bulkLoad, computeBulkLoadGeometry } from '../btree/bulk-load';
 import type { RecordSource } from '../btree/bulk-load';
 import { slotOffset, SLOT_BLOCKS, SLOT_RECORDS } from '../format/ag-header';
 import type { AgBtreeName } from '../format/ag-header';
+import type { Btree } from '../btree/btree';
+import type { BtreeRootInfo } from '../btree/btree-ops';
 import type { AllocGroup } from '../alloc/ag';
 import type { Filesystem } from '../fs/filesystem';
 
@@ -51,10 +53,7 @@ export function installStagedBtree(fs: Filesystem, ag: AllocGroup, name: AgBtree
     throw new RmapfsError('EIO', `AG ${ag.agno}: ${blocks.length} blocks reserved for a ${tree.ops.name} btree of ${geometry.totalBlocks}`);
   }
   const t0 = process.hrtime.bigint();
-  let taken = 0;
-  const loaded = bulkLoad(tree, geometry, source, () => blocks[taken++]!, { outside: true, arena });
-  fs.cache.writeAround(loaded.blocks);
-  fs.noteDataWritten();
+  const loaded = loadOrdered(fs, tree, records, source, blocks, arena);
   const loadMs = Number(process.hrtime.bigint() - t0) / 1e6;
   tree.storage.setRoot({ ptr: loaded.ptr, height: loaded.height });
   const hdr = ag.header();
@@ -62,4 +61,25 @@ export function installStagedBtree(fs: Filesystem, ag: AllocGroup, name: AgBtree
   hdr.data.writeUInt32BE(records, slotOffset(name) + SLOT_RECORDS);
   fs.cache.markDirty(hdr);
   return { root: loaded.ptr, height: loaded.height, blocks: geometry.totalBlocks, records, loadMs };
+}
+
+/**
+ * The bulk load and write of a staged btree, for any tree (an AG's, or an
+ * inode's fork: the directory repair): `records` records from `source` into
+ * exactly the blocks given (pointers, as many as computeBulkLoadGeometry
+ * says), built outside the cache and written in place, ordered not logged
+ * (see the top of this file: they must have been free and not busy). The
+ * root is the caller's to install, in the same transaction.
+ */
+export function loadOrdered(fs: Filesystem, tree: Btree, records: number, source: RecordSource,
+  blocks: readonly number[], arena?: Buffer): BtreeRootInfo {
+  const geometry = computeBulkLoadGeometry(tree, records, 1);
+  if (blocks.length !== geometry.totalBlocks) {
+    throw new RmapfsError('EIO', `${blocks.length} blocks reserved for a ${tree.ops.name} btree of ${geometry.totalBlocks}`);
+  }
+  let taken = 0;
+  const loaded = bulkLoad(tree, geometry, source, () => blocks[taken++]!, { outside: true, arena });
+  fs.cache.writeAround(loaded.blocks);
+  fs.noteDataWritten();
+  return { ptr: loaded.ptr, height: loaded.height };
 }

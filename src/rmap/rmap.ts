@@ -9,7 +9,17 @@ import { RmapfsError, corruption } from '../errors';
 import type { Btree, BtreeCursor } from '../btree/btree';
 import { isInodeOwner, ownerName } from '../format/owners';
 import type { RmapRecord } from './rmap-btree';
-import { RMAP_KEY_SIZE, RMAP_REC_SIZE, RMAP_UNWRITTEN, decodeRmap, encodeRmap, encodeRmapKey } from './rmap-btree';
+import { RMAP_BMBT_BLOCK, RMAP_KEY_SIZE, RMAP_REC_SIZE, RMAP_UNWRITTEN, decodeRmap, encodeRmap, encodeRmapKey } from './rmap-btree';
+
+/**
+ * Whether a record's offset is a file offset that moves with its blocks:
+ * file data and attribute values. Btree blocks of an inode have offset 0
+ * however many blocks one record maps (a repair maps a new tree's blocks as
+ * one extent), so unmapping part of one keeps 0 on both sides.
+ */
+function hasFileOffset(r: RmapRecord): boolean {
+  return isInodeOwner(r.owner) && (r.flags & RMAP_BMBT_BLOCK) === 0;
+}
 
 /** Whether b continues a (b starts where a ends, same owner/flags, offsets line up). */
 export function rmapContinues(a: RmapRecord, b: RmapRecord): boolean {
@@ -89,7 +99,7 @@ export function rmapUnmap(tree: Btree, rec: RmapRecord, where: string): void {
   const found = rmapFind(tree, rec.startblock);
   const end = rec.startblock + rec.blockcount;
   if (found === null || found.startblock + found.blockcount < end || found.owner !== rec.owner
-    || (isInodeOwner(rec.owner) && found.offset + (rec.startblock - found.startblock) !== rec.offset)) {
+    || (hasFileOffset(found) && found.offset + (rec.startblock - found.startblock) !== rec.offset)) {
     throw corruption(`${where}: unmapping ${formatRmap(rec)}, but the rmap has ${found === null ? 'nothing there' : formatRmap(found)}`);
   }
   const fEnd = found.startblock + found.blockcount;
@@ -100,18 +110,34 @@ export function rmapUnmap(tree: Btree, rec: RmapRecord, where: string): void {
   } else if (headLen === 0) {
     updateRecord(tree, found, {
       ...found, startblock: end, blockcount: tailLen,
-      offset: isInodeOwner(found.owner) ? found.offset + rec.blockcount : found.offset,
+      offset: hasFileOffset(found) ? found.offset + rec.blockcount : found.offset,
     });
   } else {
     updateRecord(tree, found, { ...found, blockcount: headLen });
     if (tailLen > 0) {
       encodeRmap({
         ...found, startblock: end, blockcount: tailLen,
-        offset: isInodeOwner(found.owner) ? found.offset + (end - found.startblock) : found.offset,
+        offset: hasFileOffset(found) ? found.offset + (end - found.startblock) : found.offset,
       }, scratchRec, 0);
       tree.insert(scratchRec);
     }
   }
+}
+
+/**
+ * Removes the record covering agbno when it is owner's and lies whole inside
+ * [agbno, end) -- one lookup, where rmapUnmap takes three: the reaping of a
+ * thousand one-block btree records pays it a thousand times. Returns the
+ * record removed, or null (none there, another owner's, or only partly
+ * inside: rmapUnmap's business).
+ */
+export function rmapRemoveWhole(tree: Btree, agbno: number, end: number, owner: number): RmapRecord | null {
+  const cur = lookupAtOrBefore(tree, agbno);
+  if (cur === null) return null;
+  const r = recordUnder(cur);
+  if (r.startblock !== agbno || r.startblock + r.blockcount > end || r.owner !== owner) return null;
+  cur.delete();
+  return r;
 }
 
 /** Changes a record in place (its key may move between its neighbours). */

@@ -119,7 +119,7 @@ class SnapshotTarget implements BufTarget {
   }
 
   readBlocks(bno: number, count: number, dst: Buffer, dstOffset: number): void {
-    for (let i = 0; i < count; i++) this.snap.readBlock(bno + i, dst, dstOffset + i * this.blockSize);
+    this.snap.readBlocks(bno, count, dst, dstOffset);
   }
 
   writeBlocks(bno: number): void {
@@ -135,8 +135,11 @@ class SnapshotTarget implements BufTarget {
   }
 }
 
-/** The filesystem as it was when the snapshot opened: its own cache, AGs and btrees over the snapshot. */
-class FrozenView implements ScrubSource {
+/**
+ * The filesystem as it was when the snapshot opened: its own cache, AGs and btrees over the snapshot
+ * (also what a file-level repair salvages from while the directory it rebuilds keeps changing).
+ */
+export class FrozenView implements ScrubSource {
   readonly cache: BufCache;
   readonly geo: Geometry;
   readonly alloc: Allocator;

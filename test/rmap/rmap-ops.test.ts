@@ -7,9 +7,9 @@ import t from 'tap';
 import { MemBtree } from '../../src/btree/mem-btree';
 import { verifyBtree } from '../../src/btree/verify';
 import { OWN_AG, OWN_INODES } from '../../src/format/owners';
-import { decodeRmap, rmapBtreeOps } from '../../src/rmap/rmap-btree';
+import { RMAP_BMBT_BLOCK, decodeRmap, rmapBtreeOps } from '../../src/rmap/rmap-btree';
 import type { RmapRecord } from '../../src/rmap/rmap-btree';
-import { rmapFind, rmapMap, rmapUnmap } from '../../src/rmap/rmap';
+import { rmapFind, rmapMap, rmapRemoveWhole, rmapUnmap } from '../../src/rmap/rmap';
 import { Rng, testSeed } from '../lib/rng';
 
 const BLOCKS = 4000;
@@ -99,5 +99,22 @@ t.test('overlaps and mismatched unmaps are corruption, not silent damage', (t) =
   t.throws(() => rmapUnmap(mem.tree, { startblock: 102, blockcount: 2, owner: 500, offset: 7, flags: 0 }, 'test'),
     { code: 'EFSCORRUPTED' }, 'unmapping at the wrong file offset');
   t.equal(mem.tree.count(), 1, 'nothing changed');
+  t.end();
+});
+
+t.test("an inode's btree blocks mapped as one extent: unmapping part keeps offset 0 on both sides; a whole record goes in one step", (t) => {
+  const mem = new MemBtree(rmapBtreeOps);
+  t.teardown(() => mem.close());
+  const tree = mem.tree;
+  const ino = 5000;
+  rmapMap(tree, { startblock: 100, blockcount: 6, owner: ino, offset: 0, flags: RMAP_BMBT_BLOCK }, 'test');
+  rmapUnmap(tree, { startblock: 102, blockcount: 1, owner: ino, offset: 0, flags: RMAP_BMBT_BLOCK }, 'test');
+  const recs: string[] = [];
+  tree.forEach((b, off) => { const r = decodeRmap(b, off); recs.push(`${r.startblock}+${r.blockcount}@${r.offset}`); });
+  t.same(recs, ['100+2@0', '103+3@0'], 'head and tail, both at offset 0');
+  t.equal(rmapRemoveWhole(tree, 103, 106, ino + 1), null, 'another owner\'s: left alone');
+  t.equal(rmapRemoveWhole(tree, 100, 101, ino), null, 'not wholly inside the range: left alone');
+  t.same(rmapRemoveWhole(tree, 103, 106, ino), { startblock: 103, blockcount: 3, owner: ino, offset: 0, flags: RMAP_BMBT_BLOCK }, 'removed');
+  t.equal(rmapFind(tree, 104), null, 'gone');
   t.end();
 });
