@@ -156,7 +156,9 @@ export class CheckRun {
     const list = new ProblemList(KEPT_PER_WALK);
     if (readable) {
       try {
-        yield* scrubInodesSteps(this.src, list);
+        // An AG whose scrub found nothing wrong with its rmap vouches for it against a file's map.
+        const rmapSound = (agno: number): boolean => this.agPasses.get(agno)?.found.every((f) => f.type !== 'rmapbt') ?? false;
+        yield* scrubInodesSteps(this.src, list, { rmapSound });
       } catch (e) {
         if (!(e instanceof RmapfsError)) throw e;
         list.add('inode', -1, -1, e.message);
@@ -340,7 +342,7 @@ export function* checkStructures(src: ScrubSource, selected: readonly StructureN
       }
     }
   }
-  for (const p of run.problems()) problems.add(p.structure, p.agno, p.fsbno, p.message, p.type);
+  for (const p of run.problems()) problems.add(p.structure, p.agno, p.fsbno, p.message, p.type, p.ino);
   problems.dropped += run.dropped;
   const ags = run.agResults();
   return {

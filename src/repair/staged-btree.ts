@@ -1,6 +1,8 @@
 /**
- * A staged btree (XFS's newbt + btree staging): a new btree of an AG built
- * beside the one in use and installed by the repair's commit transaction.
+ * A staged btree (XFS's newbt + btree staging): a new btree built beside
+ * the one in use and installed by the repair's commit transaction -- an
+ * AG's (installStagedBtree) or one rooted in an inode (writeStagedBtree, the
+ * caller installing the root in the fork).
  * The caller reserves the blocks the bulk loader says it needs
  * (`stagedBtreeBlocks`), then, inside its commit transaction,
  * `installStagedBtree` bulk-loads the records into them outside the cache,
@@ -16,7 +18,8 @@
  */
 import { RmapfsError } from '../errors';
 import { bulkLoad, computeBulkLoadGeometry } from '../btree/bulk-load';
-import type { RecordSource } from '../btree/bulk-load';
+import type { BulkLoadGeometry, BulkLoadResult, RecordSource } from '../btree/bulk-load';
+import type { Btree } from '../btree/btree';
 import { slotOffset, SLOT_BLOCKS, SLOT_RECORDS } from '../format/ag-header';
 import type { AgBtreeName } from '../format/ag-header';
 import type { AllocGroup } from '../alloc/ag';
@@ -37,6 +40,27 @@ export interface InstalledBtree {
 }
 
 /**
+ * Inside the caller's transaction: bulk-loads `records` records from `source`
+ * into exactly the reserved `blocks` (pointers of `tree`'s storage, as many
+ * as computeBulkLoadGeometry says) outside the cache and writes them in
+ * place. The root is not installed: that is the caller's (an AG header's
+ * slot, an inode's fork). `where` names the tree's home for errors.
+ */
+export function writeStagedBtree(fs: Filesystem, tree: Btree, records: number, source: RecordSource,
+  blocks: readonly number[], where: string, arena?: Buffer): { loaded: BulkLoadResult; geometry: BulkLoadGeometry; loadMs: number } {
+  const geometry = computeBulkLoadGeometry(tree, records, 1);
+  if (blocks.length !== geometry.totalBlocks) {
+    throw new RmapfsError('EIO', `${where}: ${blocks.length} blocks reserved for a ${tree.ops.name} btree of ${geometry.totalBlocks}`);
+  }
+  const t0 = process.hrtime.bigint();
+  let taken = 0;
+  const loaded = bulkLoad(tree, geometry, source, () => blocks[taken++]!, { outside: true, arena });
+  fs.cache.writeAround(loaded.blocks);
+  fs.noteDataWritten();
+  return { loaded, geometry, loadMs: Number(process.hrtime.bigint() - t0) / 1e6 };
+}
+
+/**
  * Inside the caller's transaction: loads `records` records from `source`
  * (in key order) into exactly the reserved `blocks` (AG block numbers, as
  * many as stagedBtreeBlocks said), writes them in place, and installs the
@@ -46,16 +70,7 @@ export interface InstalledBtree {
 export function installStagedBtree(fs: Filesystem, ag: AllocGroup, name: AgBtreeName, records: number,
   source: RecordSource, blocks: readonly number[], arena?: Buffer): InstalledBtree {
   const tree = ag[name];
-  const geometry = computeBulkLoadGeometry(tree, records, 1);
-  if (blocks.length !== geometry.totalBlocks) {
-    throw new RmapfsError('EIO', `AG ${ag.agno}: ${blocks.length} blocks reserved for a ${tree.ops.name} btree of ${geometry.totalBlocks}`);
-  }
-  const t0 = process.hrtime.bigint();
-  let taken = 0;
-  const loaded = bulkLoad(tree, geometry, source, () => blocks[taken++]!, { outside: true, arena });
-  fs.cache.writeAround(loaded.blocks);
-  fs.noteDataWritten();
-  const loadMs = Number(process.hrtime.bigint() - t0) / 1e6;
+  const { loaded, geometry, loadMs } = writeStagedBtree(fs, tree, records, source, blocks, `AG ${ag.agno}`, arena);
   tree.storage.setRoot({ ptr: loaded.ptr, height: loaded.height });
   const hdr = ag.header();
   hdr.data.writeUInt32BE(geometry.totalBlocks, slotOffset(name) + SLOT_BLOCKS);
