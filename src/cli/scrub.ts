@@ -10,6 +10,7 @@ import type { RmapRepairResult } from '../repair/rmap-repair';
 import type { FreeSpaceRepairResult } from '../repair/free-space-repair';
 import type { HeaderRepairResult } from '../repair/ag-header-repair';
 import type { InodeBtreeRepairResult } from '../repair/inobt-repair';
+import type { FileRepairResult } from '../repair/file-repair';
 import { describeSick } from '../ctl/health-report';
 import type { SickStructureReport } from '../ctl/health-report';
 import { formatProblem } from '../scrub/common';
@@ -227,7 +228,10 @@ the free-space btrees (rebuilt from the rmap the same way), the inode btree
 (from the rmap's inode chunks and the inodes themselves), the AG
 headers and free lists (recomputed from the btrees and the rmap), the
 secondary superblocks (rewritten from the primary) and the summary counters
-(recomputed from every AG's btrees). Scrubs afterwards and reports the result. --progress draws
+(recomputed from every AG's btrees); per file, the inode core (impossible
+values made safe, counts recomputed; an inode beyond saving cleared) and
+the block map (rebuilt from the rmap), each reported in one line by path
+("/a/b: block count 12 -> 9"). Scrubs afterwards and reports the result. --progress draws
 a progress bar (inodes scanned / total) on a terminal, or prints a line a
 second elsewhere. --type list names the structures (scope, repairer,
 dependencies). If a rebuild fails, the old structure stays.
@@ -239,7 +243,8 @@ options:
                freeBlocks, longest, bnoBlocks, cntBlocks, oldBlocks, scanMs,
                commitPauseMs}], inodeBtree: [{agno, chunks, inodes,
                freeInodes, btreeBlocks, oldBlocks, scanMs, commitPauseMs}],
-               headers: [{type, agno, fixed, commitPauseMs}], problems, problemCount,
+               headers: [{type, agno, fixed, commitPauseMs}], files: [{type, ino,
+               path, changes, commitPauseMs, leftFor, error}], problems, problemCount,
                unrepairable, error, errorCode}
   --progress   a progress bar
   --type T,... only these structures (--type list names them)
@@ -340,6 +345,7 @@ async function repair(args: ParsedArgs, json: boolean, io: CommandIo): Promise<n
   const freeSpace = (reply.freeSpace ?? []) as FreeSpaceRepairResult[];
   const headers = (reply.headers ?? []) as HeaderRepairResult[];
   const inodeBtree = (reply.inodeBtree ?? []) as InodeBtreeRepairResult[];
+  const files = (reply.files ?? []) as FileRepairResult[];
   const scrub = (reply.scrub ?? {}) as ScrubReply;
   // Damage it found but cannot rebuild yet, beside what it rebuilt: left as it is, and said so.
   const unrepairable = (reply.unrepairable ?? []) as SickStructureReport[];
@@ -358,6 +364,9 @@ async function repair(args: ParsedArgs, json: boolean, io: CommandIo): Promise<n
       oldBlocks: i.oldBlocks, scanMs: +i.scanMs.toFixed(1), commitPauseMs: +i.commitPauseMs.toFixed(2),
     })), headers: headers.map((h) => ({
       type: h.type, agno: h.agno, fixed: h.fixed, commitPauseMs: +h.commitPauseMs.toFixed(2),
+    })), files: files.map((f) => ({
+      type: f.type, ino: f.ino, path: f.path, changes: f.changes, commitPauseMs: +f.commitPauseMs.toFixed(2),
+      ...(f.leftFor !== undefined ? { leftFor: f.leftFor } : {}), ...(f.error !== undefined ? { error: f.error } : {}),
     })), problems: problemsJson(scrub.problems ?? []), problemCount: left, unrepairable, error: null, errorCode: null }));
   } else {
     for (const h of headers) io.out(headerRepairLine(h));
@@ -373,9 +382,12 @@ async function repair(args: ParsedArgs, json: boolean, io: CommandIo): Promise<n
       io.out(`AG ${a.agno}: rmap rebuilt, ${a.records} records in ${a.blocks} blocks (was ${a.oldBlocks}); `
         + `scanned ${a.inodesScanned} inodes in ${a.scanMs.toFixed(0)} ms, commit pause ${a.commitPauseMs.toFixed(1)} ms`);
     }
+    for (const f of files) io.out(fileRepairLine(f));
     for (const p of scrub.problems ?? []) io.out(formatProblem(p));
     if (unrepairable.length > 0) io.err(`rmapfs repair: ${String(reply.error)}`);
-    else if (ags.length === 0 && freeSpace.length === 0 && headers.length === 0 && inodeBtree.length === 0 && left === 0) io.out('rmapfs repair: nothing damaged; scrub is clean');
+    else if (ags.length === 0 && freeSpace.length === 0 && headers.length === 0 && inodeBtree.length === 0 && files.length === 0 && left === 0) {
+      io.out('rmapfs repair: nothing damaged; scrub is clean');
+    }
     else io.out(left === 0 ? 'rmapfs repair: done; scrub is clean' : `rmapfs repair: ${left} problems left after the repair`);
   }
   return status;
@@ -389,6 +401,13 @@ function headerRepairLine(h: HeaderRepairResult): string {
   };
   const what = h.fixed.length === 0 ? 'nothing changed' : h.fixed.join(', ');
   return `${h.agno >= 0 ? `AG ${h.agno}: ` : ''}${structureLabel(h.type)} ${how[h.type]} (${what}); commit pause ${h.commitPauseMs.toFixed(1)} ms`;
+}
+
+/** What a file-level repair did to one object, one line: its path (or inode number), then what changed. */
+function fileRepairLine(f: FileRepairResult): string {
+  const who = f.path ?? `inode ${f.ino}`;
+  if (f.error !== undefined) return `${who}: ${structureLabel(f.type)} not repaired: ${f.error}`;
+  return `${who}: ${f.changes.length === 0 ? `${structureLabel(f.type)}: nothing to change` : f.changes.join('; ')}`;
 }
 
 export const statusCommand: Command = {

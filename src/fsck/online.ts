@@ -22,13 +22,15 @@ import type { SickStructureReport } from '../ctl/health-report';
 import { scrubAgForRmapRepair } from '../scrub/ag-scrub';
 import { formatProblem, ProblemList } from '../scrub/common';
 import type { Problem } from '../scrub/common';
-import { markHealthFromProblems, structureOfProblem } from '../scrub/health-marks';
+import { markHealthFromProblems, structureOfProblem, withoutFileDoubts } from '../scrub/health-marks';
 import { scrubLiveSliced } from '../scrub/live-scrub';
 import type { LiveScrubResult } from '../scrub/live-scrub';
 import type { RmapRepairResult } from '../repair/rmap-repair';
 import type { FreeSpaceRepairResult } from '../repair/free-space-repair';
 import type { HeaderRepairResult } from '../repair/ag-header-repair';
 import type { InodeBtreeRepairResult } from '../repair/inobt-repair';
+import type { FileRepairResult } from '../repair/file-repair';
+import { findPaths } from '../repair/file-paths';
 import {
   dependencyOrder, fsckEntry, isRepairable, selectStructures, sourcesFoundThrough, structuresOfScope, tableChecker, trustedByRepairOf,
 } from './table';
@@ -68,9 +70,10 @@ export async function onlineScrub(fsx: Rmapfs, selected: readonly StructureName[
   return r;
 }
 
-/** A damaged structure and where: AG numbers (-1 for one outside the AGs), and its first problem. */
+/** A damaged structure and where: AG numbers (-1 for one outside the AGs), the inodes (for an inode structure), and its first problem. */
 interface Damage {
   agnos: Set<number>;
+  inos: Set<number>;
   first: Problem | null;
 }
 
@@ -115,9 +118,43 @@ function checkTrusted(fsx: Rmapfs, name: StructureName, agnos: readonly number[]
     .filter((r) => (agnos.includes(r.agno) && trusted.includes(r.structure)) || everywhere.includes(r.structure));
 }
 
-/** What the closing scrub checks: every AG structure, and the summary counters when they were recomputed. */
-function closingScrubOf(headers: readonly HeaderRepairResult[]): StructureName[] {
-  return [...structuresOfScope('ag'), ...(headers.some((h) => h.type === 'counters') ? ['counters' as const] : [])];
+/**
+ * What the closing scrub checks: every AG structure, the summary counters
+ * when they were recomputed, and the files (against the rmap) when some
+ * were repaired.
+ */
+function closingScrubOf(headers: readonly HeaderRepairResult[], files: readonly FileRepairResult[]): StructureName[] {
+  return [...structuresOfScope('ag'), ...(headers.some((h) => h.type === 'counters') ? ['counters' as const] : []),
+    ...(files.length > 0 ? structuresOfScope('inode') : [])];
+}
+
+/** The repaired inodes' paths into their results (one walk of the directories, only when there are some). */
+async function namePaths(fsx: Rmapfs, files: FileRepairResult[], hooks: OnlineFsckHooks): Promise<void> {
+  if (files.length === 0) return;
+  const paths = await findPaths(fsx, new Set(files.map((f) => f.ino)), { foregroundWaiting: hooks.foregroundWaiting });
+  for (const f of files) f.path = paths.get(f.ino) ?? null;
+}
+
+/**
+ * Repairs the inode structure `name` of the damaged inodes: each object on
+ * its own (one failing does not stop the others). What a repair left for
+ * another structure of its inode (the core's repair emptying an impossible
+ * data fork) joins that structure's damage, repaired later in the order.
+ */
+async function repairFileStructure(fsx: Rmapfs, name: StructureName, damage: Damage, damaged: Map<StructureName, Damage>,
+  options: { cancelled: () => boolean }, hooks: OnlineFsckHooks): Promise<FileRepairResult[]> {
+  const repairFiles = fsckEntry(name).repairFiles!;
+  const inos = [...damage.inos].sort((a, b) => a - b);
+  hooks.send({ event: 'files', type: name, inodes: inos.length });
+  const done = await repairFiles(fsx, inos, { cancelled: options.cancelled, foregroundWaiting: hooks.foregroundWaiting });
+  for (const r of done) {
+    for (const s of r.leftFor ?? []) {
+      let d = damaged.get(s);
+      if (d === undefined) damaged.set(s, (d = { agnos: new Set([-1]), inos: new Set(), first: null }));
+      d.inos.add(r.ino);
+    }
+  }
+  return done;
 }
 
 /**
@@ -133,32 +170,50 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
   const damaged = new Map<StructureName, Damage>();
   let before: LiveScrubResult | null = null;
   if (options.forceRebuild) {
-    for (const s of selected) if (isRepairable(s)) damaged.set(s, { agnos: new Set(agnos), first: null });
+    // Every AG structure asked for; the inode ones of no inode (--force-rebuild names no files yet).
+    for (const s of selected) {
+      if (isRepairable(s) && structureFacts(s).scope !== 'inode') damaged.set(s, { agnos: new Set(agnos), inos: new Set(), first: null });
+    }
   } else {
     before = await scrubLiveSliced(fsx.fs, tableChecker(selected, agno), hooks);
     markHealthFromProblems(fsx.fs.alloc, agnos, before.problems, 'repair', 'checking before a repair', selected);
-    for (const p of before.problems) {
+    // The rmap's disagreements with damaged files wait for the files' repairs (withoutFileDoubts).
+    for (const p of withoutFileDoubts(before.problems)) {
       const s = structureOfProblem(p);
-      if (s === null) continue;
+      if (s === null || !selected.includes(s)) continue;
       let d = damaged.get(s);
-      if (d === undefined) damaged.set(s, (d = { agnos: new Set(), first: p }));
+      if (d === undefined) damaged.set(s, (d = { agnos: new Set(), inos: new Set(), first: p }));
       d.agnos.add(structureFacts(s).scope === 'ag' ? p.agno : -1);
+      if (structureFacts(s).scope === 'inode' && p.ino !== undefined) d.inos.add(p.ino);
     }
   }
   const results: RmapRepairResult[] = [];
   const freeSpace: FreeSpaceRepairResult[] = [];
   const headers: HeaderRepairResult[] = [];
   const inodeBtree: InodeBtreeRepairResult[] = [];
+  const files: FileRepairResult[] = [];
   const refused: SickStructureReport[] = [];
   const refuse = (reports: readonly SickStructureReport[]): void => {
     for (const r of reports) if (!refused.some((x) => x.agno === r.agno && x.structure === r.structure)) refused.push(r);
   };
   let lastProgress = 0;
-  for (const name of dependencyOrder([...damaged.keys()], options.forceRebuild ? [] : [...damaged.keys()])) {
+  // The inode structures are all in the order: a repair may leave work for another structure of its inode.
+  const order = dependencyOrder([...new Set([...damaged.keys(), ...structuresOfScope('inode')])],
+    options.forceRebuild ? [] : [...damaged.keys()]);
+  for (const name of order) {
     // The AGs whose rebuild of this structure committed (what a failure after them says).
     const rebuilt: number[] = [];
     const entry = fsckEntry(name);
-    const damage = damaged.get(name)!;
+    const damage = damaged.get(name);
+    if (damage === undefined) continue;
+    if (entry.scope === 'inode') {
+      if (entry.repairFiles === null || damage.inos.size === 0) {
+        refuse(refusalReports(fsx, name, damage));
+        continue;
+      }
+      files.push(...await repairFileStructure(fsx, name, damage, damaged, options, hooks));
+      continue;
+    }
     // The rmap: every AG asked for, not only those a problem named (the file pass's rmap problems are filed
     // under the owner's AG, not always the record's) and every AG for a filesystem-wide one (the summary
     // counters are every AG header's counts). The others: the AGs their damage was found in. One
@@ -231,15 +286,16 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
   }
   // AG by AG, each AG's in table order (as status lists them).
   refused.sort((a, b) => a.agno - b.agno || ALL_STRUCTURES.indexOf(a.structure) - ALL_STRUCTURES.indexOf(b.structure));
-  const rebuiltAny = results.length > 0 || freeSpace.length > 0 || headers.length > 0 || inodeBtree.length > 0;
+  const rebuiltAny = results.length > 0 || freeSpace.length > 0 || headers.length > 0 || inodeBtree.length > 0 || files.length > 0;
   if (!rebuiltAny && refused.length > 0) return { ...refusal('EFSCORRUPTED', unrepairableLine(refused)), unrepairable: refused };
   fsx.fsync();
   // The closing scrub of the AGs it rebuilt (or checked) runs in slices like any other (FUSE keeps being
   // served). The files against the rmap are `rmapfs scrub`'s business.
   const scrub = !rebuiltAny && before !== null ? before
-    : await scrubLiveSliced(fsx.fs, tableChecker(closingScrubOf(headers), agno), hooks);
+    : await scrubLiveSliced(fsx.fs, tableChecker(closingScrubOf(headers, files), agno), hooks);
   if (rebuiltAny) markHealthFromProblems(fsx.fs.alloc, agnos, scrub.problems, 'repair', 'scrubbing after a repair');
-  const reply: CtlReply = { ok: true, ags: results, freeSpace, inodeBtree, headers, scrub, unrepairable: refused };
+  await namePaths(fsx, files, hooks);
+  const reply: CtlReply = { ok: true, ags: results, freeSpace, inodeBtree, headers, files, scrub, unrepairable: refused };
   if (refused.length > 0) reply.error = unrepairableLine(refused, true);
   return reply;
 }

@@ -19,8 +19,8 @@
  * then AG by AG, then the files).
  */
 import { RmapfsError } from '../errors';
-import { ALL_STRUCTURES, STRUCTURES, isStructureName, structureFacts } from '../format/structures';
-import type { StructureFacts, StructureName, StructureScope } from '../format/structures';
+import { ALL_STRUCTURES, STRUCTURES, isInodeStructure, isStructureName, structureFacts } from '../format/structures';
+import type { InodeStructure, StructureFacts, StructureName, StructureScope } from '../format/structures';
 import { scrubAgSteps } from '../scrub/ag-scrub';
 import type { AgScrubResult } from '../scrub/ag-scrub';
 import { scrubInodesSteps } from '../scrub/inode-scrub';
@@ -36,6 +36,9 @@ import { repairAgHeader, repairFreeList, repairSecondarySuperblock, repairSummar
 import type { HeaderRepairResult } from '../repair/ag-header-repair';
 import { repairInodeBtree } from '../repair/inobt-repair';
 import type { InodeBtreeRepairResult } from '../repair/inobt-repair';
+import type { FileRepairOptions, FileRepairResult } from '../repair/file-repair';
+import { repairBlockMap } from '../repair/bmap-repair';
+import { repairInodeCore } from '../repair/inode-repair';
 import type { Rmapfs } from '../fs/rmapfs';
 import type { LiveChecker } from '../scrub/live-scrub';
 
@@ -61,6 +64,30 @@ function perAg(repairOne: (fsx: Rmapfs, agno: number, options: RepairOptions) =>
   };
 }
 
+/** Rebuilds one structure of each of these inodes of a live filesystem (each in its own transaction). */
+export type FileRepairer = (fsx: Rmapfs, inos: readonly number[], options: FileRepairOptions) => Promise<FileRepairResult[]>;
+
+/**
+ * A repairer of one inode at a time, as the table's. The failure of one
+ * (an RmapfsError: damage it cannot rebuild from, the file went away) is
+ * that object's result, and the others go on; a bug stops the repair.
+ */
+function perInode(type: InodeStructure, repairOne: (fsx: Rmapfs, ino: number, options: FileRepairOptions) => Promise<FileRepairResult>): FileRepairer {
+  return async (fsx, inos, options) => {
+    const results: FileRepairResult[] = [];
+    for (const ino of inos) {
+      if (options.cancelled?.()) throw new RmapfsError('ECANCELED', `repair cancelled before inode ${ino}`);
+      try {
+        results.push(await repairOne(fsx, ino, options));
+      } catch (e) {
+        if (!(e instanceof RmapfsError) || e.code === 'ECANCELED') throw e;
+        results.push({ type, ino, path: null, changes: [], commitPauseMs: 0, error: e.message });
+      }
+    }
+    return results;
+  };
+}
+
 /** Both free-space btrees of each AG, rebuilt together from its rmap (one repairer serves bnobt and cntbt). */
 const repairFreeSpaceBtrees = perAg(repairFreeSpace);
 
@@ -70,7 +97,10 @@ const repairInodeBtrees = perAg(repairInodeBtree);
 export interface FsckEntry extends StructureFacts {
   readonly name: StructureName;
   readonly check: Checker;
+  /** The repairer of a structure of the filesystem or of an AG. */
   readonly repair: Repairer | null;
+  /** The repairer of a structure of an inode (scope 'inode'). */
+  readonly repairFiles: FileRepairer | null;
 }
 
 /** Where a problem sorts: the superblocks first, then AG by AG, then the files (the walks' own order). */
@@ -231,7 +261,10 @@ const CHECKERS: Record<StructureName, Checker> = {
   symlink: fileChecker,
 };
 
-const REPAIRERS: Partial<Record<StructureName, Repairer>> = {
+/** A structure's repairer: per inode for the inode ones, else per AG (or filesystem). */
+type RepairerOf<N extends StructureName> = N extends InodeStructure ? FileRepairer : Repairer;
+
+const REPAIRERS: { [N in StructureName]?: RepairerOf<N> } = {
   'secondary-sb': perAg((fsx, agno) => repairSecondarySuperblock(fsx, agno)),
   agh: perAg((fsx, agno) => repairAgHeader(fsx, agno)),
   agfl: perAg(repairFreeList),
@@ -241,11 +274,18 @@ const REPAIRERS: Partial<Record<StructureName, Repairer>> = {
   bnobt: repairFreeSpaceBtrees,
   cntbt: repairFreeSpaceBtrees,
   inobt: repairInodeBtrees,
+  inode: perInode('inode', repairInodeCore),
+  bmap: perInode('bmap', repairBlockMap),
 };
+
+function repairersOf(name: StructureName): Pick<FsckEntry, 'repair' | 'repairFiles'> {
+  if (isInodeStructure(name)) return { repair: null, repairFiles: REPAIRERS[name] ?? null };
+  return { repair: REPAIRERS[name] ?? null, repairFiles: null };
+}
 
 /** The table: every structure, in the order checks walk them. */
 export const FSCK_TABLE: readonly FsckEntry[] = STRUCTURES.map((s) => ({
-  ...s, check: CHECKERS[s.name], repair: REPAIRERS[s.name] ?? null,
+  ...s, check: CHECKERS[s.name], ...repairersOf(s.name),
 }));
 
 export function fsckEntry(name: StructureName): FsckEntry {
@@ -253,7 +293,8 @@ export function fsckEntry(name: StructureName): FsckEntry {
 }
 
 export function isRepairable(name: StructureName): boolean {
-  return fsckEntry(name).repair !== null;
+  const entry = fsckEntry(name);
+  return entry.repair !== null || entry.repairFiles !== null;
 }
 
 /**
@@ -353,7 +394,7 @@ export function* checkStructures(src: ScrubSource, selected: readonly StructureN
 
 /** `--type list`: one line per structure -- name, scope, whether it can be repaired, what it depends on. */
 export function structureListLines(): string[] {
-  const rows = FSCK_TABLE.map((e) => [e.name, e.scope, e.repair !== null ? 'yes' : 'no', e.dependsOn.join(',') || '-']);
+  const rows = FSCK_TABLE.map((e) => [e.name, e.scope, isRepairable(e.name) ? 'yes' : 'no', e.dependsOn.join(',') || '-']);
   const header = ['TYPE', 'SCOPE', 'REPAIR', 'DEPENDS ON'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   return [header, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '));

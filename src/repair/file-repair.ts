@@ -34,6 +34,8 @@ export interface FileRepairResult {
    * fork its type cannot have: the block map is then rebuilt from the rmap).
    */
   leftFor?: StructureName[];
+  /** The repair of this object failed (the old structure stays): why, one line. The others go on. */
+  error?: string;
 }
 
 /** Rebuilds one structure of one inode of a live (or, offline, an unmounted) filesystem. */
