@@ -114,18 +114,21 @@ function mountpointArgument(args: ParsedArgs): string {
  * --ag N and --type T[,T...], checked against the structure table: a bad one is a usage error
  * (whether the filesystem has AG N is the daemon's to say).
  */
-function structureArgs(args: ParsedArgs): { ag: number | null; types: string[] | null } {
+function structureArgs(args: ParsedArgs): { ag: number | null; ino: number | null; types: string[] | null } {
   const agText = args.string('ag');
   const ag = agText === undefined ? null : Number(agText);
   if (ag !== null && (!Number.isInteger(ag) || ag < 0)) throw new CliError(ONLINE_USAGE, 'EINVAL', `--ag needs an AG number, not '${agText}'`);
+  const inoText = args.string('inode');
+  const ino = inoText === undefined ? null : Number(inoText);
+  if (ino !== null && (!Number.isInteger(ino) || ino < 0)) throw new CliError(ONLINE_USAGE, 'EINVAL', `--inode needs an inode number, not '${inoText}'`);
   const typeText = args.string('type');
   const types = typeText === undefined ? null : typeText.split(',').filter((t) => t !== '');
   try {
-    selectStructures(types, ag);
+    selectStructures(types, ag, ino);
   } catch (e) {
     throw new CliError(ONLINE_USAGE, 'EINVAL', e instanceof Error ? e.message : String(e));
   }
-  return { ag, types };
+  return { ag, ino, types };
 }
 
 /** --type list: prints the structure table (true: done). */
@@ -140,7 +143,7 @@ function problemsJson(problems: readonly Problem[]): (Problem & { text: string }
   return problems.map((p) => ({ ...p, text: formatProblem(p) }));
 }
 
-const SCRUB_USAGE = `usage: rmapfs scrub [--json] [--type T[,T...]] [--ag N] MOUNTPOINT
+const SCRUB_USAGE = `usage: rmapfs scrub [--json] [--type T[,T...]] [--ag N | --inode N] MOUNTPOINT
        rmapfs scrub --type list
 
 Checks a mounted filesystem without stopping it, with the checks of
@@ -148,7 +151,8 @@ Checks a mounted filesystem without stopping it, with the checks of
 rmap and inode btrees, the coverage invariant (every block free or mapped
 exactly once), the summary counters, and the files against the rmap. One
 line per problem. --type checks only those structures (--type list names
-them); --ag N only AG N's (the structures of an AG).
+them); --ag N only AG N's (the structures of an AG); --inode N only inode
+N's (its core, block map, directory, attributes, symlink target).
 
 options:
   --json       one JSON object: {clean, status, problems, problemCount,
@@ -156,6 +160,7 @@ options:
                errorCode}
   --type T,... only these structures (--type list names them)
   --ag N       only AG N
+  --inode N    only inode N's structures
 
 ${EXIT_STATUS_HELP}`;
 
@@ -190,11 +195,11 @@ export const scrubCommand: Command = {
   summary: 'check a mounted filesystem, online',
   usage: SCRUB_USAGE,
   run(argv, io) {
-    return runOnline(argv, io, [{ name: 'ag', kind: 'value' }, { name: 'type', kind: 'value' }], SCRUB_USAGE, async (args, json) => {
+    return runOnline(argv, io, [{ name: 'ag', kind: 'value' }, { name: 'inode', kind: 'value' }, { name: 'type', kind: 'value' }], SCRUB_USAGE, async (args, json) => {
       if (listTypes(args, io)) return ONLINE_CLEAN;
       const mountpoint = mountpointArgument(args);
-      const { ag, types } = structureArgs(args);
-      const reply = await askDaemon(mountpoint, { cmd: 'scrub', ag, types }) as ScrubReply;
+      const { ag, ino, types } = structureArgs(args);
+      const reply = await askDaemon(mountpoint, { cmd: 'scrub', ag, ino, types }) as ScrubReply;
       const problems = reply.problems ?? [];
       const count = reply.problemCount ?? problems.length;
       const status = count === 0 ? ONLINE_CLEAN : ONLINE_CORRUPT;
@@ -213,7 +218,7 @@ export const scrubCommand: Command = {
   },
 };
 
-const REPAIR_USAGE = `usage: rmapfs repair [--json] [--progress] [--type T[,T...]] [--ag N] [--force-rebuild] MOUNTPOINT
+const REPAIR_USAGE = `usage: rmapfs repair [--json] [--progress] [--type T[,T...]] [--ag N | --inode N] [--force-rebuild] MOUNTPOINT
        rmapfs repair --type list
 
 Scrubs a mounted filesystem (the structures --type names, of AG N with
@@ -249,6 +254,7 @@ options:
   --progress   a progress bar
   --type T,... only these structures (--type list names them)
   --ag N       only AG N
+  --inode N    only inode N's structures (with --force-rebuild: rebuild them)
   --force-rebuild  rebuild even what is not damaged
 
 ${EXIT_STATUS_HELP}
@@ -299,7 +305,7 @@ export const repairCommand: Command = {
   summary: 'repair a mounted filesystem online (what scrub finds damaged)',
   usage: REPAIR_USAGE,
   run(argv, io) {
-    return runOnline(argv, io, [{ name: 'progress', kind: 'flag' }, { name: 'ag', kind: 'value' }, { name: 'type', kind: 'value' },
+    return runOnline(argv, io, [{ name: 'progress', kind: 'flag' }, { name: 'ag', kind: 'value' }, { name: 'inode', kind: 'value' }, { name: 'type', kind: 'value' },
       { name: 'force-rebuild', kind: 'flag' }], REPAIR_USAGE, (args, json) => repair(args, json, io));
   },
 };
@@ -307,7 +313,7 @@ export const repairCommand: Command = {
 async function repair(args: ParsedArgs, json: boolean, io: CommandIo): Promise<number> {
   if (listTypes(args, io)) return ONLINE_CLEAN;
   const mountpoint = mountpointArgument(args);
-  const { ag, types } = structureArgs(args);
+  const { ag, ino, types } = structureArgs(args);
   const forceRebuild = args.flag('force-rebuild');
   const norepairer = forceRebuild ? (types ?? []).filter((t) => !isRepairable(t as StructureName)) : [];
   if (norepairer.length > 0) {
@@ -324,7 +330,7 @@ async function repair(args: ParsedArgs, json: boolean, io: CommandIo): Promise<n
   try {
     // Only --json shows the heap growth, and measuring it well costs the daemon two full GCs (tens of ms
     // each, on the thread that serves FUSE): ask for it only then.
-    reply = await askDaemon(mountpoint, { cmd: 'repair', ag, types, forceRebuild, measureHeap: json }, progress?.event, true);
+    reply = await askDaemon(mountpoint, { cmd: 'repair', ag, ino, types, forceRebuild, measureHeap: json }, progress?.event, true);
     const unrepairable = reply.unrepairable as SickStructureReport[] | undefined;
     if (!reply.ok && unrepairable !== undefined) {
       // Damage it cannot rebuild yet: said plainly, nothing changed, corruption left.

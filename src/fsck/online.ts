@@ -47,15 +47,28 @@ export interface OnlineFsckHooks {
   send: (e: CtlEvent) => void;
 }
 
-/** The structures and AG a request asks for (its `types` and `ag`); EINVAL for what does not exist. */
-export function requestedStructures(fsx: Rmapfs, req: CtlRequest): { selected: StructureName[]; agno: number | null } {
+/** The structures and AG or inode a request asks for (its `types`, `ag`, `ino`); EINVAL for what does not exist. */
+export function requestedStructures(fsx: Rmapfs, req: CtlRequest): { selected: StructureName[]; agno: number | null; ino: number | null } {
   const agno = typeof req.ag === 'number' ? req.ag : null;
   const agCount = fsx.fs.geo.agCount;
   if (agno !== null && (!Number.isInteger(agno) || agno < 0 || agno >= agCount)) {
     throw new RmapfsError('EINVAL', `no AG ${agno} (the filesystem has ${agCount})`);
   }
+  const ino = typeof req.ino === 'number' ? req.ino : null;
+  if (ino !== null && (!Number.isInteger(ino) || !fsx.fs.geo.isValidIno(ino))) throw new RmapfsError('EINVAL', `no inode ${ino}`);
   const types = Array.isArray(req.types) ? req.types.map(String) : null;
-  return { selected: selectStructures(types, agno), agno };
+  return { selected: selectStructures(types, agno, ino), agno, ino };
+}
+
+/**
+ * A scrub's result cut down to one inode's problems (--inode): the file
+ * pass checks every inode (link counts need the whole namespace), the
+ * command asked about one.
+ */
+function onlyInode(r: LiveScrubResult, ino: number | null): LiveScrubResult {
+  if (ino === null) return r;
+  const problems = r.problems.filter((p) => p.ino === ino);
+  return { ...r, problems, problemCount: problems.length };
 }
 
 function agnosOf(fsx: Rmapfs, agno: number | null): number[] {
@@ -64,10 +77,10 @@ function agnosOf(fsx: Rmapfs, agno: number | null): number[] {
 
 /** Scrubs the structures asked for; what it finds (and finds clean) is what is known of them now. */
 export async function onlineScrub(fsx: Rmapfs, selected: readonly StructureName[], agno: number | null,
-  hooks: OnlineFsckHooks): Promise<LiveScrubResult> {
+  hooks: OnlineFsckHooks, ino: number | null = null): Promise<LiveScrubResult> {
   const r = await scrubLiveSliced(fsx.fs, tableChecker(selected, agno), hooks);
   markHealthFromProblems(fsx.fs.alloc, agnosOf(fsx, agno), r.problems, 'scrub', 'scrubbing', selected);
-  return r;
+  return onlyInode(r, ino);
 }
 
 /** A damaged structure and where: AG numbers (-1 for one outside the AGs), the inodes (for an inode structure), and its first problem. */
@@ -165,17 +178,20 @@ async function repairFileStructure(fsx: Rmapfs, name: StructureName, damage: Dam
  * it refused everything it found.
  */
 export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName[], agno: number | null,
-  options: { forceRebuild: boolean; measureHeap: boolean; cancelled: () => boolean }, hooks: OnlineFsckHooks): Promise<CtlReply> {
+  options: { forceRebuild: boolean; measureHeap: boolean; cancelled: () => boolean; ino?: number | null }, hooks: OnlineFsckHooks): Promise<CtlReply> {
   const agnos = agnosOf(fsx, agno);
+  const ino = options.ino ?? null;
   const damaged = new Map<StructureName, Damage>();
   let before: LiveScrubResult | null = null;
   if (options.forceRebuild) {
-    // Every AG structure asked for; the inode ones of no inode (--force-rebuild names no files yet).
+    // Every structure asked for: the AG ones in the AGs asked for, the inode ones of the inode asked for (--inode).
     for (const s of selected) {
-      if (isRepairable(s) && structureFacts(s).scope !== 'inode') damaged.set(s, { agnos: new Set(agnos), inos: new Set(), first: null });
+      const perInode = structureFacts(s).scope === 'inode';
+      if (!isRepairable(s) || (perInode && ino === null)) continue;
+      damaged.set(s, { agnos: new Set(perInode ? [-1] : agnos), inos: new Set(ino === null ? [] : [ino]), first: null });
     }
   } else {
-    before = await scrubLiveSliced(fsx.fs, tableChecker(selected, agno), hooks);
+    before = onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(selected, agno), hooks), ino);
     markHealthFromProblems(fsx.fs.alloc, agnos, before.problems, 'repair', 'checking before a repair', selected);
     // The rmap's disagreements with damaged files wait for the files' repairs (withoutFileDoubts).
     for (const p of withoutFileDoubts(before.problems)) {
@@ -291,9 +307,10 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
   fsx.fsync();
   // The closing scrub of the AGs it rebuilt (or checked) runs in slices like any other (FUSE keeps being
   // served). The files against the rmap are `rmapfs scrub`'s business.
+  const closing = ino === null ? closingScrubOf(headers, files) : selected;
   const scrub = !rebuiltAny && before !== null ? before
-    : await scrubLiveSliced(fsx.fs, tableChecker(closingScrubOf(headers, files), agno), hooks);
-  if (rebuiltAny) markHealthFromProblems(fsx.fs.alloc, agnos, scrub.problems, 'repair', 'scrubbing after a repair');
+    : onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(closing, agno), hooks), ino);
+  if (rebuiltAny) markHealthFromProblems(fsx.fs.alloc, agnos, scrub.problems, 'repair', 'scrubbing after a repair', closing);
   await namePaths(fsx, files, hooks);
   const reply: CtlReply = { ok: true, ags: results, freeSpace, inodeBtree, headers, files, scrub, unrepairable: refused };
   if (refused.length > 0) reply.error = unrepairableLine(refused, true);

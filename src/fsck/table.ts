@@ -299,16 +299,20 @@ export function isRepairable(name: StructureName): boolean {
 
 /**
  * The structures a command asked for: `types` (null: every one), limited to
- * the AG ones when an AG is named. A type that does not exist, or one that is
- * not per AG beside an AG, is EINVAL.
+ * the AG ones when an AG is named, to the inode ones when an inode is. A
+ * type that does not exist, or one of another scope than the AG or inode
+ * named, is EINVAL.
  */
-export function selectStructures(types: readonly string[] | null, agno: number | null): StructureName[] {
-  if (types === null) return ALL_STRUCTURES.filter((s) => agno === null || structureFacts(s).scope === 'ag');
+export function selectStructures(types: readonly string[] | null, agno: number | null, ino: number | null = null): StructureName[] {
+  if (agno !== null && ino !== null) throw new RmapfsError('EINVAL', '--ag and --inode select different structures: give one');
+  const scope: StructureScope | null = agno !== null ? 'ag' : ino !== null ? 'inode' : null;
+  if (types === null) return ALL_STRUCTURES.filter((s) => scope === null || structureFacts(s).scope === scope);
   const out: StructureName[] = [];
   for (const t of types) {
     if (!isStructureName(t)) throw new RmapfsError('EINVAL', `no structure type '${t}' (--type list names them)`);
-    if (agno !== null && structureFacts(t).scope !== 'ag') {
-      throw new RmapfsError('EINVAL', `--ag selects AG structures; ${t} is one per ${structureFacts(t).scope === 'inode' ? 'inode' : 'filesystem'}`);
+    const its = structureFacts(t).scope;
+    if (scope !== null && its !== scope) {
+      throw new RmapfsError('EINVAL', `--${scope === 'ag' ? 'ag' : 'inode'} selects ${scope === 'ag' ? 'AG' : 'inode'} structures; ${t} is one per ${its === 'ag' ? 'AG' : its}`);
     }
     if (!out.includes(t)) out.push(t);
   }

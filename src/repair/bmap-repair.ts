@@ -291,7 +291,8 @@ function installBlockMap(fsx: Rmapfs, inode: Inode, extents: readonly Extent[], 
 export async function repairBlockMap(fsx: Rmapfs, ino: number, options: FileRepairOptions = {}): Promise<FileRepairResult> {
   const fs = fsx.fs;
   const first = fsx.inodes.get(ino);
-  if ((first.mode & S_IFMT) === S_IFDIR) throw new RmapfsError('EINVAL', `inode ${ino} is a directory: its entries are the directory repair's`);
+  // A directory's data fork holds its entries, not a block map: the directory repair's.
+  if ((first.mode & S_IFMT) === S_IFDIR) return { type: 'bmap', ino, path: null, changes: [], commitPauseMs: 0 };
   const sickRmaps = fs.alloc.ags.filter((a) => a.health.isSick('rmapbt')).map((a) => a.agno);
   if (sickRmaps.length > 0) {
     throw new RmapfsError('EFSCORRUPTED', `inode ${ino}: the block map is rebuilt from the rmap, and the rmap btree of AG ${sickRmaps.join(', ')} is damaged`);
