@@ -24,7 +24,6 @@ import createDebug from 'debug';
 import { RmapfsError } from '../errors';
 import { Btree } from '../btree/btree';
 import { computeBulkLoadGeometry } from '../btree/bulk-load';
-import type { RecordSource } from '../btree/bulk-load';
 import type { RmapUpdate } from '../alloc/alloc';
 import { bmapBtreeOps } from '../file/bmap';
 import { ForkBtreeStorage } from '../inode/fork-btree';
@@ -38,7 +37,8 @@ import type { RmapRecord } from '../rmap/rmap-btree';
 import type { Rmapfs } from '../fs/rmapfs';
 import { Pacer } from '../io/pacer';
 import type { FileRepairOptions, FileRepairResult } from './file-repair';
-import { writeStagedBtree } from './staged-btree';
+import { listSource, writeStagedBtree } from './staged-btree';
+import { HookFailure, pauseBetweenSlices } from './paced-repair';
 import { reapRecords } from './reap';
 
 const log = createDebug('rmapfs:repair');
@@ -107,10 +107,11 @@ class OwnedByRmapCollector {
   private walkedTo = 0;
   recordsScanned = 0;
   liveUpdates = 0;
-  private hookError: unknown = null;
+  private readonly hookFailure: HookFailure;
   private readonly hook = (u: RmapUpdate): void => this.onRmapUpdate(u);
 
   constructor(private readonly fsx: Rmapfs, private readonly ino: number) {
+    this.hookFailure = new HookFailure(`block map repair of inode ${ino}`, 'the old block map is kept');
     const ags = fsx.fs.geo.agCount;
     this.extents = Array.from({ length: ags }, () => new AgExtents());
     this.oldTreeBlocks = Array.from({ length: ags }, () => []);
@@ -147,16 +148,10 @@ class OwnedByRmapCollector {
     this.apply(u.op, u.agno, { startblock: u.startblock, blockcount: end - u.startblock, owner: u.owner, offset: u.offset, flags: u.flags });
   }
 
-  private throwIfAborted(): void {
-    if (this.hookError === null) return;
-    const why = this.hookError instanceof Error ? this.hookError.message : String(this.hookError);
-    throw new RmapfsError('EIO', `block map repair of inode ${this.ino}: the live update hook failed: ${why}; the old block map is kept`);
-  }
-
   /** Walks every AG's rmap in slices; the hook stays registered until close(). */
   async collect(options: FileRepairOptions): Promise<void> {
     const alloc = this.fsx.fs.alloc;
-    alloc.addRmapHook(this.hook, (e) => { this.hookError ??= e; });
+    alloc.addRmapHook(this.hook, this.hookFailure.note);
     const pacer = new Pacer(options);
     const key = Buffer.alloc(alloc.ag(0).rmap.ops.keySize);
     while (this.agno < this.fsx.fs.geo.agCount) {
@@ -187,13 +182,9 @@ class OwnedByRmapCollector {
         this.agno++;
         this.walkedTo = 0;
       }
-      this.throwIfAborted();
-      await pacer.pause();
-      await options.betweenSlices?.();
-      this.throwIfAborted();
-      if (options.cancelled?.()) throw new RmapfsError('ECANCELED', `block map repair of inode ${this.ino} cancelled before its commit`);
+      await pauseBetweenSlices(pacer, options, this.hookFailure, `block map repair of inode ${this.ino}`);
     }
-    this.throwIfAborted();
+    this.hookFailure.throwIfFailed();
   }
 
   close(): void {
@@ -223,18 +214,6 @@ class OwnedByRmapCollector {
     }
     return merged;
   }
-}
-
-/** Extents as a bulk-load source, in file order. */
-function extentSource(list: readonly Extent[]): RecordSource {
-  let i = 0;
-  return {
-    next: (dst, off) => {
-      const e = list[i++];
-      if (e === undefined) throw new RmapfsError('EIO', 'fewer extents than counted');
-      encodeExtent(e, dst, off);
-    },
-  };
 }
 
 interface InstalledMap {
@@ -267,7 +246,7 @@ function installBlockMap(fsx: Rmapfs, inode: Inode, extents: readonly Extent[], 
       const goal = i === 0 ? extents[0]!.fsbno : blocks[i - 1]! + 1;
       blocks.push(fs.alloc.alloc({ owner: inode.ino, flags: RMAP_BMBT_BLOCK, minLen: 1, maxLen: 1, goal }).fsbno);
     }
-    const { loaded } = writeStagedBtree(fs, tree, extents.length, extentSource(extents), blocks, `inode ${inode.ino}`);
+    const { loaded } = writeStagedBtree(fs, tree, extents.length, listSource(extents, encodeExtent, 'extents'), blocks, `inode ${inode.ino}`);
     inode.format = FORK_BTREE;
     inode.dataRoot = loaded.ptr;
     inode.dataHeight = loaded.height;

@@ -25,6 +25,18 @@ import type { AgBtreeName } from '../format/ag-header';
 import type { AllocGroup } from '../alloc/ag';
 import type { Filesystem } from '../fs/filesystem';
 
+/** Records of a list, in its order, as a bulk-load source (`what` names them in the error of a short list). */
+export function listSource<T>(list: readonly T[], encode: (r: T, dst: Buffer, off: number) => void, what: string): RecordSource {
+  let i = 0;
+  return {
+    next: (dst, off) => {
+      const r = list[i++];
+      if (r === undefined) throw new RmapfsError('EIO', `fewer ${what} than counted`);
+      encode(r, dst, off);
+    },
+  };
+}
+
 /** Blocks a bulk load of `records` records into AG btree `name` takes (leaves packed full). */
 export function stagedBtreeBlocks(ag: AllocGroup, name: AgBtreeName, records: number): number {
   return computeBulkLoadGeometry(ag[name], records, 1).totalBlocks;
