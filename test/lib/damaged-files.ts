@@ -118,6 +118,12 @@ function damage(image: string, fsx: Rmapfs, ino: number, how: FileDamage): Rmapf
 
 export const quietHooks = { foregroundWaiting: () => true, abortReason: () => null, send: () => undefined };
 
+/** Closes and opens the filesystem again: what the repair wrote is read from the device, verified. */
+export function remount(image: string, fsx: Rmapfs): Rmapfs {
+  fsx.close();
+  return Rmapfs.open(image);
+}
+
 /** Extents of the damaged file: a two-level block map (a leaf holds ~250). */
 export const DAMAGED_FILE_EXTENTS = 300;
 
@@ -151,5 +157,8 @@ export async function damageAndRepair(t: Test, how: FileDamage): Promise<FileRep
   model.truncate(fsx, ino, (2 * DAMAGED_FILE_EXTENTS - 40) * BLOCK_SIZE + 100);
   t.same(check(fsx), [], 'clean after writing to it');
   model.unchanged(t, fsx);
+  mount.fsx = remount(image, fsx);
+  t.same(check(mount.fsx), [], 'clean as the device holds it (unmounted and mounted again)');
+  model.unchanged(t, mount.fsx);
   return files;
 }

@@ -18,7 +18,7 @@ import { BLOCK_SIZE } from '../../src/format/superblock';
 import { Rng, testSeed } from '../lib/rng';
 import { scratchImage } from '../lib/fs';
 import { check } from '../lib/check';
-import { Model, bystanders, damageAndRepair, quietHooks } from '../lib/damaged-files';
+import { Model, bystanders, damageAndRepair, quietHooks, remount } from '../lib/damaged-files';
 
 t.test('a wrong block count is recomputed from the forks', async (t) => {
   const files = await damageAndRepair(t, 'wrong block count');
@@ -61,6 +61,8 @@ t.test('an inode whose magic is gone (its whole block unreadable) gets its ident
   t.ok(said.some((c) => c.includes('magic restored')), `the magic restored: ${said.join('; ')}`);
   t.ok(files.every((f) => f.error === undefined), 'no inode failed');
   t.same(check(fsx), [], 'clean after the repair');
+  fsx = remount(image, fsx);
+  t.same(check(fsx), [], 'clean as the device holds it');
   model.unchanged(t, fsx);
 });
 
