@@ -14,7 +14,7 @@ import createDebug from 'debug';
 import { RmapfsError, isCorruption } from '../errors';
 import type { Rmapfs } from '../fs/rmapfs';
 import type { AgStructure, StructureName } from '../format/structures';
-import { ALL_STRUCTURES, structureFacts, structureLabel } from '../format/structures';
+import { ALL_STRUCTURES, isInodeStructure, structureFacts, structureLabel } from '../format/structures';
 import { refusal, refusalFrom } from '../ctl/ctl';
 import type { CtlEvent, CtlReply, CtlRequest } from '../ctl/ctl';
 import { sickStructures, unrepairableLine } from '../ctl/health-report';
@@ -88,6 +88,23 @@ interface Damage {
   agnos: Set<number>;
   inos: Set<number>;
   first: Problem | null;
+}
+
+/**
+ * What a scrub's problems say is damaged, into `damaged`: each structure
+ * asked for, where (AGs; inodes for an inode structure). The rmap's
+ * disagreements with damaged files wait for the files' repairs
+ * (withoutFileDoubts).
+ */
+function noteDamage(damaged: Map<StructureName, Damage>, problems: readonly Problem[], selected: readonly StructureName[]): void {
+  for (const p of withoutFileDoubts(problems)) {
+    const s = structureOfProblem(p);
+    if (s === null || !selected.includes(s)) continue;
+    let d = damaged.get(s);
+    if (d === undefined) damaged.set(s, (d = { agnos: new Set(), inos: new Set(), first: p }));
+    d.agnos.add(structureFacts(s).scope === 'ag' ? p.agno : -1);
+    if (structureFacts(s).scope === 'inode' && p.ino !== undefined) d.inos.add(p.ino);
+  }
 }
 
 /** A refusal of a structure no repairer rebuilds: the health record's report, or one made from its problem. */
@@ -193,15 +210,7 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
   } else {
     before = onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(selected, agno), hooks), ino);
     markHealthFromProblems(fsx.fs.alloc, agnos, before.problems, 'repair', 'checking before a repair', selected);
-    // The rmap's disagreements with damaged files wait for the files' repairs (withoutFileDoubts).
-    for (const p of withoutFileDoubts(before.problems)) {
-      const s = structureOfProblem(p);
-      if (s === null || !selected.includes(s)) continue;
-      let d = damaged.get(s);
-      if (d === undefined) damaged.set(s, (d = { agnos: new Set(), inos: new Set(), first: p }));
-      d.agnos.add(structureFacts(s).scope === 'ag' ? p.agno : -1);
-      if (structureFacts(s).scope === 'inode' && p.ino !== undefined) d.inos.add(p.ino);
-    }
+    noteDamage(damaged, before.problems, selected);
   }
   const results: RmapRepairResult[] = [];
   const freeSpace: FreeSpaceRepairResult[] = [];
@@ -213,6 +222,7 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
     for (const r of reports) if (!refused.some((x) => x.agno === r.agno && x.structure === r.structure)) refused.push(r);
   };
   let lastProgress = 0;
+  let filesRescrubbed = false;
   // The inode structures are all in the order: a repair may leave work for another structure of its inode.
   const order = dependencyOrder([...new Set([...damaged.keys(), ...structuresOfScope('inode')])],
     options.forceRebuild ? [] : [...damaged.keys()]);
@@ -220,16 +230,28 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
     // The AGs whose rebuild of this structure committed (what a failure after them says).
     const rebuilt: number[] = [];
     const entry = fsckEntry(name);
-    const damage = damaged.get(name);
-    if (damage === undefined) continue;
     if (entry.scope === 'inode') {
-      if (entry.repairFiles === null || damage.inos.size === 0) {
-        refuse(refusalReports(fsx, name, damage));
+      // The files' damage was found beside damaged AG structures, and those are rebuilt now: what the files
+      // seemed to have may have been theirs (an inode btree naming blocks that hold no inodes makes "inodes"
+      // of them). Scrubbed again, once, before any file is touched.
+      if (!options.forceRebuild && !filesRescrubbed && (results.length > 0 || freeSpace.length > 0 || headers.length > 0 || inodeBtree.length > 0)) {
+        filesRescrubbed = true;
+        const fileStructures = selected.filter(isInodeStructure);
+        const again = onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(fileStructures, agno), hooks), ino);
+        for (const f of fileStructures) damaged.delete(f);
+        noteDamage(damaged, again.problems, fileStructures);
+      }
+      const current = damaged.get(name);
+      if (current === undefined) continue;
+      if (entry.repairFiles === null || current.inos.size === 0) {
+        refuse(refusalReports(fsx, name, current));
         continue;
       }
-      files.push(...await repairFileStructure(fsx, name, damage, damaged, options, hooks));
+      files.push(...await repairFileStructure(fsx, name, current, damaged, options, hooks));
       continue;
     }
+    const damage = damaged.get(name);
+    if (damage === undefined) continue;
     // The rmap: every AG asked for, not only those a problem named (the file pass's rmap problems are filed
     // under the owner's AG, not always the record's) and every AG for a filesystem-wide one (the summary
     // counters are every AG header's counts). The others: the AGs their damage was found in. One

@@ -41,6 +41,8 @@ import { BLOCK_SIZE } from '../format/superblock';
 import { INODE_SIZE, INODES_PER_BLOCK } from '../format/geometry';
 import type { StructureName } from '../format/structures';
 import type { Rmapfs } from '../fs/rmapfs';
+import { rmapFind } from '../rmap/rmap';
+import { OWN_INODES } from '../format/owners';
 import type { FileRepairOptions, FileRepairResult } from './file-repair';
 
 const log = createDebug('rmapfs:repair');
@@ -243,10 +245,25 @@ function countForks(fsx: Rmapfs, inode: Inode, leftFor: Set<StructureName>): For
   return sound ? { blocks, dataEnd, attrRecords } : null;
 }
 
+/**
+ * Whether ino's block is one of an inode chunk both the inode btree and the
+ * rmap know: nothing else may be written as an inode (a damaged inode btree
+ * makes "inodes" of blocks that hold file data).
+ */
+function inChunk(fsx: Rmapfs, ino: number): boolean {
+  const geo = fsx.fs.geo;
+  const { fsbno } = geo.inoLocation(ino);
+  const r = rmapFind(fsx.fs.alloc.ag(geo.agnoOf(fsbno)).rmap, geo.agbnoOf(fsbno));
+  return r !== null && r.owner === OWN_INODES && freeInInodeBtree(fsx, ino) !== null;
+}
+
 /** The one transaction: every fix of one inode core. */
 function repairCore(fsx: Rmapfs, ino: number): { changes: string[]; leftFor: Set<StructureName> } {
   const fs = fsx.fs;
   const leftFor = new Set<StructureName>();
+  if (!inChunk(fsx, ino)) {
+    throw new RmapfsError('EFSCORRUPTED', `inode ${ino} is in no inode chunk the inode btree and the rmap both know; left as it is`);
+  }
   const changes = restoreIdentity(fsx, ino);
   const inode = fsx.inodes.handle(ino);
   const free = freeInInodeBtree(fsx, ino);
