@@ -15,6 +15,8 @@ import { repairInodeCore } from '../../src/repair/inode-repair';
 import type { FileRepairResult } from '../../src/repair/file-repair';
 import { S_IFREG } from '../../src/inode/inode-format';
 import { BLOCK_SIZE } from '../../src/format/superblock';
+import { INODES_PER_BLOCK } from '../../src/format/geometry';
+import { BlockMap } from '../../src/file/bmap';
 import { Rng, testSeed } from '../lib/rng';
 import { scratchImage } from '../lib/fs';
 import { check } from '../lib/check';
@@ -81,4 +83,21 @@ t.test('an inode nothing can be saved of is cleared (its directory entry left fo
   const left = check(fsx);
   t.ok(left.length > 0 && left.every((p) => p.includes(`points to inode ${empty}, which is not in use`)), `only the dangling entry is left: ${left.join(' | ')}`);
   model.unchanged(t, fsx);
+});
+
+t.test('an "inode" in a block no inode chunk holds is left alone (a damaged inode btree must not make file data into inodes)', async (t) => {
+  const image = scratchImage(t, { size: 32 << 20, agCount: 2 });
+  const fsx = Rmapfs.open(image);
+  t.teardown(() => fsx.close());
+  const model = new Model();
+  const ino = fsx.create(fsx.rootIno, 'data', S_IFREG | 0o644, 0, 0).ino;
+  model.write(fsx, ino, 0, Buffer.alloc(BLOCK_SIZE, 0xab));
+  fsx.fsync();
+  const fsbno = new BlockMap(fsx.inodes.get(ino), fsx.fs.alloc, fsx.fs.geo).extents()[0]!.fsbno;
+  const geo = fsx.fs.geo;
+  const fake = geo.ino(geo.agnoOf(fsbno), geo.agbnoOf(fsbno) * INODES_PER_BLOCK + 3);
+  await t.rejects(repairInodeCore(fsx, fake), { code: 'EFSCORRUPTED' }, 'refused');
+  fsx.fsync();
+  model.unchanged(t, fsx);
+  t.same(check(fsx), [], 'clean');
 });
