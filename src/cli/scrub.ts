@@ -10,6 +10,7 @@ import type { RmapRepairResult } from '../repair/rmap-repair';
 import type { FreeSpaceRepairResult } from '../repair/free-space-repair';
 import type { HeaderRepairResult } from '../repair/ag-header-repair';
 import type { InodeBtreeRepairResult } from '../repair/inobt-repair';
+import type { FileRepairResult } from '../repair/file-repair';
 import { describeSick } from '../ctl/health-report';
 import type { SickStructureReport } from '../ctl/health-report';
 import { formatProblem } from '../scrub/common';
@@ -113,18 +114,21 @@ function mountpointArgument(args: ParsedArgs): string {
  * --ag N and --type T[,T...], checked against the structure table: a bad one is a usage error
  * (whether the filesystem has AG N is the daemon's to say).
  */
-function structureArgs(args: ParsedArgs): { ag: number | null; types: string[] | null } {
+function structureArgs(args: ParsedArgs): { ag: number | null; ino: number | null; types: string[] | null } {
   const agText = args.string('ag');
   const ag = agText === undefined ? null : Number(agText);
   if (ag !== null && (!Number.isInteger(ag) || ag < 0)) throw new CliError(ONLINE_USAGE, 'EINVAL', `--ag needs an AG number, not '${agText}'`);
+  const inoText = args.string('inode');
+  const ino = inoText === undefined ? null : Number(inoText);
+  if (ino !== null && (!Number.isInteger(ino) || ino < 0)) throw new CliError(ONLINE_USAGE, 'EINVAL', `--inode needs an inode number, not '${inoText}'`);
   const typeText = args.string('type');
   const types = typeText === undefined ? null : typeText.split(',').filter((t) => t !== '');
   try {
-    selectStructures(types, ag);
+    selectStructures(types, ag, ino);
   } catch (e) {
     throw new CliError(ONLINE_USAGE, 'EINVAL', e instanceof Error ? e.message : String(e));
   }
-  return { ag, types };
+  return { ag, ino, types };
 }
 
 /** --type list: prints the structure table (true: done). */
@@ -139,7 +143,7 @@ function problemsJson(problems: readonly Problem[]): (Problem & { text: string }
   return problems.map((p) => ({ ...p, text: formatProblem(p) }));
 }
 
-const SCRUB_USAGE = `usage: rmapfs scrub [--json] [--type T[,T...]] [--ag N] MOUNTPOINT
+const SCRUB_USAGE = `usage: rmapfs scrub [--json] [--type T[,T...]] [--ag N | --inode N] MOUNTPOINT
        rmapfs scrub --type list
 
 Checks a mounted filesystem without stopping it, with the checks of
@@ -147,7 +151,8 @@ Checks a mounted filesystem without stopping it, with the checks of
 rmap and inode btrees, the coverage invariant (every block free or mapped
 exactly once), the summary counters, and the files against the rmap. One
 line per problem. --type checks only those structures (--type list names
-them); --ag N only AG N's (the structures of an AG).
+them); --ag N only AG N's (the structures of an AG); --inode N only inode
+N's (its core, block map, directory, attributes, symlink target).
 
 options:
   --json       one JSON object: {clean, status, problems, problemCount,
@@ -155,6 +160,7 @@ options:
                errorCode}
   --type T,... only these structures (--type list names them)
   --ag N       only AG N
+  --inode N    only inode N's structures
 
 ${EXIT_STATUS_HELP}`;
 
@@ -189,11 +195,11 @@ export const scrubCommand: Command = {
   summary: 'check a mounted filesystem, online',
   usage: SCRUB_USAGE,
   run(argv, io) {
-    return runOnline(argv, io, [{ name: 'ag', kind: 'value' }, { name: 'type', kind: 'value' }], SCRUB_USAGE, async (args, json) => {
+    return runOnline(argv, io, [{ name: 'ag', kind: 'value' }, { name: 'inode', kind: 'value' }, { name: 'type', kind: 'value' }], SCRUB_USAGE, async (args, json) => {
       if (listTypes(args, io)) return ONLINE_CLEAN;
       const mountpoint = mountpointArgument(args);
-      const { ag, types } = structureArgs(args);
-      const reply = await askDaemon(mountpoint, { cmd: 'scrub', ag, types }) as ScrubReply;
+      const { ag, ino, types } = structureArgs(args);
+      const reply = await askDaemon(mountpoint, { cmd: 'scrub', ag, ino, types }) as ScrubReply;
       const problems = reply.problems ?? [];
       const count = reply.problemCount ?? problems.length;
       const status = count === 0 ? ONLINE_CLEAN : ONLINE_CORRUPT;
@@ -212,7 +218,7 @@ export const scrubCommand: Command = {
   },
 };
 
-const REPAIR_USAGE = `usage: rmapfs repair [--json] [--progress] [--type T[,T...]] [--ag N] [--force-rebuild] MOUNTPOINT
+const REPAIR_USAGE = `usage: rmapfs repair [--json] [--progress] [--type T[,T...]] [--ag N | --inode N] [--force-rebuild] MOUNTPOINT
        rmapfs repair --type list
 
 Scrubs a mounted filesystem (the structures --type names, of AG N with
@@ -227,7 +233,10 @@ the free-space btrees (rebuilt from the rmap the same way), the inode btree
 (from the rmap's inode chunks and the inodes themselves), the AG
 headers and free lists (recomputed from the btrees and the rmap), the
 secondary superblocks (rewritten from the primary) and the summary counters
-(recomputed from every AG's btrees). Scrubs afterwards and reports the result. --progress draws
+(recomputed from every AG's btrees); per file, the inode core (impossible
+values made safe, counts recomputed; an inode beyond saving cleared) and
+the block map (rebuilt from the rmap), each reported in one line by path
+("/a/b: block count 12 -> 9"). Scrubs afterwards and reports the result. --progress draws
 a progress bar (inodes scanned / total) on a terminal, or prints a line a
 second elsewhere. --type list names the structures (scope, repairer,
 dependencies). If a rebuild fails, the old structure stays.
@@ -239,11 +248,13 @@ options:
                freeBlocks, longest, bnoBlocks, cntBlocks, oldBlocks, scanMs,
                commitPauseMs}], inodeBtree: [{agno, chunks, inodes,
                freeInodes, btreeBlocks, oldBlocks, scanMs, commitPauseMs}],
-               headers: [{type, agno, fixed, commitPauseMs}], problems, problemCount,
+               headers: [{type, agno, fixed, commitPauseMs}], files: [{type, ino,
+               path, changes, commitPauseMs, leftFor, error}], problems, problemCount,
                unrepairable, error, errorCode}
   --progress   a progress bar
   --type T,... only these structures (--type list names them)
   --ag N       only AG N
+  --inode N    only inode N's structures (with --force-rebuild: rebuild them)
   --force-rebuild  rebuild even what is not damaged
 
 ${EXIT_STATUS_HELP}
@@ -294,7 +305,7 @@ export const repairCommand: Command = {
   summary: 'repair a mounted filesystem online (what scrub finds damaged)',
   usage: REPAIR_USAGE,
   run(argv, io) {
-    return runOnline(argv, io, [{ name: 'progress', kind: 'flag' }, { name: 'ag', kind: 'value' }, { name: 'type', kind: 'value' },
+    return runOnline(argv, io, [{ name: 'progress', kind: 'flag' }, { name: 'ag', kind: 'value' }, { name: 'inode', kind: 'value' }, { name: 'type', kind: 'value' },
       { name: 'force-rebuild', kind: 'flag' }], REPAIR_USAGE, (args, json) => repair(args, json, io));
   },
 };
@@ -302,7 +313,7 @@ export const repairCommand: Command = {
 async function repair(args: ParsedArgs, json: boolean, io: CommandIo): Promise<number> {
   if (listTypes(args, io)) return ONLINE_CLEAN;
   const mountpoint = mountpointArgument(args);
-  const { ag, types } = structureArgs(args);
+  const { ag, ino, types } = structureArgs(args);
   const forceRebuild = args.flag('force-rebuild');
   const norepairer = forceRebuild ? (types ?? []).filter((t) => !isRepairable(t as StructureName)) : [];
   if (norepairer.length > 0) {
@@ -319,7 +330,7 @@ async function repair(args: ParsedArgs, json: boolean, io: CommandIo): Promise<n
   try {
     // Only --json shows the heap growth, and measuring it well costs the daemon two full GCs (tens of ms
     // each, on the thread that serves FUSE): ask for it only then.
-    reply = await askDaemon(mountpoint, { cmd: 'repair', ag, types, forceRebuild, measureHeap: json }, progress?.event, true);
+    reply = await askDaemon(mountpoint, { cmd: 'repair', ag, ino, types, forceRebuild, measureHeap: json }, progress?.event, true);
     const unrepairable = reply.unrepairable as SickStructureReport[] | undefined;
     if (!reply.ok && unrepairable !== undefined) {
       // Damage it cannot rebuild yet: said plainly, nothing changed, corruption left.
@@ -340,6 +351,7 @@ async function repair(args: ParsedArgs, json: boolean, io: CommandIo): Promise<n
   const freeSpace = (reply.freeSpace ?? []) as FreeSpaceRepairResult[];
   const headers = (reply.headers ?? []) as HeaderRepairResult[];
   const inodeBtree = (reply.inodeBtree ?? []) as InodeBtreeRepairResult[];
+  const files = (reply.files ?? []) as FileRepairResult[];
   const scrub = (reply.scrub ?? {}) as ScrubReply;
   // Damage it found but cannot rebuild yet, beside what it rebuilt: left as it is, and said so.
   const unrepairable = (reply.unrepairable ?? []) as SickStructureReport[];
@@ -358,6 +370,9 @@ async function repair(args: ParsedArgs, json: boolean, io: CommandIo): Promise<n
       oldBlocks: i.oldBlocks, scanMs: +i.scanMs.toFixed(1), commitPauseMs: +i.commitPauseMs.toFixed(2),
     })), headers: headers.map((h) => ({
       type: h.type, agno: h.agno, fixed: h.fixed, commitPauseMs: +h.commitPauseMs.toFixed(2),
+    })), files: files.map((f) => ({
+      type: f.type, ino: f.ino, path: f.path, changes: f.changes, commitPauseMs: +f.commitPauseMs.toFixed(2),
+      ...(f.leftFor !== undefined ? { leftFor: f.leftFor } : {}), ...(f.error !== undefined ? { error: f.error } : {}),
     })), problems: problemsJson(scrub.problems ?? []), problemCount: left, unrepairable, error: null, errorCode: null }));
   } else {
     for (const h of headers) io.out(headerRepairLine(h));
@@ -373,9 +388,12 @@ async function repair(args: ParsedArgs, json: boolean, io: CommandIo): Promise<n
       io.out(`AG ${a.agno}: rmap rebuilt, ${a.records} records in ${a.blocks} blocks (was ${a.oldBlocks}); `
         + `scanned ${a.inodesScanned} inodes in ${a.scanMs.toFixed(0)} ms, commit pause ${a.commitPauseMs.toFixed(1)} ms`);
     }
+    for (const f of files) io.out(fileRepairLine(f));
     for (const p of scrub.problems ?? []) io.out(formatProblem(p));
     if (unrepairable.length > 0) io.err(`rmapfs repair: ${String(reply.error)}`);
-    else if (ags.length === 0 && freeSpace.length === 0 && headers.length === 0 && inodeBtree.length === 0 && left === 0) io.out('rmapfs repair: nothing damaged; scrub is clean');
+    else if (ags.length === 0 && freeSpace.length === 0 && headers.length === 0 && inodeBtree.length === 0 && files.length === 0 && left === 0) {
+      io.out('rmapfs repair: nothing damaged; scrub is clean');
+    }
     else io.out(left === 0 ? 'rmapfs repair: done; scrub is clean' : `rmapfs repair: ${left} problems left after the repair`);
   }
   return status;
@@ -389,6 +407,13 @@ function headerRepairLine(h: HeaderRepairResult): string {
   };
   const what = h.fixed.length === 0 ? 'nothing changed' : h.fixed.join(', ');
   return `${h.agno >= 0 ? `AG ${h.agno}: ` : ''}${structureLabel(h.type)} ${how[h.type]} (${what}); commit pause ${h.commitPauseMs.toFixed(1)} ms`;
+}
+
+/** What a file-level repair did to one object, one line: its path (or inode number), then what changed. */
+function fileRepairLine(f: FileRepairResult): string {
+  const who = f.path ?? `inode ${f.ino}`;
+  if (f.error !== undefined) return `${who}: ${structureLabel(f.type)} not repaired: ${f.error}`;
+  return `${who}: ${f.changes.length === 0 ? `${structureLabel(f.type)}: nothing to change` : f.changes.join('; ')}`;
 }
 
 export const statusCommand: Command = {

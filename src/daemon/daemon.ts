@@ -448,12 +448,12 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
         };
         if (req.cmd === 'scrub') {
           // In slices, so FUSE requests keep being served; it checks the filesystem as it was when it began.
-          return onlineScrub(fsx, asked.selected, asked.agno, hooks).then((r) => ({ ok: true, ...r }),
+          return onlineScrub(fsx, asked.selected, asked.agno, hooks, asked.ino).then((r) => ({ ok: true, ...r }),
             (e: unknown) => refusalFrom(e));
         }
         repairing = true;
         return onlineRepair(fsx, asked.selected, asked.agno, {
-          forceRebuild: req.forceRebuild === true, measureHeap: req.measureHeap === true, cancelled: () => signal.aborted,
+          forceRebuild: req.forceRebuild === true, measureHeap: req.measureHeap === true, cancelled: () => signal.aborted, ino: asked.ino,
         }, hooks).catch((e: unknown) => refusalFrom(e, 'repair failed: '))
           .finally(() => { repairing = false; });
       }

@@ -54,6 +54,8 @@ type OfScope<S extends StructureScope> = Extract<(typeof STRUCTURES)[number], { 
 export type AgStructure = OfScope<'ag'>;
 /** The structures the filesystem has one of. */
 export type FsStructure = OfScope<'filesystem'>;
+/** The structures every inode (of a kind) has one of. */
+export type InodeStructure = OfScope<'inode'>;
 
 /** Every structure's name, in table order. */
 export const ALL_STRUCTURES: readonly StructureName[] = STRUCTURES.map((s) => s.name);
@@ -69,4 +71,8 @@ export function isStructureName(name: string): name is StructureName {
 /** What the user is told each structure is. */
 export function structureLabel(name: StructureName): string {
   return structureFacts(name).label;
+}
+
+export function isInodeStructure(name: StructureName): name is InodeStructure {
+  return structureFacts(name).scope === 'inode';
 }

@@ -11,10 +11,11 @@
  *   nothing of it changed). Then it scrubs the AGs it rebuilt.
  */
 import createDebug from 'debug';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../inode/inode-format';
 import { RmapfsError, isCorruption } from '../errors';
 import type { Rmapfs } from '../fs/rmapfs';
 import type { AgStructure, StructureName } from '../format/structures';
-import { ALL_STRUCTURES, structureFacts, structureLabel } from '../format/structures';
+import { ALL_STRUCTURES, isInodeStructure, structureFacts, structureLabel } from '../format/structures';
 import { refusal, refusalFrom } from '../ctl/ctl';
 import type { CtlEvent, CtlReply, CtlRequest } from '../ctl/ctl';
 import { sickStructures, unrepairableLine } from '../ctl/health-report';
@@ -22,13 +23,15 @@ import type { SickStructureReport } from '../ctl/health-report';
 import { scrubAgForRmapRepair } from '../scrub/ag-scrub';
 import { formatProblem, ProblemList } from '../scrub/common';
 import type { Problem } from '../scrub/common';
-import { markHealthFromProblems, structureOfProblem } from '../scrub/health-marks';
+import { markHealthFromProblems, structureOfProblem, withoutFileDoubts } from '../scrub/health-marks';
 import { scrubLiveSliced } from '../scrub/live-scrub';
 import type { LiveScrubResult } from '../scrub/live-scrub';
 import type { RmapRepairResult } from '../repair/rmap-repair';
 import type { FreeSpaceRepairResult } from '../repair/free-space-repair';
 import type { HeaderRepairResult } from '../repair/ag-header-repair';
 import type { InodeBtreeRepairResult } from '../repair/inobt-repair';
+import type { FileRepairResult } from '../repair/file-repair';
+import { findPaths } from '../repair/file-paths';
 import {
   dependencyOrder, fsckEntry, isRepairable, selectStructures, sourcesFoundThrough, structuresOfScope, tableChecker, trustedByRepairOf,
 } from './table';
@@ -45,15 +48,28 @@ export interface OnlineFsckHooks {
   send: (e: CtlEvent) => void;
 }
 
-/** The structures and AG a request asks for (its `types` and `ag`); EINVAL for what does not exist. */
-export function requestedStructures(fsx: Rmapfs, req: CtlRequest): { selected: StructureName[]; agno: number | null } {
+/** The structures and AG or inode a request asks for (its `types`, `ag`, `ino`); EINVAL for what does not exist. */
+export function requestedStructures(fsx: Rmapfs, req: CtlRequest): { selected: StructureName[]; agno: number | null; ino: number | null } {
   const agno = typeof req.ag === 'number' ? req.ag : null;
   const agCount = fsx.fs.geo.agCount;
   if (agno !== null && (!Number.isInteger(agno) || agno < 0 || agno >= agCount)) {
     throw new RmapfsError('EINVAL', `no AG ${agno} (the filesystem has ${agCount})`);
   }
+  const ino = typeof req.ino === 'number' ? req.ino : null;
+  if (ino !== null && (!Number.isInteger(ino) || !fsx.fs.geo.isValidIno(ino))) throw new RmapfsError('EINVAL', `no inode ${ino}`);
   const types = Array.isArray(req.types) ? req.types.map(String) : null;
-  return { selected: selectStructures(types, agno), agno };
+  return { selected: selectStructures(types, agno, ino), agno, ino };
+}
+
+/**
+ * A scrub's result cut down to one inode's problems (--inode): the file
+ * pass checks every inode (link counts need the whole namespace), the
+ * command asked about one.
+ */
+function onlyInode(r: LiveScrubResult, ino: number | null): LiveScrubResult {
+  if (ino === null) return r;
+  const problems = r.problems.filter((p) => p.ino === ino);
+  return { ...r, problems, problemCount: problems.length };
 }
 
 function agnosOf(fsx: Rmapfs, agno: number | null): number[] {
@@ -62,16 +78,54 @@ function agnosOf(fsx: Rmapfs, agno: number | null): number[] {
 
 /** Scrubs the structures asked for; what it finds (and finds clean) is what is known of them now. */
 export async function onlineScrub(fsx: Rmapfs, selected: readonly StructureName[], agno: number | null,
-  hooks: OnlineFsckHooks): Promise<LiveScrubResult> {
+  hooks: OnlineFsckHooks, ino: number | null = null): Promise<LiveScrubResult> {
   const r = await scrubLiveSliced(fsx.fs, tableChecker(selected, agno), hooks);
   markHealthFromProblems(fsx.fs.alloc, agnosOf(fsx, agno), r.problems, 'scrub', 'scrubbing', selected);
-  return r;
+  return onlyInode(r, ino);
 }
 
-/** A damaged structure and where: AG numbers (-1 for one outside the AGs), and its first problem. */
+/**
+ * Whether inode `ino` has structure `s` to rebuild (a forced rebuild of one
+ * inode rebuilds only what its type has: a directory's entries, a symlink's
+ * target, a file's block map). When its type cannot be read, every one.
+ */
+function inodeHasStructure(fsx: Rmapfs, ino: number, s: StructureName): boolean {
+  let type: number;
+  try {
+    type = fsx.stat(ino).mode & S_IFMT;
+  } catch {
+    return true;
+  }
+  switch (s) {
+    case 'directory': return type === S_IFDIR;
+    case 'symlink': return type === S_IFLNK;
+    case 'bmap': return type === S_IFREG || type === S_IFLNK;
+    default: return true;
+  }
+}
+
+/** A damaged structure and where: AG numbers (-1 for one outside the AGs), the inodes (for an inode structure), and its first problem. */
 interface Damage {
   agnos: Set<number>;
+  inos: Set<number>;
   first: Problem | null;
+}
+
+/**
+ * What a scrub's problems say is damaged, into `damaged`: each structure
+ * asked for, where (AGs; inodes for an inode structure). The rmap's
+ * disagreements with damaged files wait for the files' repairs
+ * (withoutFileDoubts).
+ */
+function noteDamage(damaged: Map<StructureName, Damage>, problems: readonly Problem[], selected: readonly StructureName[]): void {
+  for (const p of withoutFileDoubts(problems)) {
+    const s = structureOfProblem(p);
+    if (s === null || !selected.includes(s)) continue;
+    let d = damaged.get(s);
+    if (d === undefined) damaged.set(s, (d = { agnos: new Set(), inos: new Set(), first: p }));
+    d.agnos.add(structureFacts(s).scope === 'ag' ? p.agno : -1);
+    if (structureFacts(s).scope === 'inode' && p.ino !== undefined) d.inos.add(p.ino);
+  }
 }
 
 /** A refusal of a structure no repairer rebuilds: the health record's report, or one made from its problem. */
@@ -115,9 +169,43 @@ function checkTrusted(fsx: Rmapfs, name: StructureName, agnos: readonly number[]
     .filter((r) => (agnos.includes(r.agno) && trusted.includes(r.structure)) || everywhere.includes(r.structure));
 }
 
-/** What the closing scrub checks: every AG structure, and the summary counters when they were recomputed. */
-function closingScrubOf(headers: readonly HeaderRepairResult[]): StructureName[] {
-  return [...structuresOfScope('ag'), ...(headers.some((h) => h.type === 'counters') ? ['counters' as const] : [])];
+/**
+ * What the closing scrub checks: every AG structure, the summary counters
+ * when they were recomputed, and the files (against the rmap) when some
+ * were repaired.
+ */
+function closingScrubOf(headers: readonly HeaderRepairResult[], files: readonly FileRepairResult[]): StructureName[] {
+  return [...structuresOfScope('ag'), ...(headers.some((h) => h.type === 'counters') ? ['counters' as const] : []),
+    ...(files.length > 0 ? structuresOfScope('inode') : [])];
+}
+
+/** The repaired inodes' paths into their results (one walk of the directories, only when there are some). */
+async function namePaths(fsx: Rmapfs, files: FileRepairResult[], hooks: OnlineFsckHooks): Promise<void> {
+  if (files.length === 0) return;
+  const paths = await findPaths(fsx, new Set(files.map((f) => f.ino)), { foregroundWaiting: hooks.foregroundWaiting });
+  for (const f of files) f.path = paths.get(f.ino) ?? null;
+}
+
+/**
+ * Repairs the inode structure `name` of the damaged inodes: each object on
+ * its own (one failing does not stop the others). What a repair left for
+ * another structure of its inode (the core's repair emptying an impossible
+ * data fork) joins that structure's damage, repaired later in the order.
+ */
+async function repairFileStructure(fsx: Rmapfs, name: StructureName, damage: Damage, damaged: Map<StructureName, Damage>,
+  options: { cancelled: () => boolean }, hooks: OnlineFsckHooks): Promise<FileRepairResult[]> {
+  const repairFiles = fsckEntry(name).repairFiles!;
+  const inos = [...damage.inos].sort((a, b) => a - b);
+  hooks.send({ event: 'files', type: name, inodes: inos.length });
+  const done = await repairFiles(fsx, inos, { cancelled: options.cancelled, foregroundWaiting: hooks.foregroundWaiting });
+  for (const r of done) {
+    for (const s of r.leftFor ?? []) {
+      let d = damaged.get(s);
+      if (d === undefined) damaged.set(s, (d = { agnos: new Set([-1]), inos: new Set(), first: null }));
+      d.inos.add(r.ino);
+    }
+  }
+  return done;
 }
 
 /**
@@ -128,37 +216,63 @@ function closingScrubOf(headers: readonly HeaderRepairResult[]): StructureName[]
  * it refused everything it found.
  */
 export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName[], agno: number | null,
-  options: { forceRebuild: boolean; measureHeap: boolean; cancelled: () => boolean }, hooks: OnlineFsckHooks): Promise<CtlReply> {
+  options: { forceRebuild: boolean; measureHeap: boolean; cancelled: () => boolean; ino?: number | null }, hooks: OnlineFsckHooks): Promise<CtlReply> {
   const agnos = agnosOf(fsx, agno);
+  const ino = options.ino ?? null;
   const damaged = new Map<StructureName, Damage>();
   let before: LiveScrubResult | null = null;
   if (options.forceRebuild) {
-    for (const s of selected) if (isRepairable(s)) damaged.set(s, { agnos: new Set(agnos), first: null });
-  } else {
-    before = await scrubLiveSliced(fsx.fs, tableChecker(selected, agno), hooks);
-    markHealthFromProblems(fsx.fs.alloc, agnos, before.problems, 'repair', 'checking before a repair', selected);
-    for (const p of before.problems) {
-      const s = structureOfProblem(p);
-      if (s === null) continue;
-      let d = damaged.get(s);
-      if (d === undefined) damaged.set(s, (d = { agnos: new Set(), first: p }));
-      d.agnos.add(structureFacts(s).scope === 'ag' ? p.agno : -1);
+    // Every structure asked for: the AG ones in the AGs asked for, the inode ones of the inode asked for (--inode).
+    for (const s of selected) {
+      const perInode = structureFacts(s).scope === 'inode';
+      if (!isRepairable(s) || (perInode && (ino === null || !inodeHasStructure(fsx, ino, s)))) continue;
+      damaged.set(s, { agnos: new Set(perInode ? [-1] : agnos), inos: new Set(ino === null ? [] : [ino]), first: null });
     }
+  } else {
+    before = onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(selected, agno), hooks), ino);
+    markHealthFromProblems(fsx.fs.alloc, agnos, before.problems, 'repair', 'checking before a repair', selected);
+    noteDamage(damaged, before.problems, selected);
   }
   const results: RmapRepairResult[] = [];
   const freeSpace: FreeSpaceRepairResult[] = [];
   const headers: HeaderRepairResult[] = [];
   const inodeBtree: InodeBtreeRepairResult[] = [];
+  const files: FileRepairResult[] = [];
   const refused: SickStructureReport[] = [];
   const refuse = (reports: readonly SickStructureReport[]): void => {
     for (const r of reports) if (!refused.some((x) => x.agno === r.agno && x.structure === r.structure)) refused.push(r);
   };
   let lastProgress = 0;
-  for (const name of dependencyOrder([...damaged.keys()], options.forceRebuild ? [] : [...damaged.keys()])) {
+  let filesRescrubbed = false;
+  // The inode structures are all in the order: a repair may leave work for another structure of its inode.
+  const order = dependencyOrder([...new Set([...damaged.keys(), ...structuresOfScope('inode')])],
+    options.forceRebuild ? [] : [...damaged.keys()]);
+  for (const name of order) {
     // The AGs whose rebuild of this structure committed (what a failure after them says).
     const rebuilt: number[] = [];
     const entry = fsckEntry(name);
-    const damage = damaged.get(name)!;
+    if (entry.scope === 'inode') {
+      // The files' damage was found beside damaged AG structures, and those are rebuilt now: what the files
+      // seemed to have may have been theirs (an inode btree naming blocks that hold no inodes makes "inodes"
+      // of them). Scrubbed again, once, before any file is touched.
+      if (!options.forceRebuild && !filesRescrubbed && (results.length > 0 || freeSpace.length > 0 || headers.length > 0 || inodeBtree.length > 0)) {
+        filesRescrubbed = true;
+        const fileStructures = selected.filter(isInodeStructure);
+        const again = onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(fileStructures, agno), hooks), ino);
+        for (const f of fileStructures) damaged.delete(f);
+        noteDamage(damaged, again.problems, fileStructures);
+      }
+      const current = damaged.get(name);
+      if (current === undefined) continue;
+      if (entry.repairFiles === null || current.inos.size === 0) {
+        refuse(refusalReports(fsx, name, current));
+        continue;
+      }
+      files.push(...await repairFileStructure(fsx, name, current, damaged, options, hooks));
+      continue;
+    }
+    const damage = damaged.get(name);
+    if (damage === undefined) continue;
     // The rmap: every AG asked for, not only those a problem named (the file pass's rmap problems are filed
     // under the owner's AG, not always the record's) and every AG for a filesystem-wide one (the summary
     // counters are every AG header's counts). The others: the AGs their damage was found in. One
@@ -231,15 +345,17 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
   }
   // AG by AG, each AG's in table order (as status lists them).
   refused.sort((a, b) => a.agno - b.agno || ALL_STRUCTURES.indexOf(a.structure) - ALL_STRUCTURES.indexOf(b.structure));
-  const rebuiltAny = results.length > 0 || freeSpace.length > 0 || headers.length > 0 || inodeBtree.length > 0;
+  const rebuiltAny = results.length > 0 || freeSpace.length > 0 || headers.length > 0 || inodeBtree.length > 0 || files.length > 0;
   if (!rebuiltAny && refused.length > 0) return { ...refusal('EFSCORRUPTED', unrepairableLine(refused)), unrepairable: refused };
   fsx.fsync();
   // The closing scrub of the AGs it rebuilt (or checked) runs in slices like any other (FUSE keeps being
   // served). The files against the rmap are `rmapfs scrub`'s business.
+  const closing = ino === null ? closingScrubOf(headers, files) : selected;
   const scrub = !rebuiltAny && before !== null ? before
-    : await scrubLiveSliced(fsx.fs, tableChecker(closingScrubOf(headers), agno), hooks);
-  if (rebuiltAny) markHealthFromProblems(fsx.fs.alloc, agnos, scrub.problems, 'repair', 'scrubbing after a repair');
-  const reply: CtlReply = { ok: true, ags: results, freeSpace, inodeBtree, headers, scrub, unrepairable: refused };
+    : onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(closing, agno), hooks), ino);
+  if (rebuiltAny) markHealthFromProblems(fsx.fs.alloc, agnos, scrub.problems, 'repair', 'scrubbing after a repair', closing);
+  await namePaths(fsx, files, hooks);
+  const reply: CtlReply = { ok: true, ags: results, freeSpace, inodeBtree, headers, files, scrub, unrepairable: refused };
   if (refused.length > 0) reply.error = unrepairableLine(refused, true);
   return reply;
 }

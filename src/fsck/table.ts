@@ -19,8 +19,8 @@
  * then AG by AG, then the files).
  */
 import { RmapfsError } from '../errors';
-import { ALL_STRUCTURES, STRUCTURES, isStructureName, structureFacts } from '../format/structures';
-import type { StructureFacts, StructureName, StructureScope } from '../format/structures';
+import { ALL_STRUCTURES, STRUCTURES, isInodeStructure, isStructureName, structureFacts } from '../format/structures';
+import type { InodeStructure, StructureFacts, StructureName, StructureScope } from '../format/structures';
 import { scrubAgSteps } from '../scrub/ag-scrub';
 import type { AgScrubResult } from '../scrub/ag-scrub';
 import { scrubInodesSteps } from '../scrub/inode-scrub';
@@ -36,6 +36,12 @@ import { repairAgHeader, repairFreeList, repairSecondarySuperblock, repairSummar
 import type { HeaderRepairResult } from '../repair/ag-header-repair';
 import { repairInodeBtree } from '../repair/inobt-repair';
 import type { InodeBtreeRepairResult } from '../repair/inobt-repair';
+import type { FileRepairOptions, FileRepairResult } from '../repair/file-repair';
+import { repairBlockMap } from '../repair/bmap-repair';
+import { repairInodeCore } from '../repair/inode-repair';
+import { repairDirectory } from '../repair/dir-repair';
+import { repairXattrs } from '../repair/attr-repair';
+import { repairSymlink } from '../repair/symlink-repair';
 import type { Rmapfs } from '../fs/rmapfs';
 import type { LiveChecker } from '../scrub/live-scrub';
 
@@ -61,6 +67,30 @@ function perAg(repairOne: (fsx: Rmapfs, agno: number, options: RepairOptions) =>
   };
 }
 
+/** Rebuilds one structure of each of these inodes of a live filesystem (each in its own transaction). */
+export type FileRepairer = (fsx: Rmapfs, inos: readonly number[], options: FileRepairOptions) => Promise<FileRepairResult[]>;
+
+/**
+ * A repairer of one inode at a time, as the table's. The failure of one
+ * (an RmapfsError: damage it cannot rebuild from, the file went away) is
+ * that object's result, and the others go on; a bug stops the repair.
+ */
+function perInode(type: InodeStructure, repairOne: (fsx: Rmapfs, ino: number, options: FileRepairOptions) => Promise<FileRepairResult>): FileRepairer {
+  return async (fsx, inos, options) => {
+    const results: FileRepairResult[] = [];
+    for (const ino of inos) {
+      if (options.cancelled?.()) throw new RmapfsError('ECANCELED', `repair cancelled before inode ${ino}`);
+      try {
+        results.push(await repairOne(fsx, ino, options));
+      } catch (e) {
+        if (!(e instanceof RmapfsError) || e.code === 'ECANCELED') throw e;
+        results.push({ type, ino, path: null, changes: [], commitPauseMs: 0, error: e.message });
+      }
+    }
+    return results;
+  };
+}
+
 /** Both free-space btrees of each AG, rebuilt together from its rmap (one repairer serves bnobt and cntbt). */
 const repairFreeSpaceBtrees = perAg(repairFreeSpace);
 
@@ -70,7 +100,10 @@ const repairInodeBtrees = perAg(repairInodeBtree);
 export interface FsckEntry extends StructureFacts {
   readonly name: StructureName;
   readonly check: Checker;
+  /** The repairer of a structure of the filesystem or of an AG. */
   readonly repair: Repairer | null;
+  /** The repairer of a structure of an inode (scope 'inode'). */
+  readonly repairFiles: FileRepairer | null;
 }
 
 /** Where a problem sorts: the superblocks first, then AG by AG, then the files (the walks' own order). */
@@ -156,7 +189,9 @@ export class CheckRun {
     const list = new ProblemList(KEPT_PER_WALK);
     if (readable) {
       try {
-        yield* scrubInodesSteps(this.src, list);
+        // An AG whose scrub found nothing wrong with its rmap vouches for it against a file's map.
+        const rmapSound = (agno: number): boolean => this.agPasses.get(agno)?.found.every((f) => f.type !== 'rmapbt') ?? false;
+        yield* scrubInodesSteps(this.src, list, { rmapSound });
       } catch (e) {
         if (!(e instanceof RmapfsError)) throw e;
         list.add('inode', -1, -1, e.message);
@@ -229,7 +264,10 @@ const CHECKERS: Record<StructureName, Checker> = {
   symlink: fileChecker,
 };
 
-const REPAIRERS: Partial<Record<StructureName, Repairer>> = {
+/** A structure's repairer: per inode for the inode ones, else per AG (or filesystem). */
+type RepairerOf<N extends StructureName> = N extends InodeStructure ? FileRepairer : Repairer;
+
+const REPAIRERS: { [N in StructureName]?: RepairerOf<N> } = {
   'secondary-sb': perAg((fsx, agno) => repairSecondarySuperblock(fsx, agno)),
   agh: perAg((fsx, agno) => repairAgHeader(fsx, agno)),
   agfl: perAg(repairFreeList),
@@ -239,11 +277,21 @@ const REPAIRERS: Partial<Record<StructureName, Repairer>> = {
   bnobt: repairFreeSpaceBtrees,
   cntbt: repairFreeSpaceBtrees,
   inobt: repairInodeBtrees,
+  inode: perInode('inode', repairInodeCore),
+  bmap: perInode('bmap', repairBlockMap),
+  directory: perInode('directory', repairDirectory),
+  xattr: perInode('xattr', repairXattrs),
+  symlink: perInode('symlink', repairSymlink),
 };
+
+function repairersOf(name: StructureName): Pick<FsckEntry, 'repair' | 'repairFiles'> {
+  if (isInodeStructure(name)) return { repair: null, repairFiles: REPAIRERS[name] ?? null };
+  return { repair: REPAIRERS[name] ?? null, repairFiles: null };
+}
 
 /** The table: every structure, in the order checks walk them. */
 export const FSCK_TABLE: readonly FsckEntry[] = STRUCTURES.map((s) => ({
-  ...s, check: CHECKERS[s.name], repair: REPAIRERS[s.name] ?? null,
+  ...s, check: CHECKERS[s.name], ...repairersOf(s.name),
 }));
 
 export function fsckEntry(name: StructureName): FsckEntry {
@@ -251,21 +299,26 @@ export function fsckEntry(name: StructureName): FsckEntry {
 }
 
 export function isRepairable(name: StructureName): boolean {
-  return fsckEntry(name).repair !== null;
+  const entry = fsckEntry(name);
+  return entry.repair !== null || entry.repairFiles !== null;
 }
 
 /**
  * The structures a command asked for: `types` (null: every one), limited to
- * the AG ones when an AG is named. A type that does not exist, or one that is
- * not per AG beside an AG, is EINVAL.
+ * the AG ones when an AG is named, to the inode ones when an inode is. A
+ * type that does not exist, or one of another scope than the AG or inode
+ * named, is EINVAL.
  */
-export function selectStructures(types: readonly string[] | null, agno: number | null): StructureName[] {
-  if (types === null) return ALL_STRUCTURES.filter((s) => agno === null || structureFacts(s).scope === 'ag');
+export function selectStructures(types: readonly string[] | null, agno: number | null, ino: number | null = null): StructureName[] {
+  if (agno !== null && ino !== null) throw new RmapfsError('EINVAL', '--ag and --inode select different structures: give one');
+  const scope: StructureScope | null = agno !== null ? 'ag' : ino !== null ? 'inode' : null;
+  if (types === null) return ALL_STRUCTURES.filter((s) => scope === null || structureFacts(s).scope === scope);
   const out: StructureName[] = [];
   for (const t of types) {
     if (!isStructureName(t)) throw new RmapfsError('EINVAL', `no structure type '${t}' (--type list names them)`);
-    if (agno !== null && structureFacts(t).scope !== 'ag') {
-      throw new RmapfsError('EINVAL', `--ag selects AG structures; ${t} is one per ${structureFacts(t).scope === 'inode' ? 'inode' : 'filesystem'}`);
+    const its = structureFacts(t).scope;
+    if (scope !== null && its !== scope) {
+      throw new RmapfsError('EINVAL', `--${scope === 'ag' ? 'ag' : 'inode'} selects ${scope === 'ag' ? 'AG' : 'inode'} structures; ${t} is one per ${its === 'ag' ? 'AG' : its}`);
     }
     if (!out.includes(t)) out.push(t);
   }
@@ -340,7 +393,7 @@ export function* checkStructures(src: ScrubSource, selected: readonly StructureN
       }
     }
   }
-  for (const p of run.problems()) problems.add(p.structure, p.agno, p.fsbno, p.message, p.type);
+  for (const p of run.problems()) problems.add(p.structure, p.agno, p.fsbno, p.message, p.type, p.ino);
   problems.dropped += run.dropped;
   const ags = run.agResults();
   return {
@@ -351,7 +404,7 @@ export function* checkStructures(src: ScrubSource, selected: readonly StructureN
 
 /** `--type list`: one line per structure -- name, scope, whether it can be repaired, what it depends on. */
 export function structureListLines(): string[] {
-  const rows = FSCK_TABLE.map((e) => [e.name, e.scope, e.repair !== null ? 'yes' : 'no', e.dependsOn.join(',') || '-']);
+  const rows = FSCK_TABLE.map((e) => [e.name, e.scope, isRepairable(e.name) ? 'yes' : 'no', e.dependsOn.join(',') || '-']);
   const header = ['TYPE', 'SCOPE', 'REPAIR', 'DEPENDS ON'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   return [header, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '));

@@ -126,6 +126,18 @@ export function formatFreeInode(b: Buffer, off: number, ino: number, uuid: Buffe
   uuid.copy(b, off + OFF_I_UUID);
 }
 
+/**
+ * A free inode slot holds nothing but its identity (magic, version, number,
+ * UUID, LSN, crc, generation): the inode at b[off] is one.
+ */
+export function isCleanFreeInode(b: Buffer, off: number): boolean {
+  const zero = (from: number, to: number): boolean => {
+    for (let i = off + from; i < off + to; i++) if (b[i] !== 0) return false;
+    return true;
+  };
+  return zero(OFF_I_MODE, OFF_I_VERSION) && zero(OFF_I_FORMAT, OFF_I_INO) && zero(OFF_I_NEXTENTS, INODE_SIZE);
+}
+
 function badInode(code: 'EFSBADCRC' | 'EFSCORRUPTED', ino: number, bno: number, what: string): never {
   throw new RmapfsError(code, `inode ${ino} (block ${bno}): ${what}`);
 }

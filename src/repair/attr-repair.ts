@@ -34,7 +34,7 @@ import { ExtentBitmap } from './bitmap';
 import { RepairPacing, allocateInodeBlocks, collectOwnerBlocks, formatBlockRanges } from './owner-blocks';
 import type { OwnerBlocks } from './owner-blocks';
 import { reapInodeBlocks } from './reap';
-import { loadOrdered } from './staged-btree';
+import { writeStagedBtree } from './staged-btree';
 
 const log = createDebug('rmapfs:repair');
 
@@ -155,9 +155,9 @@ function commitXattrs(fsx: Rmapfs, ino: number, btreeBlocks: OwnerBlocks, valueB
     const tree = new Btree(attrBtreeOps, new ForkBtreeStorage(inode, 'attr', alloc, geo));
     const geometry = computeBulkLoadGeometry(tree, records.length, 1);
     blocks = allocateInodeBlocks(alloc, ino, ATTR_BTREE_FLAGS, geometry.totalBlocks, geo.inoLocation(ino).fsbno);
-    const root = loadOrdered(fs, tree, records.length, attrRecordSource(records), blocks);
-    inode.attrRoot = root.ptr;
-    inode.attrHeight = root.height;
+    const { loaded } = writeStagedBtree(fs, tree, records.length, attrRecordSource(records), blocks, `inode ${ino} attribute fork`);
+    inode.attrRoot = loaded.ptr;
+    inode.attrHeight = loaded.height;
   } else {
     inode.attrFormat = ATTR_NONE;
     inode.attrRoot = 0;

@@ -28,6 +28,14 @@ export interface FileRepairResult {
   changes: string[];
   /** The one transaction that installed the new structure, in ms (0 when nothing was installed). */
   commitPauseMs: number;
+  /**
+   * Other structures of the same inode this repair found beyond saving and
+   * left for their own repairers (the inode core's repair empties a data
+   * fork its type cannot have: the block map is then rebuilt from the rmap).
+   */
+  leftFor?: StructureName[];
+  /** The repair of this object failed (the old structure stays): why, one line. The others go on. */
+  error?: string;
 }
 
 /** Rebuilds one structure of one inode of a live (or, offline, an unmounted) filesystem. */

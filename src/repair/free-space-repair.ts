@@ -35,6 +35,7 @@ import { decodeRmapOwner, encodeRmapKey } from '../rmap/rmap-btree';
 import { rmapMap } from '../rmap/rmap';
 import type { Rmapfs } from '../fs/rmapfs';
 import { Pacer } from '../io/pacer';
+import { HookFailure, pauseBetweenSlices } from './paced-repair';
 import type { PacedRepairOptions } from './paced-repair';
 import { ExtentBitmap } from './bitmap';
 import type { Extent } from './bitmap';
@@ -69,10 +70,12 @@ export class UsedSpaceCollector {
   readonly agOwned = new ExtentBitmap();
   liveUpdates = 0;
   recordsScanned = 0;
-  private hookError: unknown = null;
+  private readonly hookFailure: HookFailure;
   private readonly hook = (u: RmapUpdate): void => this.onUpdate(u);
 
-  constructor(private readonly fsx: Rmapfs, private readonly agno: number) {}
+  constructor(private readonly fsx: Rmapfs, private readonly agno: number) {
+    this.hookFailure = new HookFailure(`repair of AG ${agno}`, 'the old structure is kept');
+  }
 
   private onUpdate(u: RmapUpdate): void {
     if (u.agno !== this.agno) return;
@@ -86,16 +89,10 @@ export class UsedSpaceCollector {
     }
   }
 
-  private throwIfAborted(): void {
-    if (this.hookError === null) return;
-    const why = this.hookError instanceof Error ? this.hookError.message : String(this.hookError);
-    throw new RmapfsError('EIO', `repair of AG ${this.agno}: the live update hook failed: ${why}; the old structure is kept`);
-  }
-
   /** Walks the rmap in slices; the hook stays registered until close(). */
   async collect(options: PacedRepairOptions): Promise<void> {
     const alloc = this.fsx.fs.alloc;
-    alloc.addRmapHook(this.hook, (e) => { this.hookError = e; });
+    alloc.addRmapHook(this.hook, this.hookFailure.note);
     const pacer = new Pacer(options);
     const key = Buffer.alloc(alloc.ag(this.agno).rmap.ops.keySize);
     let from = 0;
@@ -116,13 +113,9 @@ export class UsedSpaceCollector {
         ok = cur.increment();
       }
       if (!ok) break;
-      this.throwIfAborted();
-      await pacer.pause();
-      await options.betweenSlices?.();
-      this.throwIfAborted();
-      if (options.cancelled?.()) throw new RmapfsError('ECANCELED', `repair of AG ${this.agno} cancelled before its commit`);
+      await pauseBetweenSlices(pacer, options, this.hookFailure, `repair of AG ${this.agno}`);
     }
-    this.throwIfAborted();
+    this.hookFailure.throwIfFailed();
   }
 
   close(): void {

@@ -23,7 +23,6 @@
  */
 import createDebug from 'debug';
 import { RmapfsError } from '../errors';
-import type { RecordSource } from '../btree/bulk-load';
 import { OFF_FREE_INODES, OFF_INODE_COUNT } from '../format/ag-header';
 import { CHUNK_BLOCKS, INODE_SIZE, INODES_PER_BLOCK } from '../format/geometry';
 import { OWN_INOBT, OWN_INODES } from '../format/owners';
@@ -34,9 +33,10 @@ import { OFF_I_MODE } from '../inode/inode-format';
 import { decodeRmapOwner, encodeRmapKey } from '../rmap/rmap-btree';
 import type { Rmapfs } from '../fs/rmapfs';
 import { Pacer } from '../io/pacer';
+import { HookFailure, pauseBetweenSlices } from './paced-repair';
 import type { PacedRepairOptions } from './paced-repair';
 import { ExtentBitmap } from './bitmap';
-import { installStagedBtree, stagedBtreeBlocks } from './staged-btree';
+import { installStagedBtree, listSource, stagedBtreeBlocks } from './staged-btree';
 import { reapExtents } from './reap';
 
 const log = createDebug('rmapfs:repair');
@@ -71,11 +71,13 @@ class InodeChunkCollector {
   private walkedTo = 0;
   liveUpdates = 0;
   recordsScanned = 0;
-  private hookError: unknown = null;
+  private readonly hookFailure: HookFailure;
   private readonly rmapHook = (u: RmapUpdate): void => this.onRmapUpdate(u);
   private readonly inodeHook = (u: InodeUpdate): void => this.onInodeUpdate(u);
 
-  constructor(private readonly fsx: Rmapfs, private readonly agno: number) {}
+  constructor(private readonly fsx: Rmapfs, private readonly agno: number) {
+    this.hookFailure = new HookFailure(`inode btree repair of AG ${agno}`, 'the old inode btree is kept');
+  }
 
   private onRmapUpdate(u: RmapUpdate): void {
     if (u.agno !== this.agno || u.owner !== OWN_INOBT) return;
@@ -105,12 +107,6 @@ class InodeChunkCollector {
     rec.freecount += u.op === 'free' ? 1 : -1;
   }
 
-  private throwIfAborted(): void {
-    if (this.hookError === null) return;
-    const why = this.hookError instanceof Error ? this.hookError.message : String(this.hookError);
-    throw new RmapfsError('EIO', `inode btree repair of AG ${this.agno}: the live update hook failed: ${why}; the old inode btree is kept`);
-  }
-
   /** Which inodes of the chunk at AG block `bno` are free, from their cores. */
   private readChunk(bno: number): InobtRecord {
     const fs = this.fsx.fs;
@@ -129,9 +125,8 @@ class InodeChunkCollector {
   /** Walks the rmap in slices, reading each chunk; the hooks stay registered until close(). */
   async collect(options: PacedRepairOptions): Promise<void> {
     const alloc = this.fsx.fs.alloc;
-    const abort = (e: unknown): void => { this.hookError ??= e; };
-    alloc.addRmapHook(this.rmapHook, abort);
-    alloc.addInodeHook(this.inodeHook, abort);
+    alloc.addRmapHook(this.rmapHook, this.hookFailure.note);
+    alloc.addInodeHook(this.inodeHook, this.hookFailure.note);
     const pacer = new Pacer(options);
     const key = Buffer.alloc(alloc.ag(this.agno).rmap.ops.keySize);
     for (;;) {
@@ -170,31 +165,15 @@ class InodeChunkCollector {
         }
       }
       if (!ok && !more) break;
-      this.throwIfAborted();
-      await pacer.pause();
-      await options.betweenSlices?.();
-      this.throwIfAborted();
-      if (options.cancelled?.()) throw new RmapfsError('ECANCELED', `inode btree repair of AG ${this.agno} cancelled before its commit`);
+      await pauseBetweenSlices(pacer, options, this.hookFailure, `inode btree repair of AG ${this.agno}`);
     }
-    this.throwIfAborted();
+    this.hookFailure.throwIfFailed();
   }
 
   close(): void {
     this.fsx.fs.alloc.removeRmapHook(this.rmapHook);
     this.fsx.fs.alloc.removeInodeHook(this.inodeHook);
   }
-}
-
-/** Inode btree records as a bulk-load source, in the order given. */
-function chunkSource(list: readonly InobtRecord[]): RecordSource {
-  let i = 0;
-  return {
-    next: (dst, off) => {
-      const r = list[i++];
-      if (r === undefined) throw new RmapfsError('EIO', 'fewer inode chunks than counted');
-      encodeInobt(r, dst, off);
-    },
-  };
 }
 
 /** The commit: one transaction, the only pause. */
@@ -208,7 +187,7 @@ function commitInodeBtree(fsx: Rmapfs, agno: number, collector: InodeChunkCollec
     // The new tree's blocks, from the allocator (mapped to "inobt", never busy ones: written in place).
     const blocks: number[] = [];
     for (let i = 0; i < need; i++) blocks.push(fs.alloc.allocRepairBlock(ag, blocks[i - 1] ?? 0, OWN_INOBT));
-    const installed = installStagedBtree(fs, ag, 'ino', records.length, chunkSource(records), blocks);
+    const installed = installStagedBtree(fs, ag, 'ino', records.length, listSource(records, (r, dst, off) => { encodeInobt(r, dst, off); }, 'inode chunks'), blocks);
     const freeInodes = records.reduce((n, r) => n + r.freecount, 0);
     const hdr = ag.header();
     hdr.data.writeUInt32BE(records.length * INODES_PER_CHUNK, OFF_INODE_COUNT);

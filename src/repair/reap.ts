@@ -4,11 +4,12 @@
  * with images in the log, so they stay busy until the next checkpoint
  * (replaying an old image must never land on data that reused them). When
  * the rmap still maps them to an owner (the free-space btrees' blocks, owned
- * by "ag"), that record goes too.
+ * by "ag"; a file's old block-map btree blocks), that record goes too.
  */
 import type { AllocGroup } from '../alloc/ag';
 import type { Allocator } from '../alloc/alloc';
 import { rmapUnmap } from '../rmap/rmap';
+import type { RmapRecord } from '../rmap/rmap-btree';
 import type { ExtentBitmap } from './bitmap';
 
 export interface ReapOptions {
@@ -16,15 +17,18 @@ export interface ReapOptions {
   rmapOwner?: number;
 }
 
+/** Frees one run of AG ag's blocks, unmapping it from the rmap record `mapped` names (if any). */
+function reapRun(ag: AllocGroup, start: number, len: number, mapped: RmapRecord | null): void {
+  if (mapped !== null) rmapUnmap(ag.rmap, mapped, `AG ${ag.agno} rmap`);
+  ag.giveFree(start, len);
+  ag.markBusy(start, len, true);
+}
+
 /** Frees every extent of `blocks` in AG ag; must run inside the caller's transaction. The blocks freed. */
 export function reapExtents(ag: AllocGroup, blocks: ExtentBitmap, options: ReapOptions = {}): number {
   const owner = options.rmapOwner;
   blocks.walk((start, len) => {
-    if (owner !== undefined) {
-      rmapUnmap(ag.rmap, { startblock: start, blockcount: len, owner, offset: 0, flags: 0 }, `AG ${ag.agno} rmap`);
-    }
-    ag.giveFree(start, len);
-    ag.markBusy(start, len, true);
+    reapRun(ag, start, len, owner === undefined ? null : { startblock: start, blockcount: len, owner, offset: 0, flags: 0 });
   });
   return blocks.blocks;
 }
@@ -44,4 +48,21 @@ export function reapInodeBlocks(alloc: Allocator, agno: number, blocks: ExtentBi
     alloc.freeOwnedRun(geo.fsbno(agno, start), len, owner, flags);
   });
   return blocks.blocks;
+}
+
+/**
+ * Frees the blocks of these rmap records of AG ag (each unmapped exactly as
+ * the rmap holds it: an inode's btree blocks are one record each, offset 0,
+ * so a run of them is not one record); inside the caller's transaction.
+ * The blocks freed.
+ */
+export function reapRecords(ag: AllocGroup, records: readonly RmapRecord[]): number {
+  let blocks = 0;
+  for (const r of records) {
+    // The old tree's blocks were in use until now: a cached copy must not be written back over a reuse.
+    for (let b = r.startblock; b < r.startblock + r.blockcount; b++) ag.cache.invalidate(ag.geo.fsbno(ag.agno, b));
+    reapRun(ag, r.startblock, r.blockcount, r);
+    blocks += r.blockcount;
+  }
+  return blocks;
 }

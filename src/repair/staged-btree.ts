@@ -1,6 +1,8 @@
 /**
- * A staged btree (XFS's newbt + btree staging): a new btree of an AG built
- * beside the one in use and installed by the repair's commit transaction.
+ * A staged btree (XFS's newbt + btree staging): a new btree built beside
+ * the one in use and installed by the repair's commit transaction -- an
+ * AG's (installStagedBtree) or one rooted in an inode (writeStagedBtree, the
+ * caller installing the root in the fork).
  * The caller reserves the blocks the bulk loader says it needs
  * (`stagedBtreeBlocks`), then, inside its commit transaction,
  * `installStagedBtree` bulk-loads the records into them outside the cache,
@@ -16,13 +18,24 @@
  */
 import { RmapfsError } from '../errors';
 import { bulkLoad, computeBulkLoadGeometry } from '../btree/bulk-load';
-import type { RecordSource } from '../btree/bulk-load';
+import type { BulkLoadGeometry, BulkLoadResult, RecordSource } from '../btree/bulk-load';
+import type { Btree } from '../btree/btree';
 import { slotOffset, SLOT_BLOCKS, SLOT_RECORDS } from '../format/ag-header';
 import type { AgBtreeName } from '../format/ag-header';
-import type { Btree } from '../btree/btree';
-import type { BtreeRootInfo } from '../btree/btree-ops';
 import type { AllocGroup } from '../alloc/ag';
 import type { Filesystem } from '../fs/filesystem';
+
+/** Records of a list, in its order, as a bulk-load source (`what` names them in the error of a short list). */
+export function listSource<T>(list: readonly T[], encode: (r: T, dst: Buffer, off: number) => void, what: string): RecordSource {
+  let i = 0;
+  return {
+    next: (dst, off) => {
+      const r = list[i++];
+      if (r === undefined) throw new RmapfsError('EIO', `fewer ${what} than counted`);
+      encode(r, dst, off);
+    },
+  };
+}
 
 /** Blocks a bulk load of `records` records into AG btree `name` takes (leaves packed full). */
 export function stagedBtreeBlocks(ag: AllocGroup, name: AgBtreeName, records: number): number {
@@ -39,6 +52,27 @@ export interface InstalledBtree {
 }
 
 /**
+ * Inside the caller's transaction: bulk-loads `records` records from `source`
+ * into exactly the reserved `blocks` (pointers of `tree`'s storage, as many
+ * as computeBulkLoadGeometry says) outside the cache and writes them in
+ * place. The root is not installed: that is the caller's (an AG header's
+ * slot, an inode's fork). `where` names the tree's home for errors.
+ */
+export function writeStagedBtree(fs: Filesystem, tree: Btree, records: number, source: RecordSource,
+  blocks: readonly number[], where: string, arena?: Buffer): { loaded: BulkLoadResult; geometry: BulkLoadGeometry; loadMs: number } {
+  const geometry = computeBulkLoadGeometry(tree, records, 1);
+  if (blocks.length !== geometry.totalBlocks) {
+    throw new RmapfsError('EIO', `${where}: ${blocks.length} blocks reserved for a ${tree.ops.name} btree of ${geometry.totalBlocks}`);
+  }
+  const t0 = process.hrtime.bigint();
+  let taken = 0;
+  const loaded = bulkLoad(tree, geometry, source, () => blocks[taken++]!, { outside: true, arena });
+  fs.cache.writeAround(loaded.blocks);
+  fs.noteDataWritten();
+  return { loaded, geometry, loadMs: Number(process.hrtime.bigint() - t0) / 1e6 };
+}
+
+/**
  * Inside the caller's transaction: loads `records` records from `source`
  * (in key order) into exactly the reserved `blocks` (AG block numbers, as
  * many as stagedBtreeBlocks said), writes them in place, and installs the
@@ -48,38 +82,11 @@ export interface InstalledBtree {
 export function installStagedBtree(fs: Filesystem, ag: AllocGroup, name: AgBtreeName, records: number,
   source: RecordSource, blocks: readonly number[], arena?: Buffer): InstalledBtree {
   const tree = ag[name];
-  const geometry = computeBulkLoadGeometry(tree, records, 1);
-  if (blocks.length !== geometry.totalBlocks) {
-    throw new RmapfsError('EIO', `AG ${ag.agno}: ${blocks.length} blocks reserved for a ${tree.ops.name} btree of ${geometry.totalBlocks}`);
-  }
-  const t0 = process.hrtime.bigint();
-  const loaded = loadOrdered(fs, tree, records, source, blocks, arena);
-  const loadMs = Number(process.hrtime.bigint() - t0) / 1e6;
+  const { loaded, geometry, loadMs } = writeStagedBtree(fs, tree, records, source, blocks, `AG ${ag.agno}`, arena);
   tree.storage.setRoot({ ptr: loaded.ptr, height: loaded.height });
   const hdr = ag.header();
   hdr.data.writeUInt32BE(geometry.totalBlocks, slotOffset(name) + SLOT_BLOCKS);
   hdr.data.writeUInt32BE(records, slotOffset(name) + SLOT_RECORDS);
   fs.cache.markDirty(hdr);
   return { root: loaded.ptr, height: loaded.height, blocks: geometry.totalBlocks, records, loadMs };
-}
-
-/**
- * The bulk load and write of a staged btree, for any tree (an AG's, or an
- * inode's fork: the directory repair): `records` records from `source` into
- * exactly the blocks given (pointers, as many as computeBulkLoadGeometry
- * says), built outside the cache and written in place, ordered not logged
- * (see the top of this file: they must have been free and not busy). The
- * root is the caller's to install, in the same transaction.
- */
-export function loadOrdered(fs: Filesystem, tree: Btree, records: number, source: RecordSource,
-  blocks: readonly number[], arena?: Buffer): BtreeRootInfo {
-  const geometry = computeBulkLoadGeometry(tree, records, 1);
-  if (blocks.length !== geometry.totalBlocks) {
-    throw new RmapfsError('EIO', `${blocks.length} blocks reserved for a ${tree.ops.name} btree of ${geometry.totalBlocks}`);
-  }
-  let taken = 0;
-  const loaded = bulkLoad(tree, geometry, source, () => blocks[taken++]!, { outside: true, arena });
-  fs.cache.writeAround(loaded.blocks);
-  fs.noteDataWritten();
-  return { ptr: loaded.ptr, height: loaded.height };
 }

@@ -36,6 +36,12 @@ export interface Problem {
    * map and symlinks); else structureOfProblem derives it from the label.
    */
   type?: StructureName;
+  /**
+   * The inode whose structure it is, for the per-inode structures (and the
+   * rmap's disagreements with one file): what a repair of inode-scope
+   * structures works on.
+   */
+  ino?: number;
 }
 
 export class ProblemList {
@@ -45,9 +51,15 @@ export class ProblemList {
 
   constructor(readonly limit = 1000) {}
 
-  add(structure: string, agno: number, fsbno: number, message: string, type?: StructureName): void {
-    if (this.problems.length < this.limit) this.problems.push(type === undefined ? { structure, agno, fsbno, message } : { structure, agno, fsbno, message, type });
-    else this.dropped++;
+  add(structure: string, agno: number, fsbno: number, message: string, type?: StructureName, ino?: number): void {
+    if (this.problems.length >= this.limit) {
+      this.dropped++;
+      return;
+    }
+    const p: Problem = { structure, agno, fsbno, message };
+    if (type !== undefined) p.type = type;
+    if (ino !== undefined) p.ino = ino;
+    this.problems.push(p);
   }
 
   get count(): number {

@@ -42,6 +42,24 @@ export function structureOfProblem(p: Problem): StructureName | null {
 }
 
 /**
+ * The problems without the rmap's disagreements with files whose own
+ * structures (inode core, block map...) were found damaged too: those are
+ * doubts the file's damage explains (a zeroed block-map leaf leaves the rmap
+ * giving the file more blocks than it holds), not the rmap's own damage. The
+ * file's repair comes first -- from the rmap -- and a scrub afterwards says
+ * whether the rmap still disagrees.
+ */
+export function withoutFileDoubts(problems: readonly Problem[]): Problem[] {
+  const damagedFiles = new Set<number>();
+  for (const p of problems) {
+    const s = structureOfProblem(p);
+    if (p.ino !== undefined && s !== null && structureFacts(s).scope === 'inode') damagedFiles.add(p.ino);
+  }
+  if (damagedFiles.size === 0) return [...problems];
+  return problems.filter((p) => !(p.ino !== undefined && damagedFiles.has(p.ino) && structureOfProblem(p) === 'rmapbt'));
+}
+
+/**
  * Marks the health of the structures a check covered -- `checked`, in the AGs
  * agnos for the AG ones -- from its problems: those with a problem become
  * sick, the others healthy. File-level structures have no health record.
@@ -50,7 +68,8 @@ export function markHealthFromProblems(alloc: Allocator, agnos: readonly number[
   how: HealthSource, during: string, checked: readonly StructureName[] = AG_STRUCTURES): void {
   const byAg = new Map<number, Map<AgStructure, string>>();
   const fsFound = new Map<FsStructure, string>();
-  for (const p of problems) {
+  const considered = withoutFileDoubts(problems);
+  for (const p of considered) {
     const s = structureOfProblem(p);
     if (s === null || !checked.includes(s)) continue;
     const scope = structureFacts(s).scope;
@@ -80,7 +99,7 @@ export function markHealthFromProblems(alloc: Allocator, agnos: readonly number[
     // Coverage problems beside free-space ones may be the free space's alone: do not blame the rmap for them.
     const freeSpaceBad = FREE_SPACE.some((s) => found.has(s));
     for (const [s, message] of found) {
-      if (s === 'rmapbt' && freeSpaceBad && !problems.some((p) => p.agno === agno && p.structure === 'rmap')) continue;
+      if (s === 'rmapbt' && freeSpaceBad && !considered.some((p) => p.agno === agno && p.structure === 'rmap')) continue;
       ag.health.markSick(s, how, message, during);
     }
   }

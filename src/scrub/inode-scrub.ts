@@ -11,7 +11,7 @@ import { InodeStore } from '../inode/inode';
 import type { Inode } from '../inode/inode';
 import { decodeInobt, isInodeFree, INODES_PER_CHUNK } from '../alloc/inode-btree';
 import {
-  DATA_FORK_OFFSET, DATA_FORK_SIZE, OFF_I_FORMAT, OFF_I_INO, OFF_I_MODE, OFF_I_NEXTENTS, OFF_I_VERSION,
+  DATA_FORK_OFFSET, DATA_FORK_SIZE, isCleanFreeInode,
   FORK_BTREE, FORK_EXTENTS, FORK_LOCAL, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK,
 } from '../inode/inode-format';
 import { attrForkOwned, dataForkOwned, PAUSE, rmapFlagsOf } from '../file/owned';
@@ -19,7 +19,6 @@ import type { OwnedBlocks, OwnedKind } from '../file/owned';
 import type { Btree } from '../btree/btree';
 import { Directory, DOTDOT, DT_DIR, decodeDirent } from '../dir/dir';
 import type { Dirent } from '../dir/dir';
-import { INODE_SIZE } from '../format/geometry';
 import { SYMLINK_MAX } from '../fs/rmapfs';
 import { verifyBtreeSteps } from '../btree/verify';
 import { decodeRmap, RMAP_ATTR_FORK, RMAP_BMBT_BLOCK, RMAP_UNWRITTEN } from '../rmap/rmap-btree';
@@ -41,8 +40,19 @@ export interface InodeScrubResult {
   extents: number;
 }
 
-export function scrubInodes(fs: ScrubSource, problems: ProblemList): InodeScrubResult {
-  return runToEnd(scrubInodesSteps(fs, problems));
+export interface InodeScrubOptions {
+  /**
+   * Whether the AG scrub found AG agno's rmap sound (consistent with its
+   * free space and its own checks). A file block the rmap has nothing at is
+   * then the file's block map's damage (it names space the AG has free),
+   * not the rmap's: the block map is rebuilt from the rmap. Unknown (no AG
+   * scrub ran): the rmap is blamed, as before the block map had a repairer.
+   */
+  rmapSound?: (agno: number) => boolean;
+}
+
+export function scrubInodes(fs: ScrubSource, problems: ProblemList, options: InodeScrubOptions = {}): InodeScrubResult {
+  return runToEnd(scrubInodesSteps(fs, problems, options));
 }
 
 /**
@@ -50,13 +60,14 @@ export function scrubInodes(fs: ScrubSource, problems: ProblemList): InodeScrubR
  * few hundred extents (see common.ts): over a million rmap records the files
  * take seconds to check.
  */
-export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList): ScrubSteps<InodeScrubResult> {
+export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, options: InodeScrubOptions = {}): ScrubSteps<InodeScrubResult> {
   const result: InodeScrubResult = { inodes: 0, orphans: 0, directories: 0, extents: 0 };
   const store = new InodeStore(fs.cache, fs.geo, fs.alloc);
   const geo = fs.geo;
-  const bad = (ino: number, msg: string, structure = 'inode', type?: StructureName): void => {
-    problems.add(structure, geo.inoAgno(ino), geo.inoLocation(ino).fsbno, `inode ${ino}: ${msg}`, type);
+  const bad: BadInode = (ino, msg, structure = 'inode', type) => {
+    problems.add(structure, geo.inoAgno(ino), geo.inoLocation(ino).fsbno, `inode ${ino}: ${msg}`, type, ino);
   };
+  const rmapSound = options.rmapSound ?? ((): boolean => false);
 
   // 1. The inodes the inode btrees say are in use.
   const used = new Set<number>();
@@ -76,7 +87,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList): Scrub
           }
           if (!free) used.add(ino);
           if (free && mode !== 0) bad(ino, 'is free in the inode btree but in use');
-          if (free && mode === 0 && !isCleanFreeInode(store.handle(ino))) bad(ino, 'is free but not cleared');
+          if (free && mode === 0 && !isCleanFreeInodeAt(store.handle(ino))) bad(ino, 'is free but not cleared');
           if (!free && mode === 0) bad(ino, 'is used in the inode btree but free');
         }
       }, 1);
@@ -167,10 +178,13 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList): Scrub
     const wantLinks = inode.isDir ? 2 + (subdirs.get(ino) ?? 0) : (links.get(ino) ?? 0);
     if (reachable && inode.nlink !== wantLinks) bad(ino, `link count ${inode.nlink}, found ${wantLinks}`);
     let held = 0;
+    // A fork tree that fails verification is not walked whole: what it holds is then unknown.
+    let treeDamaged = false;
     // The blocks the inode owns (file/owned.ts, the walk the rmap repair's scan makes too), each tree
     // verified before its blocks are read; each fork's damage is its own structure's.
     const verifyTree = function* (tree: Btree, kind: 'bmbt' | 'dir' | 'attr-btree'): Generator<void, boolean, void> {
       const v = yield* verifyBtreeSteps(tree);
+      if (!v.ok) treeDamaged = true;
       const structure = kind === 'attr-btree' ? 'attr' : 'bmbt';
       for (const p of v.problems) bad(ino, p.message, structure);
       if (kind === 'bmbt' && v.ok && v.records !== inode.nextents) bad(ino, `counts ${inode.nextents} extents, its block map holds ${v.records}`, 'bmbt');
@@ -197,7 +211,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList): Scrub
         }
         if (o.kind !== 'data') {
           held++;
-          checkMapped(fs, inode, o, bad);
+          checkMapped(fs, inode, o, bad, rmapSound);
           continue;
         }
         result.extents++;
@@ -208,7 +222,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList): Scrub
           continue;
         }
         held += o.blockcount;
-        checkMapped(fs, inode, o, bad);
+        checkMapped(fs, inode, o, bad, rmapSound);
       }
       if (mapped) {
         if (type === S_IFLNK && lastEnd * BLOCK_SIZE < inode.size) bad(ino, `symlink of ${inode.size} bytes holds only ${lastEnd} blocks`, 'inode', 'symlink');
@@ -226,7 +240,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList): Scrub
           continue;
         }
         held += o.blockcount;
-        checkMapped(fs, inode, o, bad);
+        checkMapped(fs, inode, o, bad, rmapSound);
       }
       // Each value's crc: a wrong length, block or value shows here (out-of-line values only when the
       // device holds what the metadata describes, not under a frozen view of a live filesystem).
@@ -242,7 +256,8 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList): Scrub
     } catch (e) {
       bad(ino, e instanceof Error ? e.message : String(e), 'attr');
     }
-    if (inode.nblocks !== held) bad(ino, `counts ${inode.nblocks} blocks, holds ${held}`);
+    // With a damaged fork the count is that fork's repair's to set (the rmap says what it holds).
+    if (inode.nblocks !== held && !treeDamaged) bad(ino, `counts ${inode.nblocks} blocks, holds ${held}`);
     heldByOwner.set(ino, held);
   }
 
@@ -260,8 +275,8 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList): Scrub
   }
   for (const [owner, blocks] of rmapByOwner) {
     const held = heldByOwner.get(owner);
-    if (held === undefined) problems.add('rmap', geo.inoAgno(owner), -1, `rmap gives ${blocks} blocks to inode ${owner}, which is not in use`);
-    else if (held !== blocks) problems.add('rmap', geo.inoAgno(owner), -1, `rmap gives inode ${owner} ${blocks} blocks, it holds ${held}`);
+    if (held === undefined) problems.add('rmap', geo.inoAgno(owner), -1, `rmap gives ${blocks} blocks to inode ${owner}, which is not in use`, undefined, owner);
+    else if (held !== blocks) problems.add('rmap', geo.inoAgno(owner), -1, `rmap gives inode ${owner} ${blocks} blocks, it holds ${held}`, undefined, owner);
   }
   return result;
 }
@@ -271,23 +286,18 @@ function* noVerify(): Generator<void, boolean, void> {
   return true;
 }
 
-/** A free inode slot holds nothing but its identity (magic, version, number, UUID, LSN, crc, generation). */
-function isCleanFreeInode(inode: Inode): boolean {
+function isCleanFreeInodeAt(inode: Inode): boolean {
   const { buf, offset } = inode.dataFork();
-  const b = buf.data;
-  const base = offset - DATA_FORK_OFFSET;
-  const zero = (from: number, to: number): boolean => {
-    for (let i = base + from; i < base + to; i++) if (b[i] !== 0) return false;
-    return true;
-  };
-  return zero(OFF_I_MODE, OFF_I_VERSION) && zero(OFF_I_FORMAT, OFF_I_INO) && zero(OFF_I_NEXTENTS, INODE_SIZE);
+  return isCleanFreeInode(buf.data, offset - DATA_FORK_OFFSET);
 }
 
 /** How problems name each kind of owned block. */
 const KIND_LABELS: Record<OwnedKind, string> = { data: 'data', bmbt: 'btree', dir: 'btree', 'attr-btree': 'attr-btree', 'attr-value': 'attr-value' };
 
+type BadInode = (ino: number, msg: string, structure?: string, type?: StructureName) => void;
+
 /** The rmap must say this inode owns these blocks (at this file offset, or as btree or attribute blocks). */
-function checkMapped(fs: ScrubSource, inode: Inode, o: OwnedBlocks, bad: (ino: number, msg: string, structure?: string) => void): void {
+function checkMapped(fs: ScrubSource, inode: Inode, o: OwnedBlocks, bad: BadInode, rmapSound: (agno: number) => boolean): void {
   const { fsbno, blockcount: count, fileoff, unwritten } = o;
   const agno = fs.geo.agnoOf(fsbno);
   const agbno = fs.geo.agbnoOf(fsbno);
@@ -298,7 +308,9 @@ function checkMapped(fs: ScrubSource, inode: Inode, o: OwnedBlocks, bad: (ino: n
   const r = rmapFind(fs.alloc.ag(agno).rmap, agbno);
   const what = o.kind === 'data' ? `extent at ${fsbno} (file block ${fileoff})` : `${KIND_LABELS[o.kind]} block ${fsbno}`;
   if (r === null) {
-    bad(inode.ino, `${what} is not in the rmap`, 'rmap');
+    // Space a sound rmap (and the free space beside it) says is free: the file's map is what is wrong.
+    const mapsWrongly = (o.kind === 'data' || o.kind === 'bmbt') && rmapSound(agno);
+    bad(inode.ino, `${what} is not in the rmap`, mapsWrongly ? 'bmbt' : 'rmap');
     return;
   }
   const forkBits = (RMAP_BMBT_BLOCK | RMAP_ATTR_FORK) >>> 0;

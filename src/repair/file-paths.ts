@@ -1,0 +1,72 @@
+/**
+ * Paths for repair reports: the inodes a repair touched, named by a path
+ * that reaches them ("/home/a/b: ...") rather than by number. Found by one
+ * breadth-first walk of the directories from the root, done once per
+ * repair and only when there is something to report, in paced slices (the
+ * daemon serves FUSE requests between them: a directory is read a page of
+ * entries at a time, by cookie, so one that changes between slices is
+ * still walked right). Its cost is capped: past `maxEntries` entries read,
+ * the inodes not yet found are reported by number.
+ */
+import createDebug from 'debug';
+import { RmapfsError } from '../errors';
+import type { Rmapfs } from '../fs/rmapfs';
+import { DT_DIR } from '../dir/dir';
+import { Pacer } from '../io/pacer';
+import type { PacerOptions } from '../io/pacer';
+
+const log = createDebug('rmapfs:repair');
+
+/** Entries read per unit of work. */
+const ENTRIES_PER_UNIT = 32;
+/** The walk's default cap: entries read before it gives up on the inodes still unnamed. */
+export const PATH_WALK_MAX_ENTRIES = 1_000_000;
+
+export interface PathWalkOptions extends PacerOptions {
+  maxEntries?: number;
+}
+
+/**
+ * A path for each of `wanted` the walk reached (the root is "/"). An inode
+ * with several links gets the first found; one no directory names is absent.
+ */
+export async function findPaths(fsx: Rmapfs, wanted: ReadonlySet<number>, options: PathWalkOptions = {}): Promise<Map<number, string>> {
+  const found = new Map<number, string>();
+  const root = fsx.rootIno;
+  if (wanted.has(root)) found.set(root, '/');
+  const maxEntries = options.maxEntries ?? PATH_WALK_MAX_ENTRIES;
+  const pacer = new Pacer(options);
+  const queue: { ino: number; path: string }[] = [{ ino: root, path: '' }];
+  const seen = new Set<number>([root]);
+  let entries = 0;
+  while (queue.length > 0 && found.size < wanted.size && entries < maxEntries) {
+    const dir = queue.shift()!;
+    let cookie = 0;
+    for (;;) {
+      let page;
+      try {
+        page = fsx.readdirFrom(dir.ino, cookie, ENTRIES_PER_UNIT);
+      } catch (e) {
+        // A directory that went away, or one too damaged to read (its own repair's business): walked past.
+        if (!(e instanceof RmapfsError)) throw e;
+        break;
+      }
+      for (const d of page) {
+        if (d.name === '.' || d.name === '..') continue;
+        entries++;
+        const path = `${dir.path}/${d.name}`;
+        if (wanted.has(d.ino) && !found.has(d.ino)) found.set(d.ino, path);
+        if (d.ftype === DT_DIR && !seen.has(d.ino)) {
+          seen.add(d.ino);
+          queue.push({ ino: d.ino, path });
+        }
+      }
+      if (page.length < ENTRIES_PER_UNIT || found.size === wanted.size) break;
+      cookie = page[page.length - 1]!.next;
+      if (pacer.due()) await pacer.pause();
+    }
+    if (pacer.due()) await pacer.pause();
+  }
+  log('paths: %d of %d inodes named after %d entries', found.size, wanted.size, entries);
+  return found;
+}

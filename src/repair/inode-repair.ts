@@ -1,0 +1,346 @@
+/**
+ * Online repair of an inode core (the method of XFS's
+ * fs/xfs/scrub/inode_repair.c), in ONE transaction per inode:
+ *
+ * - its identity (magic, number, UUID, version) restored, so its block reads
+ *   again (a bad crc is accepted: every field is then checked below);
+ * - impossible values made safe: an unknown file type guessed from what the
+ *   forks hold (a directory btree, a block map, local data), flags nothing
+ *   uses cleared, a data fork format the type cannot have emptied (the block
+ *   map repair then rebuilds it from the rmap: `leftFor`), stray attribute
+ *   fork fields of an absent fork cleared;
+ * - what can be recomputed, recomputed: the block count and the attribute
+ *   count from forks that verify (a fork that does not is its own
+ *   structure's repair, which sets the count too), a file's size raised to
+ *   cover the blocks it maps (never cut: no data is lost), a directory's
+ *   size 0;
+ * - an inode that cannot be made safe -- nothing in it says what it was and
+ *   it holds nothing -- is cleared and freed (its inode btree bit); a
+ *   directory entry naming it is the directory repair's to drop. So is a
+ *   free inode left holding junk.
+ *
+ * The link count is the link-count repair's (a scan of every directory).
+ */
+import createDebug from 'debug';
+import { RmapfsError } from '../errors';
+import type { Btree } from '../btree/btree';
+import { verifyBtreeSteps } from '../btree/verify';
+import { MAX_BTREE_HEIGHT } from '../btree/btree-block';
+import { decodeInobt, INODES_PER_CHUNK, isInodeFree } from '../alloc/inode-btree';
+import { dirBtreeOps } from '../dir/dir';
+import { ownedBy, PAUSE } from '../file/owned';
+import { readU64, writeU64 } from '../io/meta-header';
+import {
+  ATTR_BTREE, ATTR_FORK_SIZE, ATTR_LOCAL, ATTR_NONE, DATA_FORK_OFFSET, DATA_FORK_SIZE, FORK_BTREE,
+  FORK_EXTENTS, FORK_LOCAL, INODE_MAGIC, INODE_VERSION, MAX_INLINE_EXTENTS, OFF_I_DHEIGHT, OFF_I_DROOT, OFF_I_FORMAT, OFF_I_GEN,
+  OFF_I_INO, OFF_I_NEXTENTS, OFF_I_UUID, OFF_I_VERSION, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, formatFreeInode, inodeCrc, OFF_I_CRC,
+  isCleanFreeInode,
+} from '../inode/inode-format';
+import type { Inode } from '../inode/inode';
+import { BLOCK_SIZE } from '../format/superblock';
+import { INODE_SIZE, INODES_PER_BLOCK } from '../format/geometry';
+import type { StructureName } from '../format/structures';
+import type { Rmapfs } from '../fs/rmapfs';
+import { rmapFind } from '../rmap/rmap';
+import { OWN_INODES } from '../format/owners';
+import type { FileRepairOptions, FileRepairResult } from './file-repair';
+
+const log = createDebug('rmapfs:repair');
+
+const FILE_TYPES = new Set([S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK]);
+/** No inode flag has a meaning yet: any bit set is damage. */
+const KNOWN_FLAGS = 0;
+
+/** Whether the inode btree calls the inode free (null: its chunk is not there). */
+function freeInInodeBtree(fsx: Rmapfs, ino: number): boolean | null {
+  const geo = fsx.fs.geo;
+  const agino = geo.inoAgino(ino);
+  const startino = agino - (agino % INODES_PER_CHUNK);
+  const key = Buffer.alloc(4);
+  key.writeUInt32BE(startino, 0);
+  const cur = fsx.fs.alloc.ag(geo.inoAgno(ino)).ino.cursor();
+  if (!cur.lookup(key, 0, 'eq')) return null;
+  return isInodeFree(decodeInobt(cur.record(), 0), agino - startino);
+}
+
+/** Fixes the identity fields of the inode at b[offset]; the fixes made. */
+function restoreIdentityAt(fsx: Rmapfs, b: Buffer, offset: number, ino: number, checkCrc: boolean): string[] {
+  const geo = fsx.fs.geo;
+  const fixed: string[] = [];
+  // A dirty block's crcs are made on its way out: only one as the device holds it can be checked.
+  if (checkCrc && b.readUInt32BE(offset + OFF_I_CRC) !== inodeCrc(b, offset)) fixed.push('bad crc32c (its fields checked one by one)');
+  if (b.readUInt32BE(offset) !== INODE_MAGIC) {
+    b.writeUInt32BE(INODE_MAGIC, offset);
+    fixed.push('magic restored');
+  }
+  if (readU64(b, offset + OFF_I_INO) !== ino) {
+    fixed.push(`inode number ${readU64(b, offset + OFF_I_INO)} -> ${ino}`);
+    writeU64(b, offset + OFF_I_INO, ino);
+  }
+  if (b.compare(geo.uuid, 0, 16, offset + OFF_I_UUID, offset + OFF_I_UUID + 16) !== 0) {
+    geo.uuid.copy(b, offset + OFF_I_UUID);
+    fixed.push('filesystem UUID restored');
+  }
+  if (b.readUInt8(offset + OFF_I_VERSION) !== INODE_VERSION) {
+    fixed.push(`version ${b.readUInt8(offset + OFF_I_VERSION)} -> ${INODE_VERSION}`);
+    b.writeUInt8(INODE_VERSION, offset + OFF_I_VERSION);
+  }
+  const format = b.readUInt8(offset + OFF_I_FORMAT);
+  if (format > FORK_LOCAL) {
+    // A btree when the core holds a plausible root (verified later, like any), else no extents: the
+    // rules for a fork its type cannot have take it from there.
+    const root = b.readUInt32BE(offset + OFF_I_DROOT);
+    const height = b.readUInt32BE(offset + OFF_I_DHEIGHT);
+    const btree = root >= 2 && root < geo.totalBlocks && height >= 1 && height <= MAX_BTREE_HEIGHT;
+    b.writeUInt8(btree ? FORK_BTREE : FORK_EXTENTS, offset + OFF_I_FORMAT);
+    if (!btree) b.writeUInt32BE(0, offset + OFF_I_NEXTENTS);
+    fixed.push(`data fork format ${format} -> ${btree ? 'btree' : 'extents (none)'}`);
+  }
+  return fixed;
+}
+
+/**
+ * Restores the identity fields of every inode in ino's block (read
+ * unverified): one bad inode makes the whole block unreadable, so the
+ * repair of any inode in it must make the block read again. The fixes made
+ * (another inode's named).
+ */
+function restoreIdentity(fsx: Rmapfs, ino: number): string[] {
+  const fs = fsx.fs;
+  const { fsbno, offset } = fs.geo.inoLocation(ino);
+  const buf = fs.cache.read(fsbno, null);
+  const first = ino - offset / INODE_SIZE;
+  const fixed: string[] = [];
+  for (let i = 0; i < INODES_PER_BLOCK; i++) {
+    const other = first + i;
+    const found = restoreIdentityAt(fsx, buf.data, i * INODE_SIZE, other, !buf.dirty);
+    fixed.push(...(other === ino ? found : found.map((f) => `inode ${other}: ${f}`)));
+  }
+  if (fixed.length > 0) {
+    // The block verifies again once the crcs are made on the way out.
+    buf.ops = fsx.inodes.blockOps;
+    fs.cache.markDirty(buf);
+  }
+  return fixed;
+}
+
+/** The magic of a btree root block, or null when it cannot be read. */
+function rootMagic(fsx: Rmapfs, ptr: number): number | null {
+  if (ptr < 2 || ptr >= fsx.fs.geo.totalBlocks) return null;
+  try {
+    return fsx.fs.cache.read(ptr, null).data.readUInt32BE(0);
+  } catch {
+    return null;
+  }
+}
+
+/** What the forks say the inode is, for a mode whose type is lost (null: nothing says). */
+function guessType(fsx: Rmapfs, inode: Inode): number | null {
+  if (inode.format === FORK_LOCAL) return inode.nextents > 0 ? S_IFLNK : null;
+  if (inode.format === FORK_BTREE) {
+    const magic = rootMagic(fsx, inode.dataRoot);
+    if (magic === dirBtreeOps.magic) return S_IFDIR;
+    return S_IFREG;
+  }
+  if (inode.nextents > 0 || inode.size > 0) return S_IFREG;
+  if (inode.rdev !== 0) return S_IFCHR;
+  if (inode.attrFormat !== ATTR_NONE) return S_IFREG;
+  return null;
+}
+
+/** Empties the data fork (no extents, no root): what it mapped is rebuilt by the block map repair. */
+function emptyDataFork(fsx: Rmapfs, inode: Inode): void {
+  const { buf, offset } = inode.dataFork();
+  buf.data.fill(0, offset, offset + DATA_FORK_SIZE);
+  fsx.fs.cache.markDirty(buf);
+  inode.format = FORK_EXTENTS;
+  inode.nextents = 0;
+  inode.dataRoot = 0;
+  inode.dataHeight = 0;
+}
+
+/** Whether the data fork's format and shape are possible for the inode's type (not: why). */
+function impossibleDataFork(fsx: Rmapfs, inode: Inode): string | null {
+  const type = inode.mode & S_IFMT;
+  const format = inode.format;
+  const rootOk = (): boolean => inode.dataRoot >= 2 && inode.dataRoot < fsx.fs.geo.totalBlocks
+    && inode.dataHeight >= 1 && inode.dataHeight <= MAX_BTREE_HEIGHT;
+  if (type === S_IFDIR) return null; // a directory's fork is the directory repair's
+  if (type === S_IFREG && format === FORK_LOCAL) return 'local data in a regular file';
+  if (type === S_IFLNK && format === FORK_LOCAL) return null; // its length is the symlink repair's
+  if (type !== S_IFREG && type !== S_IFLNK && (format !== FORK_EXTENTS || inode.nextents !== 0 || inode.dataRoot !== 0)) {
+    return 'a special file with a data fork';
+  }
+  if (format === FORK_EXTENTS && inode.nextents > MAX_INLINE_EXTENTS) return `${inode.nextents} inline extents`;
+  if (format === FORK_BTREE && !rootOk()) return `block map root ${inode.dataRoot} height ${inode.dataHeight}`;
+  if (format === FORK_BTREE && rootMagic(fsx, inode.dataRoot) === dirBtreeOps.magic) return 'a directory btree in a file';
+  return null;
+}
+
+/** Fixes the attribute fork's fields that an absent or local fork cannot have; the fixes made. */
+function tidyAttrFork(fsx: Rmapfs, inode: Inode, leftFor: Set<StructureName>): string[] {
+  const fixed: string[] = [];
+  const format = inode.attrFormat;
+  if (format !== ATTR_NONE && format !== ATTR_LOCAL && format !== ATTR_BTREE) {
+    leftFor.add('xattr');
+    return fixed;
+  }
+  if (format === ATTR_NONE && (inode.attrLocalBytes !== 0 || inode.attrRoot !== 0 || inode.attrHeight !== 0 || inode.attrCount !== 0)) {
+    const { buf, offset } = inode.attrFork();
+    buf.data.fill(0, offset, offset + ATTR_FORK_SIZE);
+    fsx.fs.cache.markDirty(buf);
+    inode.attrLocalBytes = 0;
+    inode.attrRoot = 0;
+    inode.attrHeight = 0;
+    inode.attrCount = 0;
+    fixed.push('attribute fork fields of an absent fork cleared');
+  }
+  if (format === ATTR_LOCAL && (inode.attrRoot !== 0 || inode.attrHeight !== 0)) {
+    inode.attrRoot = 0;
+    inode.attrHeight = 0;
+    fixed.push('attribute btree root of a local attribute fork cleared');
+  }
+  if (format === ATTR_BTREE && inode.attrRoot === 0) leftFor.add('xattr');
+  return fixed;
+}
+
+interface ForkCounts {
+  /** Every block both forks hold. */
+  blocks: number;
+  /** The end of the last data extent, in blocks. */
+  dataEnd: number;
+  /** Records of the attribute btree (null: none). */
+  attrRecords: number | null;
+}
+
+/** Counts what the forks hold, verifying each tree first; null (and the fork's structure named) when one does not verify. */
+function countForks(fsx: Rmapfs, inode: Inode, leftFor: Set<StructureName>): ForkCounts | null {
+  const fs = fsx.fs;
+  let attrRecords: number | null = null;
+  let sound = true;
+  const verify = function* (tree: Btree, kind: 'bmbt' | 'dir' | 'attr-btree'): Generator<void, boolean, void> {
+    const v = yield* verifyBtreeSteps(tree);
+    if (!v.ok) {
+      sound = false;
+      leftFor.add(kind === 'bmbt' ? 'bmap' : kind === 'dir' ? 'directory' : 'xattr');
+    }
+    if (kind === 'attr-btree' && v.ok) attrRecords = v.records;
+    return v.ok;
+  };
+  let blocks = 0;
+  let dataEnd = 0;
+  const ctx = { device: fs.device, alloc: fs.alloc, geo: fs.geo, noteDataWritten: () => fs.noteDataWritten() };
+  try {
+    for (const o of ownedBy(inode, ctx, { readBlocks: false, beforeTree: verify })) {
+      if (o === PAUSE) continue;
+      blocks += o.blockcount;
+      if (o.kind === 'data') dataEnd = Math.max(dataEnd, o.fileoff + o.blockcount);
+    }
+  } catch (e) {
+    if (!(e instanceof RmapfsError)) throw e;
+    log('inode %d: its forks cannot be walked: %s', inode.ino, e.message);
+    leftFor.add(inode.isDir ? 'directory' : 'bmap');
+    return null;
+  }
+  return sound ? { blocks, dataEnd, attrRecords } : null;
+}
+
+/**
+ * Whether ino's block is one of an inode chunk both the inode btree and the
+ * rmap know: nothing else may be written as an inode (a damaged inode btree
+ * makes "inodes" of blocks that hold file data).
+ */
+function inChunk(fsx: Rmapfs, ino: number): boolean {
+  const geo = fsx.fs.geo;
+  const { fsbno } = geo.inoLocation(ino);
+  const r = rmapFind(fsx.fs.alloc.ag(geo.agnoOf(fsbno)).rmap, geo.agbnoOf(fsbno));
+  return r !== null && r.owner === OWN_INODES && freeInInodeBtree(fsx, ino) !== null;
+}
+
+/** The one transaction: every fix of one inode core. */
+function repairCore(fsx: Rmapfs, ino: number): { changes: string[]; leftFor: Set<StructureName> } {
+  const fs = fsx.fs;
+  const leftFor = new Set<StructureName>();
+  if (!inChunk(fsx, ino)) {
+    throw new RmapfsError('EFSCORRUPTED', `inode ${ino} is in no inode chunk the inode btree and the rmap both know; left as it is`);
+  }
+  const changes = restoreIdentity(fsx, ino);
+  const inode = fsx.inodes.handle(ino);
+  const free = freeInInodeBtree(fsx, ino);
+  if (free === true) {
+    // A free inode holds its identity only: junk left in it is wiped (its generation kept).
+    const { buf, offset } = inode.dataFork();
+    const base = offset - DATA_FORK_OFFSET;
+    if (inode.mode === 0 && !isCleanFreeInode(buf.data, base)) {
+      const gen = buf.data.readUInt32BE(base + OFF_I_GEN);
+      formatFreeInode(buf.data, base, ino, fs.geo.uuid);
+      buf.data.writeUInt32BE(gen, base + OFF_I_GEN);
+      fs.cache.markDirty(buf);
+      changes.push('free inode cleared of what it still held');
+    }
+    // In use though the inode btree calls it free: the inode btree's repair decides (from the inode cores).
+    return { changes, leftFor };
+  }
+  const type = inode.mode & S_IFMT;
+  if (inode.mode === 0 || !FILE_TYPES.has(type)) {
+    const guessed = guessType(fsx, inode);
+    if (guessed === null) {
+      // It holds no blocks: freeing it is its inode btree bit (and the slot formatted free).
+      fsx.inodes.release(inode);
+      return { changes: [...changes, `inode ${ino} cleared (mode ${inode.mode.toString(8)}, nothing in it says what it was)`], leftFor };
+    }
+    const perms = inode.mode === 0 ? (guessed === S_IFDIR ? 0o755 : 0o644) : inode.mode & 0o7777;
+    changes.push(`mode ${inode.mode.toString(8)} -> ${(guessed | perms).toString(8)} (the file type from its forks)`);
+    inode.mode = guessed | perms;
+  }
+  if ((inode.flags & ~KNOWN_FLAGS) !== 0) {
+    changes.push(`flags ${inode.flags.toString(16)} -> ${(inode.flags & KNOWN_FLAGS).toString(16)}`);
+    inode.flags = inode.flags & KNOWN_FLAGS;
+  }
+  const impossible = impossibleDataFork(fsx, inode);
+  if (impossible !== null) {
+    emptyDataFork(fsx, inode);
+    changes.push(`data fork emptied (${impossible}); the block map is rebuilt from the rmap`);
+    leftFor.add('bmap');
+  }
+  changes.push(...tidyAttrFork(fsx, inode, leftFor));
+  if (inode.isDir && inode.size !== 0) {
+    changes.push(`directory size ${inode.size} -> 0`);
+    inode.size = 0;
+  }
+  // The counts, from forks that verify (the repair of a fork that does not sets them itself).
+  const counts = leftFor.size === 0 ? countForks(fsx, inode, leftFor) : null;
+  if (counts !== null) {
+    if (inode.nblocks !== counts.blocks) {
+      changes.push(`block count ${inode.nblocks} -> ${counts.blocks}`);
+      inode.nblocks = counts.blocks;
+    }
+    if (counts.attrRecords !== null && inode.attrCount !== counts.attrRecords) {
+      changes.push(`attribute count ${inode.attrCount} -> ${counts.attrRecords}`);
+      inode.attrCount = counts.attrRecords;
+    }
+    // Blocks mapped past the end of a file: the size covers them (raised, never cut: no data is lost).
+    const mappedEnd = counts.dataEnd * BLOCK_SIZE;
+    if ((inode.mode & S_IFMT) === S_IFREG && mappedEnd > Math.ceil(inode.size / BLOCK_SIZE) * BLOCK_SIZE) {
+      changes.push(`size ${inode.size} -> ${mappedEnd} (blocks were mapped past it)`);
+      inode.size = mappedEnd;
+    }
+  }
+  return { changes, leftFor };
+}
+
+/**
+ * Repairs inode ino's core online, in one transaction. The result's path is
+ * the caller's to find (null here); `leftFor` names the structures of the
+ * inode left for their own repairers.
+ */
+export async function repairInodeCore(fsx: Rmapfs, ino: number, _options: FileRepairOptions = {}): Promise<FileRepairResult> {
+  if (!fsx.fs.geo.isValidIno(ino)) throw new RmapfsError('EINVAL', `no inode ${ino}`);
+  const t0 = process.hrtime.bigint();
+  const { changes, leftFor } = fsx.fs.run(() => repairCore(fsx, ino));
+  const commitPauseMs = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (changes.length > 0) log('inode %d: core repaired: %s; pause %s ms', ino, changes.join('; '), commitPauseMs.toFixed(2));
+  const result: FileRepairResult = { type: 'inode', ino, path: null, changes, commitPauseMs };
+  if (leftFor.size > 0) result.leftFor = [...leftFor];
+  return result;
+}
