@@ -227,6 +227,7 @@ const CHECKERS: Record<StructureName, Checker> = {
   directory: fileChecker,
   xattr: fileChecker,
   symlink: fileChecker,
+  nlinks: fileChecker,
 };
 
 const REPAIRERS: Partial<Record<StructureName, Repairer>> = {

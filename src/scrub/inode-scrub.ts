@@ -163,9 +163,9 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList): Scrub
     const reachable = ino === root || links.has(ino);
     // An inode with no links that nothing names is an orphan: unlinked while open, freed at the next mount.
     if (!reachable && inode.nlink === 0) result.orphans++;
-    else if (!reachable) bad(ino, 'is in use but no directory entry names it');
+    else if (!reachable) bad(ino, 'is in use but no directory entry names it', 'inode', 'nlinks');
     const wantLinks = inode.isDir ? 2 + (subdirs.get(ino) ?? 0) : (links.get(ino) ?? 0);
-    if (reachable && inode.nlink !== wantLinks) bad(ino, `link count ${inode.nlink}, found ${wantLinks}`);
+    if (reachable && inode.nlink !== wantLinks) bad(ino, `link count ${inode.nlink}, found ${wantLinks}`, 'inode', 'nlinks');
     let held = 0;
     // The blocks the inode owns (file/owned.ts, the walk the rmap repair's scan makes too), each tree
     // verified before its blocks are read; each fork's damage is its own structure's.
