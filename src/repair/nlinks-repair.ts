@@ -303,7 +303,11 @@ export async function repairLinkCounts(fsx: Rmapfs, options: FileRepairOptions =
     const orphanage = new Orphanage(fsx);
     for (let ino = iscan.next(-1); ino !== null; ino = iscan.next(ino)) {
       const r = fixOne(fsx, scan.counts, orphanage, ino);
-      if (r !== null) results.push(r);
+      if (r !== null) {
+        results.push(r);
+        // An adoption may have made /lost+found: an inode allocated under the cursor's cached chunk.
+        iscan.forget();
+      }
       if (pacer.due()) await scan.pauseBetweenSlices(pacer, iscan, options);
     }
     const s = scan.stats;

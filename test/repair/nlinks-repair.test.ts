@@ -12,7 +12,7 @@ import type { Test } from 'tap';
 import { Rmapfs } from '../../src/fs/rmapfs';
 import { RmapfsError } from '../../src/errors';
 import { Directory } from '../../src/dir/dir';
-import { S_IFDIR, S_IFMT, S_IFREG } from '../../src/inode/inode-format';
+import { FORK_EXTENTS, S_IFDIR, S_IFMT, S_IFREG } from '../../src/inode/inode-format';
 import { LinkCountScan, repairLinkCounts } from '../../src/repair/nlinks-repair';
 import type { FileRepairResult } from '../../src/repair/file-repair';
 import { InodeScanCursor } from '../../src/inode/iscan';
@@ -125,6 +125,20 @@ t.test('a file unlinked while open is left alone', async (t) => {
   open.delete(ino);
   fsx.releaseOrphan(ino);
   closeAndCheck(t, fsx, image);
+});
+
+t.test('a directory that cannot be read stops the repair before any change', async (t) => {
+  const image = scratchImage(t, { size: 32 << 20, agCount: 2 });
+  const fsx = Rmapfs.open(image);
+  t.teardown(() => fsx.close());
+  const file = fsx.create(fsx.rootIno, 'f', FILE, 0, 0).ino;
+  const d = fsx.mkdir(fsx.rootIno, 'd', DIR, 0, 0).ino;
+  fsx.create(d, 'inner', FILE, 0, 0);
+  setNlink(fsx, file, 3);
+  fsx.fs.run(() => { fsx.inodes.get(d).format = FORK_EXTENTS; });
+  await t.rejects(repairLinkCounts(fsx), { code: 'EFSCORRUPTED', message: new RegExp(`directory ${d} .*repair directories first`) });
+  t.equal(fsx.stat(file).nlink, 3, 'no count changed');
+  t.throws(() => fsx.lookup(fsx.rootIno, 'lost+found'), { code: 'ENOENT' }, 'nothing adopted');
 });
 
 /** Random namespace changes (those the filesystem refuses are skipped): the writer between the scan's slices. */
