@@ -46,6 +46,8 @@ export const STRUCTURES = [
   { name: 'directory', scope: 'inode', label: 'directory', dependsOn: ['inode'] },
   { name: 'xattr', scope: 'inode', label: 'extended attributes', dependsOn: ['inode'] },
   { name: 'symlink', scope: 'inode', label: 'symlink target', dependsOn: ['inode'] },
+  // Counted from every directory's names: the directories must be sound first.
+  { name: 'nlinks', scope: 'filesystem', label: 'link counts', dependsOn: ['directory'] },
 ] as const satisfies readonly StructureFacts[];
 
 export type StructureName = (typeof STRUCTURES)[number]['name'];

@@ -248,6 +248,14 @@ export class Rmapfs {
     return freed;
   }
 
+  /**
+   * An inode unlinked while in use, kept (with no links) until its last user
+   * lets go: the link-count repair leaves it alone, nameless as it is.
+   */
+  isOrphan(ino: number): boolean {
+    return this.orphans.has(ino);
+  }
+
   /** Inodes with no links still kept for their users. */
   get orphanCount(): number {
     return this.orphans.size;

@@ -324,7 +324,8 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
         },
       });
       for (const r of done) {
-        if ('inodesScanned' in r) results.push(r);
+        if ('ino' in r) files.push(r);
+        else if ('inodesScanned' in r) results.push(r);
         else if ('fixed' in r) headers.push(r);
         else if ('chunks' in r) inodeBtree.push(r);
         else freeSpace.push(r);

@@ -42,6 +42,7 @@ import { repairInodeCore } from '../repair/inode-repair';
 import { repairDirectory } from '../repair/dir-repair';
 import { repairXattrs } from '../repair/attr-repair';
 import { repairSymlink } from '../repair/symlink-repair';
+import { repairLinkCounts } from '../repair/nlinks-repair';
 import type { Rmapfs } from '../fs/rmapfs';
 import type { LiveChecker } from '../scrub/live-scrub';
 
@@ -49,7 +50,7 @@ import type { LiveChecker } from '../scrub/live-scrub';
 export type Checker = (run: CheckRun, agno: number | null) => ScrubSteps<void>;
 
 /** What one rebuild of one AG reports (the rmap's, the free-space btrees', the inode btree's, or a header's: the small repairers'). */
-export type RepairResult = RmapRepairResult | FreeSpaceRepairResult | InodeBtreeRepairResult | HeaderRepairResult;
+export type RepairResult = RmapRepairResult | FreeSpaceRepairResult | InodeBtreeRepairResult | HeaderRepairResult | FileRepairResult;
 
 /** Rebuilds one structure in these AGs of a live filesystem. */
 export type Repairer = (fsx: Rmapfs, agnos: readonly number[], options: RepairOptions) => Promise<RepairResult[]>;
@@ -262,6 +263,7 @@ const CHECKERS: Record<StructureName, Checker> = {
   directory: fileChecker,
   xattr: fileChecker,
   symlink: fileChecker,
+  nlinks: fileChecker,
 };
 
 /** A structure's repairer: per inode for the inode ones, else per AG (or filesystem). */
@@ -282,6 +284,8 @@ const REPAIRERS: { [N in StructureName]?: RepairerOf<N> } = {
   directory: perInode('directory', repairDirectory),
   xattr: perInode('xattr', repairXattrs),
   symlink: perInode('symlink', repairSymlink),
+  // One scan of every directory; a result per inode whose count it fixed (or that it moved to /lost+found).
+  nlinks: async (fsx, _agnos, options) => repairLinkCounts(fsx, options),
 };
 
 function repairersOf(name: StructureName): Pick<FsckEntry, 'repair' | 'repairFiles'> {

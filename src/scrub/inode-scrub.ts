@@ -174,9 +174,9 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     const reachable = ino === root || links.has(ino);
     // An inode with no links that nothing names is an orphan: unlinked while open, freed at the next mount.
     if (!reachable && inode.nlink === 0) result.orphans++;
-    else if (!reachable) bad(ino, 'is in use but no directory entry names it');
+    else if (!reachable) bad(ino, 'is in use but no directory entry names it', 'inode', 'nlinks');
     const wantLinks = inode.isDir ? 2 + (subdirs.get(ino) ?? 0) : (links.get(ino) ?? 0);
-    if (reachable && inode.nlink !== wantLinks) bad(ino, `link count ${inode.nlink}, found ${wantLinks}`);
+    if (reachable && inode.nlink !== wantLinks) bad(ino, `link count ${inode.nlink}, found ${wantLinks}`, 'inode', 'nlinks');
     let held = 0;
     // A fork tree that fails verification is not walked whole: what it holds is then unknown.
     let treeDamaged = false;

@@ -58,7 +58,7 @@ const DAMAGE: Record<StructureName, (t: Test, image: string) => Promise<string[]
   rmapbt: async (_t, image) => [`set block 1 ${roots(image, 1).rmap} rec[1].owner 99`],
   inobt: async (_t, image) => [`fuzz block 0 ${roots(image, 0).ino} magic ones`],
   counters: async () => ['fuzz agh 1 freeExtents add'],
-  inode: async () => [`set inode ${files.small} nlink 5`],
+  inode: async () => [`set inode ${files.small} nblocks 5`],
   bmap: async () => [`set inode ${files.frag} size 4096`],
   directory: async () => [`set inode ${files.big} dataHeight 1`],
   xattr: async (t, image) => {
@@ -66,6 +66,7 @@ const DAMAGE: Record<StructureName, (t: Test, image: string) => Promise<string[]
     return [`set fsblock ${/^attr fork: btree, root (\d+)/m.exec(attrs)![1]} rec[0].name user.colox`];
   },
   symlink: async () => [`set inode ${files.short} size 5`],
+  nlinks: async () => [`set inode ${files.small} nlink 5`],
 };
 
 const typesOf = (problems: readonly Problem[]): StructureName[] => [...new Set(problems.map((p) => structureOfProblem(p)!))];
