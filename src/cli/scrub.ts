@@ -388,7 +388,8 @@ async function repair(args: ParsedArgs, json: boolean, io: CommandIo): Promise<n
       io.out(`AG ${a.agno}: rmap rebuilt, ${a.records} records in ${a.blocks} blocks (was ${a.oldBlocks}); `
         + `scanned ${a.inodesScanned} inodes in ${a.scanMs.toFixed(0)} ms, commit pause ${a.commitPauseMs.toFixed(1)} ms`);
     }
-    for (const f of files) io.out(fileRepairLine(f));
+    // An object whose rebuild changed nothing is in --json only (a damaged directory's core, checked and sound).
+    for (const f of files) if (f.changes.length > 0 || f.error !== undefined) io.out(fileRepairLine(f));
     for (const p of scrub.problems ?? []) io.out(formatProblem(p));
     if (unrepairable.length > 0) io.err(`rmapfs repair: ${String(reply.error)}`);
     else if (ags.length === 0 && freeSpace.length === 0 && headers.length === 0 && inodeBtree.length === 0 && files.length === 0 && left === 0) {
@@ -413,7 +414,7 @@ function headerRepairLine(h: HeaderRepairResult): string {
 function fileRepairLine(f: FileRepairResult): string {
   const who = f.path ?? `inode ${f.ino}`;
   if (f.error !== undefined) return `${who}: ${structureLabel(f.type)} not repaired: ${f.error}`;
-  return `${who}: ${f.changes.length === 0 ? `${structureLabel(f.type)}: nothing to change` : f.changes.join('; ')}`;
+  return `${who}: ${f.changes.join('; ')}`;
 }
 
 export const statusCommand: Command = {
