@@ -106,6 +106,8 @@ interface Row {
   detail: string;
   /** What the online repair rebuilt (structure names), for a case it repaired. */
   rebuilt?: string[];
+  /** A mounted case's writer process: how many changes it made while scrub and repair ran, how many failed. */
+  writer?: { steps: number; failures: number };
 }
 
 function arg(argv: string[], name: string, dflt: number): number {
@@ -555,6 +557,7 @@ async function mountedCase(pristine: string, work: string, c: Case, hashes: Map<
   let fail: string | null = null;
   let detected = false;
   let rebuilt: string[] = [];
+  let writerSteps: Row['writer'];
   const writer = new WriterProcess(mnt, 'writer');
   try {
     await writer.started;
@@ -570,6 +573,7 @@ async function mountedCase(pristine: string, work: string, c: Case, hashes: Map<
     if (after.code !== 0) throw new Error(`scrub after the repair: ${failureOf(after)}`);
     const report = await writer.stop();
     if (report === null) throw new Error('the writer died without its report');
+    writerSteps = { steps: report.steps, failures: report.failures };
     // Repaired means usable: a writer whose every change must succeed.
     const strict = await runCommand(process.execPath, [MOUNT_WRITER, mnt, 'after', '--steps', '30']);
     const strictReport = jsonOf(strict) as WriterReport | null;
@@ -594,8 +598,8 @@ async function mountedCase(pristine: string, work: string, c: Case, hashes: Map<
     if (checked.code !== 0) fail = `check after the repair: ${checked.out.trim().split('\n')[0] ?? ''} ${checked.err.trim()}`;
   }
   fs.rmSync(work, { force: true });
-  if (fail !== null) return { c, outcome: 'FAIL', detail: fail, rebuilt };
-  return { c, outcome: detected ? 'detected+repaired' : 'harmless', detail: '', rebuilt };
+  if (fail !== null) return { c, outcome: 'FAIL', detail: fail, rebuilt, writer: writerSteps };
+  return { c, outcome: detected ? 'detected+repaired' : 'harmless', detail: '', rebuilt, writer: writerSteps };
 }
 
 async function offlineCase(pristine: string, work: string, c: Case, hashes: Map<string, string>): Promise<Row> {
@@ -663,9 +667,12 @@ async function main(argv: string[]): Promise<number> {
         const by = row.outcome !== 'detected+repaired' || row.rebuilt === undefined ? ''
           : row.rebuilt.length > 0 ? ` by ${row.rebuilt.join(',')}` : ' by the writer (nothing left to rebuild)';
         console.log(`${c.target.tree.padEnd(5)} ${c.target.what.padEnd(5)} ${c.field.padEnd(18)} ${c.verb.padEnd(10)} `
-          + `${row.outcome}${row.outcome === 'FAIL' ? `: ${row.detail}` : by}${one === mountedCase ? ' [mounted]' : ''}`);
+          + `${row.outcome}${row.outcome === 'FAIL' ? `: ${row.detail}` : by}${mark(row)}`);
       }
     };
+    // A mounted row says so, with what its writer process did meanwhile.
+    const mark = (row: Row): string => !mounted ? ''
+      : row.writer === undefined ? ' [mounted]' : ` [mounted; writer: ${row.writer.steps} changes, ${row.writer.failures} failed]`;
     console.log('tree  block field              verb       outcome');
     // Three starting points, each built only when its rows run: one AG for the btrees, the same with
     // 16k inodes for the inode btree's rows, two AGs for the header rows.
