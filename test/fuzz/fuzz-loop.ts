@@ -366,11 +366,18 @@ class Writer {
   }
 }
 
-async function onlineCase(pristine: string, work: string, c: Case, hashes: Map<string, string>): Promise<Row> {
+/** Copies the pristine image to `work` and fuzzes the case's field there; a row when there is nothing to test (not fuzzable, value unchanged). */
+async function fuzzCopy(pristine: string, work: string, c: Case): Promise<Row | null> {
   fs.copyFileSync(pristine, work);
   const f = await db(work, `fuzz ${c.target.where} ${c.field} ${c.verb}`);
   if (f.code !== 0) return { c, outcome: 'n/a', detail: f.err };
   if (f.unchanged) return { c, outcome: 'unchanged', detail: '' };
+  return null;
+}
+
+async function onlineCase(pristine: string, work: string, c: Case, hashes: Map<string, string>): Promise<Row> {
+  const notFuzzed = await fuzzCopy(pristine, work, c);
+  if (notFuzzed !== null) return notFuzzed;
   let fsx: Rmapfs;
   try {
     fsx = Rmapfs.open(work);
@@ -542,13 +549,28 @@ async function changedThroughMount(mnt: string, hashes: Map<string, string>, wri
  * daemon), `rmapfs check` clean. Each case has its own image and mountpoint:
  * a daemon that outlives a failed case never writes into the next one's.
  */
+/** The mountpoint of the mounted case running now: a signal (the regress runner's timeout, Ctrl-C) detaches it before the loop dies. */
+let caseMount: string | null = null;
+
+function detachOnSignal(): void {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      // Lazily: the writer process (its stdin closes with us) and the daemon may still hold it.
+      if (caseMount !== null) childProcess.spawnSync('fusermount', ['-uz', caseMount]);
+      process.exit(1);
+    });
+  }
+}
+
 async function mountedCase(pristine: string, work: string, c: Case, hashes: Map<string, string>): Promise<Row> {
-  fs.copyFileSync(pristine, work);
-  const f = await db(work, `fuzz ${c.target.where} ${c.field} ${c.verb}`);
-  if (f.code !== 0) return { c, outcome: 'n/a', detail: f.err };
-  if (f.unchanged) return { c, outcome: 'unchanged', detail: '' };
+  const notFuzzed = await fuzzCopy(pristine, work, c);
+  if (notFuzzed !== null) {
+    fs.rmSync(work);
+    return notFuzzed;
+  }
   const mnt = `${work}.mnt`;
   fs.mkdirSync(mnt);
+  caseMount = mnt;
   const mounted = await rmapfs('mount', work, mnt);
   if (mounted.code !== 0) {
     fs.rmdirSync(mnt);
@@ -592,6 +614,7 @@ async function mountedCase(pristine: string, work: string, c: Case, hashes: Map<
       await runCommand('fusermount', ['-uz', mnt]);
     }
     fs.rmdirSync(mnt);
+    caseMount = null;
   }
   if (fail === null) {
     const checked = await rmapfs('check', work);
@@ -603,10 +626,8 @@ async function mountedCase(pristine: string, work: string, c: Case, hashes: Map<
 }
 
 async function offlineCase(pristine: string, work: string, c: Case, hashes: Map<string, string>): Promise<Row> {
-  fs.copyFileSync(pristine, work);
-  const f = await db(work, `fuzz ${c.target.where} ${c.field} ${c.verb}`);
-  if (f.code !== 0) return { c, outcome: 'n/a', detail: f.err };
-  if (f.unchanged) return { c, outcome: 'unchanged', detail: '' };
+  const notFuzzed = await fuzzCopy(pristine, work, c);
+  if (notFuzzed !== null) return notFuzzed;
   const report = checkDevice(work);
   if (report.status !== CHECK_CLEAN) return { c, outcome: 'detected', detail: report.error ?? report.result.problems[0]?.message ?? '' };
   // Check found nothing: the field must be harmless -- the filesystem works and nothing changed.
@@ -643,6 +664,7 @@ async function main(argv: string[]): Promise<number> {
   const doOnline = mounted || argv.includes('--online') || !argv.includes('--offline');
   const doOffline = !mounted && (argv.includes('--offline') || !argv.includes('--online'));
   const online = mounted ? mountedCase : onlineCase;
+  if (mounted) detachOnSignal();
   const sample = Math.max(1, arg(argv, '--sample', 1));
   // --trees rmap,agh,...: only those rows (their first column).
   const treesAt = argv.indexOf('--trees');
