@@ -2,7 +2,7 @@
  * The fuzz-and-repair loop (like fstests' xfs/3xx fuzz tests): every field
  * of a btree block or an AG's header blocks, under every fuzz verb of `rmapfs db`.
  *
- *   node dist/test/fuzz/fuzz-loop.js [--online] [--offline] [--sample N]
+ *   node dist/test/fuzz/fuzz-loop.js [--online] [--offline] [--mounted] [--sample N]
  *        [--trees rmap,bno,...] [--match TEXT]
  *
  * Online -- the rmap, both free-space and the inode btrees (two levels each:
@@ -21,6 +21,11 @@
  * every other row: plain `repair`, which rebuilds what its scrub finds, the
  * row says by which repairer), scrub clean, no write fails any more, close,
  * check clean, every file, xattr and writer's file unchanged.
+ * --mounted runs the online rows (only) through real mounts instead: the
+ * checkout's `rmapfs mount` (or $RMAPFS), a writer process
+ * (test/fuzz/mount-writer.ts), `rmapfs scrub|repair --json`, `rmapfs
+ * umount`, `rmapfs check`, files read through the mount (mountedCase). A
+ * case costs a mount and a dozen processes (~seconds): sample it.
  * Not here: the primary superblock. Mount reads it before anything else and
  * refuses a damaged one, so no online repair can run; its repair is offline
  * (issue 13).
@@ -34,6 +39,7 @@
  * nor harmless, or not repaired, or changed a file. --sample N runs every
  * N-th case of each tree's rows (CI); --trees and --match pick rows.
  */
+import * as childProcess from 'child_process';
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -100,6 +106,8 @@ interface Row {
   detail: string;
   /** What the online repair rebuilt (structure names), for a case it repaired. */
   rebuilt?: string[];
+  /** A mounted case's writer process: how many changes it made while scrub and repair ran, how many failed. */
+  writer?: { steps: number; failures: number };
 }
 
 function arg(argv: string[], name: string, dflt: number): number {
@@ -272,8 +280,8 @@ function casesFor(targets: Target[]): Case[] {
   return out;
 }
 
-/** What a repair rebuilt, by structure name ("bnobt+cntbt" for the free-space repairer). */
-function rebuiltBy(reply: CtlReply): string[] {
+/** What a repair rebuilt, by structure name ("bnobt+cntbt" for the free-space repairer): from the daemon's reply or `repair --json`. */
+function rebuiltBy(reply: CtlReply | Record<string, unknown>): string[] {
   const names: string[] = [];
   const some = (field: string): boolean => Array.isArray(reply[field]) && (reply[field] as unknown[]).length > 0;
   if (some('ags')) names.push('rmapbt');
@@ -358,11 +366,18 @@ class Writer {
   }
 }
 
-async function onlineCase(pristine: string, work: string, c: Case, hashes: Map<string, string>): Promise<Row> {
+/** Copies the pristine image to `work` and fuzzes the case's field there; a row when there is nothing to test (not fuzzable, value unchanged). */
+async function fuzzCopy(pristine: string, work: string, c: Case): Promise<Row | null> {
   fs.copyFileSync(pristine, work);
   const f = await db(work, `fuzz ${c.target.where} ${c.field} ${c.verb}`);
   if (f.code !== 0) return { c, outcome: 'n/a', detail: f.err };
   if (f.unchanged) return { c, outcome: 'unchanged', detail: '' };
+  return null;
+}
+
+async function onlineCase(pristine: string, work: string, c: Case, hashes: Map<string, string>): Promise<Row> {
+  const notFuzzed = await fuzzCopy(pristine, work, c);
+  if (notFuzzed !== null) return notFuzzed;
   let fsx: Rmapfs;
   try {
     fsx = Rmapfs.open(work);
@@ -419,11 +434,200 @@ async function onlineCase(pristine: string, work: string, c: Case, hashes: Map<s
   return { c, outcome, detail, rebuilt };
 }
 
+/** The rmapfs command of this checkout (or $RMAPFS, as the regress runner sets it). */
+const RMAPFS_COMMAND = process.env.RMAPFS ?? path.resolve(__dirname, '..', '..', '..', 'bin', 'rmapfs');
+
+interface CommandResult { code: number; out: string; err: string }
+
+/** Runs a command to its end without blocking this process (a writer child and the daemon go on meanwhile). */
+function runCommand(file: string, args: readonly string[]): Promise<CommandResult> {
+  return new Promise((resolve) => {
+    const child = childProcess.spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    child.on('error', (e) => resolve({ code: -1, out, err: e.message }));
+    child.on('close', (code) => resolve({ code: code ?? -1, out, err }));
+  });
+}
+
+const rmapfs = (...args: string[]): Promise<CommandResult> => runCommand(RMAPFS_COMMAND, args);
+
+/** The JSON object an `rmapfs ... --json` printed, or null (the command died before printing one). */
+function jsonOf(r: CommandResult): Record<string, unknown> | null {
+  try {
+    const parsed: unknown = JSON.parse(r.out.trim().split('\n').pop() ?? '');
+    return typeof parsed === 'object' && parsed !== null ? parsed as Record<string, unknown> : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A command's failure in one line: its JSON error, else its last stderr line. */
+function failureOf(r: CommandResult): string {
+  const j = jsonOf(r);
+  const problems = Array.isArray(j?.problems) ? (j!.problems as { text?: string }[]).slice(0, 2).map((p) => p.text).join('; ') : '';
+  return `status ${r.code}: ${String(j?.error ?? '') || problems || r.err.trim().split('\n').pop() || r.out.trim()}`;
+}
+
+/** The report of test/fuzz/mount-writer.ts. */
+interface WriterReport { files: Record<string, string>; steps: number; failures: number; firstFailure: string | null }
+
+const MOUNT_WRITER = path.join(__dirname, 'mount-writer.js');
+
+/** A writer process running in a mount until stopped (test/fuzz/mount-writer.ts). */
+class WriterProcess {
+  private readonly child: childProcess.ChildProcessWithoutNullStreams;
+  private readonly ended: Promise<CommandResult>;
+  /** Resolves once its first change is done: the daemon is serving it. */
+  readonly started: Promise<void>;
+
+  constructor(dir: string, prefix: string) {
+    this.child = childProcess.spawn(process.execPath, [MOUNT_WRITER, dir, prefix]);
+    let out = '';
+    let err = '';
+    let onStart: () => void = () => undefined;
+    this.started = new Promise((resolve) => { onStart = resolve; });
+    this.child.stdout.on('data', (d: Buffer) => { out += d.toString(); if (out.startsWith('started')) onStart(); });
+    this.child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    this.ended = new Promise((resolve) => {
+      this.child.on('close', (code) => { onStart(); resolve({ code: code ?? -1, out, err }); });
+    });
+  }
+
+  /** Tells it to stop and waits for its report (null: it died without one). */
+  async stop(): Promise<WriterReport | null> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.stdin.end('stop\n');
+    const r = await this.ended;
+    return jsonOf(r) as WriterReport | null;
+  }
+
+  /** The last resort when a case failed: it must not keep the mount busy. */
+  kill(): void {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
+  }
+}
+
+/** One sha256 over a file's extended attributes (sorted names, each followed by its value), as xattrHash computes it; Node has no xattr calls. */
+function xattrHashThroughMount(file: string): Promise<CommandResult> {
+  return runCommand('python3', ['-c', `import hashlib, os, sys
+h = hashlib.sha256()
+for n in sorted(os.listxattr(sys.argv[1])):
+    h.update(n.encode()); h.update(os.getxattr(sys.argv[1], n))
+print(h.hexdigest())`, file]);
+}
+
+/** The pristine files and the writers' completed files that differ from what was recorded, read through the mount. */
+async function changedThroughMount(mnt: string, hashes: Map<string, string>, written: Record<string, string>): Promise<string[]> {
+  const out: string[] = [];
+  const sha = (file: string): string => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+  // FUSE drops a file's page cache at each open (no keep_cache): these reads reach the daemon.
+  for (const [name, want] of [...hashes, ...Object.entries(written)]) {
+    try {
+      if (name.startsWith('xattr:')) {
+        const r = await xattrHashThroughMount(path.join(mnt, name.slice(6)));
+        if (r.code !== 0 || r.out.trim() !== want) out.push(r.code !== 0 ? `${name} (${r.err.trim().split('\n').pop() ?? ''})` : name);
+      } else if (sha(path.join(mnt, name)) !== want) {
+        out.push(name);
+      }
+    } catch (e) {
+      out.push(`${name} (${e instanceof Error ? e.message : String(e)})`);
+    }
+  }
+  return out;
+}
+
+/**
+ * An online row through a real mount: the fuzzed image mounted by `rmapfs
+ * mount` (the daemon a process of its own), a writer process in it while
+ * `rmapfs scrub --json` must see the damage (or the case is proven
+ * harmless) and `rmapfs repair --json` fixes it (the rmap rows:
+ * `--force-rebuild --type rmapbt`), scrub clean, the writer stopped, a
+ * strict writer whose every write must succeed, every pristine and written
+ * file as recorded through the mount, `rmapfs umount` (which waits for the
+ * daemon), `rmapfs check` clean. Each case has its own image and mountpoint:
+ * a daemon that outlives a failed case never writes into the next one's.
+ */
+/** The mountpoint of the mounted case running now: a signal (the regress runner's timeout, Ctrl-C) detaches it before the loop dies. */
+let caseMount: string | null = null;
+
+function detachOnSignal(): void {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      // Lazily: the writer process (its stdin closes with us) and the daemon may still hold it.
+      if (caseMount !== null) childProcess.spawnSync('fusermount', ['-uz', caseMount]);
+      process.exit(1);
+    });
+  }
+}
+
+async function mountedCase(pristine: string, work: string, c: Case, hashes: Map<string, string>): Promise<Row> {
+  const notFuzzed = await fuzzCopy(pristine, work, c);
+  if (notFuzzed !== null) {
+    fs.rmSync(work);
+    return notFuzzed;
+  }
+  const mnt = `${work}.mnt`;
+  fs.mkdirSync(mnt);
+  caseMount = mnt;
+  const mounted = await rmapfs('mount', work, mnt);
+  if (mounted.code !== 0) {
+    fs.rmdirSync(mnt);
+    return { c, outcome: 'FAIL', detail: `mount failed: ${failureOf(mounted)}` };
+  }
+  let fail: string | null = null;
+  let detected = false;
+  let rebuilt: string[] = [];
+  let writerSteps: Row['writer'];
+  const writer = new WriterProcess(mnt, 'writer');
+  try {
+    await writer.started;
+    const before = await rmapfs('scrub', '--json', mnt);
+    const scrubbed = jsonOf(before);
+    if (scrubbed === null || before.code > 1) throw new Error(`scrub: ${failureOf(before)}`);
+    detected = Number(scrubbed.problemCount) > 0;
+    const repaired = await rmapfs('repair', '--json', ...(c.target.tree === 'rmap' ? ['--force-rebuild', '--type', 'rmapbt'] : []), mnt);
+    const repairJson = jsonOf(repaired);
+    if (repaired.code !== 0 || repairJson === null) throw new Error(`repair: ${failureOf(repaired)}`);
+    rebuilt = rebuiltBy(repairJson);
+    const after = await rmapfs('scrub', '--json', mnt);
+    if (after.code !== 0) throw new Error(`scrub after the repair: ${failureOf(after)}`);
+    const report = await writer.stop();
+    if (report === null) throw new Error('the writer died without its report');
+    writerSteps = { steps: report.steps, failures: report.failures };
+    // Repaired means usable: a writer whose every change must succeed.
+    const strict = await runCommand(process.execPath, [MOUNT_WRITER, mnt, 'after', '--steps', '30']);
+    const strictReport = jsonOf(strict) as WriterReport | null;
+    if (strict.code !== 0 || strictReport === null) throw new Error(`a write failed after the repair: ${strictReport?.firstFailure ?? strict.err.trim()}`);
+    const changed = await changedThroughMount(mnt, hashes, { ...report.files, ...strictReport.files });
+    if (changed.length > 0) throw new Error(`files changed: ${changed.join(', ')}`);
+  } catch (e) {
+    fail = e instanceof Error ? e.message : String(e);
+  } finally {
+    writer.kill();
+    await writer.stop();
+    const unmounted = await rmapfs('umount', mnt);
+    if (unmounted.code !== 0) {
+      fail ??= `umount: ${failureOf(unmounted)}`;
+      // The last resort: detach it, so the next case and the runner's cleanup are not stuck behind it.
+      await runCommand('fusermount', ['-uz', mnt]);
+    }
+    fs.rmdirSync(mnt);
+    caseMount = null;
+  }
+  if (fail === null) {
+    const checked = await rmapfs('check', work);
+    if (checked.code !== 0) fail = `check after the repair: ${checked.out.trim().split('\n')[0] ?? ''} ${checked.err.trim()}`;
+  }
+  fs.rmSync(work, { force: true });
+  if (fail !== null) return { c, outcome: 'FAIL', detail: fail, rebuilt, writer: writerSteps };
+  return { c, outcome: detected ? 'detected+repaired' : 'harmless', detail: '', rebuilt, writer: writerSteps };
+}
+
 async function offlineCase(pristine: string, work: string, c: Case, hashes: Map<string, string>): Promise<Row> {
-  fs.copyFileSync(pristine, work);
-  const f = await db(work, `fuzz ${c.target.where} ${c.field} ${c.verb}`);
-  if (f.code !== 0) return { c, outcome: 'n/a', detail: f.err };
-  if (f.unchanged) return { c, outcome: 'unchanged', detail: '' };
+  const notFuzzed = await fuzzCopy(pristine, work, c);
+  if (notFuzzed !== null) return notFuzzed;
   const report = checkDevice(work);
   if (report.status !== CHECK_CLEAN) return { c, outcome: 'detected', detail: report.error ?? report.result.problems[0]?.message ?? '' };
   // Check found nothing: the field must be harmless -- the filesystem works and nothing changed.
@@ -455,8 +659,12 @@ function countsByTarget(rows: readonly Row[]): string[] {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const doOnline = argv.includes('--online') || !argv.includes('--offline');
-  const doOffline = argv.includes('--offline') || !argv.includes('--online');
+  // --mounted: the online rows only, each through a real mount (mountedCase) rather than in this process.
+  const mounted = argv.includes('--mounted');
+  const doOnline = mounted || argv.includes('--online') || !argv.includes('--offline');
+  const doOffline = !mounted && (argv.includes('--offline') || !argv.includes('--online'));
+  const online = mounted ? mountedCase : onlineCase;
+  if (mounted) detachOnSignal();
   const sample = Math.max(1, arg(argv, '--sample', 1));
   // --trees rmap,agh,...: only those rows (their first column).
   const treesAt = argv.indexOf('--trees');
@@ -473,23 +681,27 @@ async function main(argv: string[]): Promise<number> {
       const cases = casesFor(targets.filter((t) => wanted(t.tree)))
         .filter((c) => match === null || `${c.target.tree} ${c.target.what} ${c.field} ${c.verb}`.includes(match));
       for (let i = 0; i < cases.length; i += sample) {
-        const row = await one(pristine, work, cases[i]!, hashes);
+        // A mounted case gets an image of its own: a daemon left behind by a failed case writes only into its own.
+        const row = await one(pristine, one === mountedCase ? path.join(dir, `case-${i}.img`) : work, cases[i]!, hashes);
         rows.push(row);
         const c = row.c;
         // A repair that rebuilt nothing: its own scrub found the damage gone (a later write set the field again).
         const by = row.outcome !== 'detected+repaired' || row.rebuilt === undefined ? ''
           : row.rebuilt.length > 0 ? ` by ${row.rebuilt.join(',')}` : ' by the writer (nothing left to rebuild)';
         console.log(`${c.target.tree.padEnd(5)} ${c.target.what.padEnd(5)} ${c.field.padEnd(18)} ${c.verb.padEnd(10)} `
-          + `${row.outcome}${row.outcome === 'FAIL' ? `: ${row.detail}` : by}`);
+          + `${row.outcome}${row.outcome === 'FAIL' ? `: ${row.detail}` : by}${mark(row)}`);
       }
     };
+    // A mounted row says so, with what its writer process did meanwhile.
+    const mark = (row: Row): string => !mounted ? ''
+      : row.writer === undefined ? ' [mounted]' : ` [mounted; writer: ${row.writer.steps} changes, ${row.writer.failures} failed]`;
     console.log('tree  block field              verb       outcome');
     // Three starting points, each built only when its rows run: one AG for the btrees, the same with
     // 16k inodes for the inode btree's rows, two AGs for the header rows.
     if (wanted('rmap', 'bno', 'cnt', 'bmbt', 'dir', 'attr')) {
       const pristine = path.join(dir, 'btrees.img');
       const built = build(pristine, { manyInodes: false, agCount: 1 });
-      if (doOnline) await runCases(pristine, built.hashes, [...agTargets(pristine, 'rmap'), ...agTargets(pristine, 'bno'), ...agTargets(pristine, 'cnt')], onlineCase);
+      if (doOnline) await runCases(pristine, built.hashes, [...agTargets(pristine, 'rmap'), ...agTargets(pristine, 'bno'), ...agTargets(pristine, 'cnt')], online);
       if (doOffline) {
         await runCases(pristine, built.hashes, [...inodeTargets(pristine, built.bigFile, 'bmbt'), ...inodeTargets(pristine, built.bigDir, 'dir'),
           ...inodeTargets(pristine, built.attrFile, 'attr')], offlineCase);
@@ -499,17 +711,17 @@ async function main(argv: string[]): Promise<number> {
     if (doOnline && wanted('ino')) {
       const pristine = path.join(dir, 'inodes.img');
       const built = build(pristine, { manyInodes: true, agCount: 1 });
-      await runCases(pristine, built.hashes, agTargets(pristine, 'ino'), onlineCase);
+      await runCases(pristine, built.hashes, agTargets(pristine, 'ino'), online);
       fs.rmSync(pristine);
     }
     if (doOnline && wanted('agh', 'agfl', 'sb')) {
       const pristine = path.join(dir, 'headers.img');
       const built = build(pristine, { manyInodes: false, agCount: 2 });
-      await runCases(pristine, built.hashes, headerTargets(pristine), onlineCase);
+      await runCases(pristine, built.hashes, headerTargets(pristine), online);
     }
     const count = (o: Outcome): number => rows.filter((r) => r.outcome === o).length;
     for (const line of countsByTarget(rows)) console.log(line);
-    console.log(`fuzz-loop: ${rows.length} cases: ${count('detected+repaired')} detected and repaired, ${count('detected')} detected `
+    console.log(`fuzz-loop${mounted ? ' --mounted' : ''}: ${rows.length} cases: ${count('detected+repaired')} detected and repaired, ${count('detected')} detected `
       + `(offline), ${count('harmless')} harmless, ${count('unchanged')} left unchanged by the verb, ${count('n/a')} not fuzzable, `
       + `${count('FAIL')} failures; `
       + `${((Date.now() - t0) / 1000).toFixed(0)} s`);
