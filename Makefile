@@ -72,6 +72,8 @@ dist/.stamp: node_modules tsconfig.json $(TS_SOURCES)
 install: build
 	ln -sf $(CURDIR)/bin/rmapfs $(PREFIX)/bin/rmapfs
 	ln -sf $(CURDIR)/bin/mount.fuse.rmapfs /sbin/mount.fuse.rmapfs
+	ln -sf $(CURDIR)/bin/fsck.rmapfs /sbin/fsck.rmapfs
+	ln -sf $(CURDIR)/bin/mkfs.rmapfs /sbin/mkfs.rmapfs
 
 test: build
 	test/all
