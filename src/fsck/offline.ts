@@ -24,7 +24,7 @@
 import * as fsp from 'fs';
 import * as path from 'path';
 import createDebug from 'debug';
-import { RmapfsError } from '../errors';
+import { RmapfsError, isCorruption } from '../errors';
 import { Filesystem } from '../fs/filesystem';
 import { Rmapfs } from '../fs/rmapfs';
 import { Device, DeviceTarget } from '../io/device';
@@ -361,7 +361,8 @@ export async function repairDevice(device: string, options: OfflineRepairOptions
     report.status = report.after.status === FSCK_CLEAN ? (changed ? FSCK_CORRECTED : FSCK_CLEAN) : report.after.status;
     if (report.after.error !== null) report.error = report.after.error;
   } catch (e) {
-    const stop = stopFrom(e, FSCK_OPERATIONAL);
+    // Damage nothing here could get past is left uncorrected; anything else stopped the repair itself.
+    const stop = stopFrom(e, isCorruption(e) ? FSCK_UNCORRECTED : FSCK_OPERATIONAL);
     log('offline repair of %s stopped: %s', device, stop.line);
     report.status = stop.status;
     report.error = stop.line;
