@@ -9,11 +9,8 @@
  * btrees is one that verifies as such: the tree's magic, its own block
  * number, the filesystem's UUID, the AG as owner, a good crc and a level no
  * btree can exceed. Each tree's root is among its blocks that no node of the
- * same tree points to: the highest such block, the one whose pointers reach
- * the most of the tree's blocks, then the newest (LSN) -- old trees that a
- * repair freed keep verifying until their blocks are reused, but nothing
- * points into them from the live tree, and they are rarely whole. The old
- * header's root wins a tie when it is a candidate.
+ * same tree points to; old trees that a repair freed keep verifying until
+ * their blocks are reused, so the one that changed last wins (chooseRoot).
  *
  * The header written names those roots and nothing else: its counts, its
  * free list and any tree that was not found are left to the table's
@@ -100,9 +97,10 @@ function scanAgBlocks(fs: Filesystem, agno: number): Map<AgBtreeName, Map<number
   return found;
 }
 
-/** Blocks of the tree reachable from `root` through pointers to found blocks one level down. */
-function reachable(blocks: Map<number, FoundBlock>, root: FoundBlock): number {
+/** The blocks of the tree reachable from `root` (through pointers to found blocks one level down): how many, and the newest LSN among them. */
+function reachable(blocks: Map<number, FoundBlock>, root: FoundBlock): { count: number; newest: number } {
   let count = 0;
+  let newest = 0;
   const seen = new Set<number>();
   const stack = [root];
   while (stack.length > 0) {
@@ -110,26 +108,33 @@ function reachable(blocks: Map<number, FoundBlock>, root: FoundBlock): number {
     if (seen.has(b.agbno)) continue;
     seen.add(b.agbno);
     count++;
+    newest = Math.max(newest, b.lsn);
     for (const c of b.children) {
       const child = blocks.get(c);
       if (child !== undefined && child.level === b.level - 1) stack.push(child);
     }
   }
-  return count;
+  return { count, newest };
 }
 
-/** The tree's root among its found blocks (see the file comment), or null when none was found. */
+/**
+ * The tree's root among its found blocks, or null when none was found: of
+ * the blocks no other block of the tree points to, the one whose tree
+ * changed last (the newest LSN it reaches: a tree a repair replaced stopped
+ * changing when it was freed, and the staged btree's blocks carry the LSN of
+ * the commit that installed them), then the highest, the one reaching most
+ * blocks, the old header's.
+ */
 function chooseRoot(blocks: Map<number, FoundBlock>, oldRoot: number): FoundBlock | null {
   const pointedTo = new Set<number>();
   for (const b of blocks.values()) for (const c of b.children) pointedTo.add(c);
-  let best: { block: FoundBlock; reach: number } | null = null;
+  let best: { block: FoundBlock; count: number; newest: number } | null = null;
   for (const b of blocks.values()) {
     if (pointedTo.has(b.agbno)) continue;
-    const reach = reachable(blocks, b);
-    const better = best === null || b.level > best.block.level
-      || (b.level === best.block.level && (reach > best.reach || (reach === best.reach
-        && (b.lsn > best.block.lsn || (b.lsn === best.block.lsn && b.agbno === oldRoot)))));
-    if (better) best = { block: b, reach };
+    const r = reachable(blocks, b);
+    const order = best === null ? 1 : (r.newest - best.newest) || (b.level - best.block.level) || (r.count - best.count)
+      || (b.agbno === oldRoot ? 1 : 0);
+    if (order > 0) best = { block: b, ...r };
   }
   return best?.block ?? null;
 }
