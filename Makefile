@@ -10,7 +10,7 @@
 
 SHELL := /bin/bash
 NPX := npx --no-install
-DEB_PACKAGES := build-essential python3 libfuse2 fuse libfuse-dev pkg-config rsync acl fio
+DEB_PACKAGES := build-essential python3 libfuse2 fuse libfuse-dev pkg-config rsync acl fio xfsprogs
 PREFIX ?= /usr/local
 BENCHES := $(notdir $(wildcard bench/*))
 TS_SOURCES := $(shell find src test bench -name '*.ts' 2>/dev/null)
