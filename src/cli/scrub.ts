@@ -18,7 +18,7 @@ import { CliError, parseArgs } from './args';
 import type { Command, CommandIo, OptionSpec, ParsedArgs } from './args';
 import { isRepairable, selectStructures, structureListLines } from '../fsck/table';
 import type { StructureName } from '../format/structures';
-import { structureLabel } from '../format/structures';
+import { isStructureName, structureLabel } from '../format/structures';
 
 /**
  * Exit statuses of scrub, repair and status: xfs_scrub's bitmask. (`check`, the offline fsck, keeps
@@ -282,11 +282,11 @@ export function repairProgress(io: CommandIo): { event: (e: CtlEvent) => void; e
         const ags = Array.isArray(e.ags) ? e.ags.join(',') : '?';
         show(`scanning for AG ${ags} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] `
           + `${Math.floor((done / total) * 100)}% ${done}/${total} inodes`, false);
-      } else if (e.event === 'commit') {
-        const what = e.structure === 'free space' ? 'free-space btrees' : 'rmap btree';
-        show(`AG ${String(e.agno)}: ${e.structure === 'free space' ? 'rebuilding' : 'loading and committing'} the new ${what}`, true);
-      } else if (e.event === 'committed') {
-        show(`AG ${String(e.agno)}: new ${e.structure === 'free space' ? 'free-space btrees' : 'rmap btree'} committed`, true);
+      } else if (e.event === 'commit' || e.event === 'committed') {
+        // The structure the event names (the commit of one AG's, or the filesystem's: agno -1).
+        const what = isStructureName(String(e.type)) ? structureLabel(e.type as StructureName) : 'rmap btree';
+        const where = Number(e.agno) >= 0 ? `AG ${String(e.agno)}: ` : '';
+        show(e.event === 'commit' ? `${where}rebuilding the ${what}` : `${where}${what} rebuilt`, true);
       }
     },
     end: () => {

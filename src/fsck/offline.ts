@@ -344,6 +344,7 @@ export async function repairDevice(device: string, options: OfflineRepairOptions
         });
         if (trusted) return report;
       }
+      options.onEvent?.({ event: 'phase', text: 'checking (rmapfs check)' });
       report.before = checkDevice(device);
       if (report.before.status !== FSCK_UNCORRECTED) {
         report.status = report.before.status;
@@ -356,6 +357,7 @@ export async function repairDevice(device: string, options: OfflineRepairOptions
       throw new Stop(FSCK_OPERATIONAL, String(report.repair.code ?? 'EIO'), String(report.repair.error));
     }
     if (report.repair.error !== undefined) report.error = String(report.repair.error);
+    options.onEvent?.({ event: 'phase', text: 'checking the repaired filesystem (rmapfs check)' });
     report.after = checkDevice(device);
     const changed = report.wholeDevice.length > 0 || report.headersAfterScan.length > 0 || rebuiltAnything(report.repair);
     report.status = report.after.status === FSCK_CLEAN ? (changed ? FSCK_CORRECTED : FSCK_CLEAN) : report.after.status;
