@@ -78,6 +78,16 @@ function rmapRoot(image: string, agno: number): { root: number; height: number; 
   }
 }
 
+/** A u32 of AG agno's header, read raw. */
+function headerField(image: string, agno: number, offset: number): number {
+  const fsx = Rmapfs.open(image, { readOnly: true });
+  try {
+    return fsx.fs.alloc.ag(agno).header().data.readUInt32BE(offset);
+  } finally {
+    fsx.close();
+  }
+}
+
 function fileSha(image: string): string {
   return sha(fs.readFileSync(image));
 }
@@ -132,6 +142,31 @@ t.test('offline repair of whole-device damage', async (t) => {
     const r = await repairDevice(image);
     t.equal(r.status, FSCK_CORRECTED, `corrected (${r.error ?? 'no error'})`);
     t.match(r.wholeDevice[0], /^AG 2: header rebuilt from a scan/);
+    t.equal(checkDevice(image).status, FSCK_CLEAN, 'check clean');
+    t.ok(filesIntact(image, manifest), 'every file intact');
+  });
+
+  await t.test('a primary superblock with a bad crc: its copies found where its geometry puts them', async (t) => {
+    const image = scratchCopy(t, template, 'crc.img');
+    const fd = fs.openSync(image, 'r+');
+    fs.writeSync(fd, Buffer.from([0x5a]), 0, 1, 200); // the label area: only the crc tells
+    fs.closeSync(fd);
+    const r = await repairDevice(image);
+    t.equal(r.status, FSCK_CORRECTED, `corrected (${r.error ?? 'no error'})`);
+    t.match(r.wholeDevice[0], /^primary superblock \(bad crc32c\) rebuilt .* found where the geometry puts them\)$/);
+    t.equal(checkDevice(image).status, FSCK_CLEAN, 'check clean');
+    t.ok(filesIntact(image, manifest), 'every file intact');
+  });
+
+  await t.test('a zeroed AG header and its bnobt root: the header from the scan, the bnobt from the rmap', async (t) => {
+    const image = scratchCopy(t, template, 'bno.img');
+    const bnoRoot = headerField(image, 3, slotOffset('bno'));
+    zeroBlock(image, 3 * agBlocks + AGH_AGBNO);
+    zeroBlock(image, 3 * agBlocks + bnoRoot);
+    const r = await repairDevice(image);
+    t.equal(r.status, FSCK_CORRECTED, `corrected (${r.error ?? 'no error'})`);
+    t.match(r.wholeDevice[0], /^AG 3: header rebuilt from a scan .*\(roots: bno not found \(rebuilt next\), cnt \d+/);
+    t.ok(r.repair !== null && (r.repair.freeSpace as { agno: number }[]).some((f) => f.agno === 3), 'AG 3 free-space btrees rebuilt');
     t.equal(checkDevice(image).status, FSCK_CLEAN, 'check clean');
     t.ok(filesIntact(image, manifest), 'every file intact');
   });
