@@ -44,7 +44,7 @@ function seconds(since: bigint): number {
 }
 
 function run(cmd: string, args: string[]): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 30 });
 }
 
 /** The same files on a mounted XFS: the small ones with rmapfs's data, the fragmented ones a block at every other offset. */
@@ -70,15 +70,19 @@ function populateXfs(mnt: string, plan: MixedFsPlan): void {
   }
 }
 
-/** XFS's rmap records, summed over its AGs (from each AGF's rmap record count via xfs_db). */
+/** XFS's rmap records, summed over its AGs: the leaf records of each AG's rmap btree, as xfs_db's btdump lists them. */
 function xfsRmapRecords(dev: string): number | null {
   try {
     const agcount = Number(/agcount = (\d+)/.exec(run('xfs_db', ['-r', '-c', 'sb 0', '-c', 'print agcount', dev]))?.[1]);
     let total = 0;
     for (let a = 0; a < agcount; a++) {
-      // The rmap btree's records: walk its leaves' numrecs through xfs_db's btree command.
-      const out = run('xfs_db', ['-r', '-c', `agf ${a}`, '-c', 'addr rmaproot', '-c', 'btdump', dev]);
-      total += out.split('\n').filter((l) => /^\d+:\[/.test(l.trim())).length;
+      // A block's header line says its level; its entries are numbered lines ("12:[...]").
+      let level = -1;
+      for (const line of run('xfs_db', ['-r', '-c', `agf ${a}`, '-c', 'addr rmaproot', '-c', 'btdump', dev]).split('\n')) {
+        const header = /^rmapbt level (\d+)/.exec(line);
+        if (header !== null) level = Number(header[1]);
+        else if (level === 0 && /^\d+:\[/.test(line.trim())) total++;
+      }
     }
     return total;
   } catch {
