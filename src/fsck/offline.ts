@@ -127,7 +127,7 @@ function refuseUnusable(device: string): void {
   }
 }
 
-/** Opens the device read-only and takes its lock for a look: EBUSY when a daemon holds it. */
+/** Runs fn on the device opened (read-only or not) with its exclusive lock held: EBUSY when a daemon holds it. */
 function withDevice<T>(device: string, readOnly: boolean, fn: (d: Device) => T): T {
   const d = new Device(device, { readOnly });
   try {
