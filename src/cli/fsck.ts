@@ -8,6 +8,7 @@
  */
 import * as fs from 'fs';
 import { RmapfsError } from '../errors';
+import { isMounted } from '../io/mountinfo';
 import { formatProblem } from '../scrub/common';
 import { FSCK_CLEAN, FSCK_CORRECTED, FSCK_OPERATIONAL, FSCK_UNCORRECTED, FSCK_USAGE, repairDevice } from '../fsck/offline';
 import type { OfflineRepairReport } from '../fsck/offline';
@@ -184,10 +185,13 @@ function meansOnline(argv: readonly string[]): boolean {
   if ((typeAt >= 0 && argv[typeAt + 1] === 'list') || argv.includes('--type=list')) return true;
   const last = [...argv].reverse().find((a) => !a.startsWith('-'));
   if (last === undefined) return !argv.some((a) => FSCK_OPTIONS.some((o) => o.short !== undefined && a === `-${o.short}`));
+  if (isMounted(last)) return true;
   try {
     return fs.statSync(last).isDirectory();
-  } catch {
-    return false;
+  } catch (e) {
+    // Missing: an image that is not there (offline says so). Anything else (ENOTCONN: a mount whose
+    // daemon is gone) is the online command's to explain.
+    return (e as NodeJS.ErrnoException).code !== 'ENOENT';
   }
 }
 
