@@ -10,7 +10,7 @@
 
 SHELL := /bin/bash
 NPX := npx --no-install
-DEB_PACKAGES := build-essential python3 libfuse2 fuse libfuse-dev pkg-config rsync acl fio
+DEB_PACKAGES := build-essential python3 libfuse2 fuse libfuse-dev pkg-config rsync acl fio xfsprogs
 PREFIX ?= /usr/local
 BENCHES := $(notdir $(wildcard bench/*))
 TS_SOURCES := $(shell find src test bench -name '*.ts' 2>/dev/null)
@@ -72,6 +72,8 @@ dist/.stamp: node_modules tsconfig.json $(TS_SOURCES)
 install: build
 	ln -sf $(CURDIR)/bin/rmapfs $(PREFIX)/bin/rmapfs
 	ln -sf $(CURDIR)/bin/mount.fuse.rmapfs /sbin/mount.fuse.rmapfs
+	ln -sf $(CURDIR)/bin/fsck.rmapfs /sbin/fsck.rmapfs
+	ln -sf $(CURDIR)/bin/mkfs.rmapfs /sbin/mkfs.rmapfs
 
 test: build
 	test/all

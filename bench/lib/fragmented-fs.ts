@@ -92,6 +92,15 @@ export function estimateRecords(plan: MixedFsPlan): number {
 /** Rmap records per small file, measured: its data extent, 1/14 of a directory block, 1/64 of an inode chunk. */
 export const SMALL_RECORDS_PER_FILE = 1.12;
 
+/** A mix that makes about `records` rmap records: `smallShare` of them small files, the rest files of `extents` one-block extents. */
+export function mixedPlanFor(records: number, smallShare: number, extents: number): MixedFsPlan {
+  const smallFiles = Math.round(records * smallShare / SMALL_RECORDS_PER_FILE);
+  // A block-map btree block (one rmap record each) per ~200 extents.
+  const bmbt = Math.ceil(extents / 200);
+  const fragmentedFiles = Math.max(1, Math.round((records - smallFiles * SMALL_RECORDS_PER_FILE) / (extents + bmbt)));
+  return { smallFiles, fragmentedFiles, fragmentedExtents: extents };
+}
+
 export interface MixedFsProgress {
   smallFilesDone: number;
   extentsDone: number;

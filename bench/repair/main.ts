@@ -75,7 +75,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { buildMixedFs, estimateRecords, SMALL_RECORDS_PER_FILE } from '../lib/fragmented-fs';
+import { buildMixedFs, estimateRecords, mixedPlanFor } from '../lib/fragmented-fs';
 import type { MixedFsPlan } from '../lib/fragmented-fs';
 import { InspectorSession, startProfile, stopProfile, topFunctions } from '../lib/inspector';
 import { failure, forceUmount, freePort, isMounted, onPath, rmapfs, sleep } from '../lib/procs';
@@ -140,12 +140,9 @@ function parseOptions(argv: string[]): Options {
   };
 }
 
-/** A mix that makes about `records` rmap records. */
+/** A mix that makes about `records` rmap records, with the foreground's file. */
 function planFor(records: number, smallShare: number): MixedFsPlan {
-  const smallFiles = Math.round(records * smallShare / SMALL_RECORDS_PER_FILE);
-  const bmbt = Math.ceil(FRAGMENTED_EXTENTS / 200);
-  const fragmentedFiles = Math.max(1, Math.round((records - smallFiles * SMALL_RECORDS_PER_FILE) / (FRAGMENTED_EXTENTS + bmbt)));
-  return { smallFiles, fragmentedFiles, fragmentedExtents: FRAGMENTED_EXTENTS, foregroundBytes: FG_BYTES };
+  return { ...mixedPlanFor(records, smallShare, FRAGMENTED_EXTENTS), foregroundBytes: FG_BYTES };
 }
 
 // ---------------------------------------------------------------------------

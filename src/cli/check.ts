@@ -76,6 +76,12 @@ function printJson(report: DeviceCheckReport, io: CommandIo): void {
   if (report.error !== null) io.err(`rmapfs: ${report.error}`);
 }
 
+/** A check's report, as text or one JSON object (fsck -n prints the same). */
+export function printCheckReport(report: DeviceCheckReport, json: boolean, io: CommandIo): void {
+  if (json) printJson(report, io);
+  else printText(report, io);
+}
+
 export const checkCommand: Command = {
   name: 'check',
   summary: 'check a filesystem offline, changing nothing (fsck exit codes)',
@@ -102,8 +108,7 @@ export const checkCommand: Command = {
       // Not corruption: a bug, or something the device did that the open did not expect.
       throw new CliError(CHECK_OPERATIONAL, 'EIO', `check of ${path} failed: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
     }
-    if (json) printJson(report, io);
-    else printText(report, io);
+    printCheckReport(report, json, io);
     return report.status === CHECK_CORRUPT ? CHECK_CORRUPT : report.status;
   },
 };

@@ -12,7 +12,8 @@ import { checkCommand } from './check';
 import { infoCommand } from './info';
 import { dbCommand } from './db';
 import { mountCommand, umountCommand } from './mount';
-import { repairCommand, scrubCommand, statusCommand } from './scrub';
+import { scrubCommand, statusCommand } from './scrub';
+import { fsckCommand, repairCommand } from './fsck';
 import { debugCommand } from './debug';
 
 export type { CommandIo } from './args';
@@ -22,7 +23,7 @@ const log = createDebug('rmapfs:cli');
 const VERSION = '0.1.0';
 
 /** The subcommands, in the order `rmapfs help` lists them. */
-const COMMANDS: readonly Command[] = [mkfsCommand, mountCommand, umountCommand, scrubCommand, repairCommand, statusCommand, checkCommand, infoCommand, dbCommand, debugCommand];
+const COMMANDS: readonly Command[] = [mkfsCommand, mountCommand, umountCommand, scrubCommand, repairCommand, statusCommand, checkCommand, fsckCommand, infoCommand, dbCommand, debugCommand];
 
 function usage(): string {
   const rows: [string, string][] = [

@@ -19,7 +19,7 @@ import { CliError, parseArgs } from './args';
 import type { Command, CommandIo, OptionSpec, ParsedArgs } from './args';
 import { isRepairable, selectStructures, structureListLines } from '../fsck/table';
 import type { StructureName } from '../format/structures';
-import { structureLabel } from '../format/structures';
+import { isStructureName, structureLabel } from '../format/structures';
 
 /**
  * Exit statuses of scrub, repair and status: xfs_scrub's bitmask. (`check`, the offline fsck, keeps
@@ -219,7 +219,11 @@ export const scrubCommand: Command = {
 };
 
 const REPAIR_USAGE = `usage: rmapfs repair [--json] [--progress] [--type T[,T...]] [--ag N | --inode N] [--force-rebuild] MOUNTPOINT
+       rmapfs repair [-n|-y|-p|-a] [-f] [-L] [--json] [--type T,...] [--force-rebuild] IMAGE
        rmapfs repair --type list
+
+Given an image file or a block device rather than a mount point, repairs it
+offline with fsck's options and exit statuses ('rmapfs fsck --help').
 
 Scrubs a mounted filesystem (the structures --type names, of AG N with
 --ag) and repairs what it finds damaged, online, in dependency order (the
@@ -263,7 +267,7 @@ repair yet is there (then nothing is changed).`;
 
 
 /** --progress: a bar redrawn in place on a terminal, else a line a second. */
-function repairProgress(io: CommandIo): { event: (e: CtlEvent) => void; end: () => void } {
+export function repairProgress(io: CommandIo): { event: (e: CtlEvent) => void; end: () => void } {
   const width = 30;
   let lastLine = 0;
   let drawn = false;
@@ -280,18 +284,20 @@ function repairProgress(io: CommandIo): { event: (e: CtlEvent) => void; end: () 
   };
   return {
     event: (e) => {
-      if (e.event === 'scan') {
+      if (e.event === 'phase') {
+        show(String(e.text), true);
+      } else if (e.event === 'scan') {
         const done = Number(e.inodesScanned);
         const total = Math.max(1, Number(e.inodesTotal), done);
         const filled = Math.round((done / total) * width);
         const ags = Array.isArray(e.ags) ? e.ags.join(',') : '?';
         show(`scanning for AG ${ags} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] `
           + `${Math.floor((done / total) * 100)}% ${done}/${total} inodes`, false);
-      } else if (e.event === 'commit') {
-        const what = e.structure === 'free space' ? 'free-space btrees' : 'rmap btree';
-        show(`AG ${String(e.agno)}: ${e.structure === 'free space' ? 'rebuilding' : 'loading and committing'} the new ${what}`, true);
-      } else if (e.event === 'committed') {
-        show(`AG ${String(e.agno)}: new ${e.structure === 'free space' ? 'free-space btrees' : 'rmap btree'} committed`, true);
+      } else if (e.event === 'commit' || e.event === 'committed') {
+        // The structure the event names (the commit of one AG's, or the filesystem's: agno -1).
+        const what = isStructureName(String(e.type)) ? structureLabel(e.type as StructureName) : 'rmap btree';
+        const where = Number(e.agno) >= 0 ? `AG ${String(e.agno)}: ` : '';
+        show(e.event === 'commit' ? `${where}rebuilding the ${what}` : `${where}${what} rebuilt`, true);
       }
     },
     end: () => {
@@ -300,9 +306,10 @@ function repairProgress(io: CommandIo): { event: (e: CtlEvent) => void; end: () 
   };
 }
 
-export const repairCommand: Command = {
+/** `rmapfs repair MOUNTPOINT` (src/cli/fsck.ts sends `rmapfs repair IMAGE` offline). */
+export const onlineRepairCommand: Command = {
   name: 'repair',
-  summary: 'repair a mounted filesystem online (what scrub finds damaged)',
+  summary: 'repair a mounted filesystem online (what scrub finds damaged), or an image offline',
   usage: REPAIR_USAGE,
   run(argv, io) {
     return runOnline(argv, io, [{ name: 'progress', kind: 'flag' }, { name: 'ag', kind: 'value' }, { name: 'inode', kind: 'value' }, { name: 'type', kind: 'value' },
@@ -347,61 +354,95 @@ async function repair(args: ParsedArgs, json: boolean, io: CommandIo): Promise<n
     process.removeListener('SIGINT', stop);
     progress?.end();
   }
+  // Damage it found but cannot rebuild yet, beside what it rebuilt: left as it is, and said so.
+  const left = problemsLeft(reply);
+  const status = left === 0 ? ONLINE_CLEAN : ONLINE_CORRUPT;
+  if (json) io.out(JSON.stringify(repairReplyJson(reply, status, left)));
+  else printRepairLines(reply, left, io);
+  return status;
+}
+
+/** What a repair left: the closing scrub's problems and the structures it could not rebuild. */
+export function problemsLeft(reply: CtlReply): number {
+  return (((reply.scrub ?? {}) as ScrubReply).problemCount ?? 0) + ((reply.unrepairable ?? []) as SickStructureReport[]).length;
+}
+
+/** A repair's --json (online and offline alike): {clean, status, repaired, ags, freeSpace, inodeBtree, headers, problems, ...}. */
+export function repairReplyJson(reply: CtlReply, status: number, left: number): Record<string, unknown> {
   const ags = (reply.ags ?? []) as RmapRepairResult[];
   const freeSpace = (reply.freeSpace ?? []) as FreeSpaceRepairResult[];
   const headers = (reply.headers ?? []) as HeaderRepairResult[];
   const inodeBtree = (reply.inodeBtree ?? []) as InodeBtreeRepairResult[];
   const files = (reply.files ?? []) as FileRepairResult[];
   const scrub = (reply.scrub ?? {}) as ScrubReply;
-  // Damage it found but cannot rebuild yet, beside what it rebuilt: left as it is, and said so.
   const unrepairable = (reply.unrepairable ?? []) as SickStructureReport[];
-  const left = (scrub.problemCount ?? 0) + unrepairable.length;
-  const status = left === 0 ? ONLINE_CLEAN : ONLINE_CORRUPT;
-  if (json) {
-    io.out(JSON.stringify({ clean: left === 0, status, repaired: true, ags: ags.map((a) => ({
-      agno: a.agno, records: a.records, blocks: a.blocks, oldBlocks: a.oldBlocks, inodesScanned: a.inodesScanned,
-      scanMs: +a.scanMs.toFixed(1), loadMs: +a.loadMs.toFixed(2), commitPauseMs: +a.commitPauseMs.toFixed(2),
-      xfileBytes: a.xfileBytes, heapGrowthMib: +a.heapGrowthMib.toFixed(2),
-    })), freeSpace: freeSpace.map((f) => ({
-      agno: f.agno, records: f.records, freeBlocks: f.freeBlocks, longest: f.longest, bnoBlocks: f.bnoBlocks,
-      cntBlocks: f.cntBlocks, oldBlocks: f.oldBlocks, scanMs: +f.scanMs.toFixed(1), commitPauseMs: +f.commitPauseMs.toFixed(2),
-    })), inodeBtree: inodeBtree.map((i) => ({
-      agno: i.agno, chunks: i.chunks, inodes: i.inodes, freeInodes: i.freeInodes, btreeBlocks: i.btreeBlocks,
-      oldBlocks: i.oldBlocks, scanMs: +i.scanMs.toFixed(1), commitPauseMs: +i.commitPauseMs.toFixed(2),
-    })), headers: headers.map((h) => ({
-      type: h.type, agno: h.agno, fixed: h.fixed, commitPauseMs: +h.commitPauseMs.toFixed(2),
-    })), files: files.map((f) => ({
-      type: f.type, ino: f.ino, path: f.path, changes: f.changes, commitPauseMs: +f.commitPauseMs.toFixed(2),
-      ...(f.leftFor !== undefined ? { leftFor: f.leftFor } : {}), ...(f.error !== undefined ? { error: f.error } : {}),
-    })), problems: problemsJson(scrub.problems ?? []), problemCount: left, unrepairable, error: null, errorCode: null }));
-  } else {
-    for (const h of headers) io.out(headerRepairLine(h));
-    for (const f of freeSpace) {
-      io.out(`AG ${f.agno}: free-space btrees rebuilt from the rmap, ${f.records} free extents (${f.freeBlocks} blocks) `
-        + `in ${f.bnoBlocks}+${f.cntBlocks} blocks (was ${f.oldBlocks}); commit pause ${f.commitPauseMs.toFixed(1)} ms`);
-    }
-    for (const i of inodeBtree) {
-      io.out(`AG ${i.agno}: inode btree rebuilt from the rmap and the inodes, ${i.chunks} chunks (${i.inodes} inodes, `
-        + `${i.freeInodes} free) in ${i.btreeBlocks} blocks (was ${i.oldBlocks}); commit pause ${i.commitPauseMs.toFixed(1)} ms`);
-    }
-    for (const a of ags) {
-      io.out(`AG ${a.agno}: rmap rebuilt, ${a.records} records in ${a.blocks} blocks (was ${a.oldBlocks}); `
-        + `scanned ${a.inodesScanned} inodes in ${a.scanMs.toFixed(0)} ms, commit pause ${a.commitPauseMs.toFixed(1)} ms`);
-    }
-    // An object whose rebuild changed nothing is in --json only (a damaged directory's core, checked and sound).
-    for (const f of files) if (f.changes.length > 0 || f.error !== undefined) io.out(fileRepairLine(f));
-    for (const p of scrub.problems ?? []) io.out(formatProblem(p));
-    if (unrepairable.length > 0) io.err(`rmapfs repair: ${String(reply.error)}`);
-    else if (ags.length === 0 && freeSpace.length === 0 && headers.length === 0 && inodeBtree.length === 0 && files.length === 0 && left === 0) {
-      io.out('rmapfs repair: nothing damaged; scrub is clean');
-    }
-    else io.out(left === 0 ? 'rmapfs repair: done; scrub is clean' : `rmapfs repair: ${left} problems left after the repair`);
+  return { clean: left === 0, status, repaired: true, ags: ags.map((a) => ({
+    agno: a.agno, records: a.records, blocks: a.blocks, oldBlocks: a.oldBlocks, inodesScanned: a.inodesScanned,
+    scanMs: +a.scanMs.toFixed(1), loadMs: +a.loadMs.toFixed(2), commitPauseMs: +a.commitPauseMs.toFixed(2),
+    xfileBytes: a.xfileBytes, heapGrowthMib: +a.heapGrowthMib.toFixed(2),
+  })), freeSpace: freeSpace.map((f) => ({
+    agno: f.agno, records: f.records, freeBlocks: f.freeBlocks, longest: f.longest, bnoBlocks: f.bnoBlocks,
+    cntBlocks: f.cntBlocks, oldBlocks: f.oldBlocks, scanMs: +f.scanMs.toFixed(1), commitPauseMs: +f.commitPauseMs.toFixed(2),
+  })), inodeBtree: inodeBtree.map((i) => ({
+    agno: i.agno, chunks: i.chunks, inodes: i.inodes, freeInodes: i.freeInodes, btreeBlocks: i.btreeBlocks,
+    oldBlocks: i.oldBlocks, scanMs: +i.scanMs.toFixed(1), commitPauseMs: +i.commitPauseMs.toFixed(2),
+  })), headers: headers.map((h) => ({
+    type: h.type, agno: h.agno, fixed: h.fixed, commitPauseMs: +h.commitPauseMs.toFixed(2),
+  })), files: files.map((f) => ({
+    type: f.type, ino: f.ino, path: f.path, changes: f.changes, commitPauseMs: +f.commitPauseMs.toFixed(2),
+    ...(f.leftFor !== undefined ? { leftFor: f.leftFor } : {}), ...(f.error !== undefined ? { error: f.error } : {}),
+  })), problems: problemsJson(scrub.problems ?? []), problemCount: left, unrepairable, error: null, errorCode: null };
+}
+
+/** A line per object a repair rebuilt: what it is, how it was rebuilt, what changed, its commit pause. */
+export function repairObjectLines(reply: CtlReply): string[] {
+  const ags = (reply.ags ?? []) as RmapRepairResult[];
+  const freeSpace = (reply.freeSpace ?? []) as FreeSpaceRepairResult[];
+  const headers = (reply.headers ?? []) as HeaderRepairResult[];
+  const inodeBtree = (reply.inodeBtree ?? []) as InodeBtreeRepairResult[];
+  const files = (reply.files ?? []) as FileRepairResult[];
+  const lines: string[] = [];
+  for (const h of headers) lines.push(headerRepairLine(h));
+  for (const f of freeSpace) {
+    lines.push(`AG ${f.agno}: free-space btrees rebuilt from the rmap, ${f.records} free extents (${f.freeBlocks} blocks) `
+      + `in ${f.bnoBlocks}+${f.cntBlocks} blocks (was ${f.oldBlocks}); commit pause ${f.commitPauseMs.toFixed(1)} ms`);
   }
-  return status;
+  for (const i of inodeBtree) {
+    lines.push(`AG ${i.agno}: inode btree rebuilt from the rmap and the inodes, ${i.chunks} chunks (${i.inodes} inodes, `
+      + `${i.freeInodes} free) in ${i.btreeBlocks} blocks (was ${i.oldBlocks}); commit pause ${i.commitPauseMs.toFixed(1)} ms`);
+  }
+  for (const a of ags) {
+    lines.push(`AG ${a.agno}: rmap rebuilt, ${a.records} records in ${a.blocks} blocks (was ${a.oldBlocks}); `
+      + `scanned ${a.inodesScanned} inodes in ${a.scanMs.toFixed(0)} ms, commit pause ${a.commitPauseMs.toFixed(1)} ms`);
+  }
+  // An object whose rebuild changed nothing is in --json only (a damaged directory's core, checked and sound).
+  for (const f of files) if (f.changes.length > 0 || f.error !== undefined) lines.push(fileRepairLine(f));
+  return lines;
+}
+
+/** A repair's text report: a line per object rebuilt, the problems left, and the verdict (`rmapfs repair: ...`) last. */
+export function repairReplyLines(reply: CtlReply, left: number): string[] {
+  const scrub = (reply.scrub ?? {}) as ScrubReply;
+  const unrepairable = (reply.unrepairable ?? []) as SickStructureReport[];
+  const lines = repairObjectLines(reply);
+  const rebuilt = lines.length > 0 || ((reply.files ?? []) as FileRepairResult[]).length > 0;
+  for (const p of scrub.problems ?? []) lines.push(formatProblem(p));
+  if (unrepairable.length > 0) lines.push(`rmapfs repair: ${String(reply.error)}`);
+  else if (!rebuilt && left === 0) lines.push('rmapfs repair: nothing damaged; scrub is clean');
+  else lines.push(left === 0 ? 'rmapfs repair: done; scrub is clean' : `rmapfs repair: ${left} problems left after the repair`);
+  return lines;
+}
+
+/** The text report; the verdict goes to stderr when it names damage left unrepaired (as a refusal's line does). */
+export function printRepairLines(reply: CtlReply, left: number, io: CommandIo): void {
+  const lines = repairReplyLines(reply, left);
+  const verdict = lines.pop()!;
+  for (const line of lines) io.out(line);
+  (((reply.unrepairable ?? []) as unknown[]).length > 0 ? io.err : io.out)(verdict);
 }
 
 /** What a small repairer did, one line: the object, how it was rebuilt, what changed, its commit pause. */
-function headerRepairLine(h: HeaderRepairResult): string {
+export function headerRepairLine(h: HeaderRepairResult): string {
   const how: Record<HeaderRepairResult['type'], string> = {
     'secondary-sb': 'rewritten from the primary', agh: 'recomputed from its btrees', agfl: 'rebuilt from the rmap',
     counters: 'recomputed from the AG btrees',

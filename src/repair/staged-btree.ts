@@ -67,6 +67,9 @@ export function writeStagedBtree(fs: Filesystem, tree: Btree, records: number, s
   const t0 = process.hrtime.bigint();
   let taken = 0;
   const loaded = bulkLoad(tree, geometry, source, () => blocks[taken++]!, { outside: true, arena });
+  // Not logged, yet stamped with the LSN the commit will have (or less): the offline scan for a lost
+  // header's roots (ag-header-scan.ts) tells the live tree from the old one it replaced by it.
+  for (const b of loaded.blocks) b.ops?.stampLsn?.(b, fs.journal.headLsn + 1);
   fs.cache.writeAround(loaded.blocks);
   fs.noteDataWritten();
   return { loaded, geometry, loadMs: Number(process.hrtime.bigint() - t0) / 1e6 };

@@ -308,3 +308,18 @@ _inobt_writer_unchanged() {
   for f in "$SCRATCH_MNT"/w*; do [ -e "$TMP/wshadow/${f##*/}" ] || bad=$((bad + 1)); done
   if [ $bad -eq 0 ]; then echo "the writer's files are as it left them"; else echo "$bad OF THE WRITER'S FILES DIFFER"; fi
 }
+
+# ---- offline repair (tests 110-112) ----
+
+# Every file and symlink under SCRATCH_MNT with its content's checksum (or target), sorted.
+_manifest() {
+  (cd "$SCRATCH_MNT" && find . -type f -print0 | sort -z | xargs -0 md5sum && find . -type l -printf '%p -> %l\n' | sort)
+}
+
+# Offline repair of the scratch image: what it printed (numbers and pauses filtered) and its exit status.
+_offline_repair_report() {
+  "$RMAPFS" repair "$@" "$SCRATCH_DEV" > "$TMP/repair.out" 2>&1
+  local status=$?
+  sed -E -e 's/commit pause [0-9.]+ ms/commit pause T ms/' "$TMP/repair.out" | _filter | _filter_numbers
+  echo "repair: exit $status"
+}

@@ -1,0 +1,376 @@
+/**
+ * Offline repair: `rmapfs repair IMAGE` and `fsck.rmapfs`, on a filesystem
+ * nobody has mounted. It runs the online repair itself (online.ts's
+ * onlineRepair: the same scrub, the same table of repairers in the same
+ * dependency order) over a filesystem opened here instead of by a daemon --
+ * no FUSE, no control socket: nothing waits on the repair, so its slices
+ * never stop early. Before that comes what only a whole, unmounted device
+ * allows (the order matters: each needs the one before):
+ *
+ * 1. the primary superblock, when it does not verify, rebuilt from its copies
+ *    (repair/primary-sb-repair.ts) -- and its root inode found again;
+ * 2. a log whose superblock cannot be read is refused, or zeroed with -L
+ *    (what it held is lost: said so);
+ * 3. an AG header that cannot be read rebuilt from a scan of the AG's blocks
+ *    (repair/ag-header-scan.ts).
+ *
+ * Then the table's repairs, then `rmapfs check` again: its verdict is the
+ * result. Exit statuses are fsck(8)'s (0 clean, 1 corrected, 4 left, 8
+ * operational, 16 usage). -n is `rmapfs check` exactly; -p (preen) repairs
+ * what the table's repairers rebuild from the filesystem's own redundancy and
+ * leaves what needs a person (a superblock from a copy, an AG header from a
+ * scan, a log) with status 4.
+ */
+import * as fsp from 'fs';
+import * as path from 'path';
+import createDebug from 'debug';
+import { RmapfsError, isCorruption } from '../errors';
+import { Filesystem } from '../fs/filesystem';
+import { Rmapfs } from '../fs/rmapfs';
+import { Device, DeviceTarget } from '../io/device';
+import { listMounts } from '../io/mountinfo';
+import { Journal } from '../log/journal';
+import { BLOCK_SIZE, SB_MAGIC, STATE_CLEAN, SUPERBLOCK_FIELDS, decodeSuperblock } from '../format/superblock';
+import { findField, writeField } from '../format/fields';
+import { S_IFDIR } from '../inode/inode-format';
+import { InodeStore } from '../inode/inode';
+import { Directory } from '../dir/dir';
+import { INODES_PER_CHUNK, decodeInobt, isInodeFree } from '../alloc/inode-btree';
+import type { CtlEvent, CtlReply } from '../ctl/ctl';
+import { rebuildPrimarySuperblock, superblockImageProblem } from '../repair/primary-sb-repair';
+import { rebuildAgHeaderFromScan } from '../repair/ag-header-scan';
+import type { AgHeaderScanResult } from '../repair/ag-header-scan';
+import { repairAgHeader, repairFreeList } from '../repair/ag-header-repair';
+import type { HeaderRepairResult } from '../repair/ag-header-repair';
+import { CHECK_CLEAN, CHECK_CORRUPT, CHECK_OPERATIONAL, checkDevice } from './check';
+import type { DeviceCheckReport } from './check';
+import { onlineRepair } from './online';
+import { selectStructures } from './table';
+
+const log = createDebug('rmapfs:fsck');
+
+/** fsck(8)'s exit statuses (CHECK_* in check.ts are 0, 4 and 8 of them). */
+export const FSCK_CLEAN = CHECK_CLEAN;
+export const FSCK_CORRECTED = 1;
+export const FSCK_UNCORRECTED = CHECK_CORRUPT;
+export const FSCK_OPERATIONAL = CHECK_OPERATIONAL;
+export const FSCK_USAGE = 16;
+
+export interface OfflineRepairOptions {
+  /** -n: check only, change nothing (`rmapfs check`). */
+  dryRun?: boolean;
+  /** -p/-a: repair only what needs no person; with a clean superblock and no -f, trust it. */
+  preen?: boolean;
+  /** -f: check (and repair) even a filesystem whose superblock says it is clean, in preen mode. */
+  force?: boolean;
+  /** -L: zero a log that cannot be replayed (what it held is lost). */
+  zeroLog?: boolean;
+  /** Rebuild every structure asked for that has a repairer, damaged or not (benches). */
+  forceRebuild?: boolean;
+  /** The structures to repair (null: every one). */
+  types?: readonly string[] | null;
+  /** The repair's progress (the online repair's events, and `phase` events of the whole-device steps). */
+  onEvent?: (e: CtlEvent) => void;
+}
+
+export interface OfflineRepairReport {
+  path: string;
+  /** An FSCK_* status. */
+  status: number;
+  /** Why it stopped or what it left, one line (null: nothing to say). */
+  error: string | null;
+  errorCode: string | null;
+  /** What the whole-device steps did, a line each. */
+  wholeDevice: string[];
+  /** The table's header and free-list repairs that finished an AG header rebuilt from a scan. */
+  headersAfterScan: HeaderRepairResult[];
+  /** What may have been lost (-L), a line each. */
+  warnings: string[];
+  /** The table repair's reply (the online repair's own shape), or null when it did not run. */
+  repair: CtlReply | null;
+  /** The check before (when one ran apart from the repair's own scrub) and after. */
+  before: DeviceCheckReport | null;
+  after: DeviceCheckReport | null;
+  seconds: number;
+}
+
+/** An error that ends the repair with its status and one line. */
+class Stop extends Error {
+  constructor(readonly status: number, readonly code: string, readonly line: string) {
+    super(line);
+  }
+}
+
+function stopFrom(e: unknown, status: number, prefix = ''): Stop {
+  if (e instanceof Stop) return e;
+  if (e instanceof RmapfsError) return new Stop(status, e.code, `${prefix}${e.message}`);
+  throw e;
+}
+
+/** Refuses a path offline repair must not touch: missing, a directory, or mounted. */
+function refuseUnusable(device: string): void {
+  let st: fsp.Stats;
+  try {
+    st = fsp.statSync(device);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+    throw new Stop(FSCK_OPERATIONAL, code, code === 'ENOENT' ? `${device}: no such file or device` : `cannot open ${device} (${code})`);
+  }
+  if (st.isDirectory()) {
+    throw new Stop(FSCK_OPERATIONAL, 'EISDIR',
+      `${device} is a directory: offline repair takes an image or a block device (rmapfs repair MOUNTPOINT repairs a mount online)`);
+  }
+  const real = fsp.realpathSync(device);
+  const mount = listMounts().find((m) => m.source === real || m.source === path.resolve(device));
+  if (mount !== undefined) {
+    throw new Stop(FSCK_OPERATIONAL, 'EBUSY', `${device} is mounted on ${mount.mountpoint}; unmount it first, or repair it online (rmapfs repair ${mount.mountpoint})`);
+  }
+}
+
+/** Runs fn on the device opened (read-only or not) with its exclusive lock held: EBUSY when a daemon holds it. */
+function withDevice<T>(device: string, readOnly: boolean, fn: (d: Device) => T): T {
+  const d = new Device(device, { readOnly });
+  try {
+    d.lock();
+    return fn(d);
+  } finally {
+    d.close();
+  }
+}
+
+/** Step 1: block 0, verified; rebuilt from the copies when it does not (null: it was good). */
+function primarySuperblockStep(device: string, options: OfflineRepairOptions): string | null {
+  return withDevice(device, options.dryRun === true || options.preen === true, (d) => {
+    if (d.size < 2 * BLOCK_SIZE) throw new Stop(FSCK_OPERATIONAL, 'EINVAL', `${device} is not an rmapfs filesystem (${d.size} bytes)`);
+    const b0 = Buffer.alloc(BLOCK_SIZE);
+    d.read(0, b0, 0, BLOCK_SIZE);
+    const problem = superblockImageProblem(b0, 0);
+    if (problem === null) return null;
+    if (options.preen === true) {
+      throw new Stop(FSCK_UNCORRECTED, 'EFSCORRUPTED', `the primary superblock is damaged (${problem}): run rmapfs repair (or fsck.rmapfs -y) by hand`);
+    }
+    let rebuilt;
+    try {
+      rebuilt = rebuildPrimarySuperblock(d);
+    } catch (e) {
+      // No copy either: something else (no magic) or an rmapfs beyond this repair.
+      if (b0.readUInt32BE(0) !== SB_MAGIC) throw new Stop(FSCK_OPERATIONAL, 'EINVAL', `${device} is not an rmapfs filesystem (no superblock, and no copy of one)`);
+      throw stopFrom(e, FSCK_UNCORRECTED);
+    }
+    const { agreeing, copies } = rebuilt;
+    return `primary superblock (${problem}) rebuilt from the copy in AG ${agreeing.join(', ')} `
+      + `(${agreeing.length} of ${copies} copies agree; found ${rebuilt.foundBy === 'scan' ? 'by a scan for the magic' : 'where the geometry puts them'})`;
+  });
+}
+
+/** The filesystem's log cannot be opened (its superblock or geometry): the open's own message says so. */
+function isLogFailure(e: unknown): e is RmapfsError {
+  return e instanceof RmapfsError && (e.code === 'EFSCORRUPTED' || e.code === 'EFSBADCRC') && /log superblock|bad log geometry/.test(e.message);
+}
+
+/** Step 2: a log that cannot be opened is refused, or (-L) formatted empty. */
+function logStep(device: string, options: OfflineRepairOptions, warnings: string[]): string | null {
+  try {
+    Filesystem.open(device, { readOnly: true, exclusive: true }).close();
+    return null;
+  } catch (e) {
+    if (!isLogFailure(e)) return null; // the next steps see (and say) anything else
+    if (options.zeroLog !== true) {
+      throw new Stop(FSCK_UNCORRECTED, e.code, `the log cannot be replayed (${e.message}); rmapfs repair -L zeroes it, `
+        + 'losing the changes it holds');
+    }
+    withDevice(device, false, (d) => {
+      const b0 = Buffer.alloc(BLOCK_SIZE);
+      d.read(0, b0, 0, BLOCK_SIZE);
+      const sb = decodeSuperblock(b0);
+      Journal.format(new DeviceTarget(d), sb.logStart, sb.logBlocks, Buffer.from(b0.subarray(32, 48)));
+    });
+    warnings.push('the log was zeroed: changes committed in it but not yet written in place (the last seconds before the '
+      + 'crash) are lost, and the filesystem may be inconsistent where they were; the repair that follows fixes what it can');
+    return `log (${e.message}) zeroed`;
+  }
+}
+
+/** The root directory: the first directory in use in AG 0 whose ".." is itself (mkfs makes it first). */
+function findRootInode(fs: Filesystem): number | null {
+  const inodes = new InodeStore(fs.cache, fs.geo, fs.alloc);
+  let root: number | null = null;
+  fs.alloc.ag(0).ino.forEach((b, off) => {
+    if (root !== null) return;
+    const rec = decodeInobt(b, off);
+    for (let i = 0; i < INODES_PER_CHUNK && root === null; i++) {
+      if (isInodeFree(rec, i)) continue;
+      const ino = fs.geo.ino(0, rec.startino + i);
+      try {
+        const inode = inodes.handle(ino);
+        if ((inode.mode & 0o170000) === S_IFDIR && new Directory(inode, fs.alloc, fs.geo).parent === ino) root = ino;
+      } catch (e) {
+        if (!(e instanceof RmapfsError)) throw e;
+      }
+    }
+  });
+  return root;
+}
+
+/**
+ * Step 3 (and the end of step 1): AG headers that cannot be read, rebuilt from scans; the root inode
+ * named again. What it did, and the AGs whose header it rebuilt.
+ */
+function agHeaderStep(device: string, options: OfflineRepairOptions, rootLost: boolean): { lines: string[]; agnos: number[] } {
+  let unreadable: number[];
+  {
+    const fs = Filesystem.open(device, { readOnly: true, exclusive: true });
+    try {
+      unreadable = fs.alloc.ags.filter((ag) => {
+        try {
+          ag.header();
+          return false;
+        } catch (e) {
+          if (e instanceof RmapfsError && (e.code === 'EFSCORRUPTED' || e.code === 'EFSBADCRC')) return true;
+          throw e;
+        }
+      }).map((ag) => ag.agno);
+    } finally {
+      fs.close();
+    }
+  }
+  if (unreadable.length === 0 && !rootLost) return { lines: [], agnos: [] };
+  if (options.preen === true) {
+    throw new Stop(FSCK_UNCORRECTED, 'EFSCORRUPTED', `the header of AG ${unreadable.join(', ')} cannot be read: run rmapfs repair (or fsck.rmapfs -y) by hand`);
+  }
+  const lines: string[] = [];
+  const fs = Filesystem.open(device);
+  try {
+    for (const agno of unreadable) {
+      options.onEvent?.({ event: 'phase', text: `AG ${agno}: scanning its blocks for the btrees its header named` });
+      lines.push(agHeaderLine(rebuildAgHeaderFromScan(fs, agno)));
+    }
+    if (rootLost) {
+      const root = findRootInode(fs);
+      if (root === null) throw new Stop(FSCK_UNCORRECTED, 'EFSCORRUPTED', 'the root directory was not found in AG 0 (no directory there is its own parent)');
+      fs.run(() => {
+        const sb = fs.cache.read(0, null);
+        writeField(sb.data, 0, findField(SUPERBLOCK_FIELDS, 'rootIno', 'superblock'), root);
+        fs.cache.markDirty(sb);
+      });
+      lines.push(`root directory found again: inode ${root}`);
+    }
+  } finally {
+    fs.close();
+  }
+  return { lines, agnos: unreadable };
+}
+
+/**
+ * A header rebuilt from a scan names its roots only: its counts are recomputed and its free list
+ * (lost with it) rebuilt from the rmap at once, by the table's own repairers -- the check would
+ * blame the free list's blocks on the rmap (owned by "ag", in no tree), whose rebuild needs the
+ * header sound. A tree whose root was not found stays for the table's repair of it.
+ */
+async function finishScannedHeaders(device: string, agnos: readonly number[]): Promise<HeaderRepairResult[]> {
+  const fsx = Rmapfs.open(device);
+  const done: HeaderRepairResult[] = [];
+  try {
+    for (const agno of agnos) {
+      try {
+        done.push(repairAgHeader(fsx, agno));
+        done.push(await repairFreeList(fsx, agno));
+      } catch (e) {
+        if (!(e instanceof RmapfsError)) throw e;
+        log('AG %d: header rebuilt from a scan, left to the table repair: %s', agno, e.message);
+      }
+    }
+  } finally {
+    fsx.close();
+  }
+  return done;
+}
+
+function agHeaderLine(r: AgHeaderScanResult): string {
+  const roots = r.roots.map((x) => (x.root === null ? `${x.tree} not found (rebuilt next)` : `${x.tree} ${x.root}${x.height > 1 ? ` (height ${x.height})` : ''}`));
+  return `AG ${r.agno}: header rebuilt from a scan of its ${r.blocksScanned} blocks (roots: ${roots.join(', ')}; counts and free list rebuilt next)`;
+}
+
+/** The online repair over a filesystem opened here: nothing waits on it, nothing stops it. */
+async function tableRepair(device: string, options: OfflineRepairOptions): Promise<CtlReply> {
+  let fsx: Rmapfs;
+  try {
+    fsx = Rmapfs.open(device);
+  } catch (e) {
+    throw stopFrom(e, e instanceof RmapfsError && (e.code === 'EFSCORRUPTED' || e.code === 'EFSBADCRC') ? FSCK_UNCORRECTED : FSCK_OPERATIONAL,
+      'cannot open the filesystem: ');
+  }
+  try {
+    return await onlineRepair(fsx, selectStructures(options.types ?? null, null), null,
+      { forceRebuild: options.forceRebuild === true, measureHeap: false, cancelled: () => false },
+      { foregroundWaiting: () => false, abortReason: () => null, send: (e) => options.onEvent?.(e) });
+  } finally {
+    fsx.close();
+  }
+}
+
+function rebuiltAnything(reply: CtlReply): boolean {
+  return ['ags', 'freeSpace', 'inodeBtree', 'headers'].some((k) => Array.isArray(reply[k]) && (reply[k] as unknown[]).length > 0);
+}
+
+/** Checks (-n) or repairs the filesystem on `device`; never throws for what it finds there. */
+export async function repairDevice(device: string, options: OfflineRepairOptions = {}): Promise<OfflineRepairReport> {
+  const started = process.hrtime.bigint();
+  const report: OfflineRepairReport = {
+    path: device, status: FSCK_CLEAN, error: null, errorCode: null, wholeDevice: [], headersAfterScan: [], warnings: [], repair: null, before: null, after: null, seconds: 0,
+  };
+  try {
+    refuseUnusable(device);
+    if (options.dryRun === true) {
+      report.after = checkDevice(device);
+      report.status = report.after.status;
+      report.error = report.after.error;
+      return report;
+    }
+    const sbLine = primarySuperblockStep(device, options);
+    if (sbLine !== null) report.wholeDevice.push(sbLine);
+    const logLine = logStep(device, options, report.warnings);
+    if (logLine !== null) report.wholeDevice.push(logLine);
+    const scanned = agHeaderStep(device, options, sbLine !== null);
+    report.wholeDevice.push(...scanned.lines);
+    if (scanned.agnos.length > 0) report.headersAfterScan = await finishScannedHeaders(device, scanned.agnos);
+    if (report.wholeDevice.length === 0 && options.forceRebuild !== true) {
+      // Nothing the whole device needed: a clean filesystem is left as it is (not even opened for writing).
+      if (options.preen === true && options.force !== true) {
+        const trusted = withDevice(device, true, (d) => {
+          const b0 = Buffer.alloc(BLOCK_SIZE);
+          d.read(0, b0, 0, BLOCK_SIZE);
+          return decodeSuperblock(b0).state === STATE_CLEAN;
+        });
+        if (trusted) return report;
+      }
+      options.onEvent?.({ event: 'phase', text: 'checking (rmapfs check)' });
+      report.before = checkDevice(device);
+      if (report.before.status !== FSCK_UNCORRECTED) {
+        report.status = report.before.status;
+        report.error = report.before.error;
+        return report;
+      }
+    }
+    report.repair = await tableRepair(device, options);
+    if (!report.repair.ok && !Array.isArray(report.repair.unrepairable)) {
+      throw new Stop(FSCK_OPERATIONAL, String(report.repair.code ?? 'EIO'), String(report.repair.error));
+    }
+    if (report.repair.error !== undefined) report.error = String(report.repair.error);
+    options.onEvent?.({ event: 'phase', text: 'checking the repaired filesystem (rmapfs check)' });
+    report.after = checkDevice(device);
+    const changed = report.wholeDevice.length > 0 || report.headersAfterScan.length > 0 || rebuiltAnything(report.repair);
+    report.status = report.after.status === FSCK_CLEAN ? (changed ? FSCK_CORRECTED : FSCK_CLEAN) : report.after.status;
+    if (report.after.error !== null) report.error = report.after.error;
+  } catch (e) {
+    // Damage nothing here could get past is left uncorrected; anything else stopped the repair itself.
+    const stop = stopFrom(e, isCorruption(e) ? FSCK_UNCORRECTED : FSCK_OPERATIONAL);
+    log('offline repair of %s stopped: %s', device, stop.line);
+    report.status = stop.status;
+    report.error = stop.line;
+    report.errorCode = stop.code;
+  } finally {
+    report.seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  }
+  return report;
+}
