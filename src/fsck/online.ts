@@ -183,7 +183,7 @@ function closingScrubOf(headers: readonly HeaderRepairResult[], files: readonly 
 async function namePaths(fsx: Rmapfs, files: FileRepairResult[], hooks: OnlineFsckHooks): Promise<void> {
   if (files.length === 0) return;
   const paths = await findPaths(fsx, new Set(files.map((f) => f.ino)), { foregroundWaiting: hooks.foregroundWaiting });
-  for (const f of files) f.path = paths.get(f.ino) ?? null;
+  for (const f of files) f.path = f.namelessBefore === true ? null : paths.get(f.ino) ?? null;
 }
 
 /**

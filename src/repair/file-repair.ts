@@ -36,6 +36,12 @@ export interface FileRepairResult {
   leftFor?: StructureName[];
   /** The repair of this object failed (the old structure stays): why, one line. The others go on. */
   error?: string;
+  /**
+   * The object had no name before the repair (an inode adopted into
+   * /lost+found): it is reported by its inode number, not by the path the
+   * repair gave it (the change says that path).
+   */
+  namelessBefore?: true;
 }
 
 /** Rebuilds one structure of one inode of a live (or, offline, an unmounted) filesystem. */

@@ -266,7 +266,7 @@ function fixOne(fsx: Rmapfs, counts: LinkCounts, orphanage: Orphanage, ino: numb
     const a = orphanage.adopt(ino, (isDir) => counts.wanted(ino, isDir, false) + 1);
     const changes = [`moved to /${ORPHANAGE_NAME}/${a.name}`];
     if (a.nlinkBefore !== a.nlinkAfter) changes.push(`link count ${a.nlinkBefore} -> ${a.nlinkAfter}`);
-    return { type: 'nlinks', ino, path: null, changes, commitPauseMs: pause() };
+    return { type: 'nlinks', ino, path: null, changes, commitPauseMs: pause(), namelessBefore: true };
   }
   if (seen.nlink === counts.wanted(ino, seen.isDir, isRoot)) return null;
   // Its own transaction, checked again inside it: the counts are current as of now.
