@@ -498,6 +498,10 @@ export class Btree {
       const rbuf = this.readBlock(rptr, level);
       const rb = rbuf.data;
       const rn = rb.readUInt16BE(OFF_NUMRECS);
+      // Reached through the parent, not a descent: its key is checked here, before it is
+      // overwritten (a borrow) or deleted (a merge) -- else a lying key vanishes unnoticed.
+      this.childOf(pb, pidx + 1);
+      this.checkChildKey(rb, level, rptr);
       if (n + rn <= max) {
         this.mergeIntoLeft(cur, level, buf, ptrHere, rbuf, rptr, pidx + 1);
       } else {
@@ -518,6 +522,8 @@ export class Btree {
       const lbuf = this.readBlock(lptr, level);
       const lb = lbuf.data;
       const ln = lb.readUInt16BE(OFF_NUMRECS);
+      this.childOf(pb, pidx - 1);
+      this.checkChildKey(lb, level, lptr);
       if (ln + n <= max) {
         this.mergeIntoLeft(cur, level, lbuf, lptr, buf, ptrHere, pidx);
       } else {
@@ -687,13 +693,16 @@ export class BtreeCursor {
     let ptr = root.ptr;
     for (let level = root.height - 1; level > 0; level--) {
       const b = tree.readBlock(ptr, level).data;
+      if (level < root.height - 1) tree.checkChildKey(b, level, ptr);
       this.ptrs[level] = ptr;
       this.idx[level] = 0;
-      ptr = b.readUInt32BE(tree.geo.ptrOffset(0));
+      ptr = tree.childOf(b, 0);
     }
     this.ptrs[0] = ptr;
     this.idx[0] = 0;
-    return (this.valid = this.leafNumrecs() > 0);
+    const leaf = tree.readBlock(ptr, 0).data;
+    if (root.height > 1) tree.checkChildKey(leaf, 0, ptr);
+    return (this.valid = leaf.readUInt16BE(OFF_NUMRECS) > 0);
   }
 
   /** The last record of the tree. */
@@ -704,13 +713,16 @@ export class BtreeCursor {
     let ptr = root.ptr;
     for (let level = root.height - 1; level > 0; level--) {
       const b = tree.readBlock(ptr, level).data;
+      if (level < root.height - 1) tree.checkChildKey(b, level, ptr);
       const n = b.readUInt16BE(OFF_NUMRECS);
       this.ptrs[level] = ptr;
       this.idx[level] = n - 1;
-      ptr = b.readUInt32BE(tree.geo.ptrOffset(n - 1));
+      ptr = tree.childOf(b, n - 1);
     }
     this.ptrs[0] = ptr;
-    const n = this.leafNumrecs();
+    const leaf = tree.readBlock(ptr, 0).data;
+    if (root.height > 1) tree.checkChildKey(leaf, 0, ptr);
+    const n = leaf.readUInt16BE(OFF_NUMRECS);
     this.idx[0] = n - 1;
     return (this.valid = n > 0);
   }
@@ -733,7 +745,12 @@ export class BtreeCursor {
     if (level >= this.height) return (this.valid = false);
     for (; level > 0; level--) {
       const b = tree.readBlock(this.ptrs[level]!, level).data;
-      this.ptrs[level - 1] = b.readUInt32BE(tree.geo.ptrOffset(this.idx[level]!));
+      const child = tree.childOf(b, this.idx[level]!);
+      // Read now rather than by the caller a moment later, to check its key: a
+      // parent key too high hides the child from descents, and this is where
+      // a walk meets it anyway.
+      tree.checkChildKey(tree.readBlock(child, level - 1).data, level - 1, child);
+      this.ptrs[level - 1] = child;
       this.idx[level - 1] = 0;
     }
     return true;
@@ -756,9 +773,10 @@ export class BtreeCursor {
     if (level >= this.height) return (this.valid = false);
     for (; level > 0; level--) {
       const b = tree.readBlock(this.ptrs[level]!, level).data;
-      const child = b.readUInt32BE(tree.geo.ptrOffset(this.idx[level]!));
+      const child = tree.childOf(b, this.idx[level]!);
       this.ptrs[level - 1] = child;
       const cb = tree.readBlock(child, level - 1).data;
+      tree.checkChildKey(cb, level - 1, child);
       this.idx[level - 1] = cb.readUInt16BE(OFF_NUMRECS) - 1;
     }
     return true;
