@@ -427,7 +427,7 @@ export class AllocGroup {
     if (agbno > e.startblock) this.insertFree(e.startblock, agbno - e.startblock);
     if (agbno + len < eEnd) this.insertFree(agbno + len, eEnd - (agbno + len));
     this.addHeaderU32(OFF_FREE_BLOCKS, -len);
-    this.updateLongest();
+    this.updateLongest(e.blockcount, [agbno > e.startblock ? e.startblock : -1, agbno + len < eEnd ? agbno + len : -1]);
     log('AG %d: took %d+%d', this.agno, agbno, len);
   }
 
@@ -436,6 +436,8 @@ export class AllocGroup {
     if (agbno < 2 || agbno + len > this.length) throw this.damaged(['bnobt'], `AG ${this.agno}: freeing ${agbno}+${len}, outside the AG`);
     let start = agbno;
     let count = len;
+    // The longest of the extents merged away: the header's longest counted them.
+    let mergedLongest = 0;
     const cur = this.bno.cursor();
     if (cur.lookup(bnoKey(agbno, this.key), 0, 'le')) {
       const left = decodeFreeExtent(cur.record(), 0);
@@ -444,6 +446,7 @@ export class AllocGroup {
       }
       if (left.startblock + left.blockcount === agbno) {
         this.deleteFree(left);
+        mergedLongest = left.blockcount;
         start = left.startblock;
         count += left.blockcount;
       }
@@ -455,12 +458,13 @@ export class AllocGroup {
       }
       if (right.startblock === agbno + len) {
         this.deleteFree(right);
+        mergedLongest = Math.max(mergedLongest, right.blockcount);
         count += right.blockcount;
       }
     }
     this.insertFree(start, count);
     this.addHeaderU32(OFF_FREE_BLOCKS, len);
-    this.updateLongest();
+    this.updateLongest(mergedLongest, [start]);
     log('AG %d: gave back %d+%d', this.agno, agbno, len);
   }
 
@@ -482,11 +486,40 @@ export class AllocGroup {
     this.addHeaderU32(OFF_FREE_EXTENTS, -1);
   }
 
-  private updateLongest(): void {
+  /**
+   * Checks the header's longest free extent against the cntbt's last record
+   * (a descent of the rightmost path: only where the allocator would pass
+   * the AG over as full, never on the way to an allocation). A header that
+   * lies is marked sick and is EFSCORRUPTED.
+   */
+  confirmLongestFree(): void {
     const cur = this.cnt.cursor();
-    const longest = cur.last() ? cur.record().readUInt32BE(4) : 0;
+    const longest = cur.last() ? decodeFreeExtent(cur.record(), 0).blockcount : 0;
+    const was = this.longestFree;
+    if (was !== longest) throw this.damaged(['agh'], `AG ${this.agno}: the header's longest free extent is ${was}, but the free space btree's is ${longest}`);
+  }
+
+  /**
+   * Sets the header's longest free extent from the cntbt after a change that
+   * removed extents (the longest of them: removedLongest) and added the ones
+   * starting at `added`. First it checks the old value: it must be the
+   * longest of what the change removed and of the extents it left alone --
+   * the cntbt's last record that the change did not add. A header that lied
+   * would have steered allocations (an AG with room skipped as full) until
+   * this very update silently overwrote the lie.
+   */
+  private updateLongest(removedLongest: number, added: readonly number[]): void {
+    const cur = this.cnt.cursor();
+    let last = cur.last() ? decodeFreeExtent(cur.record(), 0) : null;
+    const longest = last?.blockcount ?? 0;
+    while (last !== null && added.includes(last.startblock)) last = cur.decrement() ? decodeFreeExtent(cur.record(), 0) : null;
+    const untouchedLongest = last?.blockcount ?? 0;
     const hdr = this.header();
-    if (hdr.data.readUInt32BE(OFF_LONGEST) !== longest) {
+    const was = hdr.data.readUInt32BE(OFF_LONGEST);
+    if (was !== Math.max(untouchedLongest, removedLongest)) {
+      throw this.damaged(['agh'], `AG ${this.agno}: the header's longest free extent is ${was}, but the free space btree's was ${Math.max(untouchedLongest, removedLongest)}`);
+    }
+    if (was !== longest) {
       hdr.data.writeUInt32BE(longest, OFF_LONGEST);
       this.cache.markDirty(hdr);
     }

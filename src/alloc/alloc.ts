@@ -228,8 +228,12 @@ export class Allocator implements InobtBlockSource {
         avoided.push(ag);
         continue;
       }
-      // Cheap early out: the header knows the longest free extent.
-      if (ag.longestFree < req.minLen) continue;
+      // Cheap early out: the header knows the longest free extent (confirmed from the cntbt before
+      // the AG is passed over, so a header that lies cannot make an AG with room look full).
+      if (ag.longestFree < req.minLen) {
+        this.inAg(ag, 'allocating', () => ag.confirmLongestFree());
+        continue;
+      }
       const found = this.inAg(ag, 'allocating', () => {
         ag.fixFreelist();
         const agGoal = goal !== null && agno === this.geo.agnoOf(goal) ? this.geo.agbnoOf(goal) : null;

@@ -43,6 +43,8 @@ export class Btree {
    * operation on one tree never runs inside another of the same type).
    */
   private readonly keyScratch: Buffer[];
+  /** The key a parent holds for the child being read (childOf, checkChildKey). */
+  private readonly descentKey: Buffer;
   private cursorForSearch: BtreeCursor | null = null;
   private cursorForOps: BtreeCursor | null = null;
 
@@ -53,6 +55,7 @@ export class Btree {
     this.geo = new BtreeGeometry(ops, storage.cache.blockSize);
     this.bufOps = btreeBufOps(ops, this.geo, storage.uuid, storage.owner, storage.cache.target.checksummed);
     this.keyScratch = scratchKeysFor(ops);
+    this.descentKey = this.keyScratch[MAX_BTREE_HEIGHT + 1]!;
   }
 
   private get searchCursor(): BtreeCursor {
@@ -284,6 +287,44 @@ export class Btree {
     else b.copy(dst, 0, BTREE_HDR_SIZE, BTREE_HDR_SIZE + this.ops.keySize);
   }
 
+  /**
+   * The pointer of entry idx of a node, its key kept as what the child's
+   * lowest key must be (checked by checkChildKey once the child is read).
+   */
+  childOf(node: Buffer, idx: number): number {
+    node.copy(this.descentKey, 0, this.geo.keyOffset(idx), this.geo.keyOffset(idx) + this.ops.keySize);
+    return node.readUInt32BE(this.geo.ptrOffset(idx));
+  }
+
+  /**
+   * A child reached through childOf must start with the key its parent holds
+   * for it (as XFS's cursor checks keys on the way down). A node key that
+   * lies would send lookups down the wrong child and inserts out of order;
+   * the block is in hand already, so the check costs one key compare.
+   */
+  checkChildKey(child: Buffer, level: number, ptr: number): void {
+    const { ops, geo } = this;
+    const differs = level === 0
+      ? child.readUInt16BE(OFF_NUMRECS) > 0 && ops.compareRecToKey(child, geo.recOffset(0), this.descentKey, 0) !== 0
+      : ops.compareKeys(child, geo.keyOffset(0), this.descentKey, 0) !== 0;
+    if (differs) {
+      throw this.corrupt(`${ops.name} btree block ${this.storage.bnoOf(ptr)} (level ${level}): its lowest key differs from the key its parent holds for it`);
+    }
+  }
+
+  /**
+   * A block reached through another's right sibling pointer must point back
+   * to it. A split or merge rewrites the neighbour's left pointer: without
+   * this, a lying right pointer would have it overwrite an unrelated block's
+   * (and hand the lie on to the new block), spreading the damage silently.
+   */
+  private checkLeftSibling(buf: Buf, level: number, expected: number): void {
+    const got = buf.data.readUInt32BE(OFF_LEFTSIB);
+    if (got !== expected) {
+      throw this.corrupt(`${this.ops.name} btree block ${buf.bno} (level ${level}): left sibling ${got}, but it was reached from ${expected}`);
+    }
+  }
+
   // ---- entry moves ------------------------------------------------------
 
   /** Opens a gap at idx in a block holding n entries and writes the entry there. */
@@ -359,6 +400,7 @@ export class Btree {
     b.writeUInt32BE(right.ptr, OFF_RIGHTSIB);
     if (oldRight !== NULL_PTR) {
       const ob = this.readBlock(oldRight, level);
+      this.checkLeftSibling(ob, level, ptrHere);
       ob.data.writeUInt32BE(right.ptr, OFF_LEFTSIB);
       this.cache.markDirty(ob);
     }
@@ -456,6 +498,10 @@ export class Btree {
       const rbuf = this.readBlock(rptr, level);
       const rb = rbuf.data;
       const rn = rb.readUInt16BE(OFF_NUMRECS);
+      // Reached through the parent, not a descent: its key is checked here, before it is
+      // overwritten (a borrow) or deleted (a merge) -- else a lying key vanishes unnoticed.
+      this.childOf(pb, pidx + 1);
+      this.checkChildKey(rb, level, rptr);
       if (n + rn <= max) {
         this.mergeIntoLeft(cur, level, buf, ptrHere, rbuf, rptr, pidx + 1);
       } else {
@@ -476,6 +522,8 @@ export class Btree {
       const lbuf = this.readBlock(lptr, level);
       const lb = lbuf.data;
       const ln = lb.readUInt16BE(OFF_NUMRECS);
+      this.childOf(pb, pidx - 1);
+      this.checkChildKey(lb, level, lptr);
       if (ln + n <= max) {
         this.mergeIntoLeft(cur, level, lbuf, lptr, buf, ptrHere, pidx);
       } else {
@@ -503,6 +551,11 @@ export class Btree {
     rightIdx: number): void {
     const lb = left.data;
     const rb = right.data;
+    // Both came through the parent: their sibling pointers must name each other.
+    if (lb.readUInt32BE(OFF_RIGHTSIB) !== rightPtr) {
+      throw this.corrupt(`${this.ops.name} btree block ${left.bno} (level ${level}): right sibling ${lb.readUInt32BE(OFF_RIGHTSIB)}, but its parent's next child is ${rightPtr}`);
+    }
+    this.checkLeftSibling(right, level, leftPtr);
     const ln = lb.readUInt16BE(OFF_NUMRECS);
     const rn = rb.readUInt16BE(OFF_NUMRECS);
     this.copyEntries(rb, 0, lb, ln, rn, level);
@@ -512,6 +565,7 @@ export class Btree {
     this.cache.markDirty(left);
     if (farRight !== NULL_PTR) {
       const fb = this.readBlock(farRight, level);
+      this.checkLeftSibling(fb, level, rightPtr);
       fb.data.writeUInt32BE(leftPtr, OFF_LEFTSIB);
       this.cache.markDirty(fb);
     }
@@ -526,7 +580,7 @@ const scratchByType = new WeakMap<BtreeOps, Buffer[]>();
 function scratchKeysFor(ops: BtreeOps): Buffer[] {
   let keys = scratchByType.get(ops);
   if (keys === undefined) {
-    keys = Array.from({ length: MAX_BTREE_HEIGHT + 1 }, () => Buffer.alloc(ops.keySize));
+    keys = Array.from({ length: MAX_BTREE_HEIGHT + 2 }, () => Buffer.alloc(ops.keySize));
     scratchByType.set(ops, keys);
   }
   return keys;
@@ -567,6 +621,7 @@ export class BtreeCursor {
     let ptr = root.ptr;
     for (let level = root.height - 1; level > 0; level--) {
       const b = tree.readBlock(ptr, level).data;
+      if (level < root.height - 1) tree.checkChildKey(b, level, ptr);
       this.ptrs[level] = ptr;
       // The last key <= the search key (or the first, when all are greater).
       let lo = 1;
@@ -582,9 +637,10 @@ export class BtreeCursor {
         }
       }
       this.idx[level] = pos;
-      ptr = b.readUInt32BE(geo.ptrOffset(pos));
+      ptr = tree.childOf(b, pos);
     }
     const b = tree.readBlock(ptr, 0).data;
+    if (root.height > 1) tree.checkChildKey(b, 0, ptr);
     this.ptrs[0] = ptr;
     const n = b.readUInt16BE(OFF_NUMRECS);
     let lo = 0;
@@ -637,13 +693,16 @@ export class BtreeCursor {
     let ptr = root.ptr;
     for (let level = root.height - 1; level > 0; level--) {
       const b = tree.readBlock(ptr, level).data;
+      if (level < root.height - 1) tree.checkChildKey(b, level, ptr);
       this.ptrs[level] = ptr;
       this.idx[level] = 0;
-      ptr = b.readUInt32BE(tree.geo.ptrOffset(0));
+      ptr = tree.childOf(b, 0);
     }
     this.ptrs[0] = ptr;
     this.idx[0] = 0;
-    return (this.valid = this.leafNumrecs() > 0);
+    const leaf = tree.readBlock(ptr, 0).data;
+    if (root.height > 1) tree.checkChildKey(leaf, 0, ptr);
+    return (this.valid = leaf.readUInt16BE(OFF_NUMRECS) > 0);
   }
 
   /** The last record of the tree. */
@@ -654,13 +713,16 @@ export class BtreeCursor {
     let ptr = root.ptr;
     for (let level = root.height - 1; level > 0; level--) {
       const b = tree.readBlock(ptr, level).data;
+      if (level < root.height - 1) tree.checkChildKey(b, level, ptr);
       const n = b.readUInt16BE(OFF_NUMRECS);
       this.ptrs[level] = ptr;
       this.idx[level] = n - 1;
-      ptr = b.readUInt32BE(tree.geo.ptrOffset(n - 1));
+      ptr = tree.childOf(b, n - 1);
     }
     this.ptrs[0] = ptr;
-    const n = this.leafNumrecs();
+    const leaf = tree.readBlock(ptr, 0).data;
+    if (root.height > 1) tree.checkChildKey(leaf, 0, ptr);
+    const n = leaf.readUInt16BE(OFF_NUMRECS);
     this.idx[0] = n - 1;
     return (this.valid = n > 0);
   }
@@ -683,7 +745,12 @@ export class BtreeCursor {
     if (level >= this.height) return (this.valid = false);
     for (; level > 0; level--) {
       const b = tree.readBlock(this.ptrs[level]!, level).data;
-      this.ptrs[level - 1] = b.readUInt32BE(tree.geo.ptrOffset(this.idx[level]!));
+      const child = tree.childOf(b, this.idx[level]!);
+      // Read now rather than by the caller a moment later, to check its key: a
+      // parent key too high hides the child from descents, and this is where
+      // a walk meets it anyway.
+      tree.checkChildKey(tree.readBlock(child, level - 1).data, level - 1, child);
+      this.ptrs[level - 1] = child;
       this.idx[level - 1] = 0;
     }
     return true;
@@ -706,9 +773,10 @@ export class BtreeCursor {
     if (level >= this.height) return (this.valid = false);
     for (; level > 0; level--) {
       const b = tree.readBlock(this.ptrs[level]!, level).data;
-      const child = b.readUInt32BE(tree.geo.ptrOffset(this.idx[level]!));
+      const child = tree.childOf(b, this.idx[level]!);
       this.ptrs[level - 1] = child;
       const cb = tree.readBlock(child, level - 1).data;
+      tree.checkChildKey(cb, level - 1, child);
       this.idx[level - 1] = cb.readUInt16BE(OFF_NUMRECS) - 1;
     }
     return true;
