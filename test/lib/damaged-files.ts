@@ -149,8 +149,12 @@ export async function damageAndRepair(t: Test, how: FileDamage): Promise<FileRep
   const reply = await onlineRepair(fsx, selectStructures(null, null), null, { forceRebuild: false, measureHeap: false, cancelled: () => false }, quietHooks);
   t.ok(reply.ok, `repaired: ${String(reply.error ?? '')}`);
   const files = reply.files as FileRepairResult[];
-  t.ok(files.length > 0 && files.every((f) => f.ino === ino && f.error === undefined), `the file repaired: ${JSON.stringify(files.map((f) => [f.type, f.changes]))}`);
-  t.ok(files.every((f) => f.path === '/big'), 'reported by its path');
+  // What changed is the file's (the directory naming it may be looked at too -- a wrong mode also shows
+  // as its entry's file type -- and found sound).
+  const changed = files.filter((f) => f.changes.length > 0);
+  t.ok(changed.length > 0 && changed.every((f) => f.ino === ino) && files.every((f) => f.error === undefined),
+    `the file repaired: ${JSON.stringify(files.map((f) => [f.type, f.ino, f.changes]))}`);
+  t.ok(files.filter((f) => f.ino === ino).every((f) => f.path === '/big'), 'reported by its path');
   t.same(check(fsx), [], 'clean after the repair');
   model.unchanged(t, fsx);
   model.write(fsx, ino, 2 * DAMAGED_FILE_EXTENTS * BLOCK_SIZE, Buffer.alloc(3 * BLOCK_SIZE, 7));
