@@ -195,7 +195,9 @@ async function namePaths(fsx: Rmapfs, files: FileRepairResult[], hooks: OnlineFs
 async function repairFileStructure(fsx: Rmapfs, name: StructureName, damage: Damage, damaged: Map<StructureName, Damage>,
   options: { cancelled: () => boolean }, hooks: OnlineFsckHooks): Promise<FileRepairResult[]> {
   const repairFiles = fsckEntry(name).repairFiles!;
-  const inos = [...damage.inos].sort((a, b) => a - b);
+  // Only the inodes whose type has this structure (as it is now: the core's repair may have just fixed the type).
+  const inos = [...damage.inos].filter((ino) => inodeHasStructure(fsx, ino, name)).sort((a, b) => a - b);
+  if (inos.length === 0) return [];
   hooks.send({ event: 'files', type: name, inodes: inos.length });
   const done = await repairFiles(fsx, inos, { cancelled: options.cancelled, foregroundWaiting: hooks.foregroundWaiting });
   for (const r of done) {
