@@ -758,6 +758,38 @@ export class BtreeCursor {
     this.tree.storage.adjustRecords?.(-1);
   }
 
+  /**
+   * Deletes the record under the cursor and leaves the cursor on the next
+   * one (false, and invalid, past the last): deleting a run of records costs
+   * one lookup, not one each. When the delete reshapes the tree (its leaf
+   * merged with or borrowing from a sibling, a new root) the cursor's path
+   * is stale, and the next record is looked up again by its key (keys are
+   * unique in the trees that use this).
+   */
+  deleteAndNext(): boolean {
+    this.checkValid();
+    const { tree } = this;
+    const n = this.leafNumrecs();
+    const idx = this.idx[0]!;
+    if (this.height === 1 || n - 1 >= tree.geo.minRecs(0)) {
+      this.delete();
+      if (n - 1 === 0) return false;
+      this.valid = true;
+      if (idx < n - 1) return true;
+      this.idx[0] = n - 2;
+      return this.increment();
+    }
+    const next = this.clone();
+    let nextKey: Buffer | null = null;
+    if (next.increment()) {
+      const { block, offset } = next.recordAt();
+      nextKey = Buffer.alloc(tree.ops.keySize);
+      tree.ops.keyFromRec(block, offset, nextKey, 0);
+    }
+    this.delete();
+    return nextKey !== null && this.lookup(nextKey, 0, 'eq');
+  }
+
   /** Inserts a record at its place in the tree (looks it up itself); the cursor is then invalid. */
   insert(rec: Buffer, recOff = 0): void {
     this.tree.insert(rec, recOff);

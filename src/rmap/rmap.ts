@@ -125,19 +125,24 @@ export function rmapUnmap(tree: Btree, rec: RmapRecord, where: string): void {
 }
 
 /**
- * Removes the record covering agbno when it is owner's and lies whole inside
- * [agbno, end) -- one lookup, where rmapUnmap takes three: the reaping of a
- * thousand one-block btree records pays it a thousand times. Returns the
- * record removed, or null (none there, another owner's, or only partly
- * inside: rmapUnmap's business).
+ * Removes the records of `owner` that follow one another from `agbno`, each
+ * wholly before `end`, with one lookup (a reaped directory's blocks are one
+ * record each, several to a run): stops at the first record that is not
+ * such. Calls `removed` with each. The block reached (`agbno` when none was).
  */
-export function rmapRemoveWhole(tree: Btree, agbno: number, end: number, owner: number): RmapRecord | null {
+export function rmapRemoveWholeRun(tree: Btree, agbno: number, end: number, owner: number,
+  removed: (r: RmapRecord) => void): number {
+  let at = agbno;
   const cur = lookupAtOrBefore(tree, agbno);
-  if (cur === null) return null;
-  const r = recordUnder(cur);
-  if (r.startblock !== agbno || r.startblock + r.blockcount > end || r.owner !== owner) return null;
-  cur.delete();
-  return r;
+  if (cur === null) return at;
+  for (let ok = true; ok && at < end;) {
+    const r = recordUnder(cur);
+    if (r.startblock !== at || r.startblock + r.blockcount > end || r.owner !== owner) break;
+    ok = cur.deleteAndNext();
+    removed(r);
+    at += r.blockcount;
+  }
+  return at;
 }
 
 /** Changes a record in place (its key may move between its neighbours). */
