@@ -606,12 +606,8 @@ function commitDirectory(fsx: Rmapfs, ino: number, salvage: DirSalvage, updates:
   }
   lap(`commit: ${skip.size + adds.length} changes since packing`);
   let freed = 0;
-  let runs = 0;
-  for (const [agno, set] of old) {
-    set.walk(() => { runs++; });
-    freed += reapInodeBlocks(alloc, agno, set, ino, RMAP_BMBT_BLOCK);
-  }
-  lap(`commit: reap (${freed} blocks in ${runs} runs)`);
+  for (const [agno, set] of old) freed += reapInodeBlocks(alloc, agno, set, ino, RMAP_BMBT_BLOCK);
+  lap(`commit: reap (${freed} blocks)`);
   inode.nblocks = inode.nblocks - freed;
   let subdirs = 0;
   for (const e of salvage.entries.values()) if (e.ftype === DT_DIR && !e.name.equals(DOTDOT)) subdirs++;

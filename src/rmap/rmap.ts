@@ -21,10 +21,15 @@ function hasFileOffset(r: RmapRecord): boolean {
   return isInodeOwner(r.owner) && (r.flags & RMAP_BMBT_BLOCK) === 0;
 }
 
-/** Whether b continues a (b starts where a ends, same owner/flags, offsets line up). */
+/**
+ * Whether b continues a (b starts where a ends, same owner/flags, offsets
+ * line up). An inode's btree blocks have no file offset: adjacent ones join
+ * (a directory grown block by block then has one record per run, and its
+ * repair reaps a run with one delete).
+ */
 export function rmapContinues(a: RmapRecord, b: RmapRecord): boolean {
   if (a.startblock + a.blockcount !== b.startblock || a.owner !== b.owner || (a.flags >>> 0) !== (b.flags >>> 0)) return false;
-  return !isInodeOwner(a.owner) || a.offset + a.blockcount === b.offset;
+  return !hasFileOffset(a) || a.offset + a.blockcount === b.offset;
 }
 
 export function formatRmap(r: RmapRecord): string {

@@ -7,7 +7,7 @@ import t from 'tap';
 import { MemBtree } from '../../src/btree/mem-btree';
 import { verifyBtree } from '../../src/btree/verify';
 import { OWN_AG, OWN_INODES } from '../../src/format/owners';
-import { RMAP_BMBT_BLOCK, decodeRmap, rmapBtreeOps } from '../../src/rmap/rmap-btree';
+import { RMAP_BMBT_BLOCK, decodeRmap, encodeRmap, rmapBtreeOps } from '../../src/rmap/rmap-btree';
 import type { RmapRecord } from '../../src/rmap/rmap-btree';
 import { rmapFind, rmapMap, rmapRemoveWholeRun, rmapUnmap } from '../../src/rmap/rmap';
 import { Rng, testSeed } from '../lib/rng';
@@ -121,16 +121,31 @@ t.test("an inode's btree blocks mapped as one extent: unmapping part keeps offse
   t.end();
 });
 
+t.test("adjacent btree blocks of one inode join in one record (offset 0), other owners' and data do not", (t) => {
+  const mem = new MemBtree(rmapBtreeOps);
+  t.teardown(() => mem.close());
+  const tree = mem.tree;
+  for (const b of [10, 11, 13, 12]) rmapMap(tree, { startblock: b, blockcount: 1, owner: 7000, offset: 0, flags: RMAP_BMBT_BLOCK }, 'test');
+  rmapMap(tree, { startblock: 14, blockcount: 1, owner: 7001, offset: 0, flags: RMAP_BMBT_BLOCK }, 'test');
+  rmapMap(tree, { startblock: 15, blockcount: 1, owner: 7001, offset: 0, flags: 0 }, 'test');
+  rmapMap(tree, { startblock: 16, blockcount: 1, owner: 7001, offset: 0, flags: 0 }, 'test');
+  const recs: string[] = [];
+  tree.forEach((b, off) => { const r = decodeRmap(b, off); recs.push(`${r.startblock}+${r.blockcount}@${r.offset}/${r.owner}`); });
+  t.same(recs, ['10+4@0/7000', '14+1@0/7001', '15+1@0/7001', '16+1@0/7001'], 'one record for the inode\'s four blocks; data at offsets 0, 0 stays apart');
+  t.end();
+});
+
 t.test('a run of one-block btree records removed with one lookup, through leaf merges, stops at another owner', (t) => {
   const mem = new MemBtree(rmapBtreeOps);
   t.teardown(() => mem.close());
   const tree = mem.tree;
   const ino = 5000;
   // 3,000 one-block records of two owners in runs: [0, 2000) the inode's, then 1 of another, then the inode's again.
-  // (Lowest first would merge them: each is its own record only because btree-block records never join.)
+  // Inserted as they are (rmapMap would join them): a directory grown before btree-block records joined.
+  const rec = Buffer.alloc(rmapBtreeOps.recSize);
   for (let b = 0; b < 3000; b++) {
-    const owner = b === 2000 ? ino + 1 : ino;
-    rmapMap(tree, { startblock: b, blockcount: 1, owner, offset: 0, flags: RMAP_BMBT_BLOCK }, 'test');
+    encodeRmap({ startblock: b, blockcount: 1, owner: b === 2000 ? ino + 1 : ino, offset: 0, flags: RMAP_BMBT_BLOCK }, rec, 0);
+    tree.insert(rec);
   }
   t.ok(tree.height >= 2, `a tree of height ${tree.height}: deletes merge leaves`);
   let told = 0;
