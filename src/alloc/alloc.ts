@@ -20,7 +20,7 @@ import type { BufCache } from '../io/buf-cache';
 import type { Geometry } from '../format/geometry';
 import { OWN_AG, OWN_INOBT, isInodeOwner, ownerName } from '../format/owners';
 import { RMAP_BMBT_BLOCK } from '../rmap/rmap-btree';
-import { rmapFind, rmapMap, rmapRemoveWhole, rmapUnmap } from '../rmap/rmap';
+import { rmapFind, rmapMap, rmapRemoveWholeRun, rmapUnmap } from '../rmap/rmap';
 import { AllocGroup } from './ag';
 import type { InobtBlockSource } from './ag';
 import { CommitHooks } from './commit-hooks';
@@ -390,10 +390,11 @@ export class Allocator implements InobtBlockSource {
     this.inAg(ag, 'freeing', () => {
       ag.fixFreelist();
       for (let at = agbno; at < agbno + len;) {
-        const whole = rmapRemoveWhole(ag.rmap, at, agbno + len, owner);
-        if (whole !== null) {
-          this.note({ op: 'unmap', agno, startblock: at, blockcount: whole.blockcount, owner, offset: whole.offset, flags: whole.flags });
-          at += whole.blockcount;
+        const reached = rmapRemoveWholeRun(ag.rmap, at, agbno + len, owner, (whole) => {
+          this.note({ op: 'unmap', agno, startblock: whole.startblock, blockcount: whole.blockcount, owner, offset: whole.offset, flags: whole.flags });
+        });
+        if (reached > at) {
+          at = reached;
           continue;
         }
         const r = rmapFind(ag.rmap, at);

@@ -43,12 +43,14 @@ import type { Geometry } from '../format/geometry';
 import { INODES_PER_CHUNK, decodeInobt, isInodeFree } from '../alloc/inode-btree';
 import type { InobtRecord } from '../alloc/inode-btree';
 import { bulkLoadSteps, computeBulkLoadGeometry } from '../btree/bulk-load';
-import type { BulkLoadResult, RecordSource } from '../btree/bulk-load';
+import type { BulkLoadGeometry, BulkLoadResult, RecordSource } from '../btree/bulk-load';
 import type { BtreeRootInfo } from '../btree/btree-ops';
 import { writeU64 } from '../io/meta-header';
 import { BLOCK_SIZE } from '../format/superblock';
 import type { AllocatedExtent, DirentUpdate } from '../alloc/alloc';
-import { RMAP_ATTR_FORK, RMAP_BMBT_BLOCK } from '../rmap/rmap-btree';
+import { RMAP_ATTR_FORK, RMAP_BMBT_BLOCK, RMAP_KEY_SIZE, encodeRmapKey } from '../rmap/rmap-btree';
+import { bnoKey } from '../alloc/alloc-btree';
+import type { BtreeCursor } from '../btree/btree';
 import { InodeStore } from '../inode/inode';
 import { FORK_BTREE } from '../inode/inode-format';
 import { ForkBtreeStorage } from '../inode/fork-btree';
@@ -69,6 +71,8 @@ const DIR_ROLE = (flags: number): boolean => (flags & RMAP_BMBT_BLOCK) !== 0 && 
 const ENTRIES_PER_STEP = 32;
 /** Adjacent blocks the salvage reads at once. */
 const SALVAGE_RUN = 32;
+/** Records walked per step while warming the cache for the commit. */
+const WARM_RECORDS_PER_STEP = 256;
 
 interface Entry {
   name: Buffer;
@@ -363,6 +367,8 @@ export async function repairDirectory(fsx: Rmapfs, ino: number, options: FileRep
     lap('arena');
     prebuilt = await prebuild(fsx, ino, packed, arena, pacing);
     lap('build and write');
+    await pacing.run(warmForCommit(fsx, ino, prebuilt, owned, updates, packed.throughUpdate));
+    lap('warm');
     if (hookError !== null) throw new RmapfsError('EIO', `repair of directory ${ino}: the live entry hook failed; the old directory is kept`);
     owned.throwIfAborted();
     const scanMs = Number(process.hrtime.bigint() - t0) / 1e6;
@@ -420,7 +426,7 @@ function* fixDotdot(fsx: Rmapfs, ino: number, salvage: DirSalvage, updates: read
 /** A buffer for the new tree's blocks (with room for entries added before the commit), every page written once, in steps. */
 async function touchedArena(fsx: Rmapfs, ino: number, entries: number, pacing: RepairPacing): Promise<Buffer> {
   const tree = new Btree(dirBtreeOps, new ForkBtreeStorage(fsx.inodes.get(ino), 'data', fsx.fs.alloc, fsx.fs.geo));
-  const blocks = computeBulkLoadGeometry(tree, entries + 256, 1).totalBlocks;
+  const blocks = newTreeGeometry(tree, entries + 256).totalBlocks;
   const arena = Buffer.allocUnsafeSlow(blocks * BLOCK_SIZE);
   const step = 16 * BLOCK_SIZE;
   for (let at = 0; at < arena.length; at += step) {
@@ -428,6 +434,16 @@ async function touchedArena(fsx: Rmapfs, ino: number, entries: number, pacing: R
     if (pacing.due()) await pacing.pause();
   }
   return arena;
+}
+
+/**
+ * The new tree's shape: leaves one entry short of full, so a name the
+ * foreground adds before the commit (applied in the commit's pause) rarely
+ * splits a leaf -- a split allocates a block, an rmap and free-space update.
+ */
+function newTreeGeometry(tree: Btree, entries: number): BulkLoadGeometry {
+  const perLeaf = tree.geo.maxRecs(0);
+  return computeBulkLoadGeometry(tree, entries, perLeaf > 1 ? (perLeaf - 1) / perLeaf : 1);
 }
 
 /** The new tree built and written before the commit, in reserved free blocks. */
@@ -453,7 +469,7 @@ function packedName(packed: PackedEntries, at: number): Buffer {
 async function prebuild(fsx: Rmapfs, ino: number, packed: PackedEntries, arena: Buffer, pacing: RepairPacing): Promise<Prebuilt> {
   const fs = fsx.fs;
   const tree = new Btree(dirBtreeOps, new ForkBtreeStorage(fsx.inodes.get(ino), 'data', fs.alloc, fs.geo));
-  const geometry = computeBulkLoadGeometry(tree, packed.count, 1);
+  const geometry = newTreeGeometry(tree, packed.count);
   const extents = fs.alloc.reserveFree(geometry.totalBlocks, fs.geo.inoLocation(ino).fsbno);
   if (extents === null) {
     throw new RmapfsError('ENOSPC', `directory ${ino}: no ${geometry.totalBlocks} free blocks to rebuild it in (the old directory is kept)`);
@@ -492,6 +508,58 @@ async function prebuild(fsx: Rmapfs, ino: number, packed: PackedEntries, arena: 
   } catch (e) {
     fs.alloc.releaseReserved(extents);
     throw e;
+  }
+}
+
+/**
+ * Reads into the cache, before the commit, the blocks its pause would
+ * otherwise read from the device: the rmap and by-block free-space leaves
+ * around the old blocks and the whole by-size tree (the reap), and the new
+ * tree's path to every name changed since packing (it was written outside
+ * the cache). A read changes nothing, so a block changed after it is just
+ * read again in the commit: cold reads were most of the pause's CPU time.
+ */
+function* warmForCommit(fsx: Rmapfs, ino: number, prebuilt: Prebuilt, owned: OwnerBlocks,
+  updates: readonly DirentUpdate[], fromUpdate: number): Generator<void, void, void> {
+  const alloc = fsx.fs.alloc;
+  const key = Buffer.alloc(RMAP_KEY_SIZE);
+  for (const [agno, set] of owned.current()) {
+    if (set.blocks === 0) continue;
+    let lo = Infinity;
+    let hi = -1;
+    set.walk((start, len) => { lo = Math.min(lo, start); hi = Math.max(hi, start + len); });
+    const ag = alloc.ag(agno);
+    encodeRmapKey(lo, 0, 0, 0, key);
+    yield* walkRange(ag.rmap.cursor(), key, (rec) => rec.readUInt32BE(0) >= hi);
+    yield* walkRange(ag.bno.cursor(), bnoKey(lo, key), (rec) => rec.readUInt32BE(0) >= hi);
+    yield* walkRange(ag.cnt.cursor(), null, () => false);
+  }
+  const inode = fsx.inodes.get(ino);
+  const storage = new ForkBtreeStorage(inode, 'data', alloc, fsx.fs.geo);
+  const newTree = new Btree(dirBtreeOps, {
+    cache: storage.cache, uuid: storage.uuid, owner: storage.owner,
+    bnoOf: (ptr) => storage.bnoOf(ptr), isValidPtr: (ptr) => storage.isValidPtr(ptr), blockLimit: () => storage.blockLimit(),
+    allocBlock: () => { throw new RmapfsError('EROFS', `directory ${ino}: the new tree is read, not changed, before its commit`); },
+    freeBlock: () => { throw new RmapfsError('EROFS', `directory ${ino}: the new tree is read, not changed, before its commit`); },
+    getRoot: () => prebuilt.root,
+    setRoot: () => { throw new RmapfsError('EROFS', `directory ${ino}: the new tree is read, not changed, before its commit`); },
+  });
+  const rec = Buffer.alloc(DIRENT_SIZE);
+  const dirKey = Buffer.alloc(DIRENT_SIZE);
+  const cur = newTree.cursor();
+  for (let u = fromUpdate; u < updates.length; u++) {
+    rec.writeUInt32BE(nameHash(updates[u]!.name) >>> 0, 0);
+    dirBtreeOps.keyFromRec(rec, 0, dirKey, 0);
+    cur.lookup(dirKey, 0, 'le');
+    if (u % ENTRIES_PER_STEP === ENTRIES_PER_STEP - 1) yield;
+  }
+}
+
+/** Walks records from the last at or before `key` (the first when null) until `past` says stop, pausing every few. */
+function* walkRange(cur: BtreeCursor, key: Buffer | null, past: (rec: Buffer) => boolean): Generator<void, void, void> {
+  let n = 0;
+  for (let ok = key === null ? cur.first() : (cur.lookup(key, 0, 'le') || cur.first()); ok && !past(cur.record()); ok = cur.increment()) {
+    if (++n % WARM_RECORDS_PER_STEP === 0) yield;
   }
 }
 
@@ -539,7 +607,7 @@ function commitDirectory(fsx: Rmapfs, ino: number, salvage: DirSalvage, updates:
   lap(`commit: ${skip.size + adds.length} changes since packing`);
   let freed = 0;
   for (const [agno, set] of old) freed += reapInodeBlocks(alloc, agno, set, ino, RMAP_BMBT_BLOCK);
-  lap('commit: reap');
+  lap(`commit: reap (${freed} blocks)`);
   inode.nblocks = inode.nblocks - freed;
   let subdirs = 0;
   for (const e of salvage.entries.values()) if (e.ftype === DT_DIR && !e.name.equals(DOTDOT)) subdirs++;

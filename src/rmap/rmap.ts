@@ -21,10 +21,15 @@ function hasFileOffset(r: RmapRecord): boolean {
   return isInodeOwner(r.owner) && (r.flags & RMAP_BMBT_BLOCK) === 0;
 }
 
-/** Whether b continues a (b starts where a ends, same owner/flags, offsets line up). */
+/**
+ * Whether b continues a (b starts where a ends, same owner/flags, offsets
+ * line up). An inode's btree blocks have no file offset: adjacent ones join
+ * (a directory grown block by block then has one record per run, and its
+ * repair reaps a run with one delete).
+ */
 export function rmapContinues(a: RmapRecord, b: RmapRecord): boolean {
   if (a.startblock + a.blockcount !== b.startblock || a.owner !== b.owner || (a.flags >>> 0) !== (b.flags >>> 0)) return false;
-  return !isInodeOwner(a.owner) || a.offset + a.blockcount === b.offset;
+  return !hasFileOffset(a) || a.offset + a.blockcount === b.offset;
 }
 
 export function formatRmap(r: RmapRecord): string {
@@ -125,19 +130,24 @@ export function rmapUnmap(tree: Btree, rec: RmapRecord, where: string): void {
 }
 
 /**
- * Removes the record covering agbno when it is owner's and lies whole inside
- * [agbno, end) -- one lookup, where rmapUnmap takes three: the reaping of a
- * thousand one-block btree records pays it a thousand times. Returns the
- * record removed, or null (none there, another owner's, or only partly
- * inside: rmapUnmap's business).
+ * Removes the records of `owner` that follow one another from `agbno`, each
+ * wholly before `end`, with one lookup (a reaped directory's blocks are one
+ * record each, several to a run): stops at the first record that is not
+ * such. Calls `removed` with each. The block reached (`agbno` when none was).
  */
-export function rmapRemoveWhole(tree: Btree, agbno: number, end: number, owner: number): RmapRecord | null {
+export function rmapRemoveWholeRun(tree: Btree, agbno: number, end: number, owner: number,
+  removed: (r: RmapRecord) => void): number {
+  let at = agbno;
   const cur = lookupAtOrBefore(tree, agbno);
-  if (cur === null) return null;
-  const r = recordUnder(cur);
-  if (r.startblock !== agbno || r.startblock + r.blockcount > end || r.owner !== owner) return null;
-  cur.delete();
-  return r;
+  if (cur === null) return at;
+  for (let ok = true; ok && at < end;) {
+    const r = recordUnder(cur);
+    if (r.startblock !== at || r.startblock + r.blockcount > end || r.owner !== owner) break;
+    ok = cur.deleteAndNext();
+    removed(r);
+    at += r.blockcount;
+  }
+  return at;
 }
 
 /** Changes a record in place (its key may move between its neighbours). */

@@ -26,7 +26,11 @@
  * and nothing else; after the mark it must be clean like any other. A mark
  * "damaged AG:STRUCTS" in the log does the same from where it stands (put it
  * before the transaction that damages them: repairers' crash tests damage
- * the live filesystem round after round), until its "repaired AG".
+ * the live filesystem round after round), until its "repaired AG". A mark
+ * "damaged AG:STRUCTS matching REGEX" tolerates only those of its problems
+ * whose message REGEX matches: the damage itself, not whatever else the
+ * structure might show (a directory repair's torn new tree is a "directory"
+ * problem too, and must fail the point).
  *
  * Prints one line per failing point and a summary line; exits 1 on failure.
  */
@@ -108,9 +112,15 @@ function main(argv: string[]): number {
   const damagedArg = argv.indexOf('--damaged') >= 0 ? argv[argv.indexOf('--damaged') + 1] ?? '' : null;
   // Until the repair's mark, problems in the damaged structures of that AG are the damage itself.
   const damageLeft = new Map<number, string[]>();
-  const noteDamage = (spec: string): boolean => {
+  /** The messages the damage of an AG shows, when its mark says (else any problem of its structures). */
+  const damageText = new Map<number, RegExp>();
+  const noteDamage = (spec: string, matching?: string): boolean => {
     const m = /^(\d+):(\S+)$/.exec(spec);
-    if (m !== null) damageLeft.set(Number(m[1]), m[2]!.split(','));
+    if (m !== null) {
+      damageLeft.set(Number(m[1]), m[2]!.split(','));
+      if (matching === undefined) damageText.delete(Number(m[1]));
+      else damageText.set(Number(m[1]), new RegExp(matching));
+    }
     return m !== null;
   };
   if (damagedArg !== null && !noteDamage(damagedArg)) {
@@ -119,7 +129,8 @@ function main(argv: string[]): number {
   }
   let damageMarks = damagedArg === null ? 0 : 1;
   let repairedMarks = 0;
-  const isKnownDamage = (p: Problem): boolean => damageLeft.get(p.agno)?.some((s) => s === structureOfProblem(p) || s === p.structure) ?? false;
+  const isKnownDamage = (p: Problem): boolean => (damageLeft.get(p.agno)?.some((s) => s === structureOfProblem(p) || s === p.structure) ?? false)
+    && (damageText.get(p.agno)?.test(p.message) ?? true);
   let toleratedPoints = 0;
   /** Points between a damage and its repair's mark: where the repair's commit lands (or not yet). */
   let windowPoints = 0;
@@ -186,9 +197,12 @@ function main(argv: string[]): number {
         const m = /^fsync (\S+) ([0-9a-f]{64}) (\d+)$/.exec(e.label);
         if (m !== null) durable.set(m[1]!, { path: m[1]!, sha: m[2]!, size: Number(m[3]) });
         const repaired = /^repaired (\d+)$/.exec(e.label);
-        if (repaired !== null && damageLeft.delete(Number(repaired[1]))) repairedMarks++;
-        const damagedMark = /^damaged (\S+)$/.exec(e.label);
-        if (damagedMark !== null && noteDamage(damagedMark[1]!)) damageMarks++;
+        if (repaired !== null && damageLeft.delete(Number(repaired[1]))) {
+          damageText.delete(Number(repaired[1]));
+          repairedMarks++;
+        }
+        const damagedMark = /^damaged (\S+)(?: matching (.+))?$/.exec(e.label);
+        if (damagedMark !== null && noteDamage(damagedMark[1]!, damagedMark[2])) damageMarks++;
       } else if (e.kind === WLOG_FLUSH) {
         for (let k = 0; k < torn; k++) checkTorn();
         const behind: PendingWrite[] = [];

@@ -7,9 +7,9 @@ import t from 'tap';
 import { MemBtree } from '../../src/btree/mem-btree';
 import { verifyBtree } from '../../src/btree/verify';
 import { OWN_AG, OWN_INODES } from '../../src/format/owners';
-import { RMAP_BMBT_BLOCK, decodeRmap, rmapBtreeOps } from '../../src/rmap/rmap-btree';
+import { RMAP_BMBT_BLOCK, decodeRmap, encodeRmap, rmapBtreeOps } from '../../src/rmap/rmap-btree';
 import type { RmapRecord } from '../../src/rmap/rmap-btree';
-import { rmapFind, rmapMap, rmapRemoveWhole, rmapUnmap } from '../../src/rmap/rmap';
+import { rmapFind, rmapMap, rmapRemoveWholeRun, rmapUnmap } from '../../src/rmap/rmap';
 import { Rng, testSeed } from '../lib/rng';
 
 const BLOCKS = 4000;
@@ -112,9 +112,52 @@ t.test("an inode's btree blocks mapped as one extent: unmapping part keeps offse
   const recs: string[] = [];
   tree.forEach((b, off) => { const r = decodeRmap(b, off); recs.push(`${r.startblock}+${r.blockcount}@${r.offset}`); });
   t.same(recs, ['100+2@0', '103+3@0'], 'head and tail, both at offset 0');
-  t.equal(rmapRemoveWhole(tree, 103, 106, ino + 1), null, 'another owner\'s: left alone');
-  t.equal(rmapRemoveWhole(tree, 100, 101, ino), null, 'not wholly inside the range: left alone');
-  t.same(rmapRemoveWhole(tree, 103, 106, ino), { startblock: 103, blockcount: 3, owner: ino, offset: 0, flags: RMAP_BMBT_BLOCK }, 'removed');
+  const removed: RmapRecord[] = [];
+  t.equal(rmapRemoveWholeRun(tree, 103, 106, ino + 1, (r) => removed.push(r)), 103, 'another owner\'s: left alone');
+  t.equal(rmapRemoveWholeRun(tree, 100, 101, ino, (r) => removed.push(r)), 100, 'not wholly inside the range: left alone');
+  t.equal(rmapRemoveWholeRun(tree, 103, 106, ino, (r) => removed.push(r)), 106, 'removed');
+  t.same(removed, [{ startblock: 103, blockcount: 3, owner: ino, offset: 0, flags: RMAP_BMBT_BLOCK }], 'the one record told');
   t.equal(rmapFind(tree, 104), null, 'gone');
+  t.end();
+});
+
+t.test("adjacent btree blocks of one inode join in one record (offset 0), other owners' and data do not", (t) => {
+  const mem = new MemBtree(rmapBtreeOps);
+  t.teardown(() => mem.close());
+  const tree = mem.tree;
+  for (const b of [10, 11, 13, 12]) rmapMap(tree, { startblock: b, blockcount: 1, owner: 7000, offset: 0, flags: RMAP_BMBT_BLOCK }, 'test');
+  rmapMap(tree, { startblock: 14, blockcount: 1, owner: 7001, offset: 0, flags: RMAP_BMBT_BLOCK }, 'test');
+  rmapMap(tree, { startblock: 15, blockcount: 1, owner: 7001, offset: 0, flags: 0 }, 'test');
+  rmapMap(tree, { startblock: 16, blockcount: 1, owner: 7001, offset: 0, flags: 0 }, 'test');
+  const recs: string[] = [];
+  tree.forEach((b, off) => { const r = decodeRmap(b, off); recs.push(`${r.startblock}+${r.blockcount}@${r.offset}/${r.owner}`); });
+  t.same(recs, ['10+4@0/7000', '14+1@0/7001', '15+1@0/7001', '16+1@0/7001'], 'one record for the inode\'s four blocks; data at offsets 0, 0 stays apart');
+  t.end();
+});
+
+t.test('a run of one-block btree records removed with one lookup, through leaf merges, stops at another owner', (t) => {
+  const mem = new MemBtree(rmapBtreeOps);
+  t.teardown(() => mem.close());
+  const tree = mem.tree;
+  const ino = 5000;
+  // 3,000 one-block records of two owners in runs: [0, 2000) the inode's, then 1 of another, then the inode's again.
+  // Inserted as they are (rmapMap would join them): a directory grown before btree-block records joined.
+  const rec = Buffer.alloc(rmapBtreeOps.recSize);
+  for (let b = 0; b < 3000; b++) {
+    encodeRmap({ startblock: b, blockcount: 1, owner: b === 2000 ? ino + 1 : ino, offset: 0, flags: RMAP_BMBT_BLOCK }, rec, 0);
+    tree.insert(rec);
+  }
+  t.ok(tree.height >= 2, `a tree of height ${tree.height}: deletes merge leaves`);
+  let told = 0;
+  t.equal(rmapRemoveWholeRun(tree, 10, 2500, ino, () => { told++; }), 2000, 'stopped at the other owner\'s record');
+  t.equal(told, 1990, 'every record removed told');
+  const left: number[] = [];
+  tree.forEach((b, off) => { left.push(decodeRmap(b, off).startblock); });
+  const want: number[] = [];
+  for (let b = 0; b < 3000; b++) if (b < 10 || b >= 2000) want.push(b);
+  t.same(left, want, 'exactly the run removed');
+  t.ok(verifyBtree(tree).ok, 'the tree verifies');
+  t.equal(rmapRemoveWholeRun(tree, 2001, 3000, ino, () => { told++; }), 3000, 'the rest, to the end of the tree');
+  t.equal(tree.count(), 11, 'eleven records left');
   t.end();
 });
