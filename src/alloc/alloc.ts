@@ -312,14 +312,20 @@ export class Allocator implements InobtBlockSource {
     }
   }
 
-  /** Frees an extent an owner held (it must be mapped to that owner at that offset). */
-  free(fsbno: number, len: number, owner: number, offset = 0, flags = 0): void {
+  /** The AG an extent to free lies in, refused when it crosses the AG's end or the AG's free space is damaged. */
+  private agToFree(fsbno: number, len: number): { ag: AllocGroup; agno: number; agbno: number } {
     const agno = this.geo.agnoOf(fsbno);
     const agbno = this.geo.agbnoOf(fsbno);
     const ag = this.ag(agno);
     if (agbno + len > ag.length) throw new RmapfsError('EFSCORRUPTED', `freeing ${fsbno}+${len}, which crosses the end of AG ${agno}`);
     // Refused before anything changes: giving space back to a damaged btree could make it worse.
     if (this.spaceSick(ag)) throw this.sickRefusal(ag, `cannot free blocks ${fsbno}+${len}`);
+    return { ag, agno, agbno };
+  }
+
+  /** Frees an extent an owner held (it must be mapped to that owner at that offset). */
+  free(fsbno: number, len: number, owner: number, offset = 0, flags = 0): void {
+    const { ag, agbno } = this.agToFree(fsbno, len);
     this.inAg(ag, 'freeing', () => {
       ag.fixFreelist();
       this.release(ag, agbno, len, owner, offset, flags);
@@ -382,11 +388,7 @@ export class Allocator implements InobtBlockSource {
    * blocks in its commit pays one free-space update per run, not per block.
    */
   freeOwnedRun(fsbno: number, len: number, owner: number, flags: number): void {
-    const agno = this.geo.agnoOf(fsbno);
-    const agbno = this.geo.agbnoOf(fsbno);
-    const ag = this.ag(agno);
-    if (agbno + len > ag.length) throw new RmapfsError('EFSCORRUPTED', `freeing ${fsbno}+${len}, which crosses the end of AG ${agno}`);
-    if (this.spaceSick(ag)) throw this.sickRefusal(ag, `cannot free blocks ${fsbno}+${len}`);
+    const { ag, agno, agbno } = this.agToFree(fsbno, len);
     this.inAg(ag, 'freeing', () => {
       ag.fixFreelist();
       for (let at = agbno; at < agbno + len;) {
