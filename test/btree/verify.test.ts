@@ -68,6 +68,18 @@ for (const target of ['xfile', 'device'] as const) {
     t.end();
   });
 
+  t.test(`${target}: a root claiming an impossible height is reported, not sized by (a fuzzed inode's dataHeight 0xffffffff ran the fuzz loop out of memory)`, (t) => {
+    const fx = build(target);
+    const root = fx.tree.storage.getRoot();
+    fx.tree.storage.getRoot = () => ({ ptr: root.ptr, height: 0xffffffff });
+    const v = verifyBtree(fx.tree);
+    t.notOk(v.ok, 'verifier fails');
+    t.match(v.problems[0]?.message ?? '', /height 4294967295 is impossible/);
+    t.equal(v.blocksPerLevel.length, 0, 'no per-level counts');
+    fx.close();
+    t.end();
+  });
+
   t.test(`${target}: each kind of damage is found`, (t) => {
     const cases: [string, RegExp, (fx: TreeFixture) => void][] = [
       ['bad magic', /bad magic/, (fx) => damage(fx, blocksAt(fx, 0)[3]!, (b) => b.writeUInt32BE(0x12345678, OFF_MAGIC))],

@@ -2,7 +2,7 @@
  * The fuzz-and-repair loop (like fstests' xfs/3xx fuzz tests): every field
  * of a btree block or an AG's header blocks, under every fuzz verb of `rmapfs db`.
  *
- *   node dist/test/fuzz/fuzz-loop.js [--online] [--offline] [--mounted] [--sample N]
+ *   node dist/test/fuzz/fuzz-loop.js [--mounted] [--sample N]
  *        [--trees rmap,bno,...] [--match TEXT]
  *
  * Online -- the rmap, both free-space and the inode btrees (two levels each:
@@ -29,11 +29,16 @@
  * Not here: the primary superblock. Mount reads it before anything else and
  * refuses a damaged one, so no online repair can run; its repair is offline
  * (issue 13).
- * Offline (bmbt, dir and attr btrees, two levels each): the same
- * corruption, and `check` must report it, or the field is harmless: check
- * clean, and the filesystem still works (files unchanged, a change made and
- * checked clean).
- *
+ * File rows (in this process only, not --mounted): every inode core field
+ * of the big file (its block map two levels), and the bmbt, dir and attr
+ * btrees (two levels each: node and leaf), online as above with plain
+ * `repair`. The damaged object may lose data, only as the repair's report
+ * (reply.files[].changes) says (damageVerdict): a file's content only with
+ * a report line about it; a directory's missing names exactly the number
+ * (and names) reported lost, each file found again in /lost+found with its
+ * content; the attributes missing exactly those reported dropped, the rest
+ * with their values. Every other file and xattr unchanged. Each file row
+ * ends with the report's first lines.
  * Prints a table (tree, block, field, verb, outcome), outcomes counted per
  * tree and block, and a summary; exits 1 when any case is neither detected
  * nor harmless, or not repaired, or changed a file. --sample N runs every
@@ -53,7 +58,8 @@ import { scrubLiveSliced } from '../../src/scrub/live-scrub';
 import { checkerFor, selectStructures } from '../../src/fsck/table';
 import { onlineRepair } from '../../src/fsck/online';
 import type { CtlReply } from '../../src/ctl/ctl';
-import { S_IFDIR, S_IFREG } from '../../src/inode/inode-format';
+import { INODE_FIELDS, S_IFDIR, S_IFREG } from '../../src/inode/inode-format';
+import type { FileRepairResult } from '../../src/repair/file-repair';
 import { BlockMap } from '../../src/file/bmap';
 import { Directory } from '../../src/dir/dir';
 import { AttrFork } from '../../src/attr/attr';
@@ -81,8 +87,20 @@ const KEY_FIELDS: Record<string, string[]> = {
   attr: ['hash', 'cidx'],
 };
 
+/**
+ * The file a file row damages (the big file's block map or inode core, the
+ * directory, the attribute file's xattrs): it alone may lose data, and only
+ * what the repair's report says (damageVerdict).
+ */
+interface DamagedObject {
+  kind: 'file' | 'dir' | 'xattrs';
+  ino: number;
+  /** Its key in the case's hashes ('big', 'xattr:attrs'; the directory's entries are 'dir/...'). */
+  hashKey: string;
+}
+
 interface Target {
-  /** The row's first column: a btree's name, or agh, agfl, sb. */
+  /** The row's first column: a btree's name, or agh, agfl, sb, inode. */
   tree: string;
   /** The db words naming the block: "block AGNO AGBNO TREE", "fsblock FSBNO TREE", "agh AGNO" or "sb AGNO". */
   where: string;
@@ -90,6 +108,8 @@ interface Target {
   what: string;
   /** Its fields `rmapfs db` can fuzz, each fuzzed with every verb. */
   fields: readonly string[];
+  /** A file row's damaged object; AG rows damage no file. */
+  damaged?: DamagedObject;
 }
 
 interface Case {
@@ -98,7 +118,7 @@ interface Case {
   verb: string;
 }
 
-type Outcome = 'detected+repaired' | 'detected' | 'harmless' | 'unchanged' | 'n/a' | 'FAIL';
+type Outcome = 'detected+repaired' | 'harmless' | 'unchanged' | 'n/a' | 'FAIL';
 
 interface Row {
   c: Case;
@@ -106,6 +126,8 @@ interface Row {
   detail: string;
   /** What the online repair rebuilt (structure names), for a case it repaired. */
   rebuilt?: string[];
+  /** A file row's report about the damaged object (FileRepairResult.changes), shown after the row. */
+  reported?: string[];
   /** A mounted case's writer process: how many changes it made while scrub and repair ran, how many failed. */
   writer?: { steps: number; failures: number };
 }
@@ -222,7 +244,8 @@ function agTargets(image: string, tree: AgBtreeName): Target[] {
 }
 
 /** The root and one leaf of an inode's btree (bmbt, dir or attr); its pointers are filesystem block numbers. */
-function inodeTargets(image: string, ino: number, tree: 'bmbt' | 'dir' | 'attr'): Target[] {
+function inodeTargets(image: string, damaged: DamagedObject, tree: 'bmbt' | 'dir' | 'attr'): Target[] {
+  const ino = damaged.ino;
   const fsx = Rmapfs.open(image, { readOnly: true });
   try {
     const inode = fsx.inodes.handle(ino);
@@ -235,10 +258,24 @@ function inodeTargets(image: string, ino: number, tree: 'bmbt' | 'dir' | 'attr')
     if (root.height < 2) throw new Error(`the ${tree} btree of inode ${ino} is ${root.height} level high; the fuzz loop needs two`);
     let leaf = -1;
     t.visitBlocks((ptr, level) => { if (level === 0 && leaf < 0) leaf = ptr; });
-    return btreeTargets(tree, `fsblock ${root.ptr} ${tree}`, `fsblock ${leaf} ${tree}`);
+    return btreeTargets(tree, `fsblock ${root.ptr} ${tree}`, `fsblock ${leaf} ${tree}`).map((t) => ({ ...t, damaged }));
   } finally {
     fsx.close();
   }
+}
+
+/** The damaged objects of the file rows, in the build's files. */
+function damagedObjects(built: ReturnType<typeof build>): Record<'big' | 'dir' | 'attrs', DamagedObject> {
+  return {
+    big: { kind: 'file', ino: built.bigFile, hashKey: 'big' },
+    dir: { kind: 'dir', ino: built.bigDir, hashKey: 'dir/' },
+    attrs: { kind: 'xattrs', ino: built.attrFile, hashKey: 'xattr:attrs' },
+  };
+}
+
+/** Every inode core field of the big file (a two-level block map: every field has something to lose). */
+function inodeCoreTarget(big: DamagedObject): Target {
+  return { tree: 'inode', where: `inode ${big.ino}`, what: 'core', fields: INODE_FIELDS.map((f) => f.name), damaged: big };
 }
 
 /** A btree's root node (header, a key, a pointer) and one leaf (header, a record), as targets. */
@@ -288,6 +325,7 @@ function rebuiltBy(reply: CtlReply | Record<string, unknown>): string[] {
   if (some('freeSpace')) names.push('bnobt+cntbt');
   if (some('inodeBtree')) names.push('inobt');
   if (Array.isArray(reply.headers)) for (const h of reply.headers as { type: string }[]) if (!names.includes(h.type)) names.push(h.type);
+  if (Array.isArray(reply.files)) for (const f of reply.files as { type: string }[]) if (!names.includes(f.type)) names.push(f.type);
   return names;
 }
 
@@ -366,6 +404,112 @@ class Writer {
   }
 }
 
+/** The repair report's lines about one inode (every repairer that rebuilt something of it). */
+function reportedChanges(files: readonly FileRepairResult[], ino: number): string[] {
+  return files.filter((f) => f.ino === ino).flatMap((f) => f.changes);
+}
+
+/** The file repairs of a repair's reply (online.ts fills `files` with FileRepairResult). */
+function filesOf(reply: CtlReply): FileRepairResult[] {
+  return Array.isArray(reply.files) ? reply.files as FileRepairResult[] : [];
+}
+
+/**
+ * How many names (or attributes) a report says were lost, and which by
+ * name: "3 names lost" / "8 attributes lost" (the count of a block that did
+ * not verify), "entry 'x' dropped: ...", "entry 4 of block 9 dropped: ...".
+ */
+function reportedLosses(changes: readonly string[], noun: 'entry' | 'attribute'): { count: number; names: Set<string> } {
+  let count = 0;
+  const names = new Set<string>();
+  for (const line of changes) {
+    const lost = /^(\d+) (?:names?|attributes?) lost/.exec(line);
+    if (lost !== null) count += Number(lost[1]);
+    else if (new RegExp(`^${noun} \\d+ of block \\d+ dropped`).test(line)) count++;
+    else {
+      const named = new RegExp(`^${noun} '?(.+?)'? dropped`).exec(line);
+      if (named !== null) { count++; names.add(named[1]!); }
+    }
+  }
+  return { count, names };
+}
+
+/** The content build() gave dir/entry-I. */
+const entryContent = (i: number): Buffer => crypto.createHash('sha256').update(`e${i}`).digest();
+/** The value build() gave the attribute file's user.kI. */
+const attrValue = (i: number): Buffer => Buffer.alloc(i % 2 === 0 ? 20 : 300, i);
+
+/**
+ * The damaged object after the repair, against the report: null when it is
+ * as built, or lost only what the report says (a directory's names missing
+ * = the names it says were lost, each file found in /lost+found with its
+ * content; the attributes missing = those it says were dropped; a file's
+ * content changed only with a line of the report about it); else what is
+ * wrong, one line.
+ */
+function damageVerdict(fsx: Rmapfs, damaged: DamagedObject, hashes: Map<string, string>, files: readonly FileRepairResult[]): string | null {
+  const changes = reportedChanges(files, damaged.ino);
+  if (damaged.kind === 'file') {
+    const changed = changedFiles(fsx, new Map([[damaged.hashKey, hashes.get(damaged.hashKey)!]]));
+    return changed.length > 0 && changes.length === 0 ? `${changed.join(', ')} changed, and the report says nothing of it` : null;
+  }
+  if (damaged.kind === 'xattrs') {
+    const present = new Set(fsx.listxattr(damaged.ino));
+    const wrong: string[] = [];
+    const missing = new Set<string>();
+    for (let i = 0; i < 40; i++) {
+      const name = `user.k${i}`;
+      if (!present.delete(name)) missing.add(name);
+      else {
+        try {
+          if (!fsx.getxattr(damaged.ino, name).equals(attrValue(i))) wrong.push(name);
+        } catch (e) {
+          // Kept by the repair, yet its value does not read back (a crc that no longer matches): a finding, not a crash.
+          wrong.push(`${name} (${e instanceof Error ? e.message : String(e)})`);
+        }
+      }
+    }
+    const said = reportedLosses(changes, 'attribute');
+    const problems = [
+      ...(wrong.length > 0 ? [`values changed: ${wrong.join(' ')}`] : []),
+      ...(present.size > 0 ? [`attributes not made: ${[...present].join(' ')}`] : []),
+      ...[...said.names].filter((n) => !missing.has(n)).map((n) => `reported dropped but there: ${n}`),
+      ...(said.count !== missing.size ? [`${missing.size} missing (${[...missing].join(' ')}), report says ${said.count}`] : []),
+    ];
+    return problems.length > 0 ? problems.join('; ') : null;
+  }
+  // A directory: its names, and where each entry's file is (here, or adopted into /lost+found).
+  const names = new Set(fsx.readdir(damaged.ino).map((e) => e.name).filter((n) => n !== '.' && n !== '..'));
+  const adopted = new Set<string>();
+  try {
+    const lf = fsx.lookup(fsx.rootIno, 'lost+found');
+    for (const e of fsx.readdir(lf)) {
+      if (e.name === '.' || e.name === '..') continue;
+      const ino = fsx.lookup(lf, e.name);
+      adopted.add(fsx.read(ino, 0, fsx.stat(ino).size).toString('hex'));
+    }
+  } catch {
+    // No /lost+found: nothing was adopted.
+  }
+  const problems: string[] = [];
+  const missing = new Set<string>();
+  for (let i = 0; i < 80; i++) {
+    const name = `entry-${i}`;
+    if (names.delete(name)) {
+      const ino = fsx.lookup(damaged.ino, name);
+      if (!fsx.read(ino, 0, fsx.stat(ino).size).equals(entryContent(i))) problems.push(`${name} has another file's content`);
+    } else {
+      missing.add(name);
+      if (!adopted.has(entryContent(i).toString('hex'))) problems.push(`${name}'s file is neither there nor in /lost+found`);
+    }
+  }
+  if (names.size > 0) problems.push(`names not made: ${[...names].join(' ')}`);
+  const said = reportedLosses(changes, 'entry');
+  problems.push(...[...said.names].filter((n) => !missing.has(n)).map((n) => `reported dropped but there: ${n}`));
+  if (said.count !== missing.size) problems.push(`${missing.size} names missing (${[...missing].join(' ')}), report says ${said.count}`);
+  return problems.length > 0 ? problems.join('; ') : null;
+}
+
 /** Copies the pristine image to `work` and fuzzes the case's field there; a row when there is nothing to test (not fuzzable, value unchanged). */
 async function fuzzCopy(pristine: string, work: string, c: Case): Promise<Row | null> {
   fs.copyFileSync(pristine, work);
@@ -388,6 +532,7 @@ async function onlineCase(pristine: string, work: string, c: Case, hashes: Map<s
   let outcome: Outcome;
   let detail = '';
   let rebuilt: string[] = [];
+  let lost: string[] = [];
   const writer = new Writer(fsx);
   // Slices as small as a busy daemon's (a FUSE request waiting ends each), so the writer runs all through.
   const sliced = { sliceMs: 1e9, maxUnits: 8 };
@@ -409,7 +554,12 @@ async function onlineCase(pristine: string, work: string, c: Case, hashes: Map<s
     const after = await scrubLiveSliced(fsx.fs, checkerFor(null), sliced);
     // Repaired means usable: the writes that the damage may have refused all work now.
     for (let i = 0; i < 30; i++) writer.step(true);
-    const changed = [...changedFiles(fsx, hashes), ...writer.changed()];
+    // The damaged object may have lost what the report says (damageVerdict); every other file nothing.
+    const damaged = c.target.damaged;
+    const untouched = new Map([...hashes].filter(([key]) => damaged === undefined || !key.startsWith(damaged.hashKey)));
+    const changed = [...changedFiles(fsx, untouched), ...writer.changed()];
+    const lossWrong = damaged === undefined ? null : damageVerdict(fsx, damaged, hashes, filesOf(repaired));
+    lost = damaged === undefined ? [] : reportedChanges(filesOf(repaired), damaged.ino);
     if (after.problemCount > 0) {
       outcome = 'FAIL';
       detail = `scrub after the repair: ${after.problems.slice(0, 2).map((p) => p.message).join('; ')}`;
@@ -419,6 +569,9 @@ async function onlineCase(pristine: string, work: string, c: Case, hashes: Map<s
     } else if (changed.length > 0) {
       outcome = 'FAIL';
       detail = `files changed: ${changed.join(', ')}`;
+    } else if (lossWrong !== null) {
+      outcome = 'FAIL';
+      detail = `the damaged ${damaged!.kind} against the report: ${lossWrong}`;
     } else {
       outcome = detected ? 'detected+repaired' : 'harmless';
     }
@@ -431,7 +584,7 @@ async function onlineCase(pristine: string, work: string, c: Case, hashes: Map<s
     outcome = 'FAIL';
     detail = `check after the repair: ${report.error ?? report.result.problems[0]?.message ?? ''}`;
   }
-  return { c, outcome, detail, rebuilt };
+  return { c, outcome, detail, rebuilt, reported: lost };
 }
 
 /** The rmapfs command of this checkout (or $RMAPFS, as the regress runner sets it). */
@@ -625,27 +778,6 @@ async function mountedCase(pristine: string, work: string, c: Case, hashes: Map<
   return { c, outcome: detected ? 'detected+repaired' : 'harmless', detail: '', rebuilt, writer: writerSteps };
 }
 
-async function offlineCase(pristine: string, work: string, c: Case, hashes: Map<string, string>): Promise<Row> {
-  const notFuzzed = await fuzzCopy(pristine, work, c);
-  if (notFuzzed !== null) return notFuzzed;
-  const report = checkDevice(work);
-  if (report.status !== CHECK_CLEAN) return { c, outcome: 'detected', detail: report.error ?? report.result.problems[0]?.message ?? '' };
-  // Check found nothing: the field must be harmless -- the filesystem works and nothing changed.
-  try {
-    const fsx = Rmapfs.open(work);
-    const changed = changedFiles(fsx, hashes);
-    const ino = fsx.create(fsx.rootIno, 'after-fuzz', S_IFREG | 0o644, 0, 0).ino;
-    fsx.write(ino, 0, Buffer.alloc(50000, 5));
-    fsx.close();
-    if (changed.length > 0) return { c, outcome: 'FAIL', detail: `undetected, and files changed: ${changed.join(', ')}` };
-    const again = checkDevice(work);
-    if (again.status !== CHECK_CLEAN) return { c, outcome: 'FAIL', detail: `undetected, then: ${again.result.problems[0]?.message ?? again.error}` };
-  } catch (e) {
-    return { c, outcome: 'FAIL', detail: `undetected, then: ${e instanceof Error ? e.message : String(e)}` };
-  }
-  return { c, outcome: 'harmless', detail: '' };
-}
-
 /** Rows of a table: tree and block, then how many of each outcome (the table's closing lines). */
 function countsByTarget(rows: readonly Row[]): string[] {
   const by = new Map<string, Map<Outcome, number>>();
@@ -661,8 +793,6 @@ function countsByTarget(rows: readonly Row[]): string[] {
 async function main(argv: string[]): Promise<number> {
   // --mounted: the online rows only, each through a real mount (mountedCase) rather than in this process.
   const mounted = argv.includes('--mounted');
-  const doOnline = mounted || argv.includes('--online') || !argv.includes('--offline');
-  const doOffline = !mounted && (argv.includes('--offline') || !argv.includes('--online'));
   const online = mounted ? mountedCase : onlineCase;
   if (mounted) detachOnSignal();
   const sample = Math.max(1, arg(argv, '--sample', 1));
@@ -689,40 +819,45 @@ async function main(argv: string[]): Promise<number> {
         const by = row.outcome !== 'detected+repaired' || row.rebuilt === undefined ? ''
           : row.rebuilt.length > 0 ? ` by ${row.rebuilt.join(',')}` : ' by the writer (nothing left to rebuild)';
         console.log(`${c.target.tree.padEnd(5)} ${c.target.what.padEnd(5)} ${c.field.padEnd(18)} ${c.verb.padEnd(10)} `
-          + `${row.outcome}${row.outcome === 'FAIL' ? `: ${row.detail}` : by}${mark(row)}`);
+          + `${row.outcome}${row.outcome === 'FAIL' ? `: ${row.detail}` : by}${mark(row)}${reportOf(row)}`);
       }
     };
+    // A file row ends with what the report said of the damaged object (its first two lines).
+    const reportOf = (row: Row): string => row.reported === undefined || row.reported.length === 0 ? ''
+      : ` [report: ${row.reported.slice(0, 2).join('; ')}${row.reported.length > 2 ? `; +${row.reported.length - 2}` : ''}]`;
     // A mounted row says so, with what its writer process did meanwhile.
     const mark = (row: Row): string => !mounted ? ''
       : row.writer === undefined ? ' [mounted]' : ` [mounted; writer: ${row.writer.steps} changes, ${row.writer.failures} failed]`;
     console.log('tree  block field              verb       outcome');
     // Three starting points, each built only when its rows run: one AG for the btrees, the same with
     // 16k inodes for the inode btree's rows, two AGs for the header rows.
-    if (wanted('rmap', 'bno', 'cnt', 'bmbt', 'dir', 'attr')) {
+    if (wanted('rmap', 'bno', 'cnt', 'bmbt', 'dir', 'attr', 'inode')) {
       const pristine = path.join(dir, 'btrees.img');
       const built = build(pristine, { manyInodes: false, agCount: 1 });
-      if (doOnline) await runCases(pristine, built.hashes, [...agTargets(pristine, 'rmap'), ...agTargets(pristine, 'bno'), ...agTargets(pristine, 'cnt')], online);
-      if (doOffline) {
-        await runCases(pristine, built.hashes, [...inodeTargets(pristine, built.bigFile, 'bmbt'), ...inodeTargets(pristine, built.bigDir, 'dir'),
-          ...inodeTargets(pristine, built.attrFile, 'attr')], offlineCase);
+      await runCases(pristine, built.hashes, [...agTargets(pristine, 'rmap'), ...agTargets(pristine, 'bno'), ...agTargets(pristine, 'cnt')], online);
+      // The file rows run in this process only: their verdict reads the repair's report (damageVerdict).
+      if (!mounted) {
+        const damaged = damagedObjects(built);
+        await runCases(pristine, built.hashes, [inodeCoreTarget(damaged.big), ...inodeTargets(pristine, damaged.big, 'bmbt'),
+          ...inodeTargets(pristine, damaged.dir, 'dir'), ...inodeTargets(pristine, damaged.attrs, 'attr')], onlineCase);
       }
       fs.rmSync(pristine);
     }
-    if (doOnline && wanted('ino')) {
+    if (wanted('ino')) {
       const pristine = path.join(dir, 'inodes.img');
       const built = build(pristine, { manyInodes: true, agCount: 1 });
       await runCases(pristine, built.hashes, agTargets(pristine, 'ino'), online);
       fs.rmSync(pristine);
     }
-    if (doOnline && wanted('agh', 'agfl', 'sb')) {
+    if (wanted('agh', 'agfl', 'sb')) {
       const pristine = path.join(dir, 'headers.img');
       const built = build(pristine, { manyInodes: false, agCount: 2 });
       await runCases(pristine, built.hashes, headerTargets(pristine), online);
     }
     const count = (o: Outcome): number => rows.filter((r) => r.outcome === o).length;
     for (const line of countsByTarget(rows)) console.log(line);
-    console.log(`fuzz-loop${mounted ? ' --mounted' : ''}: ${rows.length} cases: ${count('detected+repaired')} detected and repaired, ${count('detected')} detected `
-      + `(offline), ${count('harmless')} harmless, ${count('unchanged')} left unchanged by the verb, ${count('n/a')} not fuzzable, `
+    console.log(`fuzz-loop${mounted ? ' --mounted' : ''}: ${rows.length} cases: ${count('detected+repaired')} detected and repaired, `
+      + `${count('harmless')} harmless, ${count('unchanged')} left unchanged by the verb, ${count('n/a')} not fuzzable, `
       + `${count('FAIL')} failures; `
       + `${((Date.now() - t0) / 1000).toFixed(0)} s`);
     return count('FAIL') === 0 ? 0 : 1;
