@@ -30,6 +30,12 @@
  *    are at that moment. An inode no directory names: an open file unlinked
  *    (no links, kept for its user: Rmapfs.isOrphan) is left alone; any other
  *    is adopted by /lost+found.
+ * 3. Name: a file whose count went up has a name its count did not know of
+ *    -- maybe an entry whose inode number was damaged, now naming it instead
+ *    of a file just adopted. One paced walk of the namespace lists its names
+ *    (file-paths.ts) in the report beside the adopted files' new paths: with
+ *    no parent pointers nothing tells which name it was, so a person decides
+ *    (as after xfs_repair, which raises the count and fills lost+found too).
  *
  * The counts are a dense array per inode chunk of the inodes that are named
  * at all (256 bytes per 64 inodes, outside the JS heap: 1M inodes ~ 4 MiB),
@@ -46,6 +52,7 @@ import type { Rmapfs } from '../fs/rmapfs';
 import { Pacer } from '../io/pacer';
 import type { FileRepairOptions, FileRepairResult } from './file-repair';
 import { Orphanage, ORPHANAGE_NAME } from './orphanage';
+import { findAllPaths } from './file-paths';
 
 const log = createDebug('rmapfs:repair');
 
@@ -248,8 +255,8 @@ function unreadable(ino: number, e: unknown): unknown {
   return new RmapfsError(e.code, `link counts not repaired: directory ${ino} cannot be read (${e.message}); repair directories first`);
 }
 
-/** What one inode needs: nothing, a new link count, or a name in /lost+found. */
-function fixOne(fsx: Rmapfs, counts: LinkCounts, orphanage: Orphanage, ino: number): FileRepairResult | null {
+/** What one inode needs: nothing, a new link count, or a name in /lost+found; a file whose count went up joins `raised`. */
+function fixOne(fsx: Rmapfs, counts: LinkCounts, orphanage: Orphanage, ino: number, raised: Set<FileRepairResult>): FileRepairResult | null {
   const isRoot = ino === fsx.rootIno;
   const t0 = process.hrtime.bigint();
   const pause = (): number => Number(process.hrtime.bigint() - t0) / 1e6;
@@ -281,7 +288,34 @@ function fixOne(fsx: Rmapfs, counts: LinkCounts, orphanage: Orphanage, ino: numb
     return { was, want };
   });
   if (before === null) return null;
-  return { type: 'nlinks', ino, path: null, changes: [`link count ${before.was} -> ${before.want}`], commitPauseMs: pause() };
+  const result: FileRepairResult = { type: 'nlinks', ino, path: null, changes: [`link count ${before.was} -> ${before.want}`], commitPauseMs: pause() };
+  if (!seen.isDir && before.want > before.was) raised.add(result);
+  return result;
+}
+
+/** Names listed for a file whose count was raised. */
+const NAMES_LISTED = 8;
+
+/**
+ * A file with more names than its count said may hold a name that pointed
+ * at another file once (an entry's inode number damaged): that file has no
+ * name left and was adopted. The report lists the names, so that a person
+ * can find the entry that changed and the file now in /lost+found; nothing
+ * tells which name it was (there are no parent pointers here), so nothing
+ * is undone.
+ */
+async function nameRaisedFiles(fsx: Rmapfs, raised: ReadonlySet<FileRepairResult>, adopted: readonly FileRepairResult[],
+  options: FileRepairOptions): Promise<void> {
+  if (raised.size === 0) return;
+  const byIno = new Map([...raised].map((r) => [r.ino, r]));
+  const paths = await findAllPaths(fsx, new Set(byIno.keys()), NAMES_LISTED, options);
+  const lostFound = adopted.flatMap((a) => a.changes.filter((c) => c.startsWith('moved to ')).map((c) => c.slice('moved to '.length)));
+  for (const [ino, r] of byIno) {
+    const names = (paths.get(ino) ?? []).sort();
+    if (names.length === 0) continue;
+    r.changes.push(`named by ${names.join(', ')}${names.length === NAMES_LISTED ? ', ...' : ''}`
+      + (lostFound.length > 0 ? `: if one of these names was another file's, that file is now ${lostFound.length === 1 ? lostFound[0]! : `one of ${lostFound.join(', ')}`}` : ''));
+  }
 }
 
 /**
@@ -301,8 +335,9 @@ export async function repairLinkCounts(fsx: Rmapfs, options: FileRepairOptions =
     const iscan = new InodeScanCursor(alloc, geo);
     const pacer = new Pacer(options);
     const orphanage = new Orphanage(fsx);
+    const raised = new Set<FileRepairResult>();
     for (let ino = iscan.next(-1); ino !== null; ino = iscan.next(ino)) {
-      const r = fixOne(fsx, scan.counts, orphanage, ino);
+      const r = fixOne(fsx, scan.counts, orphanage, ino, raised);
       if (r !== null) {
         results.push(r);
         // An adoption may have made /lost+found: an inode allocated under the cursor's cached chunk.
@@ -310,6 +345,7 @@ export async function repairLinkCounts(fsx: Rmapfs, options: FileRepairOptions =
       }
       if (pacer.due()) await scan.pauseBetweenSlices(pacer, iscan, options);
     }
+    await nameRaisedFiles(fsx, raised, results.filter((r) => r.namelessBefore === true), options);
     const s = scan.stats;
     log('link counts: %d inodes, %d directories, %d entries, %d live updates; scan %d ms in %d slices, fix %d ms; %d changed',
       s.inodes, s.directories, s.entries, s.liveUpdates, Math.round(s.scanMs), s.slices,

@@ -60,7 +60,8 @@ t.test('wrong link counts are set to the names counted', async (t) => {
   setNlink(fsx, d, 7);
   t.equal(check(fsx).filter((l) => /link count/.test(l)).length, 3, 'check sees three wrong counts');
   const results = await repairLinkCounts(fsx, { maxUnits: 3 });
-  t.same(lines(results), [`inode ${d}: link count 7 -> 3`, `inode ${high}: link count 5 -> 1`, `inode ${low}: link count 1 -> 2`].sort());
+  t.same(lines(results), [`inode ${d}: link count 7 -> 3`, `inode ${high}: link count 5 -> 1`,
+    `inode ${low}: link count 1 -> 2; named by /low, /low2`].sort());
   t.ok(results.every((r) => r.type === 'nlinks' && r.commitPauseMs > 0));
   t.same(check(fsx), [], 'clean after the repair');
   t.same(await repairLinkCounts(fsx), [], 'a second repair finds nothing to change');
@@ -107,6 +108,29 @@ t.test('a file and a directory no directory names go to /lost+found', async (t) 
   setNlink(fsx, file, 2);
   const second = await repairLinkCounts(fsx);
   t.same(lines(second), [`inode ${again}: moved to /lost+found/${again}.1`]);
+  closeAndCheck(t, fsx, image);
+});
+
+t.test('an entry pointed at another file: its own file goes to /lost+found, the report names both', async (t) => {
+  const image = scratchImage(t, { size: 32 << 20, agCount: 2 });
+  const fsx = Rmapfs.open(image);
+  const d = fsx.mkdir(fsx.rootIno, 'd', DIR, 0, 0).ino;
+  const a = fsx.create(d, 'a', FILE, 0, 0).ino;
+  const b = fsx.create(d, 'b', FILE, 0, 0).ino;
+  fsx.write(a, 0, Buffer.from('content of a'));
+  fsx.write(b, 0, Buffer.from('content of b'));
+  // The entry's inode number damaged (as db's fuzz of rec.ino does): 'a' names b now.
+  fsx.fs.run(() => { new Directory(fsx.inodes.get(d), fsx.fs.alloc, fsx.fs.geo).replace(Buffer.from('a'), b, 8); });
+  const found = check(fsx);
+  t.ok(found.some((l) => l.includes(`inode ${a}: is in use but no directory entry names it`)), 'check sees the nameless file');
+  t.ok(found.some((l) => l.includes(`inode ${b}: link count 1, found 2`)), 'check sees the count');
+  const results = await repairLinkCounts(fsx);
+  t.same(lines(results), [
+    `inode ${a}: moved to /lost+found/${a}`,
+    `inode ${b}: link count 1 -> 2; named by /d/a, /d/b: if one of these names was another file's, that file is now /lost+found/${a}`,
+  ]);
+  t.equal(fsx.read(fsx.lookup(fsx.lookup(fsx.rootIno, 'lost+found'), String(a)), 0, 100).toString(), 'content of a', 'its content is reachable');
+  t.same(check(fsx), [], 'clean after the repair');
   closeAndCheck(t, fsx, image);
 });
 
