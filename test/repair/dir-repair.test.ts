@@ -54,6 +54,9 @@ function blocksAt(fsx: Rmapfs, dir: number, level: number): { ptr: number; names
 function problemsBeyond(fsx: Rmapfs, lostInodes: ReadonlySet<number>): string[] {
   return check(fsx).filter((p) => {
     const m = /inode (\d+): (is in use but no directory entry names it|link count)/.exec(p);
+    // Several nameless inodes are one line: their count, the first few numbers.
+    const some = /(\d+) inodes are in use but no directory entry names them: ([\d, ]+)/.exec(p);
+    if (some !== null) return Number(some[1]) > lostInodes.size || !some[2]!.split(', ').every((n) => lostInodes.has(Number(n)));
     return m === null || !lostInodes.has(Number(m[1]));
   });
 }
