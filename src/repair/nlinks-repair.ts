@@ -67,6 +67,8 @@ export class LinkCounts {
   private readonly names = new Map<number, Uint32Array>();
   /** Entries of file type directory, per directory that has any. */
   private readonly subdirs = new Map<number, number>();
+  /** Per directory named by entries of file type directory: the directories holding them (and how many each). */
+  private readonly parents = new Map<number, Map<number, number>>();
 
   nameCount(ino: number): number {
     return this.names.get(Math.floor(ino / PER_ARRAY))?.[ino % PER_ARRAY] ?? 0;
@@ -89,7 +91,46 @@ export class LinkCounts {
       const n = this.subdirCount(dir) + delta;
       if (n === 0) this.subdirs.delete(dir);
       else this.subdirs.set(dir, n);
+      let held = this.parents.get(ino);
+      if (held === undefined) this.parents.set(ino, (held = new Map()));
+      const m = (held.get(dir) ?? 0) + delta;
+      if (m === 0) held.delete(dir);
+      else held.set(dir, m);
+      if (held.size === 0) this.parents.delete(ino);
     }
+  }
+
+  /** A directory holding an entry of file type directory that names `ino` (the lowest numbered), or null. */
+  parentOf(ino: number): number | null {
+    const held = this.parents.get(ino);
+    return held === undefined || held.size === 0 ? null : Math.min(...held.keys());
+  }
+
+  /**
+   * The directories entries name that no path from `root` reaches (through
+   * entries of file type directory), by number. An unreachable directory
+   * with no name at all is not here: it is simply nameless.
+   */
+  unreachableDirectories(root: number): number[] {
+    const children = new Map<number, number[]>();
+    for (const [child, held] of this.parents) {
+      for (const parent of held.keys()) {
+        let list = children.get(parent);
+        if (list === undefined) children.set(parent, (list = []));
+        list.push(child);
+      }
+    }
+    const reached = new Set<number>([root]);
+    const queue = [root];
+    while (queue.length > 0) {
+      for (const child of children.get(queue.pop()!) ?? []) {
+        if (!reached.has(child)) {
+          reached.add(child);
+          queue.push(child);
+        }
+      }
+    }
+    return [...this.parents.keys()].filter((d) => !reached.has(d)).sort((a, b) => a - b);
   }
 
   /** The link count inode `ino` should have (isRoot: the root directory, which no entry names). */
@@ -293,6 +334,60 @@ function fixOne(fsx: Rmapfs, counts: LinkCounts, orphanage: Orphanage, ino: numb
   return result;
 }
 
+/**
+ * Directories no path from the root reaches though entries name them: a
+ * cycle (each named by another in it) and what hangs below it. As e2fsck's
+ * pass 3 does: from each, the entries that name it are followed upwards
+ * until a directory comes round again -- the cycle's entry point -- which
+ * is moved into /lost+found (one rename: its entry in the cycle goes, its
+ * ".." and both counts follow), so the cycle and all below it are reached
+ * again. A walk that ends at a directory nothing names leaves it to the
+ * adoption of nameless inodes (fixOne). The counts are current (the hook
+ * applies every change once the scan is complete), so each move is seen.
+ */
+function reconnectCycles(fsx: Rmapfs, counts: LinkCounts, orphanage: Orphanage): FileRepairResult[] {
+  const results: FileRepairResult[] = [];
+  const tried = new Set<number>();
+  for (;;) {
+    let moved = false;
+    for (const start of counts.unreachableDirectories(fsx.rootIno)) {
+      const seen = new Set<number>();
+      let at: number | null = start;
+      while (at !== null && !seen.has(at)) {
+        seen.add(at);
+        at = counts.parentOf(at);
+      }
+      if (at === null || tried.has(at)) continue;
+      tried.add(at);
+      const r = reconnectOne(fsx, orphanage, counts.parentOf(at)!, at);
+      if (r === null) continue;
+      results.push(r);
+      moved = true;
+      break; // reached again: the cycle and everything below it (the next look sees it)
+    }
+    if (!moved) return results;
+  }
+}
+
+/** Moves directory `ino`, named in the cycle by an entry of `parent`, into /lost+found; null when it is not (or no longer) so. */
+function reconnectOne(fsx: Rmapfs, orphanage: Orphanage, parent: number, ino: number): FileRepairResult | null {
+  const t0 = process.hrtime.bigint();
+  const inode = fsx.inodes.handle(ino);
+  if (inode.mode === 0 || !inode.isDir) return null; // an entry's type that lies: the directory repair's damage
+  let name: Buffer | null = null;
+  new Directory(fsx.inodes.get(parent), fsx.fs.alloc, fsx.fs.geo).forEach((d) => {
+    if (d.ino === ino && d.ftype === DT_DIR) name = d.name;
+    return name === null;
+  });
+  if (name === null) return null;
+  const entry = (name as Buffer).toString();
+  const to = orphanage.reconnect(parent, name, ino);
+  return {
+    type: 'nlinks', ino, path: null, namelessBefore: true, commitPauseMs: Number(process.hrtime.bigint() - t0) / 1e6,
+    changes: [`moved to /${ORPHANAGE_NAME}/${to} (no path from the root reached it: a cycle of directories, named '${entry}' in directory ${parent})`],
+  };
+}
+
 /** Names listed for a file whose count was raised. */
 const NAMES_LISTED = 8;
 
@@ -309,7 +404,7 @@ async function nameRaisedFiles(fsx: Rmapfs, raised: ReadonlySet<FileRepairResult
   if (raised.size === 0) return;
   const byIno = new Map([...raised].map((r) => [r.ino, r]));
   const paths = await findAllPaths(fsx, new Set(byIno.keys()), NAMES_LISTED, options);
-  const lostFound = adopted.flatMap((a) => a.changes.filter((c) => c.startsWith('moved to ')).map((c) => c.slice('moved to '.length)));
+  const lostFound = adopted.flatMap((a) => a.changes.map((c) => /^moved to (\S+)/.exec(c)?.[1]).filter((to): to is string => to !== undefined));
   for (const [ino, r] of byIno) {
     const names = (paths.get(ino) ?? []).sort();
     if (names.length === 0) continue;
@@ -336,6 +431,7 @@ export async function repairLinkCounts(fsx: Rmapfs, options: FileRepairOptions =
     const pacer = new Pacer(options);
     const orphanage = new Orphanage(fsx);
     const raised = new Set<FileRepairResult>();
+    results.push(...reconnectCycles(fsx, scan.counts, orphanage));
     for (let ino = iscan.next(-1); ino !== null; ino = iscan.next(ino)) {
       const r = fixOne(fsx, scan.counts, orphanage, ino, raised);
       if (r !== null) {

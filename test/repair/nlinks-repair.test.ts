@@ -136,6 +136,33 @@ t.test('an entry pointed at another file: its own file goes to /lost+found, the 
   closeAndCheck(t, fsx, image);
 });
 
+t.test('a cycle of directories no path from the root reaches: its entry point goes to /lost+found', async (t) => {
+  const image = scratchImage(t, { size: 32 << 20, agCount: 2 });
+  const fsx = Rmapfs.open(image);
+  const root = fsx.rootIno;
+  const a = fsx.mkdir(root, 'a', DIR, 0, 0).ino;
+  const b = fsx.mkdir(a, 'b', DIR, 0, 0).ino;
+  const c = fsx.mkdir(b, 'c', DIR, 0, 0).ino;
+  const file = fsx.create(c, 'f', FILE, 0, 0).ino;
+  fsx.write(file, 0, Buffer.from('below the cycle'));
+  // Behind the namespace's back: c names a (a cycle a -> b -> c -> a), and the root's name for a goes.
+  fsx.fs.run(() => { new Directory(fsx.inodes.get(c), fsx.fs.alloc, fsx.fs.geo).add(Buffer.from('up'), a, 4); });
+  dropEntry(fsx, root, 'a');
+  t.ok(check(fsx).some((l) => l.includes(`4 inodes are in use but no directory entry names them: ${[a, b, c, file].sort((x, y) => x - y).join(', ')}`)),
+    'check sees the cycle and the file below it as unreached');
+  const results = await repairLinkCounts(fsx);
+  const moved = results.filter((r) => r.changes.some((l) => l.startsWith('moved to')));
+  t.same(moved.map((r) => r.changes[0]), [`moved to /lost+found/${a} (no path from the root reached it: a cycle of directories, named 'up' in directory ${c})`],
+    'the cycle is entered at one directory, moved out of the cycle into /lost+found');
+  const lf = fsx.lookup(root, 'lost+found');
+  t.equal(fsx.lookup(lf, String(a)), a);
+  t.equal(fsx.lookup(a, '..'), lf, "its '..' is /lost+found");
+  t.equal(fsx.read(fsx.lookup(fsx.lookup(fsx.lookup(a, 'b'), 'c'), 'f'), 0, 100).toString(), 'below the cycle', 'what hung below it is reached, content and all');
+  t.same(check(fsx), [], 'clean after the repair');
+  t.same(await repairLinkCounts(fsx), [], 'a second repair finds nothing to change');
+  closeAndCheck(t, fsx, image);
+});
+
 t.test('a file unlinked while open is left alone', async (t) => {
   const image = scratchImage(t, { size: 32 << 20, agCount: 2 });
   const fsx = Rmapfs.open(image);
