@@ -160,6 +160,8 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
   const subdirs = new Map<number, number>();
   for (const [child, parent] of parentOf) if (child !== parent) subdirs.set(parent, (subdirs.get(parent) ?? 0) + 1);
   const heldByOwner = new Map<number, number>();
+  // Inodes no entry names: one line for them all (an unreadable directory leaves thousands).
+  const nameless: number[] = [];
   for (const ino of used) {
     yield;
     result.inodes++;
@@ -175,7 +177,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     const reachable = ino === root || links.has(ino);
     // An inode with no links that nothing names is an orphan: unlinked while open, freed at the next mount.
     if (!reachable && inode.nlink === 0) result.orphans++;
-    else if (!reachable) bad(ino, 'is in use but no directory entry names it', 'inode', 'nlinks');
+    else if (!reachable) nameless.push(ino);
     const wantLinks = inode.isDir ? 2 + (subdirs.get(ino) ?? 0) : (links.get(ino) ?? 0);
     if (reachable && inode.nlink !== wantLinks) bad(ino, `link count ${inode.nlink}, found ${wantLinks}`, 'inode', 'nlinks');
     let held = 0;
@@ -265,6 +267,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     if (inode.nblocks !== held && !treeDamaged) bad(ino, `counts ${inode.nblocks} blocks, holds ${held}`);
     heldByOwner.set(ino, held);
   }
+  reportNameless(nameless, bad, problems, geo);
 
   // 4. Every rmap record of a file owner belongs to a file in use that holds that many blocks.
   const rmapByOwner = new Map<number, number>();
@@ -284,6 +287,28 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     else if (held !== blocks) problems.add('rmap', geo.inoAgno(owner), -1, `rmap gives inode ${owner} ${blocks} blocks, it holds ${held}`, undefined, owner);
   }
   return result;
+}
+
+/** Inode numbers a line about inodes no entry names lists before "and N more" (as fsck tools cut such lists). */
+const NAMELESS_LISTED = 5;
+
+/**
+ * The inodes in use that no directory entry names, in one line (an
+ * unreadable directory leaves every file under it nameless: thousands of
+ * lines said nothing more). The problem carries the first inode number;
+ * the link-count repair, which adopts them, scans the whole filesystem.
+ */
+function reportNameless(nameless: readonly number[], bad: BadInode, problems: ProblemList, geo: ScrubSource['geo']): void {
+  const first = nameless[0];
+  if (first === undefined) return;
+  if (nameless.length === 1) {
+    bad(first, 'is in use but no directory entry names it', 'inode', 'nlinks');
+    return;
+  }
+  const listed = nameless.slice(0, NAMELESS_LISTED).join(', ');
+  const more = nameless.length > NAMELESS_LISTED ? ` and ${nameless.length - NAMELESS_LISTED} more` : '';
+  problems.add('inode', geo.inoAgno(first), geo.inoLocation(first).fsbno,
+    `${nameless.length} inodes are in use but no directory entry names them: ${listed}${more}`, 'nlinks', first);
 }
 
 /** No verification: a tree checked elsewhere. */
