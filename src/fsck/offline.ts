@@ -37,7 +37,8 @@ import { InodeStore } from '../inode/inode';
 import { Directory } from '../dir/dir';
 import { INODES_PER_CHUNK, decodeInobt, isInodeFree } from '../alloc/inode-btree';
 import type { CtlEvent, CtlReply } from '../ctl/ctl';
-import { rebuildPrimarySuperblock, superblockImageProblem } from '../repair/primary-sb-repair';
+import { primaryDisagreement, rebuildPrimarySuperblock, superblockImageProblem } from '../repair/primary-sb-repair';
+import type { PrimarySuperblockRebuild } from '../repair/primary-sb-repair';
 import { rebuildAgHeaderFromScan } from '../repair/ag-header-scan';
 import type { AgHeaderScanResult } from '../repair/ag-header-scan';
 import { repairAgHeader, repairFreeList } from '../repair/ag-header-repair';
@@ -157,10 +158,37 @@ function primarySuperblockStep(device: string, options: OfflineRepairOptions): s
       if (b0.readUInt32BE(0) !== SB_MAGIC) throw new Stop(FSCK_OPERATIONAL, 'EINVAL', `${device} is not an rmapfs filesystem (no superblock, and no copy of one)`);
       throw stopFrom(e, FSCK_UNCORRECTED);
     }
-    const { agreeing, copies } = rebuilt;
-    return `primary superblock (${problem}) rebuilt from the copy in AG ${agreeing.join(', ')} `
-      + `(${agreeing.length} of ${copies} copies agree; found ${rebuilt.foundBy === 'scan' ? 'by a scan for the magic' : 'where the geometry puts them'})`;
+    return primaryRebuiltLine(problem, rebuilt);
   });
+}
+
+function primaryRebuiltLine(problem: string, rebuilt: PrimarySuperblockRebuild): string {
+  const { agreeing, copies } = rebuilt;
+  return `primary superblock (${problem}) rebuilt from the copy in AG ${agreeing.join(', ')} `
+    + `(${agreeing.length} of ${copies} copies agree; found ${rebuilt.foundBy === 'scan' ? 'by a scan for the magic' : 'where the geometry puts them'})`;
+}
+
+/**
+ * Step 1b: a primary superblock that verifies, yet whose log cannot be opened by it (a uuid or log
+ * place that is not the filesystem's), rebuilt from its copies when they say otherwise on those
+ * fields -- the log failing is what says the primary, not the copy, is wrong (with two AGs it is
+ * one copy against the primary). Null: the log opens, or the copies agree with the primary (the
+ * log step then refuses or zeroes the log).
+ */
+function primaryAgainstLogStep(device: string, options: OfflineRepairOptions): string | null {
+  try {
+    Filesystem.open(device, { readOnly: true, exclusive: true }).close();
+    return null;
+  } catch (e) {
+    if (!isLogFailure(e)) return null;
+    const differing = withDevice(device, true, (d) => primaryDisagreement(d));
+    if (differing.length === 0) return null;
+    const problem = `its ${differing.join(', ')} differ from its copies' and its log cannot be opened: ${e.message}`;
+    if (options.preen === true) {
+      throw new Stop(FSCK_UNCORRECTED, 'EFSCORRUPTED', `the primary superblock is damaged (${problem}): run rmapfs repair (or fsck.rmapfs -y) by hand`);
+    }
+    return withDevice(device, false, (d) => primaryRebuiltLine(problem, rebuildPrimarySuperblock(d)));
+  }
 }
 
 /** The filesystem's log cannot be opened (its superblock or geometry): the open's own message says so. */
@@ -309,8 +337,9 @@ async function tableRepair(device: string, options: OfflineRepairOptions): Promi
   }
 }
 
+/** Whether the table repair rebuilt something: an AG structure, or a file's (an inode core, a block map, a directory ...). */
 function rebuiltAnything(reply: CtlReply): boolean {
-  return ['ags', 'freeSpace', 'inodeBtree', 'headers'].some((k) => Array.isArray(reply[k]) && (reply[k] as unknown[]).length > 0);
+  return ['ags', 'freeSpace', 'inodeBtree', 'headers', 'files'].some((k) => Array.isArray(reply[k]) && (reply[k] as unknown[]).length > 0);
 }
 
 /** Checks (-n) or repairs the filesystem on `device`; never throws for what it finds there. */
@@ -327,7 +356,7 @@ export async function repairDevice(device: string, options: OfflineRepairOptions
       report.error = report.after.error;
       return report;
     }
-    const sbLine = primarySuperblockStep(device, options);
+    const sbLine = primarySuperblockStep(device, options) ?? primaryAgainstLogStep(device, options);
     if (sbLine !== null) report.wholeDevice.push(sbLine);
     const logLine = logStep(device, options, report.warnings);
     if (logLine !== null) report.wholeDevice.push(logLine);
