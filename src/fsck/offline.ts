@@ -37,7 +37,7 @@ import { InodeStore } from '../inode/inode';
 import { Directory } from '../dir/dir';
 import { INODES_PER_CHUNK, decodeInobt, isInodeFree } from '../alloc/inode-btree';
 import type { CtlEvent, CtlReply } from '../ctl/ctl';
-import { primaryDisagreement, rebuildPrimarySuperblock, superblockImageProblem } from '../repair/primary-sb-repair';
+import { primaryDisagreement, primaryGeometryWrong, rebuildPrimarySuperblock, superblockImageProblem } from '../repair/primary-sb-repair';
 import type { PrimarySuperblockRebuild } from '../repair/primary-sb-repair';
 import { rebuildAgHeaderFromScan } from '../repair/ag-header-scan';
 import type { AgHeaderScanResult } from '../repair/ag-header-scan';
@@ -145,8 +145,13 @@ function primarySuperblockStep(device: string, options: OfflineRepairOptions): s
     if (d.size < 2 * BLOCK_SIZE) throw new Stop(FSCK_OPERATIONAL, 'EINVAL', `${device} is not an rmapfs filesystem (${d.size} bytes)`);
     const b0 = Buffer.alloc(BLOCK_SIZE);
     d.read(0, b0, 0, BLOCK_SIZE);
-    const problem = superblockImageProblem(b0, 0);
-    if (problem === null) return null;
+    let problem = superblockImageProblem(b0, 0);
+    if (problem === null) {
+      // It verifies; its geometry may still not be the filesystem's (the AG headers say whose is).
+      const wrong = primaryGeometryWrong(d);
+      if (wrong.length === 0) return null;
+      problem = `its ${wrong.join(', ')} differ from its copies', and the AG headers fit the copies' geometry`;
+    }
     if (options.preen === true) {
       throw new Stop(FSCK_UNCORRECTED, 'EFSCORRUPTED', `the primary superblock is damaged (${problem}): run rmapfs repair (or fsck.rmapfs -y) by hand`);
     }
@@ -238,6 +243,40 @@ function findRootInode(fs: Filesystem): number | null {
     }
   });
   return root;
+}
+
+/**
+ * Whether the primary superblock names the root directory: a directory in use that is its own
+ * parent (a superblock that verifies may still name 0 or another inode: then it is found again).
+ * True when the filesystem cannot be opened to tell (the next steps say why).
+ */
+function rootInodeNamed(device: string): boolean {
+  let fs: Filesystem;
+  try {
+    fs = Filesystem.open(device, { readOnly: true, exclusive: true });
+  } catch (e) {
+    if (e instanceof RmapfsError) return true;
+    throw e;
+  }
+  try {
+    const named = fs.superblock().rootIno;
+    if (named === 0) return false;
+    try {
+      const inode = new InodeStore(fs.cache, fs.geo, fs.alloc).handle(named);
+      if ((inode.mode & 0o170000) === S_IFDIR && new Directory(inode, fs.alloc, fs.geo).parent === named) return true;
+    } catch (e) {
+      if (!(e instanceof RmapfsError)) throw e;
+    }
+    // Not the root, or unreadable: lost only if the root is found elsewhere (the root's own inode
+    // block damaged is the inode repair's to say, not a superblock naming the wrong inode).
+    const found = findRootInode(fs);
+    return found === null || found === named;
+  } catch (e) {
+    if (e instanceof RmapfsError) return true;
+    throw e;
+  } finally {
+    fs.close();
+  }
 }
 
 /**
@@ -360,7 +399,7 @@ export async function repairDevice(device: string, options: OfflineRepairOptions
     if (sbLine !== null) report.wholeDevice.push(sbLine);
     const logLine = logStep(device, options, report.warnings);
     if (logLine !== null) report.wholeDevice.push(logLine);
-    const scanned = agHeaderStep(device, options, sbLine !== null);
+    const scanned = agHeaderStep(device, options, sbLine !== null || !rootInodeNamed(device));
     report.wholeDevice.push(...scanned.lines);
     if (scanned.agnos.length > 0) report.headersAfterScan = await finishScannedHeaders(device, scanned.agnos);
     if (report.wholeDevice.length === 0 && options.forceRebuild !== true) {

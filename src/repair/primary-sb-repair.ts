@@ -17,7 +17,9 @@
 import createDebug from 'debug';
 import { RmapfsError } from '../errors';
 import type { Device } from '../io/device';
-import { OFF_BLKNO, OFF_CRC, OFF_UUID, blockCrc, readU64, writeU64 } from '../io/meta-header';
+import { OFF_BLKNO, OFF_CRC, OFF_OWNER, OFF_UUID, blockCrc, readU64, writeU64 } from '../io/meta-header';
+import { OWN_FS } from '../format/owners';
+import { AGH_AGBNO, AGH_MAGIC, OFF_AGNO, OFF_AG_BLOCKS } from '../format/ag-header';
 import {
   BLOCK_SIZE, SB_MAGIC, STATE_DIRTY, checkSuperblockGeometry, decodeSuperblock, encodeSuperblock,
 } from '../format/superblock';
@@ -30,6 +32,7 @@ const log = createDebug('rmapfs:repair');
 export function superblockImageProblem(b: Buffer, bno: number): string | null {
   if (b.readUInt32BE(0) !== SB_MAGIC) return 'bad magic';
   if (readU64(b, OFF_BLKNO) !== bno) return `claims to be block ${readU64(b, OFF_BLKNO)}`;
+  if (readU64(b, OFF_OWNER) !== OWN_FS) return `owner ${readU64(b, OFF_OWNER)}, want ${OWN_FS}`;
   if (blockCrc(b) !== b.readUInt32BE(OFF_CRC)) return 'bad crc32c';
   try {
     const sb = decodeSuperblock(b);
@@ -141,6 +144,42 @@ export function primaryDisagreement(device: Device): string[] {
   const ours = votedValues(primary);
   const theirs = votedValues(voted.copies.get(voted.agreeing[0]!)!);
   return VOTED_FIELDS.filter((_, i) => ours[i] !== theirs[i]);
+}
+
+/**
+ * Whether the AG headers are where a superblock's geometry puts them, each
+ * naming its own AG and the length that geometry gives it (the last AG the
+ * rest of totalBlocks): how a geometry that verifies on its own (agBlocks,
+ * agCount, totalBlocks within each other's bounds) is told right or wrong.
+ */
+function headersFitGeometry(device: Device, sbImage: Buffer): boolean {
+  const sb = decodeSuperblock(sbImage);
+  const h = Buffer.alloc(BLOCK_SIZE);
+  for (let agno = 0; agno < sb.agCount; agno++) {
+    const start = agno * sb.agBlocks;
+    if (!readBlock(device, start + AGH_AGBNO, h)) return false;
+    const length = Math.min(sb.agBlocks, sb.totalBlocks - start);
+    if (h.readUInt32BE(0) !== AGH_MAGIC || h.readUInt32BE(OFF_AGNO) !== agno || h.readUInt32BE(OFF_AG_BLOCKS) !== length) return false;
+  }
+  return true;
+}
+
+/**
+ * The geometry fields on which a primary that verifies differs from its
+ * copies' vote, when the AG headers fit the copies' geometry and not the
+ * primary's (then the primary is the one that is wrong); empty otherwise.
+ */
+export function primaryGeometryWrong(device: Device): string[] {
+  const primary = Buffer.alloc(BLOCK_SIZE);
+  readBlock(device, 0, primary);
+  const voted = votedCopies(device, primary);
+  if (voted === null) return [];
+  const copy = voted.copies.get(voted.agreeing[0]!)!;
+  const ours = decodeSuperblock(primary);
+  const theirs = decodeSuperblock(copy);
+  const differing = (['agBlocks', 'agCount', 'totalBlocks'] as const).filter((f) => ours[f] !== theirs[f]);
+  if (differing.length === 0 || headersFitGeometry(device, primary) || !headersFitGeometry(device, copy)) return [];
+  return differing;
 }
 
 /**

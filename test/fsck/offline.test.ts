@@ -169,7 +169,11 @@ t.test('offline repair of whole-device damage', async (t) => {
   // (status 8: the secondary superblocks' repair copies the primary).
   for (const [fuzz, why] of [['uuid sub', /its uuid differ from its copies' and its log cannot be opened/],
     ['logStart lastbit', /its logStart differ from its copies' and its log cannot be opened/],
-    ['label ones', /label: longer than 32 bytes/], ['createdSec firstbit', /createdSec: \d+ is not a u64/]] as const) {
+    ['label ones', /label: longer than 32 bytes/], ['createdSec firstbit', /createdSec: \d+ is not a u64/],
+    // A header field the open checks; a geometry that holds together yet is not the one the AG headers were made by.
+    ['owner zeroes', /owner 0, want 1/],
+    ['totalBlocks sub', /its totalBlocks differ from its copies', and the AG headers fit the copies' geometry/],
+    ['agBlocks add', /its agBlocks(, \w+)* differ from its copies', and the AG headers fit/]] as const) {
     await t.test(`a primary superblock that verifies, its ${fuzz.split(' ')[0]} fuzzed (${fuzz.split(' ')[1]}): rebuilt from the copies`, async (t) => {
       const image = scratchCopy(t, template, 'sb-field.img');
       t.equal(await db(image, `fuzz sb 0 ${fuzz}`), 0, 'fuzzed');
@@ -182,6 +186,16 @@ t.test('offline repair of whole-device damage', async (t) => {
       t.equal((await repairDevice(image)).status, FSCK_CLEAN, 'a second repair finds nothing');
     });
   }
+
+  await t.test('a primary superblock naming another inode as the root: the root found again', async (t) => {
+    const image = scratchCopy(t, template, 'root.img');
+    t.equal(await db(image, 'fuzz sb 0 rootIno sub'), 0, 'fuzzed');
+    const r = await repairDevice(image);
+    t.equal(r.status, FSCK_CORRECTED, `corrected (${r.error ?? 'no error'})`);
+    t.match(r.wholeDevice, [/^root directory found again: inode \d+$/]);
+    t.equal(checkDevice(image).status, FSCK_CLEAN, 'check clean');
+    t.ok(filesIntact(image, manifest), 'every file intact');
+  });
 
   await t.test('a repair of one inode only (no AG structure): exit 1, errors corrected', async (t) => {
     const image = scratchCopy(t, template, 'inode.img');
