@@ -2,7 +2,7 @@
  * The fuzz-and-repair loop (like fstests' xfs/3xx fuzz tests): every field
  * of a btree block or an AG's header blocks, under every fuzz verb of `rmapfs db`.
  *
- *   node dist/test/fuzz/fuzz-loop.js [--mounted] [--sample N]
+ *   node dist/test/fuzz/fuzz-loop.js [--mounted | --offline] [--sample N]
  *        [--trees rmap,bno,...] [--match TEXT]
  *
  * Online -- the rmap, both free-space and the inode btrees (two levels each:
@@ -26,9 +26,10 @@
  * (test/fuzz/mount-writer.ts), `rmapfs scrub|repair --json`, `rmapfs
  * umount`, `rmapfs check`, files read through the mount (mountedCase). A
  * case costs a mount and a dozen processes (~seconds): sample it.
- * Not here: the primary superblock. Mount reads it before anything else and
- * refuses a damaged one, so no online repair can run; its repair is offline
- * (issue 13).
+ * --offline runs every row (and the primary superblock's, `sb ag0`: mount
+ * reads it before anything else and refuses a damaged one, so only an
+ * offline repair can rebuild it) on an unmounted copy repaired through
+ * `rmapfs repair --json IMAGE` (offlineCase).
  * File rows (in this process only, not --mounted): every inode core field
  * of the big file (its block map two levels), and the bmbt, dir and attr
  * btrees (two levels each: node and leaf), online as above with plain
