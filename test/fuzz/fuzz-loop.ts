@@ -2,7 +2,7 @@
  * The fuzz-and-repair loop (like fstests' xfs/3xx fuzz tests): every field
  * of a btree block or an AG's header blocks, under every fuzz verb of `rmapfs db`.
  *
- *   node dist/test/fuzz/fuzz-loop.js [--mounted | --offline] [--sample N]
+ *   node dist/test/fuzz/fuzz-loop.js [--mounted | --offline [--spawn]] [--sample N]
  *        [--trees rmap,bno,...] [--match TEXT]
  *
  * Online -- the rmap, both free-space and the inode btrees (two levels each:
@@ -29,7 +29,8 @@
  * --offline runs every row (and the primary superblock's, `sb ag0`: mount
  * reads it before anything else and refuses a damaged one, so only an
  * offline repair can rebuild it) on an unmounted copy repaired through
- * `rmapfs repair --json IMAGE` (offlineCase).
+ * `rmapfs repair --json IMAGE` (offlineCase; in this process, or with
+ * --spawn as processes of bin/rmapfs).
  * File rows (in this process only, not --mounted): every inode core field
  * of the big file (its block map two levels), and the bmbt, dir and attr
  * btrees (two levels each: node and leaf), online as above with plain
@@ -588,8 +589,16 @@ async function onlineCase(pristine: string, work: string, c: Case, hashes: Map<s
   return { c, outcome, detail, rebuilt, reported: lost };
 }
 
-/** A CLI command run in this process (`run` of src/cli/main: its argument parsing, its exit status): its status and printed lines. */
+/** --spawn: the offline rows' commands run as processes of the checkout's `rmapfs` (or $RMAPFS), as a user runs them. */
+const SPAWN_CLI = process.argv.includes('--spawn');
+
+/**
+ * A CLI command run in this process (`run` of src/cli/main: its argument
+ * parsing, its exit status) -- or, with --spawn, as a process: its status
+ * and printed lines.
+ */
 async function cli(...argv: string[]): Promise<CommandResult> {
+  if (SPAWN_CLI) return runCommand(RMAPFS_COMMAND, argv);
   let out = '';
   let err = '';
   const code = await run(argv, { out: (l) => { out += `${l}\n`; }, err: (l) => { err += `${l}\n`; } });
