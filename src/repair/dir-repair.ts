@@ -39,6 +39,7 @@ import { Btree } from '../btree/btree';
 import { BTREE_HDR_SIZE, BtreeGeometry, OFF_LEVEL, OFF_NUMRECS, btreeBufOps } from '../btree/btree-block';
 import { Buf } from '../io/buf-cache';
 import type { BufOps, CacheSnapshot } from '../io/buf-cache';
+import { INODES_PER_BLOCK } from '../format/geometry';
 import type { Geometry } from '../format/geometry';
 import { INODES_PER_CHUNK, decodeInobt, isInodeFree } from '../alloc/inode-btree';
 import type { InobtRecord } from '../alloc/inode-btree';
@@ -69,6 +70,8 @@ const DIR_ROLE = (flags: number): boolean => (flags & RMAP_BMBT_BLOCK) !== 0 && 
 
 /** Entries of another directory read per step of the search for a parent; entries checked per step. */
 const ENTRIES_PER_STEP = 32;
+/** The blocks of an inode chunk (adjacent). */
+const INODE_BLOCKS_PER_CHUNK = INODES_PER_CHUNK / INODES_PER_BLOCK;
 /** Adjacent blocks the salvage reads at once. */
 const SALVAGE_RUN = 32;
 /** Records walked per step while warming the cache for the commit. */
@@ -235,6 +238,8 @@ class DirSalvage {
           if (chunk === null || agino >= chunk.startino + INODES_PER_CHUNK) {
             key.writeUInt32BE(agino - (agino % INODES_PER_CHUNK));
             chunk = cur.lookup(key, 0, 'le') ? decodeInobt(cur.record(), 0) : null;
+            // Its inode blocks in one read: the entries' cores are read next, in inode order.
+            if (chunk !== null) fsx.fs.cache.readAhead(geo.inoLocation(geo.ino(agno, chunk.startino)).fsbno, INODE_BLOCKS_PER_CHUNK, fsx.inodes.blockOps);
           }
           if (chunk === null || agino >= chunk.startino + INODES_PER_CHUNK) drop(e, `inode ${e.ino} is not in an inode chunk`);
           else if (isInodeFree(chunk, agino - chunk.startino)) drop(e, `inode ${e.ino} is free`);

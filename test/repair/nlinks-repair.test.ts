@@ -223,7 +223,7 @@ function countsOf(fsx: Rmapfs, scan: LinkCountScan): string[] {
   const out: string[] = [];
   const iscan = new InodeScanCursor(fsx.fs.alloc, fsx.fs.geo);
   for (let ino = iscan.next(-1); ino !== null; ino = iscan.next(ino)) {
-    out.push(`${ino}: ${scan.counts.nameCount(ino)} names, ${scan.counts.subdirCount(ino)} subdirs`);
+    out.push(`${ino}: ${scan.counts.nameCount(ino)} names, ${scan.counts.subdirCount(ino)} subdirs, named as a directory in ${scan.counts.parentOf(ino)}`);
   }
   return out;
 }
@@ -250,10 +250,13 @@ t.test('names changed between the slices are counted as a fresh scan counts them
     const fresh = new LinkCountScan(fsx);
     await fresh.collect({});
     t.same(countsOf(fsx, scan), countsOf(fsx, fresh), 'the counts kept current equal a fresh recount');
+    // Who names each directory is kept by the same hook: through mkdir, rmdir and renames, all reached.
+    t.same(scan.counts.unreachableDirectories(fsx.rootIno), [], 'every directory an entry names is reached from the root');
     work(50);
     const later = new LinkCountScan(fsx);
     await later.collect({});
     t.same(countsOf(fsx, scan), countsOf(fsx, later), 'and stay current after the scan');
+    t.same(scan.counts.unreachableDirectories(fsx.rootIno), [], 'every directory still reached');
   } finally {
     scan.close();
   }
