@@ -292,7 +292,7 @@ function agHeaderLine(r: AgHeaderScanResult): string {
 }
 
 /** The online repair over a filesystem opened here: nothing waits on it, nothing stops it. */
-async function tableRepair(device: string, options: OfflineRepairOptions): Promise<CtlReply> {
+async function tableRepair(device: string, options: OfflineRepairOptions, before: DeviceCheckReport | null): Promise<CtlReply> {
   let fsx: Rmapfs;
   try {
     fsx = Rmapfs.open(device);
@@ -302,7 +302,8 @@ async function tableRepair(device: string, options: OfflineRepairOptions): Promi
   }
   try {
     return await onlineRepair(fsx, selectStructures(options.types ?? null, null), null,
-      { forceRebuild: options.forceRebuild === true, measureHeap: false, cancelled: () => false },
+      // What the check before found is the repair's list (not scrubbed again); the check after is its closing scrub.
+      { forceRebuild: options.forceRebuild === true, measureHeap: false, cancelled: () => false, offline: { found: before?.result.problems ?? null } },
       { foregroundWaiting: () => false, abortReason: () => null, send: (e) => options.onEvent?.(e) });
   } finally {
     fsx.close();
@@ -352,7 +353,7 @@ export async function repairDevice(device: string, options: OfflineRepairOptions
         return report;
       }
     }
-    report.repair = await tableRepair(device, options);
+    report.repair = await tableRepair(device, options, report.before);
     if (!report.repair.ok && !Array.isArray(report.repair.unrepairable)) {
       throw new Stop(FSCK_OPERATIONAL, String(report.repair.code ?? 'EIO'), String(report.repair.error));
     }
