@@ -15,7 +15,8 @@
  *    (repair/ag-header-scan.ts).
  *
  * Then the table's repairs, then `rmapfs check` again: its verdict is the
- * result. Exit statuses are fsck(8)'s (0 clean, 1 corrected, 4 left, 8
+ * result. Nothing is checked twice: the check before (when one runs) is the
+ * repair's list, and the check after is its closing scrub. Exit statuses are fsck(8)'s (0 clean, 1 corrected, 4 left, 8
  * operational, 16 usage). -n is `rmapfs check` exactly; -p (preen) repairs
  * what the table's repairers rebuild from the filesystem's own redundancy and
  * leaves what needs a person (a superblock from a copy, an AG header from a
