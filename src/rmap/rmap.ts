@@ -8,7 +8,7 @@
 import { RmapfsError, corruption } from '../errors';
 import type { Btree, BtreeCursor } from '../btree/btree';
 import { NULL_PTR } from '../btree/btree-ops';
-import { OFF_NUMRECS, OFF_RIGHTSIB } from '../btree/btree-block';
+import { OFF_LEFTSIB, OFF_NUMRECS, OFF_RIGHTSIB } from '../btree/btree-block';
 import { isInodeOwner, ownerName } from '../format/owners';
 import type { RmapRecord } from './rmap-btree';
 import { RMAP_BMBT_BLOCK, RMAP_KEY_SIZE, RMAP_REC_SIZE, RMAP_UNWRITTEN, decodeRmap, encodeRmap, encodeRmapKey } from './rmap-btree';
@@ -113,8 +113,17 @@ export class RmapFinder {
       // At or after this leaf's last record: the answer is that record when the next leaf starts after the block.
       const right = b.readUInt32BE(OFF_RIGHTSIB);
       if (right === NULL_PTR) return this.answer(b, n - 1, agbno);
-      const rb = tree.readBlock(right, 0).data;
-      if (rb.readUInt16BE(OFF_NUMRECS) === 0) return undefined;
+      // A sibling pointer is followed only where the two leaves name each other (a damaged one is the
+      // AG scrub's to report): otherwise the descent answers, as rmapFind would.
+      if (!tree.storage.isValidPtr(right)) return undefined;
+      let rb: Buffer;
+      try {
+        rb = tree.readBlock(right, 0).data;
+      } catch (e) {
+        if (e instanceof RmapfsError) return undefined;
+        throw e;
+      }
+      if (rb.readUInt32BE(OFF_LEFTSIB) !== leaf || rb.readUInt16BE(OFF_NUMRECS) === 0) return undefined;
       if (tree.ops.compareRecToKey(rb, tree.geo.recOffset(0), scratchKey, 0) > 0) return this.answer(b, n - 1, agbno);
       return undefined;
     }
