@@ -15,7 +15,8 @@
  *    (repair/ag-header-scan.ts).
  *
  * Then the table's repairs, then `rmapfs check` again: its verdict is the
- * result. Exit statuses are fsck(8)'s (0 clean, 1 corrected, 4 left, 8
+ * result. Nothing is checked twice: the check before (when one runs) is the
+ * repair's list, and the check after is its closing scrub. Exit statuses are fsck(8)'s (0 clean, 1 corrected, 4 left, 8
  * operational, 16 usage). -n is `rmapfs check` exactly; -p (preen) repairs
  * what the table's repairers rebuild from the filesystem's own redundancy and
  * leaves what needs a person (a superblock from a copy, an AG header from a
@@ -360,7 +361,7 @@ function agHeaderLine(r: AgHeaderScanResult): string {
 }
 
 /** The online repair over a filesystem opened here: nothing waits on it, nothing stops it. */
-async function tableRepair(device: string, options: OfflineRepairOptions): Promise<CtlReply> {
+async function tableRepair(device: string, options: OfflineRepairOptions, before: DeviceCheckReport | null): Promise<CtlReply> {
   let fsx: Rmapfs;
   try {
     fsx = Rmapfs.open(device);
@@ -370,7 +371,8 @@ async function tableRepair(device: string, options: OfflineRepairOptions): Promi
   }
   try {
     return await onlineRepair(fsx, selectStructures(options.types ?? null, null), null,
-      { forceRebuild: options.forceRebuild === true, measureHeap: false, cancelled: () => false },
+      // What the check before found is the repair's list (not scrubbed again); the check after is its closing scrub.
+      { forceRebuild: options.forceRebuild === true, measureHeap: false, cancelled: () => false, offline: { found: before?.result.problems ?? null } },
       { foregroundWaiting: () => false, abortReason: () => null, send: (e) => options.onEvent?.(e) });
   } finally {
     fsx.close();
@@ -424,7 +426,7 @@ export async function repairDevice(device: string, options: OfflineRepairOptions
         return report;
       }
     }
-    report.repair = await tableRepair(device, options);
+    report.repair = await tableRepair(device, options, report.before);
     if (!report.repair.ok && !Array.isArray(report.repair.unrepairable)) {
       throw new Stop(FSCK_OPERATIONAL, String(report.repair.code ?? 'EIO'), String(report.repair.error));
     }

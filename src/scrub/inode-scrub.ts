@@ -23,7 +23,7 @@ import { SYMLINK_MAX } from '../fs/rmapfs';
 import { verifyBtreeSteps } from '../btree/verify';
 import { decodeRmap, RMAP_ATTR_FORK, RMAP_BMBT_BLOCK, RMAP_UNWRITTEN } from '../rmap/rmap-btree';
 import { AttrFork, valueBlocks } from '../attr/attr';
-import { rmapFind } from '../rmap/rmap';
+import { RmapFinder } from '../rmap/rmap';
 import { isInodeOwner } from '../format/owners';
 import { impossibleFileExtent } from '../alloc/ag-owners';
 import { BLOCK_SIZE } from '../format/superblock';
@@ -69,6 +69,13 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     problems.add(structure, geo.inoAgno(ino), geo.inoLocation(ino).fsbno, `inode ${ino}: ${msg}`, type, ino);
   };
   const rmapSound = options.rmapSound ?? ((): boolean => false);
+  // One finder per AG for the whole pass: what it reads (a check's filesystem, a scrub's frozen view) stays as it is.
+  const finders = new Map<number, RmapFinder>();
+  const rmapOf = (agno: number): RmapFinder => {
+    let f = finders.get(agno);
+    if (f === undefined) finders.set(agno, (f = new RmapFinder(fs.alloc.ag(agno).rmap)));
+    return f;
+  };
 
   // 1. The inodes the inode btrees say are in use.
   const used = new Set<number>();
@@ -215,7 +222,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
         }
         if (o.kind !== 'data') {
           held++;
-          if (checkMapped(fs, inode, o, bad, rmapSound)) treeDamaged = true;
+          if (checkMapped(fs, rmapOf, inode, o, bad, rmapSound)) treeDamaged = true;
           continue;
         }
         result.extents++;
@@ -229,7 +236,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
           continue;
         }
         held += o.blockcount;
-        if (checkMapped(fs, inode, o, bad, rmapSound)) treeDamaged = true;
+        if (checkMapped(fs, rmapOf, inode, o, bad, rmapSound)) treeDamaged = true;
       }
       if (mapped) {
         if (type === S_IFLNK && lastEnd * BLOCK_SIZE < inode.size) bad(ino, `symlink of ${inode.size} bytes holds only ${lastEnd} blocks`, 'inode', 'symlink');
@@ -247,7 +254,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
           continue;
         }
         held += o.blockcount;
-        checkMapped(fs, inode, o, bad, rmapSound);
+        checkMapped(fs, rmapOf, inode, o, bad, rmapSound);
       }
       // Each value's crc: a wrong length, block or value shows here (out-of-line values only when the
       // device holds what the metadata describes, not under a frozen view of a live filesystem).
@@ -330,7 +337,8 @@ type BadInode = (ino: number, msg: string, structure?: string, type?: StructureN
  * The rmap must say this inode owns these blocks (at this file offset, or as
  * btree or attribute blocks). Returns whether the block map was blamed.
  */
-function checkMapped(fs: ScrubSource, inode: Inode, o: OwnedBlocks, bad: BadInode, rmapSound: (agno: number) => boolean): boolean {
+function checkMapped(fs: ScrubSource, rmapOf: (agno: number) => RmapFinder, inode: Inode, o: OwnedBlocks, bad: BadInode,
+  rmapSound: (agno: number) => boolean): boolean {
   const { fsbno, blockcount: count, fileoff, unwritten } = o;
   const agno = fs.geo.agnoOf(fsbno);
   const agbno = fs.geo.agbnoOf(fsbno);
@@ -338,7 +346,7 @@ function checkMapped(fs: ScrubSource, inode: Inode, o: OwnedBlocks, bad: BadInod
     bad(inode.ino, `${KIND_LABELS[o.kind]} block ${fsbno} is outside the filesystem`);
     return false;
   }
-  const r = rmapFind(fs.alloc.ag(agno).rmap, agbno);
+  const r = rmapOf(agno).find(agbno);
   const what = o.kind === 'data' ? `extent at ${fsbno} (file block ${fileoff})` : `${KIND_LABELS[o.kind]} block ${fsbno}`;
   if (r === null) {
     // Space a sound rmap (and the free space beside it) says is free: the file's map is what is wrong.

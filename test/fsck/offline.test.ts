@@ -225,6 +225,41 @@ t.test('offline repair of whole-device damage', async (t) => {
   });
 });
 
+t.test('offline, nothing is checked twice: the check before is the repair list, the check after its closing scrub', async (t) => {
+  const { image: template, manifest, agBlocks } = populated(t);
+  const liveScrub = require('../../src/scrub/live-scrub') as { scrubLiveSliced: (...a: unknown[]) => unknown };
+  const agScrub = require('../../src/scrub/ag-scrub') as { scrubAgForRmapRepair: (...a: unknown[]) => unknown };
+  const check = require('../../src/fsck/check') as { checkDevice: (...a: unknown[]) => unknown };
+  const counts = { scrubs: 0, trustedChecks: 0, checks: 0 };
+  const spy = <M extends Record<K, (...a: unknown[]) => unknown>, K extends keyof M & string>(m: M, k: K, counter: keyof typeof counts): void => {
+    const real = m[k];
+    m[k] = ((...a: unknown[]) => { counts[counter]++; return real(...a); }) as M[K];
+    t.teardown(() => { m[k] = real; });
+  };
+  spy(liveScrub, 'scrubLiveSliced', 'scrubs');
+  spy(agScrub, 'scrubAgForRmapRepair', 'trustedChecks');
+  spy(check, 'checkDevice', 'checks');
+
+  await t.test('damage: one check before, one after, no scrub of its own', async (t) => {
+    const image = scratchCopy(t, template, 'once.img');
+    zeroBlock(image, 3 * agBlocks + headerField(image, 3, slotOffset('bno')));
+    Object.assign(counts, { scrubs: 0, trustedChecks: 0, checks: 0 });
+    const r = await repairDevice(image);
+    t.equal(r.status, FSCK_CORRECTED, `corrected (${r.error ?? 'no error'})`);
+    t.same({ scrubs: counts.scrubs, checks: counts.checks }, { scrubs: 0, checks: 2 }, 'the whole filesystem checked twice: before and after');
+    t.ok(filesIntact(image, manifest), 'every file intact');
+  });
+
+  await t.test('--force-rebuild: no scrub of its own, each AG checked once before the rebuilds that trust it', async (t) => {
+    const image = scratchCopy(t, template, 'forced.img');
+    Object.assign(counts, { scrubs: 0, trustedChecks: 0, checks: 0 });
+    const r = await repairDevice(image, { forceRebuild: true });
+    t.equal(r.status, FSCK_CORRECTED, `corrected (${r.error ?? 'no error'})`);
+    t.same(counts, { scrubs: 0, trustedChecks: 4, checks: 1 }, 'no scrub, 4 AGs checked once each, one whole check (after)');
+    t.ok(filesIntact(image, manifest), 'every file intact');
+  });
+});
+
 t.test('a block-map leaf record moved in the file: the map rebuilt from the rmap, the file unchanged, status 1', async (t) => {
   const image = scratchImage(t, { size: 32 << 20, agCount: 2 });
   const fsx = Rmapfs.open(image);
