@@ -42,6 +42,7 @@ import { InodeScanCursor } from '../inode/iscan';
 import { FORK_LOCAL } from '../inode/inode-format';
 import { BlockMap } from '../file/bmap';
 import { hasBtreeData, ownedBy, PAUSE, rmapFlagsOf } from '../file/owned';
+import { ExtentBitmap } from './bitmap';
 import { RMAP_ATTR_FORK, RMAP_BMBT_BLOCK, RMAP_UNWRITTEN, rmapBtreeOps } from '../rmap/rmap-btree';
 import type { RmapRecord } from '../rmap/rmap-btree';
 import { rmapMap, rmapUnmap } from '../rmap/rmap';
@@ -70,6 +71,8 @@ export interface CollectOptions extends PacerOptions {
 
 export interface CollectResult {
   inodesScanned: number;
+  /** Inodes whose attribute records name one value block twice: their attribute forks are damaged. */
+  damagedAttrForks: number[];
   hookUpdatesApplied: number;
   hookUpdatesIgnored: number;
   /** Live updates of a file being read in pieces that straddled its data cursor (cut there). */
@@ -134,6 +137,12 @@ export class RmapCollector {
   /** Where the scan finds the next inode in use. */
   private readonly iscan: InodeScanCursor;
   private readonly where = new Map<number, string>();
+  /**
+   * Inodes whose attribute records point two values at one block (a damaged
+   * value pointer): the block is collected once, for the first; the attribute
+   * fork is the attribute repair's (it finds each value by its crc).
+   */
+  private readonly sharedValueBlocks = new Set<number>();
 
   constructor(private readonly fsx: Rmapfs, agnos: number | readonly number[]) {
     const list = typeof agnos === 'number' ? [agnos] : agnos;
@@ -276,14 +285,36 @@ export class RmapCollector {
     const ctx = { device: fs.device, alloc: fs.alloc, geo, noteDataWritten: () => undefined };
     // What the inode owns (file/owned.ts, the walk the inode scrub makes too), tree blocks from node
     // pointers only; a block-map btree's data is left to addPiece, behind the data cursor.
+    const values = new Map<number, ExtentBitmap>();
     for (const o of ownedBy(inode, ctx, { readBlocks: false, skipBtreeData: true })) {
       if (o === PAUSE) continue;
       const agno = geo.agnoOf(o.fsbno);
       if (!this.mems.has(agno)) continue;
+      if (o.kind === 'attr-value' && this.valueSeenBefore(ino, values, agno, geo.agbnoOf(o.fsbno), o.blockcount)) continue;
       out.push({ agno, startblock: geo.agbnoOf(o.fsbno), blockcount: o.blockcount, owner: ino, offset: o.fileoff, flags: rmapFlagsOf(o) });
     }
     const dataInPieces = hasBtreeData(inode, fs.alloc, geo);
     return { mappings: out, dataInPieces };
+  }
+
+  /**
+   * Whether an attribute value's blocks overlap another value of the same
+   * inode already collected (two forward references to one block): noted
+   * once per inode, and the mapping left out -- the rmap repair must not die
+   * of a damaged attribute fork, which its own repair fixes.
+   */
+  private valueSeenBefore(ino: number, values: Map<number, ExtentBitmap>, agno: number, agbno: number, len: number): boolean {
+    let set = values.get(agno);
+    if (set === undefined) values.set(agno, (set = new ExtentBitmap()));
+    if (!set.overlaps(agbno, len)) {
+      set.add(agbno, len);
+      return false;
+    }
+    if (!this.sharedValueBlocks.has(ino)) {
+      this.sharedValueBlocks.add(ino);
+      log('inode %d: two attribute values name block %d of AG %d: its attribute fork is damaged', ino, agbno, agno);
+    }
+    return true;
   }
 
   /**
@@ -391,7 +422,7 @@ export class RmapCollector {
     options.onProgress?.({ inodesScanned, inodesTotal });
     log('AG %s: collected from %d inodes in %d slices (%d ended for foreground requests; %d live updates applied (%d cut at a file\'s data cursor), %d left to the scan)',
       this.agnos.join(','), inodesScanned, pacer.slices, pacer.yieldsToForeground, this.applied, this.clipped, this.ignored);
-    return { inodesScanned, hookUpdatesApplied: this.applied, hookUpdatesIgnored: this.ignored, hookUpdatesClipped: this.clipped,
+    return { inodesScanned, damagedAttrForks: [...this.sharedValueBlocks].sort((a, b) => a - b), hookUpdatesApplied: this.applied, hookUpdatesIgnored: this.ignored, hookUpdatesClipped: this.clipped,
       hookUpdatesQueued: this.queued,
       slices: pacer.slices,
       yieldsToForeground: pacer.yieldsToForeground };

@@ -48,6 +48,8 @@ export interface RmapRepairResult {
    * an upper bound).
    */
   heapGrowthMib: number;
+  /** Inodes whose attribute records name one value block twice (collected once; the attribute repair's to fix). */
+  damagedAttrForks: number[];
 }
 
 /**
@@ -254,7 +256,7 @@ export interface RepairOptions extends CollectOptions {
  * pause -- give the old btree's blocks back, reserve blocks for the new one,
  * bulk-load the collected records into them and install its root.
  */
-function commitNewRmap(fsx: Rmapfs, agno: number, mem: MemBtree, scratch: PauseScratch): Omit<RmapRepairResult, 'inodesScanned' | 'scanMs' | 'xfileBytes' | 'heapGrowthMib'> {
+function commitNewRmap(fsx: Rmapfs, agno: number, mem: MemBtree, scratch: PauseScratch): Omit<RmapRepairResult, 'inodesScanned' | 'scanMs' | 'xfileBytes' | 'heapGrowthMib' | 'damagedAttrForks'> {
   const fs = fsx.fs;
   const ag = fs.alloc.ag(agno);
   const t1 = process.hrtime.bigint();
@@ -331,7 +333,7 @@ export async function repairRmaps(fsx: Rmapfs, agnos: readonly number[], options
       const r = commitNewRmap(fsx, agno, mem, scratch);
       collector.release(agno);
       options.onCommit?.(agno, true);
-      results.push({ ...r, inodesScanned: collected.inodesScanned, scanMs, xfileBytes,
+      results.push({ ...r, inodesScanned: collected.inodesScanned, damagedAttrForks: collected.damagedAttrForks, scanMs, xfileBytes,
         heapGrowthMib });
       log('AG %d: rmap rebuilt: %d records in %d blocks (was %d blocks); scan %d ms, pause %d ms',
         agno, r.records, r.blocks, r.oldBlocks, Math.round(scanMs), Math.round(r.commitPauseMs));
