@@ -101,6 +101,17 @@ export function decodeAttrEntry(b: Buffer, off: number): AttrEntry {
   };
 }
 
+/** Rewrites where the record at b[off] says its value is (a repair found it elsewhere by its crc). */
+export function setValuePlace(b: Buffer, off: number, valueLen: number, valueBlock: number): void {
+  b.writeUInt32BE(valueLen, off + OFF_VALUELEN);
+  b.writeUInt32BE(valueBlock, off + OFF_VALUEBLOCK);
+}
+
+/** Sets the collision index of the record at b[off] (a rebuilt tree counts them afresh). */
+export function setCollisionIndex(b: Buffer, off: number, cidx: number): void {
+  b.writeUInt16BE(cidx, off + OFF_CIDX);
+}
+
 /** An out-of-line value as its blocks hold it (not checked: compare valueCrc with the entry's). */
 export function readOutOfLineValue(device: Device, e: AttrEntry): Buffer {
   const out = Buffer.alloc(e.valueLen);
