@@ -32,7 +32,7 @@ import { BLOCK_SIZE } from '../format/superblock';
 import { RMAP_ATTR_FORK, RMAP_BMBT_BLOCK } from '../rmap/rmap-btree';
 import { ATTR_BTREE, ATTR_NONE } from '../inode/inode-format';
 import { ForkBtreeStorage } from '../inode/fork-btree';
-import { ATTR_INLINE_MAX, ATTR_REC_SIZE, ATTR_VALUE_MAX, attrBtreeOps, decodeAttrEntry, setCollisionIndex, setValuePlace, valueBlocks, valueCrc } from '../attr/attr';
+import { ATTR_INLINE_MAX, ATTR_REC_SIZE, ATTR_VALUE_MAX, attrBtreeOps, checkAttrName, decodeAttrEntry, inlineValueArea, setCollisionIndex, setValuePlace, valueBlocks, valueCrc } from '../attr/attr';
 import type { AttrEntry } from '../attr/attr';
 import { native } from '../native';
 import type { Device } from '../io/device';
@@ -89,6 +89,8 @@ interface AttrSources {
 interface SalvagedRecord {
   rec: Buffer;
   entry: AttrEntry;
+  /** Its name verifies but its value's length or place does not (why): the value is looked for by its crc. */
+  valueWrong: string | null;
 }
 
 /** The commit: salvage, rebuild, reap. Returns the attributes kept. */
@@ -132,7 +134,7 @@ function commitXattrs(fsx: Rmapfs, ino: number, sources: AttrSources, changes: s
           dropped++;
           changes.push(`attribute ${bad.slot} of block ${fsbno} dropped: ${bad.why}`);
         }
-        for (const off of slots.good) {
+        for (const { off, valueWrong } of slots.good) {
           const e = decodeAttrEntry(b, off);
           if (names.has(e.name.toString('latin1'))) {
             changes.push(`duplicate attribute '${e.name.toString()}' in block ${fsbno} dropped`);
@@ -140,7 +142,7 @@ function commitXattrs(fsx: Rmapfs, ino: number, sources: AttrSources, changes: s
             continue;
           }
           names.add(e.name.toString('latin1'));
-          salvaged.push({ rec: Buffer.from(b.subarray(off, off + ATTR_REC_SIZE)), entry: e });
+          salvaged.push({ rec: Buffer.from(b.subarray(off, off + ATTR_REC_SIZE)), entry: e, valueWrong });
         }
       }
     });
@@ -190,16 +192,21 @@ function commitXattrs(fsx: Rmapfs, ino: number, sources: AttrSources, changes: s
   return records.length;
 }
 
-/** A leaf's slots read up to its capacity: offsets of the records that verify, and the others that hold something. */
-function readLeafSlots(b: Buffer, capacity: number): { good: number[]; bad: { slot: number; why: string }[] } {
-  const good: number[] = [];
+/**
+ * A leaf's slots read up to its capacity: the records whose name verifies
+ * (with why their value's length or place does not, if so), and the others
+ * that hold something.
+ */
+function readLeafSlots(b: Buffer, capacity: number): { good: { off: number; valueWrong: string | null }[]; bad: { slot: number; why: string }[] } {
+  const good: { off: number; valueWrong: string | null }[] = [];
   const bad: { slot: number; why: string }[] = [];
   for (let i = 0; i < capacity; i++) {
     const off = BTREE_HDR_SIZE + i * ATTR_REC_SIZE;
     // Freed slots are zeroed (Btree.removeEntry, clearEntries): an empty slot is no attribute.
     if (isZero(b, off, ATTR_REC_SIZE)) continue;
     const why = attrBtreeOps.checkRecord!(b, off);
-    if (why === null) good.push(off);
+    if (why === null) good.push({ off, valueWrong: null });
+    else if (checkAttrName(b, off) === null) good.push({ off, valueWrong: why });
     else bad.push({ slot: i, why });
   }
   return { good, bad };
@@ -298,10 +305,25 @@ class ValuePlacement {
 }
 
 /**
+ * The length (1 to 64) of the record's inline bytes that matches crc, or
+ * null. Not 0: an empty value's crc is 0, what a zeroed crc field reads.
+ */
+function inlineLength(rec: Buffer, crc: number): number | null {
+  const area = inlineValueArea(rec, 0);
+  let sum = 0;
+  for (let len = 1; len <= area.length; len++) {
+    sum = native.crc32c(area, len - 1, 1, sum);
+    if (sum >>> 0 === crc) return len;
+  }
+  return null;
+}
+
+/**
  * Gives each salvaged record's out-of-line value its blocks: first every
  * value where its record says and its crc verifies; then, the rmap being the
  * second source of where values lie, a record whose length or block is wrong
- * gets the length (at its block) or the block (in the fork's value blocks no
+ * (its crc fails, or its length and place do not agree) gets the length (in
+ * its record, or at its block) or the block (in the fork's value blocks no
  * other attribute holds) whose bytes match its crc. The rest are dropped and
  * named. The records kept, fixed where their value was found elsewhere.
  */
@@ -311,11 +333,9 @@ function placeValues(salvaged: readonly SalvagedRecord[], values: ValuePlacement
   for (const s of salvaged) {
     const { entry: e } = s;
     const n = valueBlocks(e.valueLen);
-    if (n === 0) {
+    if (s.valueWrong === null && n === 0) {
       kept.push(s.rec);
-      continue;
-    }
-    if (values.whyNotAt(e.valueBlock, n) === null && values.matches(e.valueBlock, e.valueLen, e.valueCrc)) {
+    } else if (s.valueWrong === null && values.whyNotAt(e.valueBlock, n) === null && values.matches(e.valueBlock, e.valueLen, e.valueCrc)) {
       values.claim(e.valueBlock, n);
       kept.push(s.rec);
     } else {
@@ -325,12 +345,13 @@ function placeValues(salvaged: readonly SalvagedRecord[], values: ValuePlacement
   for (const s of unplaced) {
     const { entry: e, rec } = s;
     const name = e.name.toString();
-    const len = values.lengthAt(e.valueBlock, e.valueCrc);
-    const block = len === null && e.valueLen <= ATTR_VALUE_MAX ? values.blockFor(e.valueLen, e.valueCrc) : null;
+    // Inline (no block): the length of the record's inline bytes that matches; else at its block; else anywhere.
+    const len = e.valueBlock === 0 ? inlineLength(rec, e.valueCrc) : values.lengthAt(e.valueBlock, e.valueCrc);
+    const block = len === null && e.valueLen > ATTR_INLINE_MAX && e.valueLen <= ATTR_VALUE_MAX ? values.blockFor(e.valueLen, e.valueCrc) : null;
     if (len !== null) {
-      values.claim(e.valueBlock, valueBlocks(len));
+      if (e.valueBlock !== 0) values.claim(e.valueBlock, valueBlocks(len));
       setValuePlace(rec, 0, len, e.valueBlock);
-      changes.push(`${name}: value length ${e.valueLen} -> ${len} (found by its checksum at block ${e.valueBlock})`);
+      changes.push(`${name}: value length ${e.valueLen} -> ${len} (found by its checksum${e.valueBlock !== 0 ? ` at block ${e.valueBlock}` : ' in its record'})`);
       kept.push(rec);
     } else if (block !== null) {
       values.claim(block, valueBlocks(e.valueLen));
@@ -338,7 +359,7 @@ function placeValues(salvaged: readonly SalvagedRecord[], values: ValuePlacement
       changes.push(`${name}: value block ${e.valueBlock} -> ${block} (found by its checksum)`);
       kept.push(rec);
     } else {
-      const why = values.whyNotAt(e.valueBlock, valueBlocks(e.valueLen)) ?? `block ${e.valueBlock} did not match its checksum`;
+      const why = s.valueWrong ?? values.whyNotAt(e.valueBlock, valueBlocks(e.valueLen)) ?? `block ${e.valueBlock} did not match its checksum`;
       changes.push(`${name}: value dropped (${why})`);
     }
   }

@@ -194,17 +194,23 @@ t.test('a leaf whose record count is wrong: its records are read up to its capac
 });
 
 t.test('a value whose record has the wrong length or block is found again by its crc', async (t) => {
-  for (const how of ['length', 'block of another value', 'block outside the filesystem'] as const) {
+  const cases = ['length', 'length too large', 'length 0', 'inline length', 'block of another value', 'block outside the filesystem', 'block 0'] as const;
+  for (const how of cases) {
     const s = open(t);
-    const rec = recordOf(s.fsx, s.ino, 'user.a9');
+    const name = how === 'inline length' ? 'user.a1' : 'user.a9';
+    const rec = recordOf(s.fsx, s.ino, name);
     const other = recordOf(s.fsx, s.ino, 'user.a12').entry;
-    const [len, block] = how === 'length' ? [rec.entry.valueLen + 1, rec.entry.valueBlock]
-      : [rec.entry.valueLen, how === 'block of another value' ? other.valueBlock : 0xfffffff0];
+    const { valueLen, valueBlock } = rec.entry;
+    const [len, block] = {
+      length: [valueLen + 1, valueBlock], 'length too large': [0xffffffff, valueBlock], 'length 0': [0, valueBlock],
+      'inline length': [valueLen + 1, 0], 'block of another value': [valueLen, other.valueBlock],
+      'block outside the filesystem': [valueLen, 0xfffffff0], 'block 0': [valueLen, 0],
+    }[how];
     const fsx = editTreeBlock(s.image, s.fsx, s.ino, rec.ptr, (b) => setValuePlace(b, rec.off, len, block));
-    t.ok(check(fsx).some((p) => /user\.a9|outside the filesystem/.test(p)), `${how}: check sees it`);
+    t.ok(check(fsx).length > 0, `${how}: check sees it`);
     const r = await repairXattrs(fsx, s.ino, { sliceMs: 1e9, maxUnits: 16 });
-    const said = how === 'length' ? `user.a9: value length ${len} -> ${rec.entry.valueLen} (found by its checksum at block ${block})`
-      : `user.a9: value block ${block} -> ${rec.entry.valueBlock} (found by its checksum)`;
+    const said = how.startsWith('block') ? `${name}: value block ${block} -> ${valueBlock} (found by its checksum)`
+      : `${name}: value length ${len} -> ${valueLen} (found by its checksum ${block !== 0 ? `at block ${block}` : 'in its record'})`;
     t.same(r.changes, [said], `${how}: ${r.changes.join('; ')}`);
     t.same(attrsOf(fsx, s.ino), s.before, `${how}: every attribute with its value`);
     t.same(check(fsx), [], `${how}: clean`);
