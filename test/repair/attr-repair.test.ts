@@ -19,7 +19,9 @@ import { AttrFork, decodeAttrEntry, setValuePlace, attrBtreeOps, ATTR_REC_SIZE }
 import type { AttrEntry } from '../../src/attr/attr';
 import { BtreeGeometry, btreeBufOps } from '../../src/btree/btree-block';
 import { BLOCK_SIZE } from '../../src/format/superblock';
-import { checkerFor } from '../../src/fsck/table';
+import { checkerFor, selectStructures } from '../../src/fsck/table';
+import { onlineRepair } from '../../src/fsck/online';
+import { quietHooks } from '../lib/damaged-files';
 import { scrubLiveSliced } from '../../src/scrub/live-scrub';
 import { repairRmaps } from '../../src/repair/rmap-repair';
 import { S_IFREG } from '../../src/inode/inode-format';
@@ -264,14 +266,29 @@ t.test('the live scrub: a value whose blocks were freed and reused after the vie
   t.end();
 });
 
-t.test('the rmap rebuild survives two attribute records naming one value block', async (t) => {
+/** user.a9's record pointed at user.a12's value block (fuzz row valueblock sub): the image reopened. */
+function twoRecordsOneValue(t: Test): { fsx: Rmapfs; ino: number; sharedBlock: number } {
   const s = open(t);
   const rec = recordOf(s.fsx, s.ino, 'user.a9');
   const other = recordOf(s.fsx, s.ino, 'user.a12').entry;
   const fsx = editTreeBlock(s.image, s.fsx, s.ino, rec.ptr, (b) => setValuePlace(b, rec.off, rec.entry.valueLen, other.valueBlock));
   t.teardown(() => fsx.close());
-  const agno = fsx.fs.geo.agnoOf(other.valueBlock);
-  const results = await repairRmaps(fsx, [agno], { measureHeap: false });
-  t.same(results.map((r) => r.damagedAttrForks), [[s.ino]], 'the damaged attribute fork noted once');
+  return { fsx, ino: s.ino, sharedBlock: other.valueBlock };
+}
+
+t.test('the rmap rebuild survives two attribute records naming one value block', async (t) => {
+  const { fsx, ino, sharedBlock } = twoRecordsOneValue(t);
+  const results = await repairRmaps(fsx, [fsx.fs.geo.agnoOf(sharedBlock)], { measureHeap: false });
+  t.same(results.map((r) => r.damagedAttrForks), [[ino]], 'the damaged attribute fork noted once');
+  t.end();
+});
+
+t.test('a forced rmap rebuild that finds two attribute records naming one value block: its closing scrub reports the fork', async (t) => {
+  const { fsx, ino } = twoRecordsOneValue(t);
+  const reply = await onlineRepair(fsx, selectStructures(['rmapbt'], null), null,
+    { forceRebuild: true, measureHeap: false, cancelled: () => false }, quietHooks);
+  t.equal(reply.ok, true, String(reply.error ?? ''));
+  const scrub = reply.scrub as { problems: { structure: string; ino?: number }[] };
+  t.ok(scrub.problems.some((p) => p.structure === 'attr' && p.ino === ino), 'the closing scrub names the attribute fork');
   t.end();
 });
