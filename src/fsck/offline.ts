@@ -42,6 +42,7 @@ import { rebuildAgHeaderFromScan } from '../repair/ag-header-scan';
 import type { AgHeaderScanResult } from '../repair/ag-header-scan';
 import { repairAgHeader, repairFreeList } from '../repair/ag-header-repair';
 import type { HeaderRepairResult } from '../repair/ag-header-repair';
+import type { FileRepairResult } from '../repair/file-repair';
 import { CHECK_CLEAN, CHECK_CORRUPT, CHECK_OPERATIONAL, checkDevice } from './check';
 import type { DeviceCheckReport } from './check';
 import { onlineRepair } from './online';
@@ -310,7 +311,10 @@ async function tableRepair(device: string, options: OfflineRepairOptions): Promi
 }
 
 function rebuiltAnything(reply: CtlReply): boolean {
-  return ['ags', 'freeSpace', 'inodeBtree', 'headers'].some((k) => Array.isArray(reply[k]) && (reply[k] as unknown[]).length > 0);
+  // A file's repair that changed nothing (its sound core, looked at beside its damaged block map) is no correction.
+  const files = Array.isArray(reply.files) ? reply.files as FileRepairResult[] : [];
+  return ['ags', 'freeSpace', 'inodeBtree', 'headers'].some((k) => Array.isArray(reply[k]) && (reply[k] as unknown[]).length > 0)
+    || files.some((f) => f.changes.length > 0);
 }
 
 /** Checks (-n) or repairs the filesystem on `device`; never throws for what it finds there. */

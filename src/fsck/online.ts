@@ -172,13 +172,13 @@ function checkTrusted(fsx: Rmapfs, name: StructureName, agnos: readonly number[]
 /**
  * What the closing scrub checks: every AG structure, the summary counters
  * when they were recomputed, and the files (against the rmap) when some
- * were repaired or an rmap rebuild found a file's forward map damaged (two
- * attribute records naming one value block: there is no per-inode health
- * record, so the scrub is what reports it).
+ * were repaired or an rmap rebuild left a fork's mapping out (`sickForks`:
+ * two attribute records naming one value block, say; there is no per-inode
+ * health record, so the scrub is what reports the fork).
  */
 function closingScrubOf(headers: readonly HeaderRepairResult[], files: readonly FileRepairResult[],
   rmaps: readonly RmapRepairResult[]): StructureName[] {
-  const filesToo = files.length > 0 || rmaps.some((r) => r.damagedAttrForks.length > 0);
+  const filesToo = files.length > 0 || rmaps.some((r) => r.sickForks.length > 0);
   return [...structuresOfScope('ag'), ...(headers.some((h) => h.type === 'counters') ? ['counters' as const] : []),
     ...(filesToo ? structuresOfScope('inode') : [])];
 }

@@ -30,6 +30,14 @@
  *
  * The old rmap btree's own blocks are left out: the repair replaces them
  * (the new btree's blocks are added when they are reserved).
+ *
+ * A forward-map extent that cannot be right -- over an AG's fixed metadata,
+ * outside the filesystem or across an AG's end, or on blocks already given
+ * to another owner (the static owners come first, then inodes in number
+ * order) -- is left out rather than failing the whole rebuild: the inode's
+ * fork is sick (`sickForks`, in the repair's report), its block map is the
+ * one to repair (from the rebuilt rmap), as xfs_repair leaves a bad extent
+ * out and clears the fork.
  */
 import createDebug from 'debug';
 import { RmapfsError } from '../errors';
@@ -37,12 +45,11 @@ import { MemBtree } from '../btree/mem-btree';
 import type { AllocGroup } from '../alloc/ag';
 import type { RmapHook, RmapUpdate } from '../alloc/alloc';
 import { isInodeOwner, OWN_AG } from '../format/owners';
-import { staticOwners } from '../alloc/ag-owners';
+import { impossibleFileExtent, staticOwners } from '../alloc/ag-owners';
 import { InodeScanCursor } from '../inode/iscan';
 import { FORK_LOCAL } from '../inode/inode-format';
 import { BlockMap } from '../file/bmap';
 import { hasBtreeData, ownedBy, PAUSE, rmapFlagsOf } from '../file/owned';
-import { ExtentBitmap } from './bitmap';
 import { RMAP_ATTR_FORK, RMAP_BMBT_BLOCK, RMAP_UNWRITTEN, rmapBtreeOps } from '../rmap/rmap-btree';
 import type { RmapRecord } from '../rmap/rmap-btree';
 import { rmapMap, rmapUnmap } from '../rmap/rmap';
@@ -69,10 +76,16 @@ export interface CollectOptions extends PacerOptions {
   onProgress?: (p: ScanProgress) => void;
 }
 
+/** A fork of one inode holding a mapping the rebuilt rmap leaves out (see the module note). */
+export interface SickFork {
+  ino: number;
+  fork: 'data' | 'attr';
+  /** One line: the mapping and why it was left out. */
+  what: string;
+}
+
 export interface CollectResult {
   inodesScanned: number;
-  /** Inodes whose attribute records name one value block twice: their attribute forks are damaged. */
-  damagedAttrForks: number[];
   hookUpdatesApplied: number;
   hookUpdatesIgnored: number;
   /** Live updates of a file being read in pieces that straddled its data cursor (cut there). */
@@ -82,6 +95,8 @@ export interface CollectResult {
   slices: number;
   /** Slices ended early because a FUSE request was waiting. */
   yieldsToForeground: number;
+  /** The forks whose impossible mappings were left out. */
+  sickForks: SickFork[];
 }
 
 /** One mapping found by the scan: the rmap record, and the AG it lies in. */
@@ -137,12 +152,8 @@ export class RmapCollector {
   /** Where the scan finds the next inode in use. */
   private readonly iscan: InodeScanCursor;
   private readonly where = new Map<number, string>();
-  /**
-   * Inodes whose attribute records point two values at one block (a damaged
-   * value pointer): the block is collected once, for the first; the attribute
-   * fork is the attribute repair's (it finds each value by its crc).
-   */
-  private readonly sharedValueBlocks = new Set<number>();
+  /** Forks with a mapping left out, by "ino fork" (the first mapping named). */
+  private readonly sick = new Map<string, SickFork>();
 
   constructor(private readonly fsx: Rmapfs, agnos: number | readonly number[]) {
     const list = typeof agnos === 'number' ? [agnos] : agnos;
@@ -203,7 +214,43 @@ export class RmapCollector {
   }
 
   private map(agno: number, r: RmapRecord): void {
-    rmapMap(this.memOf(agno).tree, r, this.whereOf(agno));
+    if (!isInodeOwner(r.owner)) {
+      rmapMap(this.memOf(agno).tree, r, this.whereOf(agno));
+      return;
+    }
+    try {
+      rmapMap(this.memOf(agno).tree, r, this.whereOf(agno));
+    } catch (e) {
+      // A block someone else owns already: this file's claim to it is the one left out.
+      if (!(e instanceof RmapfsError) || e.code !== 'EFSCORRUPTED') throw e;
+      this.leaveOut(r.owner, r.flags, `${this.describe(agno, r)} is another owner's too`);
+    }
+  }
+
+  /** "data extent at FSBNO+N (file block F)" or "attr-fork block(s) ...": a mapping, for reports. */
+  private describe(agno: number, r: RmapRecord): string {
+    return describeMapping(this.fsx.fs.geo.fsbno(agno, r.startblock), r.blockcount, r.offset, r.flags);
+  }
+
+  /** A mapping of inode ino left out of the rebuilt rmap: its fork is sick. */
+  private leaveOut(ino: number, flags: number, why: string): void {
+    const fork = (flags & RMAP_ATTR_FORK) !== 0 ? 'attr' : 'data';
+    const key = `${ino} ${fork}`;
+    if (!this.sick.has(key)) this.sick.set(key, { ino, fork, what: `inode ${ino}: ${why}: left out of the rebuilt rmap, the ${fork} fork is sick` });
+    log('inode %d: %s fork mapping left out: %s', ino, fork, why);
+  }
+
+  /** The forks with a mapping left out so far, in inode order. */
+  get sickForks(): SickFork[] {
+    return [...this.sick.values()].sort((a, b) => a.ino - b.ino || a.fork.localeCompare(b.fork));
+  }
+
+  /** Whether a mapping the inode's forks claim is impossible by itself (then left out, and noted). */
+  private impossible(ino: number, fsbno: number, blockcount: number, fileoff: number, flags: number): boolean {
+    const why = impossibleFileExtent(this.fsx.fs.geo, fsbno, blockcount);
+    if (why === null) return false;
+    this.leaveOut(ino, flags, `${describeMapping(fsbno, blockcount, fileoff, flags)} ${why}`);
+    return true;
   }
 
   /** "repair AG n", made once per AG (the scan names it in every one of a million calls). */
@@ -285,36 +332,15 @@ export class RmapCollector {
     const ctx = { device: fs.device, alloc: fs.alloc, geo, noteDataWritten: () => undefined };
     // What the inode owns (file/owned.ts, the walk the inode scrub makes too), tree blocks from node
     // pointers only; a block-map btree's data is left to addPiece, behind the data cursor.
-    const values = new Map<number, ExtentBitmap>();
     for (const o of ownedBy(inode, ctx, { readBlocks: false, skipBtreeData: true })) {
       if (o === PAUSE) continue;
+      if (this.impossible(ino, o.fsbno, o.blockcount, o.fileoff, rmapFlagsOf(o))) continue;
       const agno = geo.agnoOf(o.fsbno);
       if (!this.mems.has(agno)) continue;
-      if (o.kind === 'attr-value' && this.valueSeenBefore(ino, values, agno, geo.agbnoOf(o.fsbno), o.blockcount)) continue;
       out.push({ agno, startblock: geo.agbnoOf(o.fsbno), blockcount: o.blockcount, owner: ino, offset: o.fileoff, flags: rmapFlagsOf(o) });
     }
     const dataInPieces = hasBtreeData(inode, fs.alloc, geo);
     return { mappings: out, dataInPieces };
-  }
-
-  /**
-   * Whether an attribute value's blocks overlap another value of the same
-   * inode already collected (two forward references to one block): noted
-   * once per inode, and the mapping left out -- the rmap repair must not die
-   * of a damaged attribute fork, which its own repair fixes.
-   */
-  private valueSeenBefore(ino: number, values: Map<number, ExtentBitmap>, agno: number, agbno: number, len: number): boolean {
-    let set = values.get(agno);
-    if (set === undefined) values.set(agno, (set = new ExtentBitmap()));
-    if (!set.overlaps(agbno, len)) {
-      set.add(agbno, len);
-      return false;
-    }
-    if (!this.sharedValueBlocks.has(ino)) {
-      this.sharedValueBlocks.add(ino);
-      log('inode %d: two attribute values name block %d of AG %d: its attribute fork is damaged', ino, agbno, agno);
-    }
-    return true;
   }
 
   /**
@@ -353,9 +379,10 @@ export class RmapCollector {
       const e = pieces[i]!;
       const skip = Math.max(0, p.dataCursor - e.fileoff);
       const agno = geo.agnoOf(e.fsbno);
-      if (this.mems.has(agno)) {
+      const flags = e.unwritten ? RMAP_UNWRITTEN : 0;
+      if (!this.impossible(p.ino, e.fsbno, e.blockcount, e.fileoff, flags) && this.mems.has(agno)) {
         this.map(agno, { startblock: geo.agbnoOf(e.fsbno) + skip, blockcount: e.blockcount - skip, owner: p.ino,
-          offset: e.fileoff + skip, flags: e.unwritten ? RMAP_UNWRITTEN : 0 });
+          offset: e.fileoff + skip, flags });
       }
       p.dataCursor = e.fileoff + e.blockcount;
       if (i + 1 < pieces.length && pacer.due()) return false;
@@ -422,10 +449,11 @@ export class RmapCollector {
     options.onProgress?.({ inodesScanned, inodesTotal });
     log('AG %s: collected from %d inodes in %d slices (%d ended for foreground requests; %d live updates applied (%d cut at a file\'s data cursor), %d left to the scan)',
       this.agnos.join(','), inodesScanned, pacer.slices, pacer.yieldsToForeground, this.applied, this.clipped, this.ignored);
-    return { inodesScanned, damagedAttrForks: [...this.sharedValueBlocks].sort((a, b) => a - b), hookUpdatesApplied: this.applied, hookUpdatesIgnored: this.ignored, hookUpdatesClipped: this.clipped,
+    return { inodesScanned, hookUpdatesApplied: this.applied, hookUpdatesIgnored: this.ignored, hookUpdatesClipped: this.clipped,
       hookUpdatesQueued: this.queued,
       slices: pacer.slices,
-      yieldsToForeground: pacer.yieldsToForeground };
+      yieldsToForeground: pacer.yieldsToForeground,
+      sickForks: this.sickForks };
   }
 
   /** The scan's check at each step: a failed hook ends it with the failure. */
@@ -454,4 +482,11 @@ export class RmapCollector {
       this.hooked = false;
     }
   }
+}
+
+/** A forward-map mapping as reports name it: "data extent at 1057+1 (file block 2)", "btree block at 980". */
+function describeMapping(fsbno: number, blockcount: number, fileoff: number, flags: number): string {
+  const what = (flags & RMAP_BMBT_BLOCK) !== 0 ? `${(flags & RMAP_ATTR_FORK) !== 0 ? 'attr ' : ''}btree block`
+    : (flags & RMAP_ATTR_FORK) !== 0 ? 'attr value' : 'data extent';
+  return `${what} at ${fsbno}+${blockcount}${what === 'data extent' ? ` (file block ${fileoff})` : ''}`;
 }

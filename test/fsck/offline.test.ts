@@ -12,7 +12,9 @@ import * as crypto from 'crypto';
 import { Rmapfs } from '../../src/fs/rmapfs';
 import { BLOCK_SIZE } from '../../src/format/superblock';
 import { AGH_AGBNO, slotOffset } from '../../src/format/ag-header';
-import { S_IFREG } from '../../src/inode/inode-format';
+import { S_IFREG, decodeExtent, encodeExtent } from '../../src/inode/inode-format';
+import { BlockMap } from '../../src/file/bmap';
+import type { FileRepairResult } from '../../src/repair/file-repair';
 import { checkDevice } from '../../src/fsck/check';
 import { FSCK_CLEAN, FSCK_CORRECTED, FSCK_UNCORRECTED, repairDevice } from '../../src/fsck/offline';
 import { scratchCopy, scratchImage } from '../lib/fs';
@@ -170,4 +172,32 @@ t.test('offline repair of whole-device damage', async (t) => {
     t.equal(checkDevice(image).status, FSCK_CLEAN, 'check clean');
     t.ok(filesIntact(image, manifest), 'every file intact');
   });
+});
+
+t.test('a block-map leaf record moved in the file: the map rebuilt from the rmap, the file unchanged, status 1', async (t) => {
+  const image = scratchImage(t, { size: 32 << 20, agCount: 2 });
+  const fsx = Rmapfs.open(image);
+  const ino = fsx.create(fsx.rootIno, 'sparse', S_IFREG | 0o644, 0, 0).ino;
+  // Every other block: 300 one-block extents, a two-level block map.
+  for (let i = 0; i < 300; i++) fsx.write(ino, 2 * i * BLOCK_SIZE, crypto.randomBytes(BLOCK_SIZE));
+  const before = sha(fsx.read(ino, 0, 600 * BLOCK_SIZE));
+  fsx.fs.run(() => {
+    const tree = new BlockMap(fsx.inodes.get(ino), fsx.fs.alloc, fsx.fs.geo).btree!;
+    let leaf = -1;
+    tree.visitBlocks((ptr, level) => { if (level === 0 && leaf < 0) leaf = ptr; });
+    const buf = fsx.fs.cache.read(leaf, tree.bufOps);
+    const off = tree.geo.recOffset(5);
+    const e = decodeExtent(buf.data, off);
+    encodeExtent({ ...e, fileoff: e.fileoff + 1 }, buf.data, off);
+    fsx.fs.cache.markDirty(buf);
+  });
+  fsx.close();
+  const r = await repairDevice(image);
+  const files = ((r.repair?.files ?? []) as FileRepairResult[]).filter((f) => f.changes.length > 0);
+  t.same(files.map((f) => [f.type, f.ino]), [['bmap', ino]], `the block map rebuilt: ${files.map((f) => f.changes.join('; ')).join(' | ')}`);
+  t.equal(r.status, FSCK_CORRECTED, `corrected (${r.error ?? 'no error'})`);
+  t.equal(checkDevice(image).status, FSCK_CLEAN, 'clean after');
+  const after = Rmapfs.open(image, { readOnly: true });
+  t.teardown(() => after.close());
+  t.equal(sha(after.read(ino, 0, 600 * BLOCK_SIZE)), before, 'the file reads as before the damage');
 });

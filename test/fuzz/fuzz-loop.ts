@@ -36,9 +36,13 @@
  * (reply.files[].changes) says (damageVerdict): a file's content only with
  * a report line about it; a directory's missing names exactly the number
  * (and names) reported lost, each file found again in /lost+found with its
- * content; the attributes missing exactly those reported dropped, the rest
- * with their values. Every other file and xattr unchanged. Each file row
- * ends with the report's first lines.
+ * content; an entry that names another file now (its inode number
+ * damaged: no parent pointers tell which name was the damaged one) only
+ * when its own file is in /lost+found and the report names both that path
+ * and the entry's (retargetedUnreported); the attributes missing exactly
+ * those reported dropped, the rest with their values. Every other file and
+ * xattr unchanged. Each file row ends with the report's first lines (a
+ * directory's followed by those about other inodes).
  * Prints a table (tree, block, field, verb, outcome), outcomes counted per
  * tree and block, and a summary; exits 1 when any case is neither detected
  * nor harmless, or not repaired, or changed a file. --sample N runs every
@@ -499,7 +503,10 @@ function damageVerdict(fsx: Rmapfs, damaged: DamagedObject, hashes: Map<string, 
     const name = `entry-${i}`;
     if (names.delete(name)) {
       const ino = fsx.lookup(damaged.ino, name);
-      if (!fsx.read(ino, 0, fsx.stat(ino).size).equals(entryContent(i))) problems.push(`${name} has another file's content`);
+      if (!fsx.read(ino, 0, fsx.stat(ino).size).equals(entryContent(i))) {
+        const why = retargetedUnreported(fsx, files, `/${damaged.hashKey}${name}`, entryContent(i));
+        if (why !== null) problems.push(`${name} has another file's content, ${why}`);
+      }
     } else {
       missing.add(name);
       if (!adopted.has(entryContent(i).toString('hex'))) problems.push(`${name}'s file is neither there nor in /lost+found`);
@@ -510,6 +517,31 @@ function damageVerdict(fsx: Rmapfs, damaged: DamagedObject, hashes: Map<string, 
   problems.push(...[...said.names].filter((n) => !missing.has(n)).map((n) => `reported dropped but there: ${n}`));
   if (said.count !== missing.size) problems.push(`${missing.size} names missing (${[...missing].join(' ')}), report says ${said.count}`);
   return problems.length > 0 ? problems.join('; ') : null;
+}
+
+/**
+ * An entry that names another file now (its inode number damaged): nothing
+ * can tell which name of that file was the damaged one, so the entry's own
+ * file must be in /lost+found and the report must say both -- the path it
+ * was moved to ("moved to /lost+found/N", holding `content`) and, in another
+ * line, the entry by its path (`entryPath`). Null when it says both, else
+ * what it lacks.
+ */
+function retargetedUnreported(fsx: Rmapfs, files: readonly FileRepairResult[], entryPath: string, content: Buffer): string | null {
+  const moved = files.flatMap((f) => f.changes.map((c) => /^moved to (\/lost\+found\/\S+)$/.exec(c)?.[1])
+    .filter((p): p is string => p !== undefined).map((to) => ({ ino: f.ino, to })));
+  const orphan = moved.find((m) => {
+    try {
+      const ino = fsx.lookup(fsx.lookup(fsx.rootIno, 'lost+found'), m.to.split('/')[2]!);
+      return fsx.read(ino, 0, fsx.stat(ino).size).equals(content);
+    } catch {
+      return false;
+    }
+  });
+  if (orphan === undefined) return "and the report names no /lost+found path holding the entry's file";
+  const named = new RegExp(`(^|[\\s,])${entryPath.replace(/[.+]/g, '\\$&')}(?=[\\s,:]|$)`);
+  const says = files.some((f) => f.ino !== orphan.ino && (f.changes.some((c) => named.test(c))));
+  return says ? null : `its file is ${orphan.to}, and no report line names ${entryPath}`;
 }
 
 /** Copies the pristine image to `work` and fuzzes the case's field there; a row when there is nothing to test (not fuzzable, value unchanged). */
@@ -562,6 +594,11 @@ async function onlineCase(pristine: string, work: string, c: Case, hashes: Map<s
     const changed = [...changedFiles(fsx, untouched), ...writer.changed()];
     const lossWrong = damaged === undefined ? null : damageVerdict(fsx, damaged, hashes, filesOf(repaired));
     lost = damaged === undefined ? [] : reportedChanges(filesOf(repaired), damaged.ino);
+    // A directory's damage reaches other inodes (link counts, /lost+found): their lines follow, by path or number.
+    if (damaged?.kind === 'dir') {
+      lost.push(...filesOf(repaired).filter((f) => f.ino !== damaged.ino)
+        .flatMap((f) => f.changes.map((c) => `${f.path ?? `inode ${f.ino}`}: ${c}`)));
+    }
     if (after.problemCount > 0) {
       outcome = 'FAIL';
       detail = `scrub after the repair: ${after.problems.slice(0, 2).map((p) => p.message).join('; ')}`;

@@ -279,7 +279,7 @@ function twoRecordsOneValue(t: Test): { fsx: Rmapfs; ino: number; sharedBlock: n
 t.test('the rmap rebuild survives two attribute records naming one value block', async (t) => {
   const { fsx, ino, sharedBlock } = twoRecordsOneValue(t);
   const results = await repairRmaps(fsx, [fsx.fs.geo.agnoOf(sharedBlock)], { measureHeap: false });
-  t.same(results.map((r) => r.damagedAttrForks), [[ino]], 'the damaged attribute fork noted once');
+  t.same(results.flatMap((r) => r.sickForks.map((f) => `${f.ino} ${f.fork}`)), [`${ino} attr`], 'the damaged attribute fork noted once');
   t.end();
 });
 
