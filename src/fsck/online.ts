@@ -175,11 +175,15 @@ function checkTrusted(fsx: Rmapfs, name: StructureName, agnos: readonly number[]
 /**
  * What the closing scrub checks: every AG structure, the summary counters
  * when they were recomputed, and the files (against the rmap) when some
- * were repaired.
+ * were repaired or an rmap rebuild left a fork's mapping out (`sickForks`:
+ * two attribute records naming one value block, say; there is no per-inode
+ * health record, so the scrub is what reports the fork).
  */
-function closingScrubOf(headers: readonly HeaderRepairResult[], files: readonly FileRepairResult[]): StructureName[] {
+function closingScrubOf(headers: readonly HeaderRepairResult[], files: readonly FileRepairResult[],
+  rmaps: readonly RmapRepairResult[]): StructureName[] {
+  const filesToo = files.length > 0 || rmaps.some((r) => r.sickForks.length > 0);
   return [...structuresOfScope('ag'), ...(headers.some((h) => h.type === 'counters') ? ['counters' as const] : []),
-    ...(files.length > 0 ? structuresOfScope('inode') : [])];
+    ...(filesToo ? structuresOfScope('inode') : [])];
 }
 
 /** The repaired inodes' paths into their results (one walk of the directories, only when there are some). */
@@ -386,7 +390,7 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
   fsx.fsync();
   // The closing scrub of the AGs it rebuilt (or checked) runs in slices like any other (FUSE keeps being
   // served). The files against the rmap are `rmapfs scrub`'s business.
-  const closing = ino === null ? closingScrubOf(headers, files) : selected;
+  const closing = ino === null ? closingScrubOf(headers, files, results) : selected;
   let scrub: LiveScrubResult;
   if (!rebuiltAny && before !== null) scrub = before;
   else if (options.offline !== undefined) scrub = foundResult([]); // the caller's whole check after says it

@@ -24,6 +24,7 @@ import { verifyBtreeSteps } from '../btree/verify';
 import { decodeRmap, RMAP_ATTR_FORK, RMAP_BMBT_BLOCK, RMAP_UNWRITTEN } from '../rmap/rmap-btree';
 import { AttrFork, valueBlocks } from '../attr/attr';
 import { RmapFinder } from '../rmap/rmap';
+import type { AttrEntry } from '../attr/attr';
 import { isInodeOwner } from '../format/owners';
 import { impossibleFileExtent } from '../alloc/ag-owners';
 import { BLOCK_SIZE } from '../format/superblock';
@@ -256,14 +257,17 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
         held += o.blockcount;
         checkMapped(fs, rmapOf, inode, o, bad, rmapSound);
       }
-      // Each value's crc: a wrong length, block or value shows here (out-of-line values only when the
-      // device holds what the metadata describes, not under a frozen view of a live filesystem).
+      // Each value's crc: a wrong length, block or value shows here. Under a frozen view the device
+      // holds the values of now, not of the view's moment: a mismatch there is damage only when the
+      // live filesystem still holds that record (else its blocks may have been freed and reused).
       const attrs = new AttrFork(inode, ctx);
       for (const e of attrs.btree === null ? [] : attrs.list()) {
-        if (valueBlocks(e.valueLen) > 0 && fs.frozen === true) continue;
         try {
           attrs.value(e);
         } catch (err) {
+          if (valueBlocks(e.valueLen) > 0 && fs.frozen === true && !liveStillHolds(fs, ino, e)) continue;
+          // The fork's damage: the block count is its repair's to set.
+          treeDamaged = true;
           bad(ino, err instanceof Error ? err.message : String(err), 'attr');
         }
       }
@@ -294,6 +298,25 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     else if (held !== blocks) problems.add('rmap', geo.inoAgno(owner), -1, `rmap gives inode ${owner} ${blocks} blocks, it holds ${held}`, undefined, owner);
   }
   return result;
+}
+
+/**
+ * Whether the live filesystem's inode ino still has attribute e's record as
+ * the frozen view has it (see ScrubSource.live): then its value blocks are
+ * still the ones the view read (a value's blocks are never rewritten while a
+ * record points at them), and a value that failed its crc is damage.
+ */
+function liveStillHolds(fs: ScrubSource, ino: number, e: AttrEntry): boolean {
+  const live = fs.live;
+  if (live === undefined) return true;
+  try {
+    const inode = new InodeStore(live.cache, live.geo, live.alloc).get(ino);
+    const attrs = new AttrFork(inode, { device: live.device, alloc: live.alloc, geo: live.geo, noteDataWritten: () => undefined });
+    return attrs.list().some((l) => l.name.equals(e.name) && l.valueLen === e.valueLen && l.valueBlock === e.valueBlock && l.valueCrc === e.valueCrc);
+  } catch {
+    // The live inode or its fork does not read (freed, changed shape, damaged): the view's record is gone.
+    return false;
+  }
 }
 
 /** Inode numbers a line about inodes no entry names lists before "and N more" (as fsck tools cut such lists). */
@@ -343,7 +366,9 @@ function checkMapped(fs: ScrubSource, rmapOf: (agno: number) => RmapFinder, inod
   const agno = fs.geo.agnoOf(fsbno);
   const agbno = fs.geo.agbnoOf(fsbno);
   if (agno >= fs.geo.agCount) {
-    bad(inode.ino, `${KIND_LABELS[o.kind]} block ${fsbno} is outside the filesystem`);
+    // An attribute fork's pointer: the attribute repair's to fix (it finds the value's blocks in the rmap).
+    const isAttr = o.kind === 'attr-btree' || o.kind === 'attr-value';
+    bad(inode.ino, `${KIND_LABELS[o.kind]} block ${fsbno} is outside the filesystem`, isAttr ? 'attr' : 'inode');
     return false;
   }
   const r = rmapOf(agno).find(agbno);
