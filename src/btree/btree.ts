@@ -106,6 +106,19 @@ export class Btree {
     this.storage.adjustRecords?.(1);
   }
 
+  /**
+   * Inserts a record where `cur` stands: the caller has found that its key
+   * goes right there, before the record under the cursor, or past the last
+   * one of the cursor's leaf (rmapMap: its look-up of the neighbours put the
+   * cursor on the record after the new one) -- one descent fewer than insert.
+   * Nothing checks the order: a wrong position corrupts the tree.
+   */
+  insertAtCursor(cur: BtreeCursor, rec: Buffer, recOff = 0): void {
+    this.insertAt(cur, 0, rec, recOff, NULL_PTR);
+    cur.invalidate();
+    this.storage.adjustRecords?.(1);
+  }
+
   /** Deletes the record with this key; false when there is none. */
   delete(key: Buffer, keyOff = 0): boolean {
     const cur = this.searchCursor;

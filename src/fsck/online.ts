@@ -146,13 +146,16 @@ function refusalReports(fsx: Rmapfs, name: StructureName, damage: Damage): SickS
  * filesystem, in one go (the free-space and inode btrees are small next to
  * the rmap). The reports of what is damaged there (nothing: go on).
  */
-function checkTrusted(fsx: Rmapfs, name: StructureName, agnos: readonly number[]): SickStructureReport[] {
+function checkTrusted(fsx: Rmapfs, name: StructureName, agnos: readonly number[], noWriter: boolean): SickStructureReport[] {
   const trusted = trustedByRepairOf(name);
   // What it finds its sources through is read in every AG, not only in those it rebuilds.
   const everywhere = sourcesFoundThrough(name);
   const others = everywhere.length === 0 ? [] : fsx.fs.alloc.ags.map((a) => a.agno).filter((a) => !agnos.includes(a));
+  // With no writer, a structure this run already found healthy (or rebuilt) is still so: not checked again.
+  const unknownIn = (a: number, structures: readonly StructureName[]): boolean => !noWriter
+    || structures.some((s) => structureFacts(s).scope === 'ag' && fsx.fs.alloc.ag(a).health.state(s as AgStructure) !== 'healthy');
   const problems = new ProblemList();
-  for (const a of [...agnos, ...others]) {
+  for (const a of [...agnos.filter((x) => unknownIn(x, trusted)), ...others.filter((x) => unknownIn(x, everywhere))]) {
     const ag = fsx.fs.alloc.ag(a);
     const before = ag.activity;
     ag.activity = 'checking before a repair';
@@ -210,6 +213,30 @@ async function repairFileStructure(fsx: Rmapfs, name: StructureName, damage: Dam
   return done;
 }
 
+export interface OnlineRepairOptions {
+  forceRebuild: boolean;
+  measureHeap: boolean;
+  cancelled: () => boolean;
+  ino?: number | null;
+  /**
+   * The repair of an unmounted filesystem (offline.ts): nothing else changes it, so what a check
+   * found stays true until a repair changes it, and the caller checks the whole filesystem after.
+   * `found`: what the caller's check before found (null: none ran), used instead of a scrub of
+   * the same filesystem; the closing scrub is left out (the whole check after is a superset); the
+   * structures a rebuild trusts are checked only where the health record does not know them
+   * healthy already (a check of this run, or a rebuild, said so).
+   */
+  offline?: { found: readonly Problem[] | null };
+}
+
+/** A scrub's result made of problems found another way (the offline check's): nothing was scrubbed here. */
+function foundResult(problems: readonly Problem[], problemCount = problems.length): LiveScrubResult {
+  return {
+    problems: [...problems], problemCount, agsChecked: 0, rmapRecords: 0, inodesChecked: false, seconds: 0,
+    slices: 0, longestSliceMs: 0, yieldsToForeground: 0, restarts: 0, blocksKept: 0,
+  };
+}
+
 /**
  * Repairs what is damaged among the structures asked for (everything asked
  * for that has a repairer, with forceRebuild), in dependency order. The
@@ -218,12 +245,16 @@ async function repairFileStructure(fsx: Rmapfs, name: StructureName, damage: Dam
  * it refused everything it found.
  */
 export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName[], agno: number | null,
-  options: { forceRebuild: boolean; measureHeap: boolean; cancelled: () => boolean; ino?: number | null }, hooks: OnlineFsckHooks): Promise<CtlReply> {
+  options: OnlineRepairOptions, hooks: OnlineFsckHooks): Promise<CtlReply> {
   const agnos = agnosOf(fsx, agno);
   const ino = options.ino ?? null;
   const damaged = new Map<StructureName, Damage>();
   let before: LiveScrubResult | null = null;
-  if (options.forceRebuild) {
+  if (options.offline?.found != null && !options.forceRebuild) {
+    before = onlyInode(foundResult(options.offline.found), ino);
+    markHealthFromProblems(fsx.fs.alloc, agnos, before.problems, 'repair', 'checking before a repair', selected);
+    noteDamage(damaged, before.problems, selected);
+  } else if (options.forceRebuild) {
     // Every structure asked for: the AG ones in the AGs asked for, the inode ones of the inode asked for (--inode).
     for (const s of selected) {
       const perInode = structureFacts(s).scope === 'inode';
@@ -257,7 +288,9 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
       // The files' damage was found beside damaged AG structures, and those are rebuilt now: what the files
       // seemed to have may have been theirs (an inode btree naming blocks that hold no inodes makes "inodes"
       // of them). Scrubbed again, once, before any file is touched.
-      if (!options.forceRebuild && !filesRescrubbed && (results.length > 0 || freeSpace.length > 0 || headers.length > 0 || inodeBtree.length > 0)) {
+      // (Only when some file damage was found: a rebuild of the AG structures makes none.)
+      if (!options.forceRebuild && !filesRescrubbed && [...damaged.keys()].some(isInodeStructure)
+        && (results.length > 0 || freeSpace.length > 0 || headers.length > 0 || inodeBtree.length > 0)) {
         filesRescrubbed = true;
         const fileStructures = selected.filter(isInodeStructure);
         const again = onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(fileStructures, agno), hooks), ino);
@@ -292,7 +325,7 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
       refuse(refusalReports(fsx, name, damage));
       continue;
     }
-    const untrusted = checkTrusted(fsx, name, where);
+    const untrusted = checkTrusted(fsx, name, where, options.offline !== undefined);
     // What the scrub blamed on the rmap beside damaged free-space btrees is the coverage walk's doubt, not
     // the rmap's own damage (the health record says which): the free-space btrees are rebuilt from the
     // rmap instead, and the closing scrub says whether the rmap still has problems.
@@ -362,9 +395,13 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
   // The closing scrub of the AGs it rebuilt (or checked) runs in slices like any other (FUSE keeps being
   // served). The files against the rmap are `rmapfs scrub`'s business.
   const closing = ino === null ? closingScrubOf(headers, files) : selected;
-  const scrub = !rebuiltAny && before !== null ? before
-    : onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(closing, agno), hooks), ino);
-  if (rebuiltAny) markHealthFromProblems(fsx.fs.alloc, agnos, scrub.problems, 'repair', 'scrubbing after a repair', closing);
+  let scrub: LiveScrubResult;
+  if (!rebuiltAny && before !== null) scrub = before;
+  else if (options.offline !== undefined) scrub = foundResult([]); // the caller's whole check after says it
+  else scrub = onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(closing, agno), hooks), ino);
+  if (rebuiltAny && options.offline === undefined) {
+    markHealthFromProblems(fsx.fs.alloc, agnos, scrub.problems, 'repair', 'scrubbing after a repair', closing);
+  }
   await namePaths(fsx, files, hooks);
   const reply: CtlReply = { ok: true, ags: results, freeSpace, inodeBtree, headers, files, scrub, unrepairable: refused };
   if (refused.length > 0) reply.error = unrepairableLine(refused, true);

@@ -403,6 +403,41 @@ export class BufCache {
     return this.index.get(bno);
   }
 
+  /**
+   * Reads ahead: every block of [bno, bno + count) not cached goes into the
+   * cache, clean and verified with `ops`, each run of them in ONE target
+   * read (a block that fails verification stays out: its own read reports
+   * it). A scan that will read every block of a run soon pays one read, not
+   * one per block. Outside transactions only (a no-op inside one).
+   */
+  readAhead(bno: number, count: number, ops: BufOps): void {
+    if (this.tx !== null) return;
+    const bs = this.blockSize;
+    for (let i = 0; i < count;) {
+      if (this.index.has(bno + i)) {
+        i++;
+        continue;
+      }
+      let j = i + 1;
+      while (j < count && !this.index.has(bno + j)) j++;
+      const run = Buffer.allocUnsafeSlow((j - i) * bs);
+      this.target.readBlocks(bno + i, j - i, run, 0);
+      for (let k = i; k < j; k++) {
+        const data = Buffer.allocUnsafeSlow(bs);
+        run.copy(data, 0, (k - i) * bs, (k - i + 1) * bs);
+        const buf = new Buf(bno + k, data, ops);
+        try {
+          ops.verifyRead(buf);
+        } catch {
+          continue;
+        }
+        this.counters.blocksRead++;
+        this.insert(buf);
+      }
+      i = j;
+    }
+  }
+
   markDirty(buf: Buf): void {
     if (!buf.cached) this.readopt(buf);
     if (this.tx !== null && !this.tx.has(buf)) {

@@ -39,7 +39,8 @@ import { Pacer } from '../io/pacer';
 import type { FileRepairOptions, FileRepairResult } from './file-repair';
 import { listSource, writeStagedBtree } from './staged-btree';
 import { HookFailure, pauseBetweenSlices } from './paced-repair';
-import { reapRecords } from './reap';
+import { reapInodeBlocks } from './reap';
+import { ExtentBitmap } from './bitmap';
 
 const log = createDebug('rmapfs:repair');
 
@@ -98,8 +99,8 @@ class AgExtents {
 /** What the rmap says one inode owns, collected AG by AG and kept current. */
 class OwnedByRmapCollector {
   readonly extents: AgExtents[];
-  /** The "bmbt block" records of the data fork: the old btree's blocks, per AG. */
-  readonly oldTreeBlocks: RmapRecord[][];
+  /** The data fork's old btree blocks (its "bmbt block" records), per AG. */
+  readonly oldTreeBlocks: ExtentBitmap[];
   /** Blocks of the attribute fork (its btree and values): part of the inode's block count. */
   attrBlocks = 0;
   /** The walk: AG, and the block in it below which every record has been read. */
@@ -114,7 +115,7 @@ class OwnedByRmapCollector {
     this.hookFailure = new HookFailure(`block map repair of inode ${ino}`, 'the old block map is kept');
     const ags = fsx.fs.geo.agCount;
     this.extents = Array.from({ length: ags }, () => new AgExtents());
-    this.oldTreeBlocks = Array.from({ length: ags }, () => []);
+    this.oldTreeBlocks = Array.from({ length: ags }, () => new ExtentBitmap());
   }
 
   /** A record (or the part of one) the walk has passed: added to what is collected, or taken away. */
@@ -122,15 +123,13 @@ class OwnedByRmapCollector {
     if ((r.flags & RMAP_ATTR_FORK) !== 0) {
       this.attrBlocks += op === 'map' ? r.blockcount : -r.blockcount;
     } else if ((r.flags & RMAP_BMBT_BLOCK) !== 0) {
-      const list = this.oldTreeBlocks[agno]!;
-      if (op === 'map') list.push({ ...r });
+      const blocks = this.oldTreeBlocks[agno]!;
+      if (op === 'map') blocks.add(r.startblock, r.blockcount);
       else {
-        // The btree's own frees are whole records (one per block).
-        const at = list.findIndex((b) => b.startblock === r.startblock);
-        if (at < 0 || list[at]!.blockcount !== r.blockcount) {
+        if (!blocks.covers(r.startblock, r.blockcount)) {
           throw new RmapfsError('EFSCORRUPTED', `inode ${this.ino}: btree block ${r.startblock} freed, not one the rmap gave it`);
         }
-        list.splice(at, 1);
+        blocks.subtract(r.startblock, r.blockcount);
       }
     } else if (op === 'map') {
       this.extents[agno]!.add({ agbno: r.startblock, blockcount: r.blockcount, fileoff: r.offset, unwritten: (r.flags & RMAP_UNWRITTEN) !== 0 });
@@ -254,8 +253,8 @@ function installBlockMap(fsx: Rmapfs, inode: Inode, extents: readonly Extent[], 
   }
   inode.nextents = extents.length;
   let oldTreeBlocks = 0;
-  collector.oldTreeBlocks.forEach((records, agno) => {
-    if (records.length > 0) oldTreeBlocks += reapRecords(fs.alloc.ag(agno), records);
+  collector.oldTreeBlocks.forEach((blocks, agno) => {
+    if (blocks.count > 0) oldTreeBlocks += reapInodeBlocks(fs.alloc, agno, blocks, inode.ino, RMAP_BMBT_BLOCK);
   });
   const dataBlocks = extents.reduce((n, e) => n + e.blockcount, 0);
   inode.nblocks = dataBlocks + btreeBlocks + collector.attrBlocks;

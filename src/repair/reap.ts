@@ -9,7 +9,6 @@
 import type { AllocGroup } from '../alloc/ag';
 import type { Allocator } from '../alloc/alloc';
 import { rmapUnmap } from '../rmap/rmap';
-import type { RmapRecord } from '../rmap/rmap-btree';
 import type { ExtentBitmap } from './bitmap';
 
 export interface ReapOptions {
@@ -17,29 +16,32 @@ export interface ReapOptions {
   rmapOwner?: number;
 }
 
-/** Frees one run of AG ag's blocks, unmapping it from the rmap record `mapped` names (if any). */
-function reapRun(ag: AllocGroup, start: number, len: number, mapped: RmapRecord | null): void {
-  if (mapped !== null) rmapUnmap(ag.rmap, mapped, `AG ${ag.agno} rmap`);
-  ag.giveFree(start, len);
-  ag.markBusy(start, len, true);
-}
-
-/** Frees every extent of `blocks` in AG ag; must run inside the caller's transaction. The blocks freed. */
+/**
+ * Frees every extent of `blocks` in AG ag: an AG structure's old blocks (owned
+ * by an AG owner, or by none when the rmap itself was rebuilt), given straight
+ * to the AG's free space -- no inode owns them, and the structures the
+ * allocator's path reads may be the ones being replaced. Inside the caller's
+ * transaction. The blocks freed.
+ */
 export function reapExtents(ag: AllocGroup, blocks: ExtentBitmap, options: ReapOptions = {}): number {
   const owner = options.rmapOwner;
   blocks.walk((start, len) => {
-    reapRun(ag, start, len, owner === undefined ? null : { startblock: start, blockcount: len, owner, offset: 0, flags: 0 });
+    if (owner !== undefined) rmapUnmap(ag.rmap, { startblock: start, blockcount: len, owner, offset: 0, flags: 0 }, `AG ${ag.agno} rmap`);
+    ag.giveFree(start, len);
+    ag.markBusy(start, len, true);
   });
   return blocks.blocks;
 }
 
 /**
- * Frees the blocks an inode's old structure held (a directory's or attribute
- * fork's btree, attribute values) in AG agno, through the allocator, so the
- * rmap, free space, busy extents and the live hooks all hear of it: one
- * free-space update per run of blocks (Allocator.freeOwnedRun). Cached
- * copies are forgotten (a dirty one must never be written over a reused
- * block). Inside the caller's transaction. The blocks freed.
+ * Frees the blocks an inode's old structure held (a block map's, directory's
+ * or attribute fork's btree, attribute values, a symlink's blocks) in AG
+ * agno, through the allocator, so the rmap, free space, busy extents and the
+ * live hooks all hear of it: one free-space update per run of blocks
+ * (Allocator.freeOwnedRun: a run may be several rmap records -- btree blocks
+ * grown apart, one record each -- or part of one). Cached copies are
+ * forgotten (a dirty one must never be written over a reused block). Inside
+ * the caller's transaction. The blocks freed.
  */
 export function reapInodeBlocks(alloc: Allocator, agno: number, blocks: ExtentBitmap, owner: number, flags: number): number {
   const geo = alloc.geo;
@@ -48,21 +50,4 @@ export function reapInodeBlocks(alloc: Allocator, agno: number, blocks: ExtentBi
     alloc.freeOwnedRun(geo.fsbno(agno, start), len, owner, flags);
   });
   return blocks.blocks;
-}
-
-/**
- * Frees the blocks of these rmap records of AG ag (each unmapped exactly as
- * the rmap holds it: an inode's btree blocks are one record each, offset 0,
- * so a run of them is not one record); inside the caller's transaction.
- * The blocks freed.
- */
-export function reapRecords(ag: AllocGroup, records: readonly RmapRecord[]): number {
-  let blocks = 0;
-  for (const r of records) {
-    // The old tree's blocks were in use until now: a cached copy must not be written back over a reuse.
-    for (let b = r.startblock; b < r.startblock + r.blockcount; b++) ag.cache.invalidate(ag.geo.fsbno(ag.agno, b));
-    reapRun(ag, r.startblock, r.blockcount, r);
-    blocks += r.blockcount;
-  }
-  return blocks;
 }

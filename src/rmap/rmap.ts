@@ -7,6 +7,8 @@
  */
 import { RmapfsError, corruption } from '../errors';
 import type { Btree, BtreeCursor } from '../btree/btree';
+import { NULL_PTR } from '../btree/btree-ops';
+import { OFF_LEFTSIB, OFF_NUMRECS, OFF_RIGHTSIB } from '../btree/btree-block';
 import { isInodeOwner, ownerName } from '../format/owners';
 import type { RmapRecord } from './rmap-btree';
 import { RMAP_BMBT_BLOCK, RMAP_KEY_SIZE, RMAP_REC_SIZE, RMAP_UNWRITTEN, decodeRmap, encodeRmap, encodeRmapKey } from './rmap-btree';
@@ -62,6 +64,89 @@ export function rmapFind(tree: Btree, agbno: number): RmapRecord | null {
   return agbno < r.startblock + r.blockcount ? r : null;
 }
 
+/**
+ * rmapFind for a run of look-ups that mostly land near the one before (a
+ * check of every file: a file's extents in order, files in the order they
+ * were written): the leaf of the last answer is searched first, and the tree
+ * is descended only for a block outside that leaf's keys -- a descent is a
+ * block read and key search per level. Only for a tree nothing changes while
+ * it is used (an offline check's, a scrub's frozen view): it keeps the leaf's
+ * block number, and re-reads it through the cache.
+ */
+export class RmapFinder {
+  /** The leaves of the last answers, the latest first (a file's extents may alternate between regions). */
+  private readonly leaves: number[] = [];
+  private readonly cur: BtreeCursor;
+
+  constructor(private readonly tree: Btree) {
+    this.cur = tree.cursor();
+  }
+
+  find(agbno: number): RmapRecord | null {
+    scratchKey.fill(0xff);
+    scratchKey.writeUInt32BE(agbno >>> 0, 0);
+    for (let i = 0; i < this.leaves.length; i++) {
+      const r = this.findInLeaf(this.leaves[i]!, agbno);
+      if (r === undefined) continue;
+      if (i > 0) this.leaves.unshift(...this.leaves.splice(i, 1));
+      return r;
+    }
+    if (!this.cur.lookup(scratchKey, 0, 'le')) return null;
+    this.leaves.unshift(this.cur.ptrs[0]!);
+    if (this.leaves.length > FINDER_LEAVES) this.leaves.pop();
+    const r = recordUnder(this.cur);
+    return agbno < r.startblock + r.blockcount ? r : null;
+  }
+
+  /**
+   * The answer from this leaf or the one right of it (scratchKey is the block's), or undefined when the
+   * block is before this leaf's first key or at or after its right neighbour's (a leaf of the next answer
+   * is often the next one: records are dense where files were written together).
+   */
+  private findInLeaf(leaf: number, agbno: number): RmapRecord | null | undefined {
+    const { tree } = this;
+    const b = tree.readBlock(leaf, 0).data;
+    const n = b.readUInt16BE(OFF_NUMRECS);
+    if (n === 0 || tree.ops.compareRecToKey(b, tree.geo.recOffset(0), scratchKey, 0) > 0) return undefined;
+    let hi = n - 1;
+    if (tree.ops.compareRecToKey(b, tree.geo.recOffset(n - 1), scratchKey, 0) <= 0) {
+      // At or after this leaf's last record: the answer is that record when the next leaf starts after the block.
+      const right = b.readUInt32BE(OFF_RIGHTSIB);
+      if (right === NULL_PTR) return this.answer(b, n - 1, agbno);
+      // A sibling pointer is followed only where the two leaves name each other (a damaged one is the
+      // AG scrub's to report): otherwise the descent answers, as rmapFind would.
+      if (!tree.storage.isValidPtr(right)) return undefined;
+      let rb: Buffer;
+      try {
+        rb = tree.readBlock(right, 0).data;
+      } catch (e) {
+        if (e instanceof RmapfsError) return undefined;
+        throw e;
+      }
+      if (rb.readUInt32BE(OFF_LEFTSIB) !== leaf || rb.readUInt16BE(OFF_NUMRECS) === 0) return undefined;
+      if (tree.ops.compareRecToKey(rb, tree.geo.recOffset(0), scratchKey, 0) > 0) return this.answer(b, n - 1, agbno);
+      return undefined;
+    }
+    // The last record <= key: records [0, lo] are <= it, (hi, n) are after it.
+    let lo = 0;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (tree.ops.compareRecToKey(b, tree.geo.recOffset(mid), scratchKey, 0) <= 0) lo = mid;
+      else hi = mid - 1;
+    }
+    return this.answer(b, lo, agbno);
+  }
+
+  /** Record i of leaf b when it covers the block, else null (the block is in no record). */
+  private answer(b: Buffer, i: number, agbno: number): RmapRecord | null {
+    const r = decodeRmap(b, this.tree.geo.recOffset(i));
+    return agbno < r.startblock + r.blockcount ? r : null;
+  }
+}
+
+/** Leaves an RmapFinder keeps. */
+const FINDER_LEAVES = 4;
+
 /** Records an extent as owned; it must not overlap any mapped extent. */
 export function rmapMap(tree: Btree, rec: RmapRecord, where: string): void {
   if (rec.blockcount <= 0) throw new RmapfsError('EINVAL', `${where}: mapping ${formatRmap(rec)} of no blocks`);
@@ -91,8 +176,9 @@ export function rmapMap(tree: Btree, rec: RmapRecord, where: string): void {
   } else if (joinRight) {
     updateRecord(tree, right!, { ...rec, blockcount: rec.blockcount + right!.blockcount });
   } else {
+    // The cursor stands on `right` (or past `left`, the last record): where the new record goes.
     encodeRmap(rec, scratchRec, 0);
-    tree.insert(scratchRec);
+    tree.insertAtCursor(cur, scratchRec);
   }
 }
 

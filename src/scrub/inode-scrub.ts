@@ -23,7 +23,7 @@ import { SYMLINK_MAX } from '../fs/rmapfs';
 import { verifyBtreeSteps } from '../btree/verify';
 import { decodeRmap, RMAP_ATTR_FORK, RMAP_BMBT_BLOCK, RMAP_UNWRITTEN } from '../rmap/rmap-btree';
 import { AttrFork, valueBlocks } from '../attr/attr';
-import { rmapFind } from '../rmap/rmap';
+import { RmapFinder } from '../rmap/rmap';
 import { isInodeOwner } from '../format/owners';
 import { impossibleFileExtent } from '../alloc/ag-owners';
 import { BLOCK_SIZE } from '../format/superblock';
@@ -69,6 +69,13 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     problems.add(structure, geo.inoAgno(ino), geo.inoLocation(ino).fsbno, `inode ${ino}: ${msg}`, type, ino);
   };
   const rmapSound = options.rmapSound ?? ((): boolean => false);
+  // One finder per AG for the whole pass: what it reads (a check's filesystem, a scrub's frozen view) stays as it is.
+  const finders = new Map<number, RmapFinder>();
+  const rmapOf = (agno: number): RmapFinder => {
+    let f = finders.get(agno);
+    if (f === undefined) finders.set(agno, (f = new RmapFinder(fs.alloc.ag(agno).rmap)));
+    return f;
+  };
 
   // 1. The inodes the inode btrees say are in use.
   const used = new Set<number>();
@@ -160,6 +167,8 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
   const subdirs = new Map<number, number>();
   for (const [child, parent] of parentOf) if (child !== parent) subdirs.set(parent, (subdirs.get(parent) ?? 0) + 1);
   const heldByOwner = new Map<number, number>();
+  // Inodes no entry names: one line for them all (an unreadable directory leaves thousands).
+  const nameless: number[] = [];
   for (const ino of used) {
     yield;
     result.inodes++;
@@ -175,7 +184,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     const reachable = ino === root || links.has(ino);
     // An inode with no links that nothing names is an orphan: unlinked while open, freed at the next mount.
     if (!reachable && inode.nlink === 0) result.orphans++;
-    else if (!reachable) bad(ino, 'is in use but no directory entry names it', 'inode', 'nlinks');
+    else if (!reachable) nameless.push(ino);
     const wantLinks = inode.isDir ? 2 + (subdirs.get(ino) ?? 0) : (links.get(ino) ?? 0);
     if (reachable && inode.nlink !== wantLinks) bad(ino, `link count ${inode.nlink}, found ${wantLinks}`, 'inode', 'nlinks');
     let held = 0;
@@ -213,7 +222,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
         }
         if (o.kind !== 'data') {
           held++;
-          if (checkMapped(fs, inode, o, bad, rmapSound)) treeDamaged = true;
+          if (checkMapped(fs, rmapOf, inode, o, bad, rmapSound)) treeDamaged = true;
           continue;
         }
         result.extents++;
@@ -227,7 +236,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
           continue;
         }
         held += o.blockcount;
-        if (checkMapped(fs, inode, o, bad, rmapSound)) treeDamaged = true;
+        if (checkMapped(fs, rmapOf, inode, o, bad, rmapSound)) treeDamaged = true;
       }
       if (mapped) {
         if (type === S_IFLNK && lastEnd * BLOCK_SIZE < inode.size) bad(ino, `symlink of ${inode.size} bytes holds only ${lastEnd} blocks`, 'inode', 'symlink');
@@ -245,7 +254,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
           continue;
         }
         held += o.blockcount;
-        checkMapped(fs, inode, o, bad, rmapSound);
+        checkMapped(fs, rmapOf, inode, o, bad, rmapSound);
       }
       // Each value's crc: a wrong length, block or value shows here (out-of-line values only when the
       // device holds what the metadata describes, not under a frozen view of a live filesystem).
@@ -265,6 +274,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     if (inode.nblocks !== held && !treeDamaged) bad(ino, `counts ${inode.nblocks} blocks, holds ${held}`);
     heldByOwner.set(ino, held);
   }
+  reportNameless(nameless, bad, problems, geo);
 
   // 4. Every rmap record of a file owner belongs to a file in use that holds that many blocks.
   const rmapByOwner = new Map<number, number>();
@@ -286,6 +296,28 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
   return result;
 }
 
+/** Inode numbers a line about inodes no entry names lists before "and N more" (as fsck tools cut such lists). */
+const NAMELESS_LISTED = 5;
+
+/**
+ * The inodes in use that no directory entry names, in one line (an
+ * unreadable directory leaves every file under it nameless: thousands of
+ * lines said nothing more). The problem carries the first inode number;
+ * the link-count repair, which adopts them, scans the whole filesystem.
+ */
+function reportNameless(nameless: readonly number[], bad: BadInode, problems: ProblemList, geo: ScrubSource['geo']): void {
+  const first = nameless[0];
+  if (first === undefined) return;
+  if (nameless.length === 1) {
+    bad(first, 'is in use but no directory entry names it', 'inode', 'nlinks');
+    return;
+  }
+  const listed = nameless.slice(0, NAMELESS_LISTED).join(', ');
+  const more = nameless.length > NAMELESS_LISTED ? ` and ${nameless.length - NAMELESS_LISTED} more` : '';
+  problems.add('inode', geo.inoAgno(first), geo.inoLocation(first).fsbno,
+    `${nameless.length} inodes are in use but no directory entry names them: ${listed}${more}`, 'nlinks', first);
+}
+
 /** No verification: a tree checked elsewhere. */
 function* noVerify(): Generator<void, boolean, void> {
   return true;
@@ -305,7 +337,8 @@ type BadInode = (ino: number, msg: string, structure?: string, type?: StructureN
  * The rmap must say this inode owns these blocks (at this file offset, or as
  * btree or attribute blocks). Returns whether the block map was blamed.
  */
-function checkMapped(fs: ScrubSource, inode: Inode, o: OwnedBlocks, bad: BadInode, rmapSound: (agno: number) => boolean): boolean {
+function checkMapped(fs: ScrubSource, rmapOf: (agno: number) => RmapFinder, inode: Inode, o: OwnedBlocks, bad: BadInode,
+  rmapSound: (agno: number) => boolean): boolean {
   const { fsbno, blockcount: count, fileoff, unwritten } = o;
   const agno = fs.geo.agnoOf(fsbno);
   const agbno = fs.geo.agbnoOf(fsbno);
@@ -313,7 +346,7 @@ function checkMapped(fs: ScrubSource, inode: Inode, o: OwnedBlocks, bad: BadInod
     bad(inode.ino, `${KIND_LABELS[o.kind]} block ${fsbno} is outside the filesystem`);
     return false;
   }
-  const r = rmapFind(fs.alloc.ag(agno).rmap, agbno);
+  const r = rmapOf(agno).find(agbno);
   const what = o.kind === 'data' ? `extent at ${fsbno} (file block ${fileoff})` : `${KIND_LABELS[o.kind]} block ${fsbno}`;
   if (r === null) {
     // Space a sound rmap (and the free space beside it) says is free: the file's map is what is wrong.

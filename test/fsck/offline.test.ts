@@ -18,6 +18,7 @@ import type { FileRepairResult } from '../../src/repair/file-repair';
 import { checkDevice } from '../../src/fsck/check';
 import { FSCK_CLEAN, FSCK_CORRECTED, FSCK_UNCORRECTED, repairDevice } from '../../src/fsck/offline';
 import { scratchCopy, scratchImage } from '../lib/fs';
+import { run } from '../../src/cli/main';
 
 const RMAP_SLOT = slotOffset('rmap');
 
@@ -90,6 +91,11 @@ function headerField(image: string, agno: number, offset: number): number {
   }
 }
 
+/** `rmapfs db IMAGE COMMAND` in this process (its output dropped); its exit status. */
+function db(image: string, command: string): Promise<number> {
+  return run(['db', image, command], { out: () => undefined, err: () => undefined });
+}
+
 function fileSha(image: string): string {
   return sha(fs.readFileSync(image));
 }
@@ -160,6 +166,51 @@ t.test('offline repair of whole-device damage', async (t) => {
     t.ok(filesIntact(image, manifest), 'every file intact');
   });
 
+  // A primary that verifies but is not the filesystem's: the log it names cannot be opened (found by
+  // fuzz-loop --offline: status 4, "the log cannot be replayed"), or a value no rewrite can hold
+  // (status 8: the secondary superblocks' repair copies the primary).
+  for (const [fuzz, why] of [['uuid sub', /its uuid differ from its copies' and its log cannot be opened/],
+    ['logStart lastbit', /its logStart differ from its copies' and its log cannot be opened/],
+    ['label ones', /label: longer than 32 bytes/], ['createdSec firstbit', /createdSec: \d+ is not a u64/],
+    // A header field the open checks; a geometry that holds together yet is not the one the AG headers were made by.
+    ['owner zeroes', /owner 0, want 1/],
+    ['totalBlocks sub', /its totalBlocks differ from its copies', and the AG headers fit the copies' geometry/],
+    ['agBlocks add', /its agBlocks(, \w+)* differ from its copies', and the AG headers fit/]] as const) {
+    await t.test(`a primary superblock that verifies, its ${fuzz.split(' ')[0]} fuzzed (${fuzz.split(' ')[1]}): rebuilt from the copies`, async (t) => {
+      const image = scratchCopy(t, template, 'sb-field.img');
+      t.equal(await db(image, `fuzz sb 0 ${fuzz}`), 0, 'fuzzed');
+      const r = await repairDevice(image);
+      t.equal(r.status, FSCK_CORRECTED, `corrected (${r.error ?? 'no error'})`);
+      t.match(r.wholeDevice[0], why);
+      t.match(r.wholeDevice[0], /rebuilt from the copy in AG 1, 2, 3/);
+      t.equal(checkDevice(image).status, FSCK_CLEAN, 'check clean');
+      t.ok(filesIntact(image, manifest), 'every file intact');
+      t.equal((await repairDevice(image)).status, FSCK_CLEAN, 'a second repair finds nothing');
+    });
+  }
+
+  await t.test('a primary superblock naming another inode as the root: the root found again', async (t) => {
+    const image = scratchCopy(t, template, 'root.img');
+    t.equal(await db(image, 'fuzz sb 0 rootIno sub'), 0, 'fuzzed');
+    const r = await repairDevice(image);
+    t.equal(r.status, FSCK_CORRECTED, `corrected (${r.error ?? 'no error'})`);
+    t.match(r.wholeDevice, [/^root directory found again: inode \d+$/]);
+    t.equal(checkDevice(image).status, FSCK_CLEAN, 'check clean');
+    t.ok(filesIntact(image, manifest), 'every file intact');
+  });
+
+  await t.test('a repair of one inode only (no AG structure): exit 1, errors corrected', async (t) => {
+    const image = scratchCopy(t, template, 'inode.img');
+    const ino = Number(Object.keys(manifest)[7]);
+    t.equal(await db(image, `fuzz inode ${ino} nblocks add`), 0, 'fuzzed');
+    const r = await repairDevice(image);
+    const files = (r.repair?.files ?? []) as { ino: number; changes: string[] }[];
+    t.ok(files.some((f) => f.ino === ino && f.changes.length > 0), `the inode's repair is reported: ${JSON.stringify(files)}`);
+    t.same(['ags', 'freeSpace', 'inodeBtree', 'headers'].filter((k) => ((r.repair?.[k] ?? []) as unknown[]).length > 0), [], 'no AG structure rebuilt');
+    t.equal(r.status, FSCK_CORRECTED, 'fsck(8): 1, errors corrected -- not 0');
+    t.equal(checkDevice(image).status, FSCK_CLEAN, 'check clean');
+  });
+
   await t.test('a zeroed AG header and its bnobt root: the header from the scan, the bnobt from the rmap', async (t) => {
     const image = scratchCopy(t, template, 'bno.img');
     const bnoRoot = headerField(image, 3, slotOffset('bno'));
@@ -170,6 +221,41 @@ t.test('offline repair of whole-device damage', async (t) => {
     t.match(r.wholeDevice[0], /^AG 3: header rebuilt from a scan .*\(roots: bno not found \(rebuilt next\), cnt \d+/);
     t.ok(r.repair !== null && (r.repair.freeSpace as { agno: number }[]).some((f) => f.agno === 3), 'AG 3 free-space btrees rebuilt');
     t.equal(checkDevice(image).status, FSCK_CLEAN, 'check clean');
+    t.ok(filesIntact(image, manifest), 'every file intact');
+  });
+});
+
+t.test('offline, nothing is checked twice: the check before is the repair list, the check after its closing scrub', async (t) => {
+  const { image: template, manifest, agBlocks } = populated(t);
+  const liveScrub = require('../../src/scrub/live-scrub') as { scrubLiveSliced: (...a: unknown[]) => unknown };
+  const agScrub = require('../../src/scrub/ag-scrub') as { scrubAgForRmapRepair: (...a: unknown[]) => unknown };
+  const check = require('../../src/fsck/check') as { checkDevice: (...a: unknown[]) => unknown };
+  const counts = { scrubs: 0, trustedChecks: 0, checks: 0 };
+  const spy = <M extends Record<K, (...a: unknown[]) => unknown>, K extends keyof M & string>(m: M, k: K, counter: keyof typeof counts): void => {
+    const real = m[k];
+    m[k] = ((...a: unknown[]) => { counts[counter]++; return real(...a); }) as M[K];
+    t.teardown(() => { m[k] = real; });
+  };
+  spy(liveScrub, 'scrubLiveSliced', 'scrubs');
+  spy(agScrub, 'scrubAgForRmapRepair', 'trustedChecks');
+  spy(check, 'checkDevice', 'checks');
+
+  await t.test('damage: one check before, one after, no scrub of its own', async (t) => {
+    const image = scratchCopy(t, template, 'once.img');
+    zeroBlock(image, 3 * agBlocks + headerField(image, 3, slotOffset('bno')));
+    Object.assign(counts, { scrubs: 0, trustedChecks: 0, checks: 0 });
+    const r = await repairDevice(image);
+    t.equal(r.status, FSCK_CORRECTED, `corrected (${r.error ?? 'no error'})`);
+    t.same({ scrubs: counts.scrubs, checks: counts.checks }, { scrubs: 0, checks: 2 }, 'the whole filesystem checked twice: before and after');
+    t.ok(filesIntact(image, manifest), 'every file intact');
+  });
+
+  await t.test('--force-rebuild: no scrub of its own, each AG checked once before the rebuilds that trust it', async (t) => {
+    const image = scratchCopy(t, template, 'forced.img');
+    Object.assign(counts, { scrubs: 0, trustedChecks: 0, checks: 0 });
+    const r = await repairDevice(image, { forceRebuild: true });
+    t.equal(r.status, FSCK_CORRECTED, `corrected (${r.error ?? 'no error'})`);
+    t.same(counts, { scrubs: 0, trustedChecks: 4, checks: 1 }, 'no scrub, 4 AGs checked once each, one whole check (after)');
     t.ok(filesIntact(image, manifest), 'every file intact');
   });
 });

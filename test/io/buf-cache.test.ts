@@ -433,3 +433,27 @@ for (const kind of ['xfile', 'device'] as const) {
     t.equal(cache.stats().cachedBlocks, 0, 'once clean, purgeClean drops them too');
   });
 }
+
+t.test('readAhead: the blocks not cached in one read per run, verified; a cached one kept, a bad one left out', async (t) => {
+  const fx = fixture(t, 'device');
+  const cache = new BufCache(fx.spy);
+  for (let b = 20; b < 28; b++) fx.writeRaw(b, pattern(b, 3));
+  fx.writeRaw(25, pattern(99, 3)); // a block whose first bytes name another: the verifier refuses it
+  const ops: BufOps = {
+    name: 'numbered',
+    verifyRead(buf) { if (buf.data.readUInt32BE(0) !== buf.bno) throw corruption(`block ${buf.bno} names ${buf.data.readUInt32BE(0)}`); },
+    prepareWrite() {},
+  };
+  const dirty = write(cache, 22, 5, ops); // changed in the cache only: the device's older copy must not replace it
+  fx.spy.reads.length = 0;
+  cache.readAhead(20, 8, ops);
+  t.same(fx.spy.reads, [20, 23], 'two runs around the cached block, one read each');
+  t.equal(cache.peek(22), dirty, 'the cached block is kept');
+  sameBlock(t, cache.peek(22)!.data, 22, 5, 'the changed block');
+  t.equal(cache.peek(25), undefined, 'a block that fails verification stays out');
+  fx.spy.reads.length = 0;
+  for (const b of [20, 21, 23, 24, 26, 27]) sameBlock(t, cache.read(b, ops).data, b, 3, 'read after the read-ahead');
+  t.same(fx.spy.reads, [], 'each was a hit');
+  t.ok(caught(() => cache.read(25, ops)) instanceof RmapfsError, 'the bad block still fails its own read');
+  t.end();
+});

@@ -11,6 +11,8 @@ import t from 'tap';
 import { Rmapfs } from '../../src/fs/rmapfs';
 import { repairBlockMap } from '../../src/repair/bmap-repair';
 import { BLOCK_SIZE } from '../../src/format/superblock';
+import type { RmapUpdate } from '../../src/alloc/alloc';
+import { RMAP_BMBT_BLOCK, decodeRmap } from '../../src/rmap/rmap-btree';
 import { Rng, testSeed } from '../lib/rng';
 import { scratchImage } from '../lib/fs';
 import { check } from '../lib/check';
@@ -85,3 +87,40 @@ t.test('an rmap rebuild from a block map with an extent over the superblock leav
   t.ok(fsx.read(ino, 2 * BLOCK_SIZE, BLOCK_SIZE).equals(Buffer.alloc(BLOCK_SIZE)), 'file block 2 a hole, not the superblock');
   model.unchanged(t, fsx);
 });
+
+t.test('the old btree blocks are reaped through the allocator: the live rmap hooks hear each one freed', async (t) => {
+  const image = scratchImage(t, { size: 32 << 20, agCount: 2 });
+  const fsx = Rmapfs.open(image);
+  t.teardown(() => fsx.close());
+  const rng = new Rng(testSeed(15));
+  const model = new Model();
+  const ino = fragmentedFile(fsx, model, rng, 'big', DAMAGED_FILE_EXTENTS);
+  const oldTree = ownedTreeBlocks(fsx, ino);
+  t.ok(oldTree.size > 1, `the file's block map is a btree of ${oldTree.size} blocks`);
+  // What a live hook (another repair's collection) hears freed of the file's btree blocks.
+  const heardFreed = new Set<number>();
+  const hook = (u: RmapUpdate): void => {
+    if (u.op !== 'unmap' || u.owner !== ino || (u.flags & RMAP_BMBT_BLOCK) === 0) return;
+    for (let b = 0; b < u.blockcount; b++) heardFreed.add(fsx.fs.geo.fsbno(u.agno, u.startblock + b));
+  };
+  fsx.fs.alloc.addRmapHook(hook, () => undefined);
+  t.teardown(() => fsx.fs.alloc.removeRmapHook(hook));
+  const r = await repairBlockMap(fsx, ino, {});
+  t.equal(r.error, undefined);
+  t.same([...heardFreed].sort((a, b) => a - b), [...oldTree].sort((a, b) => a - b), 'every old btree block, and only those, heard freed');
+  t.same(check(fsx), [], 'clean after the repair');
+  model.unchanged(t, fsx);
+});
+
+/** The blocks of inode ino's data-fork btree, from the rmap (its "bmbt block" records). */
+function ownedTreeBlocks(fsx: Rmapfs, ino: number): Set<number> {
+  const blocks = new Set<number>();
+  for (const ag of fsx.fs.alloc.ags) {
+    ag.rmap.forEach((b, off) => {
+      const r = decodeRmap(b, off);
+      if (r.owner !== ino || (r.flags & RMAP_BMBT_BLOCK) === 0) return;
+      for (let i = 0; i < r.blockcount; i++) blocks.add(fsx.fs.geo.fsbno(ag.agno, r.startblock + i));
+    });
+  }
+  return blocks;
+}

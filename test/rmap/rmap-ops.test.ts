@@ -9,7 +9,7 @@ import { verifyBtree } from '../../src/btree/verify';
 import { OWN_AG, OWN_INODES } from '../../src/format/owners';
 import { RMAP_BMBT_BLOCK, decodeRmap, encodeRmap, rmapBtreeOps } from '../../src/rmap/rmap-btree';
 import type { RmapRecord } from '../../src/rmap/rmap-btree';
-import { rmapFind, rmapMap, rmapRemoveWholeRun, rmapUnmap } from '../../src/rmap/rmap';
+import { RmapFinder, rmapFind, rmapMap, rmapRemoveWholeRun, rmapUnmap } from '../../src/rmap/rmap';
 import { Rng, testSeed } from '../lib/rng';
 
 const BLOCKS = 4000;
@@ -159,5 +159,29 @@ t.test('a run of one-block btree records removed with one lookup, through leaf m
   t.ok(verifyBtree(tree).ok, 'the tree verifies');
   t.equal(rmapRemoveWholeRun(tree, 2001, 3000, ino, () => { told++; }), 3000, 'the rest, to the end of the tree');
   t.equal(tree.count(), 11, 'eleven records left');
+  t.end();
+});
+
+t.test('RmapFinder answers as rmapFind does, for look-ups in order, backwards, and anywhere, over a multi-level tree', (t) => {
+  const mem = new MemBtree(rmapBtreeOps);
+  t.teardown(() => mem.close());
+  const rng = new Rng(testSeed(78));
+  // Records with gaps between them (a file written every other block, and others), several leaves deep.
+  for (let b = 0; b < 60_000; b += 2 + rng.int(3)) {
+    rmapMap(mem.tree, { startblock: b, blockcount: 1 + rng.int(2), owner: 100 + rng.int(5), offset: b, flags: 0 }, 'test');
+  }
+  t.ok(mem.tree.storage.getRoot().height >= 3, `height ${mem.tree.storage.getRoot().height}`);
+  const finder = new RmapFinder(mem.tree);
+  const queries: number[] = [];
+  for (let b = 0; b < 61_000; b += 1 + rng.int(3)) queries.push(b); // forward: mostly inside the last leaf
+  for (let b = 61_000; b >= 0; b -= 1 + rng.int(400)) queries.push(b); // backward, leaf to leaf
+  for (let i = 0; i < 5000; i++) queries.push(rng.int(61_000)); // anywhere
+  let wrong = 0;
+  for (const b of queries) {
+    const want = rmapFind(mem.tree, b);
+    const got = finder.find(b);
+    if (JSON.stringify(got) !== JSON.stringify(want) && wrong++ < 5) t.fail(`block ${b}: ${JSON.stringify(got)}, rmapFind ${JSON.stringify(want)}`);
+  }
+  t.equal(wrong, 0, `${queries.length} look-ups agree`);
   t.end();
 });
