@@ -369,6 +369,14 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
         else if ('chunks' in r) inodeBtree.push(r);
         else freeSpace.push(r);
       }
+      // Forks whose impossible mappings the rmap rebuild left out (rmap-collect.ts) still map them: each
+      // is rebuilt now from the new rmap, before anything writes through it (a data extent over the
+      // superblock would be written there). Their structures come before the rmap in the order.
+      const sickForks = done.flatMap((r) => ('sickForks' in r ? r.sickForks : []));
+      for (const [fork, structure] of [['data', 'bmap'], ['attr', 'xattr']] as const) {
+        const inos = new Set(sickForks.filter((f) => f.fork === fork).map((f) => f.ino));
+        if (inos.size > 0) files.push(...await repairFileStructure(fsx, structure, { agnos: new Set([-1]), inos, first: null }, damaged, options, hooks));
+      }
     } catch (e) {
       // Rebuilt ahead of a structure that finds its sources through it (the inode btree before the rmap),
       // from a source that may be the damaged one (the rmap's inode chunks, verified as they are read):

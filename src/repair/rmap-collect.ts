@@ -247,7 +247,7 @@ export class RmapCollector {
 
   /** Whether a mapping the inode's forks claim is impossible by itself (then left out, and noted). */
   private impossible(ino: number, fsbno: number, blockcount: number, fileoff: number, flags: number): boolean {
-    const why = impossibleFileExtent(this.fsx.fs.geo, fsbno, blockcount);
+    const why = blockcount <= 0 ? 'has no blocks' : impossibleFileExtent(this.fsx.fs.geo, fsbno, blockcount);
     if (why === null) return false;
     this.leaveOut(ino, flags, `${describeMapping(fsbno, blockcount, fileoff, flags)} ${why}`);
     return true;
