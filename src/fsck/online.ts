@@ -21,6 +21,7 @@ import type { CtlEvent, CtlReply, CtlRequest } from '../ctl/ctl';
 import { sickStructures, unrepairableLine } from '../ctl/health-report';
 import type { SickStructureReport } from '../ctl/health-report';
 import { scrubAgForRmapRepair } from '../scrub/ag-scrub';
+import { unreadableInodes } from '../scrub/inode-scrub';
 import { formatProblem, ProblemList } from '../scrub/common';
 import type { Problem } from '../scrub/common';
 import { markHealthFromProblems, structureOfProblem, withoutFileDoubts } from '../scrub/health-marks';
@@ -249,28 +250,38 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
   // The inode structures are all in the order: a repair may leave work for another structure of its inode.
   const order = dependencyOrder([...new Set([...damaged.keys(), ...structuresOfScope('inode')])],
     options.forceRebuild ? [] : [...damaged.keys()]);
+  const agRepaired = (): boolean => results.length > 0 || freeSpace.length > 0 || headers.length > 0 || inodeBtree.length > 0;
+  // An AG btree that cannot be walked stops the scrub's file pass: the files' damage is not known yet,
+  // but the rmap's rebuild reads every inode. The cores that cannot be read are repaired first.
+  if (!options.forceRebuild && ino === null && damaged.has('rmapbt') && selected.includes('inode') && !damaged.has('inode')) {
+    const unreadable = unreadableInodes(fsx.fs);
+    if (unreadable.length > 0) damaged.set('inode', { agnos: new Set([-1]), inos: new Set(unreadable), first: null });
+  }
+  const repairFilesOf = async (name: StructureName): Promise<void> => {
+    // The files' damage was found beside damaged AG structures, and those are rebuilt now: what the files
+    // seemed to have may have been theirs (an inode btree naming blocks that hold no inodes makes "inodes"
+    // of them). Scrubbed again, once, before any file is touched.
+    if (!options.forceRebuild && !filesRescrubbed && agRepaired()) {
+      filesRescrubbed = true;
+      const fileStructures = selected.filter(isInodeStructure);
+      const again = onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(fileStructures, agno), hooks), ino);
+      for (const f of fileStructures) damaged.delete(f);
+      noteDamage(damaged, again.problems, fileStructures);
+    }
+    const current = damaged.get(name);
+    if (current === undefined) return;
+    if (fsckEntry(name).repairFiles === null || current.inos.size === 0) {
+      refuse(refusalReports(fsx, name, current));
+      return;
+    }
+    files.push(...await repairFileStructure(fsx, name, current, damaged, options, hooks));
+  };
   for (const name of order) {
     // The AGs whose rebuild of this structure committed (what a failure after them says).
     const rebuilt: number[] = [];
     const entry = fsckEntry(name);
     if (entry.scope === 'inode') {
-      // The files' damage was found beside damaged AG structures, and those are rebuilt now: what the files
-      // seemed to have may have been theirs (an inode btree naming blocks that hold no inodes makes "inodes"
-      // of them). Scrubbed again, once, before any file is touched.
-      if (!options.forceRebuild && !filesRescrubbed && (results.length > 0 || freeSpace.length > 0 || headers.length > 0 || inodeBtree.length > 0)) {
-        filesRescrubbed = true;
-        const fileStructures = selected.filter(isInodeStructure);
-        const again = onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(fileStructures, agno), hooks), ino);
-        for (const f of fileStructures) damaged.delete(f);
-        noteDamage(damaged, again.problems, fileStructures);
-      }
-      const current = damaged.get(name);
-      if (current === undefined) continue;
-      if (entry.repairFiles === null || current.inos.size === 0) {
-        refuse(refusalReports(fsx, name, current));
-        continue;
-      }
-      files.push(...await repairFileStructure(fsx, name, current, damaged, options, hooks));
+      await repairFilesOf(name);
       continue;
     }
     const damage = damaged.get(name);
@@ -281,7 +292,7 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
     // repairer rebuilds both free-space btrees: an AG whose bnobt was just rebuilt has a new cntbt too.
     const asked = name === 'rmapbt' || entry.scope === 'filesystem' || options.forceRebuild ? agnos
       : agnos.filter((a) => damage.agnos.has(a));
-    const where = asked.filter((a) => !((name === 'bnobt' || name === 'cntbt') && freeSpace.some((f) => f.agno === a)));
+    let where = asked.filter((a) => !((name === 'bnobt' || name === 'cntbt') && freeSpace.some((f) => f.agno === a)));
     if (where.length === 0) continue;
     if (entry.repair === null) {
       refuse(refusalReports(fsx, name, damage));
@@ -292,13 +303,22 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
       refuse(refusalReports(fsx, name, damage));
       continue;
     }
-    const untrusted = checkTrusted(fsx, name, where);
-    // What the scrub blamed on the rmap beside damaged free-space btrees is the coverage walk's doubt, not
-    // the rmap's own damage (the health record says which): the free-space btrees are rebuilt from the
-    // rmap instead, and the closing scrub says whether the rmap still has problems.
-    if (name === 'rmapbt' && !options.forceRebuild && untrusted.length > 0
-      && untrusted.every((r) => isRepairable(r.structure)) && !where.some((a) => fsx.fs.alloc.ag(a).health.isSick('rmapbt'))) {
-      continue;
+    let untrusted = checkTrusted(fsx, name, where);
+    if (name === 'rmapbt' && !options.forceRebuild && untrusted.length > 0 && untrusted.every((r) => isRepairable(r.structure))) {
+      // What the scrub blamed on the rmap beside damaged free-space btrees is the coverage walk's doubt, not
+      // the rmap's own damage (the health record says which): the free-space btrees are rebuilt from the
+      // rmap instead, and the closing scrub says whether the rmap still has problems.
+      const sick = where.filter((a) => fsx.fs.alloc.ag(a).health.isSick('rmapbt'));
+      if (sick.length === 0) continue;
+      // Heavy damage: the rmap of one AG and a free-space btree of another. The rmap is rebuilt where it is
+      // sick, the AGs whose own structures rebuilt from it are damaged are left out (their rmap is sound:
+      // they are rebuilt from it next), unless what it finds its sources through is what is damaged.
+      const blocked = new Set(untrusted.map((r) => r.agno));
+      if (!untrusted.some((r) => sourcesFoundThrough(name).includes(r.structure)) && !sick.some((a) => blocked.has(a))) {
+        log('rebuilding the rmap of AG %s only: AG %s hold damage rebuilt from their rmap', sick.join(', '), [...blocked].join(', '));
+        where = where.filter((a) => !blocked.has(a));
+        untrusted = [];
+      }
     }
     if (untrusted.length > 0) {
       // What its rebuild would read is damaged: the refusal names that, and this one stays as it is.
@@ -345,6 +365,11 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
         : `AG ${rebuilt.join(', ')} rebuilt before that, the others keep their old ${structureLabel(name)}`;
       return refusalFrom(e, `repair failed, ${state}: `);
     }
+  }
+  // The files came before the rmap in the order (what it is rebuilt from), so when their damage could not be
+  // known then (the file pass needs every AG's btrees), they are scrubbed and repaired now.
+  if (!options.forceRebuild && !filesRescrubbed && agRepaired()) {
+    for (const name of order.filter(isInodeStructure)) await repairFilesOf(name);
   }
   // AG by AG, each AG's in table order (as status lists them).
   refused.sort((a, b) => a.agno - b.agno || ALL_STRUCTURES.indexOf(a.structure) - ALL_STRUCTURES.indexOf(b.structure));
