@@ -88,6 +88,8 @@ export interface OfflineRepairReport {
   warnings: string[];
   /** The table repair's reply (the online repair's own shape), or null when it did not run. */
   repair: CtlReply | null;
+  /** The table repair run again, while each pass changed something and the check still found damage. */
+  laterPasses: CtlReply[];
   /** The check before (when one ran apart from the repair's own scrub) and after. */
   before: DeviceCheckReport | null;
   after: DeviceCheckReport | null;
@@ -309,15 +311,18 @@ async function tableRepair(device: string, options: OfflineRepairOptions): Promi
   }
 }
 
+/** How many times at most the table repair runs (see repairDevice). */
+const TABLE_PASSES = 3;
+
 function rebuiltAnything(reply: CtlReply): boolean {
-  return ['ags', 'freeSpace', 'inodeBtree', 'headers'].some((k) => Array.isArray(reply[k]) && (reply[k] as unknown[]).length > 0);
+  return ['ags', 'freeSpace', 'inodeBtree', 'headers', 'files'].some((k) => Array.isArray(reply[k]) && (reply[k] as unknown[]).length > 0);
 }
 
 /** Checks (-n) or repairs the filesystem on `device`; never throws for what it finds there. */
 export async function repairDevice(device: string, options: OfflineRepairOptions = {}): Promise<OfflineRepairReport> {
   const started = process.hrtime.bigint();
   const report: OfflineRepairReport = {
-    path: device, status: FSCK_CLEAN, error: null, errorCode: null, wholeDevice: [], headersAfterScan: [], warnings: [], repair: null, before: null, after: null, seconds: 0,
+    path: device, status: FSCK_CLEAN, error: null, errorCode: null, wholeDevice: [], headersAfterScan: [], warnings: [], repair: null, laterPasses: [], before: null, after: null, seconds: 0,
   };
   try {
     refuseUnusable(device);
@@ -359,6 +364,18 @@ export async function repairDevice(device: string, options: OfflineRepairOptions
     if (report.repair.error !== undefined) report.error = String(report.repair.error);
     options.onEvent?.({ event: 'phase', text: 'checking the repaired filesystem (rmapfs check)' });
     report.after = checkDevice(device);
+    // Heavy damage: a rebuild can leave work for a repair earlier in the order (a directory rebuilt after its
+    // inode's block count was checked) or show damage that hid behind another (a file pass that could not
+    // run). Run again while a pass changes something, as xfs_scrub retries its repairs.
+    for (let last = report.repair; report.after.status === FSCK_UNCORRECTED && last.ok && rebuiltAnything(last)
+      && report.laterPasses.length + 1 < TABLE_PASSES;) {
+      options.onEvent?.({ event: 'phase', text: 'repairing again what the check still finds' });
+      last = await tableRepair(device, options);
+      if (!last.ok) break;
+      report.laterPasses.push(last);
+      report.error = last.error !== undefined ? String(last.error) : null;
+      report.after = checkDevice(device);
+    }
     const changed = report.wholeDevice.length > 0 || report.headersAfterScan.length > 0 || rebuiltAnything(report.repair);
     report.status = report.after.status === FSCK_CLEAN ? (changed ? FSCK_CORRECTED : FSCK_CLEAN) : report.after.status;
     if (report.after.error !== null) report.error = report.after.error;

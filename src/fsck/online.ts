@@ -257,17 +257,20 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
     const unreadable = unreadableInodes(fsx.fs);
     if (unreadable.length > 0) damaged.set('inode', { agnos: new Set([-1]), inos: new Set(unreadable), first: null });
   }
+  const filesSeenAfterRescrub = new Set<StructureName>();
   const repairFilesOf = async (name: StructureName): Promise<void> => {
     // The files' damage was found beside damaged AG structures, and those are rebuilt now: what the files
     // seemed to have may have been theirs (an inode btree naming blocks that hold no inodes makes "inodes"
     // of them). Scrubbed again, once, before any file is touched.
     if (!options.forceRebuild && !filesRescrubbed && agRepaired()) {
       filesRescrubbed = true;
-      const fileStructures = selected.filter(isInodeStructure);
+      // The link counts are the file pass's findings too.
+      const fileStructures = selected.filter((s) => isInodeStructure(s) || s === 'nlinks');
       const again = onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(fileStructures, agno), hooks), ino);
       for (const f of fileStructures) damaged.delete(f);
       noteDamage(damaged, again.problems, fileStructures);
     }
+    if (filesRescrubbed) filesSeenAfterRescrub.add(name);
     const current = damaged.get(name);
     if (current === undefined) return;
     if (fsckEntry(name).repairFiles === null || current.inos.size === 0) {
@@ -276,16 +279,17 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
     }
     files.push(...await repairFileStructure(fsx, name, current, damaged, options, hooks));
   };
-  for (const name of order) {
+  const repairStep = async (name: StructureName): Promise<CtlReply | null> => {
     // The AGs whose rebuild of this structure committed (what a failure after them says).
     const rebuilt: number[] = [];
     const entry = fsckEntry(name);
     if (entry.scope === 'inode') {
       await repairFilesOf(name);
-      continue;
+      return null;
     }
+    if (filesRescrubbed) filesSeenAfterRescrub.add(name);
     const damage = damaged.get(name);
-    if (damage === undefined) continue;
+    if (damage === undefined) return null;
     // The rmap: every AG asked for, not only those a problem named (the file pass's rmap problems are filed
     // under the owner's AG, not always the record's) and every AG for a filesystem-wide one (the summary
     // counters are every AG header's counts). The others: the AGs their damage was found in. One
@@ -293,15 +297,15 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
     const asked = name === 'rmapbt' || entry.scope === 'filesystem' || options.forceRebuild ? agnos
       : agnos.filter((a) => damage.agnos.has(a));
     let where = asked.filter((a) => !((name === 'bnobt' || name === 'cntbt') && freeSpace.some((f) => f.agno === a)));
-    if (where.length === 0) continue;
+    if (where.length === 0) return null;
     if (entry.repair === null) {
       refuse(refusalReports(fsx, name, damage));
-      continue;
+      return null;
     }
     // Rebuilt from its dependencies: one refused in this run (damaged, not rebuilt) refuses this one too.
     if (entry.dependsOn.some((d) => refused.some((r) => r.structure === d && where.includes(r.agno)))) {
       refuse(refusalReports(fsx, name, damage));
-      continue;
+      return null;
     }
     let untrusted = checkTrusted(fsx, name, where);
     if (name === 'rmapbt' && !options.forceRebuild && untrusted.length > 0 && untrusted.every((r) => isRepairable(r.structure))) {
@@ -309,7 +313,7 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
       // the rmap's own damage (the health record says which): the free-space btrees are rebuilt from the
       // rmap instead, and the closing scrub says whether the rmap still has problems.
       const sick = where.filter((a) => fsx.fs.alloc.ag(a).health.isSick('rmapbt'));
-      if (sick.length === 0) continue;
+      if (sick.length === 0) return null;
       // Heavy damage: the rmap of one AG and a free-space btree of another. The rmap is rebuilt where it is
       // sick, the AGs whose own structures rebuilt from it are damaged are left out (their rmap is sound:
       // they are rebuilt from it next), unless what it finds its sources through is what is damaged.
@@ -323,7 +327,7 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
     if (untrusted.length > 0) {
       // What its rebuild would read is damaged: the refusal names that, and this one stays as it is.
       refuse(untrusted);
-      continue;
+      return null;
     }
     try {
       const done = await entry.repair(fsx, where, {
@@ -359,17 +363,26 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
       const ahead = [...damaged.keys()].some((d) => d !== name && sourcesFoundThrough(d).includes(name));
       if (ahead && isCorruption(e)) {
         log('rebuilding %s before what finds its sources through it failed, left as it is: %s', name, e instanceof Error ? e.message : String(e));
-        continue;
+        return null;
       }
       const state = rebuilt.length === 0 ? `the old ${structureLabel(name)} is still in place`
         : `AG ${rebuilt.join(', ')} rebuilt before that, the others keep their old ${structureLabel(name)}`;
       return refusalFrom(e, `repair failed, ${state}: `);
     }
+    return null;
+  };
+  for (const name of order) {
+    const stopped = await repairStep(name);
+    if (stopped !== null) return stopped;
   }
-  // The files came before the rmap in the order (what it is rebuilt from), so when their damage could not be
-  // known then (the file pass needs every AG's btrees), they are scrubbed and repaired now.
-  if (!options.forceRebuild && !filesRescrubbed && agRepaired()) {
-    for (const name of order.filter(isInodeStructure)) await repairFilesOf(name);
+  // The files come before the rmap in the order (what it is rebuilt from), so those whose damage could not be
+  // known then (the file pass needs every AG's btrees walkable) are scrubbed again and repaired now.
+  if (!options.forceRebuild && agRepaired()) {
+    for (const name of dependencyOrder([...structuresOfScope('inode'), 'nlinks']).filter((n) => selected.includes(n))) {
+      if (filesSeenAfterRescrub.has(name)) continue;
+      const stopped = await repairStep(name);
+      if (stopped !== null) return stopped;
+    }
   }
   // AG by AG, each AG's in table order (as status lists them).
   refused.sort((a, b) => a.agno - b.agno || ALL_STRUCTURES.indexOf(a.structure) - ALL_STRUCTURES.indexOf(b.structure));

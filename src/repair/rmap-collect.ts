@@ -32,7 +32,7 @@
  * (the new btree's blocks are added when they are reserved).
  */
 import createDebug from 'debug';
-import { RmapfsError } from '../errors';
+import { RmapfsError, isCorruption } from '../errors';
 import { MemBtree } from '../btree/mem-btree';
 import type { AllocGroup } from '../alloc/ag';
 import type { RmapHook, RmapUpdate } from '../alloc/alloc';
@@ -120,6 +120,8 @@ export class RmapCollector {
   private readonly mems = new Map<number, MemBtree>();
   /** Inodes with a number up to this one have been scanned (-1: none yet). */
   private scannedUpTo = -1;
+  /** Inodes whose fork could not be walked to the end: their blocks below the damage are not collected. */
+  readonly damagedForks = new Set<number>();
   private pending: PendingInode | null = null;
   private snapshot: PendingSnapshot | null = null;
   private hookError: unknown = null;
@@ -276,14 +278,23 @@ export class RmapCollector {
     const ctx = { device: fs.device, alloc: fs.alloc, geo, noteDataWritten: () => undefined };
     // What the inode owns (file/owned.ts, the walk the inode scrub makes too), tree blocks from node
     // pointers only; a block-map btree's data is left to addPiece, behind the data cursor.
-    for (const o of ownedBy(inode, ctx, { readBlocks: false, skipBtreeData: true })) {
-      if (o === PAUSE) continue;
-      const agno = geo.agnoOf(o.fsbno);
-      if (!this.mems.has(agno)) continue;
-      out.push({ agno, startblock: geo.agbnoOf(o.fsbno), blockcount: o.blockcount, owner: ino, offset: o.fileoff, flags: rmapFlagsOf(o) });
+    try {
+      for (const o of ownedBy(inode, ctx, { readBlocks: false, skipBtreeData: true })) {
+        if (o === PAUSE) continue;
+        const agno = geo.agnoOf(o.fsbno);
+        if (!this.mems.has(agno)) continue;
+        out.push({ agno, startblock: geo.agbnoOf(o.fsbno), blockcount: o.blockcount, owner: ino, offset: o.fileoff, flags: rmapFlagsOf(o) });
+      }
+      return { mappings: out, dataInPieces: hasBtreeData(inode, fs.alloc, geo) };
+    } catch (e) {
+      if (!isCorruption(e)) throw e;
+      // A fork block that fails its verifier (heavy damage: the rmap and a file's tree at once): what the
+      // walk reached is kept, what hangs below the damaged block is lost to the new rmap (free space). The
+      // fork's own repair then salvages from the rmap, and the file's damage is its report's.
+      this.damagedForks.add(ino);
+      log('inode %d: a fork could not be walked, %d blocks kept: %s', ino, out.length, e.message);
+      return { mappings: out, dataInPieces: false };
     }
-    const dataInPieces = hasBtreeData(inode, fs.alloc, geo);
-    return { mappings: out, dataInPieces };
   }
 
   /**
@@ -316,8 +327,16 @@ export class RmapCollector {
     // reused for something without a block map: whatever it maps now came through the hook.
     const inUse = this.nextInode(p.ino - 1) === p.ino;
     const inode = inUse ? this.fsx.inodes.handle(p.ino) : null;
-    const pieces = inode === null || inode.mode === 0 || inode.isDir || inode.format === FORK_LOCAL ? []
-      : new BlockMap(inode, fs.alloc, geo).extentsFrom(p.dataCursor, PIECE_EXTENTS);
+    let pieces: ReturnType<BlockMap['extentsFrom']> = [];
+    try {
+      pieces = inode === null || inode.mode === 0 || inode.isDir || inode.format === FORK_LOCAL ? []
+        : new BlockMap(inode, fs.alloc, geo).extentsFrom(p.dataCursor, PIECE_EXTENTS);
+    } catch (e) {
+      if (!isCorruption(e)) throw e;
+      // A block-map leaf that fails its verifier: the extents from here on are lost (see mappingsOf).
+      this.damagedForks.add(p.ino);
+      log('inode %d: block map unreadable from file block %d: %s', p.ino, p.dataCursor, e.message);
+    }
     for (let i = 0; i < pieces.length; i++) {
       const e = pieces[i]!;
       const skip = Math.max(0, p.dataCursor - e.fileoff);
