@@ -69,6 +69,14 @@ function restoreIdentityAt(fsx: Rmapfs, b: Buffer, offset: number, ino: number, 
   const fixed: string[] = [];
   // A dirty block's crcs are made on its way out: only one as the device holds it can be checked.
   if (checkCrc && b.readUInt32BE(offset + OFF_I_CRC) !== inodeCrc(b, offset)) fixed.push('bad crc32c (its fields checked one by one)');
+  if (b.readUInt32BE(offset) !== INODE_MAGIC && readU64(b, offset + OFF_I_INO) !== ino) {
+    // Magic and number both lost (random bytes over the block): nothing left in it can be believed, not
+    // even its mode. Formatted free: the core repair frees it in the inode btree if it was in use there,
+    // the directory repair drops an entry naming it, and the rmap's rebuild lets its blocks go.
+    formatFreeInode(b, offset, ino, geo.uuid);
+    fixed.push('destroyed (magic and inode number both lost): formatted free');
+    return fixed;
+  }
   if (b.readUInt32BE(offset) !== INODE_MAGIC) {
     b.writeUInt32BE(INODE_MAGIC, offset);
     fixed.push('magic restored');
