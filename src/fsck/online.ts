@@ -258,6 +258,8 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
     if (unreadable.length > 0) damaged.set('inode', { agnos: new Set([-1]), inos: new Set(unreadable), first: null });
   }
   const filesSeenAfterRescrub = new Set<StructureName>();
+  const filesDeferred = (): boolean => !options.forceRebuild && agRepaired()
+    && structuresOfScope('inode').some((n) => selected.includes(n) && !filesSeenAfterRescrub.has(n));
   const repairFilesOf = async (name: StructureName): Promise<void> => {
     // The files' damage was found beside damaged AG structures, and those are rebuilt now: what the files
     // seemed to have may have been theirs (an inode btree naming blocks that hold no inodes makes "inodes"
@@ -287,6 +289,9 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
       await repairFilesOf(name);
       return null;
     }
+    // The link counts read every directory: after the files' repairs, which the closing pass below may
+    // still have to make (the order put some before the AG structures' rebuilds).
+    if (name === 'nlinks' && filesDeferred()) return null;
     if (filesRescrubbed) filesSeenAfterRescrub.add(name);
     const damage = damaged.get(name);
     if (damage === undefined) return null;
@@ -377,7 +382,7 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
   }
   // The files come before the rmap in the order (what it is rebuilt from), so those whose damage could not be
   // known then (the file pass needs every AG's btrees walkable) are scrubbed again and repaired now.
-  if (!options.forceRebuild && agRepaired()) {
+  if (filesDeferred() || (!options.forceRebuild && agRepaired() && !filesSeenAfterRescrub.has('nlinks'))) {
     for (const name of dependencyOrder([...structuresOfScope('inode'), 'nlinks']).filter((n) => selected.includes(n))) {
       if (filesSeenAfterRescrub.has(name)) continue;
       const stopped = await repairStep(name);

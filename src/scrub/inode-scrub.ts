@@ -186,6 +186,23 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     });
   }
 
+  // 2b. The directories the walk could not reach (their name lost with their parent's damage) verified
+  // too, before step 3's nameless inodes (a lost big directory names thousands) fill the problem list:
+  // a damaged one is the directory repair's, which the link counts' scan needs first.
+  for (const ino of used) {
+    if (seenDirs.has(ino)) continue;
+    let dir: Directory;
+    try {
+      const inode = store.get(ino);
+      if (!inode.isDir || inode.format !== FORK_BTREE) continue;
+      dir = new Directory(inode, fs.alloc, geo);
+    } catch {
+      continue; // step 3 reports it
+    }
+    const v = yield* verifyBtreeSteps(dir.tree);
+    for (const p of v.problems) bad(ino, p.message, 'directory');
+  }
+
   // 3. Each inode in use: reachable, link count, fork, and its space against the rmap.
   const subdirs = new Map<number, number>();
   for (const [child, parent] of parentOf) if (child !== parent) subdirs.set(parent, (subdirs.get(parent) ?? 0) + 1);
@@ -222,7 +239,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
       if (kind === 'attr-btree' && v.ok && v.records !== inode.attrCount) bad(ino, `counts ${inode.attrCount} attributes, its attr btree holds ${v.records}`, 'attr');
       return true; // its blocks are walked even so: each one that is readable is checked against the rmap
     };
-    // Directories were verified by the namespace walk (step 2).
+    // Directories were verified by the namespace walk (step 2) and step 2b.
     const walk = { readBlocks: true, beforeTree: (tree: Btree, kind: 'bmbt' | 'dir' | 'attr-btree') => kind === 'dir' ? noVerify() : verifyTree(tree, kind) };
     try {
       if (inode.isDir && inode.format !== FORK_BTREE) bad(ino, 'directory without a btree');
