@@ -322,16 +322,28 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
       // Heavy damage: the rmap of one AG and a free-space btree of another. The rmap is rebuilt where it is
       // sick, the AGs whose own structures rebuilt from it are damaged are left out (their rmap is sound:
       // they are rebuilt from it next), unless what it finds its sources through is what is damaged.
+      // An AG where both are damaged is refused (its free-space btrees are what the rebuild would find
+      // the old rmap's blocks and take its new blocks from); the others go on.
       const blocked = new Set(untrusted.map((r) => r.agno));
-      if (!untrusted.some((r) => sourcesFoundThrough(name).includes(r.structure)) && !sick.some((a) => blocked.has(a))) {
-        log('rebuilding the rmap of AG %s only: AG %s hold damage rebuilt from their rmap', sick.join(', '), [...blocked].join(', '));
+      if (!untrusted.some((r) => sourcesFoundThrough(name).includes(r.structure)) && sick.some((a) => !blocked.has(a))) {
+        const stuck = sick.filter((a) => blocked.has(a));
+        if (stuck.length > 0) {
+          refuse(untrusted.filter((r) => stuck.includes(r.agno)));
+          refuse(refusalReports(fsx, name, { ...damage, agnos: new Set(stuck) }));
+        }
+        log('rebuilding the rmap of AG %s only: AG %s hold damage rebuilt from their rmap', sick.filter((a) => !blocked.has(a)).join(', '),
+          [...blocked].join(', '));
         where = where.filter((a) => !blocked.has(a));
         untrusted = [];
       }
     }
     if (untrusted.length > 0) {
-      // What its rebuild would read is damaged: the refusal names that, and this one stays as it is.
+      // What its rebuild would read is damaged: the refusal names that, and this one stays as it is. Where
+      // it is known damaged itself (heavy damage: the rmap and a free-space btree of one AG), it is refused
+      // too, so that nothing is rebuilt from it next.
       refuse(untrusted);
+      const sickHere = where.filter((a) => structureFacts(name).scope === 'ag' && fsx.fs.alloc.ag(a).health.isSick(name as AgStructure));
+      if (sickHere.length > 0) refuse(refusalReports(fsx, name, { ...damage, agnos: new Set(sickHere) }));
       return null;
     }
     try {

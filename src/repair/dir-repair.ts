@@ -55,7 +55,7 @@ import { InodeStore } from '../inode/inode';
 import { FORK_BTREE } from '../inode/inode-format';
 import { ForkBtreeStorage } from '../inode/fork-btree';
 import { InodeScanCursor } from '../inode/iscan';
-import { DIRENT_SIZE, DOTDOT, DT_DIR, Directory, decodeDirent, dirBtreeOps, nameHash } from '../dir/dir';
+import { DIRENT_SIZE, DOTDOT, DT_DIR, Directory, decodeDirent, dirBtreeOps, direntIno, nameHash } from '../dir/dir';
 import type { Rmapfs } from '../fs/rmapfs';
 import { FrozenView } from '../scrub/live-scrub';
 import type { FileRepairOptions, FileRepairResult } from './file-repair';
@@ -83,6 +83,8 @@ interface Entry {
   live: boolean;
   /** Its record's place among the packed ones (PackedEntries), -1 before packing. */
   packedAt: number;
+  /** The inode number as exact text when the record's is above 2^53 (Dirent.inoExact). */
+  inoExact?: string | null;
 }
 
 const keyOf = (name: Buffer): string => name.toString('latin1');
@@ -143,10 +145,10 @@ class DirSalvage {
       const k = keyOf(d.name);
       const had = this.entries.get(k);
       if (had !== undefined) {
-        if (had.ino !== d.ino) this.changes.push(`duplicate entry ${shown(d.name)} (inode ${had.ino}, and ${d.ino} in block ${fsbno}): kept inode ${had.ino}`);
+        if (had.ino !== d.ino) this.changes.push(`duplicate entry ${shown(d.name)} (inode ${had.ino}, and ${direntIno(d)} in block ${fsbno}): kept inode ${had.ino}`);
         continue;
       }
-      this.entries.set(k, { name: d.name, ino: d.ino, ftype: d.ftype, hash: d.hash, live: false, packedAt: -1 });
+      this.entries.set(k, { name: d.name, ino: d.ino, ftype: d.ftype, hash: d.hash, live: false, packedAt: -1, inoExact: d.inoExact });
       this.salvaged++;
     }
   }
@@ -180,7 +182,7 @@ class DirSalvage {
     const seenDirs = new Map<number, string>();
     for (const e of this.entries.values()) {
       if (e.live || e.name.equals(DOTDOT)) continue;
-      if (!geo.isValidIno(e.ino)) drop(e, `inode number ${e.ino} is not valid`);
+      if (!geo.isValidIno(e.ino)) drop(e, `inode number ${e.inoExact ?? e.ino} is not valid`);
       else if (e.ino === this.ino) drop(e, 'it points at the directory itself');
       else if (e.ino === fsx.rootIno) drop(e, 'it points at the root directory');
       else if (e.ftype === DT_DIR && seenDirs.has(e.ino)) drop(e, `directory ${e.ino} is already entered here as '${seenDirs.get(e.ino)!}'`);
@@ -403,7 +405,7 @@ function* fixDotdot(fsx: Rmapfs, ino: number, salvage: DirSalvage, updates: read
   const had = salvage.entries.get(key);
   const set = (parent: number, why: string): void => {
     salvage.entries.set(key, { name: DOTDOT, ino: parent, ftype: DT_DIR, hash: nameHash(DOTDOT), live: false, packedAt: -1 });
-    salvage.changes.push(`'..' ${had === undefined ? 'was missing' : `was ${had.ino}`}, set to ${parent} (${why})`);
+    salvage.changes.push(`'..' ${had === undefined ? 'was missing' : `was ${had.inoExact ?? had.ino}`}, set to ${parent} (${why})`);
   };
   if (ino === fsx.rootIno) {
     if (had?.ino !== ino || had.ftype !== DT_DIR) set(ino, 'the root is its own parent');

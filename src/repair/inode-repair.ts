@@ -29,7 +29,7 @@ import { MAX_BTREE_HEIGHT } from '../btree/btree-block';
 import { decodeInobt, INODES_PER_CHUNK, isInodeFree } from '../alloc/inode-btree';
 import { dirBtreeOps } from '../dir/dir';
 import { ownedBy, PAUSE } from '../file/owned';
-import { readU64, writeU64 } from '../io/meta-header';
+import { readU64, u64Text, writeU64 } from '../io/meta-header';
 import {
   ATTR_BTREE, ATTR_FORK_SIZE, ATTR_LOCAL, ATTR_NONE, DATA_FORK_OFFSET, DATA_FORK_SIZE, FORK_BTREE,
   FORK_EXTENTS, FORK_LOCAL, INODE_MAGIC, INODE_VERSION, MAX_INLINE_EXTENTS, OFF_I_DHEIGHT, OFF_I_DROOT, OFF_I_FORMAT, OFF_I_GEN,
@@ -82,7 +82,7 @@ function restoreIdentityAt(fsx: Rmapfs, b: Buffer, offset: number, ino: number, 
     fixed.push('magic restored');
   }
   if (readU64(b, offset + OFF_I_INO) !== ino) {
-    fixed.push(`inode number ${readU64(b, offset + OFF_I_INO)} -> ${ino}`);
+    fixed.push(`inode number ${u64Text(b, offset + OFF_I_INO)} -> ${ino}`);
     writeU64(b, offset + OFF_I_INO, ino);
   }
   if (b.compare(geo.uuid, 0, 16, offset + OFF_I_UUID, offset + OFF_I_UUID + 16) !== 0) {

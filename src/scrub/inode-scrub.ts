@@ -17,7 +17,7 @@ import {
 import { attrForkOwned, dataForkOwned, PAUSE, rmapFlagsOf } from '../file/owned';
 import type { OwnedBlocks, OwnedKind } from '../file/owned';
 import type { Btree } from '../btree/btree';
-import { Directory, DOTDOT, DT_DIR, decodeDirent } from '../dir/dir';
+import { Directory, DOTDOT, DT_DIR, decodeDirent, direntIno } from '../dir/dir';
 import type { Dirent } from '../dir/dir';
 import { SYMLINK_MAX } from '../fs/rmapfs';
 import { verifyBtreeSteps } from '../btree/verify';
@@ -160,7 +160,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     }
     const entry = (d: Dirent): void => {
       if (!used.has(d.ino)) {
-        bad(dirIno, `entry '${d.name.toString()}' points to inode ${d.ino}, which is not in use`, 'directory');
+        bad(dirIno, `entry '${d.name.toString()}' points to inode ${direntIno(d)}, which is not in use`, 'directory');
         return;
       }
       links.set(d.ino, (links.get(d.ino) ?? 0) + 1);
