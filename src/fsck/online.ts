@@ -252,11 +252,16 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
     options.forceRebuild ? [] : [...damaged.keys()]);
   const agRepaired = (): boolean => results.length > 0 || freeSpace.length > 0 || headers.length > 0 || inodeBtree.length > 0;
   // An AG btree that cannot be walked stops the scrub's file pass: the files' damage is not known yet,
-  // but the rmap's rebuild reads every inode. The cores that cannot be read are repaired first.
-  if (!options.forceRebuild && ino === null && damaged.has('rmapbt') && selected.includes('inode') && !damaged.has('inode')) {
+  // but the rmap's rebuild reads every inode. The cores that cannot be read are repaired first (found
+  // when the inode cores' turn comes: after a damaged inode btree's rebuild, which names the chunks).
+  const sweepCores = (): void => {
+    if (options.forceRebuild || ino !== null || results.length > 0 || !damaged.has('rmapbt')) return;
     const unreadable = unreadableInodes(fsx.fs);
-    if (unreadable.length > 0) damaged.set('inode', { agnos: new Set([-1]), inos: new Set(unreadable), first: null });
-  }
+    if (unreadable.length === 0) return;
+    const d = damaged.get('inode') ?? { agnos: new Set([-1]), inos: new Set<number>(), first: null };
+    for (const i of unreadable) d.inos.add(i);
+    damaged.set('inode', d);
+  };
   const filesSeenAfterRescrub = new Set<StructureName>();
   const filesDeferred = (): boolean => !options.forceRebuild && agRepaired()
     && structuresOfScope('inode').some((n) => selected.includes(n) && !filesSeenAfterRescrub.has(n));
@@ -273,6 +278,7 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
       noteDamage(damaged, again.problems, fileStructures);
     }
     if (filesRescrubbed) filesSeenAfterRescrub.add(name);
+    if (name === 'inode') sweepCores();
     const current = damaged.get(name);
     if (current === undefined) return;
     if (fsckEntry(name).repairFiles === null || current.inos.size === 0) {
