@@ -68,3 +68,20 @@ export function agOwnedBlocks(ag: AllocGroup, trees: readonly AgOwnedTree[]): Ow
   for (const b of ag.agflBlocks()) out.push({ start: b, len: 1, owner: OWN_AG });
   return out;
 }
+
+/**
+ * Why a file's extent (or fork block) cannot be right by itself, or null: it
+ * lies outside the filesystem, runs across the end of its AG, or over the
+ * AG's fixed metadata (superblock, AG headers, the log) -- space no file can
+ * ever be given, whatever the rmap says.
+ */
+export function impossibleFileExtent(geo: Geometry, fsbno: number, blockcount: number): string | null {
+  if (blockcount <= 0 || fsbno < 0 || fsbno + blockcount > geo.totalBlocks) return 'is outside the filesystem';
+  const agno = geo.agnoOf(fsbno);
+  const agbno = geo.agbnoOf(fsbno);
+  if (agbno + blockcount > geo.agLength(agno)) return `runs past the end of AG ${agno}`;
+  for (const o of fixedOwners(agno, geo)) {
+    if (agbno < o.start + o.len && o.start < agbno + blockcount) return `lies over AG ${agno}'s ${o.owner === OWN_LOG ? 'log' : 'superblock and headers'}`;
+  }
+  return null;
+}

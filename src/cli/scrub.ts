@@ -248,7 +248,7 @@ dependencies). If a rebuild fails, the old structure stays.
 options:
   --json       one JSON object: {clean, status, repaired, ags: [{agno, records,
                blocks, oldBlocks, inodesScanned, scanMs, loadMs, commitPauseMs,
-               xfileBytes, heapGrowthMib}], freeSpace: [{agno, records,
+               xfileBytes, heapGrowthMib, sickForks}], freeSpace: [{agno, records,
                freeBlocks, longest, bnoBlocks, cntBlocks, oldBlocks, scanMs,
                commitPauseMs}], inodeBtree: [{agno, chunks, inodes,
                freeInodes, btreeBlocks, oldBlocks, scanMs, commitPauseMs}],
@@ -379,7 +379,7 @@ export function repairReplyJson(reply: CtlReply, status: number, left: number): 
   return { clean: left === 0, status, repaired: true, ags: ags.map((a) => ({
     agno: a.agno, records: a.records, blocks: a.blocks, oldBlocks: a.oldBlocks, inodesScanned: a.inodesScanned,
     scanMs: +a.scanMs.toFixed(1), loadMs: +a.loadMs.toFixed(2), commitPauseMs: +a.commitPauseMs.toFixed(2),
-    xfileBytes: a.xfileBytes, heapGrowthMib: +a.heapGrowthMib.toFixed(2),
+    xfileBytes: a.xfileBytes, heapGrowthMib: +a.heapGrowthMib.toFixed(2), sickForks: a.sickForks ?? [],
   })), freeSpace: freeSpace.map((f) => ({
     agno: f.agno, records: f.records, freeBlocks: f.freeBlocks, longest: f.longest, bnoBlocks: f.bnoBlocks,
     cntBlocks: f.cntBlocks, oldBlocks: f.oldBlocks, scanMs: +f.scanMs.toFixed(1), commitPauseMs: +f.commitPauseMs.toFixed(2),
@@ -414,6 +414,7 @@ export function repairObjectLines(reply: CtlReply): string[] {
   for (const a of ags) {
     lines.push(`AG ${a.agno}: rmap rebuilt, ${a.records} records in ${a.blocks} blocks (was ${a.oldBlocks}); `
       + `scanned ${a.inodesScanned} inodes in ${a.scanMs.toFixed(0)} ms, commit pause ${a.commitPauseMs.toFixed(1)} ms`);
+    for (const f of a.sickForks ?? []) lines.push(f.what);
   }
   // An object whose rebuild changed nothing is in --json only (a damaged directory's core, checked and sound).
   for (const f of files) if (f.changes.length > 0 || f.error !== undefined) lines.push(fileRepairLine(f));

@@ -37,11 +37,13 @@ import { InodeStore } from '../inode/inode';
 import { Directory } from '../dir/dir';
 import { INODES_PER_CHUNK, decodeInobt, isInodeFree } from '../alloc/inode-btree';
 import type { CtlEvent, CtlReply } from '../ctl/ctl';
-import { rebuildPrimarySuperblock, superblockImageProblem } from '../repair/primary-sb-repair';
+import { primaryDisagreement, primaryGeometryWrong, rebuildPrimarySuperblock, superblockImageProblem } from '../repair/primary-sb-repair';
+import type { PrimarySuperblockRebuild } from '../repair/primary-sb-repair';
 import { rebuildAgHeaderFromScan } from '../repair/ag-header-scan';
 import type { AgHeaderScanResult } from '../repair/ag-header-scan';
 import { repairAgHeader, repairFreeList } from '../repair/ag-header-repair';
 import type { HeaderRepairResult } from '../repair/ag-header-repair';
+import type { FileRepairResult } from '../repair/file-repair';
 import { CHECK_CLEAN, CHECK_CORRUPT, CHECK_OPERATIONAL, checkDevice } from './check';
 import type { DeviceCheckReport } from './check';
 import { onlineRepair } from './online';
@@ -150,8 +152,13 @@ function primarySuperblockStep(device: string, options: OfflineRepairOptions): s
     if (d.size < 2 * BLOCK_SIZE) throw new Stop(FSCK_OPERATIONAL, 'EINVAL', `${device} is not an rmapfs filesystem (${d.size} bytes)`);
     const b0 = Buffer.alloc(BLOCK_SIZE);
     d.read(0, b0, 0, BLOCK_SIZE);
-    const problem = superblockImageProblem(b0, 0);
-    if (problem === null) return null;
+    let problem = superblockImageProblem(b0, 0);
+    if (problem === null) {
+      // It verifies; its geometry may still not be the filesystem's (the AG headers say whose is).
+      const wrong = primaryGeometryWrong(d);
+      if (wrong.length === 0) return null;
+      problem = `its ${wrong.join(', ')} differ from its copies', and the AG headers fit the copies' geometry`;
+    }
     if (options.preen === true) {
       throw new Stop(FSCK_UNCORRECTED, 'EFSCORRUPTED', `the primary superblock is damaged (${problem}): run rmapfs repair (or fsck.rmapfs -y) by hand`);
     }
@@ -163,10 +170,37 @@ function primarySuperblockStep(device: string, options: OfflineRepairOptions): s
       if (b0.readUInt32BE(0) !== SB_MAGIC) throw new Stop(FSCK_OPERATIONAL, 'EINVAL', `${device} is not an rmapfs filesystem (no superblock, and no copy of one)`);
       throw stopFrom(e, FSCK_UNCORRECTED);
     }
-    const { agreeing, copies } = rebuilt;
-    return `primary superblock (${problem}) rebuilt from the copy in AG ${agreeing.join(', ')} `
-      + `(${agreeing.length} of ${copies} copies agree; found ${rebuilt.foundBy === 'scan' ? 'by a scan for the magic' : 'where the geometry puts them'})`;
+    return primaryRebuiltLine(problem, rebuilt);
   });
+}
+
+function primaryRebuiltLine(problem: string, rebuilt: PrimarySuperblockRebuild): string {
+  const { agreeing, copies } = rebuilt;
+  return `primary superblock (${problem}) rebuilt from the copy in AG ${agreeing.join(', ')} `
+    + `(${agreeing.length} of ${copies} copies agree; found ${rebuilt.foundBy === 'scan' ? 'by a scan for the magic' : 'where the geometry puts them'})`;
+}
+
+/**
+ * Step 1b: a primary superblock that verifies, yet whose log cannot be opened by it (a uuid or log
+ * place that is not the filesystem's), rebuilt from its copies when they say otherwise on those
+ * fields -- the log failing is what says the primary, not the copy, is wrong (with two AGs it is
+ * one copy against the primary). Null: the log opens, or the copies agree with the primary (the
+ * log step then refuses or zeroes the log).
+ */
+function primaryAgainstLogStep(device: string, options: OfflineRepairOptions): string | null {
+  try {
+    Filesystem.open(device, { readOnly: true, exclusive: true }).close();
+    return null;
+  } catch (e) {
+    if (!isLogFailure(e)) return null;
+    const differing = withDevice(device, true, (d) => primaryDisagreement(d));
+    if (differing.length === 0) return null;
+    const problem = `its ${differing.join(', ')} differ from its copies' and its log cannot be opened: ${e.message}`;
+    if (options.preen === true) {
+      throw new Stop(FSCK_UNCORRECTED, 'EFSCORRUPTED', `the primary superblock is damaged (${problem}): run rmapfs repair (or fsck.rmapfs -y) by hand`);
+    }
+    return withDevice(device, false, (d) => primaryRebuiltLine(problem, rebuildPrimarySuperblock(d)));
+  }
 }
 
 /** The filesystem's log cannot be opened (its superblock or geometry): the open's own message says so. */
@@ -216,6 +250,40 @@ function findRootInode(fs: Filesystem): number | null {
     }
   });
   return root;
+}
+
+/**
+ * Whether the primary superblock names the root directory: a directory in use that is its own
+ * parent (a superblock that verifies may still name 0 or another inode: then it is found again).
+ * True when the filesystem cannot be opened to tell (the next steps say why).
+ */
+function rootInodeNamed(device: string): boolean {
+  let fs: Filesystem;
+  try {
+    fs = Filesystem.open(device, { readOnly: true, exclusive: true });
+  } catch (e) {
+    if (e instanceof RmapfsError) return true;
+    throw e;
+  }
+  try {
+    const named = fs.superblock().rootIno;
+    if (named === 0) return false;
+    try {
+      const inode = new InodeStore(fs.cache, fs.geo, fs.alloc).handle(named);
+      if ((inode.mode & 0o170000) === S_IFDIR && new Directory(inode, fs.alloc, fs.geo).parent === named) return true;
+    } catch (e) {
+      if (!(e instanceof RmapfsError)) throw e;
+    }
+    // Not the root, or unreadable: lost only if the root is found elsewhere (the root's own inode
+    // block damaged is the inode repair's to say, not a superblock naming the wrong inode).
+    const found = findRootInode(fs);
+    return found === null || found === named;
+  } catch (e) {
+    if (e instanceof RmapfsError) return true;
+    throw e;
+  } finally {
+    fs.close();
+  }
 }
 
 /**
@@ -354,8 +422,12 @@ async function forcedFileRepairs(device: string, after: DeviceCheckReport, optio
 /** How many times at most the table repair runs (see repairDevice). */
 const TABLE_PASSES = 3;
 
+/** Whether the table repair rebuilt something: an AG structure, or a file's (an inode core, a block map, a directory ...). */
 function rebuiltAnything(reply: CtlReply): boolean {
-  return ['ags', 'freeSpace', 'inodeBtree', 'headers', 'files'].some((k) => Array.isArray(reply[k]) && (reply[k] as unknown[]).length > 0);
+  // A file's repair that changed nothing (its sound core, looked at beside its damaged block map) is no correction.
+  const files = Array.isArray(reply.files) ? reply.files as FileRepairResult[] : [];
+  return ['ags', 'freeSpace', 'inodeBtree', 'headers'].some((k) => Array.isArray(reply[k]) && (reply[k] as unknown[]).length > 0)
+    || files.some((f) => f.changes.length > 0);
 }
 
 /** Checks (-n) or repairs the filesystem on `device`; never throws for what it finds there. */
@@ -372,11 +444,11 @@ export async function repairDevice(device: string, options: OfflineRepairOptions
       report.error = report.after.error;
       return report;
     }
-    const sbLine = primarySuperblockStep(device, options);
+    const sbLine = primarySuperblockStep(device, options) ?? primaryAgainstLogStep(device, options);
     if (sbLine !== null) report.wholeDevice.push(sbLine);
     const logLine = logStep(device, options, report.warnings);
     if (logLine !== null) report.wholeDevice.push(logLine);
-    const scanned = agHeaderStep(device, options, sbLine !== null);
+    const scanned = agHeaderStep(device, options, sbLine !== null || !rootInodeNamed(device));
     report.wholeDevice.push(...scanned.lines);
     if (scanned.agnos.length > 0) report.headersAfterScan = await finishScannedHeaders(device, scanned.agnos);
     if (report.wholeDevice.length === 0 && options.forceRebuild !== true) {

@@ -55,7 +55,7 @@ import { InodeStore } from '../inode/inode';
 import { FORK_BTREE } from '../inode/inode-format';
 import { ForkBtreeStorage } from '../inode/fork-btree';
 import { InodeScanCursor } from '../inode/iscan';
-import { DIRENT_SIZE, DOTDOT, DT_DIR, Directory, decodeDirent, dirBtreeOps, direntIno, nameHash } from '../dir/dir';
+import { DIRENT_SIZE, DOTDOT, DT_DIR, Directory, decodeDirent, dirBtreeOps, direntIno, dtypeOfMode, nameHash } from '../dir/dir';
 import type { Rmapfs } from '../fs/rmapfs';
 import { FrozenView } from '../scrub/live-scrub';
 import type { FileRepairOptions, FileRepairResult } from './file-repair';
@@ -112,19 +112,20 @@ class DirSalvage {
   *salvageBlocks(snap: CacheSnapshot, geo: Geometry, checksummed: boolean, blocks: readonly number[]): Generator<void, void, void> {
     const bufOps = btreeBufOps(dirBtreeOps, new BtreeGeometry(dirBtreeOps, BLOCK_SIZE), geo.uuid, this.ino, checksummed);
     const run = Buffer.alloc(SALVAGE_RUN * BLOCK_SIZE);
+    const owned = new Set(blocks);
     for (let i = 0; i < blocks.length;) {
       let n = 1;
       while (n < SALVAGE_RUN && i + n < blocks.length && blocks[i + n] === blocks[i]! + n) n++;
       snap.readBlocks(blocks[i]!, n, run, 0);
       for (let k = 0; k < n; k++) {
-        this.salvageBlock(blocks[i + k]!, run.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE), bufOps);
+        this.salvageBlock(blocks[i + k]!, run.subarray(k * BLOCK_SIZE, (k + 1) * BLOCK_SIZE), bufOps, owned);
         yield;
       }
       i += n;
     }
   }
 
-  private salvageBlock(fsbno: number, b: Buffer, bufOps: BufOps): void {
+  private salvageBlock(fsbno: number, b: Buffer, bufOps: BufOps, owned: ReadonlySet<number>): void {
     try {
       bufOps.verifyRead(new Buf(fsbno, b, bufOps));
     } catch {
@@ -133,12 +134,26 @@ class DirSalvage {
     }
     if (b.readUInt16BE(OFF_LEVEL) !== 0) return; // a node: its leaves are read on their own
     const n = b.readUInt16BE(OFF_NUMRECS);
+    const why: (string | null)[] = [];
+    let empty = 0;
     for (let i = 0; i < n; i++) {
       const off = BTREE_HDR_SIZE + i * DIRENT_SIZE;
-      const why = dirBtreeOps.checkRecord!(b, off);
-      if (why !== null) {
+      // A slot the btree emptied is zeroed (Btree's delete): a count raised over it invents no name.
+      if (isZero(b, off, DIRENT_SIZE)) { why.push(null); empty++; continue; }
+      why.push(dirBtreeOps.checkRecord!(b, off));
+    }
+    if (why.some((w, i) => w !== null && !isZero(b, BTREE_HDR_SIZE + i * DIRENT_SIZE, DIRENT_SIZE)) && laidOutAsNode(b, n, fsbno, owned)) {
+      // A node whose level now says leaf: keys and pointers, never names -- nothing of it is lost.
+      this.changes.push(`block ${fsbno}: its level says leaf, its records are a node's keys and pointers (no names in it)`);
+      return;
+    }
+    if (empty > 0) this.changes.push(`block ${fsbno}: ${empty} empty record${empty === 1 ? '' : 's'} counted in it (no name${empty === 1 ? '' : 's'} there)`);
+    for (let i = 0; i < n; i++) {
+      const off = BTREE_HDR_SIZE + i * DIRENT_SIZE;
+      if (isZero(b, off, DIRENT_SIZE)) continue;
+      if (why[i] !== null) {
         this.badRecords++;
-        this.changes.push(`entry ${i} of block ${fsbno} dropped: ${why}`);
+        this.changes.push(`entry ${i} of block ${fsbno} dropped: ${why[i]!}`);
         continue;
       }
       const d = decodeDirent(b, off);
@@ -151,6 +166,14 @@ class DirSalvage {
       this.entries.set(k, { name: d.name, ino: d.ino, ftype: d.ftype, hash: d.hash, live: false, packedAt: -1, inoExact: d.inoExact });
       this.salvaged++;
     }
+  }
+
+  /** Gives the entry its inode's file type when the two disagree (the inode's mode is the source). */
+  private checkFileType(fsx: Rmapfs, e: Entry): void {
+    const ftype = fileTypeOf(fsx, e.ino);
+    if (ftype === null || ftype === e.ftype) return;
+    this.changes.push(`entry ${shown(e.name)}: file type ${e.ftype} -> ${ftype} (inode ${e.ino}'s mode)`);
+    e.ftype = ftype;
   }
 
   /** Replays the entry changes logged since the last call. */
@@ -166,11 +189,12 @@ class DirSalvage {
   /**
    * Drops entries pointing where no entry may point: an invalid inode
    * number, the directory itself, the root, an inode the inode btree calls
-   * free, a directory already entered here. Live entries are the
-   * foreground's own: they are not checked. The inode btree is read in inode
-   * order, a few entries per step (looked up afresh after each pause: it may
-   * change between them), never the inode cores: 100,000 entries would read
-   * 12,500 inode blocks.
+   * free, a directory already entered here; and gives every other entry its
+   * inode's file type. Live entries are the foreground's own: they are not
+   * checked. The inode btree and the inode cores are read in inode order, a
+   * few entries per step (looked up afresh after each pause: they may change
+   * between them): files made together share inode blocks, so the cores of
+   * 100,000 entries cost a read per 8 of them at most, mostly cache hits.
    */
   *checkTargets(fsx: Rmapfs, updates: readonly DirentUpdate[]): Generator<void, void, void> {
     const geo = fsx.fs.geo;
@@ -216,10 +240,44 @@ class DirSalvage {
           }
           if (chunk === null || agino >= chunk.startino + INODES_PER_CHUNK) drop(e, `inode ${e.ino} is not in an inode chunk`);
           else if (isInodeFree(chunk, agino - chunk.startino)) drop(e, `inode ${e.ino} is free`);
+          else this.checkFileType(fsx, e);
         }
         yield;
       }
     }
+  }
+}
+
+function isZero(b: Buffer, off: number, len: number): boolean {
+  for (let i = off; i < off + len; i++) if (b[i] !== 0) return false;
+  return true;
+}
+
+const NODE_GEOMETRY = new BtreeGeometry(dirBtreeOps, BLOCK_SIZE);
+
+/**
+ * Whether a block's `n` records read as a node's: keys in ascending order and
+ * every pointer a block the rmap gives this directory (not this one). A leaf's
+ * names would have to spell block numbers of the directory at each pointer's
+ * place for a leaf to pass as one.
+ */
+function laidOutAsNode(b: Buffer, n: number, fsbno: number, owned: ReadonlySet<number>): boolean {
+  if (n === 0 || n > NODE_GEOMETRY.maxNodeRecs) return false;
+  for (let i = 0; i < n; i++) {
+    const ptr = b.readUInt32BE(NODE_GEOMETRY.ptrOffset(i));
+    if (ptr === fsbno || !owned.has(ptr)) return false;
+    if (i > 0 && dirBtreeOps.compareKeys(b, NODE_GEOMETRY.keyOffset(i - 1), b, NODE_GEOMETRY.keyOffset(i)) >= 0) return false;
+  }
+  return true;
+}
+
+/** What an entry may say of its file's type: the inode's own mode is the source (XFS's xrep_dir takes it from the inode too). */
+function fileTypeOf(fsx: Rmapfs, ino: number): number | null {
+  try {
+    const mode = fsx.inodes.handle(ino).mode;
+    return mode === 0 ? null : dtypeOfMode(mode);
+  } catch {
+    return null; // an inode block that does not read: the inode core's repair, not this one
   }
 }
 

@@ -32,14 +32,48 @@ export interface PathWalkOptions extends PacerOptions {
  */
 export async function findPaths(fsx: Rmapfs, wanted: ReadonlySet<number>, options: PathWalkOptions = {}): Promise<Map<number, string>> {
   const found = new Map<number, string>();
+  if (wanted.has(fsx.rootIno)) found.set(fsx.rootIno, '/');
+  if (found.size === wanted.size) return found;
+  await walkPaths(fsx, options, (ino, path) => {
+    if (wanted.has(ino) && !found.has(ino)) found.set(ino, path);
+    return found.size < wanted.size;
+  });
+  log('paths: %d of %d inodes named', found.size, wanted.size);
+  return found;
+}
+
+/**
+ * Every path (up to `maxPerInode` each, in walk order) that names one of
+ * `wanted`: the whole namespace is walked (within the cap on entries), as a
+ * name may be anywhere. For a file with more names than its link count said.
+ */
+export async function findAllPaths(fsx: Rmapfs, wanted: ReadonlySet<number>, maxPerInode: number,
+  options: PathWalkOptions = {}): Promise<Map<number, string[]>> {
+  const found = new Map<number, string[]>();
+  await walkPaths(fsx, options, (ino, path) => {
+    if (!wanted.has(ino)) return true;
+    let list = found.get(ino);
+    if (list === undefined) found.set(ino, (list = []));
+    if (list.length < maxPerInode) list.push(path);
+    return true;
+  });
+  return found;
+}
+
+/**
+ * One breadth-first walk of the directories from the root, paced, calling
+ * `visit` with every entry's inode and path until it returns false (or the
+ * cap on entries is reached).
+ */
+async function walkPaths(fsx: Rmapfs, options: PathWalkOptions, visit: (ino: number, path: string) => boolean): Promise<void> {
   const root = fsx.rootIno;
-  if (wanted.has(root)) found.set(root, '/');
   const maxEntries = options.maxEntries ?? PATH_WALK_MAX_ENTRIES;
   const pacer = new Pacer(options);
   const queue: { ino: number; path: string }[] = [{ ino: root, path: '' }];
   const seen = new Set<number>([root]);
   let entries = 0;
-  while (queue.length > 0 && found.size < wanted.size && entries < maxEntries) {
+  let more = true;
+  while (queue.length > 0 && more && entries < maxEntries) {
     const dir = queue.shift()!;
     let cookie = 0;
     for (;;) {
@@ -55,18 +89,17 @@ export async function findPaths(fsx: Rmapfs, wanted: ReadonlySet<number>, option
         if (d.name === '.' || d.name === '..') continue;
         entries++;
         const path = `${dir.path}/${d.name}`;
-        if (wanted.has(d.ino) && !found.has(d.ino)) found.set(d.ino, path);
+        if (more) more = visit(d.ino, path);
         if (d.ftype === DT_DIR && !seen.has(d.ino)) {
           seen.add(d.ino);
           queue.push({ ino: d.ino, path });
         }
       }
-      if (page.length < ENTRIES_PER_UNIT || found.size === wanted.size) break;
+      if (page.length < ENTRIES_PER_UNIT || !more) break;
       cookie = page[page.length - 1]!.next;
       if (pacer.due()) await pacer.pause();
     }
     if (pacer.due()) await pacer.pause();
   }
-  log('paths: %d of %d inodes named after %d entries', found.size, wanted.size, entries);
-  return found;
+  log('path walk: %d entries read', entries);
 }

@@ -30,6 +30,12 @@
  *    are at that moment. An inode no directory names: an open file unlinked
  *    (no links, kept for its user: Rmapfs.isOrphan) is left alone; any other
  *    is adopted by /lost+found.
+ * 3. Name: a file whose count went up has a name its count did not know of
+ *    -- maybe an entry whose inode number was damaged, now naming it instead
+ *    of a file just adopted. One paced walk of the namespace lists its names
+ *    (file-paths.ts) in the report beside the adopted files' new paths: with
+ *    no parent pointers nothing tells which name it was, so a person decides
+ *    (as after xfs_repair, which raises the count and fills lost+found too).
  *
  * The counts are a dense array per inode chunk of the inodes that are named
  * at all (256 bytes per 64 inodes, outside the JS heap: 1M inodes ~ 4 MiB),
@@ -46,6 +52,7 @@ import type { Rmapfs } from '../fs/rmapfs';
 import { Pacer } from '../io/pacer';
 import type { FileRepairOptions, FileRepairResult } from './file-repair';
 import { Orphanage, ORPHANAGE_NAME } from './orphanage';
+import { findAllPaths } from './file-paths';
 
 const log = createDebug('rmapfs:repair');
 
@@ -60,6 +67,8 @@ export class LinkCounts {
   private readonly names = new Map<number, Uint32Array>();
   /** Entries of file type directory, per directory that has any. */
   private readonly subdirs = new Map<number, number>();
+  /** Per directory named by entries of file type directory: the directories holding them (and how many each). */
+  private readonly parents = new Map<number, Map<number, number>>();
 
   nameCount(ino: number): number {
     return this.names.get(Math.floor(ino / PER_ARRAY))?.[ino % PER_ARRAY] ?? 0;
@@ -82,7 +91,46 @@ export class LinkCounts {
       const n = this.subdirCount(dir) + delta;
       if (n === 0) this.subdirs.delete(dir);
       else this.subdirs.set(dir, n);
+      let held = this.parents.get(ino);
+      if (held === undefined) this.parents.set(ino, (held = new Map()));
+      const m = (held.get(dir) ?? 0) + delta;
+      if (m === 0) held.delete(dir);
+      else held.set(dir, m);
+      if (held.size === 0) this.parents.delete(ino);
     }
+  }
+
+  /** A directory holding an entry of file type directory that names `ino` (the lowest numbered), or null. */
+  parentOf(ino: number): number | null {
+    const held = this.parents.get(ino);
+    return held === undefined || held.size === 0 ? null : Math.min(...held.keys());
+  }
+
+  /**
+   * The directories entries name that no path from `root` reaches (through
+   * entries of file type directory), by number. An unreachable directory
+   * with no name at all is not here: it is simply nameless.
+   */
+  unreachableDirectories(root: number): number[] {
+    const children = new Map<number, number[]>();
+    for (const [child, held] of this.parents) {
+      for (const parent of held.keys()) {
+        let list = children.get(parent);
+        if (list === undefined) children.set(parent, (list = []));
+        list.push(child);
+      }
+    }
+    const reached = new Set<number>([root]);
+    const queue = [root];
+    while (queue.length > 0) {
+      for (const child of children.get(queue.pop()!) ?? []) {
+        if (!reached.has(child)) {
+          reached.add(child);
+          queue.push(child);
+        }
+      }
+    }
+    return [...this.parents.keys()].filter((d) => !reached.has(d)).sort((a, b) => a - b);
   }
 
   /** The link count inode `ino` should have (isRoot: the root directory, which no entry names). */
@@ -248,8 +296,8 @@ function unreadable(ino: number, e: unknown): unknown {
   return new RmapfsError(e.code, `link counts not repaired: directory ${ino} cannot be read (${e.message}); repair directories first`);
 }
 
-/** What one inode needs: nothing, a new link count, or a name in /lost+found. */
-function fixOne(fsx: Rmapfs, counts: LinkCounts, orphanage: Orphanage, ino: number): FileRepairResult | null {
+/** What one inode needs: nothing, a new link count, or a name in /lost+found; a file whose count went up joins `raised`. */
+function fixOne(fsx: Rmapfs, counts: LinkCounts, orphanage: Orphanage, ino: number, raised: Set<FileRepairResult>): FileRepairResult | null {
   const isRoot = ino === fsx.rootIno;
   const t0 = process.hrtime.bigint();
   const pause = (): number => Number(process.hrtime.bigint() - t0) / 1e6;
@@ -281,7 +329,88 @@ function fixOne(fsx: Rmapfs, counts: LinkCounts, orphanage: Orphanage, ino: numb
     return { was, want };
   });
   if (before === null) return null;
-  return { type: 'nlinks', ino, path: null, changes: [`link count ${before.was} -> ${before.want}`], commitPauseMs: pause() };
+  const result: FileRepairResult = { type: 'nlinks', ino, path: null, changes: [`link count ${before.was} -> ${before.want}`], commitPauseMs: pause() };
+  if (!seen.isDir && before.want > before.was) raised.add(result);
+  return result;
+}
+
+/**
+ * Directories no path from the root reaches though entries name them: a
+ * cycle (each named by another in it) and what hangs below it. As e2fsck's
+ * pass 3 does: from each, the entries that name it are followed upwards
+ * until a directory comes round again -- the cycle's entry point -- which
+ * is moved into /lost+found (one rename: its entry in the cycle goes, its
+ * ".." and both counts follow), so the cycle and all below it are reached
+ * again. A walk that ends at a directory nothing names leaves it to the
+ * adoption of nameless inodes (fixOne). The counts are current (the hook
+ * applies every change once the scan is complete), so each move is seen.
+ */
+function reconnectCycles(fsx: Rmapfs, counts: LinkCounts, orphanage: Orphanage): FileRepairResult[] {
+  const results: FileRepairResult[] = [];
+  const tried = new Set<number>();
+  for (;;) {
+    let moved = false;
+    for (const start of counts.unreachableDirectories(fsx.rootIno)) {
+      const seen = new Set<number>();
+      let at: number | null = start;
+      while (at !== null && !seen.has(at)) {
+        seen.add(at);
+        at = counts.parentOf(at);
+      }
+      if (at === null || tried.has(at)) continue;
+      tried.add(at);
+      const r = reconnectOne(fsx, orphanage, counts.parentOf(at)!, at);
+      if (r === null) continue;
+      results.push(r);
+      moved = true;
+      break; // reached again: the cycle and everything below it (the next look sees it)
+    }
+    if (!moved) return results;
+  }
+}
+
+/** Moves directory `ino`, named in the cycle by an entry of `parent`, into /lost+found; null when it is not (or no longer) so. */
+function reconnectOne(fsx: Rmapfs, orphanage: Orphanage, parent: number, ino: number): FileRepairResult | null {
+  const t0 = process.hrtime.bigint();
+  const inode = fsx.inodes.handle(ino);
+  if (inode.mode === 0 || !inode.isDir) return null; // an entry's type that lies: the directory repair's damage
+  let name: Buffer | null = null;
+  new Directory(fsx.inodes.get(parent), fsx.fs.alloc, fsx.fs.geo).forEach((d) => {
+    if (d.ino === ino && d.ftype === DT_DIR) name = d.name;
+    return name === null;
+  });
+  if (name === null) return null;
+  const entry = (name as Buffer).toString();
+  const to = orphanage.reconnect(parent, name, ino);
+  return {
+    type: 'nlinks', ino, path: null, namelessBefore: true, commitPauseMs: Number(process.hrtime.bigint() - t0) / 1e6,
+    changes: [`moved to /${ORPHANAGE_NAME}/${to} (no path from the root reached it: a cycle of directories, named '${entry}' in directory ${parent})`],
+  };
+}
+
+/** Names listed for a file whose count was raised. */
+const NAMES_LISTED = 8;
+
+/**
+ * A file with more names than its count said may hold a name that pointed
+ * at another file once (an entry's inode number damaged): that file has no
+ * name left and was adopted. The report lists the names, so that a person
+ * can find the entry that changed and the file now in /lost+found; nothing
+ * tells which name it was (there are no parent pointers here), so nothing
+ * is undone.
+ */
+async function nameRaisedFiles(fsx: Rmapfs, raised: ReadonlySet<FileRepairResult>, adopted: readonly FileRepairResult[],
+  options: FileRepairOptions): Promise<void> {
+  if (raised.size === 0) return;
+  const byIno = new Map([...raised].map((r) => [r.ino, r]));
+  const paths = await findAllPaths(fsx, new Set(byIno.keys()), NAMES_LISTED, options);
+  const lostFound = adopted.flatMap((a) => a.changes.map((c) => /^moved to (\S+)/.exec(c)?.[1]).filter((to): to is string => to !== undefined));
+  for (const [ino, r] of byIno) {
+    const names = (paths.get(ino) ?? []).sort();
+    if (names.length === 0) continue;
+    r.changes.push(`named by ${names.join(', ')}${names.length === NAMES_LISTED ? ', ...' : ''}`
+      + (lostFound.length > 0 ? `: if one of these names was another file's, that file is now ${lostFound.length === 1 ? lostFound[0]! : `one of ${lostFound.join(', ')}`}` : ''));
+  }
 }
 
 /**
@@ -301,8 +430,10 @@ export async function repairLinkCounts(fsx: Rmapfs, options: FileRepairOptions =
     const iscan = new InodeScanCursor(alloc, geo);
     const pacer = new Pacer(options);
     const orphanage = new Orphanage(fsx);
+    const raised = new Set<FileRepairResult>();
+    results.push(...reconnectCycles(fsx, scan.counts, orphanage));
     for (let ino = iscan.next(-1); ino !== null; ino = iscan.next(ino)) {
-      const r = fixOne(fsx, scan.counts, orphanage, ino);
+      const r = fixOne(fsx, scan.counts, orphanage, ino, raised);
       if (r !== null) {
         results.push(r);
         // An adoption may have made /lost+found: an inode allocated under the cursor's cached chunk.
@@ -310,6 +441,7 @@ export async function repairLinkCounts(fsx: Rmapfs, options: FileRepairOptions =
       }
       if (pacer.due()) await scan.pauseBetweenSlices(pacer, iscan, options);
     }
+    await nameRaisedFiles(fsx, raised, results.filter((r) => r.namelessBefore === true), options);
     const s = scan.stats;
     log('link counts: %d inodes, %d directories, %d entries, %d live updates; scan %d ms in %d slices, fix %d ms; %d changed',
       s.inodes, s.directories, s.entries, s.liveUpdates, Math.round(s.scanMs), s.slices,

@@ -55,6 +55,22 @@ export class Orphanage {
   }
 
   /**
+   * Moves directory `ino`, named `name` in directory `parent` though no path
+   * from the root reaches it (a cycle of directories), into /lost+found under
+   * its number: one rename, so its ".." and both directories' counts follow.
+   * The name it got.
+   */
+  reconnect(parent: number, name: Buffer, ino: number): string {
+    const fsx = this.fsx;
+    const lfIno = this.directory();
+    const lf = new Directory(fsx.inodes.get(lfIno), fsx.fs.alloc, fsx.fs.geo);
+    let to = String(ino);
+    for (let k = 1; lf.lookup(Buffer.from(to)) !== null; k++) to = `${ino}.${k}`;
+    fsx.rename(parent, name, lfIno, to);
+    return to;
+  }
+
+  /**
    * Links inode `ino` into /lost+found and sets its link count to
    * `nlinkAfter(isDir)` -- what the caller's counts say it has once named
    * there (1 for a file; 2 + its subdirectories for a directory). One

@@ -30,6 +30,14 @@
  *
  * The old rmap btree's own blocks are left out: the repair replaces them
  * (the new btree's blocks are added when they are reserved).
+ *
+ * A forward-map extent that cannot be right -- over an AG's fixed metadata,
+ * outside the filesystem or across an AG's end, or on blocks already given
+ * to another owner (the static owners come first, then inodes in number
+ * order) -- is left out rather than failing the whole rebuild: the inode's
+ * fork is sick (`sickForks`, in the repair's report), its block map is the
+ * one to repair (from the rebuilt rmap), as xfs_repair leaves a bad extent
+ * out and clears the fork.
  */
 import createDebug from 'debug';
 import { RmapfsError, isCorruption } from '../errors';
@@ -37,11 +45,12 @@ import { MemBtree } from '../btree/mem-btree';
 import type { AllocGroup } from '../alloc/ag';
 import type { RmapHook, RmapUpdate } from '../alloc/alloc';
 import { isInodeOwner, OWN_AG } from '../format/owners';
-import { staticOwners } from '../alloc/ag-owners';
+import { impossibleFileExtent, staticOwners } from '../alloc/ag-owners';
 import { InodeScanCursor } from '../inode/iscan';
 import { FORK_LOCAL } from '../inode/inode-format';
 import { BlockMap } from '../file/bmap';
-import { hasBtreeData, ownedBy, PAUSE, rmapFlagsOf } from '../file/owned';
+import { attrForkOwned, dataForkOwned, hasBtreeData, PAUSE, rmapFlagsOf } from '../file/owned';
+import type { OwnedSteps } from '../file/owned';
 import { RMAP_ATTR_FORK, RMAP_BMBT_BLOCK, RMAP_UNWRITTEN, rmapBtreeOps } from '../rmap/rmap-btree';
 import type { RmapRecord } from '../rmap/rmap-btree';
 import { rmapMap, rmapUnmap } from '../rmap/rmap';
@@ -68,6 +77,14 @@ export interface CollectOptions extends PacerOptions {
   onProgress?: (p: ScanProgress) => void;
 }
 
+/** A fork of one inode holding a mapping the rebuilt rmap leaves out (see the module note). */
+export interface SickFork {
+  ino: number;
+  fork: 'data' | 'attr';
+  /** One line: the mapping and why it was left out. */
+  what: string;
+}
+
 export interface CollectResult {
   inodesScanned: number;
   hookUpdatesApplied: number;
@@ -79,6 +96,8 @@ export interface CollectResult {
   slices: number;
   /** Slices ended early because a FUSE request was waiting. */
   yieldsToForeground: number;
+  /** The forks whose impossible mappings were left out. */
+  sickForks: SickFork[];
 }
 
 /** One mapping found by the scan: the rmap record, and the AG it lies in. */
@@ -120,8 +139,6 @@ export class RmapCollector {
   private readonly mems = new Map<number, MemBtree>();
   /** Inodes with a number up to this one have been scanned (-1: none yet). */
   private scannedUpTo = -1;
-  /** Inodes whose fork could not be walked to the end: their blocks below the damage are not collected. */
-  readonly damagedForks = new Set<number>();
   private pending: PendingInode | null = null;
   private snapshot: PendingSnapshot | null = null;
   private hookError: unknown = null;
@@ -136,6 +153,8 @@ export class RmapCollector {
   /** Where the scan finds the next inode in use. */
   private readonly iscan: InodeScanCursor;
   private readonly where = new Map<number, string>();
+  /** Forks with a mapping left out, by "ino fork" (the first mapping named). */
+  private readonly sick = new Map<string, SickFork>();
 
   constructor(private readonly fsx: Rmapfs, agnos: number | readonly number[]) {
     const list = typeof agnos === 'number' ? [agnos] : agnos;
@@ -196,7 +215,43 @@ export class RmapCollector {
   }
 
   private map(agno: number, r: RmapRecord): void {
-    rmapMap(this.memOf(agno).tree, r, this.whereOf(agno));
+    if (!isInodeOwner(r.owner)) {
+      rmapMap(this.memOf(agno).tree, r, this.whereOf(agno));
+      return;
+    }
+    try {
+      rmapMap(this.memOf(agno).tree, r, this.whereOf(agno));
+    } catch (e) {
+      // A block someone else owns already: this file's claim to it is the one left out.
+      if (!(e instanceof RmapfsError) || e.code !== 'EFSCORRUPTED') throw e;
+      this.leaveOut(r.owner, r.flags, `${this.describe(agno, r)} is another owner's too`);
+    }
+  }
+
+  /** "data extent at FSBNO+N (file block F)" or "attr-fork block(s) ...": a mapping, for reports. */
+  private describe(agno: number, r: RmapRecord): string {
+    return describeMapping(this.fsx.fs.geo.fsbno(agno, r.startblock), r.blockcount, r.offset, r.flags);
+  }
+
+  /** A mapping of inode ino left out of the rebuilt rmap: its fork is sick. */
+  private leaveOut(ino: number, flags: number, why: string): void {
+    const fork = (flags & RMAP_ATTR_FORK) !== 0 ? 'attr' : 'data';
+    const key = `${ino} ${fork}`;
+    if (!this.sick.has(key)) this.sick.set(key, { ino, fork, what: `inode ${ino}: ${why}: left out of the rebuilt rmap, the ${fork} fork is sick` });
+    log('inode %d: %s fork mapping left out: %s', ino, fork, why);
+  }
+
+  /** The forks with a mapping left out so far, in inode order. */
+  get sickForks(): SickFork[] {
+    return [...this.sick.values()].sort((a, b) => a.ino - b.ino || a.fork.localeCompare(b.fork));
+  }
+
+  /** Whether a mapping the inode's forks claim is impossible by itself (then left out, and noted). */
+  private impossible(ino: number, fsbno: number, blockcount: number, fileoff: number, flags: number): boolean {
+    const why = impossibleFileExtent(this.fsx.fs.geo, fsbno, blockcount);
+    if (why === null) return false;
+    this.leaveOut(ino, flags, `${describeMapping(fsbno, blockcount, fileoff, flags)} ${why}`);
+    return true;
   }
 
   /** "repair AG n", made once per AG (the scan names it in every one of a million calls). */
@@ -278,23 +333,28 @@ export class RmapCollector {
     const ctx = { device: fs.device, alloc: fs.alloc, geo, noteDataWritten: () => undefined };
     // What the inode owns (file/owned.ts, the walk the inode scrub makes too), tree blocks from node
     // pointers only; a block-map btree's data is left to addPiece, behind the data cursor.
-    try {
-      for (const o of ownedBy(inode, ctx, { readBlocks: false, skipBtreeData: true })) {
-        if (o === PAUSE) continue;
-        const agno = geo.agnoOf(o.fsbno);
-        if (!this.mems.has(agno)) continue;
-        out.push({ agno, startblock: geo.agbnoOf(o.fsbno), blockcount: o.blockcount, owner: ino, offset: o.fileoff, flags: rmapFlagsOf(o) });
+    // A fork that cannot be walked to the end (a block of its tree fails its verifier: heavy damage, the
+    // rmap and a file's tree at once) keeps what the walk reached; what hangs below the damaged block is
+    // left out of the new rmap (free space), the fork is sick, and its repair salvages the rest.
+    const walk = { readBlocks: false, skipBtreeData: true };
+    let dataInPieces = hasBtreeData(inode, fs.alloc, geo);
+    const forks: [number, OwnedSteps][] = [[0, dataForkOwned(inode, fs.alloc, geo, walk)], [RMAP_ATTR_FORK, attrForkOwned(inode, ctx, walk)]];
+    for (const [forkFlags, steps] of forks) {
+      try {
+        for (const o of steps) {
+          if (o === PAUSE) continue;
+          if (this.impossible(ino, o.fsbno, o.blockcount, o.fileoff, rmapFlagsOf(o))) continue;
+          const agno = geo.agnoOf(o.fsbno);
+          if (!this.mems.has(agno)) continue;
+          out.push({ agno, startblock: geo.agbnoOf(o.fsbno), blockcount: o.blockcount, owner: ino, offset: o.fileoff, flags: rmapFlagsOf(o) });
+        }
+      } catch (e) {
+        if (!isCorruption(e)) throw e;
+        this.leaveOut(ino, forkFlags, `the fork's walk stopped (${e.message}), what lies below that block`);
+        if (forkFlags === 0) dataInPieces = false;
       }
-      return { mappings: out, dataInPieces: hasBtreeData(inode, fs.alloc, geo) };
-    } catch (e) {
-      if (!isCorruption(e)) throw e;
-      // A fork block that fails its verifier (heavy damage: the rmap and a file's tree at once): what the
-      // walk reached is kept, what hangs below the damaged block is lost to the new rmap (free space). The
-      // fork's own repair then salvages from the rmap, and the file's damage is its report's.
-      this.damagedForks.add(ino);
-      log('inode %d: a fork could not be walked, %d blocks kept: %s', ino, out.length, e.message);
-      return { mappings: out, dataInPieces: false };
     }
+    return { mappings: out, dataInPieces };
   }
 
   /**
@@ -334,16 +394,16 @@ export class RmapCollector {
     } catch (e) {
       if (!isCorruption(e)) throw e;
       // A block-map leaf that fails its verifier: the extents from here on are lost (see mappingsOf).
-      this.damagedForks.add(p.ino);
-      log('inode %d: block map unreadable from file block %d: %s', p.ino, p.dataCursor, e.message);
+      this.leaveOut(p.ino, 0, `its block map unreadable from file block ${p.dataCursor} (${e.message})`);
     }
     for (let i = 0; i < pieces.length; i++) {
       const e = pieces[i]!;
       const skip = Math.max(0, p.dataCursor - e.fileoff);
       const agno = geo.agnoOf(e.fsbno);
-      if (this.mems.has(agno)) {
+      const flags = e.unwritten ? RMAP_UNWRITTEN : 0;
+      if (!this.impossible(p.ino, e.fsbno, e.blockcount, e.fileoff, flags) && this.mems.has(agno)) {
         this.map(agno, { startblock: geo.agbnoOf(e.fsbno) + skip, blockcount: e.blockcount - skip, owner: p.ino,
-          offset: e.fileoff + skip, flags: e.unwritten ? RMAP_UNWRITTEN : 0 });
+          offset: e.fileoff + skip, flags });
       }
       p.dataCursor = e.fileoff + e.blockcount;
       if (i + 1 < pieces.length && pacer.due()) return false;
@@ -413,7 +473,8 @@ export class RmapCollector {
     return { inodesScanned, hookUpdatesApplied: this.applied, hookUpdatesIgnored: this.ignored, hookUpdatesClipped: this.clipped,
       hookUpdatesQueued: this.queued,
       slices: pacer.slices,
-      yieldsToForeground: pacer.yieldsToForeground };
+      yieldsToForeground: pacer.yieldsToForeground,
+      sickForks: this.sickForks };
   }
 
   /** The scan's check at each step: a failed hook ends it with the failure. */
@@ -442,4 +503,11 @@ export class RmapCollector {
       this.hooked = false;
     }
   }
+}
+
+/** A forward-map mapping as reports name it: "data extent at 1057+1 (file block 2)", "btree block at 980". */
+function describeMapping(fsbno: number, blockcount: number, fileoff: number, flags: number): string {
+  const what = (flags & RMAP_BMBT_BLOCK) !== 0 ? `${(flags & RMAP_ATTR_FORK) !== 0 ? 'attr ' : ''}btree block`
+    : (flags & RMAP_ATTR_FORK) !== 0 ? 'attr value' : 'data extent';
+  return `${what} at ${fsbno}+${blockcount}${what === 'data extent' ? ` (file block ${fileoff})` : ''}`;
 }

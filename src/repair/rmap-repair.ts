@@ -26,7 +26,7 @@ import type { AllocGroup } from '../alloc/ag';
 import { RmapCollector } from './rmap-collect';
 import { Pacer } from '../io/pacer';
 import type { PacerOptions } from '../io/pacer';
-import type { CollectOptions } from './rmap-collect';
+import type { CollectOptions, SickFork } from './rmap-collect';
 
 const log = createDebug('rmapfs:repair');
 
@@ -48,6 +48,11 @@ export interface RmapRepairResult {
    * an upper bound).
    */
   heapGrowthMib: number;
+  /**
+   * The forks whose impossible mappings the scan left out (rmap-collect.ts):
+   * the scan's, so on the first AG's result only.
+   */
+  sickForks: SickFork[];
 }
 
 /**
@@ -254,7 +259,7 @@ export interface RepairOptions extends CollectOptions {
  * pause -- give the old btree's blocks back, reserve blocks for the new one,
  * bulk-load the collected records into them and install its root.
  */
-function commitNewRmap(fsx: Rmapfs, agno: number, mem: MemBtree, scratch: PauseScratch): Omit<RmapRepairResult, 'inodesScanned' | 'scanMs' | 'xfileBytes' | 'heapGrowthMib'> {
+function commitNewRmap(fsx: Rmapfs, agno: number, mem: MemBtree, scratch: PauseScratch): Omit<RmapRepairResult, 'inodesScanned' | 'scanMs' | 'xfileBytes' | 'heapGrowthMib' | 'sickForks'> {
   const fs = fsx.fs;
   const ag = fs.alloc.ag(agno);
   const t1 = process.hrtime.bigint();
@@ -332,7 +337,7 @@ export async function repairRmaps(fsx: Rmapfs, agnos: readonly number[], options
       collector.release(agno);
       options.onCommit?.(agno, true);
       results.push({ ...r, inodesScanned: collected.inodesScanned, scanMs, xfileBytes,
-        heapGrowthMib });
+        heapGrowthMib, sickForks: results.length === 0 ? collected.sickForks : [] });
       log('AG %d: rmap rebuilt: %d records in %d blocks (was %d blocks); scan %d ms, pause %d ms',
         agno, r.records, r.blocks, r.oldBlocks, Math.round(scanMs), Math.round(r.commitPauseMs));
       // Let foreground requests run between two AGs' pauses.

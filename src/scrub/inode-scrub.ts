@@ -25,6 +25,7 @@ import { decodeRmap, RMAP_ATTR_FORK, RMAP_BMBT_BLOCK, RMAP_UNWRITTEN } from '../
 import { AttrFork, valueBlocks } from '../attr/attr';
 import { rmapFind } from '../rmap/rmap';
 import { isInodeOwner } from '../format/owners';
+import { impossibleFileExtent } from '../alloc/ag-owners';
 import { BLOCK_SIZE } from '../format/superblock';
 import { eachRecord, runToEnd } from './common';
 import type { ProblemList, ScrubSource, ScrubSteps } from './common';
@@ -207,6 +208,8 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
   const subdirs = new Map<number, number>();
   for (const [child, parent] of parentOf) if (child !== parent) subdirs.set(parent, (subdirs.get(parent) ?? 0) + 1);
   const heldByOwner = new Map<number, number>();
+  // Inodes no entry names: one line for them all (an unreadable directory leaves thousands).
+  const nameless: number[] = [];
   for (const ino of used) {
     yield;
     result.inodes++;
@@ -222,11 +225,12 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     const reachable = ino === root || links.has(ino);
     // An inode with no links that nothing names is an orphan: unlinked while open, freed at the next mount.
     if (!reachable && inode.nlink === 0) result.orphans++;
-    else if (!reachable) bad(ino, 'is in use but no directory entry names it', 'inode', 'nlinks');
+    else if (!reachable) nameless.push(ino);
     const wantLinks = inode.isDir ? 2 + (subdirs.get(ino) ?? 0) : (links.get(ino) ?? 0);
     if (reachable && inode.nlink !== wantLinks) bad(ino, `link count ${inode.nlink}, found ${wantLinks}`, 'inode', 'nlinks');
     let held = 0;
-    // A fork tree that fails verification is not walked whole: what it holds is then unknown.
+    // A fork tree that fails verification is not walked whole, and a block map the rmap contradicts is rebuilt
+    // from the rmap: what the inode holds is then unknown.
     let treeDamaged = false;
     // The blocks the inode owns (file/owned.ts, the walk the rmap repair's scan makes too), each tree
     // verified before its blocks are read; each fork's damage is its own structure's.
@@ -259,18 +263,21 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
         }
         if (o.kind !== 'data') {
           held++;
-          checkMapped(fs, inode, o, bad, rmapSound);
+          if (checkMapped(fs, inode, o, bad, rmapSound)) treeDamaged = true;
           continue;
         }
         result.extents++;
         if (o.fileoff < lastEnd) bad(ino, `extent at file block ${o.fileoff} overlaps the one before`, 'inode', 'bmap');
         lastEnd = o.fileoff + o.blockcount;
-        if (o.fsbno + o.blockcount > geo.totalBlocks || geo.agnoOf(o.fsbno) !== geo.agnoOf(o.fsbno + o.blockcount - 1)) {
-          bad(ino, `extent ${o.fileoff}+${o.blockcount} at ${o.fsbno} is outside the filesystem or crosses AGs`, 'inode', 'bmap');
+        // Wrong by itself, whatever the rmap says: the block map's damage (its rmap disagreement a doubt).
+        const impossible = impossibleFileExtent(geo, o.fsbno, o.blockcount);
+        if (impossible !== null) {
+          bad(ino, `extent ${o.fileoff}+${o.blockcount} at ${o.fsbno} ${impossible}`, 'inode', 'bmap');
+          treeDamaged = true;
           continue;
         }
         held += o.blockcount;
-        checkMapped(fs, inode, o, bad, rmapSound);
+        if (checkMapped(fs, inode, o, bad, rmapSound)) treeDamaged = true;
       }
       if (mapped) {
         if (type === S_IFLNK && lastEnd * BLOCK_SIZE < inode.size) bad(ino, `symlink of ${inode.size} bytes holds only ${lastEnd} blocks`, 'inode', 'symlink');
@@ -308,6 +315,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     if (inode.nblocks !== held && !treeDamaged) bad(ino, `counts ${inode.nblocks} blocks, holds ${held}`);
     heldByOwner.set(ino, held);
   }
+  reportNameless(nameless, bad, problems, geo);
 
   // 4. Every rmap record of a file owner belongs to a file in use that holds that many blocks.
   const rmapByOwner = new Map<number, number>();
@@ -329,6 +337,28 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
   return result;
 }
 
+/** Inode numbers a line about inodes no entry names lists before "and N more" (as fsck tools cut such lists). */
+const NAMELESS_LISTED = 5;
+
+/**
+ * The inodes in use that no directory entry names, in one line (an
+ * unreadable directory leaves every file under it nameless: thousands of
+ * lines said nothing more). The problem carries the first inode number;
+ * the link-count repair, which adopts them, scans the whole filesystem.
+ */
+function reportNameless(nameless: readonly number[], bad: BadInode, problems: ProblemList, geo: ScrubSource['geo']): void {
+  const first = nameless[0];
+  if (first === undefined) return;
+  if (nameless.length === 1) {
+    bad(first, 'is in use but no directory entry names it', 'inode', 'nlinks');
+    return;
+  }
+  const listed = nameless.slice(0, NAMELESS_LISTED).join(', ');
+  const more = nameless.length > NAMELESS_LISTED ? ` and ${nameless.length - NAMELESS_LISTED} more` : '';
+  problems.add('inode', geo.inoAgno(first), geo.inoLocation(first).fsbno,
+    `${nameless.length} inodes are in use but no directory entry names them: ${listed}${more}`, 'nlinks', first);
+}
+
 /** No verification: a tree checked elsewhere. */
 function* noVerify(): Generator<void, boolean, void> {
   return true;
@@ -344,14 +374,17 @@ const KIND_LABELS: Record<OwnedKind, string> = { data: 'data', bmbt: 'btree', di
 
 type BadInode = (ino: number, msg: string, structure?: string, type?: StructureName) => void;
 
-/** The rmap must say this inode owns these blocks (at this file offset, or as btree or attribute blocks). */
-function checkMapped(fs: ScrubSource, inode: Inode, o: OwnedBlocks, bad: BadInode, rmapSound: (agno: number) => boolean): void {
+/**
+ * The rmap must say this inode owns these blocks (at this file offset, or as
+ * btree or attribute blocks). Returns whether the block map was blamed.
+ */
+function checkMapped(fs: ScrubSource, inode: Inode, o: OwnedBlocks, bad: BadInode, rmapSound: (agno: number) => boolean): boolean {
   const { fsbno, blockcount: count, fileoff, unwritten } = o;
   const agno = fs.geo.agnoOf(fsbno);
   const agbno = fs.geo.agbnoOf(fsbno);
   if (agno >= fs.geo.agCount) {
     bad(inode.ino, `${KIND_LABELS[o.kind]} block ${fsbno} is outside the filesystem`);
-    return;
+    return false;
   }
   const r = rmapFind(fs.alloc.ag(agno).rmap, agbno);
   const what = o.kind === 'data' ? `extent at ${fsbno} (file block ${fileoff})` : `${KIND_LABELS[o.kind]} block ${fsbno}`;
@@ -359,15 +392,20 @@ function checkMapped(fs: ScrubSource, inode: Inode, o: OwnedBlocks, bad: BadInod
     // Space a sound rmap (and the free space beside it) says is free: the file's map is what is wrong.
     const mapsWrongly = (o.kind === 'data' || o.kind === 'bmbt') && rmapSound(agno);
     bad(inode.ino, `${what} is not in the rmap`, mapsWrongly ? 'bmbt' : 'rmap');
-    return;
+    return mapsWrongly;
   }
   const forkBits = (RMAP_BMBT_BLOCK | RMAP_ATTR_FORK) >>> 0;
   const flagsOk = ((r.flags & forkBits) >>> 0) === ((rmapFlagsOf(o) & forkBits) >>> 0);
-  if (r.owner !== inode.ino || !flagsOk || r.startblock + r.blockcount < agbno + count
-    || (o.kind === 'data' && r.offset + (agbno - r.startblock) !== fileoff)
-    // Written or not: the block map and the rmap must agree (reads of unwritten space return zeroes).
-    || (o.kind === 'data' && ((r.flags & RMAP_UNWRITTEN) !== 0) !== unwritten)) {
-    bad(inode.ino, `${what}${unwritten ? ' (unwritten)' : ''}: the rmap says [${r.startblock}+${r.blockcount}] owner ${r.owner} `
-      + `offset ${r.offset}${(r.flags & RMAP_UNWRITTEN) !== 0 ? ' (unwritten)' : ''}`, 'rmap');
-  }
+  const covered = r.startblock + r.blockcount >= agbno + count;
+  const sameOffset = o.kind !== 'data' || r.offset + (agbno - r.startblock) === fileoff;
+  // Written or not: the block map and the rmap must agree (reads of unwritten space return zeroes).
+  const sameState = o.kind !== 'data' || ((r.flags & RMAP_UNWRITTEN) !== 0) === unwritten;
+  if (r.owner === inode.ino && flagsOk && covered && sameOffset && sameState) return false;
+  // A data extent of this file that a sound rmap places elsewhere in the file, in the other state, or over
+  // fewer blocks (xfs_scrub's xchk_bmap_xref_rmap): the block map is wrong, and is rebuilt from the rmap.
+  // Another owner's block stays the rmap's to answer for: an rmap record's owner damaged looks the same.
+  const mapsWrongly = o.kind === 'data' && r.owner === inode.ino && flagsOk && rmapSound(agno);
+  bad(inode.ino, `${what}${unwritten ? ' (unwritten)' : ''}: the rmap says [${r.startblock}+${r.blockcount}] owner ${r.owner} `
+    + `offset ${r.offset}${(r.flags & RMAP_UNWRITTEN) !== 0 ? ' (unwritten)' : ''}`, mapsWrongly ? 'bmbt' : 'rmap');
+  return mapsWrongly;
 }

@@ -308,7 +308,7 @@ const damages: Damage[] = [
       return [`set fsblock ${e.fsbno} rec[${e.index}].ino ${files.free}`];
     },
     says: [problem('directory', files.big, `entry 'file4' points to inode ${files.free}, which is not in use`),
-      /^inode .*: is in use but no directory entry names it/m],
+      /^inode .*: is in use but no directory entry names it|inodes are in use but no directory entry names them: .*\d/m],
   },
   {
     what: 'dir entry name (hash mismatch)',

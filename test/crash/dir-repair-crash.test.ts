@@ -34,7 +34,7 @@ const FILES = 300;
  * in, and -- a directory with a record that does not verify is not walked --
  * every file in it unnamed. A torn new tree shows other directory problems.
  */
-const DAMAGE_TEXT = 'bogus-|entries, its btree holds|is in use but no directory entry names it';
+const DAMAGE_TEXT = 'bogus-|entries, its btree holds|in use but no directory entry names';
 
 /**
  * Appends to a leaf of directory `dirIno` with room for it a record named

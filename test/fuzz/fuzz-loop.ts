@@ -2,7 +2,7 @@
  * The fuzz-and-repair loop (like fstests' xfs/3xx fuzz tests): every field
  * of a btree block or an AG's header blocks, under every fuzz verb of `rmapfs db`.
  *
- *   node dist/test/fuzz/fuzz-loop.js [--mounted] [--sample N]
+ *   node dist/test/fuzz/fuzz-loop.js [--mounted | --offline [--spawn]] [--sample N]
  *        [--trees rmap,bno,...] [--match TEXT]
  *
  * Online -- the rmap, both free-space and the inode btrees (two levels each:
@@ -26,9 +26,11 @@
  * (test/fuzz/mount-writer.ts), `rmapfs scrub|repair --json`, `rmapfs
  * umount`, `rmapfs check`, files read through the mount (mountedCase). A
  * case costs a mount and a dozen processes (~seconds): sample it.
- * Not here: the primary superblock. Mount reads it before anything else and
- * refuses a damaged one, so no online repair can run; its repair is offline
- * (issue 13).
+ * --offline runs every row (and the primary superblock's, `sb ag0`: mount
+ * reads it before anything else and refuses a damaged one, so only an
+ * offline repair can rebuild it) on an unmounted copy repaired through
+ * `rmapfs repair --json IMAGE` (offlineCase; in this process, or with
+ * --spawn as processes of bin/rmapfs).
  * File rows (in this process only, not --mounted): every inode core field
  * of the big file (its block map two levels), and the bmbt, dir and attr
  * btrees (two levels each: node and leaf), online as above with plain
@@ -36,9 +38,13 @@
  * (reply.files[].changes) says (damageVerdict): a file's content only with
  * a report line about it; a directory's missing names exactly the number
  * (and names) reported lost, each file found again in /lost+found with its
- * content; the attributes missing exactly those reported dropped, the rest
- * with their values. Every other file and xattr unchanged. Each file row
- * ends with the report's first lines.
+ * content; an entry that names another file now (its inode number
+ * damaged: no parent pointers tell which name was the damaged one) only
+ * when its own file is in /lost+found and the report names both that path
+ * and the entry's (retargetedUnreported); the attributes missing exactly
+ * those reported dropped, the rest with their values. Every other file and
+ * xattr unchanged. Each file row ends with the report's first lines (a
+ * directory's followed by those about other inodes).
  * Prints a table (tree, block, field, verb, outcome), outcomes counted per
  * tree and block, and a summary; exits 1 when any case is neither detected
  * nor harmless, or not repaired, or changed a file. --sample N runs every
@@ -497,7 +503,10 @@ function damageVerdict(fsx: Rmapfs, damaged: DamagedObject, hashes: Map<string, 
     const name = `entry-${i}`;
     if (names.delete(name)) {
       const ino = fsx.lookup(damaged.ino, name);
-      if (!fsx.read(ino, 0, fsx.stat(ino).size).equals(entryContent(i))) problems.push(`${name} has another file's content`);
+      if (!fsx.read(ino, 0, fsx.stat(ino).size).equals(entryContent(i))) {
+        const why = retargetedUnreported(fsx, files, `/${damaged.hashKey}${name}`, entryContent(i));
+        if (why !== null) problems.push(`${name} has another file's content, ${why}`);
+      }
     } else {
       missing.add(name);
       if (!adopted.has(entryContent(i).toString('hex'))) problems.push(`${name}'s file is neither there nor in /lost+found`);
@@ -508,6 +517,31 @@ function damageVerdict(fsx: Rmapfs, damaged: DamagedObject, hashes: Map<string, 
   problems.push(...[...said.names].filter((n) => !missing.has(n)).map((n) => `reported dropped but there: ${n}`));
   if (said.count !== missing.size) problems.push(`${missing.size} names missing (${[...missing].join(' ')}), report says ${said.count}`);
   return problems.length > 0 ? problems.join('; ') : null;
+}
+
+/**
+ * An entry that names another file now (its inode number damaged): nothing
+ * can tell which name of that file was the damaged one, so the entry's own
+ * file must be in /lost+found and the report must say both -- the path it
+ * was moved to ("moved to /lost+found/N", holding `content`) and, in another
+ * line, the entry by its path (`entryPath`). Null when it says both, else
+ * what it lacks.
+ */
+function retargetedUnreported(fsx: Rmapfs, files: readonly FileRepairResult[], entryPath: string, content: Buffer): string | null {
+  const moved = files.flatMap((f) => f.changes.map((c) => /^moved to (\/lost\+found\/\S+)$/.exec(c)?.[1])
+    .filter((p): p is string => p !== undefined).map((to) => ({ ino: f.ino, to })));
+  const orphan = moved.find((m) => {
+    try {
+      const ino = fsx.lookup(fsx.lookup(fsx.rootIno, 'lost+found'), m.to.split('/')[2]!);
+      return fsx.read(ino, 0, fsx.stat(ino).size).equals(content);
+    } catch {
+      return false;
+    }
+  });
+  if (orphan === undefined) return "and the report names no /lost+found path holding the entry's file";
+  const named = new RegExp(`(^|[\\s,])${entryPath.replace(/[.+]/g, '\\$&')}(?=[\\s,:]|$)`);
+  const says = files.some((f) => f.ino !== orphan.ino && (f.changes.some((c) => named.test(c))));
+  return says ? null : `its file is ${orphan.to}, and no report line names ${entryPath}`;
 }
 
 /** Copies the pristine image to `work` and fuzzes the case's field there; a row when there is nothing to test (not fuzzable, value unchanged). */
@@ -560,6 +594,11 @@ async function onlineCase(pristine: string, work: string, c: Case, hashes: Map<s
     const changed = [...changedFiles(fsx, untouched), ...writer.changed()];
     const lossWrong = damaged === undefined ? null : damageVerdict(fsx, damaged, hashes, filesOf(repaired));
     lost = damaged === undefined ? [] : reportedChanges(filesOf(repaired), damaged.ino);
+    // A directory's damage reaches other inodes (link counts, /lost+found): their lines follow, by path or number.
+    if (damaged?.kind === 'dir') {
+      lost.push(...filesOf(repaired).filter((f) => f.ino !== damaged.ino)
+        .flatMap((f) => f.changes.map((c) => `${f.path ?? `inode ${f.ino}`}: ${c}`)));
+    }
     if (after.problemCount > 0) {
       outcome = 'FAIL';
       detail = `scrub after the repair: ${after.problems.slice(0, 2).map((p) => p.message).join('; ')}`;
@@ -585,6 +624,103 @@ async function onlineCase(pristine: string, work: string, c: Case, hashes: Map<s
     detail = `check after the repair: ${report.error ?? report.result.problems[0]?.message ?? ''}`;
   }
   return { c, outcome, detail, rebuilt, reported: lost };
+}
+
+/** --spawn: the offline rows' commands run as processes of the checkout's `rmapfs` (or $RMAPFS), as a user runs them. */
+const SPAWN_CLI = process.argv.includes('--spawn');
+
+/**
+ * A CLI command run in this process (`run` of src/cli/main: its argument
+ * parsing, its exit status) -- or, with --spawn, as a process: its status
+ * and printed lines.
+ */
+async function cli(...argv: string[]): Promise<CommandResult> {
+  if (SPAWN_CLI) return runCommand(RMAPFS_COMMAND, argv);
+  let out = '';
+  let err = '';
+  const code = await run(argv, { out: (l) => { out += `${l}\n`; }, err: (l) => { err += `${l}\n`; } });
+  return { code, out, err };
+}
+
+/** The offline repair's whole-device steps, named by what their lines say they rebuilt (src/fsck/offline.ts). */
+function wholeDeviceSteps(lines: readonly string[]): string[] {
+  const steps = new Set<string>();
+  for (const line of lines) {
+    if (line.startsWith('primary superblock')) steps.add('primary-sb');
+    else if (line.startsWith('log')) steps.add('log');
+    else if (/^AG \d+: header rebuilt from a scan/.test(line)) steps.add('agh-scan');
+    else if (line.startsWith('root directory')) steps.add('root-found');
+    else steps.add('whole-device');
+  }
+  return [...steps];
+}
+
+/** The second column of the primary superblock's rows (only offline: mount refuses a damaged one). */
+const PRIMARY_SB_WHAT = 'ag0';
+
+/**
+ * An offline row: the fuzzed copy repaired as a user would, through the CLI
+ * (`rmapfs repair --json IMAGE`, run in this process: the command's own
+ * parsing, report and fsck(8) exit status, without a process per step):
+ * exit 1 (errors corrected) = detected, 0 = nothing found (harmless only if
+ * all that follows holds), 4 (left uncorrected) or 8 = FAIL; then `rmapfs
+ * check` clean, every file and xattr as built (the damaged object may lose
+ * only what the report's per-object lines say: damageVerdict), a strict
+ * writer (30 changes, none may fail), and a second `rmapfs repair` exits 0
+ * having rebuilt nothing (it checks the writer's changes too).
+ */
+async function offlineCase(pristine: string, work: string, c: Case, hashes: Map<string, string>): Promise<Row> {
+  const notFuzzed = await fuzzCopy(pristine, work, c);
+  if (notFuzzed !== null) return notFuzzed;
+  const fail = (detail: string, rest: Partial<Row> = {}): Row => ({ c, outcome: 'FAIL', detail, ...rest });
+  const repaired = await cli('repair', '--json', work);
+  const reply = jsonOf(repaired);
+  if (reply === null) return fail(`repair printed no JSON: status ${repaired.code}: ${repaired.err.trim().split('\n').pop() ?? ''}`);
+  const wholeDevice = Array.isArray(reply.wholeDevice) ? reply.wholeDevice as string[] : [];
+  const rebuilt = [...wholeDeviceSteps(wholeDevice), ...rebuiltBy(reply)];
+  const files = Array.isArray(reply.files) ? reply.files as FileRepairResult[] : [];
+  const damaged = c.target.damaged;
+  const reported = damaged === undefined ? [] : reportedChanges(files, damaged.ino);
+  if (repaired.code !== 1 && repaired.code !== 0) return fail(`repair: ${failureOf(repaired)}`, { rebuilt, reported });
+  // fsck(8): 0 is "no errors"; a repair that rebuilt something must say 1.
+  if (repaired.code === 0 && rebuilt.length > 0) return fail(`repair exited 0 (clean) yet rebuilt ${rebuilt.join(',')}`, { rebuilt, reported });
+  const checked = await cli('check', work);
+  if (checked.code !== 0) return fail(`check after the repair: ${checked.out.trim().split('\n')[0] ?? ''} ${checked.err.trim()}`, { rebuilt, reported });
+  let detail: string | null = null;
+  {
+    const fsx = Rmapfs.open(work, { readOnly: true });
+    try {
+      const untouched = new Map([...hashes].filter(([key]) => damaged === undefined || !key.startsWith(damaged.hashKey)));
+      const changed = changedFiles(fsx, untouched);
+      const lossWrong = damaged === undefined ? null : damageVerdict(fsx, damaged, hashes, files);
+      if (changed.length > 0) detail = `files changed: ${changed.join(', ')}`;
+      else if (lossWrong !== null) detail = `the damaged ${damaged!.kind} against the report: ${lossWrong}`;
+    } finally {
+      fsx.close();
+    }
+  }
+  if (detail === null) {
+    // Repaired means usable: every one of a writer's changes must succeed, and leave it clean.
+    const fsx = Rmapfs.open(work);
+    const writer = new Writer(fsx);
+    try {
+      for (let i = 0; i < 30; i++) writer.step(true);
+      if (writer.failed !== null) detail = `a write failed after the repair: ${writer.failed}`;
+      else if (writer.changed().length > 0) detail = `the writer's files changed: ${writer.changed().join(', ')}`;
+    } finally {
+      fsx.close();
+    }
+  }
+  if (detail === null) {
+    // It checks the filesystem again (the writer's changes too): a clean one is only read.
+    const again = await cli('repair', '--json', work);
+    const againReply = jsonOf(again);
+    if (again.code !== 0 || againReply === null || rebuiltBy(againReply).length > 0) {
+      detail = `a second repair (after the writer): ${failureOf(again)}${againReply === null ? '' : ` rebuilt ${rebuiltBy(againReply).join(',')}`}`;
+    }
+  }
+  if (detail !== null) return fail(detail, { rebuilt, reported });
+  return { c, outcome: repaired.code === 1 ? 'detected+repaired' : 'harmless', detail: '', rebuilt, reported };
 }
 
 /** The rmapfs command of this checkout (or $RMAPFS, as the regress runner sets it). */
@@ -793,7 +929,11 @@ function countsByTarget(rows: readonly Row[]): string[] {
 async function main(argv: string[]): Promise<number> {
   // --mounted: the online rows only, each through a real mount (mountedCase) rather than in this process.
   const mounted = argv.includes('--mounted');
-  const online = mounted ? mountedCase : onlineCase;
+  // --offline: every row (the primary superblock's too) through `rmapfs repair IMAGE` (offlineCase).
+  const offline = argv.includes('--offline');
+  if (mounted && offline) throw new Error('--mounted and --offline are two ways to run the rows: give one');
+  const online = mounted ? mountedCase : offline ? offlineCase : onlineCase;
+  const fileCase = offline ? offlineCase : onlineCase;
   if (mounted) detachOnSignal();
   const sample = Math.max(1, arg(argv, '--sample', 1));
   // --trees rmap,agh,...: only those rows (their first column).
@@ -817,7 +957,8 @@ async function main(argv: string[]): Promise<number> {
         const c = row.c;
         // A repair that rebuilt nothing: its own scrub found the damage gone (a later write set the field again).
         const by = row.outcome !== 'detected+repaired' || row.rebuilt === undefined ? ''
-          : row.rebuilt.length > 0 ? ` by ${row.rebuilt.join(',')}` : ' by the writer (nothing left to rebuild)';
+          : row.rebuilt.length > 0 ? ` by ${row.rebuilt.join(',')}`
+            : offline ? ' (the report names no repairer)' : ' by the writer (nothing left to rebuild)';
         console.log(`${c.target.tree.padEnd(5)} ${c.target.what.padEnd(5)} ${c.field.padEnd(18)} ${c.verb.padEnd(10)} `
           + `${row.outcome}${row.outcome === 'FAIL' ? `: ${row.detail}` : by}${mark(row)}${reportOf(row)}`);
       }
@@ -839,7 +980,7 @@ async function main(argv: string[]): Promise<number> {
       if (!mounted) {
         const damaged = damagedObjects(built);
         await runCases(pristine, built.hashes, [inodeCoreTarget(damaged.big), ...inodeTargets(pristine, damaged.big, 'bmbt'),
-          ...inodeTargets(pristine, damaged.dir, 'dir'), ...inodeTargets(pristine, damaged.attrs, 'attr')], onlineCase);
+          ...inodeTargets(pristine, damaged.dir, 'dir'), ...inodeTargets(pristine, damaged.attrs, 'attr')], fileCase);
       }
       fs.rmSync(pristine);
     }
@@ -852,11 +993,12 @@ async function main(argv: string[]): Promise<number> {
     if (wanted('agh', 'agfl', 'sb')) {
       const pristine = path.join(dir, 'headers.img');
       const built = build(pristine, { manyInodes: false, agCount: 2 });
-      await runCases(pristine, built.hashes, headerTargets(pristine), online);
+      const primary: Target[] = offline ? [{ tree: 'sb', where: 'sb 0', what: PRIMARY_SB_WHAT, fields: SUPERBLOCK_FIELDS.map((f) => f.name) }] : [];
+      await runCases(pristine, built.hashes, [...headerTargets(pristine), ...primary], online);
     }
     const count = (o: Outcome): number => rows.filter((r) => r.outcome === o).length;
     for (const line of countsByTarget(rows)) console.log(line);
-    console.log(`fuzz-loop${mounted ? ' --mounted' : ''}: ${rows.length} cases: ${count('detected+repaired')} detected and repaired, `
+    console.log(`fuzz-loop${mounted ? ' --mounted' : offline ? ' --offline' : ''}: ${rows.length} cases: ${count('detected+repaired')} detected and repaired, `
       + `${count('harmless')} harmless, ${count('unchanged')} left unchanged by the verb, ${count('n/a')} not fuzzable, `
       + `${count('FAIL')} failures; `
       + `${((Date.now() - t0) / 1000).toFixed(0)} s`);

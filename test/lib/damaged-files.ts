@@ -11,6 +11,7 @@ import { BlockMap } from '../../src/file/bmap';
 import { onlineRepair } from '../../src/fsck/online';
 import { selectStructures } from '../../src/fsck/table';
 import { FORK_LOCAL, S_IFREG, encodeExtent, decodeExtent } from '../../src/inode/inode-format';
+import type { Extent } from '../../src/inode/inode-format';
 import { BLOCK_SIZE } from '../../src/format/superblock';
 import type { FileRepairResult } from '../../src/repair/file-repair';
 import { Rng, testSeed } from './rng';
@@ -84,7 +85,25 @@ function zeroOnDisk(image: string, fsx: Rmapfs, fsbno: number): Rmapfs {
   return Rmapfs.open(image);
 }
 
-export type FileDamage = 'leaf record at free space' | 'zeroed leaf' | 'zeroed root' | 'wrong block count' | 'bad mode' | 'local fork in a file';
+/** Damage to one leaf record of the block map that the rmap contradicts (or that is wrong by itself). */
+export type LeafRecordDamage = 'leaf record at free space' | 'leaf record moved in the file' | 'leaf record marked unwritten'
+  | 'leaf record one block longer' | 'leaf record at the superblock';
+
+export type FileDamage = LeafRecordDamage | 'zeroed leaf' | 'zeroed root' | 'wrong block count' | 'bad mode' | 'local fork in a file';
+
+/** The extent a leaf record damage makes of the record (the file's extents are one block, every other block). */
+function damagedExtent(fsx: Rmapfs, how: LeafRecordDamage, e: Extent): Extent {
+  switch (how) {
+    case 'leaf record at free space': {
+      const free = fsx.fs.alloc.ag(1).findFree({ minLen: 1, maxLen: 1, goal: 0 })!;
+      return { ...e, fsbno: fsx.fs.geo.fsbno(1, free.startblock) };
+    }
+    case 'leaf record moved in the file': return { ...e, fileoff: e.fileoff + 1 };
+    case 'leaf record marked unwritten': return { ...e, unwritten: true };
+    case 'leaf record one block longer': return { ...e, blockcount: e.blockcount + 1 };
+    case 'leaf record at the superblock': return { ...e, fsbno: 0 };
+  }
+}
 
 /** Damages file ino as `how` says; the filesystem (reopened when the damage went to disk). */
 function damage(image: string, fsx: Rmapfs, ino: number, how: FileDamage): Rmapfs {
@@ -95,12 +114,15 @@ function damage(image: string, fsx: Rmapfs, ino: number, how: FileDamage): Rmapf
     case 'zeroed leaf': return zeroOnDisk(image, fsx, leaves[1]!);
     case 'zeroed root': return zeroOnDisk(image, fsx, root);
     case 'leaf record at free space':
+    case 'leaf record moved in the file':
+    case 'leaf record marked unwritten':
+    case 'leaf record one block longer':
+    case 'leaf record at the superblock':
       fsx.fs.run(() => {
         const tree = new BlockMap(fsx.inodes.get(ino), fsx.fs.alloc, fsx.fs.geo).btree!;
-        const free = fsx.fs.alloc.ag(1).findFree({ minLen: 1, maxLen: 1, goal: 0 })!;
         const buf = fsx.fs.cache.read(leaves[0]!, tree.bufOps);
         const off = tree.geo.recOffset(5);
-        encodeExtent({ ...decodeExtent(buf.data, off), fsbno: fsx.fs.geo.fsbno(1, free.startblock) }, buf.data, off);
+        encodeExtent(damagedExtent(fsx, how, decodeExtent(buf.data, off)), buf.data, off);
         fsx.fs.cache.markDirty(buf);
       });
       return fsx;

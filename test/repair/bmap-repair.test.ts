@@ -1,6 +1,7 @@
 /**
  * Online repair of a file's block map from the rmap: a leaf record pointing
- * at free space, a zeroed btree leaf, a zeroed btree root -- each found by
+ * at free space, moved in the file, marked unwritten, one block longer or at
+ * the superblock, a zeroed btree leaf, a zeroed btree root -- each found by
  * the scrub, repaired through the structure table, then the filesystem
  * checks clean and every file reads back byte for byte. And the collection
  * is kept current: other files and the file itself change between its
@@ -15,7 +16,10 @@ import { scratchImage } from '../lib/fs';
 import { check } from '../lib/check';
 import { DAMAGED_FILE_EXTENTS, Model, bystanders, damageAndRepair, fragmentedFile } from '../lib/damaged-files';
 
-for (const how of ['leaf record at free space', 'zeroed leaf', 'zeroed root'] as const) {
+// The leaf records the rmap contradicts (xfs_scrub's xchk_bmap_xref_rmap), and one over the superblock: the
+// block map is blamed and rebuilt from the rmap -- never the rmap from the damaged map.
+for (const how of ['leaf record at free space', 'leaf record moved in the file', 'leaf record marked unwritten', 'leaf record one block longer',
+  'leaf record at the superblock', 'zeroed leaf', 'zeroed root'] as const) {
   t.test(`a file's ${how} is repaired online through the structure table`, async (t) => {
     const files = await damageAndRepair(t, how);
     t.ok(files.some((f) => f.type === 'bmap' && f.changes[0]!.startsWith('block map rebuilt from the rmap')), 'the block map was rebuilt');

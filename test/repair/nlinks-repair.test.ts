@@ -60,7 +60,8 @@ t.test('wrong link counts are set to the names counted', async (t) => {
   setNlink(fsx, d, 7);
   t.equal(check(fsx).filter((l) => /link count/.test(l)).length, 3, 'check sees three wrong counts');
   const results = await repairLinkCounts(fsx, { maxUnits: 3 });
-  t.same(lines(results), [`inode ${d}: link count 7 -> 3`, `inode ${high}: link count 5 -> 1`, `inode ${low}: link count 1 -> 2`].sort());
+  t.same(lines(results), [`inode ${d}: link count 7 -> 3`, `inode ${high}: link count 5 -> 1`,
+    `inode ${low}: link count 1 -> 2; named by /low, /low2`].sort());
   t.ok(results.every((r) => r.type === 'nlinks' && r.commitPauseMs > 0));
   t.same(check(fsx), [], 'clean after the repair');
   t.same(await repairLinkCounts(fsx), [], 'a second repair finds nothing to change');
@@ -75,10 +76,12 @@ t.test('a file and a directory no directory names go to /lost+found', async (t) 
   fsx.write(file, 0, Buffer.from('still here'));
   const d = fsx.mkdir(root, 'gone', DIR, 0, 0).ino;
   const inner = fsx.create(d, 'inner', FILE, 0, 0).ino;
-  fsx.mkdir(d, 'sub', DIR, 0, 0);
+  const sub = fsx.mkdir(d, 'sub', DIR, 0, 0).ino;
   dropEntry(fsx, root, 'lonely');
   dropEntry(fsx, root, 'gone');
-  t.ok(check(fsx).some((l) => l.includes(`inode ${file}: is in use but no directory entry names it`)), 'check sees the nameless file');
+  // The file, the directory and the two under it: one line for the four, listing them.
+  t.same(check(fsx).filter((l) => /no directory entry names/.test(l)).map((l) => l.replace(/^.*?: (?=\d+ inodes)/, '')),
+    [`4 inodes are in use but no directory entry names them: ${[file, d, inner, sub].sort((x, y) => x - y).join(', ')}`], 'check sees the nameless files in one line');
   const results = await repairLinkCounts(fsx);
   const lf = fsx.lookup(root, 'lost+found');
   t.same(lines(results), [
@@ -107,6 +110,56 @@ t.test('a file and a directory no directory names go to /lost+found', async (t) 
   setNlink(fsx, file, 2);
   const second = await repairLinkCounts(fsx);
   t.same(lines(second), [`inode ${again}: moved to /lost+found/${again}.1`]);
+  closeAndCheck(t, fsx, image);
+});
+
+t.test('an entry pointed at another file: its own file goes to /lost+found, the report names both', async (t) => {
+  const image = scratchImage(t, { size: 32 << 20, agCount: 2 });
+  const fsx = Rmapfs.open(image);
+  const d = fsx.mkdir(fsx.rootIno, 'd', DIR, 0, 0).ino;
+  const a = fsx.create(d, 'a', FILE, 0, 0).ino;
+  const b = fsx.create(d, 'b', FILE, 0, 0).ino;
+  fsx.write(a, 0, Buffer.from('content of a'));
+  fsx.write(b, 0, Buffer.from('content of b'));
+  // The entry's inode number damaged (as db's fuzz of rec.ino does): 'a' names b now.
+  fsx.fs.run(() => { new Directory(fsx.inodes.get(d), fsx.fs.alloc, fsx.fs.geo).replace(Buffer.from('a'), b, 8); });
+  const found = check(fsx);
+  t.ok(found.some((l) => l.includes(`inode ${a}: is in use but no directory entry names it`)), 'check sees the nameless file');
+  t.ok(found.some((l) => l.includes(`inode ${b}: link count 1, found 2`)), 'check sees the count');
+  const results = await repairLinkCounts(fsx);
+  t.same(lines(results), [
+    `inode ${a}: moved to /lost+found/${a}`,
+    `inode ${b}: link count 1 -> 2; named by /d/a, /d/b: if one of these names was another file's, that file is now /lost+found/${a}`,
+  ]);
+  t.equal(fsx.read(fsx.lookup(fsx.lookup(fsx.rootIno, 'lost+found'), String(a)), 0, 100).toString(), 'content of a', 'its content is reachable');
+  t.same(check(fsx), [], 'clean after the repair');
+  closeAndCheck(t, fsx, image);
+});
+
+t.test('a cycle of directories no path from the root reaches: its entry point goes to /lost+found', async (t) => {
+  const image = scratchImage(t, { size: 32 << 20, agCount: 2 });
+  const fsx = Rmapfs.open(image);
+  const root = fsx.rootIno;
+  const a = fsx.mkdir(root, 'a', DIR, 0, 0).ino;
+  const b = fsx.mkdir(a, 'b', DIR, 0, 0).ino;
+  const c = fsx.mkdir(b, 'c', DIR, 0, 0).ino;
+  const file = fsx.create(c, 'f', FILE, 0, 0).ino;
+  fsx.write(file, 0, Buffer.from('below the cycle'));
+  // Behind the namespace's back: c names a (a cycle a -> b -> c -> a), and the root's name for a goes.
+  fsx.fs.run(() => { new Directory(fsx.inodes.get(c), fsx.fs.alloc, fsx.fs.geo).add(Buffer.from('up'), a, 4); });
+  dropEntry(fsx, root, 'a');
+  t.ok(check(fsx).some((l) => l.includes(`4 inodes are in use but no directory entry names them: ${[a, b, c, file].sort((x, y) => x - y).join(', ')}`)),
+    'check sees the cycle and the file below it as unreached');
+  const results = await repairLinkCounts(fsx);
+  const moved = results.filter((r) => r.changes.some((l) => l.startsWith('moved to')));
+  t.same(moved.map((r) => r.changes[0]), [`moved to /lost+found/${a} (no path from the root reached it: a cycle of directories, named 'up' in directory ${c})`],
+    'the cycle is entered at one directory, moved out of the cycle into /lost+found');
+  const lf = fsx.lookup(root, 'lost+found');
+  t.equal(fsx.lookup(lf, String(a)), a);
+  t.equal(fsx.lookup(a, '..'), lf, "its '..' is /lost+found");
+  t.equal(fsx.read(fsx.lookup(fsx.lookup(fsx.lookup(a, 'b'), 'c'), 'f'), 0, 100).toString(), 'below the cycle', 'what hung below it is reached, content and all');
+  t.same(check(fsx), [], 'clean after the repair');
+  t.same(await repairLinkCounts(fsx), [], 'a second repair finds nothing to change');
   closeAndCheck(t, fsx, image);
 });
 

@@ -9,7 +9,8 @@ import { RmapCollector } from '../../src/repair/rmap-collect';
 import { decodeRmap } from '../../src/rmap/rmap-btree';
 import type { Btree } from '../../src/btree/btree';
 import { OWN_AG } from '../../src/format/owners';
-import { S_IFREG } from '../../src/inode/inode-format';
+import { EXTENT_SIZE, S_IFREG, decodeExtent, encodeExtent } from '../../src/inode/inode-format';
+import { BlockMap } from '../../src/file/bmap';
 import { Rng, testSeed } from '../lib/rng';
 import { scratchImage } from '../lib/fs';
 
@@ -213,5 +214,49 @@ t.test('a directory of many blocks is added in pieces (a snapshot), live updates
   t.ok(result.hookUpdatesQueued > 0, `${result.hookUpdatesQueued} live updates waited behind the directory's snapshot`);
   for (const agno of [0, 1]) t.same(records(c.memOf(agno).tree), records(fsx.fs.alloc.ag(agno).rmap), `AG ${agno}: exact`);
   c.close();
+  t.end();
+});
+
+t.test('a forward-map extent that cannot be right is left out, its fork named sick, and the scan goes on', async (t) => {
+  const image = scratchImage(t, { size: 64 << 20, agCount: 2 });
+  const fsx = Rmapfs.open(image);
+  t.teardown(() => fsx.close());
+  const geo = fsx.fs.geo;
+  const victim = fsx.create(fsx.rootIno, 'victim', S_IFREG | 0o644, 0, 0).ino;
+  const thief = fsx.create(fsx.rootIno, 'thief', S_IFREG | 0o644, 0, 0).ino;
+  const overSb = fsx.create(fsx.rootIno, 'over-sb', S_IFREG | 0o644, 0, 0).ino;
+  const big = fsx.create(fsx.rootIno, 'big', S_IFREG | 0o644, 0, 0).ino;
+  for (const ino of [victim, thief, overSb]) for (let i = 0; i < 3; i++) fsx.write(ino, i * 2 * 4096, Buffer.alloc(4096, ino & 0xff));
+  // Every other block: 300 extents, a block-map btree (its data is read in pieces behind the data cursor).
+  for (let i = 0; i < 300; i++) fsx.write(big, i * 2 * 4096, Buffer.alloc(4096, i & 0xff));
+  const victimBlock = new BlockMap(fsx.inodes.get(victim), fsx.fs.alloc, geo).extents()[1]!.fsbno;
+  fsx.fs.run(() => {
+    // Inline extents: the thief's second one onto the victim's block (a second owner), over-sb's onto block 0.
+    for (const [ino, fsbno] of [[thief, victimBlock], [overSb, 0]] as const) {
+      const { buf, offset } = fsx.inodes.get(ino).dataFork();
+      encodeExtent({ ...decodeExtent(buf.data, offset + EXTENT_SIZE), fsbno }, buf.data, offset + EXTENT_SIZE);
+      fsx.fs.cache.markDirty(buf);
+    }
+    // A btree leaf's record onto AG 1's superblock.
+    const tree = new BlockMap(fsx.inodes.get(big), fsx.fs.alloc, geo).btree!;
+    let leaf = -1;
+    tree.visitBlocks((ptr, level) => { if (level === 0 && leaf < 0) leaf = ptr; });
+    const buf = fsx.fs.cache.read(leaf, tree.bufOps);
+    const off = tree.geo.recOffset(5);
+    encodeExtent({ ...decodeExtent(buf.data, off), fsbno: geo.fsbno(1, 1) }, buf.data, off);
+    fsx.fs.cache.markDirty(buf);
+  });
+  const c = new RmapCollector(fsx, [0, 1]);
+  t.teardown(() => c.close());
+  const result = await c.collect({ sliceInodes: 1, sliceMs: 1e9 });
+  t.same(result.sickForks.map((f) => [f.ino, f.fork]), [[thief, 'data'], [overSb, 'data'], [big, 'data']].sort((a, b) => (a[0] as number) - (b[0] as number)),
+    'the three files\' data forks are named sick');
+  t.match(result.sickForks.find((f) => f.ino === thief)!.what, /another owner's too.*left out of the rebuilt rmap/);
+  t.match(result.sickForks.find((f) => f.ino === overSb)!.what, /at 0\+1 .* lies over AG 0's superblock and headers/);
+  t.match(result.sickForks.find((f) => f.ino === big)!.what, /lies over AG 1's superblock and headers/);
+  // The victim keeps its block; nothing of the left-out mappings is collected.
+  const held = (agno: number, ino: number): string[] => records(c.memOf(agno).tree).filter((r) => r.split(':')[1] === String(ino));
+  t.ok(held(geo.agnoOf(victimBlock), victim).some((r) => r.startsWith(`${geo.agbnoOf(victimBlock)}+`)), 'the first owner keeps the block');
+  t.same([...held(0, overSb), ...held(1, overSb)].filter((r) => r.startsWith('0+')), [], 'nothing over block 0');
   t.end();
 });
