@@ -17,7 +17,7 @@ import {
 import { attrForkOwned, dataForkOwned, PAUSE, rmapFlagsOf } from '../file/owned';
 import type { OwnedBlocks, OwnedKind } from '../file/owned';
 import type { Btree } from '../btree/btree';
-import { Directory, DOTDOT, DT_DIR, decodeDirent } from '../dir/dir';
+import { Directory, DOTDOT, DT_DIR, decodeDirent, direntIno } from '../dir/dir';
 import type { Dirent } from '../dir/dir';
 import { SYMLINK_MAX } from '../fs/rmapfs';
 import { verifyBtreeSteps } from '../btree/verify';
@@ -51,6 +51,37 @@ export interface InodeScrubOptions {
    * scrub ran): the rmap is blamed, as before the block map had a repairer.
    */
   rmapSound?: (agno: number) => boolean;
+}
+
+/**
+ * The inodes of every chunk the readable inode btrees name that cannot be
+ * read (their block fails its verifier): what the file pass would call the
+ * cores' damage, found without it -- the file pass waits for every AG's
+ * btrees to be walkable, and the rmap's rebuild reads every inode.
+ */
+export function unreadableInodes(fs: ScrubSource): number[] {
+  const store = new InodeStore(fs.cache, fs.geo, fs.alloc);
+  const out: number[] = [];
+  for (const ag of fs.alloc.ags) {
+    try {
+      runToEnd(eachRecord(ag.ino, (b, off) => {
+        const r = decodeInobt(b, off);
+        for (let i = 0; i < INODES_PER_CHUNK; i++) {
+          const ino = fs.geo.ino(ag.agno, r.startino + i);
+          try {
+            void store.handle(ino).mode; // a handle reads its block on first use
+          } catch (e) {
+            if (!(e instanceof RmapfsError)) throw e;
+            out.push(ino);
+          }
+        }
+      }));
+    } catch (e) {
+      if (!(e instanceof RmapfsError)) throw e;
+      // An unreadable inode btree is the AG scrub's finding; its chunks are found again once it is rebuilt.
+    }
+  }
+  return out;
 }
 
 export function scrubInodes(fs: ScrubSource, problems: ProblemList, options: InodeScrubOptions = {}): InodeScrubResult {
@@ -138,7 +169,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     }
     const entry = (d: Dirent): void => {
       if (!used.has(d.ino)) {
-        bad(dirIno, `entry '${d.name.toString()}' points to inode ${d.ino}, which is not in use`, 'directory');
+        bad(dirIno, `entry '${d.name.toString()}' points to inode ${direntIno(d)}, which is not in use`, 'directory');
         return;
       }
       links.set(d.ino, (links.get(d.ino) ?? 0) + 1);
@@ -162,6 +193,23 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
       const d = decodeDirent(b, off);
       if (!d.name.equals(DOTDOT)) entry(d);
     });
+  }
+
+  // 2b. The directories the walk could not reach (their name lost with their parent's damage) verified
+  // too, before step 3's nameless inodes (a lost big directory names thousands) fill the problem list:
+  // a damaged one is the directory repair's, which the link counts' scan needs first.
+  for (const ino of used) {
+    if (seenDirs.has(ino)) continue;
+    let dir: Directory;
+    try {
+      const inode = store.get(ino);
+      if (!inode.isDir || inode.format !== FORK_BTREE) continue;
+      dir = new Directory(inode, fs.alloc, geo);
+    } catch {
+      continue; // step 3 reports it
+    }
+    const v = yield* verifyBtreeSteps(dir.tree);
+    for (const p of v.problems) bad(ino, p.message, 'directory');
   }
 
   // 3. Each inode in use: reachable, link count, fork, and its space against the rmap.
@@ -203,7 +251,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
       if (kind === 'attr-btree' && v.ok && v.records !== inode.attrCount) bad(ino, `counts ${inode.attrCount} attributes, its attr btree holds ${v.records}`, 'attr');
       return true; // its blocks are walked even so: each one that is readable is checked against the rmap
     };
-    // Directories were verified by the namespace walk (step 2).
+    // Directories were verified by the namespace walk (step 2) and step 2b.
     const walk = { readBlocks: true, beforeTree: (tree: Btree, kind: 'bmbt' | 'dir' | 'attr-btree') => kind === 'dir' ? noVerify() : verifyTree(tree, kind) };
     try {
       if (inode.isDir && inode.format !== FORK_BTREE) bad(ino, 'directory without a btree');
