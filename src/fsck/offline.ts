@@ -385,7 +385,7 @@ async function tableRepair(device: string, options: OfflineRepairOptions, before
   try {
     return await onlineRepair(fsx, selectStructures(options.types ?? null, null), null,
       // What the check before found is the repair's list (not scrubbed again); the check after is its closing scrub.
-      { forceRebuild: options.forceRebuild === true, measureHeap: false, cancelled: () => false, offline: { found: before?.result.problems ?? null } },
+      { forceRebuild: options.forceRebuild === true, measureHeap: false, cancelled: () => false, offline: { found: before?.result.problems ?? null, inodesChecked: before?.result.inodesChecked } },
       hooksOf(options));
   } finally {
     fsx.close();
@@ -498,7 +498,10 @@ export async function repairDevice(device: string, options: OfflineRepairOptions
       report.error = last.error !== undefined ? String(last.error) : null;
       report.after = checkDevice(device);
     }
-    const changed = report.wholeDevice.length > 0 || report.headersAfterScan.length > 0 || rebuiltAnything(report.repair);
+    // fsck(8): damage the check before found and the check after no longer finds was corrected, whether or not
+    // the rebuild that fixed it had a change to name (a directory rebuilt around a node read as a leaf loses nothing).
+    const changed = report.wholeDevice.length > 0 || report.headersAfterScan.length > 0
+      || report.before?.status === FSCK_UNCORRECTED || rebuiltAnything(report.repair);
     report.status = report.after.status === FSCK_CLEAN ? (changed ? FSCK_CORRECTED : FSCK_CLEAN) : report.after.status;
     if (report.after.error !== null) report.error = report.after.error;
   } catch (e) {
