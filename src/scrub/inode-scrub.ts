@@ -80,7 +80,15 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
           const free = isInodeFree(r, i);
           let mode = 0;
           try {
-            mode = store.handle(ino).mode;
+            const inode = store.handle(ino);
+            const damage = store.damage(inode);
+            if (damage !== null) {
+              // An inode in use is reported where it is loaded (step 3); a free one only here.
+              if (free) bad(ino, `(block ${inode.fsbno}): ${damage.what}`);
+              else used.add(ino);
+              continue;
+            }
+            mode = inode.mode;
           } catch (e) {
             bad(ino, e instanceof RmapfsError ? e.message : String(e));
             continue;
