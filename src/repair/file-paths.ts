@@ -24,6 +24,8 @@ export const PATH_WALK_MAX_ENTRIES = 1_000_000;
 
 export interface PathWalkOptions extends PacerOptions {
   maxEntries?: number;
+  /** Filled with the file types (DT_*) of the entries naming each wanted inode that the walk read. */
+  entryTypes?: Map<number, Set<number>>;
 }
 
 /**
@@ -56,6 +58,10 @@ export async function findPaths(fsx: Rmapfs, wanted: ReadonlySet<number>, option
         entries++;
         const path = `${dir.path}/${d.name}`;
         if (wanted.has(d.ino) && !found.has(d.ino)) found.set(d.ino, path);
+        if (wanted.has(d.ino) && options.entryTypes !== undefined) {
+          const types = options.entryTypes.get(d.ino) ?? new Set<number>();
+          options.entryTypes.set(d.ino, types.add(d.ftype));
+        }
         if (d.ftype === DT_DIR && !seen.has(d.ino)) {
           seen.add(d.ino);
           queue.push({ ino: d.ino, path });

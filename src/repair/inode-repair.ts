@@ -13,8 +13,9 @@
  *   fork fields of an absent fork cleared;
  * - what can be recomputed, recomputed: the block count and the attribute
  *   count from forks that verify (a fork that does not is its own
- *   structure's repair, which sets the count too), a file's size raised to
- *   cover the blocks it maps (never cut: no data is lost), a directory's
+ *   structure's repair, which sets the count too), a file's size set to
+ *   the end of its last mapped block when blocks lie past it or it is past
+ *   the largest file (the exact end within that block is lost: said so), a directory's
  *   size 0;
  * - an inode that cannot be made safe -- nothing in it says what it was and
  *   it holds nothing -- is cleared and freed (its inode btree bit); a
@@ -45,6 +46,9 @@ import type { StructureName } from '../format/structures';
 import type { Rmapfs } from '../fs/rmapfs';
 import type { Filesystem } from '../fs/filesystem';
 import { bmapBtreeOps } from '../file/bmap';
+import { MAX_FILE_SIZE } from '../file/file';
+import { forksFitType, typeName } from '../scrub/inode-scrub';
+import { findPaths } from './file-paths';
 import { rmapFind } from '../rmap/rmap';
 import { OWN_INODES } from '../format/owners';
 import type { FileRepairOptions, FileRepairResult } from './file-repair';
@@ -284,8 +288,31 @@ function inChunk(fsx: Rmapfs, ino: number): boolean {
   return r !== null && r.owner === OWN_INODES && freeInInodeBtree(fsx, ino) !== null;
 }
 
-/** The one transaction: every fix of one inode core. */
-function repairCore(fsx: Rmapfs, ino: number): { changes: string[]; leftFor: Set<StructureName> } {
+/**
+ * The file type the directory entries naming ino give it, when the inode's
+ * own type does not fit its forks and the entries' does (a second source:
+ * XFS's dirent file type): null otherwise. Costs a walk of the namespace
+ * (findPaths, paced), done only when the forks contradict the type.
+ */
+async function typeFromEntries(fsx: Rmapfs, ino: number, options: FileRepairOptions): Promise<number | null> {
+  let inode: Inode;
+  try {
+    inode = fsx.inodes.get(ino);
+  } catch {
+    return null; // its identity first (this repair's transaction); the next scrub looks again
+  }
+  const type = inode.mode & S_IFMT;
+  if (!FILE_TYPES.has(type) || forksFitType(fsx.fs, inode, type)) return null;
+  const entryTypes = new Map<number, Set<number>>();
+  await findPaths(fsx, new Set([ino]), { foregroundWaiting: options.foregroundWaiting, entryTypes });
+  const said = [...(entryTypes.get(ino) ?? [])];
+  if (said.length !== 1) return null; // no entry, or entries that disagree: nothing to go by
+  const want = said[0]! << 12;
+  return want !== type && forksFitType(fsx.fs, inode, want) ? want : null;
+}
+
+/** The one transaction: every fix of one inode core (`typeFromEntries`: the type its entries give it, or null). */
+function repairCore(fsx: Rmapfs, ino: number, typeFromEntries: number | null): { changes: string[]; leftFor: Set<StructureName> } {
   const fs = fsx.fs;
   const leftFor = new Set<StructureName>();
   if (!inChunk(fsx, ino)) {
@@ -307,6 +334,11 @@ function repairCore(fsx: Rmapfs, ino: number): { changes: string[]; leftFor: Set
     }
     // In use though the inode btree calls it free: the inode btree's repair decides (from the inode cores).
     return { changes, leftFor };
+  }
+  // Before any per-type rule (and any per-type repairer: they follow in dependency order).
+  if (typeFromEntries !== null && inode.mode !== 0 && (inode.mode & S_IFMT) !== typeFromEntries) {
+    changes.push(`type ${typeName(inode.mode & S_IFMT)} -> ${typeName(typeFromEntries)} (from its directory entries)`);
+    inode.mode = typeFromEntries | (inode.mode & 0o7777);
   }
   const type = inode.mode & S_IFMT;
   if (inode.mode === 0 || !FILE_TYPES.has(type)) {
@@ -346,11 +378,16 @@ function repairCore(fsx: Rmapfs, ino: number): { changes: string[]; leftFor: Set
       changes.push(`attribute count ${inode.attrCount} -> ${counts.attrRecords}`);
       inode.attrCount = counts.attrRecords;
     }
-    // Blocks mapped past the end of a file: the size covers them (raised, never cut: no data is lost).
+    // Blocks mapped past the end of a file, or a size past the largest file: the size is set to the
+    // end of the last mapped block -- where in that block the file ended is not known (said so).
     const mappedEnd = counts.dataEnd * BLOCK_SIZE;
-    if ((inode.mode & S_IFMT) === S_IFREG && mappedEnd > Math.ceil(inode.size / BLOCK_SIZE) * BLOCK_SIZE) {
-      changes.push(`size ${inode.size} -> ${mappedEnd} (blocks were mapped past it)`);
-      inode.size = mappedEnd;
+    if ((inode.mode & S_IFMT) === S_IFREG) {
+      const past = mappedEnd > Math.ceil(inode.size / BLOCK_SIZE) * BLOCK_SIZE;
+      if (past || inode.size > MAX_FILE_SIZE) {
+        const why = past ? 'blocks were mapped past it' : 'past the largest file';
+        changes.push(`size ${inode.size} -> ${mappedEnd} (${why}; set to the end of the last mapped block: the exact end within it is lost)`);
+        inode.size = mappedEnd;
+      }
     }
   }
   return { changes, leftFor };
@@ -361,10 +398,11 @@ function repairCore(fsx: Rmapfs, ino: number): { changes: string[]; leftFor: Set
  * the caller's to find (null here); `leftFor` names the structures of the
  * inode left for their own repairers.
  */
-export async function repairInodeCore(fsx: Rmapfs, ino: number, _options: FileRepairOptions = {}): Promise<FileRepairResult> {
+export async function repairInodeCore(fsx: Rmapfs, ino: number, options: FileRepairOptions = {}): Promise<FileRepairResult> {
   if (!fsx.fs.geo.isValidIno(ino)) throw new RmapfsError('EINVAL', `no inode ${ino}`);
+  const fromEntries = await typeFromEntries(fsx, ino, options);
   const t0 = process.hrtime.bigint();
-  const { changes, leftFor } = fsx.fs.run(() => repairCore(fsx, ino));
+  const { changes, leftFor } = fsx.fs.run(() => repairCore(fsx, ino, fromEntries));
   const commitPauseMs = Number(process.hrtime.bigint() - t0) / 1e6;
   if (changes.length > 0) log('inode %d: core repaired: %s; pause %s ms', ino, changes.join('; '), commitPauseMs.toFixed(2));
   const result: FileRepairResult = { type: 'inode', ino, path: null, changes, commitPauseMs };

@@ -13,7 +13,7 @@ import { onlineRepair } from '../../src/fsck/online';
 import { selectStructures } from '../../src/fsck/table';
 import { FSCK_CORRECTED, repairDevice } from '../../src/fsck/offline';
 import type { FileRepairResult } from '../../src/repair/file-repair';
-import { OFF_I_CRC, S_IFREG, inodeCrc } from '../../src/inode/inode-format';
+import { OFF_I_CRC, S_IFLNK, S_IFREG, inodeCrc } from '../../src/inode/inode-format';
 import { BLOCK_SIZE } from '../../src/format/superblock';
 import { Rng, testSeed } from '../lib/rng';
 import { scratchImage } from '../lib/fs';
@@ -127,6 +127,51 @@ t.test('a damaged root inode: the mount refuses it in one line, the offline repa
   t.ok(report.wholeDevice.some((l) => l.startsWith(`root inode ${root} (`) && l.includes('magic restored (it read 0x58585858)')), report.wholeDevice.join('; '));
   const fsx = Rmapfs.open(image);
   t.teardown(() => fsx.close());
+  t.same(check(fsx), [], 'clean');
+  model.unchanged(t, fsx);
+});
+
+/** A file of whole blocks (so the end of its last mapped block is its true end), its size then set to `size`. */
+async function sizeDamaged(t: Test, size: number): Promise<{ fsx: Rmapfs; ino: number; model: Model; said: string[] }> {
+  const image = scratchImage(t, { size: 32 << 20 });
+  const fsx = Rmapfs.open(image);
+  t.teardown(() => fsx.close());
+  const model = new Model();
+  const ino = fsx.create(fsx.rootIno, 'blocks', S_IFREG | 0o644, 0, 0).ino;
+  for (let i = 0; i < 5; i++) model.write(fsx, ino, 2 * i * BLOCK_SIZE, Buffer.alloc(BLOCK_SIZE, i + 1));
+  fsx.fs.run(() => { fsx.inodes.get(ino).size = size; });
+  t.ok(check(fsx).some((p) => p.includes(`inode ${ino}`)), 'check finds the size');
+  return { fsx, ino, model, said: await repairAll(fsx) };
+}
+
+t.test('a size short of the mapped blocks is set to the end of the last one, and said so', async (t) => {
+  const { fsx, model, said } = await sizeDamaged(t, 0);
+  const end = 9 * BLOCK_SIZE;
+  t.ok(said.some((c) => c.startsWith(`size 0 -> ${end} (blocks were mapped past it;`) && c.includes('exact end within it is lost')), said.join('; '));
+  t.same(check(fsx), [], 'clean');
+  model.unchanged(t, fsx);
+});
+
+t.test('a size past the largest file is set to the end of the last mapped block', async (t) => {
+  const { fsx, model, said } = await sizeDamaged(t, 2 ** 60);
+  t.ok(said.some((c) => c.startsWith(`size ${2 ** 60} -> ${9 * BLOCK_SIZE} (past the largest file;`)), said.join('; '));
+  t.same(check(fsx), [], 'clean');
+  model.unchanged(t, fsx);
+});
+
+t.test("a regular file whose type became symlink gets its type back from its directory entry", async (t) => {
+  const image = scratchImage(t, { size: 32 << 20 });
+  const fsx = Rmapfs.open(image);
+  t.teardown(() => fsx.close());
+  const model = new Model();
+  const ino = fsx.create(fsx.rootIno, 'file', S_IFREG | 0o640, 0, 0).ino;
+  model.write(fsx, ino, 0, Buffer.alloc(2 * BLOCK_SIZE + 100, 7)); // too long for a symlink: the forks say file
+  fsx.fs.run(() => { fsx.inodes.get(ino).mode = S_IFLNK | 0o640; });
+  t.ok(check(fsx).some((p) => p.includes(`inode ${ino}: file type symlink, its directory entry 'file' says regular file`)), 'check blames the type');
+  const said = await repairAll(fsx);
+  t.ok(said.includes('type symlink -> regular file (from its directory entries)'), said.join('; '));
+  t.notOk(said.some((c) => c.includes('target')), 'no symlink repair ran');
+  t.equal(fsx.stat(ino).mode, S_IFREG | 0o640, 'a regular file again, its permissions kept');
   t.same(check(fsx), [], 'clean');
   model.unchanged(t, fsx);
 });
