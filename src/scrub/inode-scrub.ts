@@ -316,7 +316,7 @@ const TYPE_NAMES = new Map([[S_IFREG, 'regular file'], [S_IFDIR, 'directory'], [
 
 /** A file type (mode & S_IFMT) in words. */
 export function typeName(type: number): string {
-  return TYPE_NAMES.get(type) ?? `type ${type.toString(8)}`;
+  return TYPE_NAMES.get(type) ?? `unknown (${type.toString(8)})`;
 }
 
 /**
