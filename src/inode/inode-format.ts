@@ -163,6 +163,13 @@ export function inodeDamage(b: Buffer, off: number, ino: number, uuid: Buffer, b
   return null;
 }
 
+/** The inodes of block b whose crc does not match their bytes (bit i: inode i). */
+export function badCrcSlots(b: Buffer): number {
+  let bad = 0;
+  for (let i = 0; i < INODES_PER_BLOCK; i++) if (b.readUInt32BE(i * INODE_SIZE + OFF_I_CRC) !== inodeCrc(b, i * INODE_SIZE)) bad |= 1 << i;
+  return bad;
+}
+
 /** Whether the inode at b[off] carries the inode magic and its slot's number. */
 function atHome(b: Buffer, off: number, ino: number): boolean {
   return b.readUInt32BE(off) === INODE_MAGIC && readU64(b, off + OFF_I_INO) === ino;
@@ -184,13 +191,9 @@ export function inodeBlockBufOps(geo: Geometry): BufOps {
       const b = buf.data;
       const agno = geo.agnoOf(buf.bno);
       const firstAgino = geo.agbnoOf(buf.bno) * INODES_PER_BLOCK;
-      let damaged = 0;
+      const damaged = badCrcSlots(b);
       let home = 0;
-      for (let i = 0; i < INODES_PER_BLOCK; i++) {
-        const off = i * INODE_SIZE;
-        if (b.readUInt32BE(off + OFF_I_CRC) !== inodeCrc(b, off)) damaged |= 1 << i;
-        if (atHome(b, off, geo.ino(agno, firstAgino + i))) home++;
-      }
+      for (let i = 0; i < INODES_PER_BLOCK; i++) if (atHome(b, i * INODE_SIZE, geo.ino(agno, firstAgino + i))) home++;
       if (home === 0) {
         throw new RmapfsError(damaged !== 0 ? 'EFSBADCRC' : 'EFSCORRUPTED', `block ${buf.bno}: no inode in it carries the magic and its own number`);
       }

@@ -36,8 +36,8 @@ import { readU64, writeU64 } from '../io/meta-header';
 import {
   ATTR_BTREE, ATTR_FORK_SIZE, ATTR_LOCAL, ATTR_NONE, DATA_FORK_OFFSET, DATA_FORK_SIZE, FORK_BTREE,
   FORK_EXTENTS, FORK_LOCAL, INODE_MAGIC, INODE_VERSION, MAX_INLINE_EXTENTS, OFF_I_DHEIGHT, OFF_I_DROOT, OFF_I_FORMAT, OFF_I_GEN,
-  OFF_I_INO, OFF_I_NEXTENTS, OFF_I_UUID, OFF_I_VERSION, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, formatFreeInode, inodeCrc, OFF_I_CRC,
-  isCleanFreeInode, OFF_I_MODE, decodeExtent, EXTENT_SIZE,
+  OFF_I_INO, OFF_I_NEXTENTS, OFF_I_UUID, OFF_I_VERSION, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, formatFreeInode,
+  isCleanFreeInode, OFF_I_MODE, decodeExtent, EXTENT_SIZE, badCrcSlots,
 } from '../inode/inode-format';
 import type { Inode, InodeStore } from '../inode/inode';
 import { BLOCK_SIZE } from '../format/superblock';
@@ -126,9 +126,13 @@ export function restoreInodeIdentity(fs: Filesystem, inodes: InodeStore, ino: nu
   const slotBit = 1 << (offset / INODE_SIZE);
   const fixed: string[] = [];
   // The crc's verdict as read (a dirty block's crcs are stale until it goes out): unknown when the
-  // block never verified as an inode block -- then it is checked here, against the bytes as they are.
-  const badCrc = buf.ops === inodes.blockOps ? (buf.damagedParts & slotBit) !== 0
-    : !buf.dirty && b.readUInt32BE(offset + OFF_I_CRC) !== inodeCrc(b, offset);
+  // block never verified as an inode block (any store's ops) -- then checked here, on the bytes as they are.
+  const verified = buf.ops !== null && buf.ops.name === inodes.blockOps.name;
+  if (!verified && !buf.dirty) {
+    // Its neighbours' bad crcs are noted before the block is made an inode block, or its write would bless them.
+    buf.damagedParts = badCrcSlots(b);
+  }
+  const badCrc = (buf.damagedParts & slotBit) !== 0;
   if (b.readUInt32BE(offset) !== INODE_MAGIC) {
     fixed.push(`magic restored (it read 0x${b.readUInt32BE(offset).toString(16)})`);
     b.writeUInt32BE(INODE_MAGIC, offset);
@@ -147,7 +151,7 @@ export function restoreInodeIdentity(fs: Filesystem, inodes: InodeStore, ino: nu
   }
   if (b.readUInt8(offset + OFF_I_FORMAT) > FORK_LOCAL) fixed.push(safeDataFormat(fs, b, offset, leftFor));
   if (badCrc) fixed.push('bad crc32c made anew (every field checked below)');
-  if (fixed.length > 0 || buf.ops !== inodes.blockOps) {
+  if (fixed.length > 0 || !verified) {
     buf.damagedParts &= ~slotBit;
     buf.ops = inodes.blockOps;
     fs.cache.markDirty(buf);

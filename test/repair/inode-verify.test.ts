@@ -13,6 +13,7 @@ import { onlineRepair } from '../../src/fsck/online';
 import { selectStructures } from '../../src/fsck/table';
 import { FSCK_CORRECTED, repairDevice } from '../../src/fsck/offline';
 import type { FileRepairResult } from '../../src/repair/file-repair';
+import { repairInodeCore } from '../../src/repair/inode-repair';
 import { OFF_I_CRC, S_IFLNK, S_IFREG, inodeCrc } from '../../src/inode/inode-format';
 import { BLOCK_SIZE } from '../../src/format/superblock';
 import { Rng, testSeed } from '../lib/rng';
@@ -63,6 +64,16 @@ function damage(image: string, ino: number, field: number, bytes: Buffer): void 
   fs.closeSync(fd);
 }
 
+/** Gives inode ino a crc that cannot match (the complement of the one it has). */
+function spoilCrc(image: string, ino: number): void {
+  const fsx = Rmapfs.open(image, { readOnly: true });
+  const { fsbno, offset } = fsx.fs.geo.inoLocation(ino);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE((~fsx.fs.cache.read(fsbno, null).data.readUInt32BE(offset + OFF_I_CRC)) >>> 0);
+  fsx.close();
+  damage(image, ino, OFF_I_CRC, crc);
+}
+
 async function repairAll(fsx: Rmapfs): Promise<string[]> {
   const reply = await onlineRepair(fsx, selectStructures(null, null), null, { forceRebuild: false, measureHeap: false, cancelled: () => false }, quietHooks);
   return (reply.files as FileRepairResult[]).flatMap((f) => f.changes);
@@ -86,14 +97,7 @@ t.test('a damaged inode answers EFSCORRUPTED; the other inodes of its block read
 
 t.test("a neighbour's write does not give a damaged inode a good crc", async (t) => {
   const { image, model, victim, neighbour } = setup(t, 32);
-  const crc = Buffer.alloc(4);
-  {
-    const fsx = Rmapfs.open(image, { readOnly: true });
-    const { fsbno, offset } = fsx.fs.geo.inoLocation(victim);
-    crc.writeUInt32BE((~fsx.fs.cache.read(fsbno, null).data.readUInt32BE(offset + OFF_I_CRC)) >>> 0);
-    fsx.close();
-  }
-  damage(image, victim, OFF_I_CRC, crc);
+  spoilCrc(image, victim);
   let fsx = Rmapfs.open(image);
   t.teardown(() => fsx.close());
   t.throws(() => fsx.stat(victim), { code: 'EFSBADCRC' }, 'the damaged inode');
@@ -172,6 +176,25 @@ t.test("a regular file whose type became symlink gets its type back from its dir
   t.ok(said.includes('type symlink -> regular file (from its directory entries)'), said.join('; '));
   t.notOk(said.some((c) => c.includes('target')), 'no symlink repair ran');
   t.equal(fsx.stat(ino).mode, S_IFREG | 0o640, 'a regular file again, its permissions kept');
+  t.same(check(fsx), [], 'clean');
+  model.unchanged(t, fsx);
+});
+
+t.test("the repair of one inode does not bless a neighbour's bad crc", async (t) => {
+  const { image, model, victim, neighbour } = setup(t, 34);
+  damage(image, victim, 0, Buffer.alloc(4)); // the magic
+  spoilCrc(image, neighbour);
+  let fsx = Rmapfs.open(image);
+  t.teardown(() => fsx.close());
+  // One inode's repair writes the block: the other's bad crc must go out bad.
+  const r = await repairInodeCore(fsx, victim);
+  t.ok(r.changes.includes('magic restored (it read 0x0)'), r.changes.join('; '));
+  fsx = remount(image, fsx);
+  t.equal(fsx.stat(victim).ino, victim, 'the repaired inode reads');
+  t.throws(() => fsx.stat(neighbour), { code: 'EFSBADCRC' }, 'its neighbour is still damaged on the device');
+  const said = await repairAll(fsx);
+  t.ok(said.some((c) => c.startsWith('bad crc32c made anew')), said.join('; '));
+  fsx = remount(image, fsx);
   t.same(check(fsx), [], 'clean');
   model.unchanged(t, fsx);
 });
