@@ -1,7 +1,8 @@
 /**
  * The on-disk inode: 512 bytes, eight to a block, each self-describing (its
  * own magic, inode number, UUID, LSN and crc32c over all 512 bytes), so a
- * flipped byte anywhere in an inode block is caught on read.
+ * flipped byte anywhere in an inode is caught when that inode is loaded
+ * (its neighbours read on).
  *
  *   0 u32 magic "RINO"       4 u16 mode          6 u8 version   7 u8 data fork format
  *   8 u32 nlink             12 u32 uid           16 u32 gid     20 u32 flags
@@ -146,10 +147,10 @@ export interface InodeDamage {
 
 /**
  * Checks the inode at b[off] (slot `ino`) as XFS's dinode verifier does at
- * iget: -- when `badCrc` says its crc failed as read -- the crc first,
- * then its identity (magic, version, number, UUID), a known data fork format. The
- * crc itself cannot be compared here: a dirty block's crcs are only made on
- * its way out (Buf.damagedParts keeps the verdict of the read). Null when sound.
+ * iget: its crc first (`badCrc`: the verdict of the read, kept in
+ * Buf.damagedParts -- the crc cannot be compared here, as a dirty block's
+ * crcs are only made on its way out), then its identity (magic, version,
+ * number, UUID) and a known data fork format. Null when sound.
  */
 export function inodeDamage(b: Buffer, off: number, ino: number, uuid: Buffer, badCrc: boolean): InodeDamage | null {
   if (badCrc) return { code: 'EFSBADCRC', what: 'bad crc32c' };
