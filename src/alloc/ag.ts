@@ -255,13 +255,53 @@ export class AllocGroup {
   /**
    * Fills the free list up to freelistNeed() (taking space, owned by "ag" in
    * the rmap) or trims it back; run at the start of every allocation or free.
+   * With `slack` (a batch of frees: Allocator.freeOwnedRuns) it fills that
+   * many blocks more and trims only above that much more, so a batch whose
+   * free-space btrees grow by many records refills it rarely. Whether it
+   * changed anything (the rmap among them: a cursor kept on the rmap across
+   * calls must look again).
    */
-  fixFreelist(): void {
+  fixFreelist(slack = 0): boolean {
     const need = this.freelistNeed();
+    const countBefore = this.agflCount;
+    this.fillFreelist(need, need + 4 + slack);
+    while (this.agflCount > need + 16 + slack) {
+      const agbno = this.agflPop();
+      rmapUnmap(this.rmap, { startblock: agbno, blockcount: 1, owner: OWN_AG, offset: 0, flags: 0 }, `AG ${this.agno} rmap`);
+      this.noteAgOwned('unmap', this.agno, agbno, 1);
+      this.giveFree(agbno, 1);
+      this.markBusy(agbno, 1, true); // it may have been a btree block with images in the log
+    }
+    return this.agflCount !== countBefore;
+  }
+
+  /**
+   * The slack for fixFreelist in a batch of frees: as much as leaves room
+   * for one operation's worth of freed btree blocks (freelistNeed) below
+   * the free list's capacity when it is full to its trim mark.
+   */
+  batchFreelistSlack(): number {
+    return Math.max(0, AGFL_SIZE - 16 - 2 * this.freelistNeed());
+  }
+
+  /**
+   * Before a batch of frees, while few extents are busy (each free space
+   * candidate is checked against every busy extent): fills the free list to
+   * fixFreelist(slack)'s mark. Whether it changed anything.
+   */
+  topUpFreelist(slack: number): boolean {
+    const countBefore = this.agflCount;
+    const target = this.freelistNeed() + 4 + slack;
+    this.fillFreelist(target, target);
+    return this.agflCount !== countBefore;
+  }
+
+  /** Takes free space into the free list while it holds fewer than `low` blocks, up to `target` at a time. */
+  private fillFreelist(low: number, target: number): void {
     let guard = 0;
-    while (this.agflCount < need) {
+    while (this.agflCount < low) {
       if (++guard > 64) throw this.damaged(['agfl'], `AG ${this.agno}: the free list will not fill`);
-      const want = Math.min(need - this.agflCount + 4, AGFL_SIZE - this.agflCount);
+      const want = Math.min(target - this.agflCount, AGFL_SIZE - this.agflCount);
       const found = this.findFree({ minLen: 1, maxLen: want, goal: 0 });
       if (found === null) {
         if (this.agflCount > 0) return; // low, but the operation may still fit: ENOSPC comes from where it must
@@ -273,13 +313,6 @@ export class AllocGroup {
       // The live rmap hooks hear of the free list's space too: a free-space repair counts it as used.
       this.noteAgOwned('map', this.agno, found.startblock, found.blockcount);
       for (let i = 0; i < found.blockcount && this.agflCount < AGFL_SIZE; i++) this.agflPush(found.startblock + i);
-    }
-    while (this.agflCount > need + 16) {
-      const agbno = this.agflPop();
-      rmapUnmap(this.rmap, { startblock: agbno, blockcount: 1, owner: OWN_AG, offset: 0, flags: 0 }, `AG ${this.agno} rmap`);
-      this.noteAgOwned('unmap', this.agno, agbno, 1);
-      this.giveFree(agbno, 1);
-      this.markBusy(agbno, 1, true); // it may have been a btree block with images in the log
     }
   }
 
