@@ -471,9 +471,17 @@ export class AllocGroup {
     let count = len;
     // The longest of the extents merged away: the header's longest counted them.
     let mergedLongest = 0;
-    const cur = this.bno.cursor();
+    // Both neighbours with one look-up: the right one is the record after the left one.
+    const cur = this.bno.opCursor();
+    let left: FreeExtent | null = null;
+    let right: FreeExtent | null = null;
     if (cur.lookup(bnoKey(agbno, this.key), 0, 'le')) {
-      const left = decodeFreeExtent(cur.record(), 0);
+      left = decodeFreeExtent(cur.record(), 0);
+      if (cur.increment()) right = decodeFreeExtent(cur.record(), 0);
+    } else if (cur.lookup(bnoKey(agbno, this.key), 0, 'ge')) {
+      right = decodeFreeExtent(cur.record(), 0);
+    }
+    if (left !== null) {
       if (left.startblock + left.blockcount > agbno) {
         throw this.damaged(['bnobt'], `AG ${this.agno}: freeing ${agbno}+${len}, which overlaps free extent ${left.startblock}+${left.blockcount}`);
       }
@@ -484,8 +492,7 @@ export class AllocGroup {
         count += left.blockcount;
       }
     }
-    if (cur.lookup(bnoKey(agbno, this.key), 0, 'ge')) {
-      const right = decodeFreeExtent(cur.record(), 0);
+    if (right !== null) {
       if (right.startblock < agbno + len) {
         throw this.damaged(['bnobt'], `AG ${this.agno}: freeing ${agbno}+${len}, which overlaps free extent ${right.startblock}+${right.blockcount}`);
       }
@@ -542,7 +549,7 @@ export class AllocGroup {
    * this very update silently overwrote the lie.
    */
   private updateLongest(removedLongest: number, added: readonly number[]): void {
-    const cur = this.cnt.cursor();
+    const cur = this.cnt.opCursor();
     let last = cur.last() ? decodeFreeExtent(cur.record(), 0) : null;
     const longest = last?.blockcount ?? 0;
     while (last !== null && added.includes(last.startblock)) last = cur.decrement() ? decodeFreeExtent(cur.record(), 0) : null;

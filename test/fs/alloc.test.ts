@@ -7,6 +7,7 @@
 import t from 'tap';
 import { Filesystem } from '../../src/fs/filesystem';
 import { RMAP_BMBT_BLOCK, decodeRmap } from '../../src/rmap/rmap-btree';
+import { decodeFreeExtent } from '../../src/alloc/alloc-btree';
 import { isInodeOwner } from '../../src/format/owners';
 import { Rng, testSeed } from '../lib/rng';
 import { scratchImage, scrubAll } from '../lib/fs';
@@ -136,6 +137,34 @@ t.test('freeOwnedRuns: 4,000 runs in one batch -- the free list is filled once, 
   t.ok(ag.freeBlocks >= freeBefore + RUNS - 64, `the blocks are free (${ag.freeBlocks - freeBefore} more)`);
   f.forceLog();
   t.same(scrubAll(f), [], 'scrub clean');
+  t.end();
+});
+
+t.test('a freed extent joins the free extents on both sides; one that overlaps either is corruption', (t) => {
+  const image = scratchImage(t);
+  const f = Filesystem.open(image);
+  t.teardown(() => f.close());
+  const agno = 2;
+  const ag = f.alloc.ag(agno);
+  // Five blocks in a row, one owner each (no record joins another).
+  const first = f.run(() => f.alloc.alloc({ owner: BASE + 9000, minLen: 1, maxLen: 1, goal: f.geo.fsbno(agno, 500), agno }));
+  const p: number[] = [f.geo.agbnoOf(first.fsbno)];
+  for (let i = 1; i < 5; i++) {
+    const got = f.run(() => f.alloc.alloc({ owner: BASE + 9000 + i, minLen: 1, maxLen: 1, goal: first.fsbno + i, agno, exact: true }));
+    p.push(f.geo.agbnoOf(got.fsbno));
+  }
+  const freeExtents = (): string[] => {
+    const out: string[] = [];
+    ag.bno.forEach((b, off) => { const e = decodeFreeExtent(b, off); if (e.startblock >= p[0]! && e.startblock <= p[4]!) out.push(`${e.startblock}+${e.blockcount}`); });
+    return out;
+  };
+  f.run(() => f.alloc.free(f.geo.fsbno(agno, p[1]!), 1, BASE + 9001));
+  f.run(() => f.alloc.free(f.geo.fsbno(agno, p[3]!), 1, BASE + 9003));
+  t.same(freeExtents(), [`${p[1]}+1`, `${p[3]}+1`], 'two free extents with a used block between');
+  f.run(() => f.alloc.free(f.geo.fsbno(agno, p[2]!), 1, BASE + 9002));
+  t.same(freeExtents(), [`${p[1]}+3`], 'the block between joins both into one');
+  t.throws(() => f.run(() => ag.giveFree(p[0]!, 2)), /overlaps free extent/, 'a free running into the free extent on its right');
+  t.throws(() => f.run(() => ag.giveFree(p[3]!, 1)), /overlaps free extent/, 'a free inside the free extent on its left');
   t.end();
 });
 
