@@ -9,6 +9,7 @@ import createDebug from 'debug';
 import { RmapfsError, corruption, isCorruption } from '../errors';
 import type { Buf, BufCache, BufOps } from '../io/buf-cache';
 import { Btree } from '../btree/btree';
+import type { BtreeCursor } from '../btree/btree';
 import type { BtreeOps, BtreeRootInfo, BtreeStorage } from '../btree/btree-ops';
 import {
   AGFL_SIZE, AGH_AGBNO, OFF_AGFL, OFF_AGFL_COUNT, OFF_FREE_BLOCKS, OFF_FREE_EXTENTS, OFF_FREE_INODES,
@@ -502,15 +503,19 @@ export class AllocGroup {
         count += right.blockcount;
       }
     }
-    this.insertFree(start, count);
+    // Joined with neither: the bnobt is unchanged since the look-up, whose cursor stands on the right
+    // neighbour, where the new record goes (one descent fewer).
+    this.insertFree(start, count, start === agbno && count === len && right !== null ? cur : null);
     this.addHeaderU32(OFF_FREE_BLOCKS, len);
     this.updateLongest(mergedLongest, [start]);
     log('AG %d: gave back %d+%d', this.agno, agbno, len);
   }
 
-  private insertFree(startblock: number, blockcount: number): void {
+  /** `bnoAt`: a bnobt cursor standing where the record goes (Btree.insertAtCursor), or null to look it up. */
+  private insertFree(startblock: number, blockcount: number, bnoAt: BtreeCursor | null = null): void {
     encodeFreeExtent(startblock, blockcount, this.rec);
-    this.bno.insert(this.rec);
+    if (bnoAt === null) this.bno.insert(this.rec);
+    else this.bno.insertAtCursor(bnoAt, this.rec);
     this.cnt.insert(this.rec);
     this.addHeaderU32(OFF_FREE_EXTENTS, 1);
   }
