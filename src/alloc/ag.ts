@@ -9,6 +9,7 @@ import createDebug from 'debug';
 import { RmapfsError, corruption, isCorruption } from '../errors';
 import type { Buf, BufCache, BufOps } from '../io/buf-cache';
 import { Btree } from '../btree/btree';
+import type { BtreeCursor } from '../btree/btree';
 import type { BtreeOps, BtreeRootInfo, BtreeStorage } from '../btree/btree-ops';
 import {
   AGFL_SIZE, AGH_AGBNO, OFF_AGFL, OFF_AGFL_COUNT, OFF_FREE_BLOCKS, OFF_FREE_EXTENTS, OFF_FREE_INODES,
@@ -255,13 +256,53 @@ export class AllocGroup {
   /**
    * Fills the free list up to freelistNeed() (taking space, owned by "ag" in
    * the rmap) or trims it back; run at the start of every allocation or free.
+   * With `slack` (a batch of frees: Allocator.freeOwnedRuns) it fills that
+   * many blocks more and trims only above that much more, so a batch whose
+   * free-space btrees grow by many records refills it rarely. Whether it
+   * changed anything (the rmap among them: a cursor kept on the rmap across
+   * calls must look again).
    */
-  fixFreelist(): void {
+  fixFreelist(slack = 0): boolean {
     const need = this.freelistNeed();
+    const countBefore = this.agflCount;
+    this.fillFreelist(need, need + 4 + slack);
+    while (this.agflCount > need + 16 + slack) {
+      const agbno = this.agflPop();
+      rmapUnmap(this.rmap, { startblock: agbno, blockcount: 1, owner: OWN_AG, offset: 0, flags: 0 }, `AG ${this.agno} rmap`);
+      this.noteAgOwned('unmap', this.agno, agbno, 1);
+      this.giveFree(agbno, 1);
+      this.markBusy(agbno, 1, true); // it may have been a btree block with images in the log
+    }
+    return this.agflCount !== countBefore;
+  }
+
+  /**
+   * The slack for fixFreelist in a batch of frees: as much as leaves room
+   * for one operation's worth of freed btree blocks (freelistNeed) below
+   * the free list's capacity when it is full to its trim mark.
+   */
+  batchFreelistSlack(): number {
+    return Math.max(0, AGFL_SIZE - 16 - 2 * this.freelistNeed());
+  }
+
+  /**
+   * Before a batch of frees, while few extents are busy (each free space
+   * candidate is checked against every busy extent): fills the free list to
+   * fixFreelist(slack)'s mark. Whether it changed anything.
+   */
+  topUpFreelist(slack: number): boolean {
+    const countBefore = this.agflCount;
+    const target = this.freelistNeed() + 4 + slack;
+    this.fillFreelist(target, target);
+    return this.agflCount !== countBefore;
+  }
+
+  /** Takes free space into the free list while it holds fewer than `low` blocks, up to `target` at a time. */
+  private fillFreelist(low: number, target: number): void {
     let guard = 0;
-    while (this.agflCount < need) {
+    while (this.agflCount < low) {
       if (++guard > 64) throw this.damaged(['agfl'], `AG ${this.agno}: the free list will not fill`);
-      const want = Math.min(need - this.agflCount + 4, AGFL_SIZE - this.agflCount);
+      const want = Math.min(target - this.agflCount, AGFL_SIZE - this.agflCount);
       const found = this.findFree({ minLen: 1, maxLen: want, goal: 0 });
       if (found === null) {
         if (this.agflCount > 0) return; // low, but the operation may still fit: ENOSPC comes from where it must
@@ -273,13 +314,6 @@ export class AllocGroup {
       // The live rmap hooks hear of the free list's space too: a free-space repair counts it as used.
       this.noteAgOwned('map', this.agno, found.startblock, found.blockcount);
       for (let i = 0; i < found.blockcount && this.agflCount < AGFL_SIZE; i++) this.agflPush(found.startblock + i);
-    }
-    while (this.agflCount > need + 16) {
-      const agbno = this.agflPop();
-      rmapUnmap(this.rmap, { startblock: agbno, blockcount: 1, owner: OWN_AG, offset: 0, flags: 0 }, `AG ${this.agno} rmap`);
-      this.noteAgOwned('unmap', this.agno, agbno, 1);
-      this.giveFree(agbno, 1);
-      this.markBusy(agbno, 1, true); // it may have been a btree block with images in the log
     }
   }
 
@@ -438,9 +472,17 @@ export class AllocGroup {
     let count = len;
     // The longest of the extents merged away: the header's longest counted them.
     let mergedLongest = 0;
-    const cur = this.bno.cursor();
+    // Both neighbours with one look-up: the right one is the record after the left one.
+    const cur = this.bno.opCursor();
+    let left: FreeExtent | null = null;
+    let right: FreeExtent | null = null;
     if (cur.lookup(bnoKey(agbno, this.key), 0, 'le')) {
-      const left = decodeFreeExtent(cur.record(), 0);
+      left = decodeFreeExtent(cur.record(), 0);
+      if (cur.increment()) right = decodeFreeExtent(cur.record(), 0);
+    } else if (cur.lookup(bnoKey(agbno, this.key), 0, 'ge')) {
+      right = decodeFreeExtent(cur.record(), 0);
+    }
+    if (left !== null) {
       if (left.startblock + left.blockcount > agbno) {
         throw this.damaged(['bnobt'], `AG ${this.agno}: freeing ${agbno}+${len}, which overlaps free extent ${left.startblock}+${left.blockcount}`);
       }
@@ -451,8 +493,7 @@ export class AllocGroup {
         count += left.blockcount;
       }
     }
-    if (cur.lookup(bnoKey(agbno, this.key), 0, 'ge')) {
-      const right = decodeFreeExtent(cur.record(), 0);
+    if (right !== null) {
       if (right.startblock < agbno + len) {
         throw this.damaged(['bnobt'], `AG ${this.agno}: freeing ${agbno}+${len}, which overlaps free extent ${right.startblock}+${right.blockcount}`);
       }
@@ -462,15 +503,19 @@ export class AllocGroup {
         count += right.blockcount;
       }
     }
-    this.insertFree(start, count);
+    // Joined with neither: the bnobt is unchanged since the look-up, whose cursor stands on the right
+    // neighbour, where the new record goes (one descent fewer).
+    this.insertFree(start, count, start === agbno && count === len && right !== null ? cur : null);
     this.addHeaderU32(OFF_FREE_BLOCKS, len);
     this.updateLongest(mergedLongest, [start]);
     log('AG %d: gave back %d+%d', this.agno, agbno, len);
   }
 
-  private insertFree(startblock: number, blockcount: number): void {
+  /** `bnoAt`: a bnobt cursor standing where the record goes (Btree.insertAtCursor), or null to look it up. */
+  private insertFree(startblock: number, blockcount: number, bnoAt: BtreeCursor | null = null): void {
     encodeFreeExtent(startblock, blockcount, this.rec);
-    this.bno.insert(this.rec);
+    if (bnoAt === null) this.bno.insert(this.rec);
+    else this.bno.insertAtCursor(bnoAt, this.rec);
     this.cnt.insert(this.rec);
     this.addHeaderU32(OFF_FREE_EXTENTS, 1);
   }
@@ -509,7 +554,7 @@ export class AllocGroup {
    * this very update silently overwrote the lie.
    */
   private updateLongest(removedLongest: number, added: readonly number[]): void {
-    const cur = this.cnt.cursor();
+    const cur = this.cnt.opCursor();
     let last = cur.last() ? decodeFreeExtent(cur.record(), 0) : null;
     const longest = last?.blockcount ?? 0;
     while (last !== null && added.includes(last.startblock)) last = cur.decrement() ? decodeFreeExtent(cur.record(), 0) : null;

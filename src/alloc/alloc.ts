@@ -20,9 +20,10 @@ import type { BufCache } from '../io/buf-cache';
 import type { Geometry } from '../format/geometry';
 import { OWN_AG, OWN_INOBT, isInodeOwner, ownerName } from '../format/owners';
 import { RMAP_BMBT_BLOCK } from '../rmap/rmap-btree';
-import { rmapFind, rmapMap, rmapRemoveWholeRun, rmapUnmap } from '../rmap/rmap';
+import { RmapRunRemover, rmapFind, rmapMap, rmapUnmap } from '../rmap/rmap';
 import { AllocGroup } from './ag';
 import type { InobtBlockSource } from './ag';
+import type { FreeExtent } from './alloc-btree';
 import { CommitHooks } from './commit-hooks';
 import type { HookFailure } from './commit-hooks';
 import { HealthRecord, SPACE_STRUCTURES, structureLabel } from './health';
@@ -388,30 +389,60 @@ export class Allocator implements InobtBlockSource {
    * blocks in its commit pays one free-space update per run, not per block.
    */
   freeOwnedRun(fsbno: number, len: number, owner: number, flags: number): void {
-    const { ag, agno, agbno } = this.agToFree(fsbno, len);
-    this.inAg(ag, 'freeing', () => {
-      ag.fixFreelist();
-      for (let at = agbno; at < agbno + len;) {
-        const reached = rmapRemoveWholeRun(ag.rmap, at, agbno + len, owner, (whole) => {
-          this.note({ op: 'unmap', agno, startblock: whole.startblock, blockcount: whole.blockcount, owner, offset: whole.offset, flags: whole.flags });
-        });
-        if (reached > at) {
-          at = reached;
-          continue;
-        }
-        const r = rmapFind(ag.rmap, at);
-        if (r === null || r.owner !== owner) {
-          const e = corruption(`AG ${agno} rmap: freeing block ${at} of owner ${owner}, but the rmap has ${r === null ? 'nothing there' : `owner ${r.owner}`}`);
-          ag.markSick('rmapbt', e.message);
-          throw e;
-        }
-        const n = Math.min(agbno + len, r.startblock + r.blockcount) - at;
-        const offset = (r.flags & RMAP_BMBT_BLOCK) !== 0 ? r.offset : r.offset + (at - r.startblock);
-        this.unmapOwned(ag, at, n, owner, offset, flags);
-        at += n;
+    const agno = this.geo.agnoOf(fsbno);
+    this.freeOwnedRuns(agno, [{ startblock: this.geo.agbnoOf(fsbno), blockcount: len }], owner, flags);
+  }
+
+  /**
+   * freeOwnedRun for many runs of one AG, in ascending block order (a
+   * repair's reap): the rmap records of a run are found by stepping on from
+   * the previous run's (RmapRunRemover), not by a look-up from the root each.
+   * Each run is still its own free-list fix, rmap delete and free-space
+   * update, in the same order, so the blocks written are the same.
+   */
+  freeOwnedRuns(agno: number, runs: readonly FreeExtent[], owner: number, flags: number): RmapRunRemover {
+    const ag = this.ag(agno);
+    const remover = new RmapRunRemover(ag.rmap);
+    // One run's free needs no more than the usual free list; many runs grow the free-space btrees by up to
+    // two records each, so the free list is filled deeper first, while few extents are busy.
+    const slack = runs.length > 1 ? ag.batchFreelistSlack() : 0;
+    for (const run of runs) {
+      const { agbno } = this.agToFree(this.geo.fsbno(agno, run.startblock), run.blockcount);
+      this.inAg(ag, 'freeing', () => {
+        if (run === runs[0] && slack > 0) ag.topUpFreelist(slack);
+        this.freeOwnedRunIn(ag, agbno, run.blockcount, owner, flags, slack, remover);
+      });
+    }
+    // Back to the usual depth: what the batch did not use goes back to free space.
+    if (slack > 0) this.inAg(ag, 'freeing', () => ag.fixFreelist());
+    return remover;
+  }
+
+  private freeOwnedRunIn(ag: AllocGroup, agbno: number, len: number, owner: number, flags: number, slack: number,
+    remover: RmapRunRemover): void {
+    const agno = ag.agno;
+    if (ag.fixFreelist(slack)) remover.forget();
+    for (let at = agbno; at < agbno + len;) {
+      const reached = remover.remove(at, agbno + len, owner, (whole) => {
+        this.note({ op: 'unmap', agno, startblock: whole.startblock, blockcount: whole.blockcount, owner, offset: whole.offset, flags: whole.flags });
+      });
+      if (reached > at) {
+        at = reached;
+        continue;
       }
-      this.giveBack(ag, agbno, len, owner, flags);
-    });
+      remover.forget();
+      const r = rmapFind(ag.rmap, at);
+      if (r === null || r.owner !== owner) {
+        const e = corruption(`AG ${agno} rmap: freeing block ${at} of owner ${owner}, but the rmap has ${r === null ? 'nothing there' : `owner ${r.owner}`}`);
+        ag.markSick('rmapbt', e.message);
+        throw e;
+      }
+      const n = Math.min(agbno + len, r.startblock + r.blockcount) - at;
+      const offset = (r.flags & RMAP_BMBT_BLOCK) !== 0 ? r.offset : r.offset + (at - r.startblock);
+      this.unmapOwned(ag, at, n, owner, offset, flags);
+      at += n;
+    }
+    this.giveBack(ag, agbno, len, owner, flags);
   }
 
   // ---- inode btree blocks (called from inside inobt splits and merges) ------

@@ -8,6 +8,7 @@
  */
 import type { AllocGroup } from '../alloc/ag';
 import type { Allocator } from '../alloc/alloc';
+import type { FreeExtent } from '../alloc/alloc-btree';
 import { rmapUnmap } from '../rmap/rmap';
 import type { ExtentBitmap } from './bitmap';
 
@@ -38,16 +39,18 @@ export function reapExtents(ag: AllocGroup, blocks: ExtentBitmap, options: ReapO
  * or attribute fork's btree, attribute values, a symlink's blocks) in AG
  * agno, through the allocator, so the rmap, free space, busy extents and the
  * live hooks all hear of it: one free-space update per run of blocks
- * (Allocator.freeOwnedRun: a run may be several rmap records -- btree blocks
+ * (Allocator.freeOwnedRuns, in block order: a run may be several rmap records -- btree blocks
  * grown apart, one record each -- or part of one). Cached copies are
  * forgotten (a dirty one must never be written over a reused block). Inside
  * the caller's transaction. The blocks freed.
  */
 export function reapInodeBlocks(alloc: Allocator, agno: number, blocks: ExtentBitmap, owner: number, flags: number): number {
   const geo = alloc.geo;
+  const runs: FreeExtent[] = [];
   blocks.walk((start, len) => {
     for (let i = 0; i < len; i++) alloc.cache.invalidate(geo.fsbno(agno, start + i));
-    alloc.freeOwnedRun(geo.fsbno(agno, start), len, owner, flags);
+    runs.push({ startblock: start, blockcount: len });
   });
+  alloc.freeOwnedRuns(agno, runs, owner, flags);
   return blocks.blocks;
 }

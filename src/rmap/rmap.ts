@@ -223,17 +223,87 @@ export function rmapUnmap(tree: Btree, rec: RmapRecord, where: string): void {
  */
 export function rmapRemoveWholeRun(tree: Btree, agbno: number, end: number, owner: number,
   removed: (r: RmapRecord) => void): number {
-  let at = agbno;
   const cur = lookupAtOrBefore(tree, agbno);
-  if (cur === null) return at;
-  for (let ok = true; ok && at < end;) {
+  if (cur === null) return agbno;
+  return removeFollowing(cur, agbno, end, owner, removed).reached;
+}
+
+/** rmapRemoveWholeRun's loop from a cursor on the record at or before agbno; whether the cursor is left on a record. */
+function removeFollowing(cur: BtreeCursor, agbno: number, end: number, owner: number,
+  removed: (r: RmapRecord) => void): { reached: number; onRecord: boolean } {
+  let at = agbno;
+  let ok = true;
+  while (ok && at < end) {
     const r = recordUnder(cur);
     if (r.startblock !== at || r.startblock + r.blockcount > end || r.owner !== owner) break;
     ok = cur.deleteAndNext();
     removed(r);
     at += r.blockcount;
   }
-  return at;
+  return { reached: at, onRecord: ok };
+}
+
+/** How far RmapRunRemover steps its cursor forward before it descends from the root instead. */
+const MAX_STEPS_TO_NEXT_RUN = 16;
+
+/**
+ * rmapRemoveWholeRun for many runs freed in ascending block order in one
+ * transaction (a repair's reap of an old directory: ~1,250 runs, with other
+ * owners' records -- inode chunks -- between them): the cursor left on the
+ * record after one run is stepped forward to the next run's first record,
+ * which is usually a few records on in the same leaf, instead of a lookup
+ * from the root for every run. The cursor is only valid while nothing else
+ * changes the tree: call `forget()` after anything that may (a free-list
+ * fix maps and unmaps the AG's blocks; rmapUnmap).
+ */
+export class RmapRunRemover {
+  private readonly cur: BtreeCursor;
+  /** The cursor stands on a record and the tree has not changed under it since. */
+  private onRecord = false;
+  /** Look-ups from the root, for the tests: the stepping must not make every run one. */
+  descents = 0;
+
+  constructor(private readonly tree: Btree) {
+    this.cur = tree.cursor();
+  }
+
+  forget(): void {
+    this.onRecord = false;
+  }
+
+  /** As rmapRemoveWholeRun. */
+  remove(agbno: number, end: number, owner: number, removed: (r: RmapRecord) => void): number {
+    if (!this.stepTo(agbno)) {
+      this.descents++;
+      if (lookupAtOrBefore(this.tree, agbno, this.cur) === null) {
+        this.onRecord = false;
+        return agbno;
+      }
+    }
+    const { reached, onRecord } = removeFollowing(this.cur, agbno, end, owner, removed);
+    this.onRecord = onRecord;
+    return reached;
+  }
+
+  /**
+   * Steps the cursor forward onto the record starting at agbno; false when it
+   * is not a few records ahead (the caller looks it up: the record before
+   * agbno may cover it). Records do not overlap, so the one starting at agbno
+   * is the one a look-up at or before agbno finds.
+   */
+  private stepTo(agbno: number): boolean {
+    if (!this.onRecord) return false;
+    for (let steps = 0; steps < MAX_STEPS_TO_NEXT_RUN; steps++) {
+      const start = recordUnder(this.cur).startblock;
+      if (start === agbno) return true;
+      if (start > agbno) return false;
+      if (!this.cur.increment()) {
+        this.onRecord = false;
+        return false;
+      }
+    }
+    return false;
+  }
 }
 
 /** Changes a record in place (its key may move between its neighbours). */

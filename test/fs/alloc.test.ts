@@ -6,7 +6,8 @@
  */
 import t from 'tap';
 import { Filesystem } from '../../src/fs/filesystem';
-import { decodeRmap } from '../../src/rmap/rmap-btree';
+import { RMAP_BMBT_BLOCK, decodeRmap } from '../../src/rmap/rmap-btree';
+import { decodeFreeExtent } from '../../src/alloc/alloc-btree';
 import { isInodeOwner } from '../../src/format/owners';
 import { Rng, testSeed } from '../lib/rng';
 import { scratchImage, scrubAll } from '../lib/fs';
@@ -94,6 +95,76 @@ t.test('random allocations and frees keep every AG consistent, across a reopen',
   t.equal(f.alloc.freeBlocks() + f.alloc.ags.reduce((s, ag) => s + ag.agflCount, 0),
     freeAtStart + 4 * 16, 'all space is back (free space plus the free lists)');
   f.close();
+  t.end();
+});
+
+t.test('freeOwnedRuns: 4,000 runs in one batch -- the free list is filled once, before the first run, and trimmed back after', (t) => {
+  const image = scratchImage(t, { size: 256 << 20, agCount: 2 });
+  const f = Filesystem.open(image);
+  t.teardown(() => f.close());
+  const agno = 1;
+  const ag = f.alloc.ag(agno);
+  // One-block btree records of one owner with another owner's block after each: every run freed is a new
+  // free extent, so both free-space btrees grow by 4,000 records and split, taking blocks from the free list.
+  const owner = BASE + 7000;
+  const RUNS = 4000;
+  const runs: { startblock: number; blockcount: number }[] = [];
+  let goal = f.geo.fsbno(agno, 100);
+  for (let i = 0; i < RUNS; i++) {
+    const mine = f.run(() => f.alloc.alloc({ owner, flags: RMAP_BMBT_BLOCK, minLen: 1, maxLen: 1, goal, agno }));
+    const other = f.run(() => f.alloc.alloc({ owner: BASE + 7001 + i, minLen: 1, maxLen: 1, goal: mine.fsbno + 1, agno }));
+    runs.push({ startblock: f.geo.agbnoOf(mine.fsbno), blockcount: 1 });
+    goal = other.fsbno + 1;
+  }
+  runs.sort((a, b) => a.startblock - b.startblock);
+  f.forceLog();
+  const freeBefore = ag.freeBlocks;
+  // Free-space searches (the free list's fills) and frees, in order: a search among the batch's frees
+  // walks every busy extent the batch made so far.
+  const events: string[] = [];
+  const { findFree, giveFree } = ag;
+  ag.findFree = (req) => { events.push('search'); return findFree.call(ag, req); };
+  ag.giveFree = (agbno, len) => { events.push('free'); giveFree.call(ag, agbno, len); };
+  t.teardown(() => { ag.findFree = findFree; ag.giveFree = giveFree; });
+  const remover = f.run(() => f.alloc.freeOwnedRuns(agno, runs, owner, RMAP_BMBT_BLOCK));
+  ag.findFree = findFree;
+  ag.giveFree = giveFree;
+  const firstFree = events.indexOf('free');
+  t.ok(firstFree >= 0 && !events.slice(firstFree).includes('search'), `no fill of the free list after the first free (${events.filter((e) => e === 'search').length} searches)`);
+  t.ok(ag.agflCount >= ag.freelistNeed() && ag.agflCount <= ag.freelistNeed() + 16, `the free list back to its usual depth (${ag.agflCount}, need ${ag.freelistNeed()})`);
+  t.ok(remover.descents < 20, `${remover.descents} rmap look-ups from the root for 4,000 runs`);
+  t.same(ownedExtents(f).filter((e) => e.endsWith(`:${owner}:0`)), [], 'the owner holds nothing');
+  t.ok(ag.freeBlocks >= freeBefore + RUNS - 64, `the blocks are free (${ag.freeBlocks - freeBefore} more)`);
+  f.forceLog();
+  t.same(scrubAll(f), [], 'scrub clean');
+  t.end();
+});
+
+t.test('a freed extent joins the free extents on both sides; one that overlaps either is corruption', (t) => {
+  const image = scratchImage(t);
+  const f = Filesystem.open(image);
+  t.teardown(() => f.close());
+  const agno = 2;
+  const ag = f.alloc.ag(agno);
+  // Five blocks in a row, one owner each (no record joins another).
+  const first = f.run(() => f.alloc.alloc({ owner: BASE + 9000, minLen: 1, maxLen: 1, goal: f.geo.fsbno(agno, 500), agno }));
+  const p: number[] = [f.geo.agbnoOf(first.fsbno)];
+  for (let i = 1; i < 5; i++) {
+    const got = f.run(() => f.alloc.alloc({ owner: BASE + 9000 + i, minLen: 1, maxLen: 1, goal: first.fsbno + i, agno, exact: true }));
+    p.push(f.geo.agbnoOf(got.fsbno));
+  }
+  const freeExtents = (): string[] => {
+    const out: string[] = [];
+    ag.bno.forEach((b, off) => { const e = decodeFreeExtent(b, off); if (e.startblock >= p[0]! && e.startblock <= p[4]!) out.push(`${e.startblock}+${e.blockcount}`); });
+    return out;
+  };
+  f.run(() => f.alloc.free(f.geo.fsbno(agno, p[1]!), 1, BASE + 9001));
+  f.run(() => f.alloc.free(f.geo.fsbno(agno, p[3]!), 1, BASE + 9003));
+  t.same(freeExtents(), [`${p[1]}+1`, `${p[3]}+1`], 'two free extents with a used block between');
+  f.run(() => f.alloc.free(f.geo.fsbno(agno, p[2]!), 1, BASE + 9002));
+  t.same(freeExtents(), [`${p[1]}+3`], 'the block between joins both into one');
+  t.throws(() => f.run(() => ag.giveFree(p[0]!, 2)), /overlaps free extent/, 'a free running into the free extent on its right');
+  t.throws(() => f.run(() => ag.giveFree(p[3]!, 1)), /overlaps free extent/, 'a free inside the free extent on its left');
   t.end();
 });
 

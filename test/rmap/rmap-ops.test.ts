@@ -9,7 +9,7 @@ import { verifyBtree } from '../../src/btree/verify';
 import { OWN_AG, OWN_INODES } from '../../src/format/owners';
 import { RMAP_BMBT_BLOCK, decodeRmap, encodeRmap, rmapBtreeOps } from '../../src/rmap/rmap-btree';
 import type { RmapRecord } from '../../src/rmap/rmap-btree';
-import { RmapFinder, rmapFind, rmapMap, rmapRemoveWholeRun, rmapUnmap } from '../../src/rmap/rmap';
+import { RmapFinder, RmapRunRemover, rmapFind, rmapMap, rmapRemoveWholeRun, rmapUnmap } from '../../src/rmap/rmap';
 import { Rng, testSeed } from '../lib/rng';
 
 const BLOCKS = 4000;
@@ -159,6 +159,79 @@ t.test('a run of one-block btree records removed with one lookup, through leaf m
   t.ok(verifyBtree(tree).ok, 'the tree verifies');
   t.equal(rmapRemoveWholeRun(tree, 2001, 3000, ino, () => { told++; }), 3000, 'the rest, to the end of the tree');
   t.equal(tree.count(), 11, 'eleven records left');
+  t.end();
+});
+
+t.test('RmapRunRemover: runs in block order between other owners\' records, stepping on from the last run, as rmapRemoveWholeRun does', (t) => {
+  const rng = new Rng(testSeed(79));
+  const ino = 6000;
+  // A reaped directory's layout: runs of its btree blocks (one record each, as before they joined) with
+  // inode chunks between them; some runs end inside another owner's record or start at a block the
+  // rmap does not give the inode (the remover must then answer as a look-up from the root would).
+  const both = [new MemBtree(rmapBtreeOps), new MemBtree(rmapBtreeOps)];
+  t.teardown(() => { for (const m of both) m.close(); });
+  const rec = Buffer.alloc(rmapBtreeOps.recSize);
+  const runs: [number, number][] = [];
+  let b = 0;
+  while (b < 30_000) {
+    const len = 1 + rng.int(12);
+    for (let i = 0; i < len; i++) {
+      encodeRmap({ startblock: b + i, blockcount: 1, owner: ino, offset: 0, flags: RMAP_BMBT_BLOCK }, rec, 0);
+      for (const m of both) m.tree.insert(rec);
+    }
+    const kind = rng.int(10);
+    // Mostly the whole run; sometimes one block more (into the chunk after it), or from a block before it.
+    runs.push(kind === 0 ? [b, len + 1] : kind === 1 ? [b - 1, len] : [b, len]);
+    b += len;
+    const gap = 1 + rng.int(kind === 2 ? 40 : 3);
+    encodeRmap({ startblock: b, blockcount: gap, owner: OWN_INODES, offset: 0, flags: 0 }, rec, 0);
+    for (const m of both) m.tree.insert(rec);
+    b += gap;
+  }
+  const [stepped, looked] = [both[0]!.tree, both[1]!.tree];
+  t.ok(stepped.height >= 3, `height ${stepped.height}: deletes merge leaves under the cursor`);
+  const remover = new RmapRunRemover(stepped);
+  let removedStepping = 0;
+  let removedLooking = 0;
+  for (const [start, len] of runs) {
+    const a = remover.remove(start, start + len, ino, () => { removedStepping++; });
+    const w = rmapRemoveWholeRun(looked, start, start + len, ino, () => { removedLooking++; });
+    if (a !== w) {
+      t.fail(`run ${start}+${len}: reached ${a}, a look-up reaches ${w}`);
+      break;
+    }
+  }
+  t.equal(removedStepping, removedLooking, `the same records removed (${removedLooking})`);
+  const recsOf = (tree: typeof stepped): string[] => {
+    const out: string[] = [];
+    tree.forEach((blk, off) => { const r = decodeRmap(blk, off); out.push(`${r.startblock}+${r.blockcount}/${r.owner}`); });
+    return out;
+  };
+  t.same(recsOf(stepped), recsOf(looked), 'the same records left');
+  t.ok(verifyBtree(stepped).ok, 'the tree verifies');
+  t.ok(remover.descents < runs.length / 4, `${remover.descents} look-ups from the root for ${runs.length} runs`);
+  t.end();
+});
+
+t.test('RmapRunRemover after forget() looks up again: a tree changed behind it is not stepped through', (t) => {
+  const mem = new MemBtree(rmapBtreeOps);
+  t.teardown(() => mem.close());
+  const tree = mem.tree;
+  const ino = 6100;
+  for (let b = 0; b < 2000; b += 4) {
+    rmapMap(tree, { startblock: b, blockcount: 2, owner: ino, offset: 0, flags: RMAP_BMBT_BLOCK }, 'test');
+    rmapMap(tree, { startblock: b + 2, blockcount: 1, owner: OWN_AG, offset: 0, flags: 0 }, 'test');
+  }
+  const remover = new RmapRunRemover(tree);
+  t.equal(remover.remove(0, 2, ino, () => undefined), 2, 'first run');
+  // Something else changes the tree (a free-list fix) where the cursor stands.
+  rmapUnmap(tree, { startblock: 2, blockcount: 1, owner: OWN_AG, offset: 0, flags: 0 }, 'test');
+  remover.forget();
+  const before = remover.descents;
+  t.equal(remover.remove(4, 6, ino, () => undefined), 6, 'second run');
+  t.equal(remover.descents, before + 1, 'looked up from the root');
+  t.equal(rmapFind(tree, 4), null, 'gone');
+  t.ok(verifyBtree(tree).ok, 'the tree verifies');
   t.end();
 });
 
