@@ -73,10 +73,11 @@ export function agOwnedBlocks(ag: AllocGroup, trees: readonly AgOwnedTree[]): Ow
  * Why a file's extent (or fork block) cannot be right by itself, or null: it
  * lies outside the filesystem, runs across the end of its AG, or over the
  * AG's fixed metadata (superblock, AG headers, the log) -- space no file can
- * ever be given, whatever the rmap says.
+ * ever be given, whatever the rmap says. (A zero-length extent is the
+ * btree verifier's to report.)
  */
 export function impossibleFileExtent(geo: Geometry, fsbno: number, blockcount: number): string | null {
-  if (blockcount <= 0 || fsbno < 0 || fsbno + blockcount > geo.totalBlocks) return 'is outside the filesystem';
+  if (fsbno < 0 || fsbno + blockcount > geo.totalBlocks) return 'is outside the filesystem';
   const agno = geo.agnoOf(fsbno);
   const agbno = geo.agbnoOf(fsbno);
   if (agbno + blockcount > geo.agLength(agno)) return `runs past the end of AG ${agno}`;

@@ -58,7 +58,8 @@ export const attrBtreeOps: BtreeOps = {
     const valueLen = rec.readUInt32BE(r + OFF_VALUELEN);
     if (valueLen > ATTR_VALUE_MAX) return `value of ${valueLen} bytes`;
     if ((valueLen > ATTR_INLINE_MAX) !== (rec.readUInt32BE(r + OFF_VALUEBLOCK) !== 0)) return 'value stored in the wrong place';
-    if (nameHash(rec.subarray(r + OFF_NAME, r + OFF_NAME + len)) !== rec.readUInt32BE(r + OFF_HASH)) return 'name hash is wrong';
+    const nameWrong = checkAttrName(rec, r);
+    if (nameWrong !== null) return nameWrong;
     if (valueLen <= ATTR_INLINE_MAX && valueCrc(rec.subarray(r + OFF_INLINE, r + OFF_INLINE + valueLen)) !== rec.readUInt32BE(r + OFF_VALUECRC)) {
       return 'inline value does not match its crc';
     }
@@ -71,6 +72,19 @@ export const attrBtreeOps: BtreeOps = {
     return `${rec.subarray(r + OFF_NAME, r + OFF_NAME + len).toString()} = ${vlen} bytes${at !== 0 ? ` at block ${at}` : ''}`;
   },
 };
+
+/** What is wrong with the name of the record at rec[r] (empty, or not matching its hash), or null. */
+export function checkAttrName(rec: Buffer, r: number): string | null {
+  const len = rec.readUInt8(r + OFF_NAMELEN);
+  if (len === 0) return 'empty attribute name';
+  if (nameHash(rec.subarray(r + OFF_NAME, r + OFF_NAME + len)) !== rec.readUInt32BE(r + OFF_HASH)) return 'name hash is wrong';
+  return null;
+}
+
+/** The inline value area of the record at b[off] (its first valueLen bytes are the value when it is inline). */
+export function inlineValueArea(b: Buffer, off: number): Buffer {
+  return b.subarray(off + OFF_INLINE, off + OFF_INLINE + ATTR_INLINE_MAX);
+}
 
 function nameAt(block: Buffer, offset: number): Buffer {
   return block.subarray(offset + OFF_NAME, offset + OFF_NAME + block.readUInt8(offset + OFF_NAMELEN));
@@ -99,6 +113,17 @@ export function decodeAttrEntry(b: Buffer, off: number): AttrEntry {
     valueBlock: b.readUInt32BE(off + OFF_VALUEBLOCK),
     valueCrc: b.readUInt32BE(off + OFF_VALUECRC),
   };
+}
+
+/** Rewrites where the record at b[off] says its value is (a repair found it elsewhere by its crc). */
+export function setValuePlace(b: Buffer, off: number, valueLen: number, valueBlock: number): void {
+  b.writeUInt32BE(valueLen, off + OFF_VALUELEN);
+  b.writeUInt32BE(valueBlock, off + OFF_VALUEBLOCK);
+}
+
+/** Sets the collision index of the record at b[off] (a rebuilt tree counts them afresh). */
+export function setCollisionIndex(b: Buffer, off: number, cidx: number): void {
+  b.writeUInt16BE(cidx, off + OFF_CIDX);
 }
 
 /** An out-of-line value as its blocks hold it (not checked: compare valueCrc with the entry's). */

@@ -90,6 +90,7 @@ function printText(report: OfflineRepairReport, io: CommandIo): void {
   if (report.repair !== null && report.repair.ok) {
     // What it rebuilt; the verdict and the problems left are the closing check's.
     for (const l of repairObjectLines(report.repair)) io.out(l);
+    for (const again of report.laterPasses) for (const l of repairObjectLines(again)) io.out(l);
   }
   const after = report.after?.result;
   if (after !== undefined && report.status === FSCK_UNCORRECTED) {
@@ -104,7 +105,14 @@ function printText(report: OfflineRepairReport, io: CommandIo): void {
 function printJson(report: OfflineRepairReport, io: CommandIo): void {
   const after = report.after?.result;
   const left = after?.problemCount ?? 0;
-  const reply = report.repair?.ok === true ? report.repair : { ok: true };
+  const first = report.repair?.ok === true ? report.repair : { ok: true };
+  // Every pass's rebuilds, as one repair's.
+  const reply = { ...first };
+  for (const again of report.laterPasses) {
+    for (const k of ['ags', 'freeSpace', 'inodeBtree', 'headers', 'files']) {
+      reply[k] = [...((reply[k] ?? []) as unknown[]), ...((again[k] ?? []) as unknown[])];
+    }
+  }
   const base = repairReplyJson({ ...reply, headers: [...report.headersAfterScan, ...((reply.headers ?? []) as HeaderRepairResult[])] }, report.status, left);
   io.out(JSON.stringify({
     ...base, clean: report.status === FSCK_CLEAN || report.status === FSCK_CORRECTED, status: report.status,

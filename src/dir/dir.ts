@@ -12,7 +12,7 @@ import { Btree } from '../btree/btree';
 import type { BtreeOps } from '../btree/btree-ops';
 import { hashKeyOps } from '../btree/btree-ops';
 import { findHashedName, freeCollisionIndex, nameHash } from '../btree/hashed-names';
-import { magicOf, readU64, writeU64 } from '../io/meta-header';
+import { magicOf, readU64, u64Text, writeU64 } from '../io/meta-header';
 import type { Allocator } from '../alloc/alloc';
 import type { Geometry } from '../format/geometry';
 import type { Inode } from '../inode/inode';
@@ -57,13 +57,15 @@ export const dirBtreeOps: BtreeOps = {
   },
   formatRecord(rec, r) {
     const e = decodeDirent(rec, r);
-    return `${e.name.toString()} -> inode ${e.ino} (type ${e.ftype})`;
+    return `${e.name.toString()} -> inode ${direntIno(e)} (type ${e.ftype})`;
   },
 };
 
 export interface Dirent {
   name: Buffer;
   ino: number;
+  /** The inode number as exact text when it is above 2^53 (damage: `ino` is then rounded), else null. */
+  inoExact: string | null;
   ftype: number;
   hash: number;
   cidx: number;
@@ -74,11 +76,18 @@ export function direntCookie(d: Dirent): number {
   return d.hash * 0x10000 + d.cidx + 3;
 }
 
+/** An entry's inode number for a report: exact even when damage put it above 2^53. */
+export function direntIno(d: Dirent): string {
+  return d.inoExact ?? String(d.ino);
+}
+
 export function decodeDirent(b: Buffer, off: number): Dirent {
   const len = b.readUInt8(off + OFF_NAMELEN);
+  const ino = readU64(b, off + OFF_INO);
   return {
     name: Buffer.from(b.subarray(off + OFF_NAME, off + OFF_NAME + len)),
-    ino: readU64(b, off + OFF_INO),
+    ino,
+    inoExact: Number.isSafeInteger(ino) ? null : u64Text(b, off + OFF_INO),
     ftype: b.readUInt8(off + OFF_FTYPE),
     hash: b.readUInt32BE(off + OFF_HASH),
     cidx: b.readUInt16BE(off + OFF_CIDX),

@@ -4,7 +4,7 @@
  * and lets `rmapfs db` set or fuzz any field by name.
  */
 import { RmapfsError } from '../errors';
-import { readI64, readU64, writeI64, writeU64 } from '../io/meta-header';
+import { readI64, readU64, u64Text, writeI64, writeU64 } from '../io/meta-header';
 
 /** i64: signed (two's complement), as inode times are. */
 export type FieldType = 'u8' | 'u16' | 'u32' | 'u64' | 'i64' | 'uuid' | 'label';
@@ -25,7 +25,11 @@ export function readField(b: Buffer, base: number, f: Field): FieldValue {
     case 'u8': return b.readUInt8(at);
     case 'u16': return b.readUInt16BE(at);
     case 'u32': return b.readUInt32BE(at);
-    case 'u64': return readU64(b, at);
+    case 'u64': {
+      // Exact text above 2^53 (a damaged field), where a number would print rounded.
+      const v = readU64(b, at);
+      return Number.isSafeInteger(v) ? v : u64Text(b, at);
+    }
     case 'i64': return readI64(b, at);
     case 'uuid': return formatUuid(b.subarray(at, at + 16));
     case 'label': {

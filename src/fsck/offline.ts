@@ -48,7 +48,11 @@ import type { FileRepairResult } from '../repair/file-repair';
 import { CHECK_CLEAN, CHECK_CORRUPT, CHECK_OPERATIONAL, checkDevice } from './check';
 import type { DeviceCheckReport } from './check';
 import { onlineRepair } from './online';
-import { selectStructures } from './table';
+import type { OnlineFsckHooks } from './online';
+import { isRepairable, selectStructures } from './table';
+import { structureOfProblem } from '../scrub/health-marks';
+import { isInodeStructure } from '../format/structures';
+import type { StructureName } from '../format/structures';
 
 const log = createDebug('rmapfs:fsck');
 
@@ -91,6 +95,8 @@ export interface OfflineRepairReport {
   warnings: string[];
   /** The table repair's reply (the online repair's own shape), or null when it did not run. */
   repair: CtlReply | null;
+  /** The table repair run again, while each pass changed something and the check still found damage. */
+  laterPasses: CtlReply[];
   /** The check before (when one ran apart from the repair's own scrub) and after. */
   before: DeviceCheckReport | null;
   after: DeviceCheckReport | null;
@@ -360,24 +366,64 @@ function agHeaderLine(r: AgHeaderScanResult): string {
   return `AG ${r.agno}: header rebuilt from a scan of its ${r.blocksScanned} blocks (roots: ${roots.join(', ')}; counts and free list rebuilt next)`;
 }
 
-/** The online repair over a filesystem opened here: nothing waits on it, nothing stops it. */
-async function tableRepair(device: string, options: OfflineRepairOptions, before: DeviceCheckReport | null): Promise<CtlReply> {
-  let fsx: Rmapfs;
+function openForRepair(device: string): Rmapfs {
   try {
-    fsx = Rmapfs.open(device);
+    return Rmapfs.open(device);
   } catch (e) {
     throw stopFrom(e, e instanceof RmapfsError && (e.code === 'EFSCORRUPTED' || e.code === 'EFSBADCRC') ? FSCK_UNCORRECTED : FSCK_OPERATIONAL,
       'cannot open the filesystem: ');
   }
+}
+
+function hooksOf(options: OfflineRepairOptions): OnlineFsckHooks {
+  return { foregroundWaiting: () => false, abortReason: () => null, send: (e) => options.onEvent?.(e) };
+}
+
+/** The online repair over a filesystem opened here: nothing waits on it, nothing stops it. */
+async function tableRepair(device: string, options: OfflineRepairOptions, before: DeviceCheckReport | null): Promise<CtlReply> {
+  const fsx = openForRepair(device);
   try {
     return await onlineRepair(fsx, selectStructures(options.types ?? null, null), null,
       // What the check before found is the repair's list (not scrubbed again); the check after is its closing scrub.
       { forceRebuild: options.forceRebuild === true, measureHeap: false, cancelled: () => false, offline: { found: before?.result.problems ?? null } },
-      { foregroundWaiting: () => false, abortReason: () => null, send: (e) => options.onEvent?.(e) });
+      hooksOf(options));
   } finally {
     fsx.close();
   }
 }
+
+/** Per-inode forced rebuilds at most per pass (a check names at most a thousand problems anyway). */
+const FORCED_INODES = 200;
+
+/**
+ * The file structures the check still finds damaged, each rebuilt for its inode (--force-rebuild
+ * --inode): the check reads the device itself, the table repair's scrub a frozen view, which leaves
+ * out-of-line attribute values unchecked (a live filesystem may have rewritten them since). Null when
+ * the check names none.
+ */
+async function forcedFileRepairs(device: string, after: DeviceCheckReport, options: OfflineRepairOptions): Promise<CtlReply[] | null> {
+  const wanted = new Map<string, { structure: StructureName; ino: number }>();
+  for (const p of after.result.problems) {
+    const structure = structureOfProblem(p);
+    if (structure === null || !isInodeStructure(structure) || p.ino === undefined || !isRepairable(structure)) continue;
+    if (wanted.size < FORCED_INODES) wanted.set(`${structure} ${p.ino}`, { structure, ino: p.ino });
+  }
+  if (wanted.size === 0) return null;
+  const fsx = openForRepair(device);
+  const replies: CtlReply[] = [];
+  try {
+    for (const { structure, ino } of wanted.values()) {
+      log('inode %d: %s rebuilt as the check still finds it damaged', ino, structure);
+      replies.push(await onlineRepair(fsx, [structure], null, { forceRebuild: true, measureHeap: false, cancelled: () => false, ino }, hooksOf(options)));
+    }
+  } finally {
+    fsx.close();
+  }
+  return replies;
+}
+
+/** How many times at most the table repair runs (see repairDevice). */
+const TABLE_PASSES = 3;
 
 /** Whether the table repair rebuilt something: an AG structure, or a file's (an inode core, a block map, a directory ...). */
 function rebuiltAnything(reply: CtlReply): boolean {
@@ -391,7 +437,7 @@ function rebuiltAnything(reply: CtlReply): boolean {
 export async function repairDevice(device: string, options: OfflineRepairOptions = {}): Promise<OfflineRepairReport> {
   const started = process.hrtime.bigint();
   const report: OfflineRepairReport = {
-    path: device, status: FSCK_CLEAN, error: null, errorCode: null, wholeDevice: [], headersAfterScan: [], warnings: [], repair: null, before: null, after: null, seconds: 0,
+    path: device, status: FSCK_CLEAN, error: null, errorCode: null, wholeDevice: [], headersAfterScan: [], warnings: [], repair: null, laterPasses: [], before: null, after: null, seconds: 0,
   };
   try {
     refuseUnusable(device);
@@ -433,6 +479,25 @@ export async function repairDevice(device: string, options: OfflineRepairOptions
     if (report.repair.error !== undefined) report.error = String(report.repair.error);
     options.onEvent?.({ event: 'phase', text: 'checking the repaired filesystem (rmapfs check)' });
     report.after = checkDevice(device);
+    // Heavy damage: a rebuild can leave work for a repair earlier in the order (a directory rebuilt after its
+    // inode's block count was checked) or show damage that hid behind another (a file pass that could not
+    // run). Run again while a pass changes something, as xfs_scrub retries its repairs.
+    for (let last = report.repair, pass = 1; report.after.status === FSCK_UNCORRECTED && last.ok && rebuiltAnything(last)
+      && pass < TABLE_PASSES; pass++) {
+      options.onEvent?.({ event: 'phase', text: 'repairing again what the check still finds' });
+      const forced = await forcedFileRepairs(device, report.after, options);
+      if (forced !== null) {
+        report.laterPasses.push(...forced.filter((r) => r.ok));
+        last = forced.find((r) => rebuiltAnything(r)) ?? last;
+        report.after = checkDevice(device);
+        if (report.after.status !== FSCK_UNCORRECTED) break;
+      }
+      last = await tableRepair(device, options, report.after);
+      if (!last.ok) break;
+      report.laterPasses.push(last);
+      report.error = last.error !== undefined ? String(last.error) : null;
+      report.after = checkDevice(device);
+    }
     const changed = report.wholeDevice.length > 0 || report.headersAfterScan.length > 0 || rebuiltAnything(report.repair);
     report.status = report.after.status === FSCK_CLEAN ? (changed ? FSCK_CORRECTED : FSCK_CLEAN) : report.after.status;
     if (report.after.error !== null) report.error = report.after.error;

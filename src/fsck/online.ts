@@ -21,6 +21,7 @@ import type { CtlEvent, CtlReply, CtlRequest } from '../ctl/ctl';
 import { sickStructures, unrepairableLine } from '../ctl/health-report';
 import type { SickStructureReport } from '../ctl/health-report';
 import { scrubAgForRmapRepair } from '../scrub/ag-scrub';
+import { unreadableInodes } from '../scrub/inode-scrub';
 import { formatProblem, ProblemList } from '../scrub/common';
 import type { Problem } from '../scrub/common';
 import { markHealthFromProblems, structureOfProblem, withoutFileDoubts } from '../scrub/health-marks';
@@ -175,11 +176,15 @@ function checkTrusted(fsx: Rmapfs, name: StructureName, agnos: readonly number[]
 /**
  * What the closing scrub checks: every AG structure, the summary counters
  * when they were recomputed, and the files (against the rmap) when some
- * were repaired.
+ * were repaired or an rmap rebuild left a fork's mapping out (`sickForks`:
+ * two attribute records naming one value block, say; there is no per-inode
+ * health record, so the scrub is what reports the fork).
  */
-function closingScrubOf(headers: readonly HeaderRepairResult[], files: readonly FileRepairResult[]): StructureName[] {
+function closingScrubOf(headers: readonly HeaderRepairResult[], files: readonly FileRepairResult[],
+  rmaps: readonly RmapRepairResult[]): StructureName[] {
+  const filesToo = files.length > 0 || rmaps.some((r) => r.sickForks.length > 0);
   return [...structuresOfScope('ag'), ...(headers.some((h) => h.type === 'counters') ? ['counters' as const] : []),
-    ...(files.length > 0 ? structuresOfScope('inode') : [])];
+    ...(filesToo ? structuresOfScope('inode') : [])];
 }
 
 /** The repaired inodes' paths into their results (one walk of the directories, only when there are some). */
@@ -280,63 +285,107 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
   // The inode structures are all in the order: a repair may leave work for another structure of its inode.
   const order = dependencyOrder([...new Set([...damaged.keys(), ...structuresOfScope('inode')])],
     options.forceRebuild ? [] : [...damaged.keys()]);
-  for (const name of order) {
+  const agRepaired = (): boolean => results.length > 0 || freeSpace.length > 0 || headers.length > 0 || inodeBtree.length > 0;
+  // An AG btree that cannot be walked stops the scrub's file pass: the files' damage is not known yet,
+  // but the rmap's rebuild reads every inode. The cores that cannot be read are repaired first (found
+  // when the inode cores' turn comes: after a damaged inode btree's rebuild, which names the chunks).
+  const sweepCores = (): void => {
+    if (options.forceRebuild || ino !== null || results.length > 0 || !damaged.has('rmapbt')) return;
+    const unreadable = unreadableInodes(fsx.fs);
+    if (unreadable.length === 0) return;
+    const d = damaged.get('inode') ?? { agnos: new Set([-1]), inos: new Set<number>(), first: null };
+    for (const i of unreadable) d.inos.add(i);
+    damaged.set('inode', d);
+  };
+  const filesSeenAfterRescrub = new Set<StructureName>();
+  const filesDeferred = (): boolean => !options.forceRebuild && agRepaired()
+    && structuresOfScope('inode').some((n) => selected.includes(n) && !filesSeenAfterRescrub.has(n));
+  const repairFilesOf = async (name: StructureName): Promise<void> => {
+    // The files' damage was found beside damaged AG structures, and those are rebuilt now: what the files
+    // seemed to have may have been theirs (an inode btree naming blocks that hold no inodes makes "inodes"
+    // of them). Scrubbed again, once, before any file is touched.
+    if (!options.forceRebuild && !filesRescrubbed && agRepaired()) {
+      filesRescrubbed = true;
+      // The link counts are the file pass's findings too.
+      const fileStructures = selected.filter((s) => isInodeStructure(s) || s === 'nlinks');
+      const again = onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(fileStructures, agno), hooks), ino);
+      for (const f of fileStructures) damaged.delete(f);
+      noteDamage(damaged, again.problems, fileStructures);
+    }
+    if (filesRescrubbed) filesSeenAfterRescrub.add(name);
+    if (name === 'inode') sweepCores();
+    const current = damaged.get(name);
+    if (current === undefined) return;
+    if (fsckEntry(name).repairFiles === null || current.inos.size === 0) {
+      refuse(refusalReports(fsx, name, current));
+      return;
+    }
+    files.push(...await repairFileStructure(fsx, name, current, damaged, options, hooks));
+  };
+  const repairStep = async (name: StructureName): Promise<CtlReply | null> => {
     // The AGs whose rebuild of this structure committed (what a failure after them says).
     const rebuilt: number[] = [];
     const entry = fsckEntry(name);
     if (entry.scope === 'inode') {
-      // The files' damage was found beside damaged AG structures, and those are rebuilt now: what the files
-      // seemed to have may have been theirs (an inode btree naming blocks that hold no inodes makes "inodes"
-      // of them). Scrubbed again, once, before any file is touched.
-      // (Only when some file damage was found: a rebuild of the AG structures makes none.)
-      if (!options.forceRebuild && !filesRescrubbed && [...damaged.keys()].some(isInodeStructure)
-        && (results.length > 0 || freeSpace.length > 0 || headers.length > 0 || inodeBtree.length > 0)) {
-        filesRescrubbed = true;
-        const fileStructures = selected.filter(isInodeStructure);
-        const again = onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(fileStructures, agno), hooks), ino);
-        for (const f of fileStructures) damaged.delete(f);
-        noteDamage(damaged, again.problems, fileStructures);
-      }
-      const current = damaged.get(name);
-      if (current === undefined) continue;
-      if (entry.repairFiles === null || current.inos.size === 0) {
-        refuse(refusalReports(fsx, name, current));
-        continue;
-      }
-      files.push(...await repairFileStructure(fsx, name, current, damaged, options, hooks));
-      continue;
+      await repairFilesOf(name);
+      return null;
     }
+    // The link counts read every directory: after the files' repairs, which the closing pass below may
+    // still have to make (the order put some before the AG structures' rebuilds).
+    if (name === 'nlinks' && filesDeferred()) return null;
+    if (filesRescrubbed) filesSeenAfterRescrub.add(name);
     const damage = damaged.get(name);
-    if (damage === undefined) continue;
+    if (damage === undefined) return null;
     // The rmap: every AG asked for, not only those a problem named (the file pass's rmap problems are filed
     // under the owner's AG, not always the record's) and every AG for a filesystem-wide one (the summary
     // counters are every AG header's counts). The others: the AGs their damage was found in. One
     // repairer rebuilds both free-space btrees: an AG whose bnobt was just rebuilt has a new cntbt too.
     const asked = name === 'rmapbt' || entry.scope === 'filesystem' || options.forceRebuild ? agnos
       : agnos.filter((a) => damage.agnos.has(a));
-    const where = asked.filter((a) => !((name === 'bnobt' || name === 'cntbt') && freeSpace.some((f) => f.agno === a)));
-    if (where.length === 0) continue;
+    let where = asked.filter((a) => !((name === 'bnobt' || name === 'cntbt') && freeSpace.some((f) => f.agno === a)));
+    if (where.length === 0) return null;
     if (entry.repair === null) {
       refuse(refusalReports(fsx, name, damage));
-      continue;
+      return null;
     }
     // Rebuilt from its dependencies: one refused in this run (damaged, not rebuilt) refuses this one too.
     if (entry.dependsOn.some((d) => refused.some((r) => r.structure === d && where.includes(r.agno)))) {
       refuse(refusalReports(fsx, name, damage));
-      continue;
+      return null;
     }
-    const untrusted = checkTrusted(fsx, name, where, options.offline !== undefined);
-    // What the scrub blamed on the rmap beside damaged free-space btrees is the coverage walk's doubt, not
-    // the rmap's own damage (the health record says which): the free-space btrees are rebuilt from the
-    // rmap instead, and the closing scrub says whether the rmap still has problems.
-    if (name === 'rmapbt' && !options.forceRebuild && untrusted.length > 0
-      && untrusted.every((r) => isRepairable(r.structure)) && !where.some((a) => fsx.fs.alloc.ag(a).health.isSick('rmapbt'))) {
-      continue;
+    let untrusted = checkTrusted(fsx, name, where, options.offline !== undefined);
+    if (name === 'rmapbt' && !options.forceRebuild && untrusted.length > 0 && untrusted.every((r) => isRepairable(r.structure))) {
+      // What the scrub blamed on the rmap beside damaged free-space btrees is the coverage walk's doubt, not
+      // the rmap's own damage (the health record says which): the free-space btrees are rebuilt from the
+      // rmap instead, and the closing scrub says whether the rmap still has problems.
+      const sick = where.filter((a) => fsx.fs.alloc.ag(a).health.isSick('rmapbt'));
+      if (sick.length === 0) return null;
+      // Heavy damage: the rmap of one AG and a free-space btree of another. The rmap is rebuilt where it is
+      // sick, the AGs whose own structures rebuilt from it are damaged are left out (their rmap is sound:
+      // they are rebuilt from it next), unless what it finds its sources through is what is damaged.
+      // An AG where both are damaged is refused (its free-space btrees are what the rebuild would find
+      // the old rmap's blocks and take its new blocks from); the others go on.
+      const blocked = new Set(untrusted.map((r) => r.agno));
+      if (!untrusted.some((r) => sourcesFoundThrough(name).includes(r.structure)) && sick.some((a) => !blocked.has(a))) {
+        const stuck = sick.filter((a) => blocked.has(a));
+        if (stuck.length > 0) {
+          refuse(untrusted.filter((r) => stuck.includes(r.agno)));
+          refuse(refusalReports(fsx, name, { ...damage, agnos: new Set(stuck) }));
+        }
+        log('rebuilding the rmap of AG %s only: AG %s hold damage rebuilt from their rmap', sick.filter((a) => !blocked.has(a)).join(', '),
+          [...blocked].join(', '));
+        where = where.filter((a) => !blocked.has(a));
+        untrusted = [];
+      }
     }
     if (untrusted.length > 0) {
-      // What its rebuild would read is damaged: the refusal names that, and this one stays as it is.
+      // What its rebuild would read is damaged: the refusal names that, and this one stays as it is. Where
+      // it is known damaged itself (heavy damage: the rmap and a free-space btree of one AG), it is refused
+      // too, so that nothing is rebuilt from it next.
       refuse(untrusted);
-      continue;
+      const sickHere = where.filter((a) => structureFacts(name).scope === 'ag' && fsx.fs.alloc.ag(a).health.isSick(name as AgStructure));
+      if (sickHere.length > 0) refuse(refusalReports(fsx, name, { ...damage, agnos: new Set(sickHere) }));
+      return null;
     }
     try {
       const done = await entry.repair(fsx, where, {
@@ -367,6 +416,14 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
         else if ('chunks' in r) inodeBtree.push(r);
         else freeSpace.push(r);
       }
+      // Forks whose impossible mappings the rmap rebuild left out (rmap-collect.ts) still map them: each
+      // is rebuilt now from the new rmap, before anything writes through it (a data extent over the
+      // superblock would be written there). Their structures come before the rmap in the order.
+      const sickForks = done.flatMap((r) => ('sickForks' in r ? r.sickForks : []));
+      for (const [fork, structure] of [['data', 'bmap'], ['attr', 'xattr']] as const) {
+        const inos = new Set(sickForks.filter((f) => f.fork === fork).map((f) => f.ino));
+        if (inos.size > 0) files.push(...await repairFileStructure(fsx, structure, { agnos: new Set([-1]), inos, first: null }, damaged, options, hooks));
+      }
     } catch (e) {
       // Rebuilt ahead of a structure that finds its sources through it (the inode btree before the rmap),
       // from a source that may be the damaged one (the rmap's inode chunks, verified as they are read):
@@ -374,11 +431,25 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
       const ahead = [...damaged.keys()].some((d) => d !== name && sourcesFoundThrough(d).includes(name));
       if (ahead && isCorruption(e)) {
         log('rebuilding %s before what finds its sources through it failed, left as it is: %s', name, e instanceof Error ? e.message : String(e));
-        continue;
+        return null;
       }
       const state = rebuilt.length === 0 ? `the old ${structureLabel(name)} is still in place`
         : `AG ${rebuilt.join(', ')} rebuilt before that, the others keep their old ${structureLabel(name)}`;
       return refusalFrom(e, `repair failed, ${state}: `);
+    }
+    return null;
+  };
+  for (const name of order) {
+    const stopped = await repairStep(name);
+    if (stopped !== null) return stopped;
+  }
+  // The files come before the rmap in the order (what it is rebuilt from), so those whose damage could not be
+  // known then (the file pass needs every AG's btrees walkable) are scrubbed again and repaired now.
+  if (filesDeferred() || (!options.forceRebuild && agRepaired() && !filesSeenAfterRescrub.has('nlinks'))) {
+    for (const name of dependencyOrder([...structuresOfScope('inode'), 'nlinks']).filter((n) => selected.includes(n))) {
+      if (filesSeenAfterRescrub.has(name)) continue;
+      const stopped = await repairStep(name);
+      if (stopped !== null) return stopped;
     }
   }
   // AG by AG, each AG's in table order (as status lists them).
@@ -388,7 +459,7 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
   fsx.fsync();
   // The closing scrub of the AGs it rebuilt (or checked) runs in slices like any other (FUSE keeps being
   // served). The files against the rmap are `rmapfs scrub`'s business.
-  const closing = ino === null ? closingScrubOf(headers, files) : selected;
+  const closing = ino === null ? closingScrubOf(headers, files, results) : selected;
   let scrub: LiveScrubResult;
   if (!rebuiltAny && before !== null) scrub = before;
   else if (options.offline !== undefined) scrub = foundResult([]); // the caller's whole check after says it

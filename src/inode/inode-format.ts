@@ -25,7 +25,7 @@
 import { RmapfsError } from '../errors';
 import { native } from '../native';
 import type { Buf, BufOps } from '../io/buf-cache';
-import { magicOf, readU64, writeU64 } from '../io/meta-header';
+import { magicOf, readU64, u64Text, writeU64 } from '../io/meta-header';
 import { INODE_SIZE, INODES_PER_BLOCK } from '../format/geometry';
 import type { Geometry } from '../format/geometry';
 import type { Field } from '../format/fields';
@@ -159,7 +159,7 @@ export function inodeBlockBufOps(geo: Geometry): BufOps {
         // Messages are built only when a check fails (every inode block read runs this 16 times).
         if (b.readUInt32BE(off + OFF_I_CRC) !== inodeCrc(b, off)) badInode('EFSBADCRC', ino, buf.bno, 'bad crc32c');
         if (b.readUInt32BE(off) !== INODE_MAGIC) badInode('EFSCORRUPTED', ino, buf.bno, 'bad magic');
-        if (readU64(b, off + OFF_I_INO) !== ino) badInode('EFSCORRUPTED', ino, buf.bno, `claims to be inode ${readU64(b, off + OFF_I_INO)}`);
+        if (readU64(b, off + OFF_I_INO) !== ino) badInode('EFSCORRUPTED', ino, buf.bno, `claims to be inode ${u64Text(b, off + OFF_I_INO)}`);
         if (b.compare(geo.uuid, 0, 16, off + OFF_I_UUID, off + OFF_I_UUID + 16) !== 0) {
           badInode('EFSCORRUPTED', ino, buf.bno, 'belongs to another filesystem');
         }

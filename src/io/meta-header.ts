@@ -30,6 +30,14 @@ export function readU64(b: Buffer, off: number): number {
   return b.readUInt32BE(off) * TWO32 + b.readUInt32BE(off + 4);
 }
 
+/**
+ * A u64 as exact decimal text: a number above 2^53 (Number.MAX_SAFE_INTEGER) loses its low bits, and a
+ * damaged field can hold any value. For reports of what is on disk; readU64 for arithmetic.
+ */
+export function u64Text(b: Buffer, off: number): string {
+  return ((BigInt(b.readUInt32BE(off)) << 32n) | BigInt(b.readUInt32BE(off + 4))).toString();
+}
+
 export function writeU64(b: Buffer, off: number, v: number): void {
   b.writeUInt32BE(Math.floor(v / TWO32) >>> 0, off);
   b.writeUInt32BE(v >>> 0, off + 4);

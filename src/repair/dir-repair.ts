@@ -56,7 +56,7 @@ import { InodeStore } from '../inode/inode';
 import { FORK_BTREE } from '../inode/inode-format';
 import { ForkBtreeStorage } from '../inode/fork-btree';
 import { InodeScanCursor } from '../inode/iscan';
-import { DIRENT_SIZE, DOTDOT, DT_DIR, Directory, decodeDirent, dirBtreeOps, dtypeOfMode, nameHash } from '../dir/dir';
+import { DIRENT_SIZE, DOTDOT, DT_DIR, Directory, decodeDirent, dirBtreeOps, direntIno, dtypeOfMode, nameHash } from '../dir/dir';
 import type { Rmapfs } from '../fs/rmapfs';
 import { FrozenView } from '../scrub/live-scrub';
 import type { FileRepairOptions, FileRepairResult } from './file-repair';
@@ -86,6 +86,8 @@ interface Entry {
   live: boolean;
   /** Its record's place among the packed ones (PackedEntries), -1 before packing. */
   packedAt: number;
+  /** The inode number as exact text when the record's is above 2^53 (Dirent.inoExact). */
+  inoExact?: string | null;
 }
 
 const keyOf = (name: Buffer): string => name.toString('latin1');
@@ -161,10 +163,10 @@ class DirSalvage {
       const k = keyOf(d.name);
       const had = this.entries.get(k);
       if (had !== undefined) {
-        if (had.ino !== d.ino) this.changes.push(`duplicate entry ${shown(d.name)} (inode ${had.ino}, and ${d.ino} in block ${fsbno}): kept inode ${had.ino}`);
+        if (had.ino !== d.ino) this.changes.push(`duplicate entry ${shown(d.name)} (inode ${had.ino}, and ${direntIno(d)} in block ${fsbno}): kept inode ${had.ino}`);
         continue;
       }
-      this.entries.set(k, { name: d.name, ino: d.ino, ftype: d.ftype, hash: d.hash, live: false, packedAt: -1 });
+      this.entries.set(k, { name: d.name, ino: d.ino, ftype: d.ftype, hash: d.hash, live: false, packedAt: -1, inoExact: d.inoExact });
       this.salvaged++;
     }
   }
@@ -207,7 +209,7 @@ class DirSalvage {
     const seenDirs = new Map<number, string>();
     for (const e of this.entries.values()) {
       if (e.live || e.name.equals(DOTDOT)) continue;
-      if (!geo.isValidIno(e.ino)) drop(e, `inode number ${e.ino} is not valid`);
+      if (!geo.isValidIno(e.ino)) drop(e, `inode number ${e.inoExact ?? e.ino} is not valid`);
       else if (e.ino === this.ino) drop(e, 'it points at the directory itself');
       else if (e.ino === fsx.rootIno) drop(e, 'it points at the root directory');
       else if (e.ftype === DT_DIR && seenDirs.has(e.ino)) drop(e, `directory ${e.ino} is already entered here as '${seenDirs.get(e.ino)!}'`);
@@ -466,7 +468,7 @@ function* fixDotdot(fsx: Rmapfs, ino: number, salvage: DirSalvage, updates: read
   const had = salvage.entries.get(key);
   const set = (parent: number, why: string): void => {
     salvage.entries.set(key, { name: DOTDOT, ino: parent, ftype: DT_DIR, hash: nameHash(DOTDOT), live: false, packedAt: -1 });
-    salvage.changes.push(`'..' ${had === undefined ? 'was missing' : `was ${had.ino}`}, set to ${parent} (${why})`);
+    salvage.changes.push(`'..' ${had === undefined ? 'was missing' : `was ${had.inoExact ?? had.ino}`}, set to ${parent} (${why})`);
   };
   if (ino === fsx.rootIno) {
     if (had?.ino !== ino || had.ftype !== DT_DIR) set(ino, 'the root is its own parent');

@@ -29,7 +29,8 @@ import { OWN_INOBT, OWN_INODES } from '../format/owners';
 import { encodeInobt, INODES_PER_CHUNK, setInodeFree } from '../alloc/inode-btree';
 import type { InobtRecord } from '../alloc/inode-btree';
 import type { InodeUpdate, RmapUpdate } from '../alloc/alloc';
-import { OFF_I_MODE } from '../inode/inode-format';
+import { INODE_MAGIC, isCleanFreeInode, OFF_I_INO, OFF_I_MODE } from '../inode/inode-format';
+import { readU64 } from '../io/meta-header';
 import { decodeRmapOwner, encodeRmapKey } from '../rmap/rmap-btree';
 import type { Rmapfs } from '../fs/rmapfs';
 import { Pacer } from '../io/pacer';
@@ -112,9 +113,26 @@ class InodeChunkCollector {
     const fs = this.fsx.fs;
     const rec = allFree(bno * INODES_PER_BLOCK);
     for (let b = 0; b < CHUNK_BLOCKS; b++) {
-      const data = fs.cache.read(fs.geo.fsbno(this.agno, bno + b), this.fsx.inodes.blockOps).data;
+      const fsbno = fs.geo.fsbno(this.agno, bno + b);
+      let data: Buffer;
+      let verified = true;
+      try {
+        data = fs.cache.read(fsbno, this.fsx.inodes.blockOps).data;
+      } catch (e) {
+        if (!(e instanceof RmapfsError)) throw e;
+        // A block of damaged inodes (heavy damage: the inode btree and an inode at once): read as it is,
+        // and an inode in it counts as in use unless it is plainly a free one -- never hand out an inode
+        // that may be in use; the core repair frees what it finds nothing in.
+        data = Buffer.alloc(fs.cache.blockSize);
+        fs.cache.target.readBlocks(fsbno, 1, data, 0);
+        verified = false;
+      }
       for (let j = 0; j < INODES_PER_BLOCK; j++) {
-        if (data.readUInt16BE(j * INODE_SIZE + OFF_I_MODE) === 0) continue;
+        const off = j * INODE_SIZE;
+        const free = verified ? data.readUInt16BE(off + OFF_I_MODE) === 0
+          : data.readUInt32BE(off) === INODE_MAGIC && isCleanFreeInode(data, off)
+            && readU64(data, off + OFF_I_INO) === fs.geo.ino(this.agno, (bno + b) * INODES_PER_BLOCK + j);
+        if (free) continue;
         setInodeFree(rec, b * INODES_PER_BLOCK + j, false);
         rec.freecount--;
       }

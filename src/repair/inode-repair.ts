@@ -29,7 +29,7 @@ import { MAX_BTREE_HEIGHT } from '../btree/btree-block';
 import { decodeInobt, INODES_PER_CHUNK, isInodeFree } from '../alloc/inode-btree';
 import { dirBtreeOps } from '../dir/dir';
 import { ownedBy, PAUSE } from '../file/owned';
-import { readU64, writeU64 } from '../io/meta-header';
+import { readU64, u64Text, writeU64 } from '../io/meta-header';
 import {
   ATTR_BTREE, ATTR_FORK_SIZE, ATTR_LOCAL, ATTR_NONE, DATA_FORK_OFFSET, DATA_FORK_SIZE, FORK_BTREE,
   FORK_EXTENTS, FORK_LOCAL, INODE_MAGIC, INODE_VERSION, MAX_INLINE_EXTENTS, OFF_I_DHEIGHT, OFF_I_DROOT, OFF_I_FORMAT, OFF_I_GEN,
@@ -69,12 +69,20 @@ function restoreIdentityAt(fsx: Rmapfs, b: Buffer, offset: number, ino: number, 
   const fixed: string[] = [];
   // A dirty block's crcs are made on its way out: only one as the device holds it can be checked.
   if (checkCrc && b.readUInt32BE(offset + OFF_I_CRC) !== inodeCrc(b, offset)) fixed.push('bad crc32c (its fields checked one by one)');
+  if (b.readUInt32BE(offset) !== INODE_MAGIC && readU64(b, offset + OFF_I_INO) !== ino) {
+    // Magic and number both lost (random bytes over the block): nothing left in it can be believed, not
+    // even its mode. Formatted free: the core repair frees it in the inode btree if it was in use there,
+    // the directory repair drops an entry naming it, and the rmap's rebuild lets its blocks go.
+    formatFreeInode(b, offset, ino, geo.uuid);
+    fixed.push('destroyed (magic and inode number both lost): formatted free');
+    return fixed;
+  }
   if (b.readUInt32BE(offset) !== INODE_MAGIC) {
     b.writeUInt32BE(INODE_MAGIC, offset);
     fixed.push('magic restored');
   }
   if (readU64(b, offset + OFF_I_INO) !== ino) {
-    fixed.push(`inode number ${readU64(b, offset + OFF_I_INO)} -> ${ino}`);
+    fixed.push(`inode number ${u64Text(b, offset + OFF_I_INO)} -> ${ino}`);
     writeU64(b, offset + OFF_I_INO, ino);
   }
   if (b.compare(geo.uuid, 0, 16, offset + OFF_I_UUID, offset + OFF_I_UUID + 16) !== 0) {

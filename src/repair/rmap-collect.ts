@@ -40,7 +40,7 @@
  * out and clears the fork.
  */
 import createDebug from 'debug';
-import { RmapfsError } from '../errors';
+import { RmapfsError, isCorruption } from '../errors';
 import { MemBtree } from '../btree/mem-btree';
 import type { AllocGroup } from '../alloc/ag';
 import type { RmapHook, RmapUpdate } from '../alloc/alloc';
@@ -49,7 +49,8 @@ import { impossibleFileExtent, staticOwners } from '../alloc/ag-owners';
 import { InodeScanCursor } from '../inode/iscan';
 import { FORK_LOCAL } from '../inode/inode-format';
 import { BlockMap } from '../file/bmap';
-import { hasBtreeData, ownedBy, PAUSE, rmapFlagsOf } from '../file/owned';
+import { attrForkOwned, dataForkOwned, hasBtreeData, PAUSE, rmapFlagsOf } from '../file/owned';
+import type { OwnedSteps } from '../file/owned';
 import { RMAP_ATTR_FORK, RMAP_BMBT_BLOCK, RMAP_REC_SIZE, RMAP_UNWRITTEN, encodeRmap, rmapBtreeOps } from '../rmap/rmap-btree';
 import type { RmapRecord } from '../rmap/rmap-btree';
 import { rmapContinues, rmapMap, rmapUnmap } from '../rmap/rmap';
@@ -337,7 +338,7 @@ export class RmapCollector {
 
   /** Whether a mapping the inode's forks claim is impossible by itself (then left out, and noted). */
   private impossible(ino: number, fsbno: number, blockcount: number, fileoff: number, flags: number): boolean {
-    const why = impossibleFileExtent(this.fsx.fs.geo, fsbno, blockcount);
+    const why = blockcount <= 0 ? 'has no blocks' : impossibleFileExtent(this.fsx.fs.geo, fsbno, blockcount);
     if (why === null) return false;
     // Found before the mapping it would have been (seq mapped - 0.5: ahead of the next map()).
     this.leaveOut(ino, flags, `${describeMapping(fsbno, blockcount, fileoff, flags)} ${why}`, this.mapped - 0.5);
@@ -425,14 +426,27 @@ export class RmapCollector {
     const ctx = { device: fs.device, alloc: fs.alloc, geo, noteDataWritten: () => undefined };
     // What the inode owns (file/owned.ts, the walk the inode scrub makes too), tree blocks from node
     // pointers only; a block-map btree's data is left to addPiece, behind the data cursor.
-    for (const o of ownedBy(inode, ctx, { readBlocks: false, skipBtreeData: true })) {
-      if (o === PAUSE) continue;
-      if (this.impossible(ino, o.fsbno, o.blockcount, o.fileoff, rmapFlagsOf(o))) continue;
-      const agno = geo.agnoOf(o.fsbno);
-      if (!this.mems.has(agno)) continue;
-      out.push({ agno, startblock: geo.agbnoOf(o.fsbno), blockcount: o.blockcount, owner: ino, offset: o.fileoff, flags: rmapFlagsOf(o) });
+    // A fork that cannot be walked to the end (a block of its tree fails its verifier: heavy damage, the
+    // rmap and a file's tree at once) keeps what the walk reached; what hangs below the damaged block is
+    // left out of the new rmap (free space), the fork is sick, and its repair salvages the rest.
+    const walk = { readBlocks: false, skipBtreeData: true };
+    let dataInPieces = hasBtreeData(inode, fs.alloc, geo);
+    const forks: [number, OwnedSteps][] = [[0, dataForkOwned(inode, fs.alloc, geo, walk)], [RMAP_ATTR_FORK, attrForkOwned(inode, ctx, walk)]];
+    for (const [forkFlags, steps] of forks) {
+      try {
+        for (const o of steps) {
+          if (o === PAUSE) continue;
+          if (this.impossible(ino, o.fsbno, o.blockcount, o.fileoff, rmapFlagsOf(o))) continue;
+          const agno = geo.agnoOf(o.fsbno);
+          if (!this.mems.has(agno)) continue;
+          out.push({ agno, startblock: geo.agbnoOf(o.fsbno), blockcount: o.blockcount, owner: ino, offset: o.fileoff, flags: rmapFlagsOf(o) });
+        }
+      } catch (e) {
+        if (!isCorruption(e)) throw e;
+        this.leaveOut(ino, forkFlags, `the fork's walk stopped (${e.message}), what lies below that block`, this.mapped - 0.5);
+        if (forkFlags === 0) dataInPieces = false;
+      }
     }
-    const dataInPieces = hasBtreeData(inode, fs.alloc, geo);
     return { mappings: out, dataInPieces };
   }
 
@@ -466,8 +480,15 @@ export class RmapCollector {
     // reused for something without a block map: whatever it maps now came through the hook.
     const inUse = this.nextInode(p.ino - 1) === p.ino;
     const inode = inUse ? this.fsx.inodes.handle(p.ino) : null;
-    const pieces = inode === null || inode.mode === 0 || inode.isDir || inode.format === FORK_LOCAL ? []
-      : new BlockMap(inode, fs.alloc, geo).extentsFrom(p.dataCursor, PIECE_EXTENTS);
+    let pieces: ReturnType<BlockMap['extentsFrom']> = [];
+    try {
+      pieces = inode === null || inode.mode === 0 || inode.isDir || inode.format === FORK_LOCAL ? []
+        : new BlockMap(inode, fs.alloc, geo).extentsFrom(p.dataCursor, PIECE_EXTENTS);
+    } catch (e) {
+      if (!isCorruption(e)) throw e;
+      // A block-map leaf that fails its verifier: the extents from here on are lost (see mappingsOf).
+      this.leaveOut(p.ino, 0, `its block map unreadable from file block ${p.dataCursor} (${e.message})`, this.mapped - 0.5);
+    }
     for (let i = 0; i < pieces.length; i++) {
       const e = pieces[i]!;
       const skip = Math.max(0, p.dataCursor - e.fileoff);

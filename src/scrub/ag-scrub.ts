@@ -340,9 +340,13 @@ function* checkInodeChunks(ag: AllocGroup, geo: Geometry, problems: ProblemList)
         ag.cache.read(ag.start + bno + i, ops);
       } catch (e) {
         if (!(e instanceof RmapfsError)) throw e;
-        // One damaged inode is the inode's problem (the file pass reports it); a block where no inode
-        // is at home is not inodes at all: the inode btree points at the wrong place.
+        // One damaged inode is the inode's problem (the file pass reports it), and so is a whole block of
+        // them destroyed in a chunk whose other blocks hold their inodes; a chunk where no inode is at
+        // home is not inodes at all: the inode btree points at the wrong place.
         if (inodesAtHome(ag, geo, bno + i) > 0) continue;
+        let home = 0;
+        for (let j = 0; j < CHUNK_BLOCKS && home === 0; j++) if (j !== i) home += inodesAtHome(ag, geo, bno + j);
+        if (home > 0) continue;
         problems.add('inobt', ag.agno, ag.start + bno, `chunk at inode ${startino} does not hold inodes: ${e.message}`);
         break;
       }

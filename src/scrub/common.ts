@@ -88,6 +88,12 @@ export interface ScrubSource {
    * values) may have been freed and reused since, so checks must not read them.
    */
   readonly frozen?: boolean;
+  /**
+   * The live filesystem a frozen view was taken of: what the view cannot
+   * judge (an attribute value read from the device as it is now) is checked
+   * again there before it is called damage.
+   */
+  readonly live?: ScrubSource;
   superblock(): { rootIno: number };
 }
 

@@ -17,7 +17,7 @@ import {
 import { attrForkOwned, dataForkOwned, PAUSE, rmapFlagsOf } from '../file/owned';
 import type { OwnedBlocks, OwnedKind } from '../file/owned';
 import type { Btree } from '../btree/btree';
-import { Directory, DOTDOT, DT_DIR, decodeDirent } from '../dir/dir';
+import { Directory, DOTDOT, DT_DIR, decodeDirent, direntIno } from '../dir/dir';
 import type { Dirent } from '../dir/dir';
 import { SYMLINK_MAX } from '../fs/rmapfs';
 import { verifyBtreeSteps } from '../btree/verify';
@@ -25,6 +25,7 @@ import { decodeRmap, RMAP_ATTR_FORK, RMAP_BMBT_BLOCK, RMAP_UNWRITTEN } from '../
 import { AttrFork, valueBlocks } from '../attr/attr';
 import { RmapFinder, RmapIndex } from '../rmap/rmap';
 import type { RmapLookup } from '../rmap/rmap';
+import type { AttrEntry } from '../attr/attr';
 import { isInodeOwner } from '../format/owners';
 import { impossibleFileExtent } from '../alloc/ag-owners';
 import { BLOCK_SIZE } from '../format/superblock';
@@ -58,6 +59,37 @@ export interface InodeScrubOptions {
    * default where the rmap is sound; tests force either way.
    */
   rmapIndexed?: (agno: number) => boolean;
+}
+
+/**
+ * The inodes of every chunk the readable inode btrees name that cannot be
+ * read (their block fails its verifier): what the file pass would call the
+ * cores' damage, found without it -- the file pass waits for every AG's
+ * btrees to be walkable, and the rmap's rebuild reads every inode.
+ */
+export function unreadableInodes(fs: ScrubSource): number[] {
+  const store = new InodeStore(fs.cache, fs.geo, fs.alloc);
+  const out: number[] = [];
+  for (const ag of fs.alloc.ags) {
+    try {
+      runToEnd(eachRecord(ag.ino, (b, off) => {
+        const r = decodeInobt(b, off);
+        for (let i = 0; i < INODES_PER_CHUNK; i++) {
+          const ino = fs.geo.ino(ag.agno, r.startino + i);
+          try {
+            void store.handle(ino).mode; // a handle reads its block on first use
+          } catch (e) {
+            if (!(e instanceof RmapfsError)) throw e;
+            out.push(ino);
+          }
+        }
+      }));
+    } catch (e) {
+      if (!(e instanceof RmapfsError)) throw e;
+      // An unreadable inode btree is the AG scrub's finding; its chunks are found again once it is rebuilt.
+    }
+  }
+  return out;
 }
 
 export function scrubInodes(fs: ScrubSource, problems: ProblemList, options: InodeScrubOptions = {}): InodeScrubResult {
@@ -145,7 +177,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     }
     const entry = (d: Dirent): void => {
       if (!used.has(d.ino)) {
-        bad(dirIno, `entry '${d.name.toString()}' points to inode ${d.ino}, which is not in use`, 'directory');
+        bad(dirIno, `entry '${d.name.toString()}' points to inode ${direntIno(d)}, which is not in use`, 'directory');
         return;
       }
       links.set(d.ino, (links.get(d.ino) ?? 0) + 1);
@@ -169,6 +201,23 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
       const d = decodeDirent(b, off);
       if (!d.name.equals(DOTDOT)) entry(d);
     });
+  }
+
+  // 2b. The directories the walk could not reach (their name lost with their parent's damage) verified
+  // too, before step 3's nameless inodes (a lost big directory names thousands) fill the problem list:
+  // a damaged one is the directory repair's, which the link counts' scan needs first.
+  for (const ino of used) {
+    if (seenDirs.has(ino)) continue;
+    let dir: Directory;
+    try {
+      const inode = store.get(ino);
+      if (!inode.isDir || inode.format !== FORK_BTREE) continue;
+      dir = new Directory(inode, fs.alloc, geo);
+    } catch {
+      continue; // step 3 reports it
+    }
+    const v = yield* verifyBtreeSteps(dir.tree);
+    for (const p of v.problems) bad(ino, p.message, 'directory');
   }
 
   // 3. Each inode in use: reachable, link count, fork, and its space against the rmap.
@@ -217,7 +266,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
       if (kind === 'attr-btree' && v.ok && v.records !== inode.attrCount) bad(ino, `counts ${inode.attrCount} attributes, its attr btree holds ${v.records}`, 'attr');
       return true; // its blocks are walked even so: each one that is readable is checked against the rmap
     };
-    // Directories were verified by the namespace walk (step 2).
+    // Directories were verified by the namespace walk (step 2) and step 2b.
     const walk = { readBlocks: true, beforeTree: (tree: Btree, kind: 'bmbt' | 'dir' | 'attr-btree') => kind === 'dir' ? noVerify() : verifyTree(tree, kind) };
     try {
       if (inode.isDir && inode.format !== FORK_BTREE) bad(ino, 'directory without a btree');
@@ -271,14 +320,17 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
         held += o.blockcount;
         checkMapped(fs, rmapOf, inode, o, bad, rmapSound);
       }
-      // Each value's crc: a wrong length, block or value shows here (out-of-line values only when the
-      // device holds what the metadata describes, not under a frozen view of a live filesystem).
+      // Each value's crc: a wrong length, block or value shows here. Under a frozen view the device
+      // holds the values of now, not of the view's moment: a mismatch there is damage only when the
+      // live filesystem still holds that record (else its blocks may have been freed and reused).
       const attrs = new AttrFork(inode, ctx);
       for (const e of attrs.btree === null ? [] : attrs.list()) {
-        if (valueBlocks(e.valueLen) > 0 && fs.frozen === true) continue;
         try {
           attrs.value(e);
         } catch (err) {
+          if (valueBlocks(e.valueLen) > 0 && fs.frozen === true && !liveStillHolds(fs, ino, e)) continue;
+          // The fork's damage: the block count is its repair's to set.
+          treeDamaged = true;
           bad(ino, err instanceof Error ? err.message : String(err), 'attr');
         }
       }
@@ -309,6 +361,25 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     else if (held !== blocks) problems.add('rmap', geo.inoAgno(owner), -1, `rmap gives inode ${owner} ${blocks} blocks, it holds ${held}`, undefined, owner);
   }
   return result;
+}
+
+/**
+ * Whether the live filesystem's inode ino still has attribute e's record as
+ * the frozen view has it (see ScrubSource.live): then its value blocks are
+ * still the ones the view read (a value's blocks are never rewritten while a
+ * record points at them), and a value that failed its crc is damage.
+ */
+function liveStillHolds(fs: ScrubSource, ino: number, e: AttrEntry): boolean {
+  const live = fs.live;
+  if (live === undefined) return true;
+  try {
+    const inode = new InodeStore(live.cache, live.geo, live.alloc).get(ino);
+    const attrs = new AttrFork(inode, { device: live.device, alloc: live.alloc, geo: live.geo, noteDataWritten: () => undefined });
+    return attrs.list().some((l) => l.name.equals(e.name) && l.valueLen === e.valueLen && l.valueBlock === e.valueBlock && l.valueCrc === e.valueCrc);
+  } catch {
+    // The live inode or its fork does not read (freed, changed shape, damaged): the view's record is gone.
+    return false;
+  }
 }
 
 /** Inode numbers a line about inodes no entry names lists before "and N more" (as fsck tools cut such lists). */
@@ -376,7 +447,9 @@ function checkMapped(fs: ScrubSource, rmapOf: (agno: number) => RmapLookup, inod
   const agno = fs.geo.agnoOf(fsbno);
   const agbno = fs.geo.agbnoOf(fsbno);
   if (agno >= fs.geo.agCount) {
-    bad(inode.ino, `${KIND_LABELS[o.kind]} block ${fsbno} is outside the filesystem`);
+    // An attribute fork's pointer: the attribute repair's to fix (it finds the value's blocks in the rmap).
+    const isAttr = o.kind === 'attr-btree' || o.kind === 'attr-value';
+    bad(inode.ino, `${KIND_LABELS[o.kind]} block ${fsbno} is outside the filesystem`, isAttr ? 'attr' : 'inode');
     return false;
   }
   const r = rmapOf(agno).find(agbno);

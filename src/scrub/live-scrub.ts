@@ -145,8 +145,10 @@ export class FrozenView implements ScrubSource {
   readonly alloc: Allocator;
   readonly device: Device;
   readonly frozen = true;
+  readonly live: ScrubSource;
 
   constructor(fs: Filesystem, snap: CacheSnapshot) {
+    this.live = fs;
     // A cache of its own, so the scrub does not push the foreground's working set out of the
     // daemon's; big enough for the rmap leaves the file checks look up in (every one of them, in
     // no order), else each miss costs a copy and a crc: at most 64 MiB, and never more than the

@@ -423,7 +423,8 @@ function filesOf(reply: CtlReply): FileRepairResult[] {
 /**
  * How many names (or attributes) a report says were lost, and which by
  * name: "3 names lost" / "8 attributes lost" (the count of a block that did
- * not verify), "entry 'x' dropped: ...", "entry 4 of block 9 dropped: ...".
+ * not verify), "entry 'x' dropped: ...", "entry 4 of block 9 dropped: ...",
+ * "user.x: value dropped (...)".
  */
 function reportedLosses(changes: readonly string[], noun: 'entry' | 'attribute'): { count: number; names: Set<string> } {
   let count = 0;
@@ -433,7 +434,8 @@ function reportedLosses(changes: readonly string[], noun: 'entry' | 'attribute')
     if (lost !== null) count += Number(lost[1]);
     else if (new RegExp(`^${noun} \\d+ of block \\d+ dropped`).test(line)) count++;
     else {
-      const named = new RegExp(`^${noun} '?(.+?)'? dropped`).exec(line);
+      // "attribute 'x' dropped: ...", or an attribute dropped for its value: "user.x: value dropped (...)".
+      const named = new RegExp(`^${noun} '?(.+?)'? dropped`).exec(line) ?? /^(\S+): value dropped/.exec(line);
       if (named !== null) { count++; names.add(named[1]!); }
     }
   }

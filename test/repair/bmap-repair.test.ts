@@ -16,7 +16,11 @@ import { RMAP_BMBT_BLOCK, decodeRmap } from '../../src/rmap/rmap-btree';
 import { Rng, testSeed } from '../lib/rng';
 import { scratchImage } from '../lib/fs';
 import { check } from '../lib/check';
-import { DAMAGED_FILE_EXTENTS, Model, bystanders, damageAndRepair, fragmentedFile } from '../lib/damaged-files';
+import { onlineRepair } from '../../src/fsck/online';
+import { EXTENT_SIZE, S_IFREG, decodeExtent, encodeExtent } from '../../src/inode/inode-format';
+import type { RmapRepairResult } from '../../src/repair/rmap-repair';
+import type { FileRepairResult } from '../../src/repair/file-repair';
+import { DAMAGED_FILE_EXTENTS, Model, bystanders, damageAndRepair, fragmentedFile, quietHooks } from '../lib/damaged-files';
 
 // The leaf records the rmap contradicts (xfs_scrub's xchk_bmap_xref_rmap), and one over the superblock: the
 // block map is blamed and rebuilt from the rmap -- never the rmap from the damaged map.
@@ -52,6 +56,35 @@ t.test('the collection is kept current while other files and the same file chang
   t.equal(r.error, undefined);
   t.ok(r.changes[0]!.startsWith('block map rebuilt from the rmap'), r.changes.join('; '));
   t.same(check(fsx), [], 'clean after the repair');
+  model.unchanged(t, fsx);
+});
+
+t.test('an rmap rebuild from a block map with an extent over the superblock leaves it out, then rebuilds that map', async (t) => {
+  const image = scratchImage(t, { size: 32 << 20, agCount: 2 });
+  const fsx = Rmapfs.open(image);
+  t.teardown(() => fsx.close());
+  const rng = new Rng(testSeed(15));
+  const model = new Model();
+  bystanders(fsx, model, rng, 10);
+  const ino = fsx.create(fsx.rootIno, 'small', S_IFREG | 0o644, 0, 0).ino;
+  const blocks = [0, 2, 4].map((b) => Buffer.alloc(BLOCK_SIZE, 0x30 + b));
+  blocks.forEach((data, i) => fsx.write(ino, 2 * i * BLOCK_SIZE, data));
+  fsx.fs.run(() => {
+    // The second inline extent (file block 2) onto block 0.
+    const { buf, offset } = fsx.inodes.get(ino).dataFork();
+    encodeExtent({ ...decodeExtent(buf.data, offset + EXTENT_SIZE), fsbno: 0 }, buf.data, offset + EXTENT_SIZE);
+    fsx.fs.cache.markDirty(buf);
+  });
+  const reply = await onlineRepair(fsx, ['rmapbt'], null, { forceRebuild: true, measureHeap: false, cancelled: () => false }, quietHooks);
+  t.ok(reply.ok, `repaired: ${String(reply.error ?? '')}`);
+  const sick = (reply.ags as RmapRepairResult[]).flatMap((a) => a.sickForks);
+  t.same(sick.map((f) => [f.ino, f.fork]), [[ino, 'data']], `the fork named: ${sick[0]?.what ?? 'none'}`);
+  const files = (reply.files as FileRepairResult[]).filter((f) => f.ino === ino && f.type === 'bmap');
+  t.ok(files.length === 1 && files[0]!.changes[0]!.startsWith('block map rebuilt from the rmap'), `its block map rebuilt: ${JSON.stringify(files)}`);
+  t.same(check(fsx), [], 'clean after the repair');
+  // The block it really had is lost with the damage (no map named it); the others read back.
+  t.ok(fsx.read(ino, 0, BLOCK_SIZE).equals(blocks[0]!) && fsx.read(ino, 4 * BLOCK_SIZE, BLOCK_SIZE).equals(blocks[2]!), 'file blocks 0 and 4 intact');
+  t.ok(fsx.read(ino, 2 * BLOCK_SIZE, BLOCK_SIZE).equals(Buffer.alloc(BLOCK_SIZE)), 'file block 2 a hole, not the superblock');
   model.unchanged(t, fsx);
 });
 

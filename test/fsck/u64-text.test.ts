@@ -1,0 +1,99 @@
+/**
+ * Inode numbers above 2^53 (only damage puts them on disk) print exactly: a
+ * JS number would round 2^60 + 3 to 2^60. A directory entry's inode number
+ * in check's report and the directory repair's, an inode's own number field
+ * in the core repair's report, and a u64 field as db reads it.
+ */
+import t from 'tap';
+import type { Test } from 'tap';
+import * as fs from 'fs';
+import { Rmapfs } from '../../src/fs/rmapfs';
+import { Directory, DIRENT_SIZE, decodeDirent } from '../../src/dir/dir';
+import { BLOCK_SIZE } from '../../src/format/superblock';
+import { INODES_PER_BLOCK } from '../../src/format/geometry';
+import { INODE_FIELDS, OFF_I_INO, S_IFREG } from '../../src/inode/inode-format';
+import { findField, readField } from '../../src/format/fields';
+import { onlineRepair } from '../../src/fsck/online';
+import { selectStructures } from '../../src/fsck/table';
+import type { FileRepairResult } from '../../src/repair/file-repair';
+import { scratchImage } from '../lib/fs';
+import { check } from '../lib/check';
+import { quietHooks, remount } from '../lib/damaged-files';
+
+const BIG = (1n << 60n) + 3n;
+const BIG_TEXT = BIG.toString(); // 1152921504606846979; as a number it prints 1152921504606846976
+
+function putU64(b: Buffer, off: number, v: bigint): void {
+  b.writeUInt32BE(Number(v >> 32n), off);
+  b.writeUInt32BE(Number(v & 0xffffffffn), off + 4);
+}
+
+function beU64(v: number): Buffer {
+  const b = Buffer.alloc(8);
+  putU64(b, 0, BigInt(v));
+  return b;
+}
+
+async function repairAll(fsx: Rmapfs): Promise<string[]> {
+  const reply = await onlineRepair(fsx, selectStructures(null, null), null,
+    { forceRebuild: false, measureHeap: false, cancelled: () => false }, quietHooks);
+  return (reply.files as FileRepairResult[]).flatMap((f) => f.changes);
+}
+
+function populated(t: Test): { image: string; fsx: Rmapfs; dirIno: number; fileIno: number } {
+  const image = scratchImage(t, { size: 32 << 20 });
+  const fsx = Rmapfs.open(image);
+  const dirIno = fsx.mkdir(fsx.rootIno, 'd', 0o755, 0, 0).ino;
+  const fileIno = fsx.create(dirIno, 'f', S_IFREG | 0o644, 0, 0).ino;
+  fsx.write(fileIno, 0, Buffer.from('hello'));
+  return { image, fsx, dirIno, fileIno };
+}
+
+t.test('a directory entry naming inode 2^60 + 3', async (t) => {
+  const { image, fsx: first, dirIno, fileIno } = populated(t);
+  // The entry's inode number is found by its value (the record layout is dir.ts's alone).
+  first.fs.run(() => {
+    const tree = new Directory(first.inodes.get(dirIno), first.fs.alloc, first.fs.geo).tree;
+    tree.visitBlocks((ptr, level) => {
+      if (level !== 0) return;
+      const buf = first.fs.cache.read(ptr, tree.bufOps);
+      for (let i = 0; i < 8; i++) {
+        const off = tree.geo.recOffset(i);
+        if (decodeDirent(buf.data, off).ino !== fileIno) continue;
+        const at = buf.data.subarray(off, off + DIRENT_SIZE).indexOf(beU64(fileIno));
+        putU64(buf.data, off + at, BIG);
+        first.fs.cache.markDirty(buf);
+      }
+    });
+  });
+  const fsx = remount(image, first);
+  t.teardown(() => fsx.close());
+  const found = check(fsx);
+  t.ok(found.some((l) => l.includes(`points to inode ${BIG_TEXT},`)), `check names it exactly: ${found.join(' | ')}`);
+  const changes = await repairAll(fsx);
+  t.ok(changes.some((c) => c.includes(`inode number ${BIG_TEXT} is not valid`)), `the repair names it exactly: ${changes.join(' | ')}`);
+});
+
+t.test("an inode's own number field damaged to 2^60 + 3", async (t) => {
+  const { image, fsx: first, dirIno } = populated(t);
+  // A file out of the root's inode block (a block that does not verify holding the root: no mount).
+  let fileIno = 0;
+  for (let i = 0; i < 2 * INODES_PER_BLOCK; i++) fileIno = first.create(dirIno, `g${i}`, S_IFREG | 0o644, 0, 0).ino;
+  first.fsync();
+  const { fsbno, offset } = first.fs.geo.inoLocation(fileIno);
+  first.close();
+  // Behind the filesystem's back (the crc is left wrong, as random damage leaves it).
+  const fd = fs.openSync(image, 'r+');
+  const field = Buffer.alloc(8);
+  putU64(field, 0, BIG);
+  fs.writeSync(fd, field, 0, 8, fsbno * BLOCK_SIZE + offset + OFF_I_INO);
+  const block = Buffer.alloc(BLOCK_SIZE);
+  fs.readSync(fd, block, 0, BLOCK_SIZE, fsbno * BLOCK_SIZE);
+  fs.closeSync(fd);
+  t.equal(String(readField(block, offset, findField(INODE_FIELDS, 'ino', 'inode'))), BIG_TEXT, 'db reads the field exactly');
+  const fsx = Rmapfs.open(image);
+  t.teardown(() => fsx.close());
+  const changes = await repairAll(fsx);
+  t.ok(changes.some((c) => c.includes(`inode number ${BIG_TEXT} -> ${fileIno}`)), `the core repair names it exactly: ${changes.join(' | ')}`);
+  t.same(check(fsx), [], 'clean after the repair');
+});
