@@ -133,16 +133,19 @@ export class Rmapfs {
     const fs = Filesystem.open(path, options);
     const r = new Rmapfs(fs);
     const rootIno = fs.superblock().rootIno;
-    let rootOk = false;
+    let rootProblem: RmapfsError | null = null;
     try {
-      rootOk = rootIno !== 0 && r.inodes.handle(rootIno).isDir;
-    } catch {
-      // an unreadable root inode: no root directory either
+      if (rootIno === 0) rootProblem = new RmapfsError('EFSCORRUPTED', `${path} has no root directory`);
+      else if (!r.inodes.get(rootIno).isDir) rootProblem = new RmapfsError('EFSCORRUPTED', `${path}: the root inode ${rootIno} is not a directory in use`);
+    } catch (e) {
+      if (!(e instanceof RmapfsError)) throw e;
+      // A damaged root inode: only an unmounted repair can fix it (nothing is reachable without it).
+      rootProblem = new RmapfsError(e.code === 'EFSBADCRC' ? 'EFSBADCRC' : 'EFSCORRUPTED',
+        `${path}: the root inode ${rootIno} is damaged (${e.message}): run rmapfs repair ${path}`);
     }
-    if (!rootOk) {
+    if (rootProblem !== null) {
       fs.abandon(); // write nothing to a filesystem we cannot make sense of
-      throw new RmapfsError('EFSCORRUPTED', rootIno === 0 ? `${path} has no root directory`
-        : `${path}: the root inode ${rootIno} is not a directory in use`);
+      throw rootProblem;
     }
     // A filesystem that was not unmounted cleanly may hold files that were unlinked while open.
     if (!fs.readOnly && fs.wasUnclean) r.freeCrashOrphans();

@@ -35,6 +35,8 @@ export interface FsCheckResult {
   freeBlocks: number;
   freeExtents: number;
   rmapRecords: number;
+  /** Whether the file pass ran (it needs every AG's btrees walkable): false, the files' damage is unknown. */
+  inodesChecked: boolean;
   /** Failures of the checker itself (a bug, not the filesystem's): the check is incomplete. */
   internalErrors: string[];
 }
@@ -61,7 +63,7 @@ export function checkFilesystem(fs: Filesystem, options: FsCheckOptions = {}): F
   }
   return {
     problems: problems.problems, problemCount: problems.count, agsChecked: totals.agsChecked, blocks: fs.geo.totalBlocks,
-    freeBlocks, freeExtents: totals.freeExtents, rmapRecords: totals.rmapRecords, internalErrors: totals.internalErrors,
+    freeBlocks, freeExtents: totals.freeExtents, rmapRecords: totals.rmapRecords, inodesChecked: totals.inodesChecked, internalErrors: totals.internalErrors,
   };
 }
 
@@ -84,7 +86,7 @@ export interface DeviceCheckReport {
 }
 
 function emptyResult(): FsCheckResult {
-  return { problems: [], problemCount: 0, agsChecked: 0, blocks: 0, freeBlocks: 0, freeExtents: 0, rmapRecords: 0, internalErrors: [] };
+  return { problems: [], problemCount: 0, agsChecked: 0, blocks: 0, freeBlocks: 0, freeExtents: 0, rmapRecords: 0, inodesChecked: false, internalErrors: [] };
 }
 
 /**

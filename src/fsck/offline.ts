@@ -12,7 +12,10 @@
  * 2. a log whose superblock cannot be read is refused, or zeroed with -L
  *    (what it held is lost: said so);
  * 3. an AG header that cannot be read rebuilt from a scan of the AG's blocks
- *    (repair/ag-header-scan.ts).
+ *    (repair/ag-header-scan.ts);
+ * 4. a root inode that does not verify (the mount refuses it, and with it
+ *    everything): its identity restored as the online core repair restores
+ *    any inode's (repair/inode-repair.ts); the rest is the table's.
  *
  * Then the table's repairs, then `rmapfs check` again: its verdict is the
  * result. Nothing is checked twice: the check before (when one runs) is the
@@ -43,6 +46,8 @@ import type { PrimarySuperblockRebuild } from '../repair/primary-sb-repair';
 import { rebuildAgHeaderFromScan } from '../repair/ag-header-scan';
 import type { AgHeaderScanResult } from '../repair/ag-header-scan';
 import { repairAgHeader, repairFreeList } from '../repair/ag-header-repair';
+import { restoreInodeIdentity } from '../repair/inode-repair';
+import type { StructureName } from '../format/structures';
 import type { HeaderRepairResult } from '../repair/ag-header-repair';
 import type { FileRepairResult } from '../repair/file-repair';
 import { CHECK_CLEAN, CHECK_CORRUPT, CHECK_OPERATIONAL, checkDevice } from './check';
@@ -52,7 +57,6 @@ import type { OnlineFsckHooks } from './online';
 import { isRepairable, selectStructures } from './table';
 import { structureOfProblem } from '../scrub/health-marks';
 import { isInodeStructure } from '../format/structures';
-import type { StructureName } from '../format/structures';
 
 const log = createDebug('rmapfs:fsck');
 
@@ -337,6 +341,44 @@ function agHeaderStep(device: string, options: OfflineRepairOptions, rootLost: b
 }
 
 /**
+ * Step 4: the root inode, when it does not verify, gets its identity back
+ * (magic, version, number, UUID, fork format, crc), so the filesystem opens
+ * for the table's repairs. Its one line, or null when it verified.
+ */
+function rootInodeStep(device: string): string | null {
+  const rootDamage = (inodes: InodeStore, root: number): string | null => {
+    try {
+      return inodes.damage(inodes.handle(root))?.what ?? null;
+    } catch (e) {
+      if (!isCorruption(e)) throw e;
+      return e instanceof Error ? e.message : String(e); // not one inode of its block at home
+    }
+  };
+  // Looked at read-only first: a clean image is not written.
+  let damage: string | null = null;
+  {
+    const fs = Filesystem.open(device, { readOnly: true, exclusive: true });
+    try {
+      const root = fs.superblock().rootIno;
+      // No root to fix here (Rmapfs.open says so) when the superblock names none.
+      if (root !== 0 && fs.geo.isValidIno(root)) damage = rootDamage(new InodeStore(fs.cache, fs.geo, fs.alloc), root);
+    } finally {
+      fs.close();
+    }
+  }
+  if (damage === null) return null;
+  const fs = Filesystem.open(device);
+  try {
+    const root = fs.superblock().rootIno;
+    const inodes = new InodeStore(fs.cache, fs.geo, fs.alloc);
+    const fixed = fs.run(() => restoreInodeIdentity(fs, inodes, root, new Set<StructureName>()));
+    return `root inode ${root} (${damage}): ${fixed.join('; ')}`;
+  } finally {
+    fs.close();
+  }
+}
+
+/**
  * A header rebuilt from a scan names its roots only: its counts are recomputed and its free list
  * (lost with it) rebuilt from the rmap at once, by the table's own repairers -- the check would
  * blame the free list's blocks on the rmap (owned by "ag", in no tree), whose rebuild needs the
@@ -385,7 +427,7 @@ async function tableRepair(device: string, options: OfflineRepairOptions, before
   try {
     return await onlineRepair(fsx, selectStructures(options.types ?? null, null), null,
       // What the check before found is the repair's list (not scrubbed again); the check after is its closing scrub.
-      { forceRebuild: options.forceRebuild === true, measureHeap: false, cancelled: () => false, offline: { found: before?.result.problems ?? null } },
+      { forceRebuild: options.forceRebuild === true, measureHeap: false, cancelled: () => false, offline: { found: before?.result.problems ?? null, inodesChecked: before?.result.inodesChecked } },
       hooksOf(options));
   } finally {
     fsx.close();
@@ -453,6 +495,8 @@ export async function repairDevice(device: string, options: OfflineRepairOptions
     if (logLine !== null) report.wholeDevice.push(logLine);
     const scanned = agHeaderStep(device, options, sbLine !== null || !rootInodeNamed(device));
     report.wholeDevice.push(...scanned.lines);
+    const rootLine = rootInodeStep(device);
+    if (rootLine !== null) report.wholeDevice.push(rootLine);
     if (scanned.agnos.length > 0) report.headersAfterScan = await finishScannedHeaders(device, scanned.agnos);
     if (report.wholeDevice.length === 0 && options.forceRebuild !== true) {
       // Nothing the whole device needed: a clean filesystem is left as it is (not even opened for writing).
@@ -498,7 +542,10 @@ export async function repairDevice(device: string, options: OfflineRepairOptions
       report.error = last.error !== undefined ? String(last.error) : null;
       report.after = checkDevice(device);
     }
-    const changed = report.wholeDevice.length > 0 || report.headersAfterScan.length > 0 || rebuiltAnything(report.repair);
+    // fsck(8): damage the check before found and the check after no longer finds was corrected, whether or not
+    // the rebuild that fixed it had a change to name (a directory rebuilt around a node read as a leaf loses nothing).
+    const changed = report.wholeDevice.length > 0 || report.headersAfterScan.length > 0
+      || report.before?.status === FSCK_UNCORRECTED || rebuiltAnything(report.repair);
     report.status = report.after.status === FSCK_CLEAN ? (changed ? FSCK_CORRECTED : FSCK_CLEAN) : report.after.status;
     if (report.after.error !== null) report.error = report.after.error;
   } catch (e) {

@@ -231,7 +231,7 @@ export interface OnlineRepairOptions {
    * structures a rebuild trusts are checked only where the health record does not know them
    * healthy already (a check of this run, or a rebuild, said so).
    */
-  offline?: { found: readonly Problem[] | null };
+  offline?: { found: readonly Problem[] | null; inodesChecked?: boolean };
 }
 
 /** A scrub's result made of problems found another way (the offline check's): nothing was scrubbed here. */
@@ -256,7 +256,7 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
   const damaged = new Map<StructureName, Damage>();
   let before: LiveScrubResult | null = null;
   if (options.offline?.found != null && !options.forceRebuild) {
-    before = onlyInode(foundResult(options.offline.found), ino);
+    before = onlyInode({ ...foundResult(options.offline.found), inodesChecked: options.offline.inodesChecked === true }, ino);
     markHealthFromProblems(fsx.fs.alloc, agnos, before.problems, 'repair', 'checking before a repair', selected);
     noteDamage(damaged, before.problems, selected);
   } else if (options.forceRebuild) {
@@ -304,7 +304,9 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
     // The files' damage was found beside damaged AG structures, and those are rebuilt now: what the files
     // seemed to have may have been theirs (an inode btree naming blocks that hold no inodes makes "inodes"
     // of them). Scrubbed again, once, before any file is touched.
-    if (!options.forceRebuild && !filesRescrubbed && agRepaired()) {
+    // (Only when the files' damage is not known: some was found, or the file pass could not run before.)
+    if (!options.forceRebuild && !filesRescrubbed && agRepaired()
+      && (before === null || !before.inodesChecked || [...damaged.keys()].some((s) => isInodeStructure(s) || s === 'nlinks'))) {
       filesRescrubbed = true;
       // The link counts are the file pass's findings too.
       const fileStructures = selected.filter((s) => isInodeStructure(s) || s === 'nlinks');

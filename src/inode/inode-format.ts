@@ -1,7 +1,8 @@
 /**
  * The on-disk inode: 512 bytes, eight to a block, each self-describing (its
  * own magic, inode number, UUID, LSN and crc32c over all 512 bytes), so a
- * flipped byte anywhere in an inode block is caught on read.
+ * flipped byte anywhere in an inode is caught when that inode is loaded
+ * (its neighbours read on).
  *
  *   0 u32 magic "RINO"       4 u16 mode          6 u8 version   7 u8 data fork format
  *   8 u32 nlink             12 u32 uid           16 u32 gid     20 u32 flags
@@ -138,13 +139,51 @@ export function isCleanFreeInode(b: Buffer, off: number): boolean {
   return zero(OFF_I_MODE, OFF_I_VERSION) && zero(OFF_I_FORMAT, OFF_I_INO) && zero(OFF_I_NEXTENTS, INODE_SIZE);
 }
 
-function badInode(code: 'EFSBADCRC' | 'EFSCORRUPTED', ino: number, bno: number, what: string): never {
-  throw new RmapfsError(code, `inode ${ino} (block ${bno}): ${what}`);
+/** Why one inode cannot be used: the errno XFS gives and a one-line reason. */
+export interface InodeDamage {
+  code: 'EFSBADCRC' | 'EFSCORRUPTED';
+  what: string;
 }
 
 /**
- * Buffer ops for an inode block: every inode in it must carry the magic, the
- * inode number of its slot, our UUID and a good crc; crcs are made on write.
+ * Checks the inode at b[off] (slot `ino`) as XFS's dinode verifier does at
+ * iget: its crc first (`badCrc`: the verdict of the read, kept in
+ * Buf.damagedParts -- the crc cannot be compared here, as a dirty block's
+ * crcs are only made on its way out), then its identity (magic, version,
+ * number, UUID) and a known data fork format. Null when sound.
+ */
+export function inodeDamage(b: Buffer, off: number, ino: number, uuid: Buffer, badCrc: boolean): InodeDamage | null {
+  if (badCrc) return { code: 'EFSBADCRC', what: 'bad crc32c' };
+  if (b.readUInt32BE(off) !== INODE_MAGIC) return { code: 'EFSCORRUPTED', what: 'bad magic' };
+  if (b.readUInt8(off + OFF_I_VERSION) !== INODE_VERSION) {
+    return { code: 'EFSCORRUPTED', what: `inode version ${b.readUInt8(off + OFF_I_VERSION)}, want ${INODE_VERSION}` };
+  }
+  if (readU64(b, off + OFF_I_INO) !== ino) return { code: 'EFSCORRUPTED', what: `claims to be inode ${u64Text(b, off + OFF_I_INO)}` };
+  if (b.compare(uuid, 0, 16, off + OFF_I_UUID, off + OFF_I_UUID + 16) !== 0) return { code: 'EFSCORRUPTED', what: 'belongs to another filesystem' };
+  if (b.readUInt8(off + OFF_I_FORMAT) > FORK_LOCAL) return { code: 'EFSCORRUPTED', what: `unknown data fork format ${b.readUInt8(off + OFF_I_FORMAT)}` };
+  return null;
+}
+
+/** The inodes of block b whose crc does not match their bytes (bit i: inode i). */
+export function badCrcSlots(b: Buffer): number {
+  let bad = 0;
+  for (let i = 0; i < INODES_PER_BLOCK; i++) if (b.readUInt32BE(i * INODE_SIZE + OFF_I_CRC) !== inodeCrc(b, i * INODE_SIZE)) bad |= 1 << i;
+  return bad;
+}
+
+/** Whether the inode at b[off] carries the inode magic and its slot's number. */
+function atHome(b: Buffer, off: number, ino: number): boolean {
+  return b.readUInt32BE(off) === INODE_MAGIC && readU64(b, off + OFF_I_INO) === ino;
+}
+
+/**
+ * Buffer ops for an inode block. Each inode is checked where it is loaded
+ * (`inodeDamage`, at InodeStore.get and by the scrub), not here: one damaged
+ * inode must not make its neighbours unreadable. The block as a whole must
+ * hold inodes (one at least at home: else it is not an inode block -- a
+ * misplaced chunk); an inode whose crc is bad is noted in Buf.damagedParts,
+ * and write keeps its bad crc (stamped anew over its new LSN, so it stays
+ * bad) until a repair clears the note: a neighbour's change must not bless it.
  */
 export function inodeBlockBufOps(geo: Geometry): BufOps {
   return {
@@ -153,26 +192,20 @@ export function inodeBlockBufOps(geo: Geometry): BufOps {
       const b = buf.data;
       const agno = geo.agnoOf(buf.bno);
       const firstAgino = geo.agbnoOf(buf.bno) * INODES_PER_BLOCK;
-      for (let i = 0; i < INODES_PER_BLOCK; i++) {
-        const off = i * INODE_SIZE;
-        const ino = geo.ino(agno, firstAgino + i);
-        // Messages are built only when a check fails (every inode block read runs this 16 times).
-        if (b.readUInt32BE(off + OFF_I_CRC) !== inodeCrc(b, off)) badInode('EFSBADCRC', ino, buf.bno, 'bad crc32c');
-        if (b.readUInt32BE(off) !== INODE_MAGIC) badInode('EFSCORRUPTED', ino, buf.bno, 'bad magic');
-        if (readU64(b, off + OFF_I_INO) !== ino) badInode('EFSCORRUPTED', ino, buf.bno, `claims to be inode ${u64Text(b, off + OFF_I_INO)}`);
-        if (b.compare(geo.uuid, 0, 16, off + OFF_I_UUID, off + OFF_I_UUID + 16) !== 0) {
-          badInode('EFSCORRUPTED', ino, buf.bno, 'belongs to another filesystem');
-        }
-        if (b.readUInt8(off + OFF_I_FORMAT) > FORK_LOCAL) badInode('EFSCORRUPTED', ino, buf.bno, 'unknown data fork format');
-        if (b.readUInt8(off + OFF_I_VERSION) !== INODE_VERSION) {
-          badInode('EFSCORRUPTED', ino, buf.bno, `inode version ${b.readUInt8(off + OFF_I_VERSION)}, want ${INODE_VERSION}`);
-        }
+      const damaged = badCrcSlots(b);
+      let home = 0;
+      for (let i = 0; i < INODES_PER_BLOCK; i++) if (atHome(b, i * INODE_SIZE, geo.ino(agno, firstAgino + i))) home++;
+      if (home === 0) {
+        throw new RmapfsError(damaged !== 0 ? 'EFSBADCRC' : 'EFSCORRUPTED', `block ${buf.bno}: no inode in it carries the magic and its own number`);
       }
+      buf.damagedParts = damaged;
     },
     prepareWrite(buf: Buf): void {
       for (let i = 0; i < INODES_PER_BLOCK; i++) {
         const off = i * INODE_SIZE;
-        buf.data.writeUInt32BE(inodeCrc(buf.data, off), off + OFF_I_CRC);
+        const crc = inodeCrc(buf.data, off);
+        // A known bad crc stays bad (whatever else changed in the inode, e.g. its LSN).
+        buf.data.writeUInt32BE((buf.damagedParts & (1 << i)) !== 0 ? (~crc) >>> 0 : crc, off + OFF_I_CRC);
       }
     },
     stampLsn(buf: Buf, lsn: number): void {

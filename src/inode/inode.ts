@@ -21,9 +21,9 @@ import {
   ATTR_FORK_OFFSET, DATA_FORK_OFFSET, OFF_I_AFORMAT, OFF_I_ALOCAL, OFF_I_AHEIGHT, OFF_I_AROOT, OFF_I_DHEIGHT,
   OFF_I_DROOT, OFF_I_FLAGS, OFF_I_FORMAT, OFF_I_GEN, OFF_I_GID, OFF_I_MODE, OFF_I_NBLOCKS, OFF_I_NEXTENTS,
   OFF_I_NLINK, OFF_I_NSEC, OFF_I_RDEV, OFF_I_ACOUNT, OFF_I_SIZE, OFF_I_TIMES, OFF_I_UID, S_IFDIR, S_IFMT, formatFreeInode,
-  inodeBlockBufOps,
+  inodeBlockBufOps, inodeDamage,
 } from './inode-format';
-import type { Timespec } from './inode-format';
+import type { InodeDamage, Timespec } from './inode-format';
 
 const log = createDebug('rmapfs:inode');
 
@@ -186,13 +186,26 @@ export class InodeStore {
     this.blockOps = inodeBlockBufOps(geo);
   }
 
-  /** A handle on an inode in use; ENOENT-like corruption if the number is not one. */
+  /**
+   * A handle on an inode in use, verified as XFS's iget verifies a dinode: a
+   * damaged inode is EFSCORRUPTED / EFSBADCRC (its neighbours read on);
+   * corruption too if the number is not one in use.
+   */
   get(ino: number): Inode {
     if (!this.geo.isValidIno(ino)) throw new RmapfsError('EFSCORRUPTED', `inode number ${ino} is out of range`);
     const { fsbno, offset } = this.geo.inoLocation(ino);
     const inode = new Inode(this, ino, fsbno, offset);
+    const damage = this.damage(inode);
+    if (damage !== null) throw new RmapfsError(damage.code, `inode ${ino} (block ${fsbno}): ${damage.what}`);
     if (inode.mode === 0) throw new RmapfsError('EFSCORRUPTED', `inode ${ino} is free but still referenced`);
     return inode;
+  }
+
+  /** What makes the inode unusable (inode-format.ts `inodeDamage`), or null. */
+  damage(inode: Inode): InodeDamage | null {
+    const buf = inode.block();
+    const slot = inode.offset / INODE_SIZE;
+    return inodeDamage(buf.data, inode.offset, inode.ino, this.geo.uuid, (buf.damagedParts & (1 << slot)) !== 0);
   }
 
   /** A handle without checking the inode is in use (for the scrubbers and db). */
@@ -220,6 +233,8 @@ export class InodeStore {
       const gen = buf.data.readUInt32BE(inode.offset + OFF_I_GEN);
       formatFreeInode(buf.data, inode.offset, ino, this.geo.uuid);
       buf.data.writeUInt32BE((gen + 1) >>> 0, inode.offset + OFF_I_GEN);
+      // Written whole: a bad crc it had is gone with what it covered.
+      buf.damagedParts &= ~(1 << (inode.offset / INODE_SIZE));
       this.cache.markDirty(buf);
       inode.mode = mode;
       inode.uid = uid;
@@ -250,6 +265,7 @@ export class InodeStore {
     const gen = buf.data.readUInt32BE(inode.offset + OFF_I_GEN);
     formatFreeInode(buf.data, inode.offset, inode.ino, this.geo.uuid);
     buf.data.writeUInt32BE(gen, inode.offset + OFF_I_GEN);
+    buf.damagedParts &= ~(1 << (inode.offset / INODE_SIZE));
     this.cache.markDirty(buf);
     setInodeFree(rec, agino - startino, true);
     rec.freecount++;

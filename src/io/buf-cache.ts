@@ -54,11 +54,26 @@ export class Buf {
   prepared = false;
   /** Whether the cache's index holds this object (false once evicted or invalidated). */
   cached = true;
+  /**
+   * Parts of a block that holds several self-checked records (bit i: record
+   * i) whose own crc was bad when read: prepareWrite must not make them a
+   * good one until they are repaired (a neighbour's change would hide the
+   * damage). Set by the ops' verifyRead, cleared by the repairer; kept with
+   * pre-images and snapshot images like the data.
+   */
+  damagedParts = 0;
   /** LRU links (most recent at the head). */
   prev: Buf | null = null;
   next: Buf | null = null;
 
   constructor(readonly bno: number, readonly data: Buffer, public ops: BufOps | null) {}
+}
+
+/** A copy of a block's image to make its crc on, with what was known damaged in it. */
+function imageBuf(bno: number, data: Buffer, ops: BufOps, damagedParts: number): Buf {
+  const buf = new Buf(bno, data, ops);
+  buf.damagedParts = damagedParts;
+  return buf;
 }
 
 export interface BufCacheOptions {
@@ -78,6 +93,7 @@ interface PreImage {
   unlogged: boolean;
   /** The block's type then (a snapshot may need to make its crc: a dirty image's is stale). */
   ops: BufOps | null;
+  damagedParts: number;
 }
 
 /** What a snapshot keeps of a block changed after it opened. */
@@ -86,6 +102,8 @@ interface SnapshotImage {
   /** The crc in data is stale (the block was dirty): stamp it with ops before handing it out. */
   stale: boolean;
   ops: BufOps | null;
+  /** Buf.damagedParts then: a stale image's crc is made as write-back would make it. */
+  damagedParts: number;
 }
 
 /**
@@ -126,7 +144,7 @@ export class CacheSnapshot {
     const image = this.images.get(bno);
     if (image !== undefined) {
       image.data.copy(out);
-      if (image.stale && image.ops !== null) image.ops.prepareWrite(new Buf(bno, out, image.ops));
+      if (image.stale && image.ops !== null) image.ops.prepareWrite(imageBuf(bno, out, image.ops, image.damagedParts));
       return;
     }
     const buf = this.cache.peek(bno);
@@ -135,7 +153,7 @@ export class CacheSnapshot {
       return;
     }
     buf.data.copy(out);
-    if (buf.dirty && !buf.prepared && buf.ops !== null) buf.ops.prepareWrite(new Buf(bno, out, buf.ops));
+    if (buf.dirty && !buf.prepared && buf.ops !== null) buf.ops.prepareWrite(imageBuf(bno, out, buf.ops, buf.damagedParts));
   }
 
   /**
@@ -166,13 +184,13 @@ export class CacheSnapshot {
   }
 
   /** Keeps block bno's image as of the snapshot (the first one offered wins: it is the oldest). */
-  keep(bno: number, data: Buffer, stale: boolean, ops: BufOps | null): void {
+  keep(bno: number, data: Buffer, stale: boolean, ops: BufOps | null, damagedParts = 0): void {
     if (this.spoiled !== null || this.images.has(bno)) return;
     if (this.images.size >= this.maxImages) {
       this.spoil(`more than ${this.maxImages} blocks changed while it was open`);
       return;
     }
-    this.images.set(bno, { data: Buffer.from(data), stale, ops });
+    this.images.set(bno, { data: Buffer.from(data), stale, ops, damagedParts });
   }
 
   spoil(why: string): void {
@@ -277,7 +295,7 @@ export class BufCache {
       }
       const changed = !buf.cached || this.index.get(buf.bno) !== buf || !pre.data.equals(buf.data);
       if (!changed) continue;
-      for (const snap of this.snapshots) snap.keep(buf.bno, pre.data, pre.dirty, pre.ops);
+      for (const snap of this.snapshots) snap.keep(buf.bno, pre.data, pre.dirty, pre.ops, pre.damagedParts);
     }
   }
 
@@ -309,6 +327,7 @@ export class BufCache {
       }
       pre.data.copy(buf.data);
       buf.prepared = false;
+      buf.damagedParts = pre.damagedParts;
       this.spareImages.push(pre.data);
       if (!buf.cached) this.insert(buf);
       if (buf.dirty !== pre.dirty) {
@@ -335,7 +354,7 @@ export class BufCache {
       data = this.spareImages.pop() ?? Buffer.allocUnsafeSlow(this.blockSize);
       buf.data.copy(data);
     }
-    tx.set(buf, { data, dirty: buf.dirty, unlogged: this.unlogged.has(buf), ops: buf.ops });
+    tx.set(buf, { data, dirty: buf.dirty, unlogged: this.unlogged.has(buf), ops: buf.ops, damagedParts: buf.damagedParts });
   }
 
   // ---- logging -------------------------------------------------------------
@@ -389,6 +408,7 @@ export class BufCache {
       if (this.tx !== null) this.remember(buf, true);
       buf.data.fill(0);
       buf.prepared = false;
+      buf.damagedParts = 0;
       buf.ops = ops;
       return buf;
     }

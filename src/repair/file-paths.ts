@@ -24,6 +24,8 @@ export const PATH_WALK_MAX_ENTRIES = 1_000_000;
 
 export interface PathWalkOptions extends PacerOptions {
   maxEntries?: number;
+  /** Filled with the file types (DT_*) of the entries naming each wanted inode that the walk read. */
+  entryTypes?: Map<number, Set<number>>;
 }
 
 /**
@@ -34,8 +36,12 @@ export async function findPaths(fsx: Rmapfs, wanted: ReadonlySet<number>, option
   const found = new Map<number, string>();
   if (wanted.has(fsx.rootIno)) found.set(fsx.rootIno, '/');
   if (found.size === wanted.size) return found;
-  await walkPaths(fsx, options, (ino, path) => {
+  await walkPaths(fsx, options, (ino, path, ftype) => {
     if (wanted.has(ino) && !found.has(ino)) found.set(ino, path);
+    if (wanted.has(ino) && options.entryTypes !== undefined) {
+      const types = options.entryTypes.get(ino) ?? new Set<number>();
+      options.entryTypes.set(ino, types.add(ftype));
+    }
     return found.size < wanted.size;
   });
   log('paths: %d of %d inodes named', found.size, wanted.size);
@@ -65,7 +71,7 @@ export async function findAllPaths(fsx: Rmapfs, wanted: ReadonlySet<number>, max
  * `visit` with every entry's inode and path until it returns false (or the
  * cap on entries is reached).
  */
-async function walkPaths(fsx: Rmapfs, options: PathWalkOptions, visit: (ino: number, path: string) => boolean): Promise<void> {
+async function walkPaths(fsx: Rmapfs, options: PathWalkOptions, visit: (ino: number, path: string, ftype: number) => boolean): Promise<void> {
   const root = fsx.rootIno;
   const maxEntries = options.maxEntries ?? PATH_WALK_MAX_ENTRIES;
   const pacer = new Pacer(options);
@@ -89,7 +95,7 @@ async function walkPaths(fsx: Rmapfs, options: PathWalkOptions, visit: (ino: num
         if (d.name === '.' || d.name === '..') continue;
         entries++;
         const path = `${dir.path}/${d.name}`;
-        if (more) more = visit(d.ino, path);
+        if (more) more = visit(d.ino, path, d.ftype);
         if (d.ftype === DT_DIR && !seen.has(d.ino)) {
           seen.add(d.ino);
           queue.push({ ino: d.ino, path });

@@ -2,8 +2,10 @@
  * Online repair of an inode core (the method of XFS's
  * fs/xfs/scrub/inode_repair.c), in ONE transaction per inode:
  *
- * - its identity (magic, number, UUID, version) restored, so its block reads
- *   again (a bad crc is accepted: every field is then checked below);
+ * - its identity (magic, number from its slot, UUID, version, a possible
+ *   fork format) restored and its crc made anew (a bad crc is accepted:
+ *   every field is then checked below). Only its own: each inode of a
+ *   block is verified where it is loaded, so a neighbour reads on;
  * - impossible values made safe: an unknown file type guessed from what the
  *   forks hold (a directory btree, a block map, local data), flags nothing
  *   uses cleared, a data fork format the type cannot have emptied (the block
@@ -11,8 +13,9 @@
  *   fork fields of an absent fork cleared;
  * - what can be recomputed, recomputed: the block count and the attribute
  *   count from forks that verify (a fork that does not is its own
- *   structure's repair, which sets the count too), a file's size raised to
- *   cover the blocks it maps (never cut: no data is lost), a directory's
+ *   structure's repair, which sets the count too), a file's size set to
+ *   the end of its last mapped block when blocks lie past it or it is past
+ *   the largest file (the exact end within that block is lost: said so), a directory's
  *   size 0;
  * - an inode that cannot be made safe -- nothing in it says what it was and
  *   it holds nothing -- is cleared and freed (its inode btree bit); a
@@ -33,14 +36,19 @@ import { readU64, u64Text, writeU64 } from '../io/meta-header';
 import {
   ATTR_BTREE, ATTR_FORK_SIZE, ATTR_LOCAL, ATTR_NONE, DATA_FORK_OFFSET, DATA_FORK_SIZE, FORK_BTREE,
   FORK_EXTENTS, FORK_LOCAL, INODE_MAGIC, INODE_VERSION, MAX_INLINE_EXTENTS, OFF_I_DHEIGHT, OFF_I_DROOT, OFF_I_FORMAT, OFF_I_GEN,
-  OFF_I_INO, OFF_I_NEXTENTS, OFF_I_UUID, OFF_I_VERSION, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, formatFreeInode, inodeCrc, OFF_I_CRC,
-  isCleanFreeInode,
+  OFF_I_INO, OFF_I_NEXTENTS, OFF_I_UUID, OFF_I_VERSION, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, formatFreeInode,
+  isCleanFreeInode, OFF_I_MODE, decodeExtent, EXTENT_SIZE, badCrcSlots,
 } from '../inode/inode-format';
-import type { Inode } from '../inode/inode';
+import type { Inode, InodeStore } from '../inode/inode';
 import { BLOCK_SIZE } from '../format/superblock';
-import { INODE_SIZE, INODES_PER_BLOCK } from '../format/geometry';
+import { INODE_SIZE } from '../format/geometry';
 import type { StructureName } from '../format/structures';
 import type { Rmapfs } from '../fs/rmapfs';
+import type { Filesystem } from '../fs/filesystem';
+import { bmapBtreeOps } from '../file/bmap';
+import { MAX_FILE_SIZE } from '../file/file';
+import { forksFitType, typeName } from '../scrub/inode-scrub';
+import { findPaths } from './file-paths';
 import { rmapFind } from '../rmap/rmap';
 import { OWN_INODES } from '../format/owners';
 import type { FileRepairOptions, FileRepairResult } from './file-repair';
@@ -63,80 +71,110 @@ function freeInInodeBtree(fsx: Rmapfs, ino: number): boolean | null {
   return isInodeFree(decodeInobt(cur.record(), 0), agino - startino);
 }
 
-/** Fixes the identity fields of the inode at b[offset]; the fixes made. */
-function restoreIdentityAt(fsx: Rmapfs, b: Buffer, offset: number, ino: number, checkCrc: boolean): string[] {
-  const geo = fsx.fs.geo;
+/**
+ * A data fork format that cannot be, made safe from what the fork holds: a
+ * btree when the core names a root block that is a block map's or a
+ * directory's, the inline extents when they all lie in the filesystem, local
+ * data in a symlink; else an empty fork (what it mapped is the block map's
+ * repair, from the rmap: named in leftFor). The fix made.
+ */
+function safeDataFormat(fs: Filesystem, b: Buffer, offset: number, leftFor: Set<StructureName>): string {
+  const geo = fs.geo;
+  const format = b.readUInt8(offset + OFF_I_FORMAT);
+  const type = b.readUInt16BE(offset + OFF_I_MODE) & S_IFMT;
+  const count = b.readUInt32BE(offset + OFF_I_NEXTENTS);
+  const root = b.readUInt32BE(offset + OFF_I_DROOT);
+  const height = b.readUInt32BE(offset + OFF_I_DHEIGHT);
+  const set = (to: number, what: string): string => {
+    b.writeUInt8(to, offset + OFF_I_FORMAT);
+    return `data fork format ${format} -> ${what}`;
+  };
+  if (root >= 2 && root < geo.totalBlocks && height >= 1 && height <= MAX_BTREE_HEIGHT) {
+    const magic = rootMagic(fs, root);
+    if (magic === bmapBtreeOps.magic || magic === dirBtreeOps.magic) return set(FORK_BTREE, 'btree (its root block is one)');
+  }
+  if (type === S_IFLNK && count >= 1 && count <= DATA_FORK_SIZE) return set(FORK_LOCAL, 'local (a symlink target)');
+  if (count >= 1 && count <= MAX_INLINE_EXTENTS && type !== S_IFDIR) {
+    let plausible = true;
+    for (let i = 0; i < count; i++) {
+      const e = decodeExtent(b, offset + DATA_FORK_OFFSET + i * EXTENT_SIZE);
+      plausible &&= e.blockcount > 0 && e.fsbno >= 2 && e.fsbno + e.blockcount <= geo.totalBlocks;
+    }
+    if (plausible) return set(FORK_EXTENTS, `extents (the ${count} it holds)`);
+  }
+  b.fill(0, offset + DATA_FORK_OFFSET, offset + DATA_FORK_OFFSET + DATA_FORK_SIZE);
+  b.writeUInt32BE(0, offset + OFF_I_NEXTENTS);
+  b.writeUInt32BE(0, offset + OFF_I_DROOT);
+  b.writeUInt32BE(0, offset + OFF_I_DHEIGHT);
+  leftFor.add(type === S_IFDIR ? 'directory' : 'bmap');
+  return set(FORK_EXTENTS, `an empty fork (nothing in it reads as one; ${type === S_IFDIR ? 'the directory' : 'the block map'} is rebuilt)`);
+}
+
+/**
+ * Restores what identifies inode ino (magic, version, number from its slot,
+ * UUID from the superblock, a possible fork format) and lets its crc be
+ * made anew on the way out; its block is read unverified (it may hold no
+ * sound inode at all). Only this inode: its neighbours are verified (and
+ * repaired) on their own. The fixes made, one line each. Used online and
+ * by the offline repair for a root inode the mount refuses.
+ */
+export function restoreInodeIdentity(fs: Filesystem, inodes: InodeStore, ino: number, leftFor: Set<StructureName>): string[] {
+  const geo = fs.geo;
+  const { fsbno, offset } = geo.inoLocation(ino);
+  const buf = fs.cache.read(fsbno, null);
+  const b = buf.data;
+  const slotBit = 1 << (offset / INODE_SIZE);
   const fixed: string[] = [];
-  // A dirty block's crcs are made on its way out: only one as the device holds it can be checked.
-  if (checkCrc && b.readUInt32BE(offset + OFF_I_CRC) !== inodeCrc(b, offset)) fixed.push('bad crc32c (its fields checked one by one)');
+  // The crc's verdict as read (a dirty block's crcs are stale until it goes out): unknown when the
+  // block never verified as an inode block (any store's ops) -- then checked here, on the bytes as they are.
+  const verified = buf.ops !== null && buf.ops.name === inodes.blockOps.name;
+  if (!verified && !buf.dirty) {
+    // Its neighbours' bad crcs are noted before the block is made an inode block, or its write would bless them.
+    buf.damagedParts = badCrcSlots(b);
+  }
+  const badCrc = (buf.damagedParts & slotBit) !== 0;
   if (b.readUInt32BE(offset) !== INODE_MAGIC && readU64(b, offset + OFF_I_INO) !== ino) {
     // Magic and number both lost (random bytes over the block): nothing left in it can be believed, not
     // even its mode. Formatted free: the core repair frees it in the inode btree if it was in use there,
     // the directory repair drops an entry naming it, and the rmap's rebuild lets its blocks go.
     formatFreeInode(b, offset, ino, geo.uuid);
     fixed.push('destroyed (magic and inode number both lost): formatted free');
+    buf.damagedParts &= ~slotBit;
+    buf.ops = inodes.blockOps;
+    fs.cache.markDirty(buf);
     return fixed;
   }
   if (b.readUInt32BE(offset) !== INODE_MAGIC) {
+    fixed.push(`magic restored (it read 0x${b.readUInt32BE(offset).toString(16)})`);
     b.writeUInt32BE(INODE_MAGIC, offset);
-    fixed.push('magic restored');
+  }
+  if (b.readUInt8(offset + OFF_I_VERSION) !== INODE_VERSION) {
+    fixed.push(`version ${b.readUInt8(offset + OFF_I_VERSION)} -> ${INODE_VERSION}`);
+    b.writeUInt8(INODE_VERSION, offset + OFF_I_VERSION);
   }
   if (readU64(b, offset + OFF_I_INO) !== ino) {
-    fixed.push(`inode number ${u64Text(b, offset + OFF_I_INO)} -> ${ino}`);
+    fixed.push(`inode number ${u64Text(b, offset + OFF_I_INO)} -> ${ino} (its slot)`);
     writeU64(b, offset + OFF_I_INO, ino);
   }
   if (b.compare(geo.uuid, 0, 16, offset + OFF_I_UUID, offset + OFF_I_UUID + 16) !== 0) {
     geo.uuid.copy(b, offset + OFF_I_UUID);
     fixed.push('filesystem UUID restored');
   }
-  if (b.readUInt8(offset + OFF_I_VERSION) !== INODE_VERSION) {
-    fixed.push(`version ${b.readUInt8(offset + OFF_I_VERSION)} -> ${INODE_VERSION}`);
-    b.writeUInt8(INODE_VERSION, offset + OFF_I_VERSION);
-  }
-  const format = b.readUInt8(offset + OFF_I_FORMAT);
-  if (format > FORK_LOCAL) {
-    // A btree when the core holds a plausible root (verified later, like any), else no extents: the
-    // rules for a fork its type cannot have take it from there.
-    const root = b.readUInt32BE(offset + OFF_I_DROOT);
-    const height = b.readUInt32BE(offset + OFF_I_DHEIGHT);
-    const btree = root >= 2 && root < geo.totalBlocks && height >= 1 && height <= MAX_BTREE_HEIGHT;
-    b.writeUInt8(btree ? FORK_BTREE : FORK_EXTENTS, offset + OFF_I_FORMAT);
-    if (!btree) b.writeUInt32BE(0, offset + OFF_I_NEXTENTS);
-    fixed.push(`data fork format ${format} -> ${btree ? 'btree' : 'extents (none)'}`);
-  }
-  return fixed;
-}
-
-/**
- * Restores the identity fields of every inode in ino's block (read
- * unverified): one bad inode makes the whole block unreadable, so the
- * repair of any inode in it must make the block read again. The fixes made
- * (another inode's named).
- */
-function restoreIdentity(fsx: Rmapfs, ino: number): string[] {
-  const fs = fsx.fs;
-  const { fsbno, offset } = fs.geo.inoLocation(ino);
-  const buf = fs.cache.read(fsbno, null);
-  const first = ino - offset / INODE_SIZE;
-  const fixed: string[] = [];
-  for (let i = 0; i < INODES_PER_BLOCK; i++) {
-    const other = first + i;
-    const found = restoreIdentityAt(fsx, buf.data, i * INODE_SIZE, other, !buf.dirty);
-    fixed.push(...(other === ino ? found : found.map((f) => `inode ${other}: ${f}`)));
-  }
-  if (fixed.length > 0) {
-    // The block verifies again once the crcs are made on the way out.
-    buf.ops = fsx.inodes.blockOps;
+  if (b.readUInt8(offset + OFF_I_FORMAT) > FORK_LOCAL) fixed.push(safeDataFormat(fs, b, offset, leftFor));
+  if (badCrc) fixed.push('bad crc32c made anew (every field checked below)');
+  if (fixed.length > 0 || !verified) {
+    buf.damagedParts &= ~slotBit;
+    buf.ops = inodes.blockOps;
     fs.cache.markDirty(buf);
   }
   return fixed;
 }
 
 /** The magic of a btree root block, or null when it cannot be read. */
-function rootMagic(fsx: Rmapfs, ptr: number): number | null {
-  if (ptr < 2 || ptr >= fsx.fs.geo.totalBlocks) return null;
+function rootMagic(fs: Filesystem, ptr: number): number | null {
+  if (ptr < 2 || ptr >= fs.geo.totalBlocks) return null;
   try {
-    return fsx.fs.cache.read(ptr, null).data.readUInt32BE(0);
+    return fs.cache.read(ptr, null).data.readUInt32BE(0);
   } catch {
     return null;
   }
@@ -146,7 +184,7 @@ function rootMagic(fsx: Rmapfs, ptr: number): number | null {
 function guessType(fsx: Rmapfs, inode: Inode): number | null {
   if (inode.format === FORK_LOCAL) return inode.nextents > 0 ? S_IFLNK : null;
   if (inode.format === FORK_BTREE) {
-    const magic = rootMagic(fsx, inode.dataRoot);
+    const magic = rootMagic(fsx.fs, inode.dataRoot);
     if (magic === dirBtreeOps.magic) return S_IFDIR;
     return S_IFREG;
   }
@@ -181,7 +219,7 @@ function impossibleDataFork(fsx: Rmapfs, inode: Inode): string | null {
   }
   if (format === FORK_EXTENTS && inode.nextents > MAX_INLINE_EXTENTS) return `${inode.nextents} inline extents`;
   if (format === FORK_BTREE && !rootOk()) return `block map root ${inode.dataRoot} height ${inode.dataHeight}`;
-  if (format === FORK_BTREE && rootMagic(fsx, inode.dataRoot) === dirBtreeOps.magic) return 'a directory btree in a file';
+  if (format === FORK_BTREE && rootMagic(fsx.fs, inode.dataRoot) === dirBtreeOps.magic) return 'a directory btree in a file';
   return null;
 }
 
@@ -265,14 +303,37 @@ function inChunk(fsx: Rmapfs, ino: number): boolean {
   return r !== null && r.owner === OWN_INODES && freeInInodeBtree(fsx, ino) !== null;
 }
 
-/** The one transaction: every fix of one inode core. */
-function repairCore(fsx: Rmapfs, ino: number): { changes: string[]; leftFor: Set<StructureName> } {
+/**
+ * The file type the directory entries naming ino give it, when the inode's
+ * own type does not fit its forks and the entries' does (a second source:
+ * XFS's dirent file type): null otherwise. Costs a walk of the namespace
+ * (findPaths, paced), done only when the forks contradict the type.
+ */
+async function typeFromEntries(fsx: Rmapfs, ino: number, options: FileRepairOptions): Promise<number | null> {
+  let inode: Inode;
+  try {
+    inode = fsx.inodes.get(ino);
+  } catch {
+    return null; // its identity first (this repair's transaction); the next scrub looks again
+  }
+  const type = inode.mode & S_IFMT;
+  if (!FILE_TYPES.has(type) || forksFitType(fsx.fs, inode, type)) return null;
+  const entryTypes = new Map<number, Set<number>>();
+  await findPaths(fsx, new Set([ino]), { foregroundWaiting: options.foregroundWaiting, entryTypes });
+  const said = [...(entryTypes.get(ino) ?? [])];
+  if (said.length !== 1) return null; // no entry, or entries that disagree: nothing to go by
+  const want = said[0]! << 12;
+  return want !== type && forksFitType(fsx.fs, inode, want) ? want : null;
+}
+
+/** The one transaction: every fix of one inode core (`typeFromEntries`: the type its entries give it, or null). */
+function repairCore(fsx: Rmapfs, ino: number, typeFromEntries: number | null): { changes: string[]; leftFor: Set<StructureName> } {
   const fs = fsx.fs;
   const leftFor = new Set<StructureName>();
   if (!inChunk(fsx, ino)) {
     throw new RmapfsError('EFSCORRUPTED', `inode ${ino} is in no inode chunk the inode btree and the rmap both know; left as it is`);
   }
-  const changes = restoreIdentity(fsx, ino);
+  const changes = restoreInodeIdentity(fs, fsx.inodes, ino, leftFor);
   const inode = fsx.inodes.handle(ino);
   const free = freeInInodeBtree(fsx, ino);
   if (free === true) {
@@ -288,6 +349,11 @@ function repairCore(fsx: Rmapfs, ino: number): { changes: string[]; leftFor: Set
     }
     // In use though the inode btree calls it free: the inode btree's repair decides (from the inode cores).
     return { changes, leftFor };
+  }
+  // Before any per-type rule (and any per-type repairer: they follow in dependency order).
+  if (typeFromEntries !== null && inode.mode !== 0 && (inode.mode & S_IFMT) !== typeFromEntries) {
+    changes.push(`type ${typeName(inode.mode & S_IFMT)} -> ${typeName(typeFromEntries)} (from its directory entries)`);
+    inode.mode = typeFromEntries | (inode.mode & 0o7777);
   }
   const type = inode.mode & S_IFMT;
   if (inode.mode === 0 || !FILE_TYPES.has(type)) {
@@ -327,11 +393,16 @@ function repairCore(fsx: Rmapfs, ino: number): { changes: string[]; leftFor: Set
       changes.push(`attribute count ${inode.attrCount} -> ${counts.attrRecords}`);
       inode.attrCount = counts.attrRecords;
     }
-    // Blocks mapped past the end of a file: the size covers them (raised, never cut: no data is lost).
+    // Blocks mapped past the end of a file, or a size past the largest file: the size is set to the
+    // end of the last mapped block -- where in that block the file ended is not known (said so).
     const mappedEnd = counts.dataEnd * BLOCK_SIZE;
-    if ((inode.mode & S_IFMT) === S_IFREG && mappedEnd > Math.ceil(inode.size / BLOCK_SIZE) * BLOCK_SIZE) {
-      changes.push(`size ${inode.size} -> ${mappedEnd} (blocks were mapped past it)`);
-      inode.size = mappedEnd;
+    if ((inode.mode & S_IFMT) === S_IFREG) {
+      const past = mappedEnd > Math.ceil(inode.size / BLOCK_SIZE) * BLOCK_SIZE;
+      if (past || inode.size > MAX_FILE_SIZE) {
+        const why = past ? 'blocks were mapped past it' : 'past the largest file';
+        changes.push(`size ${inode.size} -> ${mappedEnd} (${why}; set to the end of the last mapped block: the exact end within it is lost)`);
+        inode.size = mappedEnd;
+      }
     }
   }
   return { changes, leftFor };
@@ -342,10 +413,11 @@ function repairCore(fsx: Rmapfs, ino: number): { changes: string[]; leftFor: Set
  * the caller's to find (null here); `leftFor` names the structures of the
  * inode left for their own repairers.
  */
-export async function repairInodeCore(fsx: Rmapfs, ino: number, _options: FileRepairOptions = {}): Promise<FileRepairResult> {
+export async function repairInodeCore(fsx: Rmapfs, ino: number, options: FileRepairOptions = {}): Promise<FileRepairResult> {
   if (!fsx.fs.geo.isValidIno(ino)) throw new RmapfsError('EINVAL', `no inode ${ino}`);
+  const fromEntries = await typeFromEntries(fsx, ino, options);
   const t0 = process.hrtime.bigint();
-  const { changes, leftFor } = fsx.fs.run(() => repairCore(fsx, ino));
+  const { changes, leftFor } = fsx.fs.run(() => repairCore(fsx, ino, fromEntries));
   const commitPauseMs = Number(process.hrtime.bigint() - t0) / 1e6;
   if (changes.length > 0) log('inode %d: core repaired: %s; pause %s ms', ino, changes.join('; '), commitPauseMs.toFixed(2));
   const result: FileRepairResult = { type: 'inode', ino, path: null, changes, commitPauseMs };

@@ -17,9 +17,11 @@ import {
 import { attrForkOwned, dataForkOwned, PAUSE, rmapFlagsOf } from '../file/owned';
 import type { OwnedBlocks, OwnedKind } from '../file/owned';
 import type { Btree } from '../btree/btree';
-import { Directory, DOTDOT, DT_DIR, decodeDirent, direntIno } from '../dir/dir';
+import { Directory, DOTDOT, DT_DIR, decodeDirent, direntIno, dirBtreeOps } from '../dir/dir';
+import { bmapBtreeOps } from '../file/bmap';
 import type { Dirent } from '../dir/dir';
 import { SYMLINK_MAX } from '../fs/rmapfs';
+import { MAX_FILE_SIZE } from '../file/file';
 import { verifyBtreeSteps } from '../btree/verify';
 import { decodeRmap, RMAP_ATTR_FORK, RMAP_BMBT_BLOCK, RMAP_UNWRITTEN } from '../rmap/rmap-btree';
 import { AttrFork, valueBlocks } from '../attr/attr';
@@ -128,7 +130,15 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
           const free = isInodeFree(r, i);
           let mode = 0;
           try {
-            mode = store.handle(ino).mode;
+            const inode = store.handle(ino);
+            const damage = store.damage(inode);
+            if (damage !== null) {
+              // An inode in use is reported where it is loaded (step 3); a free one only here.
+              if (free) bad(ino, `(block ${inode.fsbno}): ${damage.what}`);
+              else used.add(ino);
+              continue;
+            }
+            mode = inode.mode;
           } catch (e) {
             bad(ino, e instanceof RmapfsError ? e.message : String(e));
             continue;
@@ -187,7 +197,16 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
       } catch {
         return;
       }
-      if (((child.mode >>> 12) & 0xf) !== d.ftype) bad(dirIno, `entry '${d.name.toString()}' has file type ${d.ftype}, the inode ${(child.mode >>> 12) & 0xf}`, 'directory');
+      if (((child.mode >>> 12) & 0xf) !== d.ftype) {
+        const entryType = d.ftype << 12;
+        // The entry's file type is a second source for the inode's: when the forks fit the entry's
+        // type and not the inode's, the inode's type is what is wrong (its core's repair restores it).
+        if (forksFitType(fs, child, entryType) && !forksFitType(fs, child, child.mode & S_IFMT)) {
+          bad(d.ino, `file type ${typeName(child.mode & S_IFMT)}, its directory entry '${d.name.toString()}' says ${typeName(entryType)} (and its forks fit that)`);
+        } else {
+          bad(dirIno, `entry '${d.name.toString()}' has file type ${d.ftype}, the inode ${(child.mode >>> 12) & 0xf}`, 'directory');
+        }
+      }
       if (child.isDir) {
         if (parentOf.has(d.ino)) bad(d.ino, 'directory has more than one parent', 'directory');
         else {
@@ -279,6 +298,14 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
       const mapped = !inode.isDir && (inode.format === FORK_EXTENTS || inode.format === FORK_BTREE);
       if (mapped && type === S_IFLNK && (inode.size < 1 || inode.size > SYMLINK_MAX)) bad(ino, `symlink of ${inode.size} bytes`, 'inode', 'symlink');
       let lastEnd = 0;
+      // Whether the rmap disagrees with a block of the map: then blocks past the end are the map's
+      // damage; when it agrees, the size is what is wrong (the core's: set from the blocks).
+      let mapDoubted = false;
+      const badMapping: BadInode = (...args) => {
+        mapDoubted = true;
+        bad(...args);
+      };
+      if (type === S_IFREG && inode.size > MAX_FILE_SIZE) bad(ino, `size ${inode.size} is past the largest file (${MAX_FILE_SIZE})`);
       for (const o of dataForkOwned(inode, fs.alloc, geo, walk)) {
         if (o === PAUSE) {
           yield;
@@ -297,14 +324,18 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
         if (impossible !== null) {
           bad(ino, `extent ${o.fileoff}+${o.blockcount} at ${o.fsbno} ${impossible}`, 'inode', 'bmap');
           treeDamaged = true;
+          mapDoubted = true;
           continue;
         }
         held += o.blockcount;
-        if (checkMapped(fs, rmapOf, inode, o, bad, rmapSound)) treeDamaged = true;
+        if (checkMapped(fs, rmapOf, inode, o, badMapping, rmapSound)) treeDamaged = true;
       }
       if (mapped) {
         if (type === S_IFLNK && lastEnd * BLOCK_SIZE < inode.size) bad(ino, `symlink of ${inode.size} bytes holds only ${lastEnd} blocks`, 'inode', 'symlink');
-        if (lastEnd * BLOCK_SIZE > Math.ceil(inode.size / BLOCK_SIZE) * BLOCK_SIZE) bad(ino, `blocks mapped up to file block ${lastEnd}, past the end of file (size ${inode.size}, mode ${inode.mode.toString(8)})`, 'inode', 'bmap');
+        if (lastEnd * BLOCK_SIZE > Math.ceil(inode.size / BLOCK_SIZE) * BLOCK_SIZE) {
+          bad(ino, `blocks mapped up to file block ${lastEnd}, past the end of file (size ${inode.size}, mode ${inode.mode.toString(8)})`,
+            'inode', mapDoubted || type !== S_IFREG ? 'bmap' : 'inode');
+        }
       }
     } catch (e) {
       bad(ino, e instanceof Error ? e.message : String(e));
@@ -420,6 +451,42 @@ function* indexRmap(tree: Btree): ScrubSteps<RmapIndex | null> {
     throw e;
   }
   return ordered ? index : null;
+}
+
+const TYPE_NAMES = new Map([[S_IFREG, 'regular file'], [S_IFDIR, 'directory'], [S_IFLNK, 'symlink'], [S_IFIFO, 'fifo'],
+  [S_IFCHR, 'character device'], [S_IFBLK, 'block device'], [S_IFSOCK, 'socket']]);
+
+/** A file type (mode & S_IFMT) in words. */
+export function typeName(type: number): string {
+  return TYPE_NAMES.get(type) ?? `unknown (${type.toString(8)})`;
+}
+
+/**
+ * Whether the inode's forks are what a file of `type` (mode & S_IFMT) can
+ * hold: a directory a directory btree, a regular file extents or a block
+ * map btree, a symlink local data of its size or a short mapped target, a
+ * special file nothing. (The forks' own soundness is checked elsewhere.)
+ */
+export function forksFitType(fs: ScrubSource, inode: Inode, type: number): boolean {
+  const rootMagic = (): number | null => {
+    const root = inode.dataRoot;
+    if (root < 2 || root >= fs.geo.totalBlocks) return null;
+    try {
+      return fs.cache.read(root, null).data.readUInt32BE(0);
+    } catch {
+      return null;
+    }
+  };
+  const format = inode.format;
+  switch (type) {
+    case S_IFDIR: return format === FORK_BTREE && rootMagic() === dirBtreeOps.magic;
+    case S_IFREG: return format === FORK_EXTENTS || (format === FORK_BTREE && rootMagic() === bmapBtreeOps.magic);
+    case S_IFLNK: return format === FORK_LOCAL ? inode.nextents >= 1 && inode.nextents <= DATA_FORK_SIZE && inode.size === inode.nextents
+      : format === FORK_EXTENTS && inode.size >= 1 && inode.size <= SYMLINK_MAX;
+    case S_IFIFO: case S_IFCHR: case S_IFBLK: case S_IFSOCK:
+      return format === FORK_EXTENTS && inode.nextents === 0 && inode.dataRoot === 0;
+    default: return false;
+  }
 }
 
 /** No verification: a tree checked elsewhere. */

@@ -240,13 +240,15 @@ t.test('offline, nothing is checked twice: the check before is the repair list, 
   spy(agScrub, 'scrubAgForRmapRepair', 'trustedChecks');
   spy(check, 'checkDevice', 'checks');
 
-  await t.test('damage: one check before, one after, no scrub of its own', async (t) => {
+  // A zeroed btree root stops the check's file pass (it needs every AG's btrees walkable): the files are
+  // scrubbed once after the rebuild, as their damage is unknown; nothing else is checked again.
+  await t.test('damage: one check before, one after, the files scrubbed once as the check could not', async (t) => {
     const image = scratchCopy(t, template, 'once.img');
     zeroBlock(image, 3 * agBlocks + headerField(image, 3, slotOffset('bno')));
     Object.assign(counts, { scrubs: 0, trustedChecks: 0, checks: 0 });
     const r = await repairDevice(image);
     t.equal(r.status, FSCK_CORRECTED, `corrected (${r.error ?? 'no error'})`);
-    t.same({ scrubs: counts.scrubs, checks: counts.checks }, { scrubs: 0, checks: 2 }, 'the whole filesystem checked twice: before and after');
+    t.same({ scrubs: counts.scrubs, checks: counts.checks }, { scrubs: 1, checks: 2 }, 'the whole filesystem checked twice, the files scrubbed once');
     t.ok(filesIntact(image, manifest), 'every file intact');
   });
 

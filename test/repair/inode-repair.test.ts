@@ -1,8 +1,8 @@
 /**
  * Online repair of an inode core: a wrong block count, a mode with no file
  * type, a data fork format a regular file cannot have (emptied, then the
- * block map rebuilt from the rmap), a lost magic (the inode's whole block
- * unreadable) -- each found by the scrub, repaired through the structure
+ * block map rebuilt from the rmap), a lost magic (the inode unreadable,
+ * its neighbours not) -- each found by the scrub, repaired through the structure
  * table, then clean and every file byte for byte; and an inode nothing can
  * be saved of, cleared.
  */
@@ -38,7 +38,7 @@ t.test('a local data fork in a regular file is emptied and its block map rebuilt
   t.same(files[0]!.leftFor, ['bmap'], 'the core left the block map to its repair');
 });
 
-t.test('an inode whose magic is gone (its whole block unreadable) gets its identity back', async (t) => {
+t.test('an inode whose magic is gone gets its identity back', async (t) => {
   const image = scratchImage(t, { size: 32 << 20, agCount: 2 });
   let fsx = Rmapfs.open(image);
   t.teardown(() => fsx.close());
@@ -50,7 +50,7 @@ t.test('an inode whose magic is gone (its whole block unreadable) gets its ident
   const victim = inos.find((i) => fsx.fs.geo.inoLocation(i).fsbno !== rootBlock)!;
   fsx.fsync();
   fsx.close();
-  // The magic zeroed on disk, the crc left as it was: the block fails to read.
+  // The magic zeroed on disk, the crc left as it was: the inode fails to read.
   const { fsbno, offset } = fsx.fs.geo.inoLocation(victim);
   const fd = fs.openSync(image, 'r+');
   fs.writeSync(fd, Buffer.alloc(4), 0, 4, fsbno * BLOCK_SIZE + offset);
