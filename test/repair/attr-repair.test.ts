@@ -12,6 +12,7 @@
  * fork's value blocks. The live scrub checks out-of-line values' crcs.
  */
 import t from 'tap';
+import type { FileRepairResult } from '../../src/repair/file-repair';
 import type { Test } from 'tap';
 import { Rmapfs } from '../../src/fs/rmapfs';
 import { repairXattrs } from '../../src/repair/attr-repair';
@@ -283,12 +284,18 @@ t.test('the rmap rebuild survives two attribute records naming one value block',
   t.end();
 });
 
-t.test('a forced rmap rebuild that finds two attribute records naming one value block: its closing scrub reports the fork', async (t) => {
+// The rebuild names the fork it left out (sickForks) and has it repaired at once (the value that block
+// held for the second record dropped and named); the closing scrub is then clean.
+t.test('a forced rmap rebuild that finds two attribute records naming one value block: the fork named and repaired at once', async (t) => {
   const { fsx, ino } = twoRecordsOneValue(t);
   const reply = await onlineRepair(fsx, selectStructures(['rmapbt'], null), null,
     { forceRebuild: true, measureHeap: false, cancelled: () => false }, quietHooks);
   t.equal(reply.ok, true, String(reply.error ?? ''));
-  const scrub = reply.scrub as { problems: { structure: string; ino?: number }[] };
-  t.ok(scrub.problems.some((p) => p.structure === 'attr' && p.ino === ino), 'the closing scrub names the attribute fork');
+  const sick = (reply.ags as { sickForks: { ino: number; fork: string }[] }[]).flatMap((a) => a.sickForks);
+  t.ok(sick.some((f) => f.ino === ino && f.fork === 'attr'), 'the rebuild names the attribute fork');
+  const files = reply.files as FileRepairResult[];
+  t.ok(files.some((f) => f.type === 'xattr' && f.ino === ino && f.changes.some((c) => /value dropped/.test(c))), 'the fork repaired, the lost value named');
+  const scrub = reply.scrub as { problems: unknown[] };
+  t.same(scrub.problems, [], 'the closing scrub is clean');
   t.end();
 });
