@@ -23,6 +23,8 @@ import { Btree } from './btree';
 import type { BtreeOps, BtreeRootInfo, BtreeStorage } from './btree-ops';
 import { NULL_PTR } from './btree-ops';
 import { OFF_LEVEL, OFF_NUMRECS, OFF_RIGHTSIB, magicOf } from './btree-block';
+import { bulkLoad, computeBulkLoadGeometry } from './bulk-load';
+import type { RecordSource } from './bulk-load';
 
 const log = createDebug('rmapfs:xfbtree');
 
@@ -227,6 +229,25 @@ export class MemBtree {
       ptr = data.readUInt32BE(off + OFF_RIGHTSIB);
     }
     return { data, leafOffsets: Int32Array.from(offsets), leafCounts: Uint16Array.from(counts), records };
+  }
+
+  /**
+   * Replaces the tree with `records` records from `source`, in strictly
+   * increasing key order, bulk loaded with full leaves: a collection that
+   * gathered and sorted its records first (offline: no live update needs the
+   * tree meanwhile) pays one block write per leaf, not a descent per record.
+   */
+  load(records: number, source: RecordSource): void {
+    if (records === 0) {
+      this.truncate();
+      return;
+    }
+    this.cache.discardAll();
+    this.xfile.truncate(0);
+    this.storage.reset();
+    const root = bulkLoad(this.tree, computeBulkLoadGeometry(this.tree, records, 1), source, () => this.storage.allocBlock());
+    this.storage.setRoot(root);
+    log('%s: bulk loaded %d records', this.tree.ops.name, records);
   }
 
   /** Starts over with an empty tree, giving every page back to the system. */

@@ -393,6 +393,8 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
       const done = await entry.repair(fsx, where, {
         measureHeap: options.measureHeap,
         cancelled: options.cancelled,
+        // Offline nothing else changes the image: the rmap collection sorts what it gathers (rmap-collect.ts).
+        unmounted: options.offline !== undefined,
         // Step aside at once for FUSE requests: the scan must not hold up the applications.
         foregroundWaiting: hooks.foregroundWaiting,
         onProgress: (p) => {

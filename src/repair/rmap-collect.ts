@@ -51,9 +51,9 @@ import { FORK_LOCAL } from '../inode/inode-format';
 import { BlockMap } from '../file/bmap';
 import { attrForkOwned, dataForkOwned, hasBtreeData, PAUSE, rmapFlagsOf } from '../file/owned';
 import type { OwnedSteps } from '../file/owned';
-import { RMAP_ATTR_FORK, RMAP_BMBT_BLOCK, RMAP_UNWRITTEN, rmapBtreeOps } from '../rmap/rmap-btree';
+import { RMAP_ATTR_FORK, RMAP_BMBT_BLOCK, RMAP_REC_SIZE, RMAP_UNWRITTEN, encodeRmap, rmapBtreeOps } from '../rmap/rmap-btree';
 import type { RmapRecord } from '../rmap/rmap-btree';
-import { rmapMap, rmapUnmap } from '../rmap/rmap';
+import { rmapContinues, rmapMap, rmapUnmap } from '../rmap/rmap';
 import { Pacer } from '../io/pacer';
 import type { PacerOptions } from '../io/pacer';
 import type { Rmapfs } from '../fs/rmapfs';
@@ -75,6 +75,16 @@ export interface CollectOptions extends PacerOptions {
   cancelled?: () => boolean;
   /** Told how far the scan got, after each slice. */
   onProgress?: (p: ScanProgress) => void;
+  /**
+   * Nothing else changes the filesystem (the offline repair): the mappings
+   * are gathered per AG in scan order, sorted by block at the end and bulk
+   * loaded into the in-memory btree -- as xfs_repair builds its rmap -- not
+   * inserted one by one (a descent and an insert each, all over the xfile:
+   * most of the scan's time at 1M records). Same tree, same mappings left
+   * out: an AG whose mappings overlap, or a live update after all, goes the
+   * one-by-one way, in scan order.
+   */
+  unmounted?: boolean;
 }
 
 /** A fork of one inode holding a mapping the rebuilt rmap leaves out (see the module note). */
@@ -103,6 +113,69 @@ export interface CollectResult {
 /** One mapping found by the scan: the rmap record, and the AG it lies in. */
 interface Mapping extends RmapRecord {
   agno: number;
+}
+
+/** Doubles per gathered mapping: startblock, blockcount, owner, offset, flags, and its place in the scan. */
+const GATHERED_FIELDS = 6;
+
+/** One AG's mappings in scan order (CollectOptions.unmounted), numbers only: a million objects would outlive the scavenger. */
+class GatheredMappings {
+  private fields = new Float64Array(GATHERED_FIELDS * 4096);
+  count = 0;
+
+  push(r: RmapRecord, seq: number): void {
+    if ((this.count + 1) * GATHERED_FIELDS > this.fields.length) {
+      const grown = new Float64Array(this.fields.length * 2);
+      grown.set(this.fields);
+      this.fields = grown;
+    }
+    const f = this.fields;
+    const at = this.count++ * GATHERED_FIELDS;
+    f[at] = r.startblock;
+    f[at + 1] = r.blockcount;
+    f[at + 2] = r.owner;
+    f[at + 3] = r.offset;
+    f[at + 4] = r.flags;
+    f[at + 5] = seq;
+  }
+
+  record(i: number): RmapRecord {
+    const f = this.fields;
+    const at = i * GATHERED_FIELDS;
+    return { startblock: f[at]!, blockcount: f[at + 1]!, owner: f[at + 2]!, offset: f[at + 3]!, flags: f[at + 4]! };
+  }
+
+  seq(i: number): number {
+    return this.fields[i * GATHERED_FIELDS + 5]!;
+  }
+
+  /**
+   * The records merged (rmapContinues) in block order, encoded, or null when
+   * two overlap or one maps no blocks (then only inserts in scan order say
+   * which claim is left out, or fail as they always did).
+   */
+  sortedRecords(): { data: Buffer; records: number } | null {
+    const f = this.fields;
+    const order = new Uint32Array(this.count);
+    for (let i = 0; i < order.length; i++) order[i] = i;
+    order.sort((a, b) => f[a * GATHERED_FIELDS]! - f[b * GATHERED_FIELDS]! || a - b);
+    const data = Buffer.allocUnsafe(this.count * RMAP_REC_SIZE);
+    let records = 0;
+    let cur: RmapRecord | null = null;
+    for (let k = 0; k < order.length; k++) {
+      const r = this.record(order[k]!);
+      if (r.blockcount <= 0) return null;
+      if (cur !== null && r.startblock < cur.startblock + cur.blockcount) return null;
+      if (cur !== null && rmapContinues(cur, r)) {
+        cur.blockcount += r.blockcount;
+        continue;
+      }
+      if (cur !== null) encodeRmap(cur, data, RMAP_REC_SIZE * records++);
+      cur = r;
+    }
+    if (cur !== null) encodeRmap(cur, data, RMAP_REC_SIZE * records++);
+    return { data, records };
+  }
 }
 
 /** A file being read a piece at a time: its data extents from file block `dataCursor` on are still to add. */
@@ -153,8 +226,12 @@ export class RmapCollector {
   /** Where the scan finds the next inode in use. */
   private readonly iscan: InodeScanCursor;
   private readonly where = new Map<number, string>();
-  /** Forks with a mapping left out, by "ino fork" (the first mapping named). */
-  private readonly sick = new Map<string, SickFork>();
+  /** Forks with a mapping left out, by "ino fork" (the first mapping named: `seq` is its place in the scan). */
+  private readonly sick = new Map<string, SickFork & { seq: number }>();
+  /** Mappings the scan has handed to map() so far (their places in the scan). */
+  private mapped = 0;
+  /** Per AG, the mappings gathered to be sorted (CollectOptions.unmounted); null: inserted as they come. */
+  private gathered: Map<number, GatheredMappings> | null = null;
 
   constructor(private readonly fsx: Rmapfs, agnos: number | readonly number[]) {
     const list = typeof agnos === 'number' ? [agnos] : agnos;
@@ -215,6 +292,14 @@ export class RmapCollector {
   }
 
   private map(agno: number, r: RmapRecord): void {
+    const seq = this.mapped++;
+    const gathered = this.gathered?.get(agno);
+    if (gathered !== undefined) gathered.push(r, seq);
+    else this.insert(agno, r, seq);
+  }
+
+  /** Puts one mapping into the AG's in-memory btree; a block another owner has already is left out. */
+  private insert(agno: number, r: RmapRecord, seq: number): void {
     if (!isInodeOwner(r.owner)) {
       rmapMap(this.memOf(agno).tree, r, this.whereOf(agno));
       return;
@@ -224,7 +309,7 @@ export class RmapCollector {
     } catch (e) {
       // A block someone else owns already: this file's claim to it is the one left out.
       if (!(e instanceof RmapfsError) || e.code !== 'EFSCORRUPTED') throw e;
-      this.leaveOut(r.owner, r.flags, `${this.describe(agno, r)} is another owner's too`);
+      this.leaveOut(r.owner, r.flags, `${this.describe(agno, r)} is another owner's too`, seq);
     }
   }
 
@@ -234,23 +319,29 @@ export class RmapCollector {
   }
 
   /** A mapping of inode ino left out of the rebuilt rmap: its fork is sick. */
-  private leaveOut(ino: number, flags: number, why: string): void {
+  private leaveOut(ino: number, flags: number, why: string, seq: number): void {
     const fork = (flags & RMAP_ATTR_FORK) !== 0 ? 'attr' : 'data';
     const key = `${ino} ${fork}`;
-    if (!this.sick.has(key)) this.sick.set(key, { ino, fork, what: `inode ${ino}: ${why}: left out of the rebuilt rmap, the ${fork} fork is sick` });
+    // The first in scan order is named: gathered mappings' overlaps are found after the scan.
+    const known = this.sick.get(key);
+    if (known === undefined || seq < known.seq) {
+      this.sick.set(key, { ino, fork, what: `inode ${ino}: ${why}: left out of the rebuilt rmap, the ${fork} fork is sick`, seq });
+    }
     log('inode %d: %s fork mapping left out: %s', ino, fork, why);
   }
 
   /** The forks with a mapping left out so far, in inode order. */
   get sickForks(): SickFork[] {
-    return [...this.sick.values()].sort((a, b) => a.ino - b.ino || a.fork.localeCompare(b.fork));
+    return [...this.sick.values()].sort((a, b) => a.ino - b.ino || a.fork.localeCompare(b.fork))
+      .map(({ ino, fork, what }) => ({ ino, fork, what }));
   }
 
   /** Whether a mapping the inode's forks claim is impossible by itself (then left out, and noted). */
   private impossible(ino: number, fsbno: number, blockcount: number, fileoff: number, flags: number): boolean {
     const why = blockcount <= 0 ? 'has no blocks' : impossibleFileExtent(this.fsx.fs.geo, fsbno, blockcount);
     if (why === null) return false;
-    this.leaveOut(ino, flags, `${describeMapping(fsbno, blockcount, fileoff, flags)} ${why}`);
+    // Found before the mapping it would have been (seq mapped - 0.5: ahead of the next map()).
+    this.leaveOut(ino, flags, `${describeMapping(fsbno, blockcount, fileoff, flags)} ${why}`, this.mapped - 0.5);
     return true;
   }
 
@@ -273,6 +364,8 @@ export class RmapCollector {
   private onUpdate(u: RmapUpdate): void {
     // The "ag" owner's records are redone from the AG at commit time: never collected.
     if (!this.mems.has(u.agno) || this.hookError !== null || u.owner === OWN_AG) return;
+    // A live update after all: the trees must hold what was gathered before it applies.
+    if (this.gathered !== null) this.insertGathered();
     if (isInodeOwner(u.owner) && u.owner > this.scannedUpTo) {
       this.ignored++;
       return;
@@ -350,7 +443,7 @@ export class RmapCollector {
         }
       } catch (e) {
         if (!isCorruption(e)) throw e;
-        this.leaveOut(ino, forkFlags, `the fork's walk stopped (${e.message}), what lies below that block`);
+        this.leaveOut(ino, forkFlags, `the fork's walk stopped (${e.message}), what lies below that block`, this.mapped - 0.5);
         if (forkFlags === 0) dataInPieces = false;
       }
     }
@@ -394,7 +487,7 @@ export class RmapCollector {
     } catch (e) {
       if (!isCorruption(e)) throw e;
       // A block-map leaf that fails its verifier: the extents from here on are lost (see mappingsOf).
-      this.leaveOut(p.ino, 0, `its block map unreadable from file block ${p.dataCursor} (${e.message})`);
+      this.leaveOut(p.ino, 0, `its block map unreadable from file block ${p.dataCursor} (${e.message})`, this.mapped - 0.5);
     }
     for (let i = 0; i < pieces.length; i++) {
       const e = pieces[i]!;
@@ -423,6 +516,7 @@ export class RmapCollector {
     for (const ag of alloc.ags) inodesTotal += ag.inodeCount - ag.freeInodes;
     // The static owners are read at once and hooked from that moment, then added like any snapshot: a
     // few per unit (thousands of inode chunks at 1M records), the live updates queued behind them.
+    if (options.unmounted === true) this.gathered = new Map([...this.mems.keys()].map((agno) => [agno, new GatheredMappings()]));
     const statics: Mapping[] = [];
     for (const agno of this.mems.keys()) this.collectStatic(alloc.ag(agno), statics);
     alloc.addRmapHook(this.hook, (e) => this.abort(e));
@@ -467,6 +561,7 @@ export class RmapCollector {
     // Every inode number is scanned now, those of files created from here on included.
     this.scannedUpTo = Number.MAX_SAFE_INTEGER;
     this.throwIfAborted();
+    this.loadGathered();
     options.onProgress?.({ inodesScanned, inodesTotal });
     log('AG %s: collected from %d inodes in %d slices (%d ended for foreground requests; %d live updates applied (%d cut at a file\'s data cursor), %d left to the scan)',
       this.agnos.join(','), inodesScanned, pacer.slices, pacer.yieldsToForeground, this.applied, this.clipped, this.ignored);
@@ -475,6 +570,42 @@ export class RmapCollector {
       slices: pacer.slices,
       yieldsToForeground: pacer.yieldsToForeground,
       sickForks: this.sickForks };
+  }
+
+  /** Each AG's gathered mappings into its tree, sorted and bulk loaded (or inserted in scan order: sortedRecords). */
+  private loadGathered(): void {
+    const gathered = this.gathered;
+    if (gathered === null) return;
+    this.gathered = null;
+    for (const [agno, g] of gathered) {
+      const sorted = g.sortedRecords();
+      if (sorted === null) {
+        log('AG %d: gathered mappings overlap: inserted one by one', agno);
+        for (let i = 0; i < g.count; i++) this.insert(agno, g.record(i), g.seq(i));
+        continue;
+      }
+      let at = 0;
+      const { data, records } = sorted;
+      this.memOf(agno).load(records, {
+        next: (dst, off) => {
+          data.copy(dst, off, RMAP_REC_SIZE * at, RMAP_REC_SIZE * ++at);
+        },
+        nextRun: (dst, off, max) => {
+          const n = Math.min(max, records - at);
+          data.copy(dst, off, RMAP_REC_SIZE * at, RMAP_REC_SIZE * (at + n));
+          at += n;
+          return n;
+        },
+      });
+      log('AG %d: %d mappings gathered, %d records bulk loaded', agno, g.count, records);
+    }
+  }
+
+  /** A live update came while gathering: everything gathered goes in, in scan order, and from here on as it comes. */
+  private insertGathered(): void {
+    const gathered = this.gathered!;
+    this.gathered = null;
+    for (const [agno, g] of gathered) for (let i = 0; i < g.count; i++) this.insert(agno, g.record(i), g.seq(i));
   }
 
   /** The scan's check at each step: a failed hook ends it with the failure. */

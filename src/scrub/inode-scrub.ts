@@ -25,7 +25,8 @@ import { MAX_FILE_SIZE } from '../file/file';
 import { verifyBtreeSteps } from '../btree/verify';
 import { decodeRmap, RMAP_ATTR_FORK, RMAP_BMBT_BLOCK, RMAP_UNWRITTEN } from '../rmap/rmap-btree';
 import { AttrFork, valueBlocks } from '../attr/attr';
-import { RmapFinder } from '../rmap/rmap';
+import { RmapFinder, RmapIndex } from '../rmap/rmap';
+import type { RmapLookup } from '../rmap/rmap';
 import type { AttrEntry } from '../attr/attr';
 import { isInodeOwner } from '../format/owners';
 import { impossibleFileExtent } from '../alloc/ag-owners';
@@ -53,6 +54,13 @@ export interface InodeScrubOptions {
    * scrub ran): the rmap is blamed, as before the block map had a repairer.
    */
   rmapSound?: (agno: number) => boolean;
+  /**
+   * Whether AG agno's rmap is copied into memory in one walk of its leaves
+   * (RmapIndex) for the file pass's look-ups rather than searched as a tree:
+   * the same answers where the tree verified (leaf order is key order), so by
+   * default where the rmap is sound; tests force either way.
+   */
+  rmapIndexed?: (agno: number) => boolean;
 }
 
 /**
@@ -104,8 +112,8 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
   };
   const rmapSound = options.rmapSound ?? ((): boolean => false);
   // One finder per AG for the whole pass: what it reads (a check's filesystem, a scrub's frozen view) stays as it is.
-  const finders = new Map<number, RmapFinder>();
-  const rmapOf = (agno: number): RmapFinder => {
+  const finders = new Map<number, RmapLookup>();
+  const rmapOf = (agno: number): RmapLookup => {
     let f = finders.get(agno);
     if (f === undefined) finders.set(agno, (f = new RmapFinder(fs.alloc.ag(agno).rmap)));
     return f;
@@ -232,6 +240,13 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
   }
 
   // 3. Each inode in use: reachable, link count, fork, and its space against the rmap.
+  const rmapIndexed = options.rmapIndexed ?? rmapSound;
+  for (const ag of fs.alloc.ags) {
+    if (rmapIndexed(ag.agno)) {
+      const index = yield* indexRmap(ag.rmap);
+      if (index !== null) finders.set(ag.agno, index);
+    }
+  }
   const subdirs = new Map<number, number>();
   for (const [child, parent] of parentOf) if (child !== parent) subdirs.set(parent, (subdirs.get(parent) ?? 0) + 1);
   const heldByOwner = new Map<number, number>();
@@ -420,6 +435,24 @@ function reportNameless(nameless: readonly number[], bad: BadInode, problems: Pr
     `${nameless.length} inodes are in use but no directory entry names them: ${listed}${more}`, 'nlinks', first);
 }
 
+/**
+ * An rmap's records in memory, or null when its leaves are not in order or
+ * cannot all be read (the tree's own look-ups answer then, as they always did).
+ */
+function* indexRmap(tree: Btree): ScrubSteps<RmapIndex | null> {
+  const index = new RmapIndex();
+  let ordered = true;
+  try {
+    yield* eachRecord(tree, (b, off) => {
+      if (ordered) ordered = index.add(b, off);
+    });
+  } catch (e) {
+    if (e instanceof RmapfsError) return null;
+    throw e;
+  }
+  return ordered ? index : null;
+}
+
 const TYPE_NAMES = new Map([[S_IFREG, 'regular file'], [S_IFDIR, 'directory'], [S_IFLNK, 'symlink'], [S_IFIFO, 'fifo'],
   [S_IFCHR, 'character device'], [S_IFBLK, 'block device'], [S_IFSOCK, 'socket']]);
 
@@ -475,7 +508,7 @@ type BadInode = (ino: number, msg: string, structure?: string, type?: StructureN
  * The rmap must say this inode owns these blocks (at this file offset, or as
  * btree or attribute blocks). Returns whether the block map was blamed.
  */
-function checkMapped(fs: ScrubSource, rmapOf: (agno: number) => RmapFinder, inode: Inode, o: OwnedBlocks, bad: BadInode,
+function checkMapped(fs: ScrubSource, rmapOf: (agno: number) => RmapLookup, inode: Inode, o: OwnedBlocks, bad: BadInode,
   rmapSound: (agno: number) => boolean): boolean {
   const { fsbno, blockcount: count, fileoff, unwritten } = o;
   const agno = fs.geo.agnoOf(fsbno);
