@@ -8,7 +8,7 @@ import createDebug from 'debug';
 import * as crypto from 'crypto';
 import { RmapfsError, corruption } from '../errors';
 import type { Buf, BufCache, BufOps } from '../io/buf-cache';
-import { readI64, readU64, writeI64, writeU64 } from '../io/meta-header';
+import { readI64, readU64, u64Text, writeI64, writeU64 } from '../io/meta-header';
 import type { Allocator } from '../alloc/alloc';
 import type { AllocGroup } from '../alloc/ag';
 import type { AgStructure } from '../alloc/health';
@@ -123,6 +123,8 @@ export class Inode {
   set attrCount(v: number) { this.setU32(OFF_I_ACOUNT, v); }
 
   get size(): number { return readU64(this.block().data, this.offset + OFF_I_SIZE); }
+  /** The size as the exact decimal of its 64 bits (`size` is a JS number, inexact past 2^53): for reports. */
+  get sizeText(): string { return u64Text(this.block().data, this.offset + OFF_I_SIZE); }
   set size(v: number) {
     const buf = this.block();
     writeU64(buf.data, this.offset + OFF_I_SIZE, v);

@@ -400,7 +400,7 @@ function repairCore(fsx: Rmapfs, ino: number, typeFromEntries: number | null): {
       const past = mappedEnd > Math.ceil(inode.size / BLOCK_SIZE) * BLOCK_SIZE;
       if (past || inode.size > MAX_FILE_SIZE) {
         const why = past ? 'blocks were mapped past it' : 'past the largest file';
-        changes.push(`size ${inode.size} -> ${mappedEnd} (${why}; set to the end of the last mapped block: the exact end within it is lost)`);
+        changes.push(`size ${inode.sizeText} -> ${mappedEnd} (${why}; set to the end of the last mapped block: the exact end within it is lost)`);
         inode.size = mappedEnd;
       }
     }

@@ -305,7 +305,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
         mapDoubted = true;
         bad(...args);
       };
-      if (type === S_IFREG && inode.size > MAX_FILE_SIZE) bad(ino, `size ${inode.size} is past the largest file (${MAX_FILE_SIZE})`);
+      if (type === S_IFREG && inode.size > MAX_FILE_SIZE) bad(ino, `size ${inode.sizeText} is past the largest file (${MAX_FILE_SIZE})`);
       for (const o of dataForkOwned(inode, fs.alloc, geo, walk)) {
         if (o === PAUSE) {
           yield;
