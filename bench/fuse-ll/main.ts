@@ -36,7 +36,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import Fuse from 'fuse-native';
-import { Attr, DirEntry, LowLevelFuse, LowLevelHandlers } from '../../src/fuse/lowlevel';
+import { Attr, DirEntry, LowLevelFuse, LowLevelHandlers, RENAME_NOREPLACE } from '../../src/fuse/lowlevel';
 
 // ---------------------------------------------------------------------------
 // The trivial filesystem
@@ -294,7 +294,13 @@ export function lowLevelHandlers(f: MemFs): LowLevelHandlers {
       n.size = Buffer.byteLength(q.target);
       r.entry(entry(n));
     }),
-    rename: (q, r) => guard(r, () => { f.rename(q.parent, q.name, q.newParent, q.newName); r.ok(); }),
+    rename: (q, r) => guard(r, () => {
+      // renameat2: RENAME_NOREPLACE only (the tap test checks the flags get through the binding).
+      if ((q.flags & ~RENAME_NOREPLACE) !== 0) throw new FsError(EINVAL);
+      if (q.flags === RENAME_NOREPLACE && f.dir(q.newParent).has(q.newName)) throw new FsError(EEXIST);
+      f.rename(q.parent, q.name, q.newParent, q.newName);
+      r.ok();
+    }),
     link: (q, r) => guard(r, () => r.entry(entry(f.link(q.ino, q.newParent, q.newName)))),
     // 64-bit handles: the inode number itself will do.
     open: (q, r) => guard(r, () => r.open(f.get(q.ino).ino)),

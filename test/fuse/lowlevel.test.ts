@@ -128,6 +128,20 @@ function suite(t: Test, variant: string): void {
     fs.renameSync(path.join(d, 'b'), path.join(d, 'sub', 'b2'));
     t.equal(fs.readFileSync(path.join(d, 'sub', 'b2'), 'utf8'), 'B', 'renamed across directories');
     t.throws(() => fs.rmdirSync(path.join(d, 'sub')), { code: 'ENOTEMPTY' }, 'rmdir of a non-empty directory');
+    // renameat2's flags reach the filesystem (the memfs honours RENAME_NOREPLACE only, and answers
+    // EINVAL for the others).
+    const renameat2 = (from: string, to: string, flags: number): string => py(`
+import ctypes, errno, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+AT_FDCWD = -100
+rc = libc.renameat2(AT_FDCWD, sys.argv[1].encode(), AT_FDCWD, sys.argv[2].encode(), int(sys.argv[3]))
+print('ok' if rc == 0 else errno.errorcode[ctypes.get_errno()])
+`, from, to, String(flags));
+    t.equal(renameat2(path.join(d, 'a'), path.join(d, 'hard'), 1), 'EEXIST', 'RENAME_NOREPLACE onto an existing name: EEXIST (the VFS checks that itself)');
+    t.equal(fs.readFileSync(path.join(d, 'hard'), 'utf8'), 'A', 'the target is still there');
+    t.equal(renameat2(path.join(d, 'a'), path.join(d, 'link'), 2), 'EINVAL', 'RENAME_EXCHANGE: EINVAL from the filesystem');
+    t.equal(renameat2(path.join(d, 'sub', 'b2'), path.join(d, 'b3'), 1), 'ok', 'RENAME_NOREPLACE onto a free name: renamed');
+    fs.renameSync(path.join(d, 'b3'), path.join(d, 'sub', 'b2'));
     // Many entries: readdir must page through several requests.
     const many = path.join(mnt, 'many');
     fs.mkdirSync(many);
