@@ -10,7 +10,9 @@
 
 SHELL := /bin/bash
 NPX := npx --no-install
-DEB_PACKAGES := build-essential python3 libfuse2 fuse libfuse-dev pkg-config rsync acl fio xfsprogs
+# libfuse 3 (fuse3: fusermount3 and /etc/fuse.conf; it replaces Debian's `fuse`, libfuse 2's tools) for the
+# daemon; libfuse2 the library alone stays for fuse-native and fuse2fs (bench peers).
+DEB_PACKAGES := build-essential python3 fuse3 libfuse3-dev libfuse2 pkg-config rsync acl fio xfsprogs
 PREFIX ?= /usr/local
 BENCHES := $(notdir $(wildcard bench/*))
 TS_SOURCES := $(shell find src test bench -name '*.ts' 2>/dev/null)
@@ -45,7 +47,7 @@ stop:
 node-version:
 	@scripts/ensure-node
 
-# Debian packages: the C++ toolchain for the addon, libfuse 2 for the FUSE daemon.
+# Debian packages: the C++ toolchain for the addon, libfuse 3 for the FUSE daemon (see DEB_PACKAGES).
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

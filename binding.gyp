@@ -23,9 +23,9 @@
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
-      "cflags": ["<!@(pkg-config --cflags fuse)"],
-      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "<!@(pkg-config --cflags fuse)"],
-      "libraries": ["<!@(pkg-config --libs fuse)"]
+      "cflags": ["<!@(pkg-config --cflags fuse3)"],
+      "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "<!@(pkg-config --cflags fuse3)"],
+      "libraries": ["<!@(pkg-config --libs fuse3)"]
     }
   ]
 }

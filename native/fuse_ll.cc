@@ -1,21 +1,16 @@
-// rmapfs_fuse: a thin binding of the libfuse 2.9 *low-level* API
-// (fuse_lowlevel_ops / fuse_reply_*) for Node. See src/fuse/lowlevel.ts for
-// the typed contract; this file only moves requests and replies across.
+// rmapfs_fuse: a thin binding of the libfuse 3 *low-level* session API
+// (fuse_session_* / fuse_lowlevel_ops / fuse_reply_*) for Node. See
+// src/fuse/lowlevel.ts for the typed contract; this file only moves requests
+// and replies across.
 //
-// Two ways to get requests to JS (mount's `mode`):
-//  - MODE_POLL (the default of src/fuse/lowlevel.ts): /dev/fuse is made
-//    non-blocking and watched by a uv_poll on the Node event loop. Each
-//    readable event reads and processes up to 64 requests right there, on
-//    the JS thread, inside one callback scope; when the queue runs dry it
-//    keeps reading for `spinUs` before going back to epoll, because a
-//    synchronous caller's next request usually comes within microseconds
-//    and waking an idle thread costs tens of them (bench/fuse-ll).
-//  - MODE_THREAD / MODE_MT: fuse_session_loop (or _mt) on its own thread.
-//    Each callback copies what it needs (names, the write data, the
-//    numeric arguments, the caller's uid/gid/pid) into a heap Request and
-//    hands it to ONE napi_threadsafe_function with a non-blocking call. The
-//    FUSE thread never waits for JavaScript.
-// Either way:
+// The session's /dev/fuse fd is made non-blocking and watched by a uv_poll on
+// the Node event loop. Each readable event reads (fuse_session_receive_buf)
+// and processes (fuse_session_process_buf) up to 64 requests right there, on
+// the JS thread, inside one callback scope; when the queue runs dry it keeps
+// reading for `spinUs` before going back to epoll, because a synchronous
+// caller's next request usually comes within microseconds and waking an idle
+// thread costs tens of them (bench/fuse-ll). No other thread ever touches the
+// session.
 //  - The dispatcher is called with (op, id, name, name2, data); the numbers
 //    are in a shared Float64Array ("in" scratch). The fuse_req_t stays in
 //    C++, in a table keyed by a 53-bit id: JS answers with reply*(id, ...),
@@ -24,12 +19,14 @@
 //  - Attributes (entry/attr/create/statfs replies) travel the other way in a
 //    second shared Float64Array ("out" scratch) that JS fills just before the
 //    reply call: one N-API call per reply instead of a property read per
-//    field. fuse_reply_* are thread-safe and copy before returning.
-//  - When the kernel ends the connection (unmount, abort) the loop ends:
-//    the requests JS never answered are freed, the session destroyed, JS is
-//    told (op EXIT), and the tsfn / poll handle released so the process may
-//    exit.
-#define FUSE_USE_VERSION 26
+//    field.
+//  - The opcode and scratch-slot numbers are shared with lowlevel.ts, which
+//    checks them at load against the tables this addon exports (`tables`).
+//  - When the kernel ends the connection (unmount, abort) the loop ends: the
+//    requests JS never answered are answered EIO, the session unmounted (a
+//    no-op when the kernel already let go) and destroyed, JS is told (op
+//    EXIT), and the poll handle released so the process may exit.
+#define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
 #include <napi.h>
@@ -38,151 +35,93 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
-#include <signal.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <stdio.h>
 #include <unistd.h>
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
-#include <exception>
 #include <string>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
 namespace {
 
-// Opcodes shared with src/fuse/lowlevel.ts (Op). Not the kernel's numbers:
-// these index the handler table on the JS side.
-enum Op : uint32_t {
-  OP_EXIT = 0,
-  OP_LOOKUP = 1,
-  OP_FORGET = 2,
-  OP_GETATTR = 3,
-  OP_SETATTR = 4,
-  OP_READLINK = 5,
-  OP_MKNOD = 6,
-  OP_MKDIR = 7,
-  OP_UNLINK = 8,
-  OP_RMDIR = 9,
-  OP_SYMLINK = 10,
-  OP_RENAME = 11,
-  OP_LINK = 12,
-  OP_OPEN = 13,
-  OP_READ = 14,
-  OP_WRITE = 15,
-  OP_FLUSH = 16,
-  OP_RELEASE = 17,
-  OP_FSYNC = 18,
-  OP_OPENDIR = 19,
-  OP_READDIR = 20,
-  OP_RELEASEDIR = 21,
-  OP_FSYNCDIR = 22,
-  OP_STATFS = 23,
-  OP_SETXATTR = 24,
-  OP_GETXATTR = 25,
-  OP_LISTXATTR = 26,
-  OP_REMOVEXATTR = 27,
-  OP_ACCESS = 28,
-  OP_CREATE = 29,
-  OP_FALLOCATE = 30,
-  OP_COUNT = 31,
-};
+// Each enum shared with src/fuse/lowlevel.ts is written once, as an X-macro:
+// it makes both the C++ enum and the table exported for the check at load.
 
-// Layout of the "in" scratch (request numbers), mirrored in lowlevel.ts (In).
-enum In : int {
-  IN_INO = 0,      // ino, or the parent directory
-  IN_INO2 = 1,     // newparent (rename, link)
-  IN_FH = 2,       // fi->fh
-  IN_OFFSET = 3,   // read/write/readdir/fallocate offset
-  IN_SIZE = 4,     // read/readdir/xattr size, fallocate length
-  IN_MODE = 5,     // mode (mknod, mkdir, create), fallocate mode
-  IN_FLAGS = 6,    // open flags, setxattr flags, fsync datasync, access mask
-  IN_UID = 7,      // caller (fuse_req_ctx)
-  IN_GID = 8,
-  IN_PID = 9,
-  IN_UMASK = 10,
-  IN_RDEV = 11,    // mknod
-  IN_TO_SET = 12,  // setattr: FUSE_SET_ATTR_* bits
-  IN_A_MODE = 13,  // setattr values
-  IN_A_UID = 14,
-  IN_A_GID = 15,
-  IN_A_SIZE = 16,
-  IN_A_ATIME = 17,
-  IN_A_ATIME_NS = 18,
-  IN_A_MTIME = 19,
-  IN_A_MTIME_NS = 20,
-  IN_HAS_FH = 21,  // 1 when fi was given (getattr/setattr may have none)
-  IN_NLOOKUP = 22, // forget
-  IN_COUNT = 24,
-};
+// Opcodes (lowlevel.ts Op). Not the kernel's numbers: these index the
+// handler table on the JS side.
+#define RMAPFS_OPS(X) \
+  X(EXIT, 0) X(LOOKUP, 1) X(FORGET, 2) X(GETATTR, 3) X(SETATTR, 4) X(READLINK, 5) X(MKNOD, 6) X(MKDIR, 7) \
+  X(UNLINK, 8) X(RMDIR, 9) X(SYMLINK, 10) X(RENAME, 11) X(LINK, 12) X(OPEN, 13) X(READ, 14) X(WRITE, 15) \
+  X(FLUSH, 16) X(RELEASE, 17) X(FSYNC, 18) X(OPENDIR, 19) X(READDIR, 20) X(RELEASEDIR, 21) X(FSYNCDIR, 22) \
+  X(STATFS, 23) X(SETXATTR, 24) X(GETXATTR, 25) X(LISTXATTR, 26) X(REMOVEXATTR, 27) X(ACCESS, 28) \
+  X(CREATE, 29) X(FALLOCATE, 30)
 
-// Layout of the "out" scratch (reply numbers), mirrored in lowlevel.ts (Out).
-enum Out : int {
-  OUT_INO = 0,
-  OUT_GENERATION = 1,
-  OUT_ATTR_TIMEOUT = 2,
-  OUT_ENTRY_TIMEOUT = 3,
-  OUT_MODE = 4,
-  OUT_NLINK = 5,
-  OUT_UID = 6,
-  OUT_GID = 7,
-  OUT_RDEV = 8,
-  OUT_SIZE = 9,
-  OUT_BLOCKS = 10,
-  OUT_BLKSIZE = 11,
-  OUT_ATIME = 12,
-  OUT_ATIME_NS = 13,
-  OUT_MTIME = 14,
-  OUT_MTIME_NS = 15,
-  OUT_CTIME = 16,
-  OUT_CTIME_NS = 17,
-  OUT_COUNT = 24,
-};
-// statfs reuses the out scratch with its own layout.
-enum OutStatfs : int {
-  SF_BSIZE = 0,
-  SF_FRSIZE = 1,
-  SF_BLOCKS = 2,
-  SF_BFREE = 3,
-  SF_BAVAIL = 4,
-  SF_FILES = 5,
-  SF_FFREE = 6,
-  SF_FAVAIL = 7,
-  SF_FSID = 8,
-  SF_FLAG = 9,
-  SF_NAMEMAX = 10,
-};
+// Slots of the "in" scratch (request numbers; lowlevel.ts In).
+//  INO: ino, or the parent directory; INO2: newparent (rename, link); FH: fi->fh;
+//  OFFSET: read/write/readdir/fallocate offset; SIZE: read/readdir/xattr size,
+//  fallocate length; MODE: mode (mknod, mkdir, create), fallocate mode; FLAGS:
+//  open flags, setxattr flags, fsync datasync, access mask, rename flags;
+//  UID/GID/PID/UMASK: the caller (fuse_req_ctx); RDEV: mknod; TO_SET: setattr's
+//  FUSE_SET_ATTR_* bits, A_*: its values; HAS_FH: 1 when fi was given
+//  (getattr/setattr may have none); NLOOKUP: forget.
+#define RMAPFS_IN_SLOTS(X) \
+  X(INO, 0) X(INO2, 1) X(FH, 2) X(OFFSET, 3) X(SIZE, 4) X(MODE, 5) X(FLAGS, 6) X(UID, 7) X(GID, 8) X(PID, 9) \
+  X(UMASK, 10) X(RDEV, 11) X(TO_SET, 12) X(A_MODE, 13) X(A_UID, 14) X(A_GID, 15) X(A_SIZE, 16) X(A_ATIME, 17) \
+  X(A_ATIME_NS, 18) X(A_MTIME, 19) X(A_MTIME_NS, 20) X(HAS_FH, 21) X(NLOOKUP, 22)
+
+// Slots of the "out" scratch (reply numbers; lowlevel.ts Out).
+#define RMAPFS_OUT_SLOTS(X) \
+  X(INO, 0) X(GENERATION, 1) X(ATTR_TIMEOUT, 2) X(ENTRY_TIMEOUT, 3) X(MODE, 4) X(NLINK, 5) X(UID, 6) X(GID, 7) \
+  X(RDEV, 8) X(SIZE, 9) X(BLOCKS, 10) X(BLKSIZE, 11) X(ATIME, 12) X(ATIME_NS, 13) X(MTIME, 14) X(MTIME_NS, 15) \
+  X(CTIME, 16) X(CTIME_NS, 17)
+
+// statfs reuses the out scratch with its own layout (lowlevel.ts OutStatfs).
+#define RMAPFS_STATFS_SLOTS(X) \
+  X(BSIZE, 0) X(FRSIZE, 1) X(BLOCKS, 2) X(BFREE, 3) X(BAVAIL, 4) X(FILES, 5) X(FFREE, 6) X(FAVAIL, 7) \
+  X(FSID, 8) X(FLAG, 9) X(NAMEMAX, 10)
+
+#define RMAPFS_ENUM_OP(name, n) OP_##name = n,
+#define RMAPFS_ENUM_IN(name, n) IN_##name = n,
+#define RMAPFS_ENUM_OUT(name, n) OUT_##name = n,
+#define RMAPFS_ENUM_SF(name, n) SF_##name = n,
+enum Op : uint32_t { RMAPFS_OPS(RMAPFS_ENUM_OP) };
+enum In : int { RMAPFS_IN_SLOTS(RMAPFS_ENUM_IN) };
+enum Out : int { RMAPFS_OUT_SLOTS(RMAPFS_ENUM_OUT) };
+enum OutStatfs : int { RMAPFS_STATFS_SLOTS(RMAPFS_ENUM_SF) };
+#undef RMAPFS_ENUM_OP
+#undef RMAPFS_ENUM_IN
+#undef RMAPFS_ENUM_OUT
+#undef RMAPFS_ENUM_SF
+constexpr int IN_COUNT = 24;   // scratch lengths: room to spare beyond the last slot
+constexpr int OUT_COUNT = 24;
+static_assert(IN_NLOOKUP < IN_COUNT && OUT_CTIME_NS < OUT_COUNT && SF_NAMEMAX < OUT_COUNT, "scratch too small");
 
 // replyOpen/replyCreate flag bits (OpenFlags in lowlevel.ts).
 constexpr uint32_t OPEN_DIRECT_IO = 1;
 constexpr uint32_t OPEN_KEEP_CACHE = 2;
 constexpr uint32_t OPEN_NONSEEKABLE = 4;
 
-// How the session reads /dev/fuse (mount's `mode` argument).
-constexpr int MODE_THREAD = 0;  // fuse_session_loop on a thread, tsfn to JS
-constexpr int MODE_MT = 1;      // fuse_session_loop_mt, tsfn to JS
-constexpr int MODE_POLL = 2;    // a uv_poll on the fd: read and dispatch on the JS thread
-
 struct Session;
 
-// One request on its way from the FUSE thread to JS.
+// One request on its way to JS: lives on the stack of the libfuse callback,
+// which calls JS synchronously, so names point into libfuse's receive buffer.
 struct Request {
   Op op = OP_EXIT;
   fuse_req_t req = nullptr;  // null for forget (already answered) and exit
   size_t size = 0;           // kept with the pending entry (readdir, xattr)
   double in[IN_COUNT] = {};
-  std::string name;
-  std::string name2;
-  char* data = nullptr;  // malloc'd copy (write, setxattr); freed by the Buffer
+  const char* name = nullptr;
+  const char* name2 = nullptr;
+  const char* data = nullptr;  // write, setxattr: copied into a Buffer JS owns
   size_t dataLen = 0;
-  bool hasName = false;
-  bool hasName2 = false;
-  std::string error;  // exit: why the loop ended, when it was an error
+  bool hasData = false;
+  const char* error = nullptr;  // exit: why the loop ended, when it was an error
 };
 
 struct Pending {
@@ -201,364 +140,332 @@ struct AddonData {
   uint64_t nextId = 1;
 };
 
+// From the -o options, applied in init: max_write (0: libfuse's own, 1 MiB)
+// and max_read (must equal the max_read= mount option libfuse checks it against).
+struct ConnOptions {
+  unsigned maxWrite = 0;
+  unsigned maxRead = 0;
+};
+
 struct Session {
   fuse_session* se = nullptr;
-  fuse_chan* ch = nullptr;
-  std::string mountpoint;
-  std::thread thread;
-  napi_threadsafe_function tsfn = nullptr;
   AddonData* addon = nullptr;
-  int mode = 0;  // MODE_THREAD, MODE_MT or MODE_POLL
-  // MODE_POLL: /dev/fuse read from the event loop itself.
   uv_poll_t* poll = nullptr;
-  std::vector<char> recvBuf;
+  fuse_buf buf = {};  // libfuse allocates buf.mem (its own bufsize) at the first receive
   uint64_t spinNs = 0;
+  std::string mountpoint;
+  ConnOptions conn;
   napi_env env = nullptr;
   napi_ref dispatchRef = nullptr;
   napi_ref resourceRef = nullptr;
   napi_async_context asyncCtx = nullptr;
   bool finished = false;  // EXIT processed: session destroyed
   int loopResult = 0;
-  // The Session is shared by the tsfn and the External JS holds; whichever
-  // lets go last deletes it (both on the JS thread).
-  bool tsfnGone = false;
+  // The Session is shared by the poll handle and the External JS holds;
+  // whichever lets go last deletes it (both on the JS thread).
+  bool pollGone = false;
   bool externalGone = false;
 };
 
 // ---------------------------------------------------------------------------
-// FUSE thread side
+// Requests: libfuse's callbacks, on the JS thread (inside OnReadable)
 
 Session* SessionOf(fuse_req_t req) { return static_cast<Session*>(fuse_req_userdata(req)); }
 
-Request* NewRequest(fuse_req_t req, Op op, fuse_ino_t ino) {
-  Request* r = new (std::nothrow) Request();
-  if (r == nullptr) return nullptr;
-  r->op = op;
-  r->req = req;
-  r->in[IN_INO] = static_cast<double>(ino);
+void Start(Request& r, fuse_req_t req, Op op, fuse_ino_t ino) {
+  r.op = op;
+  r.req = req;
+  r.in[IN_INO] = static_cast<double>(ino);
   const fuse_ctx* ctx = fuse_req_ctx(req);
   if (ctx != nullptr) {
-    r->in[IN_UID] = ctx->uid;
-    r->in[IN_GID] = ctx->gid;
-    r->in[IN_PID] = ctx->pid;
-    r->in[IN_UMASK] = ctx->umask;
+    r.in[IN_UID] = ctx->uid;
+    r.in[IN_GID] = ctx->gid;
+    r.in[IN_PID] = ctx->pid;
+    r.in[IN_UMASK] = ctx->umask;
   }
-  return r;
 }
 
-void SetFi(Request* r, const fuse_file_info* fi) {
+void SetFi(Request& r, const fuse_file_info* fi) {
   if (fi == nullptr) return;
-  r->in[IN_FH] = static_cast<double>(fi->fh);
-  r->in[IN_FLAGS] = fi->flags;
-  r->in[IN_HAS_FH] = 1;
+  r.in[IN_FH] = static_cast<double>(fi->fh);
+  r.in[IN_FLAGS] = fi->flags;
+  r.in[IN_HAS_FH] = 1;
 }
 
-void SetName(Request* r, const char* name) {
-  if (name == nullptr) return;
-  r->name.assign(name);
-  r->hasName = true;
+void SetData(Request& r, const char* buf, size_t len) {
+  r.data = buf;
+  r.dataLen = len;
+  r.hasData = true;
 }
 
-void SetName2(Request* r, const char* name) {
-  if (name == nullptr) return;
-  r->name2.assign(name);
-  r->hasName2 = true;
-}
+void Deliver(Session* s, Request& r);
 
-bool CopyData(Request* r, const char* buf, size_t len) {
-  // malloc(0) may return null: always ask for at least one byte.
-  r->data = static_cast<char*>(malloc(len > 0 ? len : 1));
-  if (r->data == nullptr) return false;
-  if (len > 0) memcpy(r->data, buf, len);
-  r->dataLen = len;
-  return true;
-}
-
-void Deliver(Session* s, Request* r);
-
-// Hands a request to JS; answers EIO (or ENOMEM) itself when that fails.
-void Send(fuse_req_t req, Request* r) {
-  if (r == nullptr) {
-    if (req != nullptr) fuse_reply_err(req, ENOMEM);
-    return;
-  }
-  Session* s = SessionOf(req);
-  if (s->mode == MODE_POLL) {
-    Deliver(s, r);
-    return;
-  }
-  napi_status st = napi_call_threadsafe_function(s->tsfn, r, napi_tsfn_nonblocking);
-  if (st != napi_ok) {
-    if (r->req != nullptr) fuse_reply_err(r->req, EIO);
-    free(r->data);
-    delete r;
-  }
-}
-
-void LlInit(void*, fuse_conn_info* conn) {
-  // big_writes and max_write come from the options; ask for nothing else
-  // the filesystem would have to honour (no atomic_o_trunc: truncation on
-  // open arrives as a setattr).
-  conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+void LlInit(void* userdata, fuse_conn_info* conn) {
+  Session* s = static_cast<Session*>(userdata);
+  // The kernel features libfuse 2.9 gave us and nothing more, whatever
+  // libfuse 3 turns on by default: asynchronous reads only. In particular no
+  // writeback cache, no atomic_o_trunc (truncation on open arrives as a
+  // setattr), no handle_killpriv (the kernel clears suid/sgid itself), no
+  // parallel dirops, no auto_inval_data, no splice, no readdirplus.
+  conn->want = conn->capable & FUSE_CAP_ASYNC_READ;
+  // libfuse caps max_write at its buffer (1 MiB) and derives max_pages from it.
+  if (s->conn.maxWrite > 0) conn->max_write = s->conn.maxWrite;
+  conn->max_read = s->conn.maxRead;
 }
 
 void LlLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  Request* r = NewRequest(req, OP_LOOKUP, parent);
-  if (r) SetName(r, name);
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_LOOKUP, parent);
+  r.name = name;
+  Deliver(SessionOf(req), r);
 }
 
-void LlForget(fuse_req_t req, fuse_ino_t ino, unsigned long nlookup) {
+void LlForget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
   // Nothing to answer: free the request now, tell JS afterwards.
   Session* s = SessionOf(req);
-  Request* r = NewRequest(req, OP_FORGET, ino);
+  Request r;
+  Start(r, req, OP_FORGET, ino);
   fuse_reply_none(req);
-  if (r == nullptr) return;
-  r->req = nullptr;
-  r->in[IN_NLOOKUP] = static_cast<double>(nlookup);
-  if (s->mode == MODE_POLL) {
-    Deliver(s, r);
-    return;
-  }
-  if (napi_call_threadsafe_function(s->tsfn, r, napi_tsfn_nonblocking) != napi_ok) delete r;
+  r.req = nullptr;
+  r.in[IN_NLOOKUP] = static_cast<double>(nlookup);
+  Deliver(s, r);
 }
 
 void LlGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  Request* r = NewRequest(req, OP_GETATTR, ino);
-  if (r) SetFi(r, fi);
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_GETATTR, ino);
+  SetFi(r, fi);
+  Deliver(SessionOf(req), r);
 }
 
 double TimeSec(const timespec& ts) { return static_cast<double>(ts.tv_sec); }
 
 void LlSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
-  Request* r = NewRequest(req, OP_SETATTR, ino);
-  if (r) {
-    SetFi(r, fi);
-    r->in[IN_TO_SET] = to_set;
-    r->in[IN_A_MODE] = attr->st_mode;
-    r->in[IN_A_UID] = attr->st_uid;
-    r->in[IN_A_GID] = attr->st_gid;
-    r->in[IN_A_SIZE] = static_cast<double>(attr->st_size);
-    r->in[IN_A_ATIME] = TimeSec(attr->st_atim);
-    r->in[IN_A_ATIME_NS] = static_cast<double>(attr->st_atim.tv_nsec);
-    r->in[IN_A_MTIME] = TimeSec(attr->st_mtim);
-    r->in[IN_A_MTIME_NS] = static_cast<double>(attr->st_mtim.tv_nsec);
-  }
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_SETATTR, ino);
+  SetFi(r, fi);
+  r.in[IN_TO_SET] = to_set;
+  r.in[IN_A_MODE] = attr->st_mode;
+  r.in[IN_A_UID] = attr->st_uid;
+  r.in[IN_A_GID] = attr->st_gid;
+  r.in[IN_A_SIZE] = static_cast<double>(attr->st_size);
+  r.in[IN_A_ATIME] = TimeSec(attr->st_atim);
+  r.in[IN_A_ATIME_NS] = static_cast<double>(attr->st_atim.tv_nsec);
+  r.in[IN_A_MTIME] = TimeSec(attr->st_mtim);
+  r.in[IN_A_MTIME_NS] = static_cast<double>(attr->st_mtim.tv_nsec);
+  Deliver(SessionOf(req), r);
 }
 
-void LlReadlink(fuse_req_t req, fuse_ino_t ino) { Send(req, NewRequest(req, OP_READLINK, ino)); }
+void LlReadlink(fuse_req_t req, fuse_ino_t ino) {
+  Request r;
+  Start(r, req, OP_READLINK, ino);
+  Deliver(SessionOf(req), r);
+}
 
 void LlMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
-  Request* r = NewRequest(req, OP_MKNOD, parent);
-  if (r) {
-    SetName(r, name);
-    r->in[IN_MODE] = mode;
-    r->in[IN_RDEV] = static_cast<double>(rdev);
-  }
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_MKNOD, parent);
+  r.name = name;
+  r.in[IN_MODE] = mode;
+  r.in[IN_RDEV] = static_cast<double>(rdev);
+  Deliver(SessionOf(req), r);
 }
 
 void LlMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
-  Request* r = NewRequest(req, OP_MKDIR, parent);
-  if (r) {
-    SetName(r, name);
-    r->in[IN_MODE] = mode;
-  }
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_MKDIR, parent);
+  r.name = name;
+  r.in[IN_MODE] = mode;
+  Deliver(SessionOf(req), r);
 }
 
 void LlUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  Request* r = NewRequest(req, OP_UNLINK, parent);
-  if (r) SetName(r, name);
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_UNLINK, parent);
+  r.name = name;
+  Deliver(SessionOf(req), r);
 }
 
 void LlRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  Request* r = NewRequest(req, OP_RMDIR, parent);
-  if (r) SetName(r, name);
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_RMDIR, parent);
+  r.name = name;
+  Deliver(SessionOf(req), r);
 }
 
 void LlSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
-  Request* r = NewRequest(req, OP_SYMLINK, parent);
-  if (r) {
-    SetName(r, name);
-    SetName2(r, link);
-  }
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_SYMLINK, parent);
+  r.name = name;
+  r.name2 = link;
+  Deliver(SessionOf(req), r);
 }
 
-void LlRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent, const char* newname) {
-  Request* r = NewRequest(req, OP_RENAME, parent);
-  if (r) {
-    SetName(r, name);
-    SetName2(r, newname);
-    r->in[IN_INO2] = static_cast<double>(newparent);
-  }
-  Send(req, r);
+// flags: RENAME_NOREPLACE / RENAME_EXCHANGE / RENAME_WHITEOUT (renameat2);
+// JS answers EINVAL for those it does not support.
+void LlRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent, const char* newname,
+              unsigned int flags) {
+  Request r;
+  Start(r, req, OP_RENAME, parent);
+  r.name = name;
+  r.name2 = newname;
+  r.in[IN_INO2] = static_cast<double>(newparent);
+  r.in[IN_FLAGS] = flags;
+  Deliver(SessionOf(req), r);
 }
 
 void LlLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
-  Request* r = NewRequest(req, OP_LINK, ino);
-  if (r) {
-    SetName(r, newname);
-    r->in[IN_INO2] = static_cast<double>(newparent);
-  }
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_LINK, ino);
+  r.name = newname;
+  r.in[IN_INO2] = static_cast<double>(newparent);
+  Deliver(SessionOf(req), r);
 }
 
 void LlOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  Request* r = NewRequest(req, OP_OPEN, ino);
-  if (r) SetFi(r, fi);
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_OPEN, ino);
+  SetFi(r, fi);
+  Deliver(SessionOf(req), r);
 }
 
 void LlRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-  Request* r = NewRequest(req, OP_READ, ino);
-  if (r) {
-    SetFi(r, fi);
-    r->in[IN_SIZE] = static_cast<double>(size);
-    r->in[IN_OFFSET] = static_cast<double>(off);
-  }
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_READ, ino);
+  SetFi(r, fi);
+  r.in[IN_SIZE] = static_cast<double>(size);
+  r.in[IN_OFFSET] = static_cast<double>(off);
+  Deliver(SessionOf(req), r);
 }
 
 void LlWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
-  Request* r = NewRequest(req, OP_WRITE, ino);
-  if (r) {
-    SetFi(r, fi);
-    r->in[IN_SIZE] = static_cast<double>(size);
-    r->in[IN_OFFSET] = static_cast<double>(off);
-    // The loop reuses its receive buffer for the next request: copy.
-    if (!CopyData(r, buf, size)) {
-      delete r;
-      r = nullptr;
-    }
-  }
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_WRITE, ino);
+  SetFi(r, fi);
+  r.in[IN_SIZE] = static_cast<double>(size);
+  r.in[IN_OFFSET] = static_cast<double>(off);
+  SetData(r, buf, size);
+  Deliver(SessionOf(req), r);
 }
 
 void LlFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  Request* r = NewRequest(req, OP_FLUSH, ino);
-  if (r) SetFi(r, fi);
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_FLUSH, ino);
+  SetFi(r, fi);
+  Deliver(SessionOf(req), r);
 }
 
 void LlRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  Request* r = NewRequest(req, OP_RELEASE, ino);
-  if (r) SetFi(r, fi);
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_RELEASE, ino);
+  SetFi(r, fi);
+  Deliver(SessionOf(req), r);
 }
 
 void LlFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
-  Request* r = NewRequest(req, OP_FSYNC, ino);
-  if (r) {
-    SetFi(r, fi);
-    r->in[IN_FLAGS] = datasync;
-  }
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_FSYNC, ino);
+  SetFi(r, fi);
+  r.in[IN_FLAGS] = datasync;
+  Deliver(SessionOf(req), r);
 }
 
 void LlOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  Request* r = NewRequest(req, OP_OPENDIR, ino);
-  if (r) SetFi(r, fi);
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_OPENDIR, ino);
+  SetFi(r, fi);
+  Deliver(SessionOf(req), r);
 }
 
 void LlReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-  Request* r = NewRequest(req, OP_READDIR, ino);
-  if (r) {
-    SetFi(r, fi);
-    r->in[IN_SIZE] = static_cast<double>(size);
-    r->in[IN_OFFSET] = static_cast<double>(off);
-    r->size = size;
-  }
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_READDIR, ino);
+  SetFi(r, fi);
+  r.in[IN_SIZE] = static_cast<double>(size);
+  r.in[IN_OFFSET] = static_cast<double>(off);
+  r.size = size;
+  Deliver(SessionOf(req), r);
 }
 
 void LlReleasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  Request* r = NewRequest(req, OP_RELEASEDIR, ino);
-  if (r) SetFi(r, fi);
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_RELEASEDIR, ino);
+  SetFi(r, fi);
+  Deliver(SessionOf(req), r);
 }
 
 void LlFsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
-  Request* r = NewRequest(req, OP_FSYNCDIR, ino);
-  if (r) {
-    SetFi(r, fi);
-    r->in[IN_FLAGS] = datasync;
-  }
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_FSYNCDIR, ino);
+  SetFi(r, fi);
+  r.in[IN_FLAGS] = datasync;
+  Deliver(SessionOf(req), r);
 }
 
-void LlStatfs(fuse_req_t req, fuse_ino_t ino) { Send(req, NewRequest(req, OP_STATFS, ino)); }
+void LlStatfs(fuse_req_t req, fuse_ino_t ino) {
+  Request r;
+  Start(r, req, OP_STATFS, ino);
+  Deliver(SessionOf(req), r);
+}
 
 void LlSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
-  Request* r = NewRequest(req, OP_SETXATTR, ino);
-  if (r) {
-    SetName(r, name);
-    r->in[IN_FLAGS] = flags;
-    r->in[IN_SIZE] = static_cast<double>(size);
-    if (!CopyData(r, value, size)) {
-      delete r;
-      r = nullptr;
-    }
-  }
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_SETXATTR, ino);
+  r.name = name;
+  r.in[IN_FLAGS] = flags;
+  r.in[IN_SIZE] = static_cast<double>(size);
+  SetData(r, value, size);
+  Deliver(SessionOf(req), r);
 }
 
 void LlGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
-  Request* r = NewRequest(req, OP_GETXATTR, ino);
-  if (r) {
-    SetName(r, name);
-    r->in[IN_SIZE] = static_cast<double>(size);
-    r->size = size;
-  }
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_GETXATTR, ino);
+  r.name = name;
+  r.in[IN_SIZE] = static_cast<double>(size);
+  r.size = size;
+  Deliver(SessionOf(req), r);
 }
 
 void LlListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
-  Request* r = NewRequest(req, OP_LISTXATTR, ino);
-  if (r) {
-    r->in[IN_SIZE] = static_cast<double>(size);
-    r->size = size;
-  }
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_LISTXATTR, ino);
+  r.in[IN_SIZE] = static_cast<double>(size);
+  r.size = size;
+  Deliver(SessionOf(req), r);
 }
 
 void LlRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
-  Request* r = NewRequest(req, OP_REMOVEXATTR, ino);
-  if (r) SetName(r, name);
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_REMOVEXATTR, ino);
+  r.name = name;
+  Deliver(SessionOf(req), r);
 }
 
 void LlAccess(fuse_req_t req, fuse_ino_t ino, int mask) {
-  Request* r = NewRequest(req, OP_ACCESS, ino);
-  if (r) r->in[IN_FLAGS] = mask;
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_ACCESS, ino);
+  r.in[IN_FLAGS] = mask;
+  Deliver(SessionOf(req), r);
 }
 
 void LlCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
-  Request* r = NewRequest(req, OP_CREATE, parent);
-  if (r) {
-    SetFi(r, fi);
-    SetName(r, name);
-    r->in[IN_MODE] = mode;
-  }
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_CREATE, parent);
+  SetFi(r, fi);
+  r.name = name;
+  r.in[IN_MODE] = mode;
+  Deliver(SessionOf(req), r);
 }
 
 void LlFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, fuse_file_info* fi) {
-  Request* r = NewRequest(req, OP_FALLOCATE, ino);
-  if (r) {
-    SetFi(r, fi);
-    r->in[IN_MODE] = mode;
-    r->in[IN_OFFSET] = static_cast<double>(offset);
-    r->in[IN_SIZE] = static_cast<double>(length);
-  }
-  Send(req, r);
+  Request r;
+  Start(r, req, OP_FALLOCATE, ino);
+  SetFi(r, fi);
+  r.in[IN_MODE] = mode;
+  r.in[IN_OFFSET] = static_cast<double>(offset);
+  r.in[IN_SIZE] = static_cast<double>(length);
+  Deliver(SessionOf(req), r);
 }
 
 // Only the operations JS handles are filled in: for the others libfuse's
@@ -602,27 +509,16 @@ fuse_lowlevel_ops BuildOps(uint32_t mask) {
   return ops;
 }
 
-void LoopThread(Session* s) {
-  s->loopResult = s->mode == MODE_MT ? fuse_session_loop_mt(s->se) : fuse_session_loop(s->se);
-  Request* r = new (std::nothrow) Request();
-  if (r == nullptr) return;  // cannot happen in practice; JS would never learn of the exit
-  r->op = OP_EXIT;
-  if (s->loopResult != 0) r->error = "fuse_session_loop failed";
-  if (napi_call_threadsafe_function(s->tsfn, r, napi_tsfn_blocking) != napi_ok) delete r;
-}
-
 // ---------------------------------------------------------------------------
-// JS thread side
+// The session on the event loop
 
-void FreeData(Napi::Env, char* data) { free(data); }
-
-// Ends a session whose loop has returned: joins the thread, frees what JS
-// never answered (the connection is gone: the replies go nowhere), unmounts
-// if the kernel still has us, destroys the session.
+// Ends a session whose loop has stopped: answers what JS never answered
+// (EIO: the replies go nowhere when the connection is gone), unmounts if the
+// kernel still has us (fuse_session_unmount checks the fd for POLLERR first,
+// and closes it), destroys the session.
 void Finish(Session* s) {
   if (s->finished) return;
   s->finished = true;
-  if (s->thread.joinable()) s->thread.join();
   AddonData* a = s->addon;
   for (auto it = a->pending.begin(); it != a->pending.end();) {
     if (it->second.session == s) {
@@ -632,90 +528,59 @@ void Finish(Session* s) {
       ++it;
     }
   }
-  // fuse_unmount closes the channel; it only unmounts when the connection
-  // is still alive (it polls the fd for POLLERR first).
-  fuse_session_remove_chan(s->ch);
-  fuse_unmount(s->mountpoint.c_str(), s->ch);
+  fuse_session_unmount(s->se);
   fuse_session_destroy(s->se);
   s->se = nullptr;
-  s->ch = nullptr;
+  free(s->buf.mem);
+  s->buf = {};
 }
 
 // Calls the JS dispatcher with (op, id, name, name2, data) and the numbers
-// in the in scratch. Consumes r.
-void CallDispatch(napi_env env, napi_value jsDispatch, Session* s, Request* r) {
+// in the in scratch. An exception escaping the dispatcher is reported as
+// uncaught; the request stays unanswered.
+void Deliver(Session* s, Request& r) {
+  napi_env env = s->env;
+  napi_value fn;
+  if (s->dispatchRef == nullptr || napi_get_reference_value(env, s->dispatchRef, &fn) != napi_ok || fn == nullptr) {
+    if (r.req != nullptr) fuse_reply_err(r.req, EIO);
+    return;
+  }
   Napi::Env e(env);
   Napi::HandleScope scope(e);
   AddonData* a = s->addon;
   uint64_t id = 0;
-  if (r->req != nullptr) {
+  if (r.req != nullptr) {
     id = a->nextId++;
-    a->pending.emplace(id, Pending{r->req, s, r->size});
+    a->pending.emplace(id, Pending{r.req, s, r.size});
   }
-  memcpy(a->in, r->in, sizeof r->in);
+  memcpy(a->in, r.in, sizeof r.in);
   napi_value argv[5];
-  argv[0] = Napi::Number::New(e, r->op);
+  argv[0] = Napi::Number::New(e, r.op);
   argv[1] = Napi::Number::New(e, static_cast<double>(id));
-  argv[2] = r->hasName ? Napi::String::New(e, r->name) : e.Undefined();
-  argv[3] = r->hasName2 ? Napi::String::New(e, r->name2) : e.Undefined();
-  if (r->op == OP_EXIT && !r->error.empty()) argv[2] = Napi::String::New(e, r->error);
-  if (r->data != nullptr) {
-    // Handed over to the Buffer, which frees it when collected (or copied
-    // and freed at once where external buffers are not allowed).
-    argv[4] = Napi::Buffer<char>::NewOrCopy(e, r->data, r->dataLen, FreeData);
-    r->data = nullptr;
-  } else {
-    argv[4] = e.Undefined();
-  }
-  delete r;
+  argv[2] = r.name != nullptr ? Napi::String::New(e, r.name) : e.Undefined();
+  argv[3] = r.name2 != nullptr ? Napi::String::New(e, r.name2) : e.Undefined();
+  if (r.op == OP_EXIT && r.error != nullptr) argv[2] = Napi::String::New(e, r.error);
+  // The receive buffer is reused for the next request: JS gets its own copy.
+  argv[4] = r.hasData ? Napi::Buffer<char>::Copy(e, r.data, r.dataLen) : e.Undefined();
   napi_value result;
-  napi_status st = napi_call_function(env, e.Undefined(), jsDispatch, 5, argv, &result);
-  if (st == napi_pending_exception && s->mode == MODE_POLL) {
+  if (napi_call_function(env, e.Undefined(), fn, 5, argv, &result) == napi_pending_exception) {
     // No N-API frame above us to rethrow into: report it as uncaught.
     napi_value err;
     napi_get_and_clear_last_exception(env, &err);
     napi_fatal_exception(env, err);
   }
-  // With the tsfn, N-API itself reports an exception escaping the
-  // dispatcher as uncaught. Either way the request stays unanswered.
 }
 
-// MODE_POLL: a request read on the JS thread goes straight to JS.
-void Deliver(Session* s, Request* r) {
-  napi_value fn;
-  if (napi_get_reference_value(s->env, s->dispatchRef, &fn) != napi_ok || fn == nullptr) {
-    if (r->req != nullptr) fuse_reply_err(r->req, EIO);
-    free(r->data);
-    delete r;
-    return;
-  }
-  CallDispatch(s->env, fn, s, r);
+void ClosePoll(uv_handle_t* h) {
+  Session* s = static_cast<Session*>(h->data);
+  delete reinterpret_cast<uv_poll_t*>(h);
+  s->pollGone = true;
+  if (s->externalGone) delete s;
 }
 
-void CallJs(napi_env env, napi_value jsDispatch, void* context, void* data) {
-  Request* r = static_cast<Request*>(data);
-  Session* s = static_cast<Session*>(context);
-  if (env == nullptr || jsDispatch == nullptr || s->finished) {
-    // The tsfn is being torn down (or the session ended): nobody will answer.
-    if (r->req != nullptr && !s->finished) fuse_reply_err(r->req, EIO);
-    free(r->data);
-    delete r;
-    return;
-  }
-  if (r->op == OP_EXIT) {
-    Finish(s);
-    CallDispatch(env, jsDispatch, s, r);
-    napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
-    return;
-  }
-  CallDispatch(env, jsDispatch, s, r);
-}
-
-void ClosePoll(uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); }
-
-// MODE_POLL: /dev/fuse is readable. Reads and handles what is queued (a
-// bounded batch, so the event loop stays responsive), all inside one
-// callback scope: microtasks run once, after the batch.
+// /dev/fuse is readable. Reads and handles what is queued (a bounded batch,
+// so the event loop stays responsive), all inside one callback scope:
+// microtasks run once, after the batch.
 void OnReadable(uv_poll_t* handle, int status, int) {
   Session* s = static_cast<Session*>(handle->data);
   if (s->finished) return;
@@ -733,8 +598,7 @@ void OnReadable(uv_poll_t* handle, int status, int) {
   // small (virtual) machine.
   uint64_t spinUntil = 0;
   for (int i = 0; i < 64 && !ended; i++) {
-    fuse_chan* ch = s->ch;
-    int res = fuse_chan_recv(&ch, s->recvBuf.data(), s->recvBuf.size());
+    int res = fuse_session_receive_buf(s->se, &s->buf);
     if (res == -EAGAIN) {
       if (s->spinNs == 0) break;
       uint64_t t = uv_hrtime();
@@ -745,12 +609,13 @@ void OnReadable(uv_poll_t* handle, int status, int) {
     }
     spinUntil = 0;
     if (res == -EINTR) continue;
-    if (res <= 0) {  // 0: ENODEV, the kernel ended the connection
+    if (res <= 0) {  // 0: ENODEV, the kernel ended the connection (the session is exited)
       if (res < 0) s->loopResult = res;
       ended = true;
       break;
     }
-    fuse_session_process(s->se, s->recvBuf.data(), static_cast<size_t>(res), ch);
+    fuse_session_process_buf(s->se, &s->buf);
+    // An init that failed (EPROTO) exits the session.
     if (fuse_session_exited(s->se)) ended = true;
   }
   if (ended) {
@@ -758,9 +623,9 @@ void OnReadable(uv_poll_t* handle, int status, int) {
     uv_close(reinterpret_cast<uv_handle_t*>(s->poll), ClosePoll);
     s->poll = nullptr;
     Finish(s);
-    Request* r = new Request();
-    r->op = OP_EXIT;
-    if (s->loopResult != 0) r->error = "reading /dev/fuse failed";
+    Request r;
+    r.op = OP_EXIT;
+    if (s->loopResult != 0) r.error = "reading /dev/fuse failed";
     Deliver(s, r);
     napi_delete_reference(env, s->dispatchRef);
     s->dispatchRef = nullptr;
@@ -772,35 +637,22 @@ void OnReadable(uv_poll_t* handle, int status, int) {
     s->asyncCtx = nullptr;
     napi_delete_reference(env, s->resourceRef);
     s->resourceRef = nullptr;
-    s->tsfnGone = true;  // MODE_POLL has no tsfn: only the External keeps s
-    if (s->externalGone) delete s;
   }
-}
-
-void FinalizeTsfn(napi_env, void* finalizeData, void*) {
-  Session* s = static_cast<Session*>(finalizeData);
-  if (!s->finished) {
-    // The environment is going away while still mounted (process exit):
-    // the loop thread may be blocked in read(2) for good, so neither join
-    // it nor free what it uses. The kernel ends the connection when the
-    // process closes /dev/fuse.
-    if (s->thread.joinable()) s->thread.detach();
-    return;
-  }
-  s->tsfnGone = true;
-  if (s->externalGone) delete s;
 }
 
 void FinalizeExternal(Napi::Env, Session* s) {
+  // While still mounted (the environment is going away: process exit) the
+  // poll handle keeps s; the kernel ends the connection when the process
+  // closes /dev/fuse.
   s->externalGone = true;
-  if (s->tsfnGone) delete s;
+  if (s->pollGone) delete s;
 }
 
 AddonData* Data(const Napi::Env& env) { return env.GetInstanceData<AddonData>(); }
 
-// libfuse reports why a mount failed only on stderr ("fuse: mountpoint is not
-// empty", "fuse: failed to open /dev/fuse: Permission denied"). A background
-// daemon's stderr goes nowhere, so while fuse_mount / fuse_lowlevel_new run,
+// libfuse reports why a mount failed only on stderr ("fuse: unknown option(s):
+// `-o foo'", "fuse: failed to open /dev/fuse: Permission denied"). A background
+// daemon's stderr goes nowhere, so while fuse_session_new / _mount run,
 // fd 2 is a pipe and what they print becomes the error message instead.
 class StderrCapture {
  public:
@@ -857,12 +709,26 @@ std::string FuseMessage(const std::string& captured, const std::string& fallback
   return out.empty() ? fallback : out;
 }
 
-// mount(mountpoint, options, dispatch, opMask, mode, spinUs) -> session
+// The -o options libfuse 3's session no longer takes, read (or dropped) here
+// before the rest go to fuse_session_new: max_write= (applied in init),
+// max_read= (applied in init, and kept: it is also a kernel mount option),
+// big_writes (always on in libfuse 3), nonempty (libfuse 3 always mounts over
+// a non-empty directory).
+const fuse_opt kSessionOptions[] = {
+    {"max_write=%u", offsetof(ConnOptions, maxWrite), 0},
+    {"max_read=%u", offsetof(ConnOptions, maxRead), 0},
+    FUSE_OPT_KEY("max_read=", FUSE_OPT_KEY_KEEP),
+    FUSE_OPT_KEY("big_writes", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_KEY("nonempty", FUSE_OPT_KEY_DISCARD),
+    FUSE_OPT_END,
+};
+
+// mount(mountpoint, options, dispatch, opMask, spinUs) -> session
 Napi::Value Mount(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 6 || !info[0].IsString() || !info[1].IsString() || !info[2].IsFunction() ||
-      !info[3].IsNumber() || !info[4].IsNumber() || !info[5].IsNumber()) {
-    throw Napi::TypeError::New(env, "mount(mountpoint, options, dispatch, opMask, mode, spinUs)");
+  if (info.Length() < 5 || !info[0].IsString() || !info[1].IsString() || !info[2].IsFunction() ||
+      !info[3].IsNumber() || !info[4].IsNumber()) {
+    throw Napi::TypeError::New(env, "mount(mountpoint, options, dispatch, opMask, spinUs)");
   }
   std::string mnt = info[0].As<Napi::String>().Utf8Value();
   std::string opts = info[1].As<Napi::String>().Utf8Value();
@@ -877,80 +743,47 @@ Napi::Value Mount(const Napi::CallbackInfo& info) {
   for (auto& a : argStore) argv.push_back(&a[0]);
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
 
-  StderrCapture capture;
-  fuse_chan* ch = fuse_mount(mnt.c_str(), &args);
-  if (ch == nullptr) {
-    fuse_opt_free_args(&args);
-    throw Napi::Error::New(env, FuseMessage(capture.Finish(), "fuse_mount failed for " + mnt));
-  }
   Session* s = new Session();
-  s->mountpoint = mnt;
-  s->ch = ch;
   s->addon = Data(env);
-  s->mode = static_cast<int>(info[4].As<Napi::Number>().Int32Value());
-  if (s->mode < MODE_THREAD || s->mode > MODE_POLL) s->mode = MODE_THREAD;
+  s->mountpoint = mnt;
+  StderrCapture capture;
+  if (fuse_opt_parse(&args, &s->conn, kSessionOptions, nullptr) != 0) {
+    fuse_opt_free_args(&args);
+    delete s;
+    throw Napi::Error::New(env, FuseMessage(capture.Finish(), "bad mount options for " + mnt));
+  }
   fuse_lowlevel_ops ops = BuildOps(mask);
-  s->se = fuse_lowlevel_new(&args, &ops, sizeof ops, s);
+  s->se = fuse_session_new(&args, &ops, sizeof ops, s);
   fuse_opt_free_args(&args);
-  std::string libfuseSaid = capture.Finish();
   if (s->se == nullptr) {
-    fuse_unmount(mnt.c_str(), ch);
     delete s;
-    throw Napi::Error::New(env, FuseMessage(libfuseSaid, "fuse_lowlevel_new failed (bad option?) for " + mnt));
+    throw Napi::Error::New(env, FuseMessage(capture.Finish(), "fuse_session_new failed (bad option?) for " + mnt));
   }
+  if (fuse_session_mount(s->se, mnt.c_str()) != 0) {
+    fuse_session_destroy(s->se);
+    delete s;
+    throw Napi::Error::New(env, FuseMessage(capture.Finish(), "fuse_session_mount failed for " + mnt));
+  }
+  std::string libfuseSaid = capture.Finish();
   if (!libfuseSaid.empty()) fputs(libfuseSaid.c_str(), stderr);  // warnings of a mount that worked
-  fuse_session_add_chan(s->se, ch);
 
-  if (s->mode == MODE_POLL) {
-    s->env = env;
-    int fd = fuse_chan_fd(ch);
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    s->recvBuf.resize(fuse_chan_bufsize(ch));
-    double spinUs = info[5].As<Napi::Number>().DoubleValue();
-    s->spinNs = spinUs > 0 && spinUs < 1e6 ? static_cast<uint64_t>(spinUs * 1000) : 0;
-    napi_create_reference(env, info[2], 1, &s->dispatchRef);
-    Napi::Object resource = Napi::Object::New(env);
-    napi_create_reference(env, resource, 1, &s->resourceRef);
-    napi_async_init(env, resource, Napi::String::New(env, "rmapfs_fuse"), &s->asyncCtx);
-    uv_loop_t* loop = nullptr;
-    napi_get_uv_event_loop(env, &loop);
-    s->poll = new uv_poll_t();
-    s->poll->data = s;
-    if (loop == nullptr || uv_poll_init(loop, s->poll, fd) != 0 ||
-        uv_poll_start(s->poll, UV_READABLE, OnReadable) != 0) {
-      throw Napi::Error::New(env, "cannot poll /dev/fuse");  // leaks the session: cannot happen in practice
-    }
-    return Napi::External<Session>::New(env, s, FinalizeExternal);
+  s->env = env;
+  int fd = fuse_session_fd(s->se);
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  double spinUs = info[4].As<Napi::Number>().DoubleValue();
+  s->spinNs = spinUs > 0 && spinUs < 1e6 ? static_cast<uint64_t>(spinUs * 1000) : 0;
+  napi_create_reference(env, info[2], 1, &s->dispatchRef);
+  Napi::Object resource = Napi::Object::New(env);
+  napi_create_reference(env, resource, 1, &s->resourceRef);
+  napi_async_init(env, resource, Napi::String::New(env, "rmapfs_fuse"), &s->asyncCtx);
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
+  s->poll = new uv_poll_t();
+  s->poll->data = s;
+  if (loop == nullptr || uv_poll_init(loop, s->poll, fd) != 0 ||
+      uv_poll_start(s->poll, UV_READABLE, OnReadable) != 0) {
+    throw Napi::Error::New(env, "cannot poll /dev/fuse");  // leaks the session: cannot happen in practice
   }
-
-  napi_value name = Napi::String::New(env, "rmapfs_fuse");
-  napi_status st = napi_create_threadsafe_function(env, info[2], nullptr, name, 0, 1, s, FinalizeTsfn, s, CallJs,
-                                                   &s->tsfn);
-  if (st != napi_ok) {
-    fuse_session_remove_chan(ch);
-    fuse_unmount(mnt.c_str(), ch);
-    fuse_session_destroy(s->se);
-    delete s;
-    throw Napi::Error::New(env, "napi_create_threadsafe_function failed");
-  }
-
-  // Signals belong to the Node thread: the loop thread starts with all blocked.
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &old);
-  try {
-    s->thread = std::thread(LoopThread, s);
-  } catch (const std::exception& ex) {
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    s->finished = true;
-    fuse_session_remove_chan(ch);
-    fuse_unmount(mnt.c_str(), ch);
-    fuse_session_destroy(s->se);
-    s->externalGone = true;  // no External was made: the tsfn finalizer deletes s
-    napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
-    throw Napi::Error::New(env, std::string("cannot start the FUSE thread: ") + ex.what());
-  }
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
   return Napi::External<Session>::New(env, s, FinalizeExternal);
 }
 
@@ -958,7 +791,7 @@ Napi::Value Mount(const Napi::CallbackInfo& info) {
 // EXIT is dispatched) once the kernel drops the connection, i.e. when the
 // last user of the mount lets go. Never waits, so the JS thread stays free
 // to answer the requests that may still arrive until then. EPERM (not
-// root) leaves it to the caller to run fusermount -uz.
+// root) leaves it to the caller to run fusermount3 -uz.
 Napi::Value Unmount(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsExternal()) throw Napi::TypeError::New(env, "unmount(session)");
@@ -968,15 +801,15 @@ Napi::Value Unmount(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, rc == 0 ? 0 : errno);
 }
 
-// pending(session) -> bool: a request waits on /dev/fuse (poll mode only: the
-// event loop has not read it yet). Lets background work on the JS thread
-// (online scrub, repair) step aside at once for the foreground.
+// pending(session) -> bool: a request waits on /dev/fuse (the event loop has
+// not read it yet). Lets background work on the JS thread (online scrub,
+// repair) step aside at once for the foreground.
 Napi::Value RequestWaiting(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsExternal()) throw Napi::TypeError::New(env, "pending(session)");
   Session* s = info[0].As<Napi::External<Session>>().Data();
-  if (s->finished || s->poll == nullptr || s->ch == nullptr) return Napi::Boolean::New(env, false);
-  struct pollfd p = {fuse_chan_fd(s->ch), POLLIN, 0};
+  if (s->finished || s->poll == nullptr) return Napi::Boolean::New(env, false);
+  struct pollfd p = {fuse_session_fd(s->se), POLLIN, 0};
   return Napi::Boolean::New(env, poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0);
 }
 
@@ -1259,6 +1092,27 @@ Napi::Value WatchMounts(const Napi::CallbackInfo& info) {
   }, "stopWatchingMounts");
 }
 
+// The numbers shared with lowlevel.ts, by name, for its check at load:
+// { ops: {EXIT: 0, ...}, in: {INO: 0, ...}, out: {...}, statfs: {...} }.
+Napi::Object SharedTables(Napi::Env env) {
+  Napi::Object tables = Napi::Object::New(env);
+  Napi::Object t = Napi::Object::New(env);
+#define RMAPFS_TABLE_ENTRY(name, n) t.Set(#name, Napi::Number::New(env, n));
+  RMAPFS_OPS(RMAPFS_TABLE_ENTRY)
+  tables.Set("ops", t);
+  t = Napi::Object::New(env);
+  RMAPFS_IN_SLOTS(RMAPFS_TABLE_ENTRY)
+  tables.Set("in", t);
+  t = Napi::Object::New(env);
+  RMAPFS_OUT_SLOTS(RMAPFS_TABLE_ENTRY)
+  tables.Set("out", t);
+  t = Napi::Object::New(env);
+  RMAPFS_STATFS_SLOTS(RMAPFS_TABLE_ENTRY)
+  tables.Set("statfs", t);
+#undef RMAPFS_TABLE_ENTRY
+  return tables;
+}
+
 // Scratch arrays and ids live per environment.
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   AddonData* a = new AddonData();
@@ -1271,6 +1125,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(a);
   exports.Set("inScratch", in);
   exports.Set("outScratch", out);
+  exports.Set("tables", SharedTables(env));
   exports.Set("mount", Napi::Function::New(env, Mount, "mount"));
   exports.Set("unmount", Napi::Function::New(env, Unmount, "unmount"));
   exports.Set("pending", Napi::Function::New(env, RequestWaiting, "pending"));

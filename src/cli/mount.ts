@@ -14,6 +14,7 @@ import { Device, loopBackingFile } from '../io/device';
 import { kernelMountFlags, parseMountOptions, startDaemon } from '../daemon/daemon';
 import { daemonGoneMessage, findMount, listMounts, mountpointDaemonGone, superblockReadOnly } from '../io/mountinfo';
 import { ctlRequest } from '../ctl/ctl';
+import { FUSERMOUNT } from '../fuse/lowlevel';
 import { parseArgs } from './args';
 import type { Command, CommandIo } from './args';
 
@@ -30,7 +31,7 @@ options (-o, comma separated):
   nosuid, suid, nodev, dev, noexec, exec, sync, async, dirsync,
   relatime, strictatime, noatime, atime, nodiratime
                            kernel mount flags (default nosuid,nodev,relatime)
-  nonempty                 mount over a directory that is not empty
+  nonempty                 accepted and ignored: a non-empty mountpoint is always allowed
   allow_other              let other users in (needs user_allow_other for non-root)
   default_permissions      the kernel checks permissions (default on;
                            no_default_permissions turns it off)
@@ -38,7 +39,7 @@ options (-o, comma separated):
   sync                     every change is durable before it is answered (a failed flush is its error)
   dirsync                  the same for directory changes only (create, mkdir, unlink, rename, link, ...)
   commit=SECONDS           journal flush interval (default 5)
-  max_write=BYTES          largest write request (default 131072; big_writes is always on)
+  max_write=BYTES          largest write request, up to 1048576 (default 131072)
   attr_timeout=S, entry_timeout=S   kernel attribute / name cache time (default 1)
   spin_us=N                how long the FUSE loop keeps reading before it sleeps (default 30;
                            0 saves CPU on an idle-heavy machine, costs latency)
@@ -262,11 +263,11 @@ export const umountCommand: Command = {
     if (entry === null || entry.fstype !== 'fuse.rmapfs') {
       throw new RmapfsError('EINVAL', `${mountpoint} is not an rmapfs mount`);
     }
-    let r = spawnSync('fusermount', ['-u', entry.mountpoint], { encoding: 'utf8' });
+    let r = spawnSync(FUSERMOUNT, ['-u', entry.mountpoint], { encoding: 'utf8' });
     // A mount whose daemon is gone has nothing left to write: detach it even while something still uses it.
-    if (r.status !== 0 && mountpointDaemonGone(entry.mountpoint)) r = spawnSync('fusermount', ['-uz', entry.mountpoint], { encoding: 'utf8' });
+    if (r.status !== 0 && mountpointDaemonGone(entry.mountpoint)) r = spawnSync(FUSERMOUNT, ['-uz', entry.mountpoint], { encoding: 'utf8' });
     if (r.status !== 0) {
-      io.err(`rmapfs: cannot unmount ${mountpoint}: ${(r.stderr || r.error?.message || 'fusermount failed').trim().split('\n')[0]}`);
+      io.err(`rmapfs: cannot unmount ${mountpoint}: ${(r.stderr || r.error?.message || `${FUSERMOUNT} failed`).trim().split('\n')[0]}`);
       return 1;
     }
     if (!(await waitForRelease(entry.source, 60_000))) {

@@ -13,7 +13,7 @@ import { RmapfsError } from '../errors';
 import { DEFAULT_ATIME_POLICY, Rmapfs } from '../fs/rmapfs';
 import type { AtimePolicy } from '../fs/rmapfs';
 import { LowLevelOps } from '../fuse/ll-ops';
-import { LowLevelFuse } from '../fuse/lowlevel';
+import { FUSERMOUNT, LowLevelFuse } from '../fuse/lowlevel';
 import { startCtlServer } from '../ctl/ctl';
 import { daemonGoneMessage, findMount, isMounted, kernelDaemonFlags, mountpointDaemonGone, superblockReadOnly } from '../io/mountinfo';
 import { watchMountTable } from '../fuse/lowlevel';
@@ -42,7 +42,7 @@ export interface MountOptions {
   dirsync: boolean;
   /** Seconds between log forces. */
   commit: number;
-  /** Largest write the kernel sends (big_writes). */
+  /** Largest write request the kernel sends (up to 1 MiB: libfuse 3 sets max_pages to match). */
   maxWrite: number;
   attrTimeout: number;
   entryTimeout: number;
@@ -57,8 +57,6 @@ export interface MountOptions {
    * choices), in the order given: they go to the kernel mount (see kernelMountFlags).
    */
   kernelFlags: string[];
-  /** Mount over a non-empty directory (libfuse 2 refuses one otherwise). */
-  nonempty: boolean;
   /** Change a live mount (its kernel flags, ro/rw) instead of mounting. */
   remount: boolean;
 }
@@ -66,7 +64,7 @@ export interface MountOptions {
 export const DEFAULT_MOUNT_OPTIONS: MountOptions = {
   readOnly: false, allowOther: false, defaultPermissions: true, uid: null, gid: null,
   sync: false, dirsync: false, atime: DEFAULT_ATIME_POLICY, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1, spinUs: 30,
-  writeLog: null, faults: '', kernelFlags: [], nonempty: false, remount: false,
+  writeLog: null, faults: '', kernelFlags: [], remount: false,
 };
 
 /**
@@ -79,7 +77,7 @@ const KERNEL_FLAG_GROUPS: readonly (readonly string[])[] = [
   ['atime', 'noatime', 'relatime', 'strictatime'], ['diratime', 'nodiratime'],
 ];
 const KERNEL_FLAGS = new Set(KERNEL_FLAG_GROUPS.flat());
-/** What libfuse 2.9's fuse_mount turns into MS_* flags itself (lib/mount.c, mount_flags). */
+/** What libfuse 3's fuse_session_mount turns into MS_* flags itself (lib/mount.c, mount_flags: as 2.9's). */
 const LIBFUSE_FLAGS = new Set(['ro', 'rw', 'suid', 'nosuid', 'dev', 'nodev', 'exec', 'noexec', 'sync', 'async',
   'atime', 'noatime', 'dirsync']);
 
@@ -136,7 +134,9 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
       case 'dirsync': o.dirsync = true; break;
       case 'commit': o.commit = num(k, v, 1); break;
       case 'max_write': o.maxWrite = Math.min(num(k, v, 4096), 1 << 20); break;
-      case 'big_writes': break; // always on
+      case 'big_writes': break; // libfuse 2's; always on
+      // libfuse 2 refused a non-empty mountpoint without it; libfuse 3 always mounts over one.
+      case 'nonempty': break;
       case 'attr_timeout': o.attrTimeout = num(k, v, 0); break;
       case 'entry_timeout': o.entryTimeout = num(k, v, 0); break;
       case 'spin_us': o.spinUs = Math.min(num(k, v, 0), 1000); break;
@@ -148,7 +148,6 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
         new FaultInjector(v ?? ''); // throws on a bad rule, before anything is mounted
         o.faults = v ?? '';
         break;
-      case 'nonempty': o.nonempty = true; break;
       case 'remount': o.remount = true; break;
       // Kernel flags (collected above for the kernel mount) and what mount(8) and fstab hand every helper.
       case 'dirsync': case 'dev': case 'suid': case 'nodev': case 'nosuid': case 'exec': case 'noexec': case 'auto': case 'noauto':
@@ -171,7 +170,7 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
 const MOUNT_TIME_OPTIONS: readonly (readonly [keyof MountOptions, string])[] = [
   ['allowOther', 'allow_other'], ['defaultPermissions', 'default_permissions'], ['uid', 'uid'], ['gid', 'gid'],
   ['maxWrite', 'max_write'], ['attrTimeout', 'attr_timeout'], ['entryTimeout', 'entry_timeout'], ['spinUs', 'spin_us'],
-  ['writeLog', 'writelog'], ['faults', 'faults'], ['nonempty', 'nonempty'],
+  ['writeLog', 'writelog'], ['faults', 'faults'],
 ];
 
 /**
@@ -247,11 +246,10 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
     },
   });
   const kernelFlags = kernelMountFlags(opts.kernelFlags);
-  const options = ['big_writes', `max_write=${opts.maxWrite}`, `fsname=${path.resolve(device)}`, 'subtype=rmapfs'];
+  const options = [`max_write=${opts.maxWrite}`, `fsname=${path.resolve(device)}`, 'subtype=rmapfs'];
   // libfuse sets these MS_* flags in its mount(2); without any it mounts nosuid,nodev.
   options.push(...kernelFlags.libfuse.filter((f) => f !== 'ro' && f !== 'rw'));
   if (opts.readOnly) options.push('ro');
-  if (opts.nonempty) options.push('nonempty');
   if (opts.allowOther) options.push('allow_other');
   if (opts.defaultPermissions) options.push('default_permissions');
   const fuse = new LowLevelFuse({
@@ -368,7 +366,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
     };
     fuse.unmount().then(close, () => {
       try {
-        execFileSync('fusermount', ['-uz', mnt]);
+        execFileSync(FUSERMOUNT, ['-uz', mnt]);
       } catch {
         // Lazy unmount failed too: the kernel will clean up when the daemon exits.
       }

@@ -217,6 +217,8 @@ export class LowLevelOps {
         return () => reply.entry(this.entry(st));
       }),
       rename: (req, reply) => this.modify('rename', reply, 'namespace', () => {
+        // renameat2's RENAME_NOREPLACE / EXCHANGE / WHITEOUT: not yet (callers such as mv fall back).
+        if (req.flags !== 0) throw new RmapfsError('EINVAL', `rename flags ${req.flags} are not supported`);
         this.fsx.rename(this.ino(req.parent), req.name, this.ino(req.newParent), req.newName);
         return () => reply.ok();
       }),

@@ -1,14 +1,14 @@
 /**
- * The typed face of rmapfs_fuse (native/fuse_ll.cc): libfuse 2.9's
- * *low-level* API, by inode number, for Node.
+ * The typed face of rmapfs_fuse (native/fuse_ll.cc): libfuse 3's
+ * *low-level* session API, by inode number, for Node.
  *
- * Why not fuse-native: it drives the high-level (path-based) API, which
- * resolves a path for every request, passes file handles and st_ino as 32
- * bits, hides the caller's uid/gid, has no fallocate, and makes its FUSE
- * thread wait on a semaphore for every answer from JS. Here the FUSE thread
- * only queues each request (one threadsafe function, non-blocking) and goes
- * back to reading /dev/fuse; JS answers whenever it likes through a reply
- * object, and several queued requests are handled per event-loop turn.
+ * Why not fuse-native: it drives libfuse 2's high-level (path-based) API,
+ * which resolves a path for every request, passes file handles and st_ino as
+ * 32 bits, hides the caller's uid/gid, has no fallocate, and makes its FUSE
+ * thread wait on a semaphore for every answer from JS. Here the event loop
+ * itself reads /dev/fuse (no other thread), JS answers whenever it likes
+ * through a reply object, and several queued requests are handled per
+ * event-loop turn.
  *
  * Rules for handlers:
  *  - Answer every request exactly once, now or later (a second answer
@@ -29,7 +29,7 @@
 import * as path from 'path';
 import { execFile } from 'child_process';
 
-/** Operation numbers shared with native/fuse_ll.cc (enum Op). */
+/** Operation numbers shared with native/fuse_ll.cc (RMAPFS_OPS), checked at load. */
 export enum Op {
   EXIT = 0,
   LOOKUP = 1,
@@ -64,19 +64,19 @@ export enum Op {
   FALLOCATE = 30,
 }
 
-/** Slots of the "in" scratch (request numbers); native enum In. */
-const enum In {
+/** Slots of the "in" scratch (request numbers); native RMAPFS_IN_SLOTS, checked at load. */
+export enum In {
   INO = 0, INO2 = 1, FH = 2, OFFSET = 3, SIZE = 4, MODE = 5, FLAGS = 6, UID = 7, GID = 8, PID = 9, UMASK = 10,
   RDEV = 11, TO_SET = 12, A_MODE = 13, A_UID = 14, A_GID = 15, A_SIZE = 16, A_ATIME = 17, A_ATIME_NS = 18,
   A_MTIME = 19, A_MTIME_NS = 20, HAS_FH = 21, NLOOKUP = 22,
 }
 
-/** Slots of the "out" scratch (reply numbers); native enum Out / OutStatfs. */
-const enum Out {
+/** Slots of the "out" scratch (reply numbers); native RMAPFS_OUT_SLOTS / RMAPFS_STATFS_SLOTS, checked at load. */
+export enum Out {
   INO = 0, GENERATION = 1, ATTR_TIMEOUT = 2, ENTRY_TIMEOUT = 3, MODE = 4, NLINK = 5, UID = 6, GID = 7, RDEV = 8,
   SIZE = 9, BLOCKS = 10, BLKSIZE = 11, ATIME = 12, ATIME_NS = 13, MTIME = 14, MTIME_NS = 15, CTIME = 16, CTIME_NS = 17,
 }
-const enum OutStatfs {
+export enum OutStatfs {
   BSIZE = 0, FRSIZE = 1, BLOCKS = 2, BFREE = 3, BAVAIL = 4, FILES = 5, FFREE = 6, FAVAIL = 7, FSID = 8, FLAG = 9,
   NAMEMAX = 10,
 }
@@ -94,6 +94,11 @@ const SET_MTIME_NOW = 1 << 8;
 const EIO = 5;
 const EPERM = 1;
 const ERANGE = 34;
+
+/** renameat2 flags (linux/fs.h): the rename handler answers EINVAL for those it does not support. */
+export const RENAME_NOREPLACE = 1 << 0;
+export const RENAME_EXCHANGE = 1 << 1;
+export const RENAME_WHITEOUT = 1 << 2;
 
 /** Bits for open/create replies (native OPEN_*). */
 export const OpenFlags = { directIo: 1, keepCache: 2, nonseekable: 4 } as const;
@@ -118,9 +123,9 @@ type Dispatch = (op: number, id: number, name: string | undefined, name2: string
 interface FuseAddon {
   readonly inScratch: Float64Array;
   readonly outScratch: Float64Array;
-  /** mode: 0 thread, 1 multi-threaded, 2 poll (see LoopMode). */
-  mount(mountpoint: string, options: string, dispatch: Dispatch, opMask: number, mode: number,
-    spinUs: number): SessionHandle;
+  /** The numbers shared with this file, by name (see checkSharedTables). */
+  readonly tables: SharedTables;
+  mount(mountpoint: string, options: string, dispatch: Dispatch, opMask: number, spinUs: number): SessionHandle;
   /** Lazy umount2(2); 0 or the errno. */
   unmount(session: SessionHandle): number;
   pending(session: SessionHandle): boolean;
@@ -141,18 +146,69 @@ interface FuseAddon {
   replyReaddir(id: number, entries: readonly DirEntry[], start: number): number;
 }
 
+/** Name -> number, for each enum shared with the addon. */
+export interface SharedTables {
+  ops: Readonly<Record<string, number>>;
+  in: Readonly<Record<string, number>>;
+  out: Readonly<Record<string, number>>;
+  statfs: Readonly<Record<string, number>>;
+}
+
+/** A TypeScript numeric enum's names and numbers (without the reverse mapping). */
+function enumTable(e: Record<string, string | number>): Record<string, number> {
+  const table: Record<string, number> = {};
+  for (const [name, n] of Object.entries(e)) if (typeof n === 'number') table[name] = n;
+  return table;
+}
+
+/** This file's side of the shared numbers. */
+export const LOCAL_TABLES: SharedTables = {
+  ops: enumTable(Op), in: enumTable(In), out: enumTable(Out), statfs: enumTable(OutStatfs),
+};
+
+/**
+ * Throws one line naming every difference between the addon's numbers and
+ * ours: a stale build/ (or an edit on one side only) would otherwise answer
+ * one operation with another's handler, or read a reply from the wrong slot.
+ */
+export function checkSharedTables(addonTables: SharedTables, local: SharedTables = LOCAL_TABLES): void {
+  const diffs: string[] = [];
+  for (const group of ['ops', 'in', 'out', 'statfs'] as const) {
+    const theirs = addonTables[group] ?? {};
+    const ours = local[group];
+    for (const name of new Set([...Object.keys(ours), ...Object.keys(theirs)])) {
+      const a = theirs[name];
+      const b = ours[name];
+      if (a !== b) diffs.push(`${group}.${name} is ${a ?? 'missing'} in the addon, ${b ?? 'missing'} here`);
+    }
+  }
+  if (diffs.length > 0) {
+    throw new Error(`rmapfs_fuse: build/Release/rmapfs_fuse.node and src/fuse/lowlevel.ts disagree (${diffs.join('; ')}): rebuild with make`);
+  }
+}
+
 let addonCache: FuseAddon | null = null;
 
-/** Loaded on first use, so importing this module does not need the addon built. */
+/** Loaded (and checked) on first use, so importing this module does not need the addon built. */
 function addon(): FuseAddon {
   if (addonCache === null) {
     // dist/src/fuse/lowlevel.js -> <root>/build/Release/rmapfs_fuse.node
     const root = path.resolve(__dirname, '..', '..', '..');
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    addonCache = require(path.join(root, 'build', 'Release', 'rmapfs_fuse.node')) as FuseAddon;
+    const loaded = require(path.join(root, 'build', 'Release', 'rmapfs_fuse.node')) as FuseAddon;
+    checkSharedTables(loaded.tables);
+    addonCache = loaded;
   }
   return addonCache;
 }
+
+/** The addon's own tables (loading it): tests compare them with LOCAL_TABLES. */
+export function addonSharedTables(): SharedTables {
+  return addon().tables;
+}
+
+/** libfuse 3's setuid helper: mounts and unmounts for users who are not root. */
+export const FUSERMOUNT = 'fusermount3';
 
 // ---------------------------------------------------------------------------
 // Requests
@@ -250,7 +306,8 @@ export interface SetattrRequest extends InoRequest {
 export interface MknodRequest extends NameRequest { mode: number; rdev: number }
 export interface MkdirRequest extends NameRequest { mode: number }
 export interface SymlinkRequest extends NameRequest { target: string }
-export interface RenameRequest extends NameRequest { newParent: number; newName: string }
+/** flags: renameat2's RENAME_* bits (0 for a plain rename). */
+export interface RenameRequest extends NameRequest { newParent: number; newName: string; flags: number }
 export interface LinkRequest extends InoRequest { newParent: number; newName: string }
 export interface OpenRequest extends InoRequest { flags: number }
 export interface ReadRequest extends FhRequest { offset: number; size: number }
@@ -346,31 +403,16 @@ const HANDLER_OPS: ReadonlyArray<[keyof LowLevelHandlers, Op]> = [
   ['removexattr', Op.REMOVEXATTR], ['access', Op.ACCESS], ['create', Op.CREATE], ['fallocate', Op.FALLOCATE],
 ];
 
-/**
- * How requests get from /dev/fuse to JS.
- *  - 'poll' (default): the event loop polls /dev/fuse itself and each
- *    readable event reads and dispatches up to 64 requests on the JS
- *    thread: one wakeup per request instead of two (kernel -> FUSE thread
- *    -> JS thread), and with `spinUs` often none.
- *  - 'thread': fuse_session_loop on its own thread, each request queued to
- *    JS through one threadsafe function (non-blocking); the FUSE thread
- *    never waits for JS.
- *  - 'mt': the same with fuse_session_loop_mt (several reader threads).
- * Replies are the same in every mode.
- */
-export type LoopMode = 'poll' | 'thread' | 'mt';
-const LOOP_MODES: Record<LoopMode, number> = { thread: 0, mt: 1, poll: 2 };
-
 export interface LowLevelOptions {
   /** Default seconds the kernel may cache attributes (entry and attr replies). */
   attrTimeout?: number;
   /** Default seconds the kernel may cache a name -> inode mapping. */
   entryTimeout?: number;
-  /** How /dev/fuse is read; see LoopMode. Default 'poll'. */
-  loop?: LoopMode;
   /**
-   * 'poll' only: after the last queued request, keep reading /dev/fuse for
-   * this many microseconds before sleeping in epoll. A synchronous caller
+   * The event loop polls /dev/fuse and each readable event reads and
+   * dispatches up to 64 requests on the JS thread. After the last queued
+   * request it keeps reading /dev/fuse for this many microseconds before
+   * sleeping in epoll. A synchronous caller
    * (one write after another) sends its next request within microseconds,
    * while waking an idle thread costs tens of them on a small VM: measured
    * here, 20-30 us of spinning takes 4 KiB random writes from ~10k to ~26k
@@ -527,7 +569,7 @@ function isPromise(v: unknown): v is Promise<void> {
 }
 
 /**
- * A low-level FUSE mount. `mount` is synchronous (mount(2) and a thread);
+ * A low-level FUSE mount. `mount` is synchronous (mount(2) and a uv_poll);
  * `done` settles when the kernel has dropped the connection and the session
  * is gone -- after `unmount()`, `fusermount -u`, `umount` or an abort.
  */
@@ -562,13 +604,16 @@ export class LowLevelFuse {
 
   /**
    * Mounts `mnt` and starts serving. `options` are -o options for
-   * fuse_mount and fuse_lowlevel_new alike (allow_other,
-   * default_permissions, fsname=, subtype=, big_writes, max_write=, ro,
-   * debug, ...). High-level-only options (attr_timeout=, entry_timeout=,
-   * use_ino, hard_remove, ...) are rejected by fuse_lowlevel_new: timeouts
-   * are LowLevelOptions here, and st_ino is always the real inode number.
-   * In 'poll' mode every request, INIT included, is served by the event
-   * loop: the mount answers once control returns to it.
+   * fuse_session_new (allow_other, default_permissions, fsname=, subtype=,
+   * max_read=, the kernel's flags ro, nosuid, nodev, noexec, sync, dirsync,
+   * noatime..., debug) plus max_write= (the largest write request, up to
+   * libfuse 3's 1 MiB; libfuse's own default is that 1 MiB), which the
+   * binding applies at INIT. big_writes and nonempty (libfuse 2 options; 3
+   * always does both) are accepted and ignored. Anything else, e.g. the
+   * high-level attr_timeout=, is refused: timeouts are LowLevelOptions here,
+   * and st_ino is always the real inode number. Every request, INIT
+   * included, is served by the event loop: the mount answers once control
+   * returns to it.
    */
   mount(mnt: string, options: readonly string[], handlers: LowLevelHandlers): void {
     if (this.session !== null || this.exited) throw new Error('a LowLevelFuse mounts once');
@@ -576,8 +621,7 @@ export class LowLevelFuse {
     for (const [key, op] of HANDLER_OPS) if (handlers[key] !== undefined) mask |= 1 << op;
     this.handlers = handlers;
     this.mnt = path.resolve(mnt);
-    this.session = addon().mount(this.mnt, options.join(','), this.dispatch, mask >>> 0,
-      LOOP_MODES[this.opts.loop ?? 'poll'], this.opts.spinUs ?? 30);
+    this.session = addon().mount(this.mnt, options.join(','), this.dispatch, mask >>> 0, this.opts.spinUs ?? 30);
   }
 
   /**
@@ -589,17 +633,17 @@ export class LowLevelFuse {
     if (this.session === null || this.exited) return this.done;
     const rc = addon().unmount(this.session);
     if (rc === EPERM) {
-      // Not root: fusermount's setuid helper may unmount what we mounted.
-      execFile('fusermount', ['-uz', this.mnt], (err) => {
-        if (err !== null && !this.exited) this.rejectDone(new Error(`fusermount -uz ${this.mnt}: ${err.message}`));
+      // Not root: fusermount3's setuid helper may unmount what we mounted.
+      execFile(FUSERMOUNT, ['-uz', this.mnt], (err) => {
+        if (err !== null && !this.exited) this.rejectDone(new Error(`${FUSERMOUNT} -uz ${this.mnt}: ${err.message}`));
       });
     }
     return this.done;
   }
 
   /**
-   * Whether a request waits on /dev/fuse, not yet read (poll mode; false in
-   * the thread modes). Background work on the JS thread asks it to step aside.
+   * Whether a request waits on /dev/fuse, not yet read. Background work on
+   * the JS thread asks it to step aside.
    */
   requestWaiting(): boolean {
     if (this.session === null || this.exited) return false;
@@ -653,7 +697,8 @@ export class LowLevelFuse {
         case Op.RMDIR: r = h.rmdir?.({ caller, parent: ino, name: str(name) }, reply); break;
         case Op.SYMLINK: r = h.symlink?.({ caller, parent: ino, name: str(name), target: str(name2) }, reply); break;
         case Op.RENAME:
-          r = h.rename?.({ caller, parent: ino, name: str(name), newParent: i[In.INO2], newName: str(name2) }, reply);
+          r = h.rename?.({ caller, parent: ino, name: str(name), newParent: i[In.INO2], newName: str(name2), flags },
+            reply);
           break;
         case Op.LINK:
           r = h.link?.({ caller, ino, newParent: i[In.INO2], newName: str(name) }, reply);

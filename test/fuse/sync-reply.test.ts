@@ -128,7 +128,7 @@ function serve(h: LowLevelHandlers, fsx: Rmapfs, recorder: WriteLogRecorder, see
       if (r.errno === 0) dirs.push(r.entryIno);
     } else if (pick === 5) {
       const name = `r${serial++}`;
-      const r = send(true, (reply) => h.rename!({ parent: file.dir, name: file.name, newParent: dir, newName: name, caller }, reply));
+      const r = send(true, (reply) => h.rename!({ parent: file.dir, name: file.name, newParent: dir, newName: name, flags: 0, caller }, reply));
       if (r.errno === 0) Object.assign(file, { name, dir });
     } else if (pick === 6) {
       send(false, (reply) => h.setattr!({ ino: file.ino, fh: null, size: rng.int(30000), mode: 0o600 + rng.int(0o100), caller }, reply));
