@@ -335,6 +335,8 @@ function* checkInodeChunks(ag: AllocGroup, geo: Geometry, problems: ProblemList)
   for (const startino of chunks) {
     const bno = startino / INODES_PER_BLOCK;
     if (startino % INODES_PER_CHUNK !== 0 || bno + CHUNK_BLOCKS > ag.length) continue;
+    // The chunk in one read (the blocks that verify are cached; each read below reports one that does not).
+    ag.cache.readAhead(ag.start + bno, CHUNK_BLOCKS, ops);
     for (let i = 0; i < CHUNK_BLOCKS; i++) {
       try {
         ag.cache.read(ag.start + bno + i, ops);
