@@ -27,6 +27,7 @@ import { decodeRmap, RMAP_ATTR_FORK, RMAP_BMBT_BLOCK, RMAP_UNWRITTEN } from '../
 import { AttrFork, valueBlocks } from '../attr/attr';
 import { RmapFinder, RmapIndex } from '../rmap/rmap';
 import type { RmapLookup } from '../rmap/rmap';
+import type { MappingDigest } from '../rmap/rmap-digest';
 import type { AttrEntry } from '../attr/attr';
 import { isInodeOwner } from '../format/owners';
 import { impossibleFileExtent } from '../alloc/ag-owners';
@@ -61,6 +62,15 @@ export interface InodeScrubOptions {
    * default where the rmap is sound; tests force either way.
    */
   rmapIndexed?: (agno: number) => boolean;
+  /**
+   * AGs whose rmap the caller knows to be what an offline rebuild made from
+   * the forks (rmap-digest.ts): there the forks' mappings are digested into
+   * the AG's digest instead of looked up in the rmap (and, when every AG is,
+   * the rmap's totals per owner are not summed either). The caller compares
+   * each digest with what the rebuild gathered, and runs the pass again
+   * without this option when one differs.
+   */
+  filesDigested?: ReadonlyMap<number, MappingDigest>;
 }
 
 /**
@@ -111,6 +121,15 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     problems.add(structure, geo.inoAgno(ino), geo.inoLocation(ino).fsbno, `inode ${ino}: ${msg}`, type, ino);
   };
   const rmapSound = options.rmapSound ?? ((): boolean => false);
+  const digested = options.filesDigested ?? new Map<number, MappingDigest>();
+  const everyAgDigested = fs.alloc.ags.every((ag) => digested.has(ag.agno));
+  // The rmap must say the inode owns these blocks (checkMapped), unless the AG's are digested (then true).
+  const mappedOrDigested = (inode: Inode, o: OwnedBlocks, badFn: BadInode): boolean => {
+    const d = digested.get(geo.agnoOf(o.fsbno));
+    if (d === undefined) return checkMapped(fs, rmapOf, inode, o, badFn, rmapSound);
+    d.add(inode.ino, geo.agbnoOf(o.fsbno), o.blockcount, o.fileoff, rmapFlagsOf(o));
+    return false;
+  };
   // One finder per AG for the whole pass: what it reads (a check's filesystem, a scrub's frozen view) stays as it is.
   const finders = new Map<number, RmapLookup>();
   const rmapOf = (agno: number): RmapLookup => {
@@ -242,7 +261,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
   // 3. Each inode in use: reachable, link count, fork, and its space against the rmap.
   const rmapIndexed = options.rmapIndexed ?? rmapSound;
   for (const ag of fs.alloc.ags) {
-    if (rmapIndexed(ag.agno)) {
+    if (rmapIndexed(ag.agno) && !digested.has(ag.agno)) {
       const index = yield* indexRmap(ag.rmap);
       if (index !== null) finders.set(ag.agno, index);
     }
@@ -313,7 +332,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
         }
         if (o.kind !== 'data') {
           held++;
-          if (checkMapped(fs, rmapOf, inode, o, bad, rmapSound)) treeDamaged = true;
+          if (mappedOrDigested(inode, o, bad)) treeDamaged = true;
           continue;
         }
         result.extents++;
@@ -328,7 +347,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
           continue;
         }
         held += o.blockcount;
-        if (checkMapped(fs, rmapOf, inode, o, badMapping, rmapSound)) treeDamaged = true;
+        if (mappedOrDigested(inode, o, badMapping)) treeDamaged = true;
       }
       if (mapped) {
         if (type === S_IFLNK && lastEnd * BLOCK_SIZE < inode.size) bad(ino, `symlink of ${inode.size} bytes holds only ${lastEnd} blocks`, 'inode', 'symlink');
@@ -349,7 +368,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
           continue;
         }
         held += o.blockcount;
-        checkMapped(fs, rmapOf, inode, o, bad, rmapSound);
+        mappedOrDigested(inode, o, bad);
       }
       // Each value's crc: a wrong length, block or value shows here. Under a frozen view the device
       // holds the values of now, not of the view's moment: a mismatch there is damage only when the
@@ -370,13 +389,14 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     }
     // With a damaged fork the count is that fork's repair's to set (the rmap says what it holds).
     if (inode.nblocks !== held && !treeDamaged) bad(ino, `counts ${inode.nblocks} blocks, holds ${held}`);
-    heldByOwner.set(ino, held);
+    if (!everyAgDigested) heldByOwner.set(ino, held);
   }
   reportNameless(nameless, bad, problems, geo);
 
-  // 4. Every rmap record of a file owner belongs to a file in use that holds that many blocks.
+  // 4. Every rmap record of a file owner belongs to a file in use that holds that many blocks (where every
+  //    rmap is the one rebuilt from these forks, so are its totals: the caller's digests say whether they are).
   const rmapByOwner = new Map<number, number>();
-  for (const ag of fs.alloc.ags) {
+  for (const ag of everyAgDigested ? [] : fs.alloc.ags) {
     try {
       yield* eachRecord(ag.rmap, (b, off) => {
         const r = decodeRmap(b, off);
