@@ -37,14 +37,18 @@ function finish(h: number): number {
   return (h ^ (h >>> 16)) >>> 0;
 }
 
-/** One lane's hash of a mapping's fields (no array made: a million mappings an AG). */
+/**
+ * One lane's hash of a mapping's fields (no array made: a million mappings an
+ * AG). `>>> 0` takes an integer below 2^53 modulo 2^32, and a quotient's
+ * integer part the same way: the low and high words without a division's floor.
+ */
 function lane(seed: number, tweak: number, owner: number, agbno: number, blockcount: number, offset: number, flags: number): number {
-  let h = mixWord(seed, (owner % TWO32) ^ tweak);
-  h = mixWord(h, Math.floor(owner / TWO32) ^ tweak);
+  let h = mixWord(seed, (owner >>> 0) ^ tweak);
+  h = mixWord(h, ((owner / TWO32) >>> 0) ^ tweak);
   h = mixWord(h, agbno ^ tweak);
   h = mixWord(h, blockcount ^ tweak);
-  h = mixWord(h, (offset % TWO32) ^ tweak);
-  h = mixWord(h, Math.floor(offset / TWO32) ^ tweak);
+  h = mixWord(h, (offset >>> 0) ^ tweak);
+  h = mixWord(h, ((offset / TWO32) >>> 0) ^ tweak);
   h = mixWord(h, flags ^ tweak);
   return finish(h);
 }
@@ -65,8 +69,8 @@ export class MappingDigest {
     const data = fork === 0;
     const a = lane(0x9747b28c, 0, owner, agbno, blockcount, data ? offset : 0, data ? flags & RMAP_UNWRITTEN : fork);
     const b = lane(0x5bd1e995, 0xa5a5a5a5, owner, agbno, blockcount, data ? offset : 0, data ? flags & RMAP_UNWRITTEN : fork);
-    this.lo = (this.lo + a) % TWO32;
-    this.hi = (this.hi + b) % TWO32;
+    this.lo = (this.lo + a) >>> 0;
+    this.hi = (this.hi + b) >>> 0;
     this.count++;
     this.blocks += blockcount;
   }
