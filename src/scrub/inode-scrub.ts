@@ -32,6 +32,7 @@ import type { AttrEntry } from '../attr/attr';
 import { isInodeOwner } from '../format/owners';
 import { impossibleFileExtent } from '../alloc/ag-owners';
 import { BLOCK_SIZE } from '../format/superblock';
+import { INODES_PER_BLOCK } from '../format/geometry';
 import { eachRecord, runToEnd } from './common';
 import type { ProblemList, ScrubSource, ScrubSteps } from './common';
 import type { StructureName } from '../format/structures';
@@ -138,7 +139,8 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     return f;
   };
 
-  // 1. The inodes the inode btrees say are in use.
+  // 1. The inodes the inode btrees say are in use (by key: see inodeKeys).
+  const { key, inoOf } = inodeKeys(geo);
   const used = new Set<number>();
   for (const ag of fs.alloc.ags) {
     try {
@@ -154,7 +156,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
             if (damage !== null) {
               // An inode in use is reported where it is loaded (step 3); a free one only here.
               if (free) bad(ino, `(block ${inode.fsbno}): ${damage.what}`);
-              else used.add(ino);
+              else used.add(key(ino));
               continue;
             }
             mode = inode.mode;
@@ -162,7 +164,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
             bad(ino, e instanceof RmapfsError ? e.message : String(e));
             continue;
           }
-          if (!free) used.add(ino);
+          if (!free) used.add(key(ino));
           if (free && mode !== 0) bad(ino, 'is free in the inode btree but in use');
           if (free && mode === 0 && !isCleanFreeInodeAt(store.handle(ino))) bad(ino, 'is free but not cleared');
           if (!free && mode === 0) bad(ino, 'is used in the inode btree but free');
@@ -173,7 +175,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     }
   }
 
-  // 2. Walk the tree from the root, counting links.
+  // 2. Walk the tree from the root, counting links (by key).
   const links = new Map<number, number>();
   const parentOf = new Map<number, number>();
   const root = fs.superblock().rootIno;
@@ -205,11 +207,12 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
       bad(dirIno, e instanceof Error ? e.message : String(e), 'directory');
     }
     const entry = (d: Dirent): void => {
-      if (!used.has(d.ino)) {
+      const k = key(d.ino);
+      if (!used.has(k)) {
         bad(dirIno, `entry '${d.name.toString()}' points to inode ${direntIno(d)}, which is not in use`, 'directory');
         return;
       }
-      links.set(d.ino, (links.get(d.ino) ?? 0) + 1);
+      links.set(k, (links.get(k) ?? 0) + 1);
       let child: Inode;
       try {
         child = store.get(d.ino);
@@ -244,7 +247,8 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
   // 2b. The directories the walk could not reach (their name lost with their parent's damage) verified
   // too, before step 3's nameless inodes (a lost big directory names thousands) fill the problem list:
   // a damaged one is the directory repair's, which the link counts' scan needs first.
-  for (const ino of used) {
+  for (const k of used) {
+    const ino = inoOf(k);
     if (seenDirs.has(ino)) continue;
     let dir: Directory;
     try {
@@ -271,7 +275,8 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
   const heldByOwner = new Map<number, number>();
   // Inodes no entry names: one line for them all (an unreadable directory leaves thousands).
   const nameless: number[] = [];
-  for (const ino of used) {
+  for (const k of used) {
+    const ino = inoOf(k);
     yield;
     result.inodes++;
     let inode: Inode;
@@ -283,11 +288,11 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     }
     const type = inode.mode & S_IFMT;
     if (!VALID_TYPES.has(type)) bad(ino, `unknown file type ${type.toString(8)}`);
-    const reachable = ino === root || links.has(ino);
+    const reachable = ino === root || links.has(k);
     // An inode with no links that nothing names is an orphan: unlinked while open, freed at the next mount.
     if (!reachable && inode.nlink === 0) result.orphans++;
     else if (!reachable) nameless.push(ino);
-    const wantLinks = inode.isDir ? 2 + (subdirs.get(ino) ?? 0) : (links.get(ino) ?? 0);
+    const wantLinks = inode.isDir ? 2 + (subdirs.get(ino) ?? 0) : (links.get(k) ?? 0);
     if (reachable && inode.nlink !== wantLinks) bad(ino, `link count ${inode.nlink}, found ${wantLinks}`, 'inode', 'nlinks');
     let held = 0;
     // A fork tree that fails verification is not walked whole, and a block map the rmap contradicts is rebuilt
@@ -412,6 +417,30 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     else if (held !== blocks) problems.add('rmap', geo.inoAgno(owner), -1, `rmap gives inode ${owner} ${blocks} blocks, it holds ${held}`, undefined, owner);
   }
   return result;
+}
+
+/** Keys up to 2^30 (a small integer V8 keeps unboxed) with room for every inode number an AG can hold. */
+const SMALL_KEYS = 2 ** 30;
+
+/**
+ * The file pass's sets and counts of inodes, keyed by a small integer where
+ * the geometry allows -- AG number and AG inode number packed below 2^30 --
+ * not by the inode number: above 2^31 (every AG but the first) that is a
+ * heap number, boxed and hashed at each of a million look-ups. A number no
+ * inode of the filesystem can have (a damaged record's) keys as -(ino + 1),
+ * its own. Where they do not fit, the numbers themselves.
+ */
+function inodeKeys(geo: ScrubSource['geo']): { key: (ino: number) => number; inoOf: (key: number) => number } {
+  const perAg = 2 ** Math.ceil(Math.log2(geo.agBlocks * INODES_PER_BLOCK));
+  if (geo.agCount * perAg > SMALL_KEYS) return { key: (ino) => ino, inoOf: (k) => k };
+  return {
+    key: (ino) => {
+      const agno = geo.inoAgno(ino);
+      const agino = geo.inoAgino(ino);
+      return agno < geo.agCount && agino < perAg ? agno * perAg + agino : -(ino + 1);
+    },
+    inoOf: (k) => (k < 0 ? -k - 1 : geo.ino(Math.floor(k / perAg), k % perAg)),
+  };
 }
 
 /**
