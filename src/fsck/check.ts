@@ -22,6 +22,7 @@ import type { StructureName } from '../format/structures';
 import { ProblemList, runToEnd } from '../scrub/common';
 import type { Problem } from '../scrub/common';
 import { checkStructures, selectStructures } from './table';
+import type { RebuiltRmaps } from '../rmap/rmap-digest';
 
 const log = createDebug('rmapfs:check');
 
@@ -37,6 +38,11 @@ export interface FsCheckResult {
   rmapRecords: number;
   /** Whether the file pass ran (it needs every AG's btrees walkable): false, the files' damage is unknown. */
   inodesChecked: boolean;
+  /**
+   * The AGs whose files were not compared with their rmap: the one an offline
+   * repair just rebuilt from those very files, unchanged since (FsCheckOptions.rebuiltRmaps).
+   */
+  rmapRebuiltFromFiles: number[];
   /** Failures of the checker itself (a bug, not the filesystem's): the check is incomplete. */
   internalErrors: string[];
 }
@@ -46,12 +52,15 @@ export interface FsCheckOptions {
   types?: readonly StructureName[];
   /** Problems kept in full (default 1000; the rest are counted). */
   maxProblems?: number;
+  /** What the offline repair before this check rebuilt (table.ts CheckRunOptions). */
+  rebuiltRmaps?: RebuiltRmaps;
 }
 
 /** Walks the structure table over an open filesystem. Corruption becomes problems; only a checker bug is an internal error. */
 export function checkFilesystem(fs: Filesystem, options: FsCheckOptions = {}): FsCheckResult {
   const problems = new ProblemList(options.maxProblems ?? 1000);
-  const totals = runToEnd(checkStructures(fs, options.types ?? selectStructures(null, null), null, problems));
+  const totals = runToEnd(checkStructures(fs, options.types ?? selectStructures(null, null), null, problems,
+    { rebuiltRmaps: options.rebuiltRmaps }));
   for (const e of totals.internalErrors) log('internal error: %s', e);
   let freeBlocks = 0;
   for (const ag of fs.alloc.ags) {
@@ -63,7 +72,8 @@ export function checkFilesystem(fs: Filesystem, options: FsCheckOptions = {}): F
   }
   return {
     problems: problems.problems, problemCount: problems.count, agsChecked: totals.agsChecked, blocks: fs.geo.totalBlocks,
-    freeBlocks, freeExtents: totals.freeExtents, rmapRecords: totals.rmapRecords, inodesChecked: totals.inodesChecked, internalErrors: totals.internalErrors,
+    freeBlocks, freeExtents: totals.freeExtents, rmapRecords: totals.rmapRecords, inodesChecked: totals.inodesChecked,
+    rmapRebuiltFromFiles: totals.rmapRebuiltFromFiles, internalErrors: totals.internalErrors,
   };
 }
 
@@ -86,7 +96,10 @@ export interface DeviceCheckReport {
 }
 
 function emptyResult(): FsCheckResult {
-  return { problems: [], problemCount: 0, agsChecked: 0, blocks: 0, freeBlocks: 0, freeExtents: 0, rmapRecords: 0, inodesChecked: false, internalErrors: [] };
+  return {
+    problems: [], problemCount: 0, agsChecked: 0, blocks: 0, freeBlocks: 0, freeExtents: 0, rmapRecords: 0, inodesChecked: false,
+    rmapRebuiltFromFiles: [], internalErrors: [],
+  };
 }
 
 /**

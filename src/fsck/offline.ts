@@ -52,6 +52,7 @@ import type { HeaderRepairResult } from '../repair/ag-header-repair';
 import type { FileRepairResult } from '../repair/file-repair';
 import { CHECK_CLEAN, CHECK_CORRUPT, CHECK_OPERATIONAL, checkDevice } from './check';
 import type { DeviceCheckReport } from './check';
+import type { RebuiltRmaps } from '../rmap/rmap-digest';
 import { onlineRepair } from './online';
 import type { OnlineFsckHooks } from './online';
 import { isRepairable, selectStructures } from './table';
@@ -82,6 +83,11 @@ export interface OfflineRepairOptions {
   types?: readonly string[] | null;
   /** The repair's progress (the online repair's events, and `phase` events of the whole-device steps). */
   onEvent?: (e: CtlEvent) => void;
+  /**
+   * Where the AGs whose rmap this repair rebuilds from the files are noted, with what each rebuild built,
+   * for the check after (rmap-digest.ts; made here when not given -- tests pass one to look at it).
+   */
+  rebuiltRmaps?: RebuiltRmaps;
 }
 
 export interface OfflineRepairReport {
@@ -422,12 +428,16 @@ function hooksOf(options: OfflineRepairOptions): OnlineFsckHooks {
 }
 
 /** The online repair over a filesystem opened here: nothing waits on it, nothing stops it. */
-async function tableRepair(device: string, options: OfflineRepairOptions, before: DeviceCheckReport | null): Promise<CtlReply> {
+async function tableRepair(device: string, options: OfflineRepairOptions, before: DeviceCheckReport | null,
+  rebuiltRmaps: RebuiltRmaps): Promise<CtlReply> {
   const fsx = openForRepair(device);
   try {
     return await onlineRepair(fsx, selectStructures(options.types ?? null, null), null,
       // What the check before found is the repair's list (not scrubbed again); the check after is its closing scrub.
-      { forceRebuild: options.forceRebuild === true, measureHeap: false, cancelled: () => false, offline: { found: before?.result.problems ?? null, inodesChecked: before?.result.inodesChecked } },
+      {
+        forceRebuild: options.forceRebuild === true, measureHeap: false, cancelled: () => false,
+        offline: { found: before?.result.problems ?? null, inodesChecked: before?.result.inodesChecked, rebuiltRmaps },
+      },
       hooksOf(options));
   } finally {
     fsx.close();
@@ -516,13 +526,16 @@ export async function repairDevice(device: string, options: OfflineRepairOptions
         return report;
       }
     }
-    report.repair = await tableRepair(device, options, report.before);
+    // The check after need not compare the files with an rmap this repair rebuilt from them (rmap-digest.ts).
+    const rebuiltRmaps: RebuiltRmaps = options.rebuiltRmaps ?? new Map();
+    const checkAfter = (): DeviceCheckReport => checkDevice(device, { rebuiltRmaps });
+    report.repair = await tableRepair(device, options, report.before, rebuiltRmaps);
     if (!report.repair.ok && !Array.isArray(report.repair.unrepairable)) {
       throw new Stop(FSCK_OPERATIONAL, String(report.repair.code ?? 'EIO'), String(report.repair.error));
     }
     if (report.repair.error !== undefined) report.error = String(report.repair.error);
     options.onEvent?.({ event: 'phase', text: 'checking the repaired filesystem (rmapfs check)' });
-    report.after = checkDevice(device);
+    report.after = checkAfter();
     // Heavy damage: a rebuild can leave work for a repair earlier in the order (a directory rebuilt after its
     // inode's block count was checked) or show damage that hid behind another (a file pass that could not
     // run). Run again while a pass changes something, as xfs_scrub retries its repairs.
@@ -533,14 +546,14 @@ export async function repairDevice(device: string, options: OfflineRepairOptions
       if (forced !== null) {
         report.laterPasses.push(...forced.filter((r) => r.ok));
         last = forced.find((r) => rebuiltAnything(r)) ?? last;
-        report.after = checkDevice(device);
+        report.after = checkAfter();
         if (report.after.status !== FSCK_UNCORRECTED) break;
       }
-      last = await tableRepair(device, options, report.after);
+      last = await tableRepair(device, options, report.after, rebuiltRmaps);
       if (!last.ok) break;
       report.laterPasses.push(last);
       report.error = last.error !== undefined ? String(last.error) : null;
-      report.after = checkDevice(device);
+      report.after = checkAfter();
     }
     // fsck(8): damage the check before found and the check after no longer finds was corrected, whether or not
     // the rebuild that fixed it had a change to name (a directory rebuilt around a node read as a leaf loses nothing).

@@ -28,6 +28,7 @@ import { markHealthFromProblems, structureOfProblem, withoutFileDoubts } from '.
 import { scrubLiveSliced } from '../scrub/live-scrub';
 import type { LiveScrubResult } from '../scrub/live-scrub';
 import type { RmapRepairResult } from '../repair/rmap-repair';
+import type { RebuiltRmaps } from '../rmap/rmap-digest';
 import type { FreeSpaceRepairResult } from '../repair/free-space-repair';
 import type { HeaderRepairResult } from '../repair/ag-header-repair';
 import type { InodeBtreeRepairResult } from '../repair/inobt-repair';
@@ -231,7 +232,7 @@ export interface OnlineRepairOptions {
    * structures a rebuild trusts are checked only where the health record does not know them
    * healthy already (a check of this run, or a rebuild, said so).
    */
-  offline?: { found: readonly Problem[] | null; inodesChecked?: boolean };
+  offline?: { found: readonly Problem[] | null; inodesChecked?: boolean; rebuiltRmaps?: RebuiltRmaps };
 }
 
 /** A scrub's result made of problems found another way (the offline check's): nothing was scrubbed here. */
@@ -395,6 +396,8 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
         cancelled: options.cancelled,
         // Offline nothing else changes the image: the rmap collection sorts what it gathers (rmap-collect.ts).
         unmounted: options.offline !== undefined,
+        // ... and says what it built, for the check after (rmap-digest.ts).
+        onRmapBuilt: (a, built) => options.offline?.rebuiltRmaps?.set(a, built),
         // Step aside at once for FUSE requests: the scan must not hold up the applications.
         foregroundWaiting: hooks.foregroundWaiting,
         onProgress: (p) => {

@@ -18,12 +18,16 @@
  * records no file holds), in the order the walks found them (superblocks,
  * then AG by AG, then the files).
  */
+import createDebug from 'debug';
 import { RmapfsError } from '../errors';
 import { ALL_STRUCTURES, STRUCTURES, isInodeStructure, isStructureName, structureFacts } from '../format/structures';
 import type { InodeStructure, StructureFacts, StructureName, StructureScope } from '../format/structures';
 import { scrubAgSteps } from '../scrub/ag-scrub';
 import type { AgScrubResult } from '../scrub/ag-scrub';
 import { scrubInodesSteps } from '../scrub/inode-scrub';
+import type { InodeScrubOptions } from '../scrub/inode-scrub';
+import { MappingDigest } from '../rmap/rmap-digest';
+import type { RebuiltRmaps } from '../rmap/rmap-digest';
 import { scrubAgCounters, scrubPrimarySuperblock, scrubSecondarySuperblock } from '../scrub/sb-scrub';
 import { ProblemList } from '../scrub/common';
 import type { Problem, ScrubSource, ScrubSteps } from '../scrub/common';
@@ -45,6 +49,8 @@ import { repairSymlink } from '../repair/symlink-repair';
 import { repairLinkCounts } from '../repair/nlinks-repair';
 import type { Rmapfs } from '../fs/rmapfs';
 import type { LiveChecker } from '../scrub/live-scrub';
+
+const log = createDebug('rmapfs:check');
 
 /** Finds the damage of one structure (agno: the AG, for AG-scope entries; else null), reporting into the run. */
 export type Checker = (run: CheckRun, agno: number | null) => ScrubSteps<void>;
@@ -122,6 +128,18 @@ interface FoundProblem {
 interface AgPass {
   result: AgScrubResult | null;
   found: FoundProblem[];
+  /** The file owners' records of its rmap, digested, when the check was told what a rebuild built there. */
+  fileRecords: MappingDigest | null;
+}
+
+export interface CheckRunOptions {
+  /**
+   * The AGs whose rmap an offline repair just rebuilt from the files, and
+   * what it built (rmap-digest.ts): where the rmap and the files are still
+   * exactly that, the file pass does not compare them (the comparison of a
+   * rebuild's input with its own output); everything else is checked.
+   */
+  rebuiltRmaps?: RebuiltRmaps;
 }
 
 /** Problems each walk keeps in full (the rest are counted). */
@@ -138,8 +156,10 @@ export class CheckRun {
   /** Failures of a checker itself (a bug, not the filesystem's). */
   readonly internalErrors: string[] = [];
   inodesChecked = false;
+  /** The AGs whose files the file pass did not compare with the rmap: it is the one rebuilt from them (CheckRunOptions). */
+  rmapRebuiltFromFiles: number[] = [];
 
-  constructor(readonly src: ScrubSource, readonly selected: ReadonlySet<StructureName>) {}
+  constructor(readonly src: ScrubSource, readonly selected: ReadonlySet<StructureName>, readonly options: CheckRunOptions = {}) {}
 
   /** Keeps what a walk found, each problem with its structure (`fallback` for one the label does not say). */
   private keep(list: ProblemList, phase: Phase, agno: number, fallback: StructureName): FoundProblem[] {
@@ -171,13 +191,14 @@ export class CheckRun {
     if (known !== undefined) return known;
     const list = new ProblemList(KEPT_PER_WALK);
     let result: AgScrubResult | null = null;
+    const fileRecords = this.options.rebuiltRmaps?.has(agno) === true ? new MappingDigest() : null;
     try {
-      result = yield* scrubAgSteps(this.src.alloc.ag(agno), this.src.geo, list);
+      result = yield* scrubAgSteps(this.src.alloc.ag(agno), this.src.geo, list, fileRecords === null ? {} : { fileRecords });
     } catch (e) {
       if (!(e instanceof RmapfsError)) throw e;
       list.add('AG', agno, -1, e.message);
     }
-    const pass: AgPass = { result, found: this.keep(list, Phase.Ags, agno, 'agh') };
+    const pass: AgPass = { result, found: this.keep(list, Phase.Ags, agno, 'agh'), fileRecords };
     this.agPasses.set(agno, pass);
     return pass;
   }
@@ -187,15 +208,22 @@ export class CheckRun {
     if (this.filePass !== null) return this.filePass;
     let readable = true;
     for (const ag of this.src.alloc.ags) readable = ((yield* this.agPass(ag.agno)).result?.treesReadable ?? false) && readable;
-    const list = new ProblemList(KEPT_PER_WALK);
+    let list = new ProblemList(KEPT_PER_WALK);
     if (readable) {
-      try {
-        // An AG whose scrub found nothing wrong with its rmap vouches for it against a file's map.
-        const rmapSound = (agno: number): boolean => this.agPasses.get(agno)?.found.every((f) => f.type !== 'rmapbt') ?? false;
-        yield* scrubInodesSteps(this.src, list, { rmapSound });
-      } catch (e) {
-        if (!(e instanceof RmapfsError)) throw e;
-        list.add('inode', -1, -1, e.message);
+      // An AG whose scrub found nothing wrong with its rmap vouches for it against a file's map.
+      const rmapSound = (agno: number): boolean => this.agPasses.get(agno)?.found.every((f) => f.type !== 'rmapbt') ?? false;
+      const digested = this.rebuiltAsBuilt(rmapSound);
+      let complete = yield* this.runFilePass(list, { rmapSound, filesDigested: digested });
+      const rebuilt = this.options.rebuiltRmaps;
+      const differ = [...digested].filter(([agno, d]) => !d.equals(rebuilt!.get(agno)!.files)).map(([agno]) => agno);
+      if (complete && digested.size > 0 && differ.length === 0) {
+        this.rmapRebuiltFromFiles = [...digested.keys()].sort((a, b) => a - b);
+        log('files of AG %s not compared with their rmap: the one rebuilt from them', this.rmapRebuiltFromFiles.join(', '));
+      } else if (digested.size > 0) {
+        // The forks are not (all) what the rebuild read, or the pass stopped: every mapping compared after all.
+        log('files of AG %s not what their rmap was rebuilt from: compared with it', (differ.length > 0 ? differ : [...digested.keys()]).join(', '));
+        list = new ProblemList(KEPT_PER_WALK);
+        complete = yield* this.runFilePass(list, { rmapSound });
       }
       this.inodesChecked = true;
     } else if (!ALL_STRUCTURES.some((s) => structureFacts(s).scope === 'ag' && this.selected.has(s))) {
@@ -204,6 +232,32 @@ export class CheckRun {
     }
     this.filePass = this.keep(list, Phase.Files, -1, 'inode');
     return this.filePass;
+  }
+
+  /** The file pass into list; false when it stopped on damage it could not get past. */
+  private *runFilePass(list: ProblemList, options: InodeScrubOptions): ScrubSteps<boolean> {
+    try {
+      yield* scrubInodesSteps(this.src, list, options);
+      return true;
+    } catch (e) {
+      if (!(e instanceof RmapfsError)) throw e;
+      list.add('inode', -1, -1, e.message);
+      return false;
+    }
+  }
+
+  /**
+   * The AGs whose rmap is, record for record, what the offline rebuild wrote
+   * (the AG pass's digest of its file records is the rebuild's) and sound by
+   * the AG pass: each with an empty digest for the file pass to fill.
+   */
+  private rebuiltAsBuilt(rmapSound: (agno: number) => boolean): Map<number, MappingDigest> {
+    const out = new Map<number, MappingDigest>();
+    for (const [agno, built] of this.options.rebuiltRmaps ?? []) {
+      const records = this.agPasses.get(agno)?.fileRecords ?? null;
+      if (records !== null && records.equals(built.records) && rmapSound(agno)) out.set(agno, new MappingDigest());
+    }
+    return out;
   }
 
   /** Every AG whose scrub ran. */
@@ -370,6 +424,8 @@ export interface CheckTotals {
   rmapRecords: number;
   freeExtents: number;
   inodesChecked: boolean;
+  /** The AGs whose files were not compared with the rmap, as it is the one rebuilt from them (CheckRunOptions). */
+  rmapRebuiltFromFiles: number[];
   internalErrors: string[];
 }
 
@@ -380,8 +436,8 @@ export interface CheckTotals {
  * others go on); an RmapfsError is a problem of its structure.
  */
 export function* checkStructures(src: ScrubSource, selected: readonly StructureName[], agno: number | null,
-  problems: ProblemList): ScrubSteps<CheckTotals> {
-  const run = new CheckRun(src, new Set(selected));
+  problems: ProblemList, options: CheckRunOptions = {}): ScrubSteps<CheckTotals> {
+  const run = new CheckRun(src, new Set(selected), options);
   const agnos = agno === null ? src.alloc.ags.map((a) => a.agno) : [agno];
   for (const entry of FSCK_TABLE) {
     if (!run.selected.has(entry.name)) continue;
@@ -402,7 +458,8 @@ export function* checkStructures(src: ScrubSource, selected: readonly StructureN
   const ags = run.agResults();
   return {
     agsChecked: run.agsChecked, rmapRecords: ags.reduce((n, a) => n + a.rmapRecords, 0),
-    freeExtents: ags.reduce((n, a) => n + a.freeExtents, 0), inodesChecked: run.inodesChecked, internalErrors: run.internalErrors,
+    freeExtents: ags.reduce((n, a) => n + a.freeExtents, 0), inodesChecked: run.inodesChecked, rmapRebuiltFromFiles: run.rmapRebuiltFromFiles,
+    internalErrors: run.internalErrors,
   };
 }
 

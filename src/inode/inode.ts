@@ -56,7 +56,7 @@ export class Inode {
 
   /** The inode's block (through the cache; re-read on every access, so never stale). */
   block(): Buf {
-    return this.store.cache.read(this.fsbno, this.store.blockOps);
+    return this.store.blockOf(this.ino, this.fsbno);
   }
 
   private u32(off: number): number {
@@ -186,6 +186,16 @@ export class InodeStore {
 
   constructor(readonly cache: BufCache, readonly geo: Geometry, readonly alloc: Allocator) {
     this.blockOps = inodeBlockBufOps(geo);
+  }
+
+  /**
+   * The block of inode ino (at fsbno). A miss reads the inode's whole chunk in
+   * one go, as XFS reads an inode cluster: scans go through a chunk's inodes
+   * in order, and one read of eight blocks costs about what one of one does.
+   */
+  blockOf(ino: number, fsbno: number): Buf {
+    const first = fsbno - Math.floor((this.geo.inoAgino(ino) % INODES_PER_CHUNK) / INODES_PER_BLOCK);
+    return this.cache.readInRun(fsbno, this.blockOps, first, Math.min(CHUNK_BLOCKS, this.geo.totalBlocks - first));
   }
 
   /**

@@ -399,6 +399,17 @@ export class BufCache {
     return buf;
   }
 
+  /**
+   * read(), but a miss (outside a transaction) first reads the whole run
+   * [runStart, runStart + runCount) it lies in, in one target read (see
+   * readAhead): for blocks read as a unit -- an inode chunk, as XFS reads
+   * inode clusters -- where a scan will want the neighbours next.
+   */
+  readInRun(bno: number, ops: BufOps, runStart: number, runCount: number): Buf {
+    if (this.tx === null && !this.index.has(bno)) this.readAhead(runStart, runCount, ops);
+    return this.read(bno, ops);
+  }
+
   /** A zeroed buffer for a block about to be written whole (no read). */
   get(bno: number, ops: BufOps | null): Buf {
     let buf = this.index.get(bno);
@@ -443,9 +454,9 @@ export class BufCache {
       const run = Buffer.allocUnsafeSlow((j - i) * bs);
       this.target.readBlocks(bno + i, j - i, run, 0);
       for (let k = i; k < j; k++) {
-        const data = Buffer.allocUnsafeSlow(bs);
-        run.copy(data, 0, (k - i) * bs, (k - i + 1) * bs);
-        const buf = new Buf(bno + k, data, ops);
+        // The blocks share the run's memory (no allocation and copy per block): a run is a few blocks
+        // read together, so one kept in the cache holds at most that few others' memory.
+        const buf = new Buf(bno + k, run.subarray((k - i) * bs, (k - i + 1) * bs), ops);
         try {
           ops.verifyRead(buf);
         } catch {

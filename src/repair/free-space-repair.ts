@@ -102,16 +102,26 @@ export class UsedSpaceCollector {
       const cur = rmap.cursor();
       encodeRmapKey(from, 0, 0, 0, key);
       let ok = cur.lookup(key, 0, 'ge');
+      // Records that touch are one run of used space, added to the set once (a million records an AG
+      // are a few hundred runs); the run is added before the slice ends, as the hook changes the set.
+      let runStart = 0;
+      let runEnd = 0;
       while (ok) {
-        const rec = cur.record();
-        const start = rec.readUInt32BE(0);
-        this.used.add(start, rec.readUInt32BE(4));
-        if (decodeRmapOwner(rec, 0) === OWN_AG) this.agOwned.add(start, rec.readUInt32BE(4));
+        const { block, offset } = cur.recordAt();
+        const start = block.readUInt32BE(offset);
+        const len = block.readUInt32BE(offset + 4);
+        if (start !== runEnd || runEnd === runStart) {
+          if (runEnd > runStart) this.used.add(runStart, runEnd - runStart);
+          runStart = start;
+        }
+        runEnd = start + len;
+        if (decodeRmapOwner(block, offset) === OWN_AG) this.agOwned.add(start, len);
         this.recordsScanned++;
         from = start + 1;
         if (pacer.due()) break;
         ok = cur.increment();
       }
+      if (runEnd > runStart) this.used.add(runStart, runEnd - runStart);
       if (!ok) break;
       await pauseBetweenSlices(pacer, options, this.hookFailure, `repair of AG ${this.agno}`);
     }

@@ -112,6 +112,8 @@ class InodeChunkCollector {
   private readChunk(bno: number): InobtRecord {
     const fs = this.fsx.fs;
     const rec = allFree(bno * INODES_PER_BLOCK);
+    // The chunk in one read (a block that does not verify stays out, and is read on its own below).
+    fs.cache.readAhead(fs.geo.fsbno(this.agno, bno), CHUNK_BLOCKS, this.fsx.inodes.blockOps);
     for (let b = 0; b < CHUNK_BLOCKS; b++) {
       const fsbno = fs.geo.fsbno(this.agno, bno + b);
       let data: Buffer;
@@ -155,10 +157,11 @@ class InodeChunkCollector {
       let ok = cur.lookup(key, 0, 'le') || cur.first();
       let more = false;
       while (ok && !more) {
-        const rec = cur.record();
-        const start = rec.readUInt32BE(0);
-        const end = start + rec.readUInt32BE(4);
-        const owner = decodeRmapOwner(rec, 0);
+        // Read in place: only the few inode-chunk and inode-btree records are kept (no copy per record).
+        const { block, offset } = cur.recordAt();
+        const start = block.readUInt32BE(offset);
+        const end = start + block.readUInt32BE(offset + 4);
+        const owner = decodeRmapOwner(block, offset);
         if (end > this.walkedTo) {
           this.recordsScanned++;
           if (owner === OWN_INOBT) this.oldTreeBlocks.add(start, end - start);

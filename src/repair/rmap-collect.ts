@@ -51,7 +51,9 @@ import { FORK_LOCAL } from '../inode/inode-format';
 import { BlockMap } from '../file/bmap';
 import { attrForkOwned, dataForkOwned, hasBtreeData, PAUSE, rmapFlagsOf } from '../file/owned';
 import type { OwnedSteps } from '../file/owned';
-import { RMAP_ATTR_FORK, RMAP_BMBT_BLOCK, RMAP_REC_SIZE, RMAP_UNWRITTEN, encodeRmap, rmapBtreeOps } from '../rmap/rmap-btree';
+import { RMAP_ATTR_FORK, RMAP_BMBT_BLOCK, RMAP_REC_SIZE, RMAP_UNWRITTEN, decodeRmap, encodeRmap, rmapBtreeOps } from '../rmap/rmap-btree';
+import { MappingDigest } from '../rmap/rmap-digest';
+import type { RmapBuilt } from '../rmap/rmap-digest';
 import type { RmapRecord } from '../rmap/rmap-btree';
 import { rmapContinues, rmapMap, rmapUnmap } from '../rmap/rmap';
 import { Pacer } from '../io/pacer';
@@ -149,6 +151,16 @@ class GatheredMappings {
     return this.fields[i * GATHERED_FIELDS + 5]!;
   }
 
+  /** The file owners' mappings, digested (rmap-digest.ts): what the check's walk of the forks finds again. */
+  filesDigest(): MappingDigest {
+    const d = new MappingDigest();
+    const f = this.fields;
+    for (let at = 0; at < this.count * GATHERED_FIELDS; at += GATHERED_FIELDS) {
+      if (isInodeOwner(f[at + 2]!)) d.add(f[at + 2]!, f[at]!, f[at + 1]!, f[at + 3]!, f[at + 4]!);
+    }
+    return d;
+  }
+
   /**
    * The records merged (rmapContinues) in block order, encoded, or null when
    * two overlap or one maps no blocks (then only inserts in scan order say
@@ -176,6 +188,16 @@ class GatheredMappings {
     if (cur !== null) encodeRmap(cur, data, RMAP_REC_SIZE * records++);
     return { data, records };
   }
+}
+
+/** The file owners' records among `records` encoded records, digested (rmap-digest.ts): what the check's walk of the rmap finds again. */
+function filesRecordsDigest(data: Buffer, records: number): MappingDigest {
+  const d = new MappingDigest();
+  for (let i = 0; i < records; i++) {
+    const r = decodeRmap(data, i * RMAP_REC_SIZE);
+    if (isInodeOwner(r.owner)) d.add(r.owner, r.startblock, r.blockcount, r.offset, r.flags);
+  }
+  return d;
 }
 
 /** A file being read a piece at a time: its data extents from file block `dataCursor` on are still to add. */
@@ -230,6 +252,8 @@ export class RmapCollector {
   private readonly sick = new Map<string, SickFork & { seq: number }>();
   /** Mappings the scan has handed to map() so far (their places in the scan). */
   private mapped = 0;
+  /** Per AG bulk loaded from what it gathered (offline), what it built (see builtOf). */
+  private readonly built = new Map<number, RmapBuilt>();
   /** Per AG, the mappings gathered to be sorted (CollectOptions.unmounted); null: inserted as they come. */
   private gathered: Map<number, GatheredMappings> | null = null;
 
@@ -586,6 +610,7 @@ export class RmapCollector {
       }
       let at = 0;
       const { data, records } = sorted;
+      this.built.set(agno, { files: g.filesDigest(), records: filesRecordsDigest(data, records) });
       this.memOf(agno).load(records, {
         next: (dst, off) => {
           data.copy(dst, off, RMAP_REC_SIZE * at, RMAP_REC_SIZE * ++at);
@@ -599,6 +624,15 @@ export class RmapCollector {
       });
       log('AG %d: %d mappings gathered, %d records bulk loaded', agno, g.count, records);
     }
+  }
+
+  /**
+   * What AG agno's collection was built from and holds (rmap-digest.ts), when
+   * it was gathered and bulk loaded in one go (offline, nothing left out as
+   * overlapping); null otherwise -- then nothing vouches for it.
+   */
+  builtOf(agno: number): RmapBuilt | null {
+    return this.built.get(agno) ?? null;
   }
 
   /** A live update came while gathering: everything gathered goes in, in scan order, and from here on as it comes. */

@@ -7,6 +7,7 @@
  * transaction commits the old btree is the one in use; after it, the new.
  */
 import createDebug from 'debug';
+import type { RmapBuilt } from '../rmap/rmap-digest';
 import { RmapfsError } from '../errors';
 import { computeBulkLoadGeometry } from '../btree/bulk-load';
 import { OWN_AG } from '../format/owners';
@@ -252,6 +253,8 @@ export interface RepairOptions extends CollectOptions {
   measureHeap?: boolean;
   /** Told when an AG's commit starts and ends (the daemon relays it as progress). */
   onCommit?: (agno: number, done: boolean) => void;
+  /** Told, after an AG's commit, what its rmap was built from and holds when that is known (offline: rmap-digest.ts). */
+  onRmapBuilt?: (agno: number, built: RmapBuilt) => void;
 }
 
 /**
@@ -334,8 +337,10 @@ export async function repairRmaps(fsx: Rmapfs, agnos: readonly number[], options
       const xfileBytes = mem.bytesHeld();
       options.onCommit?.(agno, false);
       const r = commitNewRmap(fsx, agno, mem, scratch);
+      const built = collector.builtOf(agno);
       collector.release(agno);
       options.onCommit?.(agno, true);
+      if (built !== null) options.onRmapBuilt?.(agno, built);
       results.push({ ...r, inodesScanned: collected.inodesScanned, scanMs, xfileBytes,
         heapGrowthMib, sickForks: results.length === 0 ? collected.sickForks : [] });
       log('AG %d: rmap rebuilt: %d records in %d blocks (was %d blocks); scan %d ms, pause %d ms',

@@ -22,6 +22,7 @@ import type { Geometry } from '../format/geometry';
 import { decodeInobt, INODES_PER_CHUNK } from '../alloc/inode-btree';
 import { INODE_MAGIC, OFF_I_INO, inodeBlockBufOps } from '../inode/inode-format';
 import { readU64 } from '../io/meta-header';
+import type { MappingDigest } from '../rmap/rmap-digest';
 import { eachBlock, eachRecord, runToEnd } from './common';
 import type { ProblemList, ScrubSteps } from './common';
 
@@ -55,9 +56,16 @@ export function scrubAgForRmapRepair(ag: AllocGroup, geo: Geometry, problems: Pr
   return runToEnd(scrubAgSteps(ag, geo, problems, { withoutRmap: true }));
 }
 
+export interface AgScrubOptions {
+  /** Leave the rmap and the coverage walk out (scrubAgForRmapRepair). */
+  withoutRmap?: boolean;
+  /** The file owners' records of the rmap, digested as the coverage walk streams them (rmap-digest.ts; the offline check). */
+  fileRecords?: MappingDigest;
+}
+
 /** scrubAg, pausing after each btree block (see common.ts). */
 export function* scrubAgSteps(ag: AllocGroup, geo: Geometry, problems: ProblemList,
-  options: { withoutRmap?: boolean } = {}): ScrubSteps<AgScrubResult> {
+  options: AgScrubOptions = {}): ScrubSteps<AgScrubResult> {
   const result: AgScrubResult = { treesReadable: true, rmapRecords: 0, freeExtents: 0 };
   const agno = ag.agno;
   let header: Buffer;
@@ -144,6 +152,7 @@ export function* scrubAgSteps(ag: AllocGroup, geo: Geometry, problems: ProblemLi
   //    owners' records (few) are kept, for step 5.
   const coverage = new CoverageWalk(ag, free, problems);
   const metadata: OwnedExtent[] = [];
+  const fileRecords = options.fileRecords;
   let rmapRecords = 0;
   yield* eachRecord(ag.rmap, (b, off) => {
     rmapRecords++;
@@ -152,6 +161,10 @@ export function* scrubAgSteps(ag: AllocGroup, geo: Geometry, problems: ProblemLi
     coverage.rmap(b, off, start, len);
     const owner = decodeRmapOwner(b, off);
     if (!isInodeOwner(owner)) metadata.push({ start, len, owner });
+    else if (fileRecords !== undefined) {
+      const r = decodeRmap(b, off);
+      fileRecords.add(owner, start, len, r.offset, r.flags);
+    }
   }, 32);
   result.rmapRecords = rmapRecords;
   coverage.finish();
@@ -335,6 +348,8 @@ function* checkInodeChunks(ag: AllocGroup, geo: Geometry, problems: ProblemList)
   for (const startino of chunks) {
     const bno = startino / INODES_PER_BLOCK;
     if (startino % INODES_PER_CHUNK !== 0 || bno + CHUNK_BLOCKS > ag.length) continue;
+    // The chunk in one read (the blocks that verify are cached; each read below reports one that does not).
+    ag.cache.readAhead(ag.start + bno, CHUNK_BLOCKS, ops);
     for (let i = 0; i < CHUNK_BLOCKS; i++) {
       try {
         ag.cache.read(ag.start + bno + i, ops);

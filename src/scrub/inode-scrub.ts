@@ -27,10 +27,12 @@ import { decodeRmap, RMAP_ATTR_FORK, RMAP_BMBT_BLOCK, RMAP_UNWRITTEN } from '../
 import { AttrFork, valueBlocks } from '../attr/attr';
 import { RmapFinder, RmapIndex } from '../rmap/rmap';
 import type { RmapLookup } from '../rmap/rmap';
+import type { MappingDigest } from '../rmap/rmap-digest';
 import type { AttrEntry } from '../attr/attr';
 import { isInodeOwner } from '../format/owners';
 import { impossibleFileExtent } from '../alloc/ag-owners';
 import { BLOCK_SIZE } from '../format/superblock';
+import { INODES_PER_BLOCK } from '../format/geometry';
 import { eachRecord, runToEnd } from './common';
 import type { ProblemList, ScrubSource, ScrubSteps } from './common';
 import type { StructureName } from '../format/structures';
@@ -61,6 +63,15 @@ export interface InodeScrubOptions {
    * default where the rmap is sound; tests force either way.
    */
   rmapIndexed?: (agno: number) => boolean;
+  /**
+   * AGs whose rmap the caller knows to be what an offline rebuild made from
+   * the forks (rmap-digest.ts): there the forks' mappings are digested into
+   * the AG's digest instead of looked up in the rmap (and, when every AG is,
+   * the rmap's totals per owner are not summed either). The caller compares
+   * each digest with what the rebuild gathered, and runs the pass again
+   * without this option when one differs.
+   */
+  filesDigested?: ReadonlyMap<number, MappingDigest>;
 }
 
 /**
@@ -111,6 +122,15 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     problems.add(structure, geo.inoAgno(ino), geo.inoLocation(ino).fsbno, `inode ${ino}: ${msg}`, type, ino);
   };
   const rmapSound = options.rmapSound ?? ((): boolean => false);
+  const digested = options.filesDigested ?? new Map<number, MappingDigest>();
+  const everyAgDigested = fs.alloc.ags.every((ag) => digested.has(ag.agno));
+  // The rmap must say the inode owns these blocks (checkMapped), unless the AG's are digested (then true).
+  const mappedOrDigested = (inode: Inode, o: OwnedBlocks, badFn: BadInode): boolean => {
+    const d = digested.get(geo.agnoOf(o.fsbno));
+    if (d === undefined) return checkMapped(fs, rmapOf, inode, o, badFn, rmapSound);
+    d.add(inode.ino, geo.agbnoOf(o.fsbno), o.blockcount, o.fileoff, rmapFlagsOf(o));
+    return false;
+  };
   // One finder per AG for the whole pass: what it reads (a check's filesystem, a scrub's frozen view) stays as it is.
   const finders = new Map<number, RmapLookup>();
   const rmapOf = (agno: number): RmapLookup => {
@@ -119,7 +139,8 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     return f;
   };
 
-  // 1. The inodes the inode btrees say are in use.
+  // 1. The inodes the inode btrees say are in use (by key: see inodeKeys).
+  const { key, inoOf } = inodeKeys(geo);
   const used = new Set<number>();
   for (const ag of fs.alloc.ags) {
     try {
@@ -135,7 +156,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
             if (damage !== null) {
               // An inode in use is reported where it is loaded (step 3); a free one only here.
               if (free) bad(ino, `(block ${inode.fsbno}): ${damage.what}`);
-              else used.add(ino);
+              else used.add(key(ino));
               continue;
             }
             mode = inode.mode;
@@ -143,7 +164,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
             bad(ino, e instanceof RmapfsError ? e.message : String(e));
             continue;
           }
-          if (!free) used.add(ino);
+          if (!free) used.add(key(ino));
           if (free && mode !== 0) bad(ino, 'is free in the inode btree but in use');
           if (free && mode === 0 && !isCleanFreeInodeAt(store.handle(ino))) bad(ino, 'is free but not cleared');
           if (!free && mode === 0) bad(ino, 'is used in the inode btree but free');
@@ -154,7 +175,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     }
   }
 
-  // 2. Walk the tree from the root, counting links.
+  // 2. Walk the tree from the root, counting links (by key).
   const links = new Map<number, number>();
   const parentOf = new Map<number, number>();
   const root = fs.superblock().rootIno;
@@ -186,11 +207,12 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
       bad(dirIno, e instanceof Error ? e.message : String(e), 'directory');
     }
     const entry = (d: Dirent): void => {
-      if (!used.has(d.ino)) {
+      const k = key(d.ino);
+      if (!used.has(k)) {
         bad(dirIno, `entry '${d.name.toString()}' points to inode ${direntIno(d)}, which is not in use`, 'directory');
         return;
       }
-      links.set(d.ino, (links.get(d.ino) ?? 0) + 1);
+      links.set(k, (links.get(k) ?? 0) + 1);
       let child: Inode;
       try {
         child = store.get(d.ino);
@@ -225,7 +247,8 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
   // 2b. The directories the walk could not reach (their name lost with their parent's damage) verified
   // too, before step 3's nameless inodes (a lost big directory names thousands) fill the problem list:
   // a damaged one is the directory repair's, which the link counts' scan needs first.
-  for (const ino of used) {
+  for (const k of used) {
+    const ino = inoOf(k);
     if (seenDirs.has(ino)) continue;
     let dir: Directory;
     try {
@@ -242,7 +265,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
   // 3. Each inode in use: reachable, link count, fork, and its space against the rmap.
   const rmapIndexed = options.rmapIndexed ?? rmapSound;
   for (const ag of fs.alloc.ags) {
-    if (rmapIndexed(ag.agno)) {
+    if (rmapIndexed(ag.agno) && !digested.has(ag.agno)) {
       const index = yield* indexRmap(ag.rmap);
       if (index !== null) finders.set(ag.agno, index);
     }
@@ -252,7 +275,8 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
   const heldByOwner = new Map<number, number>();
   // Inodes no entry names: one line for them all (an unreadable directory leaves thousands).
   const nameless: number[] = [];
-  for (const ino of used) {
+  for (const k of used) {
+    const ino = inoOf(k);
     yield;
     result.inodes++;
     let inode: Inode;
@@ -264,11 +288,11 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     }
     const type = inode.mode & S_IFMT;
     if (!VALID_TYPES.has(type)) bad(ino, `unknown file type ${type.toString(8)}`);
-    const reachable = ino === root || links.has(ino);
+    const reachable = ino === root || links.has(k);
     // An inode with no links that nothing names is an orphan: unlinked while open, freed at the next mount.
     if (!reachable && inode.nlink === 0) result.orphans++;
     else if (!reachable) nameless.push(ino);
-    const wantLinks = inode.isDir ? 2 + (subdirs.get(ino) ?? 0) : (links.get(ino) ?? 0);
+    const wantLinks = inode.isDir ? 2 + (subdirs.get(ino) ?? 0) : (links.get(k) ?? 0);
     if (reachable && inode.nlink !== wantLinks) bad(ino, `link count ${inode.nlink}, found ${wantLinks}`, 'inode', 'nlinks');
     let held = 0;
     // A fork tree that fails verification is not walked whole, and a block map the rmap contradicts is rebuilt
@@ -313,7 +337,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
         }
         if (o.kind !== 'data') {
           held++;
-          if (checkMapped(fs, rmapOf, inode, o, bad, rmapSound)) treeDamaged = true;
+          if (mappedOrDigested(inode, o, bad)) treeDamaged = true;
           continue;
         }
         result.extents++;
@@ -328,7 +352,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
           continue;
         }
         held += o.blockcount;
-        if (checkMapped(fs, rmapOf, inode, o, badMapping, rmapSound)) treeDamaged = true;
+        if (mappedOrDigested(inode, o, badMapping)) treeDamaged = true;
       }
       if (mapped) {
         if (type === S_IFLNK && lastEnd * BLOCK_SIZE < inode.size) bad(ino, `symlink of ${inode.size} bytes holds only ${lastEnd} blocks`, 'inode', 'symlink');
@@ -349,7 +373,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
           continue;
         }
         held += o.blockcount;
-        checkMapped(fs, rmapOf, inode, o, bad, rmapSound);
+        mappedOrDigested(inode, o, bad);
       }
       // Each value's crc: a wrong length, block or value shows here. Under a frozen view the device
       // holds the values of now, not of the view's moment: a mismatch there is damage only when the
@@ -370,13 +394,14 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     }
     // With a damaged fork the count is that fork's repair's to set (the rmap says what it holds).
     if (inode.nblocks !== held && !treeDamaged) bad(ino, `counts ${inode.nblocks} blocks, holds ${held}`);
-    heldByOwner.set(ino, held);
+    if (!everyAgDigested) heldByOwner.set(ino, held);
   }
   reportNameless(nameless, bad, problems, geo);
 
-  // 4. Every rmap record of a file owner belongs to a file in use that holds that many blocks.
+  // 4. Every rmap record of a file owner belongs to a file in use that holds that many blocks (where every
+  //    rmap is the one rebuilt from these forks, so are its totals: the caller's digests say whether they are).
   const rmapByOwner = new Map<number, number>();
-  for (const ag of fs.alloc.ags) {
+  for (const ag of everyAgDigested ? [] : fs.alloc.ags) {
     try {
       yield* eachRecord(ag.rmap, (b, off) => {
         const r = decodeRmap(b, off);
@@ -392,6 +417,30 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     else if (held !== blocks) problems.add('rmap', geo.inoAgno(owner), -1, `rmap gives inode ${owner} ${blocks} blocks, it holds ${held}`, undefined, owner);
   }
   return result;
+}
+
+/** Keys up to 2^30 (a small integer V8 keeps unboxed) with room for every inode number an AG can hold. */
+const SMALL_KEYS = 2 ** 30;
+
+/**
+ * The file pass's sets and counts of inodes, keyed by a small integer where
+ * the geometry allows -- AG number and AG inode number packed below 2^30 --
+ * not by the inode number: above 2^31 (every AG but the first) that is a
+ * heap number, boxed and hashed at each of a million look-ups. A number no
+ * inode of the filesystem can have (a damaged record's) keys as -(ino + 1),
+ * its own. Where they do not fit, the numbers themselves.
+ */
+function inodeKeys(geo: ScrubSource['geo']): { key: (ino: number) => number; inoOf: (key: number) => number } {
+  const perAg = 2 ** Math.ceil(Math.log2(geo.agBlocks * INODES_PER_BLOCK));
+  if (geo.agCount * perAg > SMALL_KEYS) return { key: (ino) => ino, inoOf: (k) => k };
+  return {
+    key: (ino) => {
+      const agno = geo.inoAgno(ino);
+      const agino = geo.inoAgino(ino);
+      return agno < geo.agCount && agino < perAg ? agno * perAg + agino : -(ino + 1);
+    },
+    inoOf: (k) => (k < 0 ? -k - 1 : geo.ino(Math.floor(k / perAg), k % perAg)),
+  };
 }
 
 /**
