@@ -23,6 +23,8 @@ import { RMAP_UNWRITTEN } from '../../src/rmap/rmap-btree';
 import { scratchImage } from '../lib/fs';
 import { check } from '../lib/check';
 import { caught } from '../lib/caught';
+import { FileModel } from '../lib/file-model';
+import { Rng, testSeed } from '../lib/rng';
 import { repairInodeCore } from '../../src/repair/inode-repair';
 
 const B = BLOCK_SIZE;
@@ -288,5 +290,24 @@ t.test('ENOSPC in the middle of a large zero-range changes nothing', (t) => {
   t.equal(code(() => fsx.fallocate(ino, 0, 0, 1024 * B)), 'ENOSPC', 'ENOSPC in a preallocation');
   t.equal(shape(fsx, ino), shapeBefore, 'the extents as they were');
   t.same(check(fsx), [], 'check clean');
+  t.end();
+});
+
+t.test('random writes, truncates and every mode against a model of the bytes, across a remount', (t) => {
+  const image = scratchImage(t, { size: 32 << 20, agCount: 2 });
+  let fsx = Rmapfs.open(image);
+  const files = new FileModel(fsx, new Rng(testSeed(1517)));
+  const inos = [files.create('x'), files.create('y'), files.create('z')];
+  for (let round = 0; round < 5; round++) {
+    for (let i = 0; i < 300; i++) files.randomChange(inos[i % inos.length]!);
+    t.same(check(fsx), [], `round ${round}: check clean`);
+    files.unchanged(t);
+  }
+  fsx.close();
+  fsx = Rmapfs.open(image);
+  t.teardown(() => fsx.close());
+  files.fsx = fsx;
+  t.same(check(fsx), [], 'clean after a remount');
+  files.unchanged(t);
   t.end();
 });
