@@ -19,7 +19,7 @@ import { RmapfsError, corruption, isCorruption } from '../errors';
 import type { BufCache } from '../io/buf-cache';
 import type { Geometry } from '../format/geometry';
 import { OWN_AG, OWN_INOBT, isInodeOwner, ownerName } from '../format/owners';
-import { RMAP_BMBT_BLOCK } from '../rmap/rmap-btree';
+import { RMAP_BMBT_BLOCK, RMAP_UNWRITTEN } from '../rmap/rmap-btree';
 import { RmapRunRemover, rmapFind, rmapMap, rmapUnmap } from '../rmap/rmap';
 import { AllocGroup } from './ag';
 import type { InobtBlockSource } from './ag';
@@ -313,15 +313,44 @@ export class Allocator implements InobtBlockSource {
     }
   }
 
-  /** The AG an extent to free lies in, refused when it crosses the AG's end or the AG's free space is damaged. */
-  private agToFree(fsbno: number, len: number): { ag: AllocGroup; agno: number; agbno: number } {
+  /**
+   * The AG an extent to free (or to mark written or unwritten) lies in, refused when it crosses the AG's
+   * end or the AG's free space is damaged.
+   */
+  private agToFree(fsbno: number, len: number, verb = 'free'): { ag: AllocGroup; agno: number; agbno: number } {
     const agno = this.geo.agnoOf(fsbno);
     const agbno = this.geo.agbnoOf(fsbno);
     const ag = this.ag(agno);
-    if (agbno + len > ag.length) throw new RmapfsError('EFSCORRUPTED', `freeing ${fsbno}+${len}, which crosses the end of AG ${agno}`);
+    if (agbno + len > ag.length) throw new RmapfsError('EFSCORRUPTED', `${verb}ing ${fsbno}+${len}, which crosses the end of AG ${agno}`);
     // Refused before anything changes: giving space back to a damaged btree could make it worse.
-    if (this.spaceSick(ag)) throw this.sickRefusal(ag, `cannot free blocks ${fsbno}+${len}`);
+    if (this.spaceSick(ag)) throw this.sickRefusal(ag, `cannot ${verb} blocks ${fsbno}+${len}`);
     return { ag, agno, agbno };
+  }
+
+  /**
+   * Marks file data an owner holds written or unwritten (a write into
+   * preallocated space, a zero-range over written data): the rmap record
+   * changes state, no space is allocated or freed. The range must lie in one
+   * record of the owner at that offset (a block-map extent always does: the
+   * rmap merges whatever the block map merges). Live hooks hear an unmap in
+   * the old state and a map in the new one, so a repair's copy changes too.
+   */
+  setUnwritten(fsbno: number, len: number, owner: number, offset: number, unwritten: boolean): void {
+    const { ag, agbno } = this.agToFree(fsbno, len, 'convert');
+    const from = unwritten ? 0 : RMAP_UNWRITTEN;
+    const to = unwritten ? RMAP_UNWRITTEN : 0;
+    this.inAg(ag, 'converting', () => {
+      ag.fixFreelist(); // splitting a record may split rmap blocks
+      this.unmapOwned(ag, agbno, len, owner, offset, from);
+      const rec = { startblock: agbno, blockcount: len, owner, offset, flags: to };
+      try {
+        rmapMap(ag.rmap, rec, `AG ${ag.agno} rmap`);
+      } catch (e) {
+        if (isCorruption(e)) ag.markSick('rmapbt', e.message);
+        throw e;
+      }
+      this.note({ op: 'map', agno: ag.agno, ...rec });
+    });
   }
 
   /** Frees an extent an owner held (it must be mapped to that owner at that offset). */

@@ -16,6 +16,7 @@ import type { Timespec } from '../inode/inode-format';
 import { Directory, DT_DIR, DOTDOT, checkName, dtypeOfMode } from '../dir/dir';
 import { freeAllData, readFile, truncateFile, writeFile } from '../file/file';
 import { BlockMap } from '../file/bmap';
+import { fallocateFile, fallocateOp } from '../file/fallocate';
 import type { FileContext } from '../file/file';
 import { BLOCK_SIZE, SUPERBLOCK_FIELDS } from '../format/superblock';
 import { NAME_MAX } from '../dir/dir';
@@ -606,33 +607,23 @@ export class Rmapfs {
   }
 
   /**
-   * fallocate mode 0: every hole in [offset, offset+length) gets zeroed
-   * blocks of its own, and the file grows to cover the range.
+   * fallocate(2) (src/file/fallocate.ts): allocate (mode 0, KEEP_SIZE) as
+   * unwritten extents, punch a hole (PUNCH_HOLE | KEEP_SIZE), zero a range
+   * (ZERO_RANGE, optionally KEEP_SIZE). One transaction: ENOSPC changes nothing.
    */
-  preallocate(ino: number, offset: number, length: number): void {
-    if (offset < 0 || length <= 0) throw new RmapfsError('EINVAL', `preallocating ${length} bytes at ${offset}`);
+  fallocate(ino: number, mode: number, offset: number, length: number): void {
+    fallocateOp(mode, offset, length); // the argument errors first, as the system call gives them
     this.fs.run(() => {
       const inode = this.inode(ino);
+      if (inode.isDir) throw new RmapfsError('EISDIR', `inode ${ino} is a directory`);
       if (inode.type !== S_IFREG) throw new RmapfsError('ENODEV', `inode ${ino} is not a regular file`);
-      const end = offset + length;
-      const map = new BlockMap(inode, this.fs.alloc, this.fs.geo);
-      let at = offset;
-      while (at < end) {
-        const { hit, next } = map.lookup(Math.floor(at / BLOCK_SIZE));
-        if (hit !== null) {
-          at = (hit.fileoff + hit.blockcount) * BLOCK_SIZE;
-          continue;
-        }
-        const holeEnd = Math.min(end, next !== null ? next.fileoff * BLOCK_SIZE : end);
-        const size = inode.size;
-        for (let pos = at; pos < holeEnd; pos += 1 << 20) {
-          writeFile(this.ctx, inode, pos, Buffer.alloc(Math.min(1 << 20, holeEnd - pos)));
-        }
-        inode.size = Math.max(size, holeEnd); // writing zeros must not be what grows the file past the range
-        at = holeEnd;
-      }
-      if (end > inode.size) inode.size = end;
+      fallocateFile(this.ctx, inode, mode, offset, length);
     });
+  }
+
+  /** fallocate mode 0: the range's holes get unwritten extents, and the file grows to cover it. */
+  preallocate(ino: number, offset: number, length: number): void {
+    this.fallocate(ino, 0, offset, length);
   }
 
   truncate(ino: number, size: number): Stat {

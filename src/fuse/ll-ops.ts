@@ -294,9 +294,8 @@ export class LowLevelOps {
         };
       }),
       fallocate: (req, reply) => this.modify('fallocate', reply, 'other', () => {
-        // Plain preallocation (mode 0) only: holes in the range get zeroed blocks, the size grows to cover it.
-        if (req.mode !== 0) throw new RmapfsError('EOPNOTSUPP', `fallocate mode ${req.mode} is not supported`);
-        this.fsx.preallocate(req.fh, req.offset, req.length);
+        // Every mode the kernel passes on (allocate, KEEP_SIZE, punch hole, zero range); the rest is EOPNOTSUPP.
+        this.fsx.fallocate(req.fh, req.mode, req.offset, req.length);
         return () => reply.ok();
       }),
     };

@@ -280,7 +280,8 @@ function countForks(fsx: Rmapfs, inode: Inode, leftFor: Set<StructureName>): For
     for (const o of ownedBy(inode, ctx, { readBlocks: false, beforeTree: verify })) {
       if (o === PAUSE) continue;
       blocks += o.blockcount;
-      if (o.kind === 'data') dataEnd = Math.max(dataEnd, o.fileoff + o.blockcount);
+      // Unwritten blocks may lie past EOF (fallocate KEEP_SIZE): only written ones say where the file ends.
+      if (o.kind === 'data' && !o.unwritten) dataEnd = Math.max(dataEnd, o.fileoff + o.blockcount);
     }
   } catch (e) {
     if (!(e instanceof RmapfsError)) throw e;

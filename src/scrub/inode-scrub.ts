@@ -322,6 +322,9 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
       const mapped = !inode.isDir && (inode.format === FORK_EXTENTS || inode.format === FORK_BTREE);
       if (mapped && type === S_IFLNK && (inode.size < 1 || inode.size > SYMLINK_MAX)) bad(ino, `symlink of ${inode.size} bytes`, 'inode', 'symlink');
       let lastEnd = 0;
+      // End of the last written extent: a regular file may hold unwritten blocks past EOF (fallocate
+      // KEEP_SIZE), never written ones (truncate frees them, a write past EOF moves the size).
+      let writtenEnd = 0;
       // Whether the rmap disagrees with a block of the map: then blocks past the end are the map's
       // damage; when it agrees, the size is what is wrong (the core's: set from the blocks).
       let mapDoubted = false;
@@ -343,6 +346,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
         result.extents++;
         if (o.fileoff < lastEnd) bad(ino, `extent at file block ${o.fileoff} overlaps the one before`, 'inode', 'bmap');
         lastEnd = o.fileoff + o.blockcount;
+        if (!o.unwritten || type !== S_IFREG) writtenEnd = lastEnd;
         // Wrong by itself, whatever the rmap says: the block map's damage (its rmap disagreement a doubt).
         const impossible = impossibleFileExtent(geo, o.fsbno, o.blockcount);
         if (impossible !== null) {
@@ -356,8 +360,8 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
       }
       if (mapped) {
         if (type === S_IFLNK && lastEnd * BLOCK_SIZE < inode.size) bad(ino, `symlink of ${inode.size} bytes holds only ${lastEnd} blocks`, 'inode', 'symlink');
-        if (lastEnd * BLOCK_SIZE > Math.ceil(inode.size / BLOCK_SIZE) * BLOCK_SIZE) {
-          bad(ino, `blocks mapped up to file block ${lastEnd}, past the end of file (size ${inode.size}, mode ${inode.mode.toString(8)})`,
+        if (writtenEnd * BLOCK_SIZE > Math.ceil(inode.size / BLOCK_SIZE) * BLOCK_SIZE) {
+          bad(ino, `blocks mapped up to file block ${writtenEnd}, past the end of file (size ${inode.size}, mode ${inode.mode.toString(8)})`,
             'inode', mapDoubted || type !== S_IFREG ? 'bmap' : 'inode');
         }
       }

@@ -54,20 +54,18 @@ t.test('fallocate whose first fill joins two extents (btree -> inline mid-call)'
   const fsx = Rmapfs.open(image);
   t.teardown(() => fsx.close());
   const a = fsx.create(fsx.rootIno, 'A', S_IFREG | 0o644, 0, 0).ino;
-  // A's blocks 0, 2, ..., 24 alone: each write asks for the disk block its file offset would have
-  // (the previous extent's end plus the hole), so the disk block of each hole stays free (past the first
-  // few, which the spill's btree block and earlier metadata take) and a fill there joins its neighbours.
-  for (let i = 0; i <= 24; i += 2) fsx.write(a, i * BLOCK_SIZE, block(i));
+  // A's blocks 0, 2, ..., 24 preallocated alone (unwritten: a fill joins unwritten neighbours only). Each
+  // asks for the disk block its file offset would have (the previous extent's end plus the hole), so the
+  // disk block of each hole stays free (past the first few, which the spill's btree block and earlier
+  // metadata take) and a fill there joins its neighbours.
+  for (let i = 0; i <= 24; i += 2) fsx.preallocate(a, i * BLOCK_SIZE, BLOCK_SIZE);
   t.equal(extentCount(fsx, a), MAX_INLINE_EXTENTS + 1, 'A has 13 extents');
   t.equal(formatOf(fsx, a), FORK_BTREE, 'in a btree');
   // Holes at 5 and 7: filling 5 joins 4..6 (12 extents: back inline), then the walk goes on to 7.
   fsx.preallocate(a, 5 * BLOCK_SIZE, 3 * BLOCK_SIZE);
   t.equal(extentCount(fsx, a), MAX_INLINE_EXTENTS - 1, 'each fill joined its neighbours');
   t.equal(formatOf(fsx, a), FORK_EXTENTS, 'back inline once the extents fit');
-  for (let i = 0; i <= 24; i++) {
-    const want = i % 2 === 0 ? block(i) : Buffer.alloc(BLOCK_SIZE);
-    if (!fsx.read(a, i * BLOCK_SIZE, BLOCK_SIZE).equals(want)) t.fail(`block ${i} of A reads wrong`);
-  }
+  t.ok(fsx.read(a, 0, 25 * BLOCK_SIZE).equals(Buffer.alloc(25 * BLOCK_SIZE)), 'A reads as zeroes');
   t.same(check(fsx), [], 'check clean');
   t.end();
 });
