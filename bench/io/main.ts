@@ -357,6 +357,9 @@ async function main(argv: string[]): Promise<number> {
     console.log(`${`${w.label} (${w.unit})`.padEnd(34)}${cells.map((c) => c.padStart(10)).join('')}`);
   }
   console.log('(r/peer = rmapfs figure / peer figure: for seconds below 1 is better, for MiB/s and IOPS above 1)');
+  if (peerNames.includes('floor')) {
+    console.log('(floor: in memory, mounted once: its untar has no unmount flush, its cold runs only had the kernel\'s caches dropped)');
+  }
   const hwmMib = (p: PeerName): number | null => (meter.hwmKib.has(p) ? +((meter.hwmKib.get(p) ?? 0) / 1024).toFixed(1) : null);
   const rmapfsHwm = hwmMib('rmapfs');
   if (rmapfsHwm !== null) console.log(`rmapfs daemon VmHWM (largest over the mounts): ${rmapfsHwm} MiB`);
