@@ -40,6 +40,8 @@ export interface Context {
   /** Called once a peer is mounted and just before it is unmounted (the daemon's CPU and memory). */
   mounted(peer: Peer): void;
   unmounting(peer: Peer): void;
+  /** A figure besides the workload's own (the untar's unmount alone). */
+  extra(peer: Peer, figure: string, value: number): void;
 }
 
 export interface Workload {
@@ -108,7 +110,9 @@ export const WORKLOADS: readonly Workload[] = [
     run: (peer, ctx) => onFreshMount(peer, ctx, async (umountNow) => {
       const t0 = process.hrtime.bigint();
       await must('tar', ['-xf', ctx.tar, '-C', peer.mnt], { timeoutMs: 60 * 60_000 });
+      const u0 = process.hrtime.bigint();
       await umountNow(); // the flush counts
+      ctx.extra(peer, 'umount_after_untar_s', seconds(u0));
       return seconds(t0);
     }),
   },
