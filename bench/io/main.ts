@@ -357,13 +357,13 @@ async function main(argv: string[]): Promise<number> {
       }
     }
     console.log(`${`${w.label} (${w.unit})`.padEnd(34)}${cells.map((c) => c.padStart(10)).join('')}`);
-  }
-  if (reported.some((w) => w.key === 'untar')) {
-    console.log(`${'  of which the unmount (s)'.padEnd(34)}${peerNames.map((p) => fmt(results[p]?.umount_after_untar_s, 's').padStart(10)).join('')}`);
+    if (w.key === 'untar') {
+      console.log(`${'  of which the unmount (s)'.padEnd(34)}${peerNames.map((p) => fmt(results[p]?.umount_after_untar_s, 's').padStart(10)).join('')}`);
+    }
   }
   console.log('(r/peer = rmapfs figure / peer figure: for seconds below 1 is better, for MiB/s and IOPS above 1)');
-  if (peerNames.includes('floor')) {
-    console.log('(floor: in memory, mounted once: its untar has no unmount flush, its cold runs only had the kernel\'s caches dropped)');
+  for (const p of peers.filter((q) => !q.persistent)) {
+    console.log(`(${p.name}: in memory, mounted once: its untar has no unmount flush, its cold runs only had the kernel's caches dropped)`);
   }
   const hwmMib = (p: PeerName): number | null => (meter.hwmKib.has(p) ? +((meter.hwmKib.get(p) ?? 0) / 1024).toFixed(1) : null);
   const rmapfsHwm = hwmMib('rmapfs');
