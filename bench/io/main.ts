@@ -1,136 +1,134 @@
 /**
- * bench/io: the same I/O and metadata workloads on rmapfs and on fuse2fs
- * (ext4 over FUSE) serving an image of the same size on the same disk.
+ * bench/io: the workloads of issue 14 side by side on kernel ext4 and kernel
+ * XFS (-m rmapbt=1, both on loop devices), fuse2fs, rmapfs and the floor (a
+ * trivial in-memory filesystem on our FUSE binding: what the round trips
+ * alone cost; metadata workloads only). Images of one size in one directory
+ * ($RMAPFS_BENCH_DIR, default /var/tmp). Workloads (bench/io/workloads.ts),
+ * each on a fresh mount (caches dropped), every peer in turn before the next
+ * workload, so a change of load hits all peers alike:
+ *   untar_umount_s      tar -xf of a tar of /usr/include, then unmount (the flush counts;
+ *                       umount_after_untar_s: the unmount alone)
+ *   ls_lr_s             ls -lR of that tree, cold
+ *   cat_all_s           cat of every file of it, cold
+ *   touch_s             30,000 touch in one directory (xargs touch)
+ *   sqlite_s            3,000 sqlite3 autocommit INSERTs (one statement per transaction)
+ *   rm_rf_s             rm -rf of the tree and the 30,000
+ *   rand_write_iops     fio psync 4 KiB random writes on a 256 MiB file, buffered, 20 s
+ *   rand_write_direct_iops  the same with O_DIRECT
+ *   seq_write_mibs      dd 1 GiB of zeros, conv=fsync
+ *   seq_read_mibs       dd that file back, cold
+ * Prints a table (figure per peer, ratios rmapfs/peer), PASS/MISS lines for
+ * the issue's bars, the rmapfs daemon's memory (VmHWM) and CPU time, the
+ * load average, and ONE JSON object as the last line.
  *
- * Each workload runs on a fresh mount (unmount, sync, drop caches, mount):
- *   seq_write_mibs   dd 1 GiB of zeros, conv=fsync
- *   seq_read_mibs    dd that file back to /dev/null
- *   rand_write_iops  fio psync 4 KiB random writes on a 256 MiB file, 20 s (5 s with --quick)
- *   rand_read_iops   the same, random reads
- *   create_ps        10,000 empty files created in one directory (one process, timed inside)
- *   stat_ps          then stat each of them
- *   unlink_ps        then unlink each of them
- * While rmapfs serves, the daemon's VmRSS/VmHWM is sampled every 200 ms.
+ * Installs fio, sqlite3, fuse2fs, xfsprogs, e2fsprogs with apt-get when
+ * missing. Mounts are undone, loop devices detached and images removed at
+ * the end, also on failure or Ctrl-C.
  *
- * Installs fuse2fs, fio and e2fsprogs with apt-get when missing. Images live
- * in $RMAPFS_BENCH_DIR/rmapfs-bench-io-PID (default /var/tmp), removed at the
- * end; mountpoints are unmounted at the end, also on failure or Ctrl-C.
- * Prints one line per figure (rmapfs, fuse2fs, rmapfs/fuse2fs), PASS/MISS
- * lines for the bars, and one JSON object as the last line.
- *
- * Usage: node dist/bench/io/main.js [--quick]   (as root)
+ * Usage: node dist/bench/io/main.js [--quick] [--only W1,W2] [--peers P1,P2]   (as root)
+ *   --quick: /usr/include/linux, 3,000 touch, 300 inserts, 128 MiB, fio 3 s
+ *   workloads: untar ls cat touch sqlite rm rand_write rand_write_direct seq_write seq_read
+ *   peers: ext4 xfs fuse2fs rmapfs floor
  */
-import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { firstLine, must, onPath, run, RunResult } from '../lib/procs';
+import { makePeer, Peer, PeerName, PEER_NAMES } from './peers';
+import { Context, Scale, Workload, WorkloadKey, WORKLOADS, WORKLOAD_KEYS } from './workloads';
 
-const MIB = 1024 * 1024;
 const IMAGE_SIZE = '4G';
-const SEQ_MIB = 1024;
-const META_FILES = 10_000;
-const RMAPFS_BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'rmapfs');
+const FULL: Scale = { treeSource: '/usr/include', touchFiles: 30_000, sqliteInserts: 3_000, seqMib: 1024, fioMib: 256, fioSeconds: 20 };
+const QUICK: Scale = { treeSource: '/usr/include/linux', touchFiles: 3_000, sqliteInserts: 300, seqMib: 128, fioMib: 64, fioSeconds: 3 };
+const CLOCK_TICKS = 100; // USER_HZ: /proc/PID/stat's utime and stime unit
 
 // ---------------------------------------------------------------------------
-// Processes
+// Tools
 
-interface RunResult {
-  status: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  seconds: number;
-}
+const TOOLS: readonly { command: string; pkg: string; peers?: readonly PeerName[]; workloads?: readonly WorkloadKey[] }[] = [
+  { command: 'fio', pkg: 'fio', workloads: ['rand_write', 'rand_write_direct'] },
+  { command: 'sqlite3', pkg: 'sqlite3', workloads: ['sqlite'] },
+  { command: 'fuse2fs', pkg: 'fuse2fs', peers: ['fuse2fs'] },
+  { command: 'mkfs.xfs', pkg: 'xfsprogs', peers: ['xfs'] },
+  { command: 'mkfs.ext4', pkg: 'e2fsprogs', peers: ['ext4', 'fuse2fs'] },
+  { command: 'losetup', pkg: 'mount', peers: ['ext4', 'xfs'] },
+];
 
-/** Runs a command without blocking the event loop (so the RSS sampler keeps sampling). */
-function run(cmd: string, args: string[], timeoutMs = 30 * 60_000): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const t0 = process.hrtime.bigint();
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('error', (e) => { clearTimeout(timer); reject(e); });
-    child.once('close', (status, signal) => {
-      clearTimeout(timer);
-      resolve({ status, signal, stdout, stderr, seconds: Number(process.hrtime.bigint() - t0) / 1e9 });
-    });
-  });
-}
-
-function firstLine(s: string): string {
-  return s.trim().split('\n')[0] ?? '';
-}
-
-/** Runs a command and throws with its first line of stderr if it fails. */
-async function must(cmd: string, args: string[], timeoutMs?: number): Promise<RunResult> {
-  const r = await run(cmd, args, timeoutMs);
+async function ensureTools(peers: readonly PeerName[], workloads: readonly WorkloadKey[]): Promise<boolean> {
+  const needed = TOOLS.filter((t) => (t.peers ?? PEER_NAMES).some((p) => peers.includes(p)) &&
+    (t.workloads ?? WORKLOAD_KEYS).some((w) => workloads.includes(w)));
+  const missing = needed.filter((t) => !onPath(t.command));
+  if (missing.length === 0) return true;
+  const packages = [...new Set(missing.map((t) => t.pkg))];
+  console.log(`bench/io: ${missing.map((t) => t.command).join(', ')} missing: apt-get install -y ${packages.join(' ')}`);
+  const apt = (args: string[]): Promise<RunResult> =>
+    run('env', ['DEBIAN_FRONTEND=noninteractive', 'apt-get', ...args], { timeoutMs: 20 * 60_000 });
+  let r = await apt(['install', '-y', '-qq', ...packages]);
   if (r.status !== 0) {
-    const why = firstLine(r.stderr) || firstLine(r.stdout) || (r.signal !== null ? `killed by ${r.signal}` : `exit ${r.status}`);
-    throw new Error(`${path.basename(cmd)} ${args.join(' ')}: ${why}`);
+    console.log('bench/io: apt-get install failed; apt-get update, then again');
+    await apt(['update', '-qq']);
+    r = await apt(['install', '-y', '-qq', ...packages]);
   }
-  return r;
-}
-
-function onPath(name: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' }).status === 0;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Pids of processes whose argv contains every one of `words` (exact arguments). */
-function findProcesses(words: string[]): number[] {
-  const pids: number[] = [];
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    let argv: string[];
-    try {
-      argv = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-    } catch {
-      continue;
-    }
-    if (words.every((w) => argv.some((a) => a === w || path.basename(a) === w))) pids.push(Number(entry));
-  }
-  return pids;
-}
-
-function alive(pid: number): boolean {
-  try {
-    return !/^State:\s+Z/m.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  } catch {
+  const still = missing.filter((t) => !onPath(t.command));
+  if (r.status !== 0 || still.length > 0) {
+    const why = r.status !== 0 ? firstLine(r.stderr.split('\n').filter((l) => /^E:/.test(l)).join('\n') || r.stderr)
+      : `still missing: ${still.map((t) => t.command).join(', ')}`;
+    console.error(`bench/io: cannot install ${packages.join(' ')}: ${why}`);
     return false;
-  }
-}
-
-async function waitGone(pids: number[], timeoutMs: number): Promise<boolean> {
-  const until = Date.now() + timeoutMs;
-  while (pids.some(alive)) {
-    if (Date.now() > until) return false;
-    await sleep(100);
   }
   return true;
 }
 
 // ---------------------------------------------------------------------------
-// Mounts
+// The daemons' memory and CPU
 
-function unescapeMount(s: string): string {
-  return s.replace(/\\(\d{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
-}
-
-function isMounted(mnt: string): boolean {
-  let text: string;
+function procStatus(pid: number, field: string): number | null {
   try {
-    text = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m === null ? null : Number(m[1]);
   } catch {
-    return false;
+    return null;
   }
-  return text.split('\n').some((line) => line.split(' ')[4] !== undefined && unescapeMount(line.split(' ')[4]!) === mnt);
 }
+
+/** utime + stime of a process, in seconds. */
+function cpuSeconds(pid: number): number | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS; // fields 14 and 15 of stat(5)
+  } catch {
+    return null;
+  }
+}
+
+/** Per peer: the largest VmHWM seen before an unmount; per (peer, workload): the daemon's CPU seconds. */
+class DaemonMeter {
+  readonly hwmKib = new Map<PeerName, number>();
+  readonly cpu = new Map<string, number>();
+  private startCpu = new Map<PeerName, number>();
+  workload: WorkloadKey | null = null;
+
+  mounted(peer: Peer): void {
+    const pid = peer.daemonPid();
+    const c = pid === null ? null : cpuSeconds(pid);
+    if (c !== null) this.startCpu.set(peer.name, c);
+    else this.startCpu.delete(peer.name);
+  }
+
+  unmounting(peer: Peer): void {
+    const pid = peer.daemonPid();
+    if (pid === null) return;
+    const hwm = procStatus(pid, 'VmHWM');
+    if (hwm !== null) this.hwmKib.set(peer.name, Math.max(this.hwmKib.get(peer.name) ?? 0, hwm));
+    const c = cpuSeconds(pid);
+    const c0 = this.startCpu.get(peer.name);
+    if (c !== null && c0 !== undefined && this.workload !== null) this.cpu.set(`${peer.name}/${this.workload}`, +(c - c0).toFixed(2));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Set-up
 
 async function dropCaches(): Promise<void> {
   await run('sync', []);
@@ -141,280 +139,141 @@ async function dropCaches(): Promise<void> {
   }
 }
 
-/** The daemon's memory: the largest VmRSS sampled and the last VmHWM seen (KiB). */
-class RssSampler {
-  maxKib = 0;
-  private timer: NodeJS.Timeout | null = null;
-  private pid = 0;
-
-  start(pid: number): void {
-    this.stop();
-    this.pid = pid;
-    this.sample();
-    this.timer = setInterval(() => this.sample(), 200);
+/** The tar of the tree, the names to touch and the SQL, on tmpfs; returns what the tar holds. */
+async function prepareInputs(work: string, scale: Scale): Promise<{ tar: string; touchList: string; sqlScript: string; holds: string }> {
+  fs.mkdirSync(work, { recursive: true });
+  const tar = path.join(work, 'tree.tar');
+  await must('tar', ['-cf', tar, '-C', path.dirname(scale.treeSource), path.basename(scale.treeSource)]);
+  const listing = (await must('tar', ['-tvf', tar])).stdout.trim().split('\n');
+  let files = 0;
+  let dirs = 0;
+  let links = 0;
+  let bytes = 0;
+  for (const line of listing) {
+    if (line.startsWith('-')) {
+      files++;
+      bytes += Number(line.split(/\s+/)[2]);
+    } else if (line.startsWith('d')) dirs++;
+    else links++;
   }
-
-  sample(): void {
-    if (this.pid === 0) return;
-    let status: string;
-    try {
-      status = fs.readFileSync(`/proc/${this.pid}/status`, 'utf8');
-    } catch {
-      return;
-    }
-    for (const field of ['VmRSS', 'VmHWM']) {
-      const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
-      if (m !== null) this.maxKib = Math.max(this.maxKib, Number(m[1]));
-    }
-  }
-
-  stop(): void {
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
-    this.pid = 0;
-  }
+  const touchList = path.join(work, 'touch.list');
+  fs.writeFileSync(touchList, Array.from({ length: scale.touchFiles }, (_, i) => `f${String(i).padStart(5, '0')}\n`).join(''));
+  const sqlScript = path.join(work, 'inserts.sql');
+  fs.writeFileSync(sqlScript, Array.from({ length: scale.sqliteInserts },
+    (_, i) => `INSERT INTO t(v) VALUES('row ${i} of the bench/io autocommit workload');\n`).join(''));
+  const holds = `${scale.treeSource}: ${files} files, ${dirs} directories, ${links} links, ${(bytes / 1e6).toFixed(1)} MB`;
+  return { tar, touchList, sqlScript, holds };
 }
 
-interface FsUnderTest {
-  name: 'rmapfs' | 'fuse2fs';
-  image: string;
-  mnt: string;
-  mkfs(): Promise<void>;
-  mount(): Promise<void>;
-  umount(): Promise<void>;
-  /** Synchronous last-resort unmount (signal handlers, finally). */
-  forceUmount(): void;
+function listOption(argv: readonly string[], flag: string, allowed: readonly string[]): string[] | null {
+  const i = argv.indexOf(flag);
+  if (i < 0) return null;
+  const list = (argv[i + 1] ?? '').split(',').filter((s) => s !== '');
+  const bad = list.filter((s) => !allowed.includes(s));
+  if (list.length === 0 || bad.length > 0) throw new Error(`${flag}: ${bad.join(',') || '(empty)'}: choose from ${allowed.join(',')}`);
+  return list;
 }
 
-function daemonPids(fsut: FsUnderTest): number[] {
-  return fsut.name === 'rmapfs' ? findProcesses(['mount', '-f', fsut.image, fsut.mnt]) : findProcesses(['fuse2fs', fsut.image, fsut.mnt]);
-}
-
-function lazyUmount(mnt: string): void {
-  if (!isMounted(mnt)) return;
-  spawnSync('fusermount', ['-u', mnt], { stdio: 'ignore' });
-  if (isMounted(mnt)) spawnSync('fusermount', ['-uz', mnt], { stdio: 'ignore' });
-}
-
-function rmapfsUnderTest(dir: string, sampler: RssSampler): FsUnderTest {
-  const image = path.join(dir, 'rmapfs.img');
-  const mnt = path.join(dir, 'mnt-rmapfs');
-  const self: FsUnderTest = {
-    name: 'rmapfs', image, mnt,
-    async mkfs() {
-      await must(process.execPath, [RMAPFS_BIN, 'mkfs', '--size', IMAGE_SIZE, image]);
-    },
-    async mount() {
-      await must(process.execPath, [RMAPFS_BIN, 'mount', image, mnt], 120_000);
-      if (!isMounted(mnt)) throw new Error(`rmapfs mount returned but ${mnt} is not mounted`);
-      const pids = daemonPids(self);
-      if (pids.length !== 1) throw new Error(`expected one rmapfs daemon for ${image}, found ${pids.length}`);
-      sampler.start(pids[0]!);
-    },
-    async umount() {
-      const pids = daemonPids(self);
-      sampler.sample();
-      const r = await run(process.execPath, [RMAPFS_BIN, 'umount', mnt], 180_000);
-      sampler.stop();
-      if (r.status !== 0) throw new Error(`rmapfs umount ${mnt}: ${firstLine(r.stderr)}`);
-      if (!(await waitGone(pids, 60_000))) throw new Error(`the rmapfs daemon for ${mnt} did not exit`);
-    },
-    forceUmount() {
-      sampler.stop();
-      if (!isMounted(mnt)) return;
-      spawnSync(process.execPath, [RMAPFS_BIN, 'umount', mnt], { stdio: 'ignore', timeout: 120_000 });
-      lazyUmount(mnt);
-    },
+/** The workloads to run, in their order: those asked for and what they require. */
+function withRequirements(asked: readonly WorkloadKey[]): Workload[] {
+  const want = new Set<WorkloadKey>();
+  const add = (k: WorkloadKey): void => {
+    if (want.has(k)) return;
+    want.add(k);
+    for (const r of WORKLOADS.find((w) => w.key === k)!.requires) add(r);
   };
-  return self;
-}
-
-function fuse2fsUnderTest(dir: string): FsUnderTest {
-  const image = path.join(dir, 'ext4.img');
-  const mnt = path.join(dir, 'mnt-fuse2fs');
-  const self: FsUnderTest = {
-    name: 'fuse2fs', image, mnt,
-    async mkfs() {
-      fs.writeFileSync(image, '');
-      await must('truncate', ['-s', IMAGE_SIZE, image]);
-      await must('mkfs.ext4', ['-F', '-q', image]);
-    },
-    async mount() {
-      // fuse2fs daemonizes once the mount is in place.
-      await must('fuse2fs', [image, mnt, '-o', 'fakeroot'], 120_000);
-      const until = Date.now() + 10_000;
-      while (!isMounted(mnt)) {
-        if (Date.now() > until) throw new Error(`fuse2fs returned but ${mnt} is not mounted`);
-        await sleep(50);
-      }
-    },
-    async umount() {
-      const pids = daemonPids(self);
-      await must('fusermount', ['-u', mnt], 180_000);
-      if (!(await waitGone(pids, 180_000))) throw new Error(`fuse2fs for ${mnt} did not exit`);
-    },
-    forceUmount() {
-      lazyUmount(mnt);
-    },
-  };
-  return self;
+  asked.forEach(add);
+  return WORKLOADS.filter((w) => want.has(w.key));
 }
 
 // ---------------------------------------------------------------------------
-// Workloads
+// Report
 
-interface Figures {
-  seq_write_mibs: number;
-  seq_read_mibs: number;
-  rand_write_iops: number;
-  rand_read_iops: number;
-  create_ps: number;
-  stat_ps: number;
-  unlink_ps: number;
+type Figures = Partial<Record<string, number | null>>;
+
+function fmt(v: number | null | undefined, unit: string): string {
+  if (v === null || v === undefined) return '-';
+  return unit === 's' ? v.toFixed(2) : unit === 'IOPS' ? String(Math.round(v)) : v.toFixed(1);
 }
 
-/** The metadata workload, run as one child process so process start-up is not timed. */
-const META_SCRIPT = `
-const fs = require('fs');
-const path = require('path');
-const dir = process.argv[1];
-const n = Number(process.argv[2]);
-fs.mkdirSync(dir);
-const names = [];
-for (let i = 0; i < n; i++) names.push(path.join(dir, 'f' + i));
-const rate = (t0) => Math.round(n / (Number(process.hrtime.bigint() - t0) / 1e9));
-let t0 = process.hrtime.bigint();
-for (const p of names) fs.closeSync(fs.openSync(p, 'wx'));
-const create = rate(t0);
-// Let the kernel's attribute and name caches (1 s on rmapfs, none on fuse2fs) expire: measure the filesystem.
-const pause = () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1200);
-pause();
-t0 = process.hrtime.bigint();
-for (const p of names) if (!fs.statSync(p).isFile()) throw new Error(p + ' is not a file');
-const stat = rate(t0);
-pause();
-t0 = process.hrtime.bigint();
-for (const p of names) fs.unlinkSync(p);
-const unlink = rate(t0);
-fs.rmdirSync(dir);
-console.log(JSON.stringify({ create, stat, unlink }));
-`;
-
-function fioIops(stdout: string, kind: 'read' | 'write'): number {
-  const start = stdout.indexOf('{');
-  if (start < 0) throw new Error('fio printed no JSON');
-  const parsed = JSON.parse(stdout.slice(start)) as { jobs?: { read?: { iops?: number }; write?: { iops?: number } }[] };
-  const iops = parsed.jobs?.[0]?.[kind]?.iops;
-  if (typeof iops !== 'number') throw new Error(`fio JSON has no jobs[0].${kind}.iops`);
-  return Math.round(iops);
+function ratio(a: number | null | undefined, b: number | null | undefined): number | null {
+  return typeof a === 'number' && typeof b === 'number' && b > 0 ? +(a / b).toFixed(2) : null;
 }
 
-async function fio(file: string, rw: 'randwrite' | 'randread', runtime: number): Promise<number> {
-  const r = await must('fio', [`--name=${rw}`, '--ioengine=psync', '--iodepth=1', '--bs=4k', `--rw=${rw}`, '--size=256M',
-    `--runtime=${runtime}`, '--time_based', '--direct=0', `--filename=${file}`, '--output-format=json'], (runtime + 600) * 1000);
-  return fioIops(r.stdout, rw === 'randwrite' ? 'write' : 'read');
-}
+interface Bar { name: string; ok: boolean | null; note: string }
 
-async function phase<T>(fsut: FsUnderTest, label: string, body: () => Promise<T>): Promise<T> {
-  await dropCaches();
-  await fsut.mount();
-  let result: T;
-  try {
-    result = await body();
-  } finally {
-    await fsut.umount();
+/** The issue's bars. Times: rmapfs/peer is a slowdown; rates: rmapfs/peer is a speed-up. */
+function bars(results: Record<string, Figures>, ran: readonly Workload[]): Bar[] {
+  const out: Bar[] = [];
+  const r = results.rmapfs ?? {};
+  const has = (k: WorkloadKey): Workload | undefined => ran.find((w) => w.key === k);
+  const fuse2fs = results.fuse2fs;
+  if (fuse2fs !== undefined) {
+    for (const w of ran) {
+      if (w.key === 'sqlite') continue; // fsync-bound: no bar against fuse2fs
+      const want = w.unit === 's' ? 2.0 : 1.5;
+      // How many times faster rmapfs is.
+      const speedup = w.unit === 's' ? ratio(fuse2fs[w.figure], r[w.figure]) : ratio(r[w.figure], fuse2fs[w.figure]);
+      out.push({ name: `${w.key} >= ${want}x faster than fuse2fs`, ok: speedup === null ? null : speedup >= want, note: `${speedup ?? '-'}x` });
+    }
   }
-  process.stderr.write(`  ${fsut.name}: ${label} done\n`);
-  return result;
-}
-
-async function runAll(fsut: FsUnderTest, fioRuntime: number): Promise<Figures> {
-  fs.mkdirSync(fsut.mnt, { recursive: true });
-  await fsut.mkfs();
-  const seq = path.join(fsut.mnt, 'seq');
-  const seqWrite = await phase(fsut, 'sequential write', async () => {
-    const r = await must('dd', ['if=/dev/zero', `of=${seq}`, 'bs=1M', `count=${SEQ_MIB}`, 'conv=fsync']);
-    return SEQ_MIB / r.seconds;
-  });
-  const seqRead = await phase(fsut, 'sequential read', async () => {
-    const size = fs.statSync(seq).size;
-    if (size !== SEQ_MIB * MIB) throw new Error(`${seq} is ${size} bytes after remount, not ${SEQ_MIB * MIB}`);
-    const r = await must('dd', [`if=${seq}`, 'of=/dev/null', 'bs=1M']);
-    return SEQ_MIB / r.seconds;
-  });
-  const fioFile = path.join(fsut.mnt, 'fio');
-  const randWrite = await phase(fsut, 'random write', () => fio(fioFile, 'randwrite', fioRuntime));
-  const randRead = await phase(fsut, 'random read', () => fio(fioFile, 'randread', fioRuntime));
-  const meta = await phase(fsut, 'metadata', async () => {
-    const r = await must(process.execPath, ['-e', META_SCRIPT, path.join(fsut.mnt, 'meta'), String(META_FILES)]);
-    return JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as { create: number; stat: number; unlink: number };
-  });
-  return {
-    seq_write_mibs: +seqWrite.toFixed(1),
-    seq_read_mibs: +seqRead.toFixed(1),
-    rand_write_iops: randWrite,
-    rand_read_iops: randRead,
-    create_ps: meta.create,
-    stat_ps: meta.stat,
-    unlink_ps: meta.unlink,
-  };
+  const ext4 = results.ext4;
+  const floor = results.floor;
+  if (ext4 !== undefined) {
+    const limits: [WorkloadKey, number][] = [['untar', 2], ['ls', 2], ['cat', 1.5], ['touch', 3], ['sqlite', 1.5], ['rm', 3]];
+    for (const [k, limit] of limits) {
+      const w = has(k);
+      if (w === undefined) continue;
+      const slow = ratio(r[w.figure], ext4[w.figure]);
+      const floorSlow = floor === undefined ? null : ratio(floor[w.figure], ext4[w.figure]);
+      const floorNote = floorSlow === null ? '' : `; floor/ext4 ${floorSlow}x${floorSlow > limit ? ': the FUSE round trip alone misses it' : ''}`;
+      out.push({ name: `${k} <= ${limit}x ext4`, ok: slow === null ? null : slow <= limit, note: `${slow ?? '-'}x${floorNote}` });
+    }
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------
-// Set-up, clean-up, report
-
-async function ensureTools(): Promise<boolean> {
-  const missing = ['fuse2fs', 'fio', 'mkfs.ext4', 'fusermount'].filter((t) => !onPath(t));
-  if (missing.length === 0) return true;
-  const packages = ['fuse2fs', 'fio', 'e2fsprogs'];
-  console.log(`bench/io: ${missing.join(', ')} missing: apt-get install -y ${packages.join(' ')}`);
-  const apt = (args: string[]): Promise<RunResult> =>
-    run('env', ['DEBIAN_FRONTEND=noninteractive', 'apt-get', ...args], 20 * 60_000);
-  let r = await apt(['install', '-y', '-qq', ...packages]);
-  if (r.status !== 0) {
-    console.log('bench/io: apt-get install failed; apt-get update, then again');
-    await apt(['update', '-qq']);
-    r = await apt(['install', '-y', '-qq', ...packages]);
-  }
-  const still = ['fuse2fs', 'fio', 'mkfs.ext4', 'fusermount'].filter((t) => !onPath(t));
-  if (r.status !== 0 || still.length > 0) {
-    const why = r.status !== 0 ? firstLine(r.stderr.split('\n').filter((l) => /^E:/.test(l)).join('\n') || r.stderr) : `still missing: ${still.join(', ')}`;
-    console.error(`bench/io: cannot install ${packages.join(' ')}: ${why}`);
-    return false;
-  }
-  return true;
-}
-
-function ratio(a: number, b: number): number {
-  return b > 0 ? +(a / b).toFixed(2) : 0;
-}
 
 async function main(argv: string[]): Promise<number> {
   const quick = argv.includes('--quick');
-  const fioRuntime = quick ? 5 : 20;
+  const scale = quick ? QUICK : FULL;
+  let peerNames: PeerName[];
+  let asked: WorkloadKey[];
+  try {
+    peerNames = (listOption(argv, '--peers', PEER_NAMES) ?? [...PEER_NAMES]) as PeerName[];
+    asked = (listOption(argv, '--only', WORKLOAD_KEYS) ?? [...WORKLOAD_KEYS]) as WorkloadKey[];
+  } catch (e) {
+    console.error(`bench/io: ${e instanceof Error ? e.message : String(e)}`);
+    return 16;
+  }
+  peerNames = PEER_NAMES.filter((p) => peerNames.includes(p));
   if (process.getuid?.() !== 0) {
-    console.error('bench/io: run as root (it mounts FUSE filesystems, drops caches and may apt-get install)');
+    console.error('bench/io: run as root (it mounts filesystems and loop devices, drops caches and may apt-get install)');
     return 1;
   }
-  if (!(await ensureTools())) return 1;
+  const workloads = withRequirements(asked);
+  if (!(await ensureTools(peerNames, workloads.map((w) => w.key)))) return 1;
 
   const base = process.env.RMAPFS_BENCH_DIR ?? '/var/tmp';
   const dir = path.join(base, `rmapfs-bench-io-${process.pid}`);
-  const sampler = new RssSampler();
-  const targets = [rmapfsUnderTest(dir, sampler), fuse2fsUnderTest(dir)];
+  const work = path.join('/dev/shm', `rmapfs-bench-io-${process.pid}`);
+  const peers = peerNames.map((p) => makePeer(p, dir, IMAGE_SIZE));
+  const meter = new DaemonMeter();
   let cleaned = false;
   const cleanup = (): void => {
     if (cleaned) return;
     cleaned = true;
-    sampler.stop();
-    for (const t of targets) {
+    for (const p of peers) {
       try {
-        t.forceUmount();
+        p.cleanup();
       } catch {
         // keep going: the others must be unmounted too
       }
     }
-    if (targets.every((t) => !isMounted(t.mnt))) fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(work, { recursive: true, force: true });
+    const mounted = fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${dir}/`);
+    if (!mounted) fs.rmSync(dir, { recursive: true, force: true });
     else console.error(`bench/io: could not unmount everything under ${dir}; left it in place`);
   };
   const onSignal = (sig: NodeJS.Signals): void => {
@@ -425,56 +284,108 @@ async function main(argv: string[]): Promise<number> {
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of signals) process.on(s, onSignal);
 
-  console.log(`bench/io on ${os.cpus().length} cores, node ${process.version}, ${os.release()}; ` +
-    `${IMAGE_SIZE} images in ${dir}; fio ${fioRuntime} s per pattern`);
-  const results: Partial<Record<'rmapfs' | 'fuse2fs', Figures>> = {};
+  const loadStart = os.loadavg().map((l) => +l.toFixed(2));
+  const results: Record<string, Figures> = {};
+  const errors: string[] = [];
+  let holds = '';
+  const t0 = Date.now();
   try {
     fs.mkdirSync(dir, { recursive: true });
-    for (const t of targets) {
-      process.stderr.write(`${t.name}:\n`);
-      results[t.name] = await runAll(t, fioRuntime);
-      fs.rmSync(t.image, { force: true }); // free the disk space before the next one
+    const inputs = await prepareInputs(work, scale);
+    holds = inputs.holds;
+    console.log(`bench/io on ${os.cpus().length} cores, node ${process.version}, Linux ${os.release()}; ${IMAGE_SIZE} images in ${dir}; ` +
+      `load ${loadStart.join(' ')}${quick ? '; --quick' : ''}`);
+    console.log(`tree: ${holds}; touch ${scale.touchFiles}; ${scale.sqliteInserts} inserts; ` +
+      `sequential ${scale.seqMib} MiB; fio ${scale.fioMib} MiB file, ${scale.fioSeconds} s`);
+    const ctx: Context = {
+      scale, tar: inputs.tar, treeName: path.basename(scale.treeSource), touchList: inputs.touchList, sqlScript: inputs.sqlScript,
+      dropCaches, mounted: (p) => meter.mounted(p), unmounting: (p) => meter.unmounting(p),
+      extra: (p, figure, v) => { if (asked.includes('untar')) results[p.name]![figure] = +v.toFixed(3); },
+    };
+    const broken = new Set<PeerName>();
+    for (const p of peers) {
+      results[p.name] = {};
+      fs.mkdirSync(p.mnt, { recursive: true });
+      try {
+        await p.mkfs();
+      } catch (e) {
+        errors.push(`${p.name}: mkfs: ${e instanceof Error ? e.message : String(e)}`);
+        broken.add(p.name);
+      }
+    }
+    for (const w of workloads) {
+      const timed = asked.includes(w.key);
+      meter.workload = w.key;
+      for (const p of peers) {
+        if (broken.has(p.name) || (p.name === 'floor' && !w.onFloor)) continue;
+        const w0 = Date.now();
+        try {
+          const v = await w.run(p, ctx);
+          if (timed) results[p.name]![w.figure] = w.unit === 's' ? +v.toFixed(3) : w.unit === 'IOPS' ? Math.round(v) : +v.toFixed(1);
+          process.stderr.write(`  ${w.key} ${p.name}: ${fmt(v, w.unit)} ${w.unit}${timed ? '' : ' (set-up, not reported)'}\n`);
+        } catch (e) {
+          if (timed) results[p.name]![w.figure] = null;
+          errors.push(`${p.name}: ${w.key}: ${e instanceof Error ? e.message : String(e)}`);
+          process.stderr.write(`  ${w.key} ${p.name}: FAILED after ${((Date.now() - w0) / 1000).toFixed(1)} s\n`);
+          p.release();
+        }
+      }
     }
   } catch (e) {
     console.error(`bench/io: ${e instanceof Error ? e.message : String(e)}`);
+    cleanup();
     return 1;
   } finally {
     cleanup();
     for (const s of signals) process.off(s, onSignal);
   }
 
-  const r = results.rmapfs!;
-  const f = results.fuse2fs!;
-  const rows: [keyof Figures, string, string][] = [
-    ['seq_write_mibs', 'seq_write', 'sequential write MiB/s'],
-    ['seq_read_mibs', 'seq_read', 'sequential read MiB/s'],
-    ['rand_write_iops', 'rand_write', 'random 4 KiB write IOPS'],
-    ['rand_read_iops', 'rand_read', 'random 4 KiB read IOPS'],
-    ['create_ps', 'create', 'create files/s'],
-    ['stat_ps', 'stat', 'stat files/s'],
-    ['unlink_ps', 'unlink', 'unlink files/s'],
-  ];
-  const ratios: Record<string, number> = {};
-  console.log(`${'figure'.padEnd(26)}${'rmapfs'.padStart(12)}${'fuse2fs'.padStart(12)}${'ratio'.padStart(9)}`);
-  for (const [key, short, label] of rows) {
-    ratios[short] = ratio(r[key], f[key]);
-    console.log(`${label.padEnd(26)}${String(r[key]).padStart(12)}${String(f[key]).padStart(12)}${ratios[short]!.toFixed(2).padStart(9)}`);
+  // The table: one row per workload, a column per peer, then rmapfs/peer for each other peer.
+  const reported = workloads.filter((w) => asked.includes(w.key));
+  const others = peerNames.filter((p) => p !== 'rmapfs');
+  const cols = [...peerNames.map((p) => p as string), ...(peerNames.includes('rmapfs') ? others.map((p) => `r/${p}`) : [])];
+  console.log(`${'workload'.padEnd(34)}${cols.map((c) => c.padStart(10)).join('')}`);
+  const ratioSets: Record<string, Record<string, number | null>> = {};
+  for (const p of others) ratioSets[p] = {};
+  for (const w of reported) {
+    const cells = peerNames.map((p) => fmt(results[p]?.[w.figure], w.unit));
+    if (peerNames.includes('rmapfs')) {
+      for (const p of others) {
+        const q = ratio(results.rmapfs?.[w.figure], results[p]?.[w.figure]);
+        ratioSets[p]![w.key] = q;
+        cells.push(q === null ? '-' : `${q.toFixed(2)}x`);
+      }
+    }
+    console.log(`${`${w.label} (${w.unit})`.padEnd(34)}${cells.map((c) => c.padStart(10)).join('')}`);
+    if (w.key === 'untar') {
+      console.log(`${'  of which the unmount (s)'.padEnd(34)}${peerNames.map((p) => fmt(results[p]?.umount_after_untar_s, 's').padStart(10)).join('')}`);
+    }
   }
-  const rssMib = +(sampler.maxKib / 1024).toFixed(1);
-  console.log(`${'rmapfs daemon max RSS MiB'.padEnd(26)}${String(rssMib).padStart(12)}`);
-
-  const bars: [string, boolean][] = [
-    ['sequential write >= 1.5x fuse2fs', ratios.seq_write! >= 1.5],
-    ['sequential read >= 1.0x fuse2fs', ratios.seq_read! >= 1.0],
-    ['random 4 KiB write >= 1.0x fuse2fs', ratios.rand_write! >= 1.0],
-    ['create >= 2.0x fuse2fs', ratios.create! >= 2.0],
-    ['stat >= 2.0x fuse2fs', ratios.stat! >= 2.0],
-    ['unlink >= 2.0x fuse2fs', ratios.unlink! >= 2.0],
-    ['daemon RSS < 300 MiB', rssMib < 300],
-  ];
-  for (const [name, ok] of bars) console.log(`${ok ? 'PASS' : 'MISS'}  ${name}`);
-  console.log(JSON.stringify({ rmapfs: r, fuse2fs: f, ratios, daemon_max_rss_mib: rssMib }));
-  return 0;
+  console.log('(r/peer = rmapfs figure / peer figure: for seconds below 1 is better, for MiB/s and IOPS above 1)');
+  for (const p of peers.filter((q) => !q.persistent)) {
+    console.log(`(${p.name}: in memory, mounted once: its untar has no unmount flush, its cold runs only had the kernel's caches dropped)`);
+  }
+  const hwmMib = (p: PeerName): number | null => (meter.hwmKib.has(p) ? +((meter.hwmKib.get(p) ?? 0) / 1024).toFixed(1) : null);
+  const rmapfsHwm = hwmMib('rmapfs');
+  if (rmapfsHwm !== null) console.log(`rmapfs daemon VmHWM (largest over the mounts): ${rmapfsHwm} MiB`);
+  const cpu = Object.fromEntries(meter.cpu);
+  const rmapfsCpu = reported.map((w) => `${w.key} ${cpu[`rmapfs/${w.key}`] ?? '-'}`).join(', ');
+  if (peerNames.includes('rmapfs')) console.log(`rmapfs daemon CPU s per workload: ${rmapfsCpu}`);
+  const loadEnd = os.loadavg().map((l) => +l.toFixed(2));
+  const wallS = Math.round((Date.now() - t0) / 1000);
+  console.log(`load average at start ${loadStart.join(' ')}, at end ${loadEnd.join(' ')}; ${wallS} s in all`);
+  const barList = bars(results, reported);
+  if (rmapfsHwm !== null) barList.push({ name: 'rmapfs daemon VmHWM < 300 MiB', ok: rmapfsHwm < 300, note: `${rmapfsHwm} MiB` });
+  for (const b of barList) console.log(`${b.ok === null ? 'N/A ' : b.ok ? 'PASS' : 'MISS'}  ${b.name}: ${b.note}`);
+  for (const e of errors) console.log(`ERROR ${e}`);
+  console.log(JSON.stringify({
+    bench: 'io', quick, tree: holds, image_size: IMAGE_SIZE, ...results,
+    ratios: ratioSets.fuse2fs ?? {}, ratios_ext4: ratioSets.ext4 ?? {}, ratios_xfs: ratioSets.xfs ?? {}, ratios_floor: ratioSets.floor ?? {},
+    bars: Object.fromEntries(barList.map((b) => [b.name, b.ok])),
+    daemon_max_rss_mib: rmapfsHwm, daemon_vmhwm_mib: Object.fromEntries(peerNames.map((p) => [p, hwmMib(p)])),
+    daemon_cpu_s: cpu, load_start: loadStart, load_end: loadEnd, wall_s: wallS, errors,
+  }));
+  return errors.length > 0 ? 1 : 0;
 }
 
 main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (e: unknown) => {
