@@ -453,6 +453,10 @@ function commitRmapAndFreeSpace(fsx: Rmapfs, agno: number, mem: MemBtree, scratc
 export async function repairRmaps(fsx: Rmapfs, agnos: readonly number[], options: RepairOptions = {}): Promise<RmapRepairResult[]> {
   const t0 = process.hrtime.bigint();
   const measureHeap = options.measureHeap ?? true;
+  if ((options.freeSpaceToo?.length ?? 0) > 0 && options.unmounted !== true) {
+    // The space is computed from the scan: nothing may allocate or free meanwhile.
+    throw new RmapfsError('EINVAL', 'the rmap and free-space btrees are rebuilt together only on an unmounted filesystem');
+  }
   const heapBefore = heapUsed(measureHeap);
   const collector = new RmapCollector(fsx, agnos);
   const results: RmapRepairResult[] = [];
