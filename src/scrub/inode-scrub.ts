@@ -307,6 +307,8 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
         bad(...args);
       };
       if (type === S_IFREG && inode.size > MAX_FILE_SIZE) bad(ino, `size ${inode.size} is past the largest file (${MAX_FILE_SIZE})`);
+      // (Past 2^63 the kernel refuses the attributes outright: every lookup of the name is EIO.)
+      if (isSpecialFile(type) && inode.size !== 0) bad(ino, `${typeName(type)} of size ${inode.size} (special files have size 0)`);
       for (const o of dataForkOwned(inode, fs.alloc, geo, walk)) {
         if (o === PAUSE) {
           yield;
@@ -461,6 +463,11 @@ function* indexRmap(tree: Btree): ScrubSteps<RmapIndex | null> {
 
 const TYPE_NAMES = new Map([[S_IFREG, 'regular file'], [S_IFDIR, 'directory'], [S_IFLNK, 'symlink'], [S_IFIFO, 'fifo'],
   [S_IFCHR, 'character device'], [S_IFBLK, 'block device'], [S_IFSOCK, 'socket']]);
+
+/** A FIFO, socket or device: no data, size 0. */
+export function isSpecialFile(type: number): boolean {
+  return type === S_IFIFO || type === S_IFCHR || type === S_IFBLK || type === S_IFSOCK;
+}
 
 /** A file type (mode & S_IFMT) in words. */
 export function typeName(type: number): string {
