@@ -404,7 +404,8 @@ export function repairObjectLines(reply: CtlReply): string[] {
   const lines: string[] = [];
   for (const h of headers) lines.push(headerRepairLine(h));
   for (const f of freeSpace) {
-    lines.push(`AG ${f.agno}: free-space btrees rebuilt from the rmap, ${f.records} free extents (${f.freeBlocks} blocks) `
+    const from = f.withRmap === true ? 'with the rmap from a scan of every owner' : 'from the rmap';
+    lines.push(`AG ${f.agno}: free-space btrees rebuilt ${from}, ${f.records} free extents (${f.freeBlocks} blocks) `
       + `in ${f.bnoBlocks}+${f.cntBlocks} blocks (was ${f.oldBlocks}); commit pause ${f.commitPauseMs.toFixed(1)} ms`);
   }
   for (const i of inodeBtree) {

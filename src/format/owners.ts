@@ -31,6 +31,11 @@ export function isInodeOwner(owner: number): boolean {
   return owner >= FIRST_INODE_OWNER;
 }
 
-export function ownerName(owner: number): string {
-  return isInodeOwner(owner) ? `inode ${owner}` : (names[owner] ?? `unknown owner ${owner}`);
+/**
+ * An owner as reports name it. `exact`: its decimal text when it is above
+ * 2^53 (only damage puts such a number on disk; decodeRmap's ownerExact),
+ * which the number alone would round.
+ */
+export function ownerName(owner: number, exact?: string): string {
+  return isInodeOwner(owner) ? `inode ${exact ?? owner}` : (names[owner] ?? `unknown owner ${exact ?? owner}`);
 }

@@ -357,6 +357,15 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
       return null;
     }
     let untrusted = checkTrusted(fsx, name, where, options.offline !== undefined);
+    // Heavy damage, offline: an AG whose rmap is sick and whose free-space btrees are damaged (nothing else it
+    // trusts) has its three trees rebuilt together from the rmap's scan (rmap-repair.ts, freeSpaceToo). Online
+    // it stays refused: a live allocator takes and gives blocks through those very trees meanwhile.
+    let freeSpaceToo: number[] = [];
+    if (name === 'rmapbt' && !options.forceRebuild && options.offline !== undefined) {
+      freeSpaceToo = where.filter((a) => fsx.fs.alloc.ag(a).health.isSick('rmapbt') && untrusted.some((r) => r.agno === a)
+        && untrusted.every((r) => r.agno !== a || r.structure === 'bnobt' || r.structure === 'cntbt'));
+      untrusted = untrusted.filter((r) => !freeSpaceToo.includes(r.agno));
+    }
     if (name === 'rmapbt' && !options.forceRebuild && untrusted.length > 0 && untrusted.every((r) => isRepairable(r.structure))) {
       // What the scrub blamed on the rmap beside damaged free-space btrees is the coverage walk's doubt, not
       // the rmap's own damage (the health record says which): the free-space btrees are rebuilt from the
@@ -398,6 +407,7 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
         unmounted: options.offline !== undefined,
         // ... and says what it built, for the check after (rmap-digest.ts).
         onRmapBuilt: (a, built) => options.offline?.rebuiltRmaps?.set(a, built),
+        freeSpaceToo,
         // Step aside at once for FUSE requests: the scan must not hold up the applications.
         foregroundWaiting: hooks.foregroundWaiting,
         onProgress: (p) => {
@@ -416,7 +426,10 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
       });
       for (const r of done) {
         if ('ino' in r) files.push(r);
-        else if ('inodesScanned' in r) results.push(r);
+        else if ('inodesScanned' in r) {
+          results.push(r);
+          if (r.freeSpace !== undefined) freeSpace.push(r.freeSpace);
+        }
         else if ('fixed' in r) headers.push(r);
         else if ('chunks' in r) inodeBtree.push(r);
         else freeSpace.push(r);

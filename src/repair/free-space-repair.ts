@@ -34,6 +34,7 @@ import type { RmapUpdate } from '../alloc/alloc';
 import { decodeRmapOwner, encodeRmapKey } from '../rmap/rmap-btree';
 import { rmapMap } from '../rmap/rmap';
 import type { Rmapfs } from '../fs/rmapfs';
+import type { Filesystem } from '../fs/filesystem';
 import { Pacer } from '../io/pacer';
 import { HookFailure, pauseBetweenSlices } from './paced-repair';
 import type { PacedRepairOptions } from './paced-repair';
@@ -58,6 +59,12 @@ export interface FreeSpaceRepairResult {
   liveUpdates: number;
   scanMs: number;
   commitPauseMs: number;
+  /**
+   * Rebuilt together with the rmap, the free space computed from the rmap's
+   * scan of every owner (rmap-repair.ts, RepairOptions.freeSpaceToo) rather
+   * than read from the rmap.
+   */
+  withRmap?: boolean;
 }
 
 /**
@@ -178,6 +185,27 @@ function reserveFreeSpaceBtrees(ag: AllocGroup, free: ExtentBitmap, maxRounds = 
   throw new RmapfsError('EAGAIN', `AG ${ag.agno}: the free-space btrees' reservation does not converge`);
 }
 
+/**
+ * Inside the caller's transaction: both free-space btrees of AG ag loaded
+ * with `free` into the reserved blocks (as many as stagedBtreeBlocks said
+ * for free.count records each) and installed, and the header's free-block
+ * and free-extent counts and longest extent set to match.
+ */
+export function installFreeSpaceBtrees(fs: Filesystem, ag: AllocGroup, free: ExtentBitmap, bnoBlocks: readonly number[],
+  cntBlocks: readonly number[]): { records: number; longest: number } {
+  const byBlock = free.extents();
+  const bySize = [...byBlock].sort((a, b) => a.len - b.len || a.start - b.start);
+  installStagedBtree(fs, ag, 'bno', byBlock.length, extentSource(byBlock), bnoBlocks);
+  installStagedBtree(fs, ag, 'cnt', bySize.length, extentSource(bySize), cntBlocks);
+  const longest = bySize.length === 0 ? 0 : bySize[bySize.length - 1]!.len;
+  const hdr = ag.header();
+  hdr.data.writeUInt32BE(free.blocks, OFF_FREE_BLOCKS);
+  hdr.data.writeUInt32BE(byBlock.length, OFF_FREE_EXTENTS);
+  hdr.data.writeUInt32BE(longest, OFF_LONGEST);
+  fs.cache.markDirty(hdr);
+  return { records: byBlock.length, longest };
+}
+
 /** The commit: one transaction, the only pause. */
 function commitFreeSpace(fsx: Rmapfs, agno: number, collector: UsedSpaceCollector): Omit<FreeSpaceRepairResult, 'scanMs' | 'rmapRecordsScanned' | 'liveUpdates'> {
   const fs = fsx.fs;
@@ -192,16 +220,7 @@ function commitFreeSpace(fsx: Rmapfs, agno: number, collector: UsedSpaceCollecto
     free.subtractAll(reserved);
     const blocks: number[] = [];
     reserved.walk((start, len) => { for (let i = 0; i < len; i++) blocks.push(start + i); });
-    const byBlock = free.extents();
-    const bySize = [...byBlock].sort((a, b) => a.len - b.len || a.start - b.start);
-    installStagedBtree(fs, ag, 'bno', byBlock.length, extentSource(byBlock), blocks.slice(0, bno));
-    installStagedBtree(fs, ag, 'cnt', bySize.length, extentSource(bySize), blocks.slice(bno));
-    const longest = bySize.length === 0 ? 0 : bySize[bySize.length - 1]!.len;
-    const hdr = ag.header();
-    hdr.data.writeUInt32BE(free.blocks, OFF_FREE_BLOCKS);
-    hdr.data.writeUInt32BE(byBlock.length, OFF_FREE_EXTENTS);
-    hdr.data.writeUInt32BE(longest, OFF_LONGEST);
-    fs.cache.markDirty(hdr);
+    const { records, longest } = installFreeSpaceBtrees(fs, ag, free, blocks.slice(0, bno), blocks.slice(bno));
     // The free list back to its target from the new trees, before the rmap and the new trees grow below.
     ag.fixFreelist();
     // The new trees' blocks belong to "ag"; the old ones' go back to free space through the new trees.
@@ -209,7 +228,7 @@ function commitFreeSpace(fsx: Rmapfs, agno: number, collector: UsedSpaceCollecto
       rmapMap(ag.rmap, { startblock: start, blockcount: len, owner: OWN_AG, offset: 0, flags: 0 }, `AG ${agno} rmap`);
     });
     const oldBlocks = reapExtents(ag, old, { rmapOwner: OWN_AG });
-    return { records: byBlock.length, freeBlocks: free.blocks, longest, bnoBlocks: bno, cntBlocks: cnt, oldBlocks };
+    return { records, freeBlocks: free.blocks, longest, bnoBlocks: bno, cntBlocks: cnt, oldBlocks };
   });
   const commitPauseMs = Number(process.hrtime.bigint() - t0) / 1e6;
   const ag = fs.alloc.ag(agno);

@@ -47,7 +47,7 @@ import type { Rmapfs } from '../fs/rmapfs';
 import type { Filesystem } from '../fs/filesystem';
 import { bmapBtreeOps } from '../file/bmap';
 import { MAX_FILE_SIZE } from '../file/file';
-import { forksFitType, typeName } from '../scrub/inode-scrub';
+import { forksFitType, isSpecialFile, typeName } from '../scrub/inode-scrub';
 import { findPaths } from './file-paths';
 import { rmapFind } from '../rmap/rmap';
 import { OWN_INODES } from '../format/owners';
@@ -380,7 +380,11 @@ function repairCore(fsx: Rmapfs, ino: number, typeFromEntries: number | null): {
   }
   changes.push(...tidyAttrFork(fsx, inode, leftFor));
   if (inode.isDir && inode.size !== 0) {
-    changes.push(`directory size ${inode.size} -> 0`);
+    changes.push(`directory size ${inode.sizeText} -> 0`);
+    inode.size = 0;
+  }
+  if (isSpecialFile(inode.mode & S_IFMT) && inode.size !== 0) {
+    changes.push(`size ${inode.sizeText} -> 0 (a ${typeName(inode.mode & S_IFMT)} has no data)`);
     inode.size = 0;
   }
   // The counts, from forks that verify (the repair of a fork that does not sets them itself).

@@ -6,11 +6,14 @@
  * the rmap still maps them to an owner (the free-space btrees' blocks, owned
  * by "ag"; a file's old block-map btree blocks), that record goes too.
  */
+import { isCorruption } from '../errors';
+import { OFF_NUMRECS } from '../btree/btree-block';
+import type { Btree } from '../btree/btree';
 import type { AllocGroup } from '../alloc/ag';
 import type { Allocator } from '../alloc/alloc';
 import type { FreeExtent } from '../alloc/alloc-btree';
 import { rmapUnmap } from '../rmap/rmap';
-import type { ExtentBitmap } from './bitmap';
+import { ExtentBitmap } from './bitmap';
 
 export interface ReapOptions {
   /** The rmap owner to unmap them from; none when the rmap does not hold them (an rmap repair's old blocks). */
@@ -53,4 +56,37 @@ export function reapInodeBlocks(alloc: Allocator, agno: number, blocks: ExtentBi
   });
   alloc.freeOwnedRuns(agno, runs, owner, flags);
   return blocks.blocks;
+}
+
+/**
+ * The blocks a (possibly damaged) AG btree still reaches: its root and every
+ * pointer of a node that verifies, followed down from the root (siblings are
+ * not followed: a damaged node's are not to be believed). What lies below a
+ * node that does not verify is not found -- nothing live can reach it. A
+ * rebuild that cannot walk the old tree (its free space computed, not read)
+ * keeps its new blocks off these (a crash before its commit leaves the old
+ * tree in place, as readable as it was) and marks them busy once free.
+ */
+export function reachableBlocks(tree: Btree): ExtentBitmap {
+  const out = new ExtentBitmap();
+  const { ptr: root, height } = tree.storage.getRoot();
+  const seen = new Set<number>();
+  const stack: [number, number][] = [[root, height - 1]];
+  while (stack.length > 0) {
+    const [ptr, level] = stack.pop()!;
+    if (!tree.storage.isValidPtr(ptr) || seen.has(ptr)) continue;
+    seen.add(ptr);
+    out.add(ptr, 1);
+    if (level <= 0) continue;
+    let node: Buffer;
+    try {
+      node = tree.readBlock(ptr, level).data;
+    } catch (e) {
+      if (isCorruption(e)) continue;
+      throw e;
+    }
+    const n = node.readUInt16BE(OFF_NUMRECS);
+    for (let i = 0; i < n; i++) stack.push([node.readUInt32BE(tree.geo.ptrOffset(i)), level - 1]);
+  }
+  return out;
 }

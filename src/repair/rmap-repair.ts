@@ -15,7 +15,9 @@ import { agOwnedBlocks } from '../alloc/ag-owners';
 import { ExtentBitmap } from './bitmap';
 import type { Extent } from './bitmap';
 import { installStagedBtree } from './staged-btree';
-import { reapExtents } from './reap';
+import { reachableBlocks, reapExtents } from './reap';
+import { installFreeSpaceBtrees } from './free-space-repair';
+import type { FreeSpaceRepairResult } from './free-space-repair';
 import { encodeRmap } from '../rmap/rmap-btree';
 import type { RmapRecord } from '../rmap/rmap-btree';
 import type { Rmapfs } from '../fs/rmapfs';
@@ -54,6 +56,8 @@ export interface RmapRepairResult {
    * the scan's, so on the first AG's result only.
    */
   sickForks: SickFork[];
+  /** The AG's free-space btrees, when they were rebuilt with it (RepairOptions.freeSpaceToo). */
+  freeSpace?: FreeSpaceRepairResult;
 }
 
 /**
@@ -255,6 +259,13 @@ export interface RepairOptions extends CollectOptions {
   onCommit?: (agno: number, done: boolean) => void;
   /** Told, after an AG's commit, what its rmap was built from and holds when that is known (offline: rmap-digest.ts). */
   onRmapBuilt?: (agno: number, built: RmapBuilt) => void;
+  /**
+   * AGs whose free-space btrees are damaged too (heavy damage; the offline
+   * repair only, with nothing else using the filesystem): the commit cannot
+   * read the old rmap's blocks or take the new ones through them, so it
+   * rebuilds all three trees at once from the scan (commitRmapAndFreeSpace).
+   */
+  freeSpaceToo?: readonly number[];
 }
 
 /**
@@ -311,6 +322,130 @@ function commitNewRmap(fsx: Rmapfs, agno: number, mem: MemBtree, scratch: PauseS
   return { agno, records: result.records, blocks: result.blocks, oldBlocks, loadMs, commitPauseMs };
 }
 
+/** The blocks the collected records cover (read in block order, straight from the xfile's leaves). */
+function collectedBlocks(collected: FlatLeaves, recSize: number): ExtentBitmap {
+  const used = new ExtentBitmap();
+  const { data, leafOffsets, leafCounts } = collected;
+  for (let k = 0; k < leafOffsets.length; k++) {
+    for (let r = 0, off = leafOffsets[k]! + BTREE_HDR_SIZE; r < leafCounts[k]!; r++, off += recSize) {
+      used.add(data.readUInt32BE(off), data.readUInt32BE(off + 4));
+    }
+  }
+  return used;
+}
+
+/** Blocks of the three new trees of commitRmapAndFreeSpace, in the order the reservation gives them out. */
+interface SpaceReservation {
+  reserved: ExtentBitmap;
+  bno: number;
+  cnt: number;
+  rmap: number;
+  /** The free space the new free-space btrees hold: what was free minus the reserved blocks. */
+  free: ExtentBitmap;
+  /** The "ag" owner's extents the new rmap holds: the reserved blocks and the free list, merged. */
+  agExtents: Extent[];
+}
+
+/**
+ * Blocks for new rmap, bno and cnt btrees out of `free` (and off `avoid`):
+ * each tree's size depends on what the reservation takes -- the free
+ * extents it splits or removes, the "ag" records it adds -- so it counts,
+ * takes or gives back, and counts again until what all three need is what
+ * it has (as reserveRmapBtree does for the rmap alone). Takes from the end
+ * of the longest usable free extent, which seldom changes the count.
+ */
+function reserveSpaceBtrees(ag: AllocGroup, free: ExtentBitmap, freeList: ExtentBitmap, avoid: ExtentBitmap,
+  otherRecords: number, maxRounds = 20): SpaceReservation {
+  const reserved = new ExtentBitmap();
+  for (let round = 1; round <= maxRounds; round++) {
+    const remaining = free.clone().subtractAll(reserved);
+    const agExtents = reserved.clone().union(freeList).extents();
+    const bno = computeBulkLoadGeometry(ag.bno, remaining.count, 1).totalBlocks;
+    const cnt = computeBulkLoadGeometry(ag.cnt, remaining.count, 1).totalBlocks;
+    const rmap = computeBulkLoadGeometry(ag.rmap, otherRecords + agExtents.length, 1).totalBlocks;
+    const need = bno + cnt + rmap;
+    const have = reserved.blocks;
+    if (have === need) return { reserved, bno, cnt, rmap, free: remaining, agExtents };
+    if (have > need) {
+      const last = reserved.at(reserved.count - 1);
+      const back = Math.min(have - need, last.len);
+      reserved.subtract(last.start + last.len - back, back);
+      continue;
+    }
+    let best: Extent | null = null;
+    remaining.subtractAll(avoid).walk((start, len) => { if (best === null || len > best.len) best = { start, len }; });
+    if (best === null) throw new RmapfsError('ENOSPC', `AG ${ag.agno}: no free block for the new rmap and free-space btrees`);
+    const { start, len } = best as Extent;
+    const take = Math.min(len, need - have);
+    reserved.add(start + len - take, take);
+  }
+  throw new RmapfsError('EAGAIN', `AG ${ag.agno}: the reservation for the rmap and free-space btrees does not converge`);
+}
+
+/**
+ * The commit for an AG whose rmap AND free-space btrees are damaged (heavy
+ * damage, offline): each is what the other is rebuilt from, so -- as
+ * xfs_repair's phases 4 and 5 do -- the AG's space is computed, not read:
+ * used = what the scan collected (every inode's forks, the static owners)
+ * plus the free list; free = the rest of the AG, the old rmap, bno and cnt
+ * blocks among it (no owner was found for them). The three new trees take
+ * their blocks from that free space, and all three are installed in ONE
+ * transaction. Crash-safe as the others: a checkpoint first (so no logged
+ * image of an old block can be replayed over a new one), the new blocks
+ * kept off every block the old trees still reach through nodes that verify
+ * (a crash before the commit leaves them as readable as they were), and
+ * those marked busy once free (not reused before the next checkpoint).
+ */
+function commitRmapAndFreeSpace(fsx: Rmapfs, agno: number, mem: MemBtree, scratch: PauseScratch, scanMs: number):
+  Omit<RmapRepairResult, 'inodesScanned' | 'scanMs' | 'xfileBytes' | 'heapGrowthMib' | 'sickForks'> {
+  const fs = fsx.fs;
+  const collected = mem.flatLeaves(scratch.flat);
+  fs.checkpoint();
+  const t1 = process.hrtime.bigint();
+  let loadMs = 0;
+  const result = fs.run(() => {
+    const ag = fs.alloc.ag(agno);
+    const used = collectedBlocks(collected, ag.rmap.ops.recSize);
+    const freeList = ExtentBitmap.of(ag.agflBlocks().map((b) => ({ start: b, len: 1 })));
+    freeList.walk((start, len) => { if (used.overlaps(start, len)) throw bothFreeAndUsed(agno, start); });
+    const free = used.union(freeList).complement(ag.length);
+    // Old blocks that some owner holds after all are not the old trees' to free (a stale pointer).
+    const oldRmap = reachableBlocks(ag.rmap).subtractAll(used);
+    const oldFreeSpace = reachableBlocks(ag.bno).union(reachableBlocks(ag.cnt)).subtractAll(used);
+    const old = oldRmap.clone().union(oldFreeSpace);
+    const avoid = ExtentBitmap.of(ag.busyExtents().map((b) => ({ start: b.startblock, len: b.blockcount }))).union(old);
+    const r = reserveSpaceBtrees(ag, free, freeList, avoid, collected.records);
+    const blocks: number[] = [];
+    r.reserved.walk((start, len) => { for (let i = 0; i < len; i++) blocks.push(start + i); });
+    const { records: freeExtents, longest } = installFreeSpaceBtrees(fs, ag, r.free, blocks.slice(0, r.bno), blocks.slice(r.bno, r.bno + r.cnt));
+    const agRecs: RmapRecord[] = r.agExtents.map((e) => ({ startblock: e.start, blockcount: e.len, owner: OWN_AG, offset: 0, flags: 0 }));
+    const records = collected.records + agRecs.length;
+    const installed = installStagedBtree(fs, ag, 'rmap', records, mergedRecords(collected, agRecs, ag.rmap.ops.recSize, agno),
+      blocks.slice(r.bno + r.cnt), scratch.arena);
+    loadMs = installed.loadMs;
+    old.walk((start, len) => { ag.markBusy(start, len, true); });
+    // The free list back to its target from the new trees (through the allocator: the rmap hears of it).
+    ag.fixFreelist();
+    return {
+      records, blocks: installed.blocks, oldBlocks: oldRmap.blocks,
+      freeSpace: { records: freeExtents, freeBlocks: r.free.blocks, longest, bnoBlocks: r.bno, cntBlocks: r.cnt, oldBlocks: oldFreeSpace.blocks },
+    };
+  });
+  const commitPauseMs = Number(process.hrtime.bigint() - t1) / 1e6;
+  const ag = fs.alloc.ag(agno);
+  ag.health.markHealthy('bnobt');
+  ag.health.markHealthy('cntbt');
+  log('AG %d: rmap and free-space btrees rebuilt together from the scan: %d records, %d free extents; pause %d ms',
+    agno, result.records, result.freeSpace.records, Math.round(commitPauseMs));
+  return {
+    agno, records: result.records, blocks: result.blocks, oldBlocks: result.oldBlocks, loadMs, commitPauseMs,
+    freeSpace: {
+      agno, ...result.freeSpace, freeBlocks: ag.freeBlocks, longest: ag.longestFree, rmapRecordsScanned: collected.records,
+      liveUpdates: 0, scanMs, commitPauseMs, withRmap: true,
+    },
+  };
+}
+
 /**
  * Rebuilds the rmap btrees of the given AGs online: one inode scan collects
  * them all, then each AG commits in turn, the event loop running between the
@@ -321,6 +456,10 @@ function commitNewRmap(fsx: Rmapfs, agno: number, mem: MemBtree, scratch: PauseS
 export async function repairRmaps(fsx: Rmapfs, agnos: readonly number[], options: RepairOptions = {}): Promise<RmapRepairResult[]> {
   const t0 = process.hrtime.bigint();
   const measureHeap = options.measureHeap ?? true;
+  if ((options.freeSpaceToo?.length ?? 0) > 0 && options.unmounted !== true) {
+    // The space is computed from the scan: nothing may allocate or free meanwhile.
+    throw new RmapfsError('EINVAL', 'the rmap and free-space btrees are rebuilt together only on an unmounted filesystem');
+  }
   const heapBefore = heapUsed(measureHeap);
   const collector = new RmapCollector(fsx, agnos);
   const results: RmapRepairResult[] = [];
@@ -336,7 +475,8 @@ export async function repairRmaps(fsx: Rmapfs, agnos: readonly number[], options
       const mem = collector.memOf(agno);
       const xfileBytes = mem.bytesHeld();
       options.onCommit?.(agno, false);
-      const r = commitNewRmap(fsx, agno, mem, scratch);
+      const r = options.freeSpaceToo?.includes(agno) === true ? commitRmapAndFreeSpace(fsx, agno, mem, scratch, scanMs)
+        : commitNewRmap(fsx, agno, mem, scratch);
       const built = collector.builtOf(agno);
       collector.release(agno);
       options.onCommit?.(agno, true);

@@ -15,6 +15,7 @@
 import type { BtreeOps } from '../btree/btree-ops';
 import { magicOf } from '../btree/btree-block';
 import { isInodeOwner, ownerName, OWN_INODES, OWN_NULL } from '../format/owners';
+import { u64Text } from '../io/meta-header';
 
 export const RMAP_REC_SIZE = 24;
 export const RMAP_KEY_SIZE = 20;
@@ -36,6 +37,8 @@ export interface RmapRecord {
   offset: number;
   /** Any of RMAP_ATTR_FORK | RMAP_BMBT_BLOCK | RMAP_UNWRITTEN. */
   flags: number;
+  /** The owner's exact decimal text, set by decodeRmap only when it is above 2^53 (`owner` rounds it): for reports. */
+  ownerExact?: string;
 }
 
 export function encodeRmap(r: RmapRecord, b: Buffer, off: number): void {
@@ -54,13 +57,15 @@ export function decodeRmapOwner(b: Buffer, off: number): number {
 
 export function decodeRmap(b: Buffer, off: number): RmapRecord {
   const offHi = b.readUInt32BE(off + 16);
-  return {
+  const r: RmapRecord = {
     startblock: b.readUInt32BE(off),
     blockcount: b.readUInt32BE(off + 4),
     owner: decodeRmapOwner(b, off),
     offset: (offHi & OFFSET_HI_MASK) * TWO32 + b.readUInt32BE(off + 20),
     flags: (offHi & FLAG_MASK) >>> 0,
   };
+  if (!Number.isSafeInteger(r.owner)) r.ownerExact = u64Text(b, off + 8);
+  return r;
 }
 
 export function encodeRmapKey(startblock: number, owner: number, offset: number, flags: number, b: Buffer, off = 0): void {
@@ -136,6 +141,6 @@ export const rmapBtreeOps: BtreeOps = {
     const m = decodeRmap(rec, r);
     const flags = [m.flags & RMAP_ATTR_FORK ? 'attr' : '', m.flags & RMAP_BMBT_BLOCK ? 'bmbt' : '',
       m.flags & RMAP_UNWRITTEN ? 'unwritten' : ''].filter(Boolean).join(',');
-    return `[${m.startblock}+${m.blockcount}] owner ${m.owner} offset ${m.offset}${flags ? ` (${flags})` : ''}`;
+    return `[${m.startblock}+${m.blockcount}] owner ${m.ownerExact ?? m.owner} offset ${m.offset}${flags ? ` (${flags})` : ''}`;
   },
 };

@@ -35,7 +35,7 @@ export function rmapContinues(a: RmapRecord, b: RmapRecord): boolean {
 }
 
 export function formatRmap(r: RmapRecord): string {
-  return `[${r.startblock}+${r.blockcount}] ${ownerName(r.owner)}${isInodeOwner(r.owner) ? ` offset ${r.offset}` : ''}`
+  return `[${r.startblock}+${r.blockcount}] ${ownerName(r.owner, r.ownerExact)}${isInodeOwner(r.owner) ? ` offset ${r.offset}` : ''}`
     + `${r.flags & RMAP_UNWRITTEN ? ' unwritten' : ''}`;
 }
 

@@ -234,7 +234,7 @@ class CoverageWalk {
     this.freeBefore(start);
     this.take(start, len, () => {
       const r = decodeRmap(b, off);
-      return `rmap record ${r.startblock}+${r.blockcount} (${ownerName(r.owner)})`;
+      return `rmap record ${r.startblock}+${r.blockcount} (${ownerName(r.owner, r.ownerExact)})`;
     });
   }
 

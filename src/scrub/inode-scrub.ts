@@ -202,7 +202,8 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     const dotdot = dir.lookup(DOTDOT);
     if (dotdot !== null && dotdot.ftype !== DT_DIR) bad(dirIno, `".." has file type ${dotdot.ftype}`, 'directory');
     try {
-      if (dir.parent !== parentOf.get(dirIno)) bad(dirIno, `".." is ${dir.parent}, the parent is ${parentOf.get(dirIno)}`, 'directory');
+      // Said as the entry holds it (direntIno): exact above 2^53, where the number rounds.
+      if (dir.parent !== parentOf.get(dirIno)) bad(dirIno, `".." is ${dotdot === null ? dir.parent : direntIno(dotdot)}, the parent is ${parentOf.get(dirIno)}`, 'directory');
     } catch (e) {
       bad(dirIno, e instanceof Error ? e.message : String(e), 'directory');
     }
@@ -333,6 +334,8 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
         bad(...args);
       };
       if (type === S_IFREG && inode.size > MAX_FILE_SIZE) bad(ino, `size ${inode.sizeText} is past the largest file (${MAX_FILE_SIZE})`);
+      // (Past 2^63 the kernel refuses the attributes outright: every lookup of the name is EIO.)
+      if (isSpecialFile(type) && inode.size !== 0) bad(ino, `${typeName(type)} of size ${inode.sizeText} (special files have size 0)`);
       for (const o of dataForkOwned(inode, fs.alloc, geo, walk)) {
         if (o === PAUSE) {
           yield;
@@ -405,10 +408,13 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
   // 4. Every rmap record of a file owner belongs to a file in use that holds that many blocks (where every
   //    rmap is the one rebuilt from these forks, so are its totals: the caller's digests say whether they are).
   const rmapByOwner = new Map<number, number>();
+  // Owners above 2^53 (damage) as the record says them: the number rounds.
+  const exactOwner = new Map<number, string>();
   for (const ag of everyAgDigested ? [] : fs.alloc.ags) {
     try {
       yield* eachRecord(ag.rmap, (b, off) => {
         const r = decodeRmap(b, off);
+        if (r.ownerExact !== undefined) exactOwner.set(r.owner, r.ownerExact);
         if (isInodeOwner(r.owner)) rmapByOwner.set(r.owner, (rmapByOwner.get(r.owner) ?? 0) + r.blockcount);
       });
     } catch {
@@ -417,7 +423,9 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
   }
   for (const [owner, blocks] of rmapByOwner) {
     const held = heldByOwner.get(owner);
-    if (held === undefined) problems.add('rmap', geo.inoAgno(owner), -1, `rmap gives ${blocks} blocks to inode ${owner}, which is not in use`, undefined, owner);
+    if (held === undefined) {
+      problems.add('rmap', geo.inoAgno(owner), -1, `rmap gives ${blocks} blocks to inode ${exactOwner.get(owner) ?? owner}, which is not in use`, undefined, owner);
+    }
     else if (held !== blocks) problems.add('rmap', geo.inoAgno(owner), -1, `rmap gives inode ${owner} ${blocks} blocks, it holds ${held}`, undefined, owner);
   }
   return result;
@@ -509,6 +517,11 @@ function* indexRmap(tree: Btree): ScrubSteps<RmapIndex | null> {
 const TYPE_NAMES = new Map([[S_IFREG, 'regular file'], [S_IFDIR, 'directory'], [S_IFLNK, 'symlink'], [S_IFIFO, 'fifo'],
   [S_IFCHR, 'character device'], [S_IFBLK, 'block device'], [S_IFSOCK, 'socket']]);
 
+/** A FIFO, socket or device: no data, size 0. */
+export function isSpecialFile(type: number): boolean {
+  return type === S_IFIFO || type === S_IFCHR || type === S_IFBLK || type === S_IFSOCK;
+}
+
 /** A file type (mode & S_IFMT) in words. */
 export function typeName(type: number): string {
   return TYPE_NAMES.get(type) ?? `unknown (${type.toString(8)})`;
@@ -591,7 +604,7 @@ function checkMapped(fs: ScrubSource, rmapOf: (agno: number) => RmapLookup, inod
   // fewer blocks (xfs_scrub's xchk_bmap_xref_rmap): the block map is wrong, and is rebuilt from the rmap.
   // Another owner's block stays the rmap's to answer for: an rmap record's owner damaged looks the same.
   const mapsWrongly = o.kind === 'data' && r.owner === inode.ino && flagsOk && rmapSound(agno);
-  bad(inode.ino, `${what}${unwritten ? ' (unwritten)' : ''}: the rmap says [${r.startblock}+${r.blockcount}] owner ${r.owner} `
+  bad(inode.ino, `${what}${unwritten ? ' (unwritten)' : ''}: the rmap says [${r.startblock}+${r.blockcount}] owner ${r.ownerExact ?? r.owner} `
     + `offset ${r.offset}${(r.flags & RMAP_UNWRITTEN) !== 0 ? ' (unwritten)' : ''}`, mapsWrongly ? 'bmbt' : 'rmap');
   return mapsWrongly;
 }

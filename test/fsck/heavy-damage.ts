@@ -45,7 +45,8 @@ const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
 const S_IFLNK = 0o120000;
 
-type FileType = 'file' | 'dir' | 'symlink';
+/** 'special': a FIFO, socket or device -- the build makes none, a damaged mode can (never opened: a FIFO's open waits for a writer). */
+type FileType = 'file' | 'dir' | 'symlink' | 'special';
 
 interface ManifestEntry {
   path: string;
@@ -76,7 +77,8 @@ function fileType(mode: number): FileType {
   switch (mode & S_IFMT) {
     case S_IFDIR: return 'dir';
     case S_IFLNK: return 'symlink';
-    default: return 'file';
+    case S_IFREG: return 'file';
+    default: return 'special';
   }
 }
 
@@ -175,7 +177,7 @@ function describe(fsx: Rmapfs, ino: number, p: string, content?: Buffer): Manife
 }
 
 function countTypes(manifest: readonly ManifestEntry[]): Record<FileType, number> {
-  const out: Record<FileType, number> = { file: 0, dir: 0, symlink: 0 };
+  const out: Record<FileType, number> = { file: 0, dir: 0, symlink: 0, special: 0 };
   for (const e of manifest) out[e.type]++;
   return out;
 }

@@ -2,13 +2,16 @@
  * Inode numbers above 2^53 (only damage puts them on disk) print exactly: a
  * JS number would round 2^60 + 3 to 2^60. A directory entry's inode number
  * in check's report and the directory repair's, an inode's own number field
- * in the core repair's report, and a u64 field as db reads it.
+ * in the core repair's report, a u64 field as db reads it, a directory's
+ * ".." in check's report, and an rmap record's owner in check's.
  */
 import t from 'tap';
 import type { Test } from 'tap';
 import * as fs from 'fs';
 import { Rmapfs } from '../../src/fs/rmapfs';
-import { Directory, DIRENT_SIZE, decodeDirent } from '../../src/dir/dir';
+import { Directory, DIRENT_SIZE, DOTDOT, decodeDirent } from '../../src/dir/dir';
+import { OFF_NUMRECS } from '../../src/btree/btree-block';
+import { decodeRmap } from '../../src/rmap/rmap-btree';
 import { BLOCK_SIZE } from '../../src/format/superblock';
 import { INODES_PER_BLOCK } from '../../src/format/geometry';
 import { INODE_FIELDS, OFF_I_INO, S_IFREG } from '../../src/inode/inode-format';
@@ -96,4 +99,55 @@ t.test("an inode's own number field damaged to 2^60 + 3", async (t) => {
   const changes = await repairAll(fsx);
   t.ok(changes.some((c) => c.includes(`inode number ${BIG_TEXT} -> ${fileIno}`)), `the core repair names it exactly: ${changes.join(' | ')}`);
   t.same(check(fsx), [], 'clean after the repair');
+});
+
+t.test('a directory\'s ".." naming inode 2^60 + 3', async (t) => {
+  const { image, fsx: first, dirIno } = populated(t);
+  first.fs.run(() => {
+    const tree = new Directory(first.inodes.get(dirIno), first.fs.alloc, first.fs.geo).tree;
+    tree.visitBlocks((ptr, level) => {
+      if (level !== 0) return;
+      const buf = first.fs.cache.read(ptr, tree.bufOps);
+      for (let i = 0; i < buf.data.readUInt16BE(OFF_NUMRECS); i++) {
+        const off = tree.geo.recOffset(i);
+        const d = decodeDirent(buf.data, off);
+        if (!d.name.equals(DOTDOT)) continue;
+        const at = buf.data.subarray(off, off + DIRENT_SIZE).indexOf(beU64(d.ino));
+        putU64(buf.data, off + at, BIG);
+        first.fs.cache.markDirty(buf);
+      }
+    });
+  });
+  const fsx = remount(image, first);
+  t.teardown(() => fsx.close());
+  const found = check(fsx);
+  t.ok(found.some((l) => l.includes(`".." is ${BIG_TEXT},`)), `check names it exactly: ${found.join(' | ')}`);
+});
+
+t.test("an rmap record's owner damaged to 2^60 + 3", async (t) => {
+  const { image, fsx: first, fileIno } = populated(t);
+  // The record's owner is found by its value (the record layout is rmap-btree.ts's alone).
+  let changed = 0;
+  first.fs.run(() => {
+    for (const ag of first.fs.alloc.ags) {
+      ag.rmap.visitBlocks((ptr, level) => {
+        if (level !== 0) return;
+        const buf = first.fs.cache.read(ag.rmap.storage.bnoOf(ptr), ag.rmap.bufOps);
+        for (let i = 0; i < buf.data.readUInt16BE(OFF_NUMRECS); i++) {
+          const off = ag.rmap.geo.recOffset(i);
+          if (decodeRmap(buf.data, off).owner !== fileIno) continue;
+          const at = buf.data.subarray(off, off + ag.rmap.ops.recSize).indexOf(beU64(fileIno));
+          putU64(buf.data, off + at, BIG);
+          first.fs.cache.markDirty(buf);
+          changed++;
+        }
+      });
+    }
+  });
+  t.equal(changed, 1, 'one record changed');
+  const fsx = remount(image, first);
+  t.teardown(() => fsx.close());
+  const found = check(fsx);
+  t.ok(found.some((l) => l.includes(`to inode ${BIG_TEXT}, which is not in use`)), `check names it exactly: ${found.join(' | ')}`);
+  t.notOk(found.some((l) => l.includes(String(Number(BIG)))), 'no line rounds it');
 });

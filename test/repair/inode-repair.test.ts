@@ -13,7 +13,7 @@ import { onlineRepair } from '../../src/fsck/online';
 import { selectStructures } from '../../src/fsck/table';
 import { repairInodeCore } from '../../src/repair/inode-repair';
 import type { FileRepairResult } from '../../src/repair/file-repair';
-import { S_IFREG } from '../../src/inode/inode-format';
+import { S_IFIFO, S_IFREG, S_IFSOCK } from '../../src/inode/inode-format';
 import { BLOCK_SIZE } from '../../src/format/superblock';
 import { INODES_PER_BLOCK } from '../../src/format/geometry';
 import { BlockMap } from '../../src/file/bmap';
@@ -100,4 +100,28 @@ t.test('an "inode" in a block no inode chunk holds is left alone (a damaged inod
   fsx.fsync();
   model.unchanged(t, fsx);
   t.same(check(fsx), [], 'clean');
+});
+
+t.test('a FIFO and a socket with a size (past 2^63: the kernel refuses their attributes): size 0 again', async (t) => {
+  const image = scratchImage(t, { size: 32 << 20, agCount: 2 });
+  const fsx = Rmapfs.open(image);
+  t.teardown(() => fsx.close());
+  const rng = new Rng(testSeed(17));
+  const model = new Model();
+  bystanders(fsx, model, rng, 5);
+  const fifo = fsx.create(fsx.rootIno, 'fifo', S_IFIFO | 0o644, 0, 0).ino;
+  const socket = fsx.create(fsx.rootIno, 'socket', S_IFSOCK | 0o644, 0, 0).ino;
+  fsx.fs.run(() => {
+    fsx.inodes.get(fifo).size = 2 ** 63 + 2 ** 62;
+    fsx.inodes.get(socket).size = 4096;
+  });
+  const found = check(fsx);
+  t.ok(found.some((p) => p.includes(`inode ${fifo}: fifo of size`)) && found.some((p) => p.includes(`inode ${socket}: socket of size 4096`)),
+    `check sees both: ${found.join(' | ')}`);
+  const reply = await onlineRepair(fsx, selectStructures(null, null), null, { forceRebuild: false, measureHeap: false, cancelled: () => false }, quietHooks);
+  const changes = ((reply.files ?? []) as FileRepairResult[]).map((f) => `${f.ino}: ${f.changes.join('; ')}`);
+  t.ok(changes.some((c) => c.startsWith(`${socket}: size 4096 -> 0 (a socket has no data)`)), changes.join(' | '));
+  t.equal(fsx.stat(fifo).size, 0, 'the FIFO has size 0');
+  t.same(check(fsx), [], 'clean after the repair');
+  model.unchanged(t, fsx);
 });
