@@ -51,13 +51,19 @@ import { FORK_BTREE } from '../inode/inode-format';
 import type { Rmapfs } from '../fs/rmapfs';
 import { Pacer } from '../io/pacer';
 import type { FileRepairOptions, FileRepairResult } from './file-repair';
+import type { CollectOptions } from './rmap-collect';
 import { Orphanage, ORPHANAGE_NAME } from './orphanage';
 import { findAllPaths } from './file-paths';
 
 const log = createDebug('rmapfs:repair');
 
+/** A file repair's options, and whether the filesystem is unmounted (bigger units: nothing waits). */
+type LinkCountOptions = FileRepairOptions & Pick<CollectOptions, 'unmounted'>;
+
 /** Directory entries read per unit of work (then to the end of that hash). */
 const ENTRIES_PER_UNIT = 32;
+/** The same offline (CollectOptions.unmounted): each unit is a descent from the directory's root. */
+const ENTRIES_PER_UNIT_UNMOUNTED = 65536;
 /** Inodes per counts array: an inode chunk. */
 const PER_ARRAY = 64;
 
@@ -209,7 +215,7 @@ export class LinkCountScan {
   }
 
   /** One unit: the next few entries of the directory being read (to the end of a hash); true when it is done. */
-  private readSome(reading: { dir: number; hashFrom: number }): boolean {
+  private readSome(reading: { dir: number; hashFrom: number }, perUnit: number): boolean {
     const dir = this.directoryAt(reading.dir);
     // Freed (or no longer a directory) since the last unit: the hook took its names away as they went.
     if (dir === null) return true;
@@ -222,7 +228,7 @@ export class LinkCountScan {
     for (let ok = cur.lookup(key, 0, 'ge'); ok; ok = cur.increment()) {
       const { block, offset } = cur.recordAt();
       const d = decodeDirent(block, offset);
-      if (n >= ENTRIES_PER_UNIT && d.hash !== lastHash) {
+      if (n >= perUnit && d.hash !== lastHash) {
         reading.hashFrom = d.hash;
         return false;
       }
@@ -236,8 +242,9 @@ export class LinkCountScan {
   }
 
   /** Reads every directory, in paced slices (the hook must be open). */
-  async collect(options: FileRepairOptions): Promise<void> {
+  async collect(options: LinkCountOptions): Promise<void> {
     const t0 = process.hrtime.bigint();
+    const perUnit = options.unmounted === true ? ENTRIES_PER_UNIT_UNMOUNTED : ENTRIES_PER_UNIT;
     const { alloc, geo } = this.fsx.fs;
     const iscan = new InodeScanCursor(alloc, geo);
     const pacer = new Pacer(options);
@@ -262,7 +269,7 @@ export class LinkCountScan {
         const reading = this.reading;
         let done: boolean;
         try {
-          done = this.readSome(reading);
+          done = this.readSome(reading, perUnit);
         } catch (e) {
           throw unreadable(reading.dir, e);
         }
@@ -419,7 +426,7 @@ async function nameRaisedFiles(fsx: Rmapfs, raised: ReadonlySet<FileRepairResult
  * directory that cannot be read stops it before anything changes
  * (EFSCORRUPTED): without its names no count can be trusted.
  */
-export async function repairLinkCounts(fsx: Rmapfs, options: FileRepairOptions = {}): Promise<FileRepairResult[]> {
+export async function repairLinkCounts(fsx: Rmapfs, options: LinkCountOptions = {}): Promise<FileRepairResult[]> {
   const scan = new LinkCountScan(fsx);
   const results: FileRepairResult[] = [];
   scan.open();
