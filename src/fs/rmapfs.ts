@@ -17,6 +17,8 @@ import { Directory, DT_DIR, DOTDOT, checkName, dtypeOfMode } from '../dir/dir';
 import { freeAllData, readFile, truncateFile, writeFile } from '../file/file';
 import { BlockMap } from '../file/bmap';
 import { fallocateFile, fallocateOp } from '../file/fallocate';
+import { seekHoleData } from '../file/seek';
+import type { SeekKind } from '../file/seek';
 import type { FileContext } from '../file/file';
 import { BLOCK_SIZE, SUPERBLOCK_FIELDS } from '../format/superblock';
 import { NAME_MAX } from '../dir/dir';
@@ -356,6 +358,18 @@ export class Rmapfs {
     if (inode.isDir) throw new RmapfsError('EISDIR', `inode ${ino} is a directory`);
     if (inode.type !== S_IFREG) throw new RmapfsError('EINVAL', `inode ${ino} is not a regular file`);
     return readFile(this.ctx, inode, pos, len);
+  }
+
+  /**
+   * lseek(2)'s SEEK_DATA / SEEK_HOLE on a regular file, from its block map
+   * (src/file/seek.ts: unwritten extents are holes, as XFS says). Other
+   * types: EINVAL -- the kernel answers those itself (generic_file_llseek
+   * for a FUSE directory) and never asks.
+   */
+  seek(ino: number, offset: number, kind: SeekKind): number {
+    const inode = this.inode(ino);
+    if (inode.type !== S_IFREG) throw new RmapfsError('EINVAL', `inode ${ino} is not a regular file`);
+    return seekHoleData(new BlockMap(inode, this.fs.alloc, this.fs.geo), inode.size, offset, kind);
   }
 
   /**

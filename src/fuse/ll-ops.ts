@@ -14,7 +14,7 @@ import type { AtimePolicy, Rmapfs, Stat } from '../fs/rmapfs';
 import { S_IFMT, S_IFREG } from '../inode/inode-format';
 import type { Timespec } from '../inode/inode-format';
 import { now } from '../inode/inode';
-import { RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT } from './lowlevel';
+import { RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, SEEK_DATA, SEEK_HOLE } from './lowlevel';
 import type { Attr, Entry, ErrorReply, LowLevelHandlers, Time } from './lowlevel';
 
 const log = createDebug('rmapfs:fuse');
@@ -312,6 +312,12 @@ export class LowLevelOps {
         // Every mode the kernel passes on (allocate, KEEP_SIZE, punch hole, zero range); the rest is EOPNOTSUPP.
         this.fsx.fallocate(req.fh, req.mode, req.offset, req.length);
         return () => reply.ok();
+      }),
+      // SEEK_DATA / SEEK_HOLE from the block map (ENXIO past EOF); without this handler the kernel
+      // calls the whole file data, and `cp --sparse`, `fallocate -d`, tar read every byte.
+      lseek: (req, reply) => this.run('lseek', reply, () => {
+        if (req.whence !== SEEK_DATA && req.whence !== SEEK_HOLE) throw new RmapfsError('EINVAL', `lseek whence ${req.whence}`);
+        reply.position(this.fsx.seek(req.fh, req.offset, req.whence === SEEK_DATA ? 'data' : 'hole'));
       }),
     };
   }
