@@ -60,13 +60,14 @@ namespace {
   X(UNLINK, 8) X(RMDIR, 9) X(SYMLINK, 10) X(RENAME, 11) X(LINK, 12) X(OPEN, 13) X(READ, 14) X(WRITE, 15) \
   X(FLUSH, 16) X(RELEASE, 17) X(FSYNC, 18) X(OPENDIR, 19) X(READDIR, 20) X(RELEASEDIR, 21) X(FSYNCDIR, 22) \
   X(STATFS, 23) X(SETXATTR, 24) X(GETXATTR, 25) X(LISTXATTR, 26) X(REMOVEXATTR, 27) X(ACCESS, 28) \
-  X(CREATE, 29) X(FALLOCATE, 30)
+  X(CREATE, 29) X(FALLOCATE, 30) X(LSEEK, 31)
 
 // Slots of the "in" scratch (request numbers; lowlevel.ts In).
 //  INO: ino, or the parent directory; INO2: newparent (rename, link); FH: fi->fh;
-//  OFFSET: read/write/readdir/fallocate offset; SIZE: read/readdir/xattr size,
+//  OFFSET: read/write/readdir/fallocate/lseek offset; SIZE: read/readdir/xattr size,
 //  fallocate length; MODE: mode (mknod, mkdir, create), fallocate mode; FLAGS:
-//  open flags, setxattr flags, fsync datasync, access mask, rename flags;
+//  open flags, setxattr flags, fsync datasync, access mask, rename flags, lseek
+//  whence;
 //  UID/GID/PID/UMASK: the caller (fuse_req_ctx); RDEV: mknod; TO_SET: setattr's
 //  FUSE_SET_ATTR_* bits, A_*: its values; HAS_FH: 1 when fi was given
 //  (getattr/setattr may have none); NLOOKUP: forget.
@@ -100,6 +101,8 @@ enum OutStatfs : int { RMAPFS_STATFS_SLOTS(RMAPFS_ENUM_SF) };
 #undef RMAPFS_ENUM_SF
 constexpr int IN_COUNT = 24;   // scratch lengths: room to spare beyond the last slot
 constexpr int OUT_COUNT = 24;
+// JS names the handled ops in a 32-bit mask (BuildOps): a 33rd op needs a wider one.
+static_assert(OP_LSEEK < 32, "the handler mask has 32 bits");
 static_assert(IN_NLOOKUP < IN_COUNT && OUT_CTIME_NS < OUT_COUNT && SF_NAMEMAX < OUT_COUNT, "scratch too small");
 
 // replyOpen/replyCreate flag bits (OpenFlags in lowlevel.ts).
@@ -468,6 +471,17 @@ void LlFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t l
   Deliver(SessionOf(req), r);
 }
 
+// Only SEEK_DATA and SEEK_HOLE reach us: the kernel answers SEEK_SET/CUR/END
+// itself (fuse_file_llseek).
+void LlLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
+  Request r;
+  Start(r, req, OP_LSEEK, ino);
+  SetFi(r, fi);
+  r.in[IN_OFFSET] = static_cast<double>(off);
+  r.in[IN_FLAGS] = whence;
+  Deliver(SessionOf(req), r);
+}
+
 // Only the operations JS handles are filled in: for the others libfuse's
 // own default answer applies (ENOSYS for most, which also tells the kernel
 // to stop asking, e.g. for flush, fsync, access, getxattr).
@@ -506,6 +520,7 @@ fuse_lowlevel_ops BuildOps(uint32_t mask) {
   if (has(OP_ACCESS)) ops.access = LlAccess;
   if (has(OP_CREATE)) ops.create = LlCreate;
   if (has(OP_FALLOCATE)) ops.fallocate = LlFallocate;
+  if (has(OP_LSEEK)) ops.lseek = LlLseek;
   return ops;
 }
 
@@ -935,6 +950,12 @@ Napi::Value ReplyWrite(const Napi::CallbackInfo& info) {
   return Result(info.Env(), fuse_reply_write(p.req, static_cast<size_t>(Arg(info, 1))));
 }
 
+// replyLseek(id, offset): the file position lseek(2) returns.
+Napi::Value ReplyLseek(const Napi::CallbackInfo& info) {
+  Pending p = Take(info);
+  return Result(info.Env(), fuse_reply_lseek(p.req, static_cast<off_t>(Arg(info, 1))));
+}
+
 // replyBuf(id, buffer[, offset, length]): the bytes are sent (copied into
 // the kernel) before this returns.
 Napi::Value ReplyBuf(const Napi::CallbackInfo& info) {
@@ -1139,6 +1160,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("replyOpen", Napi::Function::New(env, ReplyOpen, "replyOpen"));
   exports.Set("replyWrite", Napi::Function::New(env, ReplyWrite, "replyWrite"));
   exports.Set("replyBuf", Napi::Function::New(env, ReplyBuf, "replyBuf"));
+  exports.Set("replyLseek", Napi::Function::New(env, ReplyLseek, "replyLseek"));
   exports.Set("replyStatfs", Napi::Function::New(env, ReplyStatfs, "replyStatfs"));
   exports.Set("replyXattr", Napi::Function::New(env, ReplyXattr, "replyXattr"));
   exports.Set("replyReaddir", Napi::Function::New(env, ReplyReaddir, "replyReaddir"));

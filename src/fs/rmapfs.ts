@@ -17,6 +17,8 @@ import { Directory, DT_DIR, DOTDOT, checkName, dtypeOfMode } from '../dir/dir';
 import { freeAllData, readFile, truncateFile, writeFile } from '../file/file';
 import { BlockMap } from '../file/bmap';
 import { fallocateFile, fallocateOp } from '../file/fallocate';
+import { seekHoleData } from '../file/seek';
+import type { SeekKind } from '../file/seek';
 import type { FileContext } from '../file/file';
 import { BLOCK_SIZE, SUPERBLOCK_FIELDS } from '../format/superblock';
 import { NAME_MAX } from '../dir/dir';
@@ -93,6 +95,11 @@ export interface StatFs {
 }
 
 type Name = string | Buffer;
+
+export interface RenameOptions {
+  /** Fail with EEXIST rather than replace an existing target (renameat2's RENAME_NOREPLACE). */
+  noReplace?: boolean;
+}
 
 function nameBytes(name: Name): Buffer {
   return typeof name === 'string' ? Buffer.from(name, 'utf8') : name;
@@ -354,6 +361,18 @@ export class Rmapfs {
   }
 
   /**
+   * lseek(2)'s SEEK_DATA / SEEK_HOLE on a regular file, from its block map
+   * (src/file/seek.ts: unwritten extents are holes, as XFS says). Other
+   * types: EINVAL -- the kernel answers those itself (generic_file_llseek
+   * for a FUSE directory) and never asks.
+   */
+  seek(ino: number, offset: number, kind: SeekKind): number {
+    const inode = this.inode(ino);
+    if (inode.type !== S_IFREG) throw new RmapfsError('EINVAL', `inode ${ino} is not a regular file`);
+    return seekHoleData(new BlockMap(inode, this.fs.alloc, this.fs.geo), inode.size, offset, kind);
+  }
+
+  /**
    * The file was read (or the directory listed, the symlink followed):
    * updates its atime as the policy says (Linux's atime_needs_update and
    * relatime_need_update). Never on a read-only or shut-down filesystem.
@@ -513,7 +532,12 @@ export class Rmapfs {
     });
   }
 
-  rename(srcDirIno: number, srcName: Name, dstDirIno: number, dstName: Name): void {
+  /**
+   * rename(2), one transaction. noReplace (renameat2's RENAME_NOREPLACE):
+   * EEXIST when the target name exists -- even a link to the same file, as
+   * the VFS answers -- and otherwise the same rename.
+   */
+  rename(srcDirIno: number, srcName: Name, dstDirIno: number, dstName: Name, options: RenameOptions = {}): void {
     this.fs.run(() => {
       const sName = nameBytes(srcName);
       const dName = nameBytes(dstName);
@@ -524,17 +548,9 @@ export class Rmapfs {
       if (s === null || sName.equals(DOTDOT)) throw new RmapfsError('ENOENT', `'${sName.toString()}' does not exist`);
       const moving = this.inode(s.ino);
       const d = dstDir.lookup(dName);
+      if (d !== null && options.noReplace) throw new RmapfsError('EEXIST', `'${dName.toString()}' exists`);
       if (d !== null && d.ino === s.ino) return; // same file: nothing to do
-      if (moving.isDir && srcDirIno !== dstDirIno) {
-        // A directory may not move below itself.
-        for (let at = dstDirIno; ; ) {
-          if (at === s.ino) throw new RmapfsError('EINVAL', 'cannot move a directory into itself');
-          if (at === this.rootIno) break;
-          const up = new Directory(this.inode(at), this.fs.alloc, this.fs.geo).parent;
-          if (up === at) break;
-          at = up;
-        }
-      }
+      if (moving.isDir && srcDirIno !== dstDirIno) this.refuseMoveBelowItself(s.ino, dstDirIno);
       if (d !== null) {
         const victim = this.inode(d.ino);
         if (moving.isDir && !victim.isDir) throw new RmapfsError('ENOTDIR', `'${dName.toString()}' is not a directory`);
@@ -551,16 +567,68 @@ export class Rmapfs {
         dstDir.add(dName, s.ino, s.ftype);
       }
       srcDir.remove(sName);
-      if (moving.isDir && srcDirIno !== dstDirIno) {
-        new Directory(moving, this.fs.alloc, this.fs.geo).replace(DOTDOT, dstDirIno, DT_DIR);
-        srcDir.inode.nlink = srcDir.inode.nlink - 1;
-        dstDir.inode.nlink = dstDir.inode.nlink + 1;
-      }
+      if (moving.isDir && srcDirIno !== dstDirIno) this.moveDirectory(moving, srcDir.inode, dstDir.inode);
       moving.touch('ctime');
       srcDir.inode.touch('mtime', 'ctime');
       if (dstDir !== srcDir) dstDir.inode.touch('mtime', 'ctime');
       log('rename %s -> %s', sName.toString(), dName.toString());
     });
+  }
+
+  /**
+   * renameat2's RENAME_EXCHANGE, one transaction: the two names, which must
+   * both exist (ENOENT), swap the inodes they point at -- of any types, a
+   * directory with a file too. A directory that changes parent gets its
+   * '..' pointed at the new one and moves one link from the old parent to
+   * the new (so two directories swapped across parents leave both counts
+   * as they were). Both inodes and both directories get a new ctime, the
+   * directories a new mtime (as xfs_cross_rename). Neither may end up below
+   * itself (EINVAL, as the VFS answers for an exchange either way round).
+   */
+  exchange(aDirIno: number, aName: Name, bDirIno: number, bName: Name): void {
+    this.fs.run(() => {
+      const aBytes = nameBytes(aName);
+      const bBytes = nameBytes(bName);
+      const aDir = this.dir(aDirIno);
+      const bDir = aDirIno === bDirIno ? aDir : this.dir(bDirIno);
+      const a = aDir.lookup(aBytes);
+      if (a === null || aBytes.equals(DOTDOT)) throw new RmapfsError('ENOENT', `'${aBytes.toString()}' does not exist`);
+      const b = bDir.lookup(bBytes);
+      if (b === null || bBytes.equals(DOTDOT)) throw new RmapfsError('ENOENT', `'${bBytes.toString()}' does not exist`);
+      if (a.ino === b.ino) return; // two links to one file: nothing changes
+      const aInode = this.inode(a.ino);
+      const bInode = this.inode(b.ino);
+      const crossing = aDirIno !== bDirIno;
+      if (crossing && aInode.isDir) this.refuseMoveBelowItself(a.ino, bDirIno);
+      if (crossing && bInode.isDir) this.refuseMoveBelowItself(b.ino, aDirIno);
+      aDir.replace(aBytes, b.ino, b.ftype);
+      bDir.replace(bBytes, a.ino, a.ftype);
+      if (crossing && aInode.isDir) this.moveDirectory(aInode, aDir.inode, bDir.inode);
+      if (crossing && bInode.isDir) this.moveDirectory(bInode, bDir.inode, aDir.inode);
+      aInode.touch('ctime');
+      bInode.touch('ctime');
+      aDir.inode.touch('mtime', 'ctime');
+      if (crossing) bDir.inode.touch('mtime', 'ctime');
+      log('exchange %s <-> %s', aBytes.toString(), bBytes.toString());
+    });
+  }
+
+  /** EINVAL when directory dirIno is newParent or one of its ancestors: it may not move below itself. */
+  private refuseMoveBelowItself(dirIno: number, newParent: number): void {
+    for (let at = newParent; ; ) {
+      if (at === dirIno) throw new RmapfsError('EINVAL', 'cannot move a directory into itself');
+      if (at === this.rootIno) return;
+      const up = new Directory(this.inode(at), this.fs.alloc, this.fs.geo).parent;
+      if (up === at) return;
+      at = up;
+    }
+  }
+
+  /** A directory now named in `to` instead of `from`: its '..' follows, and so does the link '..' counts. */
+  private moveDirectory(moved: Inode, from: Inode, to: Inode): void {
+    new Directory(moved, this.fs.alloc, this.fs.geo).replace(DOTDOT, to.ino, DT_DIR);
+    from.nlink = from.nlink - 1;
+    to.nlink = to.nlink + 1;
   }
 
   // ---- file data and attributes -------------------------------------------------------

@@ -14,6 +14,7 @@ import type { AtimePolicy, Rmapfs, Stat } from '../fs/rmapfs';
 import { S_IFMT, S_IFREG } from '../inode/inode-format';
 import type { Timespec } from '../inode/inode-format';
 import { now } from '../inode/inode';
+import { RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, SEEK_DATA, SEEK_HOLE } from './lowlevel';
 import type { Attr, Entry, ErrorReply, LowLevelHandlers, Time } from './lowlevel';
 
 const log = createDebug('rmapfs:fuse');
@@ -48,6 +49,19 @@ export interface LowLevelOpsOptions {
  * extended attributes: only sync does).
  */
 type Change = 'namespace' | 'other';
+
+/**
+ * What renameat2's flags ask for, refused as rename(2) refuses them: EINVAL
+ * for an unknown bit and for NOREPLACE with EXCHANGE. RENAME_WHITEOUT
+ * (overlayfs leaving a whiteout device at the source) is EINVAL too: rmapfs
+ * does not do it, and EINVAL is what a filesystem without it answers.
+ */
+function renameKind(flags: number): 'plain' | 'exchange' {
+  if ((flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT)) !== 0) throw new RmapfsError('EINVAL', `unknown rename flags ${flags}`);
+  if (flags & RENAME_WHITEOUT) throw new RmapfsError('EINVAL', 'RENAME_WHITEOUT is not supported');
+  if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE)) throw new RmapfsError('EINVAL', 'RENAME_NOREPLACE with RENAME_EXCHANGE');
+  return flags & RENAME_EXCHANGE ? 'exchange' : 'plain';
+}
 
 function toTime(t: Timespec): Time {
   return { sec: t.sec, nsec: t.nsec };
@@ -217,9 +231,10 @@ export class LowLevelOps {
         return () => reply.entry(this.entry(st));
       }),
       rename: (req, reply) => this.modify('rename', reply, 'namespace', () => {
-        // renameat2's RENAME_NOREPLACE / EXCHANGE / WHITEOUT: not yet (callers such as mv fall back).
-        if (req.flags !== 0) throw new RmapfsError('EINVAL', `rename flags ${req.flags} are not supported`);
-        this.fsx.rename(this.ino(req.parent), req.name, this.ino(req.newParent), req.newName);
+        const from = this.ino(req.parent);
+        const to = this.ino(req.newParent);
+        if (renameKind(req.flags) === 'exchange') this.fsx.exchange(from, req.name, to, req.newName);
+        else this.fsx.rename(from, req.name, to, req.newName, { noReplace: (req.flags & RENAME_NOREPLACE) !== 0 });
         return () => reply.ok();
       }),
       link: (req, reply) => this.modify('link', reply, 'namespace', () => {
@@ -297,6 +312,12 @@ export class LowLevelOps {
         // Every mode the kernel passes on (allocate, KEEP_SIZE, punch hole, zero range); the rest is EOPNOTSUPP.
         this.fsx.fallocate(req.fh, req.mode, req.offset, req.length);
         return () => reply.ok();
+      }),
+      // SEEK_DATA / SEEK_HOLE from the block map (ENXIO past EOF); without this handler the kernel
+      // calls the whole file data, and `cp --sparse`, `fallocate -d`, tar read every byte.
+      lseek: (req, reply) => this.run('lseek', reply, () => {
+        if (req.whence !== SEEK_DATA && req.whence !== SEEK_HOLE) throw new RmapfsError('EINVAL', `lseek whence ${req.whence}`);
+        reply.position(this.fsx.seek(req.fh, req.offset, req.whence === SEEK_DATA ? 'data' : 'hole'));
       }),
     };
   }

@@ -62,6 +62,7 @@ export enum Op {
   ACCESS = 28,
   CREATE = 29,
   FALLOCATE = 30,
+  LSEEK = 31,
 }
 
 /** Slots of the "in" scratch (request numbers); native RMAPFS_IN_SLOTS, checked at load. */
@@ -99,6 +100,10 @@ const ERANGE = 34;
 export const RENAME_NOREPLACE = 1 << 0;
 export const RENAME_EXCHANGE = 1 << 1;
 export const RENAME_WHITEOUT = 1 << 2;
+
+/** lseek whence values (linux/fs.h) that reach the lseek handler. */
+export const SEEK_DATA = 3;
+export const SEEK_HOLE = 4;
 
 /** Bits for open/create replies (native OPEN_*). */
 export const OpenFlags = { directIo: 1, keepCache: 2, nonseekable: 4 } as const;
@@ -140,6 +145,7 @@ interface FuseAddon {
   replyOpen(id: number, fh: number, openFlags: number): number;
   replyWrite(id: number, count: number): number;
   replyBuf(id: number, buf: Uint8Array, offset?: number, length?: number): number;
+  replyLseek(id: number, offset: number): number;
   replyStatfs(id: number): number;
   replyXattr(id: number, size: number): number;
   /** Returns how many entries fitted in the request's size. */
@@ -324,6 +330,8 @@ export interface RemovexattrRequest extends InoRequest { name: string }
 export interface AccessRequest extends InoRequest { mask: number }
 export interface CreateRequest extends NameRequest { mode: number; flags: number }
 export interface FallocateRequest extends FhRequest { mode: number; offset: number; length: number }
+/** whence: SEEK_DATA or SEEK_HOLE (the kernel answers the others itself). */
+export interface LseekRequest extends FhRequest { offset: number; whence: number }
 
 // ---------------------------------------------------------------------------
 // Replies: one object per request; each handler sees only the answers its
@@ -356,6 +364,8 @@ export interface XattrReply extends ErrorReply {
   value(v: Uint8Array): void;
 }
 export interface ListxattrReply extends ErrorReply { names(list: readonly string[]): void }
+/** The file position lseek(2) returns. */
+export interface LseekReply extends ErrorReply { position(offset: number): void }
 
 type Handler<R, P> = (req: R, reply: P) => void | Promise<void>;
 
@@ -391,6 +401,7 @@ export interface LowLevelHandlers {
   access?: Handler<AccessRequest, StatusReply>;
   create?: Handler<CreateRequest, CreateReply>;
   fallocate?: Handler<FallocateRequest, StatusReply>;
+  lseek?: Handler<LseekRequest, LseekReply>;
 }
 
 const HANDLER_OPS: ReadonlyArray<[keyof LowLevelHandlers, Op]> = [
@@ -401,6 +412,7 @@ const HANDLER_OPS: ReadonlyArray<[keyof LowLevelHandlers, Op]> = [
   ['readdir', Op.READDIR], ['releasedir', Op.RELEASEDIR], ['fsyncdir', Op.FSYNCDIR], ['statfs', Op.STATFS],
   ['setxattr', Op.SETXATTR], ['getxattr', Op.GETXATTR], ['listxattr', Op.LISTXATTR],
   ['removexattr', Op.REMOVEXATTR], ['access', Op.ACCESS], ['create', Op.CREATE], ['fallocate', Op.FALLOCATE],
+  ['lseek', Op.LSEEK],
 ];
 
 export interface LowLevelOptions {
@@ -448,7 +460,7 @@ function writeAttr(o: Float64Array, a: Attr, ino: number): void {
  * types narrow it to what the operation allows.
  */
 class Reply implements StatusReply, EntryReply, AttrReply, ReadlinkReply, OpenReply, CreateReply, DataReply,
-  WriteReply, ReaddirReply, StatfsReply, XattrReply, ListxattrReply {
+  WriteReply, ReaddirReply, StatfsReply, XattrReply, ListxattrReply, LseekReply {
   answered = false;
 
   constructor(private readonly a: FuseAddon, private readonly fuse: LowLevelFuse, readonly id: number,
@@ -527,6 +539,11 @@ class Reply implements StatusReply, EntryReply, AttrReply, ReadlinkReply, OpenRe
   written(count: number): void {
     this.take();
     this.a.replyWrite(this.id, count);
+  }
+
+  position(offset: number): void {
+    this.take();
+    this.a.replyLseek(this.id, offset);
   }
 
   entries(list: readonly DirEntry[], start = 0): number {
@@ -723,6 +740,7 @@ export class LowLevelFuse {
         case Op.ACCESS: r = h.access?.({ caller, ino, mask: flags }, reply); break;
         case Op.CREATE: r = h.create?.({ caller, parent: ino, name: str(name), mode, flags }, reply); break;
         case Op.FALLOCATE: r = h.fallocate?.({ caller, ino, fh, mode, offset, length: size }, reply); break;
+        case Op.LSEEK: r = h.lseek?.({ caller, ino, fh, offset, whence: flags }, reply); break;
         default:
           reply.error(38); // ENOSYS: cannot happen, the mask only names handled ops
       }
