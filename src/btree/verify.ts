@@ -31,11 +31,20 @@ export interface BtreeVerifyResult {
   records: number;
   blocks: number;
   blocksPerLevel: number[];
+  /**
+   * With `keepPointers`, a tree found sound: every block's pointer, the root's
+   * level first, each level left to right -- the order `Btree.walkBlocks`
+   * visits them (the sibling chains were checked to be that order), so a
+   * caller that wants the blocks after verifying need not walk the tree again.
+   */
+  pointers?: number[];
 }
 
 export interface BtreeVerifyOptions {
   /** Stop collecting after this many problems (default 100). */
   maxProblems?: number;
+  /** Keep the pointers of a sound tree's blocks (BtreeVerifyResult.pointers). */
+  keepPointers?: boolean;
 }
 
 export function verifyBtree(tree: Btree, options: BtreeVerifyOptions = {}): BtreeVerifyResult {
@@ -82,6 +91,7 @@ export function* verifyBtreeSteps(tree: Btree, options: BtreeVerifyOptions = {})
   const lastKey = Array.from({ length: height }, () => Buffer.alloc(ops.keySize));
   const haveLastKey = new Array<boolean>(height).fill(false);
   const key = Buffer.alloc(ops.keySize);
+  const pointersByLevel: number[][] | null = options.keepPointers === true ? Array.from({ length: height }, () => []) : null;
 
   function* visit(ptr: number, level: number, parentKey: Buffer | null, parentBno: number): Generator<void, void, void> {
     if (problems.length >= maxProblems) return;
@@ -110,6 +120,7 @@ export function* verifyBtreeSteps(tree: Btree, options: BtreeVerifyOptions = {})
     }
     result.blocks++;
     result.blocksPerLevel[level]!++;
+    pointersByLevel?.[level]!.push(ptr);
     const n = b.readUInt16BE(OFF_NUMRECS);
     const isRoot = level === height - 1;
     const min = isRoot ? (level > 0 ? 2 : 0) : geo.minRecs(level);
@@ -167,6 +178,7 @@ export function* verifyBtreeSteps(tree: Btree, options: BtreeVerifyOptions = {})
     }
   }
   result.ok = problems.length === 0;
+  if (result.ok && pointersByLevel !== null) result.pointers = pointersByLevel.reverse().flat();
   return result;
 }
 

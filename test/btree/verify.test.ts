@@ -131,6 +131,22 @@ t.test('device: a flipped bit on disk is a bad crc32c, and the block is named', 
   t.end();
 });
 
+// The inode scrub walks a sound block map's blocks from these pointers instead of walking the tree again:
+// they must be walkBlocks' blocks in walkBlocks' order (the order its rmap findings are reported in).
+t.test('a sound tree\'s kept pointers are walkBlocks\' blocks in its order; a damaged tree keeps none', (t) => {
+  const fx = build('device');
+  const walked: number[] = [];
+  fx.tree.visitBlocks((ptr) => { walked.push(ptr); });
+  const v = verifyBtree(fx.tree, { keepPointers: true });
+  t.ok(v.ok && v.height >= 3, `sound, height ${v.height}`);
+  t.same(v.pointers, walked, 'same blocks, same order');
+  t.equal(verifyBtree(fx.tree).pointers, undefined, 'none unless asked');
+  damage(fx, blocksAt(fx, 0)[3]!, (b) => b.writeUInt16BE(1, OFF_NUMRECS));
+  t.equal(verifyBtree(fx.tree, { keepPointers: true }).pointers, undefined, 'none from a damaged tree');
+  fx.close();
+  t.end();
+});
+
 t.test('maxProblems bounds the report', (t) => {
   const fx = build('xfile');
   for (const ptr of blocksAt(fx, 0).slice(0, 20)) damage(fx, ptr, (b) => b.writeUInt16BE(1, OFF_NUMRECS));
