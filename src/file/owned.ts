@@ -65,9 +65,10 @@ export interface OwnedWalk {
   /**
    * Runs before a tree's blocks are walked (the scrub verifies it there);
    * false leaves the tree's blocks out -- a tree that failed verification
-   * cannot be walked.
+   * cannot be walked; the tree's block pointers in walkBlocks' order (what
+   * a sound tree's verification kept) are its blocks without a second walk.
    */
-  beforeTree?: (tree: Btree, kind: 'bmbt' | 'dir' | 'attr-btree') => Generator<void, boolean, void>;
+  beforeTree?: (tree: Btree, kind: 'bmbt' | 'dir' | 'attr-btree') => Generator<void, boolean | readonly number[], void>;
 }
 
 /** Extents of one file between two pauses. */
@@ -75,7 +76,16 @@ const EXTENTS_PER_PAUSE = 32;
 
 /** The blocks of one of the inode's btrees, read or from pointers. */
 function* treeBlocks(tree: Btree, kind: 'bmbt' | 'dir' | 'attr-btree', walk: OwnedWalk): OwnedSteps {
-  if (walk.beforeTree !== undefined && !(yield* pausesOf(walk.beforeTree(tree, kind)))) return;
+  const before = walk.beforeTree === undefined ? true : yield* pausesOf(walk.beforeTree(tree, kind));
+  if (before === false) return;
+  if (before !== true) {
+    // Verified: every block read already, pausing after each.
+    for (const ptr of before) {
+      yield { kind, fsbno: ptr, blockcount: 1, fileoff: 0, unwritten: false };
+      yield PAUSE;
+    }
+    return;
+  }
   const ptrs: number[] = [];
   if (walk.readBlocks) {
     for (const _ of tree.walkBlocks((ptr) => { ptrs.push(ptr); })) {

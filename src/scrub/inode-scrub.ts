@@ -177,6 +177,9 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
 
   // 2. Walk the tree from the root, counting links (by key).
   const links = new Map<number, number>();
+  // The blocks of each directory step 2 found sound, as its verification kept them: the file pass's
+  // walk of its blocks (step 3) does not read the tree again (what it reads stays as it is meanwhile).
+  const dirBlocks = new Map<number, readonly number[]>();
   const parentOf = new Map<number, number>();
   const root = fs.superblock().rootIno;
   const queue: number[] = [root];
@@ -194,8 +197,9 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
       continue;
     }
     result.directories++;
-    const v = yield* verifyBtreeSteps(dir.tree);
+    const v = yield* verifyBtreeSteps(dir.tree, { keepPointers: true });
     for (const p of v.problems) bad(dirIno, p.message, 'directory');
+    if (v.pointers !== undefined) dirBlocks.set(key(dirIno), v.pointers);
     if (!v.ok) continue;
     if (v.records !== dir.inode.nextents) bad(dirIno, `counts ${dir.inode.nextents} entries, its btree holds ${v.records}`, 'directory');
     if (dir.inode.size !== 0) bad(dirIno, `directory size ${dir.inode.size} (directories have size 0)`, 'directory');
@@ -259,8 +263,9 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     } catch {
       continue; // step 3 reports it
     }
-    const v = yield* verifyBtreeSteps(dir.tree);
+    const v = yield* verifyBtreeSteps(dir.tree, { keepPointers: true });
     for (const p of v.problems) bad(ino, p.message, 'directory');
+    if (v.pointers !== undefined) dirBlocks.set(k, v.pointers);
   }
 
   // 3. Each inode in use: reachable, link count, fork, and its space against the rmap.
@@ -301,17 +306,22 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     let treeDamaged = false;
     // The blocks the inode owns (file/owned.ts, the walk the rmap repair's scan makes too), each tree
     // verified before its blocks are read; each fork's damage is its own structure's.
-    const verifyTree = function* (tree: Btree, kind: 'bmbt' | 'dir' | 'attr-btree'): Generator<void, boolean, void> {
-      const v = yield* verifyBtreeSteps(tree);
+    const verifyTree = function* (tree: Btree, kind: 'bmbt' | 'dir' | 'attr-btree'): Generator<void, boolean | readonly number[], void> {
+      const v = yield* verifyBtreeSteps(tree, { keepPointers: true });
       if (!v.ok) treeDamaged = true;
       const structure = kind === 'attr-btree' ? 'attr' : 'bmbt';
       for (const p of v.problems) bad(ino, p.message, structure);
       if (kind === 'bmbt' && v.ok && v.records !== inode.nextents) bad(ino, `counts ${inode.nextents} extents, its block map holds ${v.records}`, 'bmbt');
       if (kind === 'attr-btree' && v.ok && v.records !== inode.attrCount) bad(ino, `counts ${inode.attrCount} attributes, its attr btree holds ${v.records}`, 'attr');
-      return true; // its blocks are walked even so: each one that is readable is checked against the rmap
+      // Sound: its blocks are the ones just verified. Else they are walked even so: each one that is
+      // readable is checked against the rmap.
+      return v.pointers ?? true;
     };
-    // Directories were verified by the namespace walk (step 2) and step 2b.
-    const walk = { readBlocks: true, beforeTree: (tree: Btree, kind: 'bmbt' | 'dir' | 'attr-btree') => kind === 'dir' ? noVerify() : verifyTree(tree, kind) };
+    // Directories were verified by the namespace walk (step 2) and step 2b: a sound one's blocks are known.
+    const walk = {
+      readBlocks: true,
+      beforeTree: (tree: Btree, kind: 'bmbt' | 'dir' | 'attr-btree') => kind === 'dir' ? verifiedBefore(dirBlocks.get(k)) : verifyTree(tree, kind),
+    };
     try {
       if (inode.isDir && inode.format !== FORK_BTREE) bad(ino, 'directory without a btree');
       if (!inode.isDir && inode.format === FORK_LOCAL) {
@@ -555,9 +565,9 @@ export function forksFitType(fs: ScrubSource, inode: Inode, type: number): boole
   }
 }
 
-/** No verification: a tree checked elsewhere. */
-function* noVerify(): Generator<void, boolean, void> {
-  return true;
+/** No verification: a tree checked elsewhere (its blocks as that verification kept them, else walked). */
+function* verifiedBefore(pointers: readonly number[] | undefined): Generator<void, boolean | readonly number[], void> {
+  return pointers ?? true;
 }
 
 function isCleanFreeInodeAt(inode: Inode): boolean {

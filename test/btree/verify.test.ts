@@ -10,6 +10,7 @@ import type { Test } from 'tap';
 import { NULL_PTR } from '../../src/btree/btree-ops';
 import { OFF_LEFTSIB, OFF_MAGIC, OFF_NUMRECS, OFF_RIGHTSIB, OFF_LEVEL } from '../../src/btree/btree-block';
 import { verifyBtree } from '../../src/btree/verify';
+import { bulkLoad, computeBulkLoadGeometry } from '../../src/btree/bulk-load';
 import { tinyBtreeOps } from '../lib/tiny-btree';
 import { deviceTree, memTree } from '../lib/trees';
 import type { TreeFixture } from '../lib/trees';
@@ -127,6 +128,69 @@ t.test('device: a flipped bit on disk is a bad crc32c, and the block is named', 
   t.notOk(v.ok);
   t.match(v.problems[0]?.message ?? '', new RegExp(`block ${bno}: bad crc32c`), 'reported as a bad crc32c in that block');
   t.throws(() => fx.tree.forEach(() => {}), { code: 'EFSBADCRC' }, 'ordinary reads refuse the block too');
+  fx.close();
+  t.end();
+});
+
+// The inode scrub walks a sound block map's blocks from these pointers instead of walking the tree again:
+// they must be walkBlocks' blocks in walkBlocks' order (the order its rmap findings are reported in).
+t.test('a sound tree\'s kept pointers are walkBlocks\' blocks in its order; a damaged tree keeps none', (t) => {
+  const fx = build('device');
+  const walked: number[] = [];
+  fx.tree.visitBlocks((ptr) => { walked.push(ptr); });
+  const v = verifyBtree(fx.tree, { keepPointers: true });
+  t.ok(v.ok && v.height >= 3, `sound, height ${v.height}`);
+  t.same(v.pointers, walked, 'same blocks, same order');
+  t.equal(verifyBtree(fx.tree).pointers, undefined, 'none unless asked');
+  damage(fx, blocksAt(fx, 0)[3]!, (b) => b.writeUInt16BE(1, OFF_NUMRECS));
+  t.equal(verifyBtree(fx.tree, { keepPointers: true }).pointers, undefined, 'none from a damaged tree');
+  fx.close();
+  t.end();
+});
+
+t.test('device: children next to each other on disk are read a run at a time, and a bad block inside a run is still named', (t) => {
+  // Bulk loaded, as the repairs build trees: block after block on a fresh device.
+  const fx = deviceTree(tinyBtreeOps, 3000);
+  const geometry = computeBulkLoadGeometry(fx.tree, RECORDS, 1);
+  let next = 0;
+  const oldRoot = fx.tree.storage.getRoot();
+  fx.tree.storage.setRoot(bulkLoad(fx.tree, geometry, {
+    next: (dst, off) => { dst.writeUInt32BE(next * 10, off); dst.writeUInt32BE(next++, off + 4); },
+  }, () => fx.tree.storage.allocBlock(0)));
+  fx.tree.freeBlock(oldRoot.ptr);
+  fx.dropCache();
+  // A leaf with both neighbours on the next blocks and under the same parent: the middle of a run.
+  const parents: number[][] = [];
+  fx.tree.visitBlocks((_ptr, level, b) => {
+    if (level !== 1) return;
+    const kids: number[] = [];
+    for (let i = 0; i < b.readUInt16BE(OFF_NUMRECS); i++) kids.push(fx.tree.storage.bnoOf(b.readUInt32BE(fx.tree.geo.ptrOffset(i))));
+    parents.push(kids);
+  });
+  const inRun = parents.flatMap((kids) => kids.filter((bno, i) => kids[i - 1] === bno - 1 && kids[i + 1] === bno + 1));
+  t.ok(inRun.length > 0, `${inRun.length} leaves in the middle of a run`);
+  const target = fx.cache.target;
+  const readBlocks = target.readBlocks.bind(target);
+  let reads = 0;
+  target.readBlocks = (...args) => {
+    reads++;
+    readBlocks(...args);
+  };
+  fx.dropCache();
+  const clean = verifyBtree(fx.tree);
+  t.ok(clean.ok, 'sound');
+  t.ok(reads < clean.blocks, `${clean.blocks} blocks in ${reads} reads`);
+  const bno = inRun[Math.floor(inRun.length / 2)]!;
+  const fd = fs.openSync(target.name, 'r+');
+  const byte = Buffer.alloc(1);
+  fs.readSync(fd, byte, 0, 1, bno * 4096 + 100);
+  byte[0] = byte[0]! ^ 0x10;
+  fs.writeSync(fd, byte, 0, 1, bno * 4096 + 100);
+  fs.closeSync(fd);
+  fx.cache.purgeClean();
+  const v = verifyBtree(fx.tree);
+  t.equal(v.problems[0]?.message, `${fx.tree.ops.name} btree block ${bno}: bad crc32c`, 'that block reported');
+  t.equal(v.problems.filter((p) => p.message.includes('crc')).length, 1, 'its neighbours in the run read fine');
   fx.close();
   t.end();
 });
