@@ -8,6 +8,7 @@
  * Usage: node dist/bench/io/floor.js MNT   (prints "ready" once mounted;
  * SIGTERM, SIGINT or an unmount stops it)
  */
+import * as os from 'os';
 import { DirEntry, LowLevelFuse, LowLevelHandlers } from '../../src/fuse/lowlevel';
 import { MemFs, lowLevelHandlers } from '../fuse-ll/main';
 
@@ -16,8 +17,8 @@ const DAEMON_LIKE_OPTIONS = ['big_writes', 'max_write=131072', 'default_permissi
 /** If the binding refuses the libfuse 2 write options (libfuse 3 has no big_writes). */
 const PLAIN_OPTIONS = ['default_permissions', 'fsname=rmapfs-bench-floor', 'subtype=floor'];
 
-const ENOTDIR = 20;
-const EBADF = 9;
+const ENOTDIR = os.constants.errno.ENOTDIR;
+const EBADF = os.constants.errno.EBADF;
 const S_IFDIR = 0o040000;
 
 /**

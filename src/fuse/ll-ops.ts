@@ -9,7 +9,7 @@
  * counted, and an unlinked inode lives on as an orphan until both are zero.
  */
 import createDebug from 'debug';
-import { RmapfsError } from '../errors';
+import { RmapfsError, errnoOf } from '../errors';
 import type { AtimePolicy, Rmapfs, Stat } from '../fs/rmapfs';
 import { S_IFMT, S_IFREG } from '../inode/inode-format';
 import type { Timespec } from '../inode/inode-format';
@@ -20,8 +20,8 @@ import type { Attr, Entry, ErrorReply, LowLevelHandlers, Time } from './lowlevel
 const log = createDebug('rmapfs:fuse');
 
 const ROOT_NODE = 1;
-const EIO = 5;
-const ENODATA = 61;
+const EIO = errnoOf('EIO');
+const ENODATA = errnoOf('ENODATA');
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 

@@ -26,6 +26,7 @@
  * JS numbers here, so they must stay below 2^53 (rmapfs's do). Names and
  * symlink targets are decoded as UTF-8.
  */
+import { errnoOf } from '../errors';
 import * as path from 'path';
 import { execFile } from 'child_process';
 
@@ -92,9 +93,9 @@ const SET_MTIME = 1 << 5;
 const SET_ATIME_NOW = 1 << 7;
 const SET_MTIME_NOW = 1 << 8;
 
-const EIO = 5;
-const EPERM = 1;
-const ERANGE = 34;
+const EIO = errnoOf('EIO');
+const EPERM = errnoOf('EPERM');
+const ERANGE = errnoOf('ERANGE');
 
 /** renameat2 flags (linux/fs.h): the rename handler answers EINVAL for those it does not support. */
 export const RENAME_NOREPLACE = 1 << 0;

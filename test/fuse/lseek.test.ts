@@ -5,6 +5,7 @@
  * Registered, so the binding's mask names the op (libfuse then fills in
  * its lseek and the kernel asks instead of calling the whole file data).
  */
+import * as os from 'os';
 import t from 'tap';
 import { DEFAULT_ATIME_POLICY, Rmapfs } from '../../src/fs/rmapfs';
 import { LowLevelOps } from '../../src/fuse/ll-ops';
@@ -14,8 +15,8 @@ import { S_IFREG } from '../../src/inode/inode-format';
 import { BLOCK_SIZE } from '../../src/format/superblock';
 import { scratchImage } from '../lib/fs';
 
-const ENXIO = 6;
-const EINVAL = 22;
+const ENXIO = os.constants.errno.ENXIO;
+const EINVAL = os.constants.errno.EINVAL;
 const SEEK_SET = 0;
 const SEEK_END = 2;
 const caller: Caller = { uid: 0, gid: 0, pid: 1, umask: 0o022 };

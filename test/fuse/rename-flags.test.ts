@@ -6,6 +6,7 @@
  * NOREPLACE with EXCHANGE and for unknown bits -- never a plain rename that
  * would replace the target the caller asked to keep.
  */
+import * as os from 'os';
 import t from 'tap';
 import { DEFAULT_ATIME_POLICY, Rmapfs } from '../../src/fs/rmapfs';
 import { LowLevelOps } from '../../src/fuse/ll-ops';
@@ -15,9 +16,9 @@ import { S_IFREG } from '../../src/inode/inode-format';
 import { scratchImage } from '../lib/fs';
 
 const ROOT_NODE = 1;
-const ENOENT = 2;
-const EEXIST = 17;
-const EINVAL = 22;
+const ENOENT = os.constants.errno.ENOENT;
+const EEXIST = os.constants.errno.EEXIST;
+const EINVAL = os.constants.errno.EINVAL;
 const caller: Caller = { uid: 0, gid: 0, pid: 1, umask: 0o022 };
 
 /** A status reply that keeps its answer (0: ok). */
