@@ -148,6 +148,7 @@ struct AddonData {
 struct ConnOptions {
   unsigned maxWrite = 0;
   unsigned maxRead = 0;
+  int posixAcl = 0;  // posix_acl: ask for FUSE_CAP_POSIX_ACL (with FUSE_CAP_DONT_MASK)
 };
 
 struct Session {
@@ -163,6 +164,7 @@ struct Session {
   napi_ref resourceRef = nullptr;
   napi_async_context asyncCtx = nullptr;
   bool finished = false;  // EXIT processed: session destroyed
+  bool posixAclGranted = false;  // INIT gave FUSE_CAP_POSIX_ACL and FUSE_CAP_DONT_MASK
   int loopResult = 0;
   // The Session is shared by the poll handle and the External JS holds;
   // whichever lets go last deletes it (both on the JS thread).
@@ -211,6 +213,12 @@ void LlInit(void* userdata, fuse_conn_info* conn) {
   // setattr), no handle_killpriv (the kernel clears suid/sgid itself), no
   // parallel dirops, no auto_inval_data, no splice, no readdirplus.
   conn->want = conn->capable & FUSE_CAP_ASYNC_READ;
+  // POSIX ACLs (-o posix_acl): the kernel checks permissions against them, the daemon keeps them
+  // (mode sync, chmod, inheritance). With DONT_MASK, or the kernel would apply the umask to creates
+  // in a directory whose default ACL must replace it: the daemon applies it (the request's umask).
+  constexpr unsigned kAclCaps = FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
+  if (s->conn.posixAcl && (conn->capable & kAclCaps) == kAclCaps) conn->want |= kAclCaps;
+  s->posixAclGranted = (conn->want & kAclCaps) == kAclCaps;
   // libfuse caps max_write at its buffer (1 MiB) and derives max_pages from it.
   if (s->conn.maxWrite > 0) conn->max_write = s->conn.maxWrite;
   conn->max_read = s->conn.maxRead;
@@ -728,9 +736,10 @@ std::string FuseMessage(const std::string& captured, const std::string& fallback
 // before the rest go to fuse_session_new: max_write= (applied in init),
 // max_read= (applied in init, and kept: it is also a kernel mount option),
 // big_writes (always on in libfuse 3), nonempty (libfuse 3 always mounts over
-// a non-empty directory).
+// a non-empty directory), posix_acl (ours: ask for POSIX ACLs at init).
 const fuse_opt kSessionOptions[] = {
     {"max_write=%u", offsetof(ConnOptions, maxWrite), 0},
+    {"posix_acl", offsetof(ConnOptions, posixAcl), 1},
     {"max_read=%u", offsetof(ConnOptions, maxRead), 0},
     FUSE_OPT_KEY("max_read=", FUSE_OPT_KEY_KEEP),
     FUSE_OPT_KEY("big_writes", FUSE_OPT_KEY_DISCARD),
@@ -826,6 +835,15 @@ Napi::Value RequestWaiting(const Napi::CallbackInfo& info) {
   if (s->finished || s->poll == nullptr) return Napi::Boolean::New(env, false);
   struct pollfd p = {fuse_session_fd(s->se), POLLIN, 0};
   return Napi::Boolean::New(env, poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0);
+}
+
+// posixAcl(session) -> bool: INIT granted POSIX ACLs (false before INIT and
+// when the kernel does not offer them).
+Napi::Value PosixAcl(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsExternal()) throw Napi::TypeError::New(env, "posixAcl(session)");
+  Session* s = info[0].As<Napi::External<Session>>().Data();
+  return Napi::Boolean::New(env, s->posixAclGranted);
 }
 
 // Looks up and forgets a pending request; throws when it is not pending
@@ -1150,6 +1168,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mount", Napi::Function::New(env, Mount, "mount"));
   exports.Set("unmount", Napi::Function::New(env, Unmount, "unmount"));
   exports.Set("pending", Napi::Function::New(env, RequestWaiting, "pending"));
+  exports.Set("posixAcl", Napi::Function::New(env, PosixAcl, "posixAcl"));
   exports.Set("watchMounts", Napi::Function::New(env, WatchMounts, "watchMounts"));
   exports.Set("replyErr", Napi::Function::New(env, ReplyErr, "replyErr"));
   exports.Set("replyNone", Napi::Function::New(env, ReplyNone, "replyNone"));

@@ -34,7 +34,9 @@ options (-o, comma separated):
   nonempty                 accepted and ignored: a non-empty mountpoint is always allowed
   allow_other              let other users in (needs user_allow_other for non-root)
   default_permissions      the kernel checks permissions (default on;
-                           no_default_permissions turns it off)
+                           no_default_permissions turns it off, and ACLs with it)
+  acl, noacl               POSIX ACLs (setfacl/getfacl), enforced by the kernel (default acl;
+                           noacl refuses the system.posix_acl_* attributes with EOPNOTSUPP)
   uid=N, gid=N             owner of everything created (default: the process that creates it)
   sync                     every change is durable before it is answered (a failed flush is its error)
   dirsync                  the same for directory changes only (create, mkdir, unlink, rename, link, ...)

@@ -31,6 +31,8 @@ export interface MountOptions {
   readOnly: boolean;
   allowOther: boolean;
   defaultPermissions: boolean;
+  /** POSIX ACLs enforced by the kernel (-o acl, the default; -o noacl refuses the ACL attributes). */
+  acl: boolean;
   /** Owner of everything created (null: the creating process, the default). */
   uid: number | null;
   gid: number | null;
@@ -62,7 +64,7 @@ export interface MountOptions {
 }
 
 export const DEFAULT_MOUNT_OPTIONS: MountOptions = {
-  readOnly: false, allowOther: false, defaultPermissions: true, uid: null, gid: null,
+  readOnly: false, allowOther: false, defaultPermissions: true, acl: true, uid: null, gid: null,
   sync: false, dirsync: false, atime: DEFAULT_ATIME_POLICY, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1, spinUs: 30,
   writeLog: null, faults: '', kernelFlags: [], remount: false,
 };
@@ -117,6 +119,8 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
       case 'allow_other': o.allowOther = true; break;
       case 'default_permissions': o.defaultPermissions = true; break;
       case 'no_default_permissions': o.defaultPermissions = false; break;
+      case 'acl': o.acl = true; break;
+      case 'noacl': o.acl = false; break;
       case 'uid': o.uid = num(k, v, 0); break;
       case 'gid': o.gid = num(k, v, 0); break;
       case 'sync': o.sync = true; break;
@@ -168,7 +172,7 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
  * its options on a remount).
  */
 const MOUNT_TIME_OPTIONS: readonly (readonly [keyof MountOptions, string])[] = [
-  ['allowOther', 'allow_other'], ['defaultPermissions', 'default_permissions'], ['uid', 'uid'], ['gid', 'gid'],
+  ['allowOther', 'allow_other'], ['defaultPermissions', 'default_permissions'], ['acl', 'acl'], ['uid', 'uid'], ['gid', 'gid'],
   ['maxWrite', 'max_write'], ['attrTimeout', 'attr_timeout'], ['entryTimeout', 'entry_timeout'], ['spinUs', 'spin_us'],
   ['writeLog', 'writelog'], ['faults', 'faults'],
 ];
@@ -240,6 +244,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   let live: MountOptions = opts;
   const ops = new LowLevelOps(fsx, {
     readOnly, sync: opts.sync, dirsync: opts.dirsync, uid: opts.uid, gid: opts.gid, atime: opts.atime,
+    posixAcl: () => fuse.posixAcl,
     stillReadOnly: () => {
       followKernel();
       return readOnly;
@@ -252,6 +257,9 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   if (opts.readOnly) options.push('ro');
   if (opts.allowOther) options.push('allow_other');
   if (opts.defaultPermissions) options.push('default_permissions');
+  // POSIX ACLs make the kernel check permissions (they imply default_permissions): not under
+  // no_default_permissions, which asks it not to.
+  if (opts.acl && opts.defaultPermissions) options.push('posix_acl');
   const fuse = new LowLevelFuse({
     attrTimeout: opts.attrTimeout, entryTimeout: opts.entryTimeout, spinUs: opts.spinUs,
     onError: (op, err) => log('operation %d failed: %O', op, err),

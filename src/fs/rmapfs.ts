@@ -24,6 +24,10 @@ import { BLOCK_SIZE, SUPERBLOCK_FIELDS } from '../format/superblock';
 import { NAME_MAX } from '../dir/dir';
 import { findField, writeField } from '../format/fields';
 import { AttrFork } from '../attr/attr';
+import {
+  ACL_ACCESS_NAME, ACL_DEFAULT_NAME, POSIX_ACL_NAMES, aclChmod, aclCreate, aclModeOf, aclProblem, decodeAcl, encodeAcl,
+} from '../attr/posix-acl';
+import type { AclEntry } from '../attr/posix-acl';
 import { INODES_PER_CHUNK, decodeInobt, isInodeFree } from '../alloc/inode-btree';
 
 const log = createDebug('rmapfs:ops');
@@ -105,23 +109,8 @@ function nameBytes(name: Name): Buffer {
   return typeof name === 'string' ? Buffer.from(name, 'utf8') : name;
 }
 
-/**
- * The POSIX ACL attributes. rmapfs has no ACLs yet: stored as plain
- * attributes they would never apply to the mode, and coreutils (cp -a/-p,
- * mv) and rsync, which carry a mode over through system.posix_acl_access,
- * would leave files 0600 and directories 0700 while getfacl showed the
- * source's mode. Refused with EOPNOTSUPP (as a filesystem mounted noacl
- * does), the tools fall back to chmod. Ones an image got before this rule
- * are hidden from listxattr (no tool should think an ACL is there) and stay
- * on disk untouched.
- */
-const POSIX_ACL_NAMES: ReadonlySet<string> = new Set(['system.posix_acl_access', 'system.posix_acl_default']);
-
-function refusePosixAcl(name: Buffer): void {
-  if (POSIX_ACL_NAMES.has(name.toString('latin1'))) {
-    throw new RmapfsError('EOPNOTSUPP', `${name.toString('latin1')}: rmapfs does not support POSIX ACLs`);
-  }
-}
+/** The mode bits a umask can take away. */
+const S_IRWXUGO = 0o777;
 
 export class Rmapfs {
   readonly fs: Filesystem;
@@ -412,23 +401,28 @@ export class Rmapfs {
 
   // ---- changing the namespace --------------------------------------------------------
 
-  /** Creates a regular file, FIFO, socket or device node. */
-  create(dirIno: number, name: Name, mode: number, uid: number, gid: number, rdev = 0): Stat {
+  /**
+   * Creates a regular file, FIFO, socket or device node. umask: what the
+   * caller's umask takes from the mode unless the directory has a default
+   * ACL (0 when the kernel already applied it).
+   */
+  create(dirIno: number, name: Name, mode: number, uid: number, gid: number, rdev = 0, umask = 0): Stat {
     const type = mode & S_IFMT || S_IFREG;
     if (![S_IFREG, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK].includes(type)) {
       throw new RmapfsError('EINVAL', `cannot create a node of type ${type.toString(8)}`);
     }
     return this.fs.run(() => {
-      const inode = this.newEntry(dirIno, name, (mode & ~S_IFMT) | type, uid, gid);
+      const inode = this.newEntry(dirIno, name, (mode & ~S_IFMT) | type, uid, gid, umask);
       inode.rdev = rdev;
       return this.statOf(inode);
     });
   }
 
-  mkdir(dirIno: number, name: Name, mode: number, uid: number, gid: number): Stat {
+  /** A new directory; umask as for create. */
+  mkdir(dirIno: number, name: Name, mode: number, uid: number, gid: number, umask = 0): Stat {
     return this.fs.run(() => {
       const parent = this.inode(dirIno);
-      const inode = this.newEntry(dirIno, name, (mode & 0o7777) | S_IFDIR, uid, gid);
+      const inode = this.newEntry(dirIno, name, (mode & 0o7777) | S_IFDIR, uid, gid, umask);
       Directory.init(inode, dirIno, this.fs.alloc, this.fs.geo);
       inode.nlink = 2;
       parent.nlink = parent.nlink + 1;
@@ -441,7 +435,7 @@ export class Rmapfs {
     if (t.length === 0) throw new RmapfsError('ENOENT', 'empty symlink target');
     if (t.length > SYMLINK_MAX) throw new RmapfsError('ENAMETOOLONG', `symlink target of ${t.length} bytes`);
     return this.fs.run(() => {
-      const inode = this.newEntry(dirIno, name, S_IFLNK | 0o777, uid, gid);
+      const inode = this.newEntry(dirIno, name, S_IFLNK | 0o777, uid, gid, 0);
       if (t.length <= DATA_FORK_SIZE) {
         inode.format = FORK_LOCAL;
         const { buf, offset } = inode.dataFork();
@@ -464,8 +458,14 @@ export class Rmapfs {
    * S_ISGID from a non-directory created by a caller outside that group is
    * done by the kernel before the request comes (mode_strip_sgid, which
    * knows the caller's supplementary groups; we would not).
+   *
+   * POSIX ACLs (posix_acl_create): when the directory has a default ACL, the
+   * new inode's permissions are those both the mode asked for and that ACL
+   * allow (the umask does not apply), it gets the result as its access ACL
+   * unless the mode says it all, and a new directory inherits the default
+   * ACL itself; without one, the umask takes its bits. Symlinks neither.
    */
-  private newEntry(dirIno: number, name: Name, mode: number, uid: number, gid: number): Inode {
+  private newEntry(dirIno: number, name: Name, mode: number, uid: number, gid: number, umask: number): Inode {
     const bytes = nameBytes(name);
     checkName(bytes);
     const dir = this.dir(dirIno);
@@ -478,8 +478,18 @@ export class Rmapfs {
       ownerGid = dir.inode.gid;
       if ((mode & S_IFMT) === S_IFDIR) newMode |= S_ISGID;
     }
+    const isSymlink = (mode & S_IFMT) === S_IFLNK;
+    const defaults = isSymlink ? [] : this.storedAcl(dir.inode, ACL_DEFAULT_NAME);
+    const inherited = defaults.length > 0 ? aclCreate(defaults, newMode) : null;
+    if (inherited !== null) newMode = inherited.mode;
+    else if (!isSymlink) newMode &= ~(umask & S_IRWXUGO);
     const inode = this.inodes.allocate(newMode, uid, ownerGid, dirIno);
     inode.nlink = 1;
+    if (inherited !== null) {
+      const attrs = new AttrFork(inode, this.ctx);
+      if (!inherited.equivalent) attrs.set(Buffer.from(ACL_ACCESS_NAME), encodeAcl(inherited.entries));
+      if (inode.isDir) attrs.set(Buffer.from(ACL_DEFAULT_NAME), encodeAcl(defaults));
+    }
     dir.add(bytes, inode.ino, dtypeOfMode(newMode));
     dir.inode.touch('mtime', 'ctime');
     return inode;
@@ -664,7 +674,12 @@ export class Rmapfs {
         if (attr.size < 0) throw new RmapfsError('EINVAL', `negative size ${attr.size}`);
         truncateFile(this.ctx, inode, attr.size);
       }
-      if (attr.mode !== undefined) inode.mode = (inode.mode & S_IFMT) | (attr.mode & 0o7777);
+      if (attr.mode !== undefined) {
+        inode.mode = (inode.mode & S_IFMT) | (attr.mode & 0o7777);
+        // posix_acl_chmod: the access ACL follows the new mode (the mode is its owner, mask, other).
+        const acl = inode.type === S_IFLNK ? [] : this.storedAcl(inode, ACL_ACCESS_NAME);
+        if (acl.length > 0) new AttrFork(inode, this.ctx).set(Buffer.from(ACL_ACCESS_NAME), encodeAcl(aclChmod(acl, inode.mode)));
+      }
       if (attr.uid !== undefined && attr.uid !== 0xffffffff) inode.uid = attr.uid;
       if (attr.gid !== undefined && attr.gid !== 0xffffffff) inode.gid = attr.gid;
       if (attr.atime !== undefined) inode.setTime('atime', attr.atime);
@@ -700,10 +715,70 @@ export class Rmapfs {
 
   // ---- extended attributes ---------------------------------------------------------
 
+  /**
+   * Sets an attribute. The POSIX ACL names go through setAcl (their values
+   * are checked, and an access ACL changes the mode).
+   */
   setxattr(ino: number, name: Name, value: Buffer, mode: 'any' | 'create' | 'replace' = 'any'): void {
     const bytes = nameBytes(name);
-    refusePosixAcl(bytes);
+    const key = bytes.toString('latin1');
+    if (POSIX_ACL_NAMES.has(key)) return this.setAcl(ino, key, value);
     this.fs.run(() => new AttrFork(this.inode(ino), this.ctx).set(bytes, value, mode));
+  }
+
+  /**
+   * Sets (or, given an empty ACL, removes) an access or default ACL as ext4
+   * and XFS do in their set_acl: EINVAL for a malformed value (the kernel
+   * checks first, but in-process callers do not); a default ACL only on a
+   * directory (EACCES elsewhere, as set_posix_acl). An access ACL sets the
+   * mode's permission bits (the group bits from its mask) and is stored only
+   * when the mode cannot say it all (posix_acl_update_mode); either way the
+   * ctime changes. XATTR_CREATE/REPLACE do not apply to ACLs (the kernel
+   * never passes them on). Not done: clearing S_ISGID when the caller is not
+   * in the file's group -- the kernel says so only with FUSE_SETXATTR_EXT,
+   * which libfuse 3.14 neither asks for nor passes on.
+   */
+  private setAcl(ino: number, name: string, value: Buffer): void {
+    const entries = decodeAcl(value);
+    const key = Buffer.from(name);
+    this.fs.run(() => {
+      const inode = this.inode(ino);
+      const attrs = new AttrFork(inode, this.ctx);
+      if (name === ACL_DEFAULT_NAME) {
+        if (!inode.isDir) {
+          if (entries.length === 0) return;
+          throw new RmapfsError('EACCES', `inode ${ino}: only directories have default ACLs`);
+        }
+        if (entries.length === 0) this.dropAttr(attrs, key);
+        else attrs.set(key, encodeAcl(entries));
+      } else if (entries.length === 0) {
+        this.dropAttr(attrs, key);
+      } else {
+        const { mode, equivalent } = aclModeOf(entries, inode.mode);
+        if (equivalent) this.dropAttr(attrs, key);
+        else attrs.set(key, encodeAcl(entries));
+        inode.mode = mode;
+      }
+      inode.touch('ctime');
+    });
+  }
+
+  /** Removes an attribute if it is there. */
+  private dropAttr(attrs: AttrFork, name: Buffer): void {
+    if (attrs.inode.attrFormat !== ATTR_NONE && attrs.get(name) !== null) attrs.remove(name);
+  }
+
+  /**
+   * The inode's ACL of that name, [] when it has none. A stored value that
+   * does not parse is damage (check reports it and the attribute repair drops it).
+   */
+  private storedAcl(inode: Inode, name: string): AclEntry[] {
+    if (inode.attrFormat === ATTR_NONE) return [];
+    const value = new AttrFork(inode, this.ctx).get(Buffer.from(name));
+    if (value === null) return [];
+    const problem = aclProblem(value);
+    if (problem !== null) throw new RmapfsError('EFSCORRUPTED', `inode ${inode.ino}: ${name} is malformed (${problem})`);
+    return decodeAcl(value);
   }
 
   getxattr(ino: number, name: Name): Buffer {
@@ -715,21 +790,30 @@ export class Rmapfs {
   /** The value, or null when there is none (the kernel asks for absent ones on every write). */
   findxattr(ino: number, name: Name): Buffer | null {
     const bytes = nameBytes(name);
-    refusePosixAcl(bytes);
     const inode = this.inode(ino);
     if (inode.attrFormat === ATTR_NONE) return null;
     return new AttrFork(inode, this.ctx).get(bytes);
   }
 
   listxattr(ino: number): string[] {
-    return new AttrFork(this.inode(ino), this.ctx).list().map((e) => e.name.toString())
-      .filter((n) => !POSIX_ACL_NAMES.has(n));
+    return new AttrFork(this.inode(ino), this.ctx).list().map((e) => e.name.toString());
   }
 
+  /**
+   * Removes an attribute (ENODATA when there is none). Removing an ACL
+   * leaves the mode as it is, and one that is not there is no error (as
+   * ext4 and XFS answer the kernel's set_acl(NULL)).
+   */
   removexattr(ino: number, name: Name): void {
     const bytes = nameBytes(name);
-    refusePosixAcl(bytes);
-    this.fs.run(() => new AttrFork(this.inode(ino), this.ctx).remove(bytes));
+    const isAcl = POSIX_ACL_NAMES.has(bytes.toString('latin1'));
+    this.fs.run(() => {
+      const inode = this.inode(ino);
+      const attrs = new AttrFork(inode, this.ctx);
+      if (!isAcl) return attrs.remove(bytes);
+      this.dropAttr(attrs, bytes);
+      inode.touch('ctime');
+    });
   }
 
   /** Makes everything done so far durable. */

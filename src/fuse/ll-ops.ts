@@ -14,6 +14,7 @@ import type { AtimePolicy, Rmapfs, Stat } from '../fs/rmapfs';
 import { S_IFMT, S_IFREG } from '../inode/inode-format';
 import type { Timespec } from '../inode/inode-format';
 import { now } from '../inode/inode';
+import { POSIX_ACL_NAMES } from '../attr/posix-acl';
 import { RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, SEEK_DATA, SEEK_HOLE } from './lowlevel';
 import type { Attr, Entry, ErrorReply, LowLevelHandlers, Time } from './lowlevel';
 
@@ -41,6 +42,16 @@ export interface LowLevelOpsOptions {
   stillReadOnly?: () => boolean;
   /** When reads update atime (-o relatime, strictatime, noatime, nodiratime). */
   atime: AtimePolicy;
+  /**
+   * Whether the kernel enforces POSIX ACLs on this connection
+   * (FUSE_CAP_POSIX_ACL, granted at INIT with FUSE_CAP_DONT_MASK: creates
+   * then come with the caller's umask unapplied, for Rmapfs to apply unless
+   * a default ACL replaces it). False (-o noacl, or a kernel without it): the
+   * ACL attributes are refused with EOPNOTSUPP, as on a filesystem mounted
+   * noacl -- stored but not enforced, they would lie -- and hidden from
+   * listxattr, so cp -a, mv and rsync fall back to the mode bits. Absent: false.
+   */
+  posixAcl?: () => boolean;
 }
 
 /**
@@ -61,6 +72,11 @@ function renameKind(flags: number): 'plain' | 'exchange' {
   if (flags & RENAME_WHITEOUT) throw new RmapfsError('EINVAL', 'RENAME_WHITEOUT is not supported');
   if ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE)) throw new RmapfsError('EINVAL', 'RENAME_NOREPLACE with RENAME_EXCHANGE');
   return flags & RENAME_EXCHANGE ? 'exchange' : 'plain';
+}
+
+/** EOPNOTSUPP for an ACL name when the connection does not enforce ACLs. */
+function refuseAcl(name: string): void {
+  if (POSIX_ACL_NAMES.has(name)) throw new RmapfsError('EOPNOTSUPP', `${name}: POSIX ACLs are off on this mount`);
 }
 
 function toTime(t: Timespec): Time {
@@ -95,6 +111,20 @@ export class LowLevelOps {
   /** A remount changed what may change on a live mount: read-only, sync, dirsync, the atime policy. */
   update(changes: Partial<Pick<LowLevelOpsOptions, 'readOnly' | 'sync' | 'dirsync' | 'atime'>>): void {
     Object.assign(this.opts, changes);
+  }
+
+  /** The umask the daemon must apply to a create: the caller's when the kernel left it to us (POSIX ACLs on). */
+  private umaskOf(caller: { umask: number }): number {
+    return this.aclsOn() ? caller.umask : 0;
+  }
+
+  /** Refuses the ACL names unless the kernel enforces ACLs. */
+  private checkAclName(name: string): void {
+    if (!this.aclsOn()) refuseAcl(name);
+  }
+
+  private aclsOn(): boolean {
+    return this.opts.posixAcl?.() ?? false;
   }
 
   private ino(node: number): number {
@@ -211,11 +241,13 @@ export class LowLevelOps {
         this.fsx.noteAccess(ino, this.opts.atime);
       }),
       mknod: (req, reply) => this.modify('mknod', reply, 'namespace', () => {
-        const st = this.fsx.create(this.ino(req.parent), req.name, req.mode, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid, req.rdev);
+        const st = this.fsx.create(this.ino(req.parent), req.name, req.mode, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid, req.rdev,
+          this.umaskOf(req.caller));
         return () => reply.entry(this.entry(st));
       }),
       mkdir: (req, reply) => this.modify('mkdir', reply, 'namespace', () => {
-        const st = this.fsx.mkdir(this.ino(req.parent), req.name, req.mode, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid);
+        const st = this.fsx.mkdir(this.ino(req.parent), req.name, req.mode, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid,
+          this.umaskOf(req.caller));
         return () => reply.entry(this.entry(st));
       }),
       unlink: (req, reply) => this.modify('unlink', reply, 'namespace', () => {
@@ -285,23 +317,30 @@ export class LowLevelOps {
       }),
       setxattr: (req, reply) => this.modify('setxattr', reply, 'other', () => {
         const mode = req.flags & XATTR_CREATE ? 'create' : req.flags & XATTR_REPLACE ? 'replace' : 'any';
+        this.checkAclName(req.name);
         this.fsx.setxattr(this.ino(req.ino), req.name, Buffer.from(req.value), mode);
         return () => reply.ok();
       }),
       getxattr: (req, reply) => this.run('getxattr', reply, () => {
+        this.checkAclName(req.name);
         const v = this.fsx.findxattr(this.ino(req.ino), req.name);
         if (v === null) reply.error(ENODATA);
         else reply.value(v);
       }),
-      listxattr: (req, reply) => this.run('listxattr', reply, () => reply.names(this.fsx.listxattr(this.ino(req.ino)))),
+      listxattr: (req, reply) => this.run('listxattr', reply, () => {
+        const names = this.fsx.listxattr(this.ino(req.ino));
+        reply.names(this.aclsOn() ? names : names.filter((n) => !POSIX_ACL_NAMES.has(n)));
+      }),
       removexattr: (req, reply) => this.modify('removexattr', reply, 'other', () => {
+        this.checkAclName(req.name);
         this.fsx.removexattr(this.ino(req.ino), req.name);
         return () => reply.ok();
       }),
       access: (_req, reply) => reply.ok(),
       create: (req, reply) => this.modify('create', reply, 'namespace', () => {
         const type = req.mode & S_IFMT || S_IFREG;
-        const st = this.fsx.create(this.ino(req.parent), req.name, (req.mode & ~S_IFMT) | type, this.opts.uid ?? req.caller.uid, this.opts.gid ?? req.caller.gid);
+        const st = this.fsx.create(this.ino(req.parent), req.name, (req.mode & ~S_IFMT) | type, this.opts.uid ?? req.caller.uid,
+          this.opts.gid ?? req.caller.gid, 0, this.umaskOf(req.caller));
         return () => {
           const e = this.entry(st);
           this.count(this.opens, st.ino, 1);

@@ -135,6 +135,8 @@ interface FuseAddon {
   /** Lazy umount2(2); 0 or the errno. */
   unmount(session: SessionHandle): number;
   pending(session: SessionHandle): boolean;
+  /** INIT granted POSIX ACLs (asked for with the posix_acl option). */
+  posixAcl(session: SessionHandle): boolean;
   /** Calls back on every change of this namespace's mount table; returns stop(). */
   watchMounts(onChange: () => void): () => void;
   replyErr(id: number, errno: number): number;
@@ -626,7 +628,8 @@ export class LowLevelFuse {
    * max_read=, the kernel's flags ro, nosuid, nodev, noexec, sync, dirsync,
    * noatime..., debug) plus max_write= (the largest write request, up to
    * libfuse 3's 1 MiB; libfuse's own default is that 1 MiB), which the
-   * binding applies at INIT. big_writes and nonempty (libfuse 2 options; 3
+   * binding applies at INIT, and posix_acl (ask the kernel for POSIX ACLs at
+   * INIT: see `posixAcl`). big_writes and nonempty (libfuse 2 options; 3
    * always does both) are accepted and ignored. Anything else, e.g. the
    * high-level attr_timeout=, is refused: timeouts are LowLevelOptions here,
    * and st_ino is always the real inode number. Every request, INIT
@@ -657,6 +660,18 @@ export class LowLevelFuse {
       });
     }
     return this.done;
+  }
+
+  /**
+   * Whether the kernel enforces POSIX ACLs on this connection: the
+   * posix_acl option asked for them and INIT granted FUSE_CAP_POSIX_ACL
+   * (which turns default_permissions on) with FUSE_CAP_DONT_MASK (creates
+   * come with the umask unapplied: the handlers apply it, or a default
+   * ACL). False until INIT, which comes before any other request.
+   */
+  get posixAcl(): boolean {
+    if (this.session === null) return false;
+    return addon().posixAcl(this.session);
   }
 
   /**
