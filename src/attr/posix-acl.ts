@@ -121,6 +121,21 @@ export function aclProblem(value: Buffer): string | null {
   return null;
 }
 
+/**
+ * What is wrong with an attribute as a POSIX ACL, or null (also for every
+ * other name): a value the kernel would refuse (posix_acl_from_xattr,
+ * posix_acl_valid), or a default ACL on something that is not a directory.
+ * The file scrub reports such a value, and the attribute repair drops it.
+ */
+export function posixAclProblem(name: Buffer, value: Buffer, isDir: boolean): string | null {
+  const key = name.toString('latin1');
+  if (!POSIX_ACL_NAMES.has(key)) return null;
+  const problem = aclProblem(value);
+  if (problem !== null) return `${key}: malformed ACL (${problem})`;
+  if (key === ACL_DEFAULT_NAME && !isDir) return `${key}: a default ACL on a file that is not a directory`;
+  return null;
+}
+
 /** The entries of a valid ACL value ([] for an empty one); EINVAL naming what is wrong with any other. */
 export function decodeAcl(value: Buffer): AclEntry[] {
   const problem = aclProblem(value);

@@ -34,6 +34,7 @@ import { ATTR_BTREE, ATTR_NONE } from '../inode/inode-format';
 import { ForkBtreeStorage } from '../inode/fork-btree';
 import { ATTR_INLINE_MAX, ATTR_REC_SIZE, ATTR_VALUE_MAX, attrBtreeOps, checkAttrName, decodeAttrEntry, inlineValueArea, setCollisionIndex, setValuePlace, valueBlocks, valueCrc } from '../attr/attr';
 import type { AttrEntry } from '../attr/attr';
+import { POSIX_ACL_NAMES, posixAclProblem } from '../attr/posix-acl';
 import { native } from '../native';
 import type { Device } from '../io/device';
 import type { Geometry } from '../format/geometry';
@@ -148,7 +149,7 @@ function commitXattrs(fsx: Rmapfs, ino: number, sources: AttrSources, changes: s
     });
   }
   const values = new ValuePlacement(fs.device, geo, oldValues);
-  const records = placeValues(salvaged, values, changes);
+  const records = dropMalformedAcls(placeValues(salvaged, values, changes), values, inode.isDir, changes);
   dropped += salvaged.length - records.length;
   const lost = Math.max(0, inode.attrCount - records.length - dropped);
   if (badBlocks.length > 0) {
@@ -253,11 +254,16 @@ class ValuePlacement {
     return null;
   }
 
-  /** Whether len bytes at fsbno match crc. */
-  matches(fsbno: number, len: number, crc: number): boolean {
+  /** len bytes at fsbno. */
+  read(fsbno: number, len: number): Buffer {
     const value = Buffer.alloc(len);
     this.device.read(fsbno * BLOCK_SIZE, value, 0, len);
-    return valueCrc(value) === crc;
+    return value;
+  }
+
+  /** Whether len bytes at fsbno match crc. */
+  matches(fsbno: number, len: number, crc: number): boolean {
+    return valueCrc(this.read(fsbno, len)) === crc;
   }
 
   claim(fsbno: number, n: number): void {
@@ -265,6 +271,11 @@ class ValuePlacement {
     let k = this.claimed.get(agno);
     if (k === undefined) this.claimed.set(agno, (k = new ExtentBitmap()));
     k.add(this.geo.agbnoOf(fsbno), n);
+  }
+
+  /** A claimed value given up after all: its blocks are reaped. */
+  unclaim(fsbno: number, n: number): void {
+    this.claimed.get(this.geo.agnoOf(fsbno))?.subtract(this.geo.agbnoOf(fsbno), n);
   }
 
   /**
@@ -364,6 +375,25 @@ function placeValues(salvaged: readonly SalvagedRecord[], values: ValuePlacement
     }
   }
   return kept;
+}
+
+/**
+ * The records kept less the POSIX ACLs the kernel would refuse (or a default
+ * ACL on a non-directory), each named as dropped; their value blocks are
+ * given back to be reaped. The mode stays as it is (what ext4 shows once an
+ * ACL is gone).
+ */
+function dropMalformedAcls(records: Buffer[], values: ValuePlacement, isDir: boolean, changes: string[]): Buffer[] {
+  return records.filter((rec) => {
+    const e = decodeAttrEntry(rec, 0);
+    if (!POSIX_ACL_NAMES.has(e.name.toString('latin1'))) return true;
+    const value = e.valueBlock === 0 ? inlineValueArea(rec, 0).subarray(0, e.valueLen) : values.read(e.valueBlock, e.valueLen);
+    const why = posixAclProblem(e.name, value, isDir);
+    if (why === null) return true;
+    if (e.valueBlock !== 0) values.unclaim(e.valueBlock, valueBlocks(e.valueLen));
+    changes.push(`${e.name.toString()}: value dropped (${why.slice(e.name.length + 2)})`);
+    return false;
+  });
 }
 
 /** Salvaged records (sorted by hash) as a bulk-load source, collision indexes counted as they go out. */

@@ -29,6 +29,7 @@ import { RmapFinder, RmapIndex } from '../rmap/rmap';
 import type { RmapLookup } from '../rmap/rmap';
 import type { MappingDigest } from '../rmap/rmap-digest';
 import type { AttrEntry } from '../attr/attr';
+import { posixAclProblem } from '../attr/posix-acl';
 import { isInodeOwner } from '../format/owners';
 import { impossibleFileExtent } from '../alloc/ag-owners';
 import { BLOCK_SIZE } from '../format/superblock';
@@ -398,7 +399,8 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
       const attrs = new AttrFork(inode, ctx);
       for (const e of attrs.btree === null ? [] : attrs.list()) {
         try {
-          attrs.value(e);
+          const aclWrong = posixAclProblem(e.name, attrs.value(e), inode.isDir);
+          if (aclWrong !== null) bad(ino, aclWrong, 'attr');
         } catch (err) {
           if (valueBlocks(e.valueLen) > 0 && fs.frozen === true && !liveStillHolds(fs, ino, e)) continue;
           // The fork's damage: the block count is its repair's to set.

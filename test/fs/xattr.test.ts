@@ -3,18 +3,11 @@ import t from 'tap';
 import { Rmapfs } from '../../src/fs/rmapfs';
 import { S_IFREG } from '../../src/inode/inode-format';
 import { scratchImage } from '../lib/fs';
-import { AttrFork } from '../../src/attr/attr';
-import type { FileContext } from '../../src/file/file';
 import { check } from '../lib/check';
 
 /** Free blocks plus the AG free lists (which grow and shrink with the btrees). */
 function unused(fsx: Rmapfs): number {
   return fsx.statfs().bfree + fsx.fs.alloc.ags.reduce((n, ag) => n + ag.agflCount, 0);
-}
-
-function fileContext(fsx: Rmapfs): FileContext {
-  const fs = fsx.fs;
-  return { device: fs.device, alloc: fs.alloc, geo: fs.geo, noteDataWritten: () => fs.noteDataWritten() };
 }
 
 t.test('set, get, list, replace, remove; errors as POSIX wants them', (t) => {
@@ -56,22 +49,4 @@ t.test('set, get, list, replace, remove; errors as POSIX wants them', (t) => {
   t.end();
 });
 
-t.test('POSIX ACL names are refused (no ACL support yet); ones an older image holds are hidden', (t) => {
-  const image = scratchImage(t);
-  const fsx = Rmapfs.open(image);
-  t.teardown(() => fsx.close());
-  const f = fsx.create(fsx.rootIno, 'f', S_IFREG | 0o644, 0, 0).ino;
-  const acl = Buffer.from('0200000001000600ffffffff04000400ffffffff20000400ffffffff', 'hex');
-  for (const name of ['system.posix_acl_access', 'system.posix_acl_default']) {
-    t.throws(() => fsx.setxattr(f, name, acl), { code: 'EOPNOTSUPP' }, `set ${name}`);
-    t.throws(() => fsx.findxattr(f, name), { code: 'EOPNOTSUPP' }, `get ${name}`);
-    t.throws(() => fsx.removexattr(f, name), { code: 'EOPNOTSUPP' }, `remove ${name}`);
-  }
-  // What an image got before the rule: plain stored attributes, written beneath Rmapfs.
-  fsx.fs.run(() => new AttrFork(fsx.inodes.get(f), fileContext(fsx)).set(Buffer.from('system.posix_acl_access'), acl));
-  fsx.setxattr(f, 'user.kept', Buffer.from('x'));
-  t.same(fsx.listxattr(f), ['user.kept'], 'listxattr hides the stored ACL');
-  t.throws(() => fsx.getxattr(f, 'system.posix_acl_access'), { code: 'EOPNOTSUPP' });
-  t.same(check(fsx), [], 'check clean');
-  t.end();
-});
+// POSIX ACLs (system.posix_acl_*): test/fs/posix-acl.test.ts, test/fuse/posix-acl.test.ts.
