@@ -136,10 +136,17 @@ export function posixAclProblem(name: Buffer, value: Buffer, isDir: boolean): st
   return null;
 }
 
-/** The entries of a valid ACL value ([] for an empty one); EINVAL naming what is wrong with any other. */
+/**
+ * The entries of a valid ACL value ([] for an empty one); any other is
+ * EINVAL naming what is wrong -- but EOPNOTSUPP for another version, as
+ * posix_acl_from_xattr answers.
+ */
 export function decodeAcl(value: Buffer): AclEntry[] {
   const problem = aclProblem(value);
-  if (problem !== null) throw new RmapfsError('EINVAL', `malformed ACL: ${problem}`);
+  if (problem !== null) {
+    const otherVersion = value.length >= HEADER_SIZE && value.readUInt32LE(0) !== XATTR_VERSION;
+    throw new RmapfsError(otherVersion ? 'EOPNOTSUPP' : 'EINVAL', `malformed ACL: ${problem}`);
+  }
   const entries: AclEntry[] = [];
   for (let at = HEADER_SIZE; at < value.length; at += ENTRY_SIZE) {
     entries.push({ tag: value.readUInt16LE(at), perm: value.readUInt16LE(at + 2), id: value.readUInt32LE(at + 4) });
