@@ -100,6 +100,12 @@ export interface StatFs {
 
 type Name = string | Buffer;
 
+/** Who sets an ACL, as far as the setgid rule asks (posix_acl_update_mode's in_group_or_capable). */
+export interface AclCaller {
+  /** In group gid (its fsgid or a supplementary group), or privileged (CAP_FSETID). */
+  inGroupOrPrivileged(gid: number): boolean;
+}
+
 export interface RenameOptions {
   /** Fail with EEXIST rather than replace an existing target (renameat2's RENAME_NOREPLACE). */
   noReplace?: boolean;
@@ -719,10 +725,10 @@ export class Rmapfs {
    * Sets an attribute. The POSIX ACL names go through setAcl (their values
    * are checked, and an access ACL changes the mode).
    */
-  setxattr(ino: number, name: Name, value: Buffer, mode: 'any' | 'create' | 'replace' = 'any'): void {
+  setxattr(ino: number, name: Name, value: Buffer, mode: 'any' | 'create' | 'replace' = 'any', caller?: AclCaller): void {
     const bytes = nameBytes(name);
     const key = bytes.toString('latin1');
-    if (POSIX_ACL_NAMES.has(key)) return this.setAcl(ino, key, value);
+    if (POSIX_ACL_NAMES.has(key)) return this.setAcl(ino, key, value, caller);
     this.fs.run(() => new AttrFork(this.inode(ino), this.ctx).set(bytes, value, mode));
   }
 
@@ -733,12 +739,13 @@ export class Rmapfs {
    * directory (EACCES elsewhere, as set_posix_acl). An access ACL sets the
    * mode's permission bits (the group bits from its mask) and is stored only
    * when the mode cannot say it all (posix_acl_update_mode); either way the
-   * ctime changes. XATTR_CREATE/REPLACE do not apply to ACLs (the kernel
-   * never passes them on). Not done: clearing S_ISGID when the caller is not
-   * in the file's group -- the kernel says so only with FUSE_SETXATTR_EXT,
-   * which libfuse 3.14 neither asks for nor passes on.
+   * ctime changes; a caller outside the file's group (and not privileged)
+   * loses its S_ISGID bit, as posix_acl_update_mode says (the kernel tells a
+   * FUSE daemon so only with FUSE_SETXATTR_EXT, which libfuse 3.14 neither
+   * asks for nor passes on: the caller says). XATTR_CREATE/REPLACE do not
+   * apply to ACLs (the kernel never passes them on).
    */
-  private setAcl(ino: number, name: string, value: Buffer): void {
+  private setAcl(ino: number, name: string, value: Buffer, caller: AclCaller | undefined): void {
     const entries = decodeAcl(value);
     const key = Buffer.from(name);
     this.fs.run(() => {
@@ -757,7 +764,7 @@ export class Rmapfs {
         const { mode, equivalent } = aclModeOf(entries, inode.mode);
         if (equivalent) this.dropAttr(attrs, key);
         else attrs.set(key, encodeAcl(entries));
-        inode.mode = mode;
+        inode.mode = caller !== undefined && !caller.inGroupOrPrivileged(inode.gid) ? mode & ~S_ISGID : mode;
       }
       inode.touch('ctime');
     });

@@ -10,13 +10,14 @@
  */
 import createDebug from 'debug';
 import { RmapfsError, errnoOf } from '../errors';
-import type { AtimePolicy, Rmapfs, Stat } from '../fs/rmapfs';
+import * as fs from 'fs';
+import type { AclCaller, AtimePolicy, Rmapfs, Stat } from '../fs/rmapfs';
 import { S_IFMT, S_IFREG } from '../inode/inode-format';
 import type { Timespec } from '../inode/inode-format';
 import { now } from '../inode/inode';
 import { POSIX_ACL_NAMES } from '../attr/posix-acl';
 import { RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, SEEK_DATA, SEEK_HOLE } from './lowlevel';
-import type { Attr, Entry, ErrorReply, LowLevelHandlers, Time } from './lowlevel';
+import type { Attr, Caller, Entry, ErrorReply, LowLevelHandlers, Time } from './lowlevel';
 
 const log = createDebug('rmapfs:fuse');
 
@@ -77,6 +78,28 @@ function renameKind(flags: number): 'plain' | 'exchange' {
 /** EOPNOTSUPP for an ACL name when the connection does not enforce ACLs. */
 function refuseAcl(name: string): void {
   if (POSIX_ACL_NAMES.has(name)) throw new RmapfsError('EOPNOTSUPP', `${name}: POSIX ACLs are off on this mount`);
+}
+
+/**
+ * The caller of a setxattr as the ACL setgid rule sees it: root counts as
+ * privileged (CAP_FSETID; a capability-less root is not told apart), anyone
+ * else is in a group that is its fsgid or one of its supplementary groups --
+ * read from /proc/PID/status only when asked (libfuse's fuse_req_getgroups
+ * does the same), i.e. when the file's group is not the caller's own.
+ */
+function aclCaller(caller: Caller): AclCaller {
+  return {
+    inGroupOrPrivileged: (gid) => caller.uid === 0 || caller.gid === gid || supplementaryGroups(caller.pid).includes(gid),
+  };
+}
+
+function supplementaryGroups(pid: number): number[] {
+  try {
+    const line = fs.readFileSync(`/proc/${pid}/status`, 'latin1').split('\n').find((l) => l.startsWith('Groups:'));
+    return line === undefined ? [] : line.slice('Groups:'.length).trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return []; // the caller is gone: no group to grant
+  }
 }
 
 function toTime(t: Timespec): Time {
@@ -318,7 +341,7 @@ export class LowLevelOps {
       setxattr: (req, reply) => this.modify('setxattr', reply, 'other', () => {
         const mode = req.flags & XATTR_CREATE ? 'create' : req.flags & XATTR_REPLACE ? 'replace' : 'any';
         this.checkAclName(req.name);
-        this.fsx.setxattr(this.ino(req.ino), req.name, Buffer.from(req.value), mode);
+        this.fsx.setxattr(this.ino(req.ino), req.name, Buffer.from(req.value), mode, aclCaller(req.caller));
         return () => reply.ok();
       }),
       getxattr: (req, reply) => this.run('getxattr', reply, () => {

@@ -67,7 +67,7 @@ t.test('an access ACL sets the mode; equivalent to the mode, it is not stored; c
   const image = scratchImage(t);
   const fsx = Rmapfs.open(image);
   t.teardown(() => fsx.close());
-  const f = fsx.create(fsx.rootIno, 'f', S_IFREG | S_ISGID | 0o644, 0, 0).ino;
+  const f = fsx.create(fsx.rootIno, 'f', S_IFREG | S_ISGID | 0o644, 0, 7).ino;
   fsx.setxattr(f, ACL_ACCESS_NAME, encodeAcl([ent(ACL_USER_OBJ, 7), ent(ACL_GROUP_OBJ, 5), ent(ACL_OTHER, 0)]));
   t.equal(perms(fsx, f), S_ISGID | 0o750, 'a 3-entry ACL is a mode (setgid kept)');
   t.equal(fsx.findxattr(f, ACL_ACCESS_NAME), null, '... and stores nothing');
@@ -84,6 +84,13 @@ t.test('an access ACL sets the mode; equivalent to the mode, it is not stored; c
   fsx.removexattr(f, ACL_ACCESS_NAME);
   t.equal(fsx.findxattr(f, ACL_ACCESS_NAME), null, 'removed');
   t.equal(perms(fsx, f), 0o640, 'the mode stays');
+  fsx.setattr(f, { mode: S_ISGID | 0o640 });
+  fsx.setxattr(f, ACL_ACCESS_NAME, encodeAcl(WITH_USER), 'any', { inGroupOrPrivileged: (gid) => gid === 7 });
+  t.equal(perms(fsx, f), S_ISGID | 0o674, 'set by a member of the group: setgid kept');
+  fsx.setxattr(f, ACL_ACCESS_NAME, encodeAcl(WITH_USER), 'any', { inGroupOrPrivileged: () => false });
+  t.equal(perms(fsx, f), 0o674, 'set by someone outside it: setgid cleared');
+  fsx.removexattr(f, ACL_ACCESS_NAME);
+  fsx.setattr(f, { mode: 0o640 });
   fsx.removexattr(f, ACL_ACCESS_NAME);
   t.pass('removing an absent ACL is no error (as ext4)');
   fsx.setxattr(f, ACL_ACCESS_NAME, encodeAcl([ent(ACL_USER_OBJ, 6), ent(ACL_GROUP_OBJ, 0), ent(ACL_OTHER, 0)]));

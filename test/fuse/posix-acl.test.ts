@@ -6,6 +6,7 @@
  * and reads and writes by another uid (setpriv) that a named entry grants or
  * the mask or the mode denies, runs in both; its output (modes, `getfacl
  * -n` of every file, what uid 1000 and 1001 could do) must be the same. A
+ * setfacl by an owner outside the file's group clears S_ISGID. A
  * few lines of it are checked on their own too, so the test does not lean
  * on ext4 alone. With -o noacl the ACL attributes are refused (EOPNOTSUPP)
  * and `cp -a` falls back to the mode.
@@ -48,6 +49,10 @@ mkdir d && setfacl -d -m u:1000:rwx,g::rx d && chmod 750 d && setfacl -m u:1000:
 touch d/f && mkdir d/sub && touch d/sub/f && mknod d/fifo p
 (umask 077 && touch d/masked && mkdir d/mdir)
 can 1000 write d/f; can 1001 read d/f
+touch s && chown 1000:0 s && chmod 2775 s && as 1000 setfacl -m u:1001:r s && stat -c '%A s: setgid cleared (1000 not in group 0)' s
+touch s2 && chown 1000:1000 s2 && chmod 2775 s2 && as 1000 setfacl -m u:1001:r s2 && stat -c '%A s2: setgid kept' s2
+touch s3 && chown 1000:50 s3 && chmod 2775 s3 && setpriv --reuid=1000 --regid=1000 --groups=50 setfacl -m u:1001:r s3 \
+  && stat -c '%A s3: setgid kept (group 50 supplementary)' s3
 mkdir k && setfacl -d -m u:1000:rx k && setfacl -k k && touch k/f
 mkdir copies && cp -a d copies/cp && rsync -aA d/ copies/rsync/ && cp -a f copies/f
 can 1000 write copies/cp/f
@@ -121,6 +126,7 @@ if (!canMount) {
       'uid 1000 write f: ok', // chmod 660: the mask rw again, the named user's rw effective
       'uid 1001 read f: denied',
       'uid 1000 read p: ok', 'uid 1000 write p: denied', 'uid 1001 read p: denied',
+      '-rwxrwxr-x s: setgid cleared (1000 not in group 0)', '-rwxrwsr-x s3: setgid kept (group 50 supplementary)',
       'uid 1000 write d/f: ok', 'uid 1001 read d/f: denied', 'uid 1000 write copies/cp/f: ok',
       'default ACL on a file: Permission denied', 'version 1: Operation not supported', 'no mask: Invalid argument',
       '-rw-r----- ./f', '-rwxr----- ./e', '-rw-r--r-- ./b', '-rw------- ./plain',
