@@ -124,6 +124,7 @@ export class Rmapfs {
   private readonly ctx: FileContext;
   private root: number | undefined;
   private inUse: (ino: number) => boolean = () => false;
+  private aclsOn: () => boolean = () => true;
   private readonly orphans = new Set<number>();
 
   private constructor(fs: Filesystem) {
@@ -239,6 +240,16 @@ export class Rmapfs {
   /** Tells the filesystem which inodes are in use outside it (open, or referenced by the kernel). */
   setInUse(inUse: (ino: number) => boolean): void {
     this.inUse = inUse;
+  }
+
+  /**
+   * Whether POSIX ACLs apply (on unless told: a mount with -o noacl, or a
+   * kernel that does not enforce them). Off, stored ACLs are left alone as a
+   * filesystem mounted noacl leaves them: no inheritance on create, chmod
+   * changes the mode only.
+   */
+  setPosixAcls(on: () => boolean): void {
+    this.aclsOn = on;
   }
 
   /** The last use of an inode ended: if it has no links left, it goes now. True: it was freed. */
@@ -485,7 +496,7 @@ export class Rmapfs {
       if ((mode & S_IFMT) === S_IFDIR) newMode |= S_ISGID;
     }
     const isSymlink = (mode & S_IFMT) === S_IFLNK;
-    const defaults = isSymlink ? [] : this.storedAcl(dir.inode, ACL_DEFAULT_NAME);
+    const defaults = isSymlink || !this.aclsOn() ? [] : this.storedAcl(dir.inode, ACL_DEFAULT_NAME);
     const inherited = defaults.length > 0 ? aclCreate(defaults, newMode) : null;
     if (inherited !== null) newMode = inherited.mode;
     else if (!isSymlink) newMode &= ~(umask & S_IRWXUGO);
@@ -683,7 +694,7 @@ export class Rmapfs {
       if (attr.mode !== undefined) {
         inode.mode = (inode.mode & S_IFMT) | (attr.mode & 0o7777);
         // posix_acl_chmod: the access ACL follows the new mode (the mode is its owner, mask, other).
-        const acl = inode.type === S_IFLNK ? [] : this.storedAcl(inode, ACL_ACCESS_NAME);
+        const acl = inode.type === S_IFLNK || !this.aclsOn() ? [] : this.storedAcl(inode, ACL_ACCESS_NAME);
         if (acl.length > 0) new AttrFork(inode, this.ctx).set(Buffer.from(ACL_ACCESS_NAME), encodeAcl(aclChmod(acl, inode.mode)));
       }
       if (attr.uid !== undefined && attr.uid !== 0xffffffff) inode.uid = attr.uid;

@@ -119,6 +119,7 @@ export class LowLevelOps {
 
   private tellInUse(): void {
     this.fsx.setInUse((ino) => (this.lookups.get(ino) ?? 0) > 0 || (this.opens.get(ino) ?? 0) > 0);
+    this.fsx.setPosixAcls(() => this.aclsOn());
   }
 
   /**

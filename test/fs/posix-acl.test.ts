@@ -146,6 +146,25 @@ t.test('default ACLs: only on directories, inherited by files and directories; t
   t.end();
 });
 
+t.test('ACLs off (a noacl mount): no inheritance, chmod leaves a stored ACL alone', (t) => {
+  const image = scratchImage(t);
+  const fsx = Rmapfs.open(image);
+  t.teardown(() => fsx.close());
+  const d = fsx.mkdir(fsx.rootIno, 'd', 0o755, 0, 0).ino;
+  fsx.setxattr(d, ACL_DEFAULT_NAME, encodeAcl(WITH_USER));
+  const f = fsx.create(fsx.rootIno, 'f', S_IFREG | 0o644, 0, 0).ino;
+  fsx.setxattr(f, ACL_ACCESS_NAME, encodeAcl(WITH_USER));
+  fsx.setPosixAcls(() => false);
+  const g = fsx.create(d, 'g', S_IFREG | 0o666, 0, 0, 0, 0o022).ino;
+  t.equal(perms(fsx, g), 0o644, 'the umask applies under the default ACL');
+  t.same(fsx.listxattr(g), [], 'no ACL inherited');
+  fsx.setattr(f, { mode: 0o600 });
+  t.same(aclOf(fsx, f, ACL_ACCESS_NAME), WITH_USER, 'chmod left the ACL as it was');
+  fsx.setPosixAcls(() => true);
+  t.ok(aclOf(fsx, fsx.create(d, 'h', S_IFREG | 0o666, 0, 0, 0, 0o022).ino, ACL_ACCESS_NAME) !== null, 'on again: inherited');
+  t.end();
+});
+
 t.test('check reports a malformed ACL written beneath Rmapfs; the attribute repair drops it', async (t) => {
   const image = scratchImage(t);
   const fsx = Rmapfs.open(image);
