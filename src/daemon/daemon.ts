@@ -389,7 +389,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
         return { ok: true, device: path.resolve(device), mountpoint: mnt, pid: process.pid, readOnly,
           blocks: s.blocks, freeBlocks: s.bfree, agCount: fsx.fs.geo.agCount, orphans: fsx.orphanCount,
           options: describeLiveOptions(live), internalErrors: ops.internalErrors, shutdown: fsx.fs.shutdownWhy ?? 'no',
-          faultsInjected: faults.injected, damaged: sickStructures(fsx.fs.alloc, isRepairable) };
+          faultsInjected: faults.injected, requests: fuse.requestCounts(), damaged: sickStructures(fsx.fs.alloc, isRepairable) };
       }
       case 'remount': {
         // `rmapfs mount -o remount,...`: first a dry run (an option that cannot change refuses it
