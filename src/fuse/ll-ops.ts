@@ -216,7 +216,7 @@ export class LowLevelOps {
         try {
           ino = this.fsx.lookup(this.ino(req.parent), req.name);
         } catch (e) {
-          if (e instanceof RmapfsError && e.code === 'ENOENT') return reply.negative(1);
+          if (e instanceof RmapfsError && e.code === 'ENOENT') return reply.negative();
           throw e;
         }
         reply.entry(this.entry(this.fsx.stat(ino)));

@@ -446,6 +446,8 @@ export interface LowLevelOptions {
   attrTimeout?: number;
   /** Default seconds the kernel may cache a name -> inode mapping. */
   entryTimeout?: number;
+  /** Default seconds the kernel may remember that a name does not exist (0: not at all). */
+  negativeTimeout?: number;
   /**
    * The event loop polls /dev/fuse and each readable event reads and
    * dispatches up to 64 requests on the JS thread. After the last queued
@@ -525,7 +527,7 @@ class Reply implements StatusReply, EntryReply, AttrReply, ReadlinkReply, OpenRe
     this.a.replyEntry(this.id);
   }
 
-  negative(timeout = this.fuse.entryTimeout): void {
+  negative(timeout = this.fuse.negativeTimeout): void {
     this.take();
     const o = this.a.outScratch;
     o.fill(0);
@@ -630,6 +632,7 @@ function isPromise(v: unknown): v is Promise<void> {
 export class LowLevelFuse {
   readonly attrTimeout: number;
   readonly entryTimeout: number;
+  readonly negativeTimeout: number;
   readonly done: Promise<void>;
   /** Requests dispatched so far (all operations). */
   dispatched = 0;
@@ -645,6 +648,7 @@ export class LowLevelFuse {
   constructor(private readonly opts: LowLevelOptions = {}) {
     this.attrTimeout = opts.attrTimeout ?? 1;
     this.entryTimeout = opts.entryTimeout ?? 1;
+    this.negativeTimeout = opts.negativeTimeout ?? 1;
     this.done = new Promise<void>((resolve, reject) => {
       this.resolveDone = resolve;
       this.rejectDone = reject;
