@@ -60,7 +60,7 @@ namespace {
   X(UNLINK, 8) X(RMDIR, 9) X(SYMLINK, 10) X(RENAME, 11) X(LINK, 12) X(OPEN, 13) X(READ, 14) X(WRITE, 15) \
   X(FLUSH, 16) X(RELEASE, 17) X(FSYNC, 18) X(OPENDIR, 19) X(READDIR, 20) X(RELEASEDIR, 21) X(FSYNCDIR, 22) \
   X(STATFS, 23) X(SETXATTR, 24) X(GETXATTR, 25) X(LISTXATTR, 26) X(REMOVEXATTR, 27) X(ACCESS, 28) \
-  X(CREATE, 29) X(FALLOCATE, 30) X(LSEEK, 31)
+  X(CREATE, 29) X(FALLOCATE, 30) X(LSEEK, 31) X(READDIRPLUS, 32)
 
 // Slots of the "in" scratch (request numbers; lowlevel.ts In).
 //  INO: ino, or the parent directory; INO2: newparent (rename, link); FH: fi->fh;
@@ -101,8 +101,8 @@ enum OutStatfs : int { RMAPFS_STATFS_SLOTS(RMAPFS_ENUM_SF) };
 #undef RMAPFS_ENUM_SF
 constexpr int IN_COUNT = 24;   // scratch lengths: room to spare beyond the last slot
 constexpr int OUT_COUNT = 24;
-// JS names the handled ops in a 32-bit mask (BuildOps): a 33rd op needs a wider one.
-static_assert(OP_LSEEK < 32, "the handler mask has 32 bits");
+// JS names the handled ops in a mask passed as a double (BuildOps): 53 bits at most.
+static_assert(OP_READDIRPLUS < 53, "the handler mask is a double's 53 bits");
 static_assert(IN_NLOOKUP < IN_COUNT && OUT_CTIME_NS < OUT_COUNT && SF_NAMEMAX < OUT_COUNT, "scratch too small");
 
 // replyOpen/replyCreate flag bits (OpenFlags in lowlevel.ts).
@@ -159,6 +159,7 @@ struct Session {
   uint64_t spinNs = 0;
   std::string mountpoint;
   ConnOptions conn;
+  bool readdirplus = false;  // JS handles READDIRPLUS: ask the kernel for it at INIT
   napi_env env = nullptr;
   napi_ref dispatchRef = nullptr;
   napi_ref resourceRef = nullptr;
@@ -211,7 +212,7 @@ void LlInit(void* userdata, fuse_conn_info* conn) {
   // libfuse 3 turns on by default: asynchronous reads only. In particular no
   // writeback cache, no atomic_o_trunc (truncation on open arrives as a
   // setattr), no handle_killpriv (the kernel clears suid/sgid itself), no
-  // parallel dirops, no auto_inval_data, no splice, no readdirplus.
+  // parallel dirops, no auto_inval_data, no splice. Then what we chose since: below.
   conn->want = conn->capable & FUSE_CAP_ASYNC_READ;
   // POSIX ACLs (-o posix_acl): the kernel checks permissions against them, the daemon keeps them
   // (mode sync, chmod, inheritance). With DONT_MASK, or the kernel would apply the umask to creates
@@ -219,6 +220,12 @@ void LlInit(void* userdata, fuse_conn_info* conn) {
   constexpr unsigned kAclCaps = FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
   if (s->conn.posixAcl && (conn->capable & kAclCaps) == kAclCaps) conn->want |= kAclCaps;
   s->posixAclGranted = (conn->want & kAclCaps) == kAclCaps;
+  // File handles (name_to_handle_at, NFS) that outlive the kernel's inode cache: the kernel sends
+  // LOOKUP of "." with the handle's node id (and ".." for a directory's parent); JS answers them.
+  conn->want |= conn->capable & FUSE_CAP_EXPORT_SUPPORT;
+  // Adaptive readdirplus: the kernel asks for entries with their attributes while the caller
+  // looks at them (ls -l), plain entries otherwise.
+  if (s->readdirplus) conn->want |= conn->capable & (FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
   // libfuse caps max_write at its buffer (1 MiB) and derives max_pages from it.
   if (s->conn.maxWrite > 0) conn->max_write = s->conn.maxWrite;
   conn->max_read = s->conn.maxRead;
@@ -398,6 +405,18 @@ void LlReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file
   Deliver(SessionOf(req), r);
 }
 
+// Entries with their attributes: each one but "." and ".." that JS sends with a node id counts as
+// a lookup (the kernel links it as LOOKUP would, and forgets it later).
+void LlReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  Request r;
+  Start(r, req, OP_READDIRPLUS, ino);
+  SetFi(r, fi);
+  r.in[IN_SIZE] = static_cast<double>(size);
+  r.in[IN_OFFSET] = static_cast<double>(off);
+  r.size = size;
+  Deliver(SessionOf(req), r);
+}
+
 void LlReleasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Request r;
   Start(r, req, OP_RELEASEDIR, ino);
@@ -493,11 +512,11 @@ void LlLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_in
 // Only the operations JS handles are filled in: for the others libfuse's
 // own default answer applies (ENOSYS for most, which also tells the kernel
 // to stop asking, e.g. for flush, fsync, access, getxattr).
-fuse_lowlevel_ops BuildOps(uint32_t mask) {
+fuse_lowlevel_ops BuildOps(uint64_t mask) {
   fuse_lowlevel_ops ops;
   memset(&ops, 0, sizeof ops);
   ops.init = LlInit;
-  auto has = [mask](Op op) { return (mask & (1u << op)) != 0; };
+  auto has = [mask](Op op) { return (mask & (uint64_t{1} << op)) != 0; };
   if (has(OP_LOOKUP)) ops.lookup = LlLookup;
   if (has(OP_FORGET)) ops.forget = LlForget;
   if (has(OP_GETATTR)) ops.getattr = LlGetattr;
@@ -529,6 +548,7 @@ fuse_lowlevel_ops BuildOps(uint32_t mask) {
   if (has(OP_CREATE)) ops.create = LlCreate;
   if (has(OP_FALLOCATE)) ops.fallocate = LlFallocate;
   if (has(OP_LSEEK)) ops.lseek = LlLseek;
+  if (has(OP_READDIRPLUS)) ops.readdirplus = LlReaddirplus;
   return ops;
 }
 
@@ -756,7 +776,8 @@ Napi::Value Mount(const Napi::CallbackInfo& info) {
   }
   std::string mnt = info[0].As<Napi::String>().Utf8Value();
   std::string opts = info[1].As<Napi::String>().Utf8Value();
-  uint32_t mask = info[3].As<Napi::Number>().Uint32Value();
+  double maskValue = info[3].As<Napi::Number>().DoubleValue();
+  uint64_t mask = maskValue >= 0 && maskValue < 9007199254740992.0 ? static_cast<uint64_t>(maskValue) : 0;
 
   std::vector<std::string> argStore = {"rmapfs"};
   if (!opts.empty()) {
@@ -777,6 +798,7 @@ Napi::Value Mount(const Napi::CallbackInfo& info) {
     throw Napi::Error::New(env, FuseMessage(capture.Finish(), "bad mount options for " + mnt));
   }
   fuse_lowlevel_ops ops = BuildOps(mask);
+  s->readdirplus = ops.readdirplus != nullptr;
   s->se = fuse_session_new(&args, &ops, sizeof ops, s);
   fuse_opt_free_args(&args);
   if (s->se == nullptr) {
@@ -1015,20 +1037,31 @@ Napi::Value ReplyXattr(const Napi::CallbackInfo& info) {
   return Result(info.Env(), fuse_reply_xattr(p.req, static_cast<size_t>(Arg(info, 1))));
 }
 
-// replyReaddir(id, entries, start): entries[start..] as {name, ino, mode,
-// off} (off: the offset of the entry after this one), packed with
-// fuse_add_direntry until the request's size is full. Returns how many
-// were sent.
-Napi::Value ReplyReaddir(const Napi::CallbackInfo& info) {
+// Packs entries[start..] ({name, ino, mode, off}; off: the offset of the entry
+// after this one) into one reply of the request's size and sends it; returns
+// how many were sent. Plain: fuse_add_direntry. Plus (attrs given): with
+// fuse_add_direntry_plus, each entry's attributes from attrs, OUT_COUNT numbers
+// per entry laid out as the out scratch, entry i at i * OUT_COUNT; an
+// OUT_INO of 0 there sends the entry without them (node id 0: the kernel links
+// nothing and counts no lookup). -1: the reply did not reach the kernel (the
+// request was interrupted), so none of them counts.
+Napi::Value ReplyDirents(const Napi::CallbackInfo& info, bool plus) {
   Napi::Env env = info.Env();
   Pending p = Take(info);
-  if (info.Length() < 2 || !info[1].IsArray()) {
+  if (info.Length() < 2 || !info[1].IsArray() || (plus && (info.Length() < 4 || !info[3].IsTypedArray()))) {
     fuse_reply_err(p.req, EIO);
-    throw Napi::TypeError::New(env, "replyReaddir(id, entries, start?)");
+    throw Napi::TypeError::New(env, plus ? "replyReaddirplus(id, entries, start, attrs)" : "replyReaddir(id, entries, start?)");
   }
   Napi::Array entries = info[1].As<Napi::Array>();
   uint32_t n = entries.Length();
   uint32_t start = static_cast<uint32_t>(Arg(info, 2, 0));
+  const double* attrs = nullptr;
+  size_t attrRows = 0;
+  if (plus) {
+    Napi::Float64Array a = info[3].As<Napi::Float64Array>();
+    attrs = a.Data();
+    attrRows = a.ElementLength() / OUT_COUNT;
+  }
   std::vector<char> buf(p.size > 0 ? p.size : 1);
   size_t used = 0;
   uint32_t sent = 0;
@@ -1042,12 +1075,26 @@ Napi::Value ReplyReaddir(const Napi::CallbackInfo& info) {
       if (!v.IsObject()) continue;
       Napi::Object ent = v.As<Napi::Object>();
       std::string name = ent.Get(kName).ToString().Utf8Value();
-      struct stat st;
-      memset(&st, 0, sizeof st);
-      st.st_ino = static_cast<ino_t>(ent.Get(kIno).ToNumber().DoubleValue());
-      st.st_mode = static_cast<mode_t>(ent.Get(kMode).ToNumber().Uint32Value());
       off_t off = static_cast<off_t>(ent.Get(kOff).ToNumber().DoubleValue());
-      size_t need = fuse_add_direntry(p.req, buf.data() + used, p.size - used, name.c_str(), &st, off);
+      size_t need;
+      if (plus) {
+        fuse_entry_param e;
+        size_t row = i;
+        if (row < attrRows && attrs[row * OUT_COUNT + OUT_INO] != 0) {
+          FillEntry(attrs + row * OUT_COUNT, &e);
+        } else {
+          memset(&e, 0, sizeof e);  // no node id: only the name, inode number and type
+          e.attr.st_ino = static_cast<ino_t>(ent.Get(kIno).ToNumber().DoubleValue());
+          e.attr.st_mode = static_cast<mode_t>(ent.Get(kMode).ToNumber().Uint32Value());
+        }
+        need = fuse_add_direntry_plus(p.req, buf.data() + used, p.size - used, name.c_str(), &e, off);
+      } else {
+        struct stat st;
+        memset(&st, 0, sizeof st);
+        st.st_ino = static_cast<ino_t>(ent.Get(kIno).ToNumber().DoubleValue());
+        st.st_mode = static_cast<mode_t>(ent.Get(kMode).ToNumber().Uint32Value());
+        need = fuse_add_direntry(p.req, buf.data() + used, p.size - used, name.c_str(), &st, off);
+      }
       if (need > p.size - used) break;
       used += need;
       sent++;
@@ -1056,9 +1103,15 @@ Napi::Value ReplyReaddir(const Napi::CallbackInfo& info) {
     fuse_reply_err(p.req, EIO);  // an entry's getter threw: still answer once
     throw;
   }
-  fuse_reply_buf(p.req, buf.data(), used);
+  if (fuse_reply_buf(p.req, buf.data(), used) != 0) return Napi::Number::New(env, -1);
   return Napi::Number::New(env, sent);
 }
+
+// replyReaddir(id, entries, start): see ReplyDirents.
+Napi::Value ReplyReaddir(const Napi::CallbackInfo& info) { return ReplyDirents(info, false); }
+
+// replyReaddirplus(id, entries, start, attrs): see ReplyDirents.
+Napi::Value ReplyReaddirplus(const Napi::CallbackInfo& info) { return ReplyDirents(info, true); }
 
 // watchMounts(callback) -> stop(): calls back (on the JS thread) whenever the
 // mount table of this process's namespace changes -- a mount, an unmount, a
@@ -1183,6 +1236,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("replyStatfs", Napi::Function::New(env, ReplyStatfs, "replyStatfs"));
   exports.Set("replyXattr", Napi::Function::New(env, ReplyXattr, "replyXattr"));
   exports.Set("replyReaddir", Napi::Function::New(env, ReplyReaddir, "replyReaddir"));
+  exports.Set("replyReaddirplus", Napi::Function::New(env, ReplyReaddirplus, "replyReaddirplus"));
   return exports;
 }
 

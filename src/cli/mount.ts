@@ -42,7 +42,9 @@ options (-o, comma separated):
   dirsync                  the same for directory changes only (create, mkdir, unlink, rename, link, ...)
   commit=SECONDS           journal flush interval (default 5)
   max_write=BYTES          largest write request, up to 1048576 (default 131072)
-  attr_timeout=S, entry_timeout=S   kernel attribute / name cache time (default 1)
+  attr_timeout=S, entry_timeout=S, negative_timeout=S
+                           seconds the kernel may cache attributes, a name's inode, a name's
+                           absence before asking again (default 1 each; fractions allowed, 0: always ask)
   spin_us=N                how long the FUSE loop keeps reading before it sleeps (default 30;
                            0 saves CPU on an idle-heavy machine, costs latency)
 

@@ -46,8 +46,10 @@ export interface MountOptions {
   commit: number;
   /** Largest write request the kernel sends (up to 1 MiB: libfuse 3 sets max_pages to match). */
   maxWrite: number;
+  /** Seconds the kernel may cache attributes, a name's inode, a name's absence (libfuse's names; fractions allowed). */
   attrTimeout: number;
   entryTimeout: number;
+  negativeTimeout: number;
   /** Microseconds the FUSE loop keeps reading before it sleeps (see LowLevelOptions.spinUs). */
   spinUs: number;
   /** Tests: record every device write and flush into this file (see io/write-log.ts). */
@@ -65,7 +67,7 @@ export interface MountOptions {
 
 export const DEFAULT_MOUNT_OPTIONS: MountOptions = {
   readOnly: false, allowOther: false, defaultPermissions: true, acl: true, uid: null, gid: null,
-  sync: false, dirsync: false, atime: DEFAULT_ATIME_POLICY, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1, spinUs: 30,
+  sync: false, dirsync: false, atime: DEFAULT_ATIME_POLICY, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1, negativeTimeout: 1, spinUs: 30,
   writeLog: null, faults: '', kernelFlags: [], remount: false,
 };
 
@@ -110,6 +112,13 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
     if (v === undefined || !Number.isInteger(n) || n < min) throw new RmapfsError('EINVAL', `mount option ${k} needs a whole number >= ${min}`);
     return n;
   };
+  // Seconds as libfuse's high-level options take them: a decimal number >= 0 (0.5, 2, 30).
+  const seconds = (k: string, v: string | undefined): number => {
+    if (v === undefined || !/^(\d+(\.\d*)?|\.\d+)$/.test(v) || !Number.isFinite(Number(v))) {
+      throw new RmapfsError('EINVAL', `mount option ${k} needs a number of seconds >= 0 (e.g. 1 or 0.5)`);
+    }
+    return Number(v);
+  };
   for (const item of text.split(',').map((s) => s.trim()).filter(Boolean)) {
     const [k, v] = item.split('=', 2) as [string, string | undefined];
     if (KERNEL_FLAGS.has(k) && v === undefined) o.kernelFlags = [...o.kernelFlags, k];
@@ -141,8 +150,9 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
       case 'big_writes': break; // libfuse 2's; always on
       // libfuse 2 refused a non-empty mountpoint without it; libfuse 3 always mounts over one.
       case 'nonempty': break;
-      case 'attr_timeout': o.attrTimeout = num(k, v, 0); break;
-      case 'entry_timeout': o.entryTimeout = num(k, v, 0); break;
+      case 'attr_timeout': o.attrTimeout = seconds(k, v); break;
+      case 'entry_timeout': o.entryTimeout = seconds(k, v); break;
+      case 'negative_timeout': o.negativeTimeout = seconds(k, v); break;
       case 'spin_us': o.spinUs = Math.min(num(k, v, 0), 1000); break;
       case 'writelog':
         if (v === undefined || v === '') throw new RmapfsError('EINVAL', 'mount option writelog needs a file name');
@@ -173,7 +183,8 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
  */
 const MOUNT_TIME_OPTIONS: readonly (readonly [keyof MountOptions, string])[] = [
   ['allowOther', 'allow_other'], ['defaultPermissions', 'default_permissions'], ['acl', 'acl'], ['uid', 'uid'], ['gid', 'gid'],
-  ['maxWrite', 'max_write'], ['attrTimeout', 'attr_timeout'], ['entryTimeout', 'entry_timeout'], ['spinUs', 'spin_us'],
+  ['maxWrite', 'max_write'], ['attrTimeout', 'attr_timeout'], ['entryTimeout', 'entry_timeout'],
+  ['negativeTimeout', 'negative_timeout'], ['spinUs', 'spin_us'],
   ['writeLog', 'writelog'], ['faults', 'faults'],
 ];
 
@@ -261,7 +272,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   // no_default_permissions, which asks it not to.
   if (opts.acl && opts.defaultPermissions) options.push('posix_acl');
   const fuse = new LowLevelFuse({
-    attrTimeout: opts.attrTimeout, entryTimeout: opts.entryTimeout, spinUs: opts.spinUs,
+    attrTimeout: opts.attrTimeout, entryTimeout: opts.entryTimeout, negativeTimeout: opts.negativeTimeout, spinUs: opts.spinUs,
     onError: (op, err) => log('operation %d failed: %O', op, err),
   });
   let finished = false;
@@ -397,7 +408,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
         return { ok: true, device: path.resolve(device), mountpoint: mnt, pid: process.pid, readOnly,
           blocks: s.blocks, freeBlocks: s.bfree, agCount: fsx.fs.geo.agCount, orphans: fsx.orphanCount,
           options: describeLiveOptions(live), internalErrors: ops.internalErrors, shutdown: fsx.fs.shutdownWhy ?? 'no',
-          faultsInjected: faults.injected, damaged: sickStructures(fsx.fs.alloc, isRepairable) };
+          faultsInjected: faults.injected, requests: fuse.requestCounts(), damaged: sickStructures(fsx.fs.alloc, isRepairable) };
       }
       case 'remount': {
         // `rmapfs mount -o remount,...`: first a dry run (an option that cannot change refuses it

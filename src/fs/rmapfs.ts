@@ -315,6 +315,19 @@ export class Rmapfs {
     return this.statOf(this.inode(ino));
   }
 
+  /**
+   * An inode named by a file handle (name_to_handle_at(2), NFS): the number
+   * comes from outside, so the inode btree must say it is in use before the
+   * inode is read. A freed inode (its file deleted) is ESTALE, as on ext4
+   * and XFS; so is a number that never was an inode. An unlinked inode
+   * still open (an orphan) is in use and answers. The caller compares the
+   * generation: a reused number has a new one.
+   */
+  statByHandle(ino: number): Stat {
+    if (!this.inodes.inUse(ino)) throw new RmapfsError('ESTALE', `inode ${ino} is not in use`);
+    return this.stat(ino);
+  }
+
   lookup(dirIno: number, name: Name): number {
     const bytes = nameBytes(name);
     if (bytes.length > NAME_MAX) throw new RmapfsError('ENAMETOOLONG', `name of ${bytes.length} bytes`);

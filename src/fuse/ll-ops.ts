@@ -17,7 +17,7 @@ import type { Timespec } from '../inode/inode-format';
 import { now } from '../inode/inode';
 import { POSIX_ACL_NAMES } from '../attr/posix-acl';
 import { RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, SEEK_DATA, SEEK_HOLE } from './lowlevel';
-import type { Attr, Caller, Entry, ErrorReply, LowLevelHandlers, Time } from './lowlevel';
+import type { Attr, Caller, DirEntryPlus, Entry, ErrorReply, LowLevelHandlers, Time } from './lowlevel';
 
 const log = createDebug('rmapfs:fuse');
 
@@ -168,8 +168,27 @@ export class LowLevelOps {
 
   /** An entry reply counts as one more kernel reference to the inode. */
   private entry(st: Stat): Entry {
-    this.lookups.set(st.ino, (this.lookups.get(st.ino) ?? 0) + 1);
+    this.countLookup(st.ino);
+    return this.entryOf(st);
+  }
+
+  private entryOf(st: Stat): Entry {
     return { ino: this.node(st.ino), generation: st.generation, attr: this.attr(st) };
+  }
+
+  private countLookup(ino: number): void {
+    this.lookups.set(ino, (this.lookups.get(ino) ?? 0) + 1);
+  }
+
+  /** A readdirplus entry's answer, or null when its inode cannot be read (the lookup that follows gets the error). */
+  private readableEntry(ino: number): Entry | null {
+    try {
+      return this.entryOf(this.fsx.stat(ino));
+    } catch (e) {
+      if (!(e instanceof RmapfsError)) throw e;
+      log('readdirplus: inode %d: %s', ino, e.message);
+      return null;
+    }
   }
 
   /**
@@ -185,6 +204,16 @@ export class LowLevelOps {
       map.delete(ino);
       if (!this.lookups.has(ino) && !this.opens.has(ino) && this.fsx.releaseOrphan(ino) && this.opts.sync) this.fsx.fsync();
     }
+  }
+
+  /**
+   * The inode behind a node id from a file handle. The root's node id is 1, never its inode number:
+   * a handle naming the root by inode number was not made by us (the kernel would refuse an answer
+   * with another node id as EIO).
+   */
+  private statOfHandle(node: number): Stat {
+    if (node !== ROOT_NODE && node === this.root) throw new RmapfsError('ESTALE', `node ${node}: the root is node ${ROOT_NODE}`);
+    return this.fsx.statByHandle(this.ino(node));
   }
 
   /** Runs one request, answering an RmapfsError with its errno and anything else with EIO. */
@@ -234,11 +263,14 @@ export class LowLevelOps {
   handlers(): LowLevelHandlers {
     return {
       lookup: (req, reply) => this.run('lookup', reply, () => {
+        // ".": the kernel resolving a file handle of an inode it no longer caches (fuse_get_dentry,
+        // export support); the node may be of any type, or gone.
+        if (req.name === '.') return reply.entry(this.entry(this.statOfHandle(req.parent)));
         let ino: number;
         try {
           ino = this.fsx.lookup(this.ino(req.parent), req.name);
         } catch (e) {
-          if (e instanceof RmapfsError && e.code === 'ENOENT') return reply.negative(1);
+          if (e instanceof RmapfsError && e.code === 'ENOENT') return reply.negative();
           throw e;
         }
         reply.entry(this.entry(this.fsx.stat(ino)));
@@ -327,6 +359,19 @@ export class LowLevelOps {
         // Each entry takes at least 32 bytes of the reply: ask for no more than could fit.
         const list = this.fsx.readdirFrom(req.fh, req.offset, Math.max(1, Math.ceil(req.size / 32)));
         reply.entries(list.map((e) => ({ name: e.name, ino: this.node(e.ino), mode: e.ftype << 12, off: e.next })));
+        this.fsx.noteAccess(req.fh, this.opts.atime);
+      }),
+      // Entries with what a lookup of each would answer: `ls -l` needs no LOOKUP per name. Each entry sent
+      // with attributes is a kernel reference, as a lookup is; "." and ".." go without (the kernel
+      // ignores theirs and counts nothing), and so does an inode that cannot be read (the kernel's
+      // LOOKUP then gets its error).
+      readdirplus: (req, reply) => this.run('readdirplus', reply, () => {
+        // Each entry takes at least 152 bytes of the reply (fuse_direntplus and a name): ask for no more than could fit.
+        const list = this.fsx.readdirFrom(req.fh, req.offset, Math.max(1, Math.ceil(req.size / 152)));
+        const plus: DirEntryPlus[] = list.map((e) => ({ name: e.name, ino: this.node(e.ino), mode: e.ftype << 12, off: e.next,
+          entry: e.name === '.' || e.name === '..' ? null : this.readableEntry(e.ino) }));
+        const sent = reply.entriesPlus(plus);
+        for (const e of plus.slice(0, sent)) if (e.entry !== null) this.countLookup(this.ino(e.entry.ino));
         this.fsx.noteAccess(req.fh, this.opts.atime);
       }),
       releasedir: (req, reply) => this.run('releasedir', reply, () => {

@@ -64,6 +64,7 @@ export enum Op {
   CREATE = 29,
   FALLOCATE = 30,
   LSEEK = 31,
+  READDIRPLUS = 32,
 }
 
 /** Slots of the "in" scratch (request numbers); native RMAPFS_IN_SLOTS, checked at load. */
@@ -153,6 +154,11 @@ interface FuseAddon {
   replyXattr(id: number, size: number): number;
   /** Returns how many entries fitted in the request's size. */
   replyReaddir(id: number, entries: readonly DirEntry[], start: number): number;
+  /**
+   * The same with attributes: entry i's in attrs[i * outScratch.length ..], laid out as the out
+   * scratch (INO 0: none). Returns how many were sent, -1 when the reply did not reach the kernel.
+   */
+  replyReaddirplus(id: number, entries: readonly DirEntry[], start: number, attrs: Float64Array): number;
 }
 
 /** Name -> number, for each enum shared with the addon. */
@@ -280,6 +286,15 @@ export interface DirEntry {
   off: number;
 }
 
+/**
+ * A readdirplus entry: `entry` (null for none: "." and "..", or an inode that could not be read)
+ * is what a lookup of the name would answer, and like a lookup it counts as a kernel reference
+ * when sent.
+ */
+export interface DirEntryPlus extends DirEntry {
+  entry: Entry | null;
+}
+
 export interface Statfs {
   bsize: number;
   frsize?: number;
@@ -361,6 +376,14 @@ export interface ReaddirReply extends ErrorReply {
   /** Sends entries[start..] that fit the request's size; returns how many did. */
   entries(list: readonly DirEntry[], start?: number): number;
 }
+export interface ReaddirplusReply extends ErrorReply {
+  /**
+   * Sends entries[start..] that fit the request's size, with their attributes; returns how many
+   * did (0 when the reply did not reach the kernel). Each one sent with an entry, "." and ".."
+   * aside, is a lookup the kernel will forget.
+   */
+  entriesPlus(list: readonly DirEntryPlus[], start?: number): number;
+}
 export interface StatfsReply extends ErrorReply { statfs(s: Statfs): void }
 export interface XattrReply extends ErrorReply {
   /** The size-0 probe, ERANGE and the copy are handled here. */
@@ -405,6 +428,8 @@ export interface LowLevelHandlers {
   create?: Handler<CreateRequest, CreateReply>;
   fallocate?: Handler<FallocateRequest, StatusReply>;
   lseek?: Handler<LseekRequest, LseekReply>;
+  /** With it the kernel asks for entries and attributes together (adaptive readdirplus). */
+  readdirplus?: Handler<ReaddirRequest, ReaddirplusReply>;
 }
 
 const HANDLER_OPS: ReadonlyArray<[keyof LowLevelHandlers, Op]> = [
@@ -415,7 +440,7 @@ const HANDLER_OPS: ReadonlyArray<[keyof LowLevelHandlers, Op]> = [
   ['readdir', Op.READDIR], ['releasedir', Op.RELEASEDIR], ['fsyncdir', Op.FSYNCDIR], ['statfs', Op.STATFS],
   ['setxattr', Op.SETXATTR], ['getxattr', Op.GETXATTR], ['listxattr', Op.LISTXATTR],
   ['removexattr', Op.REMOVEXATTR], ['access', Op.ACCESS], ['create', Op.CREATE], ['fallocate', Op.FALLOCATE],
-  ['lseek', Op.LSEEK],
+  ['lseek', Op.LSEEK], ['readdirplus', Op.READDIRPLUS],
 ];
 
 export interface LowLevelOptions {
@@ -423,6 +448,8 @@ export interface LowLevelOptions {
   attrTimeout?: number;
   /** Default seconds the kernel may cache a name -> inode mapping. */
   entryTimeout?: number;
+  /** Default seconds the kernel may remember that a name does not exist (0: not at all). */
+  negativeTimeout?: number;
   /**
    * The event loop polls /dev/fuse and each readable event reads and
    * dispatches up to 64 requests on the JS thread. After the last queued
@@ -439,22 +466,23 @@ export interface LowLevelOptions {
   onError?: (op: Op, err: unknown) => void;
 }
 
-function writeAttr(o: Float64Array, a: Attr, ino: number): void {
-  o[Out.INO] = a.ino ?? ino;
-  o[Out.MODE] = a.mode;
-  o[Out.NLINK] = a.nlink;
-  o[Out.UID] = a.uid;
-  o[Out.GID] = a.gid;
-  o[Out.RDEV] = a.rdev ?? 0;
-  o[Out.SIZE] = a.size;
-  o[Out.BLOCKS] = a.blocks ?? Math.ceil(a.size / 512);
-  o[Out.BLKSIZE] = a.blksize ?? 4096;
-  o[Out.ATIME] = a.atime.sec;
-  o[Out.ATIME_NS] = a.atime.nsec;
-  o[Out.MTIME] = a.mtime.sec;
-  o[Out.MTIME_NS] = a.mtime.nsec;
-  o[Out.CTIME] = a.ctime.sec;
-  o[Out.CTIME_NS] = a.ctime.nsec;
+/** Attributes into the out scratch's layout, at `base` in `o` (readdirplus packs one row per entry). */
+function writeAttr(o: Float64Array, a: Attr, ino: number, base = 0): void {
+  o[base + Out.INO] = a.ino ?? ino;
+  o[base + Out.MODE] = a.mode;
+  o[base + Out.NLINK] = a.nlink;
+  o[base + Out.UID] = a.uid;
+  o[base + Out.GID] = a.gid;
+  o[base + Out.RDEV] = a.rdev ?? 0;
+  o[base + Out.SIZE] = a.size;
+  o[base + Out.BLOCKS] = a.blocks ?? Math.ceil(a.size / 512);
+  o[base + Out.BLKSIZE] = a.blksize ?? 4096;
+  o[base + Out.ATIME] = a.atime.sec;
+  o[base + Out.ATIME_NS] = a.atime.nsec;
+  o[base + Out.MTIME] = a.mtime.sec;
+  o[base + Out.MTIME_NS] = a.mtime.nsec;
+  o[base + Out.CTIME] = a.ctime.sec;
+  o[base + Out.CTIME_NS] = a.ctime.nsec;
 }
 
 /**
@@ -463,7 +491,7 @@ function writeAttr(o: Float64Array, a: Attr, ino: number): void {
  * types narrow it to what the operation allows.
  */
 class Reply implements StatusReply, EntryReply, AttrReply, ReadlinkReply, OpenReply, CreateReply, DataReply,
-  WriteReply, ReaddirReply, StatfsReply, XattrReply, ListxattrReply, LseekReply {
+  WriteReply, ReaddirReply, ReaddirplusReply, StatfsReply, XattrReply, ListxattrReply, LseekReply {
   answered = false;
 
   constructor(private readonly a: FuseAddon, private readonly fuse: LowLevelFuse, readonly id: number,
@@ -487,13 +515,12 @@ class Reply implements StatusReply, EntryReply, AttrReply, ReadlinkReply, OpenRe
     this.a.replyErr(this.id, 0);
   }
 
-  private writeEntry(e: Entry): void {
-    const o = this.a.outScratch;
-    writeAttr(o, e.attr, e.ino);
-    o[Out.INO] = e.ino;
-    o[Out.GENERATION] = e.generation ?? 0;
-    o[Out.ATTR_TIMEOUT] = e.attrTimeout ?? this.fuse.attrTimeout;
-    o[Out.ENTRY_TIMEOUT] = e.entryTimeout ?? this.fuse.entryTimeout;
+  private writeEntry(e: Entry, o: Float64Array = this.a.outScratch, base = 0): void {
+    writeAttr(o, e.attr, e.ino, base);
+    o[base + Out.INO] = e.ino;
+    o[base + Out.GENERATION] = e.generation ?? 0;
+    o[base + Out.ATTR_TIMEOUT] = e.attrTimeout ?? this.fuse.attrTimeout;
+    o[base + Out.ENTRY_TIMEOUT] = e.entryTimeout ?? this.fuse.entryTimeout;
   }
 
   entry(e: Entry): void {
@@ -502,7 +529,7 @@ class Reply implements StatusReply, EntryReply, AttrReply, ReadlinkReply, OpenRe
     this.a.replyEntry(this.id);
   }
 
-  negative(timeout = this.fuse.entryTimeout): void {
+  negative(timeout = this.fuse.negativeTimeout): void {
     this.take();
     const o = this.a.outScratch;
     o.fill(0);
@@ -554,6 +581,17 @@ class Reply implements StatusReply, EntryReply, AttrReply, ReadlinkReply, OpenRe
     return this.a.replyReaddir(this.id, list, start);
   }
 
+  entriesPlus(list: readonly DirEntryPlus[], start = 0): number {
+    this.take();
+    const stride = this.a.outScratch.length;
+    const attrs = new Float64Array(list.length * stride); // zeroes: INO 0, no entry
+    for (let i = start; i < list.length; i++) {
+      const e = list[i]!.entry;
+      if (e !== null) this.writeEntry(e, attrs, i * stride);
+    }
+    return Math.max(0, this.a.replyReaddirplus(this.id, list, start, attrs));
+  }
+
   statfs(s: Statfs): void {
     this.take();
     const o = this.a.outScratch;
@@ -596,9 +634,12 @@ function isPromise(v: unknown): v is Promise<void> {
 export class LowLevelFuse {
   readonly attrTimeout: number;
   readonly entryTimeout: number;
+  readonly negativeTimeout: number;
   readonly done: Promise<void>;
   /** Requests dispatched so far (all operations). */
   dispatched = 0;
+  /** Requests dispatched so far, by operation (index: Op). */
+  private readonly byOp: number[] = [];
   private session: SessionHandle | null = null;
   private mnt = '';
   private handlers: LowLevelHandlers = {};
@@ -609,6 +650,7 @@ export class LowLevelFuse {
   constructor(private readonly opts: LowLevelOptions = {}) {
     this.attrTimeout = opts.attrTimeout ?? 1;
     this.entryTimeout = opts.entryTimeout ?? 1;
+    this.negativeTimeout = opts.negativeTimeout ?? 1;
     this.done = new Promise<void>((resolve, reject) => {
       this.resolveDone = resolve;
       this.rejectDone = reject;
@@ -638,11 +680,12 @@ export class LowLevelFuse {
    */
   mount(mnt: string, options: readonly string[], handlers: LowLevelHandlers): void {
     if (this.session !== null || this.exited) throw new Error('a LowLevelFuse mounts once');
+    // A double, not 32 bits: there are more than 32 operations (the addon takes up to 53).
     let mask = 0;
-    for (const [key, op] of HANDLER_OPS) if (handlers[key] !== undefined) mask |= 1 << op;
+    for (const [key, op] of HANDLER_OPS) if (handlers[key] !== undefined) mask += 2 ** op;
     this.handlers = handlers;
     this.mnt = path.resolve(mnt);
-    this.session = addon().mount(this.mnt, options.join(','), this.dispatch, mask >>> 0, this.opts.spinUs ?? 30);
+    this.session = addon().mount(this.mnt, options.join(','), this.dispatch, mask, this.opts.spinUs ?? 30);
   }
 
   /**
@@ -660,6 +703,11 @@ export class LowLevelFuse {
       });
     }
     return this.done;
+  }
+
+  /** How many requests of each operation came so far ("lookup 12, getattr 3"; none: ""). */
+  requestCounts(): string {
+    return this.byOp.flatMap((n, op) => (n > 0 ? [`${Op[op]?.toLowerCase() ?? op} ${n}`] : [])).join(', ');
   }
 
   /**
@@ -694,6 +742,7 @@ export class LowLevelFuse {
       return;
     }
     this.dispatched++;
+    this.byOp[op] = (this.byOp[op] ?? 0) + 1;
     const a = addonCache as FuseAddon;
     const i = a.inScratch;
     const ino = i[In.INO];
@@ -757,6 +806,7 @@ export class LowLevelFuse {
         case Op.CREATE: r = h.create?.({ caller, parent: ino, name: str(name), mode, flags }, reply); break;
         case Op.FALLOCATE: r = h.fallocate?.({ caller, ino, fh, mode, offset, length: size }, reply); break;
         case Op.LSEEK: r = h.lseek?.({ caller, ino, fh, offset, whence: flags }, reply); break;
+        case Op.READDIRPLUS: r = h.readdirplus?.({ caller, ino, fh, offset, size }, reply); break;
         default:
           reply.error(38); // ENOSYS: cannot happen, the mask only names handled ops
       }

@@ -213,6 +213,24 @@ export class InodeStore {
     return inode;
   }
 
+  /**
+   * Whether `ino` names an inode in use, by the inode btree alone (as XFS's
+   * iget checks an untrusted number, e.g. from an NFS file handle): nothing
+   * is read from where the number points, which may be a free inode, a
+   * freed chunk now holding file data, or past the AG's end.
+   */
+  inUse(ino: number): boolean {
+    if (!Number.isSafeInteger(ino) || ino < 0 || !this.geo.isValidIno(ino)) return false;
+    const agino = this.geo.inoAgino(ino);
+    const startino = agino - (agino % INODES_PER_CHUNK);
+    const cur = this.alloc.ag(this.geo.inoAgno(ino)).ino.opCursor();
+    const key = Buffer.alloc(4);
+    key.writeUInt32BE(startino, 0);
+    if (!cur.lookup(key, 0, 'eq')) return false;
+    const { block, offset } = cur.recordAt();
+    return !isInodeFree(decodeInobt(block, offset), agino - startino);
+  }
+
   /** What makes the inode unusable (inode-format.ts `inodeDamage`), or null. */
   damage(inode: Inode): InodeDamage | null {
     const buf = inode.block();
