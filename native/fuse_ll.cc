@@ -60,7 +60,7 @@ namespace {
   X(UNLINK, 8) X(RMDIR, 9) X(SYMLINK, 10) X(RENAME, 11) X(LINK, 12) X(OPEN, 13) X(READ, 14) X(WRITE, 15) \
   X(FLUSH, 16) X(RELEASE, 17) X(FSYNC, 18) X(OPENDIR, 19) X(READDIR, 20) X(RELEASEDIR, 21) X(FSYNCDIR, 22) \
   X(STATFS, 23) X(SETXATTR, 24) X(GETXATTR, 25) X(LISTXATTR, 26) X(REMOVEXATTR, 27) X(ACCESS, 28) \
-  X(CREATE, 29) X(FALLOCATE, 30) X(LSEEK, 31) X(READDIRPLUS, 32)
+  X(CREATE, 29) X(FALLOCATE, 30) X(LSEEK, 31) X(READDIRPLUS, 32) X(IOCTL, 33) X(COPY_FILE_RANGE, 34)
 
 // Slots of the "in" scratch (request numbers; lowlevel.ts In).
 //  INO: ino, or the parent directory; INO2: newparent (rename, link); FH: fi->fh;
@@ -71,10 +71,14 @@ namespace {
 //  UID/GID/PID/UMASK: the caller (fuse_req_ctx); RDEV: mknod; TO_SET: setattr's
 //  FUSE_SET_ATTR_* bits, A_*: its values; HAS_FH: 1 when fi was given
 //  (getattr/setattr may have none); NLOOKUP: forget.
+//  copy_file_range: INO/FH/OFFSET the source, INO2/FH2/OFFSET2 the destination,
+//  SIZE the length, FLAGS its flags. ioctl: IOCTL_CMD the command, FLAGS the
+//  FUSE_IOCTL_* bits, SIZE out_bufsz; the in buffer is the data.
 #define RMAPFS_IN_SLOTS(X) \
   X(INO, 0) X(INO2, 1) X(FH, 2) X(OFFSET, 3) X(SIZE, 4) X(MODE, 5) X(FLAGS, 6) X(UID, 7) X(GID, 8) X(PID, 9) \
   X(UMASK, 10) X(RDEV, 11) X(TO_SET, 12) X(A_MODE, 13) X(A_UID, 14) X(A_GID, 15) X(A_SIZE, 16) X(A_ATIME, 17) \
-  X(A_ATIME_NS, 18) X(A_MTIME, 19) X(A_MTIME_NS, 20) X(HAS_FH, 21) X(NLOOKUP, 22)
+  X(A_ATIME_NS, 18) X(A_MTIME, 19) X(A_MTIME_NS, 20) X(HAS_FH, 21) X(NLOOKUP, 22) X(FH2, 23) X(OFFSET2, 24) \
+  X(IOCTL_CMD, 25)
 
 // Slots of the "out" scratch (reply numbers; lowlevel.ts Out).
 #define RMAPFS_OUT_SLOTS(X) \
@@ -99,11 +103,11 @@ enum OutStatfs : int { RMAPFS_STATFS_SLOTS(RMAPFS_ENUM_SF) };
 #undef RMAPFS_ENUM_IN
 #undef RMAPFS_ENUM_OUT
 #undef RMAPFS_ENUM_SF
-constexpr int IN_COUNT = 24;   // scratch lengths: room to spare beyond the last slot
+constexpr int IN_COUNT = 32;   // scratch lengths: room to spare beyond the last slot
 constexpr int OUT_COUNT = 24;
 // JS names the handled ops in a mask passed as a double (BuildOps): 53 bits at most.
-static_assert(OP_READDIRPLUS < 53, "the handler mask is a double's 53 bits");
-static_assert(IN_NLOOKUP < IN_COUNT && OUT_CTIME_NS < OUT_COUNT && SF_NAMEMAX < OUT_COUNT, "scratch too small");
+static_assert(OP_COPY_FILE_RANGE < 53, "the handler mask is a double's 53 bits");
+static_assert(IN_NLOOKUP < IN_COUNT && IN_IOCTL_CMD < IN_COUNT && OUT_CTIME_NS < OUT_COUNT && SF_NAMEMAX < OUT_COUNT, "scratch too small");
 
 // replyOpen/replyCreate flag bits (OpenFlags in lowlevel.ts).
 constexpr uint32_t OPEN_DIRECT_IO = 1;
@@ -226,6 +230,9 @@ void LlInit(void* userdata, fuse_conn_info* conn) {
   // Adaptive readdirplus: the kernel asks for entries with their attributes while the caller
   // looks at them (ls -l), plain entries otherwise.
   if (s->readdirplus) conn->want |= conn->capable & (FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO);
+  // ioctls on directories too (lsattr/chattr of a directory): without it
+  // libfuse answers ENOTTY for them itself.
+  conn->want |= conn->capable & FUSE_CAP_IOCTL_DIR;
   // libfuse caps max_write at its buffer (1 MiB) and derives max_pages from it.
   if (s->conn.maxWrite > 0) conn->max_write = s->conn.maxWrite;
   conn->max_read = s->conn.maxRead;
@@ -509,6 +516,39 @@ void LlLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_in
   Deliver(SessionOf(req), r);
 }
 
+// Restricted ioctls only (the kernel's own FS_IOC_GETFLAGS/SETFLAGS and
+// FS_IOC_FSGETXATTR/FSSETXATTR, whose sizes it knows): the in data arrives
+// with the request and out_bufsz says how much may go back, so no
+// FUSE_IOCTL_RETRY is ever needed. `arg` (the caller's pointer) means
+// nothing here. JS answers with replyIoctl.
+void LlIoctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void*, fuse_file_info* fi, unsigned flags, const void* in_buf,
+             size_t in_bufsz, size_t out_bufsz) {
+  Request r;
+  Start(r, req, OP_IOCTL, ino);
+  SetFi(r, fi);
+  r.in[IN_IOCTL_CMD] = static_cast<double>(cmd);
+  r.in[IN_FLAGS] = flags;  // SetFi put the open flags there; the ioctl's own flags matter here
+  r.in[IN_SIZE] = static_cast<double>(out_bufsz);
+  r.size = out_bufsz;
+  SetData(r, static_cast<const char*>(in_buf), in_buf != nullptr ? in_bufsz : 0);
+  Deliver(SessionOf(req), r);
+}
+
+// copy_file_range(2) between two files of this mount; JS answers with replyWrite.
+void LlCopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info* fi_in, fuse_ino_t ino_out,
+                     off_t off_out, fuse_file_info* fi_out, size_t len, int flags) {
+  Request r;
+  Start(r, req, OP_COPY_FILE_RANGE, ino_in);
+  SetFi(r, fi_in);
+  r.in[IN_OFFSET] = static_cast<double>(off_in);
+  r.in[IN_INO2] = static_cast<double>(ino_out);
+  r.in[IN_FH2] = fi_out != nullptr ? static_cast<double>(fi_out->fh) : 0;
+  r.in[IN_OFFSET2] = static_cast<double>(off_out);
+  r.in[IN_SIZE] = static_cast<double>(len);
+  r.in[IN_FLAGS] = flags;
+  Deliver(SessionOf(req), r);
+}
+
 // Only the operations JS handles are filled in: for the others libfuse's
 // own default answer applies (ENOSYS for most, which also tells the kernel
 // to stop asking, e.g. for flush, fsync, access, getxattr).
@@ -549,6 +589,8 @@ fuse_lowlevel_ops BuildOps(uint64_t mask) {
   if (has(OP_FALLOCATE)) ops.fallocate = LlFallocate;
   if (has(OP_LSEEK)) ops.lseek = LlLseek;
   if (has(OP_READDIRPLUS)) ops.readdirplus = LlReaddirplus;
+  if (has(OP_IOCTL)) ops.ioctl = LlIoctl;
+  if (has(OP_COPY_FILE_RANGE)) ops.copy_file_range = LlCopyFileRange;
   return ops;
 }
 
@@ -990,6 +1032,19 @@ Napi::Value ReplyWrite(const Napi::CallbackInfo& info) {
   return Result(info.Env(), fuse_reply_write(p.req, static_cast<size_t>(Arg(info, 1))));
 }
 
+// replyIoctl(id, result[, buffer]): the ioctl's return value and the bytes
+// for the caller's out area (none when absent).
+Napi::Value ReplyIoctl(const Napi::CallbackInfo& info) {
+  Pending p = Take(info);
+  int result = static_cast<int>(Arg(info, 1, 0));
+  if (info.Length() >= 3 && info[2].IsTypedArray()) {
+    Napi::Uint8Array b = info[2].As<Napi::Uint8Array>();
+    size_t len = b.ByteLength() < p.size ? b.ByteLength() : p.size;
+    return Result(info.Env(), fuse_reply_ioctl(p.req, result, b.Data(), len));
+  }
+  return Result(info.Env(), fuse_reply_ioctl(p.req, result, nullptr, 0));
+}
+
 // replyLseek(id, offset): the file position lseek(2) returns.
 Napi::Value ReplyLseek(const Napi::CallbackInfo& info) {
   Pending p = Take(info);
@@ -1233,6 +1288,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("replyWrite", Napi::Function::New(env, ReplyWrite, "replyWrite"));
   exports.Set("replyBuf", Napi::Function::New(env, ReplyBuf, "replyBuf"));
   exports.Set("replyLseek", Napi::Function::New(env, ReplyLseek, "replyLseek"));
+  exports.Set("replyIoctl", Napi::Function::New(env, ReplyIoctl, "replyIoctl"));
   exports.Set("replyStatfs", Napi::Function::New(env, ReplyStatfs, "replyStatfs"));
   exports.Set("replyXattr", Napi::Function::New(env, ReplyXattr, "replyXattr"));
   exports.Set("replyReaddir", Napi::Function::New(env, ReplyReaddir, "replyReaddir"));

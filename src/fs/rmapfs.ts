@@ -4,6 +4,7 @@
  * RmapfsErrors carrying the errno a POSIX caller expects.
  */
 import createDebug from 'debug';
+import { constants as fsConstants } from 'fs';
 import { RmapfsError, isCorruption } from '../errors';
 import { Filesystem } from './filesystem';
 import type { OpenOptions } from './filesystem';
@@ -11,12 +12,14 @@ import { InodeStore, now } from '../inode/inode';
 import type { Inode } from '../inode/inode';
 import {
   ATTR_NONE, FORK_EXTENTS, FORK_LOCAL, DATA_FORK_SIZE, S_IFDIR, S_IFLNK, S_ISGID, S_IFMT, S_IFREG, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK,
+  IFLAG_APPEND, IFLAG_IMMUTABLE, IFLAG_NOATIME, IFLAGS_DEFINED, IFLAGS_INHERITED,
 } from '../inode/inode-format';
 import type { Timespec } from '../inode/inode-format';
 import { Directory, DT_DIR, DOTDOT, checkName, dtypeOfMode } from '../dir/dir';
 import { freeAllData, readFile, truncateFile, writeFile } from '../file/file';
 import { BlockMap } from '../file/bmap';
-import { fallocateFile, fallocateOp } from '../file/fallocate';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, fallocateFile, fallocateOp } from '../file/fallocate';
+import { COPY_CHUNK, COPY_DATA_PER_CALL, copyRangeLength, sourceRunAt } from '../file/copy-range';
 import { seekHoleData } from '../file/seek';
 import type { SeekKind } from '../file/seek';
 import type { FileContext } from '../file/file';
@@ -60,7 +63,43 @@ export interface SetAttr {
   size?: number;
   atime?: Timespec;
   mtime?: Timespec;
+  /**
+   * The times given are "now" (utimes(NULL), touch), not chosen values: the
+   * one attribute change an append-only file allows (the kernel's notify_change).
+   */
+  timesAreNow?: boolean;
 }
+
+/** Who asks for a flag change: uid 0 has CAP_FOWNER and CAP_LINUX_IMMUTABLE. */
+export interface FlagsCaller {
+  uid: number;
+}
+
+/**
+ * The rules the inode flags carry (ioctl_iflags(2); the kernel's VFS cannot
+ * enforce them for FUSE, which does not know them). EPERM when `inode` has
+ * one of `flags`, naming what it refused.
+ */
+function refuseFlagged(inode: Inode, flags: number, what: string): void {
+  const set = inode.flags & flags;
+  if (set === 0) return;
+  throw new RmapfsError('EPERM', `inode ${inode.ino} is ${(set & IFLAG_IMMUTABLE) !== 0 ? 'immutable' : 'append-only'}: ${what}`);
+}
+
+/** Immutable or append-only: neither may be renamed, unlinked, linked to or have its attributes set. */
+const IFLAGS_PINNED = IFLAG_IMMUTABLE | IFLAG_APPEND;
+
+/** A directory gets no new entry while immutable. */
+function refuseNewEntry(dir: Inode): void {
+  refuseFlagged(dir, IFLAG_IMMUTABLE, 'no new entries');
+}
+
+/** A directory loses no entry while immutable or append-only. */
+function refuseRemovedEntry(dir: Inode): void {
+  refuseFlagged(dir, IFLAGS_PINNED, 'no entry removed');
+}
+
+const O_WRITE_ACCESS = fsConstants.O_WRONLY | fsConstants.O_RDWR;
 
 /**
  * When reading updates atime (the mount's atime options, with the Linux
@@ -403,6 +442,7 @@ export class Rmapfs {
     if (policy.mode === 'noatime' || this.fs.readOnlyNow || this.fs.shutdownWhy !== null) return;
     const inode = this.inode(ino);
     if (policy.nodiratime && inode.isDir) return;
+    if ((inode.flags & IFLAG_NOATIME) !== 0) return; // chattr +A
     const atime = inode.getTime('atime');
     const t = now();
     if (compareTime(atime, t) === 0) return;
@@ -501,6 +541,7 @@ export class Rmapfs {
     const dir = this.dir(dirIno);
     if (dir.inode.nlink === 0) throw new RmapfsError('ENOENT', 'the directory has been removed');
     if (dir.lookup(bytes) !== null) throw new RmapfsError('EEXIST', `'${bytes.toString()}' exists`);
+    refuseNewEntry(dir.inode);
     const parentMode = dir.inode.mode;
     let ownerGid = gid;
     let newMode = mode;
@@ -514,6 +555,7 @@ export class Rmapfs {
     if (inherited !== null) newMode = inherited.mode;
     else if (!isSymlink) newMode &= ~(umask & S_IRWXUGO);
     const inode = this.inodes.allocate(newMode, uid, ownerGid, dirIno);
+    inode.flags = dir.inode.flags & IFLAGS_INHERITED;
     inode.nlink = 1;
     if (inherited !== null) {
       const attrs = new AttrFork(inode, this.ctx);
@@ -530,9 +572,11 @@ export class Rmapfs {
       const inode = this.inode(ino);
       if (inode.isDir) throw new RmapfsError('EPERM', 'hard links to directories are not allowed');
       if (inode.nlink >= 0xffffffff) throw new RmapfsError('EMLINK', 'too many links');
+      refuseFlagged(inode, IFLAGS_PINNED, 'no new links');
       const bytes = nameBytes(name);
       checkName(bytes);
       const dir = this.dir(dirIno);
+      refuseNewEntry(dir.inode);
       dir.add(bytes, ino, dtypeOfMode(inode.mode));
       inode.nlink = inode.nlink + 1;
       inode.touch('ctime');
@@ -548,6 +592,8 @@ export class Rmapfs {
       const d = dir.lookup(bytes);
       if (d === null || bytes.equals(DOTDOT)) throw new RmapfsError('ENOENT', `'${bytes.toString()}' does not exist`);
       const inode = this.inode(d.ino);
+      refuseRemovedEntry(dir.inode);
+      refuseFlagged(inode, IFLAGS_PINNED, 'not unlinked');
       if (inode.isDir) throw new RmapfsError('EISDIR', `'${bytes.toString()}' is a directory`);
       dir.remove(bytes);
       dir.inode.touch('mtime', 'ctime');
@@ -564,6 +610,8 @@ export class Rmapfs {
       const d = dir.lookup(bytes);
       if (d === null) throw new RmapfsError('ENOENT', `'${bytes.toString()}' does not exist`);
       const victim = this.dir(d.ino);
+      refuseRemovedEntry(dir.inode);
+      refuseFlagged(victim.inode, IFLAGS_PINNED, 'not removed');
       if (!victim.isEmpty()) throw new RmapfsError('ENOTEMPTY', `'${bytes.toString()}' is not empty`);
       dir.remove(bytes);
       dir.inode.nlink = dir.inode.nlink - 1;
@@ -590,9 +638,14 @@ export class Rmapfs {
       const d = dstDir.lookup(dName);
       if (d !== null && options.noReplace) throw new RmapfsError('EEXIST', `'${dName.toString()}' exists`);
       if (d !== null && d.ino === s.ino) return; // same file: nothing to do
+      refuseRemovedEntry(srcDir.inode);
+      refuseFlagged(moving, IFLAGS_PINNED, 'not renamed');
+      refuseNewEntry(dstDir.inode);
       if (moving.isDir && srcDirIno !== dstDirIno) this.refuseMoveBelowItself(s.ino, dstDirIno);
       if (d !== null) {
         const victim = this.inode(d.ino);
+        refuseRemovedEntry(dstDir.inode);
+        refuseFlagged(victim, IFLAGS_PINNED, 'not replaced');
         if (moving.isDir && !victim.isDir) throw new RmapfsError('ENOTDIR', `'${dName.toString()}' is not a directory`);
         if (!moving.isDir && victim.isDir) throw new RmapfsError('EISDIR', `'${dName.toString()}' is a directory`);
         if (victim.isDir) {
@@ -638,6 +691,12 @@ export class Rmapfs {
       if (a.ino === b.ino) return; // two links to one file: nothing changes
       const aInode = this.inode(a.ino);
       const bInode = this.inode(b.ino);
+      for (const dirInode of [aDir.inode, bDir.inode]) {
+        refuseRemovedEntry(dirInode);
+        refuseNewEntry(dirInode);
+      }
+      refuseFlagged(aInode, IFLAGS_PINNED, 'not renamed');
+      refuseFlagged(bInode, IFLAGS_PINNED, 'not renamed');
       const crossing = aDirIno !== bDirIno;
       if (crossing && aInode.isDir) this.refuseMoveBelowItself(a.ino, bDirIno);
       if (crossing && bInode.isDir) this.refuseMoveBelowItself(b.ino, aDirIno);
@@ -683,6 +742,7 @@ export class Rmapfs {
       const inode = this.inode(ino);
       if (inode.isDir) throw new RmapfsError('EISDIR', `inode ${ino} is a directory`);
       if (inode.type !== S_IFREG) throw new RmapfsError('EINVAL', `inode ${ino} is not a regular file`);
+      refuseFlagged(inode, IFLAG_IMMUTABLE, 'not written');
       return writeFile(this.ctx, inode, pos, part);
     });
     try {
@@ -698,6 +758,11 @@ export class Rmapfs {
   setattr(ino: number, attr: SetAttr): Stat {
     return this.fs.run(() => {
       const inode = this.inode(ino);
+      refuseFlagged(inode, IFLAG_IMMUTABLE, 'attributes not changed');
+      const chosenTimes = (attr.atime !== undefined || attr.mtime !== undefined) && attr.timesAreNow !== true;
+      if (attr.size !== undefined || attr.mode !== undefined || attr.uid !== undefined || attr.gid !== undefined || chosenTimes) {
+        refuseFlagged(inode, IFLAG_APPEND, 'only its times may be set to now');
+      }
       if (attr.size !== undefined) {
         if (inode.isDir) throw new RmapfsError('EISDIR', `inode ${ino} is a directory`);
         if (inode.type !== S_IFREG) throw new RmapfsError('EINVAL', `inode ${ino} is not a regular file`);
@@ -730,6 +795,9 @@ export class Rmapfs {
       const inode = this.inode(ino);
       if (inode.isDir) throw new RmapfsError('EISDIR', `inode ${ino} is a directory`);
       if (inode.type !== S_IFREG) throw new RmapfsError('ENODEV', `inode ${ino} is not a regular file`);
+      // vfs_fallocate's rules: only plain preallocation on an append-only file, nothing on an immutable one.
+      if ((mode & ~FALLOC_FL_KEEP_SIZE) !== 0) refuseFlagged(inode, IFLAG_APPEND, 'only preallocation');
+      refuseFlagged(inode, IFLAG_IMMUTABLE, 'no fallocate');
       fallocateFile(this.ctx, inode, mode, offset, length);
     });
   }
@@ -753,7 +821,11 @@ export class Rmapfs {
     const bytes = nameBytes(name);
     const key = bytes.toString('latin1');
     if (POSIX_ACL_NAMES.has(key)) return this.setAcl(ino, key, value, caller);
-    this.fs.run(() => new AttrFork(this.inode(ino), this.ctx).set(bytes, value, mode));
+    this.fs.run(() => {
+      const inode = this.inode(ino);
+      refuseFlagged(inode, IFLAGS_PINNED, 'no extended attribute set');
+      new AttrFork(inode, this.ctx).set(bytes, value, mode);
+    });
   }
 
   /**
@@ -774,6 +846,7 @@ export class Rmapfs {
     const key = Buffer.from(name);
     this.fs.run(() => {
       const inode = this.inode(ino);
+      refuseFlagged(inode, IFLAGS_PINNED, 'no ACL set');
       const attrs = new AttrFork(inode, this.ctx);
       if (name === ACL_DEFAULT_NAME) {
         if (!inode.isDir) {
@@ -840,11 +913,125 @@ export class Rmapfs {
     const isAcl = POSIX_ACL_NAMES.has(bytes.toString('latin1'));
     this.fs.run(() => {
       const inode = this.inode(ino);
+      refuseFlagged(inode, IFLAGS_PINNED, 'no extended attribute removed');
       const attrs = new AttrFork(inode, this.ctx);
       if (!isAcl) return attrs.remove(bytes);
       this.dropAttr(attrs, bytes);
       inode.touch('ctime');
     });
+  }
+
+  // ---- inode flags (chattr / lsattr) -------------------------------------------------
+
+  /** The inode's flags (IFLAG_* bits). */
+  getFlags(ino: number): number {
+    return this.inode(ino).flags & IFLAGS_DEFINED;
+  }
+
+  /** Extents in a regular file's block map (FS_IOC_FSGETXATTR's nextents); 0 for other types. */
+  dataExtentCount(ino: number): number {
+    const inode = this.inode(ino);
+    return inode.type === S_IFREG && inode.format !== FORK_LOCAL ? new BlockMap(inode, this.fs.alloc, this.fs.geo).count : 0;
+  }
+
+  /**
+   * Sets the inode's flags (IFLAG_* bits) by the kernel's rules
+   * (vfs_fileattr_set, fileattr_set_prepare, ext4_ioctl_check_immutable):
+   * EOPNOTSUPP for a bit rmapfs does not define; EPERM unless the caller owns
+   * the file or is root, EPERM for a change of immutable or append-only by
+   * anyone but root, and EPERM for any other change while the file is and
+   * stays immutable. ctime is updated, as ext4 and XFS do.
+   */
+  setFlags(ino: number, flags: number, caller: FlagsCaller): Stat {
+    if ((flags & ~IFLAGS_DEFINED) !== 0) throw new RmapfsError('EOPNOTSUPP', `inode flags 0x${(flags >>> 0).toString(16)}: unknown bits`);
+    return this.fs.run(() => {
+      const inode = this.inode(ino);
+      const privileged = caller.uid === 0;
+      if (!privileged && caller.uid !== inode.uid) throw new RmapfsError('EPERM', `inode ${ino}: only its owner or root changes its flags`);
+      const old = inode.flags & IFLAGS_DEFINED;
+      if (((old ^ flags) & IFLAGS_PINNED) !== 0 && !privileged) {
+        throw new RmapfsError('EPERM', `inode ${ino}: only root sets or clears immutable and append-only`);
+      }
+      if ((old & flags & IFLAG_IMMUTABLE) !== 0 && ((old ^ flags) & ~IFLAG_IMMUTABLE) !== 0) {
+        throw new RmapfsError('EPERM', `inode ${ino} is immutable: clear that first`);
+      }
+      inode.flags = (inode.flags & ~IFLAGS_DEFINED) | flags; // an undefined bit (damage) is the repair's to clear
+      inode.touch('ctime');
+      return this.statOf(inode);
+    });
+  }
+
+  /**
+   * open(2)'s rules for the flags (may_open, inode_permission): an immutable
+   * file is not opened for writing or truncation, an append-only one only
+   * with O_APPEND and never with O_TRUNC (EPERM). Throws ENOENT (and the
+   * like) for an inode that cannot be read, as stat does.
+   */
+  checkOpen(ino: number, openFlags: number): void {
+    const inode = this.inode(ino);
+    const writing = (openFlags & O_WRITE_ACCESS) !== 0;
+    const truncating = (openFlags & fsConstants.O_TRUNC) !== 0;
+    if (writing || truncating) refuseFlagged(inode, IFLAG_IMMUTABLE, 'not opened for writing');
+    if (truncating || (writing && (openFlags & fsConstants.O_APPEND) === 0)) refuseFlagged(inode, IFLAG_APPEND, 'opened for writing only with O_APPEND');
+  }
+
+  // ---- copy_file_range ---------------------------------------------------------------
+
+  /**
+   * copy_file_range(2) between two regular files of this filesystem (or
+   * within one, ranges apart): the source's data is read and written again,
+   * a transaction per COPY_CHUNK; a hole of the source (or unwritten space)
+   * stays a hole -- punched where the destination held data, skipped past
+   * its end, the size set at the end. Returns the bytes copied: 0 at or past
+   * the source's end, fewer than asked past COPY_DATA_PER_CALL bytes of data
+   * or when space runs out part way (ENOSPC only if nothing was copied).
+   * The destination's mtime and ctime change as a write's would.
+   */
+  copyFileRange(inoIn: number, offIn: number, inoOut: number, offOut: number, length: number, flags = 0): number {
+    const regular = (ino: number): Inode => {
+      const inode = this.inode(ino);
+      if (inode.isDir) throw new RmapfsError('EISDIR', `inode ${ino} is a directory`);
+      if (inode.type !== S_IFREG) throw new RmapfsError('EINVAL', `inode ${ino} is not a regular file`);
+      return inode;
+    };
+    const src = regular(inoIn);
+    const dst = regular(inoOut);
+    refuseFlagged(dst, IFLAG_IMMUTABLE, 'not written');
+    // An append-only file is written only through O_APPEND descriptors, which copy_file_range refuses (EBADF).
+    if ((dst.flags & IFLAG_APPEND) !== 0) throw new RmapfsError('EBADF', `inode ${inoOut} is append-only: copy_file_range cannot write it`);
+    const count = copyRangeLength(inoIn === inoOut, src.size, offIn, offOut, length, flags);
+    let done = 0;
+    let dataCopied = 0;
+    try {
+      while (done < count && dataCopied < COPY_DATA_PER_CALL) {
+        const at = offIn + done;
+        const run = sourceRunAt(new BlockMap(this.inode(inoIn), this.fs.alloc, this.fs.geo), this.inode(inoIn).size, at, offIn + count);
+        if (run.kind === 'hole') {
+          const from = offOut + done;
+          const to = from + (run.end - at);
+          this.fs.run(() => {
+            const out = this.inode(inoOut);
+            const inside = Math.min(to, out.size);
+            if (inside > from) fallocateFile(this.ctx, out, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, from, inside - from);
+          });
+          done = run.end - offIn;
+          continue;
+        }
+        const n = Math.min(run.end - at, COPY_CHUNK, COPY_DATA_PER_CALL - dataCopied);
+        this.fs.run(() => {
+          const data = readFile(this.ctx, this.inode(inoIn), at, n);
+          writeFile(this.ctx, this.inode(inoOut), offOut + done, data);
+        });
+        done += n;
+        dataCopied += n;
+      }
+    } catch (e) {
+      if (!(e instanceof RmapfsError) || e.code !== 'ENOSPC' || done === 0) throw e;
+      log('copy_file_range: out of space after %d of %d bytes', done, count);
+    }
+    // A hole at the end of what was copied: the destination grows over it.
+    if (done > 0 && this.inode(inoOut).size < offOut + done) this.fs.run(() => truncateFile(this.ctx, this.inode(inoOut), offOut + done));
+    return done;
   }
 
   /** Makes everything done so far durable. */

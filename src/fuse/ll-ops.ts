@@ -17,6 +17,7 @@ import type { Timespec } from '../inode/inode-format';
 import { now } from '../inode/inode';
 import { POSIX_ACL_NAMES } from '../attr/posix-acl';
 import { RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, SEEK_DATA, SEEK_HOLE } from './lowlevel';
+import { decodeFsFlags, decodeFsxattr, encodeFsFlags, encodeFsxattr, flagIoctlOf } from './inode-flags';
 import type { Attr, Caller, DirEntryPlus, Entry, ErrorReply, LowLevelHandlers, Time } from './lowlevel';
 
 const log = createDebug('rmapfs:fuse');
@@ -24,6 +25,7 @@ const log = createDebug('rmapfs:fuse');
 const ROOT_NODE = 1;
 const EIO = errnoOf('EIO');
 const ENODATA = errnoOf('ENODATA');
+const ENOTTY = errnoOf('ENOTTY');
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 
@@ -100,6 +102,11 @@ function supplementaryGroups(pid: number): number[] {
   } catch {
     return []; // the caller is gone: no group to grant
   }
+}
+
+/** A time setattr sets to a value the caller chose (utimes with times), not to "now" (touch). */
+function chosenTime(t: Time | 'now' | undefined): boolean {
+  return t !== undefined && t !== 'now';
 }
 
 function toTime(t: Timespec): Time {
@@ -287,6 +294,7 @@ export class LowLevelOps {
         const st = this.fsx.setattr(this.ino(req.ino), {
           mode: req.mode, uid: req.uid, gid: req.gid, size: req.size,
           atime: req.atime === 'now' ? now() : req.atime, mtime: req.mtime === 'now' ? now() : req.mtime,
+          timesAreNow: !chosenTime(req.atime) && !chosenTime(req.mtime),
         });
         return () => reply.attr(this.attr(st));
       }),
@@ -331,7 +339,7 @@ export class LowLevelOps {
       }),
       open: (req, reply) => this.run('open', reply, () => {
         const ino = this.ino(req.ino);
-        this.fsx.stat(ino);
+        this.fsx.checkOpen(ino, req.flags); // immutable / append-only: the kernel does not know them
         this.count(this.opens, ino, 1);
         reply.open(ino);
       }),
@@ -423,6 +431,28 @@ export class LowLevelOps {
       }),
       // SEEK_DATA / SEEK_HOLE from the block map (ENXIO past EOF); without this handler the kernel
       // calls the whole file data, and `cp --sparse`, `fallocate -d`, tar read every byte.
+      // The inode-flag ioctls (lsattr, chattr, xfs_io lsattr/chattr); any other ioctl is ENOTTY.
+      ioctl: (req, reply) => {
+        const what = flagIoctlOf(req.cmd);
+        const ino = this.ino(req.ino);
+        if (what === 'getflags') this.run('ioctl', reply, () => reply.ioctl(0, encodeFsFlags(this.fsx.getFlags(ino))));
+        else if (what === 'fsgetxattr') this.run('ioctl', reply, () => reply.ioctl(0, encodeFsxattr(this.fsx.getFlags(ino), this.fsx.dataExtentCount(ino))));
+        else if (what === 'setflags' || what === 'fssetxattr') {
+          this.modify('ioctl', reply, 'other', () => {
+            const flags = what === 'setflags' ? decodeFsFlags(req.input) : decodeFsxattr(req.input);
+            this.fsx.setFlags(ino, flags, { uid: req.caller.uid });
+            return () => reply.ioctl(0);
+          });
+        } else reply.error(ENOTTY);
+      },
+      copyFileRange: (req, reply) => this.modify('copy_file_range', reply, 'other', () => {
+        const from = this.ino(req.ino);
+        const copied = this.fsx.copyFileRange(from, req.offset, this.ino(req.inoOut), req.offsetOut, req.length, req.flags);
+        return () => {
+          reply.written(copied);
+          this.fsx.noteAccess(from, this.opts.atime);
+        };
+      }),
       lseek: (req, reply) => this.run('lseek', reply, () => {
         if (req.whence !== SEEK_DATA && req.whence !== SEEK_HOLE) throw new RmapfsError('EINVAL', `lseek whence ${req.whence}`);
         reply.position(this.fsx.seek(req.fh, req.offset, req.whence === SEEK_DATA ? 'data' : 'hole'));

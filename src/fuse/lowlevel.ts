@@ -65,13 +65,15 @@ export enum Op {
   FALLOCATE = 30,
   LSEEK = 31,
   READDIRPLUS = 32,
+  IOCTL = 33,
+  COPY_FILE_RANGE = 34,
 }
 
 /** Slots of the "in" scratch (request numbers); native RMAPFS_IN_SLOTS, checked at load. */
 export enum In {
   INO = 0, INO2 = 1, FH = 2, OFFSET = 3, SIZE = 4, MODE = 5, FLAGS = 6, UID = 7, GID = 8, PID = 9, UMASK = 10,
   RDEV = 11, TO_SET = 12, A_MODE = 13, A_UID = 14, A_GID = 15, A_SIZE = 16, A_ATIME = 17, A_ATIME_NS = 18,
-  A_MTIME = 19, A_MTIME_NS = 20, HAS_FH = 21, NLOOKUP = 22,
+  A_MTIME = 19, A_MTIME_NS = 20, HAS_FH = 21, NLOOKUP = 22, FH2 = 23, OFFSET2 = 24, IOCTL_CMD = 25,
 }
 
 /** Slots of the "out" scratch (reply numbers); native RMAPFS_OUT_SLOTS / RMAPFS_STATFS_SLOTS, checked at load. */
@@ -132,6 +134,7 @@ interface FuseAddon {
   readonly outScratch: Float64Array;
   /** The numbers shared with this file, by name (see checkSharedTables). */
   readonly tables: SharedTables;
+  /** opMask: bit `op` set (a sum of powers of two, exact up to 2^52) for each handled op. */
   mount(mountpoint: string, options: string, dispatch: Dispatch, opMask: number, spinUs: number): SessionHandle;
   /** Lazy umount2(2); 0 or the errno. */
   unmount(session: SessionHandle): number;
@@ -150,6 +153,8 @@ interface FuseAddon {
   replyWrite(id: number, count: number): number;
   replyBuf(id: number, buf: Uint8Array, offset?: number, length?: number): number;
   replyLseek(id: number, offset: number): number;
+  /** The ioctl's result and the bytes for the caller's out area (cut to the request's out size). */
+  replyIoctl(id: number, result: number, out?: Uint8Array): number;
   replyStatfs(id: number): number;
   replyXattr(id: number, size: number): number;
   /** Returns how many entries fitted in the request's size. */
@@ -350,6 +355,21 @@ export interface CreateRequest extends NameRequest { mode: number; flags: number
 export interface FallocateRequest extends FhRequest { mode: number; offset: number; length: number }
 /** whence: SEEK_DATA or SEEK_HOLE (the kernel answers the others itself). */
 export interface LseekRequest extends FhRequest { offset: number; whence: number }
+/**
+ * A restricted ioctl (its sizes encoded in cmd): `input` is what the caller
+ * passed in (empty for a read-only command), `outSize` how many bytes may go
+ * back; flags: FUSE_IOCTL_* (COMPAT, DIR, ...).
+ */
+export interface IoctlRequest extends FhRequest { cmd: number; flags: number; input: Buffer; outSize: number }
+/** copy_file_range(2): `length` bytes from (ino, fh, offset) to (inoOut, fhOut, offsetOut). */
+export interface CopyFileRangeRequest extends FhRequest {
+  offset: number;
+  inoOut: number;
+  fhOut: number;
+  offsetOut: number;
+  length: number;
+  flags: number;
+}
 
 // ---------------------------------------------------------------------------
 // Replies: one object per request; each handler sees only the answers its
@@ -392,6 +412,8 @@ export interface XattrReply extends ErrorReply {
 export interface ListxattrReply extends ErrorReply { names(list: readonly string[]): void }
 /** The file position lseek(2) returns. */
 export interface LseekReply extends ErrorReply { position(offset: number): void }
+/** An ioctl's return value (>= 0) and its out data (omitted: none). */
+export interface IoctlReply extends ErrorReply { ioctl(result: number, out?: Uint8Array): void }
 
 type Handler<R, P> = (req: R, reply: P) => void | Promise<void>;
 
@@ -430,6 +452,9 @@ export interface LowLevelHandlers {
   lseek?: Handler<LseekRequest, LseekReply>;
   /** With it the kernel asks for entries and attributes together (adaptive readdirplus). */
   readdirplus?: Handler<ReaddirRequest, ReaddirplusReply>;
+  ioctl?: Handler<IoctlRequest, IoctlReply>;
+  /** Answered with the bytes copied (`written`). */
+  copyFileRange?: Handler<CopyFileRangeRequest, WriteReply>;
 }
 
 const HANDLER_OPS: ReadonlyArray<[keyof LowLevelHandlers, Op]> = [
@@ -440,7 +465,7 @@ const HANDLER_OPS: ReadonlyArray<[keyof LowLevelHandlers, Op]> = [
   ['readdir', Op.READDIR], ['releasedir', Op.RELEASEDIR], ['fsyncdir', Op.FSYNCDIR], ['statfs', Op.STATFS],
   ['setxattr', Op.SETXATTR], ['getxattr', Op.GETXATTR], ['listxattr', Op.LISTXATTR],
   ['removexattr', Op.REMOVEXATTR], ['access', Op.ACCESS], ['create', Op.CREATE], ['fallocate', Op.FALLOCATE],
-  ['lseek', Op.LSEEK], ['readdirplus', Op.READDIRPLUS],
+  ['lseek', Op.LSEEK], ['readdirplus', Op.READDIRPLUS], ['ioctl', Op.IOCTL], ['copyFileRange', Op.COPY_FILE_RANGE],
 ];
 
 export interface LowLevelOptions {
@@ -491,7 +516,7 @@ function writeAttr(o: Float64Array, a: Attr, ino: number, base = 0): void {
  * types narrow it to what the operation allows.
  */
 class Reply implements StatusReply, EntryReply, AttrReply, ReadlinkReply, OpenReply, CreateReply, DataReply,
-  WriteReply, ReaddirReply, ReaddirplusReply, StatfsReply, XattrReply, ListxattrReply, LseekReply {
+  WriteReply, ReaddirReply, ReaddirplusReply, StatfsReply, XattrReply, ListxattrReply, LseekReply, IoctlReply {
   answered = false;
 
   constructor(private readonly a: FuseAddon, private readonly fuse: LowLevelFuse, readonly id: number,
@@ -574,6 +599,11 @@ class Reply implements StatusReply, EntryReply, AttrReply, ReadlinkReply, OpenRe
   position(offset: number): void {
     this.take();
     this.a.replyLseek(this.id, offset);
+  }
+
+  ioctl(result: number, out?: Uint8Array): void {
+    this.take();
+    this.a.replyIoctl(this.id, result, out);
   }
 
   entries(list: readonly DirEntry[], start = 0): number {
@@ -807,6 +837,13 @@ export class LowLevelFuse {
         case Op.FALLOCATE: r = h.fallocate?.({ caller, ino, fh, mode, offset, length: size }, reply); break;
         case Op.LSEEK: r = h.lseek?.({ caller, ino, fh, offset, whence: flags }, reply); break;
         case Op.READDIRPLUS: r = h.readdirplus?.({ caller, ino, fh, offset, size }, reply); break;
+        case Op.IOCTL:
+          r = h.ioctl?.({ caller, ino, fh, cmd: i[In.IOCTL_CMD], flags, input: data ?? Buffer.alloc(0), outSize: size }, reply);
+          break;
+        case Op.COPY_FILE_RANGE:
+          r = h.copyFileRange?.({ caller, ino, fh, offset, inoOut: i[In.INO2], fhOut: i[In.FH2], offsetOut: i[In.OFFSET2],
+            length: size, flags }, reply);
+          break;
         default:
           reply.error(38); // ENOSYS: cannot happen, the mask only names handled ops
       }

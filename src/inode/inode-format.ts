@@ -22,6 +22,9 @@
  *
  * An extent (16 bytes): fileoff u32, blockcount u32 (top bit: unwritten),
  * fsbno u64.
+ *
+ * flags (offset 20): the inode flags chattr(1) sets, IFLAG_* below; any other
+ * bit is damage (check reports it, the inode core repair clears it).
  */
 import { RmapfsError } from '../errors';
 import { native } from '../native';
@@ -73,6 +76,25 @@ export const ATTR_FORK_SIZE = 128;
 export const EXTENT_SIZE = 16;
 export const MAX_INLINE_EXTENTS = DATA_FORK_SIZE / EXTENT_SIZE;
 export const EXTENT_UNWRITTEN = 0x80000000;
+
+/**
+ * Inode flags, as stored in the core's `flags` field. Our own bits, not the
+ * FS_*_FL numbers of the ioctl (src/fuse maps between the two), so the format
+ * does not follow a kernel header. The rules they carry (who may set them,
+ * what they refuse) are in src/fs/rmapfs.ts.
+ */
+/** chattr +i: no change to the data, the attributes, the name or (a directory) its entries. */
+export const IFLAG_IMMUTABLE = 1 << 0;
+/** chattr +a: written only at the end (opened O_APPEND), never truncated, renamed or removed. */
+export const IFLAG_APPEND = 1 << 1;
+/** chattr +d: dump(8) skips it; nothing else. */
+export const IFLAG_NODUMP = 1 << 2;
+/** chattr +A: reads do not update atime. */
+export const IFLAG_NOATIME = 1 << 3;
+/** Every defined flag bit. */
+export const IFLAGS_DEFINED = IFLAG_IMMUTABLE | IFLAG_APPEND | IFLAG_NODUMP | IFLAG_NOATIME;
+/** What a new file or directory takes from the directory it is made in (as ext4 and XFS). */
+export const IFLAGS_INHERITED = IFLAG_NODUMP | IFLAG_NOATIME;
 export const MAX_EXTENT_LEN = 0x7fffffff;
 
 export const S_IFMT = 0o170000;

@@ -37,7 +37,7 @@ import {
   ATTR_BTREE, ATTR_FORK_SIZE, ATTR_LOCAL, ATTR_NONE, DATA_FORK_OFFSET, DATA_FORK_SIZE, FORK_BTREE,
   FORK_EXTENTS, FORK_LOCAL, INODE_MAGIC, INODE_VERSION, MAX_INLINE_EXTENTS, OFF_I_DHEIGHT, OFF_I_DROOT, OFF_I_FORMAT, OFF_I_GEN,
   OFF_I_INO, OFF_I_NEXTENTS, OFF_I_UUID, OFF_I_VERSION, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, formatFreeInode,
-  isCleanFreeInode, OFF_I_MODE, decodeExtent, EXTENT_SIZE, badCrcSlots,
+  isCleanFreeInode, OFF_I_MODE, decodeExtent, EXTENT_SIZE, badCrcSlots, IFLAGS_DEFINED,
 } from '../inode/inode-format';
 import type { Inode, InodeStore } from '../inode/inode';
 import { BLOCK_SIZE } from '../format/superblock';
@@ -56,8 +56,8 @@ import type { FileRepairOptions, FileRepairResult } from './file-repair';
 const log = createDebug('rmapfs:repair');
 
 const FILE_TYPES = new Set([S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK]);
-/** No inode flag has a meaning yet: any bit set is damage. */
-const KNOWN_FLAGS = 0;
+/** Any flag bit outside the defined ones is damage. */
+const KNOWN_FLAGS = IFLAGS_DEFINED;
 
 /** Whether the inode btree calls the inode free (null: its chunk is not there). */
 function freeInInodeBtree(fsx: Rmapfs, ino: number): boolean | null {

@@ -11,7 +11,7 @@ import { InodeStore } from '../inode/inode';
 import type { Inode } from '../inode/inode';
 import { decodeInobt, isInodeFree, INODES_PER_CHUNK } from '../alloc/inode-btree';
 import {
-  DATA_FORK_OFFSET, DATA_FORK_SIZE, isCleanFreeInode,
+  DATA_FORK_OFFSET, DATA_FORK_SIZE, IFLAGS_DEFINED, isCleanFreeInode,
   FORK_BTREE, FORK_EXTENTS, FORK_LOCAL, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK,
 } from '../inode/inode-format';
 import { attrForkOwned, dataForkOwned, PAUSE, rmapFlagsOf } from '../file/owned';
@@ -295,6 +295,8 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     }
     const type = inode.mode & S_IFMT;
     if (!VALID_TYPES.has(type)) bad(ino, `unknown file type ${type.toString(8)}`);
+    // A flag bit no rmapfs defines: the core's repair clears it.
+    if ((inode.flags & ~IFLAGS_DEFINED) !== 0) bad(ino, `undefined flag bits 0x${((inode.flags & ~IFLAGS_DEFINED) >>> 0).toString(16)}`);
     const reachable = ino === root || links.has(k);
     // An inode with no links that nothing names is an orphan: unlinked while open, freed at the next mount.
     if (!reachable && inode.nlink === 0) result.orphans++;
