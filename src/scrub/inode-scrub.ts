@@ -141,7 +141,9 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
 
   // 1. The inodes the inode btrees say are in use (by key: see inodeKeys).
   const { key, inoOf } = inodeKeys(geo);
-  const used = new Set<number>();
+  // Each inode in use (by key) with its mode as step 1 read it, 0 where the inode does not read: the
+  // namespace walk asks for the type of every entry's inode (one look-up, not a second read).
+  const used = new Map<number, number>();
   for (const ag of fs.alloc.ags) {
     try {
       yield* eachRecord(ag.ino, (b, off) => {
@@ -156,7 +158,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
             if (damage !== null) {
               // An inode in use is reported where it is loaded (step 3); a free one only here.
               if (free) bad(ino, `(block ${inode.fsbno}): ${damage.what}`);
-              else used.add(key(ino));
+              else used.set(key(ino), 0);
               continue;
             }
             mode = inode.mode;
@@ -164,7 +166,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
             bad(ino, e instanceof RmapfsError ? e.message : String(e));
             continue;
           }
-          if (!free) used.add(key(ino));
+          if (!free) used.set(key(ino), mode);
           if (free && mode !== 0) bad(ino, 'is free in the inode btree but in use');
           if (free && mode === 0 && !isCleanFreeInodeAt(store.handle(ino))) bad(ino, 'is free but not cleared');
           if (!free && mode === 0) bad(ino, 'is used in the inode btree but free');
@@ -213,18 +215,16 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     }
     const entry = (d: Dirent): void => {
       const k = key(d.ino);
-      if (!used.has(k)) {
+      const mode = used.get(k);
+      if (mode === undefined) {
         bad(dirIno, `entry '${d.name.toString()}' points to inode ${direntIno(d)}, which is not in use`, 'directory');
         return;
       }
       links.set(k, (links.get(k) ?? 0) + 1);
-      let child: Inode;
-      try {
-        child = store.get(d.ino);
-      } catch {
-        return;
-      }
-      if (((child.mode >>> 12) & 0xf) !== d.ftype) {
+      // An inode that does not read (or reads free) is step 3's to report.
+      if (mode === 0) return;
+      if (((mode >>> 12) & 0xf) !== d.ftype) {
+        const child = store.get(d.ino);
         const entryType = d.ftype << 12;
         // The entry's file type is a second source for the inode's: when the forks fit the entry's
         // type and not the inode's, the inode's type is what is wrong (its core's repair restores it).
@@ -234,7 +234,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
           bad(dirIno, `entry '${d.name.toString()}' has file type ${d.ftype}, the inode ${(child.mode >>> 12) & 0xf}`, 'directory');
         }
       }
-      if (child.isDir) {
+      if ((mode & S_IFMT) === S_IFDIR) {
         if (parentOf.has(d.ino)) bad(d.ino, 'directory has more than one parent', 'directory');
         else {
           parentOf.set(d.ino, dirIno);
@@ -252,7 +252,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
   // 2b. The directories the walk could not reach (their name lost with their parent's damage) verified
   // too, before step 3's nameless inodes (a lost big directory names thousands) fill the problem list:
   // a damaged one is the directory repair's, which the link counts' scan needs first.
-  for (const k of used) {
+  for (const k of used.keys()) {
     const ino = inoOf(k);
     if (seenDirs.has(ino)) continue;
     let dir: Directory;
@@ -281,7 +281,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
   const heldByOwner = new Map<number, number>();
   // Inodes no entry names: one line for them all (an unreadable directory leaves thousands).
   const nameless: number[] = [];
-  for (const k of used) {
+  for (const k of used.keys()) {
     const ino = inoOf(k);
     yield;
     result.inodes++;
