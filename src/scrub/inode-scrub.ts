@@ -32,10 +32,10 @@ import type { AttrEntry } from '../attr/attr';
 import { isInodeOwner } from '../format/owners';
 import { impossibleFileExtent } from '../alloc/ag-owners';
 import { BLOCK_SIZE } from '../format/superblock';
-import { INODES_PER_BLOCK } from '../format/geometry';
 import { eachRecord, runToEnd } from './common';
 import type { ProblemList, ScrubSource, ScrubSteps } from './common';
 import type { StructureName } from '../format/structures';
+import { InodeTable, inodeKeys } from './inode-table';
 
 const VALID_TYPES = new Set([S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK]);
 
@@ -142,8 +142,9 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
   // 1. The inodes the inode btrees say are in use (by key: see inodeKeys).
   const { key, inoOf } = inodeKeys(geo);
   // Each inode in use (by key) with its mode as step 1 read it, 0 where the inode does not read: the
-  // namespace walk asks for the type of every entry's inode (one look-up, not a second read).
-  const used = new Map<number, number>();
+  // namespace walk asks for the type of every entry's inode (one look-up, not a second read), and
+  // counts the entries that name each.
+  const used = new InodeTable();
   for (const ag of fs.alloc.ags) {
     try {
       yield* eachRecord(ag.ino, (b, off) => {
@@ -158,7 +159,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
             if (damage !== null) {
               // An inode in use is reported where it is loaded (step 3); a free one only here.
               if (free) bad(ino, `(block ${inode.fsbno}): ${damage.what}`);
-              else used.set(key(ino), 0);
+              else used.setUsed(key(ino), 0);
               continue;
             }
             mode = inode.mode;
@@ -166,7 +167,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
             bad(ino, e instanceof RmapfsError ? e.message : String(e));
             continue;
           }
-          if (!free) used.set(key(ino), mode);
+          if (!free) used.setUsed(key(ino), mode);
           if (free && mode !== 0) bad(ino, 'is free in the inode btree but in use');
           if (free && mode === 0 && !isCleanFreeInodeAt(store.handle(ino))) bad(ino, 'is free but not cleared');
           if (!free && mode === 0) bad(ino, 'is used in the inode btree but free');
@@ -178,7 +179,6 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
   }
 
   // 2. Walk the tree from the root, counting links (by key).
-  const links = new Map<number, number>();
   // The blocks of each directory step 2 found sound, as its verification kept them: the file pass's
   // walk of its blocks (step 3) does not read the tree again (what it reads stays as it is meanwhile).
   const dirBlocks = new Map<number, readonly number[]>();
@@ -215,12 +215,12 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     }
     const entry = (d: Dirent): void => {
       const k = key(d.ino);
-      const mode = used.get(k);
+      const mode = used.modeOf(k);
       if (mode === undefined) {
         bad(dirIno, `entry '${d.name.toString()}' points to inode ${direntIno(d)}, which is not in use`, 'directory');
         return;
       }
-      links.set(k, (links.get(k) ?? 0) + 1);
+      used.link(k);
       // An inode that does not read (or reads free) is step 3's to report.
       if (mode === 0) return;
       if (((mode >>> 12) & 0xf) !== d.ftype) {
@@ -252,7 +252,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
   // 2b. The directories the walk could not reach (their name lost with their parent's damage) verified
   // too, before step 3's nameless inodes (a lost big directory names thousands) fill the problem list:
   // a damaged one is the directory repair's, which the link counts' scan needs first.
-  for (const k of used.keys()) {
+  for (const k of used.keys) {
     const ino = inoOf(k);
     if (seenDirs.has(ino)) continue;
     let dir: Directory;
@@ -281,7 +281,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
   const heldByOwner = new Map<number, number>();
   // Inodes no entry names: one line for them all (an unreadable directory leaves thousands).
   const nameless: number[] = [];
-  for (const k of used.keys()) {
+  for (const k of used.keys) {
     const ino = inoOf(k);
     yield;
     result.inodes++;
@@ -294,11 +294,11 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     }
     const type = inode.mode & S_IFMT;
     if (!VALID_TYPES.has(type)) bad(ino, `unknown file type ${type.toString(8)}`);
-    const reachable = ino === root || links.has(k);
+    const reachable = ino === root || used.linksOf(k) > 0;
     // An inode with no links that nothing names is an orphan: unlinked while open, freed at the next mount.
     if (!reachable && inode.nlink === 0) result.orphans++;
     else if (!reachable) nameless.push(ino);
-    const wantLinks = inode.isDir ? 2 + (subdirs.get(ino) ?? 0) : (links.get(k) ?? 0);
+    const wantLinks = inode.isDir ? 2 + (subdirs.get(ino) ?? 0) : used.linksOf(k);
     if (reachable && inode.nlink !== wantLinks) bad(ino, `link count ${inode.nlink}, found ${wantLinks}`, 'inode', 'nlinks');
     let held = 0;
     // A fork tree that fails verification is not walked whole, and a block map the rmap contradicts is rebuilt
@@ -439,30 +439,6 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     else if (held !== blocks) problems.add('rmap', geo.inoAgno(owner), -1, `rmap gives inode ${owner} ${blocks} blocks, it holds ${held}`, undefined, owner);
   }
   return result;
-}
-
-/** Keys up to 2^30 (a small integer V8 keeps unboxed) with room for every inode number an AG can hold. */
-const SMALL_KEYS = 2 ** 30;
-
-/**
- * The file pass's sets and counts of inodes, keyed by a small integer where
- * the geometry allows -- AG number and AG inode number packed below 2^30 --
- * not by the inode number: above 2^31 (every AG but the first) that is a
- * heap number, boxed and hashed at each of a million look-ups. A number no
- * inode of the filesystem can have (a damaged record's) keys as -(ino + 1),
- * its own. Where they do not fit, the numbers themselves.
- */
-function inodeKeys(geo: ScrubSource['geo']): { key: (ino: number) => number; inoOf: (key: number) => number } {
-  const perAg = 2 ** Math.ceil(Math.log2(geo.agBlocks * INODES_PER_BLOCK));
-  if (geo.agCount * perAg > SMALL_KEYS) return { key: (ino) => ino, inoOf: (k) => k };
-  return {
-    key: (ino) => {
-      const agno = geo.inoAgno(ino);
-      const agino = geo.inoAgino(ino);
-      return agno < geo.agCount && agino < perAg ? agno * perAg + agino : -(ino + 1);
-    },
-    inoOf: (k) => (k < 0 ? -k - 1 : geo.ino(Math.floor(k / perAg), k % perAg)),
-  };
 }
 
 /**
