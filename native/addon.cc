@@ -39,6 +39,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Export<Pwrite>(env, exports, "pwrite");
   Export<Ftruncate>(env, exports, "ftruncate");
   Export<PunchHole>(env, exports, "punchHole");
+  Export<Fallocate>(env, exports, "fallocate");
+  Export<MmapCopy>(env, exports, "mmapCopy");
   Export<Fdatasync>(env, exports, "fdatasync");
   Export<LockExclusive>(env, exports, "lockExclusive");
   Export<Close>(env, exports, "close");

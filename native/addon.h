@@ -15,6 +15,8 @@ Napi::Value Pread(const Napi::CallbackInfo& info);
 Napi::Value Pwrite(const Napi::CallbackInfo& info);
 Napi::Value Ftruncate(const Napi::CallbackInfo& info);
 Napi::Value PunchHole(const Napi::CallbackInfo& info);
+Napi::Value Fallocate(const Napi::CallbackInfo& info);
+Napi::Value MmapCopy(const Napi::CallbackInfo& info);
 Napi::Value Fdatasync(const Napi::CallbackInfo& info);
 Napi::Value LockExclusive(const Napi::CallbackInfo& info);
 Napi::Value Close(const Napi::CallbackInfo& info);

@@ -1,6 +1,7 @@
 // Positioned I/O and the other per-fd calls: pread, pwrite, ftruncate,
-// punchHole, fdatasync, close; plus alignedBuffer for O_DIRECT.
+// punchHole, fallocate, mmapCopy, fdatasync, close; plus alignedBuffer for O_DIRECT.
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <fcntl.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -91,6 +92,44 @@ Napi::Value PunchHole(const Napi::CallbackInfo& info) {
                      static_cast<off_t>(offset), static_cast<off_t>(length)) != 0) {
     if (errno != EINTR) ThrowErrno(info.Env(), errno, "fallocate");
   }
+  return info.Env().Undefined();
+}
+
+// fallocate(fd, mode, offset, length): every mode, as the caller asks (the data checker's).
+Napi::Value Fallocate(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0, "fd");
+  uint64_t mode = ArgUint(info, 1, "mode");
+  uint64_t offset = ArgUint(info, 2, "offset");
+  uint64_t length = ArgUint(info, 3, "length");
+  while (::fallocate(fd, static_cast<int>(mode), static_cast<off_t>(offset), static_cast<off_t>(length)) != 0) {
+    if (errno != EINTR) ThrowErrno(info.Env(), errno, "fallocate");
+  }
+  return info.Env().Undefined();
+}
+
+// mmapCopy(fd, buf, position, toFile): buf's bytes to or from the file at position through a shared
+// mapping of those pages (then msync(MS_SYNC) after a copy in, munmap): what mmap readers and writers do.
+Napi::Value MmapCopy(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0, "fd");
+  BufferArg buf = ArgBuffer(info, 1, "buf");
+  uint64_t position = ArgUint(info, 2, "position");
+  bool toFile = info[3].ToBoolean().Value();
+  if (buf.length == 0) return info.Env().Undefined();
+  uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  uint64_t start = position - position % page;
+  size_t span = static_cast<size_t>(position + buf.length - start);
+  void* map = ::mmap(nullptr, span, toFile ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, static_cast<off_t>(start));
+  if (map == MAP_FAILED) ThrowErrno(info.Env(), errno, "mmap");
+  uint8_t* at = static_cast<uint8_t*>(map) + (position - start);
+  int err = 0;
+  if (toFile) {
+    std::memcpy(at, buf.data, buf.length);
+    if (::msync(map, span, MS_SYNC) != 0) err = errno;
+  } else {
+    std::memcpy(buf.data, at, buf.length);
+  }
+  ::munmap(map, span);
+  if (err != 0) ThrowErrno(info.Env(), err, "msync");
   return info.Env().Undefined();
 }
 

@@ -30,7 +30,7 @@ import type { Superblock } from '../format/superblock';
 import { SUPERBLOCK_FIELDS } from '../format/superblock';
 import { findField, writeField } from '../format/fields';
 import { Journal } from '../log/journal';
-import type { BufOps } from '../io/buf-cache';
+import type { BufOps, CachedImage } from '../io/buf-cache';
 
 const log = createDebug('rmapfs:fs');
 
@@ -47,6 +47,12 @@ export interface OpenOptions {
   exclusive?: boolean;
   /** Test interposers put between the filesystem and its device before anything is read or written. */
   interposers?: readonly DeviceInterposer[];
+  /**
+   * Blocks a filesystem closed a moment ago held of this device (its cache's `cleanBlocks`): taken
+   * unverified instead of read again, unless the log had to be replayed. What the offline repair's
+   * closing check reads after the repair closed its filesystem.
+   */
+  warmBlocks?: readonly CachedImage[];
 }
 
 export interface ReplayInfo {
@@ -116,6 +122,7 @@ export class Filesystem {
         log('%s: replayed %d transactions (%d blocks)', path, r.transactions, r.blocks);
       }
     }
+    if (options.warmBlocks !== undefined && this.replayed.transactions === 0) this.cache.adopt(options.warmBlocks);
     this.maxTxImages = Math.max(16, Math.floor(this.journal.maxImages() / 3));
     this.alloc = new Allocator(this.cache, this.geo);
     this.wasUnclean = sb.state !== STATE_CLEAN || this.replayed.transactions > 0;

@@ -23,6 +23,7 @@ import { ProblemList, runToEnd } from '../scrub/common';
 import type { Problem } from '../scrub/common';
 import { checkStructures, selectStructures } from './table';
 import type { RebuiltRmaps } from '../rmap/rmap-digest';
+import type { CachedImage } from '../io/buf-cache';
 
 const log = createDebug('rmapfs:check');
 
@@ -54,6 +55,8 @@ export interface FsCheckOptions {
   maxProblems?: number;
   /** What the offline repair before this check rebuilt (table.ts CheckRunOptions). */
   rebuiltRmaps?: RebuiltRmaps;
+  /** checkDevice: blocks of the device a filesystem just closed held (OpenOptions.warmBlocks). */
+  warmBlocks?: readonly CachedImage[];
 }
 
 /** Walks the structure table over an open filesystem. Corruption becomes problems; only a checker bug is an internal error. */
@@ -142,7 +145,7 @@ export function checkDevice(path: string, options: FsCheckOptions = {}): DeviceC
   };
   let fs: Filesystem;
   try {
-    fs = Filesystem.open(path, { readOnly: true, exclusive: true });
+    fs = Filesystem.open(path, { readOnly: true, exclusive: true, warmBlocks: options.warmBlocks });
   } catch (e) {
     if (!(e instanceof RmapfsError)) throw e;
     if (e.code === 'EBUSY') e.message = `${e.message}; unmount it first (scrub checks a live filesystem)`;

@@ -58,6 +58,7 @@ import type { OnlineFsckHooks } from './online';
 import { isRepairable, selectStructures } from './table';
 import { structureOfProblem } from '../scrub/health-marks';
 import { isInodeStructure } from '../format/structures';
+import type { CachedImage } from '../io/buf-cache';
 
 const log = createDebug('rmapfs:fsck');
 
@@ -424,12 +425,15 @@ function openForRepair(device: string): Rmapfs {
 }
 
 function hooksOf(options: OfflineRepairOptions): OnlineFsckHooks {
-  return { foregroundWaiting: () => false, abortReason: () => null, send: (e) => options.onEvent?.(e) };
+  return { foregroundWaiting: null, abortReason: () => null, send: (e) => options.onEvent?.(e) };
 }
 
-/** The online repair over a filesystem opened here: nothing waits on it, nothing stops it. */
+/**
+ * The online repair over a filesystem opened here: nothing waits on it, nothing stops it. Once it is
+ * closed (every change written in place), `warm` holds the blocks its cache kept, for the check after.
+ */
 async function tableRepair(device: string, options: OfflineRepairOptions, before: DeviceCheckReport | null,
-  rebuiltRmaps: RebuiltRmaps): Promise<CtlReply> {
+  rebuiltRmaps: RebuiltRmaps, warm: WarmBlocks): Promise<CtlReply> {
   const fsx = openForRepair(device);
   try {
     return await onlineRepair(fsx, selectStructures(options.types ?? null, null), null,
@@ -441,7 +445,18 @@ async function tableRepair(device: string, options: OfflineRepairOptions, before
       hooksOf(options));
   } finally {
     fsx.close();
+    warm.blocks = fsx.fs.cache.cleanBlocks();
   }
+}
+
+/**
+ * What the last repair's cache held when it closed: the check after takes these blocks instead of
+ * reading the device again (xfs_repair never re-reads what it wrote). They are exactly what the device
+ * holds -- the close wrote every dirty block in place, and a block freed was dropped from the cache
+ * -- and each is verified at its first read as if it came from the device.
+ */
+interface WarmBlocks {
+  blocks: CachedImage[];
 }
 
 /** Per-inode forced rebuilds at most per pass (a check names at most a thousand problems anyway). */
@@ -528,8 +543,13 @@ export async function repairDevice(device: string, options: OfflineRepairOptions
     }
     // The check after need not compare the files with an rmap this repair rebuilt from them (rmap-digest.ts).
     const rebuiltRmaps: RebuiltRmaps = options.rebuiltRmaps ?? new Map();
-    const checkAfter = (): DeviceCheckReport => checkDevice(device, { rebuiltRmaps });
-    report.repair = await tableRepair(device, options, report.before, rebuiltRmaps);
+    const warm: WarmBlocks = { blocks: [] };
+    const checkAfter = (): DeviceCheckReport => {
+      const after = checkDevice(device, { rebuiltRmaps, warmBlocks: warm.blocks });
+      warm.blocks = [];
+      return after;
+    };
+    report.repair = await tableRepair(device, options, report.before, rebuiltRmaps, warm);
     if (!report.repair.ok && !Array.isArray(report.repair.unrepairable)) {
       throw new Stop(FSCK_OPERATIONAL, String(report.repair.code ?? 'EIO'), String(report.repair.error));
     }
@@ -549,7 +569,7 @@ export async function repairDevice(device: string, options: OfflineRepairOptions
         report.after = checkAfter();
         if (report.after.status !== FSCK_UNCORRECTED) break;
       }
-      last = await tableRepair(device, options, report.after, rebuiltRmaps);
+      last = await tableRepair(device, options, report.after, rebuiltRmaps, warm);
       if (!last.ok) break;
       report.laterPasses.push(last);
       report.error = last.error !== undefined ? String(last.error) : null;

@@ -26,7 +26,8 @@ import { formatProblem, ProblemList } from '../scrub/common';
 import type { Problem } from '../scrub/common';
 import { markHealthFromProblems, structureOfProblem, withoutFileDoubts } from '../scrub/health-marks';
 import { scrubLiveSliced } from '../scrub/live-scrub';
-import type { LiveScrubResult } from '../scrub/live-scrub';
+import type { LiveScrubResult, SlicedScrubOptions } from '../scrub/live-scrub';
+import type { PacerOptions } from '../io/pacer';
 import type { RmapRepairResult } from '../repair/rmap-repair';
 import type { RebuiltRmaps } from '../rmap/rmap-digest';
 import type { FreeSpaceRepairResult } from '../repair/free-space-repair';
@@ -42,12 +43,25 @@ const log = createDebug('rmapfs:fsck');
 
 /** What the daemon lends a scrub or repair. */
 export interface OnlineFsckHooks {
-  /** A FUSE request waits: end the slice at once. */
-  foregroundWaiting: () => boolean;
+  /**
+   * A FUSE request waits: end the slice at once. null: nothing can ever wait (an unmounted
+   * filesystem, the offline repair): the work runs in slices of no time limit, reading no clock.
+   */
+  foregroundWaiting: (() => boolean) | null;
   /** A reason to stop (unmount, the client went away), or null. */
   abortReason: () => string | null;
   /** Progress events to the client. */
   send: (e: CtlEvent) => void;
+}
+
+/** How the scans and repairs under these hooks pace themselves (see foregroundWaiting). */
+function pacingOf(hooks: OnlineFsckHooks): PacerOptions {
+  return hooks.foregroundWaiting === null ? { sliceMs: Infinity } : { foregroundWaiting: hooks.foregroundWaiting };
+}
+
+/** A sliced scrub under these hooks: paced by them, stopped by their abort reason. */
+function scrubOptionsOf(hooks: OnlineFsckHooks): SlicedScrubOptions {
+  return { ...pacingOf(hooks), abortReason: hooks.abortReason };
 }
 
 /** The structures and AG or inode a request asks for (its `types`, `ag`, `ino`); EINVAL for what does not exist. */
@@ -81,7 +95,7 @@ function agnosOf(fsx: Rmapfs, agno: number | null): number[] {
 /** Scrubs the structures asked for; what it finds (and finds clean) is what is known of them now. */
 export async function onlineScrub(fsx: Rmapfs, selected: readonly StructureName[], agno: number | null,
   hooks: OnlineFsckHooks, ino: number | null = null): Promise<LiveScrubResult> {
-  const r = await scrubLiveSliced(fsx.fs, tableChecker(selected, agno), hooks);
+  const r = await scrubLiveSliced(fsx.fs, tableChecker(selected, agno), scrubOptionsOf(hooks));
   markHealthFromProblems(fsx.fs.alloc, agnosOf(fsx, agno), r.problems, 'scrub', 'scrubbing', selected);
   return onlyInode(r, ino);
 }
@@ -191,7 +205,7 @@ function closingScrubOf(headers: readonly HeaderRepairResult[], files: readonly 
 /** The repaired inodes' paths into their results (one walk of the directories, only when there are some). */
 async function namePaths(fsx: Rmapfs, files: FileRepairResult[], hooks: OnlineFsckHooks): Promise<void> {
   if (files.length === 0) return;
-  const paths = await findPaths(fsx, new Set(files.map((f) => f.ino)), { foregroundWaiting: hooks.foregroundWaiting });
+  const paths = await findPaths(fsx, new Set(files.map((f) => f.ino)), pacingOf(hooks));
   for (const f of files) f.path = f.namelessBefore === true ? null : paths.get(f.ino) ?? null;
 }
 
@@ -208,7 +222,7 @@ async function repairFileStructure(fsx: Rmapfs, name: StructureName, damage: Dam
   const inos = [...damage.inos].filter((ino) => inodeHasStructure(fsx, ino, name)).sort((a, b) => a - b);
   if (inos.length === 0) return [];
   hooks.send({ event: 'files', type: name, inodes: inos.length });
-  const done = await repairFiles(fsx, inos, { cancelled: options.cancelled, foregroundWaiting: hooks.foregroundWaiting });
+  const done = await repairFiles(fsx, inos, { cancelled: options.cancelled, ...pacingOf(hooks) });
   for (const r of done) {
     for (const s of r.leftFor ?? []) {
       let d = damaged.get(s);
@@ -268,7 +282,7 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
       damaged.set(s, { agnos: new Set(perInode ? [-1] : agnos), inos: new Set(ino === null ? [] : [ino]), first: null });
     }
   } else {
-    before = onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(selected, agno), hooks), ino);
+    before = onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(selected, agno), scrubOptionsOf(hooks)), ino);
     markHealthFromProblems(fsx.fs.alloc, agnos, before.problems, 'repair', 'checking before a repair', selected);
     noteDamage(damaged, before.problems, selected);
   }
@@ -311,7 +325,7 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
       filesRescrubbed = true;
       // The link counts are the file pass's findings too.
       const fileStructures = selected.filter((s) => isInodeStructure(s) || s === 'nlinks');
-      const again = onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(fileStructures, agno), hooks), ino);
+      const again = onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(fileStructures, agno), scrubOptionsOf(hooks)), ino);
       for (const f of fileStructures) damaged.delete(f);
       noteDamage(damaged, again.problems, fileStructures);
     }
@@ -409,7 +423,7 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
         onRmapBuilt: (a, built) => options.offline?.rebuiltRmaps?.set(a, built),
         freeSpaceToo,
         // Step aside at once for FUSE requests: the scan must not hold up the applications.
-        foregroundWaiting: hooks.foregroundWaiting,
+        ...pacingOf(hooks),
         onProgress: (p) => {
           const now = Date.now();
           if (now - lastProgress < 100 && p.inodesScanned < p.inodesTotal) return;
@@ -481,7 +495,7 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
   let scrub: LiveScrubResult;
   if (!rebuiltAny && before !== null) scrub = before;
   else if (options.offline !== undefined) scrub = foundResult([]); // the caller's whole check after says it
-  else scrub = onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(closing, agno), hooks), ino);
+  else scrub = onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(closing, agno), scrubOptionsOf(hooks)), ino);
   if (rebuiltAny && options.offline === undefined) {
     markHealthFromProblems(fsx.fs.alloc, agnos, scrub.problems, 'repair', 'scrubbing after a repair', closing);
   }

@@ -29,7 +29,7 @@
 import { RmapfsError } from '../errors';
 import { native } from '../native';
 import type { Buf, BufOps } from '../io/buf-cache';
-import { magicOf, readU64, u64Text, writeU64 } from '../io/meta-header';
+import { magicOf, readU64, u64Text, uuidAt, writeU64 } from '../io/meta-header';
 import { INODE_SIZE, INODES_PER_BLOCK } from '../format/geometry';
 import type { Geometry } from '../format/geometry';
 import type { Field } from '../format/fields';
@@ -181,7 +181,7 @@ export function inodeDamage(b: Buffer, off: number, ino: number, uuid: Buffer, b
     return { code: 'EFSCORRUPTED', what: `inode version ${b.readUInt8(off + OFF_I_VERSION)}, want ${INODE_VERSION}` };
   }
   if (readU64(b, off + OFF_I_INO) !== ino) return { code: 'EFSCORRUPTED', what: `claims to be inode ${u64Text(b, off + OFF_I_INO)}` };
-  if (b.compare(uuid, 0, 16, off + OFF_I_UUID, off + OFF_I_UUID + 16) !== 0) return { code: 'EFSCORRUPTED', what: 'belongs to another filesystem' };
+  if (!uuidAt(b, off + OFF_I_UUID, uuid)) return { code: 'EFSCORRUPTED', what: 'belongs to another filesystem' };
   if (b.readUInt8(off + OFF_I_FORMAT) > FORK_LOCAL) return { code: 'EFSCORRUPTED', what: `unknown data fork format ${b.readUInt8(off + OFF_I_FORMAT)}` };
   return null;
 }

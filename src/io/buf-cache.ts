@@ -69,6 +69,12 @@ export class Buf {
   constructor(readonly bno: number, readonly data: Buffer, public ops: BufOps | null) {}
 }
 
+/** A block's bytes as its target holds them, handed from one cache to the next (BufCache.adopt). */
+export interface CachedImage {
+  bno: number;
+  data: Buffer;
+}
+
 /** A copy of a block's image to make its crc on, with what was known damaged in it. */
 function imageBuf(bno: number, data: Buffer, ops: BufOps, damagedParts: number): Buf {
   const buf = new Buf(bno, data, ops);
@@ -580,6 +586,29 @@ export class BufCache {
     if (this.snapshots.size > 0) this.spoilSnapshots('the cache was discarded');
     for (const buf of [...this.index.values()]) this.remove(buf);
     this.unlogged.clear();
+  }
+
+  /**
+   * The clean blocks, least recently used first: what a later cache of the same device, opened after
+   * this one's owner closed it (every dirty block written), may `adopt` instead of reading them again.
+   */
+  cleanBlocks(): CachedImage[] {
+    const out: CachedImage[] = [];
+    for (let buf = this.tail; buf !== null; buf = buf.prev) if (!buf.dirty) out.push({ bno: buf.bno, data: buf.data });
+    return out;
+  }
+
+  /**
+   * Takes blocks another cache held of this target, exactly as the target holds them (`cleanBlocks`
+   * after a close): cached with no type, so the first read of each runs its verifier as a miss would.
+   * Blocks already cached here are kept as they are; past maxBlocks the oldest go first.
+   */
+  adopt(images: readonly CachedImage[]): void {
+    if (this.tx !== null) throw new RmapfsError('EINVAL', `${this.target.name}: blocks cannot be adopted inside a transaction`);
+    for (const { bno, data } of images) {
+      if (this.index.has(bno) || data.length !== this.blockSize) continue;
+      this.insert(new Buf(bno, data, null));
+    }
   }
 
   /** Drops every clean block (dirty ones stay). */

@@ -38,6 +38,15 @@ export function u64Text(b: Buffer, off: number): string {
   return ((BigInt(b.readUInt32BE(off)) << 32n) | BigInt(b.readUInt32BE(off + 4))).toString();
 }
 
+/**
+ * Whether b holds `uuid` (16 bytes) at off. Four word compares: Buffer.compare with offsets is a
+ * native call with range checks, and this runs for every metadata block and every inode read.
+ */
+export function uuidAt(b: Buffer, off: number, uuid: Buffer): boolean {
+  return b.readInt32BE(off) === uuid.readInt32BE(0) && b.readInt32BE(off + 4) === uuid.readInt32BE(4)
+    && b.readInt32BE(off + 8) === uuid.readInt32BE(8) && b.readInt32BE(off + 12) === uuid.readInt32BE(12);
+}
+
 export function writeU64(b: Buffer, off: number, v: number): void {
   b.writeUInt32BE(Math.floor(v / TWO32) >>> 0, off);
   b.writeUInt32BE(v >>> 0, off + 4);
@@ -106,7 +115,7 @@ export function verifyMetaHeader(buf: Buf, want: MetaExpectation): void {
   if (magic !== want.magic) badHeader('EFSCORRUPTED', want, buf, `bad magic ${magicText(magic)} (want ${magicText(want.magic)})`);
   const blkno = readU64(b, OFF_BLKNO);
   if (blkno !== buf.bno) badHeader('EFSCORRUPTED', want, buf, `claims to be block ${blkno}`);
-  if (b.compare(want.uuid, 0, 16, OFF_UUID, OFF_UUID + 16) !== 0) {
+  if (!uuidAt(b, OFF_UUID, want.uuid)) {
     badHeader('EFSCORRUPTED', want, buf, 'belongs to another filesystem (uuid mismatch)');
   }
   if (want.owner !== null) {

@@ -11,7 +11,10 @@
 import { setImmediate as yieldToEventLoop } from 'timers/promises';
 
 export interface PacerOptions {
-  /** Longest slice, in milliseconds (default 2). */
+  /**
+   * Longest slice, in milliseconds (default 2). Infinity: slices end only by maxUnits or a waiting
+   * foreground -- with neither (an unmounted filesystem: nothing else to serve), no clock is read at all.
+   */
   sliceMs?: number;
   /** At most this many units per slice (tests use small numbers to force many slices). */
   maxUnits?: number;
@@ -22,7 +25,8 @@ export interface PacerOptions {
 }
 
 export class Pacer {
-  private readonly sliceNs: bigint;
+  /** null: no time limit (sliceMs Infinity). */
+  private readonly sliceNs: bigint | null;
   private readonly probeNs: bigint;
   private readonly maxUnits: number;
   private readonly waiting: (() => boolean) | null;
@@ -37,7 +41,8 @@ export class Pacer {
   yieldsToForeground = 0;
 
   constructor(options: PacerOptions = {}) {
-    this.sliceNs = BigInt(Math.round((options.sliceMs ?? 2) * 1e6));
+    const sliceMs = options.sliceMs ?? 2;
+    this.sliceNs = sliceMs === Infinity ? null : BigInt(Math.round(sliceMs * 1e6));
     this.probeNs = BigInt(Math.round((options.probeUs ?? 50) * 1e3));
     this.maxUnits = options.maxUnits ?? Infinity;
     this.waiting = options.foregroundWaiting ?? null;
@@ -60,8 +65,9 @@ export class Pacer {
   due(): boolean {
     if (this.over) return true;
     if (++this.units >= this.maxUnits) return (this.over = true);
+    if (this.sliceNs === null && this.waiting === null) return false;
     const now = process.hrtime.bigint();
-    if (now - this.sliceStart >= this.sliceNs) return (this.over = true);
+    if (this.sliceNs !== null && now - this.sliceStart >= this.sliceNs) return (this.over = true);
     if (this.waiting !== null && now - this.lastProbe >= this.probeNs) {
       this.lastProbe = now;
       if (this.waiting()) {

@@ -58,6 +58,13 @@ export interface NativeAddon {
   ftruncate(fd: number, size: number): void;
   /** fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE). */
   punchHole(fd: number, offset: number, length: number): void;
+  /** fallocate(2) with any mode (the data checker's). */
+  fallocate(fd: number, mode: number, offset: number, length: number): void;
+  /**
+   * Copies buf to (toFile) or from the file at position through a shared mapping of those pages
+   * (msync(MS_SYNC) after a copy in). The range must lie within the file: past EOF is SIGBUS.
+   */
+  mmapCopy(fd: number, buf: Buffer, position: number, toFile: boolean): void;
   fdatasync(fd: number): void;
   /** flock(LOCK_EX | LOCK_NB): true when taken, false when another open file description holds it. */
   lockExclusive(fd: number): boolean;

@@ -21,7 +21,7 @@ import createDebug from 'debug';
 import { RmapfsError } from '../errors';
 import { BtreeGeometry, MAX_BTREE_HEIGHT, OFF_LEVEL, OFF_NUMRECS } from '../btree/btree-block';
 import type { BtreeOps } from '../btree/btree-ops';
-import { OFF_BLKNO, OFF_CRC, OFF_LSN, OFF_MAGIC, OFF_OWNER, OFF_UUID, blockCrc, readU64, stampMetaHeader } from '../io/meta-header';
+import { OFF_BLKNO, OFF_CRC, OFF_LSN, OFF_MAGIC, OFF_OWNER, OFF_UUID, blockCrc, readU64, stampMetaHeader, uuidAt } from '../io/meta-header';
 import {
   AG_BTREES, AGH_AGBNO, AGH_MAGIC, OFF_AG_BLOCKS, OFF_AGNO, SLOT_HEIGHT, SLOT_ROOT, agHeaderBufOps, slotOffset,
 } from '../format/ag-header';
@@ -82,7 +82,7 @@ function scanAgBlocks(fs: Filesystem, agno: number): Map<AgBtreeName, Map<number
       if (kind === undefined) continue;
       const agbno = first + i;
       if (readU64(b, OFF_BLKNO) !== start + agbno || readU64(b, OFF_OWNER) !== agno) continue;
-      if (b.compare(uuid, 0, 16, OFF_UUID, OFF_UUID + 16) !== 0 || blockCrc(b) !== b.readUInt32BE(OFF_CRC)) continue;
+      if (!uuidAt(b, OFF_UUID, uuid) || blockCrc(b) !== b.readUInt32BE(OFF_CRC)) continue;
       const level = b.readUInt16BE(OFF_LEVEL);
       const numrecs = b.readUInt16BE(OFF_NUMRECS);
       if (level >= MAX_BTREE_HEIGHT) continue;

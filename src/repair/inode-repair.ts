@@ -32,7 +32,7 @@ import { MAX_BTREE_HEIGHT } from '../btree/btree-block';
 import { decodeInobt, INODES_PER_CHUNK, isInodeFree } from '../alloc/inode-btree';
 import { dirBtreeOps } from '../dir/dir';
 import { ownedBy, PAUSE } from '../file/owned';
-import { readU64, u64Text, writeU64 } from '../io/meta-header';
+import { readU64, u64Text, uuidAt, writeU64 } from '../io/meta-header';
 import {
   ATTR_BTREE, ATTR_FORK_SIZE, ATTR_LOCAL, ATTR_NONE, DATA_FORK_OFFSET, DATA_FORK_SIZE, FORK_BTREE,
   FORK_EXTENTS, FORK_LOCAL, INODE_MAGIC, INODE_VERSION, MAX_INLINE_EXTENTS, OFF_I_DHEIGHT, OFF_I_DROOT, OFF_I_FORMAT, OFF_I_GEN,
@@ -156,7 +156,7 @@ export function restoreInodeIdentity(fs: Filesystem, inodes: InodeStore, ino: nu
     fixed.push(`inode number ${u64Text(b, offset + OFF_I_INO)} -> ${ino} (its slot)`);
     writeU64(b, offset + OFF_I_INO, ino);
   }
-  if (b.compare(geo.uuid, 0, 16, offset + OFF_I_UUID, offset + OFF_I_UUID + 16) !== 0) {
+  if (!uuidAt(b, offset + OFF_I_UUID, geo.uuid)) {
     geo.uuid.copy(b, offset + OFF_I_UUID);
     fixed.push('filesystem UUID restored');
   }

@@ -33,10 +33,10 @@ import { posixAclProblem } from '../attr/posix-acl';
 import { isInodeOwner } from '../format/owners';
 import { impossibleFileExtent } from '../alloc/ag-owners';
 import { BLOCK_SIZE } from '../format/superblock';
-import { INODES_PER_BLOCK } from '../format/geometry';
 import { eachRecord, runToEnd } from './common';
 import type { ProblemList, ScrubSource, ScrubSteps } from './common';
 import type { StructureName } from '../format/structures';
+import { InodeTable, inodeKeys } from './inode-table';
 
 const VALID_TYPES = new Set([S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK]);
 
@@ -142,7 +142,10 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
 
   // 1. The inodes the inode btrees say are in use (by key: see inodeKeys).
   const { key, inoOf } = inodeKeys(geo);
-  const used = new Set<number>();
+  // Each inode in use (by key) with its mode as step 1 read it, 0 where the inode does not read: the
+  // namespace walk asks for the type of every entry's inode (one look-up, not a second read), and
+  // counts the entries that name each.
+  const used = new InodeTable();
   for (const ag of fs.alloc.ags) {
     try {
       yield* eachRecord(ag.ino, (b, off) => {
@@ -157,7 +160,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
             if (damage !== null) {
               // An inode in use is reported where it is loaded (step 3); a free one only here.
               if (free) bad(ino, `(block ${inode.fsbno}): ${damage.what}`);
-              else used.add(key(ino));
+              else used.setUsed(key(ino), 0);
               continue;
             }
             mode = inode.mode;
@@ -165,7 +168,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
             bad(ino, e instanceof RmapfsError ? e.message : String(e));
             continue;
           }
-          if (!free) used.add(key(ino));
+          if (!free) used.setUsed(key(ino), mode);
           if (free && mode !== 0) bad(ino, 'is free in the inode btree but in use');
           if (free && mode === 0 && !isCleanFreeInodeAt(store.handle(ino))) bad(ino, 'is free but not cleared');
           if (!free && mode === 0) bad(ino, 'is used in the inode btree but free');
@@ -177,7 +180,6 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
   }
 
   // 2. Walk the tree from the root, counting links (by key).
-  const links = new Map<number, number>();
   // The blocks of each directory step 2 found sound, as its verification kept them: the file pass's
   // walk of its blocks (step 3) does not read the tree again (what it reads stays as it is meanwhile).
   const dirBlocks = new Map<number, readonly number[]>();
@@ -214,18 +216,16 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     }
     const entry = (d: Dirent): void => {
       const k = key(d.ino);
-      if (!used.has(k)) {
+      const mode = used.modeOf(k);
+      if (mode === undefined) {
         bad(dirIno, `entry '${d.name.toString()}' points to inode ${direntIno(d)}, which is not in use`, 'directory');
         return;
       }
-      links.set(k, (links.get(k) ?? 0) + 1);
-      let child: Inode;
-      try {
-        child = store.get(d.ino);
-      } catch {
-        return;
-      }
-      if (((child.mode >>> 12) & 0xf) !== d.ftype) {
+      used.link(k);
+      // An inode that does not read (or reads free) is step 3's to report.
+      if (mode === 0) return;
+      if (((mode >>> 12) & 0xf) !== d.ftype) {
+        const child = store.get(d.ino);
         const entryType = d.ftype << 12;
         // The entry's file type is a second source for the inode's: when the forks fit the entry's
         // type and not the inode's, the inode's type is what is wrong (its core's repair restores it).
@@ -235,7 +235,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
           bad(dirIno, `entry '${d.name.toString()}' has file type ${d.ftype}, the inode ${(child.mode >>> 12) & 0xf}`, 'directory');
         }
       }
-      if (child.isDir) {
+      if ((mode & S_IFMT) === S_IFDIR) {
         if (parentOf.has(d.ino)) bad(d.ino, 'directory has more than one parent', 'directory');
         else {
           parentOf.set(d.ino, dirIno);
@@ -253,7 +253,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
   // 2b. The directories the walk could not reach (their name lost with their parent's damage) verified
   // too, before step 3's nameless inodes (a lost big directory names thousands) fill the problem list:
   // a damaged one is the directory repair's, which the link counts' scan needs first.
-  for (const k of used) {
+  for (const k of used.keys) {
     const ino = inoOf(k);
     if (seenDirs.has(ino)) continue;
     let dir: Directory;
@@ -282,7 +282,7 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
   const heldByOwner = new Map<number, number>();
   // Inodes no entry names: one line for them all (an unreadable directory leaves thousands).
   const nameless: number[] = [];
-  for (const k of used) {
+  for (const k of used.keys) {
     const ino = inoOf(k);
     yield;
     result.inodes++;
@@ -297,11 +297,11 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     if (!VALID_TYPES.has(type)) bad(ino, `unknown file type ${type.toString(8)}`);
     // A flag bit no rmapfs defines: the core's repair clears it.
     if ((inode.flags & ~IFLAGS_DEFINED) !== 0) bad(ino, `undefined flag bits 0x${((inode.flags & ~IFLAGS_DEFINED) >>> 0).toString(16)}`);
-    const reachable = ino === root || links.has(k);
+    const reachable = ino === root || used.linksOf(k) > 0;
     // An inode with no links that nothing names is an orphan: unlinked while open, freed at the next mount.
     if (!reachable && inode.nlink === 0) result.orphans++;
     else if (!reachable) nameless.push(ino);
-    const wantLinks = inode.isDir ? 2 + (subdirs.get(ino) ?? 0) : (links.get(k) ?? 0);
+    const wantLinks = inode.isDir ? 2 + (subdirs.get(ino) ?? 0) : used.linksOf(k);
     if (reachable && inode.nlink !== wantLinks) bad(ino, `link count ${inode.nlink}, found ${wantLinks}`, 'inode', 'nlinks');
     let held = 0;
     // A fork tree that fails verification is not walked whole, and a block map the rmap contradicts is rebuilt
@@ -443,30 +443,6 @@ export function* scrubInodesSteps(fs: ScrubSource, problems: ProblemList, option
     else if (held !== blocks) problems.add('rmap', geo.inoAgno(owner), -1, `rmap gives inode ${owner} ${blocks} blocks, it holds ${held}`, undefined, owner);
   }
   return result;
-}
-
-/** Keys up to 2^30 (a small integer V8 keeps unboxed) with room for every inode number an AG can hold. */
-const SMALL_KEYS = 2 ** 30;
-
-/**
- * The file pass's sets and counts of inodes, keyed by a small integer where
- * the geometry allows -- AG number and AG inode number packed below 2^30 --
- * not by the inode number: above 2^31 (every AG but the first) that is a
- * heap number, boxed and hashed at each of a million look-ups. A number no
- * inode of the filesystem can have (a damaged record's) keys as -(ino + 1),
- * its own. Where they do not fit, the numbers themselves.
- */
-function inodeKeys(geo: ScrubSource['geo']): { key: (ino: number) => number; inoOf: (key: number) => number } {
-  const perAg = 2 ** Math.ceil(Math.log2(geo.agBlocks * INODES_PER_BLOCK));
-  if (geo.agCount * perAg > SMALL_KEYS) return { key: (ino) => ino, inoOf: (k) => k };
-  return {
-    key: (ino) => {
-      const agno = geo.inoAgno(ino);
-      const agino = geo.inoAgino(ino);
-      return agno < geo.agCount && agino < perAg ? agno * perAg + agino : -(ino + 1);
-    },
-    inoOf: (k) => (k < 0 ? -k - 1 : geo.ino(Math.floor(k / perAg), k % perAg)),
-  };
 }
 
 /**

@@ -457,3 +457,29 @@ t.test('readAhead: the blocks not cached in one read per run, verified; a cached
   t.ok(caught(() => cache.read(25, ops)) instanceof RmapfsError, 'the bad block still fails its own read');
   t.end();
 });
+
+t.test('cleanBlocks and adopt: a later cache takes a closed one\'s clean blocks unread, each verified at its first read', async (t) => {
+  const fx = fixture(t, 'device');
+  const ops: BufOps = {
+    name: 'numbered',
+    verifyRead(buf) { if (buf.data.readUInt32BE(0) !== buf.bno) throw corruption(`block ${buf.bno} names ${buf.data.readUInt32BE(0)}`); },
+    prepareWrite() {},
+  };
+  const first = new BufCache(fx.spy);
+  for (let b = 30; b < 34; b++) fx.writeRaw(b, pattern(b, 4));
+  for (let b = 30; b < 34; b++) first.read(b, ops);
+  write(first, 34, 4, ops); // dirty: not the device's contents, so never handed on
+  t.same(first.cleanBlocks().map((i) => i.bno), [30, 31, 32, 33], 'the clean blocks, least recently used first');
+  const images = first.cleanBlocks();
+  images[2]!.data.writeUInt32BE(7, 0); // as if the device held damage there: the adopter must still see it
+
+  const later = new BufCache(fx.spy);
+  sameBlock(t, later.read(31, ops).data, 31, 4, 'a block cached before the adoption');
+  fx.spy.reads.length = 0;
+  later.adopt(images);
+  t.equal(later.stats().cachedBlocks, 4, 'the other three adopted beside it');
+  for (const b of [30, 33]) sameBlock(t, later.read(b, ops).data, b, 4, 'an adopted block');
+  t.same(fx.spy.reads, [], 'adopted blocks are hits: the target is not read');
+  t.ok(caught(() => later.read(32, ops)) instanceof RmapfsError, 'an adopted block is verified at its first read, as a miss is');
+  t.end();
+});

@@ -69,3 +69,14 @@ t.test('once due, due until the pause: asking again cannot miss a waiting reques
   t.equal(r.due(), true, 'and it stays ended');
   t.end();
 });
+
+t.test('with no time limit and no foreground (an unmounted filesystem) only the unit bound ends a slice', (t) => {
+  const free = new Pacer({ sliceMs: Infinity });
+  const t0 = process.hrtime.bigint();
+  let due = false;
+  // Longer than any default budget (2 ms): a pacer that still timed its slices would say due here.
+  while (Number(process.hrtime.bigint() - t0) / 1e6 < 20) due ||= free.due();
+  t.notOk(due, 'no slice ended in 20 ms');
+  t.equal(unitsUntilDue(new Pacer({ sliceMs: Infinity, maxUnits: 7 })), 7, 'the unit bound still holds');
+  t.end();
+});
