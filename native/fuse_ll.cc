@@ -69,12 +69,14 @@ namespace {
 //  open flags, setxattr flags, fsync datasync, access mask, rename flags, lseek
 //  whence;
 //  UID/GID/PID/UMASK: the caller (fuse_req_ctx); RDEV: mknod; TO_SET: setattr's
-//  FUSE_SET_ATTR_* bits, A_*: its values; HAS_FH: 1 when fi was given
-//  (getattr/setattr may have none); NLOOKUP: forget.
+//  FUSE_SET_ATTR_* bits, A_*: its values (A_CTIME: the writeback cache's
+//  FUSE_SET_ATTR_CTIME); HAS_FH: 1 when fi was given (getattr/setattr may have
+//  none); NLOOKUP: forget.
 #define RMAPFS_IN_SLOTS(X) \
   X(INO, 0) X(INO2, 1) X(FH, 2) X(OFFSET, 3) X(SIZE, 4) X(MODE, 5) X(FLAGS, 6) X(UID, 7) X(GID, 8) X(PID, 9) \
   X(UMASK, 10) X(RDEV, 11) X(TO_SET, 12) X(A_MODE, 13) X(A_UID, 14) X(A_GID, 15) X(A_SIZE, 16) X(A_ATIME, 17) \
-  X(A_ATIME_NS, 18) X(A_MTIME, 19) X(A_MTIME_NS, 20) X(HAS_FH, 21) X(NLOOKUP, 22)
+  X(A_ATIME_NS, 18) X(A_MTIME, 19) X(A_MTIME_NS, 20) X(HAS_FH, 21) X(NLOOKUP, 22) X(A_CTIME, 23) \
+  X(A_CTIME_NS, 24)
 
 // Slots of the "out" scratch (reply numbers; lowlevel.ts Out).
 #define RMAPFS_OUT_SLOTS(X) \
@@ -99,11 +101,11 @@ enum OutStatfs : int { RMAPFS_STATFS_SLOTS(RMAPFS_ENUM_SF) };
 #undef RMAPFS_ENUM_IN
 #undef RMAPFS_ENUM_OUT
 #undef RMAPFS_ENUM_SF
-constexpr int IN_COUNT = 24;   // scratch lengths: room to spare beyond the last slot
+constexpr int IN_COUNT = 28;   // scratch lengths: room to spare beyond the last slot
 constexpr int OUT_COUNT = 24;
 // JS names the handled ops in a 32-bit mask (BuildOps): a 33rd op needs a wider one.
 static_assert(OP_LSEEK < 32, "the handler mask has 32 bits");
-static_assert(IN_NLOOKUP < IN_COUNT && OUT_CTIME_NS < OUT_COUNT && SF_NAMEMAX < OUT_COUNT, "scratch too small");
+static_assert(IN_A_CTIME_NS < IN_COUNT && OUT_CTIME_NS < OUT_COUNT && SF_NAMEMAX < OUT_COUNT, "scratch too small");
 
 // replyOpen/replyCreate flag bits (OpenFlags in lowlevel.ts).
 constexpr uint32_t OPEN_DIRECT_IO = 1;
@@ -143,11 +145,14 @@ struct AddonData {
   uint64_t nextId = 1;
 };
 
-// From the -o options, applied in init: max_write (0: libfuse's own, 1 MiB)
-// and max_read (must equal the max_read= mount option libfuse checks it against).
+// From the -o options, applied in init: max_write (0: libfuse's own, 1 MiB),
+// max_read (must equal the max_read= mount option libfuse checks it against)
+// and writeback_cache / no_writeback_cache (off unless asked for: the daemon
+// asks by default, a bare session -- bench/fuse-ll -- does not).
 struct ConnOptions {
   unsigned maxWrite = 0;
   unsigned maxRead = 0;
+  int writebackCache = 0;
 };
 
 struct Session {
@@ -206,11 +211,15 @@ void Deliver(Session* s, Request& r);
 void LlInit(void* userdata, fuse_conn_info* conn) {
   Session* s = static_cast<Session*>(userdata);
   // The kernel features libfuse 2.9 gave us and nothing more, whatever
-  // libfuse 3 turns on by default: asynchronous reads only. In particular no
-  // writeback cache, no atomic_o_trunc (truncation on open arrives as a
+  // libfuse 3 turns on by default: asynchronous reads only (and the writeback
+  // cache when asked for, below). In particular no atomic_o_trunc (truncation on open arrives as a
   // setattr), no handle_killpriv (the kernel clears suid/sgid itself), no
   // parallel dirops, no auto_inval_data, no splice, no readdirplus.
   conn->want = conn->capable & FUSE_CAP_ASYNC_READ;
+  // The writeback cache when asked for (-o writeback_cache): the kernel keeps
+  // writes in the page cache and sends them in batches, and owns size, mtime
+  // and ctime of a regular file while it caches it (DEVELOPERS.md, FUSE).
+  if (s->conn.writebackCache) conn->want |= conn->capable & FUSE_CAP_WRITEBACK_CACHE;
   // libfuse caps max_write at its buffer (1 MiB) and derives max_pages from it.
   if (s->conn.maxWrite > 0) conn->max_write = s->conn.maxWrite;
   conn->max_read = s->conn.maxRead;
@@ -256,6 +265,8 @@ void LlSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   r.in[IN_A_ATIME_NS] = static_cast<double>(attr->st_atim.tv_nsec);
   r.in[IN_A_MTIME] = TimeSec(attr->st_mtim);
   r.in[IN_A_MTIME_NS] = static_cast<double>(attr->st_mtim.tv_nsec);
+  r.in[IN_A_CTIME] = TimeSec(attr->st_ctim);
+  r.in[IN_A_CTIME_NS] = static_cast<double>(attr->st_ctim.tv_nsec);
   Deliver(SessionOf(req), r);
 }
 
@@ -727,12 +738,15 @@ std::string FuseMessage(const std::string& captured, const std::string& fallback
 // The -o options libfuse 3's session no longer takes, read (or dropped) here
 // before the rest go to fuse_session_new: max_write= (applied in init),
 // max_read= (applied in init, and kept: it is also a kernel mount option),
-// big_writes (always on in libfuse 3), nonempty (libfuse 3 always mounts over
-// a non-empty directory).
+// [no_]writeback_cache (applied in init; libfuse 3's own names), big_writes
+// (always on in libfuse 3), nonempty (libfuse 3 always mounts over a non-empty
+// directory).
 const fuse_opt kSessionOptions[] = {
     {"max_write=%u", offsetof(ConnOptions, maxWrite), 0},
     {"max_read=%u", offsetof(ConnOptions, maxRead), 0},
     FUSE_OPT_KEY("max_read=", FUSE_OPT_KEY_KEEP),
+    {"writeback_cache", offsetof(ConnOptions, writebackCache), 1},
+    {"no_writeback_cache", offsetof(ConnOptions, writebackCache), 0},
     FUSE_OPT_KEY("big_writes", FUSE_OPT_KEY_DISCARD),
     FUSE_OPT_KEY("nonempty", FUSE_OPT_KEY_DISCARD),
     FUSE_OPT_END,

@@ -56,6 +56,8 @@ export interface SetAttr {
   size?: number;
   atime?: Timespec;
   mtime?: Timespec;
+  /** The change time to set (FUSE's writeback cache sends the kernel's); absent: now. */
+  ctime?: Timespec;
 }
 
 /**
@@ -669,7 +671,8 @@ export class Rmapfs {
       if (attr.gid !== undefined && attr.gid !== 0xffffffff) inode.gid = attr.gid;
       if (attr.atime !== undefined) inode.setTime('atime', attr.atime);
       if (attr.mtime !== undefined) inode.setTime('mtime', attr.mtime);
-      inode.touch('ctime');
+      if (attr.ctime !== undefined) inode.setTime('ctime', attr.ctime);
+      else inode.touch('ctime');
       return this.statOf(inode);
     });
   }

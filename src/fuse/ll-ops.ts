@@ -201,6 +201,7 @@ export class LowLevelOps {
         const st = this.fsx.setattr(this.ino(req.ino), {
           mode: req.mode, uid: req.uid, gid: req.gid, size: req.size,
           atime: req.atime === 'now' ? now() : req.atime, mtime: req.mtime === 'now' ? now() : req.mtime,
+          ctime: req.ctime,
         });
         return () => reply.attr(this.attr(st));
       }),

@@ -70,7 +70,7 @@ export enum Op {
 export enum In {
   INO = 0, INO2 = 1, FH = 2, OFFSET = 3, SIZE = 4, MODE = 5, FLAGS = 6, UID = 7, GID = 8, PID = 9, UMASK = 10,
   RDEV = 11, TO_SET = 12, A_MODE = 13, A_UID = 14, A_GID = 15, A_SIZE = 16, A_ATIME = 17, A_ATIME_NS = 18,
-  A_MTIME = 19, A_MTIME_NS = 20, HAS_FH = 21, NLOOKUP = 22,
+  A_MTIME = 19, A_MTIME_NS = 20, HAS_FH = 21, NLOOKUP = 22, A_CTIME = 23, A_CTIME_NS = 24,
 }
 
 /** Slots of the "out" scratch (reply numbers); native RMAPFS_OUT_SLOTS / RMAPFS_STATFS_SLOTS, checked at load. */
@@ -92,6 +92,7 @@ const SET_ATIME = 1 << 4;
 const SET_MTIME = 1 << 5;
 const SET_ATIME_NOW = 1 << 7;
 const SET_MTIME_NOW = 1 << 8;
+const SET_CTIME = 1 << 10;
 
 const EIO = errnoOf('EIO');
 const EPERM = errnoOf('EPERM');
@@ -309,6 +310,8 @@ export interface SetattrRequest extends InoRequest {
   size?: number;
   atime?: Time | 'now';
   mtime?: Time | 'now';
+  /** Sent by the writeback cache with the mtime it kept (the kernel owns a cached file's times). */
+  ctime?: Time;
 }
 export interface MknodRequest extends NameRequest { mode: number; rdev: number }
 export interface MkdirRequest extends NameRequest { mode: number }
@@ -775,6 +778,7 @@ export class LowLevelFuse {
     else if (toSet & SET_ATIME) req.atime = { sec: i[In.A_ATIME], nsec: i[In.A_ATIME_NS] };
     if (toSet & SET_MTIME_NOW) req.mtime = 'now';
     else if (toSet & SET_MTIME) req.mtime = { sec: i[In.A_MTIME], nsec: i[In.A_MTIME_NS] };
+    if (toSet & SET_CTIME) req.ctime = { sec: i[In.A_CTIME], nsec: i[In.A_CTIME_NS] };
     return req;
   }
 }
