@@ -842,6 +842,44 @@ Napi::Value RequestWaiting(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0);
 }
 
+// writeBack(session, ino, done(errno)): the kernel writes the inode's dirty
+// pages back (as WRITE requests to us) and drops its page cache:
+// fuse_lowlevel_notify_inval_inode(ino, 0, 0), which blocks until that
+// writeback is done. So it runs on a worker thread while the JS thread goes
+// on serving the WRITEs; `done` is called on the JS thread with 0 or the
+// errno. Used before answering an lseek that must see data the writeback
+// cache still holds (DEVELOPERS.md, FUSE). The JS side keeps the session's
+// External alive meanwhile; a caller waiting in lseek holds the file open,
+// so the connection outlives the call.
+class WriteBackWorker : public Napi::AsyncWorker {
+ public:
+  WriteBackWorker(Napi::Function done, fuse_session* se, fuse_ino_t ino)
+      : Napi::AsyncWorker(done, "rmapfs_fuse_writeback"), se_(se), ino_(ino) {}
+  void Execute() override { rc_ = fuse_lowlevel_notify_inval_inode(se_, ino_, 0, 0); }
+  void OnOK() override { Callback().Call({Napi::Number::New(Env(), rc_ < 0 ? -rc_ : rc_)}); }
+
+ private:
+  fuse_session* se_;
+  fuse_ino_t ino_;
+  int rc_ = 0;
+};
+
+Napi::Value WriteBack(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsExternal() || !info[1].IsNumber() || !info[2].IsFunction()) {
+    throw Napi::TypeError::New(env, "writeBack(session, ino, done)");
+  }
+  Session* s = info[0].As<Napi::External<Session>>().Data();
+  Napi::Function done = info[2].As<Napi::Function>();
+  if (s->finished) {
+    done.Call({Napi::Number::New(env, ENOTCONN)});
+    return env.Undefined();
+  }
+  auto ino = static_cast<fuse_ino_t>(info[1].As<Napi::Number>().DoubleValue());
+  (new WriteBackWorker(done, s->se, ino))->Queue();
+  return env.Undefined();
+}
+
 // Looks up and forgets a pending request; throws when it is not pending
 // (already answered, or its session has ended).
 Pending Take(const Napi::CallbackInfo& info) {
@@ -1164,6 +1202,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mount", Napi::Function::New(env, Mount, "mount"));
   exports.Set("unmount", Napi::Function::New(env, Unmount, "unmount"));
   exports.Set("pending", Napi::Function::New(env, RequestWaiting, "pending"));
+  exports.Set("writeBack", Napi::Function::New(env, WriteBack, "writeBack"));
   exports.Set("watchMounts", Napi::Function::New(env, WatchMounts, "watchMounts"));
   exports.Set("replyErr", Napi::Function::New(env, ReplyErr, "replyErr"));
   exports.Set("replyNone", Napi::Function::New(env, ReplyNone, "replyNone"));

@@ -263,6 +263,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
       followKernel();
       return readOnly;
     },
+    writeBack: writebackCacheWanted(opts) ? (node) => fuse.writeBack(node) : undefined,
   });
   const kernelFlags = kernelMountFlags(opts.kernelFlags);
   const options = [`max_write=${opts.maxWrite}`, `fsname=${path.resolve(device)}`, 'subtype=rmapfs'];

@@ -24,6 +24,8 @@ const EIO = errnoOf('EIO');
 const ENODATA = errnoOf('ENODATA');
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
+/** open(2)'s access mode bits; O_RDONLY is 0 (asm-generic/fcntl.h). */
+const O_ACCMODE = 3;
 
 export interface LowLevelOpsOptions {
   readOnly: boolean;
@@ -41,6 +43,13 @@ export interface LowLevelOpsOptions {
   stillReadOnly?: () => boolean;
   /** When reads update atime (-o relatime, strictatime, noatime, nodiratime). */
   atime: AtimePolicy;
+  /**
+   * With the kernel's writeback cache: has the kernel write back the dirty pages of a node
+   * (LowLevelFuse.writeBack). lseek's SEEK_DATA/SEEK_HOLE asks it first for a file open for
+   * writing -- the kernel sends FUSE_LSEEK without writing back, and pages it still holds
+   * would be a hole (or past EOF) in the block map.
+   */
+  writeBack?: (node: number) => Promise<void>;
 }
 
 /**
@@ -71,6 +80,8 @@ export class LowLevelOps {
   internalErrors = 0;
   private readonly lookups = new Map<number, number>();
   private readonly opens = new Map<number, number>();
+  /** Open handles that may write, per inode: the kernel may hold dirty pages of these (writeback cache). */
+  private readonly writers = new Map<number, number>();
   private readonly root: number;
 
   constructor(private fsx: Rmapfs, private readonly opts: LowLevelOpsOptions) {
@@ -124,6 +135,14 @@ export class LowLevelOps {
    * reply), as ext4 syncs the inode's eviction on a sync mount: the space an
    * application saw go away at its close must not come back after a crash.
    */
+  /** Counts an open handle that may write (opened O_WRONLY or O_RDWR), or its release. */
+  private countWriter(ino: number, flags: number, delta: number): void {
+    if ((flags & O_ACCMODE) === 0) return;
+    const n = (this.writers.get(ino) ?? 0) + delta;
+    if (n > 0) this.writers.set(ino, n);
+    else this.writers.delete(ino);
+  }
+
   private count(map: Map<number, number>, ino: number, delta: number): void {
     const n = (map.get(ino) ?? 0) + delta;
     if (n > 0) map.set(ino, n);
@@ -246,6 +265,7 @@ export class LowLevelOps {
         const ino = this.ino(req.ino);
         this.fsx.stat(ino);
         this.count(this.opens, ino, 1);
+        this.countWriter(ino, req.flags, 1);
         reply.open(ino);
       }),
       read: (req, reply) => this.run('read', reply, () => {
@@ -258,6 +278,7 @@ export class LowLevelOps {
       }),
       flush: (_req, reply) => reply.ok(),
       release: (req, reply) => this.run('release', reply, () => {
+        this.countWriter(req.fh, req.flags, -1);
         this.count(this.opens, req.fh, -1);
         reply.ok();
       }),
@@ -306,6 +327,7 @@ export class LowLevelOps {
         return () => {
           const e = this.entry(st);
           this.count(this.opens, st.ino, 1);
+          this.countWriter(st.ino, req.flags, 1);
           reply.create(e, st.ino);
         };
       }),
@@ -316,10 +338,16 @@ export class LowLevelOps {
       }),
       // SEEK_DATA / SEEK_HOLE from the block map (ENXIO past EOF); without this handler the kernel
       // calls the whole file data, and `cp --sparse`, `fallocate -d`, tar read every byte.
-      lseek: (req, reply) => this.run('lseek', reply, () => {
-        if (req.whence !== SEEK_DATA && req.whence !== SEEK_HOLE) throw new RmapfsError('EINVAL', `lseek whence ${req.whence}`);
-        reply.position(this.fsx.seek(req.fh, req.offset, req.whence === SEEK_DATA ? 'data' : 'hole'));
-      }),
+      // A file open for writing may have dirty pages in the kernel's writeback cache: they are
+      // written back first (the answer waits; the loop serves their writes meanwhile).
+      lseek: (req, reply) => {
+        const answer = (): void => this.run('lseek', reply, () => {
+          if (req.whence !== SEEK_DATA && req.whence !== SEEK_HOLE) throw new RmapfsError('EINVAL', `lseek whence ${req.whence}`);
+          reply.position(this.fsx.seek(req.fh, req.offset, req.whence === SEEK_DATA ? 'data' : 'hole'));
+        });
+        if (this.opts.writeBack === undefined || !this.writers.has(req.fh)) return answer();
+        return this.opts.writeBack(req.ino).then(answer, (e: unknown) => this.fail('lseek', reply, e));
+      },
     };
   }
 }

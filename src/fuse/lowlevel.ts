@@ -26,7 +26,7 @@
  * JS numbers here, so they must stay below 2^53 (rmapfs's do). Names and
  * symlink targets are decoded as UTF-8.
  */
-import { errnoOf } from '../errors';
+import { RmapfsError, errnoOf } from '../errors';
 import * as path from 'path';
 import { execFile } from 'child_process';
 
@@ -95,6 +95,7 @@ const SET_MTIME_NOW = 1 << 8;
 const SET_CTIME = 1 << 10;
 
 const EIO = errnoOf('EIO');
+const ENOENT = errnoOf('ENOENT');
 const EPERM = errnoOf('EPERM');
 const ERANGE = errnoOf('ERANGE');
 
@@ -136,6 +137,8 @@ interface FuseAddon {
   /** Lazy umount2(2); 0 or the errno. */
   unmount(session: SessionHandle): number;
   pending(session: SessionHandle): boolean;
+  /** The kernel writes the inode's dirty pages back and drops its cache (on a worker thread); done(0 or errno). */
+  writeBack(session: SessionHandle, ino: number, done: (errno: number) => void): void;
   /** Calls back on every change of this namespace's mount table; returns stop(). */
   watchMounts(onChange: () => void): () => void;
   replyErr(id: number, errno: number): number;
@@ -669,6 +672,24 @@ export class LowLevelFuse {
   requestWaiting(): boolean {
     if (this.session === null || this.exited) return false;
     return addon().pending(this.session);
+  }
+
+  /**
+   * Has the kernel write back the dirty pages it holds of a node (the
+   * writeback cache) and drop its page cache of it; resolves once the data
+   * has reached our write handler. The JS thread serves those writes
+   * meanwhile: a handler awaiting this must not hold up the loop.
+   */
+  writeBack(node: number): Promise<void> {
+    const session = this.session;
+    if (session === null || this.exited) return Promise.reject(new RmapfsError('ENOTCONN', 'not mounted'));
+    return new Promise((resolve, reject) => {
+      addon().writeBack(session, node, (errno) => {
+        // ENOENT: the kernel no longer has the inode cached, so it has no dirty pages of it either.
+        if (errno === 0 || errno === ENOENT) resolve();
+        else reject(new RmapfsError('EIO', `write back of node ${node} failed: errno ${errno}`));
+      });
+    });
   }
 
   /** Called by the addon for each request (on the JS thread, several per turn). */

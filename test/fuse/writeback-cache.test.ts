@@ -5,9 +5,11 @@
  * in the page cache and owns a cached file's size, mtime and ctime; the
  * daemon sees writes late, in batches, possibly from another open of the
  * file, reads for write-only opens, and a SETATTR carrying the kernel's
- * times. What must hold is what ext4 gives: size and times right for every
- * reader and after a remount, fsync'd (and O_DSYNC, msync'd) data durable,
- * O_APPEND appending, an unlinked file's space back after its close.
+ * times, and it sends lseek's SEEK_DATA/SEEK_HOLE without writing back.
+ * What must hold is what ext4 gives: size and times right for every reader
+ * and after a remount, fsync'd (and O_DSYNC, msync'd) data durable, O_APPEND
+ * appending, SEEK_DATA finding data still in the page cache, an unlinked
+ * file's space back after its close.
  */
 import t from 'tap';
 import type { Test } from 'tap';
@@ -176,6 +178,21 @@ if (!canMount) {
     t.equal(sha(got.subarray(0, synced.length)), sha(synced), "the fsync'd data");
     t.equal(sha(fs.readFileSync(path.join(mnt, 'dsync'))), sha(dsynced), 'every O_DSYNC write');
     t.equal(sha(fs.readFileSync(path.join(mnt, 'mapped'))), sha(mapped), "the msync'd mapping");
+    await m.unmount();
+  });
+
+  t.test('SEEK_DATA / SEEK_HOLE on a file whose pages are still dirty: the kernel writes them back first', async (t) => {
+    const { image, mnt } = scratch(t);
+    const m = await Mounted.start(t, image, mnt);
+    // One descriptor throughout (a second open would write the pages back itself: FUSE drops the cache at open).
+    const out = execFileSync('python3', ['-c', [
+      'import os, sys',
+      'fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)',
+      'os.pwrite(fd, b"d" * 8192, 1 << 20)',
+      'print(os.lseek(fd, 0, os.SEEK_DATA), os.lseek(fd, 1 << 20, os.SEEK_HOLE), os.lseek(fd, 0, os.SEEK_HOLE))',
+      'os.close(fd)',
+    ].join('\n'), path.join(mnt, 'sparse')], { encoding: 'utf8' }).trim();
+    t.equal(out, `${1 << 20} ${(1 << 20) + 8192} 0`, 'data at 1 MiB, the hole at EOF after it, a hole from 0');
     await m.unmount();
   });
 
