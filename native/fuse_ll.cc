@@ -212,9 +212,10 @@ void LlInit(void* userdata, fuse_conn_info* conn) {
   Session* s = static_cast<Session*>(userdata);
   // The kernel features libfuse 2.9 gave us and nothing more, whatever
   // libfuse 3 turns on by default: asynchronous reads only (and the writeback
-  // cache when asked for, below). In particular no atomic_o_trunc (truncation on open arrives as a
-  // setattr), no handle_killpriv (the kernel clears suid/sgid itself), no
-  // parallel dirops, no auto_inval_data, no splice, no readdirplus.
+  // cache when asked for, below). In particular no atomic_o_trunc (truncation
+  // on open arrives as a setattr), no handle_killpriv (the kernel clears
+  // suid/sgid itself), no parallel dirops, no auto_inval_data, no splice, no
+  // readdirplus.
   conn->want = conn->capable & FUSE_CAP_ASYNC_READ;
   // The writeback cache when asked for (-o writeback_cache): the kernel keeps
   // writes in the page cache and sends them in batches, and owns size, mtime

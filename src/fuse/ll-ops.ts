@@ -129,12 +129,6 @@ export class LowLevelOps {
     return { ino: this.node(st.ino), generation: st.generation, attr: this.attr(st) };
   }
 
-  /**
-   * Counts kernel references; the last one gone frees an unlinked inode. On a
-   * sync mount that free is durable before this returns (before the release
-   * reply), as ext4 syncs the inode's eviction on a sync mount: the space an
-   * application saw go away at its close must not come back after a crash.
-   */
   /** Counts an open handle that may write (opened O_WRONLY or O_RDWR), or its release. */
   private countWriter(ino: number, flags: number, delta: number): void {
     if ((flags & O_ACCMODE) === 0) return;
@@ -143,6 +137,12 @@ export class LowLevelOps {
     else this.writers.delete(ino);
   }
 
+  /**
+   * Counts kernel references; the last one gone frees an unlinked inode. On a
+   * sync mount that free is durable before this returns (before the release
+   * reply), as ext4 syncs the inode's eviction on a sync mount: the space an
+   * application saw go away at its close must not come back after a crash.
+   */
   private count(map: Map<number, number>, ino: number, delta: number): void {
     const n = (map.get(ino) ?? 0) + delta;
     if (n > 0) map.set(ino, n);
