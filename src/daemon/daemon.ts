@@ -41,9 +41,11 @@ export interface MountOptions {
   /** Every directory change is durable before its reply (-o dirsync). */
   dirsync: boolean;
   /**
-   * The kernel's writeback cache (-o writeback_cache, the default; -o no_writeback_cache):
+   * The kernel's writeback cache (-o writeback_cache; -o no_writeback_cache, the default):
    * writes wait in the page cache and reach the daemon in batches (at close, fsync, memory
    * pressure or the kernel's dirty expiry). Never with -o sync (see writebackCacheWanted).
+   * Off by default: a WRITE refused at writeback (ENOSPC) never reaches write(2), so a
+   * writer filling the filesystem (dd until ENOSPC) never stops (DEVELOPERS.md, FUSE).
    */
   writebackCache: boolean;
   /** Seconds between log forces. */
@@ -69,7 +71,7 @@ export interface MountOptions {
 
 export const DEFAULT_MOUNT_OPTIONS: MountOptions = {
   readOnly: false, allowOther: false, defaultPermissions: true, uid: null, gid: null,
-  sync: false, dirsync: false, writebackCache: true, atime: DEFAULT_ATIME_POLICY, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1, spinUs: 30,
+  sync: false, dirsync: false, writebackCache: false, atime: DEFAULT_ATIME_POLICY, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1, spinUs: 30,
   writeLog: null, faults: '', kernelFlags: [], remount: false,
 };
 

@@ -1,6 +1,5 @@
 /**
- * The kernel's writeback cache (-o writeback_cache, the daemon's default;
- * issue 14) through real mounts of the daemon (`rmapfs mount -f` as a child
+ * The kernel's writeback cache (-o writeback_cache; issue 14) through real mounts of the daemon (`rmapfs mount -f` as a child
  * process, so a test can kill -9 it). With the cache the kernel keeps writes
  * in the page cache and owns a cached file's size, mtime and ctime; the
  * daemon sees writes late, in batches, possibly from another open of the
@@ -33,7 +32,7 @@ class Mounted {
   private constructor(readonly mnt: string, private readonly child: ChildProcess, private readonly exited: Promise<void>) {}
 
   static async start(t: Test, image: string, mnt: string, options = 'rw'): Promise<Mounted> {
-    const child = spawn(process.execPath, [RMAPFS, 'mount', '-f', '-o', options, image, mnt], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [RMAPFS, 'mount', '-f', '-o', `writeback_cache,${options}`, image, mnt], { stdio: ['ignore', 'ignore', 'pipe'] });
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     // Whatever happens to the test, the mount goes and the daemon with it.
     t.teardown(async () => {
