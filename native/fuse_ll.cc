@@ -69,7 +69,8 @@ namespace {
 //  open flags, setxattr flags, fsync datasync, access mask, rename flags, lseek
 //  whence;
 //  UID/GID/PID/UMASK: the caller (fuse_req_ctx); RDEV: mknod; TO_SET: setattr's
-//  FUSE_SET_ATTR_* bits, A_*: its values; HAS_FH: 1 when fi was given
+//  FUSE_SET_ATTR_* bits, A_*: its values (A_CTIME: the writeback cache's
+//  FUSE_SET_ATTR_CTIME); HAS_FH: 1 when fi was given
 //  (getattr/setattr may have none); NLOOKUP: forget.
 //  copy_file_range: INO/FH/OFFSET the source, INO2/FH2/OFFSET2 the destination,
 //  SIZE the length, FLAGS its flags. ioctl: IOCTL_CMD the command, FLAGS the
@@ -78,7 +79,7 @@ namespace {
   X(INO, 0) X(INO2, 1) X(FH, 2) X(OFFSET, 3) X(SIZE, 4) X(MODE, 5) X(FLAGS, 6) X(UID, 7) X(GID, 8) X(PID, 9) \
   X(UMASK, 10) X(RDEV, 11) X(TO_SET, 12) X(A_MODE, 13) X(A_UID, 14) X(A_GID, 15) X(A_SIZE, 16) X(A_ATIME, 17) \
   X(A_ATIME_NS, 18) X(A_MTIME, 19) X(A_MTIME_NS, 20) X(HAS_FH, 21) X(NLOOKUP, 22) X(FH2, 23) X(OFFSET2, 24) \
-  X(IOCTL_CMD, 25)
+  X(IOCTL_CMD, 25) X(A_CTIME, 26) X(A_CTIME_NS, 27)
 
 // Slots of the "out" scratch (reply numbers; lowlevel.ts Out).
 #define RMAPFS_OUT_SLOTS(X) \
@@ -107,7 +108,7 @@ constexpr int IN_COUNT = 32;   // scratch lengths: room to spare beyond the last
 constexpr int OUT_COUNT = 24;
 // JS names the handled ops in a mask passed as a double (BuildOps): 53 bits at most.
 static_assert(OP_COPY_FILE_RANGE < 53, "the handler mask is a double's 53 bits");
-static_assert(IN_NLOOKUP < IN_COUNT && IN_IOCTL_CMD < IN_COUNT && OUT_CTIME_NS < OUT_COUNT && SF_NAMEMAX < OUT_COUNT, "scratch too small");
+static_assert(IN_NLOOKUP < IN_COUNT && IN_A_CTIME_NS < IN_COUNT && OUT_CTIME_NS < OUT_COUNT && SF_NAMEMAX < OUT_COUNT, "scratch too small");
 
 // replyOpen/replyCreate flag bits (OpenFlags in lowlevel.ts).
 constexpr uint32_t OPEN_DIRECT_IO = 1;
@@ -147,12 +148,15 @@ struct AddonData {
   uint64_t nextId = 1;
 };
 
-// From the -o options, applied in init: max_write (0: libfuse's own, 1 MiB)
-// and max_read (must equal the max_read= mount option libfuse checks it against).
+// From the -o options, applied in init: max_write (0: libfuse's own, 1 MiB),
+// max_read (must equal the max_read= mount option libfuse checks it against)
+// and writeback_cache / no_writeback_cache (off unless asked for: the daemon
+// asks by default, a bare session -- bench/fuse-ll -- does not).
 struct ConnOptions {
   unsigned maxWrite = 0;
   unsigned maxRead = 0;
   int posixAcl = 0;  // posix_acl: ask for FUSE_CAP_POSIX_ACL (with FUSE_CAP_DONT_MASK)
+  int writebackCache = 0;
 };
 
 struct Session {
@@ -214,7 +218,7 @@ void LlInit(void* userdata, fuse_conn_info* conn) {
   Session* s = static_cast<Session*>(userdata);
   // The kernel features libfuse 2.9 gave us and nothing more, whatever
   // libfuse 3 turns on by default: asynchronous reads only. In particular no
-  // writeback cache, no atomic_o_trunc (truncation on open arrives as a
+  // writeback cache unless asked for, no atomic_o_trunc (truncation on open arrives as a
   // setattr), no handle_killpriv (the kernel clears suid/sgid itself), no
   // parallel dirops, no auto_inval_data, no splice. Then what we chose since: below.
   conn->want = conn->capable & FUSE_CAP_ASYNC_READ;
@@ -233,6 +237,10 @@ void LlInit(void* userdata, fuse_conn_info* conn) {
   // ioctls on directories too (lsattr/chattr of a directory): without it
   // libfuse answers ENOTTY for them itself.
   conn->want |= conn->capable & FUSE_CAP_IOCTL_DIR;
+  // The writeback cache when asked for (-o writeback_cache): the kernel keeps
+  // writes in the page cache and sends them in batches, and owns size, mtime
+  // and ctime of a regular file while it caches it (DEVELOPERS.md, FUSE).
+  if (s->conn.writebackCache) conn->want |= conn->capable & FUSE_CAP_WRITEBACK_CACHE;
   // libfuse caps max_write at its buffer (1 MiB) and derives max_pages from it.
   if (s->conn.maxWrite > 0) conn->max_write = s->conn.maxWrite;
   conn->max_read = s->conn.maxRead;
@@ -278,6 +286,8 @@ void LlSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   r.in[IN_A_ATIME_NS] = static_cast<double>(attr->st_atim.tv_nsec);
   r.in[IN_A_MTIME] = TimeSec(attr->st_mtim);
   r.in[IN_A_MTIME_NS] = static_cast<double>(attr->st_mtim.tv_nsec);
+  r.in[IN_A_CTIME] = TimeSec(attr->st_ctim);
+  r.in[IN_A_CTIME_NS] = static_cast<double>(attr->st_ctim.tv_nsec);
   Deliver(SessionOf(req), r);
 }
 
@@ -797,13 +807,16 @@ std::string FuseMessage(const std::string& captured, const std::string& fallback
 // The -o options libfuse 3's session no longer takes, read (or dropped) here
 // before the rest go to fuse_session_new: max_write= (applied in init),
 // max_read= (applied in init, and kept: it is also a kernel mount option),
-// big_writes (always on in libfuse 3), nonempty (libfuse 3 always mounts over
-// a non-empty directory), posix_acl (ours: ask for POSIX ACLs at init).
+// [no_]writeback_cache (applied in init; libfuse 3's own names), big_writes
+// (always on in libfuse 3), nonempty (libfuse 3 always mounts over a non-empty
+// directory), posix_acl (ours: ask for POSIX ACLs at init).
 const fuse_opt kSessionOptions[] = {
     {"max_write=%u", offsetof(ConnOptions, maxWrite), 0},
     {"posix_acl", offsetof(ConnOptions, posixAcl), 1},
     {"max_read=%u", offsetof(ConnOptions, maxRead), 0},
     FUSE_OPT_KEY("max_read=", FUSE_OPT_KEY_KEEP),
+    {"writeback_cache", offsetof(ConnOptions, writebackCache), 1},
+    {"no_writeback_cache", offsetof(ConnOptions, writebackCache), 0},
     FUSE_OPT_KEY("big_writes", FUSE_OPT_KEY_DISCARD),
     FUSE_OPT_KEY("nonempty", FUSE_OPT_KEY_DISCARD),
     FUSE_OPT_END,
@@ -908,6 +921,44 @@ Napi::Value PosixAcl(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsExternal()) throw Napi::TypeError::New(env, "posixAcl(session)");
   Session* s = info[0].As<Napi::External<Session>>().Data();
   return Napi::Boolean::New(env, s->posixAclGranted);
+}
+
+// writeBack(session, ino, done(errno)): the kernel writes the inode's dirty
+// pages back (as WRITE requests to us) and drops its page cache:
+// fuse_lowlevel_notify_inval_inode(ino, 0, 0), which blocks until that
+// writeback is done. So it runs on a worker thread while the JS thread goes
+// on serving the WRITEs; `done` is called on the JS thread with 0 or the
+// errno. Used before answering an lseek that must see data the writeback
+// cache still holds (DEVELOPERS.md, FUSE). The JS side keeps the session's
+// External alive meanwhile; a caller waiting in lseek holds the file open,
+// so the connection outlives the call.
+class WriteBackWorker : public Napi::AsyncWorker {
+ public:
+  WriteBackWorker(Napi::Function done, fuse_session* se, fuse_ino_t ino)
+      : Napi::AsyncWorker(done, "rmapfs_fuse_writeback"), se_(se), ino_(ino) {}
+  void Execute() override { rc_ = fuse_lowlevel_notify_inval_inode(se_, ino_, 0, 0); }
+  void OnOK() override { Callback().Call({Napi::Number::New(Env(), rc_ < 0 ? -rc_ : rc_)}); }
+
+ private:
+  fuse_session* se_;
+  fuse_ino_t ino_;
+  int rc_ = 0;
+};
+
+Napi::Value WriteBack(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsExternal() || !info[1].IsNumber() || !info[2].IsFunction()) {
+    throw Napi::TypeError::New(env, "writeBack(session, ino, done)");
+  }
+  Session* s = info[0].As<Napi::External<Session>>().Data();
+  Napi::Function done = info[2].As<Napi::Function>();
+  if (s->finished) {
+    done.Call({Napi::Number::New(env, ENOTCONN)});
+    return env.Undefined();
+  }
+  auto ino = static_cast<fuse_ino_t>(info[1].As<Napi::Number>().DoubleValue());
+  (new WriteBackWorker(done, s->se, ino))->Queue();
+  return env.Undefined();
 }
 
 // Looks up and forgets a pending request; throws when it is not pending
@@ -1277,6 +1328,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("unmount", Napi::Function::New(env, Unmount, "unmount"));
   exports.Set("pending", Napi::Function::New(env, RequestWaiting, "pending"));
   exports.Set("posixAcl", Napi::Function::New(env, PosixAcl, "posixAcl"));
+}
+
+  exports.Set("writeBack", Napi::Function::New(env, WriteBack, "writeBack"));
   exports.Set("watchMounts", Napi::Function::New(env, WatchMounts, "watchMounts"));
   exports.Set("replyErr", Napi::Function::New(env, ReplyErr, "replyErr"));
   exports.Set("replyNone", Napi::Function::New(env, ReplyNone, "replyNone"));

@@ -42,6 +42,14 @@ export interface MountOptions {
   atime: AtimePolicy;
   /** Every directory change is durable before its reply (-o dirsync). */
   dirsync: boolean;
+  /**
+   * The kernel's writeback cache (-o writeback_cache; -o no_writeback_cache, the default):
+   * writes wait in the page cache and reach the daemon in batches (at close, fsync, memory
+   * pressure or the kernel's dirty expiry). Never with -o sync (see writebackCacheWanted).
+   * Off by default: a WRITE refused at writeback (ENOSPC) never reaches write(2), so a
+   * writer filling the filesystem (dd until ENOSPC) never stops (DEVELOPERS.md, FUSE).
+   */
+  writebackCache: boolean;
   /** Seconds between log forces. */
   commit: number;
   /** Largest write request the kernel sends (up to 1 MiB: libfuse 3 sets max_pages to match). */
@@ -67,7 +75,7 @@ export interface MountOptions {
 
 export const DEFAULT_MOUNT_OPTIONS: MountOptions = {
   readOnly: false, allowOther: false, defaultPermissions: true, acl: true, uid: null, gid: null,
-  sync: false, dirsync: false, atime: DEFAULT_ATIME_POLICY, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1, negativeTimeout: 1, spinUs: 30,
+  sync: false, dirsync: false, writebackCache: false, atime: DEFAULT_ATIME_POLICY, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1, negativeTimeout: 1, spinUs: 30,
   writeLog: null, faults: '', kernelFlags: [], remount: false,
 };
 
@@ -145,6 +153,8 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
       case 'diratime': o.atime = { ...o.atime, nodiratime: false }; break;
       case 'lazytime': case 'nolazytime': break;
       case 'dirsync': o.dirsync = true; break;
+      case 'writeback_cache': o.writebackCache = true; break;
+      case 'no_writeback_cache': o.writebackCache = false; break;
       case 'commit': o.commit = num(k, v, 1); break;
       case 'max_write': o.maxWrite = Math.min(num(k, v, 4096), 1 << 20); break;
       case 'big_writes': break; // libfuse 2's; always on
@@ -185,7 +195,7 @@ const MOUNT_TIME_OPTIONS: readonly (readonly [keyof MountOptions, string])[] = [
   ['allowOther', 'allow_other'], ['defaultPermissions', 'default_permissions'], ['acl', 'acl'], ['uid', 'uid'], ['gid', 'gid'],
   ['maxWrite', 'max_write'], ['attrTimeout', 'attr_timeout'], ['entryTimeout', 'entry_timeout'],
   ['negativeTimeout', 'negative_timeout'], ['spinUs', 'spin_us'],
-  ['writeLog', 'writelog'], ['faults', 'faults'],
+  ['writeLog', 'writelog'], ['faults', 'faults'], ['writebackCache', 'writeback_cache'],
 ];
 
 /**
@@ -200,6 +210,17 @@ export function remountOptions(live: MountOptions, text: string): MountOptions {
     throw new RmapfsError('EINVAL', `${fixed.join(', ')} cannot change on a remount: unmount and mount again`);
   }
   return { ...next, readOnly: live.readOnly, kernelFlags: live.kernelFlags, remount: false };
+}
+
+/**
+ * Whether the FUSE connection asks for the writeback cache: not on a sync mount, whose
+ * every write must be durable before write(2) returns -- with the cache a write returns
+ * once it is in the page cache. (A later remount,sync cannot take the cache back, it was
+ * agreed at INIT; the kernel then fsyncs after every write itself: generic_write_sync on
+ * an IS_SYNC inode.)
+ */
+export function writebackCacheWanted(o: MountOptions): boolean {
+  return o.writebackCache && !o.sync;
 }
 
 /** The options a remount can change, as `rmapfs status` shows them. */
@@ -260,6 +281,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
       followKernel();
       return readOnly;
     },
+    writeBack: writebackCacheWanted(opts) ? (node) => fuse.writeBack(node) : undefined,
   });
   const kernelFlags = kernelMountFlags(opts.kernelFlags);
   const options = [`max_write=${opts.maxWrite}`, `fsname=${path.resolve(device)}`, 'subtype=rmapfs'];
@@ -271,6 +293,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   // POSIX ACLs make the kernel check permissions (they imply default_permissions): not under
   // no_default_permissions, which asks it not to.
   if (opts.acl && opts.defaultPermissions) options.push('posix_acl');
+  options.push(writebackCacheWanted(opts) ? 'writeback_cache' : 'no_writeback_cache');
   const fuse = new LowLevelFuse({
     attrTimeout: opts.attrTimeout, entryTimeout: opts.entryTimeout, negativeTimeout: opts.negativeTimeout, spinUs: opts.spinUs,
     onError: (op, err) => log('operation %d failed: %O', op, err),

@@ -68,6 +68,8 @@ export interface SetAttr {
    * one attribute change an append-only file allows (the kernel's notify_change).
    */
   timesAreNow?: boolean;
+  /** The change time to set (FUSE's writeback cache sends the kernel's); absent: now. */
+  ctime?: Timespec;
 }
 
 /** Who asks for a flag change: uid 0 has CAP_FOWNER and CAP_LINUX_IMMUTABLE. */
@@ -779,7 +781,8 @@ export class Rmapfs {
       if (attr.gid !== undefined && attr.gid !== 0xffffffff) inode.gid = attr.gid;
       if (attr.atime !== undefined) inode.setTime('atime', attr.atime);
       if (attr.mtime !== undefined) inode.setTime('mtime', attr.mtime);
-      inode.touch('ctime');
+      if (attr.ctime !== undefined) inode.setTime('ctime', attr.ctime);
+      else inode.touch('ctime');
       return this.statOf(inode);
     });
   }

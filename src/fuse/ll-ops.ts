@@ -28,6 +28,8 @@ const ENODATA = errnoOf('ENODATA');
 const ENOTTY = errnoOf('ENOTTY');
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
+/** open(2)'s access mode bits; O_RDONLY is 0 (asm-generic/fcntl.h). */
+const O_ACCMODE = 3;
 
 export interface LowLevelOpsOptions {
   readOnly: boolean;
@@ -55,6 +57,13 @@ export interface LowLevelOpsOptions {
    * listxattr, so cp -a, mv and rsync fall back to the mode bits. Absent: false.
    */
   posixAcl?: () => boolean;
+  /**
+   * With the kernel's writeback cache: has the kernel write back the dirty pages of a node
+   * (LowLevelFuse.writeBack). lseek's SEEK_DATA/SEEK_HOLE asks it first for a file open for
+   * writing -- the kernel sends FUSE_LSEEK without writing back, and pages it still holds
+   * would be a hole (or past EOF) in the block map.
+   */
+  writeBack?: (node: number) => Promise<void>;
 }
 
 /**
@@ -117,6 +126,8 @@ export class LowLevelOps {
   internalErrors = 0;
   private readonly lookups = new Map<number, number>();
   private readonly opens = new Map<number, number>();
+  /** Open handles that may write, per inode: the kernel may hold dirty pages of these (writeback cache). */
+  private readonly writers = new Map<number, number>();
   private readonly root: number;
 
   constructor(private fsx: Rmapfs, private readonly opts: LowLevelOpsOptions) {
@@ -196,6 +207,14 @@ export class LowLevelOps {
       log('readdirplus: inode %d: %s', ino, e.message);
       return null;
     }
+  }
+
+  /** Counts an open handle that may write (opened O_WRONLY or O_RDWR), or its release. */
+  private countWriter(ino: number, flags: number, delta: number): void {
+    if ((flags & O_ACCMODE) === 0) return;
+    const n = (this.writers.get(ino) ?? 0) + delta;
+    if (n > 0) this.writers.set(ino, n);
+    else this.writers.delete(ino);
   }
 
   /**
@@ -295,6 +314,7 @@ export class LowLevelOps {
           mode: req.mode, uid: req.uid, gid: req.gid, size: req.size,
           atime: req.atime === 'now' ? now() : req.atime, mtime: req.mtime === 'now' ? now() : req.mtime,
           timesAreNow: !chosenTime(req.atime) && !chosenTime(req.mtime),
+          ctime: req.ctime,
         });
         return () => reply.attr(this.attr(st));
       }),
@@ -341,6 +361,7 @@ export class LowLevelOps {
         const ino = this.ino(req.ino);
         this.fsx.checkOpen(ino, req.flags); // immutable / append-only: the kernel does not know them
         this.count(this.opens, ino, 1);
+        this.countWriter(ino, req.flags, 1);
         reply.open(ino);
       }),
       read: (req, reply) => this.run('read', reply, () => {
@@ -353,6 +374,7 @@ export class LowLevelOps {
       }),
       flush: (_req, reply) => reply.ok(),
       release: (req, reply) => this.run('release', reply, () => {
+        this.countWriter(req.fh, req.flags, -1);
         this.count(this.opens, req.fh, -1);
         reply.ok();
       }),
@@ -421,6 +443,7 @@ export class LowLevelOps {
         return () => {
           const e = this.entry(st);
           this.count(this.opens, st.ino, 1);
+          this.countWriter(st.ino, req.flags, 1);
           reply.create(e, st.ino);
         };
       }),
@@ -453,10 +476,16 @@ export class LowLevelOps {
           this.fsx.noteAccess(from, this.opts.atime);
         };
       }),
-      lseek: (req, reply) => this.run('lseek', reply, () => {
-        if (req.whence !== SEEK_DATA && req.whence !== SEEK_HOLE) throw new RmapfsError('EINVAL', `lseek whence ${req.whence}`);
-        reply.position(this.fsx.seek(req.fh, req.offset, req.whence === SEEK_DATA ? 'data' : 'hole'));
-      }),
+      // A file open for writing may have dirty pages in the kernel's writeback cache: they are
+      // written back first (the answer waits; the loop serves their writes meanwhile).
+      lseek: (req, reply) => {
+        const answer = (): void => this.run('lseek', reply, () => {
+          if (req.whence !== SEEK_DATA && req.whence !== SEEK_HOLE) throw new RmapfsError('EINVAL', `lseek whence ${req.whence}`);
+          reply.position(this.fsx.seek(req.fh, req.offset, req.whence === SEEK_DATA ? 'data' : 'hole'));
+        });
+        if (this.opts.writeBack === undefined || !this.writers.has(req.fh)) return answer();
+        return this.opts.writeBack(req.ino).then(answer, (e: unknown) => this.fail('lseek', reply, e));
+      },
     };
   }
 }

@@ -26,7 +26,7 @@
  * JS numbers here, so they must stay below 2^53 (rmapfs's do). Names and
  * symlink targets are decoded as UTF-8.
  */
-import { errnoOf } from '../errors';
+import { RmapfsError, errnoOf } from '../errors';
 import * as path from 'path';
 import { execFile } from 'child_process';
 
@@ -73,7 +73,7 @@ export enum Op {
 export enum In {
   INO = 0, INO2 = 1, FH = 2, OFFSET = 3, SIZE = 4, MODE = 5, FLAGS = 6, UID = 7, GID = 8, PID = 9, UMASK = 10,
   RDEV = 11, TO_SET = 12, A_MODE = 13, A_UID = 14, A_GID = 15, A_SIZE = 16, A_ATIME = 17, A_ATIME_NS = 18,
-  A_MTIME = 19, A_MTIME_NS = 20, HAS_FH = 21, NLOOKUP = 22, FH2 = 23, OFFSET2 = 24, IOCTL_CMD = 25,
+  A_MTIME = 19, A_MTIME_NS = 20, HAS_FH = 21, NLOOKUP = 22, FH2 = 23, OFFSET2 = 24, IOCTL_CMD = 25, A_CTIME = 26, A_CTIME_NS = 27,
 }
 
 /** Slots of the "out" scratch (reply numbers); native RMAPFS_OUT_SLOTS / RMAPFS_STATFS_SLOTS, checked at load. */
@@ -95,8 +95,10 @@ const SET_ATIME = 1 << 4;
 const SET_MTIME = 1 << 5;
 const SET_ATIME_NOW = 1 << 7;
 const SET_MTIME_NOW = 1 << 8;
+const SET_CTIME = 1 << 10;
 
 const EIO = errnoOf('EIO');
+const ENOENT = errnoOf('ENOENT');
 const EPERM = errnoOf('EPERM');
 const ERANGE = errnoOf('ERANGE');
 
@@ -141,6 +143,8 @@ interface FuseAddon {
   pending(session: SessionHandle): boolean;
   /** INIT granted POSIX ACLs (asked for with the posix_acl option). */
   posixAcl(session: SessionHandle): boolean;
+  /** The kernel writes the inode's dirty pages back and drops its cache (on a worker thread); done(0 or errno). */
+  writeBack(session: SessionHandle, ino: number, done: (errno: number) => void): void;
   /** Calls back on every change of this namespace's mount table; returns stop(). */
   watchMounts(onChange: () => void): () => void;
   replyErr(id: number, errno: number): number;
@@ -331,6 +335,8 @@ export interface SetattrRequest extends InoRequest {
   size?: number;
   atime?: Time | 'now';
   mtime?: Time | 'now';
+  /** Sent by the writeback cache with the mtime it kept (the kernel owns a cached file's times). */
+  ctime?: Time;
 }
 export interface MknodRequest extends NameRequest { mode: number; rdev: number }
 export interface MkdirRequest extends NameRequest { mode: number }
@@ -761,6 +767,24 @@ export class LowLevelFuse {
     return addon().pending(this.session);
   }
 
+  /**
+   * Has the kernel write back the dirty pages it holds of a node (the
+   * writeback cache) and drop its page cache of it; resolves once the data
+   * has reached our write handler. The JS thread serves those writes
+   * meanwhile: a handler awaiting this must not hold up the loop.
+   */
+  writeBack(node: number): Promise<void> {
+    const session = this.session;
+    if (session === null || this.exited) return Promise.reject(new RmapfsError('ENOTCONN', 'not mounted'));
+    return new Promise((resolve, reject) => {
+      addon().writeBack(session, node, (errno) => {
+        // ENOENT: the kernel no longer has the inode cached, so it has no dirty pages of it either.
+        if (errno === 0 || errno === ENOENT) resolve();
+        else reject(new RmapfsError('EIO', `write back of node ${node} failed: errno ${errno}`));
+      });
+    });
+  }
+
   /** Called by the addon for each request (on the JS thread, several per turn). */
   private readonly dispatch = (op: number, id: number, name: string | undefined, name2: string | undefined,
     data: Buffer | undefined): void => {
@@ -877,6 +901,7 @@ export class LowLevelFuse {
     else if (toSet & SET_ATIME) req.atime = { sec: i[In.A_ATIME], nsec: i[In.A_ATIME_NS] };
     if (toSet & SET_MTIME_NOW) req.mtime = 'now';
     else if (toSet & SET_MTIME) req.mtime = { sec: i[In.A_MTIME], nsec: i[In.A_MTIME_NS] };
+    if (toSet & SET_CTIME) req.ctime = { sec: i[In.A_CTIME], nsec: i[In.A_CTIME_NS] };
     return req;
   }
 }

@@ -13,7 +13,7 @@ import { Filesystem } from '../../src/fs/filesystem';
 import { STATE_CLEAN, STATE_DIRTY } from '../../src/format/superblock';
 import { checkDevice, CHECK_CLEAN } from '../../src/fsck/check';
 import { S_IFREG } from '../../src/inode/inode-format';
-import { describeLiveOptions, kernelMountFlags, parseMountOptions, remountOptions } from '../../src/daemon/daemon';
+import { describeLiveOptions, kernelMountFlags, parseMountOptions, remountOptions, writebackCacheWanted } from '../../src/daemon/daemon';
 import { kernelDaemonFlags } from '../../src/io/mountinfo';
 import { scratchImage } from '../lib/fs';
 
@@ -106,6 +106,18 @@ t.test('a remount changes sync, dirsync, the atime policy and commit=, and refus
   t.throws(() => remountOptions(parseMountOptions(''), 'allow_other,max_write=4096'),
     { code: 'EINVAL', message: /^allow_other, max_write cannot change on a remount: unmount and mount again$/ });
   t.throws(() => remountOptions(live, 'writelog=/tmp/x'), { code: 'EINVAL', message: /^writelog cannot/ });
+  t.throws(() => remountOptions(live, 'writeback_cache'), { code: 'EINVAL', message: /^writeback_cache cannot/ },
+    'the writeback cache was agreed with the kernel at INIT');
+  t.end();
+});
+
+t.test('the writeback cache: off by default, -o writeback_cache turns it on, never with -o sync', (t) => {
+  t.notOk(writebackCacheWanted(parseMountOptions('')), 'off by default (ENOSPC would never reach write(2))');
+  t.ok(writebackCacheWanted(parseMountOptions('writeback_cache')), 'writeback_cache');
+  t.notOk(writebackCacheWanted(parseMountOptions('writeback_cache,no_writeback_cache')), 'the last one given wins');
+  t.notOk(writebackCacheWanted(parseMountOptions('sync')), '-o sync: a write must be durable before write(2) returns');
+  t.notOk(writebackCacheWanted(parseMountOptions('writeback_cache,sync')), 'even when asked for');
+  t.ok(writebackCacheWanted(parseMountOptions('writeback_cache,sync,async')), 'async undoes sync');
   t.end();
 });
 
