@@ -1328,8 +1328,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("unmount", Napi::Function::New(env, Unmount, "unmount"));
   exports.Set("pending", Napi::Function::New(env, RequestWaiting, "pending"));
   exports.Set("posixAcl", Napi::Function::New(env, PosixAcl, "posixAcl"));
-}
-
   exports.Set("writeBack", Napi::Function::New(env, WriteBack, "writeBack"));
   exports.Set("watchMounts", Napi::Function::New(env, WatchMounts, "watchMounts"));
   exports.Set("replyErr", Napi::Function::New(env, ReplyErr, "replyErr"));
