@@ -84,26 +84,27 @@ Napi::Value Ftruncate(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value PunchHole(const Napi::CallbackInfo& info) {
-  int fd = ArgFd(info, 0, "fd");
-  uint64_t offset = ArgUint(info, 1, "offset");
-  uint64_t length = ArgUint(info, 2, "length");
-  while (::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                     static_cast<off_t>(offset), static_cast<off_t>(length)) != 0) {
-    if (errno != EINTR) ThrowErrno(info.Env(), errno, "fallocate");
+namespace {
+
+// fallocate(2), retried on EINTR; throws the errno.
+void FallocateOrThrow(Napi::Env env, int fd, int mode, uint64_t offset, uint64_t length) {
+  while (::fallocate(fd, mode, static_cast<off_t>(offset), static_cast<off_t>(length)) != 0) {
+    if (errno != EINTR) ThrowErrno(env, errno, "fallocate");
   }
+}
+
+}  // namespace
+
+Napi::Value PunchHole(const Napi::CallbackInfo& info) {
+  FallocateOrThrow(info.Env(), ArgFd(info, 0, "fd"), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                   ArgUint(info, 1, "offset"), ArgUint(info, 2, "length"));
   return info.Env().Undefined();
 }
 
 // fallocate(fd, mode, offset, length): every mode, as the caller asks (the data checker's).
 Napi::Value Fallocate(const Napi::CallbackInfo& info) {
-  int fd = ArgFd(info, 0, "fd");
-  uint64_t mode = ArgUint(info, 1, "mode");
-  uint64_t offset = ArgUint(info, 2, "offset");
-  uint64_t length = ArgUint(info, 3, "length");
-  while (::fallocate(fd, static_cast<int>(mode), static_cast<off_t>(offset), static_cast<off_t>(length)) != 0) {
-    if (errno != EINTR) ThrowErrno(info.Env(), errno, "fallocate");
-  }
+  FallocateOrThrow(info.Env(), ArgFd(info, 0, "fd"), static_cast<int>(ArgUint(info, 1, "mode")),
+                   ArgUint(info, 2, "offset"), ArgUint(info, 3, "length"));
   return info.Env().Undefined();
 }
 

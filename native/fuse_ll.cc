@@ -412,9 +412,10 @@ void LlOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Deliver(SessionOf(req), r);
 }
 
-void LlReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+// readdir and readdirplus: the same request, answered with or without attributes.
+void DirRead(Op op, fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   Request r;
-  Start(r, req, OP_READDIR, ino);
+  Start(r, req, op, ino);
   SetFi(r, fi);
   r.in[IN_SIZE] = static_cast<double>(size);
   r.in[IN_OFFSET] = static_cast<double>(off);
@@ -422,16 +423,14 @@ void LlReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file
   Deliver(SessionOf(req), r);
 }
 
+void LlReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  DirRead(OP_READDIR, req, ino, size, off, fi);
+}
+
 // Entries with their attributes: each one but "." and ".." that JS sends with a node id counts as
 // a lookup (the kernel links it as LOOKUP would, and forgets it later).
 void LlReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
-  Request r;
-  Start(r, req, OP_READDIRPLUS, ino);
-  SetFi(r, fi);
-  r.in[IN_SIZE] = static_cast<double>(size);
-  r.in[IN_OFFSET] = static_cast<double>(off);
-  r.size = size;
-  Deliver(SessionOf(req), r);
+  DirRead(OP_READDIRPLUS, req, ino, size, off, fi);
 }
 
 void LlReleasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
