@@ -17,40 +17,34 @@ import * as path from 'path';
 import { parseArgs } from 'util';
 import { ctlRequest } from '../../src/ctl/ctl';
 import { native } from '../../src/native';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE } from '../../src/file/fallocate';
 import { Rng } from '../lib/rng';
+import { fallocated, resized, written } from '../lib/file-model';
 
 const B = 4096;
-const KEEP_SIZE = 0x01;
-const PUNCH_HOLE = 0x02;
-const ZERO_RANGE = 0x10;
-const MODES: Record<string, number> = { prealloc: 0, 'prealloc-keep': KEEP_SIZE, punch: PUNCH_HOLE | KEEP_SIZE, zero: ZERO_RANGE, 'zero-keep': ZERO_RANGE | KEEP_SIZE };
+const MODES: Record<string, number> = {
+  prealloc: 0, 'prealloc-keep': FALLOC_FL_KEEP_SIZE, punch: FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, zero: FALLOC_FL_ZERO_RANGE,
+  'zero-keep': FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+};
 
 /** One file and what it must hold. */
 class ModelFile {
-  bytes = Buffer.alloc(0);
+  bytes: Buffer = Buffer.alloc(0);
   constructor(readonly fd: number) {}
-
-  private resize(size: number): void {
-    const b = Buffer.alloc(size);
-    this.bytes.copy(b, 0, 0, Math.min(size, this.bytes.length));
-    this.bytes = b;
-  }
 
   write(at: number, data: Buffer): void {
     fs.writeSync(this.fd, data, 0, data.length, at);
-    if (at + data.length > this.bytes.length) this.resize(at + data.length);
-    data.copy(this.bytes, at);
+    this.bytes = written(this.bytes, at, data);
   }
 
   fallocate(mode: number, at: number, len: number): void {
     native.fallocate(this.fd, mode, at, len);
-    if ((mode & KEEP_SIZE) === 0 && at + len > this.bytes.length) this.resize(at + len);
-    if ((mode & (PUNCH_HOLE | ZERO_RANGE)) !== 0) this.bytes.fill(0, Math.min(at, this.bytes.length), Math.min(at + len, this.bytes.length));
+    this.bytes = fallocated(this.bytes, mode, at, len);
   }
 
   truncate(size: number): void {
     fs.ftruncateSync(this.fd, size);
-    this.resize(size);
+    this.bytes = resized(this.bytes, size);
   }
 }
 

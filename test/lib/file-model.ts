@@ -15,6 +15,30 @@ const B = BLOCK_SIZE;
 const MODES = [0, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, FALLOC_FL_ZERO_RANGE,
   FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE];
 
+/** `bytes` at a new size: cut, or grown with zeroes (a truncate's effect on what a file reads as). */
+export function resized(bytes: Buffer, size: number): Buffer {
+  const now = Buffer.alloc(size);
+  bytes.copy(now, 0, 0, Math.min(size, bytes.length));
+  return now;
+}
+
+/** What a file reads as after a write of `data` at pos. */
+export function written(bytes: Buffer, pos: number, data: Buffer): Buffer {
+  const m = pos + data.length > bytes.length ? resized(bytes, pos + data.length) : bytes;
+  data.copy(m, pos);
+  return m;
+}
+
+/**
+ * What a file reads as after fallocate(mode, pos, len) (fallocate(2)): the size grows unless
+ * KEEP_SIZE, and a punched or zeroed range reads as zeroes up to the size.
+ */
+export function fallocated(bytes: Buffer, mode: number, pos: number, len: number): Buffer {
+  const m = (mode & FALLOC_FL_KEEP_SIZE) === 0 && pos + len > bytes.length ? resized(bytes, pos + len) : bytes;
+  if ((mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) !== 0) m.fill(0, Math.min(pos, m.length), Math.min(pos + len, m.length));
+  return m;
+}
+
 /** Files and what each must read as; every change goes through here. */
 export class FileModel {
   readonly bytes = new Map<number, Buffer>();
@@ -26,31 +50,20 @@ export class FileModel {
     return ino;
   }
 
-  private resize(ino: number, size: number): Buffer {
-    const old = this.bytes.get(ino)!;
-    const now = Buffer.alloc(size);
-    old.copy(now, 0, 0, Math.min(size, old.length));
-    this.bytes.set(ino, now);
-    return now;
-  }
-
   write(ino: number, pos: number, len: number): void {
     const data = Buffer.alloc(len, 1 + this.rng.int(250));
     this.fsx.write(ino, pos, data);
-    const m = this.bytes.get(ino)!;
-    data.copy(pos + len > m.length ? this.resize(ino, pos + len) : m, pos);
+    this.bytes.set(ino, written(this.bytes.get(ino)!, pos, data));
   }
 
   fallocate(ino: number, mode: number, pos: number, len: number): void {
     this.fsx.fallocate(ino, mode, pos, len);
-    let m = this.bytes.get(ino)!;
-    if ((mode & FALLOC_FL_KEEP_SIZE) === 0 && pos + len > m.length) m = this.resize(ino, pos + len);
-    if ((mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) !== 0) m.fill(0, Math.min(pos, m.length), Math.min(pos + len, m.length));
+    this.bytes.set(ino, fallocated(this.bytes.get(ino)!, mode, pos, len));
   }
 
   truncate(ino: number, size: number): void {
     this.fsx.truncate(ino, size);
-    this.resize(ino, size);
+    this.bytes.set(ino, resized(this.bytes.get(ino)!, size));
   }
 
   /** One random change to a file: mostly fallocate modes, over ranges up to 64 blocks, unaligned often. */

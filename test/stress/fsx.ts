@@ -26,13 +26,12 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { parseArgs } from 'util';
 import { native } from '../../src/native';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE } from '../../src/file/fallocate';
 import { Rng } from '../lib/rng';
+import { fallocated, resized, written } from '../lib/file-model';
 
 const RMAPFS = path.resolve(__dirname, '..', '..', '..', 'bin', 'rmapfs');
 const BLOCK = 4096;
-const FALLOC_FL_KEEP_SIZE = 0x01;
-const FALLOC_FL_PUNCH_HOLE = 0x02;
-const FALLOC_FL_ZERO_RANGE = 0x10;
 const LOG_KEPT = 40;
 
 const USAGE = `usage: fsx [options] MNT
@@ -133,7 +132,7 @@ class RepairLoop {
 
 export class Fsx {
   private readonly rng: Rng;
-  private model = Buffer.alloc(0);
+  private model: Buffer = Buffer.alloc(0);
   private fd = -1;
   private readonly file: string;
   private readonly log: string[] = [];
@@ -159,12 +158,6 @@ export class Fsx {
   private close(): void {
     if (this.fd >= 0) fs.closeSync(this.fd);
     this.fd = -1;
-  }
-
-  private resizeModel(size: number): void {
-    const m = Buffer.alloc(size);
-    this.model.copy(m, 0, 0, Math.min(size, this.model.length));
-    this.model = m;
   }
 
   private fill(len: number): Buffer {
@@ -233,15 +226,14 @@ export class Fsx {
           if (at + len > size) fs.ftruncateSync(this.fd, at + len);
           native.mmapCopy(this.fd, data, at, true);
         }
-        if (at + len > size) this.resizeModel(at + len);
-        data.copy(this.model, at);
+        this.model = written(this.model, at, data);
         return;
       }
       case 'truncate': {
         const to = this.rng.next() < 0.5 ? this.rng.int(this.cfg.maxSize + 1) : this.rng.int(size + 1);
         this.note(`truncate ${size} -> ${to}`);
         fs.ftruncateSync(this.fd, to);
-        this.resizeModel(to);
+        this.model = resized(this.model, to);
         return;
       }
       case 'falloc': case 'falloc-keep': case 'punch': case 'zero': case 'zero-keep': {
@@ -250,8 +242,7 @@ export class Fsx {
           zero: FALLOC_FL_ZERO_RANGE, 'zero-keep': FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE }[op];
         this.note(`${op} ${at} +${len} (size ${size})`);
         native.fallocate(this.fd, mode, at, len);
-        if ((mode & FALLOC_FL_KEEP_SIZE) === 0 && at + len > size) this.resizeModel(at + len);
-        if (op === 'punch' || op.startsWith('zero')) this.model.fill(0, Math.min(at, this.model.length), Math.min(at + len, this.model.length));
+        this.model = fallocated(this.model, mode, at, len);
         return;
       }
       case 'dread': case 'dwrite': {
@@ -267,8 +258,7 @@ export class Fsx {
           } else {
             this.fill(len).copy(b);
             if (fs.writeSync(fd, b, 0, len, at) !== len) throw new Mismatch(`${op}: short write`);
-            if (at + len > size) this.resizeModel(at + len);
-            b.copy(this.model, at);
+            this.model = written(this.model, at, b);
           }
         } finally {
           fs.closeSync(fd);
