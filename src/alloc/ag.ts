@@ -345,6 +345,11 @@ export class AllocGroup {
     return this.busy.length;
   }
 
+  /** Blocks in busy extents (free, not reusable yet; reservations included). */
+  get busyBlocks(): number {
+    return this.busy.reduce((n, b) => n + b.blockcount, 0);
+  }
+
   /** The busy extents (not to be reused yet), for a repair that picks free blocks itself. */
   busyExtents(): FreeExtent[] {
     return this.busy.map((b) => ({ startblock: b.startblock, blockcount: b.blockcount }));

@@ -90,6 +90,22 @@ export interface AllocRequest {
   exact?: boolean;
   /** The start must be a multiple of this (AG-relative). */
   align?: number;
+  /**
+   * May take blocks of the reserve pool (`Allocator.reservePool`): only
+   * metadata that changes to space already granted need: a file's block-map
+   * btree blocks (a write into preallocated space, a punch). Everything else
+   * (data, inode chunks, directory and attribute blocks, repairs' new
+   * structures) must leave the pool free.
+   */
+  useReserve?: boolean;
+}
+
+/**
+ * The reserve pool's default size, as XFS's (`xfs_default_resblks`): 5% of
+ * the filesystem, at most 8,192 blocks.
+ */
+export function defaultReservePool(totalBlocks: number): number {
+  return Math.min(Math.floor(totalBlocks / 20), 8192);
 }
 
 export interface AllocatedExtent {
@@ -117,8 +133,16 @@ export class Allocator implements InobtBlockSource {
    * reads health holds the allocator. Nothing marks them yet (issue 16).
    */
   readonly fsHealth: HealthRecord<FsStructure>;
+  /**
+   * Free blocks ordinary allocations leave alone (in memory only, as XFS's
+   * m_resblks): a write into preallocated space, a punch or a truncate may
+   * split block-map extents and need btree blocks on a full filesystem, and
+   * must not fail with ENOSPC for it. statfs does not count them as free.
+   */
+  reservePool: number;
 
   constructor(readonly cache: BufCache, readonly geo: Geometry) {
+    this.reservePool = defaultReservePool(geo.totalBlocks);
     const onNewSick = (): void => { this.sickCount++; };
     this.fsHealth = new HealthRecord<FsStructure>(onNewSick);
     const noteAgOwned = (op: 'map' | 'unmap', agno: number, startblock: number, blockcount: number): void => {
@@ -216,6 +240,14 @@ export class Allocator implements InobtBlockSource {
     if (!(req.minLen >= 1 && req.maxLen >= req.minLen)) {
       throw new RmapfsError('EINVAL', `allocation of ${req.minLen}..${req.maxLen} blocks`);
     }
+    let maxLen = req.maxLen;
+    if (req.useReserve !== true) {
+      const usable = this.freeBlocks() - this.reservePool;
+      if (usable < req.minLen) {
+        throw new RmapfsError('ENOSPC', `no free extent of ${req.minLen} block${req.minLen === 1 ? '' : 's'} outside the reserve pool (${this.reservePool} blocks)`);
+      }
+      maxLen = Math.min(maxLen, usable);
+    }
     const goal = req.goal ?? null;
     const first = req.agno ?? (goal !== null ? this.geo.agnoOf(goal) : this.rotor);
     const order = req.agno !== undefined ? [req.agno] : this.ags.map((_, i) => (first + i) % this.ags.length);
@@ -240,7 +272,7 @@ export class Allocator implements InobtBlockSource {
         const agGoal = goal !== null && agno === this.geo.agnoOf(goal) ? this.geo.agbnoOf(goal) : null;
         if (req.exact && agGoal === null) return null;
         const piece = ag.findFree({
-          minLen: req.minLen, maxLen: req.maxLen, goal: agGoal, exact: req.exact, align: req.align,
+          minLen: req.minLen, maxLen, goal: agGoal, exact: req.exact, align: req.align,
         });
         if (piece !== null) this.claim(ag, piece.startblock, piece.blockcount, req.owner, req.offset ?? 0, req.flags ?? 0);
         return piece;
@@ -261,6 +293,7 @@ export class Allocator implements InobtBlockSource {
    * null when there is not enough usable free space (nothing is then kept).
    */
   reserveFree(count: number, goal: number): AllocatedExtent[] | null {
+    if (this.repairBudget() < count) return null;
     const out: AllocatedExtent[] = [];
     let have = 0;
     const first = this.geo.agnoOf(goal);
@@ -365,6 +398,21 @@ export class Allocator implements InobtBlockSource {
   /** Blocks free in all AGs (the free lists count as used: they belong to the AG's metadata). */
   freeBlocks(): number {
     return this.ags.reduce((sum, ag) => sum + ag.freeBlocks, 0);
+  }
+
+  /** Free blocks an ordinary allocation may take: all but the reserve pool (what statfs reports free). */
+  availableBlocks(): number {
+    return Math.max(0, this.freeBlocks() - this.reservePool);
+  }
+
+  /**
+   * What a repair may take for a new structure now: free blocks that are
+   * not busy, less the reserve pool (a repair's new btree must not eat the
+   * space a write into preallocated space may need, as XFS's repairs reserve
+   * from ordinary free space).
+   */
+  repairBudget(): number {
+    return Math.max(0, this.ags.reduce((sum, ag) => sum + ag.freeBlocks - ag.busyBlocks, 0) - this.reservePool);
   }
 
   /** Freed extents waiting for a log force before they may be reused. */

@@ -65,7 +65,7 @@ export class BlockMap {
     }
     if (format !== FORK_BTREE) throw corruption(`inode ${this.inode.ino}: data fork format ${format} is not a block map`);
     // A Btree keeps no root of its own (its storage reads the inode's), so one object serves any root.
-    return (this.treeObject ??= new Btree(bmapBtreeOps, new ForkBtreeStorage(this.inode, 'data', this.alloc, this.geo)));
+    return (this.treeObject ??= new Btree(bmapBtreeOps, new ForkBtreeStorage(this.inode, 'data', this.alloc, this.geo, true)));
   }
 
   /** The btree when the map has spilled into one. */
@@ -266,7 +266,7 @@ export class BlockMap {
   /** Too many extents for the inode: move them into a new block-map btree. */
   private spill(list: Extent[]): void {
     this.writeInline([]);
-    const storage = new ForkBtreeStorage(this.inode, 'data', this.alloc, this.geo);
+    const storage = new ForkBtreeStorage(this.inode, 'data', this.alloc, this.geo, true);
     this.inode.format = FORK_BTREE;
     const hint = list[0]?.fsbno ?? 0;
     const tree = Btree.create(bmapBtreeOps, storage, hint);

@@ -462,7 +462,8 @@ export class Rmapfs {
       files += ag.inodeCount;
       ffree += ag.freeInodes;
     }
-    const bfree = alloc.freeBlocks();
+    // The reserve pool is not free to users (as on XFS): df shows a filesystem full when only it is left.
+    const bfree = alloc.availableBlocks();
     // Inodes come in chunks of 64 taken from free space: count what free space could still hold.
     const possible = Math.floor(bfree / 8) * 64;
     return {

@@ -20,8 +20,12 @@ export class ForkBtreeStorage implements BtreeStorage {
   readonly owner: number;
   private readonly rmapFlags: number;
 
+  /**
+   * `useReserve`: its blocks may come from the reserve pool (a file's block
+   * map): see AllocRequest.useReserve.
+   */
   constructor(private readonly inode: Inode, private readonly fork: ForkName, private readonly alloc: Allocator,
-    private readonly geo: Geometry) {
+    private readonly geo: Geometry, private readonly useReserve = false) {
     this.cache = inode.store.cache;
     this.uuid = geo.uuid;
     this.owner = inode.ino;
@@ -41,7 +45,9 @@ export class ForkBtreeStorage implements BtreeStorage {
   }
 
   allocBlock(hint: number): number {
-    const got = this.alloc.alloc({ owner: this.inode.ino, flags: this.rmapFlags, minLen: 1, maxLen: 1, goal: hint || null });
+    const got = this.alloc.alloc({
+      owner: this.inode.ino, flags: this.rmapFlags, minLen: 1, maxLen: 1, goal: hint || null, useReserve: this.useReserve,
+    });
     this.inode.nblocks = this.inode.nblocks + 1;
     return got.fsbno;
   }

@@ -237,13 +237,13 @@ function installBlockMap(fsx: Rmapfs, inode: Inode, extents: readonly Extent[], 
     inode.dataHeight = 0;
   } else {
     fs.cache.markDirty(buf);
-    const tree = new Btree(bmapBtreeOps, new ForkBtreeStorage(inode, 'data', fs.alloc, fs.geo));
+    const tree = new Btree(bmapBtreeOps, new ForkBtreeStorage(inode, 'data', fs.alloc, fs.geo, true));
     const need = computeBulkLoadGeometry(tree, extents.length, 1).totalBlocks;
     // Fresh blocks (never busy ones: they are written in place), near the file's data, owned as its btree blocks.
     const blocks: number[] = [];
     for (let i = 0; i < need; i++) {
       const goal = i === 0 ? extents[0]!.fsbno : blocks[i - 1]! + 1;
-      blocks.push(fs.alloc.alloc({ owner: inode.ino, flags: RMAP_BMBT_BLOCK, minLen: 1, maxLen: 1, goal }).fsbno);
+      blocks.push(fs.alloc.alloc({ owner: inode.ino, flags: RMAP_BMBT_BLOCK, minLen: 1, maxLen: 1, goal, useReserve: true }).fsbno);
     }
     const { loaded } = writeStagedBtree(fs, tree, extents.length, listSource(extents, encodeExtent, 'extents'), blocks, `inode ${inode.ino}`);
     inode.format = FORK_BTREE;

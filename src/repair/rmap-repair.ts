@@ -221,9 +221,10 @@ export function agOwnedExtents(ag: AllocGroup, extra: readonly Extent[] = []): E
  * they merge with a neighbour), and taking free space can reshape the
  * free-space btrees and the free list. So it iterates: count, size the tree,
  * take or give back blocks, count again -- until the size it needs is the
- * size it has. Must run inside a transaction (the caller's commit).
+ * size it has. Must run inside a transaction (the caller's commit). At most
+ * `budget` blocks in all (Allocator.repairBudget: not the reserve pool's).
  */
-export function reserveRmapBtree(ag: AllocGroup, otherRecords: number, maxRounds = 20): RmapReservation {
+export function reserveRmapBtree(ag: AllocGroup, otherRecords: number, budget = Infinity, maxRounds = 20): RmapReservation {
   const reserved: Extent[] = [];
   for (let round = 1; ; round++) {
     if (round > maxRounds) throw new RmapfsError('EAGAIN', `AG ${ag.agno}: the rmap btree reservation does not converge`);
@@ -241,7 +242,7 @@ export function reserveRmapBtree(ag: AllocGroup, otherRecords: number, maxRounds
       ag.giveFree(last.start + last.len, back);
       continue;
     }
-    const found = ag.findFree({ minLen: 1, maxLen: need - have, goal: null });
+    const found = need > budget ? null : ag.findFree({ minLen: 1, maxLen: need - have, goal: null });
     if (found === null) throw new RmapfsError('ENOSPC', `AG ${ag.agno}: no space for a new rmap btree of ${need} blocks`);
     ag.takeFree(found.startblock, found.blockcount);
     reserved.push({ start: found.startblock, len: found.blockcount });
@@ -298,7 +299,7 @@ function commitNewRmap(fsx: Rmapfs, agno: number, mem: MemBtree, scratch: PauseS
     oldBlocks = reapExtents(ag, unaccounted(ag, collected));
     lap('reap');
     // 2. Reserve blocks for the new btree.
-    const reservation = reserveRmapBtree(ag, othersCount);
+    const reservation = reserveRmapBtree(ag, othersCount, fs.alloc.repairBudget());
     const records = reservation.records;
     lap('reserve');
     // 3. Bulk-load the records, in block order: the collected ones (copied as they are from the xfile
