@@ -79,7 +79,7 @@ namespace {
   X(INO, 0) X(INO2, 1) X(FH, 2) X(OFFSET, 3) X(SIZE, 4) X(MODE, 5) X(FLAGS, 6) X(UID, 7) X(GID, 8) X(PID, 9) \
   X(UMASK, 10) X(RDEV, 11) X(TO_SET, 12) X(A_MODE, 13) X(A_UID, 14) X(A_GID, 15) X(A_SIZE, 16) X(A_ATIME, 17) \
   X(A_ATIME_NS, 18) X(A_MTIME, 19) X(A_MTIME_NS, 20) X(HAS_FH, 21) X(NLOOKUP, 22) X(FH2, 23) X(OFFSET2, 24) \
-  X(IOCTL_CMD, 25) X(A_CTIME, 26) X(A_CTIME_NS, 27)
+  X(IOCTL_CMD, 25) X(A_CTIME, 26) X(A_CTIME_NS, 27) X(WRITE_FLAGS, 28)
 
 // Slots of the "out" scratch (reply numbers; lowlevel.ts Out).
 #define RMAPFS_OUT_SLOTS(X) \
@@ -108,7 +108,7 @@ constexpr int IN_COUNT = 32;   // scratch lengths: room to spare beyond the last
 constexpr int OUT_COUNT = 24;
 // JS names the handled ops in a mask passed as a double (BuildOps): 53 bits at most.
 static_assert(OP_COPY_FILE_RANGE < 53, "the handler mask is a double's 53 bits");
-static_assert(IN_NLOOKUP < IN_COUNT && IN_A_CTIME_NS < IN_COUNT && OUT_CTIME_NS < OUT_COUNT && SF_NAMEMAX < OUT_COUNT, "scratch too small");
+static_assert(IN_NLOOKUP < IN_COUNT && IN_WRITE_FLAGS < IN_COUNT && OUT_CTIME_NS < OUT_COUNT && SF_NAMEMAX < OUT_COUNT, "scratch too small");
 
 // replyOpen/replyCreate flag bits (OpenFlags in lowlevel.ts).
 constexpr uint32_t OPEN_DIRECT_IO = 1;
@@ -379,6 +379,9 @@ void LlWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t
   SetFi(r, fi);
   r.in[IN_SIZE] = static_cast<double>(size);
   r.in[IN_OFFSET] = static_cast<double>(off);
+  // FUSE_WRITE_CACHE (bit 0 of fuse_write_in.write_flags): the kernel writing back its page cache,
+  // not a write(2) waiting for this answer. libfuse 3.14 passes that bit on as fi->writepage.
+  r.in[IN_WRITE_FLAGS] = fi != nullptr && fi->writepage ? 1 : 0;
   SetData(r, buf, size);
   Deliver(SessionOf(req), r);
 }
@@ -944,6 +947,24 @@ class WriteBackWorker : public Napi::AsyncWorker {
   int rc_ = 0;
 };
 
+// invalidateAttributes(session, ino) -> errno: the kernel forgets the
+// attributes it caches of the inode (fuse_lowlevel_notify_inval_inode with
+// a negative offset: no page is touched, so nothing waits on us and the JS
+// thread may call it). The next write(2) to the file then asks GETATTR
+// first (fuse_cache_write_iter), which is how a writeback error reaches the
+// writer (DEVELOPERS.md, FUSE).
+Napi::Value InvalidateAttributes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsExternal() || !info[1].IsNumber()) {
+    throw Napi::TypeError::New(env, "invalidateAttributes(session, ino)");
+  }
+  Session* s = info[0].As<Napi::External<Session>>().Data();
+  if (s->finished) return Napi::Number::New(env, ENOTCONN);
+  auto ino = static_cast<fuse_ino_t>(info[1].As<Napi::Number>().DoubleValue());
+  int rc = fuse_lowlevel_notify_inval_inode(s->se, ino, -1, 0);
+  return Napi::Number::New(env, rc < 0 ? -rc : rc);
+}
+
 Napi::Value WriteBack(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 3 || !info[0].IsExternal() || !info[1].IsNumber() || !info[2].IsFunction()) {
@@ -1328,6 +1349,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pending", Napi::Function::New(env, RequestWaiting, "pending"));
   exports.Set("posixAcl", Napi::Function::New(env, PosixAcl, "posixAcl"));
   exports.Set("writeBack", Napi::Function::New(env, WriteBack, "writeBack"));
+  exports.Set("invalidateAttributes", Napi::Function::New(env, InvalidateAttributes, "invalidateAttributes"));
   exports.Set("watchMounts", Napi::Function::New(env, WatchMounts, "watchMounts"));
   exports.Set("replyErr", Napi::Function::New(env, ReplyErr, "replyErr"));
   exports.Set("replyNone", Napi::Function::New(env, ReplyNone, "replyNone"));

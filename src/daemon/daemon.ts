@@ -43,11 +43,11 @@ export interface MountOptions {
   /** Every directory change is durable before its reply (-o dirsync). */
   dirsync: boolean;
   /**
-   * The kernel's writeback cache (-o writeback_cache; -o no_writeback_cache, the default):
+   * The kernel's writeback cache (-o writeback_cache, the default; -o no_writeback_cache):
    * writes wait in the page cache and reach the daemon in batches (at close, fsync, memory
    * pressure or the kernel's dirty expiry). Never with -o sync (see writebackCacheWanted).
-   * Off by default: a WRITE refused at writeback (ENOSPC) never reaches write(2), so a
-   * writer filling the filesystem (dd until ENOSPC) never stops (DEVELOPERS.md, FUSE).
+   * A WRITE refused at writeback (ENOSPC, EIO) reaches the writer's next write(2) through
+   * the GETATTR the kernel asks first (LowLevelOps.writebackFailed), and fsync and close.
    */
   writebackCache: boolean;
   /** Seconds between log forces. */
@@ -75,7 +75,7 @@ export interface MountOptions {
 
 export const DEFAULT_MOUNT_OPTIONS: MountOptions = {
   readOnly: false, allowOther: false, defaultPermissions: true, acl: true, uid: null, gid: null,
-  sync: false, dirsync: false, writebackCache: false, atime: DEFAULT_ATIME_POLICY, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1, negativeTimeout: 1, spinUs: 30,
+  sync: false, dirsync: false, writebackCache: true, atime: DEFAULT_ATIME_POLICY, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1, negativeTimeout: 1, spinUs: 30,
   writeLog: null, faults: '', kernelFlags: [], remount: false,
 };
 
@@ -282,6 +282,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
       return readOnly;
     },
     writeBack: writebackCacheWanted(opts) ? (node) => fuse.writeBack(node) : undefined,
+    invalidateAttributes: writebackCacheWanted(opts) ? (node) => { fuse.invalidateAttributes(node); } : undefined,
   });
   const kernelFlags = kernelMountFlags(opts.kernelFlags);
   const options = [`max_write=${opts.maxWrite}`, `fsname=${path.resolve(device)}`, 'subtype=rmapfs'];

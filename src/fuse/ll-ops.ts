@@ -64,6 +64,13 @@ export interface LowLevelOpsOptions {
    * would be a hole (or past EOF) in the block map.
    */
   writeBack?: (node: number) => Promise<void>;
+  /**
+   * With the writeback cache: has the kernel forget a node's cached attributes
+   * (LowLevelFuse.invalidateAttributes), so that the next write(2) to it asks
+   * GETATTR first -- the one request a write(2) waits for, which is how a failed
+   * writeback's error reaches a writer.
+   */
+  invalidateAttributes?: (node: number) => void;
 }
 
 /**
@@ -128,6 +135,12 @@ export class LowLevelOps {
   private readonly opens = new Map<number, number>();
   /** Open handles that may write, per inode: the kernel may hold dirty pages of these (writeback cache). */
   private readonly writers = new Map<number, number>();
+  /**
+   * Per node: the errno of a writeback WRITE that failed (ENOSPC, EIO), not yet
+   * told to a writer. The kernel keeps it for fsync and close; write(2) never
+   * sees it unless we answer the GETATTR it asks first with it (writeback cache).
+   */
+  private readonly writebackErrors = new Map<number, number>();
   private readonly root: number;
 
   constructor(private fsx: Rmapfs, private readonly opts: LowLevelOpsOptions) {
@@ -214,7 +227,23 @@ export class LowLevelOps {
     if ((flags & O_ACCMODE) === 0) return;
     const n = (this.writers.get(ino) ?? 0) + delta;
     if (n > 0) this.writers.set(ino, n);
-    else this.writers.delete(ino);
+    else {
+      this.writers.delete(ino);
+      // No writer left to tell: the kernel told the last close (flush) itself.
+      this.writebackErrors.delete(ino);
+    }
+  }
+
+  /**
+   * A writeback WRITE failed: the pages' data is lost, and the writer must
+   * hear of it at its next write(2) (else `dd` to a full filesystem never
+   * stops), so the node's cached attributes go and its next GETATTR with a
+   * file handle gets the error once.
+   */
+  private writebackFailed(node: number, e: unknown): void {
+    const errno = e instanceof RmapfsError ? e.errno : EIO;
+    this.writebackErrors.set(node, errno);
+    this.opts.invalidateAttributes?.(node);
   }
 
   /**
@@ -308,7 +337,17 @@ export class LowLevelOps {
           log('forget: %O', e);
         }
       },
-      getattr: (req, reply) => this.run('getattr', reply, () => reply.attr(this.attr(this.fsx.stat(this.ino(req.ino))))),
+      getattr: (req, reply) => this.run('getattr', reply, () => {
+        // With a file handle: the kernel refreshing size and mode before a write(2) (or a read
+        // or lseek at EOF) through an open file -- the writer a failed writeback must reach.
+        const failed = req.fh !== null && this.writers.has(req.fh) ? this.writebackErrors.get(req.ino) : undefined;
+        if (failed !== undefined) {
+          this.writebackErrors.delete(req.ino);
+          log('getattr: node %d: a writeback failed (errno %d): told to the writer', req.ino, failed);
+          return reply.error(failed);
+        }
+        reply.attr(this.attr(this.fsx.stat(this.ino(req.ino))));
+      }),
       setattr: (req, reply) => this.modify('setattr', reply, 'other', () => {
         const st = this.fsx.setattr(this.ino(req.ino), {
           mode: req.mode, uid: req.uid, gid: req.gid, size: req.size,
@@ -369,7 +408,17 @@ export class LowLevelOps {
         this.fsx.noteAccess(req.fh, this.opts.atime);
       }),
       write: (req, reply) => this.modify('write', reply, 'other', () => {
-        const written = this.fsx.write(req.fh, req.offset, req.data);
+        let written: number;
+        try {
+          written = this.fsx.write(req.fh, req.offset, req.data);
+          // A short count is success to write(2), which retries the rest; a writeback would lose it.
+          if (req.writeback && written < req.data.length) {
+            throw new RmapfsError('ENOSPC', `writeback of ${req.data.length} bytes at ${req.offset}: ${written} fit`);
+          }
+        } catch (e) {
+          if (req.writeback) this.writebackFailed(req.ino, e);
+          throw e;
+        }
         return () => reply.written(written);
       }),
       flush: (_req, reply) => reply.ok(),

@@ -73,7 +73,7 @@ export enum Op {
 export enum In {
   INO = 0, INO2 = 1, FH = 2, OFFSET = 3, SIZE = 4, MODE = 5, FLAGS = 6, UID = 7, GID = 8, PID = 9, UMASK = 10,
   RDEV = 11, TO_SET = 12, A_MODE = 13, A_UID = 14, A_GID = 15, A_SIZE = 16, A_ATIME = 17, A_ATIME_NS = 18,
-  A_MTIME = 19, A_MTIME_NS = 20, HAS_FH = 21, NLOOKUP = 22, FH2 = 23, OFFSET2 = 24, IOCTL_CMD = 25, A_CTIME = 26, A_CTIME_NS = 27,
+  A_MTIME = 19, A_MTIME_NS = 20, HAS_FH = 21, NLOOKUP = 22, FH2 = 23, OFFSET2 = 24, IOCTL_CMD = 25, A_CTIME = 26, A_CTIME_NS = 27, WRITE_FLAGS = 28,
 }
 
 /** Slots of the "out" scratch (reply numbers); native RMAPFS_OUT_SLOTS / RMAPFS_STATFS_SLOTS, checked at load. */
@@ -96,6 +96,9 @@ const SET_MTIME = 1 << 5;
 const SET_ATIME_NOW = 1 << 7;
 const SET_MTIME_NOW = 1 << 8;
 const SET_CTIME = 1 << 10;
+
+/** fuse_write_in.write_flags (linux/fuse.h): the kernel is writing back its page cache. */
+const FUSE_WRITE_CACHE = 1 << 0;
 
 const EIO = errnoOf('EIO');
 const ENOENT = errnoOf('ENOENT');
@@ -145,6 +148,7 @@ interface FuseAddon {
   posixAcl(session: SessionHandle): boolean;
   /** The kernel writes the inode's dirty pages back and drops its cache (on a worker thread); done(0 or errno). */
   writeBack(session: SessionHandle, ino: number, done: (errno: number) => void): void;
+  invalidateAttributes(session: SessionHandle, ino: number): number;
   /** Calls back on every change of this namespace's mount table; returns stop(). */
   watchMounts(onChange: () => void): () => void;
   replyErr(id: number, errno: number): number;
@@ -347,7 +351,8 @@ export interface LinkRequest extends InoRequest { newParent: number; newName: st
 export interface OpenRequest extends InoRequest { flags: number }
 export interface ReadRequest extends FhRequest { offset: number; size: number }
 /** `data` is this request's own copy: keep it if you like. */
-export interface WriteRequest extends FhRequest { offset: number; data: Buffer }
+/** `writeback`: the kernel writing back its page cache (FUSE_WRITE_CACHE), no write(2) waits for the answer. */
+export interface WriteRequest extends FhRequest { offset: number; data: Buffer; writeback: boolean }
 export interface ReleaseRequest extends FhRequest { flags: number }
 export interface FsyncRequest extends FhRequest { datasync: boolean }
 export interface ReaddirRequest extends FhRequest { offset: number; size: number }
@@ -785,6 +790,19 @@ export class LowLevelFuse {
     });
   }
 
+  /**
+   * Has the kernel forget the attributes it caches of a node, so that the
+   * next write(2) to it asks GETATTR first. False when that failed (no longer
+   * mounted); true also when the kernel had nothing cached of the node.
+   */
+  invalidateAttributes(node: number): boolean {
+    const session = this.session;
+    if (session === null || this.exited) return false;
+    const errno = addon().invalidateAttributes(session, node);
+    // ENOENT: the kernel no longer has the inode cached: nothing to forget.
+    return errno === 0 || errno === ENOENT;
+  }
+
   /** Called by the addon for each request (on the JS thread, several per turn). */
   private readonly dispatch = (op: number, id: number, name: string | undefined, name2: string | undefined,
     data: Buffer | undefined): void => {
@@ -841,7 +859,7 @@ export class LowLevelFuse {
           break;
         case Op.OPEN: r = h.open?.({ caller, ino, flags }, reply); break;
         case Op.READ: r = h.read?.({ caller, ino, fh, offset, size }, reply); break;
-        case Op.WRITE: r = h.write?.({ caller, ino, fh, offset, data: data ?? Buffer.alloc(0) }, reply); break;
+        case Op.WRITE: r = h.write?.({ caller, ino, fh, offset, data: data ?? Buffer.alloc(0), writeback: (i[In.WRITE_FLAGS] & FUSE_WRITE_CACHE) !== 0 }, reply); break;
         case Op.FLUSH: r = h.flush?.({ caller, ino, fh }, reply); break;
         case Op.RELEASE: r = h.release?.({ caller, ino, fh, flags }, reply); break;
         case Op.FSYNC: r = h.fsync?.({ caller, ino, fh, datasync: flags !== 0 }, reply); break;

@@ -111,8 +111,9 @@ t.test('a remount changes sync, dirsync, the atime policy and commit=, and refus
   t.end();
 });
 
-t.test('the writeback cache: off by default, -o writeback_cache turns it on, never with -o sync', (t) => {
-  t.notOk(writebackCacheWanted(parseMountOptions('')), 'off by default (ENOSPC would never reach write(2))');
+t.test('the writeback cache: on by default, -o no_writeback_cache turns it off, never with -o sync', (t) => {
+  t.ok(writebackCacheWanted(parseMountOptions('')), 'on by default');
+  t.notOk(writebackCacheWanted(parseMountOptions('no_writeback_cache')), 'no_writeback_cache');
   t.ok(writebackCacheWanted(parseMountOptions('writeback_cache')), 'writeback_cache');
   t.notOk(writebackCacheWanted(parseMountOptions('writeback_cache,no_writeback_cache')), 'the last one given wins');
   t.notOk(writebackCacheWanted(parseMountOptions('sync')), '-o sync: a write must be durable before write(2) returns');

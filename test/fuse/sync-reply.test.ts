@@ -121,7 +121,7 @@ function serve(h: LowLevelHandlers, fsx: Rmapfs, recorder: WriteLogRecorder, see
       if (r.errno === 0) files.push({ ino: r.entryIno, name, dir });
     } else if (pick <= 3) {
       const data = crypto.randomBytes(1 + rng.int(20000));
-      send(false, (reply) => h.write!({ ino: file.ino, fh: file.ino, offset: rng.int(60000), data, caller }, reply));
+      send(false, (reply) => h.write!({ ino: file.ino, fh: file.ino, offset: rng.int(60000), data, writeback: false, caller }, reply));
     } else if (pick === 4) {
       const name = `d${serial++}`;
       const r = send(true, (reply) => h.mkdir!({ parent: dir, name, mode: 0o755, caller }, reply));
@@ -245,7 +245,7 @@ t.test('-o sync: a failing log force is the request\'s error, not a success', (t
   t.equal(created.errno, 0, 'create replied');
   faults.set('sync@1');
   const written = new RecordingReply(() => undefined);
-  h.write!({ ino: created.entryIno, fh: created.entryIno, offset: 0, data: Buffer.alloc(5000, 7), caller }, written);
+  h.write!({ ino: created.entryIno, fh: created.entryIno, offset: 0, data: Buffer.alloc(5000, 7), writeback: false, caller }, written);
   t.equal(written.errno, 5, 'the write whose force failed is answered EIO');
   t.not(fsx.fs.shutdownWhy, null, 'and the filesystem is shut down');
   const next = new RecordingReply(() => undefined);

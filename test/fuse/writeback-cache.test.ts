@@ -8,7 +8,9 @@
  * What must hold is what ext4 gives: size and times right for every reader
  * and after a remount, fsync'd (and O_DSYNC, msync'd) data durable, O_APPEND
  * appending, SEEK_DATA finding data still in the page cache, an unlinked
- * file's space back after its close.
+ * file's space back after its close, and a writer filling the filesystem
+ * stopped by ENOSPC from write(2) -- which with the cache can only come from
+ * the GETATTR the kernel asks before a write once a writeback has failed.
  */
 import t from 'tap';
 import type { Test } from 'tap';
@@ -251,6 +253,48 @@ if (!canMount) {
     for (let waited = 0; freeBlocks(mnt) !== free && waited < 5000; waited += 50) await new Promise((r) => setTimeout(r, 50));
     t.equal(freeBlocks(mnt), free, 'every block back after the close');
     await m.unmount();
+    const check = spawnSync(process.execPath, [RMAPFS, 'check', image], { encoding: 'utf8' });
+    t.equal(check.status, 0, `rmapfs check clean: ${check.stdout.trim()} ${check.stderr.trim()}`);
+  });
+
+  t.test('a writer filling the filesystem gets ENOSPC from write(2), fsync and close; what fit is there after a remount', async (t) => {
+    const { image, mnt } = scratch(t);
+    const m = await Mounted.start(t, image, mnt);
+    // python3: 1 MiB writes of a pattern until one fails; prints the failing call, its errno, the
+    // bytes written before it, then fsync's and close's errnos (0: no error).
+    const script = `
+import errno, os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+chunk = bytes(range(256)) * 4096
+done, failed = 0, 0
+while done < 1 << 30:
+    try:
+        done += os.write(fd, chunk)
+    except OSError as e:
+        failed = e.errno
+        break
+def code(f):
+    try:
+        f()
+        return 0
+    except OSError as e:
+        return e.errno
+print(failed, done, code(lambda: os.fsync(fd)), code(lambda: os.close(fd)))
+`;
+    const out = execFileSync('python3', ['-c', script, path.join(mnt, 'fill')], { encoding: 'utf8', timeout: 120_000 }).trim().split(' ').map(Number);
+    const [failed, accepted, fsyncErr, closeErr] = out as [number, number, number, number];
+    t.equal(failed, 28, `write(2) failed with ENOSPC after ${accepted} bytes`);
+    t.ok(accepted < 1 << 30, 'the writer stopped');
+    t.ok(fsyncErr === 28 || closeErr === 28 || fsyncErr === 0, `fsync ${fsyncErr}, close ${closeErr}: no other error`);
+    await m.unmount();
+    const m2 = await Mounted.start(t, image, mnt);
+    const kept = fs.readFileSync(path.join(mnt, 'fill'));
+    t.ok(kept.length > 0 && kept.length <= accepted, `${kept.length} bytes kept of ${accepted} accepted`);
+    const expect = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+    let wrong = 0;
+    for (let i = 0; i < kept.length; i += 4093) if (kept[i] !== expect[i % 256]) wrong++;
+    t.equal(wrong, 0, 'what was kept is what was written');
+    await m2.unmount();
     const check = spawnSync(process.execPath, [RMAPFS, 'check', image], { encoding: 'utf8' });
     t.equal(check.status, 0, `rmapfs check clean: ${check.stdout.trim()} ${check.stderr.trim()}`);
   });
