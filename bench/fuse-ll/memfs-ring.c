@@ -646,8 +646,8 @@ static void ring_setup(unsigned want_entries, int defer_taskrun) {
   memset(&p, 0, sizeof p);
   p.flags = IORING_SETUP_SQE128 | IORING_SETUP_CQSIZE;
   p.cq_entries = want_entries * 2;
-  /* One thread submits and reaps: task work runs when we enter the kernel
-   * to wait, not by interrupting us. */
+  /* One thread submits and reaps: task work can wait until we enter the
+   * kernel to wait, instead of interrupting us. */
   if (defer_taskrun) p.flags |= IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
   ring.fd = (int)syscall(__NR_io_uring_setup, want_entries, &p);
   if (ring.fd < 0) die("io_uring_setup: %s", strerror(errno));
@@ -727,7 +727,11 @@ static void serve_ring(int use_epoll) {
   unsigned queues = possible_cpus();
   n_entries = queues * QUEUE_DEPTH;
   /* SQ room for every entry's command plus the poll. */
-  ring_setup(n_entries + 1 < 8 ? 8 : n_entries + 1, 1);
+  /* Deferred task work (a request landing in an entry is task work) suits
+   * the thread that waits in io_uring_enter; woken through the eventfd it
+   * stalled (unlinks at ~1 ms each: DEVELOPERS.md), so that mode lets the
+   * kernel run task work as it comes. */
+  ring_setup(n_entries + 1 < 8 ? 8 : n_entries + 1, !use_epoll);
   entries = calloc(n_entries, sizeof *entries);
   for (unsigned i = 0; i < n_entries; i++) {
     struct entry *e = &entries[i];
