@@ -25,10 +25,23 @@
  * access: rmapfs needs neither), default_permissions, 128 KiB writes and
  * 1 s attribute/entry timeouts, as the rmapfs daemon mounts.
  *
+ * --uring (issue 14: would FUSE over io_uring pay for this event-loop
+ * daemon?) runs instead ll, rmapfs (its daemon on a fresh 4 GiB image) and
+ * memfs-ring.c (compiled here with cc: the same trivial filesystem in C
+ * straight off /dev/fuse, no libfuse) in four modes: c-classic (blocking
+ * read/writev), c-classic-epoll (woken by epoll, as an event loop),
+ * c-uring (one thread on the ring), c-uring-epoll (the ring woken through an
+ * eventfd and epoll, as a libuv binding would be), --rounds 3 alternating,
+ * medians, plus an untar of /usr/include/linux; memfs-ring counts the
+ * requests of each workload, which gives microseconds per request. It sets
+ * /sys/module/fuse/parameters/enable_uring to Y for the ring variants and
+ * puts it back as it was; a kernel without the ring skips them and says why.
+ *
  * Prints a table, the bars (from fuse2fs figures measured on this machine
  * by bench/io) and one JSON object as the last line.
  *
- * Usage: node dist/bench/fuse-ll/main.js [--runtime S] [--files N] [--only ll,native]   (as root)
+ * Usage: node dist/bench/fuse-ll/main.js [--runtime S] [--files N] [--only ll,native] [--rounds N] [--untar]
+ *        node dist/bench/fuse-ll/main.js --uring [--runtime S] [--files N] [--rounds N]   (as root)
  *        node dist/bench/fuse-ll/main.js --serve ll|ll-nospin|native MNT [--first-ino N] [--allow-other]
  */
 import { spawn, spawnSync } from 'child_process';
