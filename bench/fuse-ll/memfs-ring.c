@@ -729,7 +729,7 @@ static void serve_ring(int use_epoll) {
   /* SQ room for every entry's command plus the poll. */
   /* Deferred task work (a request landing in an entry is task work) suits
    * the thread that waits in io_uring_enter; woken through the eventfd it
-   * stalled (unlinks at ~1 ms each: DEVELOPERS.md), so that mode lets the
+   * stalled (DEVELOPERS.md, FUSE over io_uring), so that mode lets the
    * kernel run task work as it comes. */
   ring_setup(n_entries + 1 < 8 ? 8 : n_entries + 1, !use_epoll);
   entries = calloc(n_entries, sizeof *entries);
