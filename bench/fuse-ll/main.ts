@@ -25,10 +25,23 @@
  * access: rmapfs needs neither), default_permissions, 128 KiB writes and
  * 1 s attribute/entry timeouts, as the rmapfs daemon mounts.
  *
+ * --uring (issue 14: would FUSE over io_uring pay for this event-loop
+ * daemon?) runs instead ll, rmapfs (its daemon on a fresh 4 GiB image) and
+ * memfs-ring.c (compiled here with cc: the same trivial filesystem in C
+ * straight off /dev/fuse, no libfuse) in four modes: c-classic (blocking
+ * read/writev), c-classic-epoll (woken by epoll, as an event loop),
+ * c-uring (one thread on the ring), c-uring-epoll (the ring woken through an
+ * eventfd and epoll, as a libuv binding would be), --rounds 3 alternating,
+ * medians, plus an untar of /usr/include/linux; memfs-ring counts the
+ * requests of each workload, which gives microseconds per request. It sets
+ * /sys/module/fuse/parameters/enable_uring to Y for the ring variants and
+ * puts it back as it was; a kernel without the ring skips them and says why.
+ *
  * Prints a table, the bars (from fuse2fs figures measured on this machine
  * by bench/io) and one JSON object as the last line.
  *
- * Usage: node dist/bench/fuse-ll/main.js [--runtime S] [--files N] [--only ll,native]   (as root)
+ * Usage: node dist/bench/fuse-ll/main.js [--runtime S] [--files N] [--only ll,native] [--rounds N] [--untar]
+ *        node dist/bench/fuse-ll/main.js --uring [--runtime S] [--files N] [--rounds N]   (as root)
  *        node dist/bench/fuse-ll/main.js --serve ll|ll-nospin|native MNT [--first-ino N] [--allow-other]
  */
 import { spawn, spawnSync } from 'child_process';
@@ -432,8 +445,17 @@ function nativeHandlers(f: MemFs): Record<string, (...args: never[]) => void> {
 // ---------------------------------------------------------------------------
 // Serving (the child process)
 
-type Variant = 'll' | 'll-nospin' | 'native';
-const VARIANTS: readonly Variant[] = ['ll', 'll-nospin', 'native'];
+/** Served by this file's --serve: the trivial filesystem in JS. */
+type JsVariant = 'll' | 'll-nospin' | 'native';
+const JS_VARIANTS: readonly JsVariant[] = ['ll', 'll-nospin', 'native'];
+/** Served by memfs-ring.c in its mode of the same name without the "c-". */
+const C_VARIANTS = ['c-classic', 'c-classic-epoll', 'c-uring', 'c-uring-epoll'] as const;
+type CVariant = typeof C_VARIANTS[number];
+/** rmapfs itself: its daemon on a fresh image. */
+type Variant = JsVariant | CVariant | 'rmapfs';
+const VARIANTS: readonly Variant[] = [...JS_VARIANTS, ...C_VARIANTS, 'rmapfs'];
+const isJs = (v: Variant): v is JsVariant => (JS_VARIANTS as readonly string[]).includes(v);
+const isC = (v: Variant): v is CVariant => (C_VARIANTS as readonly string[]).includes(v);
 const MOUNT_OPTIONS = ['default_permissions', 'max_write=131072', 'fsname=fuse-ll-bench', 'subtype=memfs'];
 
 function isMounted(mnt: string): boolean {
@@ -442,7 +464,7 @@ function isMounted(mnt: string): boolean {
 }
 
 /** Serves until unmounted or SIGTERM/SIGINT; prints "ready" once mounted. */
-function serve(variant: Variant, mnt: string, firstIno: number, allowOther: boolean): void {
+function serve(variant: JsVariant, mnt: string, firstIno: number, allowOther: boolean): void {
   const f = new MemFs(firstIno);
   if (variant === 'native') {
     const fuse = new Fuse(mnt, nativeHandlers(f), {
@@ -525,21 +547,41 @@ async function must(cmd: string, args: string[]): Promise<RunResult> {
   return r;
 }
 
-interface Server { stop(): Promise<void> }
+const CHECKOUT = path.resolve(__dirname, '..', '..', '..');
+const RMAPFS_BIN = path.join(CHECKOUT, 'bin', 'rmapfs');
+const MEMFS_RING_SOURCE = path.join(CHECKOUT, 'bench', 'fuse-ll', 'memfs-ring.c');
+/** The fuse module's switch for FUSE over io_uring (Linux 6.14+, CONFIG_FUSE_IO_URING). */
+const ENABLE_URING = '/sys/module/fuse/parameters/enable_uring';
 
-/** Starts `--serve variant mnt` in a child and waits for "ready". */
-function startServer(variant: Variant, mnt: string): Promise<Server> {
+interface Server {
+  stop(): Promise<void>;
+  /** memfs-ring's --counts file (request counters), null for the other variants. */
+  counts: string | null;
+}
+
+/** Starts a server and waits for "ready"; a memfs-ring that exits 3 (no ring) resolves to its message. */
+function startChild(cmd: string, args: string[], mnt: string, counts: string | null): Promise<Server | string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [__filename, '--serve', variant, mnt], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
+    let err = '';
     let ready = false;
     const exited = new Promise<void>((res) => child.on('exit', () => res()));
-    child.on('exit', (code) => { if (!ready) reject(new Error(`server ${variant} exited (${code}) before mounting`)); });
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (ready) process.stderr.write(d);
+    });
+    child.on('exit', (code) => {
+      if (ready) return;
+      if (code === 3) resolve(err.trim());
+      else reject(new Error(`server ${path.basename(cmd)} ${args[0] ?? ''} exited (${code}) before mounting: ${err.trim()}`));
+    });
     child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       if (!ready && out.includes('ready\n')) {
         ready = true;
         resolve({
+          counts,
           stop: async () => {
             spawnSync('fusermount', ['-uz', mnt]);
             const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
@@ -553,42 +595,115 @@ function startServer(variant: Variant, mnt: string): Promise<Server> {
   });
 }
 
+async function startServer(variant: Variant, mnt: string, dir: string, memfsRing: string): Promise<Server | string> {
+  if (isJs(variant)) return startChild(process.execPath, [__filename, '--serve', variant, mnt], mnt, null);
+  if (isC(variant)) {
+    const counts = path.join(dir, `${variant}.counts`);
+    return startChild(memfsRing, [variant.slice(2), mnt, '--counts', counts], mnt, counts);
+  }
+  const image = path.join(dir, 'rmapfs.img');
+  fs.rmSync(image, { force: true });
+  await must(process.execPath, [RMAPFS_BIN, 'mkfs', '--size', '4G', image]);
+  await must(process.execPath, [RMAPFS_BIN, 'mount', image, mnt]);
+  return {
+    counts: null,
+    stop: async () => {
+      const r = await run(process.execPath, [RMAPFS_BIN, 'umount', mnt]);
+      if (r.status !== 0) spawnSync('fusermount', ['-uz', mnt]);
+      fs.rmSync(image, { force: true });
+    },
+  };
+}
+
+/** Requests served so far by a memfs-ring ([0] of its counter page), and how many came through the ring ([64]). */
+function readCounts(file: string): { total: number; viaRing: number } {
+  const b = fs.readFileSync(file);
+  return { total: Number(b.readBigUInt64LE(0)), viaRing: Number(b.readBigUInt64LE(64 * 8)) };
+}
+
 const META_SCRIPT = `
-import json, os, sys, time
+import json, os, struct, sys, time
 d, n = sys.argv[1], int(sys.argv[2])
+counts = sys.argv[3] if len(sys.argv) > 3 else None
+def served():
+    if counts is None: return 0
+    with open(counts, 'rb') as f: return struct.unpack('<Q', f.read(8))[0]
 os.mkdir(d)
 names = [os.path.join(d, 'f%d' % i) for i in range(n)]
 def rate(t0): return round(n / (time.perf_counter() - t0))
-t0 = time.perf_counter()
+requests = {}
+r0 = served(); t0 = time.perf_counter()
 for p in names: os.close(os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-create = rate(t0)
+create = rate(t0); requests['create'] = served() - r0
 time.sleep(1.2)  # past the 1 s entry/attr timeouts: every stat reaches the filesystem
-t0 = time.perf_counter()
+r0 = served(); t0 = time.perf_counter()
 for p in names:
     if not os.path.isfile(p): raise SystemExit(p + ' is not a file')
-stat = rate(t0)
+stat = rate(t0); requests['stat'] = served() - r0
 time.sleep(1.2)
-t0 = time.perf_counter()
+r0 = served(); t0 = time.perf_counter()
 for p in names: os.unlink(p)
-unlink = rate(t0)
+unlink = rate(t0); requests['unlink'] = served() - r0
 os.rmdir(d)
-print(json.dumps({'create': create, 'stat': stat, 'unlink': unlink}))
+print(json.dumps({'create': create, 'stat': stat, 'unlink': unlink, 'requests': requests}))
 `;
 
-interface Figures { rand_write_iops: number; create_ps: number; stat_ps: number; unlink_ps: number }
+interface Figures { rand_write_iops: number; create_ps: number; stat_ps: number; unlink_ps: number; untar_s?: number }
+type Workload = 'rand_write' | 'create' | 'stat' | 'unlink' | 'untar';
+/** Requests a memfs-ring served in each workload, and the share of them that came through the ring. */
+interface Requests {
+  per: Partial<Record<Workload, number>>;
+  /** Operations in each workload (writes fio made, files, one untar) */
+  ops: Partial<Record<Workload, number>>;
+  via_ring_share: number;
+}
+interface Measured { figures: Figures; requests: Requests | null }
 
-async function measure(variant: Variant, mnt: string, runtime: number, files: number): Promise<Figures> {
-  const server = await startServer(variant, mnt);
+async function measure(variant: Variant, mnt: string, dir: string, memfsRing: string, runtime: number, files: number,
+  tar: string | null): Promise<Measured | string> {
+  const server = await startServer(variant, mnt, dir, memfsRing);
+  if (typeof server === 'string') return server;
   try {
-    const fio = await must('fio', ['--name=w', '--ioengine=psync', '--iodepth=1', '--bs=4k', '--rw=randwrite', '--size=64M',
-      `--runtime=${runtime}`, '--time_based', `--filename=${path.join(mnt, 'f')}`, '--output-format=json']);
-    const json = JSON.parse(fio.stdout.slice(fio.stdout.indexOf('{'))) as { jobs: Array<{ write: { iops: number } }> };
+    const served = (): { total: number; viaRing: number } => (server.counts !== null ? readCounts(server.counts) : { total: 0, viaRing: 0 });
+    const start = served();
+    const per: Partial<Record<Workload, number>> = {};
+    const ops: Partial<Record<Workload, number>> = {};
+    const fioArgs = ['--name=w', '--ioengine=psync', '--iodepth=1', '--bs=4k', '--rw=randwrite', '--size=64M',
+      `--filename=${path.join(mnt, 'f')}`];
+    // Laid out first, so that the timed run's requests can be counted alone.
+    await must('fio', [...fioArgs, '--create_only=1']);
+    let r0 = served().total;
+    const fio = await must('fio', [...fioArgs, `--runtime=${runtime}`, '--time_based', '--output-format=json']);
+    per.rand_write = served().total - r0;
+    const json = JSON.parse(fio.stdout.slice(fio.stdout.indexOf('{'))) as { jobs: Array<{ write: { iops: number; total_ios: number } }> };
     const iops = json.jobs[0]?.write.iops;
     if (typeof iops !== 'number') throw new Error('fio JSON has no jobs[0].write.iops');
+    ops.rand_write = json.jobs[0]?.write.total_ios ?? 0;
     fs.unlinkSync(path.join(mnt, 'f'));
-    const meta = await must('python3', ['-c', META_SCRIPT, path.join(mnt, 'meta'), String(files)]);
-    const m = JSON.parse(meta.stdout.trim().split('\n').pop() ?? '{}') as { create: number; stat: number; unlink: number };
-    return { rand_write_iops: Math.round(iops), create_ps: m.create, stat_ps: m.stat, unlink_ps: m.unlink };
+    const metaArgs = ['-c', META_SCRIPT, path.join(mnt, 'meta'), String(files)];
+    if (server.counts !== null) metaArgs.push(server.counts);
+    const meta = await must('python3', metaArgs);
+    const m = JSON.parse(meta.stdout.trim().split('\n').pop() ?? '{}') as {
+      create: number; stat: number; unlink: number; requests: Record<'create' | 'stat' | 'unlink', number>;
+    };
+    per.create = m.requests.create;
+    per.stat = m.requests.stat;
+    per.unlink = m.requests.unlink;
+    ops.create = ops.stat = ops.unlink = files;
+    const figures: Figures = { rand_write_iops: Math.round(iops), create_ps: m.create, stat_ps: m.stat, unlink_ps: m.unlink };
+    if (tar !== null) {
+      fs.mkdirSync(path.join(mnt, 'untar'));
+      r0 = served().total;
+      const t0 = process.hrtime.bigint();
+      await must('tar', ['-xf', tar, '-C', path.join(mnt, 'untar')]);
+      figures.untar_s = Number(process.hrtime.bigint() - t0) / 1e9;
+      per.untar = served().total - r0;
+      ops.untar = 1;
+    }
+    const end = served();
+    const requests = server.counts === null ? null
+      : { per, ops, via_ring_share: end.total > start.total ? (end.viaRing - start.viaRing) / (end.total - start.total) : 0 };
+    return { figures, requests };
   } finally {
     await server.stop();
   }
@@ -608,7 +723,49 @@ function ensureTools(): void {
     process.stderr.write('installing fio with apt-get\n');
     spawnSync('apt-get', ['install', '-y', '-qq', 'fio'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
   }
-  for (const t of ['fio', 'python3', 'fusermount']) if (!onPath(t)) throw new Error(`${t} is needed`);
+  for (const t of ['fio', 'python3', 'fusermount', 'tar', 'cc']) if (!onPath(t)) throw new Error(`${t} is needed`);
+}
+
+/**
+ * Turns the fuse module's enable_uring on for the ring variants; returns
+ * what puts it back as it was (null: the kernel has no such switch).
+ */
+function enableUring(): (() => void) | null {
+  let before: string;
+  try {
+    before = fs.readFileSync(ENABLE_URING, 'utf8').trim();
+  } catch {
+    return null;
+  }
+  if (before !== 'Y') fs.writeFileSync(ENABLE_URING, 'Y');
+  let restored = false;
+  return () => {
+    if (restored || before === 'Y') return;
+    restored = true;
+    try {
+      fs.writeFileSync(ENABLE_URING, before);
+    } catch (e) {
+      process.stderr.write(`could not put ${ENABLE_URING} back to ${before}: ${e instanceof Error ? e.message : String(e)}\n`);
+    }
+  };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+const WORKLOADS: Array<[Workload, keyof Figures, string]> = [
+  ['rand_write', 'rand_write_iops', 'rand-write IOPS'], ['create', 'create_ps', 'creates/s'], ['stat', 'stat_ps', 'stats/s'],
+  ['unlink', 'unlink_ps', 'unlinks/s'], ['untar', 'untar_s', 'untar s'],
+];
+
+/** Microseconds one operation of a workload took, from its figure. */
+function usPerOp(w: Workload, f: Figures): number | null {
+  if (w === 'untar') return f.untar_s === undefined ? null : f.untar_s * 1e6;
+  const rate = f[WORKLOADS.find(([k]) => k === w)?.[1] as keyof Figures];
+  return rate === undefined || rate === 0 ? null : 1e6 / rate;
 }
 
 async function bench(argv: string[]): Promise<void> {
@@ -616,54 +773,179 @@ async function bench(argv: string[]): Promise<void> {
     const i = argv.indexOf(name);
     return i >= 0 && argv[i + 1] !== undefined ? (argv[i + 1] as string) : dflt;
   };
-  const runtime = Number(opt('--runtime', '10'));
+  const uring = argv.includes('--uring');
+  const runtime = Number(opt('--runtime', uring ? '5' : '10'));
   const files = Number(opt('--files', '10000'));
-  const only = opt('--only', VARIANTS.join(',')).split(',') as Variant[];
+  const rounds = Number(opt('--rounds', uring ? '3' : '1'));
+  const withUntar = uring || argv.includes('--untar');
+  const defaultOnly = uring ? ['ll', ...C_VARIANTS, 'rmapfs'] : JS_VARIANTS;
+  const only = opt('--only', defaultOnly.join(',')).split(',') as Variant[];
+  for (const v of only) if (!VARIANTS.includes(v)) throw new Error(`unknown variant ${v} (${VARIANTS.join(', ')})`);
   ensureTools();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rmapfs-fuse-ll-'));
-  const results: Partial<Record<Variant, Figures>> = {};
+  const ringVariants = only.filter((v) => v === 'c-uring' || v === 'c-uring-epoll');
+  let restoreUring: (() => void) | null = null;
+  const cleanup = (): void => {
+    for (const v of only) spawnSync('fusermount', ['-uz', path.join(dir, v)]);
+    restoreUring?.();
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  const onSignal = (): void => {
+    cleanup();
+    process.exit(130);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const runs: Partial<Record<Variant, Measured[]>> = {};
+  const skipped: Partial<Record<Variant, string>> = {};
   try {
-    for (const v of only) {
-      if (!VARIANTS.includes(v)) throw new Error(`unknown variant ${v}`);
-      const mnt = path.join(dir, v);
-      fs.mkdirSync(mnt);
-      process.stderr.write(`${v}: fio ${runtime} s, then ${files} files...\n`);
-      results[v] = await measure(v, mnt, runtime, files);
+    let memfsRing = '';
+    if (only.some(isC)) {
+      memfsRing = path.join(dir, 'memfs-ring');
+      await must('cc', ['-O2', '-Wall', '-Werror', '-o', memfsRing, MEMFS_RING_SOURCE]);
+    }
+    if (ringVariants.length > 0) {
+      restoreUring = enableUring();
+      if (restoreUring === null) for (const v of ringVariants) skipped[v] = `no ${ENABLE_URING}: this kernel has no FUSE over io_uring`;
+    }
+    let tar: string | null = null;
+    if (withUntar) {
+      const shm = fs.existsSync('/dev/shm') ? fs.mkdtempSync('/dev/shm/rmapfs-fuse-ll-') : dir;
+      tar = path.join(shm, 'linux.tar');
+      await must('tar', ['-cf', tar, '-C', '/usr/include', 'linux']);
+    }
+    try {
+      for (let round = 1; round <= rounds; round++) {
+        for (const v of only) {
+          if (skipped[v] !== undefined) continue;
+          const mnt = path.join(dir, v);
+          fs.mkdirSync(mnt, { recursive: true });
+          process.stderr.write(`round ${round}/${rounds} ${v}: fio ${runtime} s, ${files} files${tar !== null ? ', untar' : ''}...\n`);
+          const r = await measure(v, mnt, dir, memfsRing, runtime, files, tar);
+          if (typeof r === 'string') {
+            skipped[v] = r;
+            process.stderr.write(`${v}: skipped: ${r}\n`);
+          } else {
+            (runs[v] ??= []).push(r);
+          }
+        }
+      }
+    } finally {
+      if (tar !== null) fs.rmSync(path.dirname(tar) === dir ? tar : path.dirname(tar), { recursive: true, force: true });
     }
   } finally {
-    for (const v of only) spawnSync('fusermount', ['-uz', path.join(dir, v)]);
-    fs.rmSync(dir, { recursive: true, force: true });
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    cleanup();
   }
-  const cols: Array<[keyof Figures, string]> = [
-    ['rand_write_iops', 'rand-write IOPS'], ['create_ps', 'creates/s'], ['stat_ps', 'stats/s'], ['unlink_ps', 'unlinks/s'],
-  ];
+
+  const results: Partial<Record<Variant, Figures>> = {};
+  for (const v of only) {
+    const rs = runs[v];
+    if (rs === undefined) continue;
+    const f: Figures = { rand_write_iops: 0, create_ps: 0, stat_ps: 0, unlink_ps: 0 };
+    for (const [, k] of WORKLOADS) {
+      const xs = rs.map((r) => r.figures[k]).filter((x): x is number => x !== undefined);
+      if (xs.length > 0) f[k] = k === 'untar_s' ? Number(median(xs).toFixed(3)) : Math.round(median(xs));
+    }
+    results[v] = f;
+  }
+  const cols = WORKLOADS.filter(([w]) => w !== 'untar' || withUntar);
   const pad = (s: string, n: number): string => s.padStart(n);
-  const lines = [`${'variant'.padEnd(8)}${cols.map(([, h]) => pad(h, 17)).join('')}`];
+  const w0 = 16;
+  const lines = [`${rounds > 1 ? `medians of ${rounds} rounds\n` : ''}${'variant'.padEnd(w0)}${cols.map(([, , h]) => pad(h, 16)).join('')}`];
   for (const v of only) {
     const r = results[v];
-    if (r !== undefined) lines.push(`${v.padEnd(8)}${cols.map(([k]) => pad(String(r[k]), 17)).join('')}`);
+    if (r !== undefined) lines.push(`${v.padEnd(w0)}${cols.map(([, k]) => pad(String(r[k] ?? '-'), 16)).join('')}`);
+    else lines.push(`${v.padEnd(w0)}skipped: ${skipped[v] ?? '?'}`);
   }
   const ll = results.ll;
   const nat = results.native;
   if (ll !== undefined && nat !== undefined) {
-    lines.push(`${'ll/nat'.padEnd(8)}${cols.map(([k]) => pad(`${(ll[k] / nat[k]).toFixed(2)}x`, 17)).join('')}`);
+    const ratio = (k: keyof Figures): string => {
+      const a = ll[k];
+      const b = nat[k];
+      return a !== undefined && b !== undefined && b !== 0 ? `${(a / b).toFixed(2)}x` : '-';
+    };
+    lines.push(`${'ll/nat'.padEnd(w0)}${cols.map(([, k]) => pad(ratio(k), 16)).join('')}`);
   }
   process.stdout.write(`${lines.join('\n')}\n`);
-  const bars: Record<string, { bar: number; pass: boolean }> = {};
-  for (const [k, bar] of BARS) {
-    const best = Math.max(...only.filter((v) => v !== 'native').map((v) => results[v]?.[k] ?? 0));
-    bars[k] = { bar, pass: best >= bar };
-    process.stdout.write(`${best >= bar ? 'PASS' : 'MISS'} ${k}: ${best} (binding) vs bar ${bar}\n`);
+
+  // Microseconds per request: requests per operation from memfs-ring's counters
+  // (the kernel sends every variant the same requests for the same answers;
+  // variants without counters take c-classic's, or the first C variant's).
+  const requestsPerOp: Partial<Record<Variant, Partial<Record<Workload, number>>>> = {};
+  for (const v of only) {
+    const rs = runs[v];
+    if (rs === undefined || rs[0]?.requests === null) continue;
+    const per: Partial<Record<Workload, number>> = {};
+    for (const [w] of WORKLOADS) {
+      const xs = rs.map((r) => {
+        const q = r.requests;
+        const n = q?.per[w];
+        const o = q?.ops[w];
+        return n !== undefined && o !== undefined && o > 0 ? n / o : undefined;
+      }).filter((x): x is number => x !== undefined);
+      if (xs.length > 0) per[w] = median(xs);
+    }
+    requestsPerOp[v] = per;
   }
-  process.stdout.write(`${JSON.stringify({ bench: 'fuse-ll', runtime_s: runtime, files, results, bars })}\n`);
+  const reference = requestsPerOp['c-classic'] ?? Object.values(requestsPerOp)[0];
+  const usPerRequest: Partial<Record<Variant, Partial<Record<Workload, number>>>> = {};
+  if (reference !== undefined) {
+    const plines = ['', 'microseconds per request (requests/op counted by memfs-ring; the others use c-classic\'s counts)',
+      `${'variant'.padEnd(w0)}${cols.map(([w]) => pad(w, 12)).join('')}`];
+    plines.push(`${'requests/op'.padEnd(w0)}${cols.map(([w]) => pad(reference[w]?.toFixed(2) ?? '-', 12)).join('')}`);
+    for (const v of only) {
+      const f = results[v];
+      if (f === undefined) continue;
+      const per: Partial<Record<Workload, number>> = {};
+      for (const [w] of cols) {
+        const us = usPerOp(w, f);
+        const n = requestsPerOp[v]?.[w] ?? reference[w];
+        if (us !== null && n !== undefined && n > 0) per[w] = Number((us / n).toFixed(2));
+      }
+      usPerRequest[v] = per;
+      plines.push(`${v.padEnd(w0)}${cols.map(([w]) => pad(per[w]?.toFixed(2) ?? '-', 12)).join('')}`);
+    }
+    const diff = (a: Variant, b: Variant): void => {
+      const pa = usPerRequest[a];
+      const pb = usPerRequest[b];
+      if (pa === undefined || pb === undefined) return;
+      plines.push(`${`${a.slice(2)}-${b.slice(2)}`.padEnd(w0)}${cols.map(([w]) => {
+        const x = pa[w];
+        const y = pb[w];
+        return pad(x !== undefined && y !== undefined ? (x - y).toFixed(2) : '-', 12);
+      }).join('')}`);
+    };
+    diff('c-uring', 'c-classic');
+    diff('c-uring-epoll', 'c-classic-epoll');
+    for (const v of ['c-uring', 'c-uring-epoll'] as const) {
+      const shares = runs[v]?.map((r) => r.requests?.via_ring_share ?? 0);
+      if (shares !== undefined) plines.push(`${v}: ${(100 * median(shares)).toFixed(1)}% of requests came through the ring (the rest: forgets, through /dev/fuse)`);
+    }
+    process.stdout.write(`${plines.join('\n')}\n`);
+  }
+
+  const bars: Record<string, { bar: number; pass: boolean }> = {};
+  const binding = only.filter((v) => v === 'll' || v === 'll-nospin');
+  if (binding.length > 0) {
+    for (const [k, bar] of BARS) {
+      const best = Math.max(...binding.map((v) => results[v]?.[k] ?? 0));
+      bars[k] = { bar, pass: best >= bar };
+      process.stdout.write(`${best >= bar ? 'PASS' : 'MISS'} ${k}: ${best} (binding) vs bar ${bar}\n`);
+    }
+  }
+  process.stdout.write(`${JSON.stringify({ bench: 'fuse-ll', runtime_s: runtime, files, rounds, results, requests_per_op: requestsPerOp,
+    us_per_request: usPerRequest, skipped, bars })}\n`);
 }
 
 if (require.main === module) {
   const argv = process.argv.slice(2);
   if (argv[0] === '--serve') {
-    const variant = argv[1] as Variant;
+    const variant = argv[1] as JsVariant;
     const mnt = argv[2];
-    if (!VARIANTS.includes(variant) || mnt === undefined) {
+    if (!JS_VARIANTS.includes(variant) || mnt === undefined) {
       process.stderr.write('usage: main.js --serve ll|ll-nospin|native MNT\n');
       process.exit(2);
     }
