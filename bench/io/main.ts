@@ -25,7 +25,8 @@
  * missing. Mounts are undone, loop devices detached and images removed at
  * the end, also on failure or Ctrl-C.
  *
- * Usage: node dist/bench/io/main.js [--quick] [--only W1,W2] [--peers P1,P2]   (as root)
+ * Usage: node dist/bench/io/main.js [--quick] [--only W1,W2] [--peers P1,P2] [--rmapfs-options OPTS]   (as root)
+ *   --rmapfs-options: what `rmapfs mount -o` gets (writeback_cache, say); in the JSON as rmapfs_options
  *   --quick: /usr/include/linux, 3,000 touch, 300 inserts, 128 MiB, fio 3 s
  *   workloads: untar ls cat touch sqlite rm rand_write rand_write_direct seq_write seq_read
  *   peers: ext4 xfs fuse2fs rmapfs floor
@@ -258,7 +259,9 @@ async function main(argv: string[]): Promise<number> {
   const base = process.env.RMAPFS_BENCH_DIR ?? '/var/tmp';
   const dir = path.join(base, `rmapfs-bench-io-${process.pid}`);
   const work = path.join('/dev/shm', `rmapfs-bench-io-${process.pid}`);
-  const peers = peerNames.map((p) => makePeer(p, dir, IMAGE_SIZE));
+  const oi = argv.indexOf('--rmapfs-options');
+  const rmapfsOptions = oi >= 0 ? argv[oi + 1] ?? '' : '';
+  const peers = peerNames.map((p) => makePeer(p, dir, IMAGE_SIZE, rmapfsOptions));
   const meter = new DaemonMeter();
   let cleaned = false;
   const cleanup = (): void => {
@@ -379,7 +382,7 @@ async function main(argv: string[]): Promise<number> {
   for (const b of barList) console.log(`${b.ok === null ? 'N/A ' : b.ok ? 'PASS' : 'MISS'}  ${b.name}: ${b.note}`);
   for (const e of errors) console.log(`ERROR ${e}`);
   console.log(JSON.stringify({
-    bench: 'io', quick, tree: holds, image_size: IMAGE_SIZE, ...results,
+    bench: 'io', quick, rmapfs_options: rmapfsOptions, tree: holds, image_size: IMAGE_SIZE, ...results,
     ratios: ratioSets.fuse2fs ?? {}, ratios_ext4: ratioSets.ext4 ?? {}, ratios_xfs: ratioSets.xfs ?? {}, ratios_floor: ratioSets.floor ?? {},
     bars: Object.fromEntries(barList.map((b) => [b.name, b.ok])),
     daemon_max_rss_mib: rmapfsHwm, daemon_vmhwm_mib: Object.fromEntries(peerNames.map((p) => [p, hwmMib(p)])),

@@ -142,7 +142,7 @@ function fuse2fsPeer(dir: string, size: string): Peer {
   };
 }
 
-function rmapfsPeer(dir: string, size: string): Peer {
+function rmapfsPeer(dir: string, size: string, options: string): Peer {
   const image = path.join(dir, 'rmapfs.img');
   const mnt = path.join(dir, 'mnt-rmapfs');
   const pids = (): number[] => findProcesses(['mount', '-f', image, mnt]);
@@ -153,7 +153,7 @@ function rmapfsPeer(dir: string, size: string): Peer {
       await must(process.execPath, [RMAPFS_BIN, 'mkfs', '--size', size, image]);
     },
     async mount() {
-      await must(process.execPath, [RMAPFS_BIN, 'mount', image, mnt], { timeoutMs: 120_000 });
+      await must(process.execPath, [RMAPFS_BIN, 'mount', ...(options === '' ? [] : ['-o', options]), image, mnt], { timeoutMs: 120_000 });
       if (!isMounted(mnt)) throw new Error(`rmapfs mount returned but ${mnt} is not mounted`);
       if (pids().length !== 1) throw new Error(`expected one rmapfs daemon for ${image}, found ${pids().length}`);
     },
@@ -213,7 +213,8 @@ function floorPeer(dir: string): Peer {
   };
 }
 
-export function makePeer(name: PeerName, dir: string, size: string): Peer {
+/** `rmapfsOptions`: what rmapfs's mount gets after -o ('' for none). */
+export function makePeer(name: PeerName, dir: string, size: string, rmapfsOptions = ''): Peer {
   switch (name) {
     case 'ext4':
     case 'xfs':
@@ -221,7 +222,7 @@ export function makePeer(name: PeerName, dir: string, size: string): Peer {
     case 'fuse2fs':
       return fuse2fsPeer(dir, size);
     case 'rmapfs':
-      return rmapfsPeer(dir, size);
+      return rmapfsPeer(dir, size, rmapfsOptions);
     case 'floor':
       return floorPeer(dir);
   }
