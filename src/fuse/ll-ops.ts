@@ -125,6 +125,16 @@ function chosenTime(t: Time | 'now' | undefined): boolean {
   return t !== undefined && t !== 'now';
 }
 
+/**
+ * An mtime the kernel read off its own clock: with the writeback cache it
+ * owns a regular file's mtime and sends "now" (touch, utimensat(NULL)) as the
+ * time itself, never FATTR_MTIME_NOW (fs/fuse iattr_to_fattr, trust_local_cmtime).
+ * Within a second of ours it is taken for "now".
+ */
+function kernelNow(t: Time | 'now' | undefined): boolean {
+  return t !== undefined && t !== 'now' && Math.abs(t.sec + t.nsec / 1e9 - Date.now() / 1000) < 1;
+}
+
 function toTime(t: Timespec): Time {
   return { sec: t.sec, nsec: t.nsec };
 }
@@ -352,7 +362,8 @@ export class LowLevelOps {
         const st = this.fsx.setattr(this.ino(req.ino), {
           mode: req.mode, uid: req.uid, gid: req.gid, size: req.size,
           atime: req.atime === 'now' ? now() : req.atime, mtime: req.mtime === 'now' ? now() : req.mtime,
-          timesAreNow: !chosenTime(req.atime) && !chosenTime(req.mtime),
+          timesAreNow: !chosenTime(req.atime)
+            && (!chosenTime(req.mtime) || (this.opts.writeBack !== undefined && kernelNow(req.mtime))),
           ctime: req.ctime,
         });
         return () => reply.attr(this.attr(st));
