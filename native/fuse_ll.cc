@@ -26,6 +26,9 @@
 //    requests JS never answered are answered EIO, the session unmounted (a
 //    no-op when the kernel already let go) and destroyed, JS is told (op
 //    EXIT), and the poll handle released so the process may exit.
+//  - With killpriv_v2 the session reads and writes /dev/fuse through our own
+//    read and writev (KillprivIo): they pass everything through, noting a few
+//    fields of the kernel's requests and adding one flag to INIT's reply.
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
@@ -246,7 +249,8 @@ void LlInit(void* userdata, fuse_conn_info* conn) {
   // The kernel features libfuse 2.9 gave us and nothing more, whatever
   // libfuse 3 turns on by default: asynchronous reads only. In particular no
   // writeback cache unless asked for, no atomic_o_trunc (truncation on open arrives as a
-  // setattr), no handle_killpriv (the kernel clears suid/sgid itself), no
+  // setattr), no handle_killpriv (v1: the daemon would have to kill privileges on every
+  // setattr of a file; killpriv_v2 is added to the reply by KillprivIo instead), no
   // parallel dirops, no auto_inval_data, no splice. Then what we chose since: below.
   conn->want = conn->capable & FUSE_CAP_ASYNC_READ;
   // POSIX ACLs (-o posix_acl): the kernel checks permissions against them, the daemon keeps them
