@@ -26,6 +26,9 @@
 //    requests JS never answered are answered EIO, the session unmounted (a
 //    no-op when the kernel already let go) and destroyed, JS is told (op
 //    EXIT), and the poll handle released so the process may exit.
+//  - With killpriv_v2 the session reads and writes /dev/fuse through our own
+//    read and writev (KillprivIo): they pass everything through, noting a few
+//    fields of the kernel's requests and adding one flag to INIT's reply.
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
@@ -37,9 +40,11 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/uio.h>
 #include <stdio.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -75,11 +80,14 @@ namespace {
 //  copy_file_range: INO/FH/OFFSET the source, INO2/FH2/OFFSET2 the destination,
 //  SIZE the length, FLAGS its flags. ioctl: IOCTL_CMD the command, FLAGS the
 //  FUSE_IOCTL_* bits, SIZE out_bufsz; the in buffer is the data.
+//  KERNEL_FLAGS (write, setattr; only while killpriv_v2 is granted): the request's own flags as
+//  the kernel sent them, which libfuse 3.14 does not pass on -- WRITE's write_flags, SETATTR's
+//  valid (FUSE_WRITE_KILL_SUIDGID, FATTR_KILL_SUIDGID).
 #define RMAPFS_IN_SLOTS(X) \
   X(INO, 0) X(INO2, 1) X(FH, 2) X(OFFSET, 3) X(SIZE, 4) X(MODE, 5) X(FLAGS, 6) X(UID, 7) X(GID, 8) X(PID, 9) \
   X(UMASK, 10) X(RDEV, 11) X(TO_SET, 12) X(A_MODE, 13) X(A_UID, 14) X(A_GID, 15) X(A_SIZE, 16) X(A_ATIME, 17) \
   X(A_ATIME_NS, 18) X(A_MTIME, 19) X(A_MTIME_NS, 20) X(HAS_FH, 21) X(NLOOKUP, 22) X(FH2, 23) X(OFFSET2, 24) \
-  X(IOCTL_CMD, 25) X(A_CTIME, 26) X(A_CTIME_NS, 27) X(WRITE_FLAGS, 28)
+  X(IOCTL_CMD, 25) X(A_CTIME, 26) X(A_CTIME_NS, 27) X(KERNEL_FLAGS, 28)
 
 // Slots of the "out" scratch (reply numbers; lowlevel.ts Out).
 #define RMAPFS_OUT_SLOTS(X) \
@@ -108,12 +116,25 @@ constexpr int IN_COUNT = 32;   // scratch lengths: room to spare beyond the last
 constexpr int OUT_COUNT = 24;
 // JS names the handled ops in a mask passed as a double (BuildOps): 53 bits at most.
 static_assert(OP_COPY_FILE_RANGE < 53, "the handler mask is a double's 53 bits");
-static_assert(IN_NLOOKUP < IN_COUNT && IN_WRITE_FLAGS < IN_COUNT && OUT_CTIME_NS < OUT_COUNT && SF_NAMEMAX < OUT_COUNT, "scratch too small");
+static_assert(IN_NLOOKUP < IN_COUNT && IN_KERNEL_FLAGS < IN_COUNT && OUT_CTIME_NS < OUT_COUNT && SF_NAMEMAX < OUT_COUNT, "scratch too small");
 
 // replyOpen/replyCreate flag bits (OpenFlags in lowlevel.ts).
 constexpr uint32_t OPEN_DIRECT_IO = 1;
 constexpr uint32_t OPEN_KEEP_CACHE = 2;
 constexpr uint32_t OPEN_NONSEEKABLE = 4;
+
+// The few numbers of the kernel's protocol (linux/fuse.h; libfuse 3 does not install its
+// fuse_kernel.h) that KillprivIo reads and writes: opcodes, the flag, and byte offsets of the
+// fields in fuse_in_header (40 bytes) / fuse_out_header (16) and the request/reply bodies after them.
+constexpr uint32_t kFuseSetattr = 4;
+constexpr uint32_t kFuseWrite = 16;
+constexpr uint32_t kFuseInit = 26;
+constexpr uint32_t kHandleKillprivV2 = 1u << 28;  // fuse_init_in/out.flags
+constexpr size_t kInHeaderSize = 40;             // opcode at 4, unique at 8
+constexpr size_t kOutHeaderSize = 16;            // error at 4, unique at 8
+constexpr size_t kInitFlagsAt = 12;              // fuse_init_in and fuse_init_out: major, minor, max_readahead, flags
+constexpr size_t kWriteFlagsAt = 20;             // fuse_write_in: fh, offset, size, write_flags
+constexpr size_t kSetattrValidAt = 0;            // fuse_setattr_in: valid first
 
 struct Session;
 
@@ -157,6 +178,7 @@ struct ConnOptions {
   unsigned maxRead = 0;
   int posixAcl = 0;  // posix_acl: ask for FUSE_CAP_POSIX_ACL (with FUSE_CAP_DONT_MASK)
   int writebackCache = 0;
+  int killprivV2 = 0;  // killpriv_v2: answer INIT with FUSE_HANDLE_KILLPRIV_V2 (see KillprivIo)
 };
 
 struct Session {
@@ -174,6 +196,14 @@ struct Session {
   napi_async_context asyncCtx = nullptr;
   bool finished = false;  // EXIT processed: session destroyed
   bool posixAclGranted = false;  // INIT gave FUSE_CAP_POSIX_ACL and FUSE_CAP_DONT_MASK
+  // killpriv_v2 (KillprivIo): the INIT request's unique while its reply is awaited (0: none; read
+  // by notifications from the writeBack worker thread too), whether the kernel offered the flag,
+  // whether our reply carried it; and the kernel's flags of the request being processed.
+  std::atomic<uint64_t> initUnique{0};
+  bool killprivOffered = false;
+  bool killprivGranted = false;
+  uint32_t requestOpcode = 0;
+  uint32_t requestKernelFlags = 0;
   int loopResult = 0;
   // The Session is shared by the poll handle and the External JS holds;
   // whichever lets go last deletes it (both on the JS thread).
@@ -219,7 +249,8 @@ void LlInit(void* userdata, fuse_conn_info* conn) {
   // The kernel features libfuse 2.9 gave us and nothing more, whatever
   // libfuse 3 turns on by default: asynchronous reads only. In particular no
   // writeback cache unless asked for, no atomic_o_trunc (truncation on open arrives as a
-  // setattr), no handle_killpriv (the kernel clears suid/sgid itself), no
+  // setattr), no handle_killpriv (v1: the daemon would have to kill privileges on every
+  // setattr of a file; killpriv_v2 is added to the reply by KillprivIo instead), no
   // parallel dirops, no auto_inval_data, no splice. Then what we chose since: below.
   conn->want = conn->capable & FUSE_CAP_ASYNC_READ;
   // POSIX ACLs (-o posix_acl): the kernel checks permissions against them, the daemon keeps them
@@ -273,9 +304,16 @@ void LlGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 double TimeSec(const timespec& ts) { return static_cast<double>(ts.tv_sec); }
 
+// The kernel's own flags of the request being processed, when it is of this opcode and the
+// kernel lets the daemon kill privileges (KillprivIo); 0 otherwise.
+uint32_t KernelFlags(const Session* s, uint32_t kernelOpcode) {
+  return s->killprivGranted && s->requestOpcode == kernelOpcode ? s->requestKernelFlags : 0;
+}
+
 void LlSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
   Request r;
   Start(r, req, OP_SETATTR, ino);
+  r.in[IN_KERNEL_FLAGS] = KernelFlags(SessionOf(req), kFuseSetattr);
   SetFi(r, fi);
   r.in[IN_TO_SET] = to_set;
   r.in[IN_A_MODE] = attr->st_mode;
@@ -377,11 +415,12 @@ void LlWrite(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t
   Request r;
   Start(r, req, OP_WRITE, ino);
   SetFi(r, fi);
+  // FUSE_WRITE_CACHE (bit 0 of write_flags: the kernel writing back its page cache, no write(2)
+  // waits for this answer) is known with or without killpriv_v2: libfuse 3.14 passes it on as
+  // fi->writepage.
+  r.in[IN_KERNEL_FLAGS] = KernelFlags(SessionOf(req), kFuseWrite) | (fi != nullptr && fi->writepage ? 1u : 0u);
   r.in[IN_SIZE] = static_cast<double>(size);
   r.in[IN_OFFSET] = static_cast<double>(off);
-  // FUSE_WRITE_CACHE (bit 0 of fuse_write_in.write_flags): the kernel writing back its page cache,
-  // not a write(2) waiting for this answer. libfuse 3.14 passes that bit on as fi->writepage.
-  r.in[IN_WRITE_FLAGS] = fi != nullptr && fi->writepage ? 1 : 0;
   SetData(r, buf, size);
   Deliver(SessionOf(req), r);
 }
@@ -806,15 +845,89 @@ std::string FuseMessage(const std::string& captured, const std::string& fallback
   return out.empty() ? fallback : out;
 }
 
+// ---------------------------------------------------------------------------
+// killpriv_v2: FUSE_HANDLE_KILLPRIV_V2 through libfuse 3.14, which does not know the flag.
+//
+// Without it every write(2) costs a GETXATTR security.capability: the VFS asks before each write
+// whether privileges must go (file_remove_privs), and only a superblock with SB_NOSEC lets an
+// inode keep the answer (S_NOSEC). The kernel sets SB_NOSEC on a FUSE mount whose INIT reply has
+// FUSE_HANDLE_KILLPRIV_V2, and from then on leaves killing suid/sgid on write, truncate and
+// chown to the daemon (the JS side: DEVELOPERS.md, FUSE). libfuse 3.14 builds the INIT reply
+// from flags it knows, so the session gets our own read and writev on its fd
+// (fuse_session_custom_io): read notes, of each request, what we need that libfuse drops
+// (INIT's unique and offered flags; WRITE's write_flags, SETATTR's valid), and writev adds the
+// flag to the successful reply to that INIT. Everything else passes through untouched. libfuse
+// uses splice only when INIT asked for it (we never do), so every request comes through read.
+
+ssize_t KillprivRead(int fd, void* buf, size_t len, void* userdata) {
+  Session* s = static_cast<Session*>(userdata);
+  ssize_t n = read(fd, buf, len);
+  s->requestOpcode = 0;
+  s->requestKernelFlags = 0;
+  if (n < static_cast<ssize_t>(kInHeaderSize)) return n;
+  const char* p = static_cast<const char*>(buf);
+  size_t body = static_cast<size_t>(n) - kInHeaderSize;
+  auto u32 = [p](size_t at) { uint32_t v; memcpy(&v, p + at, sizeof v); return v; };
+  uint32_t opcode = u32(4);
+  s->requestOpcode = opcode;
+  if (opcode == kFuseInit && body >= kInitFlagsAt + 4) {
+    uint64_t unique;
+    memcpy(&unique, p + 8, sizeof unique);
+    s->killprivOffered = (u32(kInHeaderSize + kInitFlagsAt) & kHandleKillprivV2) != 0;
+    s->initUnique.store(unique);
+  } else if (opcode == kFuseWrite && body >= kWriteFlagsAt + 4) {
+    s->requestKernelFlags = u32(kInHeaderSize + kWriteFlagsAt);
+  } else if (opcode == kFuseSetattr && body >= kSetattrValidAt + 4) {
+    s->requestKernelFlags = u32(kInHeaderSize + kSetattrValidAt);
+  }
+  return n;
+}
+
+ssize_t KillprivWritev(int fd, struct iovec* iov, int count, void* userdata) {
+  Session* s = static_cast<Session*>(userdata);
+  uint64_t initUnique = s->initUnique.load();
+  if (initUnique == 0 || count < 2 || iov[0].iov_len < kOutHeaderSize || iov[1].iov_len < kInitFlagsAt + 4) {
+    return writev(fd, iov, count);
+  }
+  const char* header = static_cast<const char*>(iov[0].iov_base);
+  uint64_t unique;
+  int32_t error;
+  memcpy(&unique, header + 8, sizeof unique);
+  memcpy(&error, header + 4, sizeof error);
+  if (unique != initUnique) return writev(fd, iov, count);
+  s->initUnique.store(0);
+  if (error != 0 || !s->killprivOffered) return writev(fd, iov, count);
+  // Our own copy of the reply body: libfuse's stays as it built it.
+  std::vector<char> body(static_cast<const char*>(iov[1].iov_base), static_cast<const char*>(iov[1].iov_base) + iov[1].iov_len);
+  uint32_t flags;
+  memcpy(&flags, body.data() + kInitFlagsAt, sizeof flags);
+  flags |= kHandleKillprivV2;
+  memcpy(body.data() + kInitFlagsAt, &flags, sizeof flags);
+  std::vector<struct iovec> out(iov, iov + count);
+  out[1].iov_base = body.data();
+  ssize_t rc = writev(fd, out.data(), count);
+  if (rc >= 0) s->killprivGranted = true;
+  return rc;
+}
+
+// After fuse_session_mount: the same fd, read and written through the functions above.
+// 0 or -errno (fuse_session_custom_io's).
+int InstallKillprivIo(Session* s) {
+  static const fuse_custom_io io = {KillprivWritev, KillprivRead, nullptr, nullptr};
+  return fuse_session_custom_io(s->se, &io, fuse_session_fd(s->se));
+}
+
 // The -o options libfuse 3's session no longer takes, read (or dropped) here
 // before the rest go to fuse_session_new: max_write= (applied in init),
 // max_read= (applied in init, and kept: it is also a kernel mount option),
 // [no_]writeback_cache (applied in init; libfuse 3's own names), big_writes
 // (always on in libfuse 3), nonempty (libfuse 3 always mounts over a non-empty
-// directory), posix_acl (ours: ask for POSIX ACLs at init).
+// directory), posix_acl (ours: ask for POSIX ACLs at init), killpriv_v2 (ours: the daemon
+// kills privileges, see KillprivIo).
 const fuse_opt kSessionOptions[] = {
     {"max_write=%u", offsetof(ConnOptions, maxWrite), 0},
     {"posix_acl", offsetof(ConnOptions, posixAcl), 1},
+    {"killpriv_v2", offsetof(ConnOptions, killprivV2), 1},
     {"max_read=%u", offsetof(ConnOptions, maxRead), 0},
     FUSE_OPT_KEY("max_read=", FUSE_OPT_KEY_KEEP),
     {"writeback_cache", offsetof(ConnOptions, writebackCache), 1},
@@ -866,6 +979,15 @@ Napi::Value Mount(const Napi::CallbackInfo& info) {
     fuse_session_destroy(s->se);
     delete s;
     throw Napi::Error::New(env, FuseMessage(capture.Finish(), "fuse_session_mount failed for " + mnt));
+  }
+  if (s->conn.killprivV2) {
+    int rc = InstallKillprivIo(s);
+    if (rc != 0) {
+      fuse_session_unmount(s->se);
+      fuse_session_destroy(s->se);
+      delete s;
+      throw Napi::Error::New(env, FuseMessage(capture.Finish(), std::string("cannot read /dev/fuse for killpriv_v2: ") + strerror(-rc)));
+    }
   }
   std::string libfuseSaid = capture.Finish();
   if (!libfuseSaid.empty()) fputs(libfuseSaid.c_str(), stderr);  // warnings of a mount that worked
@@ -923,6 +1045,16 @@ Napi::Value PosixAcl(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsExternal()) throw Napi::TypeError::New(env, "posixAcl(session)");
   Session* s = info[0].As<Napi::External<Session>>().Data();
   return Napi::Boolean::New(env, s->posixAclGranted);
+}
+
+// killprivV2(session) -> bool: INIT's reply carried FUSE_HANDLE_KILLPRIV_V2 (false before INIT,
+// without the killpriv_v2 option, and when the kernel does not offer it): the daemon kills
+// suid/sgid on write, truncate and chown from now on.
+Napi::Value KillprivV2(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsExternal()) throw Napi::TypeError::New(env, "killprivV2(session)");
+  Session* s = info[0].As<Napi::External<Session>>().Data();
+  return Napi::Boolean::New(env, s->killprivGranted);
 }
 
 // writeBack(session, ino, done(errno)): the kernel writes the inode's dirty
@@ -1348,6 +1480,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("unmount", Napi::Function::New(env, Unmount, "unmount"));
   exports.Set("pending", Napi::Function::New(env, RequestWaiting, "pending"));
   exports.Set("posixAcl", Napi::Function::New(env, PosixAcl, "posixAcl"));
+  exports.Set("killprivV2", Napi::Function::New(env, KillprivV2, "killprivV2"));
   exports.Set("writeBack", Napi::Function::New(env, WriteBack, "writeBack"));
   exports.Set("invalidateAttributes", Napi::Function::New(env, InvalidateAttributes, "invalidateAttributes"));
   exports.Set("watchMounts", Napi::Function::New(env, WatchMounts, "watchMounts"));

@@ -50,6 +50,12 @@ export interface MountOptions {
    * the GETATTR the kernel asks first (LowLevelOps.writebackFailed), and fsync and close.
    */
   writebackCache: boolean;
+  /**
+   * The daemon kills suid/sgid and security.capability on write, truncate and chown instead of
+   * the kernel (-o killpriv_v2, the default; -o no_killpriv_v2): FUSE_HANDLE_KILLPRIV_V2, which
+   * spares every write(2) a GETXATTR of security.capability (DEVELOPERS.md, FUSE).
+   */
+  killprivV2: boolean;
   /** Seconds between log forces. */
   commit: number;
   /** Largest write request the kernel sends (up to 1 MiB: libfuse 3 sets max_pages to match). */
@@ -75,7 +81,7 @@ export interface MountOptions {
 
 export const DEFAULT_MOUNT_OPTIONS: MountOptions = {
   readOnly: false, allowOther: false, defaultPermissions: true, acl: true, uid: null, gid: null,
-  sync: false, dirsync: false, writebackCache: true, atime: DEFAULT_ATIME_POLICY, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1, negativeTimeout: 1, spinUs: 30,
+  sync: false, dirsync: false, writebackCache: true, killprivV2: true, atime: DEFAULT_ATIME_POLICY, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1, negativeTimeout: 1, spinUs: 30,
   writeLog: null, faults: '', kernelFlags: [], remount: false,
 };
 
@@ -155,6 +161,8 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
       case 'dirsync': o.dirsync = true; break;
       case 'writeback_cache': o.writebackCache = true; break;
       case 'no_writeback_cache': o.writebackCache = false; break;
+      case 'killpriv_v2': o.killprivV2 = true; break;
+      case 'no_killpriv_v2': o.killprivV2 = false; break;
       case 'commit': o.commit = num(k, v, 1); break;
       case 'max_write': o.maxWrite = Math.min(num(k, v, 4096), 1 << 20); break;
       case 'big_writes': break; // libfuse 2's; always on
@@ -283,6 +291,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
     },
     writeBack: writebackCacheWanted(opts) ? (node) => fuse.writeBack(node) : undefined,
     invalidateAttributes: writebackCacheWanted(opts) ? (node) => { fuse.invalidateAttributes(node); } : undefined,
+    killPrivs: () => fuse.killprivV2,
   });
   const kernelFlags = kernelMountFlags(opts.kernelFlags);
   const options = [`max_write=${opts.maxWrite}`, `fsname=${path.resolve(device)}`, 'subtype=rmapfs'];
@@ -295,6 +304,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   // no_default_permissions, which asks it not to.
   if (opts.acl && opts.defaultPermissions) options.push('posix_acl');
   options.push(writebackCacheWanted(opts) ? 'writeback_cache' : 'no_writeback_cache');
+  if (opts.killprivV2) options.push('killpriv_v2');
   const fuse = new LowLevelFuse({
     attrTimeout: opts.attrTimeout, entryTimeout: opts.entryTimeout, negativeTimeout: opts.negativeTimeout, spinUs: opts.spinUs,
     onError: (op, err) => log('operation %d failed: %O', op, err),

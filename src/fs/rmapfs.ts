@@ -11,7 +11,7 @@ import type { OpenOptions } from './filesystem';
 import { InodeStore, now } from '../inode/inode';
 import type { Inode } from '../inode/inode';
 import {
-  ATTR_NONE, FORK_EXTENTS, FORK_LOCAL, DATA_FORK_SIZE, S_IFDIR, S_IFLNK, S_ISGID, S_IFMT, S_IFREG, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK,
+  ATTR_NONE, FORK_EXTENTS, FORK_LOCAL, DATA_FORK_SIZE, S_IFDIR, S_IFLNK, S_ISGID, S_ISUID, S_IFMT, S_IFREG, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK,
   IFLAG_APPEND, IFLAG_IMMUTABLE, IFLAG_NOATIME, IFLAGS_DEFINED, IFLAGS_INHERITED,
 } from '../inode/inode-format';
 import type { Timespec } from '../inode/inode-format';
@@ -70,6 +70,29 @@ export interface SetAttr {
   timesAreNow?: boolean;
   /** The change time to set (FUSE's writeback cache sends the kernel's); absent: now. */
   ctime?: Timespec;
+  /** Privileges the change takes away (a truncate, a chown): see PrivDrop. */
+  dropPrivs?: PrivDrop;
+}
+
+/**
+ * What a change takes from a file (never a directory) when the daemon kills privileges itself
+ * (FUSE_HANDLE_KILLPRIV_V2; DEVELOPERS.md, FUSE), by the rules the kernel applies for FUSE
+ * otherwise: `suidgid` drops S_ISUID, and S_ISGID when group-exec is set (fuse_setattr's rule:
+ * a setgid file without group-exec keeps it); `capability` drops security.capability
+ * (cap_inode_killpriv).
+ */
+export interface PrivDrop {
+  suidgid: boolean;
+  capability: boolean;
+}
+
+const S_IXGRP = 0o010;
+const CAPABILITY_ATTR = Buffer.from('security.capability');
+
+/** The mode after dropping suid/sgid (PrivDrop.suidgid). */
+function modeWithoutPrivs(mode: number): number {
+  const withoutSuid = mode & ~S_ISUID;
+  return (mode & S_IXGRP) !== 0 ? withoutSuid & ~S_ISGID : withoutSuid;
 }
 
 /** Who asks for a flag change: uid 0 has CAP_FOWNER and CAP_LINUX_IMMUTABLE. */
@@ -772,6 +795,7 @@ export class Rmapfs {
         if (attr.size < 0) throw new RmapfsError('EINVAL', `negative size ${attr.size}`);
         truncateFile(this.ctx, inode, attr.size);
       }
+      if (attr.dropPrivs !== undefined) this.killPrivs(inode, attr.dropPrivs);
       if (attr.mode !== undefined) {
         inode.mode = (inode.mode & S_IFMT) | (attr.mode & 0o7777);
         // posix_acl_chmod: the access ACL follows the new mode (the mode is its owner, mask, other).
@@ -786,6 +810,34 @@ export class Rmapfs {
       else inode.touch('ctime');
       return this.statOf(inode);
     });
+  }
+
+  /**
+   * Drops privileges before a change (a write, fallocate, copy_file_range into the file) as the
+   * kernel's file_remove_privs does before it: see PrivDrop. Nothing to drop costs no
+   * transaction, and no attribute lookup when the inode has no attributes (every write asks).
+   */
+  dropPrivs(ino: number, drop: PrivDrop): void {
+    if (!this.hasPrivsToDrop(this.inode(ino), drop)) return;
+    this.fs.run(() => this.killPrivs(this.inode(ino), drop));
+  }
+
+  private hasPrivsToDrop(inode: Inode, drop: PrivDrop): boolean {
+    if (inode.isDir) return false;
+    if (drop.suidgid && modeWithoutPrivs(inode.mode) !== inode.mode) return true;
+    return drop.capability && inode.attrFormat !== ATTR_NONE && new AttrFork(inode, this.ctx).get(CAPABILITY_ATTR) !== null;
+  }
+
+  /**
+   * Inside a transaction. Refused (EPERM) on an immutable or append-only file when there is
+   * something to drop, as the kernel's mode change or removexattr for it would be.
+   */
+  private killPrivs(inode: Inode, drop: PrivDrop): void {
+    if (!this.hasPrivsToDrop(inode, drop)) return;
+    refuseFlagged(inode, IFLAGS_PINNED, 'privileges not dropped');
+    if (drop.suidgid) inode.mode = modeWithoutPrivs(inode.mode);
+    if (drop.capability) this.dropAttr(new AttrFork(inode, this.ctx), CAPABILITY_ATTR);
+    inode.touch('ctime');
   }
 
   /**

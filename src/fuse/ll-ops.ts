@@ -11,14 +11,14 @@
 import createDebug from 'debug';
 import { RmapfsError, errnoOf } from '../errors';
 import * as fs from 'fs';
-import type { AclCaller, AtimePolicy, Rmapfs, Stat } from '../fs/rmapfs';
+import type { AclCaller, AtimePolicy, PrivDrop, Rmapfs, Stat } from '../fs/rmapfs';
 import { S_IFMT, S_IFREG } from '../inode/inode-format';
 import type { Timespec } from '../inode/inode-format';
 import { now } from '../inode/inode';
 import { POSIX_ACL_NAMES } from '../attr/posix-acl';
 import { RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT, SEEK_DATA, SEEK_HOLE } from './lowlevel';
 import { decodeFsFlags, decodeFsxattr, encodeFsFlags, encodeFsxattr, flagIoctlOf } from './inode-flags';
-import type { Attr, Caller, DirEntryPlus, Entry, ErrorReply, LowLevelHandlers, Time } from './lowlevel';
+import type { Attr, Caller, DirEntryPlus, Entry, ErrorReply, LowLevelHandlers, SetattrRequest, Time } from './lowlevel';
 
 const log = createDebug('rmapfs:fuse');
 
@@ -71,6 +71,44 @@ export interface LowLevelOpsOptions {
    * writeback's error reaches a writer.
    */
   invalidateAttributes?: (node: number) => void;
+  /**
+   * Whether the kernel leaves killing privileges to the daemon (FUSE_HANDLE_KILLPRIV_V2 granted
+   * at INIT: LowLevelFuse.killprivV2). Then the handlers drop suid/sgid and security.capability
+   * where the kernel would have (see `setattrDrop` and the write, fallocate and copy_file_range
+   * handlers). Absent: false, the kernel does it.
+   */
+  killPrivs?: () => boolean;
+}
+
+/**
+ * Writes by other means than write(2) that the kernel says nothing about (fallocate,
+ * copy_file_range): it checks the caller's CAP_FSETID and sends a SETATTR without attributes
+ * first (below), but that one cannot be told apart from root's chown(f, -1, -1); uid 0 is taken
+ * to have CAP_FSETID, anyone else not.
+ */
+function dropByCaller(caller: Caller): PrivDrop {
+  return { suidgid: caller.uid !== 0, capability: true };
+}
+
+/**
+ * What a SETATTR takes away when the daemon kills privileges (the kernel's rules, FUSE's side
+ * of them: fs/fuse/dir.c fuse_setattr, fuse_do_setattr; fs/open.c chown_common):
+ *  - a truncate (size): suid/sgid when the kernel says the caller lacks CAP_FSETID
+ *    (FATTR_KILL_SUIDGID), security.capability always;
+ *  - a chown (uid or gid, no mode: the kernel no longer sends the mode it would have cleared):
+ *    suid/sgid and security.capability, whoever the caller (chown_common kills them for every
+ *    non-directory; Rmapfs leaves directories alone);
+ *  - nothing at all (ctime at most: chown(f, -1, -1), or file_remove_privs before a write,
+ *    fallocate or copy_file_range by a caller the kernel found without CAP_FSETID): as a chown,
+ *    but suid/sgid only for a caller other than root -- root's write to a file with a capability
+ *    sends it too (cap_inode_killpriv), and must keep suid.
+ * Anything else (chmod, utimes, the writeback cache's times) drops nothing.
+ */
+function setattrDrop(req: SetattrRequest): PrivDrop | undefined {
+  if (req.size !== undefined) return { suidgid: req.killSuidgid, capability: true };
+  if (req.mode !== undefined || req.atime !== undefined || req.mtime !== undefined) return undefined;
+  if (req.uid !== undefined || req.gid !== undefined) return { suidgid: true, capability: true };
+  return dropByCaller(req.caller);
 }
 
 /**
@@ -186,6 +224,11 @@ export class LowLevelOps {
   /** Refuses the ACL names unless the kernel enforces ACLs. */
   private checkAclName(name: string): void {
     if (!this.aclsOn()) refuseAcl(name);
+  }
+
+  /** The kernel leaves killing privileges to us (LowLevelOpsOptions.killPrivs). */
+  private killsPrivs(): boolean {
+    return this.opts.killPrivs?.() ?? false;
   }
 
   private aclsOn(): boolean {
@@ -365,6 +408,7 @@ export class LowLevelOps {
           timesAreNow: !chosenTime(req.atime)
             && (!chosenTime(req.mtime) || (this.opts.writeBack !== undefined && kernelNow(req.mtime))),
           ctime: req.ctime,
+          dropPrivs: this.killsPrivs() ? setattrDrop(req) : undefined,
         });
         return () => reply.attr(this.attr(st));
       }),
@@ -418,16 +462,20 @@ export class LowLevelOps {
         reply.data(this.fsx.read(req.fh, req.offset, req.size));
         this.fsx.noteAccess(req.fh, this.opts.atime);
       }),
+      // Privileges go first, as file_remove_privs does before a write (a failed write leaves them
+      // gone too); the writeback cache's late WRITEs drop nothing: the write(2) that dirtied
+      // the pages did (and one that had suid/sgid to kill went through, not to the cache).
       write: (req, reply) => this.modify('write', reply, 'other', () => {
+        if (this.killsPrivs() && !req.fromCache) this.fsx.dropPrivs(req.fh, { suidgid: req.killSuidgid, capability: true });
         let written: number;
         try {
           written = this.fsx.write(req.fh, req.offset, req.data);
           // A short count is success to write(2), which retries the rest; a writeback would lose it.
-          if (req.writeback && written < req.data.length) {
+          if (req.fromCache && written < req.data.length) {
             throw new RmapfsError('ENOSPC', `writeback of ${req.data.length} bytes at ${req.offset}: ${written} fit`);
           }
         } catch (e) {
-          if (req.writeback) this.writebackFailed(req.ino, e);
+          if (req.fromCache) this.writebackFailed(req.ino, e);
           throw e;
         }
         return () => reply.written(written);
@@ -512,6 +560,7 @@ export class LowLevelOps {
       }),
       fallocate: (req, reply) => this.modify('fallocate', reply, 'other', () => {
         // Every mode the kernel passes on (allocate, KEEP_SIZE, punch hole, zero range); the rest is EOPNOTSUPP.
+        if (this.killsPrivs()) this.fsx.dropPrivs(req.fh, dropByCaller(req.caller));
         this.fsx.fallocate(req.fh, req.mode, req.offset, req.length);
         return () => reply.ok();
       }),
@@ -533,6 +582,7 @@ export class LowLevelOps {
       },
       copyFileRange: (req, reply) => this.modify('copy_file_range', reply, 'other', () => {
         const from = this.ino(req.ino);
+        if (this.killsPrivs()) this.fsx.dropPrivs(this.ino(req.inoOut), dropByCaller(req.caller));
         const copied = this.fsx.copyFileRange(from, req.offset, this.ino(req.inoOut), req.offsetOut, req.length, req.flags);
         return () => {
           reply.written(copied);

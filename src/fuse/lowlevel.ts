@@ -73,7 +73,8 @@ export enum Op {
 export enum In {
   INO = 0, INO2 = 1, FH = 2, OFFSET = 3, SIZE = 4, MODE = 5, FLAGS = 6, UID = 7, GID = 8, PID = 9, UMASK = 10,
   RDEV = 11, TO_SET = 12, A_MODE = 13, A_UID = 14, A_GID = 15, A_SIZE = 16, A_ATIME = 17, A_ATIME_NS = 18,
-  A_MTIME = 19, A_MTIME_NS = 20, HAS_FH = 21, NLOOKUP = 22, FH2 = 23, OFFSET2 = 24, IOCTL_CMD = 25, A_CTIME = 26, A_CTIME_NS = 27, WRITE_FLAGS = 28,
+  A_MTIME = 19, A_MTIME_NS = 20, HAS_FH = 21, NLOOKUP = 22, FH2 = 23, OFFSET2 = 24, IOCTL_CMD = 25, A_CTIME = 26, A_CTIME_NS = 27,
+  KERNEL_FLAGS = 28,
 }
 
 /** Slots of the "out" scratch (reply numbers); native RMAPFS_OUT_SLOTS / RMAPFS_STATFS_SLOTS, checked at load. */
@@ -97,8 +98,13 @@ const SET_ATIME_NOW = 1 << 7;
 const SET_MTIME_NOW = 1 << 8;
 const SET_CTIME = 1 << 10;
 
-/** fuse_write_in.write_flags (linux/fuse.h): the kernel is writing back its page cache. */
+/**
+ * The kernel's own request flags (linux/fuse.h) that the binding passes on while killpriv_v2 is
+ * granted (In.KERNEL_FLAGS): WRITE's write_flags, SETATTR's valid.
+ */
 const FUSE_WRITE_CACHE = 1 << 0;
+const FUSE_WRITE_KILL_SUIDGID = 1 << 2;
+const FATTR_KILL_SUIDGID = 1 << 11;
 
 const EIO = errnoOf('EIO');
 const ENOENT = errnoOf('ENOENT');
@@ -146,6 +152,8 @@ interface FuseAddon {
   pending(session: SessionHandle): boolean;
   /** INIT granted POSIX ACLs (asked for with the posix_acl option). */
   posixAcl(session: SessionHandle): boolean;
+  /** INIT's reply carried FUSE_HANDLE_KILLPRIV_V2 (asked for with the killpriv_v2 option). */
+  killprivV2(session: SessionHandle): boolean;
   /** The kernel writes the inode's dirty pages back and drops its cache (on a worker thread); done(0 or errno). */
   writeBack(session: SessionHandle, ino: number, done: (errno: number) => void): void;
   invalidateAttributes(session: SessionHandle, ino: number): number;
@@ -341,6 +349,11 @@ export interface SetattrRequest extends InoRequest {
   mtime?: Time | 'now';
   /** Sent by the writeback cache with the mtime it kept (the kernel owns a cached file's times). */
   ctime?: Time;
+  /**
+   * A truncate by a caller without CAP_FSETID (FATTR_KILL_SUIDGID): suid/sgid must go. Only
+   * while killpriv_v2 is granted (LowLevelFuse.killprivV2); false otherwise.
+   */
+  killSuidgid: boolean;
 }
 export interface MknodRequest extends NameRequest { mode: number; rdev: number }
 export interface MkdirRequest extends NameRequest { mode: number }
@@ -351,8 +364,18 @@ export interface LinkRequest extends InoRequest { newParent: number; newName: st
 export interface OpenRequest extends InoRequest { flags: number }
 export interface ReadRequest extends FhRequest { offset: number; size: number }
 /** `data` is this request's own copy: keep it if you like. */
-/** `writeback`: the kernel writing back its page cache (FUSE_WRITE_CACHE), no write(2) waits for the answer. */
-export interface WriteRequest extends FhRequest { offset: number; data: Buffer; writeback: boolean }
+export interface WriteRequest extends FhRequest {
+  offset: number;
+  data: Buffer;
+  /**
+   * killSuidgid: the writer lacks CAP_FSETID (FUSE_WRITE_KILL_SUIDGID), suid/sgid must go; only
+   * while killpriv_v2 is granted (LowLevelFuse.killprivV2), false otherwise. fromCache: the
+   * kernel's writeback of cached pages (FUSE_WRITE_CACHE), not a write(2) -- which was checked
+   * back then, and waits for no answer now (always known).
+   */
+  killSuidgid: boolean;
+  fromCache: boolean;
+}
 export interface ReleaseRequest extends FhRequest { flags: number }
 export interface FsyncRequest extends FhRequest { datasync: boolean }
 export interface ReaddirRequest extends FhRequest { offset: number; size: number }
@@ -711,8 +734,8 @@ export class LowLevelFuse {
    * max_read=, the kernel's flags ro, nosuid, nodev, noexec, sync, dirsync,
    * noatime..., debug) plus max_write= (the largest write request, up to
    * libfuse 3's 1 MiB; libfuse's own default is that 1 MiB), which the
-   * binding applies at INIT, and posix_acl (ask the kernel for POSIX ACLs at
-   * INIT: see `posixAcl`). big_writes and nonempty (libfuse 2 options; 3
+   * binding applies at INIT, posix_acl (ask the kernel for POSIX ACLs at
+   * INIT: see `posixAcl`) and killpriv_v2 (see `killprivV2`). big_writes and nonempty (libfuse 2 options; 3
    * always does both) are accepted and ignored. Anything else, e.g. the
    * high-level attr_timeout=, is refused: timeouts are LowLevelOptions here,
    * and st_ino is always the real inode number. Every request, INIT
@@ -761,6 +784,18 @@ export class LowLevelFuse {
   get posixAcl(): boolean {
     if (this.session === null) return false;
     return addon().posixAcl(this.session);
+  }
+
+  /**
+   * Whether the kernel leaves killing privileges to us: the killpriv_v2 option asked for
+   * FUSE_HANDLE_KILLPRIV_V2 and INIT's reply carried it (the binding adds it: libfuse 3.14 does
+   * not know it). The kernel then sets SB_NOSEC, so a write no longer costs a GETXATTR of
+   * security.capability, and no longer clears suid/sgid on write, truncate and chown itself: the
+   * handlers must (WriteRequest/SetattrRequest.killSuidgid, and chown). False until INIT.
+   */
+  get killprivV2(): boolean {
+    if (this.session === null) return false;
+    return addon().killprivV2(this.session);
   }
 
   /**
@@ -859,7 +894,12 @@ export class LowLevelFuse {
           break;
         case Op.OPEN: r = h.open?.({ caller, ino, flags }, reply); break;
         case Op.READ: r = h.read?.({ caller, ino, fh, offset, size }, reply); break;
-        case Op.WRITE: r = h.write?.({ caller, ino, fh, offset, data: data ?? Buffer.alloc(0), writeback: (i[In.WRITE_FLAGS] & FUSE_WRITE_CACHE) !== 0 }, reply); break;
+        case Op.WRITE: {
+          const writeFlags = i[In.KERNEL_FLAGS];
+          r = h.write?.({ caller, ino, fh, offset, data: data ?? Buffer.alloc(0),
+            killSuidgid: (writeFlags & FUSE_WRITE_KILL_SUIDGID) !== 0, fromCache: (writeFlags & FUSE_WRITE_CACHE) !== 0 }, reply);
+          break;
+        }
         case Op.FLUSH: r = h.flush?.({ caller, ino, fh }, reply); break;
         case Op.RELEASE: r = h.release?.({ caller, ino, fh, flags }, reply); break;
         case Op.FSYNC: r = h.fsync?.({ caller, ino, fh, datasync: flags !== 0 }, reply); break;
@@ -910,7 +950,8 @@ export class LowLevelFuse {
 
   private setattrRequest(i: Float64Array, caller: Caller, ino: number): SetattrRequest {
     const toSet = i[In.TO_SET];
-    const req: SetattrRequest = { caller, ino, fh: i[In.HAS_FH] ? (i[In.FH]) : null };
+    const req: SetattrRequest = { caller, ino, fh: i[In.HAS_FH] ? (i[In.FH]) : null,
+      killSuidgid: (i[In.KERNEL_FLAGS] & FATTR_KILL_SUIDGID) !== 0 };
     if (toSet & SET_MODE) req.mode = i[In.A_MODE];
     if (toSet & SET_UID) req.uid = i[In.A_UID];
     if (toSet & SET_GID) req.gid = i[In.A_GID];

@@ -122,6 +122,13 @@ t.test('the writeback cache: on by default, -o no_writeback_cache turns it off, 
   t.end();
 });
 
+t.test('killpriv_v2: on by default, -o no_killpriv_v2 turns it off', (t) => {
+  t.ok(parseMountOptions('').killprivV2, 'on by default (the daemon kills privileges; writes cost no GETXATTR)');
+  t.notOk(parseMountOptions('no_killpriv_v2').killprivV2, 'no_killpriv_v2');
+  t.ok(parseMountOptions('no_killpriv_v2,killpriv_v2').killprivV2, 'the last one given wins');
+  t.end();
+});
+
 t.test("the kernel's sync and atime flags as the daemon follows them", (t) => {
   const entry = (mountOptions: string, superOptions: string) => ({ mountpoint: '/m', fstype: 'fuse.rmapfs', source: '/i',
     mountOptions: mountOptions.split(','), superOptions: superOptions.split(',') });

@@ -121,7 +121,7 @@ function serve(h: LowLevelHandlers, fsx: Rmapfs, recorder: WriteLogRecorder, see
       if (r.errno === 0) files.push({ ino: r.entryIno, name, dir });
     } else if (pick <= 3) {
       const data = crypto.randomBytes(1 + rng.int(20000));
-      send(false, (reply) => h.write!({ ino: file.ino, fh: file.ino, offset: rng.int(60000), data, writeback: false, caller }, reply));
+      send(false, (reply) => h.write!({ ino: file.ino, fh: file.ino, offset: rng.int(60000), data, caller, killSuidgid: false, fromCache: false }, reply));
     } else if (pick === 4) {
       const name = `d${serial++}`;
       const r = send(true, (reply) => h.mkdir!({ parent: dir, name, mode: 0o755, caller }, reply));
@@ -131,7 +131,7 @@ function serve(h: LowLevelHandlers, fsx: Rmapfs, recorder: WriteLogRecorder, see
       const r = send(true, (reply) => h.rename!({ parent: file.dir, name: file.name, newParent: dir, newName: name, flags: 0, caller }, reply));
       if (r.errno === 0) Object.assign(file, { name, dir });
     } else if (pick === 6) {
-      send(false, (reply) => h.setattr!({ ino: file.ino, fh: null, size: rng.int(30000), mode: 0o600 + rng.int(0o100), caller }, reply));
+      send(false, (reply) => h.setattr!({ ino: file.ino, fh: null, size: rng.int(30000), mode: 0o600 + rng.int(0o100), caller, killSuidgid: false }, reply));
     } else if (pick === 7) {
       const name = `user.a${rng.int(3)}`;
       if (rng.int(2) === 0) send(false, (reply) => h.setxattr!({ ino: file.ino, name, value: crypto.randomBytes(1 + rng.int(100)), flags: 0, caller }, reply));
@@ -245,7 +245,7 @@ t.test('-o sync: a failing log force is the request\'s error, not a success', (t
   t.equal(created.errno, 0, 'create replied');
   faults.set('sync@1');
   const written = new RecordingReply(() => undefined);
-  h.write!({ ino: created.entryIno, fh: created.entryIno, offset: 0, data: Buffer.alloc(5000, 7), writeback: false, caller }, written);
+  h.write!({ ino: created.entryIno, fh: created.entryIno, offset: 0, data: Buffer.alloc(5000, 7), caller, killSuidgid: false, fromCache: false }, written);
   t.equal(written.errno, 5, 'the write whose force failed is answered EIO');
   t.not(fsx.fs.shutdownWhy, null, 'and the filesystem is shut down');
   const next = new RecordingReply(() => undefined);
