@@ -242,7 +242,7 @@ export class Allocator implements InobtBlockSource {
     }
     let maxLen = req.maxLen;
     if (req.useReserve !== true) {
-      const usable = this.freeBlocks() - this.reservePool;
+      const usable = this.availableBlocks();
       if (usable < req.minLen) {
         throw new RmapfsError('ENOSPC', `no free extent of ${req.minLen} block${req.minLen === 1 ? '' : 's'} outside the reserve pool (${this.reservePool} blocks)`);
       }
@@ -402,7 +402,24 @@ export class Allocator implements InobtBlockSource {
 
   /** Free blocks an ordinary allocation may take: all but the reserve pool (what statfs reports free). */
   availableBlocks(): number {
-    return Math.max(0, this.freeBlocks() - this.reservePool);
+    return Math.max(0, this.usableFree(() => 0) - this.reservePool);
+  }
+
+  /**
+   * Free blocks (less `held(ag)`) in the AGs allocations may use: an AG known damaged, or whose
+   * header fails to read (which marks it so), counts nothing -- it is stepped around anyway.
+   */
+  private usableFree(held: (ag: AllocGroup) => number): number {
+    let sum = 0;
+    for (const ag of this.ags) {
+      if (this.spaceSick(ag)) continue;
+      try {
+        sum += this.inAg(ag, 'counting free space', () => ag.freeBlocks - held(ag));
+      } catch (e) {
+        if (!(e instanceof RmapfsError)) throw e;
+      }
+    }
+    return sum;
   }
 
   /**
@@ -412,7 +429,7 @@ export class Allocator implements InobtBlockSource {
    * from ordinary free space).
    */
   repairBudget(): number {
-    return Math.max(0, this.ags.reduce((sum, ag) => sum + ag.freeBlocks - ag.busyBlocks, 0) - this.reservePool);
+    return Math.max(0, this.usableFree((ag) => ag.busyBlocks) - this.reservePool);
   }
 
   /** Freed extents waiting for a log force before they may be reused. */
