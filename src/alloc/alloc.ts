@@ -242,9 +242,15 @@ export class Allocator implements InobtBlockSource {
     }
     let maxLen = req.maxLen;
     if (req.useReserve !== true) {
-      const usable = this.availableBlocks();
+      const free = this.usableFree(() => 0);
+      const usable = free.blocks - this.reservePool;
       if (usable < req.minLen) {
-        throw new RmapfsError('ENOSPC', `no free extent of ${req.minLen} block${req.minLen === 1 ? '' : 's'} outside the reserve pool (${this.reservePool} blocks)`);
+        // A damaged AG that was not counted may be what was needed: its refusal says more than ENOSPC.
+        if (req.agno !== undefined && this.spaceSick(this.ag(req.agno))) throw this.sickRefusal(this.ag(req.agno), 'cannot allocate');
+        if (free.failure !== null) throw free.failure;
+        const sick = this.ags.filter((ag) => this.spaceSick(ag)).map((ag) => ag.agno);
+        const damaged = sick.length === 0 ? '' : `; AG ${sick.join(', ')} ${sick.length === 1 ? 'is' : 'are'} not used (damaged metadata)`;
+        throw new RmapfsError('ENOSPC', `no free extent of ${req.minLen} block${req.minLen === 1 ? '' : 's'} outside the reserve pool (${this.reservePool} blocks)${damaged}`);
       }
       maxLen = Math.min(maxLen, usable);
     }
@@ -402,24 +408,27 @@ export class Allocator implements InobtBlockSource {
 
   /** Free blocks an ordinary allocation may take: all but the reserve pool (what statfs reports free). */
   availableBlocks(): number {
-    return Math.max(0, this.usableFree(() => 0) - this.reservePool);
+    return Math.max(0, this.usableFree(() => 0).blocks - this.reservePool);
   }
 
   /**
    * Free blocks (less `held(ag)`) in the AGs allocations may use: an AG known damaged, or whose
    * header fails to read (which marks it so), counts nothing -- it is stepped around anyway.
+   * `failure`: the first such read error, for a caller that cannot go on without that AG.
    */
-  private usableFree(held: (ag: AllocGroup) => number): number {
-    let sum = 0;
+  private usableFree(held: (ag: AllocGroup) => number): { blocks: number; failure: RmapfsError | null } {
+    let blocks = 0;
+    let failure: RmapfsError | null = null;
     for (const ag of this.ags) {
       if (this.spaceSick(ag)) continue;
       try {
-        sum += this.inAg(ag, 'counting free space', () => ag.freeBlocks - held(ag));
+        blocks += this.inAg(ag, 'counting free space', () => ag.freeBlocks - held(ag));
       } catch (e) {
         if (!(e instanceof RmapfsError)) throw e;
+        failure ??= e;
       }
     }
-    return sum;
+    return { blocks, failure };
   }
 
   /**
@@ -429,7 +438,7 @@ export class Allocator implements InobtBlockSource {
    * from ordinary free space).
    */
   repairBudget(): number {
-    return Math.max(0, this.usableFree((ag) => ag.busyBlocks) - this.reservePool);
+    return Math.max(0, this.usableFree((ag) => ag.busyBlocks).blocks - this.reservePool);
   }
 
   /** Freed extents waiting for a log force before they may be reused. */
