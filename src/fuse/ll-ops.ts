@@ -244,10 +244,15 @@ export class LowLevelOps {
 
   /** Runs one request, answering an RmapfsError with its errno and anything else with EIO. */
   private run(what: string, reply: ErrorReply, fn: () => void): void {
+    const health = this.fsx.fs.alloc.inodeHealth;
+    // What a structure found damaged meanwhile was found doing (alloc/health.ts).
+    health.activity = `serving ${what}`;
     try {
       fn();
     } catch (e) {
       this.fail(what, reply, e);
+    } finally {
+      health.activity = 'using it';
     }
   }
 
@@ -261,6 +266,8 @@ export class LowLevelOps {
    * reference (an entry, an open handle) counts it only when it is sent.
    */
   private modify(what: string, reply: ErrorReply, kind: Change, change: () => () => void): void {
+    const health = this.fsx.fs.alloc.inodeHealth;
+    health.activity = `serving ${what}`;
     try {
       if (this.opts.readOnly && (this.opts.stillReadOnly?.() ?? true)) throw new RmapfsError('EROFS', 'read-only mount');
       const answer = change();
@@ -268,6 +275,8 @@ export class LowLevelOps {
       answer();
     } catch (e) {
       this.fail(what, reply, e);
+    } finally {
+      health.activity = 'using it';
     }
   }
 
