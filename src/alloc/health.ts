@@ -203,6 +203,8 @@ export class InodeHealthTable {
   private readonly records = new Map<number, HealthRecord<InodeStructure>>();
   /** Sick inode records dropped to keep the bound since the mount. */
   sickForgotten = 0;
+  /** The last check of every inode (a scrub's or a repair's file pass), or null: none since the mount. */
+  lastFullCheck: { at: number; how: HealthSource } | null = null;
   /** What the filesystem is doing with inodes, said in a note when a verifier fails meanwhile. */
   activity = 'using it';
 
