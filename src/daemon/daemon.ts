@@ -18,8 +18,9 @@ import { startCtlServer } from '../ctl/ctl';
 import { daemonGoneMessage, findMount, isMounted, kernelDaemonFlags, mountpointDaemonGone, superblockReadOnly } from '../io/mountinfo';
 import { watchMountTable } from '../fuse/lowlevel';
 import { refusal, refusalFrom } from '../ctl/ctl';
-import type { CtlServer } from '../ctl/ctl';
-import { sickStructures } from '../ctl/health-report';
+import type { CtlReply, CtlServer } from '../ctl/ctl';
+import { healthSummary, sickStructures } from '../ctl/health-report';
+import { DaemonEvents } from './events';
 import { onlineRepair, onlineScrub, requestedStructures } from '../fsck/online';
 import { isRepairable } from '../fsck/table';
 import { FaultInjector } from '../io/fault-injector';
@@ -223,6 +224,15 @@ export function writebackCacheWanted(o: MountOptions): boolean {
   return o.writebackCache && !o.sync;
 }
 
+/** A finished repair in a few words, for its event. */
+function repairSummary(reply: CtlReply): string {
+  const count = (k: string): number => (Array.isArray(reply[k]) ? (reply[k] as unknown[]).length : 0);
+  const rebuilt = count('ags') + count('freeSpace') + count('inodeBtree') + count('headers');
+  const left = (reply.scrub as { problemCount?: number } | undefined)?.problemCount ?? 0;
+  return `${rebuilt} AG or filesystem structures rebuilt, ${count('files')} file structures repaired, ${count('unrepairable')} refused;`
+    + ` ${left} problems left`;
+}
+
 /** The options a remount can change, as `rmapfs status` shows them. */
 export function describeLiveOptions(o: MountOptions): string {
   return [o.sync ? 'sync' : 'async', ...(o.dirsync ? ['dirsync'] : []), o.atime.mode,
@@ -240,6 +250,7 @@ export interface RunningDaemon {
 /** Mounts and serves until unmounted (or stopped). */
 export function startDaemon(device: string, mountpoint: string, opts: MountOptions): RunningDaemon {
   const mnt = path.resolve(mountpoint);
+  const events = new DaemonEvents(mnt);
   let st: fs.Stats;
   try {
     st = fs.statSync(mnt);
@@ -254,6 +265,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   const writeLog = opts.writeLog === null ? null : new WriteLogRecorder(opts.writeLog, fs.statSync(device).size);
   const openFilesystem = (readOnly: boolean): Rmapfs => {
     const opened = Rmapfs.open(device, { readOnly, interposers: writeLog === null ? [faults] : [faults, writeLog] });
+    opened.fs.alloc.healthEvents.listen((e) => events.health(e));
     opened.fs.onShutdown = (why) => {
       // The one line an administrator needs: on stderr (seen with -f) and in the system log.
       const line = `rmapfs: ${mnt}: ${why}; the filesystem is shut down (read-only from now on): unmount it and mount it again`;
@@ -395,6 +407,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
     finished = true;
     if (commitTimer !== null) clearInterval(commitTimer);
     stopWatchingMounts();
+    events.close();
     ctl?.close();
     log('stopping (%s)', why);
     const close = (): void => {
@@ -431,7 +444,16 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
         return { ok: true, device: path.resolve(device), mountpoint: mnt, pid: process.pid, readOnly,
           blocks: s.blocks, freeBlocks: s.bfree, agCount: fsx.fs.geo.agCount, orphans: fsx.orphanCount,
           options: describeLiveOptions(live), internalErrors: ops.internalErrors, shutdown: fsx.fs.shutdownWhy ?? 'no',
-          faultsInjected: faults.injected, requests: fuse.requestCounts(), damaged: sickStructures(fsx.fs.alloc, isRepairable) };
+          faultsInjected: faults.injected, requests: fuse.requestCounts(), health: healthSummary(fsx.fs.alloc),
+          damaged: sickStructures(fsx.fs.alloc, isRepairable) };
+      }
+      case 'events': {
+        // `rmapfs events`: the connection stays open, an event line each, until the client goes or the mount does.
+        return new Promise<CtlReply>((resolve) => {
+          const stop = events.subscribe(send, () => resolve(refusal('ESHUTDOWN', `${mnt} was unmounted`)));
+          signal.addEventListener('abort', () => { stop(); resolve({ ok: true }); }, { once: true });
+          send({ event: 'subscribed', mountpoint: mnt });
+        });
       }
       case 'remount': {
         // `rmapfs mount -o remount,...`: first a dry run (an option that cannot change refuses it
@@ -492,9 +514,15 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
             (e: unknown) => refusalFrom(e));
         }
         repairing = true;
+        const what = { types: Array.isArray(req.types) ? req.types.join(',') : null, ag: asked.agno, ino: asked.ino, forceRebuild: req.forceRebuild === true };
+        events.repair({ phase: 'started', ...what });
         return onlineRepair(fsx, asked.selected, asked.agno, {
           forceRebuild: req.forceRebuild === true, measureHeap: req.measureHeap === true, cancelled: () => signal.aborted, ino: asked.ino,
         }, hooks).catch((e: unknown) => refusalFrom(e, 'repair failed: '))
+          .then((reply) => {
+            events.repair({ phase: 'finished', ...what, ok: reply.ok, ...(reply.ok ? { summary: repairSummary(reply) } : { error: reply.error ?? 'failed' }) });
+            return reply;
+          })
           .finally(() => { repairing = false; });
       }
       default:
