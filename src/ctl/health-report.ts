@@ -116,7 +116,7 @@ export function describeHealth(h: HealthSummary): string {
   const i = h.inodes;
   return `AG structures ${c(h.ags)}; filesystem ${c(h.filesystem)}; inode structures ${i.healthy} healthy, ${i.sick} sick`
     + ` (of ${i.inodesKept} inodes kept, at most ${i.limit}${i.sickForgotten > 0 ? `; ${i.sickForgotten} sick ones forgotten: scrub finds them again` : ''});`
-    + ` every inode last checked ${i.lastFullCheck ?? 'never since the mount'}`;
+    + ` ${i.lastFullCheck === null ? 'no check of every inode since the mount' : `every inode checked at ${i.lastFullCheck}`}`;
 }
 
 /** Where a structure is, as the user is told: "AG 2: ", "inode 131 (AG 0): ", or nothing for the filesystem's. */
@@ -132,7 +132,7 @@ export function describeHealthEvent(e: HealthEvent): string {
   const when = new Date(e.at).toISOString();
   if (e.repairFailed !== undefined) return `${where}${label} still damaged: ${e.repairFailed}`;
   if (e.state === 'sick') return `${where}${label} is damaged (found by ${HOW_TEXT[e.how]} at ${when} while ${e.during}: ${e.what})`;
-  return `${where}${label} is healthy (${e.was === 'sick' ? 'was damaged; ' : ''}${e.how === 'scrub' ? 'checked by a scrub' : e.how === 'repair' ? 'a repair' : 'checked'} at ${when}: ${e.what})`;
+  return `${where}${label} is healthy (${e.was === 'sick' ? 'was damaged; ' : ''}${HOW_TEXT[e.how]} at ${when} while ${e.during}: ${e.what})`;
 }
 
 /** The lines `rmapfs status` prints for one sick structure. */

@@ -520,7 +520,7 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
           forceRebuild: req.forceRebuild === true, measureHeap: req.measureHeap === true, cancelled: () => signal.aborted, ino: asked.ino,
         }, hooks).catch((e: unknown) => refusalFrom(e, 'repair failed: '))
           .then((reply) => {
-            events.repair({ phase: 'finished', ...what, ok: reply.ok, ...(reply.ok ? { summary: repairSummary(reply) } : { error: reply.error ?? 'failed' }) });
+            events.repair({ phase: 'finished', ...what, succeeded: reply.ok, ...(reply.ok ? { summary: repairSummary(reply) } : { error: reply.error ?? 'failed' }) });
             return reply;
           })
           .finally(() => { repairing = false; });

@@ -41,7 +41,10 @@ export function healthEventJson(e: HealthEvent): CtlEvent {
   };
 }
 
-/** What a repair request did, as an event: started (what was asked), finished (ok or the error's line). */
+/**
+ * What a repair request did, as an event: started (what was asked), finished (`succeeded`, and a
+ * summary or the error's line). Never an `ok` field: that marks the reply that ends a ctl request.
+ */
 export interface RepairEvent extends CtlEvent {
   event: 'repair';
   at: string;
@@ -55,7 +58,7 @@ export function eventLine(e: CtlEvent): string {
       e.ag !== null && e.ag !== undefined ? `AG ${String(e.ag)}` : null, e.ino !== null && e.ino !== undefined ? `inode ${String(e.ino)}` : null]
       .filter((x) => x !== null).join(', ');
     if (e.phase === 'started') return `repair started (${asked}${e.forceRebuild === true ? ', forced rebuild' : ''})`;
-    return e.ok === true ? `repair finished (${asked}): ${String(e.summary)}` : `repair failed (${asked}): ${String(e.error)}`;
+    return e.succeeded === true ? `repair finished (${asked}): ${String(e.summary)}` : `repair failed (${asked}): ${String(e.error)}`;
   }
   return String(e.line);
 }
@@ -81,8 +84,8 @@ export class DaemonEvents {
   }
 
   repair(e: { phase: RepairEvent['phase']; [field: string]: unknown }): void {
-    const ev: RepairEvent = { ...e, event: 'repair', at: new Date().toISOString(), phase: e.phase };
-    this.publish(ev, ev.phase === 'finished' && ev.ok !== true ? LOG_WARNING : LOG_NOTICE, eventLine(ev));
+    const ev: RepairEvent = { event: 'repair', at: new Date().toISOString(), ...e };
+    this.publish(ev, ev.phase === 'finished' && ev.succeeded !== true ? LOG_WARNING : LOG_NOTICE, eventLine(ev));
   }
 
   private publish(e: CtlEvent, priority: number, line: string): void {

@@ -112,7 +112,7 @@ function markInodeChecked(fsx: Rmapfs, ino: number, selected: readonly Structure
   for (const s of selected) {
     if (!isInodeStructure(s) || !inodeHasStructure(fsx, ino, s)) continue;
     if (problems.some((p) => p.ino === ino && structureOfProblem(p) === s)) continue;
-    fsx.fs.alloc.inodeHealth.markHealthy(ino, s, how, during);
+    fsx.fs.alloc.inodeHealth.markHealthy(ino, s, how, during, 'checked clean');
   }
 }
 

@@ -97,7 +97,7 @@ export function markHealthFromProblems(alloc: Allocator, agnos: readonly number[
   for (const s of checked) {
     if (structureFacts(s).scope !== 'filesystem') continue;
     const message = fsFound.get(s as FsStructure);
-    if (message === undefined) alloc.fsHealth.markHealthy(s as FsStructure);
+    if (message === undefined) alloc.fsHealth.markHealthy(s as FsStructure, how, during, 'checked clean');
     else alloc.fsHealth.markSick(s as FsStructure, how, message, during);
   }
   const inodeChecked = INODE_STRUCTURES.filter((s) => checked.includes(s));
@@ -105,7 +105,7 @@ export function markHealthFromProblems(alloc: Allocator, agnos: readonly number[
     for (const ino of alloc.inodeHealth.inodes()) {
       const record = alloc.inodeHealth.get(ino)!;
       for (const s of inodeChecked) {
-        if (record.known(s) !== undefined && inodeFound.get(ino)?.has(s) !== true) alloc.inodeHealth.markHealthy(ino, s, how, during);
+        if (record.known(s) !== undefined && inodeFound.get(ino)?.has(s) !== true) alloc.inodeHealth.markHealthy(ino, s, how, during, 'checked clean');
       }
     }
     alloc.inodeHealth.lastFullCheck = { at: Date.now(), how };
@@ -116,7 +116,7 @@ export function markHealthFromProblems(alloc: Allocator, agnos: readonly number[
     const ag = alloc.ag(agno);
     const found = byAg.get(agno);
     if (found === undefined) {
-      for (const s of agChecked) ag.health.markHealthy(s);
+      for (const s of agChecked) ag.health.markHealthy(s, how, during, 'checked clean');
       continue;
     }
     // Coverage problems beside free-space ones may be the free space's alone: do not blame the rmap for them.
