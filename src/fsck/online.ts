@@ -208,8 +208,8 @@ function checkTrusted(fsx: Rmapfs, name: StructureName, agnos: readonly number[]
  * What the closing scrub checks: every AG structure, the summary counters
  * when they were recomputed, and the files (against the rmap) when some
  * were repaired or an rmap rebuild left a fork's mapping out (`sickForks`:
- * two attribute records naming one value block, say; there is no per-inode
- * health record, so the scrub is what reports the fork).
+ * two attribute records naming one value block, say: the scrub is what finds
+ * the fork, and marks it in the inode's health record).
  */
 function closingScrubOf(headers: readonly HeaderRepairResult[], files: readonly FileRepairResult[],
   rmaps: readonly RmapRepairResult[]): StructureName[] {
