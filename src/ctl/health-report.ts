@@ -131,8 +131,8 @@ export function describeHealthEvent(e: HealthEvent): string {
   const label = structureLabel(e.structure);
   const when = new Date(e.at).toISOString();
   if (e.repairFailed !== undefined) return `${where}${label} still damaged: ${e.repairFailed}`;
-  if (e.state === 'sick') return `${where}${label} is damaged (found by ${HOW_TEXT[e.how]} at ${when} while ${e.during}: ${e.what})`;
-  return `${where}${label} is healthy (${e.was === 'sick' ? 'was damaged; ' : ''}${HOW_TEXT[e.how]} at ${when} while ${e.during}: ${e.what})`;
+  if (e.state === 'sick') return `${where}${label} is damaged (found by ${e.how === 'repair' ? 'a repair' : HOW_TEXT[e.how]} at ${when} while ${e.during}: ${e.what})`;
+  return `${where}${label} is healthy (${e.was === 'sick' ? 'was damaged; ' : ''}${e.how === 'repair' ? 'a repair' : HOW_TEXT[e.how]} at ${when} while ${e.during}: ${e.what})`;
 }
 
 /** The lines `rmapfs status` prints for one sick structure. */

@@ -345,7 +345,11 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
       filesRescrubbed = true;
       // The link counts are the file pass's findings too.
       const fileStructures = selected.filter((s) => isInodeStructure(s) || s === 'nlinks');
-      const again = onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(fileStructures, agno), scrubOptionsOf(hooks)), ino);
+      const rescrub = await scrubLiveSliced(fsx.fs, tableChecker(fileStructures, agno), scrubOptionsOf(hooks));
+      // What the first scrub blamed on files that the rebuilt AG structures explain is healthy now.
+      markHealthFromProblems(fsx.fs.alloc, agnos, rescrub.problems, 'repair', 'checking again after a rebuild', fileStructures,
+        rescrub.inodesChecked && ino === null);
+      const again = onlyInode(rescrub, ino);
       for (const f of fileStructures) damaged.delete(f);
       noteDamage(damaged, again.problems, fileStructures);
     }
