@@ -25,7 +25,8 @@ options:
   --json       one JSON object a line: {event: "health", at, agno, ino?,
                structure, name, state, was, how, during, message,
                repairFailed?} or {event: "repair", at, phase, types, ag,
-               ino, forceRebuild, succeeded?, summary?, error?}
+               ino, forceRebuild, automatic?, succeeded?,
+               summary?, error?}
 
 exit status: 0 interrupted, 4 the mount went away or is not an rmapfs mount
 or its daemon cannot be reached (the line ends with the errno name), 8 usage.`;

@@ -57,8 +57,9 @@ export function eventLine(e: CtlEvent): string {
     const asked = [e.types !== null && e.types !== undefined ? `types ${String(e.types)}` : 'every structure',
       e.ag !== null && e.ag !== undefined ? `AG ${String(e.ag)}` : null, e.ino !== null && e.ino !== undefined ? `inode ${String(e.ino)}` : null]
       .filter((x) => x !== null).join(', ');
-    if (e.phase === 'started') return `repair started (${asked}${e.forceRebuild === true ? ', forced rebuild' : ''})`;
-    return e.succeeded === true ? `repair finished (${asked}): ${String(e.summary)}` : `repair failed (${asked}): ${String(e.error)}`;
+    const repair = e.automatic === true ? 'automatic repair' : 'repair';
+    if (e.phase === 'started') return `${repair} started (${asked}${e.forceRebuild === true ? ', forced rebuild' : ''})`;
+    return e.succeeded === true ? `${repair} finished (${asked}): ${String(e.summary)}` : `${repair} failed (${asked}): ${String(e.error)}`;
   }
   return String(e.line);
 }
