@@ -7,7 +7,7 @@
 import { RmapfsError } from '../errors';
 import { ctlRequest } from '../ctl/ctl';
 import type { CtlEvent, CtlReply } from '../ctl/ctl';
-import { findMount } from '../io/mountinfo';
+import { daemonGoneMessage, findMount, mountpointDaemonGone } from '../io/mountinfo';
 import { eventLine } from '../daemon/events';
 import type { Command } from './args';
 import { ONLINE_CLEAN, ONLINE_OPERATIONAL, mountpointArgument, onlineError, refused, runOnline } from './scrub';
@@ -63,6 +63,8 @@ export const eventsCommand: Command = {
         if (!(e instanceof RmapfsError)) throw e;
         // The daemon exited before it could say so (an unmount, a crash): the connection just closed.
         if (mountGone(mountpoint) && e.code !== 'EINVAL') throw onlineError(new RmapfsError('ESHUTDOWN', `${mountpoint} was unmounted`), ONLINE_OPERATIONAL);
+        // The daemon died (killed, crashed): the mount is still there, answering ENOTCONN.
+        if (mountpointDaemonGone(mountpoint)) throw onlineError(new RmapfsError('ENOTCONN', daemonGoneMessage(mountpoint)), ONLINE_OPERATIONAL);
         throw onlineError(e, ONLINE_OPERATIONAL);
       } finally {
         process.removeListener('SIGINT', interrupted);
