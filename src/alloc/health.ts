@@ -205,8 +205,16 @@ export class InodeHealthTable {
   sickForgotten = 0;
   /** The last check of every inode (a scrub's or a repair's file pass), or null: none since the mount. */
   lastFullCheck: { at: number; how: HealthSource } | null = null;
-  /** What the filesystem is doing with inodes, said in a note when a verifier fails meanwhile. */
-  activity = 'using it';
+  /**
+   * The FUSE request being served (its name: "lookup", "read"...), null between requests: said in a
+   * note when a verifier fails meanwhile. A name, not a sentence, so setting it per request costs nothing.
+   */
+  request: string | null = null;
+
+  /** What the filesystem is doing with inodes now, as a note says it. */
+  get activity(): string {
+    return this.request === null ? 'using it' : `serving ${this.request}`;
+  }
 
   constructor(private readonly agnoOf: (ino: number) => number, private readonly bus: HealthBus | null = null,
     readonly limit = INODE_HEALTH_LIMIT) {}

@@ -245,14 +245,14 @@ export class LowLevelOps {
   /** Runs one request, answering an RmapfsError with its errno and anything else with EIO. */
   private run(what: string, reply: ErrorReply, fn: () => void): void {
     const health = this.fsx.fs.alloc.inodeHealth;
-    // What a structure found damaged meanwhile was found doing (alloc/health.ts).
-    health.activity = `serving ${what}`;
+    // What an inode structure found damaged meanwhile was found doing (alloc/health.ts).
+    health.request = what;
     try {
       fn();
     } catch (e) {
       this.fail(what, reply, e);
     } finally {
-      health.activity = 'using it';
+      health.request = null;
     }
   }
 
@@ -267,7 +267,7 @@ export class LowLevelOps {
    */
   private modify(what: string, reply: ErrorReply, kind: Change, change: () => () => void): void {
     const health = this.fsx.fs.alloc.inodeHealth;
-    health.activity = `serving ${what}`;
+    health.request = what;
     try {
       if (this.opts.readOnly && (this.opts.stillReadOnly?.() ?? true)) throw new RmapfsError('EROFS', 'read-only mount');
       const answer = change();
@@ -276,7 +276,7 @@ export class LowLevelOps {
     } catch (e) {
       this.fail(what, reply, e);
     } finally {
-      health.activity = 'using it';
+      health.request = null;
     }
   }
 
