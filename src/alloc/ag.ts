@@ -24,6 +24,7 @@ import { inoBtreeOps } from './inode-btree';
 import { bnoBtreeOps, bnoKey, cntBtreeOps, cntKey, decodeFreeExtent, encodeFreeExtent } from './alloc-btree';
 import type { FreeExtent } from './alloc-btree';
 import { HealthRecord, structureLabel } from './health';
+import type { HealthBus } from './health';
 import type { AgStructure } from './health';
 
 const log = createDebug('rmapfs:alloc');
@@ -145,9 +146,10 @@ export class AllocGroup {
 
   constructor(readonly cache: BufCache, readonly geo: Geometry, agno: number, inobtBlocks: InobtBlockSource,
     onNewSick: (agno: number, structure: AgStructure) => void = () => undefined,
-    private readonly noteAgOwned: (op: 'map' | 'unmap', agno: number, startblock: number, blockcount: number) => void = () => undefined) {
+    private readonly noteAgOwned: (op: 'map' | 'unmap', agno: number, startblock: number, blockcount: number) => void = () => undefined,
+    healthEvents: HealthBus | null = null) {
     this.agno = agno;
-    this.health = new HealthRecord<AgStructure>((structure) => onNewSick(agno, structure));
+    this.health = new HealthRecord<AgStructure>({ kind: 'ag', agno }, healthEvents, (structure) => onNewSick(agno, structure));
     this.start = geo.agStart(agno);
     this.length = geo.agLength(agno);
     this.hdrOps = agHeaderBufOps(geo.uuid, agno, this.length);

@@ -26,7 +26,7 @@ import type { InobtBlockSource } from './ag';
 import type { FreeExtent } from './alloc-btree';
 import { CommitHooks } from './commit-hooks';
 import type { HookFailure } from './commit-hooks';
-import { HealthRecord, SPACE_STRUCTURES, structureLabel } from './health';
+import { HealthBus, HealthRecord, InodeHealthTable, SPACE_STRUCTURES, structureLabel } from './health';
 import type { AgStructure, FsStructure } from './health';
 
 export interface RmapUpdate {
@@ -129,8 +129,9 @@ export class Allocator implements InobtBlockSource {
   sickCount = 0;
   /**
    * The health of the structures outside the AGs (superblock, summary
-   * counters): kept here, beside the AGs', because every layer that marks or
-   * reads health holds the allocator. Nothing marks them yet (issue 16).
+   * counters, link counts) and of each inode's (bounded: health.ts): kept
+   * here, beside the AGs', because every layer that marks or reads health
+   * holds the allocator. Every change is told on `healthEvents`.
    */
   readonly fsHealth: HealthRecord<FsStructure>;
   /**
@@ -140,15 +141,19 @@ export class Allocator implements InobtBlockSource {
    * must not fail with ENOSPC for it. statfs does not count them as free.
    */
   reservePool: number;
+  readonly inodeHealth: InodeHealthTable;
+  readonly healthEvents = new HealthBus();
 
   constructor(readonly cache: BufCache, readonly geo: Geometry) {
     this.reservePool = defaultReservePool(geo.totalBlocks);
     const onNewSick = (): void => { this.sickCount++; };
-    this.fsHealth = new HealthRecord<FsStructure>(onNewSick);
+    this.fsHealth = new HealthRecord<FsStructure>({ kind: 'filesystem' }, this.healthEvents, onNewSick);
+    // An inode found sick does not count in sickCount: no transaction runs around a damaged inode.
+    this.inodeHealth = new InodeHealthTable((ino) => geo.inoAgno(ino), this.healthEvents);
     const noteAgOwned = (op: 'map' | 'unmap', agno: number, startblock: number, blockcount: number): void => {
       this.note({ op, agno, startblock, blockcount, owner: OWN_AG, offset: 0, flags: 0 });
     };
-    for (let agno = 0; agno < geo.agCount; agno++) this.ags.push(new AllocGroup(cache, geo, agno, this, onNewSick, noteAgOwned));
+    for (let agno = 0; agno < geo.agCount; agno++) this.ags.push(new AllocGroup(cache, geo, agno, this, onNewSick, noteAgOwned, this.healthEvents));
   }
 
   /** Whether new allocations must avoid the AG: some structure every allocation there changes is known damaged. */

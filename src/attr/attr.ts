@@ -13,7 +13,7 @@
  * index. The value's crc makes a damaged length, block pointer or value
  * show: reads fail with EFSBADCRC, and check reports it.
  */
-import { RmapfsError, corruption } from '../errors';
+import { RmapfsError } from '../errors';
 import { native } from '../native';
 import { Btree } from '../btree/btree';
 import type { BtreeOps } from '../btree/btree-ops';
@@ -159,7 +159,7 @@ export class AttrFork {
       this.treeObject = null;
       return null;
     }
-    if (format !== ATTR_BTREE) throw corruption(`inode ${this.inode.ino}: unknown attr fork format ${format}`);
+    if (format !== ATTR_BTREE) throw this.inode.store.damaged(this.inode.ino, 'xattr', `inode ${this.inode.ino}: unknown attr fork format ${format}`);
     return (this.treeObject ??= new Btree(attrBtreeOps, this.storage()));
   }
 
@@ -201,8 +201,8 @@ export class AttrFork {
       out = readOutOfLineValue(this.ctx.device, entry);
     }
     if (valueCrc(out) !== entry.valueCrc) {
-      throw new RmapfsError('EFSBADCRC', `inode ${this.inode.ino}: attribute '${entry.name.toString()}': the value (${entry.valueLen} bytes`
-        + `${entry.valueBlock !== 0 ? ` at block ${entry.valueBlock}` : ''}) does not match its crc`);
+      throw this.inode.store.damaged(this.inode.ino, 'xattr', `inode ${this.inode.ino}: attribute '${entry.name.toString()}': the value (${entry.valueLen} bytes`
+        + `${entry.valueBlock !== 0 ? ` at block ${entry.valueBlock}` : ''}) does not match its crc`, 'EFSBADCRC');
     }
     return out;
   }

@@ -13,6 +13,7 @@ import { infoCommand } from './info';
 import { dbCommand } from './db';
 import { mountCommand, umountCommand } from './mount';
 import { scrubCommand, statusCommand } from './scrub';
+import { eventsCommand } from './events';
 import { fsckCommand, repairCommand } from './fsck';
 import { debugCommand } from './debug';
 
@@ -23,7 +24,7 @@ const log = createDebug('rmapfs:cli');
 const VERSION = '0.1.0';
 
 /** The subcommands, in the order `rmapfs help` lists them. */
-const COMMANDS: readonly Command[] = [mkfsCommand, mountCommand, umountCommand, scrubCommand, repairCommand, statusCommand, checkCommand, fsckCommand, infoCommand, dbCommand, debugCommand];
+const COMMANDS: readonly Command[] = [mkfsCommand, mountCommand, umountCommand, scrubCommand, repairCommand, statusCommand, eventsCommand, checkCommand, fsckCommand, infoCommand, dbCommand, debugCommand];
 
 function usage(): string {
   const rows: [string, string][] = [

@@ -27,7 +27,7 @@ once the mount is usable; -f keeps it in the foreground (log with DEBUG=rmapfs:*
 options (-o, comma separated):
   ro, rw                   read-only / read-write (default)
   remount                  change a live mount: ro/rw, the kernel flags below, sync, dirsync,
-                           the atime choices, commit=; the other options cannot change live
+                           the atime choices, commit=, autoheal; the other options cannot change live
   nosuid, suid, nodev, dev, noexec, exec, sync, async, dirsync,
   relatime, strictatime, noatime, atime, nodiratime
                            kernel mount flags (default nosuid,nodev,relatime)
@@ -45,6 +45,8 @@ options (-o, comma separated):
   attr_timeout=S, entry_timeout=S, negative_timeout=S
                            seconds the kernel may cache attributes, a name's inode, a name's
                            absence before asking again (default 1 each; fractions allowed, 0: always ask)
+  autoheal, noautoheal     repair online, by itself, a structure found damaged in use (the
+                           operation that found it gets its error once; default noautoheal for now)
   spin_us=N                how long the FUSE loop keeps reading before it sleeps (default 30;
                            0 saves CPU on an idle-heavy machine, costs latency)
 

@@ -11,8 +11,8 @@ import type { FreeSpaceRepairResult } from '../repair/free-space-repair';
 import type { HeaderRepairResult } from '../repair/ag-header-repair';
 import type { InodeBtreeRepairResult } from '../repair/inobt-repair';
 import type { FileRepairResult } from '../repair/file-repair';
-import { describeSick } from '../ctl/health-report';
-import type { SickStructureReport } from '../ctl/health-report';
+import { describeHealth, describeSick } from '../ctl/health-report';
+import type { HealthSummary, SickStructureReport } from '../ctl/health-report';
 import { formatProblem } from '../scrub/common';
 import type { Problem } from '../scrub/common';
 import { CliError, parseArgs } from './args';
@@ -41,12 +41,12 @@ gone, the daemon refused or failed: the line ends with the errno name, e.g.
 (EBUSY)), 8 usage error (bad options, or an AG past the end).`;
 
 /** A failure of an online command: its line ends with the errno name; its status follows the scheme. */
-function onlineError(e: RmapfsError, status: number): CliError {
+export function onlineError(e: RmapfsError, status: number): CliError {
   return new CliError(status, e.code, `${e.message} (${e.code})`, { cause: e });
 }
 
 /** A refusal of the daemon: EINVAL (the request was invalid) is a usage error, anything else operational. */
-function refused(reply: CtlReply, what: string): CliError {
+export function refused(reply: CtlReply, what: string): CliError {
   const e = refusalError(reply, what);
   return onlineError(e, e.code === 'EINVAL' ? ONLINE_USAGE : ONLINE_OPERATIONAL);
 }
@@ -78,7 +78,7 @@ function asUsageError(e: unknown): unknown {
  * {clean, status, error, errorCode} on stdout too (its line still goes to stderr), so a script always
  * gets one object.
  */
-async function runOnline(argv: string[], io: CommandIo, options: OptionSpec[], usage: string,
+export async function runOnline(argv: string[], io: CommandIo, options: OptionSpec[], usage: string,
   body: (args: ParsedArgs, json: boolean) => Promise<number>): Promise<number> {
   let args: ParsedArgs;
   try {
@@ -102,7 +102,7 @@ async function runOnline(argv: string[], io: CommandIo, options: OptionSpec[], u
 }
 
 /** The one positional argument of every online command. */
-function mountpointArgument(args: ParsedArgs): string {
+export function mountpointArgument(args: ParsedArgs): string {
   try {
     return (args.expectPositionals(['MOUNTPOINT']) as [string])[0];
   } catch (e) {
@@ -167,14 +167,17 @@ ${EXIT_STATUS_HELP}`;
 const STATUS_USAGE = `usage: rmapfs status [--json] MOUNTPOINT
 
 Prints what the daemon serving a mount knows: device, pid, space, orphans,
-the options a remount can change (sync, dirsync, atime, commit=),
-and every structure known to be damaged (found failing during normal
-operation, or by a scrub or a repair): how and when it was found, what fails
-because of it, and whether rmapfs can repair it.
+the options a remount can change (sync, dirsync, atime, commit=), the health
+of its metadata (how many structures -- each AG's, the filesystem's, each
+inode's -- are unchecked, healthy or sick since the mount), and every
+structure known to be damaged (found failing during normal operation, or by
+a scrub or a repair): where (AG, inode), how and when it was found, what
+fails because of it, a repair that failed and why, and whether rmapfs can
+repair it. Health lives in memory: a remount starts everything unchecked.
 
 options:
   --json       one JSON object: {clean, status, device, mountpoint, pid, ...,
-               damaged, error, errorCode}
+               health: {ags, filesystem, inodes}, damaged, error, errorCode}
 
 ${EXIT_STATUS_HELP}
 For status, 1 means damage is known.`;
@@ -475,7 +478,10 @@ export const statusCommand: Command = {
         io.out(JSON.stringify({ clean: damaged.length === 0, status, ...fields, error: null, errorCode: null }));
         return status;
       }
-      for (const [k, v] of Object.entries(fields)) if (k !== 'damaged') io.out(`${k.padEnd(15)} ${String(v)}`);
+      for (const [k, v] of Object.entries(fields)) {
+        if (k === 'health') io.out(`${k.padEnd(15)} ${describeHealth(v as HealthSummary)}`);
+        else if (k !== 'damaged') io.out(`${k.padEnd(15)} ${String(v)}`);
+      }
       if (damaged.length === 0) io.out(`${'damaged'.padEnd(15)} none known`);
       else damaged.flatMap(describeSick).forEach((line, i) => io.out(`${(i === 0 ? 'damaged' : '').padEnd(15)} ${line}`));
       return status;

@@ -136,7 +136,8 @@ export function startCtlServer(mountpoint: string, handler: CtlHandler): CtlServ
 
 /**
  * Sends one request to the daemon serving `mountpoint` and returns its reply;
- * interim events go to onEvent. `timeoutMs` bounds the wait for any line.
+ * interim events go to onEvent. `timeoutMs` bounds the wait for any line (0:
+ * no bound, for a stream of events that may be quiet for days).
  */
 export async function ctlRequest(mountpoint: string, req: CtlRequest, timeoutMs = 600_000,
   onEvent?: (e: CtlEvent) => void): Promise<CtlReply> {
@@ -168,7 +169,8 @@ export async function ctlRequest(mountpoint: string, req: CtlRequest, timeoutMs 
       conn.destroy();
       reject(new RmapfsError('ETIMEDOUT', `the daemon of ${mountpoint} did not answer`));
     };
-    let timer = setTimeout(expire, timeoutMs);
+    const arm = (): NodeJS.Timeout | undefined => (timeoutMs > 0 ? setTimeout(expire, timeoutMs) : undefined);
+    let timer = arm();
     conn.setEncoding('utf8');
     conn.on('connect', () => conn.write(`${JSON.stringify(req)}\n`));
     conn.on('data', (chunk: string) => {
@@ -187,7 +189,7 @@ export async function ctlRequest(mountpoint: string, req: CtlRequest, timeoutMs 
           return;
         }
         if (typeof msg.event === 'string' && !('ok' in msg)) {
-          timer = setTimeout(expire, timeoutMs);
+          timer = arm();
           onEvent?.(msg as CtlEvent);
           continue;
         }

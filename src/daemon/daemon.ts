@@ -18,9 +18,12 @@ import { startCtlServer } from '../ctl/ctl';
 import { daemonGoneMessage, findMount, isMounted, kernelDaemonFlags, mountpointDaemonGone, superblockReadOnly } from '../io/mountinfo';
 import { watchMountTable } from '../fuse/lowlevel';
 import { refusal, refusalFrom } from '../ctl/ctl';
-import type { CtlServer } from '../ctl/ctl';
-import { sickStructures } from '../ctl/health-report';
+import type { CtlReply, CtlServer } from '../ctl/ctl';
+import { healthSummary, sickStructures } from '../ctl/health-report';
+import { DaemonEvents } from './events';
+import { AutoHeal } from './autoheal';
 import { onlineRepair, onlineScrub, requestedStructures } from '../fsck/online';
+import type { OnlineFsckHooks } from '../fsck/online';
 import { isRepairable } from '../fsck/table';
 import { FaultInjector } from '../io/fault-injector';
 import { WriteLogRecorder } from '../io/write-log';
@@ -77,12 +80,18 @@ export interface MountOptions {
   kernelFlags: string[];
   /** Change a live mount (its kernel flags, ro/rw) instead of mounting. */
   remount: boolean;
+  /**
+   * Repair online what a verifier finds sick during normal operation (-o autoheal; daemon/autoheal.ts).
+   * Off by default for now: the regression tests that show damage found by a read (and status
+   * reporting it) must first mount with -o noautoheal before the default can become on (issue 16).
+   */
+  autoheal: boolean;
 }
 
 export const DEFAULT_MOUNT_OPTIONS: MountOptions = {
   readOnly: false, allowOther: false, defaultPermissions: true, acl: true, uid: null, gid: null,
   sync: false, dirsync: false, writebackCache: true, killprivV2: true, atime: DEFAULT_ATIME_POLICY, commit: 5, maxWrite: 131072, attrTimeout: 1, entryTimeout: 1, negativeTimeout: 1, spinUs: 30,
-  writeLog: null, faults: '', kernelFlags: [], remount: false,
+  writeLog: null, faults: '', kernelFlags: [], remount: false, autoheal: false,
 };
 
 /**
@@ -181,6 +190,8 @@ export function parseMountOptions(text: string, base: MountOptions = DEFAULT_MOU
         o.faults = v ?? '';
         break;
       case 'remount': o.remount = true; break;
+      case 'autoheal': o.autoheal = true; break;
+      case 'noautoheal': o.autoheal = false; break;
       // Kernel flags (collected above for the kernel mount) and what mount(8) and fstab hand every helper.
       case 'dirsync': case 'dev': case 'suid': case 'nodev': case 'nosuid': case 'exec': case 'noexec': case 'auto': case 'noauto':
       case 'user': case 'nouser': case 'defaults': case '_netdev': case 'nofail':
@@ -231,10 +242,19 @@ export function writebackCacheWanted(o: MountOptions): boolean {
   return o.writebackCache && !o.sync;
 }
 
+/** A finished repair in a few words, for its event. */
+function repairSummary(reply: CtlReply): string {
+  const count = (k: string): number => (Array.isArray(reply[k]) ? (reply[k] as unknown[]).length : 0);
+  const rebuilt = count('ags') + count('freeSpace') + count('inodeBtree') + count('headers');
+  const left = (reply.scrub as { problemCount?: number } | undefined)?.problemCount ?? 0;
+  return `${rebuilt} AG or filesystem structures rebuilt, ${count('files')} file structures repaired, ${count('unrepairable')} refused;`
+    + ` ${left} problems left`;
+}
+
 /** The options a remount can change, as `rmapfs status` shows them. */
 export function describeLiveOptions(o: MountOptions): string {
   return [o.sync ? 'sync' : 'async', ...(o.dirsync ? ['dirsync'] : []), o.atime.mode,
-    ...(o.atime.nodiratime ? ['nodiratime'] : []), `commit=${o.commit}`].join(',');
+    ...(o.atime.nodiratime ? ['nodiratime'] : []), `commit=${o.commit}`, ...(o.autoheal ? ['autoheal'] : [])].join(',');
 }
 
 export interface RunningDaemon {
@@ -248,6 +268,9 @@ export interface RunningDaemon {
 /** Mounts and serves until unmounted (or stopped). */
 export function startDaemon(device: string, mountpoint: string, opts: MountOptions): RunningDaemon {
   const mnt = path.resolve(mountpoint);
+  const events = new DaemonEvents(mnt);
+  // Set once the FUSE session exists (its repairs step aside for FUSE requests); before, nothing is found sick in use.
+  let autoheal: AutoHeal = new AutoHeal({ enabled: () => false, busy: () => true, repair: async () => undefined });
   let st: fs.Stats;
   try {
     st = fs.statSync(mnt);
@@ -262,6 +285,10 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   const writeLog = opts.writeLog === null ? null : new WriteLogRecorder(opts.writeLog, fs.statSync(device).size);
   const openFilesystem = (readOnly: boolean): Rmapfs => {
     const opened = Rmapfs.open(device, { readOnly, interposers: writeLog === null ? [faults] : [faults, writeLog] });
+    opened.fs.alloc.healthEvents.listen((e) => {
+      events.health(e);
+      autoheal.onHealth(e);
+    });
     opened.fs.onShutdown = (why) => {
       // The one line an administrator needs: on stderr (seen with -f) and in the system log.
       const line = `rmapfs: ${mnt}: ${why}; the filesystem is shut down (read-only from now on): unmount it and mount it again`;
@@ -406,6 +433,8 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
     finished = true;
     if (commitTimer !== null) clearInterval(commitTimer);
     stopWatchingMounts();
+    autoheal.stop();
+    events.close();
     ctl?.close();
     log('stopping (%s)', why);
     const close = (): void => {
@@ -435,6 +464,43 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
   }
   log('mounted %s on %s', device, mnt);
   stopWatchingMounts = watchMountTable(followKernel);
+  /**
+   * Runs one online repair (`rmapfs repair`'s, or an automatic one): the daemon is busy meanwhile,
+   * and its start and end are events. The next automatic repair waiting may start after it.
+   */
+  const runRepair = (asked: ReturnType<typeof requestedStructures>,
+    how: { types: string[] | null; forceRebuild: boolean; measureHeap: boolean; auto: boolean },
+    cancelled: () => boolean, hooks: OnlineFsckHooks): Promise<CtlReply> => {
+    repairing = true;
+    const what = { types: how.types === null ? null : how.types.join(','), ag: asked.agno, ino: asked.ino, forceRebuild: how.forceRebuild,
+      ...(how.auto ? { automatic: true } : {}) };
+    events.repair({ phase: 'started', ...what });
+    return onlineRepair(fsx, asked.selected, asked.agno, {
+      forceRebuild: how.forceRebuild, measureHeap: how.measureHeap, cancelled, ino: asked.ino,
+    }, hooks).catch((e: unknown) => refusalFrom(e, 'repair failed: '))
+      .then((reply) => {
+        events.repair({ phase: 'finished', ...what, succeeded: reply.ok, ...(reply.ok ? { summary: repairSummary(reply) } : { error: reply.error ?? 'failed' }) });
+        return reply;
+      })
+      .finally(() => {
+        repairing = false;
+        autoheal.idle();
+      });
+  };
+  autoheal = new AutoHeal({
+    enabled: () => live.autoheal && !readOnly && !finished,
+    busy: () => repairing,
+    repair: (target) => {
+      const asked = requestedStructures(fsx, { cmd: 'repair', types: target.types, ag: target.ag, ino: target.ino });
+      const repairedFs = fsx;
+      return runRepair(asked, { types: target.types, forceRebuild: false, measureHeap: false, auto: true },
+        () => finished || fsx !== repairedFs, {
+          foregroundWaiting: () => fuse.requestWaiting(),
+          abortReason: () => (finished ? 'the filesystem is being unmounted' : fsx !== repairedFs ? 'the filesystem was remounted read-write' : null),
+          send: () => undefined,
+        });
+    },
+  });
   ctl = startCtlServer(mnt, (req, signal, send) => {
     switch (req.cmd) {
       case 'status': {
@@ -442,7 +508,16 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
         return { ok: true, device: path.resolve(device), mountpoint: mnt, pid: process.pid, readOnly,
           blocks: s.blocks, freeBlocks: s.bfree, agCount: fsx.fs.geo.agCount, orphans: fsx.orphanCount,
           options: describeLiveOptions(live), internalErrors: ops.internalErrors, shutdown: fsx.fs.shutdownWhy ?? 'no',
-          faultsInjected: faults.injected, requests: fuse.requestCounts(), damaged: sickStructures(fsx.fs.alloc, isRepairable) };
+          faultsInjected: faults.injected, requests: fuse.requestCounts(), health: healthSummary(fsx.fs.alloc),
+          damaged: sickStructures(fsx.fs.alloc, isRepairable) };
+      }
+      case 'events': {
+        // `rmapfs events`: the connection stays open, an event line each, until the client goes or the mount does.
+        return new Promise<CtlReply>((resolve) => {
+          const stop = events.subscribe(send, () => resolve(refusal('ESHUTDOWN', `${mnt} was unmounted`)));
+          signal.addEventListener('abort', () => { stop(); resolve({ ok: true }); }, { once: true });
+          send({ event: 'subscribed', mountpoint: mnt });
+        });
       }
       case 'remount': {
         // `rmapfs mount -o remount,...`: first a dry run (an option that cannot change refuses it
@@ -502,11 +577,9 @@ export function startDaemon(device: string, mountpoint: string, opts: MountOptio
           return onlineScrub(fsx, asked.selected, asked.agno, hooks, asked.ino).then((r) => ({ ok: true, ...r }),
             (e: unknown) => refusalFrom(e));
         }
-        repairing = true;
-        return onlineRepair(fsx, asked.selected, asked.agno, {
-          forceRebuild: req.forceRebuild === true, measureHeap: req.measureHeap === true, cancelled: () => signal.aborted, ino: asked.ino,
-        }, hooks).catch((e: unknown) => refusalFrom(e, 'repair failed: '))
-          .finally(() => { repairing = false; });
+        const types = Array.isArray(req.types) ? req.types.map(String) : null;
+        return runRepair(asked, { types, forceRebuild: req.forceRebuild === true, measureHeap: req.measureHeap === true, auto: false },
+          () => signal.aborted, hooks);
       }
       default:
         return refusal('EINVAL', `unknown command '${req.cmd}'`);

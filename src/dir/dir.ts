@@ -7,7 +7,7 @@
  * u8, inode number u64, name (up to 255 bytes, zero padded).
  * Key (6 bytes): hash, collision index. ".." is an entry; "." is not stored.
  */
-import { RmapfsError, corruption } from '../errors';
+import { RmapfsError } from '../errors';
 import { Btree } from '../btree/btree';
 import type { BtreeOps } from '../btree/btree-ops';
 import { hashKeyOps } from '../btree/btree-ops';
@@ -115,7 +115,7 @@ export class Directory {
   private readonly rec = Buffer.alloc(DIRENT_SIZE);
 
   constructor(readonly inode: Inode, private readonly alloc: Allocator, geo: Geometry) {
-    if (!inode.isDir || inode.format !== FORK_BTREE) throw corruption(`inode ${inode.ino} is not a directory`);
+    if (!inode.isDir || inode.format !== FORK_BTREE) throw inode.store.damaged(inode.ino, 'directory', `inode ${inode.ino} is not a directory`);
     this.tree = new Btree(dirBtreeOps, new ForkBtreeStorage(inode, 'data', alloc, geo));
   }
 
@@ -147,7 +147,7 @@ export class Directory {
 
   get parent(): number {
     const d = this.lookup(DOTDOT);
-    if (d === null) throw corruption(`directory ${this.inode.ino} has no ".." entry`);
+    if (d === null) throw this.inode.store.damaged(this.inode.ino, 'directory', `directory ${this.inode.ino} has no ".." entry`);
     return d.ino;
   }
 

@@ -57,13 +57,18 @@ export class BlockMap {
    * that went on with the format it saw first read 13 "inline" extents
    * (EUCLEAN) or a freed btree root.
    */
+  /** The block map found damaged in use: marked sick (InodeStore.damaged), the error to throw. */
+  private damaged(message: string): RmapfsError {
+    return this.inode.store.damaged(this.inode.ino, 'bmap', message);
+  }
+
   private get tree(): Btree | null {
     const format = this.inode.format;
     if (format === FORK_EXTENTS) {
       this.treeObject = null;
       return null;
     }
-    if (format !== FORK_BTREE) throw corruption(`inode ${this.inode.ino}: data fork format ${format} is not a block map`);
+    if (format !== FORK_BTREE) throw this.damaged(`inode ${this.inode.ino}: data fork format ${format} is not a block map`);
     // A Btree keeps no root of its own (its storage reads the inode's), so one object serves any root.
     return (this.treeObject ??= new Btree(bmapBtreeOps, new ForkBtreeStorage(this.inode, 'data', this.alloc, this.geo, true)));
   }
@@ -76,7 +81,7 @@ export class BlockMap {
   private inlineExtents(): Extent[] {
     const { buf, offset } = this.inode.dataFork();
     const n = this.inode.nextents;
-    if (n > MAX_INLINE_EXTENTS) throw corruption(`inode ${this.inode.ino}: ${n} inline extents`);
+    if (n > MAX_INLINE_EXTENTS) throw this.damaged(`inode ${this.inode.ino}: ${n} inline extents`);
     const out: Extent[] = [];
     for (let i = 0; i < n; i++) out.push(decodeExtent(buf.data, offset + i * EXTENT_SIZE));
     return out;
@@ -155,7 +160,7 @@ export class BlockMap {
     if (ext.blockcount <= 0 || ext.blockcount > MAX_EXTENT_LEN) throw new RmapfsError('EINVAL', `extent of ${ext.blockcount} blocks`);
     const { hit, next, prev } = this.lookup(ext.fileoff);
     if (hit !== null || (next !== null && next.fileoff < ext.fileoff + ext.blockcount)) {
-      throw corruption(`inode ${this.inode.ino}: mapping file block ${ext.fileoff} twice`);
+      throw this.damaged(`inode ${this.inode.ino}: mapping file block ${ext.fileoff} twice`);
     }
     const joinsPrev = prev !== null && prev.fileoff + prev.blockcount === ext.fileoff && prev.fsbno + prev.blockcount === ext.fsbno
       && prev.unwritten === ext.unwritten && prev.blockcount + ext.blockcount <= MAX_EXTENT_LEN
@@ -260,7 +265,7 @@ export class BlockMap {
 
   private deleteRecord(fileoff: number): void {
     this.key.writeUInt32BE(fileoff >>> 0, 0);
-    if (!this.tree!.delete(this.key)) throw corruption(`inode ${this.inode.ino}: extent at ${fileoff} vanished from the block map`);
+    if (!this.tree!.delete(this.key)) throw this.damaged(`inode ${this.inode.ino}: extent at ${fileoff} vanished from the block map`);
   }
 
   /** Too many extents for the inode: move them into a new block-map btree. */

@@ -14,7 +14,7 @@ import createDebug from 'debug';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../inode/inode-format';
 import { RmapfsError, isCorruption } from '../errors';
 import type { Rmapfs } from '../fs/rmapfs';
-import type { AgStructure, StructureName } from '../format/structures';
+import type { AgStructure, FsStructure, InodeStructure, StructureName } from '../format/structures';
 import { ALL_STRUCTURES, isInodeStructure, structureFacts, structureLabel } from '../format/structures';
 import { refusal, refusalFrom } from '../ctl/ctl';
 import type { CtlEvent, CtlReply, CtlRequest } from '../ctl/ctl';
@@ -96,8 +96,24 @@ function agnosOf(fsx: Rmapfs, agno: number | null): number[] {
 export async function onlineScrub(fsx: Rmapfs, selected: readonly StructureName[], agno: number | null,
   hooks: OnlineFsckHooks, ino: number | null = null): Promise<LiveScrubResult> {
   const r = await scrubLiveSliced(fsx.fs, tableChecker(selected, agno), scrubOptionsOf(hooks));
-  markHealthFromProblems(fsx.fs.alloc, agnosOf(fsx, agno), r.problems, 'scrub', 'scrubbing', selected);
-  return onlyInode(r, ino);
+  markHealthFromProblems(fsx.fs.alloc, agnosOf(fsx, agno), r.problems, 'scrub', 'scrubbing', selected, r.inodesChecked && ino === null);
+  const mine = onlyInode(r, ino);
+  if (ino !== null && r.inodesChecked) markInodeChecked(fsx, ino, selected, mine.problems, 'scrub', 'scrubbing');
+  return mine;
+}
+
+/**
+ * One inode checked (--inode): each of its structures asked for that it has
+ * and the check found nothing wrong with is healthy (the problems' were
+ * marked sick with the rest).
+ */
+function markInodeChecked(fsx: Rmapfs, ino: number, selected: readonly StructureName[], problems: readonly Problem[],
+  how: 'scrub' | 'repair', during: string): void {
+  for (const s of selected) {
+    if (!isInodeStructure(s) || !inodeHasStructure(fsx, ino, s)) continue;
+    if (problems.some((p) => p.ino === ino && structureOfProblem(p) === s)) continue;
+    fsx.fs.alloc.inodeHealth.markHealthy(ino, s, how, during, 'checked clean');
+  }
 }
 
 /**
@@ -192,8 +208,8 @@ function checkTrusted(fsx: Rmapfs, name: StructureName, agnos: readonly number[]
  * What the closing scrub checks: every AG structure, the summary counters
  * when they were recomputed, and the files (against the rmap) when some
  * were repaired or an rmap rebuild left a fork's mapping out (`sickForks`:
- * two attribute records naming one value block, say; there is no per-inode
- * health record, so the scrub is what reports the fork).
+ * two attribute records naming one value block, say: the scrub is what finds
+ * the fork, and marks it in the inode's health record).
  */
 function closingScrubOf(headers: readonly HeaderRepairResult[], files: readonly FileRepairResult[],
   rmaps: readonly RmapRepairResult[]): StructureName[] {
@@ -223,7 +239,10 @@ async function repairFileStructure(fsx: Rmapfs, name: StructureName, damage: Dam
   if (inos.length === 0) return [];
   hooks.send({ event: 'files', type: name, inodes: inos.length });
   const done = await repairFiles(fsx, inos, { cancelled: options.cancelled, ...pacingOf(hooks) });
+  const health = fsx.fs.alloc.inodeHealth;
   for (const r of done) {
+    if (r.error !== undefined) health.noteRepairFailed(r.ino, name as InodeStructure, r.error);
+    else health.markHealthy(r.ino, name as InodeStructure, 'repair', 'rebuilding it', r.changes.length > 0 ? r.changes.join('; ') : 'nothing to change');
     for (const s of r.leftFor ?? []) {
       let d = damaged.get(s);
       if (d === undefined) damaged.set(s, (d = { agnos: new Set([-1]), inos: new Set(), first: null }));
@@ -282,8 +301,9 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
       damaged.set(s, { agnos: new Set(perInode ? [-1] : agnos), inos: new Set(ino === null ? [] : [ino]), first: null });
     }
   } else {
-    before = onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(selected, agno), scrubOptionsOf(hooks)), ino);
-    markHealthFromProblems(fsx.fs.alloc, agnos, before.problems, 'repair', 'checking before a repair', selected);
+    const found = await scrubLiveSliced(fsx.fs, tableChecker(selected, agno), scrubOptionsOf(hooks));
+    markHealthFromProblems(fsx.fs.alloc, agnos, found.problems, 'repair', 'checking before a repair', selected, found.inodesChecked && ino === null);
+    before = onlyInode(found, ino);
     noteDamage(damaged, before.problems, selected);
   }
   const results: RmapRepairResult[] = [];
@@ -325,7 +345,11 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
       filesRescrubbed = true;
       // The link counts are the file pass's findings too.
       const fileStructures = selected.filter((s) => isInodeStructure(s) || s === 'nlinks');
-      const again = onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(fileStructures, agno), scrubOptionsOf(hooks)), ino);
+      const rescrub = await scrubLiveSliced(fsx.fs, tableChecker(fileStructures, agno), scrubOptionsOf(hooks));
+      // What the first scrub blamed on files that the rebuilt AG structures explain is healthy now.
+      markHealthFromProblems(fsx.fs.alloc, agnos, rescrub.problems, 'repair', 'checking again after a rebuild', fileStructures,
+        rescrub.inodesChecked && ino === null);
+      const again = onlyInode(rescrub, ino);
       for (const f of fileStructures) damaged.delete(f);
       noteDamage(damaged, again.problems, fileStructures);
     }
@@ -467,6 +491,16 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
       }
       const state = rebuilt.length === 0 ? `the old ${structureLabel(name)} is still in place`
         : `AG ${rebuilt.join(', ')} rebuilt before that, the others keep their old ${structureLabel(name)}`;
+      // What stays sick says why: the health record keeps the failure (no repair runs it again by itself).
+      const why = `repair failed: ${e instanceof Error ? e.message : String(e)}`;
+      if (entry.scope === 'filesystem') {
+        if (fsx.fs.alloc.fsHealth.isSick(name as FsStructure)) fsx.fs.alloc.fsHealth.noteRepairFailed(name as FsStructure, why);
+      } else {
+        for (const a of where.filter((x) => !rebuilt.includes(x))) {
+          const health = fsx.fs.alloc.ag(a).health;
+          if (health.isSick(name as AgStructure)) health.noteRepairFailed(name as AgStructure, why);
+        }
+      }
       return refusalFrom(e, `repair failed, ${state}: `);
     }
     return null;
@@ -497,7 +531,7 @@ export async function onlineRepair(fsx: Rmapfs, selected: readonly StructureName
   else if (options.offline !== undefined) scrub = foundResult([]); // the caller's whole check after says it
   else scrub = onlyInode(await scrubLiveSliced(fsx.fs, tableChecker(closing, agno), scrubOptionsOf(hooks)), ino);
   if (rebuiltAny && options.offline === undefined) {
-    markHealthFromProblems(fsx.fs.alloc, agnos, scrub.problems, 'repair', 'scrubbing after a repair', closing);
+    markHealthFromProblems(fsx.fs.alloc, agnos, scrub.problems, 'repair', 'scrubbing after a repair', closing, scrub.inodesChecked && ino === null);
   }
   await namePaths(fsx, files, hooks);
   const reply: CtlReply = { ok: true, ags: results, freeSpace, inodeBtree, headers, files, scrub, unrepairable: refused };

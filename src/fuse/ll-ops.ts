@@ -326,10 +326,15 @@ export class LowLevelOps {
 
   /** Runs one request, answering an RmapfsError with its errno and anything else with EIO. */
   private run(what: string, reply: ErrorReply, fn: () => void): void {
+    const health = this.fsx.fs.alloc.inodeHealth;
+    // What an inode structure found damaged meanwhile was found doing (alloc/health.ts).
+    health.request = what;
     try {
       fn();
     } catch (e) {
       this.fail(what, reply, e);
+    } finally {
+      health.request = null;
     }
   }
 
@@ -343,6 +348,8 @@ export class LowLevelOps {
    * reference (an entry, an open handle) counts it only when it is sent.
    */
   private modify(what: string, reply: ErrorReply, kind: Change, change: () => () => void): void {
+    const health = this.fsx.fs.alloc.inodeHealth;
+    health.request = what;
     try {
       if (this.opts.readOnly && (this.opts.stillReadOnly?.() ?? true)) throw new RmapfsError('EROFS', 'read-only mount');
       const answer = change();
@@ -350,6 +357,8 @@ export class LowLevelOps {
       answer();
     } catch (e) {
       this.fail(what, reply, e);
+    } finally {
+      health.request = null;
     }
   }
 

@@ -11,6 +11,7 @@ import type { Allocator } from '../alloc/alloc';
 import type { Geometry } from '../format/geometry';
 import { RMAP_ATTR_FORK, RMAP_BMBT_BLOCK } from '../rmap/rmap-btree';
 import type { Inode } from './inode';
+import type { RmapfsError } from '../errors';
 
 export type ForkName = 'data' | 'attr';
 
@@ -55,6 +56,12 @@ export class ForkBtreeStorage implements BtreeStorage {
   freeBlock(ptr: number): void {
     this.alloc.free(ptr, 1, this.inode.ino, 0, this.rmapFlags);
     this.inode.nblocks = this.inode.nblocks - 1;
+  }
+
+  /** A block of this tree failed its checks: the inode's block map, directory or attributes are sick. */
+  noteCorruption(error: RmapfsError): void {
+    const structure = this.fork === 'attr' ? 'xattr' : this.inode.isDir ? 'directory' : 'bmap';
+    this.inode.store.damaged(this.inode.ino, structure, error.message, error.code === 'EFSBADCRC' ? 'EFSBADCRC' : 'EFSCORRUPTED');
   }
 
   getRoot(): BtreeRootInfo {

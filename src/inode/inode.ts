@@ -11,7 +11,7 @@ import type { Buf, BufCache, BufOps } from '../io/buf-cache';
 import { readI64, readU64, u64Text, writeI64, writeU64 } from '../io/meta-header';
 import type { Allocator } from '../alloc/alloc';
 import type { AllocGroup } from '../alloc/ag';
-import type { AgStructure } from '../alloc/health';
+import type { AgStructure, InodeStructure } from '../alloc/health';
 import { CHUNK_BLOCKS, INODE_SIZE, INODES_PER_BLOCK } from '../format/geometry';
 import type { Geometry } from '../format/geometry';
 import { OWN_INODES } from '../format/owners';
@@ -208,7 +208,7 @@ export class InodeStore {
     const { fsbno, offset } = this.geo.inoLocation(ino);
     const inode = new Inode(this, ino, fsbno, offset);
     const damage = this.damage(inode);
-    if (damage !== null) throw new RmapfsError(damage.code, `inode ${ino} (block ${fsbno}): ${damage.what}`);
+    if (damage !== null) throw this.damaged(ino, 'inode', `inode ${ino} (block ${fsbno}): ${damage.what}`, damage.code);
     if (inode.mode === 0) throw new RmapfsError('EFSCORRUPTED', `inode ${ino} is free but still referenced`);
     return inode;
   }
@@ -229,6 +229,19 @@ export class InodeStore {
     if (!cur.lookup(key, 0, 'eq')) return false;
     const { block, offset } = cur.recordAt();
     return !isInodeFree(decodeInobt(block, offset), agino - startino);
+  }
+
+  /**
+   * The one place an inode's structure found damaged in use is marked sick
+   * (alloc/health.ts, as XFS's xfs_inode_mark_sick): the core's verifier
+   * (`get`), its fork btrees' (ForkBtreeStorage.noteCorruption), the block
+   * map's, directory's and attributes' own checks. Returns the error to throw.
+   */
+  damaged(ino: number, structure: InodeStructure, message: string, code: 'EFSCORRUPTED' | 'EFSBADCRC' = 'EFSCORRUPTED'): RmapfsError {
+    const health = this.alloc.inodeHealth;
+    if (!health.isSick(ino, structure)) log('inode %d: %s is damaged (%s): %s', ino, structure, health.activity, message);
+    health.markSick(ino, structure, 'verifier', message);
+    return new RmapfsError(code, message);
   }
 
   /** What makes the inode unusable (inode-format.ts `inodeDamage`), or null. */
@@ -271,6 +284,8 @@ export class InodeStore {
       inode.gid = gid;
       inode.nlink = 0;
       inode.touch('atime', 'mtime', 'ctime', 'crtime');
+      // A new file on this number: what was known of the old one's structures is not known of it.
+      this.alloc.inodeHealth.forget(ino);
       log('allocated inode %d mode %o', ino, mode);
       return inode;
     }

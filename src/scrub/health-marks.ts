@@ -8,8 +8,8 @@
  * vouched for the others.
  */
 import type { Allocator } from '../alloc/alloc';
-import { AG_STRUCTURES } from '../alloc/health';
-import type { AgStructure, FsStructure, HealthSource, StructureName } from '../alloc/health';
+import { AG_STRUCTURES, INODE_STRUCTURES } from '../alloc/health';
+import type { AgStructure, FsStructure, HealthSource, InodeStructure, StructureName } from '../alloc/health';
 import { structureFacts } from '../format/structures';
 import type { Problem } from './common';
 import { FREE_LIST } from './ag-scrub';
@@ -62,12 +62,17 @@ export function withoutFileDoubts(problems: readonly Problem[]): Problem[] {
 /**
  * Marks the health of the structures a check covered -- `checked`, in the AGs
  * agnos for the AG ones -- from its problems: those with a problem become
- * sick, the others healthy. File-level structures have no health record.
+ * sick, the others healthy. An inode's structures with a problem become sick
+ * (the problem names the inode); `inodesChecked` (the check's file pass ran)
+ * makes the inodes already known sick or healthy whose checked structures
+ * had none healthy -- the others stay as they are, unrecorded (the record of
+ * inodes is bounded: health.ts).
  */
 export function markHealthFromProblems(alloc: Allocator, agnos: readonly number[], problems: readonly Problem[],
-  how: HealthSource, during: string, checked: readonly StructureName[] = AG_STRUCTURES): void {
+  how: HealthSource, during: string, checked: readonly StructureName[] = AG_STRUCTURES, inodesChecked = false): void {
   const byAg = new Map<number, Map<AgStructure, string>>();
   const fsFound = new Map<FsStructure, string>();
+  const inodeFound = new Map<number, Map<InodeStructure, string>>();
   const considered = withoutFileDoubts(problems);
   for (const p of considered) {
     const s = structureOfProblem(p);
@@ -75,6 +80,13 @@ export function markHealthFromProblems(alloc: Allocator, agnos: readonly number[
     const scope = structureFacts(s).scope;
     if (scope === 'filesystem') {
       if (!fsFound.has(s as FsStructure)) fsFound.set(s as FsStructure, p.message);
+      continue;
+    }
+    if (scope === 'inode') {
+      if (p.ino === undefined) continue;
+      let m = inodeFound.get(p.ino);
+      if (m === undefined) inodeFound.set(p.ino, (m = new Map()));
+      if (!m.has(s as InodeStructure)) m.set(s as InodeStructure, p.message);
       continue;
     }
     if (scope !== 'ag' || p.agno < 0) continue;
@@ -85,15 +97,26 @@ export function markHealthFromProblems(alloc: Allocator, agnos: readonly number[
   for (const s of checked) {
     if (structureFacts(s).scope !== 'filesystem') continue;
     const message = fsFound.get(s as FsStructure);
-    if (message === undefined) alloc.fsHealth.markHealthy(s as FsStructure);
+    if (message === undefined) alloc.fsHealth.markHealthy(s as FsStructure, how, during, 'checked clean');
     else alloc.fsHealth.markSick(s as FsStructure, how, message, during);
   }
+  const inodeChecked = INODE_STRUCTURES.filter((s) => checked.includes(s));
+  if (inodesChecked && inodeChecked.length > 0) {
+    for (const ino of alloc.inodeHealth.inodes()) {
+      const record = alloc.inodeHealth.get(ino)!;
+      for (const s of inodeChecked) {
+        if (record.known(s) !== undefined && inodeFound.get(ino)?.has(s) !== true) alloc.inodeHealth.markHealthy(ino, s, how, during, 'checked clean');
+      }
+    }
+    alloc.inodeHealth.lastFullCheck = { at: Date.now(), how };
+  }
+  for (const [ino, found] of inodeFound) for (const [s, message] of found) alloc.inodeHealth.markSick(ino, s, how, message, during);
   const agChecked = AG_STRUCTURES.filter((s) => checked.includes(s));
   for (const agno of agnos) {
     const ag = alloc.ag(agno);
     const found = byAg.get(agno);
     if (found === undefined) {
-      for (const s of agChecked) ag.health.markHealthy(s);
+      for (const s of agChecked) ag.health.markHealthy(s, how, during, 'checked clean');
       continue;
     }
     // Coverage problems beside free-space ones may be the free space's alone: do not blame the rmap for them.
