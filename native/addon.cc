@@ -42,6 +42,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Export<Fallocate>(env, exports, "fallocate");
   Export<MmapCopy>(env, exports, "mmapCopy");
   Export<Fdatasync>(env, exports, "fdatasync");
+  Export<ClockCoarse>(env, exports, "clockCoarse");
   Export<LockExclusive>(env, exports, "lockExclusive");
   Export<Close>(env, exports, "close");
   Export<AlignedBuffer>(env, exports, "alignedBuffer");

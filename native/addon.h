@@ -18,6 +18,7 @@ Napi::Value PunchHole(const Napi::CallbackInfo& info);
 Napi::Value Fallocate(const Napi::CallbackInfo& info);
 Napi::Value MmapCopy(const Napi::CallbackInfo& info);
 Napi::Value Fdatasync(const Napi::CallbackInfo& info);
+Napi::Value ClockCoarse(const Napi::CallbackInfo& info);
 Napi::Value LockExclusive(const Napi::CallbackInfo& info);
 Napi::Value Close(const Napi::CallbackInfo& info);
 Napi::Value AlignedBuffer(const Napi::CallbackInfo& info);

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <fcntl.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -140,6 +141,20 @@ Napi::Value Fdatasync(const Napi::CallbackInfo& info) {
     if (errno != EINTR) ThrowErrno(info.Env(), errno, "fdatasync");
   }
   return info.Env().Undefined();
+}
+
+// clockCoarse() -> [sec, nsec]: CLOCK_REALTIME_COARSE, the clock the kernel
+// stamps file times with (current_time), so times the daemon sets compare
+// with the times the kernel hands it (the writeback cache's mtime) as
+// ext4's compare with each other.
+Napi::Value ClockCoarse(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  timespec ts{};
+  if (::clock_gettime(CLOCK_REALTIME_COARSE, &ts) != 0) ThrowErrno(env, errno, "clock_gettime");
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, Napi::Number::New(env, static_cast<double>(ts.tv_sec)));
+  out.Set(1u, Napi::Number::New(env, static_cast<double>(ts.tv_nsec)));
+  return out;
 }
 
 // flock(fd, LOCK_EX | LOCK_NB): true when taken, false when another open file holds it.

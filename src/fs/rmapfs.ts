@@ -8,7 +8,7 @@ import { constants as fsConstants } from 'fs';
 import { RmapfsError, isCorruption } from '../errors';
 import { Filesystem } from './filesystem';
 import type { OpenOptions } from './filesystem';
-import { InodeStore, now } from '../inode/inode';
+import { InodeStore, kernelNow } from '../inode/inode';
 import type { Inode } from '../inode/inode';
 import {
   ATTR_NONE, FORK_EXTENTS, FORK_LOCAL, DATA_FORK_SIZE, S_IFDIR, S_IFLNK, S_ISGID, S_ISUID, S_IFMT, S_IFREG, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK,
@@ -469,7 +469,7 @@ export class Rmapfs {
     if (policy.nodiratime && inode.isDir) return;
     if ((inode.flags & IFLAG_NOATIME) !== 0) return; // chattr +A
     const atime = inode.getTime('atime');
-    const t = now();
+    const t = kernelNow(); // compared with mtimes the writeback cache's kernel stamped
     if (compareTime(atime, t) === 0) return;
     if (policy.mode === 'relatime' && compareTime(inode.getTime('mtime'), atime) < 0
       && compareTime(inode.getTime('ctime'), atime) < 0 && t.sec - atime.sec < RELATIME_MAX_AGE_SEC) return;

@@ -9,6 +9,7 @@ import * as crypto from 'crypto';
 import { RmapfsError, corruption } from '../errors';
 import type { Buf, BufCache, BufOps } from '../io/buf-cache';
 import { readI64, readU64, u64Text, writeI64, writeU64 } from '../io/meta-header';
+import { native } from '../native';
 import type { Allocator } from '../alloc/alloc';
 import type { AllocGroup } from '../alloc/ag';
 import type { AgStructure, InodeStructure } from '../alloc/health';
@@ -49,6 +50,18 @@ export function now(): Timespec {
   if (wallMinusMonoNs === null || drift > CLOCK_RESYNC_NS || drift < -CLOCK_RESYNC_NS) wallMinusMonoNs = wall - mono;
   const ns = wallMinusMonoNs + mono;
   return { sec: Number(ns / 1000000000n), nsec: Number(ns % 1000000000n) };
+}
+
+/**
+ * The time now as the kernel stamps files (CLOCK_REALTIME_COARSE: up to a
+ * tick behind now()). For the times the kernel will compare with its own:
+ * a new inode's (the writeback cache then sends the kernel's mtime for its
+ * first write, which must not come out before the atime set here, or
+ * relatime would see a file never read) and an atime update.
+ */
+export function kernelNow(): Timespec {
+  const [sec, nsec] = native.clockCoarse();
+  return { sec, nsec };
 }
 
 export class Inode {
@@ -155,7 +168,11 @@ export class Inode {
 
   /** Sets the named times to now (one clock reading for all). */
   touch(...which: TimeField[]): void {
-    const t = now();
+    this.stamp(now(), ...which);
+  }
+
+  /** Sets the named times to t. */
+  stamp(t: Timespec, ...which: TimeField[]): void {
     for (const w of which) this.setTime(w, t);
   }
 
@@ -283,7 +300,7 @@ export class InodeStore {
       inode.uid = uid;
       inode.gid = gid;
       inode.nlink = 0;
-      inode.touch('atime', 'mtime', 'ctime', 'crtime');
+      inode.stamp(kernelNow(), 'atime', 'mtime', 'ctime', 'crtime');
       // A new file on this number: what was known of the old one's structures is not known of it.
       this.alloc.inodeHealth.forget(ino);
       log('allocated inode %d mode %o', ino, mode);

@@ -66,6 +66,8 @@ export interface NativeAddon {
    */
   mmapCopy(fd: number, buf: Buffer, position: number, toFile: boolean): void;
   fdatasync(fd: number): void;
+  /** CLOCK_REALTIME_COARSE as [sec, nsec]: the clock the kernel stamps file times with. */
+  clockCoarse(): [number, number];
   /** flock(LOCK_EX | LOCK_NB): true when taken, false when another open file description holds it. */
   lockExclusive(fd: number): boolean;
   close(fd: number): void;
