@@ -420,12 +420,13 @@ export class Allocator implements InobtBlockSource {
    * Free blocks (less `held(ag)`) in the AGs allocations may use: an AG known damaged, or whose
    * header fails to read (which marks it so), counts nothing -- it is stepped around anyway.
    * `failure`: the first such read error, for a caller that cannot go on without that AG.
+   * `withSick`: count AGs known damaged too (a repair's budget).
    */
-  private usableFree(held: (ag: AllocGroup) => number): { blocks: number; failure: RmapfsError | null } {
+  private usableFree(held: (ag: AllocGroup) => number, withSick = false): { blocks: number; failure: RmapfsError | null } {
     let blocks = 0;
     let failure: RmapfsError | null = null;
     for (const ag of this.ags) {
-      if (this.spaceSick(ag)) continue;
+      if (!withSick && this.spaceSick(ag)) continue;
       try {
         blocks += this.inAg(ag, 'counting free space', () => ag.freeBlocks - held(ag));
       } catch (e) {
@@ -440,10 +441,11 @@ export class Allocator implements InobtBlockSource {
    * What a repair may take for a new structure now: free blocks that are
    * not busy, less the reserve pool (a repair's new btree must not eat the
    * space a write into preallocated space may need, as XFS's repairs reserve
-   * from ordinary free space).
+   * from ordinary free space). Damaged AGs count: a repair rebuilds in the
+   * AG it repairs, whose structure being repaired is what makes it sick.
    */
   repairBudget(): number {
-    return Math.max(0, this.usableFree((ag) => ag.busyBlocks).blocks - this.reservePool);
+    return Math.max(0, this.usableFree((ag) => ag.busyBlocks, true).blocks - this.reservePool);
   }
 
   /** Freed extents waiting for a log force before they may be reused. */
