@@ -206,8 +206,11 @@ export class LinkCountScan {
 
   /** The inode if it is a directory in use (with its tree), else null. */
   private directoryAt(ino: number): Directory | null {
+    // Freed since the scan found it (an rmdir between two slices): no names left to count. Looked at
+    // before `get`, which calls a free inode corruption ("free but still referenced").
+    if (this.fsx.inodes.handle(ino).mode === 0) return null;
     const inode = this.fsx.inodes.get(ino);
-    if (inode.mode === 0 || !inode.isDir) return null;
+    if (!inode.isDir) return null;
     if (inode.format !== FORK_BTREE) {
       throw new RmapfsError('EFSCORRUPTED', `directory ${ino} has no btree: repair directories before link counts`);
     }
