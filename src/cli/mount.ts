@@ -45,6 +45,13 @@ options (-o, comma separated):
   attr_timeout=S, entry_timeout=S, negative_timeout=S
                            seconds the kernel may cache attributes, a name's inode, a name's
                            absence before asking again (default 1 each; fractions allowed, 0: always ask)
+  writeback_cache, no_writeback_cache
+                           the kernel's writeback cache (default on; never with sync): writes wait
+                           in the page cache; one refused at writeback (ENOSPC, EIO) is reported
+                           by the next write(2) to the file, fsync and close, and its data is lost
+  killpriv_v2, no_killpriv_v2
+                           the daemon clears suid/sgid/capabilities on write, truncate and chown
+                           (default on: spares each write(2) a round trip; off: the kernel does)
   autoheal, noautoheal     repair online, by itself, a structure found damaged in use (the
                            operation that found it gets its error once; default noautoheal for now)
   spin_us=N                how long the FUSE loop keeps reading before it sleeps (default 30;
