@@ -253,9 +253,7 @@ export class Allocator implements InobtBlockSource {
         // A damaged AG that was not counted may be what was needed: its refusal says more than ENOSPC.
         if (req.agno !== undefined && this.spaceSick(this.ag(req.agno))) throw this.sickRefusal(this.ag(req.agno), 'cannot allocate');
         if (free.failure !== null) throw free.failure;
-        const sick = this.ags.filter((ag) => this.spaceSick(ag)).map((ag) => ag.agno);
-        const damaged = sick.length === 0 ? '' : `; AG ${sick.join(', ')} ${sick.length === 1 ? 'is' : 'are'} not used (damaged metadata)`;
-        throw new RmapfsError('ENOSPC', `no free extent of ${req.minLen} block${req.minLen === 1 ? '' : 's'} outside the reserve pool (${this.reservePool} blocks)${damaged}`);
+        throw this.noSpace(req.minLen, ` outside the reserve pool (${this.reservePool} blocks)`, this.ags.filter((ag) => this.spaceSick(ag)));
       }
       maxLen = Math.min(maxLen, usable);
     }
@@ -293,8 +291,13 @@ export class Allocator implements InobtBlockSource {
       return { fsbno: this.geo.fsbno(agno, found.startblock), agno, agbno: found.startblock, len: found.blockcount };
     }
     // ENOSPC all the same when damaged AGs were skipped: the caller may try elsewhere (an inode chunk in another AG).
+    throw this.noSpace(req.minLen, this.busyCount() > 0 ? ' (some freed space is not reusable until a checkpoint)' : '', avoided);
+  }
+
+  /** The ENOSPC of an allocation of `minLen` blocks: why (`why`), and the damaged AGs it did not use. */
+  private noSpace(minLen: number, why: string, avoided: readonly AllocGroup[]): RmapfsError {
     const damaged = avoided.length === 0 ? '' : `; AG ${avoided.map((a) => a.agno).join(', ')} ${avoided.length === 1 ? 'is' : 'are'} not used (damaged metadata)`;
-    throw new RmapfsError('ENOSPC', `no free extent of ${req.minLen} block${req.minLen === 1 ? '' : 's'}${this.busyCount() > 0 ? ' (some freed space is not reusable until a checkpoint)' : ''}${damaged}`);
+    return new RmapfsError('ENOSPC', `no free extent of ${minLen} block${minLen === 1 ? '' : 's'}${why}${damaged}`);
   }
 
   /**
