@@ -169,7 +169,7 @@ function chosenTime(t: Time | 'now' | undefined): boolean {
  * time itself, never FATTR_MTIME_NOW (fs/fuse iattr_to_fattr, trust_local_cmtime).
  * Within a second of ours it is taken for "now".
  */
-function kernelNow(t: Time | 'now' | undefined): boolean {
+function stampedNow(t: Time | 'now' | undefined): boolean {
   return t !== undefined && t !== 'now' && Math.abs(t.sec + t.nsec / 1e9 - Date.now() / 1000) < 1;
 }
 
@@ -415,7 +415,7 @@ export class LowLevelOps {
           mode: req.mode, uid: req.uid, gid: req.gid, size: req.size,
           atime: req.atime === 'now' ? now() : req.atime, mtime: req.mtime === 'now' ? now() : req.mtime,
           timesAreNow: !chosenTime(req.atime)
-            && (!chosenTime(req.mtime) || (this.opts.writeBack !== undefined && kernelNow(req.mtime))),
+            && (!chosenTime(req.mtime) || (this.opts.writeBack !== undefined && stampedNow(req.mtime))),
           ctime: req.ctime,
           dropPrivs: this.killsPrivs() ? setattrDrop(req) : undefined,
         });
