@@ -566,6 +566,23 @@ static int serve_one_classic(void) {
   return 1;
 }
 
+/* Drains /dev/fuse (forgets, interrupts) without blocking; 0 once the connection is gone. */
+static int drain_dev(void) {
+  for (;;) {
+    ssize_t got = read(fuse_fd, request_buf, sizeof request_buf);
+    if (got < 0) {
+      if (errno == EAGAIN) return 1;
+      if (errno == ENODEV) return 0;
+      if (errno == EINTR || errno == ENOENT) continue;
+      die("read /dev/fuse: %s", strerror(errno));
+    }
+    const struct fuse_in_header *in = (const struct fuse_in_header *)request_buf;
+    const char *op = request_buf + sizeof *in;
+    int result = handle(in, op, op + first_arg_size(in->opcode), reply_buf);
+    if (result != NO_REPLY) reply_classic(in, result);
+  }
+}
+
 static void serve_classic(int use_epoll) {
   if (!use_epoll) {
     while (serve_one_classic()) {}
@@ -581,19 +598,7 @@ static void serve_classic(int use_epoll) {
       if (errno == EINTR) continue;
       die("epoll_wait: %s", strerror(errno));
     }
-    for (;;) {
-      ssize_t got = read(fuse_fd, request_buf, sizeof request_buf);
-      if (got < 0) {
-        if (errno == EAGAIN) break;
-        if (errno == ENODEV) return;
-        if (errno == EINTR || errno == ENOENT) continue;
-        die("read /dev/fuse: %s", strerror(errno));
-      }
-      const struct fuse_in_header *in = (const struct fuse_in_header *)request_buf;
-      const char *op = request_buf + sizeof *in;
-      int result = handle(in, op, op + first_arg_size(in->opcode), reply_buf);
-      if (result != NO_REPLY) reply_classic(in, result);
-    }
+    if (!drain_dev()) return;
   }
 }
 
@@ -704,23 +709,6 @@ static unsigned possible_cpus(void) {
   if (f == NULL || fscanf(f, "%u-%u", &lo, &hi) < 1) die("cannot read /sys/devices/system/cpu/possible");
   fclose(f);
   return (hi > lo ? hi : lo) + 1;
-}
-
-/* Drains /dev/fuse (forgets, interrupts) without blocking; 0 once the connection is gone. */
-static int drain_dev(void) {
-  for (;;) {
-    ssize_t got = read(fuse_fd, request_buf, sizeof request_buf);
-    if (got < 0) {
-      if (errno == EAGAIN) return 1;
-      if (errno == ENODEV) return 0;
-      if (errno == EINTR || errno == ENOENT) continue;
-      die("read /dev/fuse: %s", strerror(errno));
-    }
-    const struct fuse_in_header *in = (const struct fuse_in_header *)request_buf;
-    const char *op = request_buf + sizeof *in;
-    int result = handle(in, op, op + first_arg_size(in->opcode), reply_buf);
-    if (result != NO_REPLY) reply_classic(in, result);
-  }
 }
 
 static void serve_ring(int use_epoll) {
